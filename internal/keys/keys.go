@@ -1,0 +1,50 @@
+// Package keys names every Redis key Corral uses.
+//
+// All keys of one partition share the hash tag {pN}, so each job-path
+// script touches a single Redis Cluster slot.
+package keys
+
+import "strconv"
+
+// Meta holds cluster-wide settings fixed at creation (the partition count).
+const Meta = "corral:meta"
+
+// Partition builds the keys of one partition.
+type Partition struct{ prefix string }
+
+// For returns the key builder of partition p.
+func For(p int) Partition {
+	return Partition{prefix: "corral:{p" + strconv.Itoa(p) + "}:"}
+}
+
+// Owner holds the lease token of the worker that claimed the partition.
+func (k Partition) Owner() string { return k.prefix + "owner" }
+
+// Epoch is the fencing counter, incremented on every grant.
+func (k Partition) Epoch() string { return k.prefix + "epoch" }
+
+// Queue is the partition's job stream.
+func (k Partition) Queue() string { return k.prefix + "q" }
+
+// Outbox holds jobs emitted by committed jobs, waiting to be relayed.
+func (k Partition) Outbox() string { return k.prefix + "out" }
+
+// Dead is the dead-letter stream.
+func (k Partition) Dead() string { return k.prefix + "dlq" }
+
+// Audit records (epoch, job id) of every commit when auditing is on.
+func (k Partition) Audit() string { return k.prefix + "audit" }
+
+// Job is the idempotency record of a job id: content hash and status.
+func (k Partition) Job(id string) string { return k.prefix + "job:" + id }
+
+// State holds an entity's committed state.
+func (k Partition) State(entity, key string) string {
+	return k.prefix + "st:" + entity + ":" + key
+}
+
+// Result holds a job's result until it expires.
+func (k Partition) Result(id string) string { return k.prefix + "res:" + id }
+
+// Lease is a worker's liveness lease, named by its token.
+func Lease(token string) string { return "corral:lease:" + token }

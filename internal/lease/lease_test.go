@@ -1,0 +1,119 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/testenv"
+)
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	if err := lease.DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config invalid: %v", err)
+	}
+	bad := lease.Config{TTL: time.Second, RenewEvery: 500 * time.Millisecond, Margin: 100 * time.Millisecond}
+	if err := bad.Validate(); err == nil {
+		t.Fatal("TTL below two renewals plus margin accepted")
+	}
+}
+
+func TestClaimReleaseEpochs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	rdb := testenv.StartRedis(t).Client(t)
+	ctx := context.Background()
+
+	e1, err := lease.Claim(ctx, rdb, 7, "a~1", "")
+	if err != nil || e1 != 1 {
+		t.Fatalf("first claim: epoch %d err %v, want 1", e1, err)
+	}
+	// b expects the partition to be free, but a holds it.
+	if _, err := lease.Claim(ctx, rdb, 7, "b~1", ""); !errors.Is(err, lease.ErrHeld) {
+		t.Fatalf("claim of a held partition: %v, want ErrHeld", err)
+	}
+	// Taking over from a named holder (whose lease is gone) bumps the epoch.
+	e2, err := lease.Claim(ctx, rdb, 7, "b~1", "a~1")
+	if err != nil || e2 != 2 {
+		t.Fatalf("takeover: epoch %d err %v, want 2", e2, err)
+	}
+	// a no longer holds it, so its release changes nothing.
+	if ok, err := lease.Release(ctx, rdb, 7, "a~1"); err != nil || ok {
+		t.Fatalf("stale release: %v %v", ok, err)
+	}
+	if ok, err := lease.Release(ctx, rdb, 7, "b~1"); err != nil || !ok {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	h, err := lease.HolderOf(ctx, rdb, 7)
+	if err != nil || h.Token != "" || h.Epoch != 2 {
+		t.Fatalf("after release: %+v %v; want free at epoch 2", h, err)
+	}
+	// Epochs never go back: the next grant is 3.
+	if e3, err := lease.Claim(ctx, rdb, 7, "c~1", ""); err != nil || e3 != 3 {
+		t.Fatalf("claim after release: %d %v", e3, err)
+	}
+}
+
+func TestKeeperRenewsAndStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	rdb := testenv.StartRedis(t).Client(t)
+	ctx := context.Background()
+	cfg := lease.Config{TTL: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, Margin: 100 * time.Millisecond}
+	k, err := lease.NewKeeper(rdb, cfg, "w1~x", "w1", time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Valid() {
+		t.Fatal("valid before Start")
+	}
+	if err := k.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Outlive the TTL several times: renewal keeps it alive.
+	time.Sleep(3 * cfg.TTL)
+	if alive, err := lease.Alive(ctx, rdb, "w1~x"); err != nil || !alive || !k.Valid() {
+		t.Fatalf("lease after renewals: alive %v valid %v err %v", alive, k.Valid(), err)
+	}
+	// A second keeper with the same token is refused.
+	k2, _ := lease.NewKeeper(rdb, cfg, "w1~x", "w1", time.Now, nil)
+	if err := k2.Start(ctx); err == nil {
+		t.Fatal("second keeper with the same token started")
+	}
+	k.Stop()
+	k.Stop() // twice is fine
+	if alive, _ := lease.Alive(ctx, rdb, "w1~x"); alive || k.Valid() {
+		t.Fatal("lease survives Stop")
+	}
+}
+
+func TestKeeperNoticesExpiry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	rdb := testenv.StartRedis(t).Client(t)
+	ctx := context.Background()
+	cfg := lease.Config{TTL: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, Margin: 100 * time.Millisecond}
+	k, err := lease.NewKeeper(rdb, cfg, "w2~x", "w2", time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Stop()
+	lost := k.Lost()
+	// As if the worker stalled past its TTL: the lease vanishes from Redis.
+	rdb.Del(ctx, keys.Lease("w2~x"))
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("keeper did not notice its lease was gone")
+	}
+}

@@ -1,0 +1,258 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	startTimeout = 60 * time.Second // generous: tests run servers side by side on 2 cores
+	stopGrace    = 15 * time.Second
+)
+
+// RedisConfig describes a redis-server to start.
+type RedisConfig struct {
+	Binary     string // default: RedisBinary()
+	Dir        string // its working directory: AOF files and redis.log (required)
+	Port       int    // 0: a free port, retried on another if lost to a race
+	AppendOnly bool   // AOF on with appendfsync everysec
+	Password   string // requirepass, if set
+}
+
+// RedisServer is a redis-server process bound to 127.0.0.1 with RDB
+// snapshots off. Stop, Kill and Restart are safe to call in any order. On
+// Linux the server is killed when the process that started it dies.
+type RedisServer struct {
+	Addr    string // 127.0.0.1:port
+	Port    int
+	Dir     string
+	LogFile string
+
+	cfg  RedisConfig
+	mu   sync.Mutex
+	proc *process
+}
+
+// StartRedisServer starts redis-server and waits until it answers PING.
+func StartRedisServer(ctx context.Context, cfg RedisConfig) (*RedisServer, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("testenv: RedisConfig.Dir is required")
+	}
+	if cfg.Binary == "" {
+		bin, err := RedisBinary()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Binary = bin
+	}
+	s := &RedisServer{Dir: cfg.Dir, LogFile: filepath.Join(cfg.Dir, "redis.log"), cfg: cfg}
+	for attempt := 1; ; attempt++ {
+		port := cfg.Port
+		if port == 0 {
+			ports, err := freePorts(1, false)
+			if err != nil {
+				return nil, fmt.Errorf("testenv: redis: %w", err)
+			}
+			port = ports[0]
+		}
+		s.Port, s.Addr = port, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		err := s.start(ctx)
+		var exited *errExited
+		if err == nil || cfg.Port != 0 || attempt == 3 || !errors.As(err, &exited) {
+			return s, err
+		}
+	}
+}
+
+func (s *RedisServer) args() []string {
+	aof := "no"
+	if s.cfg.AppendOnly {
+		aof = "yes"
+	}
+	args := []string{
+		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
+		"--save", "", "--appendonly", aof, "--appendfsync", "everysec",
+		"--daemonize", "no", "--logfile", "",
+	}
+	if s.cfg.Password != "" {
+		args = append(args, "--requirepass", s.cfg.Password)
+	}
+	return args
+}
+
+// start runs the process and waits for PING; the caller knows it is down.
+func (s *RedisServer) start(ctx context.Context) error {
+	p, err := startProcess(s.cfg.Binary, s.args(), s.Dir, s.LogFile)
+	if err != nil {
+		return fmt.Errorf("testenv: redis: %w", err)
+	}
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+	for {
+		if err := redisPing(ctx, s.Addr, s.cfg.Password); err == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return &errExited{name: "redis-server on " + s.Addr, err: p.err, log: logTail(s.LogFile, 20)}
+		case <-ctx.Done():
+			p.kill()
+			return fmt.Errorf("testenv: redis-server on %s did not answer PING: %w; last lines of %s:\n%s",
+				s.Addr, ctx.Err(), s.LogFile, logTail(s.LogFile, 20))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// redisPing sends PING (after AUTH if needed) and expects PONG; a server
+// still loading its AOF answers LOADING and is not ready.
+func redisPing(ctx context.Context, addr, password string) error {
+	d := net.Dialer{Timeout: time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	r := bufio.NewReader(conn)
+	send := func(args ...string) (string, error) {
+		var b strings.Builder
+		fmt.Fprintf(&b, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
+		if _, err := conn.Write([]byte(b.String())); err != nil {
+			return "", err
+		}
+		line, err := r.ReadString('\n')
+		return strings.TrimSpace(line), err
+	}
+	if password != "" {
+		if line, err := send("AUTH", password); err != nil || line != "+OK" {
+			return fmt.Errorf("AUTH: %q %v", line, err)
+		}
+	}
+	line, err := send("PING")
+	if err != nil {
+		return err
+	}
+	if line != "+PONG" {
+		return fmt.Errorf("PING answered %q", line)
+	}
+	return nil
+}
+
+// Stop shuts the server down with SIGTERM (AOF flushed).
+func (s *RedisServer) Stop() error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.stop(stopGrace)
+}
+
+// Kill sends SIGKILL, as a crash would.
+func (s *RedisServer) Kill() {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
+}
+
+// Restart stops the server if it runs and starts it again on the same port
+// and directory, so an AOF written before survives.
+func (s *RedisServer) Restart(ctx context.Context) error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	return s.start(ctx)
+}
+
+// Redis is a redis-server for one test.
+type Redis struct {
+	Addr     string // 127.0.0.1:port
+	Dir      string
+	Password string
+	Server   *RedisServer
+}
+
+// RedisOptions adjusts StartRedis; the zero value is fine.
+type RedisOptions struct {
+	AppendOnly bool   // AOF on, appendfsync everysec
+	Port       int    // 0: a free port
+	Password   string // requirepass
+}
+
+// StartRedis starts a redis-server in a directory of t.TempDir() and stops
+// it when the test ends. Its output is in Dir/redis.log and is copied to
+// the test log if the test fails.
+func StartRedis(t testing.TB, opts ...RedisOptions) *Redis {
+	t.Helper()
+	var o RedisOptions
+	if len(opts) > 1 {
+		t.Fatalf("testenv: StartRedis takes at most one RedisOptions")
+	} else if len(opts) == 1 {
+		o = opts[0]
+	}
+	bin, err := RedisBinary()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	srv, err := StartRedisServer(ctx, RedisConfig{Binary: bin, Dir: t.TempDir(), Port: o.Port,
+		AppendOnly: o.AppendOnly, Password: o.Password})
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Errorf("testenv: stop redis: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("redis-server %s, last lines of %s:\n%s", srv.Addr, srv.LogFile, logTail(srv.LogFile, 40))
+		}
+	})
+	return &Redis{Addr: srv.Addr, Dir: srv.Dir, Password: o.Password, Server: srv}
+}
+
+// Client returns a client of the server, closed when the test ends.
+func (r *Redis) Client(t testing.TB) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.Password})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Kill sends SIGKILL to the server.
+func (r *Redis) Kill(t testing.TB) {
+	t.Helper()
+	r.Server.Kill()
+}
+
+// Restart starts the server again on the same port and directory (an AOF
+// survives) and waits for PING.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := r.Server.Restart(ctx); err != nil {
+		t.Fatalf("testenv: restart redis: %v", err)
+	}
+}
