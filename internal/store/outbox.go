@@ -1,0 +1,50 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/corralhq/corral/internal/keys"
+)
+
+// Relay moves up to max jobs from a partition's outbox to their target
+// partitions' queues and returns how many it moved. It is at-least-once:
+// a crash between enqueue and delete relays again, and the target's
+// idempotency record turns the second copy into a duplicate.
+func (s *Store) Relay(ctx context.Context, partition int, max int64, partitionOf func(key string) int) (int, error) {
+	k := keys.For(partition)
+	msgs, err := s.rdb.XRangeN(ctx, k.Outbox(), "-", "+", max).Result()
+	if err != nil {
+		return 0, fmt.Errorf("store: read outbox of partition %d: %w", partition, err)
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	now := time.Now().UnixMilli()
+	jobs := make([]Job, len(msgs))
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		j := jobFromStream(partition, m.ID, m.Values)
+		j.Partition = partitionOf(j.Key)
+		j.SubmittedAt = now
+		j.StreamID = ""
+		jobs[i] = j
+		ids[i] = m.ID
+	}
+	res, err := s.Enqueue(ctx, jobs)
+	if err != nil {
+		return 0, err
+	}
+	for i, r := range res {
+		// A conflict would mean two different emits derived the same id;
+		// it cannot succeed on a later try either, so it is not retried.
+		if r.Err != nil && !isConflict(r.Err) {
+			return 0, fmt.Errorf("store: relay %q: %w", jobs[i].ID, r.Err)
+		}
+	}
+	if err := s.rdb.XDel(ctx, k.Outbox(), ids...).Err(); err != nil {
+		return 0, fmt.Errorf("store: trim outbox of partition %d: %w", partition, err)
+	}
+	return len(msgs), nil
+}

@@ -1,0 +1,116 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// StartID reads a partition's stream from its beginning. Committed entries
+// are deleted by the commit, so what remains is exactly what is not done.
+const StartID = "0-0"
+
+// Read does one blocking read across the streams of the given partitions,
+// each from its cursor (the last stream id already taken), and returns up to
+// count jobs per partition. No jobs before block elapses is not an error.
+func (s *Store) Read(ctx context.Context, cursors map[int]string, count int64, block time.Duration) (map[int][]Job, error) {
+	if len(cursors) == 0 {
+		return nil, nil
+	}
+	parts := make([]int, 0, len(cursors))
+	for p := range cursors {
+		parts = append(parts, p)
+	}
+	sort.Ints(parts)
+	args := make([]string, 0, 2*len(parts))
+	for _, p := range parts {
+		args = append(args, keys.For(p).Queue())
+	}
+	for _, p := range parts {
+		args = append(args, cursors[p])
+	}
+	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: count, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read streams: %w", err)
+	}
+	out := make(map[int][]Job, len(res))
+	for _, st := range res {
+		p, err := partitionOfKey(st.Stream)
+		if err != nil {
+			return nil, err
+		}
+		jobs := make([]Job, len(st.Messages))
+		for i, m := range st.Messages {
+			jobs[i] = jobFromStream(p, m.ID, m.Values)
+		}
+		out[p] = jobs
+	}
+	return out, nil
+}
+
+// partitionOfKey parses N out of "corral:{pN}:...".
+func partitionOfKey(key string) (int, error) {
+	i := strings.Index(key, "{p")
+	j := strings.Index(key, "}")
+	if i < 0 || j < i {
+		return 0, fmt.Errorf("store: not a partition key: %q", key)
+	}
+	return strconv.Atoi(key[i+2 : j])
+}
+
+// EntityRef names an entity.
+type EntityRef struct{ Type, Key string }
+
+// Snapshot is what a batch starts from: the entities' states and which of
+// its job ids are already finished (and must not be applied again).
+type Snapshot struct {
+	States   map[EntityRef][]byte // nil value: no state yet
+	Finished map[string]bool
+}
+
+// Load reads the state of every entity the jobs touch, and the status of
+// each job id, in one round trip. entityOf maps a handler to its entity type.
+func (s *Store) Load(ctx context.Context, partition int, jobs []Job, entityOf func(handler string) string) (Snapshot, error) {
+	k := keys.For(partition)
+	pipe := s.rdb.Pipeline()
+	refs := make([]EntityRef, 0, len(jobs))
+	stateCmds := make([]*redis.StringCmd, 0, len(jobs))
+	seen := make(map[EntityRef]bool, len(jobs))
+	for _, j := range jobs {
+		ref := EntityRef{Type: entityOf(j.Handler), Key: j.Key}
+		if seen[ref] {
+			continue
+		}
+		seen[ref] = true
+		refs = append(refs, ref)
+		stateCmds = append(stateCmds, pipe.Get(ctx, k.State(ref.Type, ref.Key)))
+	}
+	statusCmds := make([]*redis.StringCmd, len(jobs))
+	for i, j := range jobs {
+		statusCmds[i] = pipe.HGet(ctx, k.Job(j.ID), "s")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Snapshot{}, fmt.Errorf("store: load partition %d: %w", partition, err)
+	}
+	snap := Snapshot{States: make(map[EntityRef][]byte, len(refs)), Finished: map[string]bool{}}
+	for i, ref := range refs {
+		b, _ := stateCmds[i].Bytes()
+		snap.States[ref] = b
+	}
+	for i, j := range jobs {
+		if st := statusCmds[i].Val(); st == statusDone || st == statusDead {
+			snap.Finished[j.ID] = true
+		}
+	}
+	return snap, nil
+}

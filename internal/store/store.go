@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrPartitionMismatch means the cluster in Redis was created with another
+// partition count than the one this process was given.
+var ErrPartitionMismatch = errors.New("partition count mismatch")
+
+// Config sets retention of what the job path leaves behind.
+type Config struct {
+	Partitions      int
+	DoneRetention   time.Duration // how long a finished job id is remembered for dedup
+	ResultRetention time.Duration // how long results are kept
+	Audit           bool          // record (epoch, job id) of every commit
+}
+
+// DefaultConfig returns the retention a user would expect: a day.
+func DefaultConfig() Config {
+	return Config{Partitions: 64, DoneRetention: 24 * time.Hour, ResultRetention: 24 * time.Hour}
+}
+
+// Store is the Redis side of the job path.
+type Store struct {
+	rdb redis.UniversalClient
+	cfg Config
+}
+
+// New returns a Store over rdb.
+func New(rdb redis.UniversalClient, cfg Config) *Store {
+	return &Store{rdb: rdb, cfg: cfg}
+}
+
+// Partitions is P.
+func (s *Store) Partitions() int { return s.cfg.Partitions }
+
+// Client is the underlying Redis client.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// EnsurePartitions records P on first start and refuses another P later:
+// changing it would move every key to another partition.
+func (s *Store) EnsurePartitions(ctx context.Context) error {
+	if err := s.rdb.HSetNX(ctx, keys.Meta, "partitions", s.cfg.Partitions).Err(); err != nil {
+		return fmt.Errorf("store: record partition count: %w", err)
+	}
+	got, err := s.rdb.HGet(ctx, keys.Meta, "partitions").Int()
+	if err != nil {
+		return fmt.Errorf("store: read partition count: %w", err)
+	}
+	if got != s.cfg.Partitions {
+		return fmt.Errorf("%w: this cluster was created with %d partitions and this worker was started with %d; start it with --partitions %d (the count is fixed for a cluster's life)",
+			ErrPartitionMismatch, got, s.cfg.Partitions, got)
+	}
+	return nil
+}
+
+// RecordedPartitions returns P as recorded in Redis, or 0 if no cluster was
+// created there yet.
+func RecordedPartitions(ctx context.Context, rdb redis.UniversalClient) (int, error) {
+	n, err := rdb.HGet(ctx, keys.Meta, "partitions").Int()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// Depth is the number of jobs waiting in a partition: its queue plus its
+// outbox.
+func (s *Store) Depth(ctx context.Context, partitions []int) (map[int]int64, error) {
+	pipe := s.rdb.Pipeline()
+	qs := make([]*redis.IntCmd, len(partitions))
+	os := make([]*redis.IntCmd, len(partitions))
+	for i, p := range partitions {
+		k := keys.For(p)
+		qs[i] = pipe.XLen(ctx, k.Queue())
+		os[i] = pipe.XLen(ctx, k.Outbox())
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: depth: %w", err)
+	}
+	out := make(map[int]int64, len(partitions))
+	for i, p := range partitions {
+		out[p] = qs[i].Val() + os[i].Val()
+	}
+	return out, nil
+}
+
+// States reads committed entity states; missing ones are nil.
+func (s *Store) States(ctx context.Context, entity string, keysOf []string, partitionOf func(string) int) ([][]byte, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(keysOf))
+	for i, key := range keysOf {
+		cmds[i] = pipe.Get(ctx, keys.For(partitionOf(key)).State(entity, key))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: read state: %w", err)
+	}
+	out := make([][]byte, len(keysOf))
+	for i, c := range cmds {
+		if b, err := c.Bytes(); err == nil {
+			out[i] = b
+		}
+	}
+	return out, nil
+}
+
+// evalPipelined runs scripts by SHA in one pipeline and, if Redis lost its
+// script cache (a restart), loads them and runs the pipeline once more.
+func (s *Store) evalPipelined(ctx context.Context, scripts []*redis.Script, fill func(pipe redis.Pipeliner) []*redis.Cmd) ([]*redis.Cmd, error) {
+	for attempt := 0; ; attempt++ {
+		pipe := s.rdb.Pipeline()
+		cmds := fill(pipe)
+		_, err := pipe.Exec(ctx)
+		if err == nil || attempt > 0 || !hasNoScript(cmds) {
+			return cmds, nil
+		}
+		for _, sc := range scripts {
+			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+				return nil, fmt.Errorf("store: load script: %w", err)
+			}
+		}
+	}
+}
+
+func hasNoScript(cmds []*redis.Cmd) bool {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			return true
+		}
+	}
+	return false
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
