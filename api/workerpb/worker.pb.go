@@ -603,6 +603,7 @@ type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Partitions    int32                  `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"` // P
 	Members       []*MemberStatus        `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	TotalDepth    int64                  `protobuf:"varint,3,opt,name=total_depth,json=totalDepth,proto3" json:"total_depth,omitempty"` // jobs waiting in all partitions (cluster only)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -651,6 +652,13 @@ func (x *StatusResponse) GetMembers() []*MemberStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetTotalDepth() int64 {
+	if x != nil {
+		return x.TotalDepth
+	}
+	return 0
+}
+
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
@@ -694,12 +702,14 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"partitions\x12\x18\n" +
 	"\aplugins\x18\x05 \x03(\tR\aplugins\x12\x1c\n" +
 	"\tcommitted\x18\x06 \x01(\x03R\tcommitted\x12\x16\n" +
-	"\x06fenced\x18\a \x01(\x03R\x06fenced\"j\n" +
+	"\x06fenced\x18\a \x01(\x03R\x06fenced\"\x8b\x01\n" +
 	"\x0eStatusResponse\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
 	"partitions\x128\n" +
-	"\amembers\x18\x02 \x03(\v2\x1e.corral.worker.v1.MemberStatusR\amembers2\xf5\x01\n" +
+	"\amembers\x18\x02 \x03(\v2\x1e.corral.worker.v1.MemberStatusR\amembers\x12\x1f\n" +
+	"\vtotal_depth\x18\x03 \x01(\x03R\n" +
+	"totalDepth2\xf5\x01\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +

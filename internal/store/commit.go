@@ -94,8 +94,8 @@ type DeadJob struct {
 
 // Batch is everything one partition batch commits.
 type Batch struct {
-	Done    []string   // job ids applied
-	Acked   []string   // stream ids to remove from the queue (every job read)
+	Done    []string // job ids applied
+	Acked   []string // stream ids to remove from the queue (every job read)
 	States  []StateWrite
 	Results []Result
 	Emits   []Job     // follow-up jobs for the outbox (ids already derived)
