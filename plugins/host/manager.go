@@ -1,0 +1,348 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/corralhq/corral/plugins"
+	"github.com/corralhq/corral/plugins/pluginpb"
+)
+
+// Errors callers can branch on. Every Handle error means "retry the batch".
+var (
+	// ErrBadReply: a plugin's reply does not match its request.
+	ErrBadReply = errors.New("plugin sent a bad reply")
+	// ErrDuplicateHandler: two plugins declare the same handler.
+	ErrDuplicateHandler = errors.New("handler served by two plugins")
+	// ErrPluginUnavailable: a plugin's process is down and could not be
+	// relaunched yet.
+	ErrPluginUnavailable = errors.New("plugin unavailable")
+	// ErrNotStarted: Handle was called before Start.
+	ErrNotStarted = errors.New("plugin manager not started")
+	// ErrStopped: the manager was stopped.
+	ErrStopped = errors.New("plugin manager stopped")
+)
+
+// HandlerInfo is what a plugin declared about one handler.
+type HandlerInfo struct {
+	Plugin      string
+	Version     string
+	Timeout     time.Duration // 0: the caller's default
+	MaxAttempts int           // 0: the caller's default
+}
+
+type route struct {
+	sup  *supervisor
+	info HandlerInfo
+}
+
+type lifecycle int
+
+const (
+	created lifecycle = iota
+	started
+	stopped
+)
+
+// Manager runs a worker's plugins and routes batches of jobs to them. It is
+// safe for concurrent use once started.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time // stubbed by tests
+
+	mu     sync.RWMutex
+	state  lifecycle
+	sups   []*supervisor
+	routes map[string]route // handler name → plugin; fixed by Start
+
+	bg sync.WaitGroup // kills of retired processes
+}
+
+// New validates cfg and returns a manager that has not launched anything.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Paths = append([]string(nil), cfg.Paths...)
+	for i, p := range cfg.Paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("host: plugin %s: %w", p, err)
+		}
+		// exec would look a bare name up in $PATH, not where Validate looked.
+		cfg.Paths[i] = abs
+	}
+	return &Manager{cfg: cfg, log: cfg.Logger, now: time.Now}, nil
+}
+
+// Start launches every plugin and learns its handlers. If any plugin fails
+// to start, or two plugins declare the same handler, Start kills what it
+// launched and returns the error.
+func (m *Manager) Start(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch m.state {
+	case started:
+		return errors.New("host: plugin manager already started")
+	case stopped:
+		return ErrStopped
+	}
+	routes := make(map[string]route)
+	var sups []*supervisor
+	fail := func(err error) error {
+		for _, s := range sups {
+			s.stop()
+		}
+		return err
+	}
+	for _, path := range m.cfg.Paths {
+		s := newSupervisor(m, path)
+		if err := s.start(ctx); err != nil {
+			return fail(fmt.Errorf("host: %w", err))
+		}
+		sups = append(sups, s)
+		d := s.describe()
+		for _, h := range d.GetHandlers() {
+			if other, dup := routes[h.GetName()]; dup {
+				return fail(fmt.Errorf("host: %w: %s is declared by plugin %s (%s) and plugin %s (%s)",
+					ErrDuplicateHandler, h.GetName(), other.info.Plugin, other.sup.path, d.GetName(), path))
+			}
+			routes[h.GetName()] = route{sup: s, info: HandlerInfo{
+				Plugin:      d.GetName(),
+				Version:     d.GetVersion(),
+				Timeout:     time.Duration(h.GetTimeoutMs()) * time.Millisecond,
+				MaxAttempts: int(h.GetMaxAttempts()),
+			}}
+		}
+		m.log.Info("plugin started", "plugin", d.GetName(), "version", d.GetVersion(), "path", path,
+			"handlers", len(d.GetHandlers()), "pid", s.pid())
+	}
+	m.sups, m.routes, m.state = sups, routes, started
+	return nil
+}
+
+// Stop kills every plugin process. It is safe to call twice, and before
+// Start; a stopped manager cannot be started again.
+func (m *Manager) Stop() {
+	m.mu.Lock()
+	if m.state == stopped {
+		m.mu.Unlock()
+		return
+	}
+	sups := m.sups
+	m.state = stopped
+	m.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, s := range sups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.stop()
+		}()
+	}
+	wg.Wait()
+	m.bg.Wait()
+}
+
+// Handlers returns a copy of the handler table: name → what its plugin
+// declared. Empty before Start.
+func (m *Manager) Handlers() map[string]HandlerInfo {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[string]HandlerInfo, len(m.routes))
+	for name, r := range m.routes {
+		out[name] = r.info
+	}
+	return out
+}
+
+// Plugins returns "name@version" of every plugin, sorted.
+func (m *Manager) Plugins() []string {
+	m.mu.RLock()
+	sups := m.sups
+	m.mu.RUnlock()
+	out := make([]string, 0, len(sups))
+	for _, s := range sups {
+		d := s.describe()
+		out = append(out, d.GetName()+"@"+d.GetVersion())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Handle runs a batch whose jobs may belong to several plugins. Each plugin
+// gets its jobs, in request order, and the states of the entities they
+// touch; the outcomes come back in request order. A job whose handler no
+// plugin serves fails ("unknown handler") without failing the batch. Any
+// other problem — a plugin that is down, hangs past its deadline or sends a
+// bad reply — fails the whole call, and the caller retries the batch.
+func (m *Manager) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
+	m.mu.RLock()
+	state, routes := m.state, m.routes
+	m.mu.RUnlock()
+	switch state {
+	case created:
+		return nil, ErrNotStarted
+	case stopped:
+		return nil, ErrStopped
+	}
+
+	jobs := req.GetJobs()
+	outcomes := make([]*pluginpb.Outcome, len(jobs))
+	var calls []*call
+	bySup := make(map[*supervisor]*call)
+	for i, j := range jobs {
+		r, ok := routes[j.GetHandler()]
+		if !ok {
+			outcomes[i] = &pluginpb.Outcome{JobId: j.GetId(), Status: pluginpb.Outcome_FAIL,
+				Error: fmt.Sprintf("unknown handler %q: no plugin on this worker serves it", j.GetHandler())}
+			continue
+		}
+		c := bySup[r.sup]
+		if c == nil {
+			c = &call{sup: r.sup, req: &pluginpb.HandleRequest{}}
+			bySup[r.sup] = c
+			calls = append(calls, c)
+		}
+		c.index = append(c.index, i)
+		c.req.Jobs = append(c.req.Jobs, j)
+		c.timeout = max(c.timeout, orDefault(r.info.Timeout, m.cfg.CallTimeout))
+	}
+	for _, c := range calls {
+		c.req.Entities = entitiesOf(req.GetEntities(), c.req.Jobs)
+	}
+
+	errs := make([]error, len(calls))
+	if len(calls) == 1 {
+		errs[0] = m.run(ctx, calls[0])
+	} else {
+		var wg sync.WaitGroup
+		for i, c := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = m.run(ctx, c)
+			}()
+		}
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, c := range calls {
+		for k, o := range c.resp.GetOutcomes() {
+			outcomes[c.index[k]] = o
+		}
+	}
+	return &pluginpb.HandleResponse{Outcomes: outcomes}, nil
+}
+
+// call is the part of a batch that goes to one plugin.
+type call struct {
+	sup     *supervisor
+	req     *pluginpb.HandleRequest
+	index   []int // position in the caller's request of each job of req
+	timeout time.Duration
+	resp    *pluginpb.HandleResponse
+}
+
+// orDefault is d, or fallback when d is unset.
+func orDefault(d, fallback time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return fallback
+}
+
+// entitiesOf keeps the entities that jobs touch, so a plugin sees no state
+// that is not its own.
+func entitiesOf(all []*pluginpb.Entity, jobs []*pluginpb.Job) []*pluginpb.Entity {
+	type entityKey struct{ typ, key string }
+	touched := make(map[entityKey]bool, len(jobs))
+	for _, j := range jobs {
+		touched[entityKey{plugins.EntityType(j.GetHandler()), j.GetKey()}] = true
+	}
+	var out []*pluginpb.Entity
+	for _, e := range all {
+		if touched[entityKey{e.GetType(), e.GetKey()}] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// run sends c to its plugin. A call that finds the connection broken is
+// sent once more to a relaunched process: Handle has no side effects in the
+// plugin, so repeating it is safe.
+func (m *Manager) run(ctx context.Context, c *call) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	name := c.sup.name()
+	for attempt := 1; ; attempt++ {
+		client, rpc, err := c.sup.conn()
+		if err != nil {
+			return fmt.Errorf("plugin %s: %w", name, err)
+		}
+		resp, err := rpc.Handle(ctx, c.req)
+		if err == nil {
+			if err := checkReply(c.req, resp); err != nil {
+				return fmt.Errorf("plugin %s: %w", name, err)
+			}
+			c.resp = resp
+			return nil
+		}
+		code := status.Code(err)
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			// Whichever deadline fired, ours or the caller's, the plugin did
+			// not answer in time: it may be stuck in a loop that no context
+			// reaches, so the next call gets a new process. (A cancelled
+			// caller, by contrast, says nothing about the plugin.)
+			c.sup.retire(client, "Handle missed its deadline")
+			return fmt.Errorf("plugin %s: handle %d jobs: no reply within the deadline (%v at most): %w",
+				name, len(c.req.Jobs), c.timeout, err)
+		case code == codes.Unavailable && ctx.Err() == nil:
+			// The process died or is dying under us.
+			c.sup.retire(client, "connection lost: "+err.Error())
+			if attempt < 2 {
+				continue
+			}
+		}
+		return fmt.Errorf("plugin %s: handle %d jobs: %w", name, len(c.req.Jobs), err)
+	}
+}
+
+// checkReply insists on one outcome per job, in order, each with a status
+// the protocol defines. Anything else is garbage that must not be
+// committed.
+func checkReply(req *pluginpb.HandleRequest, resp *pluginpb.HandleResponse) error {
+	jobs, outs := req.GetJobs(), resp.GetOutcomes()
+	if len(outs) != len(jobs) {
+		return fmt.Errorf("%w: %d outcomes for %d jobs", ErrBadReply, len(outs), len(jobs))
+	}
+	for i, o := range outs {
+		if o.GetJobId() != jobs[i].GetId() {
+			return fmt.Errorf("%w: outcome %d is for job %q, want job %q", ErrBadReply, i, o.GetJobId(), jobs[i].GetId())
+		}
+		switch o.GetStatus() {
+		case pluginpb.Outcome_OK, pluginpb.Outcome_RETRY, pluginpb.Outcome_FAIL:
+		default:
+			return fmt.Errorf("%w: job %q has status %v", ErrBadReply, o.GetJobId(), o.GetStatus())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,15 @@
+//go:build linux
+
+package host
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// dieWithParent has the kernel SIGKILL the plugin when the worker dies, even
+// by SIGKILL, so no orphaned plugin outlives it. (Strictly, when the thread
+// that forked it exits; Go only ends threads of locked goroutines.)
+func dieWithParent(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package host
+
+import "os/exec"
+
+// dieWithParent is a no-op where the kernel has no parent-death signal; a
+// gracefully stopping worker still kills its plugins in Stop.
+func dieWithParent(*exec.Cmd) {}

@@ -1,0 +1,84 @@
+package sdk
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/corralhq/corral/plugins"
+)
+
+// Serve serves p to the worker that launched this program and returns when
+// the worker closes the connection. Run directly from a shell, it prints
+// that it is a plugin and exits.
+//
+// Serve also points slog's default logger (and so the log package) at the
+// worker's log: plugin logs go to stderr as JSON, which the worker reads
+// and re-logs with the plugin's name.
+func Serve(p *Plugin) {
+	// go-plugin swaps os.Stderr for a pipe once it serves; keep the real one.
+	stderr := os.Stderr
+	logger := slog.New(newLogHandler(stderr))
+	slog.SetDefault(logger)
+	p.log = logger.With("plugin", p.name)
+
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: plugins.Handshake,
+		Plugins:         plugins.PluginSet(p),
+		GRPCServer:      plugins.NewGRPCServer,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name:       p.name,
+			Level:      hclog.Info,
+			Output:     stderr,
+			JSONFormat: true,
+		}),
+	})
+}
+
+// hclogTimeFormat is the only timestamp layout go-plugin's host accepts in
+// a plugin's JSON log line.
+const hclogTimeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
+// newLogHandler writes slog records as JSON lines with hclog's key names, so
+// the host keeps each line's level and message instead of logging the raw
+// line at debug level.
+func newLogHandler(w io.Writer) slog.Handler {
+	return slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				return slog.String("@timestamp", a.Value.Time().Format(hclogTimeFormat))
+			case slog.LevelKey:
+				return slog.String("@level", hclogLevel(a.Value))
+			case slog.MessageKey:
+				return slog.String("@message", a.Value.String())
+			}
+			return a
+		},
+	})
+}
+
+func hclogLevel(v slog.Value) string {
+	l, ok := v.Any().(slog.Level)
+	if !ok {
+		return strings.ToLower(v.String())
+	}
+	switch {
+	case l < slog.LevelInfo:
+		return "debug"
+	case l < slog.LevelWarn:
+		return "info"
+	case l < slog.LevelError:
+		return "warn"
+	default:
+		return "error"
+	}
+}
