@@ -1,0 +1,97 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/breaker"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// MaxMessageBytes bounds one gRPC message between coordinator and workers.
+const MaxMessageBytes = 64 << 20
+
+// Pool holds one connection and one circuit breaker per worker address.
+type Pool struct {
+	breakers *breaker.Set
+	mu       sync.Mutex
+	conns    map[string]*grpc.ClientConn
+}
+
+// NewPool returns a pool whose calls go through breakers.
+func NewPool(breakers *breaker.Set) *Pool {
+	return &Pool{breakers: breakers, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Breakers exposes the per-peer breakers (for status and logs).
+func (p *Pool) Breakers() *breaker.Set { return p.breakers }
+
+func (p *Pool) conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.Dial(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", addr, err)
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+// Call runs fn against the worker at addr through its breaker, with the
+// breaker's deadline.
+func (p *Pool) Call(ctx context.Context, addr string, fn func(ctx context.Context, w workerpb.WorkerClient) error) error {
+	c, err := p.conn(addr)
+	if err != nil {
+		return err
+	}
+	return p.breakers.Do(ctx, addr, func(ctx context.Context) error {
+		return fn(ctx, workerpb.NewWorkerClient(c))
+	})
+}
+
+// Forget closes the connection to a peer that left.
+func (p *Pool) Forget(addr string) {
+	p.mu.Lock()
+	c, ok := p.conns[addr]
+	delete(p.conns, addr)
+	p.mu.Unlock()
+	if ok {
+		c.Close()
+	}
+	p.breakers.Forget(addr)
+}
+
+// Close closes every connection.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		c.Close()
+		delete(p.conns, addr)
+	}
+}
+
+// PeerFault reports whether err says something about the peer (down, slow,
+// overloaded) rather than about the request. Only those count against a
+// peer's breaker and make the client try another worker.
+func PeerFault(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition,
+		codes.OutOfRange, codes.Unimplemented, codes.PermissionDenied, codes.Unauthenticated, codes.Canceled:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,95 @@
+// Command coordinator is the Corral command line: submit jobs, read entity
+// state and look at the cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/internal/cli"
+)
+
+const usage = `Usage: coordinator [--consul ADDR] COMMAND [flags]
+
+Commands:
+  submit   submit one job (--handler --key --payload [--id]) or many (--file F.jsonl, - for stdin)
+  state    print an entity's committed state as JSON: state ENTITY KEY
+  status   members, partitions per member, queue depth
+
+Global flags:
+  --consul ADDR        Consul agent HTTP address (env CORRAL_CONSUL_ADDR, default 127.0.0.1:8500)
+  --consul-token TOKEN Consul ACL token (env CONSUL_HTTP_TOKEN)
+  --timeout D          deadline of the whole command (default 30s; submit --file has none)
+
+Run "coordinator COMMAND --help" for a command's flags.
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "coordinator:", err)
+		os.Exit(1)
+	}
+}
+
+type globals struct {
+	consul  string
+	token   string
+	timeout time.Duration
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	var g globals
+	fs.StringVar(&g.consul, "consul", cli.DefaultConsulAddr(), "")
+	fs.StringVar(&g.token, "consul-token", os.Getenv("CONSUL_HTTP_TOKEN"), "")
+	fs.DurationVar(&g.timeout, "timeout", 30*time.Second, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errors.New("no command given")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	newClient := func() (*client.Client, error) {
+		return client.New(client.Config{ConsulAddr: g.consul, ConsulToken: g.token})
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	switch cmd {
+	case "submit":
+		return submitCmd(ctx, g, newClient, rest, stdin, stdout, stderr)
+	case "state":
+		return stateCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "status":
+		return statusCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "help":
+		fs.Usage()
+		return nil
+	}
+	fs.Usage()
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// parse parses a subcommand's flags; done is true when --help was asked.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (done bool, err error) {
+	fs.SetOutput(stderr)
+	err = fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return true, nil
+	}
+	return false, err
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/corralhq/corral/client"
+)
+
+func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, and the jobs waiting.")
+	}
+	if done, err := parse(fs, args, stderr); done || err != nil {
+		return err
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Id < st.Members[j].Id })
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tPARTITIONS\tQUEUED\tCOMMITTED\tFENCED\tPLUGINS")
+	owned := 0
+	for _, m := range st.Members {
+		if m.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\t?\t?\t?\t?\tunreachable: %s\n", m.Id, m.Address, m.Error)
+			continue
+		}
+		var depth int64
+		for _, p := range m.Partitions {
+			depth += p.Depth
+		}
+		owned += len(m.Partitions)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%v\n", m.Id, m.Address, len(m.Partitions), depth, m.Committed, m.Fenced, m.Plugins)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "partitions: %d (%d owned), jobs waiting: %d\n", st.Partitions, owned, st.TotalDepth)
+	return nil
+}

@@ -1,0 +1,149 @@
+// Command worker runs one member of a Corral cluster: it registers in
+// Consul, owns the partitions the ring gives it, and runs their jobs
+// through handler plugins, committing to Redis under fencing epochs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/cli"
+	"github.com/corralhq/corral/internal/worker"
+	"github.com/corralhq/corral/plugins/host"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+)
+
+const usage = `Usage: worker [flags] --plugin PATH [--plugin PATH ...]
+
+Runs one Corral worker. Start as many as you like against the same Consul
+and Redis; they split the partitions between them and take over each
+other's partitions when one stops or dies. SIGTERM or SIGINT hands the
+partitions off gracefully.
+
+Flags:
+`
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg := worker.DefaultConfig()
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	hostname, _ := os.Hostname()
+	var plugins cli.Strings
+	id := fs.String("id", "", "unique worker id (default: HOST-PORT)")
+	listen := fs.String("listen", "127.0.0.1:0", "address of the worker gRPC API")
+	advertise := fs.String("advertise", "", "address peers dial (default: the listen address)")
+	redisAddr := fs.String("redis", cli.Env("CORRAL_REDIS_ADDR", "127.0.0.1:6379"), "Redis address (env CORRAL_REDIS_ADDR)")
+	redisPass := fs.String("redis-password", "", "Redis password (env CORRAL_REDIS_PASSWORD)")
+	consulAddr := fs.String("consul", cli.DefaultConsulAddr(), "Consul agent HTTP address (env CORRAL_CONSUL_ADDR)")
+	consulToken := fs.String("consul-token", "", "Consul ACL token (env CONSUL_HTTP_TOKEN)")
+	fs.Var(&plugins, "plugin", "handler plugin binary to launch (repeatable)")
+	fs.IntVar(&cfg.Ring.Partitions, "partitions", cfg.Ring.Partitions, "partition count P; fixed when the cluster is first created")
+	fs.Int64Var(&cfg.BatchSize, "batch", cfg.BatchSize, "jobs read per partition per round")
+	fs.IntVar(&cfg.Parallel, "parallel", cfg.Parallel, "partition batches processed at once")
+	fs.IntVar(&cfg.MaxAttempts, "max-attempts", cfg.MaxAttempts, "attempts before a job is dead-lettered, when its handler declares none")
+	fs.IntVar(&cfg.MaxPayloadBytes, "max-payload", cfg.MaxPayloadBytes, "largest accepted job payload in bytes")
+	fs.DurationVar(&cfg.Lease.TTL, "lease-ttl", cfg.Lease.TTL, "liveness lease TTL in Redis")
+	fs.DurationVar(&cfg.Lease.RenewEvery, "lease-renew", cfg.Lease.RenewEvery, "lease renewal interval")
+	fs.DurationVar(&cfg.CheckTTL, "check-ttl", cfg.CheckTTL, "TTL of the worker's Consul check")
+	fs.BoolVar(&cfg.Store.Audit, "audit", false, "record (partition, epoch, job id) of every commit in an audit stream")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if len(plugins) == 0 {
+		return errors.New("at least one --plugin is required (see --help)")
+	}
+	cfg.Store.Partitions = cfg.Ring.Partitions
+	if *redisPass == "" {
+		*redisPass = os.Getenv("CORRAL_REDIS_PASSWORD")
+	}
+	if *consulToken == "" {
+		*consulToken = os.Getenv("CONSUL_HTTP_TOKEN")
+	}
+	logger, err := cli.NewLogger(os.Stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *listen, err)
+	}
+	cfg.Advertise = *advertise
+	if cfg.Advertise == "" {
+		cfg.Advertise = lis.Addr().String()
+	}
+	cfg.ID = *id
+	if cfg.ID == "" {
+		_, port, _ := net.SplitHostPort(lis.Addr().String())
+		cfg.ID = hostname + "-" + port
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	hcfg := host.DefaultConfig()
+	hcfg.Paths = plugins
+	hcfg.Logger = logger
+	plugs, err := host.New(hcfg)
+	if err != nil {
+		return err
+	}
+	if err := plugs.Start(ctx); err != nil {
+		return err
+	}
+	defer plugs.Stop()
+
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{*redisAddr}, Password: *redisPass,
+		PoolSize: 4 * cfg.Parallel})
+	defer rdb.Close()
+	registry, err := discovery.NewConsul(discovery.ConsulConfig{Address: *consulAddr, Token: *consulToken, Logger: logger})
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(cfg, rdb, registry, plugs, logger)
+	if err != nil {
+		return err
+	}
+	// Serve before registering, so peers that see us in Consul can call.
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(client.MaxMessageBytes), grpc.MaxSendMsgSize(client.MaxMessageBytes))
+	workerpb.RegisterWorkerServer(srv, w.API())
+	go func() {
+		if err := srv.Serve(lis); err != nil {
+			logger.Error("gRPC server stopped", "err", err)
+		}
+	}()
+	defer srv.Stop()
+	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = w.Start(startCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down: handing partitions off")
+	w.Stop()
+	return nil
+}

@@ -1,0 +1,175 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins/host"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// API serves the worker gRPC service.
+type API struct {
+	workerpb.UnimplementedWorkerServer
+	w *Worker
+}
+
+// API returns the gRPC service of this worker.
+func (w *Worker) API() *API { return &API{w: w} }
+
+// Submit validates every job and enqueues the valid ones in one pipeline.
+// A rejected job gets its reason and nothing is written for it.
+func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error) {
+	w := a.w
+	handlers := w.handlers.Handlers()
+	now := time.Now()
+	results := make([]*workerpb.SubmitResult, len(req.Jobs))
+	var jobs []store.Job
+	var slots []int
+	for i, in := range req.Jobs {
+		res := &workerpb.SubmitResult{Id: in.Id}
+		results[i] = res
+		if res.Id == "" {
+			res.Id = newJobID(now)
+		}
+		if err := w.validate(in, res.Id, handlers); err != nil {
+			res.Error = err.Error()
+			continue
+		}
+		p := w.partitionOf(in.Key)
+		res.Partition = int32(p)
+		jobs = append(jobs, store.Job{ID: res.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload,
+			Attempt: 1, SubmittedAt: now.UnixMilli(), Partition: p})
+		slots = append(slots, i)
+	}
+	enq, err := w.store.Enqueue(ctx, jobs)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "enqueue: %v", err)
+	}
+	for n, r := range enq {
+		res := results[slots[n]]
+		res.Duplicate = r.Duplicate
+		if r.Err != nil {
+			res.Error = r.Err.Error()
+		}
+	}
+	return &workerpb.SubmitResponse{Results: results}, nil
+}
+
+func (w *Worker) validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	if _, ok := handlers[j.Handler]; !ok {
+		names := make([]string, 0, len(handlers))
+		for n := range handlers {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return fmt.Errorf("%w %q (this cluster serves: %s)", ErrUnknownHandler, j.Handler, strings.Join(names, ", "))
+	}
+	if err := validateKey(j.Key); err != nil {
+		return err
+	}
+	return validatePayload(j.Payload, w.cfg.MaxPayloadBytes)
+}
+
+// GetState reads committed entity states.
+func (a *API) GetState(ctx context.Context, req *workerpb.GetStateRequest) (*workerpb.GetStateResponse, error) {
+	if req.Entity == "" {
+		return nil, status.Error(codes.InvalidArgument, "entity type is empty")
+	}
+	for _, k := range req.Keys {
+		if err := validateKey(k); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	vals, err := a.w.store.States(ctx, req.Entity, req.Keys, a.w.partitionOf)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	resp := &workerpb.GetStateResponse{States: make([]*workerpb.EntityState, len(req.Keys))}
+	for i, k := range req.Keys {
+		resp.States[i] = &workerpb.EntityState{Key: k, Found: vals[i] != nil, State: vals[i]}
+	}
+	return resp, nil
+}
+
+// Status describes this worker, or asks every healthy member when cluster
+// is set (through the per-peer breakers, so a dead peer answers fast).
+func (a *API) Status(ctx context.Context, req *workerpb.StatusRequest) (*workerpb.StatusResponse, error) {
+	w := a.w
+	resp := &workerpb.StatusResponse{Partitions: int32(w.cfg.Ring.Partitions)}
+	if !req.Cluster {
+		ms, err := w.memberStatus(ctx)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "%v", err)
+		}
+		resp.Members = []*workerpb.MemberStatus{ms}
+		return resp, nil
+	}
+	members, err := w.registry.Healthy(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "list members: %v", err)
+	}
+	all := make([]int, w.cfg.Ring.Partitions)
+	for p := range all {
+		all[p] = p
+	}
+	depth, err := w.store.Depth(ctx, all)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	for _, d := range depth {
+		resp.TotalDepth += d
+	}
+	resp.Members = make([]*workerpb.MemberStatus, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ms := &workerpb.MemberStatus{Id: m.ID, Address: m.Address}
+			err := w.peers.Call(ctx, m.Address, func(ctx context.Context, c workerpb.WorkerClient) error {
+				r, err := c.Status(ctx, &workerpb.StatusRequest{})
+				if err == nil && len(r.Members) == 1 {
+					ms = r.Members[0]
+					ms.Address = m.Address
+				}
+				return err
+			})
+			if err != nil {
+				ms.Error = err.Error()
+			}
+			resp.Members[i] = ms
+		}()
+	}
+	wg.Wait()
+	return resp, nil
+}
+
+func (w *Worker) memberStatus(ctx context.Context) (*workerpb.MemberStatus, error) {
+	owned := w.ownedSnapshot()
+	parts := make([]int, 0, len(owned))
+	for p := range owned {
+		parts = append(parts, p)
+	}
+	sort.Ints(parts)
+	depth, err := w.store.Depth(ctx, parts)
+	if err != nil {
+		return nil, err
+	}
+	ms := &workerpb.MemberStatus{Id: w.cfg.ID, Address: w.cfg.Advertise, Plugins: w.handlers.Plugins(),
+		Committed: w.committed.Load(), Fenced: w.fenced.Load()}
+	for _, p := range parts {
+		ms.Partitions = append(ms.Partitions, &workerpb.PartitionStatus{Partition: int32(p), Epoch: owned[p], Depth: depth[p]})
+	}
+	return ms, nil
+}

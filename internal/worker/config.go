@@ -1,0 +1,78 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/corralhq/corral/breaker"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/sharding"
+)
+
+// Config is everything a worker runs with.
+type Config struct {
+	ID        string // unique, stable name of this worker in Consul and on the ring
+	Advertise string // host:port others dial for the gRPC API
+
+	Ring    sharding.Config
+	Lease   lease.Config
+	Store   store.Config
+	Breaker breaker.Config
+
+	BatchSize       int64         // jobs read per partition per round
+	ReadBlock       time.Duration // how long one read waits for new jobs
+	Parallel        int           // partition batches processed at once
+	MaxAttempts     int           // default when a handler declares none
+	MaxPayloadBytes int
+	CheckTTL        time.Duration // TTL of the Consul check
+	ClaimEvery      time.Duration // how often ownership is reconciled without a membership change
+}
+
+// DefaultConfig returns settings that suit a small cluster.
+func DefaultConfig() Config {
+	return Config{
+		Ring:            sharding.DefaultConfig(),
+		Lease:           lease.DefaultConfig(),
+		Store:           store.DefaultConfig(),
+		Breaker:         breaker.DefaultConfig(),
+		BatchSize:       256,
+		ReadBlock:       50 * time.Millisecond,
+		Parallel:        8,
+		MaxAttempts:     5,
+		MaxPayloadBytes: 1 << 20,
+		CheckTTL:        3 * time.Second,
+		ClaimEvery:      200 * time.Millisecond,
+	}
+}
+
+// Validate explains settings that cannot work together.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("worker id must not be empty"))
+	}
+	if err := c.Ring.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Lease.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Store.Partitions != c.Ring.Partitions {
+		errs = append(errs, fmt.Errorf("store partitions (%d) must equal ring partitions (%d)", c.Store.Partitions, c.Ring.Partitions))
+	}
+	if c.BatchSize < 1 || c.Parallel < 1 || c.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("batch size (%d), parallelism (%d) and max attempts (%d) must be at least 1", c.BatchSize, c.Parallel, c.MaxAttempts))
+	}
+	if c.MaxPayloadBytes < 1 {
+		errs = append(errs, fmt.Errorf("max payload must be positive, got %d", c.MaxPayloadBytes))
+	}
+	if c.CheckTTL < time.Second {
+		errs = append(errs, fmt.Errorf("consul check TTL must be at least 1s, got %v", c.CheckTTL))
+	}
+	if c.ReadBlock <= 0 || c.ReadBlock >= c.CheckTTL/2 {
+		errs = append(errs, fmt.Errorf("read block (%v) must be positive and under half the check TTL (%v)", c.ReadBlock, c.CheckTTL))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,215 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corralhq/corral/breaker"
+	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins/host"
+	"github.com/corralhq/corral/plugins/pluginpb"
+	"github.com/corralhq/corral/sharding"
+	"github.com/redis/go-redis/v9"
+)
+
+// Registry is the part of service discovery a worker needs.
+type Registry interface {
+	Register(ctx context.Context, reg discovery.Registration) error
+	SetHealth(ctx context.Context, s discovery.Status, output string) error
+	Deregister(ctx context.Context) error
+	Healthy(ctx context.Context) ([]discovery.Member, error)
+	Watch(ctx context.Context) <-chan discovery.Snapshot
+}
+
+// Handlers runs jobs; plugins/host.Manager in production.
+type Handlers interface {
+	Handle(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error)
+	Handlers() map[string]host.HandlerInfo
+	Plugins() []string
+}
+
+// Worker is one member of the cluster.
+type Worker struct {
+	cfg      Config
+	log      *slog.Logger
+	rdb      redis.UniversalClient
+	store    *store.Store
+	registry Registry
+	handlers Handlers
+	keeper   *lease.Keeper
+	peers    *client.Pool
+
+	ring atomic.Pointer[sharding.Ring]
+
+	mu    sync.Mutex
+	owned map[int]int64 // partition → epoch under which we commit
+	// batchMu is held while batches are processed, so a release waits for
+	// the in-flight batch of the partition it gives up.
+	batchMu sync.Mutex
+
+	kick     chan struct{} // reconcile ownership now
+	relayReq chan int      // partitions with fresh outbox entries
+
+	lastLoop  atomic.Int64 // unix nanos of the last executor round
+	committed atomic.Int64
+	fenced    atomic.Int64
+	moves     atomic.Int64
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// New wires a worker. It does not touch the network until Start.
+func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Handlers, logger *slog.Logger) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("worker: invalid config: %w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	var nonce [6]byte
+	rand.Read(nonce[:])
+	token := cfg.ID + "~" + hex.EncodeToString(nonce[:])
+	keeper, err := lease.NewKeeper(rdb, cfg.Lease, token, cfg.ID, time.Now, logger)
+	if err != nil {
+		return nil, err
+	}
+	bcfg := cfg.Breaker
+	bcfg.Logger = logger
+	bcfg.IsSuccessful = func(err error) bool { return !client.PeerFault(err) }
+	breakers, err := breaker.NewSet(bcfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{
+		cfg: cfg, log: logger.With("worker", cfg.ID), rdb: rdb,
+		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
+		peers: client.NewPool(breakers),
+		owned: map[int]int64{}, kick: make(chan struct{}, 1), relayReq: make(chan int, 1024),
+	}, nil
+}
+
+// Start checks the cluster's partition count, takes the lease, registers in
+// Consul and starts the loops. The gRPC API is served by the caller (see
+// API) so it can choose the listener.
+func (w *Worker) Start(ctx context.Context) error {
+	if err := w.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("worker: cannot reach Redis: %w", err)
+	}
+	if err := w.store.EnsurePartitions(ctx); err != nil {
+		return err
+	}
+	if err := w.keeper.Start(ctx); err != nil {
+		return err
+	}
+	host, port, err := splitHostPort(w.cfg.Advertise)
+	if err != nil {
+		return err
+	}
+	reg := discovery.Registration{ID: w.cfg.ID, Address: host, Port: port, CheckTTL: w.cfg.CheckTTL,
+		Meta: map[string]string{"partitions": fmt.Sprint(w.cfg.Ring.Partitions)}}
+	if err := w.registry.Register(ctx, reg); err != nil {
+		w.keeper.Stop()
+		return fmt.Errorf("worker: register in Consul: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.cancel = cancel
+	w.lastLoop.Store(time.Now().UnixNano())
+	w.goLoop(func() { w.watchMembers(runCtx) })
+	w.goLoop(func() { w.ownershipLoop(runCtx) })
+	w.goLoop(func() { w.executorLoop(runCtx) })
+	w.goLoop(func() { w.relayLoop(runCtx) })
+	w.goLoop(func() { w.healthLoop(runCtx) })
+	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.Ring.Partitions, "token", w.keeper.Token())
+	return nil
+}
+
+func (w *Worker) goLoop(f func()) {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		f()
+	}()
+}
+
+// Stop hands off gracefully: it leaves Consul first so peers recompute the
+// ring, finishes the in-flight batch, releases every partition so the new
+// owners claim at once, and drops the lease. Safe to call twice.
+func (w *Worker) Stop() {
+	w.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := w.registry.Deregister(ctx); err != nil {
+			w.log.Warn("deregister from Consul failed", "err", err)
+		}
+		if w.cancel != nil {
+			w.cancel()
+		}
+		w.wg.Wait()
+		w.releaseAll(ctx)
+		w.keeper.Stop()
+		w.peers.Close()
+		w.log.Info("worker stopped", "committed", w.committed.Load(), "fenced", w.fenced.Load())
+	})
+}
+
+func (w *Worker) releaseAll(ctx context.Context) {
+	w.mu.Lock()
+	parts := make([]int, 0, len(w.owned))
+	for p := range w.owned {
+		parts = append(parts, p)
+	}
+	w.owned = map[int]int64{}
+	w.mu.Unlock()
+	w.batchMu.Lock()
+	w.batchMu.Unlock() //nolint:staticcheck // wait for the in-flight batch
+	for _, p := range parts {
+		if _, err := lease.Release(ctx, w.rdb, p, w.keeper.Token()); err != nil {
+			w.log.Warn("release failed", "partition", p, "err", err)
+		}
+	}
+	if len(parts) > 0 {
+		w.log.Info("released partitions", "count", len(parts))
+	}
+}
+
+func (w *Worker) partitionOf(key string) int { return sharding.PartitionOf(key, w.cfg.Ring.Partitions) }
+
+func (w *Worker) maxAttempts(handler string) int {
+	if h, ok := w.handlers.Handlers()[handler]; ok && h.MaxAttempts > 0 {
+		return h.MaxAttempts
+	}
+	return w.cfg.MaxAttempts
+}
+
+func (w *Worker) ownedSnapshot() map[int]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[int]int64, len(w.owned))
+	for p, e := range w.owned {
+		out[p] = e
+	}
+	return out
+}
+
+// drop stops partition p if it is still held under epoch (a fenced commit).
+func (w *Worker) drop(p int, epoch int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.owned[p] == epoch {
+		delete(w.owned, p)
+	}
+}
+
+func isFenced(err error) bool { return errors.Is(err, lease.ErrFenced) }
