@@ -1,0 +1,64 @@
+// Command donations-plugin is the donations example's handler plugin. The
+// worker launches it (--plugin path/to/donations-plugin); run by hand it
+// only says that it is a plugin.
+//
+// donor.donate (key: donor) adds a donation to the donor's totals and
+// credits the campaign with an emitted campaign.credit job (key: campaign),
+// so the campaign's partition applies it exactly once.
+package main
+
+import (
+	"time"
+
+	"github.com/corralhq/corral/examples/donations/ledger"
+	"github.com/corralhq/corral/plugins/sdk"
+)
+
+func main() {
+	sdk.Serve(newPlugin())
+}
+
+func newPlugin() *sdk.Plugin {
+	limits := []sdk.Option{sdk.Timeout(5 * time.Second), sdk.MaxAttempts(5)}
+	return sdk.New("donations", "0.1.0",
+		sdk.Handler(ledger.HandlerDonate, donate, limits...),
+		sdk.Handler(ledger.HandlerCredit, credit, limits...),
+	)
+}
+
+func donate(c *sdk.Call) error {
+	var d ledger.Donation
+	if err := c.Decode(&d); err != nil {
+		return err
+	}
+	if err := d.Validate(); err != nil {
+		return sdk.Fail(err) // bad input never becomes good: dead-letter it
+	}
+	var s ledger.DonorState
+	if _, err := c.Load(&s); err != nil {
+		return err
+	}
+	s = s.Apply(d)
+	if err := c.Save(s); err != nil {
+		return err
+	}
+	if err := c.Emit(ledger.HandlerCredit, d.Campaign, ledger.Credit{AmountCents: d.AmountCents, Donor: c.Key()}); err != nil {
+		return err
+	}
+	return c.SetResult(s)
+}
+
+func credit(c *sdk.Call) error {
+	var cr ledger.Credit
+	if err := c.Decode(&cr); err != nil {
+		return err
+	}
+	if cr.AmountCents <= 0 {
+		return sdk.Failf("credit amount must be positive, got %d cents", cr.AmountCents)
+	}
+	var s ledger.CampaignState
+	if _, err := c.Load(&s); err != nil {
+		return err
+	}
+	return c.Save(s.Apply(cr))
+}
