@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Burn-down benchmark on a fresh local cluster of its own (other ports and
+# state than `make up`): Consul and Redis first, donations pre-loaded, then
+# three workers started and timed until the queues drain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CORRAL_STATE=$PWD/.corral-bench CORRAL_REDIS_PORT=6391 CORRAL_CONSUL_PORT=8510 CORRAL_WORKER_PORT=7200
+. scripts/env.sh
+trap 'scripts/cluster.sh down >/dev/null' EXIT
+scripts/cluster.sh down >/dev/null
+scripts/cluster.sh services
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
+bin/bench -n "${BENCH_DONATIONS:-50000}" -start "scripts/cluster.sh workers 3"
