@@ -23,12 +23,70 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type JobResult_State int32
+
+const (
+	JobResult_STATE_UNSPECIFIED JobResult_State = 0
+	JobResult_UNKNOWN           JobResult_State = 1 // no such job id (or its record expired)
+	JobResult_QUEUED            JobResult_State = 2 // accepted, not finished yet
+	JobResult_DONE              JobResult_State = 3
+	JobResult_DEAD              JobResult_State = 4 // dead-lettered
+)
+
+// Enum value maps for JobResult_State.
+var (
+	JobResult_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "UNKNOWN",
+		2: "QUEUED",
+		3: "DONE",
+		4: "DEAD",
+	}
+	JobResult_State_value = map[string]int32{
+		"STATE_UNSPECIFIED": 0,
+		"UNKNOWN":           1,
+		"QUEUED":            2,
+		"DONE":              3,
+		"DEAD":              4,
+	}
+)
+
+func (x JobResult_State) Enum() *JobResult_State {
+	p := new(JobResult_State)
+	*p = x
+	return p
+}
+
+func (x JobResult_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JobResult_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_workerpb_worker_proto_enumTypes[0].Descriptor()
+}
+
+func (JobResult_State) Type() protoreflect.EnumType {
+	return &file_api_workerpb_worker_proto_enumTypes[0]
+}
+
+func (x JobResult_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JobResult_State.Descriptor instead.
+func (JobResult_State) EnumDescriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{19, 0}
+}
+
 type Job struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`           // idempotency key; generated when empty
-	Handler       string                 `protobuf:"bytes,2,opt,name=handler,proto3" json:"handler,omitempty"` // "entity.action"
-	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`         // entity key; decides the partition
-	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"` // JSON document
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                         // idempotency key; generated when empty
+	Handler       string                 `protobuf:"bytes,2,opt,name=handler,proto3" json:"handler,omitempty"`                               // "entity.action"
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`                                       // entity key; decides the partition
+	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`                               // JSON document
+	NotBeforeMs   int64                  `protobuf:"varint,5,opt,name=not_before_ms,json=notBeforeMs,proto3" json:"not_before_ms,omitempty"` // unix ms; held until then (delayed job); 0 = now
+	MaxAttempts   int32                  `protobuf:"varint,6,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`   // overrides the handler's, within limits; 0 = handler's
+	TimeoutMs     int64                  `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`         // overrides the handler's, within limits; 0 = handler's
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -89,6 +147,27 @@ func (x *Job) GetPayload() []byte {
 		return x.Payload
 	}
 	return nil
+}
+
+func (x *Job) GetNotBeforeMs() int64 {
+	if x != nil {
+		return x.NotBeforeMs
+	}
+	return 0
+}
+
+func (x *Job) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *Job) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
 }
 
 type SubmitRequest struct {
@@ -508,16 +587,24 @@ func (x *PartitionStatus) GetDepth() int64 {
 }
 
 type MemberStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"` // set when the member could not be asked
-	Partitions    []*PartitionStatus     `protobuf:"bytes,4,rep,name=partitions,proto3" json:"partitions,omitempty"`
-	Plugins       []string               `protobuf:"bytes,5,rep,name=plugins,proto3" json:"plugins,omitempty"`      // "name@version"
-	Committed     int64                  `protobuf:"varint,6,opt,name=committed,proto3" json:"committed,omitempty"` // jobs committed by this process
-	Fenced        int64                  `protobuf:"varint,7,opt,name=fenced,proto3" json:"fenced,omitempty"`       // commits rejected as stale
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address          string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Error            string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"` // set when the member could not be asked
+	Partitions       []*PartitionStatus     `protobuf:"bytes,4,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	Plugins          []string               `protobuf:"bytes,5,rep,name=plugins,proto3" json:"plugins,omitempty"`      // "name@version"
+	Committed        int64                  `protobuf:"varint,6,opt,name=committed,proto3" json:"committed,omitempty"` // jobs committed by this process
+	Fenced           int64                  `protobuf:"varint,7,opt,name=fenced,proto3" json:"fenced,omitempty"`       // commits rejected as stale
+	Version          string                 `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`      // worker build version
+	Draining         bool                   `protobuf:"varint,9,opt,name=draining,proto3" json:"draining,omitempty"`
+	Degraded         bool                   `protobuf:"varint,10,opt,name=degraded,proto3" json:"degraded,omitempty"` // a plugin is past its restart intensity
+	LeaseRemainingMs int64                  `protobuf:"varint,11,opt,name=lease_remaining_ms,json=leaseRemainingMs,proto3" json:"lease_remaining_ms,omitempty"`
+	Breakers         map[string]string      `protobuf:"bytes,12,rep,name=breakers,proto3" json:"breakers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // peer address -> closed/open/half-open
+	PluginRestarts   int64                  `protobuf:"varint,13,opt,name=plugin_restarts,json=pluginRestarts,proto3" json:"plugin_restarts,omitempty"`
+	Retried          int64                  `protobuf:"varint,14,opt,name=retried,proto3" json:"retried,omitempty"`
+	DeadLettered     int64                  `protobuf:"varint,15,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MemberStatus) Reset() {
@@ -599,6 +686,62 @@ func (x *MemberStatus) GetFenced() int64 {
 	return 0
 }
 
+func (x *MemberStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *MemberStatus) GetDegraded() bool {
+	if x != nil {
+		return x.Degraded
+	}
+	return false
+}
+
+func (x *MemberStatus) GetLeaseRemainingMs() int64 {
+	if x != nil {
+		return x.LeaseRemainingMs
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetBreakers() map[string]string {
+	if x != nil {
+		return x.Breakers
+	}
+	return nil
+}
+
+func (x *MemberStatus) GetPluginRestarts() int64 {
+	if x != nil {
+		return x.PluginRestarts
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetRetried() int64 {
+	if x != nil {
+		return x.Retried
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetDeadLettered() int64 {
+	if x != nil {
+		return x.DeadLettered
+	}
+	return 0
+}
+
 type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Partitions    int32                  `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"` // P
@@ -659,16 +802,960 @@ func (x *StatusResponse) GetTotalDepth() int64 {
 	return 0
 }
 
+type CallRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	TimeoutMs     int64                  `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"` // the caller's deadline, propagated to the owner
+	Forwarded     bool                   `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`                  // set by a worker forwarding to the owner: do not forward again
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRequest) Reset() {
+	*x = CallRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRequest) ProtoMessage() {}
+
+func (x *CallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
+func (*CallRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CallRequest) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *CallRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *CallRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type CallResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Result        *JobResult             `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	ServedBy      string                 `protobuf:"bytes,3,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"` // worker id that ran the job
+	Durable       bool                   `protobuf:"varint,4,opt,name=durable,proto3" json:"durable,omitempty"`                  // true when it went through the queue (fallback)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallResponse) Reset() {
+	*x = CallResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallResponse) ProtoMessage() {}
+
+func (x *CallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
+func (*CallResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CallResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CallResponse) GetResult() *JobResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *CallResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+func (x *CallResponse) GetDurable() bool {
+	if x != nil {
+		return x.Durable
+	}
+	return false
+}
+
+type DrainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{13}
+}
+
+type DrainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Released      int32                  `protobuf:"varint,1,opt,name=released,proto3" json:"released,omitempty"` // partitions handed off
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DrainResponse) GetReleased() int32 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
+type LocateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []string               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocateRequest) Reset() {
+	*x = LocateRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateRequest) ProtoMessage() {}
+
+func (x *LocateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateRequest.ProtoReflect.Descriptor instead.
+func (*LocateRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LocateRequest) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type Location struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"` // worker id holding the claim; empty when free
+	OwnerAddress  string                 `protobuf:"bytes,4,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"`
+	Epoch         int64                  `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	RingOwner     string                 `protobuf:"bytes,6,opt,name=ring_owner,json=ringOwner,proto3" json:"ring_owner,omitempty"` // worker the ring assigns, as this worker sees it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Location) Reset() {
+	*x = Location{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Location) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Location) ProtoMessage() {}
+
+func (x *Location) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Location.ProtoReflect.Descriptor instead.
+func (*Location) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Location) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Location) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *Location) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Location) GetOwnerAddress() string {
+	if x != nil {
+		return x.OwnerAddress
+	}
+	return ""
+}
+
+func (x *Location) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Location) GetRingOwner() string {
+	if x != nil {
+		return x.RingOwner
+	}
+	return ""
+}
+
+type LocateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Locations     []*Location            `protobuf:"bytes,1,rep,name=locations,proto3" json:"locations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocateResponse) Reset() {
+	*x = LocateResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateResponse) ProtoMessage() {}
+
+func (x *LocateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateResponse.ProtoReflect.Descriptor instead.
+func (*LocateResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *LocateResponse) GetLocations() []*Location {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
+type GetResultRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	WaitMs        int64                  `protobuf:"varint,2,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"` // wait up to this long for unfinished jobs; 0 = do not wait
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetResultRequest) Reset() {
+	*x = GetResultRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetResultRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetResultRequest) ProtoMessage() {}
+
+func (x *GetResultRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetResultRequest.ProtoReflect.Descriptor instead.
+func (*GetResultRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetResultRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *GetResultRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type JobResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	State         JobResult_State        `protobuf:"varint,2,opt,name=state,proto3,enum=corral.worker.v1.JobResult_State" json:"state,omitempty"`
+	Result        []byte                 `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"` // the handler's result, if it set one and it has not expired
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`   // last error, for DEAD
+	Attempts      int32                  `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobResult) Reset() {
+	*x = JobResult{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobResult) ProtoMessage() {}
+
+func (x *JobResult) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobResult.ProtoReflect.Descriptor instead.
+func (*JobResult) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *JobResult) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JobResult) GetState() JobResult_State {
+	if x != nil {
+		return x.State
+	}
+	return JobResult_STATE_UNSPECIFIED
+}
+
+func (x *JobResult) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *JobResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *JobResult) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+type GetResultResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*JobResult           `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetResultResponse) Reset() {
+	*x = GetResultResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetResultResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetResultResponse) ProtoMessage() {}
+
+func (x *GetResultResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetResultResponse.ProtoReflect.Descriptor instead.
+func (*GetResultResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetResultResponse) GetResults() []*JobResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type ListDeadLettersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"` // 0 = 100
+	After         string                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`  // paging cursor from the previous response
+	Ids           []string               `protobuf:"bytes,3,rep,name=ids,proto3" json:"ids,omitempty"`      // show these only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListDeadLettersRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListDeadLettersRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type DeadLetter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Handler       string                 `protobuf:"bytes,2,opt,name=handler,proto3" json:"handler,omitempty"`
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	Attempts      int32                  `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Errors        []string               `protobuf:"bytes,6,rep,name=errors,proto3" json:"errors,omitempty"` // error history, oldest first
+	DeadAtMs      int64                  `protobuf:"varint,7,opt,name=dead_at_ms,json=deadAtMs,proto3" json:"dead_at_ms,omitempty"`
+	Partition     int32                  `protobuf:"varint,8,opt,name=partition,proto3" json:"partition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DeadLetter) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetDeadAtMs() int64 {
+	if x != nil {
+		return x.DeadAtMs
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+type ListDeadLettersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dead          []*DeadLetter          `protobuf:"bytes,1,rep,name=dead,proto3" json:"dead,omitempty"`
+	Next          string                 `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"` // cursor for the next page; empty at the end
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListDeadLettersResponse) GetDead() []*DeadLetter {
+	if x != nil {
+		return x.Dead
+	}
+	return nil
+}
+
+func (x *ListDeadLettersResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+type DeadLetterIDs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	All           bool                   `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetterIDs) Reset() {
+	*x = DeadLetterIDs{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterIDs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterIDs) ProtoMessage() {}
+
+func (x *DeadLetterIDs) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterIDs.ProtoReflect.Descriptor instead.
+func (*DeadLetterIDs) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeadLetterIDs) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *DeadLetterIDs) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type DeadLetterCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetterCount) Reset() {
+	*x = DeadLetterCount{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterCount) ProtoMessage() {}
+
+func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterCount.ProtoReflect.Descriptor instead.
+func (*DeadLetterCount) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DeadLetterCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type ReloadPluginsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadPluginsRequest) Reset() {
+	*x = ReloadPluginsRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadPluginsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadPluginsRequest) ProtoMessage() {}
+
+func (x *ReloadPluginsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadPluginsRequest.ProtoReflect.Descriptor instead.
+func (*ReloadPluginsRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{26}
+}
+
+type ReloadPluginsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Plugins       []string               `protobuf:"bytes,1,rep,name=plugins,proto3" json:"plugins,omitempty"` // "name@version" now running
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadPluginsResponse) Reset() {
+	*x = ReloadPluginsResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadPluginsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadPluginsResponse) ProtoMessage() {}
+
+func (x *ReloadPluginsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadPluginsResponse.ProtoReflect.Descriptor instead.
+func (*ReloadPluginsResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ReloadPluginsResponse) GetPlugins() []string {
+	if x != nil {
+		return x.Plugins
+	}
+	return nil
+}
+
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x19api/workerpb/worker.proto\x12\x10corral.worker.v1\"[\n" +
+	"\x19api/workerpb/worker.proto\x12\x10corral.worker.v1\"\xc1\x01\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\fR\apayload\":\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x12\"\n" +
+	"\rnot_before_ms\x18\x05 \x01(\x03R\vnotBeforeMs\x12!\n" +
+	"\fmax_attempts\x18\x06 \x01(\x05R\vmaxAttempts\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\":\n" +
 	"\rSubmitRequest\x12)\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x15.corral.worker.v1.JobR\x04jobs\"p\n" +
 	"\fSubmitResult\x12\x0e\n" +
@@ -692,7 +1779,7 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x0fPartitionStatus\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x14\n" +
-	"\x05depth\x18\x03 \x01(\x03R\x05depth\"\xe1\x01\n" +
+	"\x05depth\x18\x03 \x01(\x03R\x05depth\"\xd0\x04\n" +
 	"\fMemberStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -702,18 +1789,107 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"partitions\x12\x18\n" +
 	"\aplugins\x18\x05 \x03(\tR\aplugins\x12\x1c\n" +
 	"\tcommitted\x18\x06 \x01(\x03R\tcommitted\x12\x16\n" +
-	"\x06fenced\x18\a \x01(\x03R\x06fenced\"\x8b\x01\n" +
+	"\x06fenced\x18\a \x01(\x03R\x06fenced\x12\x18\n" +
+	"\aversion\x18\b \x01(\tR\aversion\x12\x1a\n" +
+	"\bdraining\x18\t \x01(\bR\bdraining\x12\x1a\n" +
+	"\bdegraded\x18\n" +
+	" \x01(\bR\bdegraded\x12,\n" +
+	"\x12lease_remaining_ms\x18\v \x01(\x03R\x10leaseRemainingMs\x12H\n" +
+	"\bbreakers\x18\f \x03(\v2,.corral.worker.v1.MemberStatus.BreakersEntryR\bbreakers\x12'\n" +
+	"\x0fplugin_restarts\x18\r \x01(\x03R\x0epluginRestarts\x12\x18\n" +
+	"\aretried\x18\x0e \x01(\x03R\aretried\x12#\n" +
+	"\rdead_lettered\x18\x0f \x01(\x03R\fdeadLettered\x1a;\n" +
+	"\rBreakersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
 	"\x0eStatusResponse\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
 	"partitions\x128\n" +
 	"\amembers\x18\x02 \x03(\v2\x1e.corral.worker.v1.MemberStatusR\amembers\x12\x1f\n" +
 	"\vtotal_depth\x18\x03 \x01(\x03R\n" +
-	"totalDepth2\xf5\x01\n" +
+	"totalDepth\"s\n" +
+	"\vCallRequest\x12'\n" +
+	"\x03job\x18\x01 \x01(\v2\x15.corral.worker.v1.JobR\x03job\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12\x1c\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"\x8a\x01\n" +
+	"\fCallResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
+	"\x06result\x18\x02 \x01(\v2\x1b.corral.worker.v1.JobResultR\x06result\x12\x1b\n" +
+	"\tserved_by\x18\x03 \x01(\tR\bservedBy\x12\x18\n" +
+	"\adurable\x18\x04 \x01(\bR\adurable\"\x0e\n" +
+	"\fDrainRequest\"+\n" +
+	"\rDrainResponse\x12\x1a\n" +
+	"\breleased\x18\x01 \x01(\x05R\breleased\"#\n" +
+	"\rLocateRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\"\xaa\x01\n" +
+	"\bLocation\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12#\n" +
+	"\rowner_address\x18\x04 \x01(\tR\fownerAddress\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x1d\n" +
+	"\n" +
+	"ring_owner\x18\x06 \x01(\tR\tringOwner\"J\n" +
+	"\x0eLocateResponse\x128\n" +
+	"\tlocations\x18\x01 \x03(\v2\x1a.corral.worker.v1.LocationR\tlocations\"=\n" +
+	"\x10GetResultRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
+	"\await_ms\x18\x02 \x01(\x03R\x06waitMs\"\xeb\x01\n" +
+	"\tJobResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
+	"\x05state\x18\x02 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\x12\x16\n" +
+	"\x06result\x18\x03 \x01(\fR\x06result\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\"K\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
+	"\aUNKNOWN\x10\x01\x12\n" +
+	"\n" +
+	"\x06QUEUED\x10\x02\x12\b\n" +
+	"\x04DONE\x10\x03\x12\b\n" +
+	"\x04DEAD\x10\x04\"J\n" +
+	"\x11GetResultResponse\x125\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.corral.worker.v1.JobResultR\aresults\"V\n" +
+	"\x16ListDeadLettersRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x10\n" +
+	"\x03ids\x18\x03 \x03(\tR\x03ids\"\xd2\x01\n" +
+	"\n" +
+	"DeadLetter\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\x12\x16\n" +
+	"\x06errors\x18\x06 \x03(\tR\x06errors\x12\x1c\n" +
+	"\n" +
+	"dead_at_ms\x18\a \x01(\x03R\bdeadAtMs\x12\x1c\n" +
+	"\tpartition\x18\b \x01(\x05R\tpartition\"_\n" +
+	"\x17ListDeadLettersResponse\x120\n" +
+	"\x04dead\x18\x01 \x03(\v2\x1c.corral.worker.v1.DeadLetterR\x04dead\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"3\n" +
+	"\rDeadLetterIDs\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x10\n" +
+	"\x03all\x18\x02 \x01(\bR\x03all\"'\n" +
+	"\x0fDeadLetterCount\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\"\x16\n" +
+	"\x14ReloadPluginsRequest\"1\n" +
+	"\x15ReloadPluginsResponse\x12\x18\n" +
+	"\aplugins\x18\x01 \x03(\tR\aplugins2\xa4\a\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
-	"\x06Status\x12\x1f.corral.worker.v1.StatusRequest\x1a .corral.worker.v1.StatusResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
+	"\x06Status\x12\x1f.corral.worker.v1.StatusRequest\x1a .corral.worker.v1.StatusResponse\x12E\n" +
+	"\x04Call\x12\x1d.corral.worker.v1.CallRequest\x1a\x1e.corral.worker.v1.CallResponse\x12H\n" +
+	"\x05Drain\x12\x1e.corral.worker.v1.DrainRequest\x1a\x1f.corral.worker.v1.DrainResponse\x12K\n" +
+	"\x06Locate\x12\x1f.corral.worker.v1.LocateRequest\x1a .corral.worker.v1.LocateResponse\x12T\n" +
+	"\tGetResult\x12\".corral.worker.v1.GetResultRequest\x1a#.corral.worker.v1.GetResultResponse\x12f\n" +
+	"\x0fListDeadLetters\x12(.corral.worker.v1.ListDeadLettersRequest\x1a).corral.worker.v1.ListDeadLettersResponse\x12W\n" +
+	"\x11ReplayDeadLetters\x12\x1f.corral.worker.v1.DeadLetterIDs\x1a!.corral.worker.v1.DeadLetterCount\x12V\n" +
+	"\x10PurgeDeadLetters\x12\x1f.corral.worker.v1.DeadLetterIDs\x1a!.corral.worker.v1.DeadLetterCount\x12`\n" +
+	"\rReloadPlugins\x12&.corral.worker.v1.ReloadPluginsRequest\x1a'.corral.worker.v1.ReloadPluginsResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
 
 var (
 	file_api_workerpb_worker_proto_rawDescOnce sync.Once
@@ -727,37 +1903,80 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 	return file_api_workerpb_worker_proto_rawDescData
 }
 
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_api_workerpb_worker_proto_goTypes = []any{
-	(*Job)(nil),              // 0: corral.worker.v1.Job
-	(*SubmitRequest)(nil),    // 1: corral.worker.v1.SubmitRequest
-	(*SubmitResult)(nil),     // 2: corral.worker.v1.SubmitResult
-	(*SubmitResponse)(nil),   // 3: corral.worker.v1.SubmitResponse
-	(*GetStateRequest)(nil),  // 4: corral.worker.v1.GetStateRequest
-	(*EntityState)(nil),      // 5: corral.worker.v1.EntityState
-	(*GetStateResponse)(nil), // 6: corral.worker.v1.GetStateResponse
-	(*StatusRequest)(nil),    // 7: corral.worker.v1.StatusRequest
-	(*PartitionStatus)(nil),  // 8: corral.worker.v1.PartitionStatus
-	(*MemberStatus)(nil),     // 9: corral.worker.v1.MemberStatus
-	(*StatusResponse)(nil),   // 10: corral.worker.v1.StatusResponse
+	(JobResult_State)(0),            // 0: corral.worker.v1.JobResult.State
+	(*Job)(nil),                     // 1: corral.worker.v1.Job
+	(*SubmitRequest)(nil),           // 2: corral.worker.v1.SubmitRequest
+	(*SubmitResult)(nil),            // 3: corral.worker.v1.SubmitResult
+	(*SubmitResponse)(nil),          // 4: corral.worker.v1.SubmitResponse
+	(*GetStateRequest)(nil),         // 5: corral.worker.v1.GetStateRequest
+	(*EntityState)(nil),             // 6: corral.worker.v1.EntityState
+	(*GetStateResponse)(nil),        // 7: corral.worker.v1.GetStateResponse
+	(*StatusRequest)(nil),           // 8: corral.worker.v1.StatusRequest
+	(*PartitionStatus)(nil),         // 9: corral.worker.v1.PartitionStatus
+	(*MemberStatus)(nil),            // 10: corral.worker.v1.MemberStatus
+	(*StatusResponse)(nil),          // 11: corral.worker.v1.StatusResponse
+	(*CallRequest)(nil),             // 12: corral.worker.v1.CallRequest
+	(*CallResponse)(nil),            // 13: corral.worker.v1.CallResponse
+	(*DrainRequest)(nil),            // 14: corral.worker.v1.DrainRequest
+	(*DrainResponse)(nil),           // 15: corral.worker.v1.DrainResponse
+	(*LocateRequest)(nil),           // 16: corral.worker.v1.LocateRequest
+	(*Location)(nil),                // 17: corral.worker.v1.Location
+	(*LocateResponse)(nil),          // 18: corral.worker.v1.LocateResponse
+	(*GetResultRequest)(nil),        // 19: corral.worker.v1.GetResultRequest
+	(*JobResult)(nil),               // 20: corral.worker.v1.JobResult
+	(*GetResultResponse)(nil),       // 21: corral.worker.v1.GetResultResponse
+	(*ListDeadLettersRequest)(nil),  // 22: corral.worker.v1.ListDeadLettersRequest
+	(*DeadLetter)(nil),              // 23: corral.worker.v1.DeadLetter
+	(*ListDeadLettersResponse)(nil), // 24: corral.worker.v1.ListDeadLettersResponse
+	(*DeadLetterIDs)(nil),           // 25: corral.worker.v1.DeadLetterIDs
+	(*DeadLetterCount)(nil),         // 26: corral.worker.v1.DeadLetterCount
+	(*ReloadPluginsRequest)(nil),    // 27: corral.worker.v1.ReloadPluginsRequest
+	(*ReloadPluginsResponse)(nil),   // 28: corral.worker.v1.ReloadPluginsResponse
+	nil,                             // 29: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
-	0,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
-	2,  // 1: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
-	5,  // 2: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
-	8,  // 3: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	9,  // 4: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
-	1,  // 5: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	4,  // 6: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	7,  // 7: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	3,  // 8: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	6,  // 9: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	10, // 10: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	8,  // [8:11] is the sub-list for method output_type
-	5,  // [5:8] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	1,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
+	3,  // 1: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
+	6,  // 2: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
+	9,  // 3: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
+	29, // 4: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	10, // 5: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
+	1,  // 6: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
+	20, // 7: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
+	17, // 8: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
+	0,  // 9: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
+	20, // 10: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
+	23, // 11: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
+	2,  // 12: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	5,  // 13: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	8,  // 14: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	12, // 15: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	14, // 16: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	16, // 17: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	19, // 18: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	22, // 19: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	25, // 20: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	25, // 21: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	27, // 22: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	4,  // 23: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	7,  // 24: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	11, // 25: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	13, // 26: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	15, // 27: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	18, // 28: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	21, // 29: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	24, // 30: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	26, // 31: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	26, // 32: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	28, // 33: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	23, // [23:34] is the sub-list for method output_type
+	12, // [12:23] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -770,13 +1989,14 @@ func file_api_workerpb_worker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_api_workerpb_worker_proto_goTypes,
 		DependencyIndexes: file_api_workerpb_worker_proto_depIdxs,
+		EnumInfos:         file_api_workerpb_worker_proto_enumTypes,
 		MessageInfos:      file_api_workerpb_worker_proto_msgTypes,
 	}.Build()
 	File_api_workerpb_worker_proto = out.File

@@ -21,9 +21,17 @@ import (
 const _ = grpc.SupportPackageIsVersion7
 
 const (
-	Worker_Submit_FullMethodName   = "/corral.worker.v1.Worker/Submit"
-	Worker_GetState_FullMethodName = "/corral.worker.v1.Worker/GetState"
-	Worker_Status_FullMethodName   = "/corral.worker.v1.Worker/Status"
+	Worker_Submit_FullMethodName            = "/corral.worker.v1.Worker/Submit"
+	Worker_GetState_FullMethodName          = "/corral.worker.v1.Worker/GetState"
+	Worker_Status_FullMethodName            = "/corral.worker.v1.Worker/Status"
+	Worker_Call_FullMethodName              = "/corral.worker.v1.Worker/Call"
+	Worker_Drain_FullMethodName             = "/corral.worker.v1.Worker/Drain"
+	Worker_Locate_FullMethodName            = "/corral.worker.v1.Worker/Locate"
+	Worker_GetResult_FullMethodName         = "/corral.worker.v1.Worker/GetResult"
+	Worker_ListDeadLetters_FullMethodName   = "/corral.worker.v1.Worker/ListDeadLetters"
+	Worker_ReplayDeadLetters_FullMethodName = "/corral.worker.v1.Worker/ReplayDeadLetters"
+	Worker_PurgeDeadLetters_FullMethodName  = "/corral.worker.v1.Worker/PurgeDeadLetters"
+	Worker_ReloadPlugins_FullMethodName     = "/corral.worker.v1.Worker/ReloadPlugins"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -37,6 +45,27 @@ type WorkerClient interface {
 	GetState(ctx context.Context, in *GetStateRequest, opts ...grpc.CallOption) (*GetStateResponse, error)
 	// Status describes this worker, or the whole cluster when cluster is set.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Call runs one job synchronously on the owner of its key's partition, in
+	// order with that partition's queued work, and returns its result. Any
+	// worker accepts it and forwards to the owner; when the owner cannot be
+	// reached it falls back to the durable path (enqueue, wait for the result).
+	Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
+	// Drain makes this worker hand every partition off and stop claiming, as
+	// on SIGTERM, while it keeps serving the API.
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// Locate says where keys live: partition, current owner and epoch.
+	Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error)
+	// GetResult reads jobs' status and results, optionally waiting until each
+	// is finished or the deadline passes.
+	GetResult(ctx context.Context, in *GetResultRequest, opts ...grpc.CallOption) (*GetResultResponse, error)
+	// Dead-letter store: list, replay (submit again with fresh attempts) and
+	// purge dead-lettered jobs.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	ReplayDeadLetters(ctx context.Context, in *DeadLetterIDs, opts ...grpc.CallOption) (*DeadLetterCount, error)
+	PurgeDeadLetters(ctx context.Context, in *DeadLetterIDs, opts ...grpc.CallOption) (*DeadLetterCount, error)
+	// ReloadPlugins relaunches this worker's plugins from their binaries (hot
+	// upgrade): in-flight batches finish on the old version.
+	ReloadPlugins(ctx context.Context, in *ReloadPluginsRequest, opts ...grpc.CallOption) (*ReloadPluginsResponse, error)
 }
 
 type workerClient struct {
@@ -74,6 +103,78 @@ func (c *workerClient) Status(ctx context.Context, in *StatusRequest, opts ...gr
 	return out, nil
 }
 
+func (c *workerClient) Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error) {
+	out := new(CallResponse)
+	err := c.cc.Invoke(ctx, Worker_Call_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Worker_Drain_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error) {
+	out := new(LocateResponse)
+	err := c.cc.Invoke(ctx, Worker_Locate_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) GetResult(ctx context.Context, in *GetResultRequest, opts ...grpc.CallOption) (*GetResultResponse, error) {
+	out := new(GetResultResponse)
+	err := c.cc.Invoke(ctx, Worker_GetResult_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, Worker_ListDeadLetters_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) ReplayDeadLetters(ctx context.Context, in *DeadLetterIDs, opts ...grpc.CallOption) (*DeadLetterCount, error) {
+	out := new(DeadLetterCount)
+	err := c.cc.Invoke(ctx, Worker_ReplayDeadLetters_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) PurgeDeadLetters(ctx context.Context, in *DeadLetterIDs, opts ...grpc.CallOption) (*DeadLetterCount, error) {
+	out := new(DeadLetterCount)
+	err := c.cc.Invoke(ctx, Worker_PurgeDeadLetters_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) ReloadPlugins(ctx context.Context, in *ReloadPluginsRequest, opts ...grpc.CallOption) (*ReloadPluginsResponse, error) {
+	out := new(ReloadPluginsResponse)
+	err := c.cc.Invoke(ctx, Worker_ReloadPlugins_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility
@@ -85,6 +186,27 @@ type WorkerServer interface {
 	GetState(context.Context, *GetStateRequest) (*GetStateResponse, error)
 	// Status describes this worker, or the whole cluster when cluster is set.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Call runs one job synchronously on the owner of its key's partition, in
+	// order with that partition's queued work, and returns its result. Any
+	// worker accepts it and forwards to the owner; when the owner cannot be
+	// reached it falls back to the durable path (enqueue, wait for the result).
+	Call(context.Context, *CallRequest) (*CallResponse, error)
+	// Drain makes this worker hand every partition off and stop claiming, as
+	// on SIGTERM, while it keeps serving the API.
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// Locate says where keys live: partition, current owner and epoch.
+	Locate(context.Context, *LocateRequest) (*LocateResponse, error)
+	// GetResult reads jobs' status and results, optionally waiting until each
+	// is finished or the deadline passes.
+	GetResult(context.Context, *GetResultRequest) (*GetResultResponse, error)
+	// Dead-letter store: list, replay (submit again with fresh attempts) and
+	// purge dead-lettered jobs.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	ReplayDeadLetters(context.Context, *DeadLetterIDs) (*DeadLetterCount, error)
+	PurgeDeadLetters(context.Context, *DeadLetterIDs) (*DeadLetterCount, error)
+	// ReloadPlugins relaunches this worker's plugins from their binaries (hot
+	// upgrade): in-flight batches finish on the old version.
+	ReloadPlugins(context.Context, *ReloadPluginsRequest) (*ReloadPluginsResponse, error)
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -100,6 +222,30 @@ func (UnimplementedWorkerServer) GetState(context.Context, *GetStateRequest) (*G
 }
 func (UnimplementedWorkerServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedWorkerServer) Call(context.Context, *CallRequest) (*CallResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Call not implemented")
+}
+func (UnimplementedWorkerServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Drain not implemented")
+}
+func (UnimplementedWorkerServer) Locate(context.Context, *LocateRequest) (*LocateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Locate not implemented")
+}
+func (UnimplementedWorkerServer) GetResult(context.Context, *GetResultRequest) (*GetResultResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetResult not implemented")
+}
+func (UnimplementedWorkerServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedWorkerServer) ReplayDeadLetters(context.Context, *DeadLetterIDs) (*DeadLetterCount, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReplayDeadLetters not implemented")
+}
+func (UnimplementedWorkerServer) PurgeDeadLetters(context.Context, *DeadLetterIDs) (*DeadLetterCount, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PurgeDeadLetters not implemented")
+}
+func (UnimplementedWorkerServer) ReloadPlugins(context.Context, *ReloadPluginsRequest) (*ReloadPluginsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReloadPlugins not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 
@@ -168,6 +314,150 @@ func _Worker_Status_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_Call_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CallRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).Call(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_Call_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).Call(ctx, req.(*CallRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_Locate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LocateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).Locate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_Locate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).Locate(ctx, req.(*LocateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_GetResult_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetResultRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).GetResult(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_GetResult_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).GetResult(ctx, req.(*GetResultRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_ReplayDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeadLetterIDs)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ReplayDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ReplayDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ReplayDeadLetters(ctx, req.(*DeadLetterIDs))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_PurgeDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeadLetterIDs)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).PurgeDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_PurgeDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).PurgeDeadLetters(ctx, req.(*DeadLetterIDs))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_ReloadPlugins_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReloadPluginsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ReloadPlugins(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ReloadPlugins_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ReloadPlugins(ctx, req.(*ReloadPluginsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -186,6 +476,38 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Worker_Status_Handler,
+		},
+		{
+			MethodName: "Call",
+			Handler:    _Worker_Call_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _Worker_Drain_Handler,
+		},
+		{
+			MethodName: "Locate",
+			Handler:    _Worker_Locate_Handler,
+		},
+		{
+			MethodName: "GetResult",
+			Handler:    _Worker_GetResult_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _Worker_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "ReplayDeadLetters",
+			Handler:    _Worker_ReplayDeadLetters_Handler,
+		},
+		{
+			MethodName: "PurgeDeadLetters",
+			Handler:    _Worker_PurgeDeadLetters_Handler,
+		},
+		{
+			MethodName: "ReloadPlugins",
+			Handler:    _Worker_ReloadPlugins_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
