@@ -183,9 +183,14 @@ type HandlerSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "entity.action", e.g. "donor.donate". The part before the first dot is
 	// the entity type whose state the handler reads and writes.
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	TimeoutMs     int64  `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`       // deadline of one Handle call; 0 = host default
-	MaxAttempts   int32  `protobuf:"varint,3,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"` // attempts before dead-lettering; 0 = host default
+	Name        string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	TimeoutMs   int64  `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`       // deadline of one Handle call; 0 = host default
+	MaxAttempts int32  `protobuf:"varint,3,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"` // attempts before dead-lettering; 0 = host default
+	// Optional shape of the payload, checked at submit: a JSON object mapping
+	// each required field to its JSON type ("string", "integer", "number",
+	// "boolean", "object", "array"), e.g. {"amount_cents":"integer"}.
+	PayloadShape  string `protobuf:"bytes,4,opt,name=payload_shape,json=payloadShape,proto3" json:"payload_shape,omitempty"`
+	Concurrency   int32  `protobuf:"varint,5,opt,name=concurrency,proto3" json:"concurrency,omitempty"` // hint: batches of this handler run at once; 0 = host default
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,6 +242,20 @@ func (x *HandlerSpec) GetTimeoutMs() int64 {
 func (x *HandlerSpec) GetMaxAttempts() int32 {
 	if x != nil {
 		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *HandlerSpec) GetPayloadShape() string {
+	if x != nil {
+		return x.PayloadShape
+	}
+	return ""
+}
+
+func (x *HandlerSpec) GetConcurrency() int32 {
+	if x != nil {
+		return x.Concurrency
 	}
 	return 0
 }
@@ -656,12 +675,14 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x129\n" +
-	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"c\n" +
+	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\xaa\x01\n" +
 	"\vHandlerSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12!\n" +
-	"\fmax_attempts\x18\x03 \x01(\x05R\vmaxAttempts\"D\n" +
+	"\fmax_attempts\x18\x03 \x01(\x05R\vmaxAttempts\x12#\n" +
+	"\rpayload_shape\x18\x04 \x01(\tR\fpayloadShape\x12 \n" +
+	"\vconcurrency\x18\x05 \x01(\x05R\vconcurrency\"D\n" +
 	"\x06Entity\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
