@@ -22,6 +22,7 @@ const usage = `Usage: coordinator [--consul ADDR] COMMAND [flags]
 Commands:
   submit   submit one job (--handler --key --payload [--id]) or many (--file F.jsonl, - for stdin)
   state    print an entity's committed state as JSON: state ENTITY KEY
+  call     run one job synchronously on its key's owner and print its result
   status   members, partitions per member, queue depth
 
 Global flags:
@@ -74,6 +75,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return submitCmd(ctx, g, newClient, rest, stdin, stdout, stderr)
 	case "state":
 		return stateCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "call":
+		return callCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "status":
 		return statusCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "help":

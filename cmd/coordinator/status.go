@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/corralhq/corral/client"
@@ -32,7 +33,7 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Id < st.Members[j].Id })
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tADDRESS\tPARTITIONS\tQUEUED\tCOMMITTED\tFENCED\tPLUGINS")
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tPARTITIONS\tQUEUED\tCOMMITTED\tFENCED\tPLUGINS\tBREAKERS")
 	owned := 0
 	for _, m := range st.Members {
 		if m.Error != "" {
@@ -44,9 +45,24 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 			depth += p.Depth
 		}
 		owned += len(m.Partitions)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%v\n", m.Id, m.Address, len(m.Partitions), depth, m.Committed, m.Fenced, m.Plugins)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", m.Id, m.Address, len(m.Partitions), depth, m.Committed, m.Fenced, m.Plugins, breakerSummary(m.Breakers))
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "partitions: %d (%d owned), jobs waiting: %d\n", st.Partitions, owned, st.TotalDepth)
 	return nil
+}
+
+// breakerSummary lists the peers whose breaker is not closed.
+func breakerSummary(states map[string]string) string {
+	var bad []string
+	for peer, st := range states {
+		if st != "closed" {
+			bad = append(bad, peer+" "+st)
+		}
+	}
+	if len(bad) == 0 {
+		return fmt.Sprintf("%d closed", len(states))
+	}
+	sort.Strings(bad)
+	return strings.Join(bad, ", ")
 }

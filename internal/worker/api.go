@@ -167,7 +167,7 @@ func (w *Worker) memberStatus(ctx context.Context) (*workerpb.MemberStatus, erro
 		return nil, err
 	}
 	ms := &workerpb.MemberStatus{Id: w.cfg.ID, Address: w.cfg.Advertise, Plugins: w.handlers.Plugins(),
-		Committed: w.committed.Load(), Fenced: w.fenced.Load()}
+		Committed: w.committed.Load(), Fenced: w.fenced.Load(), Breakers: w.breakerStates()}
 	for _, p := range parts {
 		ms.Partitions = append(ms.Partitions, &workerpb.PartitionStatus{Partition: int32(p), Epoch: owned[p], Depth: depth[p]})
 	}

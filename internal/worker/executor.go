@@ -138,6 +138,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, j
 		return false
 	}
 	w.committed.Add(int64(len(batch.Done)))
+	w.calls.committed(batch)
 	for _, d := range batch.Dead {
 		log.Warn("job dead-lettered", "job", d.Job.ID, "handler", d.Job.Handler, "attempt", d.Job.Attempt, "err", d.Error)
 	}

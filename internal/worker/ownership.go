@@ -20,9 +20,12 @@ import (
 func (w *Worker) watchMembers(ctx context.Context) {
 	for snap := range w.registry.Watch(ctx) {
 		ids := make([]string, len(snap.Members))
+		addrs := make(map[string]string, len(snap.Members))
 		for i, m := range snap.Members {
 			ids[i] = m.ID
+			addrs[m.ID] = m.Address
 		}
+		w.setAddresses(addrs)
 		ring, err := sharding.NewRing(w.cfg.Ring, ids)
 		if err != nil {
 			w.log.Error("cannot build ring", "err", err)

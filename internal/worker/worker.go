@@ -49,7 +49,12 @@ type Worker struct {
 	keeper   *lease.Keeper
 	peers    *client.Pool
 
-	ring atomic.Pointer[sharding.Ring]
+	ring  atomic.Pointer[sharding.Ring]
+	addrs atomic.Pointer[map[string]string] // member id → gRPC address
+
+	calls         callWaiters
+	retryBudget   *breaker.Budget
+	callFallbacks atomic.Int64
 
 	mu    sync.Mutex
 	owned map[int]int64 // partition → epoch under which we commit
@@ -95,7 +100,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	return &Worker{
 		cfg: cfg, log: logger.With("worker", cfg.ID), rdb: rdb,
 		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
-		peers: client.NewPool(breakers),
+		peers: client.NewPool(breakers), retryBudget: breaker.DefaultBudget(),
 		owned: map[int]int64{}, kick: make(chan struct{}, 1), relayReq: make(chan int, 1024),
 	}, nil
 }

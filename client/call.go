@@ -1,0 +1,41 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Call runs one job synchronously on the owner of its key and returns the
+// reply. Any worker takes it and routes it; the caller's deadline travels
+// with it. The job gets an id here when it has none, so that trying
+// another worker after a failure is the same job, applied once.
+func (c *Client) Call(ctx context.Context, job *workerpb.Job) (*workerpb.CallResponse, error) {
+	job = proto.Clone(job).(*workerpb.Job)
+	if job.Id == "" {
+		job.Id = NewJobID()
+	}
+	req := &workerpb.CallRequest{Job: job}
+	if dl, ok := ctx.Deadline(); ok {
+		req.TimeoutMs = time.Until(dl).Milliseconds()
+	}
+	var out *workerpb.CallResponse
+	err := c.any(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+		resp, err := w.Call(ctx, req)
+		out = resp
+		return err
+	})
+	return out, err
+}
+
+// NewJobID returns a random job id that sorts by creation time.
+func NewJobID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return strconv.FormatInt(time.Now().UnixMicro(), 36) + "-" + hex.EncodeToString(b[:])
+}

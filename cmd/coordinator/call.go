@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/client"
+	"google.golang.org/grpc/status"
+)
+
+func callCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("call", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `Usage: coordinator [--timeout D] call --handler H --key K --payload JSON [--id ID]
+
+Runs one job synchronously on the owner of its key, in order with that key's
+queued jobs, and prints its result (JSON) when it has committed. When the owner
+is down or slow the call goes through the queue instead, so an accepted call is
+never lost; the global --timeout is its deadline.
+
+Flags:`)
+		fs.PrintDefaults()
+	}
+	handler := fs.String("handler", "", "handler name, e.g. donor.donate")
+	key := fs.String("key", "", "entity key")
+	payload := fs.String("payload", "{}", "JSON payload")
+	id := fs.String("id", "", "job id (idempotency key); generated when empty")
+	verbose := fs.Bool("v", false, "also print the job id, who served it and how, on stderr")
+	if done, err := parse(fs, args, stderr); done || err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("call takes no arguments, got %q (use --key)", fs.Args())
+	}
+	if *handler == "" || *key == "" {
+		return errors.New("call needs --handler and --key")
+	}
+	if !json.Valid([]byte(*payload)) {
+		return fmt.Errorf("--payload is not valid JSON: %s", *payload)
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	resp, err := c.Call(ctx, &workerpb.Job{Id: *id, Handler: *handler, Key: *key, Payload: []byte(*payload)})
+	if err != nil {
+		if s, ok := status.FromError(err); ok {
+			return errors.New(s.Message())
+		}
+		return err
+	}
+	r := resp.Result
+	if *verbose {
+		how := "directly"
+		if resp.Durable {
+			how = "through the queue (owner unreachable)"
+		}
+		fmt.Fprintf(stderr, "job %s %s, served %s %s\n", resp.Id, r.State, how, resp.ServedBy)
+	}
+	if r.State == workerpb.JobResult_DEAD {
+		return fmt.Errorf("job %s was dead-lettered after %d attempts: %s", resp.Id, r.Attempts, r.Error)
+	}
+	if len(r.Result) == 0 {
+		fmt.Fprintln(stdout, "null")
+		return nil
+	}
+	fmt.Fprintln(stdout, string(r.Result))
+	return nil
+}

@@ -1,0 +1,213 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/examples/donations/ledger"
+	"github.com/corralhq/corral/sharding"
+)
+
+// TestCallRoutesToOwner calls donations synchronously: each reply is the
+// donor's state right after that donation, so replies also show per-key
+// order.
+func TestCallRoutesToOwner(t *testing.T) {
+	c := newCluster(t)
+	for _, id := range []string{"w1", "w2", "w3"} {
+		c.start(id)
+	}
+	cl := c.client()
+	waitOwners(t, cl, 3)
+
+	const keys, calls = 20, 200
+	want := map[string]ledger.DonorState{}
+	var lat []time.Duration
+	direct := 0
+	for i := range calls {
+		key := fmt.Sprintf("caller-%02d", i%keys)
+		d := ledger.Donation{AmountCents: int64(100 + i), Campaign: "calls"}
+		resp := callUntilDone(t, cl, &lat, donationJob(fmt.Sprintf("call-%d", i), key, d), 5*time.Second)
+		var got ledger.DonorState
+		if err := json.Unmarshal(resp.Result.Result, &got); err != nil {
+			t.Fatalf("call %d: result %q is not a donor state: %v", i, resp.Result.Result, err)
+		}
+		exp := want[key].Apply(d)
+		want[key] = exp
+		if got != exp {
+			t.Fatalf("call %d on %s replied %+v, want %+v (a reply must show the state right after its own job)", i, key, got, exp)
+		}
+		if !resp.Durable {
+			direct++
+		}
+	}
+	if direct == 0 {
+		t.Fatalf("none of %d calls was served directly by the owner", calls)
+	}
+	slices.Sort(lat)
+	t.Logf("%d calls, %d served directly by the owner; latency p50 %v p99 %v (through one peer hop when the entry worker is not the owner)",
+		calls, direct, lat[len(lat)/2], lat[len(lat)*99/100])
+}
+
+// TestCallWhileOwnerStopped SIGSTOPs the owner of the keys being called:
+// the callers' breakers for it open, calls fall back to the queue, and
+// every call (retried with its id until it reports done) has exactly one
+// effect once the partitions have moved.
+func TestCallWhileOwnerStopped(t *testing.T) {
+	c := newCluster(t)
+	for _, id := range []string{"w1", "w2", "w3"} {
+		c.start(id)
+	}
+	cl := c.client()
+	owners := waitOwners(t, cl, 3)
+
+	// Donors whose partitions w2 owns.
+	var keys []string
+	for i := 0; len(keys) < 10; i++ {
+		k := fmt.Sprintf("stopped-%d", i)
+		if owners[sharding.PartitionOf(k, sharding.DefaultPartitions)] == "w2" {
+			keys = append(keys, k)
+		}
+	}
+
+	c.signal("w2", syscall.SIGSTOP)
+	stopped := time.Now()
+	defer c.signal("w2", syscall.SIGCONT)
+
+	var (
+		mu      sync.Mutex
+		want    = map[string]ledger.DonorState{}
+		lat     []time.Duration
+		durable atomic.Int64
+		n       atomic.Int64
+		wg      sync.WaitGroup
+	)
+	for g := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Since(stopped) < 5*time.Second; i++ {
+				key := keys[(g+i)%len(keys)]
+				d := ledger.Donation{AmountCents: int64(1 + g*1000 + i), Campaign: "stopped"}
+				var mine []time.Duration
+				resp := callUntilDone(t, cl, &mine, donationJob(fmt.Sprintf("stop-%d-%d", g, i), key, d), 2*time.Second)
+				if resp.Durable {
+					durable.Add(1)
+				}
+				n.Add(1)
+				mu.Lock()
+				want[key] = want[key].Apply(d)
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	c.signal("w2", syscall.SIGCONT)
+
+	for key, exp := range want {
+		var got ledger.DonorState
+		waitState(t, c, "donor", key, &got, func() bool { return got.Count >= exp.Count })
+		if got != exp {
+			t.Errorf("donor %s = %+v, want %+v (lost or doubled calls)", key, got, exp)
+		}
+	}
+	opened := breakerOpenedInLogs(t, c)
+	slices.Sort(lat)
+	t.Logf("owner w2 stopped: %d calls done, %d through the durable fallback, breakers opened in %v; attempt latency p50 %v max %v",
+		n.Load(), durable.Load(), opened, lat[len(lat)/2], lat[len(lat)-1])
+	if durable.Load() == 0 {
+		t.Errorf("no call fell back to the durable path while the owner was stopped")
+	}
+	if len(opened) == 0 {
+		t.Errorf("no worker's breaker for the stopped owner opened")
+	}
+}
+
+func donationJob(id, key string, d ledger.Donation) *workerpb.Job {
+	b, _ := json.Marshal(d)
+	return &workerpb.Job{Id: id, Handler: ledger.HandlerDonate, Key: key, Payload: b}
+}
+
+// callUntilDone calls with the given per-attempt deadline and retries with
+// the same id until the job reports done: the id makes that safe.
+func callUntilDone(t *testing.T, cl *client.Client, lat *[]time.Duration, job *workerpb.Job, each time.Duration) *workerpb.CallResponse {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), each)
+		start := time.Now()
+		resp, err := cl.Call(ctx, job)
+		cancel()
+		*lat = append(*lat, time.Since(start))
+		if err == nil {
+			if resp.Result.State != workerpb.JobResult_DONE {
+				t.Errorf("call %s ended %v: %s", job.Id, resp.Result.State, resp.Result.Error)
+			}
+			return resp
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("call %s did not succeed within a minute: %v", job.Id, err)
+			return &workerpb.CallResponse{Result: &workerpb.JobResult{}}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitOwners waits until the members own every partition and returns the
+// owner of each.
+func waitOwners(t *testing.T, cl *client.Client, members int) map[int]string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cl.Status(ctx)
+		cancel()
+		if err == nil && len(st.Members) == members {
+			owners := map[int]string{}
+			for _, m := range st.Members {
+				for _, p := range m.Partitions {
+					owners[int(p.Partition)] = m.Id
+				}
+			}
+			if len(owners) == int(st.Partitions) {
+				return owners
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions not all owned by %d members after 30s (last status err %v)", members, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// breakerOpenedInLogs lists the workers that logged a breaker opening.
+func breakerOpenedInLogs(t *testing.T, c *cluster) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "peer breaker changed state") && strings.Contains(line, "to=open") {
+				out = append(out, strings.TrimSuffix(filepath.Base(f), ".log"))
+				break
+			}
+		}
+	}
+	return out
+}

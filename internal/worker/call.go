@@ -1,0 +1,277 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/breaker"
+	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrNotOwner is what a worker answers to a forwarded Call for a partition
+// it does not own (the caller's view of the ring was stale).
+var ErrNotOwner = errors.New("not the owner of the partition")
+
+// callPoll is how often a waiting Call reads the job's record, for jobs
+// committed by another worker (the durable path) or a missed wake-up.
+const callPoll = 10 * time.Millisecond
+
+// Call runs one job on the owner of its key's partition and returns its
+// result. The job always goes through the partition's queue, so the owner
+// runs it in order with the partition's other work and commits it under
+// its fencing epoch; what Call adds is routing and a wake-up on commit.
+// When the owner cannot be reached (down, slow, breaker open) the job is
+// enqueued from here and its result awaited until the deadline: a Call
+// accepted is never lost, and its id makes every path apply it once.
+func (a *API) Call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.CallResponse, error) {
+	w := a.w
+	if req.Job == nil {
+		return nil, status.Error(codes.InvalidArgument, "call: no job")
+	}
+	if req.TimeoutMs > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
+		defer cancel()
+	}
+	job := proto.Clone(req.Job).(*workerpb.Job)
+	if job.Id == "" {
+		// Fixed before the first hop, so a forward and a fallback of the
+		// same call are one job.
+		job.Id = newJobID(time.Now())
+	}
+	if err := validateKey(job.Key); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	p := w.partitionOf(job.Key)
+	if w.owns(p) {
+		return a.callHere(ctx, job, false)
+	}
+	if req.Forwarded {
+		return nil, status.Errorf(codes.FailedPrecondition, "%v %d (worker %s)", ErrNotOwner, p, w.cfg.ID)
+	}
+	if resp, err, done := a.callOwner(ctx, job, p); done {
+		return resp, err
+	}
+	w.callFallbacks.Add(1)
+	return a.callHere(ctx, job, true)
+}
+
+func (w *Worker) owns(p int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.owned[p]
+	return ok
+}
+
+// callOwner forwards to the owner the ring names, and once more to the
+// holder Redis names if the first answered "not the owner". done is false
+// when the caller should fall back to the durable path.
+func (a *API) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *workerpb.CallResponse, err error, done bool) {
+	w := a.w
+	ring := w.ring.Load()
+	if ring == nil {
+		return nil, nil, false
+	}
+	owner := ring.OwnerOf(p)
+	addr := w.addressOf(owner)
+	if owner == "" || owner == w.cfg.ID || addr == "" {
+		return nil, nil, false
+	}
+	w.retryBudget.Called()
+	resp, err = w.forward(ctx, addr, job)
+	if err == nil {
+		return resp, nil, true
+	}
+	if status.Code(err) == codes.FailedPrecondition && w.retryBudget.TryRetry() {
+		h, herr := lease.HolderOf(ctx, w.rdb, p)
+		if herr == nil && h.Token != "" {
+			id, _, _ := strings.Cut(h.Token, "~")
+			if id == w.cfg.ID {
+				return nil, nil, false // claimed here meanwhile: run it here
+			}
+			if addr2 := w.addressOf(id); addr2 != "" && addr2 != addr {
+				if resp, err = w.forward(ctx, addr2, job); err == nil {
+					return resp, nil, true
+				}
+			}
+		}
+	}
+	if !client.PeerFault(err) && status.Code(err) != codes.FailedPrecondition {
+		return nil, err, true // the request itself is wrong: falling back would not help
+	}
+	w.log.Debug("call: owner unreachable; taking the durable path", "job", job.Id, "partition", p, "owner", owner, "err", err)
+	return nil, nil, false
+}
+
+// forward calls the owner through its breaker. It leaves the caller half
+// of its remaining time, so a slow owner still leaves room for the
+// durable fallback.
+func (w *Worker) forward(ctx context.Context, addr string, job *workerpb.Job) (*workerpb.CallResponse, error) {
+	fctx := ctx
+	var remaining time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		remaining = time.Until(dl)
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(ctx, remaining/2)
+		defer cancel()
+	}
+	var out *workerpb.CallResponse
+	err := w.peers.Call(fctx, addr, func(ctx context.Context, c workerpb.WorkerClient) error {
+		r, err := c.Call(ctx, &workerpb.CallRequest{Job: job, TimeoutMs: (remaining / 2).Milliseconds(), Forwarded: true})
+		out = r
+		return err
+	})
+	if errors.Is(err, breaker.ErrOpen) {
+		// Fails fast; counts against nothing, the job was not even sent.
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return out, err
+}
+
+// callHere enqueues the job through the normal submit path (validation,
+// dedup by id) and waits for it to finish: woken by the local commit when
+// this worker owns the partition, by polling its record otherwise.
+func (a *API) callHere(ctx context.Context, job *workerpb.Job, durable bool) (*workerpb.CallResponse, error) {
+	w := a.w
+	done, cancel := w.calls.wait(job.Id)
+	defer cancel()
+	sub, err := a.Submit(ctx, &workerpb.SubmitRequest{Jobs: []*workerpb.Job{job}})
+	if err != nil {
+		return nil, err
+	}
+	if len(sub.Results) != 1 {
+		return nil, status.Errorf(codes.Internal, "call: submit returned %d results for one job", len(sub.Results))
+	}
+	if e := sub.Results[0].Error; e != "" {
+		if errors.Is(errors.New(e), store.ErrConflict) || strings.Contains(e, store.ErrConflict.Error()) {
+			return nil, status.Error(codes.AlreadyExists, e)
+		}
+		return nil, status.Error(codes.InvalidArgument, e)
+	}
+	served := ""
+	if !durable {
+		served = w.cfg.ID
+	}
+	reply := func(r *workerpb.JobResult) *workerpb.CallResponse {
+		return &workerpb.CallResponse{Id: job.Id, Result: r, ServedBy: served, Durable: durable}
+	}
+	t := time.NewTicker(callPoll)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-done:
+			return reply(r), nil
+		case <-t.C:
+			got, err := a.GetResult(ctx, &workerpb.GetResultRequest{Ids: []string{job.Id}})
+			if err != nil {
+				if ctx.Err() == nil && status.Code(err) != codes.Unimplemented {
+					w.log.Debug("call: reading result failed", "job", job.Id, "err", err)
+				}
+				continue
+			}
+			if len(got.Results) == 1 && finished(got.Results[0]) {
+				return reply(got.Results[0]), nil
+			}
+		case <-ctx.Done():
+			return nil, status.Errorf(codes.DeadlineExceeded,
+				"call %s was accepted but did not finish before the deadline; it stays queued ('coordinator result %s' reads it later)", job.Id, job.Id)
+		}
+	}
+}
+
+func finished(r *workerpb.JobResult) bool {
+	return r.State == workerpb.JobResult_DONE || r.State == workerpb.JobResult_DEAD
+}
+
+// callWaiters wakes Calls waiting on this worker when their job commits.
+type callWaiters struct {
+	n  atomic.Int64 // waiters registered; commits skip the work when 0
+	mu sync.Mutex
+	m  map[string][]chan *workerpb.JobResult
+}
+
+func (c *callWaiters) wait(id string) (<-chan *workerpb.JobResult, func()) {
+	ch := make(chan *workerpb.JobResult, 1)
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string][]chan *workerpb.JobResult{}
+	}
+	c.m[id] = append(c.m[id], ch)
+	c.mu.Unlock()
+	c.n.Add(1)
+	return ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		chs := c.m[id]
+		for i, x := range chs {
+			if x == ch {
+				chs = append(chs[:i], chs[i+1:]...)
+				c.n.Add(-1)
+				break
+			}
+		}
+		if len(chs) == 0 {
+			delete(c.m, id)
+		} else {
+			c.m[id] = chs
+		}
+	}
+}
+
+func (c *callWaiters) wake(id string, r *workerpb.JobResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range c.m[id] {
+		select {
+		case ch <- r:
+		default:
+		}
+	}
+}
+
+// committed wakes the Calls waiting for jobs a commit just finished.
+func (c *callWaiters) committed(b *store.Batch) {
+	if c.n.Load() == 0 {
+		return
+	}
+	results := make(map[string][]byte, len(b.Results))
+	for _, r := range b.Results {
+		results[r.JobID] = r.Value
+	}
+	for _, id := range b.Done {
+		c.wake(id, &workerpb.JobResult{Id: id, State: workerpb.JobResult_DONE, Result: results[id]})
+	}
+	for _, d := range b.Dead {
+		c.wake(d.Job.ID, &workerpb.JobResult{Id: d.Job.ID, State: workerpb.JobResult_DEAD, Error: d.Error, Attempts: int32(d.Job.Attempt)})
+	}
+}
+
+// addressOf is the gRPC address of a member, "" if it is not a healthy member.
+func (w *Worker) addressOf(id string) string {
+	if m := w.addrs.Load(); m != nil {
+		return (*m)[id]
+	}
+	return ""
+}
+
+func (w *Worker) setAddresses(members map[string]string) { w.addrs.Store(&members) }
+
+// breakerStates is this worker's view of its peers, for Status.
+func (w *Worker) breakerStates() map[string]string {
+	states := w.peers.Breakers().States()
+	out := make(map[string]string, len(states))
+	for _, s := range states {
+		out[s.Peer] = s.State.String()
+	}
+	return out
+}
