@@ -1,7 +1,7 @@
 # Corral — run `make help` for the targets.
 export GOTOOLCHAIN := local
 GO ?= go
-BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench
+BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench bin/callbench
 
 .PHONY: help deps build test test-short bench up down demo vet fmt proto clean
 
@@ -19,6 +19,7 @@ build: ## build the binaries into bin/
 	$(GO) build -o bin/loadgen ./examples/donations/loadgen
 	$(GO) build -o bin/verify ./examples/donations/verify
 	$(GO) build -o bin/bench ./examples/donations/bench
+	$(GO) build -o bin/callbench ./examples/donations/callbench
 
 test: deps ## run every test against real Redis, Consul and plugin processes
 	$(GO) vet ./...
