@@ -108,7 +108,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, j
 	req := buildRequest(jobs, snap)
 	resp := &pluginpb.HandleResponse{}
 	if len(req.Jobs) > 0 {
-		resp, err = w.handlers.Handle(ctx, req)
+		resp, err = w.handleObserved(ctx, req)
 		if err != nil {
 			if r.failures+1 < failuresBeforeRetry {
 				log.Warn("plugin call failed; batch will be read again", "jobs", len(req.Jobs), "first_job", req.Jobs[0].Id, "err", err)
@@ -127,7 +127,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, j
 		log.Warn("lease not trusted any more; not committing")
 		return false
 	}
-	if err := w.store.CommitBatch(ctx, p, r.epoch, batch); err != nil {
+	if err := w.commitObserved(ctx, p, r.epoch, batch); err != nil {
 		if isFenced(err) {
 			w.fenced.Add(1)
 			w.drop(p, r.epoch)
@@ -138,6 +138,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, j
 		return false
 	}
 	w.committed.Add(int64(len(batch.Done)))
+	w.metrics.observeBatch(jobs, batch)
 	w.calls.committed(batch)
 	for _, d := range batch.Dead {
 		log.Warn("job dead-lettered", "job", d.Job.ID, "handler", d.Job.Handler, "attempt", d.Job.Attempt, "err", d.Error)

@@ -69,6 +69,7 @@ type Worker struct {
 	committed atomic.Int64
 	fenced    atomic.Int64
 	moves     atomic.Int64
+	metrics   *workerMetrics // nil unless ServeMetrics was called
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -123,7 +124,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		return err
 	}
 	reg := discovery.Registration{ID: w.cfg.ID, Address: host, Port: port, CheckTTL: w.cfg.CheckTTL,
-		Meta: map[string]string{"partitions": fmt.Sprint(w.cfg.Ring.Partitions)}}
+		Meta: w.serviceMeta(), Tags: w.serviceTags()}
 	if err := w.registry.Register(ctx, reg); err != nil {
 		w.keeper.Stop()
 		return fmt.Errorf("worker: register in Consul: %w", err)

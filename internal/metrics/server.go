@@ -1,0 +1,84 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves /metrics of one registry. Start it once; Stop is safe to
+// call twice or before Start.
+type Server struct {
+	lis  net.Listener
+	srv  *http.Server
+	log  *slog.Logger
+	once sync.Once
+}
+
+// Listen binds addr (host:port; port 0 picks a free one) so the address is
+// known, and registrable in Consul, before serving starts.
+func Listen(addr string, reg *prometheus.Registry, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, "corral worker: metrics at /metrics")
+	})
+	return &Server{lis: lis, log: logger,
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// Start serves in the background.
+func (s *Server) Start() {
+	go func() {
+		if err := s.srv.Serve(s.lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("metrics server stopped", "addr", s.Addr(), "err", err)
+		}
+	}()
+}
+
+// Stop closes the listener and waits up to a second for scrapes in flight.
+func (s *Server) Stop() {
+	s.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			s.srv.Close()
+		}
+	})
+}
+
+// AdvertiseAddr is the address to publish for a server bound to bound: an
+// unspecified host (":9464", "0.0.0.0:9464") is replaced by host, the host
+// peers reach this worker on.
+func AdvertiseAddr(bound, host string) string {
+	h, p, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(h); h == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort(host, p)
+	}
+	return bound
+}
