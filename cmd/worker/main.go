@@ -50,8 +50,10 @@ func run() error {
 	id := fs.String("id", "", "unique worker id (default: HOST-PORT)")
 	listen := fs.String("listen", "127.0.0.1:0", "address of the worker gRPC API")
 	advertise := fs.String("advertise", "", "address peers dial (default: the listen address)")
-	redisAddr := fs.String("redis", cli.Env("CORRAL_REDIS_ADDR", "127.0.0.1:6379"), "Redis address (env CORRAL_REDIS_ADDR)")
-	redisPass := fs.String("redis-password", "", "Redis password (env CORRAL_REDIS_PASSWORD)")
+	var redisFlags cli.RedisFlags
+	redisFlags.Register(fs)
+	metricsAddr := fs.String("metrics", cli.Env("CORRAL_METRICS_ADDR", "127.0.0.1:0"),
+		"address of the Prometheus /metrics endpoint, published in Consul meta \"metrics\"; empty turns it off (env CORRAL_METRICS_ADDR)")
 	consulAddr := fs.String("consul", cli.DefaultConsulAddr(), "Consul agent HTTP address (env CORRAL_CONSUL_ADDR)")
 	consulToken := fs.String("consul-token", "", "Consul ACL token (env CONSUL_HTTP_TOKEN)")
 	fs.Var(&plugins, "plugin", "handler plugin binary to launch (repeatable)")
@@ -76,9 +78,6 @@ func run() error {
 		return errors.New("at least one --plugin is required (see --help)")
 	}
 	cfg.Store.Partitions = cfg.Ring.Partitions
-	if *redisPass == "" {
-		*redisPass = os.Getenv("CORRAL_REDIS_PASSWORD")
-	}
 	if *consulToken == "" {
 		*consulToken = os.Getenv("CONSUL_HTTP_TOKEN")
 	}
@@ -104,6 +103,22 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	// Check credentials before launching plugins, so a wrong password or
+	// token fails in a second with a sentence saying what to fix.
+	ropts, err := redisFlags.Options()
+	if err != nil {
+		return err
+	}
+	ropts.PoolSize = 4 * cfg.Parallel
+	rdb := redis.NewUniversalClient(ropts)
+	defer rdb.Close()
+	if err := cli.CheckRedis(ctx, rdb, redisFlags.Addrs); err != nil {
+		return err
+	}
+	if err := checkConsulToken(ctx, *consulAddr, *consulToken); err != nil {
+		return err
+	}
+
 	hcfg := host.DefaultConfig()
 	hcfg.Paths = plugins
 	hcfg.Logger = logger
@@ -116,9 +131,6 @@ func run() error {
 	}
 	defer plugs.Stop()
 
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{*redisAddr}, Password: *redisPass,
-		PoolSize: 4 * cfg.Parallel})
-	defer rdb.Close()
 	registry, err := discovery.NewConsul(discovery.ConsulConfig{Address: *consulAddr, Token: *consulToken, Logger: logger})
 	if err != nil {
 		return err
@@ -126,6 +138,13 @@ func run() error {
 	w, err := worker.New(cfg, rdb, registry, plugs, logger)
 	if err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		msrv, err := w.ServeMetrics(*metricsAddr)
+		if err != nil {
+			return err
+		}
+		defer msrv.Stop()
 	}
 	// Serve before registering, so peers that see us in Consul can call.
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(client.MaxMessageBytes), grpc.MaxSendMsgSize(client.MaxMessageBytes))
