@@ -24,6 +24,9 @@ func (s *Store) Read(ctx context.Context, cursors map[int]string, count int64, b
 	if len(cursors) == 0 {
 		return nil, nil
 	}
+	if isCluster(s.rdb) {
+		return s.readEach(ctx, cursors, count, block)
+	}
 	parts := make([]int, 0, len(cursors))
 	for p := range cursors {
 		parts = append(parts, p)
