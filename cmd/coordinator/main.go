@@ -24,6 +24,8 @@ Commands:
   state    print an entity's committed state as JSON: state ENTITY KEY
   call     run one job synchronously on its key's owner and print its result
   status   members, partitions per member, queue depth
+  locate   partition, owner and epoch of keys: locate KEY [KEY...]
+  drain    hand a worker's partitions off and stop it claiming: drain WORKER
 
 Global flags:
   --consul ADDR        Consul agent HTTP address (env CORRAL_CONSUL_ADDR, default 127.0.0.1:8500)
@@ -79,6 +81,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return callCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "status":
 		return statusCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "locate":
+		return locateCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "drain":
+		return drainCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "help":
 		fs.Usage()
 		return nil

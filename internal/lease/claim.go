@@ -25,12 +25,15 @@ redis.call('SET', KEYS[1], ARGV[1])
 return epoch
 `)
 
-// releaseScript frees a partition if the caller still holds it.
+// releaseScript frees a partition if the caller still holds it, and tells
+// the workers waiting for it, so the next owner claims without polling.
 //
-// KEYS[1] owner key; ARGV[1] caller's token. Returns 1 if released.
+// KEYS[1] owner key; ARGV[1] caller's token, ARGV[2] events channel,
+// ARGV[3] partition number. Returns 1 if released.
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], 'released ' .. ARGV[3])
   return 1
 end
 return 0
@@ -40,6 +43,12 @@ return 0
 type Holder struct {
 	Token string // "" when free
 	Epoch int64
+}
+
+// WorkerID is the worker id a lease token was made for ("" for "").
+func WorkerID(token string) string {
+	id, _, _ := strings.Cut(token, "~")
+	return id
 }
 
 // HolderOf reads the holder and epoch of a partition.
@@ -77,7 +86,7 @@ func Claim(ctx context.Context, rdb redis.UniversalClient, partition int, token,
 // Release frees partition if token still holds it, so the next owner can
 // claim at once instead of waiting for the lease to expire.
 func Release(ctx context.Context, rdb redis.UniversalClient, partition int, token string) (bool, error) {
-	n, err := releaseScript.Run(ctx, rdb, []string{keys.For(partition).Owner()}, token).Int()
+	n, err := releaseScript.Run(ctx, rdb, []string{keys.For(partition).Owner()}, token, EventsChannel, partition).Int()
 	if err != nil {
 		return false, fmt.Errorf("lease: release partition %d: %w", partition, err)
 	}

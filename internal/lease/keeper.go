@@ -172,7 +172,8 @@ func (k *Keeper) Remaining() time.Duration {
 }
 
 // Stop ends renewal and deletes the lease so claims need not wait for it to
-// expire. Safe to call twice or before Start.
+// expire, and announces it on EventsChannel. Safe to call twice or before
+// Start.
 func (k *Keeper) Stop() {
 	k.stopOnce.Do(func() {
 		if k.cancel == nil {
@@ -182,7 +183,17 @@ func (k *Keeper) Stop() {
 		<-k.done
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		k.rdb.Del(ctx, keys.Lease(k.token))
+		// Trust ends before the lease disappears, so nothing commits after
+		// a peer may have taken over.
+		k.mu.Lock()
+		k.validUntil = time.Time{}
+		k.mu.Unlock()
+		pipe := k.rdb.Pipeline()
+		pipe.Del(ctx, keys.Lease(k.token))
+		pipe.Publish(ctx, EventsChannel, "left "+k.token)
+		if _, err := pipe.Exec(ctx); err != nil {
+			k.logger.Warn("cannot delete the lease; peers take over when it expires", "token", k.token, "err", err)
+		}
 		k.mu.Lock()
 		k.validUntil = time.Time{}
 		k.mu.Unlock()

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -11,18 +12,25 @@ import (
 
 // healthLoop drives the Consul TTL check from the work itself: it passes
 // only while the lease is trusted and the executor loop keeps turning, and
-// its output says what a person looking at the Consul UI needs.
+// its output says what a person looking at the Consul UI needs. When Consul
+// cannot take the update for longer than the check TTL, the worker steps
+// down (see noteConsul).
 func (w *Worker) healthLoop(ctx context.Context) {
 	every := w.cfg.CheckTTL / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		status, output := w.health()
+		status, output := w.health(ctx)
 		cctx, cancel := context.WithTimeout(ctx, every)
-		if err := w.registry.SetHealth(cctx, status, output); err != nil && ctx.Err() == nil {
+		err := w.registry.SetHealth(cctx, status, output)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		w.noteConsul(err == nil)
+		if err != nil {
 			w.log.Warn("cannot update Consul check", "err", err)
 		}
-		cancel()
 		select {
 		case <-ctx.Done():
 			return
@@ -31,24 +39,76 @@ func (w *Worker) healthLoop(ctx context.Context) {
 	}
 }
 
-func (w *Worker) health() (discovery.Status, string) {
-	owned := len(w.ownedSnapshot())
-	stall := time.Since(time.Unix(0, w.lastLoop.Load()))
-	lease := "lease ok (" + w.keeper.Remaining().Round(time.Millisecond).String() + " left)"
+// health is the check's state and output: lease, partitions owned, queue
+// lag, plugin health, counters.
+func (w *Worker) health(ctx context.Context) (discovery.Status, string) {
 	status := discovery.StatusPassing
 	var problems []string
-	if !w.keeper.Valid() {
-		status, lease = discovery.StatusCritical, "lease NOT held (Redis unreachable?)"
-	}
-	if stall > w.cfg.CheckTTL {
+	critical := func(msg string) {
 		status = discovery.StatusCritical
-		problems = append(problems, fmt.Sprintf("job loop stalled for %v", stall.Round(time.Millisecond)))
+		problems = append(problems, msg)
 	}
-	plugins := strings.Join(w.handlers.Plugins(), ",")
-	out := fmt.Sprintf("%s; owns %d partitions; committed %d, fenced %d; plugins %s",
-		lease, owned, w.committed.Load(), w.fenced.Load(), plugins)
+
+	owned := w.ownedSnapshot()
+	lease := fmt.Sprintf("lease ok (%v left)", w.keeper.Remaining().Round(time.Millisecond))
+	if !w.keeper.Valid() {
+		lease = "lease NOT held"
+	}
+	switch ok, why := w.mayOwn(); {
+	case ok:
+	case w.own.draining.Load():
+		critical("draining: partitions handed off, claiming none")
+	case why == "lease not held":
+		critical("lease NOT held (Redis unreachable or the worker stalled); claiming none")
+	case why == "Consul unreachable":
+		critical("Consul did not take check updates for longer than the check TTL; stepped down")
+	}
+	if stall := time.Since(time.Unix(0, w.lastLoop.Load())); stall > w.cfg.CheckTTL {
+		critical(fmt.Sprintf("job loop stalled for %v", stall.Round(time.Millisecond)))
+	}
+
+	lag := "queue lag n/a"
+	if len(owned) > 0 {
+		parts := make([]int, 0, len(owned))
+		for p := range owned {
+			parts = append(parts, p)
+		}
+		sort.Ints(parts)
+		dctx, cancel := context.WithTimeout(ctx, w.cfg.CheckTTL/6)
+		depth, err := w.store.Depth(dctx, parts)
+		cancel()
+		if err != nil {
+			critical("cannot read queue depth from Redis: " + err.Error())
+			lag = "queue lag unknown"
+		} else {
+			var total, worst int64
+			worstP := -1
+			for p, d := range depth {
+				total += d
+				if d > worst {
+					worst, worstP = d, p
+				}
+			}
+			lag = fmt.Sprintf("queue lag %d jobs", total)
+			if worstP >= 0 {
+				lag += fmt.Sprintf(" (most in p%d: %d)", worstP, worst)
+			}
+		}
+	}
+
+	plugins := "plugins " + strings.Join(w.handlers.Plugins(), ",")
+	if d, ok := w.handlers.(interface{ Degraded() bool }); ok && d.Degraded() {
+		status = discovery.StatusCritical
+		problems = append(problems, "plugins DEGRADED (past their restart intensity)")
+	}
+	if r, ok := w.handlers.(interface{ Restarts() int64 }); ok {
+		plugins += fmt.Sprintf(" (%d restarts)", r.Restarts())
+	}
+
+	out := fmt.Sprintf("%s; owns %d partitions; %s; %s; committed %d, fenced %d, takeovers %d",
+		lease, len(owned), lag, plugins, w.committed.Load(), w.fenced.Load(), w.own.takeovers.Load())
 	if len(problems) > 0 {
-		out = strings.Join(problems, "; ") + "; " + out
+		out = strings.Join(problems, "; ") + " | " + out
 	}
 	return status, out
 }

@@ -5,35 +5,55 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
 )
 
-// watchMembers rebuilds the ring on every membership change.
+// metaLease is the service meta key under which a worker publishes its
+// lease token, so peers can tell a dead member from a live one without
+// waiting for its Consul check to expire.
+const metaLease = "lease"
+
+// ownership is the state of the ownership controller.
+type ownership struct {
+	members  atomic.Pointer[[]discovery.Member] // last healthy members Consul reported
+	ringIDs  string                             // members the current ring was built from (ownership loop only)
+	draining atomic.Bool                        // handing off; claim nothing
+
+	// reconcileMu keeps a drain from racing a reconcile that already
+	// decided to claim.
+	reconcileMu sync.Mutex
+
+	clock     time.Time    // monotonic origin of consulOK
+	consulOK  atomic.Int64 // since clock, when Consul last took our check update
+	consulOut atomic.Bool  // we could not reach Consul for a check TTL: out of the ring
+
+	takeovers atomic.Int64 // claims from a holder whose lease was gone
+	handoffs  atomic.Int64 // claims of partitions released by their holder
+}
+
+// watchMembers records every membership change; the ownership loop turns
+// it into a ring.
 func (w *Worker) watchMembers(ctx context.Context) {
 	for snap := range w.registry.Watch(ctx) {
-		ids := make([]string, len(snap.Members))
-		addrs := make(map[string]string, len(snap.Members))
-		for i, m := range snap.Members {
-			ids[i] = m.ID
+		ms := snap.Members
+		addrs := make(map[string]string, len(ms))
+		for _, m := range ms {
 			addrs[m.ID] = m.Address
 		}
 		w.setAddresses(addrs)
-		ring, err := sharding.NewRing(w.cfg.Ring, ids)
-		if err != nil {
-			w.log.Error("cannot build ring", "err", err)
-			continue
-		}
-		old := w.ring.Swap(ring)
-		moved := len(sharding.Moves(old, ring))
-		w.log.Info("membership changed", "members", strings.Join(ids, ","), "partitions_moved", moved, "mine", len(ring.PartitionsOf(w.cfg.ID)))
+		w.own.members.Store(&ms)
 		w.kickOwnership()
 	}
 }
@@ -46,8 +66,11 @@ func (w *Worker) kickOwnership() {
 }
 
 // ownershipLoop reconciles owned partitions with the ring: release what the
-// ring gave away, claim what it gave us once its holder let go or died.
+// ring gave away, claim what it gave us once its holder let go or died. It
+// wakes on membership changes, on release and departure announcements in
+// Redis, and every ClaimEvery.
 func (w *Worker) ownershipLoop(ctx context.Context) {
+	events := lease.Events(ctx, w.rdb)
 	t := time.NewTicker(w.cfg.ClaimEvery)
 	defer t.Stop()
 	for {
@@ -62,27 +85,96 @@ func (w *Worker) ownershipLoop(ctx context.Context) {
 			w.mu.Unlock()
 			w.log.Warn("lease expired before renewal; dropped every partition", "dropped", n)
 		case <-w.kick:
+		case <-events:
 		case <-t.C:
 		}
+		w.refreshRing(ctx)
 		if err := w.reconcile(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("ownership reconcile failed", "err", err)
 		}
 	}
 }
 
+// refreshRing rebuilds the ring from the healthy members whose Redis lease
+// is alive. A killed worker's lease expires a lease TTL after its last
+// renewal, sooner than Consul's check would notice, and a stopping
+// worker's lease is deleted on the spot.
+func (w *Worker) refreshRing(ctx context.Context) {
+	mp := w.own.members.Load()
+	if mp == nil {
+		return
+	}
+	members := *mp
+	var tokens []string
+	for _, m := range members {
+		if tok := m.Meta[metaLease]; tok != "" && m.ID != w.cfg.ID {
+			tokens = append(tokens, tok)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.ClaimEvery)
+	alive, err := lease.AliveTokens(rctx, w.rdb, tokens)
+	cancel()
+	if err != nil {
+		return // cannot tell; our own lease lapses too if this lasts
+	}
+	ids := make([]string, 0, len(members))
+	for _, m := range members {
+		if tok := m.Meta[metaLease]; m.ID == w.cfg.ID || tok == "" || alive[tok] {
+			ids = append(ids, m.ID)
+		}
+	}
+	slices.Sort(ids)
+	key := strings.Join(ids, ",")
+	if key == w.own.ringIDs && w.ring.Load() != nil {
+		return
+	}
+	if len(ids) == 0 {
+		w.own.ringIDs = key
+		w.ring.Store(nil)
+		w.log.Info("membership changed: no live member")
+		return
+	}
+	ring, err := sharding.NewRing(w.cfg.Ring, ids)
+	if err != nil {
+		w.log.Error("cannot build ring", "err", err)
+		return
+	}
+	w.own.ringIDs = key
+	old := w.ring.Swap(ring)
+	moved := len(sharding.Moves(old, ring))
+	w.log.Info("membership changed", "members", key, "partitions_moved", moved, "mine", len(ring.PartitionsOf(w.cfg.ID)))
+}
+
+// mayOwn says whether this worker may hold partitions at all, and if not,
+// why.
+func (w *Worker) mayOwn() (bool, string) {
+	switch {
+	case w.own.draining.Load():
+		return false, "draining"
+	case !w.keeper.Valid():
+		return false, "lease not held"
+	case w.own.consulOut.Load():
+		return false, "Consul unreachable"
+	case w.ring.Load() == nil:
+		return false, "no ring yet"
+	}
+	return true, ""
+}
+
 func (w *Worker) desired() map[int]bool {
-	ring := w.ring.Load()
 	out := map[int]bool{}
-	if ring == nil || !w.keeper.Valid() {
+	if ok, _ := w.mayOwn(); !ok {
 		return out
 	}
-	for _, p := range ring.PartitionsOf(w.cfg.ID) {
+	for _, p := range w.ring.Load().PartitionsOf(w.cfg.ID) {
 		out[p] = true
 	}
 	return out
 }
 
 func (w *Worker) reconcile(ctx context.Context) error {
+	w.own.reconcileMu.Lock()
+	defer w.own.reconcileMu.Unlock()
 	want := w.desired()
 	owned := w.ownedSnapshot()
 
@@ -93,21 +185,9 @@ func (w *Worker) reconcile(ctx context.Context) error {
 		}
 	}
 	if len(release) > 0 {
-		w.mu.Lock()
-		for _, p := range release {
-			delete(w.owned, p)
+		if _, err := w.release(ctx, release); err != nil {
+			return err
 		}
-		w.mu.Unlock()
-		w.batchMu.Lock()
-		w.batchMu.Unlock() //nolint:staticcheck // wait for the in-flight batch
-		for _, p := range release {
-			if _, err := lease.Release(ctx, w.rdb, p, w.keeper.Token()); err != nil {
-				return err
-			}
-		}
-		w.moves.Add(int64(len(release)))
-		sort.Ints(release)
-		w.log.Info("released partitions", "partitions", fmt.Sprint(release))
 	}
 
 	var claim []int
@@ -130,6 +210,9 @@ func (w *Worker) reconcile(ctx context.Context) error {
 		if !ok {
 			continue // its holder is alive; it releases when it sees the ring
 		}
+		if ok, _ := w.mayOwn(); !ok {
+			break // the lease lapsed while claiming
+		}
 		epoch, err := lease.Claim(ctx, w.rdb, p, w.keeper.Token(), expected)
 		if errors.Is(err, lease.ErrHeld) {
 			continue
@@ -140,13 +223,48 @@ func (w *Worker) reconcile(ctx context.Context) error {
 		w.mu.Lock()
 		w.owned[p] = epoch
 		w.mu.Unlock()
-		got = append(got, fmt.Sprintf("%d@%d", p, epoch))
+		if expected != "" && expected != w.keeper.Token() {
+			w.own.takeovers.Add(1)
+			got = append(got, fmt.Sprintf("%d@%d(from %s)", p, epoch, lease.WorkerID(expected)))
+		} else {
+			w.own.handoffs.Add(1)
+			got = append(got, fmt.Sprintf("%d@%d", p, epoch))
+		}
 	}
 	if len(got) > 0 {
 		w.moves.Add(int64(len(got)))
 		w.log.Info("claimed partitions", "partitions(epoch)", strings.Join(got, " "))
 	}
 	return nil
+}
+
+// release stops processing parts, waits for the in-flight batch, and frees
+// them in Redis so their next owners claim at once. It returns how many
+// were still held by this worker.
+func (w *Worker) release(ctx context.Context, parts []int) (int, error) {
+	w.mu.Lock()
+	for _, p := range parts {
+		delete(w.owned, p)
+	}
+	w.mu.Unlock()
+	w.batchMu.Lock()
+	w.batchMu.Unlock() //nolint:staticcheck // wait for the in-flight batch
+	var errs []error
+	n := 0
+	for _, p := range parts {
+		ok, err := lease.Release(ctx, w.rdb, p, w.keeper.Token())
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			n++
+		}
+	}
+	w.moves.Add(int64(len(parts)))
+	sort.Ints(parts)
+	w.log.Info("released partitions", "partitions", fmt.Sprint(parts), "freed", n)
+	return n, errors.Join(errs...)
 }
 
 // holders returns, for each partition that may be claimed now, the holder
@@ -162,26 +280,46 @@ func (w *Worker) holders(ctx context.Context, parts []int) (map[int]string, erro
 		return nil, fmt.Errorf("read partition holders: %w", err)
 	}
 	out := map[int]string{}
-	alive := map[string]*redis.IntCmd{}
-	pipe = w.rdb.Pipeline()
+	var tokens []string
 	for i, p := range parts {
 		tok := cmds[i].Val()
 		out[p] = tok
-		if tok != "" && tok != w.keeper.Token() && alive[tok] == nil {
-			alive[tok] = pipe.Exists(ctx, keys.Lease(tok))
+		if tok != "" && tok != w.keeper.Token() {
+			tokens = append(tokens, tok)
 		}
 	}
-	if len(alive) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, fmt.Errorf("read holder leases: %w", err)
-		}
+	alive, err := lease.AliveTokens(ctx, w.rdb, tokens)
+	if err != nil {
+		return nil, err
 	}
 	for p, tok := range out {
-		if c := alive[tok]; c != nil && c.Val() == 1 {
+		if alive[tok] {
 			delete(out, p)
 		}
 	}
 	return out, nil
+}
+
+// noteConsul records whether Consul took our last check update. A worker
+// that cannot update its check for longer than the check TTL must assume
+// Consul dropped it and peers took its partitions over: it steps down
+// until Consul answers again.
+func (w *Worker) noteConsul(ok bool) {
+	now := time.Since(w.own.clock)
+	if ok {
+		w.own.consulOK.Store(int64(now))
+		if w.own.consulOut.Swap(false) {
+			w.log.Info("Consul answers again; claiming partitions again")
+			w.kickOwnership()
+		}
+		return
+	}
+	silent := now - time.Duration(w.own.consulOK.Load())
+	if silent > w.cfg.CheckTTL && !w.own.consulOut.Swap(true) {
+		w.log.Warn("cannot update the Consul check for longer than its TTL; assuming we are out of the ring and stepping down",
+			"silent_for", silent.Round(time.Millisecond))
+		w.kickOwnership()
+	}
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -50,6 +50,7 @@ type Worker struct {
 	peers    *client.Pool
 
 	ring  atomic.Pointer[sharding.Ring]
+	own   ownership
 	addrs atomic.Pointer[map[string]string] // member id → gRPC address
 
 	calls         callWaiters
@@ -103,6 +104,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
 		peers: client.NewPool(breakers), retryBudget: breaker.DefaultBudget(),
 		owned: map[int]int64{}, kick: make(chan struct{}, 1), relayReq: make(chan int, 1024),
+		own: ownership{clock: time.Now()},
 	}, nil
 }
 
@@ -125,10 +127,12 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	reg := discovery.Registration{ID: w.cfg.ID, Address: host, Port: port, CheckTTL: w.cfg.CheckTTL,
 		Meta: w.serviceMeta(), Tags: w.serviceTags()}
+	reg.Meta[metaLease] = w.keeper.Token()
 	if err := w.registry.Register(ctx, reg); err != nil {
 		w.keeper.Stop()
 		return fmt.Errorf("worker: register in Consul: %w", err)
 	}
+	w.noteConsul(true)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.cancel = cancel
 	w.lastLoop.Store(time.Now().UnixNano())
@@ -149,45 +153,48 @@ func (w *Worker) goLoop(f func()) {
 	}()
 }
 
-// Stop hands off gracefully: it leaves Consul first so peers recompute the
-// ring, finishes the in-flight batch, releases every partition so the new
-// owners claim at once, and drops the lease. Safe to call twice.
+// Stop hands off gracefully: it stops the loops (an in-flight batch
+// finishes or is abandoned uncommitted), leaves Consul meanwhile, releases
+// every partition and deletes the lease, which peers hear of through Redis
+// and claim at once. Safe to call twice.
 func (w *Worker) Stop() {
 	w.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := w.registry.Deregister(ctx); err != nil {
-			w.log.Warn("deregister from Consul failed", "err", err)
-		}
+		w.own.draining.Store(true)
 		if w.cancel != nil {
 			w.cancel()
 		}
+		dereg := make(chan struct{})
+		go func() {
+			defer close(dereg)
+			if err := w.registry.Deregister(ctx); err != nil {
+				w.log.Warn("deregister from Consul failed", "err", err)
+			}
+		}()
 		w.wg.Wait()
 		w.releaseAll(ctx)
 		w.keeper.Stop()
+		<-dereg
 		w.peers.Close()
 		w.log.Info("worker stopped", "committed", w.committed.Load(), "fenced", w.fenced.Load())
 	})
 }
 
-func (w *Worker) releaseAll(ctx context.Context) {
-	w.mu.Lock()
-	parts := make([]int, 0, len(w.owned))
-	for p := range w.owned {
+// releaseAll hands every owned partition off; it returns how many.
+func (w *Worker) releaseAll(ctx context.Context) int {
+	parts := make([]int, 0)
+	for p := range w.ownedSnapshot() {
 		parts = append(parts, p)
 	}
-	w.owned = map[int]int64{}
-	w.mu.Unlock()
-	w.batchMu.Lock()
-	w.batchMu.Unlock() //nolint:staticcheck // wait for the in-flight batch
-	for _, p := range parts {
-		if _, err := lease.Release(ctx, w.rdb, p, w.keeper.Token()); err != nil {
-			w.log.Warn("release failed", "partition", p, "err", err)
-		}
+	if len(parts) == 0 {
+		return 0
 	}
-	if len(parts) > 0 {
-		w.log.Info("released partitions", "count", len(parts))
+	n, err := w.release(ctx, parts)
+	if err != nil {
+		w.log.Warn("release failed; those partitions move when the lease expires", "err", err)
 	}
+	return n
 }
 
 func (w *Worker) partitionOf(key string) int { return sharding.PartitionOf(key, w.cfg.Ring.Partitions) }

@@ -1,0 +1,61 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/corralhq/corral/api/workerpb"
+)
+
+// ErrUnknownWorker means no healthy member has the given worker id.
+var ErrUnknownWorker = errors.New("no healthy worker with that id")
+
+// Locate says where keys live: partition, the worker holding its claim,
+// its epoch, and the owner the ring names.
+func (c *Client) Locate(ctx context.Context, keys ...string) ([]*workerpb.Location, error) {
+	var out []*workerpb.Location
+	err := c.any(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+		resp, err := w.Locate(ctx, &workerpb.LocateRequest{Keys: keys})
+		if err != nil {
+			return err
+		}
+		out = resp.Locations
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: locate: %w", err)
+	}
+	return out, nil
+}
+
+// Drain asks worker id to hand all its partitions off and claim none from
+// now on; it returns how many partitions it released.
+func (c *Client) Drain(ctx context.Context, id string) (int, error) {
+	ms, err := c.Members(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("client: drain %s: %w", id, err)
+	}
+	addr := ""
+	for _, m := range ms {
+		if m.ID == id {
+			addr = m.Address
+		}
+	}
+	if addr == "" {
+		return 0, fmt.Errorf("client: drain %s: %w (drained already?)", id, ErrUnknownWorker)
+	}
+	var n int
+	err = c.pool.Call(ctx, addr, func(ctx context.Context, w workerpb.WorkerClient) error {
+		resp, err := w.Drain(ctx, &workerpb.DrainRequest{})
+		if err != nil {
+			return err
+		}
+		n = int(resp.Released)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("client: drain %s at %s: %w", id, addr, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/corralhq/corral/client"
+)
+
+func drainCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: coordinator drain WORKER\n\nHands every partition of WORKER off to the others, as SIGTERM would, and\nleaves it claiming nothing while its API stays up; stop it afterwards.")
+	}
+	if done, err := parse(fs, args, stderr); done || err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("drain needs exactly one WORKER id, got %d arguments", fs.NArg())
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	n, err := c.Drain(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s drained: released %d partitions\n", fs.Arg(0), n)
+	return nil
+}
