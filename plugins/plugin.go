@@ -2,6 +2,8 @@ package plugins
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/go-plugin"
@@ -11,9 +13,23 @@ import (
 )
 
 // MaxMessageBytes caps one gRPC message between host and plugin in either
-// direction. gRPC's default of 4 MiB is too small for a large batch of jobs
-// with their entity states.
+// direction by default. gRPC's default of 4 MiB is too small for a large
+// batch of jobs with their entity states.
 const MaxMessageBytes = 64 << 20
+
+// MaxMessageEnv is the environment variable through which the host tells a
+// plugin its message limit, so both ends use the same one. Plugins in other
+// languages should read it too.
+const MaxMessageEnv = "CORRAL_PLUGIN_MAX_MESSAGE_BYTES"
+
+// MessageLimit is the limit the host passed in MaxMessageEnv, or
+// MaxMessageBytes when it passed none (or nonsense).
+func MessageLimit() int {
+	if n, err := strconv.Atoi(os.Getenv(MaxMessageEnv)); err == nil && n > 0 {
+		return n
+	}
+	return MaxMessageBytes
+}
 
 // PluginName is the key of the Handler service in the go-plugin plugin set.
 const PluginName = "handler"
@@ -55,11 +71,12 @@ func PluginSet(impl pluginpb.HandlerServer) plugin.PluginSet {
 	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl}}
 }
 
-// ServerOptions raise the plugin server's message limits to MaxMessageBytes.
+// ServerOptions set the plugin server's message limits to MessageLimit().
 func ServerOptions() []grpc.ServerOption {
+	limit := MessageLimit()
 	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
-		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.MaxRecvMsgSize(limit),
+		grpc.MaxSendMsgSize(limit),
 	}
 }
 
@@ -69,13 +86,14 @@ func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
 	return grpc.NewServer(append(opts, ServerOptions()...)...)
 }
 
-// DialOptions raise the host's message limits to MaxMessageBytes; pass them
-// as plugin.ClientConfig.GRPCDialOptions.
-func DialOptions() []grpc.DialOption {
+// DialOptions set the host's message limits to limit bytes; pass them as
+// plugin.ClientConfig.GRPCDialOptions, and limit to the plugin in
+// MaxMessageEnv.
+func DialOptions(limit int) []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(MaxMessageBytes),
-			grpc.MaxCallSendMsgSize(MaxMessageBytes),
+			grpc.MaxCallRecvMsgSize(limit),
+			grpc.MaxCallSendMsgSize(limit),
 		),
 	}
 }

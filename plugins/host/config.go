@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/corralhq/corral/plugins"
 )
 
 // Config configures a Manager.
@@ -22,14 +24,38 @@ type Config struct {
 	CallTimeout time.Duration
 	// StartTimeout bounds launching a plugin and its Describe call.
 	StartTimeout time.Duration
+
+	// Checksums pins the SHA-256 (hex) of plugin binaries by path, as the
+	// path is given in Paths. A binary whose checksum differs is not run.
+	Checksums map[string]string
+	// ChecksumFile is a file in sha256sum's format ("HEX  PATH" per line;
+	// a relative PATH is relative to the file's folder). It is read before
+	// every launch, so an upgrade pins its new binary by rewriting the file
+	// and reloading. It wins over Checksums for a path both name.
+	ChecksumFile string
+
+	// MaxRestarts and RestartWindow are the restart intensity, as in an
+	// OTP supervisor: a plugin restarted more than MaxRestarts times within
+	// RestartWindow makes the manager Degraded until its process has stayed
+	// up for RestartWindow.
+	MaxRestarts   int
+	RestartWindow time.Duration
+
+	// MaxMessageBytes caps one gRPC message between worker and plugin. The
+	// plugin learns it from the environment (plugins.MaxMessageEnv), so
+	// both ends apply the same limit.
+	MaxMessageBytes int
 }
 
 // DefaultConfig returns a Config with every field but Paths set.
 func DefaultConfig() Config {
 	return Config{
-		Logger:       slog.Default(),
-		CallTimeout:  10 * time.Second,
-		StartTimeout: 10 * time.Second,
+		Logger:          slog.Default(),
+		CallTimeout:     10 * time.Second,
+		StartTimeout:    10 * time.Second,
+		MaxRestarts:     3,
+		RestartWindow:   5 * time.Second,
+		MaxMessageBytes: plugins.MaxMessageBytes,
 	}
 }
 
@@ -44,6 +70,25 @@ func (c Config) Validate() error {
 	}
 	if c.StartTimeout <= 0 {
 		return fmt.Errorf("host: start timeout must be positive, got %v", c.StartTimeout)
+	}
+	if c.MaxRestarts < 0 || c.RestartWindow <= 0 {
+		return fmt.Errorf("host: restart intensity must be at least 0 restarts in a positive window, got %d in %v", c.MaxRestarts, c.RestartWindow)
+	}
+	if c.MaxMessageBytes < 4<<20 {
+		return fmt.Errorf("host: max message size must be at least 4 MiB (gRPC's default), got %d bytes", c.MaxMessageBytes)
+	}
+	for p, sum := range c.Checksums {
+		if _, err := parseSHA256(sum); err != nil {
+			return fmt.Errorf("host: plugin %s: %w", p, err)
+		}
+		if !contains(c.Paths, p) {
+			return fmt.Errorf("host: a checksum is given for %s, which is not a plugin path", p)
+		}
+	}
+	if c.ChecksumFile != "" {
+		if _, err := readChecksumFile(c.ChecksumFile); err != nil {
+			return fmt.Errorf("host: %w", err)
+		}
 	}
 	seen := make(map[string]string, len(c.Paths))
 	for _, p := range c.Paths {
@@ -71,4 +116,13 @@ func (c Config) Validate() error {
 		seen[abs] = p
 	}
 	return nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
 }

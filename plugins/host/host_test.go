@@ -192,8 +192,11 @@ func TestDonationsPlugin(t *testing.T) {
 	m := startManager(t, donations)
 
 	hs := m.Handlers()
-	want := HandlerInfo{Plugin: "donations", Version: "0.1.0", Timeout: 5 * time.Second, MaxAttempts: 5}
-	if len(hs) != 2 || hs["donor.donate"] != want || hs["campaign.credit"] != want {
+	want := HandlerInfo{Plugin: "donations", Version: "0.1.0", Timeout: 5 * time.Second, MaxAttempts: 5,
+		PayloadShape: `{"amount_cents":"integer","campaign":"string"}`}
+	wantCredit := want
+	wantCredit.PayloadShape = `{"amount_cents":"integer","donor":"string"}`
+	if len(hs) != 2 || hs["donor.donate"] != want || hs["campaign.credit"] != wantCredit {
 		t.Fatalf("Handlers() = %+v", hs)
 	}
 	hs["donor.donate"] = HandlerInfo{}

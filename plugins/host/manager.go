@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -30,6 +33,10 @@ var (
 	ErrNotStarted = errors.New("plugin manager not started")
 	// ErrStopped: the manager was stopped.
 	ErrStopped = errors.New("plugin manager stopped")
+	// ErrMessageTooLarge: a request or reply is over the gRPC message
+	// limit (Config.MaxMessageBytes). Retrying the same batch cannot help;
+	// a smaller one may.
+	ErrMessageTooLarge = errors.New("plugin message over the size limit")
 )
 
 // HandlerInfo is what a plugin declared about one handler.
@@ -38,6 +45,10 @@ type HandlerInfo struct {
 	Version     string
 	Timeout     time.Duration // 0: the caller's default
 	MaxAttempts int           // 0: the caller's default
+	// PayloadShape is the declared payload shape, a JSON object mapping
+	// required fields to JSON types; "" when none was declared.
+	PayloadShape string
+	Concurrency  int // hint: batches at once; 0: the caller's default
 }
 
 type route struct {
@@ -56,20 +67,32 @@ const (
 // Manager runs a worker's plugins and routes batches of jobs to them. It is
 // safe for concurrent use once started.
 type Manager struct {
-	cfg Config
-	log *slog.Logger
-	now func() time.Time // stubbed by tests
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time  // stubbed by tests
+	checksums map[string]string // absolute path → pinned SHA-256 hex
 
 	mu     sync.RWMutex
 	state  lifecycle
 	sups   []*supervisor
-	routes map[string]route // handler name → plugin; fixed by Start
+	routes map[string]route // handler name → plugin; set by Start and Reload
 
-	bg sync.WaitGroup // kills of retired processes
+	reloadMu sync.Mutex // one reload at a time
+	restarts atomic.Int64
+	bg       sync.WaitGroup // watchers and kills of retired processes
 }
 
 // New validates cfg and returns a manager that has not launched anything.
 func New(cfg Config) (*Manager, error) {
+	// Fields added after Config literals were written default like
+	// DefaultConfig.
+	def := DefaultConfig()
+	if cfg.RestartWindow == 0 {
+		cfg.MaxRestarts, cfg.RestartWindow = def.MaxRestarts, def.RestartWindow
+	}
+	if cfg.MaxMessageBytes == 0 {
+		cfg.MaxMessageBytes = def.MaxMessageBytes
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -77,6 +100,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Logger = slog.Default()
 	}
 	cfg.Paths = append([]string(nil), cfg.Paths...)
+	checksums := map[string]string{}
 	for i, p := range cfg.Paths {
 		abs, err := filepath.Abs(p)
 		if err != nil {
@@ -84,8 +108,11 @@ func New(cfg Config) (*Manager, error) {
 		}
 		// exec would look a bare name up in $PATH, not where Validate looked.
 		cfg.Paths[i] = abs
+		if sum, ok := cfg.Checksums[p]; ok {
+			checksums[abs] = sum
+		}
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, now: time.Now}, nil
+	return &Manager{cfg: cfg, log: cfg.Logger, now: time.Now, checksums: checksums}, nil
 }
 
 // Start launches every plugin and learns its handlers. If any plugin fails
@@ -100,7 +127,6 @@ func (m *Manager) Start(ctx context.Context) error {
 	case stopped:
 		return ErrStopped
 	}
-	routes := make(map[string]route)
 	var sups []*supervisor
 	fail := func(err error) error {
 		for _, s := range sups {
@@ -115,24 +141,127 @@ func (m *Manager) Start(ctx context.Context) error {
 		}
 		sups = append(sups, s)
 		d := s.describe()
-		for _, h := range d.GetHandlers() {
-			if other, dup := routes[h.GetName()]; dup {
-				return fail(fmt.Errorf("host: %w: %s is declared by plugin %s (%s) and plugin %s (%s)",
-					ErrDuplicateHandler, h.GetName(), other.info.Plugin, other.sup.path, d.GetName(), path))
-			}
-			routes[h.GetName()] = route{sup: s, info: HandlerInfo{
-				Plugin:      d.GetName(),
-				Version:     d.GetVersion(),
-				Timeout:     time.Duration(h.GetTimeoutMs()) * time.Millisecond,
-				MaxAttempts: int(h.GetMaxAttempts()),
-			}}
-		}
 		m.log.Info("plugin started", "plugin", d.GetName(), "version", d.GetVersion(), "path", path,
 			"handlers", len(d.GetHandlers()), "pid", s.pid())
+	}
+	descs := make([]*pluginpb.DescribeResponse, len(sups))
+	for i, s := range sups {
+		descs[i] = s.describe()
+	}
+	routes, err := buildRoutes(sups, descs)
+	if err != nil {
+		return fail(err)
 	}
 	m.sups, m.routes, m.state = sups, routes, started
 	return nil
 }
+
+// buildRoutes maps every handler to its plugin, refusing a handler that two
+// plugins declare.
+func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[string]route, error) {
+	routes := make(map[string]route)
+	for i, s := range sups {
+		d := descs[i]
+		for _, h := range d.GetHandlers() {
+			if other, dup := routes[h.GetName()]; dup {
+				return nil, fmt.Errorf("host: %w: %s is declared by plugin %s (%s) and plugin %s (%s)",
+					ErrDuplicateHandler, h.GetName(), other.info.Plugin, other.sup.path, d.GetName(), s.path)
+			}
+			routes[h.GetName()] = route{sup: s, info: HandlerInfo{
+				Plugin:       d.GetName(),
+				Version:      d.GetVersion(),
+				Timeout:      time.Duration(h.GetTimeoutMs()) * time.Millisecond,
+				MaxAttempts:  int(h.GetMaxAttempts()),
+				PayloadShape: h.GetPayloadShape(),
+				Concurrency:  int(h.GetConcurrency()),
+			}}
+		}
+	}
+	return routes, nil
+}
+
+// Reload relaunches every plugin from its binary, which may have been
+// replaced, without stopping the worker: each new process is verified
+// (checksum), started and described first; only if all of them come up
+// and still serve every handler the old ones did are they swapped in. Calls
+// in flight finish on the old processes, which are then killed; new calls
+// go to the new ones. On error nothing changes. It returns "name@version"
+// of the plugins now running.
+func (m *Manager) Reload(ctx context.Context) ([]string, error) {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	m.mu.RLock()
+	state, sups := m.state, m.sups
+	m.mu.RUnlock()
+	switch state {
+	case created:
+		return nil, ErrNotStarted
+	case stopped:
+		return nil, ErrStopped
+	}
+	start := m.now()
+	next := make([]*proc, len(sups))
+	descs := make([]*pluginpb.DescribeResponse, len(sups))
+	abort := func(err error) ([]string, error) {
+		for _, p := range next {
+			if p != nil {
+				p.client.Kill()
+			}
+		}
+		m.log.Error("plugin reload failed; the running plugins are kept", "err", err)
+		return nil, err
+	}
+	for i, s := range sups {
+		p, err := s.launch(ctx)
+		if err != nil {
+			return abort(fmt.Errorf("host: reload: %w", err))
+		}
+		next[i], descs[i] = p, p.desc
+		if err := sameHandlers(s.describe(), p.desc); err != nil {
+			return abort(fmt.Errorf("host: reload %s: %w", s.path, err))
+		}
+	}
+	routes, err := buildRoutes(sups, descs)
+	if err != nil {
+		return abort(fmt.Errorf("host: reload: %w", err))
+	}
+	m.mu.Lock()
+	if m.state == stopped {
+		m.mu.Unlock()
+		return abort(ErrStopped)
+	}
+	for i, s := range sups {
+		old := s.describe()
+		s.replace(next[i])
+		m.log.Info("plugin reloaded", "plugin", descs[i].GetName(), "from", old.GetVersion(),
+			"to", descs[i].GetVersion(), "pid", next[i].pid)
+	}
+	m.routes = routes
+	m.mu.Unlock()
+	plugs := m.Plugins()
+	m.log.Info("plugins reloaded", "plugins", plugs, "took", m.now().Sub(start).Round(time.Millisecond))
+	return plugs, nil
+}
+
+// Degraded reports whether a plugin is past its restart intensity
+// (Config.MaxRestarts within Config.RestartWindow), and why. It clears once
+// the plugin has stayed up for a restart window.
+func (m *Manager) Degraded() (bool, string) {
+	m.mu.RLock()
+	sups := m.sups
+	m.mu.RUnlock()
+	var reasons []string
+	for _, s := range sups {
+		if bad, why := s.degraded(); bad {
+			reasons = append(reasons, why)
+		}
+	}
+	return len(reasons) > 0, strings.Join(reasons, "; ")
+}
+
+// Restarts counts plugin relaunches after a crash, a hang or a lost
+// connection, over the manager's life. Reloads are not restarts.
+func (m *Manager) Restarts() int64 { return m.restarts.Load() }
 
 // Stop kills every plugin process. It is safe to call twice, and before
 // Start; a stopped manager cannot be started again.
@@ -293,11 +422,12 @@ func (m *Manager) run(ctx context.Context, c *call) error {
 	defer cancel()
 	name := c.sup.name()
 	for attempt := 1; ; attempt++ {
-		client, rpc, err := c.sup.conn()
+		p, err := c.sup.acquire()
 		if err != nil {
 			return fmt.Errorf("plugin %s: %w", name, err)
 		}
-		resp, err := rpc.Handle(ctx, c.req)
+		resp, err := p.rpc.Handle(ctx, c.req)
+		c.sup.release(p)
 		if err == nil {
 			if err := checkReply(c.req, resp); err != nil {
 				return fmt.Errorf("plugin %s: %w", name, err)
@@ -312,18 +442,32 @@ func (m *Manager) run(ctx context.Context, c *call) error {
 			// not answer in time: it may be stuck in a loop that no context
 			// reaches, so the next call gets a new process. (A cancelled
 			// caller, by contrast, says nothing about the plugin.)
-			c.sup.retire(client, "Handle missed its deadline")
+			c.sup.retire(p, "Handle missed its deadline")
 			return fmt.Errorf("plugin %s: handle %d jobs: no reply within the deadline (%v at most): %w",
 				name, len(c.req.Jobs), c.timeout, err)
+		case code == codes.ResourceExhausted:
+			return m.tooLarge(name, c.req, err)
 		case code == codes.Unavailable && ctx.Err() == nil:
 			// The process died or is dying under us.
-			c.sup.retire(client, "connection lost: "+err.Error())
+			c.sup.retire(p, "connection lost: "+err.Error())
 			if attempt < 2 {
 				continue
 			}
 		}
 		return fmt.Errorf("plugin %s: handle %d jobs: %w", name, len(c.req.Jobs), err)
 	}
+}
+
+// tooLarge explains a ResourceExhausted from gRPC: the request or the
+// reply is over the message limit both ends share.
+func (m *Manager) tooLarge(name string, req *pluginpb.HandleRequest, err error) error {
+	limit := m.cfg.MaxMessageBytes
+	if size := proto.Size(req); size > limit {
+		return fmt.Errorf("plugin %s: %w: the request of %d jobs is %d bytes, over the %d-byte limit; send smaller batches: %v",
+			name, ErrMessageTooLarge, len(req.GetJobs()), size, limit, status.Convert(err).Message())
+	}
+	return fmt.Errorf("plugin %s: %w: the reply to %d jobs is over the %d-byte limit (raise --plugin-max-message or send smaller batches): %v",
+		name, ErrMessageTooLarge, len(req.GetJobs()), limit, status.Convert(err).Message())
 }
 
 // checkReply insists on one outcome per job, in order, each with a status

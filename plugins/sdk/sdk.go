@@ -21,10 +21,13 @@ type HandlerFunc func(c *Call) error
 // HandlerDef is a handler as declared to New: its name, function and the
 // limits it asks the worker for.
 type HandlerDef struct {
-	name        string
-	fn          HandlerFunc
-	timeout     time.Duration
-	maxAttempts int
+	name         string
+	fn           HandlerFunc
+	timeout      time.Duration
+	maxAttempts  int
+	concurrency  int
+	payloadShape string // JSON object: field → JSON type; "" when undeclared
+	shapeErr     error  // a bad PayloadShape, reported by New
 }
 
 // Option sets a handler limit.
@@ -40,6 +43,12 @@ func Timeout(d time.Duration) Option {
 // dead-lettered. Zero (the default) leaves it to the worker.
 func MaxAttempts(n int) Option {
 	return func(h *HandlerDef) { h.maxAttempts = n }
+}
+
+// Concurrency hints how many batches of this handler the worker may run at
+// once. Zero (the default) leaves it to the worker.
+func Concurrency(n int) Option {
+	return func(h *HandlerDef) { h.concurrency = n }
 }
 
 // Handler declares a handler named "entity.action", e.g. "donor.donate".
@@ -81,8 +90,10 @@ func New(name, version string, handlers ...HandlerDef) *Plugin {
 			panic("sdk.New: handler with an empty name")
 		case h.fn == nil:
 			panic(fmt.Sprintf("sdk.New: handler %q has a nil function", h.name))
-		case h.timeout < 0 || h.maxAttempts < 0:
-			panic(fmt.Sprintf("sdk.New: handler %q has a negative timeout or max attempts", h.name))
+		case h.timeout < 0 || h.maxAttempts < 0 || h.concurrency < 0:
+			panic(fmt.Sprintf("sdk.New: handler %q has a negative timeout, max attempts or concurrency", h.name))
+		case h.shapeErr != nil:
+			panic(fmt.Sprintf("sdk.New: handler %q: %v", h.name, h.shapeErr))
 		}
 		if _, dup := p.handlers[h.name]; dup {
 			panic(fmt.Sprintf("sdk.New: handler %q declared twice", h.name))
@@ -100,8 +111,10 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 		h := p.handlers[name]
 		resp.Handlers = append(resp.Handlers, &pluginpb.HandlerSpec{
 			Name:        h.name,
-			TimeoutMs:   h.timeout.Milliseconds(),
-			MaxAttempts: int32(h.maxAttempts),
+			TimeoutMs:    h.timeout.Milliseconds(),
+			MaxAttempts:  int32(h.maxAttempts),
+			PayloadShape: h.payloadShape,
+			Concurrency:  int32(h.concurrency),
 		})
 	}
 	return resp, nil

@@ -372,7 +372,7 @@ func TestLargeBatch(t *testing.T) {
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 	conn, err := grpc.Dial(lis.Addr().String(),
-		append(plugins.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		append(plugins.DialOptions(plugins.MaxMessageBytes), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,6 +14,18 @@ import (
 	"github.com/corralhq/corral/plugins"
 )
 
+// Serve serves handlers as a plugin named after the program (its file name
+// without a "-plugin" suffix) with the version go build stamped into it
+// (the module version, else the VCS revision, else "devel"). Use New and
+// Plugin.Serve to choose the name and version.
+//
+//	func main() {
+//		sdk.Serve(sdk.Handler("donor.donate", donate))
+//	}
+func Serve(handlers ...HandlerDef) {
+	New(programName(), buildVersion(), handlers...).Serve()
+}
+
 // Serve serves p to the worker that launched this program and returns when
 // the worker closes the connection. Run directly from a shell, it prints
 // that it is a plugin and exits.
@@ -19,7 +33,7 @@ import (
 // Serve also points slog's default logger (and so the log package) at the
 // worker's log: plugin logs go to stderr as JSON, which the worker reads
 // and re-logs with the plugin's name.
-func Serve(p *Plugin) {
+func (p *Plugin) Serve() {
 	// go-plugin swaps os.Stderr for a pipe once it serves; keep the real one.
 	stderr := os.Stderr
 	logger := slog.New(newLogHandler(stderr))
@@ -37,6 +51,37 @@ func Serve(p *Plugin) {
 			JSONFormat: true,
 		}),
 	})
+}
+
+func programName() string {
+	name := strings.TrimSuffix(filepath.Base(os.Args[0]), filepath.Ext(os.Args[0]))
+	if trimmed := strings.TrimSuffix(name, "-plugin"); trimmed != "" {
+		return trimmed
+	}
+	return name
+}
+
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev != "" {
+		return rev + dirty
+	}
+	return "devel"
 }
 
 // hclogTimeFormat is the only timestamp layout go-plugin's host accepts in

@@ -14,15 +14,20 @@ import (
 	"github.com/corralhq/corral/plugins/sdk"
 )
 
+// version is what `coordinator status` shows; a release build may set it
+// with -ldflags "-X main.version=...".
+var version = "0.1.0"
+
 func main() {
-	sdk.Serve(newPlugin())
+	newPlugin().Serve()
 }
 
 func newPlugin() *sdk.Plugin {
 	limits := []sdk.Option{sdk.Timeout(5 * time.Second), sdk.MaxAttempts(5)}
-	return sdk.New("donations", "0.1.0",
-		sdk.Handler(ledger.HandlerDonate, donate, limits...),
-		sdk.Handler(ledger.HandlerCredit, credit, limits...),
+	return sdk.New("donations", version,
+		// The worker refuses a donation without these fields at submit.
+		sdk.Handler(ledger.HandlerDonate, donate, append(limits, sdk.ShapeOf[ledger.Donation]())...),
+		sdk.Handler(ledger.HandlerCredit, credit, append(limits, sdk.ShapeOf[ledger.Credit]())...),
 	)
 }
 

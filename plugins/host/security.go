@@ -1,0 +1,115 @@
+package host
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"debug/buildinfo"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ErrChecksumMismatch: a plugin binary's SHA-256 is not the pinned one, so
+// it was not launched.
+var ErrChecksumMismatch = errors.New("plugin binary checksum mismatch")
+
+func parseSHA256(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("sha256 %q is not 64 hex digits", s)
+	}
+	return b, nil
+}
+
+// readChecksumFile parses sha256sum output: "HEX  PATH" or "HEX *PATH" per
+// line, blank lines and # comments ignored. Paths come back absolute.
+func readChecksumFile(path string) (map[string][]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read checksum file: %w", err)
+	}
+	defer f.Close()
+	dir := filepath.Dir(path)
+	out := map[string][]byte{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		sum, file, ok := strings.Cut(line, " ")
+		file = strings.TrimPrefix(strings.TrimSpace(file), "*")
+		if !ok || file == "" {
+			return nil, fmt.Errorf("checksum file %s line %d: want \"SHA256  PATH\", got %q", path, n, line)
+		}
+		b, err := parseSHA256(sum)
+		if err != nil {
+			return nil, fmt.Errorf("checksum file %s line %d: %w", path, n, err)
+		}
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(dir, file)
+		}
+		out[filepath.Clean(file)] = b
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read checksum file %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// pinnedChecksum is the SHA-256 the binary at abs must have, nil when none
+// is configured. The checksum file is read anew each time.
+func (m *Manager) pinnedChecksum(abs string) ([]byte, error) {
+	if m.cfg.ChecksumFile != "" {
+		sums, err := readChecksumFile(m.cfg.ChecksumFile)
+		if err != nil {
+			return nil, err
+		}
+		if b, ok := sums[abs]; ok {
+			return b, nil
+		}
+	}
+	if hexSum, ok := m.checksums[abs]; ok {
+		return parseSHA256(hexSum)
+	}
+	return nil, nil
+}
+
+func fileSHA256(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+// verifyChecksum refuses a binary whose SHA-256 differs from want, saying
+// both, so the operator sees at once whether the binary or the pin is stale.
+// go-plugin's SecureConfig checks again right before exec.
+func verifyChecksum(path string, want []byte) error {
+	got, err := fileSHA256(path)
+	if err != nil {
+		return fmt.Errorf("checksum of %s: %w", path, err)
+	}
+	if string(got) != string(want) {
+		return fmt.Errorf("%w: %s has sha256 %x, but %x is pinned; refusing to run it", ErrChecksumMismatch, path, got, want)
+	}
+	return nil
+}
+
+// isGoBinary reports whether path is a Go executable. go-plugin's AutoMTLS
+// needs the plugin to answer the host's certificate with its own, which Go
+// plugins do and the plain-gRPC plugins of other languages usually do not.
+func isGoBinary(path string) bool {
+	_, err := buildinfo.ReadFile(path)
+	return err == nil
+}
