@@ -110,7 +110,7 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 	for _, name := range p.order {
 		h := p.handlers[name]
 		resp.Handlers = append(resp.Handlers, &pluginpb.HandlerSpec{
-			Name:        h.name,
+			Name:         h.name,
 			TimeoutMs:    h.timeout.Milliseconds(),
 			MaxAttempts:  int32(h.maxAttempts),
 			PayloadShape: h.payloadShape,
