@@ -27,6 +27,7 @@ type RedisConfig struct {
 	Dir        string // its working directory: AOF files and redis.log (required)
 	Port       int    // 0: a free port, retried on another if lost to a race
 	AppendOnly bool   // AOF on with appendfsync everysec
+	Fsync      string // appendfsync policy with AppendOnly: "everysec" (default), "always" or "no"
 	Password   string // requirepass, if set
 }
 
@@ -80,9 +81,13 @@ func (s *RedisServer) args() []string {
 	if s.cfg.AppendOnly {
 		aof = "yes"
 	}
+	fsync := s.cfg.Fsync
+	if fsync == "" {
+		fsync = "everysec"
+	}
 	args := []string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
-		"--save", "", "--appendonly", aof, "--appendfsync", "everysec",
+		"--save", "", "--appendonly", aof, "--appendfsync", fsync,
 		"--daemonize", "no", "--logfile", "",
 	}
 	if s.cfg.Password != "" {
@@ -194,7 +199,8 @@ type Redis struct {
 
 // RedisOptions adjusts StartRedis; the zero value is fine.
 type RedisOptions struct {
-	AppendOnly bool   // AOF on, appendfsync everysec
+	AppendOnly bool   // AOF on, appendfsync everysec unless Fsync says otherwise
+	Fsync      string // appendfsync: "everysec" (default), "always" (no acknowledged write lost on a crash) or "no"
 	Port       int    // 0: a free port
 	Password   string // requirepass
 }
@@ -217,7 +223,7 @@ func StartRedis(t testing.TB, opts ...RedisOptions) *Redis {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	srv, err := StartRedisServer(ctx, RedisConfig{Binary: bin, Dir: t.TempDir(), Port: o.Port,
-		AppendOnly: o.AppendOnly, Password: o.Password})
+		AppendOnly: o.AppendOnly, Fsync: o.Fsync, Password: o.Password})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

@@ -1,0 +1,187 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Proxy is a TCP proxy a test controls, to cut one process off from one
+// server (Redis only, Consul only) without touching the others. Cut acts
+// like a network partition: connections stay open and bytes sent during
+// the cut are held, then delivered in order on Heal, as TCP retransmission
+// would deliver them; a client that gave up meanwhile has its late writes
+// arrive all the same. Reset closes every connection instead.
+type Proxy struct {
+	Addr   string // host:port clients dial
+	target string
+	ln     net.Listener
+
+	mu     sync.Mutex
+	cut    bool
+	healed *sync.Cond
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewProxy listens on a free port of 127.0.0.1 and forwards to target.
+func NewProxy(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("testenv: proxy to %s: %w", target, err)
+	}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}}
+	p.healed = sync.NewCond(&p.mu)
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+// StartProxy is NewProxy closed when the test ends.
+func StartProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	p, err := NewProxy(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.wg.Add(1)
+		go p.serve(c)
+	}
+}
+
+func (p *Proxy) serve(client net.Conn) {
+	defer p.wg.Done()
+	if !p.track(client) {
+		client.Close()
+		return
+	}
+	defer p.untrack(client)
+	// A connection opened during a cut gets no answer until Heal.
+	if !p.waitHealed() {
+		return
+	}
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	if !p.track(server) {
+		server.Close()
+		return
+	}
+	defer p.untrack(server)
+	done := make(chan struct{}, 2)
+	go func() { p.pump(server, client); done <- struct{}{} }()
+	go func() { p.pump(client, server); done <- struct{}{} }()
+	<-done
+	<-done
+}
+
+// pump copies src to dst, holding what it read while the proxy is cut.
+func (p *Proxy) pump(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !p.waitHealed() {
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				src.Close()
+				return
+			}
+		}
+		if err != nil {
+			// Pass the end on, after whatever came before it.
+			if tc, ok := dst.(*net.TCPConn); ok && errors.Is(err, io.EOF) {
+				tc.CloseWrite()
+			} else {
+				dst.Close()
+			}
+			return
+		}
+	}
+}
+
+// waitHealed blocks while the proxy is cut; false once it is closed.
+func (p *Proxy) waitHealed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.cut && !p.closed {
+		p.healed.Wait()
+	}
+	return !p.closed
+}
+
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// Cut stops every byte in both directions until Heal.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	p.cut = true
+	p.mu.Unlock()
+}
+
+// Heal delivers what was held and lets traffic through again.
+func (p *Proxy) Heal() {
+	p.mu.Lock()
+	p.cut = false
+	p.healed.Broadcast()
+	p.mu.Unlock()
+}
+
+// Reset closes every open connection, as a peer's RST would; new ones are
+// accepted (and held, if cut).
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+}
+
+// Close stops the proxy and closes every connection. Safe to call twice.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.healed.Broadcast()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.ln.Close()
+	p.wg.Wait()
+}

@@ -1,0 +1,54 @@
+package testenv_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/testenv"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestProxyCutHoldsLateWrites: during a cut nothing gets through, and a
+// write whose client gave up arrives once the proxy heals.
+func TestProxyCutHoldsLateWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	r := testenv.StartRedis(t)
+	direct := r.Client(t)
+	px := testenv.StartProxy(t, r.Addr)
+	viaProxy := redis.NewClient(&redis.Options{Addr: px.Addr, MaxRetries: -1})
+	defer viaProxy.Close()
+	ctx := context.Background()
+	if err := viaProxy.Set(ctx, "k", "before", 0).Err(); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+
+	px.Cut()
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := viaProxy.Set(cctx, "k", "late", 0).Err()
+	cancel()
+	if err == nil {
+		t.Fatal("a write got through a cut proxy")
+	}
+	if v, _ := direct.Get(ctx, "k").Result(); v != "before" {
+		t.Fatalf("during the cut k = %q, want before", v)
+	}
+
+	px.Heal()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, _ := direct.Get(ctx, "k").Result()
+		if v == "late" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the held write never arrived after Heal (k = %q)", v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := viaProxy.Ping(ctx).Err(); err != nil {
+		t.Fatalf("after Heal: %v", err)
+	}
+}
