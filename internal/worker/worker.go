@@ -36,6 +36,9 @@ type Handlers interface {
 	Handle(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error)
 	Handlers() map[string]host.HandlerInfo
 	Plugins() []string
+	// Reload relaunches the plugins from their binaries (hot upgrade) and
+	// returns "name@version" of those now running.
+	Reload(ctx context.Context) ([]string, error)
 }
 
 // Worker is one member of the cluster.
