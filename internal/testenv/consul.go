@@ -30,6 +30,8 @@ type ConsulAgentConfig struct {
 	// like an agent with a data_dir. Without it a restarted agent has
 	// forgotten everything, like any -dev agent.
 	PersistState bool
+
+	HCL []string // extra configuration, each passed as -hcl (ACLs, for example)
 }
 
 // ConsulAgent is a single-node Consul dev agent (server and client) bound to
@@ -104,6 +106,9 @@ func (a *ConsulAgent) args() []string {
 	}
 	if c.PersistState {
 		args = append(args, "-data-dir", filepath.Join(a.Dir, "data"))
+	}
+	for _, h := range c.HCL {
+		args = append(args, "-hcl", h)
 	}
 	return args
 }
@@ -193,7 +198,8 @@ type Consul struct {
 
 // ConsulOptions adjusts StartConsul; the zero value is fine.
 type ConsulOptions struct {
-	PersistState bool // keep services and checks across Restart
+	PersistState bool     // keep services and checks across Restart
+	HCL          []string // extra agent configuration, each passed as -hcl
 }
 
 // StartConsul starts `consul agent -dev` on free ports in a directory of
@@ -213,7 +219,7 @@ func StartConsul(t testing.TB, opts ...ConsulOptions) *Consul {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	agent, err := StartConsulAgent(ctx, ConsulAgentConfig{Binary: bin, Dir: t.TempDir(), PersistState: o.PersistState})
+	agent, err := StartConsulAgent(ctx, ConsulAgentConfig{Binary: bin, Dir: t.TempDir(), PersistState: o.PersistState, HCL: o.HCL})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

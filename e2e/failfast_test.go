@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/testenv"
+	"github.com/hashicorp/consul/api"
+)
+
+// aclHCL turns on ACLs with default deny. The agent's own default token is
+// the management token only so the test harness can see the agent become
+// ready; a request that names a token is judged by that token alone.
+const aclHCL = `acl { enabled = true
+  default_policy = "deny"
+  tokens { initial_management = "root-token", agent = "root-token", default = "root-token" } }`
+
+// runWorker runs the worker binary to its exit (or kills it after a
+// minute) and returns its exit error, its output and how long it ran.
+func runWorker(t *testing.T, bins string, args ...string) (error, string, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bins, "worker"),
+		append([]string{"--plugin", filepath.Join(bins, "donations-plugin")}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	return err, out.String(), time.Since(start)
+}
+
+func TestWorkerRefusesWrongRedisPassword(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test; run without -short")
+	}
+	bins := buildBinaries(t)
+	r := testenv.StartRedis(t, testenv.RedisOptions{Password: "the-right-one"})
+	consul := testenv.StartConsul(t)
+	err, out, took := runWorker(t, bins, "--redis", r.Addr, "--redis-password", "a-wrong-one", "--consul", consul.Addr)
+	if err == nil || !strings.Contains(out, "Redis refused the credentials") || !strings.Contains(out, "--redis-password") {
+		t.Fatalf("worker with a wrong Redis password: err %v, output:\n%s", err, out)
+	}
+	t.Logf("exited with %v after %v: %s", err, took.Round(time.Millisecond), strings.TrimSpace(out))
+}
+
+func TestWorkerRefusesBadConsulToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test; run without -short")
+	}
+	bins := buildBinaries(t)
+	r := testenv.StartRedis(t)
+	consul := testenv.StartConsul(t, testenv.ConsulOptions{HCL: []string{aclHCL}})
+	err, out, took := runWorker(t, bins, "--redis", r.Addr, "--consul", consul.Addr,
+		"--consul-token", "00000000-0000-0000-0000-000000000bad")
+	if err == nil || !strings.Contains(out, "Consul refused the ACL token") || !strings.Contains(out, "--consul-token") {
+		t.Fatalf("worker with a bad Consul token: err %v, output:\n%s", err, out)
+	}
+	t.Logf("exited with %v after %v: %s", err, took.Round(time.Millisecond), strings.TrimSpace(out))
+}
+
+// TestWorkerPolicyIsEnough starts a worker with a token of
+// deploy/consul/worker-policy.hcl alone and checks it becomes a healthy
+// member that runs jobs: the documented least privilege is sufficient.
+func TestWorkerPolicyIsEnough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test; run without -short")
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := os.ReadFile(filepath.Join(root, "deploy", "consul", "worker-policy.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, bins: buildBinaries(t), dir: t.TempDir(), workers: map[string]*exec.Cmd{}}
+	c.redis = testenv.StartRedis(t)
+	c.consul = testenv.StartConsul(t, testenv.ConsulOptions{HCL: []string{aclHCL}})
+	t.Cleanup(c.stopAll)
+	admin, err := api.NewClient(&api.Config{Address: c.consul.Addr, Token: "root-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _, err := admin.ACL().PolicyCreate(&api.ACLPolicy{Name: "corral-worker", Rules: string(rules)}, nil)
+	if err != nil {
+		t.Fatalf("create policy from worker-policy.hcl: %v", err)
+	}
+	tok, _, err := admin.ACL().TokenCreate(&api.ACLToken{Description: "corral worker",
+		Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.flags = []string{"--consul-token", tok.SecretID}
+	c.start("w1")
+	c.start("w2")
+	out, err := c.coordinator("submit", "--handler", "donor.donate", "--key", "zaid",
+		"--payload", `{"amount_cents": 500, "campaign": "wells"}`, "--id", "acl-1")
+	if err != nil {
+		t.Fatalf("submit through workers holding the least-privilege token: %v (%s)", err, out)
+	}
+	var donor struct {
+		TotalCents int64 `json:"total_cents"`
+	}
+	waitState(t, c, "donor", "zaid", &donor, func() bool { return donor.TotalCents == 500 })
+	// The token can do no more than the policy says.
+	limited, _ := api.NewClient(&api.Config{Address: c.consul.Addr, Token: tok.SecretID})
+	if _, err := limited.KV().Put(&api.KVPair{Key: "corral/x", Value: []byte("1")}, nil); err == nil {
+		t.Errorf("the worker token could write KV; the policy must not allow it")
+	}
+}
