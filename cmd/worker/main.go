@@ -24,12 +24,19 @@ import (
 	"google.golang.org/grpc"
 )
 
-const usage = `Usage: worker [flags] --plugin PATH [--plugin PATH ...]
+const usage = `Usage: worker [flags] --plugin PATH[@sha256=HEX] [--plugin ...]
 
 Runs one Corral worker. Start as many as you like against the same Consul
 and Redis; they split the partitions between them and take over each
 other's partitions when one stops or dies. SIGTERM or SIGINT hands the
 partitions off gracefully.
+
+SIGHUP reloads the plugins from their binaries without a restart (so does
+coordinator reload): batches in flight finish on the old version, new ones
+go to the new version; if a new binary fails to start, the old one stays.
+A plugin given as PATH@sha256=HEX, or listed in --plugin-checksums (the
+output of sha256sum, re-read at every launch and reload), is only run if
+its SHA-256 matches.
 
 Flags:
 `
@@ -56,7 +63,13 @@ func run() error {
 		"address of the Prometheus /metrics endpoint, published in Consul meta \"metrics\"; empty turns it off (env CORRAL_METRICS_ADDR)")
 	consulAddr := fs.String("consul", cli.DefaultConsulAddr(), "Consul agent HTTP address (env CORRAL_CONSUL_ADDR)")
 	consulToken := fs.String("consul-token", "", "Consul ACL token (env CONSUL_HTTP_TOKEN)")
-	fs.Var(&plugins, "plugin", "handler plugin binary to launch (repeatable)")
+	fs.Var(&plugins, "plugin", "handler plugin binary to launch, PATH or PATH@sha256=HEX (repeatable)")
+	hcfg := host.DefaultConfig()
+	fs.StringVar(&hcfg.ChecksumFile, "plugin-checksums", "", "file of pinned plugin SHA-256s in sha256sum format, re-read at every launch and reload")
+	fs.IntVar(&hcfg.MaxRestarts, "plugin-max-restarts", hcfg.MaxRestarts, "restart intensity: more plugin restarts than this within --plugin-restart-window mark the worker degraded")
+	fs.DurationVar(&hcfg.RestartWindow, "plugin-restart-window", hcfg.RestartWindow, "window of the plugin restart intensity")
+	fs.IntVar(&hcfg.MaxMessageBytes, "plugin-max-message", hcfg.MaxMessageBytes, "largest gRPC message between worker and plugin, in bytes (both ends)")
+	fs.DurationVar(&hcfg.CallTimeout, "plugin-timeout", hcfg.CallTimeout, "deadline of a plugin call whose handlers declare no timeout")
 	fs.IntVar(&cfg.Ring.Partitions, "partitions", cfg.Ring.Partitions, "partition count P; fixed when the cluster is first created")
 	fs.Int64Var(&cfg.BatchSize, "batch", cfg.BatchSize, "jobs read per partition per round")
 	fs.IntVar(&cfg.Parallel, "parallel", cfg.Parallel, "partition batches processed at once")
@@ -119,9 +132,18 @@ func run() error {
 		return err
 	}
 
-	hcfg := host.DefaultConfig()
-	hcfg.Paths = plugins
 	hcfg.Logger = logger
+	hcfg.Checksums = map[string]string{}
+	for _, v := range plugins {
+		path, sum, err := host.ParsePluginFlag(v)
+		if err != nil {
+			return err
+		}
+		hcfg.Paths = append(hcfg.Paths, path)
+		if sum != "" {
+			hcfg.Checksums[path] = sum
+		}
+	}
 	plugs, err := host.New(hcfg)
 	if err != nil {
 		return err
@@ -130,6 +152,15 @@ func run() error {
 		return err
 	}
 	defer plugs.Stop()
+	// SIGHUP: hot upgrade of the plugins; Reload logs what it did.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			_, _ = plugs.Reload(ctx)
+		}
+	}()
 
 	registry, err := discovery.NewConsul(discovery.ConsulConfig{Address: *consulAddr, Token: *consulToken, Logger: logger})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/corralhq/corral/plugins"
@@ -125,4 +126,17 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// ParsePluginFlag splits a --plugin value "PATH[@sha256=HEX]" into the
+// binary's path and its pinned SHA-256 ("" when none is given).
+func ParsePluginFlag(v string) (path, sha256Hex string, err error) {
+	path, sum, pinned := strings.Cut(v, "@sha256=")
+	if !pinned {
+		return v, "", nil
+	}
+	if _, err := parseSHA256(sum); err != nil {
+		return "", "", fmt.Errorf("--plugin %s: %w", v, err)
+	}
+	return path, strings.ToLower(sum), nil
 }
