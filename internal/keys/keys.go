@@ -29,8 +29,28 @@ func (k Partition) Queue() string { return k.prefix + "q" }
 // Outbox holds jobs emitted by committed jobs, waiting to be relayed.
 func (k Partition) Outbox() string { return k.prefix + "out" }
 
-// Dead is the dead-letter stream.
+// Dead holds the dead letters: job id → encoded record with its error history.
 func (k Partition) Dead() string { return k.prefix + "dlq" }
+
+// Delayed is the sorted set of delayed jobs (score: due unix ms), released
+// into the queue by the owner when due.
+func (k Partition) Delayed() string { return k.prefix + "delayed" }
+
+// Parked is the sorted set of jobs holding their key while they wait for
+// a retry (score: not-before unix ms); at most one per key.
+func (k Partition) Parked() string { return k.prefix + "parked" }
+
+// Holds maps a held key to the parked job that holds it.
+func (k Partition) Holds() string { return k.prefix + "holds" }
+
+// Waiting lists, in order, the ids of jobs of key waiting behind its hold.
+func (k Partition) Waiting(key string) string { return k.prefix + "wait:" + key }
+
+// Bodies holds the encoded jobs that are delayed, parked or waiting.
+func (k Partition) Bodies() string { return k.prefix + "bodies" }
+
+// DeadIndex orders the dead letters by the time they died.
+func (k Partition) DeadIndex() string { return k.prefix + "dlqidx" }
 
 // Audit records (epoch, job id) of every commit when auditing is on.
 func (k Partition) Audit() string { return k.prefix + "audit" }

@@ -2,9 +2,10 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/lease"
@@ -18,60 +19,102 @@ const (
 	statusDead   = "x"
 )
 
+// ErrAlreadyFinished means a commit carried a job id that an earlier
+// commit already finished; nothing of the batch was written.
+var ErrAlreadyFinished = fmt.Errorf("job already finished")
+
 // commitScript applies one partition batch under a fencing epoch: all of it
-// or, if the epoch is stale, none of it.
+// or, if the epoch is stale or a job in it is already finished, none of it.
+// The batch is a list of operations, each an opcode followed by its
+// arguments, consuming keys from KEYS[10..] in order:
 //
-// KEYS[1] epoch, KEYS[2] queue, KEYS[3] outbox, KEYS[4] dead letters,
-// KEYS[5] audit, then one job record per finished job, one state key per
-// state write, one result key per result.
-// ARGV[1] epoch, ARGV[2..8] counts: finished, states, results, acked stream
-// ids, emits, retries, dead; ARGV[9] done TTL s, ARGV[10] result TTL s,
-// ARGV[11] audit "1"/"0"; then in order: (id, status) per finished job,
-// state values, result values, acked stream ids, 4 fields per emit
-// (id, handler, key, payload), 6 per retry (id, handler, key, payload,
-// submitted, attempt), 6 per dead job (id, handler, key, payload, attempt,
-// error).
-// Returns the number of finished jobs, or an error "FENCED <current>".
+//	C id            (key: job record) refuse the batch if id is finished
+//	D id attempt    (key: job record) mark done
+//	X id attempt rec (key: job record) mark dead, store the dead letter
+//	S value         (key: state) write an entity's state
+//	R value         (key: result) store a result
+//	A streamid      ack a stream entry
+//	E id h k p      append an emitted job to the outbox
+//	T n             (key: waiting list) drop the first n waiting jobs
+//	F id body       (key: waiting list) put a job at the front
+//	B id body       (key: waiting list) put a job at the back
+//	P key id nb body park a job that holds key until nb (unix ms)
+//	N key           (key: waiting list) the key's parked job finished: park
+//	                the next waiting job as due now, or lift the hold
+//
+// KEYS[1] epoch, [2] queue, [3] outbox, [4] dead letters, [5] dead index,
+// [6] audit, [7] parked, [8] holds, [9] bodies.
+// ARGV[1] epoch, [2] now unix ms, [3] done TTL s, [4] result TTL s,
+// [5] audit "1"/"0", then the operations.
+// Returns the number of operations, or an error "FENCED <current>" or
+// "ALREADY <id>".
 var commitScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(cur))
 end
-local nF, nS, nR, nA = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local nE, nT, nD = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local doneTTL, resTTL, audit = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '1'
-local a, k = 12, 6
-for i = 1, nF do
-  redis.call('HSET', KEYS[k], 's', ARGV[a + 1])
-  if doneTTL > 0 then redis.call('EXPIRE', KEYS[k], doneTTL) end
-  if audit then redis.call('XADD', KEYS[5], '*', 'e', ARGV[1], 'id', ARGV[a]) end
-  a, k = a + 2, k + 1
+local now, doneTTL, resTTL, audit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+local a, k, n = 6, 10, 0
+while a <= #ARGV do
+  local op = ARGV[a]
+  n = n + 1
+  if op == 'C' then
+    local s = redis.call('HGET', KEYS[k], 's')
+    if s == 'd' or s == 'x' then return redis.error_reply('ALREADY ' .. ARGV[a + 1]) end
+    a, k = a + 2, k + 1
+  elseif op == 'D' or op == 'X' then
+    local id = ARGV[a + 1]
+    redis.call('HSET', KEYS[k], 's', op == 'D' and 'd' or 'x', 'a', ARGV[a + 2])
+    if doneTTL > 0 then redis.call('EXPIRE', KEYS[k], doneTTL) end
+    redis.call('ZREM', KEYS[7], id)
+    redis.call('HDEL', KEYS[9], id)
+    if audit then redis.call('XADD', KEYS[6], '*', 'e', ARGV[1], 'id', id) end
+    if op == 'X' then
+      redis.call('HSET', KEYS[4], id, ARGV[a + 3])
+      redis.call('ZADD', KEYS[5], now, id)
+      a = a + 4
+    else
+      a = a + 3
+    end
+    k = k + 1
+  elseif op == 'S' then
+    redis.call('SET', KEYS[k], ARGV[a + 1])
+    a, k = a + 2, k + 1
+  elseif op == 'R' then
+    if resTTL > 0 then redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', resTTL) else redis.call('SET', KEYS[k], ARGV[a + 1]) end
+    a, k = a + 2, k + 1
+  elseif op == 'A' then
+    redis.call('XDEL', KEYS[2], ARGV[a + 1])
+    a = a + 2
+  elseif op == 'E' then
+    redis.call('XADD', KEYS[3], '*', 'id', ARGV[a + 1], 'h', ARGV[a + 2], 'k', ARGV[a + 3], 'p', ARGV[a + 4])
+    a = a + 5
+  elseif op == 'T' then
+    redis.call('LTRIM', KEYS[k], tonumber(ARGV[a + 1]), -1)
+    a, k = a + 2, k + 1
+  elseif op == 'F' or op == 'B' then
+    if op == 'F' then redis.call('LPUSH', KEYS[k], ARGV[a + 1]) else redis.call('RPUSH', KEYS[k], ARGV[a + 1]) end
+    redis.call('HSET', KEYS[9], ARGV[a + 1], ARGV[a + 2])
+    a, k = a + 3, k + 1
+  elseif op == 'P' then
+    redis.call('ZADD', KEYS[7], ARGV[a + 3], ARGV[a + 2])
+    redis.call('HSET', KEYS[9], ARGV[a + 2], ARGV[a + 4])
+    redis.call('HSET', KEYS[8], ARGV[a + 1], ARGV[a + 2])
+    a = a + 5
+  elseif op == 'N' then
+    local nxt = redis.call('LPOP', KEYS[k])
+    if nxt then
+      redis.call('ZADD', KEYS[7], now, nxt)
+      redis.call('HSET', KEYS[8], ARGV[a + 1], nxt)
+    else
+      redis.call('HDEL', KEYS[8], ARGV[a + 1])
+    end
+    a, k = a + 2, k + 1
+  else
+    return redis.error_reply('BADOP ' .. tostring(op))
+  end
 end
-for i = 1, nS do
-  redis.call('SET', KEYS[k], ARGV[a])
-  a, k = a + 1, k + 1
-end
-for i = 1, nR do
-  if resTTL > 0 then redis.call('SET', KEYS[k], ARGV[a], 'EX', resTTL) else redis.call('SET', KEYS[k], ARGV[a]) end
-  a, k = a + 1, k + 1
-end
-for i = 1, nA do
-  redis.call('XDEL', KEYS[2], ARGV[a])
-  a = a + 1
-end
-for i = 1, nE do
-  redis.call('XADD', KEYS[3], '*', 'id', ARGV[a], 'h', ARGV[a + 1], 'k', ARGV[a + 2], 'p', ARGV[a + 3])
-  a = a + 4
-end
-for i = 1, nT do
-  redis.call('XADD', KEYS[2], '*', 'id', ARGV[a], 'h', ARGV[a + 1], 'k', ARGV[a + 2], 'p', ARGV[a + 3], 't', ARGV[a + 4], 'a', ARGV[a + 5])
-  a = a + 6
-end
-for i = 1, nD do
-  redis.call('XADD', KEYS[4], '*', 'id', ARGV[a], 'h', ARGV[a + 1], 'k', ARGV[a + 2], 'p', ARGV[a + 3], 'a', ARGV[a + 4], 'err', ARGV[a + 5])
-  a = a + 6
-end
-return nF
+return n
 `)
 
 // StateWrite replaces an entity's state.
@@ -86,10 +129,25 @@ type Result struct {
 	Value []byte
 }
 
-// DeadJob is a job that exhausted its attempts or failed for good.
+// DeadJob is a job that exhausted its attempts or failed for good. Its
+// Job.Errors is the error history, the last one included.
 type DeadJob struct {
 	Job   Job
 	Error string
+}
+
+// KeyPlan is what a batch does to a key's hold. A key is held while a job
+// of it waits for a retry; later jobs of the key wait behind it in order.
+type KeyPlan struct {
+	Key  string
+	Trim int  // waiting jobs the batch read from the front of the list
+	Park *Job // the job that holds the key from now on (NotBefore set)
+	// Next is set when the key's parked job finished in this batch and no
+	// job of it was parked: the next waiting job is parked as due, or the
+	// hold is lifted when none waits.
+	Next  bool
+	Front []Job // jobs to wait right behind Park, in order
+	Back  []Job // jobs to wait at the end of the list, in order
 }
 
 // Batch is everything one partition batch commits.
@@ -99,54 +157,106 @@ type Batch struct {
 	States  []StateWrite
 	Results []Result
 	Emits   []Job     // follow-up jobs for the outbox (ids already derived)
-	Retries []Job     // jobs to deliver again, attempt already incremented
-	Dead    []DeadJob // jobs moved to the dead-letter stream
+	Dead    []DeadJob // jobs moved to the dead-letter store
+	Keys    []KeyPlan // holds taken, moved or lifted
+	// Attempts is the attempt count of each job in Done, for GetResult.
+	Attempts map[string]int
+	// Retries lists the jobs parked for another attempt (a view of Keys
+	// for logs and metrics).
+	Retries []Job
+}
+
+// DeadRecord is a dead letter as stored.
+type DeadRecord struct {
+	ID        string   `json:"id"`
+	Handler   string   `json:"handler"`
+	Key       string   `json:"key"`
+	Payload   []byte   `json:"payload"`
+	Attempts  int      `json:"attempts"`
+	Errors    []string `json:"errors"`
+	DeadAtMs  int64    `json:"dead_at_ms"`
+	Partition int      `json:"partition"`
+	// Submitter overrides, kept so a replay runs the same job.
+	MaxAttempts int   `json:"max_attempts,omitempty"`
+	TimeoutMs   int64 `json:"timeout_ms,omitempty"`
 }
 
 // CommitBatch applies b to partition under epoch. It returns an error
 // wrapping lease.ErrFenced if another worker has been granted the partition
-// since, in which case nothing was written.
+// since, or ErrAlreadyFinished if a job in it was finished by an earlier
+// commit; in both cases nothing was written.
 func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *Batch) error {
 	k := keys.For(partition)
-	nF := len(b.Done) + len(b.Dead)
-	ks := make([]string, 0, 5+nF+len(b.States)+len(b.Results))
-	ks = append(ks, k.Epoch(), k.Queue(), k.Outbox(), k.Dead(), k.Audit())
-	args := make([]any, 0, 11+2*nF+len(b.States)+len(b.Results)+len(b.Acked)+4*len(b.Emits)+6*len(b.Retries)+6*len(b.Dead))
+	now := time.Now().UnixMilli()
+	ks := []string{k.Epoch(), k.Queue(), k.Outbox(), k.Dead(), k.DeadIndex(), k.Audit(), k.Parked(), k.Holds(), k.Bodies()}
 	audit := "0"
 	if s.cfg.Audit {
 		audit = "1"
 	}
-	args = append(args, itoa(epoch), nF, len(b.States), len(b.Results), len(b.Acked), len(b.Emits), len(b.Retries), len(b.Dead),
-		int64(s.cfg.DoneRetention.Seconds()), int64(s.cfg.ResultRetention.Seconds()), audit)
+	args := []any{itoa(epoch), itoa(now), int64(s.cfg.DoneRetention.Seconds()), int64(s.cfg.ResultRetention.Seconds()), audit}
 	for _, id := range b.Done {
 		ks = append(ks, k.Job(id))
-		args = append(args, id, statusDone)
+		args = append(args, "C", id)
 	}
 	for _, d := range b.Dead {
 		ks = append(ks, k.Job(d.Job.ID))
-		args = append(args, d.Job.ID, statusDead)
+		args = append(args, "C", d.Job.ID)
+	}
+	for _, id := range b.Done {
+		att := b.Attempts[id]
+		if att < 1 {
+			att = 1
+		}
+		ks = append(ks, k.Job(id))
+		args = append(args, "D", id, att)
+	}
+	for _, d := range b.Dead {
+		rec, _ := json.Marshal(DeadRecord{ID: d.Job.ID, Handler: d.Job.Handler, Key: d.Job.Key, Payload: d.Job.Payload,
+			Attempts: d.Job.Attempt, Errors: d.Job.Errors, DeadAtMs: now, Partition: partition,
+			MaxAttempts: d.Job.MaxAttempts, TimeoutMs: d.Job.TimeoutMs})
+		ks = append(ks, k.Job(d.Job.ID))
+		args = append(args, "X", d.Job.ID, d.Job.Attempt, rec)
 	}
 	for _, w := range b.States {
 		ks = append(ks, k.State(w.Entity.Type, w.Entity.Key))
-		args = append(args, w.Value)
+		args = append(args, "S", w.Value)
 	}
 	for _, r := range b.Results {
 		ks = append(ks, k.Result(r.JobID))
-		args = append(args, r.Value)
+		args = append(args, "R", r.Value)
 	}
 	for _, id := range b.Acked {
-		args = append(args, id)
+		args = append(args, "A", id)
 	}
 	for _, e := range b.Emits {
-		args = append(args, e.ID, e.Handler, e.Key, e.Payload)
+		args = append(args, "E", e.ID, e.Handler, e.Key, e.Payload)
 	}
-	for _, r := range b.Retries {
-		args = append(args, r.ID, r.Handler, r.Key, r.Payload, strconv.FormatInt(r.SubmittedAt, 10), r.Attempt)
-	}
-	for _, d := range b.Dead {
-		args = append(args, d.Job.ID, d.Job.Handler, d.Job.Key, d.Job.Payload, d.Job.Attempt, d.Error)
+	for _, kp := range b.Keys {
+		wl := k.Waiting(kp.Key)
+		if kp.Trim > 0 {
+			ks = append(ks, wl)
+			args = append(args, "T", kp.Trim)
+		}
+		for i := len(kp.Front) - 1; i >= 0; i-- {
+			ks = append(ks, wl)
+			args = append(args, "F", kp.Front[i].ID, kp.Front[i].encode())
+		}
+		for i := range kp.Back {
+			ks = append(ks, wl)
+			args = append(args, "B", kp.Back[i].ID, kp.Back[i].encode())
+		}
+		switch {
+		case kp.Park != nil:
+			args = append(args, "P", kp.Key, kp.Park.ID, itoa(kp.Park.NotBefore), kp.Park.encode())
+		case kp.Next:
+			ks = append(ks, wl)
+			args = append(args, "N", kp.Key)
+		}
 	}
 	err := commitScript.Run(ctx, s.rdb, ks, args...).Err()
+	if err != nil && strings.HasPrefix(err.Error(), "ALREADY") {
+		return fmt.Errorf("store: commit partition %d: %w: %s", partition, ErrAlreadyFinished, strings.TrimPrefix(err.Error(), "ALREADY "))
+	}
 	if err != nil && strings.HasPrefix(err.Error(), "FENCED") {
 		return fmt.Errorf("store: commit partition %d at epoch %d: %w (%s)", partition, epoch, lease.ErrFenced, err.Error())
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -12,10 +13,13 @@ import (
 // ErrConflict means a job id was already submitted with other content.
 var ErrConflict = errors.New("job id already used with different content")
 
-// enqueueScript appends a job to its partition's stream once per id.
+// enqueueScript appends a job to its partition's stream once per id, or,
+// when it has a not-before in the future, adds it to the delayed set.
 //
-// KEYS[1] job record, KEYS[2] partition stream
-// ARGV[1] content hash, ARGV[2..] stream entry fields
+// KEYS[1] job record, KEYS[2] partition stream, KEYS[3] delayed set,
+// KEYS[4] bodies
+// ARGV[1] content hash, ARGV[2] due unix ms (0 = now), ARGV[3] id,
+// ARGV[4] encoded job (delayed only), ARGV[5..] stream entry fields
 // Returns 1 if enqueued, 0 if the same job was already submitted, -1 if the
 // id was used for other content.
 var enqueueScript = redis.NewScript(`
@@ -25,7 +29,12 @@ if h then
   return -1
 end
 redis.call('HSET', KEYS[1], 'h', ARGV[1], 's', 'q')
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+if ARGV[2] ~= '0' then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+  redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+  return 1
+end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
 return 1
 `)
 
@@ -35,19 +44,25 @@ type EnqueueResult struct {
 	Err       error // ErrConflict or a Redis error
 }
 
-// Enqueue appends jobs to their partitions' streams in one pipeline. Each
-// job's Partition must be set.
+// Enqueue appends jobs to their partitions' streams in one pipeline; a job
+// whose NotBefore is in the future is held in its partition's delayed set
+// instead. Each job's Partition must be set.
 func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error) {
 	if len(jobs) == 0 {
 		return nil, nil
 	}
+	now := time.Now().UnixMilli()
 	cmds, err := s.evalPipelined(ctx, []*redis.Script{enqueueScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
 		cmds := make([]*redis.Cmd, len(jobs))
 		for i := range jobs {
 			j := &jobs[i]
 			k := keys.For(j.Partition)
-			args := append([]any{j.ContentHash()}, j.streamFields()...)
-			cmds[i] = enqueueScript.EvalSha(ctx, pipe, []string{k.Job(j.ID), k.Queue()}, args...)
+			due, enc := "0", ""
+			if j.NotBefore > now {
+				due, enc = itoa(j.NotBefore), j.encode()
+			}
+			args := append([]any{j.ContentHash(), due, j.ID, enc}, j.streamFields()...)
+			cmds[i] = enqueueScript.EvalSha(ctx, pipe, []string{k.Job(j.ID), k.Queue(), k.Delayed(), k.Bodies()}, args...)
 		}
 		return cmds
 	})

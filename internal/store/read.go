@@ -74,15 +74,17 @@ func partitionOfKey(key string) (int, error) {
 // EntityRef names an entity.
 type EntityRef struct{ Type, Key string }
 
-// Snapshot is what a batch starts from: the entities' states and which of
-// its job ids are already finished (and must not be applied again).
+// Snapshot is what a batch starts from: the entities' states, which of
+// its job ids are already finished (and must not be applied again) and
+// which keys are held by a parked job.
 type Snapshot struct {
 	States   map[EntityRef][]byte // nil value: no state yet
 	Finished map[string]bool
+	Held     map[string]bool
 }
 
-// Load reads the state of every entity the jobs touch, and the status of
-// each job id, in one round trip. entityOf maps a handler to its entity type.
+// Load reads the state of every entity the jobs touch, the status of each
+// job id and the holds on their keys, in one round trip. entityOf maps a handler to its entity type.
 func (s *Store) Load(ctx context.Context, partition int, jobs []Job, entityOf func(handler string) string) (Snapshot, error) {
 	k := keys.For(partition)
 	pipe := s.rdb.Pipeline()
@@ -98,6 +100,18 @@ func (s *Store) Load(ctx context.Context, partition int, jobs []Job, entityOf fu
 		refs = append(refs, ref)
 		stateCmds = append(stateCmds, pipe.Get(ctx, k.State(ref.Type, ref.Key)))
 	}
+	keyList := make([]string, 0, len(jobs))
+	seenKey := map[string]bool{}
+	for _, j := range jobs {
+		if !seenKey[j.Key] {
+			seenKey[j.Key] = true
+			keyList = append(keyList, j.Key)
+		}
+	}
+	var holdCmd *redis.SliceCmd
+	if len(keyList) > 0 {
+		holdCmd = pipe.HMGet(ctx, k.Holds(), keyList...)
+	}
 	statusCmds := make([]*redis.StringCmd, len(jobs))
 	for i, j := range jobs {
 		statusCmds[i] = pipe.HGet(ctx, k.Job(j.ID), "s")
@@ -105,7 +119,14 @@ func (s *Store) Load(ctx context.Context, partition int, jobs []Job, entityOf fu
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Snapshot{}, fmt.Errorf("store: load partition %d: %w", partition, err)
 	}
-	snap := Snapshot{States: make(map[EntityRef][]byte, len(refs)), Finished: map[string]bool{}}
+	snap := Snapshot{States: make(map[EntityRef][]byte, len(refs)), Finished: map[string]bool{}, Held: map[string]bool{}}
+	if holdCmd != nil {
+		for i, v := range holdCmd.Val() {
+			if v != nil {
+				snap.Held[keyList[i]] = true
+			}
+		}
+	}
 	for i, ref := range refs {
 		b, _ := stateCmds[i].Bytes()
 		snap.States[ref] = b

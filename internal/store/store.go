@@ -73,23 +73,25 @@ func RecordedPartitions(ctx context.Context, rdb redis.UniversalClient) (int, er
 	return n, err
 }
 
-// Depth is the number of jobs waiting in a partition: its queue plus its
-// outbox.
+// Depth is the number of jobs waiting in a partition: its queue, its
+// outbox and its delayed, parked and waiting jobs.
 func (s *Store) Depth(ctx context.Context, partitions []int) (map[int]int64, error) {
 	pipe := s.rdb.Pipeline()
 	qs := make([]*redis.IntCmd, len(partitions))
 	os := make([]*redis.IntCmd, len(partitions))
+	bs := make([]*redis.IntCmd, len(partitions))
 	for i, p := range partitions {
 		k := keys.For(p)
 		qs[i] = pipe.XLen(ctx, k.Queue())
 		os[i] = pipe.XLen(ctx, k.Outbox())
+		bs[i] = pipe.HLen(ctx, k.Bodies())
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("store: depth: %w", err)
 	}
 	out := make(map[int]int64, len(partitions))
 	for i, p := range partitions {
-		out[p] = qs[i].Val() + os[i].Val()
+		out[p] = qs[i].Val() + os[i].Val() + bs[i].Val()
 	}
 	return out, nil
 }

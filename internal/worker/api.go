@@ -46,7 +46,8 @@ func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerp
 		p := w.partitionOf(in.Key)
 		res.Partition = int32(p)
 		jobs = append(jobs, store.Job{ID: res.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload,
-			Attempt: 1, SubmittedAt: now.UnixMilli(), Partition: p})
+			Attempt: 1, SubmittedAt: now.UnixMilli(), NotBefore: in.NotBeforeMs, MaxAttempts: int(in.MaxAttempts),
+			TimeoutMs: in.TimeoutMs, Partition: p})
 		slots = append(slots, i)
 	}
 	enq, err := w.store.Enqueue(ctx, jobs)
@@ -67,7 +68,8 @@ func (w *Worker) validate(j *workerpb.Job, id string, handlers map[string]host.H
 	if err := validateID(id); err != nil {
 		return err
 	}
-	if _, ok := handlers[j.Handler]; !ok {
+	h, ok := handlers[j.Handler]
+	if !ok {
 		names := make([]string, 0, len(handlers))
 		for n := range handlers {
 			names = append(names, n)
@@ -78,7 +80,13 @@ func (w *Worker) validate(j *workerpb.Job, id string, handlers map[string]host.H
 	if err := validateKey(j.Key); err != nil {
 		return err
 	}
-	return validatePayload(j.Payload, w.cfg.MaxPayloadBytes)
+	if err := validatePayload(j.Payload, w.cfg.MaxPayloadBytes); err != nil {
+		return err
+	}
+	if err := validateShape(j.Payload, h.PayloadShape); err != nil {
+		return err
+	}
+	return validateOptions(j.MaxAttempts, j.TimeoutMs, w.cfg.MaxAttemptsLimit, h.Timeout)
 }
 
 // GetState reads committed entity states.

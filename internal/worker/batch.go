@@ -2,8 +2,10 @@ package worker
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -17,15 +19,80 @@ func EntityOf(handler string) string {
 	return handler
 }
 
-// buildRequest turns the jobs of one partition batch that are not finished
-// yet into a plugin request, with the state of every entity they touch.
+// keyWork is one key's part of a partition batch. Per-key order is kept by
+// holds: while a job of the key waits for a retry, the key is held and its
+// later jobs wait behind that job, in order.
+type keyWork struct {
+	key      string
+	held     bool        // held when the batch was loaded
+	headRan  bool        // the key's parked job is run[0]
+	trim     int         // jobs of run read from the key's waiting list
+	run      []store.Job // jobs to run now, in order
+	deferred []store.Job // stream jobs that must wait at the back of the list
+}
+
+// work is a partition batch: per key, what runs and what waits.
+type work struct {
+	keys  []*keyWork
+	acked []string // every stream entry read; each ends run, finished or waiting
+}
+
+// planWork orders a partition batch: the due parked jobs of held keys with
+// the jobs waiting behind them, then the stream's jobs. A stream job of a
+// held key whose line is not fully in this batch waits at its back.
+func planWork(runs []store.KeyRun, stream []store.Job, snap store.Snapshot) *work {
+	wk := &work{}
+	byKey := map[string]*keyWork{}
+	get := func(key string) *keyWork {
+		kw := byKey[key]
+		if kw == nil {
+			kw = &keyWork{key: key}
+			byKey[key] = kw
+			wk.keys = append(wk.keys, kw)
+		}
+		return kw
+	}
+	more := map[string]bool{}
+	for _, r := range runs {
+		kw := get(r.Key)
+		kw.held, kw.headRan = true, true
+		kw.run = append(kw.run, r.Jobs...)
+		kw.trim = len(r.Jobs) - 1
+		more[r.Key] = r.More
+	}
+	for _, j := range stream {
+		wk.acked = append(wk.acked, j.StreamID)
+		if snap.Finished[j.ID] {
+			continue
+		}
+		kw := get(j.Key)
+		if snap.Held[j.Key] {
+			kw.held = true
+		}
+		if kw.held && (!kw.headRan || more[j.Key]) {
+			kw.deferred = append(kw.deferred, j)
+			continue
+		}
+		kw.run = append(kw.run, j)
+	}
+	return wk
+}
+
+// runnable is every job to run, key by key.
+func (wk *work) runnable() []store.Job {
+	var out []store.Job
+	for _, kw := range wk.keys {
+		out = append(out, kw.run...)
+	}
+	return out
+}
+
+// buildRequest turns jobs into a plugin request, with the state of every
+// entity they touch.
 func buildRequest(jobs []store.Job, snap store.Snapshot) *pluginpb.HandleRequest {
 	req := &pluginpb.HandleRequest{}
 	seen := map[store.EntityRef]bool{}
 	for _, j := range jobs {
-		if snap.Finished[j.ID] {
-			continue
-		}
 		ref := store.EntityRef{Type: EntityOf(j.Handler), Key: j.Key}
 		if !seen[ref] {
 			seen[ref] = true
@@ -37,65 +104,108 @@ func buildRequest(jobs []store.Job, snap store.Snapshot) *pluginpb.HandleRequest
 	return req
 }
 
-// retryAll is the outcome of a batch whose plugin call kept failing: every
-// job counts one attempt.
-func retryAll(req *pluginpb.HandleRequest, err error) *pluginpb.HandleResponse {
-	resp := &pluginpb.HandleResponse{Outcomes: make([]*pluginpb.Outcome, len(req.Jobs))}
-	for i, j := range req.Jobs {
-		resp.Outcomes[i] = &pluginpb.Outcome{JobId: j.Id, Status: pluginpb.Outcome_RETRY, Error: err.Error()}
-	}
-	return resp
+// retryPolicy decides how often and when a job is tried again.
+type retryPolicy struct {
+	maxAttempts func(j store.Job) int
+	base, max   time.Duration
+	now         time.Time
+	jitter      func(n int64) int64 // uniform in [0, n)
 }
 
-// buildBatch turns plugin outcomes into one fenced commit. Every job read is
-// acked from the queue; each ends applied, re-queued for another attempt, or
-// dead-lettered. Emitted jobs get ids derived from their parent's, so a
-// re-run of the same parent emits the same ids.
-func buildBatch(jobs []store.Job, snap store.Snapshot, resp *pluginpb.HandleResponse, maxAttempts func(handler string) int) (*store.Batch, error) {
-	outcomes := make(map[string]*pluginpb.Outcome, len(resp.Outcomes))
-	for _, o := range resp.Outcomes {
-		outcomes[o.JobId] = o
+// delay is the wait before the attempt after attempt: exponential from
+// base, capped at max, with half of it jittered so a burst of failures does
+// not come back at once. A handler's retry-after wins when it is longer.
+func (rp retryPolicy) delay(attempt int, retryAfterMs int64) time.Duration {
+	d := rp.base << min(attempt-1, 20)
+	if d <= 0 || d > rp.max {
+		d = rp.max
 	}
-	b := &store.Batch{}
+	if half := int64(d / 2); half > 0 {
+		j := rp.jitter
+		if j == nil {
+			j = rand.Int64N
+		}
+		d = time.Duration(half + j(half))
+	}
+	return max(d, time.Duration(retryAfterMs)*time.Millisecond)
+}
+
+// notRun marks a job a failed plugin call never ran; it waits for its
+// turn without an attempt counted.
+var notRun = &pluginpb.Outcome{Status: pluginpb.Outcome_STATUS_UNSPECIFIED, Error: "not run"}
+
+// buildBatch turns plugin outcomes into one fenced commit. Every stream
+// entry read is acked. Per key, jobs apply in order until one must be
+// retried: that job is parked with a backoff and holds its key, and the
+// key's later jobs wait behind it, so none commits before it. A job that
+// fails for good, or whose attempts are spent, is dead-lettered with its
+// error history and its key moves on. Emitted jobs get ids derived from
+// their parent's, so a re-run of the same parent emits the same ids.
+func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*store.Batch, error) {
+	b := &store.Batch{Acked: wk.acked, Attempts: map[string]int{}}
 	stateAt := map[store.EntityRef]int{}
-	for _, j := range jobs {
-		b.Acked = append(b.Acked, j.StreamID)
-		if snap.Finished[j.ID] {
-			continue
-		}
-		o, ok := outcomes[j.ID]
-		if !ok {
-			return nil, fmt.Errorf("no outcome for job %q", j.ID)
-		}
-		switch o.Status {
-		case pluginpb.Outcome_OK:
-			b.Done = append(b.Done, j.ID)
-			if o.StateChanged {
-				ref := store.EntityRef{Type: EntityOf(j.Handler), Key: j.Key}
-				if i, ok := stateAt[ref]; ok {
-					b.States[i].Value = o.State
-				} else {
-					stateAt[ref] = len(b.States)
-					b.States = append(b.States, store.StateWrite{Entity: ref, Value: o.State})
+	nowMs := rp.now.UnixMilli()
+	for _, kw := range wk.keys {
+		var parked *store.Job
+		var front []store.Job
+	jobs:
+		for i, j := range kw.run {
+			o, ok := resp[j.ID]
+			if !ok {
+				return nil, fmt.Errorf("no outcome for job %q", j.ID)
+			}
+			if o == notRun {
+				r := j
+				r.NotBefore = nowMs
+				parked, front = &r, kw.run[i+1:]
+				break jobs
+			}
+			switch o.Status {
+			case pluginpb.Outcome_OK:
+				b.Done = append(b.Done, j.ID)
+				b.Attempts[j.ID] = j.Attempt
+				if o.StateChanged {
+					ref := store.EntityRef{Type: EntityOf(j.Handler), Key: j.Key}
+					if n, ok := stateAt[ref]; ok {
+						b.States[n].Value = o.State
+					} else {
+						stateAt[ref] = len(b.States)
+						b.States = append(b.States, store.StateWrite{Entity: ref, Value: o.State})
+					}
 				}
+				if len(o.Result) > 0 {
+					b.Results = append(b.Results, store.Result{JobID: j.ID, Value: o.Result})
+				}
+				for n, e := range o.Emits {
+					b.Emits = append(b.Emits, store.Job{ID: j.ID + "/" + strconv.Itoa(n), Handler: e.Handler, Key: e.Key, Payload: e.Payload})
+				}
+			case pluginpb.Outcome_RETRY:
+				j.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, o.Error))
+				if j.Attempt >= rp.maxAttempts(j) {
+					b.Dead = append(b.Dead, store.DeadJob{Job: j, Error: fmt.Sprintf("gave up after %d attempts: %s", j.Attempt, o.Error)})
+					continue
+				}
+				r := j
+				r.NotBefore = nowMs + rp.delay(j.Attempt, o.RetryAfterMs).Milliseconds()
+				r.Attempt++
+				parked, front = &r, kw.run[i+1:]
+				b.Retries = append(b.Retries, r)
+				break jobs
+			default:
+				j.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, o.Error))
+				b.Dead = append(b.Dead, store.DeadJob{Job: j, Error: o.Error})
 			}
-			if len(o.Result) > 0 {
-				b.Results = append(b.Results, store.Result{JobID: j.ID, Value: o.Result})
-			}
-			for n, e := range o.Emits {
-				b.Emits = append(b.Emits, store.Job{ID: j.ID + "/" + strconv.Itoa(n), Handler: e.Handler, Key: e.Key, Payload: e.Payload})
-			}
-		case pluginpb.Outcome_RETRY:
-			if j.Attempt >= maxAttempts(j.Handler) {
-				b.Dead = append(b.Dead, store.DeadJob{Job: j, Error: fmt.Sprintf("gave up after %d attempts: %s", j.Attempt, o.Error)})
-				continue
-			}
-			r := j
-			r.Attempt++
-			b.Retries = append(b.Retries, r)
-		default:
-			b.Dead = append(b.Dead, store.DeadJob{Job: j, Error: o.Error})
 		}
+		kp := store.KeyPlan{Key: kw.key, Trim: kw.trim, Back: kw.deferred}
+		switch {
+		case parked != nil:
+			kp.Park, kp.Front = parked, front
+		case kw.headRan:
+			kp.Next = true
+		case !kw.held:
+			continue // nothing held, nothing waits
+		}
+		b.Keys = append(b.Keys, kp)
 	}
 	return b, nil
 }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"testing"
+	"time"
 
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -16,84 +17,90 @@ func TestEntityOf(t *testing.T) {
 	}
 }
 
+// TestBuildBatch: per key, jobs apply in order until one must be retried;
+// that one holds its key and the key's later jobs wait behind it; a dead
+// job lets its key move on; a held key's stream jobs wait at its back.
 func TestBuildBatch(t *testing.T) {
 	t.Parallel()
-	jobs := []store.Job{
+	stream := []store.Job{
 		{ID: "a", Handler: "donor.donate", Key: "k", Attempt: 1, StreamID: "1-0"},
 		{ID: "b", Handler: "donor.donate", Key: "k", Attempt: 1, StreamID: "2-0"},
-		{ID: "c", Handler: "donor.donate", Key: "k", Attempt: 3, StreamID: "3-0"},
-		{ID: "d", Handler: "donor.donate", Key: "x", Attempt: 1, StreamID: "4-0"},
+		{ID: "c", Handler: "donor.donate", Key: "k", Attempt: 1, StreamID: "3-0"},
+		{ID: "d", Handler: "donor.donate", Key: "x", Attempt: 3, StreamID: "4-0"},
 		{ID: "e", Handler: "donor.donate", Key: "x", Attempt: 1, StreamID: "5-0"},
 		{ID: "old", Handler: "donor.donate", Key: "x", Attempt: 1, StreamID: "6-0"},
+		{ID: "f", Handler: "donor.donate", Key: "held", Attempt: 1, StreamID: "7-0"},
 	}
-	snap := store.Snapshot{Finished: map[string]bool{"old": true}}
-	req := buildRequest(jobs, snap)
-	if len(req.Jobs) != 5 || len(req.Entities) != 2 {
-		t.Fatalf("request has %d jobs, %d entities; want 5 and 2 (finished job left out)", len(req.Jobs), len(req.Entities))
+	snap := store.Snapshot{Finished: map[string]bool{"old": true}, Held: map[string]bool{"held": true}}
+	wk := planWork(nil, stream, snap)
+	run := wk.runnable()
+	if len(run) != 5 {
+		t.Fatalf("runnable %d jobs, want 5 (finished and held left out)", len(run))
 	}
-	resp := &pluginpb.HandleResponse{Outcomes: []*pluginpb.Outcome{
-		{JobId: "a", Status: pluginpb.Outcome_OK, StateChanged: true, State: []byte("1"), Emits: []*pluginpb.Emit{{Handler: "campaign.credit", Key: "c1"}}},
-		{JobId: "b", Status: pluginpb.Outcome_OK, StateChanged: true, State: []byte("2"), Result: []byte(`{"ok":true}`)},
-		{JobId: "c", Status: pluginpb.Outcome_RETRY, Error: "boom"},
-		{JobId: "d", Status: pluginpb.Outcome_RETRY, Error: "later"},
-		{JobId: "e", Status: pluginpb.Outcome_FAIL, Error: "bad"},
-	}}
-	b, err := buildBatch(jobs, snap, resp, func(string) int { return 3 })
+	req := buildRequest(run, snap)
+	if len(req.Entities) != 2 {
+		t.Fatalf("request has %d entities, want 2", len(req.Entities))
+	}
+	out := map[string]*pluginpb.Outcome{
+		"a": {JobId: "a", Status: pluginpb.Outcome_OK, StateChanged: true, State: []byte("1"), Emits: []*pluginpb.Emit{{Handler: "campaign.credit", Key: "c1"}}},
+		"b": {JobId: "b", Status: pluginpb.Outcome_RETRY, Error: "later", RetryAfterMs: 5000},
+		"c": {JobId: "c", Status: pluginpb.Outcome_OK, StateChanged: true, State: []byte("3"), Result: []byte(`{"ok":true}`)},
+		"d": {JobId: "d", Status: pluginpb.Outcome_RETRY, Error: "boom"},
+		"e": {JobId: "e", Status: pluginpb.Outcome_OK, Result: []byte(`{"ok":true}`)},
+	}
+	now := time.UnixMilli(1_000_000)
+	rp := retryPolicy{maxAttempts: func(store.Job) int { return 3 }, base: time.Second, max: time.Minute, now: now,
+		jitter: func(int64) int64 { return 0 }}
+	b, err := buildBatch(wk, out, rp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Acked) != 6 {
-		t.Errorf("acked %d stream entries, want all 6", len(b.Acked))
+	if len(b.Acked) != 7 {
+		t.Errorf("acked %d stream entries, want all 7", len(b.Acked))
 	}
-	if len(b.Done) != 2 || b.Done[0] != "a" || b.Done[1] != "b" {
-		t.Errorf("done %v", b.Done)
+	if len(b.Done) != 2 || b.Done[0] != "a" || b.Done[1] != "e" {
+		t.Errorf("done %v, want [a e]: c must wait behind b", b.Done)
 	}
-	if len(b.States) != 1 || string(b.States[0].Value) != "2" {
-		t.Errorf("states %+v: want one write with the last state", b.States)
+	if len(b.States) != 1 || string(b.States[0].Value) != "1" {
+		t.Errorf("states %+v: want k's state after a only", b.States)
 	}
 	if len(b.Emits) != 1 || b.Emits[0].ID != "a/0" {
 		t.Errorf("emits %+v: want one with the derived id a/0", b.Emits)
 	}
-	if len(b.Results) != 1 || b.Results[0].JobID != "b" {
+	if len(b.Results) != 1 || b.Results[0].JobID != "e" {
 		t.Errorf("results %+v", b.Results)
 	}
-	if len(b.Retries) != 1 || b.Retries[0].ID != "d" || b.Retries[0].Attempt != 2 {
-		t.Errorf("retries %+v: want d at attempt 2", b.Retries)
+	if len(b.Dead) != 1 || b.Dead[0].Job.ID != "d" || len(b.Dead[0].Job.Errors) != 1 {
+		t.Errorf("dead %+v: want d with its error history", b.Dead)
 	}
-	if len(b.Dead) != 2 || b.Dead[0].Job.ID != "c" || b.Dead[1].Job.ID != "e" {
-		t.Errorf("dead %+v: want c (out of attempts) and e (failed)", b.Dead)
+	plans := map[string]store.KeyPlan{}
+	for _, kp := range b.Keys {
+		plans[kp.Key] = kp
 	}
-	if _, err := buildBatch(jobs, snap, &pluginpb.HandleResponse{}, func(string) int { return 3 }); err == nil {
-		t.Error("missing outcomes accepted")
+	k := plans["k"]
+	if k.Park == nil || k.Park.ID != "b" || k.Park.Attempt != 2 || k.Park.NotBefore != now.UnixMilli()+5000 {
+		t.Errorf("k parks %+v, want b at attempt 2 after its retry-after", k.Park)
+	}
+	if len(k.Front) != 1 || k.Front[0].ID != "c" {
+		t.Errorf("k front %+v, want c", k.Front)
+	}
+	if h := plans["held"]; len(h.Back) != 1 || h.Back[0].ID != "f" || h.Park != nil || h.Next {
+		t.Errorf("held key plan %+v, want f at the back", h)
+	}
+	if _, ok := plans["x"]; ok {
+		t.Errorf("x needs no hold: %+v", plans["x"])
 	}
 }
 
-func TestValidate(t *testing.T) {
+func TestRetryDelay(t *testing.T) {
 	t.Parallel()
-	if err := validateID("don-1/0:x_y.z"); err != nil {
-		t.Error(err)
-	}
-	if err := validateID("bad id"); err == nil {
-		t.Error("id with a space accepted")
-	}
-	if err := validateKey(""); err == nil {
-		t.Error("empty key accepted")
-	}
-	if err := validatePayload([]byte(`{"a":1}`), 10); err != nil {
-		t.Error(err)
-	}
-	if err := validatePayload([]byte(`{"a":1}`), 3); err == nil {
-		t.Error("oversized payload accepted")
-	}
-	if err := validatePayload([]byte(`{`), 10); err == nil {
-		t.Error("malformed payload accepted")
-	}
-	if err := DefaultConfig().Validate(); err == nil {
-		t.Error("config without id accepted")
-	}
-	cfg := DefaultConfig()
-	cfg.ID = "w"
-	if err := cfg.Validate(); err != nil {
-		t.Errorf("default config with an id: %v", err)
+	rp := retryPolicy{base: 100 * time.Millisecond, max: time.Second, jitter: func(n int64) int64 { return n - 1 }}
+	prev := time.Duration(0)
+	for a := 1; a <= 8; a++ {
+		d := rp.delay(a, 0)
+		if d < prev || d > time.Second {
+			t.Errorf("attempt %d: delay %v after %v, cap 1s", a, d, prev)
+		}
+		prev = d
 	}
 }

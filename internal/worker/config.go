@@ -21,10 +21,16 @@ type Config struct {
 	Store   store.Config
 	Breaker breaker.Config
 
-	BatchSize       int64         // jobs read per partition per round
-	ReadBlock       time.Duration // how long one read waits for new jobs
-	Parallel        int           // partition batches processed at once
-	MaxAttempts     int           // default when a handler declares none
+	BatchSize   int64         // jobs read per partition per round
+	ReadBlock   time.Duration // how long one read waits for new jobs
+	Parallel    int           // partition batches processed at once
+	MaxAttempts int           // default when a handler declares none
+	// MaxAttemptsLimit caps what a submitter may ask for one job.
+	MaxAttemptsLimit int
+	// RetryBackoff is the wait before a job's second attempt; it doubles
+	// per attempt up to RetryBackoffMax, half of it jittered.
+	RetryBackoff    time.Duration
+	RetryBackoffMax time.Duration
 	MaxPayloadBytes int
 	CheckTTL        time.Duration // TTL of the Consul check
 	ClaimEvery      time.Duration // how often ownership is reconciled without a membership change
@@ -33,17 +39,20 @@ type Config struct {
 // DefaultConfig returns settings that suit a small cluster.
 func DefaultConfig() Config {
 	return Config{
-		Ring:            sharding.DefaultConfig(),
-		Lease:           lease.DefaultConfig(),
-		Store:           store.DefaultConfig(),
-		Breaker:         breaker.DefaultConfig(),
-		BatchSize:       256,
-		ReadBlock:       50 * time.Millisecond,
-		Parallel:        8,
-		MaxAttempts:     5,
-		MaxPayloadBytes: 1 << 20,
-		CheckTTL:        3 * time.Second,
-		ClaimEvery:      200 * time.Millisecond,
+		Ring:             sharding.DefaultConfig(),
+		Lease:            lease.DefaultConfig(),
+		Store:            store.DefaultConfig(),
+		Breaker:          breaker.DefaultConfig(),
+		BatchSize:        256,
+		ReadBlock:        50 * time.Millisecond,
+		Parallel:         8,
+		MaxAttempts:      5,
+		MaxAttemptsLimit: 100,
+		RetryBackoff:     200 * time.Millisecond,
+		RetryBackoffMax:  time.Minute,
+		MaxPayloadBytes:  1 << 20,
+		CheckTTL:         3 * time.Second,
+		ClaimEvery:       200 * time.Millisecond,
 	}
 }
 
@@ -64,6 +73,12 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 1 || c.Parallel < 1 || c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("batch size (%d), parallelism (%d) and max attempts (%d) must be at least 1", c.BatchSize, c.Parallel, c.MaxAttempts))
+	}
+	if c.MaxAttemptsLimit < c.MaxAttempts {
+		errs = append(errs, fmt.Errorf("max attempts limit (%d) must be at least the default max attempts (%d)", c.MaxAttemptsLimit, c.MaxAttempts))
+	}
+	if c.RetryBackoff <= 0 || c.RetryBackoffMax < c.RetryBackoff {
+		errs = append(errs, fmt.Errorf("retry backoff (%v) must be positive and at most the retry backoff cap (%v)", c.RetryBackoff, c.RetryBackoffMax))
 	}
 	if c.MaxPayloadBytes < 1 {
 		errs = append(errs, fmt.Errorf("max payload must be positive, got %d", c.MaxPayloadBytes))

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -68,4 +70,90 @@ func newJobID(now time.Time) string {
 	var b [8]byte
 	rand.Read(b[:])
 	return strconv.FormatInt(now.UnixMicro(), 36) + "-" + hex.EncodeToString(b[:])
+}
+
+// ErrPayloadShape means a payload does not have the shape its handler
+// declared; ErrInvalidOption a submitter's override is out of its limits.
+var (
+	ErrPayloadShape  = errors.New("payload does not match the handler's shape")
+	ErrInvalidOption = errors.New("invalid job option")
+)
+
+// validateShape checks payload against a handler's declared shape: a JSON
+// object mapping each required field to its JSON type. An empty shape, or
+// one that is not such an object, accepts anything (the plugin host
+// reports bad declarations).
+func validateShape(payload []byte, shape string) error {
+	if shape == "" {
+		return nil
+	}
+	var want map[string]string
+	if err := json.Unmarshal([]byte(shape), &want); err != nil || len(want) == 0 {
+		return nil
+	}
+	var got map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &got); err != nil || got == nil {
+		return fmt.Errorf("%w: want a JSON object with %s", ErrPayloadShape, shape)
+	}
+	fields := make([]string, 0, len(want))
+	for f := range want {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	for _, f := range fields {
+		raw, ok := got[f]
+		if !ok {
+			return fmt.Errorf("%w: field %q is missing (want %s)", ErrPayloadShape, f, want[f])
+		}
+		if t := jsonType(raw); !typeMatches(t, want[f]) {
+			return fmt.Errorf("%w: field %q is %s, want %s", ErrPayloadShape, f, t, want[f])
+		}
+	}
+	return nil
+}
+
+// jsonType names the JSON type of a valid JSON value.
+func jsonType(raw json.RawMessage) string {
+	s := strings.TrimSpace(string(raw))
+	if s == "" {
+		return "nothing"
+	}
+	switch s[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	if strings.ContainsAny(s, ".eE") {
+		var f float64
+		if json.Unmarshal(raw, &f) == nil && f == float64(int64(f)) && !strings.Contains(s, ".") {
+			return "integer"
+		}
+		return "number"
+	}
+	return "integer"
+}
+
+func typeMatches(got, want string) bool {
+	return got == want || want == "number" && got == "integer"
+}
+
+// validateOptions checks a submitter's overrides against their limits.
+func validateOptions(maxAttempts int32, timeoutMs int64, limit int, handlerTimeout time.Duration) error {
+	if maxAttempts < 0 || int(maxAttempts) > limit {
+		return fmt.Errorf("%w: max attempts %d, allowed 1 to %d", ErrInvalidOption, maxAttempts, limit)
+	}
+	if timeoutMs < 0 {
+		return fmt.Errorf("%w: negative timeout %dms", ErrInvalidOption, timeoutMs)
+	}
+	if handlerTimeout > 0 && time.Duration(timeoutMs)*time.Millisecond > handlerTimeout {
+		return fmt.Errorf("%w: timeout %dms is over the handler's %v", ErrInvalidOption, timeoutMs, handlerTimeout)
+	}
+	return nil
 }

@@ -1,0 +1,254 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// replayScript moves a dead letter back to its partition's stream with a
+// fresh attempt count. The job counts as submitted now for its key's order.
+//
+// KEYS[1] job record, KEYS[2] stream, KEYS[3] dead letters, KEYS[4] dead index
+// ARGV[1] id, ARGV[2] content hash, ARGV[3..] stream entry fields
+// Returns 1 if replayed, 0 if no such dead letter.
+var replayScript = redis.NewScript(`
+if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'h', ARGV[2], 's', 'q')
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+return 1
+`)
+
+// DeadLetters reads dead letters by id, searching every partition (an id
+// does not name its key). Missing ids are left out.
+func (s *Store) DeadLetters(ctx context.Context, ids []string) ([]DeadRecord, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, s.cfg.Partitions)
+	for p := range cmds {
+		cmds[p] = pipe.HMGet(ctx, keys.For(p).Dead(), ids...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: read dead letters: %w", err)
+	}
+	byID := map[string]DeadRecord{}
+	for _, c := range cmds {
+		for _, v := range c.Val() {
+			if str, ok := v.(string); ok {
+				var r DeadRecord
+				if err := json.Unmarshal([]byte(str), &r); err == nil {
+					byID[r.ID] = r
+				}
+			}
+		}
+	}
+	out := make([]DeadRecord, 0, len(byID))
+	for _, id := range ids {
+		if r, ok := byID[id]; ok {
+			out = append(out, r)
+			delete(byID, id)
+		}
+	}
+	return out, nil
+}
+
+// ListDead pages through the dead letters, partition by partition, oldest
+// first in each. after is the cursor a previous call returned ("" to start);
+// the returned cursor is "" at the end.
+func (s *Store) ListDead(ctx context.Context, limit int, after string) ([]DeadRecord, string, error) {
+	p, off := 0, int64(0)
+	if after != "" {
+		ps, os, ok := strings.Cut(after, ":")
+		var e1, e2 error
+		p, e1 = strconv.Atoi(ps)
+		off, e2 = strconv.ParseInt(os, 10, 64)
+		if !ok || e1 != nil || e2 != nil || p < 0 || off < 0 {
+			return nil, "", fmt.Errorf("store: bad dead-letter cursor %q", after)
+		}
+	}
+	var out []DeadRecord
+	for ; p < s.cfg.Partitions; p, off = p+1, 0 {
+		k := keys.For(p)
+		want := int64(limit - len(out))
+		ids, err := s.rdb.ZRange(ctx, k.DeadIndex(), off, off+want-1).Result()
+		if err != nil {
+			return nil, "", fmt.Errorf("store: list dead letters of partition %d: %w", p, err)
+		}
+		if len(ids) > 0 {
+			vals, err := s.rdb.HMGet(ctx, k.Dead(), ids...).Result()
+			if err != nil {
+				return nil, "", fmt.Errorf("store: read dead letters of partition %d: %w", p, err)
+			}
+			for _, v := range vals {
+				if str, ok := v.(string); ok {
+					var r DeadRecord
+					if err := json.Unmarshal([]byte(str), &r); err == nil {
+						out = append(out, r)
+					}
+				}
+			}
+		}
+		if int64(len(ids)) == want {
+			return out, fmt.Sprintf("%d:%d", p, off+want), nil
+		}
+	}
+	return out, "", nil
+}
+
+// AllDead returns the id of every dead letter.
+func (s *Store) AllDead(ctx context.Context) ([]string, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, s.cfg.Partitions)
+	for p := range cmds {
+		cmds[p] = pipe.ZRange(ctx, keys.For(p).DeadIndex(), 0, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: list dead letters: %w", err)
+	}
+	var ids []string
+	for _, c := range cmds {
+		ids = append(ids, c.Val()...)
+	}
+	return ids, nil
+}
+
+// ReplayDead submits dead letters again with fresh attempts and returns how
+// many it replayed.
+func (s *Store) ReplayDead(ctx context.Context, ids []string) (int, error) {
+	recs, err := s.DeadLetters(ctx, ids)
+	if err != nil || len(recs) == 0 {
+		return 0, err
+	}
+	now := time.Now().UnixMilli()
+	cmds, err := s.evalPipelined(ctx, []*redis.Script{replayScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		cmds := make([]*redis.Cmd, len(recs))
+		for i, r := range recs {
+			k := keys.For(r.Partition)
+			j := Job{ID: r.ID, Handler: r.Handler, Key: r.Key, Payload: r.Payload, Attempt: 1, SubmittedAt: now,
+				MaxAttempts: r.MaxAttempts, TimeoutMs: r.TimeoutMs, Partition: r.Partition}
+			args := append([]any{j.ID, j.ContentHash()}, j.streamFields()...)
+			cmds[i] = replayScript.EvalSha(ctx, pipe, []string{k.Job(j.ID), k.Queue(), k.Dead(), k.DeadIndex()}, args...)
+		}
+		return cmds
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i, c := range cmds {
+		v, err := c.Int()
+		if err != nil {
+			return n, fmt.Errorf("store: replay %q: %w", recs[i].ID, err)
+		}
+		n += v
+	}
+	return n, nil
+}
+
+// PurgeDead deletes dead letters for good and returns how many it deleted.
+func (s *Store) PurgeDead(ctx context.Context, ids []string) (int, error) {
+	recs, err := s.DeadLetters(ctx, ids)
+	if err != nil || len(recs) == 0 {
+		return 0, err
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(recs))
+	for i, r := range recs {
+		k := keys.For(r.Partition)
+		cmds[i] = pipe.HDel(ctx, k.Dead(), r.ID)
+		pipe.ZRem(ctx, k.DeadIndex(), r.ID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("store: purge dead letters: %w", err)
+	}
+	n := 0
+	for _, c := range cmds {
+		n += int(c.Val())
+	}
+	return n, nil
+}
+
+// JobStatus is what is known about a job id.
+type JobStatus struct {
+	ID       string
+	Known    bool
+	Finished bool
+	Dead     bool
+	Attempts int
+	Result   []byte // nil if none or expired
+	Error    string // last error, for dead jobs
+}
+
+// Statuses reads the status and result of jobs by id. An id does not name
+// its key, so every partition is asked, in one pipeline.
+func (s *Store) Statuses(ctx context.Context, ids []string) ([]JobStatus, error) {
+	pipe := s.rdb.Pipeline()
+	type cmdset struct {
+		rec *redis.MapStringStringCmd
+		res *redis.StringCmd
+	}
+	P := s.cfg.Partitions
+	cmds := make([]cmdset, len(ids)*P)
+	for i, id := range ids {
+		for p := 0; p < P; p++ {
+			k := keys.For(p)
+			cmds[i*P+p] = cmdset{pipe.HGetAll(ctx, k.Job(id)), pipe.Get(ctx, k.Result(id))}
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: read job status: %w", err)
+	}
+	out := make([]JobStatus, len(ids))
+	var dead []string
+	for i, id := range ids {
+		st := JobStatus{ID: id}
+		for p := 0; p < P; p++ {
+			c := cmds[i*P+p]
+			rec := c.rec.Val()
+			if len(rec) == 0 {
+				continue
+			}
+			st.Known = true
+			st.Attempts, _ = strconv.Atoi(rec["a"])
+			switch rec["s"] {
+			case statusDone:
+				st.Finished = true
+			case statusDead:
+				st.Finished, st.Dead = true, true
+				dead = append(dead, id)
+			}
+			if b, err := c.res.Bytes(); err == nil {
+				st.Result = b
+			}
+			break
+		}
+		out[i] = st
+	}
+	if len(dead) > 0 {
+		recs, err := s.DeadLetters(ctx, dead)
+		if err != nil {
+			return nil, err
+		}
+		byID := map[string]DeadRecord{}
+		for _, r := range recs {
+			byID[r.ID] = r
+		}
+		for i := range out {
+			if r, ok := byID[out[i].ID]; ok && len(r.Errors) > 0 {
+				out[i].Error = r.Errors[len(r.Errors)-1]
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,174 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/redis/go-redis/v9"
+)
+
+// releaseScript moves due delayed jobs to the tail of the partition's
+// stream, under the owner's epoch: a delayed job counts as submitted when
+// it becomes due, so it never holds its key while it waits.
+//
+// KEYS[1] epoch, KEYS[2] delayed set, KEYS[3] bodies, KEYS[4] stream
+// ARGV[1] epoch, ARGV[2] job count, then per job: id, field count, fields.
+// Returns the number of jobs moved, or an error "FENCED <current>".
+var releaseScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then
+  return redis.error_reply('FENCED ' .. tostring(cur))
+end
+local n, a, moved = tonumber(ARGV[2]), 3, 0
+for i = 1, n do
+  local id, nf = ARGV[a], tonumber(ARGV[a + 1])
+  if redis.call('ZREM', KEYS[2], id) == 1 then
+    redis.call('XADD', KEYS[4], '*', unpack(ARGV, a + 2, a + 1 + nf))
+    moved = moved + 1
+  end
+  redis.call('HDEL', KEYS[3], id)
+  a = a + 2 + nf
+end
+return moved
+`)
+
+// ReleaseDue moves up to max delayed jobs of partition that are due at
+// now (unix ms) into its stream, and returns how many it moved.
+func (s *Store) ReleaseDue(ctx context.Context, partition int, epoch, now int64, max int64) (int, error) {
+	k := keys.For(partition)
+	ids, err := s.rdb.ZRangeByScore(ctx, k.Delayed(), &redis.ZRangeBy{Min: "-inf", Max: itoa(now), Count: max}).Result()
+	if err != nil {
+		return 0, fmt.Errorf("store: read delayed jobs of partition %d: %w", partition, err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	jobs, err := s.bodies(ctx, partition, ids)
+	if err != nil {
+		return 0, err
+	}
+	args := []any{itoa(epoch), len(jobs)}
+	for _, j := range jobs {
+		j.NotBefore = 0
+		j.SubmittedAt = now
+		f := j.streamFields()
+		args = append(args, j.ID, len(f))
+		args = append(args, f...)
+	}
+	n, err := releaseScript.Run(ctx, s.rdb, []string{k.Epoch(), k.Delayed(), k.Bodies(), k.Queue()}, args...).Int()
+	if err != nil {
+		return 0, fenceErr("release delayed jobs", partition, epoch, err)
+	}
+	return n, nil
+}
+
+// bodies reads encoded jobs by id; ids without a body are left out.
+func (s *Store) bodies(ctx context.Context, partition int, ids []string) ([]Job, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	vals, err := s.rdb.HMGet(ctx, keys.For(partition).Bodies(), ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: read job bodies of partition %d: %w", partition, err)
+	}
+	out := make([]Job, 0, len(ids))
+	for i, v := range vals {
+		str, ok := v.(string)
+		if !ok {
+			continue
+		}
+		j, err := decodeJob(partition, str)
+		if err != nil {
+			return nil, fmt.Errorf("store: decode job %q of partition %d: %w", ids[i], partition, err)
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// KeyRun is a held key whose parked job is due: the parked job first, then
+// the jobs waiting behind it, in order. More is true when the waiting list
+// is longer than what was read.
+type KeyRun struct {
+	Key  string
+	Jobs []Job
+	More bool
+}
+
+// LoadParked returns the held keys of partition whose parked job is due
+// at now (unix ms), up to maxKeys keys and maxWaiting waiting jobs each.
+func (s *Store) LoadParked(ctx context.Context, partition int, now int64, maxKeys, maxWaiting int64) ([]KeyRun, error) {
+	k := keys.For(partition)
+	ids, err := s.rdb.ZRangeByScore(ctx, k.Parked(), &redis.ZRangeBy{Min: "-inf", Max: itoa(now), Count: maxKeys}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: read parked jobs of partition %d: %w", partition, err)
+	}
+	heads, err := s.bodies(ctx, partition, ids)
+	if err != nil || len(heads) == 0 {
+		return nil, err
+	}
+	pipe := s.rdb.Pipeline()
+	lists := make([]*redis.StringSliceCmd, len(heads))
+	lens := make([]*redis.IntCmd, len(heads))
+	for i, h := range heads {
+		lists[i] = pipe.LRange(ctx, k.Waiting(h.Key), 0, maxWaiting-1)
+		lens[i] = pipe.LLen(ctx, k.Waiting(h.Key))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: read waiting jobs of partition %d: %w", partition, err)
+	}
+	runs := make([]KeyRun, len(heads))
+	for i, h := range heads {
+		wids := lists[i].Val()
+		waiting, err := s.bodies(ctx, partition, wids)
+		if err != nil {
+			return nil, err
+		}
+		if len(waiting) != len(wids) {
+			return nil, fmt.Errorf("store: partition %d: %d of the jobs waiting on key %q have no body", partition, len(wids)-len(waiting), h.Key)
+		}
+		runs[i] = KeyRun{Key: h.Key, Jobs: append([]Job{h}, waiting...), More: lens[i].Val() > int64(len(wids))}
+	}
+	return runs, nil
+}
+
+func fenceErr(op string, partition int, epoch int64, err error) error {
+	if strings.HasPrefix(err.Error(), "FENCED") {
+		return fmt.Errorf("store: %s of partition %d at epoch %d: %w (%s)", op, partition, epoch, lease.ErrFenced, err.Error())
+	}
+	return fmt.Errorf("store: %s of partition %d: %w", op, partition, err)
+}
+
+// Due says which partitions have delayed jobs due, and which have parked
+// jobs due, at now (unix ms), in one round trip.
+func (s *Store) Due(ctx context.Context, partitions []int, now int64) (delayed, parked map[int]bool, err error) {
+	delayed, parked = map[int]bool{}, map[int]bool{}
+	if len(partitions) == 0 {
+		return delayed, parked, nil
+	}
+	pipe := s.rdb.Pipeline()
+	ds := make([]*redis.StringSliceCmd, len(partitions))
+	ps := make([]*redis.StringSliceCmd, len(partitions))
+	by := &redis.ZRangeBy{Min: "-inf", Max: itoa(now), Count: 1}
+	for i, p := range partitions {
+		k := keys.For(p)
+		ds[i] = pipe.ZRangeByScore(ctx, k.Delayed(), by)
+		ps[i] = pipe.ZRangeByScore(ctx, k.Parked(), by)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("store: look for due jobs: %w", err)
+	}
+	for i, p := range partitions {
+		if len(ds[i].Val()) > 0 {
+			delayed[p] = true
+		}
+		if len(ps[i].Val()) > 0 {
+			parked[p] = true
+		}
+	}
+	return delayed, parked, nil
+}

@@ -1,0 +1,135 @@
+package worker
+
+import (
+	"context"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// resultPoll is how often GetResult re-reads jobs it waits for.
+const resultPoll = 20 * time.Millisecond
+
+// GetResult reads jobs' status and results, waiting up to wait_ms for the
+// unfinished ones.
+func (a *API) GetResult(ctx context.Context, req *workerpb.GetResultRequest) (*workerpb.GetResultResponse, error) {
+	for _, id := range req.Ids {
+		if err := validateID(id); err != nil || id == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "job id %q: %v", id, err)
+		}
+	}
+	if req.WaitMs > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.WaitMs)*time.Millisecond)
+		defer cancel()
+	}
+	for {
+		sts, err := a.w.store.Statuses(ctx, req.Ids)
+		if err != nil {
+			if ctx.Err() != nil && req.WaitMs > 0 {
+				return nil, status.Errorf(codes.DeadlineExceeded, "%v", err)
+			}
+			return nil, status.Errorf(codes.Unavailable, "%v", err)
+		}
+		resp := &workerpb.GetResultResponse{Results: make([]*workerpb.JobResult, len(sts))}
+		pending := false
+		for i, st := range sts {
+			r := &workerpb.JobResult{Id: st.ID, Result: st.Result, Error: st.Error, Attempts: int32(st.Attempts)}
+			switch {
+			case !st.Known:
+				r.State = workerpb.JobResult_UNKNOWN
+			case st.Dead:
+				r.State = workerpb.JobResult_DEAD
+			case st.Finished:
+				r.State = workerpb.JobResult_DONE
+			default:
+				r.State = workerpb.JobResult_QUEUED
+				pending = true
+			}
+			resp.Results[i] = r
+		}
+		if !pending || req.WaitMs <= 0 {
+			return resp, nil
+		}
+		t := time.NewTimer(resultPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return resp, nil // what is known at the deadline; QUEUED says not finished
+		case <-t.C:
+		}
+	}
+}
+
+// ListDeadLetters pages through the dead-letter store, or shows given ids.
+func (a *API) ListDeadLetters(ctx context.Context, req *workerpb.ListDeadLettersRequest) (*workerpb.ListDeadLettersResponse, error) {
+	var recs []store.DeadRecord
+	var next string
+	var err error
+	if len(req.Ids) > 0 {
+		recs, err = a.w.store.DeadLetters(ctx, req.Ids)
+	} else {
+		limit := int(req.Limit)
+		if limit <= 0 {
+			limit = 100
+		}
+		recs, next, err = a.w.store.ListDead(ctx, limit, req.After)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	resp := &workerpb.ListDeadLettersResponse{Next: next, Dead: make([]*workerpb.DeadLetter, len(recs))}
+	for i, r := range recs {
+		resp.Dead[i] = &workerpb.DeadLetter{Id: r.ID, Handler: r.Handler, Key: r.Key, Payload: r.Payload,
+			Attempts: int32(r.Attempts), Errors: r.Errors, DeadAtMs: r.DeadAtMs, Partition: int32(r.Partition)}
+	}
+	return resp, nil
+}
+
+// ReplayDeadLetters submits dead letters again with fresh attempts.
+func (a *API) ReplayDeadLetters(ctx context.Context, req *workerpb.DeadLetterIDs) (*workerpb.DeadLetterCount, error) {
+	ids, err := a.deadIDs(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	n, err := a.w.store.ReplayDead(ctx, ids)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	return &workerpb.DeadLetterCount{Count: int64(n)}, nil
+}
+
+// PurgeDeadLetters deletes dead letters for good.
+func (a *API) PurgeDeadLetters(ctx context.Context, req *workerpb.DeadLetterIDs) (*workerpb.DeadLetterCount, error) {
+	ids, err := a.deadIDs(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	n, err := a.w.store.PurgeDead(ctx, ids)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	return &workerpb.DeadLetterCount{Count: int64(n)}, nil
+}
+
+func (a *API) deadIDs(ctx context.Context, req *workerpb.DeadLetterIDs) ([]string, error) {
+	if req.All == (len(req.Ids) > 0) {
+		return nil, status.Error(codes.InvalidArgument, "give either ids or all, not both and not neither")
+	}
+	if !req.All {
+		for _, id := range req.Ids {
+			if err := validateID(id); err != nil {
+				return nil, status.Error(codes.InvalidArgument, err.Error())
+			}
+		}
+		return req.Ids, nil
+	}
+	ids, err := a.w.store.AllDead(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	return ids, nil
+}
