@@ -23,6 +23,8 @@ Commands:
   submit   submit one job (--handler --key --payload [--id]) or many (--file F.jsonl, - for stdin)
   state    print an entity's committed state as JSON: state ENTITY KEY
   call     run one job synchronously on its key's owner and print its result
+  result   print a job's result: result [--wait D] ID
+  dlq      dead letters: dlq list | show ID | replay ID...|--all | purge ID...|--all
   status   members, partitions per member, queue depth
   locate   partition, owner and epoch of keys: locate KEY [KEY...]
   drain    hand a worker's partitions off and stop it claiming: drain WORKER
@@ -79,6 +81,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return stateCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "call":
 		return callCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "result":
+		return resultCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "dlq":
+		return dlqCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "status":
 		return statusCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "locate":

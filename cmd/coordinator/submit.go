@@ -35,8 +35,14 @@ func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	file := fs.String("file", "", `JSON lines file of {"id","handler","key","payload"} (- for stdin)`)
 	onError := fs.String("on-error", "skip", "with --file: on a bad line or rejected job, skip (report and go on) or stop")
 	quiet := fs.Bool("quiet", false, "with --file: print only the summary")
+	in := fs.Duration("in", 0, "delay: run the job this long from now (e.g. 30s)")
+	at := fs.String("at", "", "delay: run the job at this time (RFC 3339)")
+	wait := fs.Bool("wait", false, "wait for the job to finish and print its result")
+	waitTimeout := fs.Duration("timeout", 30*time.Second, "with --wait: how long to wait for the result")
+	maxAttempts := fs.Int("max-attempts", 0, "attempts before dead-lettering (0: the handler's)")
+	jobTimeout := fs.Duration("job-timeout", 0, "deadline of one attempt, at most the handler's (0: the handler's)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator submit --handler H --key K --payload JSON [--id ID]\n       coordinator submit --file F.jsonl [--on-error skip|stop]\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: coordinator submit --handler H --key K --payload JSON [--id ID] [--in D | --at T] [--wait [--timeout D]]\n       coordinator submit --file F.jsonl [--on-error skip|stop]\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
@@ -56,13 +62,34 @@ func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 		}
 		return submitFile(ctx, c, *file, *onError == "stop", *quiet, stdin, stdout, stderr)
 	}
+	if *in < 0 {
+		return fmt.Errorf("--in must not be negative, got %v", *in)
+	}
+	if *in > 0 && *at != "" {
+		return errors.New("give either --in or --at, not both")
+	}
+	var notBefore int64
+	if *in > 0 {
+		notBefore = time.Now().Add(*in).UnixMilli()
+	}
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return fmt.Errorf("--at %q is not an RFC 3339 time (e.g. 2026-01-02T15:04:05Z)", *at)
+		}
+		notBefore = t.UnixMilli()
+	}
+	if *maxAttempts < 0 || *jobTimeout < 0 {
+		return errors.New("--max-attempts and --job-timeout must not be negative")
+	}
 	if *handler == "" || *key == "" || *payload == "" {
 		fs.Usage()
 		return errors.New("submit needs --handler, --key and --payload (or --file)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	res, err := c.Submit(ctx, []*workerpb.Job{{Id: *id, Handler: *handler, Key: *key, Payload: []byte(*payload)}})
+	res, err := c.Submit(ctx, []*workerpb.Job{{Id: *id, Handler: *handler, Key: *key, Payload: []byte(*payload),
+		NotBeforeMs: notBefore, MaxAttempts: int32(*maxAttempts), TimeoutMs: jobTimeout.Milliseconds()}})
 	if err != nil {
 		return err
 	}
@@ -73,6 +100,12 @@ func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	note := ""
 	if r.Duplicate {
 		note = " (duplicate: already submitted, not enqueued again)"
+	}
+	if *wait {
+		fmt.Fprintf(stderr, "%s partition=%d%s\n", r.Id, r.Partition, note)
+		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), *waitTimeout+g.timeout)
+		defer wcancel()
+		return printResult(wctx, c, r.Id, *waitTimeout, stdout)
 	}
 	fmt.Fprintf(stdout, "%s partition=%d%s\n", r.Id, r.Partition, note)
 	return nil

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/corralhq/corral/client"
+)
+
+const dlqUsage = `Usage: coordinator dlq list [--limit N]
+       coordinator dlq show ID
+       coordinator dlq replay ID... | --all
+       coordinator dlq purge ID... | --all
+
+Dead letters are jobs that failed for good or spent their attempts; each
+keeps its error history. replay submits them again with fresh attempts.`
+
+func dlqCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(stderr, dlqUsage)
+		if len(args) == 0 {
+			return errors.New("dlq needs list, show, replay or purge")
+		}
+		return nil
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("dlq "+sub, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(stderr, dlqUsage) }
+	limit := fs.Int("limit", 100, "with list: dead letters to print")
+	all := fs.Bool("all", false, "with replay or purge: every dead letter")
+	if done, err := parse(fs, args[1:], stderr); done || err != nil {
+		return err
+	}
+	ids := fs.Args()
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	switch sub {
+	case "list":
+		printed, after := 0, ""
+		for printed < *limit {
+			dead, next, err := c.DeadLetters(ctx, min(*limit-printed, 500), after)
+			if err != nil {
+				return err
+			}
+			for _, d := range dead {
+				last := ""
+				if len(d.Errors) > 0 {
+					last = d.Errors[len(d.Errors)-1]
+				}
+				fmt.Fprintf(stdout, "%s\t%s\t%s\tattempts=%d\t%s\t%s\n", d.Id, d.Handler, d.Key, d.Attempts,
+					time.UnixMilli(d.DeadAtMs).UTC().Format(time.RFC3339), last)
+			}
+			printed += len(dead)
+			if next == "" {
+				break
+			}
+			after = next
+		}
+		return nil
+	case "show":
+		if len(ids) != 1 {
+			return fmt.Errorf("dlq show needs one ID, got %d", len(ids))
+		}
+		dead, _, err := c.DeadLetters(ctx, 0, "", ids...)
+		if err != nil {
+			return err
+		}
+		if len(dead) == 0 {
+			return fmt.Errorf("no dead letter %s", ids[0])
+		}
+		d := dead[0]
+		out, _ := json.MarshalIndent(map[string]any{
+			"id": d.Id, "handler": d.Handler, "key": d.Key, "payload": json.RawMessage(d.Payload), "attempts": d.Attempts,
+			"errors": d.Errors, "dead_at": time.UnixMilli(d.DeadAtMs).UTC().Format(time.RFC3339Nano), "partition": d.Partition,
+		}, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+		return nil
+	case "replay", "purge":
+		if *all == (len(ids) > 0) {
+			return fmt.Errorf("dlq %s needs IDs or --all", sub)
+		}
+		f := c.ReplayDeadLetters
+		if sub == "purge" {
+			f = c.PurgeDeadLetters
+		}
+		n, err := f(ctx, *all, ids...)
+		if err != nil {
+			return err
+		}
+		verb := map[string]string{"replay": "replayed", "purge": "purged"}[sub]
+		fmt.Fprintf(stdout, "%s %d\n", verb, n)
+		if !*all && int(n) < len(ids) {
+			return fmt.Errorf("%d of %d ids were not in the dead-letter store", len(ids)-int(n), len(ids))
+		}
+		return nil
+	}
+	fmt.Fprintln(stderr, dlqUsage)
+	return fmt.Errorf("unknown dlq command %q", sub)
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/client"
+)
+
+func resultCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("result", flag.ContinueOnError)
+	wait := fs.Duration("wait", 0, "wait up to this long for an unfinished job")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: coordinator result [--wait D] ID\n\nPrints a finished job's result (JSON), or why it has none.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if done, err := parse(fs, args, stderr); done || err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("result needs one job ID, got %d arguments", fs.NArg())
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout+*wait)
+	defer cancel()
+	return printResult(ctx, c, fs.Arg(0), *wait, stdout)
+}
+
+// printResult prints a job's result and fails unless the job is done.
+func printResult(ctx context.Context, c *client.Client, id string, wait time.Duration, stdout io.Writer) error {
+	rs, err := c.Results(ctx, wait, id)
+	if err != nil {
+		return err
+	}
+	if len(rs) != 1 {
+		return fmt.Errorf("asked for one result, got %d", len(rs))
+	}
+	r := rs[0]
+	switch r.State {
+	case workerpb.JobResult_DONE:
+		if len(r.Result) == 0 {
+			fmt.Fprintln(stdout, "null")
+		} else {
+			fmt.Fprintln(stdout, string(r.Result))
+		}
+		return nil
+	case workerpb.JobResult_DEAD:
+		return fmt.Errorf("job %s was dead-lettered after %d attempts: %s ('coordinator dlq show %s')", id, r.Attempts, r.Error, id)
+	case workerpb.JobResult_QUEUED:
+		if wait > 0 {
+			return fmt.Errorf("job %s is not finished after %v; it stays queued", id, wait)
+		}
+		return fmt.Errorf("job %s is not finished yet", id)
+	}
+	return errors.New("no job " + id + " (never submitted, or its record expired)")
+}
