@@ -39,7 +39,9 @@ var built struct {
 	once             sync.Once
 	dir              string
 	donations, chaos string
-	err              error
+	// Upgrades: the same programs built with another version.
+	donationsV2, chaosV2 string
+	err                  error
 }
 
 func TestMain(m *testing.M) {
@@ -79,7 +81,24 @@ func buildPlugins(t *testing.T) (donations, chaos string) {
 		}
 		built.donations = filepath.Join(built.dir, "donations-plugin")
 		built.chaos = filepath.Join(built.dir, "chaos")
-		built.err = os.Rename(filepath.Join(built.dir, "plugin"), built.donations)
+		if built.err = os.Rename(filepath.Join(built.dir, "plugin"), built.donations); built.err != nil {
+			return
+		}
+		v2 := filepath.Join(built.dir, "v2")
+		cmd = exec.Command(goBin, "build", "-ldflags", "-X main.version=0.2.0", "-o", filepath.Join(v2, "donations-plugin"),
+			"github.com/corralhq/corral/examples/donations/plugin")
+		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		cmd = exec.Command(goBin, "build", "-ldflags", "-X main.version=6.6.7", "-o", filepath.Join(v2, "chaos"), "./testdata/chaos")
+		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		built.donationsV2, built.chaosV2 = filepath.Join(v2, "donations-plugin"), filepath.Join(v2, "chaos")
 	})
 	if built.err != nil {
 		t.Fatal(built.err)

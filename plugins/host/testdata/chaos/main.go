@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -14,16 +16,21 @@ import (
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
+// version is set with -ldflags "-X main.version=..." to build an upgrade.
+var version = "6.6.6"
+
 type chaos struct {
 	pluginpb.UnimplementedHandlerServer
 }
 
 func (chaos) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
-	return &pluginpb.DescribeResponse{Name: "chaos", Version: "6.6.6", Handlers: []*pluginpb.HandlerSpec{
+	return &pluginpb.DescribeResponse{Name: "chaos", Version: version, Handlers: []*pluginpb.HandlerSpec{
 		{Name: "chaos.echo"},
 		{Name: "chaos.badreply"},
 		{Name: "chaos.hang", TimeoutMs: 300},
 		{Name: "chaos.exit"},
+		{Name: "chaos.slow"},
+		{Name: "chaos.big"},
 	}}, nil
 }
 
@@ -32,6 +39,7 @@ type echoResult struct {
 	Payload  json.RawMessage `json:"payload"`
 	Entities []string        `json:"entities"`
 	Pid      int             `json:"pid"`
+	Version  string          `json:"version"`
 }
 
 func (chaos) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
@@ -44,7 +52,16 @@ func (chaos) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb
 		o := &pluginpb.Outcome{JobId: j.GetId(), Status: pluginpb.Outcome_OK}
 		switch j.GetHandler() {
 		case "chaos.echo":
-			o.Result, _ = json.Marshal(echoResult{Payload: j.GetPayload(), Entities: ents, Pid: os.Getpid()})
+			o.Result, _ = json.Marshal(echoResult{Payload: j.GetPayload(), Entities: ents, Pid: os.Getpid(), Version: version})
+		case "chaos.slow": // payload: milliseconds to take
+			var ms int
+			_ = json.Unmarshal(j.GetPayload(), &ms)
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+			o.Result, _ = json.Marshal(echoResult{Pid: os.Getpid(), Version: version})
+		case "chaos.big": // payload: size of the result in bytes
+			var n int
+			_ = json.Unmarshal(j.GetPayload(), &n)
+			o.Result = []byte(strings.Repeat("x", n))
 		case "chaos.badreply":
 			o.JobId = "not-" + j.GetId()
 		case "chaos.hang":
