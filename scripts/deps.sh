@@ -15,6 +15,15 @@ fi
 # The Debian package may start its own server on 6379; Corral's cluster and
 # tests run their own servers on other ports, so it is left alone.
 
+# The Python example plugin (examples/python-donations) and its tests need
+# gRPC for the system Python.
+if command -v apt-get >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1; then
+  echo "deps: installing python3-grpcio and python3-protobuf from the OS packages"
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-grpcio python3-protobuf >/dev/null
+fi
+
 if [ -x bin/consul ]; then
   :
 elif command -v consul >/dev/null 2>&1; then
