@@ -1,7 +1,13 @@
 // Package sdk turns a few Go functions into a Corral handler plugin.
 //
-// A plugin is a program whose main builds a Plugin from its handlers and
-// hands it to Serve. The worker launches the program, asks it which
+// A plugin is a program whose main hands its handlers to Serve:
+//
+//	func main() {
+//		sdk.Serve(sdk.Handler("donor.donate", donate))
+//	}
+//
+// Serve names the plugin after the program and versions it from the build;
+// sdk.New("name", "version", handlers...).Serve() chooses both. The worker launches the program, asks it which
 // handlers it serves, and sends it batches of jobs. Each handler sees one
 // job through a Call: it decodes the payload, loads and saves the state of
 // the job's entity (the entity type is the handler name up to the first
@@ -44,10 +50,21 @@
 //	}
 //
 //	func main() {
-//		sdk.Serve(sdk.New("bank", "1.0.0",
-//			sdk.Handler("account.deposit", deposit, sdk.Timeout(5*time.Second), sdk.MaxAttempts(5)),
-//		))
+//		sdk.New("bank", "1.0.0",
+//			sdk.Handler("account.deposit", deposit, sdk.Timeout(5*time.Second), sdk.MaxAttempts(5),
+//				sdk.ShapeOf[Deposit]()),
+//		).Serve()
 //	}
+//
+// Options declare, per handler, what the worker should know in Describe:
+// Timeout (deadline of a batch call), MaxAttempts (before dead-lettering),
+// Concurrency (a hint of batches at once) and the payload's shape
+// (PayloadShape, or ShapeOf a struct), which the worker checks at submit.
+//
+// Typed, Payload and State are the typed JSON helpers: Typed turns
+// func(c, payload P, state S) (S, error) into a handler that decodes,
+// loads and saves for you. One binary may serve any number of handlers of
+// any entity types.
 //
 // What a handler returns decides the job's fate: nil commits the job's
 // state, result and emits; an error made with Fail or Failf dead-letters the

@@ -95,10 +95,10 @@ func jsonType(t reflect.Type) string {
 		t = t.Elem()
 	}
 	switch {
+	case t.Implements(textMarshaler) || reflect.PointerTo(t).Implements(textMarshaler):
+		return "string" // time.Time and friends, whatever MarshalJSON they add
 	case t.Implements(jsonMarshaler) || reflect.PointerTo(t).Implements(jsonMarshaler):
 		return ""
-	case t.Implements(textMarshaler) || reflect.PointerTo(t).Implements(textMarshaler):
-		return "string"
 	}
 	switch t.Kind() {
 	case reflect.String:
