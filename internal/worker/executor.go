@@ -181,7 +181,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 		log.Warn("lease not trusted any more; not committing")
 		return false
 	}
-	if err := w.store.CommitBatch(ctx, p, r.epoch, batch); err != nil {
+	if err := w.commitObserved(ctx, p, r.epoch, batch); err != nil {
 		switch {
 		case isFenced(err):
 			w.fenced.Add(1)
@@ -196,6 +196,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 	}
 	w.committed.Add(int64(len(batch.Done)))
 	w.committedHook(p, batch)
+	w.metrics.observeBatch(all, batch)
 	for _, d := range batch.Dead {
 		log.Warn("job dead-lettered", "job", d.Job.ID, "handler", d.Job.Handler, "attempt", d.Job.Attempt, "err", d.Error)
 	}
@@ -276,7 +277,7 @@ func (w *Worker) call(ctx context.Context, jobs []store.Job, snap store.Snapshot
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	resp, err := w.handlers.Handle(ctx, buildRequest(jobs, snap))
+	resp, err := w.handleObserved(ctx, buildRequest(jobs, snap))
 	if err != nil {
 		return err
 	}
