@@ -28,6 +28,7 @@ Commands:
   status   members, partitions per member, queue depth
   locate   partition, owner and epoch of keys: locate KEY [KEY...]
   drain    hand a worker's partitions off and stop it claiming: drain WORKER
+  reload   relaunch workers' plugins from their binaries (hot upgrade): reload [WORKER...]
 
 Global flags:
   --consul ADDR        Consul agent HTTP address (env CORRAL_CONSUL_ADDR, default 127.0.0.1:8500)
@@ -91,6 +92,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return locateCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "drain":
 		return drainCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "reload":
+		return reloadCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "help":
 		fs.Usage()
 		return nil
