@@ -30,13 +30,21 @@ func TestMetricsMoveAsJobsCommit(t *testing.T) {
 	if addr == "" || svc.Meta["version"] == "" || !contains(svc.Tags, "metrics") {
 		t.Fatalf("service meta %v tags %v: want metrics address, version and the metrics tag", svc.Meta, svc.Tags)
 	}
-	before := scrape(t, addr)
-	if got := before[`corral_partitions_owned`]; got != 64 {
-		t.Errorf("corral_partitions_owned = %v, want 64 (one worker owns every partition)", got)
+	// Healthy in Consul comes a moment before the worker has claimed its
+	// partitions; wait for the claims to show.
+	var before map[string]float64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		before = scrape(t, addr)
+		if before[`corral_partitions_owned`] == 64 && before[`corral_members`] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("corral_partitions_owned = %v, corral_members = %v; want 64 and 1 (one worker owns every partition)",
+				before[`corral_partitions_owned`], before[`corral_members`])
+		}
 	}
-	if before[`corral_membership_changes_total`] < 1 || before[`corral_members`] != 1 {
-		t.Errorf("membership metrics: changes %v members %v, want ≥1 and 1",
-			before[`corral_membership_changes_total`], before[`corral_members`])
+	if before[`corral_membership_changes_total`] < 1 {
+		t.Errorf("corral_membership_changes_total = %v, want ≥1", before[`corral_membership_changes_total`])
 	}
 
 	const n = 300
