@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ type Proxy struct {
 
 	mu     sync.Mutex
 	cut    bool
+	marker []byte        // armed by CutAt: cut when a client sends this
+	fired  chan struct{} // closed when the marker was seen
 	healed *sync.Cond
 	conns  map[net.Conn]struct{}
 	closed bool
@@ -85,18 +88,27 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	defer p.untrack(server)
 	done := make(chan struct{}, 2)
-	go func() { p.pump(server, client); done <- struct{}{} }()
+	go func() { p.pumpUp(server, client); done <- struct{}{} }()
 	go func() { p.pump(client, server); done <- struct{}{} }()
 	<-done
 	<-done
 }
 
+// pumpUp copies client bytes to the server, cutting the proxy first when
+// they carry the marker of CutAt.
+func (p *Proxy) pumpUp(dst, src net.Conn) { p.copy(dst, src, true) }
+
 // pump copies src to dst, holding what it read while the proxy is cut.
-func (p *Proxy) pump(dst, src net.Conn) {
+func (p *Proxy) pump(dst, src net.Conn) { p.copy(dst, src, false) }
+
+func (p *Proxy) copy(dst, src net.Conn, up bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			if up {
+				p.watch(buf[:n])
+			}
 			if !p.waitHealed() {
 				return
 			}
@@ -115,6 +127,27 @@ func (p *Proxy) pump(dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// watch cuts the proxy if b carries the armed marker.
+func (p *Proxy) watch(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.marker != nil && bytes.Contains(b, p.marker) {
+		p.cut, p.marker = true, nil
+		close(p.fired)
+	}
+}
+
+// CutAt arms the proxy to cut, as Cut does, the moment a client sends
+// bytes containing marker; those bytes are the first held. The channel
+// closes when that happened. It puts a partition exactly where it hurts,
+// e.g. in the middle of a commit.
+func (p *Proxy) CutAt(marker string) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.marker, p.fired = []byte(marker), make(chan struct{})
+	return p.fired
 }
 
 // waitHealed blocks while the proxy is cut; false once it is closed.
@@ -151,10 +184,11 @@ func (p *Proxy) Cut() {
 	p.mu.Unlock()
 }
 
-// Heal delivers what was held and lets traffic through again.
+// Heal delivers what was held and lets traffic through again; it disarms
+// CutAt.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
-	p.cut = false
+	p.cut, p.marker = false, nil
 	p.healed.Broadcast()
 	p.mu.Unlock()
 }

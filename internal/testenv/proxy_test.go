@@ -52,3 +52,43 @@ func TestProxyCutHoldsLateWrites(t *testing.T) {
 		t.Fatalf("after Heal: %v", err)
 	}
 }
+
+// TestProxyCutAtMarker: the proxy cuts the moment a marked command goes
+// through, holding that very command until Heal.
+func TestProxyCutAtMarker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	r := testenv.StartRedis(t)
+	direct := r.Client(t)
+	px := testenv.StartProxy(t, r.Addr)
+	viaProxy := redis.NewClient(&redis.Options{Addr: px.Addr, MaxRetries: -1})
+	defer viaProxy.Close()
+	ctx := context.Background()
+	fired := px.CutAt("marked-key")
+	if err := viaProxy.Set(ctx, "plain", "1", 0).Err(); err != nil {
+		t.Fatalf("unmarked command: %v", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := viaProxy.Set(cctx, "marked-key", "1", 0).Err()
+	cancel()
+	select {
+	case <-fired:
+	default:
+		t.Fatal("the marked command did not cut the proxy")
+	}
+	if err == nil {
+		t.Fatal("the marked command was answered")
+	}
+	if n, _ := direct.Exists(ctx, "marked-key").Result(); n != 0 {
+		t.Fatal("the marked command reached Redis during the cut")
+	}
+	px.Heal()
+	deadline := time.Now().Add(5 * time.Second)
+	for n := int64(0); n == 0; n, _ = direct.Exists(ctx, "marked-key").Result() {
+		if time.Now().After(deadline) {
+			t.Fatal("the held command never arrived after Heal")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
