@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 
 // buildPlugins compiles the donations example and the misbehaving test
 // plugin, once for all tests.
-func buildPlugins(t *testing.T) (donations, chaos string) {
+func buildPlugins(t testing.TB) (donations, chaos string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs plugin processes")

@@ -21,7 +21,7 @@ import (
 )
 
 // startWith starts a manager of paths with cfg edited by edit.
-func startWith(t *testing.T, edit func(*Config), paths ...string) *Manager {
+func startWith(t testing.TB, edit func(*Config), paths ...string) *Manager {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Paths = paths
@@ -346,7 +346,7 @@ func TestMessageLimit(t *testing.T) {
 
 // pythonPlugin is the Python example, or a skip when Python's gRPC is
 // missing (scripts/deps.sh installs it on Debian).
-func pythonPlugin(t *testing.T) string {
+func pythonPlugin(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs plugin processes")

@@ -27,7 +27,7 @@ const (
 	stableAfter     = 30 * time.Second
 	// watchEvery is how often a supervisor looks for a dead process to
 	// relaunch when no call comes to find it.
-	watchEvery = 100 * time.Millisecond
+	watchEvery = 50 * time.Millisecond
 )
 
 // restartDelay is how long after the previous launch the next may start,
