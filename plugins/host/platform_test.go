@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -425,4 +428,35 @@ func TestPythonPlugin(t *testing.T) {
 	start := time.Now()
 	mp.Stop()
 	t.Logf("Python plugin stopped in %v", time.Since(start))
+}
+
+// TestGoPluginRequiresMTLS dials a Go plugin's address as another local
+// process would, without the worker's certificate: AutoMTLS refuses it.
+func TestGoPluginRequiresMTLS(t *testing.T) {
+	donations, _ := buildPlugins(t)
+	m := startWith(t, nil, donations)
+	sup := m.sups[0]
+	sup.mu.Lock()
+	rc := sup.cur.client.ReattachConfig()
+	sup.mu.Unlock()
+	if rc == nil || rc.Addr == nil {
+		t.Fatal("no plugin address")
+	}
+	conn, err := grpc.Dial(rc.Addr.Network()+"://"+rc.Addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, rc.Addr.Network(), rc.Addr.String())
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := pluginpb.NewHandlerClient(conn).Describe(ctx, &pluginpb.DescribeRequest{}); err == nil {
+		t.Fatal("a client without the worker's certificate called the plugin")
+	} else {
+		t.Logf("plaintext call refused: %v", err)
+	}
+	// The worker's own connection still works.
+	checkDonationOutcomes(t, mustHandle(t, m, donationBatch()))
 }
