@@ -158,9 +158,11 @@ class Donations(pb_grpc.HandlerServicer):
             state, result, emits = entry[0](job, states.get(ek, b""))
         except Fail as e:
             return pb.Outcome(job_id=job.id, status=pb.Outcome.FAIL, error=str(e))
-        except Exception as e:  # Retry, and any bug: try again later
-            log("error", "handler failed", job_id=job.id, handler=job.handler, key=job.key, err=repr(e))
+        except Retry as e:
             return pb.Outcome(job_id=job.id, status=pb.Outcome.RETRY, error=str(e))
+        except Exception as e:  # a bug: log it and try again later, like a Go panic
+            log("error", "handler failed", job_id=job.id, handler=job.handler, key=job.key, err=repr(e))
+            return pb.Outcome(job_id=job.id, status=pb.Outcome.RETRY, error="handler failed: %r" % e)
         states[ek] = state
         return pb.Outcome(job_id=job.id, status=pb.Outcome.OK, state_changed=True, state=state,
                           result=result, emits=emits)
