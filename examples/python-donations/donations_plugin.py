@@ -25,6 +25,8 @@ import threading
 from concurrent import futures
 from datetime import datetime, timezone
 
+# The generated modules sit beside this file; leave no __pycache__ there.
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import grpc  # noqa: E402
