@@ -138,7 +138,7 @@ func (w *Worker) processRound(ctx context.Context, read map[int][]store.Job, run
 // jobs and the stream jobs read. False means it was not committed and will
 // be read again.
 func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, stream []store.Job) bool {
-	log := w.log.With("partition", p, "epoch", r.epoch, "stream_jobs", len(stream), "first_job", firstJob(stream))
+	log := w.log.With("partition", p, "epoch", r.epoch, "stream_jobs", len(stream), "first_stream_job", firstJob(stream))
 	now := time.Now()
 	keyRuns, err := w.store.LoadParked(ctx, p, now.UnixMilli(), w.cfg.BatchSize, w.cfg.BatchSize)
 	if err != nil {
