@@ -1,9 +1,9 @@
 # Corral — run `make help` for the targets.
 export GOTOOLCHAIN := local
 GO ?= go
-BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench bin/callbench
+BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench bin/callbench bin/failbench
 
-.PHONY: help deps build test test-short bench up down demo vet fmt proto clean
+.PHONY: help deps build test test-short bench bench-failover test-faults-long up down demo vet fmt proto clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,6 +30,13 @@ test-short: ## unit tests only (no servers)
 
 bench: deps build ## burn-down benchmark: pre-load donations, start 3 workers, report jobs/s
 	@scripts/bench.sh
+
+bench-failover: deps build ## failover time after SIGKILL and SIGTERM of a worker (p50/p99/max over rounds)
+	$(GO) build -o bin/failbench ./examples/donations/failbench
+	@scripts/bench-failover.sh
+
+test-faults-long: deps ## the end-to-end fault suite with longer loads and more fault rounds
+	CORRAL_FAULTS_LONG=1 $(GO) test -count=1 -timeout 20m -v -run 'TestFault|TestDrain' ./e2e
 
 up: deps build ## start a local cluster in the background (Consul, Redis, 3 workers)
 	@scripts/cluster.sh up
