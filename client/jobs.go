@@ -7,19 +7,38 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 )
 
-// Results reads jobs' status and results. With wait > 0 a worker waits up
-// to that long for unfinished jobs; what is still QUEUED then is not done.
+// waitSlice bounds one waiting GetResult call, well inside the per-call
+// deadline of the breakers; a longer wait is several calls.
+const waitSlice = time.Second
+
+// Results reads jobs' status and results. With wait > 0 it waits up to
+// that long for unfinished jobs; what is still QUEUED then is not done.
 func (c *Client) Results(ctx context.Context, wait time.Duration, ids ...string) ([]*workerpb.JobResult, error) {
-	var out []*workerpb.JobResult
-	err := c.any(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
-		resp, err := w.GetResult(ctx, &workerpb.GetResultRequest{Ids: ids, WaitMs: wait.Milliseconds()})
-		if err != nil {
-			return err
+	deadline := time.Now().Add(wait)
+	for {
+		slice := min(time.Until(deadline), waitSlice)
+		var out []*workerpb.JobResult
+		err := c.any(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+			resp, err := w.GetResult(ctx, &workerpb.GetResultRequest{Ids: ids, WaitMs: max(slice, 0).Milliseconds()})
+			if err != nil {
+				return err
+			}
+			out = resp.Results
+			return nil
+		})
+		if err != nil || wait <= 0 || time.Until(deadline) <= 0 || !pending(out) {
+			return out, err
 		}
-		out = resp.Results
-		return nil
-	})
-	return out, err
+	}
+}
+
+func pending(rs []*workerpb.JobResult) bool {
+	for _, r := range rs {
+		if r.State == workerpb.JobResult_QUEUED {
+			return true
+		}
+	}
+	return false
 }
 
 // DeadLetters pages through the dead-letter store: limit per page (0 =

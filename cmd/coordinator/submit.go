@@ -82,9 +82,10 @@ func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	if *maxAttempts < 0 || *jobTimeout < 0 {
 		return errors.New("--max-attempts and --job-timeout must not be negative")
 	}
-	if *handler == "" || *key == "" || *payload == "" {
-		fs.Usage()
-		return errors.New("submit needs --handler, --key and --payload (or --file)")
+	keySet := false // an empty --key "" goes to the worker, which says why it is refused
+	fs.Visit(func(f *flag.Flag) { keySet = keySet || f.Name == "key" })
+	if *handler == "" || !keySet || *payload == "" {
+		return errors.New("submit needs --handler, --key and --payload (or --file); see submit --help")
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()

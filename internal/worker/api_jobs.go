@@ -21,17 +21,10 @@ func (a *API) GetResult(ctx context.Context, req *workerpb.GetResultRequest) (*w
 			return nil, status.Errorf(codes.InvalidArgument, "job id %q: %v", id, err)
 		}
 	}
-	if req.WaitMs > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.WaitMs)*time.Millisecond)
-		defer cancel()
-	}
+	deadline := time.Now().Add(time.Duration(req.WaitMs) * time.Millisecond)
 	for {
 		sts, err := a.w.store.Statuses(ctx, req.Ids)
 		if err != nil {
-			if ctx.Err() != nil && req.WaitMs > 0 {
-				return nil, status.Errorf(codes.DeadlineExceeded, "%v", err)
-			}
 			return nil, status.Errorf(codes.Unavailable, "%v", err)
 		}
 		resp := &workerpb.GetResultResponse{Results: make([]*workerpb.JobResult, len(sts))}
@@ -51,10 +44,10 @@ func (a *API) GetResult(ctx context.Context, req *workerpb.GetResultRequest) (*w
 			}
 			resp.Results[i] = r
 		}
-		if !pending || req.WaitMs <= 0 {
+		if !pending || time.Until(deadline) <= 0 {
 			return resp, nil
 		}
-		t := time.NewTimer(resultPoll)
+		t := time.NewTimer(min(resultPoll, time.Until(deadline)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
