@@ -25,6 +25,10 @@ type Member struct {
 type Snapshot struct {
 	Members []Member // healthy (passing) members only, sorted by ID
 	Index   uint64   // Consul's index of the result (a counter for Static)
+	// Recovered marks the first snapshot after the watch could not reach
+	// Consul. An agent that restarted may not have every member back yet:
+	// members missing from it may only be registering again.
+	Recovered bool
 }
 
 // Status is the state a worker reports for its own check.

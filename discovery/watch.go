@@ -33,6 +33,7 @@ func (c *Consul) watch(ctx context.Context, ch chan<- Snapshot) {
 		index   uint64 // WaitIndex of the next query; 0 answers at once
 		last    []Member
 		sent    bool
+		failed  bool // the last query failed; the next snapshot is Recovered
 		backoff time.Duration
 	)
 	// A blocking query returns within WaitTime plus Consul's jitter of
@@ -52,6 +53,7 @@ func (c *Consul) watch(ctx context.Context, ch chan<- Snapshot) {
 			// The agent may come back with a fresh, smaller index; asking
 			// with the old one would block for a whole WaitTime.
 			index = 0
+			failed = true
 			if !sleep(ctx, backoff) {
 				return
 			}
@@ -61,18 +63,21 @@ func (c *Consul) watch(ctx context.Context, ch chan<- Snapshot) {
 			c.log.Info("membership watch: Consul answers again")
 			backoff = 0
 		}
+		if next < index {
+			failed = true // the agent's state was reset under a live connection
+		}
 		index = nextIndex(index, next)
 
-		if !sent || !sameMembers(last, members) {
+		if !sent || failed || !sameMembers(last, members) {
 			if dups := duplicateIDs(members); len(dups) > 0 {
 				c.log.Warn("two passing instances share a worker ID; fix the worker IDs", "ids", strings.Join(dups, ","))
 			}
 			select {
-			case ch <- Snapshot{Members: cloneMembers(members), Index: next}:
+			case ch <- Snapshot{Members: cloneMembers(members), Index: next, Recovered: failed && sent}:
 			case <-ctx.Done():
 				return
 			}
-			last, sent = members, true
+			last, sent, failed = members, true, false
 		}
 		if wait := minQueryInterval - time.Since(started); wait > 0 && !sleep(ctx, wait) {
 			return

@@ -31,6 +31,13 @@ type ownership struct {
 	ringIDs  string                             // members the current ring was built from (ownership loop only)
 	draining atomic.Bool                        // handing off; claim nothing
 
+	// After Consul comes back (an agent restart forgets every service),
+	// members re-register one by one; until graceUntil the members seen
+	// before stay on the ring if their leases live, so the partitions do
+	// not move back and forth meanwhile.
+	graceMembers atomic.Pointer[[]discovery.Member]
+	graceUntil   atomic.Int64 // since clock
+
 	// reconcileMu keeps a drain from racing a reconcile that already
 	// decided to claim.
 	reconcileMu sync.Mutex
@@ -48,6 +55,12 @@ type ownership struct {
 func (w *Worker) watchMembers(ctx context.Context) {
 	for snap := range w.registry.Watch(ctx) {
 		ms := snap.Members
+		if prev := w.own.members.Load(); snap.Recovered && prev != nil {
+			w.own.graceMembers.Store(prev)
+			w.own.graceUntil.Store(int64(time.Since(w.own.clock) + w.cfg.CheckTTL))
+			w.log.Info("Consul answers again; keeping the members seen before on the ring while they register again",
+				"grace", w.cfg.CheckTTL)
+		}
 		addrs := make(map[string]string, len(ms))
 		for _, m := range ms {
 			addrs[m.ID] = m.Address
@@ -105,6 +118,11 @@ func (w *Worker) refreshRing(ctx context.Context) {
 		return
 	}
 	members := *mp
+	if time.Since(w.own.clock) < time.Duration(w.own.graceUntil.Load()) {
+		if g := w.own.graceMembers.Load(); g != nil {
+			members = withMissing(members, *g)
+		}
+	}
 	var tokens []string
 	for _, m := range members {
 		if tok := m.Meta[metaLease]; tok != "" && m.ID != w.cfg.ID {
@@ -143,6 +161,17 @@ func (w *Worker) refreshRing(ctx context.Context) {
 	old := w.ring.Swap(ring)
 	moved := len(sharding.Moves(old, ring))
 	w.log.Info("membership changed", "members", key, "partitions_moved", moved, "mine", len(ring.PartitionsOf(w.cfg.ID)))
+}
+
+// withMissing returns ms plus the members of extra whose IDs ms lacks.
+func withMissing(ms, extra []discovery.Member) []discovery.Member {
+	out := slices.Clone(ms)
+	for _, e := range extra {
+		if !slices.ContainsFunc(ms, func(m discovery.Member) bool { return m.ID == e.ID }) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // mayOwn says whether this worker may hold partitions at all, and if not,
