@@ -117,3 +117,53 @@ func TestKeeperNoticesExpiry(t *testing.T) {
 		t.Fatal("keeper did not notice its lease was gone")
 	}
 }
+
+func TestReleaseAndStopAreAnnounced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	rdb := testenv.StartRedis(t).Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := lease.Events(ctx, rdb)
+	time.Sleep(100 * time.Millisecond) // let the subscription start
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-events:
+			if got != want {
+				t.Fatalf("event %q, want %q", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no event, want %q", want)
+		}
+	}
+	if _, err := lease.Claim(ctx, rdb, 3, "a~1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := lease.Release(ctx, rdb, 3, "a~1"); err != nil || !ok {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	next("released 3")
+
+	cfg := lease.Config{TTL: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, Margin: 100 * time.Millisecond}
+	k, err := lease.NewKeeper(rdb, cfg, "w9~x", "w9", time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alive, err := lease.AliveTokens(ctx, rdb, []string{"w9~x", "gone~y"})
+	if err != nil || !alive["w9~x"] || alive["gone~y"] {
+		t.Fatalf("alive tokens %v err %v", alive, err)
+	}
+	k.Stop()
+	next("left w9~x")
+	if alive, _ := lease.AliveTokens(ctx, rdb, []string{"w9~x"}); alive["w9~x"] {
+		t.Fatal("lease alive after Stop")
+	}
+	if id := lease.WorkerID("w9~x"); id != "w9" {
+		t.Fatalf("WorkerID = %q", id)
+	}
+}
