@@ -541,11 +541,11 @@ func TestDrainAndLocate(t *testing.T) {
 	l := startLoad(t, c, 5000)
 	hs := settle(c, "w1", "w2", "w3")
 	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
-	l.probe(moved)
 	out, err := c.coordinator("drain", "w2")
 	if err != nil || !strings.Contains(out, "w2 drained: released") {
 		t.Fatalf("drain: out %q err %v", out, err)
 	}
+	l.probe(moved) // after the drain, or w2 would run the probes itself
 	t.Logf("coordinator drain w2: %s", strings.TrimSpace(out))
 	c.waitBalanced("w1", "w3")
 	out, err = c.coordinator("locate", "donor-00001", "donor-00002")
