@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +54,20 @@ func TestRedisCluster(t *testing.T) {
 			t.Errorf("master %s holds no keys; the keyspace did not spread", addr)
 		}
 		sizes = append(sizes, n)
+	}
+	// Some commands fail without failing the run (a health report, the lag
+	// of a scrape): none may have been refused for crossing slots.
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"CROSSSLOT", "non local key", "MOVED", "ASK "} {
+			if strings.Contains(string(b), bad) {
+				t.Errorf("%s has %q: a command crossed hash slots or missed its node", filepath.Base(f), bad)
+			}
+		}
 	}
 	t.Logf("Redis Cluster run: %s; keys per master %v", rep, sizes)
 }
