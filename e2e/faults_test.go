@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/audit"
 	"github.com/corralhq/corral/internal/lease"
@@ -548,6 +549,26 @@ func TestDrainAndLocate(t *testing.T) {
 	l.probe(moved) // after the drain, or w2 would run the probes itself
 	t.Logf("coordinator drain w2: %s", strings.TrimSpace(out))
 	c.waitBalanced("w1", "w3")
+	// The checks say what a person needs in the Consul UI.
+	checks, err := c.consul.Client(t).Agent().Checks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string][]string{
+		"w1": {"passing", "lease ok", "owns ", "queue lag", "plugins donations@"},
+		"w2": {"critical", "draining"},
+	} {
+		chk := checks[discovery.CheckID(id)]
+		if chk == nil {
+			t.Fatalf("no Consul check for %s", id)
+		}
+		t.Logf("%s check: %s: %s", id, chk.Status, chk.Output)
+		for _, w := range want {
+			if !strings.Contains(chk.Status+" "+chk.Output, w) {
+				t.Errorf("%s check (%s) %q lacks %q", id, chk.Status, chk.Output, w)
+			}
+		}
+	}
 	out, err = c.coordinator("locate", "donor-00001", "donor-00002")
 	if err != nil {
 		t.Fatalf("locate: %v", err)

@@ -16,16 +16,16 @@ func (w *Worker) Drain(ctx context.Context) int {
 	w.own.draining.Store(true)
 	w.own.reconcileMu.Lock()
 	defer w.own.reconcileMu.Unlock()
-	status, output := w.health(ctx)
-	if status != discovery.StatusCritical {
-		status = discovery.StatusCritical
-	}
-	if err := w.registry.SetHealth(ctx, status, output); err != nil {
+	_, output := w.health(ctx)
+	if err := w.registry.SetHealth(ctx, discovery.StatusCritical, output); err != nil {
 		w.log.Warn("drain: cannot mark the Consul check critical", "err", err)
 	}
 	n := w.releaseAll(ctx)
 	// No claims can follow: draining is set and the lease goes now.
 	w.keeper.Stop()
+	if _, output := w.health(ctx); w.registry.SetHealth(ctx, discovery.StatusCritical, output) != nil {
+		w.log.Warn("drain: cannot update the Consul check")
+	}
 	w.log.Info("drained", "released", n)
 	return n
 }
