@@ -97,9 +97,10 @@ func (w *Worker) health(ctx context.Context) (discovery.Status, string) {
 	}
 
 	plugins := "plugins " + strings.Join(w.handlers.Plugins(), ",")
-	if d, ok := w.handlers.(interface{ Degraded() bool }); ok && d.Degraded() {
-		status = discovery.StatusCritical
-		problems = append(problems, "plugins DEGRADED (past their restart intensity)")
+	if d, ok := w.handlers.(interface{ Degraded() (bool, string) }); ok {
+		if bad, why := d.Degraded(); bad {
+			critical("plugins DEGRADED: " + why)
+		}
 	}
 	if r, ok := w.handlers.(interface{ Restarts() int64 }); ok {
 		plugins += fmt.Sprintf(" (%d restarts)", r.Restarts())
