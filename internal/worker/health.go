@@ -97,9 +97,12 @@ func (w *Worker) health(ctx context.Context) (discovery.Status, string) {
 	}
 
 	plugins := "plugins " + strings.Join(w.handlers.Plugins(), ",")
+	// Degraded plugins are reported but keep the check passing: a poison
+	// job that crashes its plugin would otherwise chase its partition from
+	// worker to worker, taking each out of the ring.
 	if d, ok := w.handlers.(interface{ Degraded() (bool, string) }); ok {
 		if bad, why := d.Degraded(); bad {
-			critical("plugins DEGRADED: " + why)
+			problems = append(problems, "plugins DEGRADED: "+why)
 		}
 	}
 	if r, ok := w.handlers.(interface{ Restarts() int64 }); ok {
