@@ -460,3 +460,41 @@ func TestGoPluginRequiresMTLS(t *testing.T) {
 	// The worker's own connection still works.
 	checkDonationOutcomes(t, mustHandle(t, m, donationBatch()))
 }
+
+// TestKillMidCall SIGKILLs chaos while it works on a batch: the call is
+// sent once more to a relaunched process (Handle has no side effects in
+// the plugin), so the caller gets the new process's reply, or an error to
+// retry the batch on; never the dead process's half-done work.
+func TestKillMidCall(t *testing.T) {
+	_, chaos := buildPlugins(t)
+	m := startWith(t, nil, chaos)
+	pid := m.sups[0].pid()
+	type reply struct {
+		r   echoResult
+		err error
+	}
+	done := make(chan reply, 1)
+	go func() {
+		r, err := chaosCall(t, m, "chaos.slow", "800")
+		done <- reply{r, err}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	got := <-done
+	switch {
+	case got.err != nil:
+		t.Logf("call failed, the worker would retry the batch: %v", got.err)
+	case got.r.Pid == pid:
+		t.Fatalf("a reply came from the killed process %d", pid)
+	default:
+		t.Logf("call re-sent to the relaunched process %d", got.r.Pid)
+	}
+	if m.Restarts() < 1 {
+		t.Fatalf("Restarts() = %d after a kill", m.Restarts())
+	}
+	if r, err := chaosCall(t, m, "chaos.echo", "1"); err != nil || r.Pid == pid {
+		t.Fatalf("after the kill: %+v, %v", r, err)
+	}
+}
