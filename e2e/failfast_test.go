@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/testenv"
 	"github.com/hashicorp/consul/api"
 )
@@ -100,10 +101,28 @@ func TestWorkerPolicyIsEnough(t *testing.T) {
 	c.flags = []string{"--consul-token", tok.SecretID}
 	c.start("w1")
 	c.start("w2")
-	out, err := c.coordinator("submit", "--handler", "donor.donate", "--key", "zaid",
+	// The coordinator gets a token of coordinator-policy.hcl alone.
+	crules, err := os.ReadFile(filepath.Join(root, "deploy", "consul", "coordinator-policy.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpol, _, err := admin.ACL().PolicyCreate(&api.ACLPolicy{Name: "corral-coordinator", Rules: string(crules)}, nil)
+	if err != nil {
+		t.Fatalf("create policy from coordinator-policy.hcl: %v", err)
+	}
+	ctok, _, err := admin.ACL().TokenCreate(&api.ACLToken{Description: "corral coordinator",
+		Policies: []*api.ACLTokenPolicyLink{{ID: cpol.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.coordinator("--consul-token", ctok.SecretID, "submit", "--handler", "donor.donate", "--key", "zaid",
 		"--payload", `{"amount_cents": 500, "campaign": "wells"}`, "--id", "acl-1")
 	if err != nil {
-		t.Fatalf("submit through workers holding the least-privilege token: %v (%s)", err, out)
+		t.Fatalf("submit with the coordinator token through workers holding the worker token: %v (%s)", err, out)
+	}
+	reader, _ := api.NewClient(&api.Config{Address: c.consul.Addr, Token: ctok.SecretID})
+	if err := reader.Agent().ServiceRegister(&api.AgentServiceRegistration{Name: discovery.DefaultService, ID: "intruder", Port: 1}); err == nil {
+		t.Errorf("the coordinator token could register a worker; the policy must be read-only")
 	}
 	var donor struct {
 		TotalCents int64 `json:"total_cents"`
