@@ -1,6 +1,8 @@
 // Package plugins is the glue both ends of a Corral handler plugin share:
 // the go-plugin handshake, the plugin set that carries the Handler gRPC
-// service (see pluginpb/handler.proto), and the raised gRPC message limits.
+// service (see pluginpb/handler.proto), and the raised gRPC message limits,
+// which the host passes to the plugin in MaxMessageEnv so both ends agree.
+// docs/plugins.md describes the protocol for plugins in other languages.
 //
 // Plugin authors import plugins/sdk; the worker runs plugins through
 // plugins/host. Neither end should need anything here beyond what those two

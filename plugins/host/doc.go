@@ -2,13 +2,24 @@
 // binary as a go-plugin gRPC subprocess, learns its handlers with Describe,
 // and sends it batches of jobs with Handle.
 //
-// The Manager supervises its plugins: a plugin that exited is relaunched
-// before the next call (with a growing delay if it keeps dying), a call
-// that hangs is cut at its deadline and the plugin replaced, and a reply
-// that does not match the request is rejected with ErrBadReply. Plugin
-// processes die with the worker, even when the worker is SIGKILLed (Linux).
-// In every failure case Handle returns an error and the caller retries the
-// batch; a plugin never takes the worker down.
+// The Manager supervises its plugins like an OTP supervisor: a plugin that
+// exited is relaunched (by the next call, or by its watcher within 50ms),
+// with a growing delay if it keeps dying; more than Config.MaxRestarts
+// restarts within Config.RestartWindow make the manager Degraded until the
+// plugin stays up; a call that hangs is cut at its deadline and the process
+// replaced; a reply that does not match the request is rejected with
+// ErrBadReply, and one over the shared message limit with
+// ErrMessageTooLarge. Plugin processes die with the worker, even when the
+// worker is SIGKILLed (Linux). In every failure case Handle returns an
+// error and the caller retries the batch; a plugin never takes the worker
+// down.
+//
+// Reload upgrades plugins in place: new processes are started from the
+// (possibly replaced) binaries and swapped in only if all of them come up;
+// calls in flight finish on the old processes. Binaries may be pinned by
+// SHA-256 (Config.Checksums, Config.ChecksumFile) and are then refused with
+// ErrChecksumMismatch when they differ. Go plugins talk to the worker over
+// go-plugin's AutoMTLS.
 //
 //	cfg := host.DefaultConfig()
 //	cfg.Paths = []string{"bin/donations-plugin"}
