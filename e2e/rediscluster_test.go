@@ -41,6 +41,22 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("totals on Redis Cluster: %s err %v", rep, err)
 	}
 
+	// The read side and the operator commands run on the cluster too.
+	for _, args := range [][]string{
+		{"status"}, {"dlq", "list"}, {"result", jobs[0].Id}, {"locate", "alice", "bob"},
+		{"call", "--handler", "donor.donate", "--key", "cluster-caller", "--payload", `{"amount_cents": 700, "campaign": "wells"}`},
+		{"drain", "w3"},
+		{"submit", "--handler", "donor.donate", "--key", "after-drain", "--payload", `{"amount_cents": 300, "campaign": "wells"}`},
+	} {
+		if out, err := c.coordinator(args...); err != nil {
+			t.Errorf("coordinator %s on Redis Cluster: %v (%s)", strings.Join(args, " "), err, out)
+		}
+	}
+	var donor struct {
+		TotalCents int64 `json:"total_cents"`
+	}
+	waitState(t, c, "donor", "after-drain", &donor, func() bool { return donor.TotalCents == 300 })
+
 	// Every master holds part of the keyspace, so the run crossed nodes.
 	var sizes []int64
 	for _, addr := range rc.Addrs {
