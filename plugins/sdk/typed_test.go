@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -129,5 +132,32 @@ func TestDefaultIdentity(t *testing.T) {
 	t.Parallel()
 	if programName() == "" || buildVersion() == "" {
 		t.Fatalf("name %q version %q", programName(), buildVersion())
+	}
+}
+
+// TestDescribeOverGRPC checks that the per-handler declarations survive
+// go-plugin's gRPC transport, in process.
+func TestDescribeOverGRPC(t *testing.T) {
+	t.Parallel()
+	p := New("shop", "2.0.0",
+		Handler("order.place", func(*Call) error { return nil }, ShapeOf[addPayload](), Concurrency(2), Timeout(time.Second)),
+		Handler("stock.take", func(*Call) error { return nil }, MaxAttempts(9)),
+	)
+	client, server := plugin.TestPluginGRPCConn(t, false, plugins.PluginSet(p))
+	defer client.Close()
+	defer server.Stop()
+	raw, err := client.Dispense(plugins.PluginName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := raw.(pluginpb.HandlerClient).Describe(context.Background(), &pluginpb.DescribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := desc.GetHandlers()
+	if desc.GetName() != "shop" || desc.GetVersion() != "2.0.0" || len(hs) != 2 ||
+		hs[0].GetPayloadShape() != `{"n":"integer"}` || hs[0].GetConcurrency() != 2 || hs[0].GetTimeoutMs() != 1000 ||
+		hs[1].GetMaxAttempts() != 9 || hs[1].GetPayloadShape() != "" {
+		t.Fatalf("Describe over gRPC = %v", desc)
 	}
 }
