@@ -43,6 +43,9 @@ func TestMetricsMoveAsJobsCommit(t *testing.T) {
 				before[`corral_partitions_owned`], before[`corral_members`])
 		}
 	}
+	if _, ok := before[`corral_plugin_restarts_total`]; !ok {
+		t.Errorf("corral_plugin_restarts_total missing: the plugin host's restart count is not wired")
+	}
 	if before[`corral_membership_changes_total`] < 1 {
 		t.Errorf("corral_membership_changes_total = %v, want ≥1", before[`corral_membership_changes_total`])
 	}
