@@ -29,6 +29,7 @@ const metaLease = "lease"
 type ownership struct {
 	members  atomic.Pointer[[]discovery.Member] // last healthy members Consul reported
 	ringIDs  string                             // members the current ring was built from (ownership loop only)
+	ringSet  bool                               // ringIDs is set (ownership loop only)
 	draining atomic.Bool                        // handing off; claim nothing
 
 	// After Consul comes back (an agent restart forgets every service),
@@ -143,11 +144,11 @@ func (w *Worker) refreshRing(ctx context.Context) {
 	}
 	slices.Sort(ids)
 	key := strings.Join(ids, ",")
-	if key == w.own.ringIDs && w.ring.Load() != nil {
+	if key == w.own.ringIDs && w.own.ringSet {
 		return
 	}
 	if len(ids) == 0 {
-		w.own.ringIDs = key
+		w.own.ringIDs, w.own.ringSet = key, true
 		w.ring.Store(nil)
 		w.log.Info("membership changed: no live member")
 		return
@@ -157,7 +158,7 @@ func (w *Worker) refreshRing(ctx context.Context) {
 		w.log.Error("cannot build ring", "err", err)
 		return
 	}
-	w.own.ringIDs = key
+	w.own.ringIDs, w.own.ringSet = key, true
 	old := w.ring.Swap(ring)
 	moved := len(sharding.Moves(old, ring))
 	w.log.Info("membership changed", "members", key, "partitions_moved", moved, "mine", len(ring.PartitionsOf(w.cfg.ID)))
