@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,7 +70,13 @@ func TestCallWhileOwnerStopped(t *testing.T) {
 	for _, id := range []string{"w1", "w2", "w3"} {
 		c.start(id)
 	}
-	cl := c.client()
+	// A client of its own, to see its breakers change state.
+	var clientLog syncBuffer
+	cl, err := client.New(client.Config{ConsulAddr: c.consul.Addr, Logger: slog.New(slog.NewTextHandler(&clientLog, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
 	owners := waitOwners(t, cl, 3)
 
 	// Donors whose partitions w2 owns.
@@ -93,7 +100,13 @@ func TestCallWhileOwnerStopped(t *testing.T) {
 		n       atomic.Int64
 		wg      sync.WaitGroup
 	)
-	for g := range 10 {
+	for g := range 20 {
+		// Short deadlines trip the breakers fast; longer ones leave the
+		// durable fallback time to finish once the partitions move.
+		each := time.Second
+		if g%2 == 0 {
+			each = 3 * time.Second
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -101,7 +114,7 @@ func TestCallWhileOwnerStopped(t *testing.T) {
 				key := keys[(g+i)%len(keys)]
 				d := ledger.Donation{AmountCents: int64(1 + g*1000 + i), Campaign: "stopped"}
 				var mine []time.Duration
-				resp := callUntilDone(t, cl, &mine, donationJob(fmt.Sprintf("stop-%d-%d", g, i), key, d), 2*time.Second)
+				resp := callUntilDone(t, cl, &mine, donationJob(fmt.Sprintf("stop-%d-%d", g, i), key, d), each)
 				if resp.Durable {
 					durable.Add(1)
 				}
@@ -124,6 +137,9 @@ func TestCallWhileOwnerStopped(t *testing.T) {
 		}
 	}
 	opened := breakerOpenedInLogs(t, c)
+	if strings.Contains(clientLog.String(), "to=open") {
+		opened = append(opened, "client")
+	}
 	slices.Sort(lat)
 	t.Logf("owner w2 stopped: %d calls done, %d through the durable fallback, breakers opened in %v; attempt latency p50 %v max %v",
 		n.Load(), durable.Load(), opened, lat[len(lat)/2], lat[len(lat)-1])
@@ -210,4 +226,22 @@ func breakerOpenedInLogs(t *testing.T, c *cluster) []string {
 		}
 	}
 	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
