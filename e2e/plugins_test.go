@@ -158,6 +158,21 @@ func TestHotUpgradeUnderLoad(t *testing.T) {
 			t.Errorf("worker %s runs plugin processes %v, want one", id, pids)
 		}
 	}
+
+	// Roll w1 back with SIGHUP instead of the API.
+	installPlugin(t, filepath.Join(c.bins, "donations-plugin"), plugin)
+	c.signal("w1", syscall.SIGHUP)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := c.coordinator("status")
+		if err == nil && strings.Count(out, "donations@0.1.0") == 1 && strings.Count(out, "donations@0.2.0") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP to w1 status shows: %v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestPluginKilledUnderLoad SIGKILLs the workers' plugin processes again
