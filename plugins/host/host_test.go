@@ -396,6 +396,10 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	missing := filepath.Join(dir, "no-such-plugin")
+	garbage := filepath.Join(dir, "sums")
+	if err := os.WriteFile(garbage, []byte("# pins\nnot-a-sum  good-plugin\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		edit  func(*Config)
@@ -409,6 +413,13 @@ func TestValidate(t *testing.T) {
 		{"twice", func(c *Config) { c.Paths = []string{exe, filepath.Join(dir, ".", "good-plugin")} }, "listed twice"},
 		{"call timeout", func(c *Config) { c.CallTimeout = 0 }, "call timeout must be positive"},
 		{"start timeout", func(c *Config) { c.StartTimeout = -time.Second }, "start timeout must be positive"},
+		{"pinned", func(c *Config) { c.Checksums = map[string]string{exe: strings.Repeat("ab", 32)} }, ""},
+		{"bad checksum", func(c *Config) { c.Checksums = map[string]string{exe: "abc"} }, "not 64 hex digits"},
+		{"checksum of a stranger", func(c *Config) { c.Checksums = map[string]string{notExe: strings.Repeat("ab", 32)} }, "not a plugin path"},
+		{"checksum file missing", func(c *Config) { c.ChecksumFile = missing }, "read checksum file"},
+		{"checksum file garbage", func(c *Config) { c.ChecksumFile = garbage }, "line 2"},
+		{"restart window", func(c *Config) { c.RestartWindow = 0 }, "restart intensity"},
+		{"small messages", func(c *Config) { c.MaxMessageBytes = 1 << 20 }, "at least 4 MiB"},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
