@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
 )
 
@@ -45,7 +46,11 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 			depth += p.Depth
 		}
 		owned += len(m.Partitions)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", m.Id, m.Address, len(m.Partitions), depth, m.Committed, m.Fenced, m.Plugins, breakerSummary(m.Breakers))
+		id := m.Id
+		if m.Draining {
+			id += " (draining)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", id, m.Address, len(m.Partitions), depth, m.Committed, m.Fenced, pluginSummary(m), breakerSummary(m.Breakers))
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "partitions: %d (%d owned), jobs waiting: %d\n", st.Partitions, owned, st.TotalDepth)
@@ -65,4 +70,21 @@ func breakerSummary(states map[string]string) string {
 	}
 	sort.Strings(bad)
 	return strings.Join(bad, ", ")
+}
+
+// pluginSummary lists a member's plugin versions, with restarts and
+// degradation when there are any.
+func pluginSummary(m *workerpb.MemberStatus) string {
+	out := strings.Join(m.Plugins, ",")
+	var notes []string
+	if m.PluginRestarts > 0 {
+		notes = append(notes, fmt.Sprintf("%d restarts", m.PluginRestarts))
+	}
+	if m.Degraded {
+		notes = append(notes, "DEGRADED")
+	}
+	if len(notes) > 0 {
+		out += " (" + strings.Join(notes, ", ") + ")"
+	}
+	return out
 }

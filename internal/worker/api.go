@@ -176,6 +176,14 @@ func (w *Worker) memberStatus(ctx context.Context) (*workerpb.MemberStatus, erro
 	}
 	ms := &workerpb.MemberStatus{Id: w.cfg.ID, Address: w.cfg.Advertise, Plugins: w.handlers.Plugins(),
 		Committed: w.committed.Load(), Fenced: w.fenced.Load(), Breakers: w.breakerStates()}
+	ms.Draining = w.own.draining.Load()
+	ms.LeaseRemainingMs = max(w.keeper.Remaining(), 0).Milliseconds()
+	if d, ok := w.handlers.(interface{ Degraded() (bool, string) }); ok {
+		ms.Degraded, _ = d.Degraded()
+	}
+	if r, ok := w.handlers.(interface{ Restarts() int64 }); ok {
+		ms.PluginRestarts = r.Restarts()
+	}
 	for _, p := range parts {
 		ms.Partitions = append(ms.Partitions, &workerpb.PartitionStatus{Partition: int32(p), Epoch: owned[p], Depth: depth[p]})
 	}
