@@ -15,6 +15,7 @@ service {
     partitions = "64"              # the cluster's P; equal on every worker
     version    = "v1.0.0"          # build version (-ldflags -X .../internal/worker.Version=...)
     metrics    = "10.0.1.21:9464"  # --metrics: Prometheus /metrics of this worker
+    lease      = "worker-host-1-7070~3f2a9c1d0b7e" # its Redis liveness lease token
   }
 
   check {
