@@ -56,6 +56,35 @@ func TestCallRoutesToOwner(t *testing.T) {
 	if direct == 0 {
 		t.Fatalf("none of %d calls was served directly by the owner", calls)
 	}
+
+	// donor.report reads the campaign, which lives in another partition,
+	// through the host's query service; credits arrive through the outbox,
+	// so wait until they are all in.
+	var campaign ledger.CampaignState
+	for _, d := range want {
+		campaign.TotalCents += d.TotalCents
+		campaign.Count += d.Count
+	}
+	key := "caller-07"
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; ; n++ {
+		q, _ := json.Marshal(ledger.ReportQuery{Campaign: "calls"})
+		resp := callUntilDone(t, cl, &[]time.Duration{}, &workerpb.Job{Id: fmt.Sprintf("report-%d", n), Handler: ledger.HandlerReport, Key: key, Payload: q}, 5*time.Second)
+		var r ledger.Report
+		if err := json.Unmarshal(resp.Result.Result, &r); err != nil {
+			t.Fatalf("report result %q: %v", resp.Result.Result, err)
+		}
+		if r.Donor != want[key] {
+			t.Fatalf("report of %s shows donor %+v, want %+v", key, r.Donor, want[key])
+		}
+		if r.Campaign == campaign {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("report shows campaign %+v, want %+v", r.Campaign, campaign)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	slices.Sort(lat)
 	t.Logf("%d calls, %d served directly by the owner; latency p50 %v p99 %v (through one peer hop when the entry worker is not the owner)",
 		calls, direct, lat[len(lat)/2], lat[len(lat)*99/100])

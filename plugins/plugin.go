@@ -44,31 +44,65 @@ var Handshake = plugin.HandshakeConfig{
 }
 
 // GRPCPlugin carries the Handler service over go-plugin's gRPC transport.
-// Impl is only used on the plugin side; the host leaves it nil.
+// Impl is only used on the plugin side; Host only on the host side.
 type GRPCPlugin struct {
 	// Corral plugins are gRPC only; this answers net/rpc with an error.
 	plugin.NetRPCUnsupportedPlugin
 
 	Impl pluginpb.HandlerServer
+	// Host, when set, is served to the plugin through the broker so its
+	// handlers can make read-only queries.
+	Host pluginpb.HostServer
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
+// BrokerUser is implemented by a plugin-side Impl that wants the broker, to
+// dial the services the host offers (see pluginpb.Host).
+type BrokerUser interface {
+	SetBroker(b *plugin.GRPCBroker)
+}
+
 // GRPCServer registers Impl on the plugin's gRPC server.
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *GRPCPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
+	if u, ok := p.Impl.(BrokerUser); ok {
+		u.SetBroker(b)
+	}
 	pluginpb.RegisterHandlerServer(s, p.Impl)
 	return nil
 }
 
-// GRPCClient returns a pluginpb.HandlerClient on the host side.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (interface{}, error) {
-	return pluginpb.NewHandlerClient(conn), nil
+// Conn is the host's side of one plugin connection: the Handler client and
+// the broker id under which the Host service is offered to the plugin
+// (0 when the host offers none).
+type Conn struct {
+	pluginpb.HandlerClient
+	HostServiceID uint32
 }
 
-// PluginSet is the plugin set of both ends: the plugin passes its
-// implementation, the host passes nil.
+// GRPCClient returns a *Conn on the host side, and starts serving Host to
+// the plugin through the broker when there is one.
+func (p *GRPCPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, conn *grpc.ClientConn) (interface{}, error) {
+	c := &Conn{HandlerClient: pluginpb.NewHandlerClient(conn)}
+	if p.Host != nil {
+		c.HostServiceID = b.NextId()
+		go b.AcceptAndServe(c.HostServiceID, func(opts []grpc.ServerOption) *grpc.Server {
+			s := grpc.NewServer(append(opts, ServerOptions()...)...)
+			pluginpb.RegisterHostServer(s, p.Host)
+			return s
+		})
+	}
+	return c, nil
+}
+
+// PluginSet is the plugin set of the plugin side.
 func PluginSet(impl pluginpb.HandlerServer) plugin.PluginSet {
 	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl}}
+}
+
+// HostPluginSet is the plugin set of the host side; host may be nil.
+func HostPluginSet(host pluginpb.HostServer) plugin.PluginSet {
+	return plugin.PluginSet{PluginName: &GRPCPlugin{Host: host}}
 }
 
 // ServerOptions set the plugin server's message limits to MessageLimit().

@@ -147,6 +147,7 @@ func run() error {
 			hcfg.Checksums[path] = sum
 		}
 	}
+	hcfg.Host = worker.NewHostQueries(rdb, cfg.Ring.Partitions)
 	plugs, err := host.New(hcfg)
 	if err != nil {
 		return err

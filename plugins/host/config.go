@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/plugins"
+	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
 // Config configures a Manager.
@@ -46,6 +47,10 @@ type Config struct {
 	// plugin learns it from the environment (plugins.MaxMessageEnv), so
 	// both ends apply the same limit.
 	MaxMessageBytes int
+
+	// Host, when set, is offered to every plugin through go-plugin's broker
+	// for read-only queries from handlers (pluginpb.Host).
+	Host pluginpb.HostServer
 }
 
 // DefaultConfig returns a Config with every field but Paths set.

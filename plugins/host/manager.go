@@ -426,6 +426,7 @@ func (m *Manager) run(ctx context.Context, c *call) error {
 		if err != nil {
 			return fmt.Errorf("plugin %s: %w", name, err)
 		}
+		c.req.HostServiceId = p.hostID
 		resp, err := p.rpc.Handle(ctx, c.req)
 		c.sup.release(p)
 		if err == nil {

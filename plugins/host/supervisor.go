@@ -48,6 +48,7 @@ func restartDelay(crashes int) time.Duration {
 type proc struct {
 	client   *plugin.Client
 	rpc      pluginpb.HandlerClient
+	hostID   uint32 // broker id of the Host service offered to it; 0 = none
 	desc     *pluginpb.DescribeResponse
 	pid      int
 	launched time.Time
@@ -145,7 +146,7 @@ func (s *supervisor) launch(ctx context.Context) (*proc, error) {
 	dieWithParent(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  plugins.Handshake,
-		Plugins:          plugins.PluginSet(nil),
+		Plugins:          plugins.HostPluginSet(s.m.cfg.Host),
 		Cmd:              cmd,
 		SecureConfig:     secure,
 		AutoMTLS:         isGoBinary(s.path),
@@ -172,10 +173,11 @@ func (s *supervisor) launch(ctx context.Context) (*proc, error) {
 	if err != nil {
 		return killed(err)
 	}
-	rpc, ok := raw.(pluginpb.HandlerClient)
+	pc, ok := raw.(*plugins.Conn)
 	if !ok {
 		return killed(fmt.Errorf("dispensed %T, want a Handler client", raw))
 	}
+	rpc := pc.HandlerClient
 	dctx, cancel := context.WithTimeout(ctx, s.m.cfg.StartTimeout)
 	defer cancel()
 	desc, err := rpc.Describe(dctx, &pluginpb.DescribeRequest{})
@@ -185,7 +187,7 @@ func (s *supervisor) launch(ctx context.Context) (*proc, error) {
 	if err := checkDescribe(desc); err != nil {
 		return killed(err)
 	}
-	p := &proc{client: client, rpc: rpc, desc: desc, launched: s.m.now()}
+	p := &proc{client: client, rpc: rpc, hostID: pc.HostServiceID, desc: desc, launched: s.m.now()}
 	if rc := client.ReattachConfig(); rc != nil {
 		p.pid = rc.Pid
 	}

@@ -80,7 +80,111 @@ func (x Outcome_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome_Status.Descriptor instead.
 func (Outcome_Status) EnumDescriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{7, 0}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{9, 0}
+}
+
+type HostGetStateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entity        string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"` // entity type, e.g. "campaign"
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostGetStateRequest) Reset() {
+	*x = HostGetStateRequest{}
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostGetStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostGetStateRequest) ProtoMessage() {}
+
+func (x *HostGetStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostGetStateRequest.ProtoReflect.Descriptor instead.
+func (*HostGetStateRequest) Descriptor() ([]byte, []int) {
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *HostGetStateRequest) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *HostGetStateRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type HostGetStateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	State         []byte                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"` // JSON document, empty when not found
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostGetStateResponse) Reset() {
+	*x = HostGetStateResponse{}
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostGetStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostGetStateResponse) ProtoMessage() {}
+
+func (x *HostGetStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostGetStateResponse.ProtoReflect.Descriptor instead.
+func (*HostGetStateResponse) Descriptor() ([]byte, []int) {
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HostGetStateResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *HostGetStateResponse) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
 }
 
 type DescribeRequest struct {
@@ -91,7 +195,7 @@ type DescribeRequest struct {
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[0]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -103,7 +207,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[0]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -116,7 +220,7 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{0}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{2}
 }
 
 type DescribeResponse struct {
@@ -130,7 +234,7 @@ type DescribeResponse struct {
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[1]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -142,7 +246,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[1]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -155,7 +259,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{1}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DescribeResponse) GetName() string {
@@ -197,7 +301,7 @@ type HandlerSpec struct {
 
 func (x *HandlerSpec) Reset() {
 	*x = HandlerSpec{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[2]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +313,7 @@ func (x *HandlerSpec) String() string {
 func (*HandlerSpec) ProtoMessage() {}
 
 func (x *HandlerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[2]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +326,7 @@ func (x *HandlerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandlerSpec.ProtoReflect.Descriptor instead.
 func (*HandlerSpec) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{2}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HandlerSpec) GetName() string {
@@ -272,7 +376,7 @@ type Entity struct {
 
 func (x *Entity) Reset() {
 	*x = Entity{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[3]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +388,7 @@ func (x *Entity) String() string {
 func (*Entity) ProtoMessage() {}
 
 func (x *Entity) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[3]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +401,7 @@ func (x *Entity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entity.ProtoReflect.Descriptor instead.
 func (*Entity) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{3}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Entity) GetType() string {
@@ -335,7 +439,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[4]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +451,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[4]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +464,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{4}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Job) GetId() string {
@@ -411,14 +515,16 @@ type HandleRequest struct {
 	Entities []*Entity `protobuf:"bytes,1,rep,name=entities,proto3" json:"entities,omitempty"`
 	// Jobs in commit order. A job sees the state left by earlier OK jobs of
 	// the same entity in the same request.
-	Jobs          []*Job `protobuf:"bytes,2,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Jobs []*Job `protobuf:"bytes,2,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// go-plugin broker id of the Host service for this call; 0 = none.
+	HostServiceId uint32 `protobuf:"varint,3,opt,name=host_service_id,json=hostServiceId,proto3" json:"host_service_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandleRequest) Reset() {
 	*x = HandleRequest{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[5]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +536,7 @@ func (x *HandleRequest) String() string {
 func (*HandleRequest) ProtoMessage() {}
 
 func (x *HandleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[5]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +549,7 @@ func (x *HandleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleRequest.ProtoReflect.Descriptor instead.
 func (*HandleRequest) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{5}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HandleRequest) GetEntities() []*Entity {
@@ -460,6 +566,13 @@ func (x *HandleRequest) GetJobs() []*Job {
 	return nil
 }
 
+func (x *HandleRequest) GetHostServiceId() uint32 {
+	if x != nil {
+		return x.HostServiceId
+	}
+	return 0
+}
+
 // Emit asks the host to submit a follow-up job once this job commits. Its id
 // is derived from the parent job's id, so it is applied exactly once.
 type Emit struct {
@@ -473,7 +586,7 @@ type Emit struct {
 
 func (x *Emit) Reset() {
 	*x = Emit{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[6]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +598,7 @@ func (x *Emit) String() string {
 func (*Emit) ProtoMessage() {}
 
 func (x *Emit) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[6]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +611,7 @@ func (x *Emit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Emit.ProtoReflect.Descriptor instead.
 func (*Emit) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{6}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Emit) GetHandler() string {
@@ -538,7 +651,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[7]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +663,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[7]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +676,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{7}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Outcome) GetJobId() string {
@@ -631,7 +744,7 @@ type HandleResponse struct {
 
 func (x *HandleResponse) Reset() {
 	*x = HandleResponse{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[8]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +756,7 @@ func (x *HandleResponse) String() string {
 func (*HandleResponse) ProtoMessage() {}
 
 func (x *HandleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[8]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +769,7 @@ func (x *HandleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleResponse.ProtoReflect.Descriptor instead.
 func (*HandleResponse) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{8}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HandleResponse) GetOutcomes() []*Outcome {
@@ -670,7 +783,13 @@ var File_plugins_pluginpb_handler_proto protoreflect.FileDescriptor
 
 const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\n" +
-	"\x1eplugins/pluginpb/handler.proto\x12\x10corral.plugin.v1\"\x11\n" +
+	"\x1eplugins/pluginpb/handler.proto\x12\x10corral.plugin.v1\"?\n" +
+	"\x13HostGetStateRequest\x12\x16\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"B\n" +
+	"\x14HostGetStateResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\fR\x05state\"\x11\n" +
 	"\x0fDescribeRequest\"{\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -693,10 +812,11 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\x05R\aattempt\x12&\n" +
-	"\x0fsubmitted_at_ms\x18\x06 \x01(\x03R\rsubmittedAtMs\"p\n" +
+	"\x0fsubmitted_at_ms\x18\x06 \x01(\x03R\rsubmittedAtMs\"\x98\x01\n" +
 	"\rHandleRequest\x124\n" +
 	"\bentities\x18\x01 \x03(\v2\x18.corral.plugin.v1.EntityR\bentities\x12)\n" +
-	"\x04jobs\x18\x02 \x03(\v2\x15.corral.plugin.v1.JobR\x04jobs\"L\n" +
+	"\x04jobs\x18\x02 \x03(\v2\x15.corral.plugin.v1.JobR\x04jobs\x12&\n" +
+	"\x0fhost_service_id\x18\x03 \x01(\rR\rhostServiceId\"L\n" +
 	"\x04Emit\x12\x18\n" +
 	"\ahandler\x18\x01 \x01(\tR\ahandler\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
@@ -719,7 +839,9 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\boutcomes\x18\x01 \x03(\v2\x19.corral.plugin.v1.OutcomeR\boutcomes2\xa9\x01\n" +
 	"\aHandler\x12Q\n" +
 	"\bDescribe\x12!.corral.plugin.v1.DescribeRequest\x1a\".corral.plugin.v1.DescribeResponse\x12K\n" +
-	"\x06Handle\x12\x1f.corral.plugin.v1.HandleRequest\x1a .corral.plugin.v1.HandleResponseB-Z+github.com/corralhq/corral/plugins/pluginpbb\x06proto3"
+	"\x06Handle\x12\x1f.corral.plugin.v1.HandleRequest\x1a .corral.plugin.v1.HandleResponse2a\n" +
+	"\x04Host\x12Y\n" +
+	"\bGetState\x12%.corral.plugin.v1.HostGetStateRequest\x1a&.corral.plugin.v1.HostGetStateResponseB-Z+github.com/corralhq/corral/plugins/pluginpbb\x06proto3"
 
 var (
 	file_plugins_pluginpb_handler_proto_rawDescOnce sync.Once
@@ -734,35 +856,39 @@ func file_plugins_pluginpb_handler_proto_rawDescGZIP() []byte {
 }
 
 var file_plugins_pluginpb_handler_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugins_pluginpb_handler_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_plugins_pluginpb_handler_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_plugins_pluginpb_handler_proto_goTypes = []any{
-	(Outcome_Status)(0),      // 0: corral.plugin.v1.Outcome.Status
-	(*DescribeRequest)(nil),  // 1: corral.plugin.v1.DescribeRequest
-	(*DescribeResponse)(nil), // 2: corral.plugin.v1.DescribeResponse
-	(*HandlerSpec)(nil),      // 3: corral.plugin.v1.HandlerSpec
-	(*Entity)(nil),           // 4: corral.plugin.v1.Entity
-	(*Job)(nil),              // 5: corral.plugin.v1.Job
-	(*HandleRequest)(nil),    // 6: corral.plugin.v1.HandleRequest
-	(*Emit)(nil),             // 7: corral.plugin.v1.Emit
-	(*Outcome)(nil),          // 8: corral.plugin.v1.Outcome
-	(*HandleResponse)(nil),   // 9: corral.plugin.v1.HandleResponse
+	(Outcome_Status)(0),          // 0: corral.plugin.v1.Outcome.Status
+	(*HostGetStateRequest)(nil),  // 1: corral.plugin.v1.HostGetStateRequest
+	(*HostGetStateResponse)(nil), // 2: corral.plugin.v1.HostGetStateResponse
+	(*DescribeRequest)(nil),      // 3: corral.plugin.v1.DescribeRequest
+	(*DescribeResponse)(nil),     // 4: corral.plugin.v1.DescribeResponse
+	(*HandlerSpec)(nil),          // 5: corral.plugin.v1.HandlerSpec
+	(*Entity)(nil),               // 6: corral.plugin.v1.Entity
+	(*Job)(nil),                  // 7: corral.plugin.v1.Job
+	(*HandleRequest)(nil),        // 8: corral.plugin.v1.HandleRequest
+	(*Emit)(nil),                 // 9: corral.plugin.v1.Emit
+	(*Outcome)(nil),              // 10: corral.plugin.v1.Outcome
+	(*HandleResponse)(nil),       // 11: corral.plugin.v1.HandleResponse
 }
 var file_plugins_pluginpb_handler_proto_depIdxs = []int32{
-	3, // 0: corral.plugin.v1.DescribeResponse.handlers:type_name -> corral.plugin.v1.HandlerSpec
-	4, // 1: corral.plugin.v1.HandleRequest.entities:type_name -> corral.plugin.v1.Entity
-	5, // 2: corral.plugin.v1.HandleRequest.jobs:type_name -> corral.plugin.v1.Job
-	0, // 3: corral.plugin.v1.Outcome.status:type_name -> corral.plugin.v1.Outcome.Status
-	7, // 4: corral.plugin.v1.Outcome.emits:type_name -> corral.plugin.v1.Emit
-	8, // 5: corral.plugin.v1.HandleResponse.outcomes:type_name -> corral.plugin.v1.Outcome
-	1, // 6: corral.plugin.v1.Handler.Describe:input_type -> corral.plugin.v1.DescribeRequest
-	6, // 7: corral.plugin.v1.Handler.Handle:input_type -> corral.plugin.v1.HandleRequest
-	2, // 8: corral.plugin.v1.Handler.Describe:output_type -> corral.plugin.v1.DescribeResponse
-	9, // 9: corral.plugin.v1.Handler.Handle:output_type -> corral.plugin.v1.HandleResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	5,  // 0: corral.plugin.v1.DescribeResponse.handlers:type_name -> corral.plugin.v1.HandlerSpec
+	6,  // 1: corral.plugin.v1.HandleRequest.entities:type_name -> corral.plugin.v1.Entity
+	7,  // 2: corral.plugin.v1.HandleRequest.jobs:type_name -> corral.plugin.v1.Job
+	0,  // 3: corral.plugin.v1.Outcome.status:type_name -> corral.plugin.v1.Outcome.Status
+	9,  // 4: corral.plugin.v1.Outcome.emits:type_name -> corral.plugin.v1.Emit
+	10, // 5: corral.plugin.v1.HandleResponse.outcomes:type_name -> corral.plugin.v1.Outcome
+	3,  // 6: corral.plugin.v1.Handler.Describe:input_type -> corral.plugin.v1.DescribeRequest
+	8,  // 7: corral.plugin.v1.Handler.Handle:input_type -> corral.plugin.v1.HandleRequest
+	1,  // 8: corral.plugin.v1.Host.GetState:input_type -> corral.plugin.v1.HostGetStateRequest
+	4,  // 9: corral.plugin.v1.Handler.Describe:output_type -> corral.plugin.v1.DescribeResponse
+	11, // 10: corral.plugin.v1.Handler.Handle:output_type -> corral.plugin.v1.HandleResponse
+	2,  // 11: corral.plugin.v1.Host.GetState:output_type -> corral.plugin.v1.HostGetStateResponse
+	9,  // [9:12] is the sub-list for method output_type
+	6,  // [6:9] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_plugins_pluginpb_handler_proto_init() }
@@ -776,9 +902,9 @@ func file_plugins_pluginpb_handler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugins_pluginpb_handler_proto_rawDesc), len(file_plugins_pluginpb_handler_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_plugins_pluginpb_handler_proto_goTypes,
 		DependencyIndexes: file_plugins_pluginpb_handler_proto_depIdxs,

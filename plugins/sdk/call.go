@@ -16,6 +16,7 @@ type Call struct {
 	job    *pluginpb.Job
 	entity string
 	log    *slog.Logger
+	host   func() (pluginpb.HostClient, error) // the host's query service
 
 	state   []byte // the entity's state, as saved by earlier jobs or Save
 	changed bool

@@ -70,6 +70,7 @@ type Plugin struct {
 	handlers map[string]HandlerDef
 	order    []string // declaration order, for Describe
 	log      *slog.Logger
+	host     hostConns
 }
 
 var _ pluginpb.HandlerServer = (*Plugin)(nil)
@@ -134,12 +135,12 @@ func (p *Plugin) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*plug
 		if err := ctx.Err(); err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
-		resp.Outcomes = append(resp.Outcomes, p.run(ctx, job, states))
+		resp.Outcomes = append(resp.Outcomes, p.run(ctx, job, states, req.GetHostServiceId()))
 	}
 	return resp, nil
 }
 
-func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKey][]byte) *pluginpb.Outcome {
+func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKey][]byte, hostID uint32) *pluginpb.Outcome {
 	h, ok := p.handlers[job.GetHandler()]
 	if !ok {
 		return &pluginpb.Outcome{
@@ -155,6 +156,7 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 		entity: ek.typ,
 		state:  states[ek],
 		log:    p.log.With("job_id", job.GetId(), "handler", job.GetHandler(), "key", job.GetKey()),
+		host:   func() (pluginpb.HostClient, error) { return p.host.client(hostID) },
 	}
 	err := invoke(h.fn, c)
 	out := &pluginpb.Outcome{JobId: job.GetId()}

@@ -10,7 +10,22 @@ import (
 const (
 	HandlerDonate = "donor.donate"    // key: donor id, payload: Donation
 	HandlerCredit = "campaign.credit" // key: campaign id, payload: Credit
+	// HandlerReport is read-only: it answers with the donor's state and a
+	// campaign's totals, read through the host (key: donor id, payload:
+	// ReportQuery, result: Report). Meant for Call.
+	HandlerReport = "donor.report"
 )
+
+// ReportQuery is the payload of a donor.report job.
+type ReportQuery struct {
+	Campaign string `json:"campaign"`
+}
+
+// Report is the result of a donor.report job.
+type Report struct {
+	Donor    DonorState    `json:"donor"`
+	Campaign CampaignState `json:"campaign"`
+}
 
 // Sentinels a caller can branch on; Validate wraps them with the offending
 // value.

@@ -28,7 +28,26 @@ func newPlugin() *sdk.Plugin {
 		// The worker refuses a donation without these fields at submit.
 		sdk.Handler(ledger.HandlerDonate, donate, append(limits, sdk.ShapeOf[ledger.Donation]())...),
 		sdk.Handler(ledger.HandlerCredit, credit, append(limits, sdk.ShapeOf[ledger.Credit]())...),
+		sdk.Handler(ledger.HandlerReport, report, append(limits, sdk.ShapeOf[ledger.ReportQuery]())...),
 	)
+}
+
+// report answers with the donor's state and a campaign's totals. The
+// campaign lives in another partition, so it is read through the host's
+// query service; nothing is written.
+func report(c *sdk.Call) error {
+	var q ledger.ReportQuery
+	if err := c.Decode(&q); err != nil {
+		return err
+	}
+	var r ledger.Report
+	if _, err := c.Load(&r.Donor); err != nil {
+		return err
+	}
+	if _, err := c.Query("campaign", q.Campaign, &r.Campaign); err != nil {
+		return err
+	}
+	return c.SetResult(r)
 }
 
 func donate(c *sdk.Call) error {

@@ -1,0 +1,44 @@
+package worker
+
+import (
+	"context"
+
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins/pluginpb"
+	"github.com/corralhq/corral/sharding"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// hostQueries answers handlers' read-only queries (pluginpb.Host) from
+// committed state. It needs no owner: committed state is in Redis, and a
+// query must not see another batch's uncommitted work anyway.
+type hostQueries struct {
+	pluginpb.UnimplementedHostServer
+	store      *store.Store
+	partitions int
+}
+
+// NewHostQueries returns the query service a worker offers its plugins
+// (plugins/host.Config.Host).
+func NewHostQueries(rdb redis.UniversalClient, partitions int) pluginpb.HostServer {
+	cfg := store.DefaultConfig()
+	cfg.Partitions = partitions
+	return &hostQueries{store: store.New(rdb, cfg), partitions: partitions}
+}
+
+// GetState reads one entity's committed state.
+func (h *hostQueries) GetState(ctx context.Context, req *pluginpb.HostGetStateRequest) (*pluginpb.HostGetStateResponse, error) {
+	if req.GetEntity() == "" {
+		return nil, status.Error(codes.InvalidArgument, "query: entity type is empty")
+	}
+	if err := validateKey(req.GetKey()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, "query: "+err.Error())
+	}
+	vals, err := h.store.States(ctx, req.GetEntity(), []string{req.GetKey()}, func(k string) int { return sharding.PartitionOf(k, h.partitions) })
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "query: %v", err)
+	}
+	return &pluginpb.HostGetStateResponse{Found: vals[0] != nil, State: vals[0]}, nil
+}
