@@ -215,7 +215,9 @@ func TestDonationsPlugin(t *testing.T) {
 		PayloadShape: `{"amount_cents":"integer","campaign":"string"}`}
 	wantCredit := want
 	wantCredit.PayloadShape = `{"amount_cents":"integer","donor":"string"}`
-	if len(hs) != 2 || hs["donor.donate"] != want || hs["campaign.credit"] != wantCredit {
+	wantReport := want
+	wantReport.PayloadShape = `{"campaign":"string"}`
+	if len(hs) != 3 || hs["donor.donate"] != want || hs["campaign.credit"] != wantCredit || hs["donor.report"] != wantReport {
 		t.Fatalf("Handlers() = %+v", hs)
 	}
 	hs["donor.donate"] = HandlerInfo{}
