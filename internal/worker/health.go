@@ -109,8 +109,8 @@ func (w *Worker) health(ctx context.Context) (discovery.Status, string) {
 		plugins += fmt.Sprintf(" (%d restarts)", r.Restarts())
 	}
 
-	out := fmt.Sprintf("%s; owns %d partitions; %s; %s; committed %d, fenced %d, takeovers %d",
-		lease, len(owned), lag, plugins, w.committed.Load(), w.fenced.Load(), w.own.takeovers.Load())
+	out := fmt.Sprintf("%s; owns %d partitions; %s; %s; committed %d, fenced %d; claims: %d takeovers from dead holders, %d handoffs",
+		lease, len(owned), lag, plugins, w.committed.Load(), w.fenced.Load(), w.own.takeovers.Load(), w.own.handoffs.Load())
 	if len(problems) > 0 {
 		out = strings.Join(problems, "; ") + " | " + out
 	}
