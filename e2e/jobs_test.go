@@ -257,9 +257,10 @@ func TestPoisonDoesNotBlockOtherKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		now := time.Now()
 		for _, r := range rs {
 			if _, ok := finished[r.Id]; !ok && (r.State == workerpb.JobResult_DONE || r.State == workerpb.JobResult_DEAD) {
-				finished[r.Id] = time.Now()
+				finished[r.Id] = now
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -285,7 +286,7 @@ func TestPoisonDoesNotBlockOtherKeys(t *testing.T) {
 	}
 	for _, k := range []string{"ph", "pp", "pf"} {
 		if finished["after-"+k].Before(finished[map[string]string{"ph": "hang-1", "pp": "panic-1", "pf": "fail-1"}[k]]) {
-			t.Errorf("after-%s finished before its key's poison", k)
+			t.Errorf("after-%s finished at %v, before its key's poison at %v", k, finished["after-"+k].Sub(start), finished[map[string]string{"ph": "hang-1", "pp": "panic-1", "pf": "fail-1"}[k]].Sub(start))
 		}
 	}
 	dead, _, err := cl.DeadLetters(ctx, 0, "", "hang-1", "panic-1", "fail-1")
@@ -374,7 +375,9 @@ func TestChaosUnderKills(t *testing.T) {
 	var report string
 	for {
 		ok, rep := chaosCheck(ctx, cl, acctKeys, bucketKeys, wantAcct, wantBucket, wantBucketCount, len(poisonIDs))
-		report = rep
+		if ctx.Err() == nil {
+			report = rep
+		}
 		if ok {
 			break
 		}
@@ -440,15 +443,22 @@ func chaosCheck(ctx context.Context, cl *client.Client, acctKeys, bucketKeys []s
 		}
 	}
 	for i, s := range bks {
-		var b struct{ TotalCents, Count int64 }
+		var b struct {
+			TotalCents int64 `json:"total_cents"`
+			Count      int64 `json:"count"`
+		}
 		json.Unmarshal(s.State, &b)
 		credits += b.Count
 		if b.TotalCents != wantBucket[bucketKeys[i]] || b.Count != wantBucketCount[bucketKeys[i]] {
 			wrongB++
 		}
 	}
-	rep := fmt.Sprintf("jobs applied %d, credits applied %d, accounts wrong %d/%d, buckets wrong %d/%d, dead letters %d (want %d)",
-		jobs, credits, wrongA, len(acctKeys), wrongB, len(bucketKeys), len(dead), wantDead)
+	var depth int64
+	if st, err := cl.Status(ctx); err == nil {
+		depth = st.TotalDepth
+	}
+	rep := fmt.Sprintf("waiting %d, jobs applied %d, credits applied %d, accounts wrong %d/%d, buckets wrong %d/%d, dead letters %d (want %d)",
+		depth, jobs, credits, wrongA, len(acctKeys), wrongB, len(bucketKeys), len(dead), wantDead)
 	return wrongA == 0 && wrongB == 0 && len(dead) == wantDead, rep
 }
 

@@ -7,23 +7,21 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
-
-// A batch none of whose jobs a plugin could run (every call failed) is
-// read again this many times before an attempt is counted for the first
-// job of each key: an outage of a plugin costs no attempts at first, and a
-// job that kills its plugin still ends in the dead-letter store.
-const failuresBeforeRetry = 3
 
 // releaseMax is how many due delayed jobs a partition releases per round.
 const releaseMax = 1024
 
 type partitionRun struct {
-	cursor   string    // last stream id committed (or store.StartID)
-	epoch    int64     // epoch the cursor belongs to
-	failures int       // consecutive failed attempts at the current batch
-	retryAt  time.Time // back off until then
+	cursor   string // last stream id committed (or store.StartID)
+	epoch    int64  // epoch the cursor belongs to
+	failures int    // consecutive failed attempts at the current batch
+	// isolate runs the next batch key by key: the last one failed and could
+	// not be split because the plugin was down by then.
+	isolate bool
+	retryAt time.Time // back off until then
 }
 
 // executorLoop releases due delayed jobs, does one blocking read across
@@ -161,15 +159,16 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 	jobs := wk.runnable()
 	outcomes := map[string]*pluginpb.Outcome{}
 	if len(jobs) > 0 {
-		var ran bool
+		var progress bool
 		var callErr error
-		outcomes, ran, callErr = w.runIsolated(ctx, jobs, snap)
-		if !ran {
-			if r.failures+1 < failuresBeforeRetry {
-				log.Warn("plugin calls failed; batch will be read again", "jobs", len(jobs), "first_job", jobs[0].ID, "err", callErr)
-				return false
-			}
-			log.Warn("plugin calls failed repeatedly; counting an attempt for the first job of each key", "jobs", len(jobs), "err", callErr)
+		outcomes, progress, callErr = w.runIsolated(ctx, jobs, snap, r.isolate)
+		r.isolate = callErr != nil && isOutage(callErr)
+		if !progress {
+			log.Warn("plugin unavailable; batch will be read again", "jobs", len(jobs), "first_job", jobs[0].ID, "err", callErr)
+			return false
+		}
+		if callErr != nil {
+			log.Warn("plugin call failed; jobs isolated by key", "jobs", len(jobs), "err", callErr)
 		}
 	}
 	batch, err := buildBatch(wk, outcomes, w.retryPolicy(now))
@@ -215,58 +214,54 @@ func (w *Worker) committedHook(p int, b *store.Batch) {
 	w.calls.committed(b)
 }
 
-// runIsolated runs jobs on the plugins in one call. When the call fails it
-// is split by key until the failing keys are found, so a job that panics,
-// hangs or crashes its plugin costs only its own key an attempt: the first
-// job of a failing key gets RETRY, that key's later jobs are not run, and
-// every other key's outcomes are kept. ran is false when no call succeeded.
-func (w *Worker) runIsolated(ctx context.Context, jobs []store.Job, snap store.Snapshot) (map[string]*pluginpb.Outcome, bool, error) {
-	out := make(map[string]*pluginpb.Outcome, len(jobs))
-	var groups [][]store.Job
+// runIsolated runs jobs on the plugins in one call. When that call fails
+// (or isolate says the last one did), each key's first job runs alone, one
+// key after another, and the keys' later jobs wait for the next batch: a
+// job that panics, hangs or crashes its plugin is found exactly and costs
+// only itself an attempt, while every other key's first job commits. A
+// plugin that is down (often restarting after the failure) blames nobody:
+// the keys not run yet are marked not run and err says the plugin is
+// unavailable, so the next batch is isolated again. progress is false when
+// no job got an outcome, so there is nothing to commit.
+func (w *Worker) runIsolated(ctx context.Context, jobs []store.Job, snap store.Snapshot, isolate bool) (out map[string]*pluginpb.Outcome, progress bool, err error) {
+	out = make(map[string]*pluginpb.Outcome, len(jobs))
+	if !isolate {
+		if err = w.call(ctx, jobs, snap, out); err == nil {
+			return out, true, nil
+		}
+		if isOutage(err) {
+			return out, false, err
+		}
+	}
+	down := false
 	for i, j := range jobs {
-		if i == 0 || j.Key != jobs[i-1].Key {
-			groups = append(groups, nil)
+		if i > 0 && j.Key == jobs[i-1].Key {
+			out[j.ID] = notRun // waits for its key's first job
+			continue
 		}
-		groups[len(groups)-1] = append(groups[len(groups)-1], j)
-	}
-	ran := false
-	var lastErr error
-	var run func(gs [][]store.Job)
-	run = func(gs [][]store.Job) {
-		var js []store.Job
-		for _, g := range gs {
-			js = append(js, g...)
-		}
-		err := w.call(ctx, js, snap, out)
-		if err == nil {
-			ran = true
-			return
-		}
-		lastErr = err
-		if ctx.Err() != nil {
-			return
-		}
-		if len(gs) > 1 {
-			run(gs[:len(gs)/2])
-			run(gs[len(gs)/2:])
-			return
-		}
-		g := gs[0]
-		first := g[0]
-		if len(g) > 1 {
-			if err = w.call(ctx, g[:1], snap, out); err == nil {
-				ran = true
-			}
-		}
-		if err != nil {
-			out[first.ID] = &pluginpb.Outcome{JobId: first.ID, Status: pluginpb.Outcome_RETRY, Error: err.Error()}
-		}
-		for _, j := range g[1:] {
+		if down || ctx.Err() != nil {
 			out[j.ID] = notRun
+			continue
+		}
+		jerr := w.call(ctx, jobs[i:i+1], snap, out)
+		switch {
+		case jerr == nil:
+			progress = true
+		case isOutage(jerr):
+			down, err = true, jerr
+			out[j.ID] = notRun
+		default:
+			progress, err = true, jerr
+			out[j.ID] = &pluginpb.Outcome{JobId: j.ID, Status: pluginpb.Outcome_RETRY, Error: jerr.Error()}
 		}
 	}
-	run(groups)
-	return out, ran, lastErr
+	return out, progress, err
+}
+
+// isOutage says whether a plugin call failed without running: the plugin
+// is down or restarting. No job is to blame, so no attempt is counted.
+func isOutage(err error) bool {
+	return errors.Is(err, host.ErrPluginUnavailable) || errors.Is(err, host.ErrNotStarted) || errors.Is(err, host.ErrStopped)
 }
 
 // call runs jobs in one plugin call with their deadline and records their
@@ -278,6 +273,7 @@ func (w *Worker) call(ctx context.Context, jobs []store.Job, snap store.Snapshot
 		defer cancel()
 	}
 	resp, err := w.handleObserved(ctx, buildRequest(jobs, snap))
+	w.lastLoop.Store(time.Now().UnixNano()) // a slow plugin is not a stalled loop
 	if err != nil {
 		return err
 	}
