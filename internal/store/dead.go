@@ -193,6 +193,12 @@ type JobStatus struct {
 // Statuses reads the status and result of jobs by id. An id does not name
 // its key, so every partition is asked, in one pipeline.
 func (s *Store) Statuses(ctx context.Context, ids []string) ([]JobStatus, error) {
+	return s.StatusesIn(ctx, ids, nil)
+}
+
+// StatusesIn is Statuses for jobs whose partitions are known:
+// partitions[i] is the partition of ids[i], or -1 to ask every partition.
+func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) ([]JobStatus, error) {
 	pipe := s.rdb.Pipeline()
 	type cmdset struct {
 		rec *redis.MapStringStringCmd
@@ -202,6 +208,9 @@ func (s *Store) Statuses(ctx context.Context, ids []string) ([]JobStatus, error)
 	cmds := make([]cmdset, len(ids)*P)
 	for i, id := range ids {
 		for p := 0; p < P; p++ {
+			if partitions != nil && partitions[i] >= 0 && partitions[i] != p {
+				continue
+			}
 			k := keys.For(p)
 			cmds[i*P+p] = cmdset{pipe.HGetAll(ctx, k.Job(id)), pipe.Get(ctx, k.Result(id))}
 		}
@@ -215,6 +224,9 @@ func (s *Store) Statuses(ctx context.Context, ids []string) ([]JobStatus, error)
 		st := JobStatus{ID: id}
 		for p := 0; p < P; p++ {
 			c := cmds[i*P+p]
+			if c.rec == nil {
+				continue
+			}
 			rec := c.rec.Val()
 			if len(rec) == 0 {
 				continue

@@ -21,9 +21,27 @@ func (a *API) GetResult(ctx context.Context, req *workerpb.GetResultRequest) (*w
 			return nil, status.Errorf(codes.InvalidArgument, "job id %q: %v", id, err)
 		}
 	}
-	deadline := time.Now().Add(time.Duration(req.WaitMs) * time.Millisecond)
+	return a.w.results(ctx, req.Ids, nil, time.Duration(req.WaitMs)*time.Millisecond)
+}
+
+// results reads jobs' status and results, waiting up to wait for the
+// unfinished ones. keys, when given, are the jobs' keys: each is read in its
+// own partition only, instead of in every partition (for Call, which knows
+// its job's key).
+func (w *Worker) results(ctx context.Context, ids, keys []string, wait time.Duration) (*workerpb.GetResultResponse, error) {
+	var parts []int
+	if keys != nil {
+		parts = make([]int, len(ids))
+		for i := range ids {
+			parts[i] = -1
+			if i < len(keys) && keys[i] != "" {
+				parts[i] = w.partitionOf(keys[i])
+			}
+		}
+	}
+	deadline := time.Now().Add(wait)
 	for {
-		sts, err := a.w.store.Statuses(ctx, req.Ids)
+		sts, err := w.store.StatusesIn(ctx, ids, parts)
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "%v", err)
 		}

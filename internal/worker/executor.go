@@ -94,12 +94,12 @@ func (w *Worker) executorLoop(ctx context.Context) {
 			}
 		}
 		if len(read) > 0 {
-			w.processRound(ctx, read, runs)
+			w.processRound(ctx, read, parked, runs)
 		}
 	}
 }
 
-func (w *Worker) processRound(ctx context.Context, read map[int][]store.Job, runs map[int]*partitionRun) {
+func (w *Worker) processRound(ctx context.Context, read map[int][]store.Job, parked map[int]bool, runs map[int]*partitionRun) {
 	w.batchMu.Lock()
 	defer w.batchMu.Unlock()
 	owned := w.ownedSnapshot() // a release may have happened during the read
@@ -115,7 +115,7 @@ func (w *Worker) processRound(ctx context.Context, read map[int][]store.Job, run
 		sem <- struct{}{}
 		go func(p int, jobs []store.Job, r *partitionRun) {
 			defer func() { <-sem; wg.Done() }()
-			ok := w.processPartition(ctx, p, r, jobs)
+			ok := w.processPartition(ctx, p, r, jobs, parked[p])
 			mu.Lock()
 			defer mu.Unlock()
 			if ok {
@@ -135,13 +135,16 @@ func (w *Worker) processRound(ctx context.Context, read map[int][]store.Job, run
 // processPartition runs and commits one partition batch: its due parked
 // jobs and the stream jobs read. False means it was not committed and will
 // be read again.
-func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, stream []store.Job) bool {
+func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, stream []store.Job, parkedDue bool) bool {
 	log := w.log.With("partition", p, "epoch", r.epoch, "stream_jobs", len(stream), "first_stream_job", firstJob(stream))
 	now := time.Now()
-	keyRuns, err := w.store.LoadParked(ctx, p, now.UnixMilli(), w.cfg.BatchSize, w.cfg.BatchSize)
-	if err != nil {
-		log.Warn("load parked jobs failed", "err", err)
-		return false
+	var keyRuns []store.KeyRun
+	if parkedDue {
+		var err error
+		if keyRuns, err = w.store.LoadParked(ctx, p, now.UnixMilli(), w.cfg.BatchSize, w.cfg.BatchSize); err != nil {
+			log.Warn("load parked jobs failed", "err", err)
+			return false
+		}
 	}
 	all := append([]store.Job(nil), stream...)
 	for _, kr := range keyRuns {
