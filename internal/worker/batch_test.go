@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -102,5 +103,54 @@ func TestRetryDelay(t *testing.T) {
 			t.Errorf("attempt %d: delay %v after %v, cap 1s", a, d, prev)
 		}
 		prev = d
+	}
+}
+
+// staticHandlers declares handlers and runs nothing.
+type staticHandlers struct {
+	handlersAPI // nil: only Handlers is called
+	hs          map[string]host.HandlerInfo
+}
+
+type handlersAPI = Handlers
+
+func (s staticHandlers) Handlers() map[string]host.HandlerInfo { return s.hs }
+
+// TestJobLimits: a submitter's timeout can only shorten its handler's, and
+// its max attempts replace the handler's.
+func TestJobLimits(t *testing.T) {
+	t.Parallel()
+	w := &Worker{cfg: DefaultConfig(), handlers: staticHandlers{hs: map[string]host.HandlerInfo{
+		"a.slow": {Timeout: 5 * time.Second, MaxAttempts: 7},
+		"a.open": {},
+	}}}
+	for _, tc := range []struct {
+		jobs []store.Job
+		want time.Duration
+	}{
+		{[]store.Job{{Handler: "a.slow"}}, 0},
+		{[]store.Job{{Handler: "a.slow", TimeoutMs: 200}}, 200 * time.Millisecond},
+		{[]store.Job{{Handler: "a.slow", TimeoutMs: 200}, {Handler: "a.slow"}}, 5 * time.Second},
+		{[]store.Job{{Handler: "a.slow", TimeoutMs: 9000}}, 5 * time.Second},
+		{[]store.Job{{Handler: "a.open", TimeoutMs: 300}, {Handler: "a.open"}}, 0},
+	} {
+		if got := w.callTimeout(tc.jobs); got != tc.want {
+			t.Errorf("callTimeout(%+v) = %v, want %v", tc.jobs, got, tc.want)
+		}
+	}
+	if got := w.jobMaxAttempts(store.Job{Handler: "a.slow"}); got != 7 {
+		t.Errorf("handler's max attempts: %d", got)
+	}
+	if got := w.jobMaxAttempts(store.Job{Handler: "a.slow", MaxAttempts: 2}); got != 2 {
+		t.Errorf("submitter's max attempts: %d", got)
+	}
+	if got := w.jobMaxAttempts(store.Job{Handler: "a.open"}); got != w.cfg.MaxAttempts {
+		t.Errorf("default max attempts: %d", got)
+	}
+	if err := validateOptions(3, 9000, 100, 5*time.Second); err == nil {
+		t.Error("a timeout over the handler's was accepted")
+	}
+	if err := validateOptions(101, 0, 100, 0); err == nil {
+		t.Error("max attempts over the limit accepted")
 	}
 }
