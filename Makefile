@@ -6,7 +6,7 @@ BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/veri
 .PHONY: help deps build test test-short bench bench-failover test-faults-long up down demo vet fmt proto clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 deps: ## install redis-server (OS packages) and build the pinned Consul into bin/ if missing
 	@scripts/deps.sh
