@@ -172,9 +172,10 @@ func (a *API) callHere(ctx context.Context, job *workerpb.Job, durable bool) (*w
 		case r := <-done:
 			return reply(r), nil
 		case <-t.C:
-			got, err := a.GetResult(ctx, &workerpb.GetResultRequest{Ids: []string{job.Id}})
+			// The key names the partition: one read, not one per partition.
+			got, err := w.results(ctx, []string{job.Id}, []string{job.Key}, 0)
 			if err != nil {
-				if ctx.Err() == nil && status.Code(err) != codes.Unimplemented {
+				if ctx.Err() == nil {
 					w.log.Debug("call: reading result failed", "job", job.Id, "err", err)
 				}
 				continue

@@ -443,14 +443,14 @@ func (m *Manager) run(ctx context.Context, c *call) error {
 			// not answer in time: it may be stuck in a loop that no context
 			// reaches, so the next call gets a new process. (A cancelled
 			// caller, by contrast, says nothing about the plugin.)
-			c.sup.retire(p, "Handle missed its deadline")
+			c.sup.retire(p, "Handle missed its deadline", true)
 			return fmt.Errorf("plugin %s: handle %d jobs: no reply within the deadline (%v at most): %w",
 				name, len(c.req.Jobs), c.timeout, err)
 		case code == codes.ResourceExhausted:
 			return m.tooLarge(name, c.req, err)
 		case code == codes.Unavailable && ctx.Err() == nil:
 			// The process died or is dying under us.
-			c.sup.retire(p, "connection lost: "+err.Error())
+			c.sup.retire(p, "connection lost: "+err.Error(), false)
 			if attempt < 2 {
 				continue
 			}

@@ -348,7 +348,7 @@ func sameHandlers(before, after *pluginpb.DescribeResponse) error {
 // retire stops using p: the next call launches a new process. Only the
 // first caller to see a given process fail retires it. A stuck process is
 // killed at once, failing its other calls, which are retried.
-func (s *supervisor) retire(p *proc, reason string) {
+func (s *supervisor) retire(p *proc, reason string, hung bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur != p {
@@ -358,6 +358,12 @@ func (s *supervisor) retire(p *proc, reason string) {
 	s.cur = nil
 	p.retiring = true
 	s.killLater(p)
+	if hung {
+		// We killed it; it did not crash. Its replacement starts at once, so
+		// a hung call costs its deadline and no crash backoff on top (the
+		// restart still counts towards the restart intensity).
+		s.crashes, s.lastLaunch = 0, time.Time{}
+	}
 }
 
 // replace makes next the current process; the old one finishes its
