@@ -3,7 +3,7 @@ export GOTOOLCHAIN := local
 GO ?= go
 BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench bin/callbench bin/failbench
 
-.PHONY: help deps build test test-short bench bench-failover test-faults-long up down demo vet fmt proto clean
+.PHONY: help deps build test fuzz test-short bench bench-failover test-faults-long up down demo vet fmt proto clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,9 +21,15 @@ build: ## build the binaries into bin/
 	$(GO) build -o bin/bench ./examples/donations/bench
 	$(GO) build -o bin/callbench ./examples/donations/callbench
 
-test: deps ## run every test against real Redis, Consul and plugin processes
+test: deps ## run every test against real Redis, Consul and plugin processes, then the fuzz targets briefly
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+FUZZTIME ?= 30s
+fuzz: ## run each fuzz target for FUZZTIME (default 30s) from its committed seed corpus
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateJob$$' -fuzztime $(FUZZTIME) ./internal/worker
+	$(GO) test -run '^$$' -fuzz '^FuzzBuildBatch$$' -fuzztime $(FUZZTIME) ./internal/worker
 
 test-short: ## unit tests only (no servers)
 	$(GO) test -count=1 -short ./...
