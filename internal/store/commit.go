@@ -31,9 +31,10 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 //	C id            (key: job record) refuse the batch if id is finished
 //	D id attempt    (key: job record) mark done
 //	X id attempt rec (key: job record) mark dead, store the dead letter
+//	U id            drop a finished job's parked entry and body
 //	S value         (key: state) write an entity's state
 //	R value         (key: result) store a result
-//	A streamid      ack a stream entry
+//	A n streamid... ack n stream entries
 //	E id h k p      append an emitted job to the outbox
 //	T n             (key: waiting list) drop the first n waiting jobs
 //	F id body       (key: waiting list) put a job at the front
@@ -66,8 +67,6 @@ while a <= #ARGV do
     local id = ARGV[a + 1]
     redis.call('HSET', KEYS[k], 's', op == 'D' and 'd' or 'x', 'a', ARGV[a + 2])
     if doneTTL > 0 then redis.call('EXPIRE', KEYS[k], doneTTL) end
-    redis.call('ZREM', KEYS[7], id)
-    redis.call('HDEL', KEYS[9], id)
     if audit then redis.call('XADD', KEYS[6], '*', 'e', ARGV[1], 'id', id) end
     if op == 'X' then
       redis.call('HSET', KEYS[4], id, ARGV[a + 3])
@@ -77,6 +76,10 @@ while a <= #ARGV do
       a = a + 3
     end
     k = k + 1
+  elseif op == 'U' then
+    redis.call('ZREM', KEYS[7], ARGV[a + 1])
+    redis.call('HDEL', KEYS[9], ARGV[a + 1])
+    a = a + 2
   elseif op == 'S' then
     redis.call('SET', KEYS[k], ARGV[a + 1])
     a, k = a + 2, k + 1
@@ -84,8 +87,9 @@ while a <= #ARGV do
     if resTTL > 0 then redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', resTTL) else redis.call('SET', KEYS[k], ARGV[a + 1]) end
     a, k = a + 2, k + 1
   elseif op == 'A' then
-    redis.call('XDEL', KEYS[2], ARGV[a + 1])
-    a = a + 2
+    local cnt = tonumber(ARGV[a + 1])
+    redis.call('XDEL', KEYS[2], unpack(ARGV, a + 2, a + 1 + cnt))
+    a = a + 2 + cnt
   elseif op == 'E' then
     redis.call('XADD', KEYS[3], '*', 'id', ARGV[a + 1], 'h', ARGV[a + 2], 'k', ARGV[a + 3], 'p', ARGV[a + 4])
     a = a + 5
@@ -116,6 +120,9 @@ while a <= #ARGV do
 end
 return n
 `)
+
+// ackChunk is how many stream ids one XDEL in the commit script takes.
+const ackChunk = 500
 
 // StateWrite replaces an entity's state.
 type StateWrite struct {
@@ -158,7 +165,11 @@ type Batch struct {
 	Results []Result
 	Emits   []Job     // follow-up jobs for the outbox (ids already derived)
 	Dead    []DeadJob // jobs moved to the dead-letter store
-	Keys    []KeyPlan // holds taken, moved or lifted
+	// Unparked lists the jobs in Done or Dead that were parked or waiting
+	// behind a hold rather than read from the stream: only they have a
+	// parked entry and a body to drop.
+	Unparked []string
+	Keys     []KeyPlan // holds taken, moved or lifted
 	// Attempts is the attempt count of each job in Done, for GetResult.
 	Attempts map[string]int
 	// Retries lists the jobs parked for another attempt (a view of Keys
@@ -217,6 +228,9 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		ks = append(ks, k.Job(d.Job.ID))
 		args = append(args, "X", d.Job.ID, d.Job.Attempt, rec)
 	}
+	for _, id := range b.Unparked {
+		args = append(args, "U", id)
+	}
 	for _, w := range b.States {
 		ks = append(ks, k.State(w.Entity.Type, w.Entity.Key))
 		args = append(args, "S", w.Value)
@@ -225,8 +239,14 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		ks = append(ks, k.Result(r.JobID))
 		args = append(args, "R", r.Value)
 	}
-	for _, id := range b.Acked {
-		args = append(args, "A", id)
+	// One XDEL per chunk: far cheaper for Redis than one per entry, and
+	// small enough for Lua's unpack.
+	for i := 0; i < len(b.Acked); i += ackChunk {
+		chunk := b.Acked[i:min(i+ackChunk, len(b.Acked))]
+		args = append(args, "A", len(chunk))
+		for _, id := range chunk {
+			args = append(args, id)
+		}
 	}
 	for _, e := range b.Emits {
 		args = append(args, "E", e.ID, e.Handler, e.Key, e.Payload)

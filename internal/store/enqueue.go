@@ -13,30 +13,42 @@ import (
 // ErrConflict means a job id was already submitted with other content.
 var ErrConflict = errors.New("job id already used with different content")
 
-// enqueueScript appends a job to its partition's stream once per id, or,
-// when it has a not-before in the future, adds it to the delayed set.
+// enqueueScript appends jobs of one partition to its stream, each once per
+// id, or, when one has a not-before in the future, adds it to the delayed
+// set. A whole partition group in one call costs Redis far less than one
+// call per job, and every key shares the partition's hash tag.
 //
-// KEYS[1] job record, KEYS[2] partition stream, KEYS[3] delayed set,
-// KEYS[4] bodies
-// ARGV[1] content hash, ARGV[2] due unix ms (0 = now), ARGV[3] id,
-// ARGV[4] encoded job (delayed only), ARGV[5..] stream entry fields
-// Returns 1 if enqueued, 0 if the same job was already submitted, -1 if the
-// id was used for other content.
+// KEYS[1] partition stream, KEYS[2] delayed set, KEYS[3] bodies, then
+// KEYS[3+i] the job record of job i.
+// ARGV[1] job count, then per job: content hash, due unix ms (0 = now), id,
+// encoded job (delayed only), field count, stream entry fields.
+// Returns per job 1 if enqueued, 0 if the same job was already submitted,
+// -1 if the id was used for other content.
 var enqueueScript = redis.NewScript(`
-local h = redis.call('HGET', KEYS[1], 'h')
-if h then
-  if h == ARGV[1] then return 0 end
-  return -1
+local n, a, out = tonumber(ARGV[1]), 2, {}
+for i = 1, n do
+  local rec, hash, due, id, nf = KEYS[3 + i], ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 4])
+  local h = redis.call('HGET', rec, 'h')
+  if h then
+    out[i] = (h == hash) and 0 or -1
+  else
+    redis.call('HSET', rec, 'h', hash, 's', 'q')
+    if due ~= '0' then
+      redis.call('ZADD', KEYS[2], due, id)
+      redis.call('HSET', KEYS[3], id, ARGV[a + 3])
+    else
+      redis.call('XADD', KEYS[1], '*', unpack(ARGV, a + 5, a + 4 + nf))
+    end
+    out[i] = 1
+  end
+  a = a + 5 + nf
 end
-redis.call('HSET', KEYS[1], 'h', ARGV[1], 's', 'q')
-if ARGV[2] ~= '0' then
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
-  redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
-  return 1
-end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
-return 1
+return out
 `)
+
+// enqueueChunk bounds one enqueue script call, so a large submission of
+// one partition does not hold Redis for long.
+const enqueueChunk = 512
 
 // EnqueueResult tells what happened to one job.
 type EnqueueResult struct {
@@ -52,17 +64,49 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		return nil, nil
 	}
 	now := time.Now().UnixMilli()
-	cmds, err := s.evalPipelined(ctx, []*redis.Script{enqueueScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
-		cmds := make([]*redis.Cmd, len(jobs))
-		for i := range jobs {
-			j := &jobs[i]
-			k := keys.For(j.Partition)
-			due, enc := "0", ""
-			if j.NotBefore > now {
-				due, enc = itoa(j.NotBefore), j.encode()
+	// Group by partition, keeping submission order within each, so that
+	// per-key order holds and each script call touches one hash slot.
+	byPart := map[int][]int{}
+	var order []int
+	for i := range jobs {
+		p := jobs[i].Partition
+		if _, ok := byPart[p]; !ok {
+			order = append(order, p)
+		}
+		byPart[p] = append(byPart[p], i)
+	}
+	type call struct {
+		idx []int
+		cmd *redis.Cmd
+	}
+	var calls []call
+	_, err := s.evalPipelined(ctx, []*redis.Script{enqueueScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		calls = calls[:0]
+		var cmds []*redis.Cmd
+		for _, p := range order {
+			k := keys.For(p)
+			all := byPart[p]
+			for c := 0; c < len(all); c += enqueueChunk {
+				idx := all[c:min(c+enqueueChunk, len(all))]
+				ks := make([]string, 3, 3+len(idx))
+				ks[0], ks[1], ks[2] = k.Queue(), k.Delayed(), k.Bodies()
+				args := make([]any, 1, 1+len(idx)*17)
+				args[0] = len(idx)
+				for _, i := range idx {
+					j := &jobs[i]
+					due, enc := "0", ""
+					if j.NotBefore > now {
+						due, enc = itoa(j.NotBefore), j.encode()
+					}
+					f := j.streamFields()
+					ks = append(ks, k.Job(j.ID))
+					args = append(args, j.ContentHash(), due, j.ID, enc, len(f))
+					args = append(args, f...)
+				}
+				cmd := enqueueScript.EvalSha(ctx, pipe, ks, args...)
+				calls = append(calls, call{idx: idx, cmd: cmd})
+				cmds = append(cmds, cmd)
 			}
-			args := append([]any{j.ContentHash(), due, j.ID, enc}, j.streamFields()...)
-			cmds[i] = enqueueScript.EvalSha(ctx, pipe, []string{k.Job(j.ID), k.Queue(), k.Delayed(), k.Bodies()}, args...)
 		}
 		return cmds
 	})
@@ -70,15 +114,23 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		return nil, err
 	}
 	out := make([]EnqueueResult, len(jobs))
-	for i, c := range cmds {
-		n, err := c.Int()
-		switch {
-		case err != nil:
-			out[i].Err = fmt.Errorf("store: enqueue %q: %w", jobs[i].ID, err)
-		case n < 0:
-			out[i].Err = fmt.Errorf("job %q: %w", jobs[i].ID, ErrConflict)
-		default:
-			out[i].Duplicate = n == 0
+	for _, c := range calls {
+		res, err := c.cmd.Slice()
+		if err == nil && len(res) != len(c.idx) {
+			err = fmt.Errorf("%d results for %d jobs", len(res), len(c.idx))
+		}
+		for n, i := range c.idx {
+			if err != nil {
+				out[i].Err = fmt.Errorf("store: enqueue %q: %w", jobs[i].ID, err)
+				continue
+			}
+			v, _ := res[n].(int64)
+			switch {
+			case v < 0:
+				out[i].Err = fmt.Errorf("job %q: %w", jobs[i].ID, ErrConflict)
+			default:
+				out[i].Duplicate = v == 0
+			}
 		}
 	}
 	return out, nil

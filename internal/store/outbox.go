@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -43,8 +45,22 @@ func (s *Store) Relay(ctx context.Context, partition int, max int64, partitionOf
 			return 0, fmt.Errorf("store: relay %q: %w", jobs[i].ID, r.Err)
 		}
 	}
-	if err := s.rdb.XDel(ctx, k.Outbox(), ids...).Err(); err != nil {
+	if err := s.trimOutbox(ctx, k.Outbox(), ids); err != nil {
 		return 0, fmt.Errorf("store: trim outbox of partition %d: %w", partition, err)
 	}
 	return len(msgs), nil
+}
+
+// trimOutbox drops the relayed entries. They were read from the start of
+// the outbox and new entries only get higher ids, so everything below the
+// last one read plus one is exactly what was relayed: one XTRIM MINID costs
+// Redis much less than deleting the entries one by one.
+func (s *Store) trimOutbox(ctx context.Context, key string, ids []string) error {
+	last := ids[len(ids)-1]
+	ms, seq, ok := strings.Cut(last, "-")
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if !ok || err != nil || n == ^uint64(0) {
+		return s.rdb.XDel(ctx, key, ids...).Err()
+	}
+	return s.rdb.XTrimMinID(ctx, key, ms+"-"+strconv.FormatUint(n+1, 10)).Err()
 }

@@ -61,7 +61,7 @@ func TestHoldKeepsKeyOrder(t *testing.T) {
 	if len(order) != 3 || order[0] != "k1" || order[1] != "k2" || order[2] != "k3" || runs[0].Jobs[0].Attempt != 2 || len(runs[0].Jobs[0].Errors) != 1 {
 		t.Fatalf("line of key k %v (first %+v), want k1 k2 k3 with k1 at attempt 2", order, runs[0].Jobs[0])
 	}
-	b = &store.Batch{Done: order, Keys: []store.KeyPlan{{Key: "k", Trim: 2, Next: true}}}
+	b = &store.Batch{Done: order, Unparked: order, Keys: []store.KeyPlan{{Key: "k", Trim: 2, Next: true}}}
 	if err := s.CommitBatch(ctx, p, epoch, b); err != nil {
 		t.Fatal(err)
 	}

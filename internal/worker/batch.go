@@ -145,6 +145,13 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*s
 	b := &store.Batch{Acked: wk.acked, Attempts: map[string]int{}}
 	stateAt := map[store.EntityRef]int{}
 	nowMs := rp.now.UnixMilli()
+	// A parked or waiting job (not read from the stream) that finishes takes
+	// its parked entry and body with it; stream jobs have neither.
+	unpark := func(j store.Job) {
+		if j.StreamID == "" {
+			b.Unparked = append(b.Unparked, j.ID)
+		}
+	}
 	for _, kw := range wk.keys {
 		var parked *store.Job
 		var front []store.Job
@@ -164,6 +171,7 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*s
 			case pluginpb.Outcome_OK:
 				b.Done = append(b.Done, j.ID)
 				b.Attempts[j.ID] = j.Attempt
+				unpark(j)
 				if o.StateChanged {
 					ref := store.EntityRef{Type: EntityOf(j.Handler), Key: j.Key}
 					if n, ok := stateAt[ref]; ok {
@@ -183,6 +191,7 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*s
 				j.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, o.Error))
 				if j.Attempt >= rp.maxAttempts(j) {
 					b.Dead = append(b.Dead, store.DeadJob{Job: j, Error: fmt.Sprintf("gave up after %d attempts: %s", j.Attempt, o.Error)})
+					unpark(j)
 					continue
 				}
 				r := j
@@ -194,6 +203,7 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*s
 			default:
 				j.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, o.Error))
 				b.Dead = append(b.Dead, store.DeadJob{Job: j, Error: o.Error})
+				unpark(j)
 			}
 		}
 		kp := store.KeyPlan{Key: kw.key, Trim: kw.trim, Back: kw.deferred}

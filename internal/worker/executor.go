@@ -21,7 +21,10 @@ type partitionRun struct {
 	// isolate runs the next batch key by key: the last one failed and could
 	// not be split because the plugin was down by then.
 	isolate bool
-	retryAt time.Time // back off until then
+	// checkFinished loads the job statuses before the next batch: the
+	// last commit was refused because a job in it was finished already.
+	checkFinished bool
+	retryAt       time.Time // back off until then
 }
 
 // executorLoop releases due delayed jobs, does one blocking read across
@@ -153,7 +156,11 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 	if len(all) == 0 {
 		return true
 	}
-	snap, err := w.store.Load(ctx, p, all, EntityOf)
+	load := w.store.LoadOptimistic
+	if r.checkFinished {
+		load = w.store.Load
+	}
+	snap, err := load(ctx, p, all, EntityOf)
 	if err != nil {
 		log.Warn("load failed", "err", err)
 		return false
@@ -190,12 +197,14 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 			w.drop(p, r.epoch)
 			log.Warn("commit fenced: another worker owns the partition now; stopped it", "err", err)
 		case errors.Is(err, store.ErrAlreadyFinished):
-			log.Error("commit refused: a job in it was already finished; reloading", "err", err)
+			r.checkFinished = true
+			log.Warn("commit refused: a job in it was already finished; reloading with job statuses", "err", err)
 		default:
 			log.Warn("commit failed", "err", err)
 		}
 		return false
 	}
+	r.checkFinished = false
 	w.committed.Add(int64(len(batch.Done)))
 	w.committedHook(p, batch)
 	w.metrics.observeBatch(all, batch)
