@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,4 +129,49 @@ func TestFencedCommit(t *testing.T) {
 	if d[p] != 0 || d[target] != 1 {
 		t.Fatalf("depths after commit and relay: %v", d)
 	}
+}
+
+// TestAckTrimsOnlyTheBatch: a commit drops exactly the stream entries it
+// acks, whether they are the stream's head (one trim) or not.
+func TestAckTrimsOnlyTheBatch(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	p := 2
+	epoch, _ := lease.Claim(ctx, s.Client(), p, "w~1", "")
+	var js []store.Job
+	for _, id := range []string{"a1", "a2", "a3", "a4", "a5"} {
+		js = append(js, job(id, id, p))
+	}
+	if _, err := s.Enqueue(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	read, _ := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+	r := read[p]
+	if len(r) != 5 {
+		t.Fatalf("read %d jobs, want 5", len(r))
+	}
+	// Not the head: a2 and a3 go, a1, a4 and a5 stay.
+	if err := s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{"a2", "a3"}, Acked: []string{r[1].StreamID, r[2].StreamID}}); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+	if got := ids(left[p]); got != "a1 a4 a5" {
+		t.Fatalf("after acking a2 a3: %q left, want a1 a4 a5", got)
+	}
+	// The head: a1 and a4 go, a5 stays.
+	if err := s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{"a1", "a4"}, Acked: []string{r[0].StreamID, r[3].StreamID}}); err != nil {
+		t.Fatal(err)
+	}
+	left, _ = s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+	if got := ids(left[p]); got != "a5" {
+		t.Fatalf("after acking a1 a4: %q left, want a5", got)
+	}
+}
+
+func ids(js []store.Job) string {
+	var out []string
+	for _, j := range js {
+		out = append(out, j.ID)
+	}
+	return strings.Join(out, " ")
 }
