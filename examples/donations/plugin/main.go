@@ -8,6 +8,8 @@
 package main
 
 import (
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/corralhq/corral/examples/donations/ledger"
@@ -19,6 +21,12 @@ import (
 var version = "0.1.0"
 
 func main() {
+	// The job path allocates per batch and keeps little: at Go's default
+	// GOGC of 100 the collector took about a fifth of this process's CPU
+	// under load. GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	newPlugin().Serve()
 }
 
