@@ -1,7 +1,10 @@
 // Command bench is the burn-down benchmark: it pre-loads donations straight
 // into the partition queues, starts the workers with a command you give,
 // and reports how fast they drain (every donation and the campaign credit
-// it emits), then checks every total. It prints figures; it asserts none.
+// it emits), with the Redis commands, CPU time and worker memory it took.
+// Then it submits a steady stream beside the running workers to measure
+// job latency under load, and checks every total. It prints figures; it
+// asserts none.
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/cli"
+	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
@@ -27,14 +31,17 @@ func main() {
 	n := flag.Int("n", 50000, "donations to pre-load")
 	partitions := flag.Int("partitions", sharding.DefaultPartitions, "partition count of the cluster")
 	start := flag.String("start", "scripts/cluster.sh workers 3", "command that starts the workers")
+	state := flag.String("state", cli.Env("CORRAL_STATE", ".corral"), "cluster state folder with the pid files, for CPU and memory figures (env CORRAL_STATE)")
+	rate := flag.Int("rate", 15000, "donations/s submitted while latency is measured")
+	loadFor := flag.Duration("load-for", 5*time.Second, "how long latency is measured under load")
 	flag.Parse()
-	if err := run(*redisAddr, *consul, *n, *partitions, *start); err != nil {
+	if err := run(*redisAddr, *consul, *n, *partitions, *start, *state, *rate, *loadFor); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(redisAddr, consul string, n, partitions int, start string) error {
+func run(redisAddr, consul string, n, partitions int, start, state string, rate int, loadFor time.Duration) error {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
@@ -55,7 +62,9 @@ func run(redisAddr, consul string, n, partitions int, start string) error {
 		return fmt.Errorf("the queues are not empty (%d jobs, err %v): run the benchmark on a fresh cluster", d, err)
 	}
 
-	jobs, exp := workload.Generate(workload.Spec{Seed: uint64(time.Now().UnixNano()), Donations: n, Donors: n / 10, Campaigns: 50})
+	loadN := int(float64(rate) * loadFor.Seconds())
+	generated, exp := workload.Generate(workload.Spec{Seed: uint64(time.Now().UnixNano()), Donations: n + loadN, Donors: n / 10, Campaigns: 50})
+	jobs, later := generated[:n], generated[n:]
 	t0 := time.Now()
 	if err := preload(ctx, st, jobs, partitions); err != nil {
 		return err
@@ -63,6 +72,10 @@ func run(redisAddr, consul string, n, partitions int, start string) error {
 	ingest := time.Since(t0)
 	fmt.Printf("pre-loaded %d donations in %.2fs (%.0f jobs/s enqueue, pipelined)\n", n, ingest.Seconds(), float64(n)/ingest.Seconds())
 
+	cmdsBefore, err := commandCalls(ctx, rdb)
+	if err != nil {
+		return err
+	}
 	t1 := time.Now()
 	cmd := exec.Command("sh", "-c", start)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -70,14 +83,24 @@ func run(redisAddr, consul string, n, partitions int, start string) error {
 		return fmt.Errorf("start workers (%s): %w", start, err)
 	}
 	started := time.Since(t1)
+	ps, err := findProcs(state)
+	if err != nil {
+		return fmt.Errorf("find the cluster's processes: %w", err)
+	}
+	cpu0 := ps.cpu()
 	var firstDrop time.Duration
+	polls := int64(0)
 	for {
-		d, err := totalDepth(ctx, st, all)
+		d, q, err := depths(ctx, rdb, all)
+		polls++
 		if err != nil {
 			return err
 		}
 		el := time.Since(t1)
-		if firstDrop == 0 && d < int64(n) {
+		// The first commit moves donations from the queues to an outbox;
+		// the total depth drops only when credits commit, which wait behind
+		// the donations in their queues.
+		if firstDrop == 0 && (q != int64(n) || d != int64(n)) {
 			firstDrop = el
 		}
 		if d == 0 {
@@ -89,6 +112,28 @@ func run(redisAddr, consul string, n, partitions int, start string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	drain := time.Since(t1)
+	cpu1 := ps.cpu()
+	cmdsAfter, err := commandCalls(ctx, rdb)
+	if err != nil {
+		return err
+	}
+	// The benchmark's own depth polls and the first INFO are not the jobs'.
+	redisCalls := callsBetween(cmdsBefore, cmdsAfter, polls*3*int64(partitions)+1)
+
+	lat, err := latencyUnderLoad(ctx, st, later, partitions, rate)
+	if err != nil {
+		return err
+	}
+	for {
+		d, err := totalDepth(ctx, st, all)
+		if err != nil {
+			return err
+		}
+		if d == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	c, err := client.New(client.Config{ConsulAddr: consul})
 	if err != nil {
 		return err
@@ -101,10 +146,25 @@ func run(redisAddr, consul string, n, partitions int, start string) error {
 		return err
 	}
 	processing := drain - firstDrop
-	fmt.Printf("workers up and healthy after %.2fs; first commit seen at %.2fs; drained at %.2fs\n", started.Seconds(), firstDrop.Seconds(), drain.Seconds())
+	fmt.Printf("workers up and healthy after %.2fs; first commit at %.2fs; drained at %.2fs\n", started.Seconds(), firstDrop.Seconds(), drain.Seconds())
 	fmt.Printf("burn-down: %d donations + %d campaign credits = %d jobs in %.2fs: %.0f donations/s, %.0f jobs/s (from first commit to drained)\n",
 		n, n, 2*n, processing.Seconds(), float64(n)/processing.Seconds(), float64(2*n)/processing.Seconds())
+	jobsDone := float64(2 * n)
 	fmt.Printf("verify: %s\n", rep)
+	fmt.Println()
+	fmt.Printf("| measure | value |\n|---|---|\n")
+	fmt.Printf("| burn-down, donations/s (%d pre-loaded) | %.0f |\n", n, float64(n)/processing.Seconds())
+	fmt.Printf("| burn-down, jobs/s (donations + campaign credits) | %.0f |\n", jobsDone/processing.Seconds())
+	fmt.Printf("| enqueue, jobs/s (pipelined, grouped by partition) | %.0f |\n", float64(n)/ingest.Seconds())
+	fmt.Printf("| job latency under load, p50 / p99 (%d donations/s; submit → donation commit) | %s / %s |\n", rate, ms(lat.donation, 0.50), ms(lat.donation, 0.99))
+	fmt.Printf("| end-to-end latency under load, p50 / p99 (submit → its campaign credit commit) | %s / %s |\n", ms(lat.credit, 0.50), ms(lat.credit, 0.99))
+	fmt.Printf("| Redis commands per job (Lua's included) | %.1f |\n", float64(redisCalls)/jobsDone)
+	fmt.Printf("| CPU per job: redis / workers / plugins / total | %.1f / %.1f / %.1f / %.1f µs |\n",
+		(cpu1.redis-cpu0.redis)/jobsDone*1e6, (cpu1.workers-cpu0.workers)/jobsDone*1e6, (cpu1.plugins-cpu0.plugins)/jobsDone*1e6,
+		(cpu1.redis+cpu1.workers+cpu1.plugins-cpu0.redis-cpu0.workers-cpu0.plugins)/jobsDone*1e6)
+	fmt.Printf("| peak RSS: worker / plugin (largest of %d each) | %.0f / %.0f MiB |\n", len(ps.workers),
+		float64(peakRSS(ps.workers))/(1<<20), float64(peakRSS(ps.plugins))/(1<<20))
+	fmt.Println()
 	if !rep.OK() {
 		return fmt.Errorf("totals do not match")
 	}
@@ -132,6 +192,30 @@ func preload(ctx context.Context, st *store.Store, jobs []*workerpb.Job, partiti
 		}
 	}
 	return nil
+}
+
+// depths is the total depth of the partitions (queues, outboxes, delayed,
+// parked and waiting jobs) and the part of it in the queues, read as
+// store.Depth reads it (three commands per partition).
+func depths(ctx context.Context, rdb *redis.Client, parts []int) (total, queued int64, err error) {
+	pipe := rdb.Pipeline()
+	var q, other []*redis.IntCmd
+	for _, p := range parts {
+		k := keys.For(p)
+		q = append(q, pipe.XLen(ctx, k.Queue()))
+		other = append(other, pipe.XLen(ctx, k.Outbox()), pipe.HLen(ctx, k.Bodies()))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, 0, fmt.Errorf("depth: %w", err)
+	}
+	for _, c := range q {
+		queued += c.Val()
+	}
+	total = queued
+	for _, c := range other {
+		total += c.Val()
+	}
+	return total, queued, nil
 }
 
 func totalDepth(ctx context.Context, st *store.Store, parts []int) (int64, error) {

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/examples/donations/ledger"
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/sharding"
+	"github.com/redis/go-redis/v9"
+)
+
+// sampleEvery is how many submitted donations share one latency sample.
+const sampleEvery = 20
+
+// latencies are the sampled times from a donation's submission to its own
+// commit and to the commit of the campaign credit it emits.
+type latencies struct{ donation, credit []time.Duration }
+
+// sample is one donation whose commits are being watched for.
+type sample struct {
+	submitted       time.Time
+	donation        string // job record key of the donation
+	credit          string // job record key of the credit it emits
+	donDone, crDone bool
+}
+
+// latencyUnderLoad submits jobs at rate donations/s beside the running
+// workers and watches a sample of them: every few milliseconds it reads
+// the sampled job records' status, so a figure is at most that much late.
+func latencyUnderLoad(ctx context.Context, st *store.Store, jobs []*workerpb.Job, partitions, rate int) (latencies, error) {
+	var lat latencies
+	if len(jobs) == 0 || rate < 1 {
+		return lat, nil
+	}
+	rdb := st.Client()
+	var open []*sample
+	start := time.Now()
+	next := 0
+	deadline := start.Add(time.Duration(float64(len(jobs))/float64(rate)*float64(time.Second)) + time.Minute)
+	for next < len(jobs) || len(open) > 0 {
+		now := time.Now()
+		if now.After(deadline) {
+			return lat, fmt.Errorf("latency: %d sampled donations not committed a minute after the load ended", len(open))
+		}
+		due := min(len(jobs), int(now.Sub(start).Seconds()*float64(rate))+1)
+		if due > next {
+			batch := make([]store.Job, 0, due-next)
+			for i := next; i < due; i++ {
+				j := jobs[i]
+				batch = append(batch, store.Job{ID: j.Id, Handler: j.Handler, Key: j.Key, Payload: j.Payload, Attempt: 1,
+					SubmittedAt: now.UnixMilli(), Partition: sharding.PartitionOf(j.Key, partitions)})
+			}
+			res, err := st.Enqueue(ctx, batch)
+			if err != nil {
+				return lat, err
+			}
+			for _, r := range res {
+				if r.Err != nil {
+					return lat, r.Err
+				}
+			}
+			for i := next; i < due; i++ {
+				if i%sampleEvery != 0 {
+					continue
+				}
+				var d ledger.Donation
+				if err := json.Unmarshal(jobs[i].Payload, &d); err != nil {
+					return lat, fmt.Errorf("latency: donation %q: %w", jobs[i].Id, err)
+				}
+				open = append(open, &sample{submitted: now,
+					donation: keys.For(sharding.PartitionOf(jobs[i].Key, partitions)).Job(jobs[i].Id),
+					credit:   keys.For(sharding.PartitionOf(d.Campaign, partitions)).Job(jobs[i].Id + "/0")})
+			}
+			next = due
+		}
+		if len(open) > 0 {
+			var err error
+			if open, err = poll(ctx, rdb, open, &lat); err != nil {
+				return lat, err
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return lat, nil
+}
+
+// poll reads the status of the open samples' job records, records the
+// commits it sees and returns the samples still open.
+func poll(ctx context.Context, rdb redis.UniversalClient, open []*sample, lat *latencies) ([]*sample, error) {
+	pipe := rdb.Pipeline()
+	don := make([]*redis.StringCmd, len(open))
+	cr := make([]*redis.StringCmd, len(open))
+	for i, s := range open {
+		if !s.donDone {
+			don[i] = pipe.HGet(ctx, s.donation, "s")
+		}
+		cr[i] = pipe.HGet(ctx, s.credit, "s")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return open, fmt.Errorf("latency: read job status: %w", err)
+	}
+	now := time.Now()
+	left := open[:0]
+	for i, s := range open {
+		if don[i] != nil && don[i].Val() == "d" {
+			s.donDone = true
+			lat.donation = append(lat.donation, now.Sub(s.submitted))
+		}
+		if cr[i].Val() == "d" {
+			s.crDone = true
+			lat.credit = append(lat.credit, now.Sub(s.submitted))
+		}
+		if !s.donDone || !s.crDone {
+			left = append(left, s)
+		}
+	}
+	return left, nil
+}
+
+// ms formats the q quantile of ds in milliseconds.
+func ms(ds []time.Duration, q float64) string {
+	if len(ds) == 0 {
+		return "n/a"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := min(len(s)-1, int(q*float64(len(s))))
+	return fmt.Sprintf("%.1f ms", float64(s[i].Microseconds())/1000)
+}

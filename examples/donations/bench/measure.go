@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// procs are the processes whose CPU the benchmark charges to the jobs.
+type procs struct {
+	redis   int
+	workers []int
+	plugins []int
+}
+
+// findProcs reads the pid files the cluster script leaves in state and
+// finds each worker's plugin subprocesses.
+func findProcs(state string) (procs, error) {
+	var p procs
+	var err error
+	if p.redis, err = readPid(filepath.Join(state, "redis.pid")); err != nil {
+		return p, err
+	}
+	files, _ := filepath.Glob(filepath.Join(state, "worker-*.pid"))
+	for _, f := range files {
+		pid, err := readPid(f)
+		if err != nil {
+			return p, err
+		}
+		p.workers = append(p.workers, pid)
+		p.plugins = append(p.plugins, childrenOf(pid)...)
+	}
+	if len(p.workers) == 0 {
+		return p, fmt.Errorf("no worker pid files in %s", state)
+	}
+	return p, nil
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// childrenOf lists the direct children of pid, from every thread's
+// children file.
+func childrenOf(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// cpuSeconds is user+system CPU time of pid so far (0 if it is gone).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	// Fields after the command name, which may hold spaces, in parentheses.
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+func sumCPU(pids []int) float64 {
+	var s float64
+	for _, p := range pids {
+		s += cpuSeconds(p)
+	}
+	return s
+}
+
+// cpuSnap is the CPU time of each process class at one moment.
+type cpuSnap struct{ redis, workers, plugins float64 }
+
+func (p procs) cpu() cpuSnap {
+	return cpuSnap{redis: cpuSeconds(p.redis), workers: sumCPU(p.workers), plugins: sumCPU(p.plugins)}
+}
+
+// peakRSS is the largest VmHWM (peak resident set) among pids, in bytes.
+func peakRSS(pids []int) int64 {
+	var peak int64
+	for _, pid := range pids {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				peak = max(peak, kb*1024)
+			}
+		}
+		f.Close()
+	}
+	return peak
+}
+
+// commandCalls is the number of commands Redis has run, commands called
+// from Lua scripts included, per command name.
+func commandCalls(ctx context.Context, rdb *redis.Client) (map[string]int64, error) {
+	info, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis commandstats: %w", err)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+		n, _ := strconv.ParseInt(calls, 10, 64)
+		out[strings.TrimPrefix(name, "cmdstat_")] = n
+	}
+	return out, nil
+}
+
+// callsBetween is the total of commands run between two commandstats
+// snapshots, less the ones named in skip.
+func callsBetween(before, after map[string]int64, skip int64) int64 {
+	var n int64
+	for k, v := range after {
+		n += v - before[k]
+	}
+	return n - skip
+}
