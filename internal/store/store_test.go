@@ -13,7 +13,7 @@ import (
 	"github.com/corralhq/corral/sharding"
 )
 
-func setup(t *testing.T) *store.Store {
+func setup(t testing.TB) *store.Store {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs redis-server")
