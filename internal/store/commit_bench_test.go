@@ -12,9 +12,8 @@ import (
 
 // BenchmarkEnqueueAndCommit: a 256-job partition batch enqueued, read,
 // loaded and committed (states, emits, acks; audit on, as in every store
-// test) against a real redis-server,
-// as the worker's job path does it. ns/job is the cost per job of the
-// Redis round trips and scripts.
+// test) against a real redis-server, as the worker's job path does it.
+// ns/job is the cost per job of the Redis round trips and scripts.
 func BenchmarkEnqueueAndCommit(b *testing.B) {
 	s := setup(b)
 	ctx := context.Background()
