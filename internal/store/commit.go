@@ -39,7 +39,8 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 //	M first min n   ack the n entries that follow, all of the stream below
 //	                min, by one XTRIM MINID if first is still the stream's
 //	                head; if it is not, the A operations that follow do it
-//	E id h k p      append an emitted job to the outbox
+//	O n fields...   append the batch's emitted jobs to the outbox as one
+//	                entry of n field-value items (see packEmits)
 //	T n             (key: waiting list) drop the first n waiting jobs
 //	F id body       (key: waiting list) put a job at the front
 //	B id body       (key: waiting list) put a job at the back
@@ -102,9 +103,10 @@ while a <= #ARGV do
     else
       a = a + 4
     end
-  elseif op == 'E' then
-    redis.call('XADD', KEYS[3], '*', 'id', ARGV[a + 1], 'h', ARGV[a + 2], 'k', ARGV[a + 3], 'p', ARGV[a + 4])
-    a = a + 5
+  elseif op == 'O' then
+    local cnt = tonumber(ARGV[a + 1])
+    redis.call('XADD', KEYS[3], '*', unpack(ARGV, a + 2, a + 1 + cnt))
+    a = a + 2 + cnt
   elseif op == 'T' then
     redis.call('LTRIM', KEYS[k], tonumber(ARGV[a + 1]), -1)
     a, k = a + 2, k + 1
@@ -135,6 +137,21 @@ return n
 
 // ackChunk is how many stream ids one XDEL in the commit script takes.
 const ackChunk = 500
+
+// emitChunk is how many emitted jobs one outbox entry holds: one XADD per
+// batch instead of one per emit, within Lua's unpack limit.
+const emitChunk = 256
+
+// packEmits appends the commit operation that adds emits to the outbox as
+// one entry: "n" count, then "i<n>", "h<n>", "k<n>", "p<n>" per job.
+func packEmits(args []any, emits []Job) []any {
+	args = append(args, "O", 2+8*len(emits), "n", len(emits))
+	for n, e := range emits {
+		x := strconv.Itoa(n)
+		args = append(args, "i"+x, e.ID, "h"+x, e.Handler, "k"+x, e.Key, "p"+x, e.Payload)
+	}
+	return args
+}
 
 // StateWrite replaces an entity's state.
 type StateWrite struct {
@@ -270,8 +287,8 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 			args = append(args, id)
 		}
 	}
-	for _, e := range b.Emits {
-		args = append(args, "E", e.ID, e.Handler, e.Key, e.Payload)
+	for i := 0; i < len(b.Emits); i += emitChunk {
+		args = packEmits(args, b.Emits[i:min(i+emitChunk, len(b.Emits))])
 	}
 	for _, kp := range b.Keys {
 		wl := k.Waiting(kp.Key)

@@ -16,7 +16,8 @@ var ErrConflict = errors.New("job id already used with different content")
 // enqueueScript appends jobs of one partition to its stream, each once per
 // id, or, when one has a not-before in the future, adds it to the delayed
 // set. A whole partition group in one call costs Redis far less than one
-// call per job, and every key shares the partition's hash tag.
+// call per job, and every key shares the partition's hash tag. A new job
+// record holds only the content hash: no status means queued.
 //
 // KEYS[1] partition stream, KEYS[2] delayed set, KEYS[3] bodies, then
 // KEYS[3+i] the job record of job i.
@@ -28,11 +29,9 @@ var enqueueScript = redis.NewScript(`
 local n, a, out = tonumber(ARGV[1]), 2, {}
 for i = 1, n do
   local rec, hash, due, id, nf = KEYS[3 + i], ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 4])
-  local h = redis.call('HGET', rec, 'h')
-  if h then
-    out[i] = (h == hash) and 0 or -1
+  if redis.call('HSETNX', rec, 'h', hash) == 0 then
+    out[i] = (redis.call('HGET', rec, 'h') == hash) and 0 or -1
   else
-    redis.call('HSET', rec, 'h', hash, 's', 'q')
     if due ~= '0' then
       redis.call('ZADD', KEYS[2], due, id)
       redis.call('HSET', KEYS[3], id, ARGV[a + 3])

@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
+	"github.com/redis/go-redis/v9"
 )
 
-// Relay moves up to max jobs from a partition's outbox to their target
-// partitions' queues and returns how many it moved. It is at-least-once:
+// Relay moves the jobs of up to max outbox entries (each holds what one
+// commit emitted) from a partition's outbox to their target partitions'
+// queues and returns how many entries it moved. It is at-least-once:
 // a crash between enqueue and delete relays again, and the target's
 // idempotency record turns the second copy into a duplicate.
 func (s *Store) Relay(ctx context.Context, partition int, max int64, partitionOf func(key string) int) (int, error) {
@@ -24,15 +26,15 @@ func (s *Store) Relay(ctx context.Context, partition int, max int64, partitionOf
 		return 0, nil
 	}
 	now := time.Now().UnixMilli()
-	jobs := make([]Job, len(msgs))
+	jobs := make([]Job, 0, len(msgs))
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
-		j := jobFromStream(partition, m.ID, m.Values)
-		j.Partition = partitionOf(j.Key)
-		j.SubmittedAt = now
-		j.StreamID = ""
-		jobs[i] = j
 		ids[i] = m.ID
+		for _, j := range unpackEmits(partition, m) {
+			j.Partition = partitionOf(j.Key)
+			j.SubmittedAt = now
+			jobs = append(jobs, j)
+		}
 	}
 	res, err := s.Enqueue(ctx, jobs)
 	if err != nil {
@@ -63,4 +65,21 @@ func (s *Store) trimOutbox(ctx context.Context, key string, ids []string) error 
 		return s.rdb.XDel(ctx, key, ids...).Err()
 	}
 	return s.rdb.XTrimMinID(ctx, key, ms+"-"+strconv.FormatUint(n+1, 10)).Err()
+}
+
+// unpackEmits reads the jobs of one outbox entry: a packed one (see
+// packEmits) or one job per entry, as earlier versions wrote them.
+func unpackEmits(partition int, m redis.XMessage) []Job {
+	str := func(k string) string { s, _ := m.Values[k].(string); return s }
+	n, err := strconv.Atoi(str("n"))
+	if err != nil {
+		j := jobFromStream(partition, "", m.Values)
+		return []Job{j}
+	}
+	out := make([]Job, n)
+	for i := range out {
+		x := strconv.Itoa(i)
+		out[i] = Job{ID: str("i" + x), Handler: str("h" + x), Key: str("k" + x), Payload: []byte(str("p" + x)), Attempt: 1}
+	}
+	return out
 }

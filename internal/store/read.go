@@ -101,7 +101,7 @@ func (s *Store) load(ctx context.Context, partition int, jobs []Job, entityOf fu
 	k := keys.For(partition)
 	pipe := s.rdb.Pipeline()
 	refs := make([]EntityRef, 0, len(jobs))
-	stateCmds := make([]*redis.StringCmd, 0, len(jobs))
+	stateKeys := make([]string, 0, len(jobs))
 	seen := make(map[EntityRef]bool, len(jobs))
 	for _, j := range jobs {
 		ref := EntityRef{Type: entityOf(j.Handler), Key: j.Key}
@@ -110,7 +110,12 @@ func (s *Store) load(ctx context.Context, partition int, jobs []Job, entityOf fu
 		}
 		seen[ref] = true
 		refs = append(refs, ref)
-		stateCmds = append(stateCmds, pipe.Get(ctx, k.State(ref.Type, ref.Key)))
+		stateKeys = append(stateKeys, k.State(ref.Type, ref.Key))
+	}
+	// One MGET for all states: the keys share the partition's hash tag.
+	var statesCmd *redis.SliceCmd
+	if len(stateKeys) > 0 {
+		statesCmd = pipe.MGet(ctx, stateKeys...)
 	}
 	keyList := make([]string, 0, len(jobs))
 	seenKey := map[string]bool{}
@@ -142,8 +147,17 @@ func (s *Store) load(ctx context.Context, partition int, jobs []Job, entityOf fu
 			}
 		}
 	}
+	var vals []any
+	if statesCmd != nil {
+		vals = statesCmd.Val()
+	}
 	for i, ref := range refs {
-		b, _ := stateCmds[i].Bytes()
+		var b []byte
+		if i < len(vals) {
+			if v, ok := vals[i].(string); ok {
+				b = []byte(v)
+			}
+		}
 		snap.States[ref] = b
 	}
 	for i, j := range jobs[:len(statusCmds)] {

@@ -74,7 +74,9 @@ func RecordedPartitions(ctx context.Context, rdb redis.UniversalClient) (int, er
 }
 
 // Depth is the number of jobs waiting in a partition: its queue, its
-// outbox and its delayed, parked and waiting jobs.
+// outbox and its delayed, parked and waiting jobs. An outbox entry holds
+// all the jobs one commit emitted and counts as one: depth is zero exactly
+// when nothing waits.
 func (s *Store) Depth(ctx context.Context, partitions []int) (map[int]int64, error) {
 	pipe := s.rdb.Pipeline()
 	qs := make([]*redis.IntCmd, len(partitions))

@@ -8,6 +8,10 @@ import (
 // relayEvery sweeps all owned outboxes, for entries a previous owner left.
 const relayEvery = time.Second
 
+// relayEntries is how many outbox entries one relay call moves; an entry
+// holds the emits of one commit, up to a batch's worth.
+const relayEntries = 64
+
 // relayLoop moves emitted jobs from owned partitions' outboxes to their
 // target partitions, right after a commit that emitted some and on a sweep.
 func (w *Worker) relayLoop(ctx context.Context) {
@@ -40,14 +44,14 @@ func (w *Worker) relayLoop(ctx context.Context) {
 			}
 			seen[p] = true
 			for {
-				n, err := w.store.Relay(ctx, p, 1024, w.partitionOf)
+				n, err := w.store.Relay(ctx, p, relayEntries, w.partitionOf)
 				if err != nil {
 					if ctx.Err() == nil {
 						w.log.Warn("relay failed", "partition", p, "err", err)
 					}
 					break
 				}
-				if n < 1024 {
+				if n < relayEntries {
 					break
 				}
 			}

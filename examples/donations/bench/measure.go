@@ -66,7 +66,8 @@ func childrenOf(pid int) []int {
 	return out
 }
 
-// cpuSeconds is user+system CPU time of pid so far (0 if it is gone).
+// cpuSeconds is user+system CPU time of pid so far, with that of its
+// children it waited for (Redis's AOF rewrites), 0 if it is gone.
 func cpuSeconds(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -75,12 +76,15 @@ func cpuSeconds(pid int) float64 {
 	s := string(b)
 	// Fields after the command name, which may hold spaces, in parentheses.
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0
 	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ is 100 on Linux
+	var sum float64
+	for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+		v, _ := strconv.ParseFloat(f[i], 64)
+		sum += v
+	}
+	return sum / 100 // USER_HZ is 100 on Linux
 }
 
 func sumCPU(pids []int) float64 {
