@@ -2,8 +2,10 @@ package store
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strconv"
 )
 
@@ -38,34 +40,128 @@ func (j *Job) ContentHash() string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// streamFields is the stream entry of a job.
+// streamFields is the stream entry of a job: one field "j" holding the
+// job in a compact binary form (see packJob). One field instead of one per
+// attribute is less for Redis to parse, store, log to its AOF and reply.
 func (j *Job) streamFields() []any {
-	f := []any{"id", j.ID, "h", j.Handler, "k", j.Key, "p", j.Payload,
-		"t", strconv.FormatInt(j.SubmittedAt, 10), "a", strconv.Itoa(j.Attempt)}
-	if j.MaxAttempts > 0 {
-		f = append(f, "m", strconv.Itoa(j.MaxAttempts))
-	}
-	if j.TimeoutMs > 0 {
-		f = append(f, "o", strconv.FormatInt(j.TimeoutMs, 10))
-	}
-	if len(j.Errors) > 0 {
-		e, _ := json.Marshal(j.Errors)
-		f = append(f, "e", e)
-	}
-	return f
+	return []any{"j", packJob(j)}
 }
 
+// packJob encodes what a stream entry carries: a format byte, then id,
+// handler, key and payload as length-prefixed bytes, then submitted-at,
+// attempt, max attempts and timeout as varints, then the error history.
+func packJob(j *Job) []byte {
+	n := 1 + 5*binary.MaxVarintLen64 + len(j.ID) + len(j.Handler) + len(j.Key) + len(j.Payload) + 4*binary.MaxVarintLen64
+	for _, e := range j.Errors {
+		n += binary.MaxVarintLen64 + len(e)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, packedJobV1)
+	for _, f := range []string{j.ID, j.Handler, j.Key} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(j.Payload)))
+	b = append(b, j.Payload...)
+	b = binary.AppendVarint(b, j.SubmittedAt)
+	b = binary.AppendVarint(b, int64(j.Attempt))
+	b = binary.AppendVarint(b, int64(j.MaxAttempts))
+	b = binary.AppendVarint(b, j.TimeoutMs)
+	b = binary.AppendUvarint(b, uint64(len(j.Errors)))
+	for _, e := range j.Errors {
+		b = binary.AppendUvarint(b, uint64(len(e)))
+		b = append(b, e...)
+	}
+	return b
+}
+
+// packedJobV1 is the first byte of a packed job.
+const packedJobV1 = 1
+
+// errBadPackedJob means a stream entry's "j" field cannot be decoded.
+var errBadPackedJob = errors.New("malformed packed job")
+
+// unpackJob decodes packJob's output into j.
+func unpackJob(b []byte, j *Job) error {
+	if len(b) == 0 || b[0] != packedJobV1 {
+		return errBadPackedJob
+	}
+	b = b[1:]
+	bytesField := func() ([]byte, bool) {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l {
+			return nil, false
+		}
+		f := b[n : n+int(l)]
+		b = b[n+int(l):]
+		return f, true
+	}
+	varint := func() (int64, bool) {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	var strs [3]string
+	for i := range strs {
+		f, ok := bytesField()
+		if !ok {
+			return errBadPackedJob
+		}
+		strs[i] = string(f)
+	}
+	j.ID, j.Handler, j.Key = strs[0], strs[1], strs[2]
+	p, ok := bytesField()
+	if !ok {
+		return errBadPackedJob
+	}
+	j.Payload = p
+	var nums [4]int64
+	for i := range nums {
+		if nums[i], ok = varint(); !ok {
+			return errBadPackedJob
+		}
+	}
+	j.SubmittedAt, j.Attempt, j.MaxAttempts, j.TimeoutMs = nums[0], int(nums[1]), int(nums[2]), nums[3]
+	ne, n := binary.Uvarint(b)
+	if n <= 0 || ne > uint64(len(b)) {
+		return errBadPackedJob
+	}
+	b = b[n:]
+	for range ne {
+		e, ok := bytesField()
+		if !ok {
+			return errBadPackedJob
+		}
+		j.Errors = append(j.Errors, string(e))
+	}
+	return nil
+}
+
+// jobFromStream reads a stream entry: a packed job, or the one field per
+// attribute that earlier versions wrote. A packed job that cannot be
+// decoded comes back without a handler, so the plugin call fails it and it
+// is dead-lettered instead of blocking its partition.
 func jobFromStream(partition int, id string, v map[string]any) Job {
 	str := func(k string) string { s, _ := v[k].(string); return s }
-	j := Job{ID: str("id"), Handler: str("h"), Key: str("k"), Payload: []byte(str("p")),
-		Partition: partition, StreamID: id}
-	j.SubmittedAt, _ = strconv.ParseInt(str("t"), 10, 64)
-	j.Attempt, _ = strconv.Atoi(str("a"))
-	j.MaxAttempts, _ = strconv.Atoi(str("m"))
-	j.TimeoutMs, _ = strconv.ParseInt(str("o"), 10, 64)
-	if e := str("e"); e != "" {
-		_ = json.Unmarshal([]byte(e), &j.Errors)
+	var j Job
+	if p, ok := v["j"].(string); ok {
+		if err := unpackJob([]byte(p), &j); err != nil {
+			j = Job{ID: "bad-entry-" + id, Errors: []string{err.Error()}}
+		}
+	} else {
+		j = Job{ID: str("id"), Handler: str("h"), Key: str("k"), Payload: []byte(str("p"))}
+		j.SubmittedAt, _ = strconv.ParseInt(str("t"), 10, 64)
+		j.Attempt, _ = strconv.Atoi(str("a"))
+		j.MaxAttempts, _ = strconv.Atoi(str("m"))
+		j.TimeoutMs, _ = strconv.ParseInt(str("o"), 10, 64)
+		if e := str("e"); e != "" {
+			_ = json.Unmarshal([]byte(e), &j.Errors)
+		}
 	}
+	j.Partition, j.StreamID = partition, id
 	if j.Attempt < 1 {
 		j.Attempt = 1
 	}
