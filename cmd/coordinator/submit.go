@@ -7,8 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
@@ -17,6 +20,24 @@ import (
 
 // submitBatch is how many jobs go in one Submit call from a file.
 const submitBatch = 500
+
+// submitLanes is how many Submit calls from a file are in flight at once.
+// All jobs of a key go through one lane, in file order, so per-key order
+// holds while the lanes overlap their round trips.
+const submitLanes = 4
+
+// submitLane is one lane's batch: jobs and their line numbers.
+type submitLane struct {
+	jobs  []*workerpb.Job
+	lines []int
+}
+
+// laneOf picks a key's lane.
+func laneOf(key string) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % submitLanes)
+}
 
 // fileJob is one line of a submit file.
 type fileJob struct {
@@ -129,40 +150,69 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 8<<20)
 	start := time.Now()
-	var st submitStats
-	var batch []*workerpb.Job
-	var lineOf []int
-	lastReport := start
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		res, err := c.Submit(ctx, batch)
+	var (
+		mu       sync.Mutex // guards st, fatal and the output
+		st       submitStats
+		fatal    error
+		stop     atomic.Bool // a lane failed, or rejected a job under --on-error stop
+		wg       sync.WaitGroup
+		lanes    [submitLanes]submitLane
+		lastSeen = start
+	)
+	send := func(b submitLane) {
+		res, err := c.Submit(ctx, b.jobs)
+		mu.Lock()
+		defer mu.Unlock()
 		if err != nil {
-			return fmt.Errorf("submit lines %d-%d: %w (jobs before line %d were accepted)", lineOf[0], lineOf[len(lineOf)-1], err, lineOf[0])
+			if fatal == nil {
+				fatal = fmt.Errorf("submit lines %d-%d: %w (jobs of other lines may have been accepted)", b.lines[0], b.lines[len(b.lines)-1], err)
+			}
+			stop.Store(true)
+			return
 		}
 		for i, r := range res {
 			switch {
 			case r.Error != "":
 				st.rejected++
-				fmt.Fprintf(stderr, "line %d: rejected: %s\n", lineOf[i], r.Error)
+				fmt.Fprintf(stderr, "line %d: rejected: %s\n", b.lines[i], r.Error)
 			case r.Duplicate:
 				st.duplicates++
 			default:
 				st.submitted++
 			}
 		}
-		batch, lineOf = batch[:0], lineOf[:0]
 		if stopOnError && st.rejected > 0 {
-			return fmt.Errorf("stopped at the first rejected job (--on-error stop)")
+			stop.Store(true)
 		}
-		if !quiet && time.Since(lastReport) > time.Second {
-			lastReport = time.Now()
-			fmt.Fprintf(stderr, "... %d lines, %d submitted\n", st.lines, st.submitted)
-		}
-		return nil
 	}
-	for sc.Scan() {
+	queues := make([]chan submitLane, submitLanes)
+	for i := range queues {
+		queues[i] = make(chan submitLane, 1)
+		wg.Add(1)
+		go func(q chan submitLane) {
+			defer wg.Done()
+			for b := range q {
+				if !stop.Load() {
+					send(b)
+				}
+			}
+		}(queues[i])
+	}
+	flush := func(i int) {
+		if len(lanes[i].jobs) > 0 {
+			queues[i] <- lanes[i]
+			lanes[i] = submitLane{}
+		}
+	}
+	finish := func() {
+		for i := range lanes {
+			flush(i)
+			close(queues[i])
+		}
+		wg.Wait()
+	}
+	var malformed error
+	for !stop.Load() && sc.Scan() {
 		st.lines++
 		line := sc.Bytes()
 		if len(line) == 0 {
@@ -170,26 +220,42 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 		}
 		var fj fileJob
 		if err := json.Unmarshal(line, &fj); err != nil {
+			mu.Lock()
 			st.rejected++
 			fmt.Fprintf(stderr, "line %d: malformed JSON: %v\n", st.lines, err)
+			mu.Unlock()
 			if stopOnError {
-				return fmt.Errorf("stopped at line %d (--on-error stop)", st.lines)
+				malformed = fmt.Errorf("stopped at line %d (--on-error stop)", st.lines)
+				break
 			}
 			continue
 		}
-		batch = append(batch, &workerpb.Job{Id: fj.ID, Handler: fj.Handler, Key: fj.Key, Payload: []byte(fj.Payload)})
-		lineOf = append(lineOf, st.lines)
-		if len(batch) >= submitBatch {
-			if err := flush(); err != nil {
-				return err
-			}
+		l := laneOf(fj.Key)
+		lanes[l].jobs = append(lanes[l].jobs, &workerpb.Job{Id: fj.ID, Handler: fj.Handler, Key: fj.Key, Payload: []byte(fj.Payload)})
+		lanes[l].lines = append(lanes[l].lines, st.lines)
+		if len(lanes[l].jobs) >= submitBatch {
+			flush(l)
+		}
+		if !quiet && time.Since(lastSeen) > time.Second {
+			lastSeen = time.Now()
+			mu.Lock()
+			fmt.Fprintf(stderr, "... %d lines, %d submitted\n", st.lines, st.submitted)
+			mu.Unlock()
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read %s at line %d: %w", path, st.lines+1, err)
+	scanErr := sc.Err()
+	finish()
+	if fatal != nil {
+		return fatal
 	}
-	if err := flush(); err != nil {
-		return err
+	if malformed != nil {
+		return malformed
+	}
+	if scanErr != nil {
+		return fmt.Errorf("read %s at line %d: %w", path, st.lines+1, scanErr)
+	}
+	if stopOnError && st.rejected > 0 {
+		return fmt.Errorf("stopped at the first rejected job (--on-error stop)")
 	}
 	el := time.Since(start)
 	fmt.Fprintf(stdout, "submitted %d, duplicates %d, rejected %d, in %.2fs (%.0f jobs/s)\n",
