@@ -47,6 +47,7 @@ type Keeper struct {
 	mu         sync.Mutex
 	validUntil time.Time // monotonic: renew start + TTL - margin
 	lost       chan struct{}
+	healthy    func() bool // renewal is skipped while it returns false
 
 	stopOnce sync.Once
 	cancel   context.CancelFunc
@@ -66,6 +67,16 @@ func NewKeeper(rdb redis.UniversalClient, cfg Config, token, value string, now f
 		logger = slog.Default()
 	}
 	return &Keeper{rdb: rdb, cfg: cfg, token: token, value: value, now: now, logger: logger, lost: make(chan struct{})}, nil
+}
+
+// RenewOnlyWhile makes renewal depend on healthy: while it returns false
+// the lease is not renewed and lapses, so a process that answers but cannot
+// work (a stuck job loop) lets its partitions go instead of holding them
+// forever. Call before Start.
+func (k *Keeper) RenewOnlyWhile(healthy func() bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.healthy = healthy
 }
 
 // Token is the lease token partition claims are made with.
@@ -110,6 +121,13 @@ func (k *Keeper) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		k.mu.Lock()
+		healthy := k.healthy
+		k.mu.Unlock()
+		if healthy != nil && !healthy() {
+			k.logger.Warn("lease not renewed: this process cannot work; its partitions will move", "token", k.token, "valid_for", k.Remaining())
+			continue
 		}
 		if err := k.renew(ctx); err != nil {
 			if ctx.Err() != nil {

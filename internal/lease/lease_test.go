@@ -3,6 +3,7 @@ package lease_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,6 +91,36 @@ func TestKeeperRenewsAndStops(t *testing.T) {
 	k.Stop() // twice is fine
 	if alive, _ := lease.Alive(ctx, rdb, "w1~x"); alive || k.Valid() {
 		t.Fatal("lease survives Stop")
+	}
+}
+
+// A keeper whose process says it cannot work stops renewing: the lease
+// lapses and the worker stops trusting its ownership.
+func TestKeeperStopsRenewingWhenUnhealthy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	rdb := testenv.StartRedis(t).Client(t)
+	ctx := context.Background()
+	cfg := lease.Config{TTL: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, Margin: 100 * time.Millisecond}
+	k, err := lease.NewKeeper(rdb, cfg, "w1~x", "w1", time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stuck atomic.Bool
+	k.RenewOnlyWhile(func() bool { return !stuck.Load() })
+	if err := k.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Stop()
+	time.Sleep(2 * cfg.TTL)
+	if !k.Valid() {
+		t.Fatal("healthy keeper lost its lease")
+	}
+	stuck.Store(true)
+	time.Sleep(2 * cfg.TTL)
+	if alive, err := lease.Alive(ctx, rdb, "w1~x"); err != nil || alive || k.Valid() {
+		t.Fatalf("stuck keeper: lease alive %v, valid %v, err %v; want it lapsed", alive, k.Valid(), err)
 	}
 }
 

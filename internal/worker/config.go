@@ -33,7 +33,11 @@ type Config struct {
 	RetryBackoffMax time.Duration
 	MaxPayloadBytes int
 	CheckTTL        time.Duration // TTL of the Consul check
-	ClaimEvery      time.Duration // how often ownership is reconciled without a membership change
+	// StallTimeout: a job loop stuck this long stops renewing the lease,
+	// so the partitions move instead of waiting for a release that will
+	// not come. Longer than any plugin call's deadline.
+	StallTimeout time.Duration
+	ClaimEvery   time.Duration // how often ownership is reconciled without a membership change
 }
 
 // DefaultConfig returns settings that suit a small cluster.
@@ -52,6 +56,7 @@ func DefaultConfig() Config {
 		RetryBackoffMax:  time.Minute,
 		MaxPayloadBytes:  1 << 20,
 		CheckTTL:         3 * time.Second,
+		StallTimeout:     30 * time.Second,
 		ClaimEvery:       200 * time.Millisecond,
 	}
 }
@@ -86,6 +91,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayloadBytes < 1 {
 		errs = append(errs, fmt.Errorf("max payload must be positive, got %d", c.MaxPayloadBytes))
+	}
+	if c.StallTimeout <= c.CheckTTL {
+		errs = append(errs, fmt.Errorf("stall timeout (%v) must exceed the check TTL (%v), and should exceed every plugin call's deadline", c.StallTimeout, c.CheckTTL))
 	}
 	if c.CheckTTL < time.Second {
 		errs = append(errs, fmt.Errorf("consul check TTL must be at least 1s, got %v", c.CheckTTL))

@@ -121,6 +121,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.store.EnsurePartitions(ctx); err != nil {
 		return err
 	}
+	w.lastLoop.Store(time.Now().UnixNano())
+	w.keeper.RenewOnlyWhile(func() bool {
+		return time.Since(time.Unix(0, w.lastLoop.Load())) < w.cfg.StallTimeout
+	})
 	if err := w.keeper.Start(ctx); err != nil {
 		return err
 	}
