@@ -43,13 +43,11 @@ Flags:`)
 	if !json.Valid([]byte(*payload)) {
 		return fmt.Errorf("--payload is not valid JSON: %s", *payload)
 	}
-	c, err := newClient()
+	c, ctx, done, err := connect(ctx, g, newClient)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	defer done()
 	resp, err := c.Call(ctx, &workerpb.Job{Id: *id, Handler: *handler, Key: *key, Payload: []byte(*payload)})
 	if err != nil {
 		if s, ok := status.FromError(err); ok {

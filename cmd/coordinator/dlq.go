@@ -37,13 +37,11 @@ func dlqCmd(ctx context.Context, g globals, newClient func() (*client.Client, er
 		return err
 	}
 	ids := fs.Args()
-	c, err := newClient()
+	c, ctx, done, err := connect(ctx, g, newClient)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	defer done()
 	switch sub {
 	case "list":
 		printed, after := 0, ""

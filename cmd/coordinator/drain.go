@@ -21,13 +21,11 @@ func drainCmd(ctx context.Context, g globals, newClient func() (*client.Client, 
 		fs.Usage()
 		return fmt.Errorf("drain needs exactly one WORKER id, got %d arguments", fs.NArg())
 	}
-	c, err := newClient()
+	c, ctx, done, err := connect(ctx, g, newClient)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	defer done()
 	n, err := c.Drain(ctx, fs.Arg(0))
 	if err != nil {
 		return err

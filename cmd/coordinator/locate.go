@@ -22,13 +22,11 @@ func locateCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 		fs.Usage()
 		return fmt.Errorf("locate needs at least one KEY")
 	}
-	c, err := newClient()
+	c, ctx, done, err := connect(ctx, g, newClient)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	defer done()
 	locs, err := c.Locate(ctx, fs.Args()...)
 	if err != nil {
 		return err

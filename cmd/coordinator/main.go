@@ -102,6 +102,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
+// connect opens a client and a context bounded by --timeout; done releases
+// both.
+func connect(ctx context.Context, g globals, newClient func() (*client.Client, error)) (*client.Client, context.Context, func(), error) {
+	c, err := newClient()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	return c, ctx, func() { cancel(); c.Close() }, nil
+}
+
 // parse parses a subcommand's flags; done is true when --help was asked.
 func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (done bool, err error) {
 	fs.SetOutput(stderr)

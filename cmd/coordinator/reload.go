@@ -26,13 +26,11 @@ func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
 	}
-	c, err := newClient()
+	c, ctx, done, err := connect(ctx, g, newClient)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	defer done()
 	members, err := c.Members(ctx)
 	if err != nil {
 		return err

@@ -21,13 +21,11 @@ func stateCmd(ctx context.Context, g globals, newClient func() (*client.Client, 
 		fs.Usage()
 		return fmt.Errorf("state needs ENTITY and KEY, got %d arguments", fs.NArg())
 	}
-	c, err := newClient()
+	c, ctx, done, err := connect(ctx, g, newClient)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	defer done()
 	entity, key := fs.Arg(0), fs.Arg(1)
 	states, err := c.State(ctx, entity, key)
 	if err != nil {
