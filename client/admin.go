@@ -59,3 +59,24 @@ func (c *Client) Drain(ctx context.Context, id string) (int, error) {
 	}
 	return n, nil
 }
+
+// ReloadPlugins asks the worker at addr to relaunch its plugins from their
+// binaries (hot upgrade) and returns the "name@version" now running.
+func (c *Client) ReloadPlugins(ctx context.Context, addr string) ([]string, error) {
+	var out []string
+	err := c.pool.Call(ctx, addr, func(ctx context.Context, w workerpb.WorkerClient) error {
+		resp, err := w.ReloadPlugins(ctx, &workerpb.ReloadPluginsRequest{})
+		if err != nil {
+			return err
+		}
+		out = resp.GetPlugins()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, errors.New("worker reported no plugins")
+	}
+	return out, nil
+}

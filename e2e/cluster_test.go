@@ -86,16 +86,35 @@ func newCluster(t *testing.T, workerFlags ...string) *cluster {
 	return c
 }
 
-// start launches worker id and waits until Consul lists it as healthy.
-func (c *cluster) start(id string) {
+// workerRun says how to launch one worker; empty fields take the cluster's
+// Redis, Consul and the donations plugin.
+type workerRun struct {
+	redis, consul, plugin string
+	env                   []string
+}
+
+// launch starts worker id as r says and waits until Consul lists it as
+// healthy. Its log is appended to, so a restarted worker keeps one file.
+func (c *cluster) launch(id string, r workerRun) {
 	c.t.Helper()
-	logf, err := os.Create(filepath.Join(c.dir, id+".log"))
+	if r.redis == "" {
+		r.redis = c.redis.Addr
+	}
+	if r.consul == "" {
+		r.consul = c.consul.Addr
+	}
+	if r.plugin == "" {
+		r.plugin = filepath.Join(c.bins, "donations-plugin")
+	}
+	logf, err := os.OpenFile(filepath.Join(c.dir, id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	args := append([]string{"--id", id, "--redis", c.redis.Addr, "--consul", c.consul.Addr,
-		"--plugin", filepath.Join(c.bins, "donations-plugin")}, c.flags...)
+	args := append([]string{"--id", id, "--redis", r.redis, "--consul", r.consul, "--plugin", r.plugin}, c.flags...)
 	cmd := exec.Command(filepath.Join(c.bins, "worker"), args...)
+	if len(r.env) > 0 {
+		cmd.Env = append(os.Environ(), r.env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -105,6 +124,12 @@ func (c *cluster) start(id string) {
 	c.mu.Unlock()
 	go func() { cmd.Wait(); logf.Close() }()
 	c.waitMembers(func(ids []string) bool { return contains(ids, id) }, "worker "+id+" healthy in Consul")
+}
+
+// start launches worker id with the donations plugin.
+func (c *cluster) start(id string) {
+	c.t.Helper()
+	c.launch(id, workerRun{})
 }
 
 // signal sends sig to worker id; SIGKILL and SIGTERM forget it.

@@ -51,22 +51,7 @@ func faultCluster(t *testing.T, ro testenv.RedisOptions) *cluster {
 // addresses (a proxy's, to cut it off alone), and waits until it is healthy.
 func (c *cluster) startVia(id, redisAddr, consulAddr string) {
 	c.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(c.dir, id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	args := append([]string{"--id", id, "--redis", redisAddr, "--consul", consulAddr,
-		"--plugin", filepath.Join(c.bins, "donations-plugin")}, c.flags...)
-	cmd := exec.Command(filepath.Join(c.bins, "worker"), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.mu.Lock()
-	c.workers[id] = cmd
-	c.mu.Unlock()
-	go func() { cmd.Wait(); logf.Close() }()
-	c.waitMembers(func(ids []string) bool { return contains(ids, id) }, "worker "+id+" healthy in Consul")
+	c.launch(id, workerRun{redis: redisAddr, consul: consulAddr})
 }
 
 // waitBalanced waits until every partition is held by one of ids and each

@@ -43,22 +43,7 @@ func chaosPlugin(t *testing.T, c *cluster) string {
 // and waits until Consul lists it as healthy.
 func (c *cluster) startWith(id, plugin string, env ...string) {
 	c.t.Helper()
-	logf, err := os.Create(filepath.Join(c.dir, id+".log"))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	args := append([]string{"--id", id, "--redis", c.redis.Addr, "--consul", c.consul.Addr, "--plugin", plugin}, c.flags...)
-	cmd := exec.Command(filepath.Join(c.bins, "worker"), args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.mu.Lock()
-	c.workers[id] = cmd
-	c.mu.Unlock()
-	go func() { cmd.Wait(); logf.Close() }()
-	c.waitMembers(func(ids []string) bool { return contains(ids, id) }, "worker "+id+" healthy in Consul")
+	c.launch(id, workerRun{plugin: plugin, env: env})
 }
 
 type chaosAccount struct {

@@ -20,21 +20,7 @@ import (
 // plugin the cluster's start uses, and waits until Consul lists it.
 func (c *cluster) startPlugin(id, plugin string) {
 	c.t.Helper()
-	logf, err := os.Create(filepath.Join(c.dir, id+".log"))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	args := append([]string{"--id", id, "--redis", c.redis.Addr, "--consul", c.consul.Addr, "--plugin", plugin}, c.flags...)
-	cmd := exec.Command(filepath.Join(c.bins, "worker"), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.mu.Lock()
-	c.workers[id] = cmd
-	c.mu.Unlock()
-	go func() { cmd.Wait(); logf.Close() }()
-	c.waitMembers(func(ids []string) bool { return contains(ids, id) }, "worker "+id+" healthy in Consul")
+	c.launch(id, workerRun{plugin: plugin})
 }
 
 // pluginPids lists the plugin processes of worker id: its children.

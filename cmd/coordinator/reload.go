@@ -2,17 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
 )
 
@@ -45,7 +41,7 @@ func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 			continue
 		}
 		delete(want, m.ID)
-		plugins, err := reloadWorker(ctx, m.Address)
+		plugins, err := c.ReloadPlugins(ctx, m.Address)
 		if err != nil {
 			fmt.Fprintf(stdout, "%s\tFAILED: %s\n", m.ID, status.Convert(err).Message())
 			failed = append(failed, m.ID)
@@ -61,20 +57,4 @@ func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 		return fmt.Errorf("reload failed on %s", strings.Join(failed, ", "))
 	}
 	return nil
-}
-
-func reloadWorker(ctx context.Context, addr string) ([]string, error) {
-	conn, err := grpc.Dial(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	resp, err := workerpb.NewWorkerClient(conn).ReloadPlugins(ctx, &workerpb.ReloadPluginsRequest{})
-	if err != nil {
-		return nil, err
-	}
-	if len(resp.GetPlugins()) == 0 {
-		return nil, errors.New("worker reported no plugins")
-	}
-	return resp.GetPlugins(), nil
 }
