@@ -62,7 +62,6 @@ func (a *API) Call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.Ca
 	if resp, err, done := a.callOwner(ctx, job, p); done {
 		return resp, err
 	}
-	w.callFallbacks.Add(1)
 	return a.callHere(ctx, job, true)
 }
 
@@ -153,7 +152,9 @@ func (a *API) callHere(ctx context.Context, job *workerpb.Job, durable bool) (*w
 		return nil, status.Errorf(codes.Internal, "call: submit returned %d results for one job", len(sub.Results))
 	}
 	if e := sub.Results[0].Error; e != "" {
-		if errors.Is(errors.New(e), store.ErrConflict) || strings.Contains(e, store.ErrConflict.Error()) {
+		// Submit reports per-job errors as text; a reused id is the one
+		// the caller can act on differently.
+		if strings.Contains(e, store.ErrConflict.Error()) {
 			return nil, status.Error(codes.AlreadyExists, e)
 		}
 		return nil, status.Error(codes.InvalidArgument, e)

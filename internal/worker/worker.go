@@ -56,9 +56,8 @@ type Worker struct {
 	own   ownership
 	addrs atomic.Pointer[map[string]string] // member id → gRPC address
 
-	calls         callWaiters
-	retryBudget   *breaker.Budget
-	callFallbacks atomic.Int64
+	calls       callWaiters
+	retryBudget *breaker.Budget
 
 	mu    sync.Mutex
 	owned map[int]int64 // partition → epoch under which we commit
