@@ -12,6 +12,9 @@ import (
 	"github.com/corralhq/corral/internal/testenv"
 )
 
+// fastLease expires within a second, so tests see renewal and expiry fast.
+var fastLease = lease.Config{TTL: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, Margin: 100 * time.Millisecond}
+
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
 	if err := lease.DefaultConfig().Validate(); err != nil {
@@ -66,7 +69,7 @@ func TestKeeperRenewsAndStops(t *testing.T) {
 	}
 	rdb := testenv.StartRedis(t).Client(t)
 	ctx := context.Background()
-	cfg := lease.Config{TTL: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, Margin: 100 * time.Millisecond}
+	cfg := fastLease
 	k, err := lease.NewKeeper(rdb, cfg, "w1~x", "w1", time.Now, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +105,7 @@ func TestKeeperStopsRenewingWhenUnhealthy(t *testing.T) {
 	}
 	rdb := testenv.StartRedis(t).Client(t)
 	ctx := context.Background()
-	cfg := lease.Config{TTL: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, Margin: 100 * time.Millisecond}
+	cfg := fastLease
 	k, err := lease.NewKeeper(rdb, cfg, "w1~x", "w1", time.Now, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +133,7 @@ func TestKeeperNoticesExpiry(t *testing.T) {
 	}
 	rdb := testenv.StartRedis(t).Client(t)
 	ctx := context.Background()
-	cfg := lease.Config{TTL: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, Margin: 100 * time.Millisecond}
+	cfg := fastLease
 	k, err := lease.NewKeeper(rdb, cfg, "w2~x", "w2", time.Now, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +180,7 @@ func TestReleaseAndStopAreAnnounced(t *testing.T) {
 	}
 	next("released 3")
 
-	cfg := lease.Config{TTL: 600 * time.Millisecond, RenewEvery: 100 * time.Millisecond, Margin: 100 * time.Millisecond}
+	cfg := fastLease
 	k, err := lease.NewKeeper(rdb, cfg, "w9~x", "w9", time.Now, nil)
 	if err != nil {
 		t.Fatal(err)
