@@ -72,6 +72,11 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 	ingest := time.Since(t0)
 	fmt.Printf("pre-loaded %d donations in %.2fs (%.0f jobs/s enqueue, pipelined)\n", n, ingest.Seconds(), float64(n)/ingest.Seconds())
 
+	c, err := client.New(client.Config{ConsulAddr: consul})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	cmdsBefore, err := commandCalls(ctx, rdb)
 	if err != nil {
 		return err
@@ -97,10 +102,10 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 			return err
 		}
 		el := time.Since(t1)
-		// The first commit moves donations from the queues to an outbox;
-		// the total depth drops only when credits commit, which wait behind
-		// the donations in their queues.
-		if firstDrop == 0 && (q != int64(n) || d != int64(n)) {
+		// A commit of donations adds as many credits to the queues as it
+		// takes donations off, so the depths do not show the first commit;
+		// the workers' commit counters do (asked only until then).
+		if firstDrop == 0 && (q != int64(n) || d != int64(n) || committedAny(ctx, c)) {
 			firstDrop = el
 		}
 		if d == 0 {
@@ -134,11 +139,6 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c, err := client.New(client.Config{ConsulAddr: consul})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 	vctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	rep, err := workload.WaitFor(vctx, c, exp)
@@ -164,6 +164,7 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 		(cpu1.redis+cpu1.workers+cpu1.plugins-cpu0.redis-cpu0.workers-cpu0.plugins)/jobsDone*1e6)
 	fmt.Printf("| peak RSS: worker / plugin (largest of %d each) | %.0f / %.0f MiB |\n", len(ps.workers),
 		float64(peakRSS(ps.workers))/(1<<20), float64(peakRSS(ps.plugins))/(1<<20))
+	fmt.Printf("\nRedis time by command during the burn-down (EVALSHA includes its scripts' commands):\n%s", topCommands(cmdsBefore, cmdsAfter, jobsDone, 10))
 	fmt.Println()
 	if !rep.OK() {
 		return fmt.Errorf("totals do not match")
@@ -197,6 +198,20 @@ func preload(ctx context.Context, st *store.Store, jobs []*workerpb.Job, partiti
 // depths is the total depth of the partitions (queues, outboxes, delayed,
 // parked and waiting jobs) and the part of it in the queues, read as
 // store.Depth reads it (three commands per partition).
+// committedAny says whether a worker has committed a job yet.
+func committedAny(ctx context.Context, c *client.Client) bool {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return false
+	}
+	for _, m := range st.Members {
+		if m.Committed > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func depths(ctx context.Context, rdb *redis.Client, parts []int) (total, queued int64, err error) {
 	pipe := rdb.Pipeline()
 	var q, other []*redis.IntCmd

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -122,32 +123,72 @@ func peakRSS(pids []int) int64 {
 	return peak
 }
 
-// commandCalls is the number of commands Redis has run, commands called
-// from Lua scripts included, per command name.
-func commandCalls(ctx context.Context, rdb *redis.Client) (map[string]int64, error) {
+// cmdStat is what Redis reports for one command: calls and the time
+// spent in them, commands called from Lua scripts included.
+type cmdStat struct {
+	calls int64
+	usec  int64
+}
+
+// commandCalls is Redis's commandstats, per command name.
+func commandCalls(ctx context.Context, rdb *redis.Client) (map[string]cmdStat, error) {
 	info, err := rdb.Info(ctx, "commandstats").Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis commandstats: %w", err)
 	}
-	out := map[string]int64{}
+	out := map[string]cmdStat{}
 	for _, line := range strings.Split(info, "\n") {
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok || !strings.HasPrefix(name, "cmdstat_") {
 			continue
 		}
-		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
-		n, _ := strconv.ParseInt(calls, 10, 64)
-		out[strings.TrimPrefix(name, "cmdstat_")] = n
+		var st cmdStat
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "calls":
+				st.calls, _ = strconv.ParseInt(v, 10, 64)
+			case "usec":
+				st.usec, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		out[strings.TrimPrefix(name, "cmdstat_")] = st
 	}
 	return out, nil
 }
 
 // callsBetween is the total of commands run between two commandstats
-// snapshots, less the ones named in skip.
-func callsBetween(before, after map[string]int64, skip int64) int64 {
+// snapshots, less skip (the benchmark's own).
+func callsBetween(before, after map[string]cmdStat, skip int64) int64 {
 	var n int64
 	for k, v := range after {
-		n += v - before[k]
+		n += v.calls - before[k].calls
 	}
 	return n - skip
+}
+
+// topCommands lists the commands that took the most Redis time between
+// two snapshots, as "name calls/job µs/job", most expensive first. EVALSHA's
+// time includes the commands its script called.
+func topCommands(before, after map[string]cmdStat, jobs float64, n int) string {
+	type row struct {
+		name        string
+		calls, usec int64
+	}
+	var rows []row
+	for k, v := range after {
+		r := row{k, v.calls - before[k].calls, v.usec - before[k].usec}
+		if r.calls > 0 {
+			rows = append(rows, r)
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].usec > rows[j].usec })
+	var b strings.Builder
+	for i, r := range rows {
+		if i == n {
+			break
+		}
+		fmt.Fprintf(&b, "  %-10s %5.2f calls/job %6.2f µs/job\n", r.name, float64(r.calls)/jobs, float64(r.usec)/jobs)
+	}
+	return b.String()
 }
