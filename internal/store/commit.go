@@ -13,11 +13,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Job record statuses.
+// Job record statuses. A queued job's record has none; versions before
+// had "q" for a replayed job, which the commit treats the same.
 const (
-	statusQueued = "q"
-	statusDone   = "d"
-	statusDead   = "x"
+	statusDone = "d"
+	statusDead = "x"
 )
 
 // ErrAlreadyFinished means a commit carried a job id that an earlier
@@ -29,9 +29,12 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 // The batch is a list of operations, each an opcode followed by its
 // arguments, consuming keys from KEYS[10..] in order:
 //
-//	C id            (key: job record) refuse the batch if id is finished
-//	D id attempt    (key: job record) mark done
-//	X id attempt rec (key: job record) mark dead, store the dead letter
+//	C id st attempt (key: job record) finish the job (st "d" done, "x"
+//	                dead): the status is set only if it is not set yet, so
+//	                a job finished before refuses the batch; the claims made
+//	                so far are undone first
+//	D id            audit a finished job (only with audit on)
+//	X id attempt rec store a dead letter (and audit it)
 //	U id            drop a finished job's parked entry and body
 //	S value         (key: state) write an entity's state
 //	R value         (key: result) store a result
@@ -41,12 +44,18 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 //	                head; if it is not, the A operations that follow do it
 //	O n fields...   append the batch's emitted jobs to the outbox as one
 //	                entry of n field-value items (see packEmits)
+//	E hash entry    (keys: job record, stream) enqueue an emitted job in its
+//	                own partition, unless its id was submitted before
 //	T n             (key: waiting list) drop the first n waiting jobs
 //	F id body       (key: waiting list) put a job at the front
 //	B id body       (key: waiting list) put a job at the back
 //	P key id nb body park a job that holds key until nb (unix ms)
 //	N key           (key: waiting list) the key's parked job finished: park
 //	                the next waiting job as due now, or lift the hold
+//
+// The C operations come first, so a refused batch has written nothing but
+// the claims it undoes. A job replayed from the dead letters by an older
+// version has status "q"; it is claimed like one without a status.
 //
 // KEYS[1] epoch, [2] queue, [3] outbox, [4] dead letters, [5] dead index,
 // [6] audit, [7] parked, [8] holds, [9] bodies.
@@ -59,38 +68,51 @@ local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(cur))
 end
-local now, doneTTL, resTTL, audit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+local now, doneTTL, resTTL = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local a, k, n = 6, 10, 0
+local claimed = {}
 while a <= #ARGV do
   local op = ARGV[a]
   n = n + 1
   if op == 'C' then
-    local s = redis.call('HGET', KEYS[k], 's')
-    if s == 'd' or s == 'x' then return redis.error_reply('ALREADY ' .. ARGV[a + 1]) end
-    a, k = a + 2, k + 1
-  elseif op == 'D' or op == 'X' then
-    local id = ARGV[a + 1]
-    redis.call('HSET', KEYS[k], 's', op == 'D' and 'd' or 'x', 'a', ARGV[a + 2])
-    if doneTTL > 0 then redis.call('EXPIRE', KEYS[k], doneTTL) end
-    if audit then redis.call('XADD', KEYS[6], '*', 'e', ARGV[1], 'id', id) end
-    if op == 'X' then
-      redis.call('HSET', KEYS[4], id, ARGV[a + 3])
-      redis.call('ZADD', KEYS[5], now, id)
-      a = a + 4
-    else
-      a = a + 3
+    local rec = KEYS[k]
+    if redis.call('HSETNX', rec, 's', ARGV[a + 2]) == 0 then
+      if redis.call('HGET', rec, 's') ~= 'q' then
+        for _, r in ipairs(claimed) do
+          redis.call('HDEL', r, 's', 'a')
+          redis.call('PERSIST', r)
+        end
+        return redis.error_reply('ALREADY ' .. ARGV[a + 1])
+      end
+      redis.call('HSET', rec, 's', ARGV[a + 2])
     end
-    k = k + 1
-  elseif op == 'U' then
-    redis.call('ZREM', KEYS[7], ARGV[a + 1])
-    redis.call('HDEL', KEYS[9], ARGV[a + 1])
-    a = a + 2
+    claimed[#claimed + 1] = rec
+    if ARGV[a + 3] ~= '1' then redis.call('HSET', rec, 'a', ARGV[a + 3]) end
+    if doneTTL > 0 then redis.call('EXPIRE', rec, doneTTL) end
+    a, k = a + 4, k + 1
   elseif op == 'S' then
     redis.call('SET', KEYS[k], ARGV[a + 1])
     a, k = a + 2, k + 1
   elseif op == 'R' then
     if resTTL > 0 then redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', resTTL) else redis.call('SET', KEYS[k], ARGV[a + 1]) end
     a, k = a + 2, k + 1
+  elseif op == 'E' then
+    if redis.call('HSETNX', KEYS[k], 'h', ARGV[a + 1]) == 1 then
+      redis.call('XADD', KEYS[k + 1], '*', 'j', ARGV[a + 2])
+    end
+    a, k = a + 3, k + 2
+  elseif op == 'D' then
+    redis.call('XADD', KEYS[6], '*', 'e', ARGV[1], 'id', ARGV[a + 1])
+    a = a + 2
+  elseif op == 'X' then
+    redis.call('HSET', KEYS[4], ARGV[a + 1], ARGV[a + 3])
+    redis.call('ZADD', KEYS[5], now, ARGV[a + 1])
+    if ARGV[5] == '1' then redis.call('XADD', KEYS[6], '*', 'e', ARGV[1], 'id', ARGV[a + 1]) end
+    a = a + 4
+  elseif op == 'U' then
+    redis.call('ZREM', KEYS[7], ARGV[a + 1])
+    redis.call('HDEL', KEYS[9], ARGV[a + 1])
+    a = a + 2
   elseif op == 'A' then
     local cnt = tonumber(ARGV[a + 1])
     redis.call('XDEL', KEYS[2], unpack(ARGV, a + 2, a + 1 + cnt))
@@ -195,8 +217,11 @@ type Batch struct {
 	Acked   []string
 	States  []StateWrite
 	Results []Result
-	Emits   []Job     // follow-up jobs for the outbox (ids already derived)
-	Dead    []DeadJob // jobs moved to the dead-letter store
+	// Emits are the follow-up jobs, ids derived and Partition set: they
+	// go to their partitions' streams in the commit, or through the outbox
+	// when Redis is a cluster (see EmitsDirect).
+	Emits []Job
+	Dead  []DeadJob // jobs moved to the dead-letter store
 	// Unparked lists the jobs in Done or Dead that were parked or waiting
 	// behind a hold rather than read from the stream: only they have a
 	// parked entry and a body to drop.
@@ -239,25 +264,21 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 	args := []any{itoa(epoch), itoa(now), int64(s.cfg.DoneRetention.Seconds()), int64(s.cfg.ResultRetention.Seconds()), audit}
 	for _, id := range b.Done {
 		ks = append(ks, k.Job(id))
-		args = append(args, "C", id)
+		args = append(args, "C", id, statusDone, max(b.Attempts[id], 1))
 	}
 	for _, d := range b.Dead {
 		ks = append(ks, k.Job(d.Job.ID))
-		args = append(args, "C", d.Job.ID)
+		args = append(args, "C", d.Job.ID, statusDead, max(d.Job.Attempt, 1))
 	}
-	for _, id := range b.Done {
-		att := b.Attempts[id]
-		if att < 1 {
-			att = 1
+	if s.cfg.Audit {
+		for _, id := range b.Done {
+			args = append(args, "D", id)
 		}
-		ks = append(ks, k.Job(id))
-		args = append(args, "D", id, att)
 	}
 	for _, d := range b.Dead {
 		rec, _ := json.Marshal(DeadRecord{ID: d.Job.ID, Handler: d.Job.Handler, Key: d.Job.Key, Payload: d.Job.Payload,
 			Attempts: d.Job.Attempt, Errors: d.Job.Errors, DeadAtMs: now, Partition: partition,
 			MaxAttempts: d.Job.MaxAttempts, TimeoutMs: d.Job.TimeoutMs})
-		ks = append(ks, k.Job(d.Job.ID))
 		args = append(args, "X", d.Job.ID, d.Job.Attempt, rec)
 	}
 	for _, id := range b.Unparked {
@@ -287,8 +308,20 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 			args = append(args, id)
 		}
 	}
-	for i := 0; i < len(b.Emits); i += emitChunk {
-		args = packEmits(args, b.Emits[i:min(i+emitChunk, len(b.Emits))])
+	if s.EmitsDirect() {
+		// One Redis: the emitted jobs go straight to their partitions'
+		// streams, within this commit, with no outbox and relay between.
+		for i := range b.Emits {
+			e := &b.Emits[i]
+			e.SubmittedAt, e.Attempt = now, 1
+			ek := keys.For(e.Partition)
+			ks = append(ks, ek.Job(e.ID), ek.Queue())
+			args = append(args, "E", e.ContentHash(), packJob(e))
+		}
+	} else {
+		for i := 0; i < len(b.Emits); i += emitChunk {
+			args = packEmits(args, b.Emits[i:min(i+emitChunk, len(b.Emits))])
+		}
 	}
 	for _, kp := range b.Keys {
 		wl := k.Waiting(kp.Key)
@@ -324,6 +357,12 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 	}
 	return nil
 }
+
+// EmitsDirect says whether commits enqueue emitted jobs themselves. A
+// Redis Cluster keeps each partition's keys in one slot, and a script may
+// not write across slots, so there emitted jobs go through the partition's
+// outbox and the relay.
+func (s *Store) EmitsDirect() bool { return !isCluster(s.rdb) }
 
 // afterID is the stream id right after the last of ids, if ids are in
 // increasing stream order.

@@ -23,7 +23,7 @@ var replayScript = redis.NewScript(`
 if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'h', ARGV[2], 's', 'q')
+redis.call('HSET', KEYS[1], 'h', ARGV[2])
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
 return 1
 `)
@@ -239,6 +239,9 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 			case statusDead:
 				st.Finished, st.Dead = true, true
 				dead = append(dead, id)
+			}
+			if st.Finished && st.Attempts == 0 {
+				st.Attempts = 1 // the commit records attempts only past the first
 			}
 			if b, err := c.res.Bytes(); err == nil {
 				st.Result = b

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"github.com/corralhq/corral/internal/keys"
 	"testing"
 	"time"
 
@@ -76,6 +77,28 @@ func TestHoldKeepsKeyOrder(t *testing.T) {
 	err = s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{"k2"}})
 	if !errors.Is(err, store.ErrAlreadyFinished) {
 		t.Fatalf("second commit of k2: %v, want ErrAlreadyFinished", err)
+	}
+	// A refused batch undoes what it claimed before it found k2 finished:
+	// fresh stays unfinished, without a TTL, and commits later.
+	if _, err := s.Enqueue(ctx, []store.Job{job("fresh", "f", p)}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{"fresh", "k2"}, Attempts: map[string]int{"fresh": 3}})
+	if !errors.Is(err, store.ErrAlreadyFinished) {
+		t.Fatalf("batch of fresh and k2: %v, want ErrAlreadyFinished", err)
+	}
+	sts, err := s.Statuses(ctx, []string{"fresh"})
+	if err != nil || !sts[0].Known || sts[0].Finished || sts[0].Attempts != 0 {
+		t.Fatalf("fresh after the refused batch: %+v %v, want known, unfinished, no attempts", sts, err)
+	}
+	if ttl := s.Client().TTL(ctx, keys.For(p).Job("fresh")).Val(); ttl >= 0 {
+		t.Fatalf("fresh's record has a TTL of %v after the refused batch", ttl)
+	}
+	if err := s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{"fresh"}}); err != nil {
+		t.Fatal(err)
+	}
+	if sts, _ := s.Statuses(ctx, []string{"fresh"}); !sts[0].Finished || sts[0].Attempts != 1 {
+		t.Fatalf("fresh after its commit: %+v, want finished at attempt 1", sts)
 	}
 }
 
