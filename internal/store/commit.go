@@ -29,6 +29,10 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 // The batch is a list of operations, each an opcode followed by its
 // arguments, consuming keys from KEYS[10..] in order:
 //
+//	G key last has state hash (keys: state, job record) refuse the batch
+//	                (BUSY) unless the stream's last entry is still last, key
+//	                is not held, the state is as given (has "1") and the job
+//	                record is new; then create it (see Guard). Comes first.
 //	C id st attempt (key: job record) finish the job (st "d" done, "x"
 //	                dead): the status is set only if it is not set yet, so
 //	                a job finished before refuses the batch; the claims made
@@ -61,8 +65,8 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 // [6] audit, [7] parked, [8] holds, [9] bodies.
 // ARGV[1] epoch, [2] now unix ms, [3] done TTL s, [4] result TTL s,
 // [5] audit "1"/"0", then the operations.
-// Returns the number of operations, or an error "FENCED <current>" or
-// "ALREADY <id>".
+// Returns the number of operations, or an error "FENCED <current>",
+// "ALREADY <id>" or "BUSY <what>".
 var commitScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then
@@ -74,7 +78,20 @@ local claimed = {}
 while a <= #ARGV do
   local op = ARGV[a]
   n = n + 1
-  if op == 'C' then
+  if op == 'G' then
+    local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+    if (last and last[1] or '') ~= ARGV[a + 2] or redis.call('HEXISTS', KEYS[8], ARGV[a + 1]) == 1 then
+      return redis.error_reply('BUSY queue')
+    end
+    local st = redis.call('GET', KEYS[k])
+    if (ARGV[a + 3] == '1') ~= (st ~= false) or (st and st ~= ARGV[a + 4]) then
+      return redis.error_reply('BUSY state')
+    end
+    if redis.call('HSETNX', KEYS[k + 1], 'h', ARGV[a + 5]) == 0 then
+      return redis.error_reply('BUSY id')
+    end
+    a, k = a + 6, k + 2
+  elseif op == 'C' then
     local rec = KEYS[k]
     if redis.call('HSETNX', rec, 's', ARGV[a + 2]) == 0 then
       if redis.call('HGET', rec, 's') ~= 'q' then
@@ -232,6 +249,9 @@ type Batch struct {
 	// Retries lists the jobs parked for another attempt (a view of Keys
 	// for logs and metrics).
 	Retries []Job
+	// Guard, for a job that never was in the queue (a direct call), makes
+	// the commit check first that it may still skip the queue.
+	Guard *Guard
 }
 
 // DeadRecord is a dead letter as stored.
@@ -262,6 +282,14 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		audit = "1"
 	}
 	args := []any{itoa(epoch), itoa(now), int64(s.cfg.DoneRetention.Seconds()), int64(s.cfg.ResultRetention.Seconds()), audit}
+	if g := b.Guard; g != nil {
+		has := "0"
+		if g.HasState {
+			has = "1"
+		}
+		ks = append(ks, k.State(g.Entity.Type, g.Entity.Key), k.Job(g.ID))
+		args = append(args, "G", g.Key, g.LastID, has, g.State, g.Hash)
+	}
 	for _, id := range b.Done {
 		ks = append(ks, k.Job(id))
 		args = append(args, "C", id, statusDone, max(b.Attempts[id], 1))
@@ -346,6 +374,9 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		}
 	}
 	err := commitScript.Run(ctx, s.rdb, ks, args...).Err()
+	if err != nil && strings.HasPrefix(err.Error(), "BUSY") {
+		return fmt.Errorf("store: commit partition %d: %w (%s)", partition, ErrBusy, err.Error())
+	}
 	if err != nil && strings.HasPrefix(err.Error(), "ALREADY") {
 		return fmt.Errorf("store: commit partition %d: %w: %s", partition, ErrAlreadyFinished, strings.TrimPrefix(err.Error(), "ALREADY "))
 	}

@@ -27,9 +27,10 @@ var ErrNotOwner = errors.New("not the owner of the partition")
 const callPoll = 10 * time.Millisecond
 
 // Call runs one job on the owner of its key's partition and returns its
-// result. The job always goes through the partition's queue, so the owner
-// runs it in order with the partition's other work and commits it under
-// its fencing epoch; what Call adds is routing and a wake-up on commit.
+// result. The owner runs it at once when no job of its key is queued
+// (callDirect), else through the partition's queue, so it runs in order
+// with the key's other jobs either way and commits under the owner's
+// fencing epoch.
 // When the owner cannot be reached (down, slow, breaker open) the job is
 // enqueued from here and its result awaited until the deadline: a Call
 // accepted is never lost, and its id makes every path apply it once.
@@ -54,6 +55,9 @@ func (a *API) Call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.Ca
 	}
 	p := w.partitionOf(job.Key)
 	if w.owns(p) {
+		if resp, err, ok := a.callDirect(ctx, job, p); ok {
+			return resp, err
+		}
 		return a.callHere(ctx, job, false)
 	}
 	if req.Forwarded {
@@ -159,6 +163,13 @@ func (a *API) callHere(ctx context.Context, job *workerpb.Job, durable bool) (*w
 		}
 		return nil, status.Error(codes.InvalidArgument, e)
 	}
+	return a.await(ctx, job, durable, done)
+}
+
+// await waits for a Call's job to finish: woken by done when this worker
+// commits it, by polling its record otherwise.
+func (a *API) await(ctx context.Context, job *workerpb.Job, durable bool, done <-chan *workerpb.JobResult) (*workerpb.CallResponse, error) {
+	w := a.w
 	served := ""
 	if !durable {
 		served = w.cfg.ID

@@ -1,0 +1,94 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/store"
+)
+
+// callDirect runs a Call on this owner without passing it through the
+// queue, when that cannot reorder it: no job of its key is queued, parked
+// or waiting, and its id is new. It reads the key's state, runs the
+// handler and commits under the partition's epoch with a guard that
+// refuses the commit if any of that changed meanwhile (a job of the key
+// was submitted, another call committed). ok is false when the call must
+// take the queue instead; nothing was written then.
+//
+// A job that asks for a retry is parked as queued jobs are, and the call
+// waits for it like one that went through the queue.
+func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *workerpb.CallResponse, err error, ok bool) {
+	w := a.w
+	now := time.Now()
+	epoch, owned := w.epochOf(p)
+	if !owned || in.NotBeforeMs > now.UnixMilli() || w.validate(in, in.Id, w.handlers.Handlers()) != nil {
+		return nil, nil, false // the queue path schedules it, or says what is wrong
+	}
+	j := store.Job{ID: in.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload, Attempt: 1,
+		SubmittedAt: now.UnixMilli(), MaxAttempts: int(in.MaxAttempts), TimeoutMs: in.TimeoutMs, Partition: p}
+	mu := &w.direct[p%len(w.direct)]
+	mu.Lock()
+	defer mu.Unlock()
+	entity := EntityOf(j.Handler)
+	view, verr := w.store.ViewForCall(ctx, j, entity)
+	if verr != nil || !view.Free {
+		return nil, nil, false
+	}
+	done, cancel := w.calls.wait(j.ID)
+	defer cancel()
+	snap := store.Snapshot{States: map[store.EntityRef][]byte{{Type: entity, Key: j.Key}: view.State}}
+	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
+	outcomes, progress, _ := w.runIsolated(ctx, []store.Job{j}, snap, false)
+	if !progress {
+		return nil, nil, false // the plugin is down: the queue keeps the job
+	}
+	b, berr := buildBatch(wk, outcomes, w.retryPolicy(now))
+	if berr != nil {
+		return nil, nil, false
+	}
+	b.Unparked = nil // never parked: there is no parked entry to drop
+	b.Guard = view.Guard
+	for i := range b.Emits {
+		b.Emits[i].Partition = w.partitionOf(b.Emits[i].Key)
+	}
+	if !w.keeper.Valid() {
+		return nil, nil, false
+	}
+	if err := w.commitObserved(ctx, p, epoch, b); err != nil {
+		if isFenced(err) {
+			w.fenced.Add(1)
+			w.drop(p, epoch)
+		}
+		if !errors.Is(err, store.ErrBusy) && !isFenced(err) {
+			w.log.Warn("direct call: commit failed; taking the queue", "job", j.ID, "partition", p, "err", err)
+		}
+		return nil, nil, false
+	}
+	w.committed.Add(int64(len(b.Done)))
+	w.committedHook(p, b)
+	w.metrics.observeBatch([]store.Job{j}, b)
+	if len(b.Emits) > 0 && !w.store.EmitsDirect() {
+		select {
+		case w.relayReq <- p:
+		default:
+		}
+	}
+	if slices.Contains(b.Done, j.ID) || len(b.Dead) > 0 {
+		r := <-done // committedHook has just sent it
+		return &workerpb.CallResponse{Id: j.ID, Result: r, ServedBy: w.cfg.ID}, nil, true
+	}
+	// Parked for a retry: the executor runs it when due.
+	resp, err = a.await(ctx, in, false, done)
+	return resp, err, true
+}
+
+// epochOf is the epoch this worker holds partition p under, if it owns it.
+func (w *Worker) epochOf(p int) (int64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.owned[p]
+	return e, ok
+}
