@@ -56,10 +56,10 @@ type Worker struct {
 	own   ownership
 	addrs atomic.Pointer[map[string]string] // member id → gRPC address
 
-	calls       callWaiters
+	calls callWaiters
 	// direct serializes direct calls per partition (by p mod its size),
 	// so two on one key do not run on the same state and refuse each other.
-	direct [64]sync.Mutex
+	direct      [64]sync.Mutex
 	retryBudget *breaker.Budget
 
 	mu    sync.Mutex
