@@ -2,15 +2,10 @@ package worker
 
 import (
 	"context"
-	"fmt"
 	"sort"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
-	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/plugins/host"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -23,71 +18,6 @@ type API struct {
 
 // API returns the gRPC service of this worker.
 func (w *Worker) API() *API { return &API{w: w} }
-
-// Submit validates every job and enqueues the valid ones in one pipeline.
-// A rejected job gets its reason and nothing is written for it.
-func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error) {
-	w := a.w
-	handlers := w.handlers.Handlers()
-	now := time.Now()
-	results := make([]*workerpb.SubmitResult, len(req.Jobs))
-	var jobs []store.Job
-	var slots []int
-	for i, in := range req.Jobs {
-		res := &workerpb.SubmitResult{Id: in.Id}
-		results[i] = res
-		if res.Id == "" {
-			res.Id = newJobID(now)
-		}
-		if err := w.validate(in, res.Id, handlers); err != nil {
-			res.Error = err.Error()
-			continue
-		}
-		p := w.partitionOf(in.Key)
-		res.Partition = int32(p)
-		jobs = append(jobs, store.Job{ID: res.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload,
-			Attempt: 1, SubmittedAt: now.UnixMilli(), NotBefore: in.NotBeforeMs, MaxAttempts: int(in.MaxAttempts),
-			TimeoutMs: in.TimeoutMs, Partition: p})
-		slots = append(slots, i)
-	}
-	enq, err := w.store.Enqueue(ctx, jobs)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "enqueue: %v", err)
-	}
-	for n, r := range enq {
-		res := results[slots[n]]
-		res.Duplicate = r.Duplicate
-		if r.Err != nil {
-			res.Error = r.Err.Error()
-		}
-	}
-	return &workerpb.SubmitResponse{Results: results}, nil
-}
-
-func (w *Worker) validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error {
-	if err := validateID(id); err != nil {
-		return err
-	}
-	h, ok := handlers[j.Handler]
-	if !ok {
-		names := make([]string, 0, len(handlers))
-		for n := range handlers {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		return fmt.Errorf("%w %q (this cluster serves: %s)", ErrUnknownHandler, j.Handler, strings.Join(names, ", "))
-	}
-	if err := validateKey(j.Key); err != nil {
-		return err
-	}
-	if err := validatePayload(j.Payload, w.cfg.MaxPayloadBytes); err != nil {
-		return err
-	}
-	if err := validateShape(j.Payload, h.PayloadShape); err != nil {
-		return err
-	}
-	return validateOptions(j.MaxAttempts, j.TimeoutMs, w.cfg.MaxAttemptsLimit, h.Timeout)
-}
 
 // GetState reads committed entity states.
 func (a *API) GetState(ctx context.Context, req *workerpb.GetStateRequest) (*workerpb.GetStateResponse, error) {

@@ -2,13 +2,84 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins/host"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
+
+// Submit validates every job and enqueues the valid ones in one pipeline.
+// A rejected job gets its reason and nothing is written for it.
+func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error) {
+	w := a.w
+	handlers := w.handlers.Handlers()
+	now := time.Now()
+	n := len(req.Jobs)
+	// One allocation for all results and one for all store jobs: a file
+	// submission sends thousands of jobs per call.
+	rs := make([]workerpb.SubmitResult, n)
+	results := make([]*workerpb.SubmitResult, n)
+	jobs := make([]store.Job, 0, n)
+	slots := make([]int, 0, n)
+	for i, in := range req.Jobs {
+		res := &rs[i]
+		results[i] = res
+		res.Id = in.Id
+		if res.Id == "" {
+			res.Id = newJobID(now)
+		}
+		if err := w.validate(in, res.Id, handlers); err != nil {
+			res.Error = err.Error()
+			continue
+		}
+		p := w.partitionOf(in.Key)
+		res.Partition = int32(p)
+		jobs = append(jobs, store.Job{ID: res.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload,
+			Attempt: 1, SubmittedAt: now.UnixMilli(), NotBefore: in.NotBeforeMs, MaxAttempts: int(in.MaxAttempts),
+			TimeoutMs: in.TimeoutMs, Partition: p})
+		slots = append(slots, i)
+	}
+	enq, err := w.store.Enqueue(ctx, jobs)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "enqueue: %v", err)
+	}
+	for n, r := range enq {
+		res := results[slots[n]]
+		res.Duplicate = r.Duplicate
+		if r.Err != nil {
+			res.Error = r.Err.Error()
+		}
+	}
+	return &workerpb.SubmitResponse{Results: results}, nil
+}
+
+func (w *Worker) validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	h, ok := handlers[j.Handler]
+	if !ok {
+		names := make([]string, 0, len(handlers))
+		for n := range handlers {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return fmt.Errorf("%w %q (this cluster serves: %s)", ErrUnknownHandler, j.Handler, strings.Join(names, ", "))
+	}
+	if err := validateKey(j.Key); err != nil {
+		return err
+	}
+	if err := checkPayload(j.Payload, w.cfg.MaxPayloadBytes, shapeOf(h.PayloadShape)); err != nil {
+		return err
+	}
+	return validateOptions(j.MaxAttempts, j.TimeoutMs, w.cfg.MaxAttemptsLimit, h.Timeout)
+}
 
 // resultPoll is how often GetResult re-reads jobs it waits for.
 const resultPoll = 20 * time.Millisecond

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -8,9 +9,12 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/corralhq/corral/internal/jsonscan"
 )
 
 // Limits of submitted jobs.
@@ -46,9 +50,26 @@ func validateID(id string) error {
 	if len(id) > MaxIDBytes {
 		return fmt.Errorf("%w: id is %d bytes, the limit is %d", ErrInvalidID, len(id), MaxIDBytes)
 	}
+	for i := 0; i < len(id); i++ {
+		if !idByte[id[i]] {
+			return badIDChar(id)
+		}
+	}
+	return nil
+}
+
+// idByte marks the bytes an id may hold.
+var idByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '/' || c == '-'
+	}
+	return t
+}()
+
+// badIDChar names the first character of id that is not allowed.
+func badIDChar(id string) error {
 	for i, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == ':' || r == '/' || r == '-'
-		if !ok {
+		if r >= utf8.RuneSelf || !idByte[r] {
 			return fmt.Errorf("%w: character %q at byte %d; use letters, digits and . _ : / -", ErrInvalidID, r, i)
 		}
 	}
@@ -59,11 +80,13 @@ func validatePayload(p []byte, max int) error {
 	if len(p) > max {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, len(p), max)
 	}
-	if !json.Valid(p) {
-		return fmt.Errorf("%w: not a JSON document", ErrInvalidPayload)
+	if !jsonscan.Valid(p) {
+		return errNotJSON
 	}
 	return nil
 }
+
+var errNotJSON = fmt.Errorf("%w: not a JSON document", ErrInvalidPayload)
 
 // newJobID returns an id that sorts by submission time.
 func newJobID(now time.Time) string {
@@ -84,38 +107,121 @@ var (
 // one that is not such an object, accepts anything (the plugin host
 // reports bad declarations).
 func validateShape(payload []byte, shape string) error {
-	if shape == "" {
+	_, err := shapeOf(shape).check(payload)
+	return err
+}
+
+// checkPayload is validatePayload and validateShape in one pass over the
+// payload, with the same errors.
+func checkPayload(p []byte, max int, shape *payloadShape) error {
+	if len(p) > max {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, len(p), max)
+	}
+	if shape == nil {
+		return validatePayload(p, max)
+	}
+	valid, err := shape.check(p)
+	if !valid {
+		return errNotJSON
+	}
+	return err
+}
+
+// payloadShape is a declared shape, parsed once: its fields sorted by name
+// (so the first missing one reported is always the same) and their types.
+type payloadShape struct {
+	decl   string
+	fields []string
+	types  []string
+}
+
+// shapes caches parsed shapes by their declaration; handlers declare few.
+var (
+	shapes     sync.Map // declaration → *payloadShape (nil: accepts anything)
+	shapeCount atomic.Int32
+)
+
+const maxCachedShapes = 1024
+
+// shapeOf parses a shape declaration, or returns nil when it accepts
+// anything.
+func shapeOf(decl string) *payloadShape {
+	if decl == "" {
 		return nil
+	}
+	if v, ok := shapes.Load(decl); ok {
+		return v.(*payloadShape)
 	}
 	var want map[string]string
-	if err := json.Unmarshal([]byte(shape), &want); err != nil || len(want) == 0 {
-		return nil
-	}
-	var got map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &got); err != nil || got == nil {
-		return fmt.Errorf("%w: want a JSON object with %s", ErrPayloadShape, shape)
-	}
-	fields := make([]string, 0, len(want))
-	for f := range want {
-		fields = append(fields, f)
-	}
-	sort.Strings(fields)
-	for _, f := range fields {
-		raw, ok := got[f]
-		if !ok {
-			return fmt.Errorf("%w: field %q is missing (want %s)", ErrPayloadShape, f, want[f])
+	var sh *payloadShape
+	if err := json.Unmarshal([]byte(decl), &want); err == nil && len(want) > 0 {
+		sh = &payloadShape{decl: decl}
+		for f := range want {
+			sh.fields = append(sh.fields, f)
 		}
-		if t := jsonType(raw); !typeMatches(t, want[f]) {
-			return fmt.Errorf("%w: field %q is %s, want %s", ErrPayloadShape, f, t, want[f])
+		sort.Strings(sh.fields)
+		for _, f := range sh.fields {
+			sh.types = append(sh.types, want[f])
 		}
 	}
-	return nil
+	if shapeCount.Load() < maxCachedShapes {
+		if _, loaded := shapes.LoadOrStore(decl, sh); !loaded {
+			shapeCount.Add(1)
+		}
+	}
+	return sh
+}
+
+// check reports whether payload is valid JSON and, if it is, whether it
+// has the shape. A nil shape accepts any valid payload.
+func (s *payloadShape) check(payload []byte) (valid bool, err error) {
+	if s == nil {
+		return jsonscan.Valid(payload), nil
+	}
+	var small [8][]byte
+	vals := small[:0]
+	if len(s.fields) > len(small) {
+		vals = make([][]byte, len(s.fields))
+	} else {
+		vals = small[:len(s.fields)]
+	}
+	valid, isObject := jsonscan.Object(payload, func(m jsonscan.Member) {
+		key := m.Key
+		if m.NeedsUnquote {
+			var k string
+			if json.Unmarshal(append(append([]byte{'"'}, key...), '"'), &k) != nil {
+				return
+			}
+			key = []byte(k)
+		}
+		for i, f := range s.fields {
+			if f == string(key) {
+				vals[i] = m.Value // a repeated field: the last one counts, as in encoding/json
+				break
+			}
+		}
+	})
+	if !valid {
+		return false, fmt.Errorf("%w: want a JSON object with %s", ErrPayloadShape, s.decl)
+	}
+	if !isObject {
+		return true, fmt.Errorf("%w: want a JSON object with %s", ErrPayloadShape, s.decl)
+	}
+	for i, f := range s.fields {
+		if vals[i] == nil {
+			return true, fmt.Errorf("%w: field %q is missing (want %s)", ErrPayloadShape, f, s.types[i])
+		}
+		if t := jsonType(vals[i]); !typeMatches(t, s.types[i]) {
+			return true, fmt.Errorf("%w: field %q is %s, want %s", ErrPayloadShape, f, t, s.types[i])
+		}
+	}
+	return true, nil
 }
 
 // jsonType names the JSON type of a valid JSON value.
-func jsonType(raw json.RawMessage) string {
-	s := strings.TrimSpace(string(raw))
-	if s == "" {
+func jsonType(raw []byte) string {
+	s := bytes.TrimSpace(raw)
+	if len(s) == 0 {
 		return "nothing"
 	}
 	switch s[0] {
@@ -130,9 +236,9 @@ func jsonType(raw json.RawMessage) string {
 	case 'n':
 		return "null"
 	}
-	if strings.ContainsAny(s, ".eE") {
+	if bytes.ContainsAny(s, ".eE") {
 		var f float64
-		if json.Unmarshal(raw, &f) == nil && f == float64(int64(f)) && !strings.Contains(s, ".") {
+		if json.Unmarshal(s, &f) == nil && f == float64(int64(f)) && !bytes.Contains(s, []byte(".")) {
 			return "integer"
 		}
 		return "number"
