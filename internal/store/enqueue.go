@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -17,30 +20,32 @@ var ErrConflict = errors.New("job id already used with different content")
 // id, or, when one has a not-before in the future, adds it to the delayed
 // set. A whole partition group in one call costs Redis far less than one
 // call per job, and every key shares the partition's hash tag. A new job
-// record holds only the content hash: no status means queued.
+// record holds only the content hash: no status means queued. Four
+// arguments per job, the fewest that do it: Redis parses and Lua interns
+// every one, and the ingest of a cluster is bounded by Redis.
 //
 // KEYS[1] partition stream, KEYS[2] delayed set, KEYS[3] bodies, then
 // KEYS[3+i] the job record of job i.
-// ARGV[1] job count, then per job: content hash, due unix ms (0 = now), id,
-// encoded job (delayed only), field count, stream entry fields.
+// ARGV[1] job count, then per job: content hash, due unix ms ("0" = now),
+// body (the packed stream entry field "j" when due now, else the encoded
+// job for the bodies hash), id (used when delayed).
 // Returns per job 1 if enqueued, 0 if the same job was already submitted,
 // -1 if the id was used for other content.
 var enqueueScript = redis.NewScript(`
-local n, a, out = tonumber(ARGV[1]), 2, {}
-for i = 1, n do
-  local rec, hash, due, id, nf = KEYS[3 + i], ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 4])
+local out, a = {}, 2
+for i = 1, tonumber(ARGV[1]) do
+  local rec, hash, due = KEYS[3 + i], ARGV[a], ARGV[a + 1]
   if redis.call('HSETNX', rec, 'h', hash) == 0 then
     out[i] = (redis.call('HGET', rec, 'h') == hash) and 0 or -1
+  elseif due == '0' then
+    redis.call('XADD', KEYS[1], '*', 'j', ARGV[a + 2])
+    out[i] = 1
   else
-    if due ~= '0' then
-      redis.call('ZADD', KEYS[2], due, id)
-      redis.call('HSET', KEYS[3], id, ARGV[a + 3])
-    else
-      redis.call('XADD', KEYS[1], '*', unpack(ARGV, a + 5, a + 4 + nf))
-    end
+    redis.call('ZADD', KEYS[2], due, ARGV[a + 3])
+    redis.call('HSET', KEYS[3], ARGV[a + 3], ARGV[a + 2])
     out[i] = 1
   end
-  a = a + 5 + nf
+  a = a + 4
 end
 return out
 `)
@@ -64,48 +69,55 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 	}
 	now := time.Now().UnixMilli()
 	// Group by partition, keeping submission order within each, so that
-	// per-key order holds and each script call touches one hash slot.
-	byPart := map[int][]int{}
-	var order []int
-	for i := range jobs {
-		p := jobs[i].Partition
-		if _, ok := byPart[p]; !ok {
-			order = append(order, p)
-		}
-		byPart[p] = append(byPart[p], i)
+	// per-key order holds and each script call touches one hash slot. A
+	// stable sort of the indexes by partition is one allocation, where a
+	// map of slices is one per partition and more as they grow.
+	idx := make([]int, len(jobs))
+	for i := range idx {
+		idx[i] = i
 	}
+	slices.SortStableFunc(idx, func(a, b int) int { return jobs[a].Partition - jobs[b].Partition })
+	// The arguments of every script call, built once (a retry after
+	// NOSCRIPT sends the same ones).
 	type call struct {
-		idx []int
-		cmd *redis.Cmd
+		idx  []int
+		keys []string
+		args []any
+		cmd  *redis.Cmd
 	}
 	var calls []call
-	_, err := s.evalPipelined(ctx, []*redis.Script{enqueueScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
-		calls = calls[:0]
-		var cmds []*redis.Cmd
-		for _, p := range order {
-			k := keys.For(p)
-			all := byPart[p]
-			for c := 0; c < len(all); c += enqueueChunk {
-				idx := all[c:min(c+enqueueChunk, len(all))]
-				ks := make([]string, 3, 3+len(idx))
-				ks[0], ks[1], ks[2] = k.Queue(), k.Delayed(), k.Bodies()
-				args := make([]any, 1, 1+len(idx)*17)
-				args[0] = len(idx)
-				for _, i := range idx {
-					j := &jobs[i]
-					due, enc := "0", ""
-					if j.NotBefore > now {
-						due, enc = itoa(j.NotBefore), j.encode()
-					}
-					f := j.streamFields()
-					ks = append(ks, k.Job(j.ID))
-					args = append(args, j.ContentHash(), due, j.ID, enc, len(f))
-					args = append(args, f...)
-				}
-				cmd := enqueueScript.EvalSha(ctx, pipe, ks, args...)
-				calls = append(calls, call{idx: idx, cmd: cmd})
-				cmds = append(cmds, cmd)
+	var scratch []byte
+	for start := 0; start < len(idx); {
+		p := jobs[idx[start]].Partition
+		end := start + 1
+		for end < len(idx) && end-start < enqueueChunk && jobs[idx[end]].Partition == p {
+			end++
+		}
+		group := idx[start:end]
+		start = end
+		k := keys.For(p)
+		ks := make([]string, 3, 3+len(group))
+		ks[0], ks[1], ks[2] = k.Queue(), k.Delayed(), k.Bodies()
+		args := make([]any, 1, 1+4*len(group))
+		args[0] = len(group)
+		for _, i := range group {
+			j := &jobs[i]
+			var hash string
+			hash, scratch = contentHash(j, scratch)
+			ks = append(ks, k.Job(j.ID))
+			if j.NotBefore > now {
+				args = append(args, hash, itoa(j.NotBefore), j.encode(), j.ID)
+			} else {
+				args = append(args, hash, "0", packJob(j), "")
 			}
+		}
+		calls = append(calls, call{idx: group, keys: ks, args: args})
+	}
+	_, err := s.evalPipelined(ctx, []*redis.Script{enqueueScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		cmds := make([]*redis.Cmd, len(calls))
+		for n := range calls {
+			calls[n].cmd = enqueueScript.EvalSha(ctx, pipe, calls[n].keys, calls[n].args...)
+			cmds[n] = calls[n].cmd
 		}
 		return cmds
 	})
@@ -133,6 +145,20 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		}
 	}
 	return out, nil
+}
+
+// contentHash is j.ContentHash() hashed from one reused buffer, without
+// the allocations of a hash.Hash; it returns the buffer for the next job.
+func contentHash(j *Job, buf []byte) (string, []byte) {
+	buf = append(buf[:0], j.Handler...)
+	buf = append(buf, 0)
+	buf = append(buf, j.Key...)
+	buf = append(buf, 0)
+	buf = append(buf, j.Payload...)
+	sum := sha256.Sum256(buf)
+	var h [32]byte
+	hex.Encode(h[:], sum[:16])
+	return string(h[:]), buf
 }
 
 func isConflict(err error) bool { return errors.Is(err, ErrConflict) }
