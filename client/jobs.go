@@ -2,10 +2,106 @@ package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/breaker"
+	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/sharding"
 )
+
+// Submitter sends many Submit calls, each to the next healthy worker in
+// turn, so a large submission spreads over the cluster. It asks Consul for
+// the workers once, not once per call, and again only when every worker it
+// knows failed a call. It is safe for concurrent use.
+type Submitter struct {
+	c          *Client
+	partitions int
+	next       atomic.Uint64
+	mu         sync.Mutex
+	members    []discovery.Member
+}
+
+// NewSubmitter lists the healthy workers and asks one of them for the
+// cluster's partition count.
+func (c *Client) NewSubmitter(ctx context.Context) (*Submitter, error) {
+	ms, err := c.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &Submitter{c: c, members: ms}
+	err = s.each(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+		resp, err := w.Status(ctx, &workerpb.StatusRequest{})
+		if err == nil {
+			s.partitions = int(resp.Partitions)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: read the partition count: %w", err)
+	}
+	if s.partitions < 1 {
+		return nil, fmt.Errorf("client: a worker reports %d partitions", s.partitions)
+	}
+	return s, nil
+}
+
+// Partitions is the cluster's partition count P.
+func (s *Submitter) Partitions() int { return s.partitions }
+
+// PartitionOf is the partition of key: the workers compute the same.
+func (s *Submitter) PartitionOf(key string) int { return sharding.PartitionOf(key, s.partitions) }
+
+// Submit is Client.Submit on the next worker in turn; a worker that is
+// down or whose breaker is open is passed over for the next.
+func (s *Submitter) Submit(ctx context.Context, jobs []*workerpb.Job) ([]*workerpb.SubmitResult, error) {
+	var out []*workerpb.SubmitResult
+	err := s.each(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+		resp, err := w.Submit(ctx, &workerpb.SubmitRequest{Jobs: jobs})
+		if err != nil {
+			return err
+		}
+		out = resp.Results
+		return nil
+	})
+	return out, err
+}
+
+// each runs fn on the next known worker, moving on while workers are down
+// or their breakers open; when all fail, it asks Consul for the workers
+// again and tries those once more.
+func (s *Submitter) each(ctx context.Context, fn func(ctx context.Context, w workerpb.WorkerClient) error) error {
+	var last error
+	for round := 0; round < 2; round++ {
+		s.mu.Lock()
+		ms := s.members
+		s.mu.Unlock()
+		start := int(s.next.Add(1))
+		for i := range ms {
+			m := ms[(start+i)%len(ms)]
+			err := s.c.pool.Call(ctx, m.Address, fn)
+			if err == nil || !PeerFault(err) && !errors.Is(err, breaker.ErrOpen) {
+				return err
+			}
+			last = fmt.Errorf("worker %s (%s): %w", m.ID, m.Address, err)
+			if ctx.Err() != nil {
+				return last
+			}
+		}
+		fresh, err := s.c.Members(ctx)
+		if err != nil {
+			return errors.Join(last, err)
+		}
+		s.mu.Lock()
+		s.members = fresh
+		s.mu.Unlock()
+	}
+	return last
+}
 
 // waitSlice bounds one waiting GetResult call, well inside the per-call
 // deadline of the breakers; a longer wait is several calls.
