@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
@@ -27,14 +26,59 @@ type partitionRun struct {
 	retryAt       time.Time // back off until then
 }
 
-// executorLoop releases due delayed jobs, does one blocking read across
-// every owned partition's stream, then processes the partition batches in
-// parallel, each with its due parked jobs, one plugin call (split only when
-// it fails) and one fenced commit.
+// dueEvery is how often, at most, a busy executor looks for due delayed
+// and parked jobs; an idle one looks once per read block.
+const dueEvery = 10 * time.Millisecond
+
+// batchDone reports a partition batch's end to the executor loop.
+type batchDone struct {
+	p    int
+	run  *partitionRun
+	ok   bool
+	last string // stream id of the last job read, "" if none
+}
+
+// executorLoop keeps every owned partition's batches going: it reads the
+// streams of the partitions with no batch in flight in one read (blocking
+// only when none is in flight), and processes each partition batch on its
+// own, with its due parked jobs, one plugin call (split only when it fails)
+// and one fenced commit. A partition is read again as soon as its batch
+// has committed, without waiting for the others', so a slow batch holds
+// back only its own partition.
 func (w *Worker) executorLoop(ctx context.Context) {
 	runs := map[int]*partitionRun{}
+	inflight := map[int]bool{}
+	done := make(chan batchDone, 256)
+	sem := make(chan struct{}, w.cfg.Parallel)
+	finish := func(d batchDone) {
+		delete(inflight, d.p)
+		r := d.run
+		if d.ok {
+			if d.last != "" {
+				r.cursor = d.last
+			}
+			r.failures = 0
+		} else {
+			r.failures++
+			r.retryAt = time.Now().Add(backoff(r.failures))
+		}
+	}
+	defer func() {
+		for len(inflight) > 0 {
+			finish(<-done)
+		}
+	}()
+	var lastDue time.Time
 	for ctx.Err() == nil {
 		w.lastLoop.Store(time.Now().UnixNano())
+		for more := true; more; {
+			select {
+			case d := <-done:
+				finish(d)
+			default:
+				more = false
+			}
+		}
 		owned := w.ownedSnapshot()
 		now := time.Now()
 		cursors := make(map[int]string, len(owned))
@@ -42,43 +86,52 @@ func (w *Worker) executorLoop(ctx context.Context) {
 		for p, epoch := range owned {
 			r := runs[p]
 			if r == nil || r.epoch != epoch {
+				if inflight[p] {
+					continue // the old grant's batch is still ending
+				}
 				// New grant: everything left in the stream is not done yet.
 				r = &partitionRun{cursor: store.StartID, epoch: epoch}
 				runs[p] = r
 			}
-			if now.After(r.retryAt) {
+			if !inflight[p] && now.After(r.retryAt) {
 				cursors[p] = r.cursor
 				parts = append(parts, p)
 			}
 		}
 		for p := range runs {
-			if _, ok := owned[p]; !ok {
+			if _, ok := owned[p]; !ok && !inflight[p] {
 				delete(runs, p)
 			}
 		}
 		if len(cursors) == 0 {
-			sleep(ctx, w.cfg.ReadBlock)
+			w.waitBatch(ctx, done, inflight, finish)
 			continue
 		}
-		delayed, parked, err := w.store.Due(ctx, parts, now.UnixMilli())
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Warn("looking for due jobs failed", "err", err)
-				sleep(ctx, w.cfg.ReadBlock)
-			}
-			continue
-		}
-		for p := range delayed {
-			if _, err := w.store.ReleaseDue(ctx, p, runs[p].epoch, now.UnixMilli(), releaseMax); err != nil {
-				if isFenced(err) {
-					w.drop(p, runs[p].epoch)
+		var parked map[int]bool
+		if len(inflight) == 0 || now.Sub(lastDue) >= dueEvery {
+			var delayed map[int]bool
+			var err error
+			delayed, parked, err = w.store.Due(ctx, parts, now.UnixMilli())
+			if err != nil {
+				if ctx.Err() == nil {
+					w.log.Warn("looking for due jobs failed", "err", err)
+					sleep(ctx, w.cfg.ReadBlock)
 				}
-				w.log.Warn("releasing delayed jobs failed", "partition", p, "err", err)
+				continue
+			}
+			lastDue = now
+			for p := range delayed {
+				if _, err := w.store.ReleaseDue(ctx, p, runs[p].epoch, now.UnixMilli(), releaseMax); err != nil {
+					if isFenced(err) {
+						w.drop(p, runs[p].epoch)
+					}
+					w.log.Warn("releasing delayed jobs failed", "partition", p, "err", err)
+				}
 			}
 		}
 		block := w.cfg.ReadBlock
-		if len(parked) > 0 {
-			block = -1 // parked jobs are due: do not wait for new ones
+		if len(parked) > 0 || len(inflight) > 0 {
+			block = -1 // parked jobs are due, or batches end soon: do not wait
 		}
 		read, err := w.store.Read(ctx, cursors, w.cfg.BatchSize, block)
 		if err != nil {
@@ -96,43 +149,53 @@ func (w *Worker) executorLoop(ctx context.Context) {
 				read[p] = nil
 			}
 		}
-		if len(read) > 0 {
-			w.processRound(ctx, read, parked, runs)
+		if len(read) == 0 {
+			w.waitBatch(ctx, done, inflight, finish)
+			continue
+		}
+		owned = w.ownedSnapshot() // a release may have happened during the read
+		for p, jobs := range read {
+			r := runs[p]
+			if epoch, ok := owned[p]; !ok || r == nil || r.epoch != epoch {
+				continue
+			}
+			inflight[p] = true
+			sem <- struct{}{}
+			go func(p int, jobs []store.Job, r *partitionRun) {
+				d := batchDone{p: p, run: r}
+				if len(jobs) > 0 {
+					d.last = jobs[len(jobs)-1].StreamID
+				}
+				w.batchMu.RLock()
+				if epoch, ok := w.epochOf(p); ok && epoch == r.epoch {
+					d.ok = w.processPartition(ctx, p, r, jobs, parked[p])
+				}
+				w.batchMu.RUnlock()
+				<-sem // before the report: the loop may be waiting for a slot
+				done <- d
+			}(p, jobs, r)
 		}
 	}
 }
 
-func (w *Worker) processRound(ctx context.Context, read map[int][]store.Job, parked map[int]bool, runs map[int]*partitionRun) {
-	w.batchMu.Lock()
-	defer w.batchMu.Unlock()
-	owned := w.ownedSnapshot() // a release may have happened during the read
-	sem := make(chan struct{}, w.cfg.Parallel)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for p, jobs := range read {
-		r := runs[p]
-		if epoch, ok := owned[p]; !ok || r == nil || r.epoch != epoch {
-			continue
+// waitBatch waits for a batch in flight to end, or a read block when none
+// is, so a loop with nothing to read does not spin.
+func (w *Worker) waitBatch(ctx context.Context, done <-chan batchDone, inflight map[int]bool, finish func(batchDone)) {
+	t := time.NewTimer(w.cfg.ReadBlock)
+	defer t.Stop()
+	if len(inflight) == 0 {
+		select {
+		case <-ctx.Done():
+		case <-t.C:
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(p int, jobs []store.Job, r *partitionRun) {
-			defer func() { <-sem; wg.Done() }()
-			ok := w.processPartition(ctx, p, r, jobs, parked[p])
-			mu.Lock()
-			defer mu.Unlock()
-			if ok {
-				if len(jobs) > 0 {
-					r.cursor = jobs[len(jobs)-1].StreamID
-				}
-				r.failures = 0
-			} else {
-				r.failures++
-				r.retryAt = time.Now().Add(backoff(r.failures))
-			}
-		}(p, jobs, r)
+		return
 	}
-	wg.Wait()
+	select {
+	case d := <-done:
+		finish(d)
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // processPartition runs and commits one partition batch: its due parked

@@ -66,7 +66,7 @@ type Worker struct {
 	owned map[int]int64 // partition → epoch under which we commit
 	// batchMu is held while batches are processed, so a release waits for
 	// the in-flight batch of the partition it gives up.
-	batchMu sync.Mutex
+	batchMu sync.RWMutex
 
 	kick     chan struct{} // reconcile ownership now
 	relayReq chan int      // partitions with fresh outbox entries
