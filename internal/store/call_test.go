@@ -20,7 +20,8 @@ func TestDirectCallGuard(t *testing.T) {
 	donor := store.EntityRef{Type: "donor", Key: "alice"}
 	commit := func(j store.Job, v store.CallView, state string) error {
 		return s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{j.ID}, Guard: v.Guard,
-			States: []store.StateWrite{{Entity: donor, Value: []byte(state)}}})
+			States:  []store.StateWrite{{Entity: donor, Value: []byte(state)}},
+			Results: []store.Result{{JobID: j.ID, Value: []byte("r" + state)}}})
 	}
 	stateOf := func() string {
 		st, _ := s.States(ctx, "donor", []string{"alice"}, func(string) int { return p })
@@ -35,7 +36,7 @@ func TestDirectCallGuard(t *testing.T) {
 	if err := commit(c1, v, "1"); err != nil {
 		t.Fatal(err)
 	}
-	if sts, _ := s.Statuses(ctx, []string{"c1"}); !sts[0].Finished || stateOf() != "1" {
+	if sts, _ := s.Statuses(ctx, []string{"c1"}); !sts[0].Finished || string(sts[0].Result) != "r1" || stateOf() != "1" {
 		t.Fatalf("after the direct commit: %+v, state %q", sts, stateOf())
 	}
 	// The same id again is not new: it must take the queue (and dedup).

@@ -41,15 +41,17 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 //	X id attempt rec store a dead letter (and audit it)
 //	U id            drop a finished job's parked entry and body
 //	S value         (key: state) write an entity's state
-//	R value         (key: result) store a result
+//	R value         (key: job record) store a finished job's result in its
+//	                record, kept for the longer of the two retentions
 //	A n streamid... ack n stream entries
 //	M first min n   ack the n entries that follow, all of the stream below
 //	                min, by one XTRIM MINID if first is still the stream's
 //	                head; if it is not, the A operations that follow do it
 //	O n fields...   append the batch's emitted jobs to the outbox as one
 //	                entry of n field-value items (see packEmits)
-//	E hash entry    (keys: job record, stream) enqueue an emitted job in its
-//	                own partition, unless its id was submitted before
+//	E entry         (key: stream) enqueue an emitted job in its own
+//	                partition (its id is derived from its parent's, which
+//	                this commit finishes: it cannot be emitted twice)
 //	T n             (key: waiting list) drop the first n waiting jobs
 //	F id body       (key: waiting list) put a job at the front
 //	B id body       (key: waiting list) put a job at the back
@@ -111,13 +113,16 @@ while a <= #ARGV do
     redis.call('SET', KEYS[k], ARGV[a + 1])
     a, k = a + 2, k + 1
   elseif op == 'R' then
-    if resTTL > 0 then redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', resTTL) else redis.call('SET', KEYS[k], ARGV[a + 1]) end
+    redis.call('HSET', KEYS[k], 'r', ARGV[a + 1])
+    if doneTTL > 0 and resTTL == 0 then
+      redis.call('PERSIST', KEYS[k])
+    elseif doneTTL > 0 and resTTL > doneTTL then
+      redis.call('EXPIRE', KEYS[k], resTTL)
+    end
     a, k = a + 2, k + 1
   elseif op == 'E' then
-    if redis.call('HSETNX', KEYS[k], 'h', ARGV[a + 1]) == 1 then
-      redis.call('XADD', KEYS[k + 1], '*', 'j', ARGV[a + 2])
-    end
-    a, k = a + 3, k + 2
+    redis.call('XADD', KEYS[k], '*', 'j', ARGV[a + 1])
+    a, k = a + 2, k + 1
   elseif op == 'D' then
     redis.call('XADD', KEYS[6], '*', 'e', ARGV[1], 'id', ARGV[a + 1])
     a = a + 2
@@ -198,7 +203,8 @@ type StateWrite struct {
 	Value  []byte
 }
 
-// Result is a job's result, kept for ResultRetention.
+// Result is a job's result, kept in its record for the longer of
+// ResultRetention and DoneRetention.
 type Result struct {
 	JobID string
 	Value []byte
@@ -317,7 +323,7 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		args = append(args, "S", w.Value)
 	}
 	for _, r := range b.Results {
-		ks = append(ks, k.Result(r.JobID))
+		ks = append(ks, k.Job(r.JobID))
 		args = append(args, "R", r.Value)
 	}
 	// The acked entries were read in one go from where the last commit
@@ -342,9 +348,8 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		for i := range b.Emits {
 			e := &b.Emits[i]
 			e.SubmittedAt, e.Attempt = now, 1
-			ek := keys.For(e.Partition)
-			ks = append(ks, ek.Job(e.ID), ek.Queue())
-			args = append(args, "E", e.ContentHash(), packJob(e))
+			ks = append(ks, keys.For(e.Partition).Queue())
+			args = append(args, "E", packJob(e))
 		}
 	} else {
 		for i := 0; i < len(b.Emits); i += emitChunk {

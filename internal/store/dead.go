@@ -243,8 +243,10 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 			if st.Finished && st.Attempts == 0 {
 				st.Attempts = 1 // the commit records attempts only past the first
 			}
-			if b, err := c.res.Bytes(); err == nil {
-				st.Result = b
+			if r, ok := rec["r"]; ok {
+				st.Result = []byte(r)
+			} else if b, err := c.res.Bytes(); err == nil {
+				st.Result = b // kept in a key of its own by versions before
 			}
 			break
 		}

@@ -20,7 +20,7 @@ var ErrPartitionMismatch = errors.New("partition count mismatch")
 type Config struct {
 	Partitions      int
 	DoneRetention   time.Duration // how long a finished job id is remembered for dedup
-	ResultRetention time.Duration // how long results are kept
+	ResultRetention time.Duration // how long results are kept (at least DoneRetention; 0 = for ever)
 	Audit           bool          // record (epoch, job id) of every commit
 }
 
