@@ -39,6 +39,7 @@ func (p *Plugin) Serve() {
 	logger := slog.New(newLogHandler(stderr))
 	slog.SetDefault(logger)
 	p.log = logger.With("plugin", p.name)
+	startProfile()
 
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: plugins.Handshake,
