@@ -15,6 +15,7 @@ type Call struct {
 	ctx    context.Context
 	job    *pluginpb.Job
 	entity string
+	base   *slog.Logger // the plugin's logger; log adds the job to it when first asked
 	log    *slog.Logger
 	host   func() (pluginpb.HostClient, error) // the host's query service
 
@@ -50,7 +51,12 @@ func (c *Call) Attempt() int { return int(c.job.GetAttempt()) }
 func (c *Call) Payload() []byte { return c.job.GetPayload() }
 
 // Logger logs to the worker's log with the job's id, handler and key.
-func (c *Call) Logger() *slog.Logger { return c.log }
+func (c *Call) Logger() *slog.Logger {
+	if c.log == nil {
+		c.log = c.base.With("job_id", c.job.GetId(), "handler", c.job.GetHandler(), "key", c.job.GetKey())
+	}
+	return c.log
+}
 
 // Decode unmarshals the JSON payload into v. A payload that does not decode
 // will never decode, so the error is already marked with Fail: return it

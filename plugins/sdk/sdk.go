@@ -155,7 +155,7 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 		job:    job,
 		entity: ek.typ,
 		state:  states[ek],
-		log:    p.log.With("job_id", job.GetId(), "handler", job.GetHandler(), "key", job.GetKey()),
+		base:   p.log,
 		host:   func() (pluginpb.HostClient, error) { return p.host.client(hostID) },
 	}
 	err := invoke(h.fn, c)
@@ -191,7 +191,7 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 func invoke(fn HandlerFunc, c *Call) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			c.Logger().Error("handler panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			err = &panicError{value: r}
 		}
 	}()
