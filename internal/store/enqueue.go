@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -114,10 +115,16 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		calls = append(calls, call{idx: group, keys: ks, args: args})
 	}
 	_, err := s.evalPipelined(ctx, []*redis.Script{enqueueScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
-		cmds := make([]*redis.Cmd, len(calls))
+		// After NOSCRIPT (Redis restarted, or the script was loaded while
+		// this pipeline ran) only the calls that did not run go again: one
+		// that ran would report its own jobs as duplicates.
+		cmds := make([]*redis.Cmd, 0, len(calls))
 		for n := range calls {
+			if c := calls[n].cmd; c != nil && !isNoScript(c.Err()) {
+				continue
+			}
 			calls[n].cmd = enqueueScript.EvalSha(ctx, pipe, calls[n].keys, calls[n].args...)
-			cmds[n] = calls[n].cmd
+			cmds = append(cmds, calls[n].cmd)
 		}
 		return cmds
 	})
@@ -160,5 +167,7 @@ func contentHash(j *Job, buf []byte) (string, []byte) {
 	hex.Encode(h[:], sum[:16])
 	return string(h[:]), buf
 }
+
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 func isConflict(err error) bool { return errors.Is(err, ErrConflict) }
