@@ -27,17 +27,24 @@ type CallView struct {
 	Guard *Guard // for CommitBatch, when Free
 }
 
-// Guard makes a commit refuse (ErrBusy) unless its partition is as a
-// direct call saw it: no entry added to the stream since, the key not
-// held, the entity's state unchanged, and the job's id still unused, which
-// the commit then records as the job's.
+// Guard makes a commit refuse (ErrBusy) unless its job may still skip
+// the queue and ran on the current state: no job of its key queued (the
+// commit looks through the queue's first entries itself, and refuses if
+// there are more), the key not held, the entity's state as given, and the
+// job's id unused, which the commit then records as the job's.
 type Guard struct {
 	Key      string
 	Entity   EntityRef
-	LastID   string // the stream's last entry then, "" if it was empty
 	HasState bool
 	State    []byte
 	ID, Hash string
+}
+
+// NewGuard is the guard of a direct call of job that ran on state
+// (has: the entity had one).
+func NewGuard(job Job, entity string, state []byte, has bool) *Guard {
+	return &Guard{Key: job.Key, Entity: EntityRef{Type: entity, Key: job.Key}, HasState: has, State: state,
+		ID: job.ID, Hash: job.ContentHash()}
 }
 
 // ViewForCall looks at job's partition for a direct call: one pipelined
@@ -63,12 +70,7 @@ func (s *Store) ViewForCall(ctx context.Context, job Job, entity string) (CallVi
 			return CallView{}, nil
 		}
 	}
-	g := &Guard{Key: job.Key, Entity: ref, ID: job.ID, Hash: job.ContentHash()}
-	if len(entries) > 0 {
-		g.LastID = entries[len(entries)-1].ID
-	}
-	if b, err := state.Bytes(); err == nil {
-		g.HasState, g.State = true, b
-	}
+	b, err := state.Bytes()
+	g := NewGuard(job, entity, b, err == nil)
 	return CallView{Free: true, State: g.State, Guard: g}, nil
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/corralhq/corral/internal/lease"
@@ -44,7 +45,7 @@ func TestDirectCallGuard(t *testing.T) {
 		t.Fatal("a used id was let skip the queue")
 	}
 
-	// Another key's job queued after the look: refused, nothing written.
+	// Another key's job queued after the look does not stop it.
 	c2 := job("c2", "alice", p)
 	v, _ = s.ViewForCall(ctx, c2, "donor")
 	if !v.Free || string(v.State) != "1" {
@@ -53,30 +54,59 @@ func TestDirectCallGuard(t *testing.T) {
 	if _, err := s.Enqueue(ctx, []store.Job{job("other", "bob", p)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := commit(c2, v, "2"); !errors.Is(err, store.ErrBusy) {
-		t.Fatalf("commit after the stream grew: %v, want ErrBusy", err)
+	if err := commit(c2, v, "2"); err != nil {
+		t.Fatalf("commit with bob's job queued: %v", err)
 	}
-	if sts, _ := s.Statuses(ctx, []string{"c2"}); sts[0].Known || stateOf() != "1" {
-		t.Fatalf("a refused direct commit wrote: %+v, state %q", sts, stateOf())
-	}
-	// Other keys queued before the look do not stop it.
-	v, _ = s.ViewForCall(ctx, c2, "donor")
-	if !v.Free {
-		t.Fatal("bob's queued job stopped a call for alice")
-	}
-	// The state changed after the look: refused.
-	if err := s.CommitBatch(ctx, p, epoch, &store.Batch{States: []store.StateWrite{{Entity: donor, Value: []byte("1b")}}}); err != nil {
+	// The state changed after the look: refused, nothing written.
+	c3 := job("c3", "alice", p)
+	v, _ = s.ViewForCall(ctx, c3, "donor")
+	if err := s.CommitBatch(ctx, p, epoch, &store.Batch{States: []store.StateWrite{{Entity: donor, Value: []byte("2b")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := commit(c2, v, "2"); !errors.Is(err, store.ErrBusy) {
+	if err := commit(c3, v, "3"); !errors.Is(err, store.ErrBusy) {
 		t.Fatalf("commit after the state changed: %v, want ErrBusy", err)
 	}
-
-	// A job of the key itself queued: no direct call.
+	if sts, _ := s.Statuses(ctx, []string{"c3"}); sts[0].Known || stateOf() != "2b" {
+		t.Fatalf("a refused direct commit wrote: %+v, state %q", sts, stateOf())
+	}
+	// A job of the key queued after the look: refused.
+	v, _ = s.ViewForCall(ctx, c3, "donor")
 	if _, err := s.Enqueue(ctx, []store.Job{job("q1", "alice", p)}); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := s.ViewForCall(ctx, c2, "donor"); v.Free {
+	if err := commit(c3, v, "3"); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("commit after a job of the key was queued: %v, want ErrBusy", err)
+	}
+	// And from now on no direct call for alice until it has run.
+	if v, _ := s.ViewForCall(ctx, c3, "donor"); v.Free {
 		t.Fatal("a call was let pass a queued job of its key")
 	}
+	// A guard built without a look (from a cached state) checks the same.
+	if err := commit(c3, store.CallView{Guard: store.NewGuard(c3, "donor", []byte("2b"), true)}, "3"); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("guard without a look, a job of the key queued: %v, want ErrBusy", err)
+	}
+	// Keys and ids past 127 bytes (lengths of two varint bytes) are read too.
+	long := strings.Repeat("k", 300)
+	lj := job(strings.Repeat("i", 200), long, p+1)
+	if _, err := s.Enqueue(ctx, []store.Job{lj}); err != nil {
+		t.Fatal(err)
+	}
+	e2 := epoch2(t, s, p+1)
+	g := store.NewGuard(job("c9", long, p+1), "donor", nil, false)
+	if err := s.CommitBatch(ctx, p+1, e2, &store.Batch{Done: []string{"c9"}, Guard: g}); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("guard for a long key with a job of it queued: %v, want ErrBusy", err)
+	}
+	g = store.NewGuard(job("c10", long+"x", p+1), "donor", nil, false)
+	if err := s.CommitBatch(ctx, p+1, e2, &store.Batch{Done: []string{"c10"}, Guard: g}); err != nil {
+		t.Fatalf("guard for another long key: %v", err)
+	}
+}
+
+func epoch2(t *testing.T, s *store.Store, p int) int64 {
+	t.Helper()
+	e, err := lease.Claim(context.Background(), s.Client(), p, "w~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

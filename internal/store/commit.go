@@ -29,10 +29,11 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 // The batch is a list of operations, each an opcode followed by its
 // arguments, consuming keys from KEYS[10..] in order:
 //
-//	G key last has state hash (keys: state, job record) refuse the batch
-//	                (BUSY) unless the stream's last entry is still last, key
-//	                is not held, the state is as given (has "1") and the job
-//	                record is new; then create it (see Guard). Comes first.
+//	G key n has state hash (keys: state, job record) refuse the batch
+//	                (BUSY) unless the stream holds at most n entries, none
+//	                of key, key is not held, the state is as given (has
+//	                "1") and the job record is new; then create it (see
+//	                Guard). Comes first.
 //	C id st attempt (key: job record) finish the job (st "d" done, "x"
 //	                dead): the status is set only if it is not set yet, so
 //	                a job finished before refuses the batch; the claims made
@@ -70,6 +71,24 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 // Returns the number of operations, or an error "FENCED <current>",
 // "ALREADY <id>" or "BUSY <what>".
 var commitScript = redis.NewScript(`
+-- packedKey is the key of a job packed for a stream entry (see packJob):
+-- a version byte, then id, handler and key, each after its uvarint length.
+local function packedKey(s)
+  local i = 2
+  for f = 1, 3 do
+    local n, mul = 0, 1
+    while true do
+      local b = s:byte(i)
+      if not b then return nil end
+      i = i + 1
+      n = n + (b % 128) * mul
+      if b < 128 then break end
+      mul = mul * 128
+    end
+    if f == 3 then return s:sub(i, i + n - 1) end
+    i = i + n
+  end
+end
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(cur))
@@ -81,9 +100,14 @@ while a <= #ARGV do
   local op = ARGV[a]
   n = n + 1
   if op == 'G' then
-    local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
-    if (last and last[1] or '') ~= ARGV[a + 2] or redis.call('HEXISTS', KEYS[8], ARGV[a + 1]) == 1 then
+    local es = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', tonumber(ARGV[a + 2]) + 1)
+    if #es > tonumber(ARGV[a + 2]) or redis.call('HEXISTS', KEYS[8], ARGV[a + 1]) == 1 then
       return redis.error_reply('BUSY queue')
+    end
+    for _, e in ipairs(es) do
+      if e[2][1] ~= 'j' or packedKey(e[2][2]) == ARGV[a + 1] then
+        return redis.error_reply('BUSY queue')
+      end
     end
     local st = redis.call('GET', KEYS[k])
     if (ARGV[a + 3] == '1') ~= (st ~= false) or (st and st ~= ARGV[a + 4]) then
@@ -294,7 +318,7 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 			has = "1"
 		}
 		ks = append(ks, k.State(g.Entity.Type, g.Entity.Key), k.Job(g.ID))
-		args = append(args, "G", g.Key, g.LastID, has, g.State, g.Hash)
+		args = append(args, "G", g.Key, directLookahead, has, g.State, g.Hash)
 	}
 	for _, id := range b.Done {
 		ks = append(ks, k.Job(id))

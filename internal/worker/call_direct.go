@@ -33,13 +33,23 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	mu.Lock()
 	defer mu.Unlock()
 	entity := EntityOf(j.Handler)
-	view, verr := w.store.ViewForCall(ctx, j, entity)
-	if verr != nil || !view.Free {
-		return nil, nil, false
+	ref := store.EntityRef{Type: entity, Key: j.Key}
+	// A cached state saves a read; the commit's guard then also does the
+	// look ViewForCall would have done.
+	var guard *store.Guard
+	state, has, cached := w.states.get(ref, epoch)
+	if cached {
+		guard = store.NewGuard(j, entity, state, has)
+	} else {
+		view, verr := w.store.ViewForCall(ctx, j, entity)
+		if verr != nil || !view.Free {
+			return nil, nil, false
+		}
+		state, has, guard = view.State, view.Guard.HasState, view.Guard
 	}
 	done, cancel := w.calls.wait(j.ID)
 	defer cancel()
-	snap := store.Snapshot{States: map[store.EntityRef][]byte{{Type: entity, Key: j.Key}: view.State}}
+	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: state}}
 	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
 	outcomes, progress, _ := w.runIsolated(ctx, []store.Job{j}, snap, false)
 	if !progress {
@@ -50,7 +60,7 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 		return nil, nil, false
 	}
 	b.Unparked = nil // never parked: there is no parked entry to drop
-	b.Guard = view.Guard
+	b.Guard = guard
 	for i := range b.Emits {
 		b.Emits[i].Partition = w.partitionOf(b.Emits[i].Key)
 	}
@@ -58,6 +68,7 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 		return nil, nil, false
 	}
 	if err := w.commitObserved(ctx, p, epoch, b); err != nil {
+		w.states.forget(ref)
 		if isFenced(err) {
 			w.fenced.Add(1)
 			w.drop(p, epoch)
@@ -67,6 +78,10 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 		}
 		return nil, nil, false
 	}
+	if len(b.States) > 0 {
+		state, has = b.States[0].Value, true
+	}
+	w.states.put(ref, epoch, state, has)
 	w.committed.Add(int64(len(b.Done)))
 	w.committedHook(p, b)
 	w.metrics.observeBatch([]store.Job{j}, b)

@@ -271,6 +271,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 		return false
 	}
 	r.checkFinished = false
+	w.states.committed(batch.States)
 	w.committed.Add(int64(len(batch.Done)))
 	w.committedHook(p, batch)
 	w.metrics.observeBatch(all, batch)

@@ -60,6 +60,7 @@ type Worker struct {
 	// direct serializes direct calls per partition (by p mod its size),
 	// so two on one key do not run on the same state and refuse each other.
 	direct      [64]sync.Mutex
+	states      stateCache // entity states of recent direct calls
 	retryBudget *breaker.Budget
 
 	mu    sync.Mutex
