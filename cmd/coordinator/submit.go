@@ -22,10 +22,10 @@ import (
 	"github.com/corralhq/corral/internal/jsonscan"
 )
 
-// submitBatch is how many jobs go in one Submit call from a file. With
-// thousands per call, the worker enqueues a partition's share of a call in
-// one Redis script call, and Redis is what bounds a cluster's ingest.
-const submitBatch = 2048
+// submitBatch is how many jobs go in one Submit call from a file. A call
+// carries the jobs of few partitions (see submitLanes), so the worker
+// enqueues each partition's share in one large Redis script call.
+const submitBatch = 512
 
 // submitBatchBytes bounds one Submit call's payloads, well inside the
 // gRPC message limit even when payloads are large.
@@ -34,9 +34,12 @@ const submitBatchBytes = 4 << 20
 // submitLanes is how many Submit calls from a file are in flight at once.
 // A lane carries the jobs of a fixed set of partitions (partition mod
 // lanes): all jobs of a key go through one lane, in file order, so per-key
-// order holds while the lanes overlap their round trips, and each call
-// touches a quarter of the partitions, so their groups are larger.
-const submitLanes = 4
+// order holds while the lanes overlap. Many lanes, because Redis serves
+// its clients in turns, a read per connection: while the workers drain the
+// same Redis, the ingest gets a share in proportion to its connections.
+// 64 lanes of 512 jobs ingested about three times faster than 4 lanes of
+// 2,048 on a 2-core machine draining as it ingests, and as fast when not.
+const submitLanes = 64
 
 // submitLane is one lane's batch: jobs and their line numbers.
 type submitLane struct {
