@@ -12,3 +12,14 @@ scripts/cluster.sh services
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
 bin/bench -n "${BENCH_DONATIONS:-50000}" -start "scripts/cluster.sh workers 3" ${BENCH_FLAGS:-}
 bin/callbench -n "${BENCH_CALLS:-2000}"
+# Ingest: `coordinator submit --file` of loadgen donations into the bench
+# cluster while its three workers drain them as they come (timed from the
+# command's start to its exit, Consul lookup and file reading included).
+ingest_n=${BENCH_INGEST:-200000}
+bin/loadgen -n "$ingest_n" -seed "$(date +%s)" \
+  -out "$CORRAL_STATE/ingest.jsonl" -expected "$CORRAL_STATE/ingest-expected.json" >/dev/null
+ingest_start=$(date +%s.%N)
+bin/coordinator submit --quiet --file "$CORRAL_STATE/ingest.jsonl" >/dev/null
+ingest_end=$(date +%s.%N)
+awk -v n="$ingest_n" -v s="$ingest_start" -v e="$ingest_end" \
+  'BEGIN { printf "submit --file ingest: %d jobs in %.2fs: %.0f jobs/s\n", n, e - s, n / (e - s) }'
