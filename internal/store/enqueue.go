@@ -21,32 +21,33 @@ var ErrConflict = errors.New("job id already used with different content")
 // id, or, when one has a not-before in the future, adds it to the delayed
 // set. A whole partition group in one call costs Redis far less than one
 // call per job, and every key shares the partition's hash tag. A new job
-// record holds only the content hash: no status means queued. Four
-// arguments per job, the fewest that do it: Redis parses and Lua interns
-// every one, and the ingest of a cluster is bounded by Redis.
+// record holds only the content hash: no status means queued. Redis
+// bounds a cluster's ingest, and most of its time here goes to Lua and its
+// strings, so a job due now takes three arguments and the reply lists
+// only the jobs that were not enqueued.
 //
 // KEYS[1] partition stream, KEYS[2] delayed set, KEYS[3] bodies, then
 // KEYS[3+i] the job record of job i.
 // ARGV[1] job count, then per job: content hash, due unix ms ("0" = now),
-// body (the packed stream entry field "j" when due now, else the encoded
-// job for the bodies hash), id (used when delayed).
-// Returns per job 1 if enqueued, 0 if the same job was already submitted,
-// -1 if the id was used for other content.
+// then for a job due now the packed stream entry field "j", for a delayed
+// one the encoded job (for the bodies hash) and its id.
+// Returns the jobs not enqueued, as pairs: job number (from 1) and 0 if
+// the same job was already submitted, -1 if the id was used for other
+// content.
 var enqueueScript = redis.NewScript(`
 local out, a = {}, 2
 for i = 1, tonumber(ARGV[1]) do
   local rec, hash, due = KEYS[3 + i], ARGV[a], ARGV[a + 1]
   if redis.call('HSETNX', rec, 'h', hash) == 0 then
-    out[i] = (redis.call('HGET', rec, 'h') == hash) and 0 or -1
+    out[#out + 1] = i
+    out[#out + 1] = (redis.call('HGET', rec, 'h') == hash) and 0 or -1
   elseif due == '0' then
     redis.call('XADD', KEYS[1], '*', 'j', ARGV[a + 2])
-    out[i] = 1
   else
     redis.call('ZADD', KEYS[2], due, ARGV[a + 3])
     redis.call('HSET', KEYS[3], ARGV[a + 3], ARGV[a + 2])
-    out[i] = 1
   end
-  a = a + 4
+  a = a + ((due == '0') and 3 or 4)
 end
 return out
 `)
@@ -85,11 +86,19 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		keys []string
 		args []any
 		cmd  *redis.Cmd
+		wave int // the call's place among its partition's calls
 	}
 	var calls []call
 	var scratch []byte
-	for start := 0; start < len(idx); {
+	waves := 0
+	for start, wave := 0, 0; start < len(idx); {
 		p := jobs[idx[start]].Partition
+		if start > 0 && jobs[idx[start-1]].Partition == p {
+			wave++
+		} else {
+			wave = 0
+		}
+		waves = max(waves, wave+1)
 		end := start + 1
 		for end < len(idx) && end-start < enqueueChunk && jobs[idx[end]].Partition == p {
 			end++
@@ -99,7 +108,7 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		k := keys.For(p)
 		ks := make([]string, 3, 3+len(group))
 		ks[0], ks[1], ks[2] = k.Queue(), k.Delayed(), k.Bodies()
-		args := make([]any, 1, 1+4*len(group))
+		args := make([]any, 1, 1+3*len(group))
 		args[0] = len(group)
 		for _, i := range group {
 			j := &jobs[i]
@@ -109,45 +118,58 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 			if j.NotBefore > now {
 				args = append(args, hash, itoa(j.NotBefore), j.encode(), j.ID)
 			} else {
-				args = append(args, hash, "0", packJob(j), "")
+				args = append(args, hash, "0", packJob(j))
 			}
 		}
-		calls = append(calls, call{idx: group, keys: ks, args: args})
+		calls = append(calls, call{idx: group, keys: ks, args: args, wave: wave})
 	}
-	_, err := s.evalPipelined(ctx, []*redis.Script{enqueueScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
-		// After NOSCRIPT (Redis restarted, or the script was loaded while
-		// this pipeline ran) only the calls that did not run go again: one
-		// that ran would report its own jobs as duplicates.
-		cmds := make([]*redis.Cmd, 0, len(calls))
-		for n := range calls {
-			if c := calls[n].cmd; c != nil && !isNoScript(c.Err()) {
-				continue
+	// A pipeline holds at most one call per partition: when Redis answers
+	// NOSCRIPT to a call and a later call of the same partition runs (the
+	// script was loaded meanwhile), running the first again would put its
+	// jobs behind the later ones. So a partition's second call goes in the
+	// next pipeline, after the first has run.
+	for wave := 0; wave < waves; wave++ {
+		_, err := s.evalPipelined(ctx, []*redis.Script{enqueueScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+			// After NOSCRIPT (Redis restarted, or the script was loaded while
+			// this pipeline ran) only the calls that did not run go again: one
+			// that ran would report its own jobs as duplicates.
+			cmds := make([]*redis.Cmd, 0, len(calls))
+			for n := range calls {
+				if c := calls[n].cmd; calls[n].wave != wave || c != nil && !isNoScript(c.Err()) {
+					continue
+				}
+				calls[n].cmd = enqueueScript.EvalSha(ctx, pipe, calls[n].keys, calls[n].args...)
+				cmds = append(cmds, calls[n].cmd)
 			}
-			calls[n].cmd = enqueueScript.EvalSha(ctx, pipe, calls[n].keys, calls[n].args...)
-			cmds = append(cmds, calls[n].cmd)
+			return cmds
+		})
+		if err != nil {
+			return nil, err
 		}
-		return cmds
-	})
-	if err != nil {
-		return nil, err
 	}
 	out := make([]EnqueueResult, len(jobs))
 	for _, c := range calls {
 		res, err := c.cmd.Slice()
-		if err == nil && len(res) != len(c.idx) {
-			err = fmt.Errorf("%d results for %d jobs", len(res), len(c.idx))
+		if err == nil && len(res)%2 != 0 {
+			err = fmt.Errorf("odd reply of %d values", len(res))
 		}
-		for n, i := range c.idx {
-			if err != nil {
+		if err != nil {
+			for _, i := range c.idx {
 				out[i].Err = fmt.Errorf("store: enqueue %q: %w", jobs[i].ID, err)
+			}
+			continue
+		}
+		for n := 0; n < len(res); n += 2 {
+			num, _ := res[n].(int64)
+			code, _ := res[n+1].(int64)
+			if num < 1 || int(num) > len(c.idx) {
 				continue
 			}
-			v, _ := res[n].(int64)
-			switch {
-			case v < 0:
+			i := c.idx[num-1]
+			if code < 0 {
 				out[i].Err = fmt.Errorf("job %q: %w", jobs[i].ID, ErrConflict)
-			default:
-				out[i].Duplicate = v == 0
+			} else {
+				out[i].Duplicate = true
 			}
 		}
 	}
