@@ -30,6 +30,9 @@ FUZZTIME ?= 30s
 fuzz: ## run each fuzz target for FUZZTIME (default 30s) from its committed seed corpus
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateJob$$' -fuzztime $(FUZZTIME) ./internal/worker
 	$(GO) test -run '^$$' -fuzz '^FuzzBuildBatch$$' -fuzztime $(FUZZTIME) ./internal/worker
+	$(GO) test -run '^$$' -fuzz '^FuzzShapeCheck$$' -fuzztime $(FUZZTIME) ./internal/worker
+	$(GO) test -run '^$$' -fuzz '^FuzzValid$$' -fuzztime $(FUZZTIME) ./internal/jsonscan
+	$(GO) test -run '^$$' -fuzz '^FuzzLineParser$$' -fuzztime $(FUZZTIME) ./cmd/coordinator
 
 test-short: ## unit tests only (no servers)
 	$(GO) test -count=1 -short ./...
