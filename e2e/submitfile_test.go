@@ -15,7 +15,8 @@ import (
 // lines over 40 accounts, spread over two workers in large pipelined
 // calls, commits every account's jobs in file order; a duplicate line, a
 // reused id with other content and a malformed line are each reported with
-// their line number, and the rest is submitted.
+// their line number, and the rest is submitted; lines without an id are
+// submitted too.
 func TestSubmitFileOrderAndReports(t *testing.T) {
 	c := newCluster(t, "--partitions", "16")
 	plugin := chaosPlugin(t, c)
@@ -45,6 +46,11 @@ func TestSubmitFileOrderAndReports(t *testing.T) {
 			badLine = write(`{"id":"f-x","handler":"account.add","key":`)
 		}
 	}
+	// Lines without an id get one from the coordinator.
+	const noID = 10
+	for seq := 1; seq <= noID; seq++ {
+		write(fmt.Sprintf(`{"handler":"account.add","key":"acct-noid","payload":{"amount_cents":%d,"seq":%d,"bucket":"b"}}`, seq, seq))
+	}
 	file := filepath.Join(t.TempDir(), "jobs.jsonl")
 	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -65,18 +71,18 @@ func TestSubmitFileOrderAndReports(t *testing.T) {
 			t.Errorf("submit error does not say %q: %.600s", want, msg)
 		}
 	}
-	if want := fmt.Sprintf("submitted %d, duplicates 1, rejected 2,", accounts*perAccount); !strings.Contains(out, want) {
+	if want := fmt.Sprintf("submitted %d, duplicates 1, rejected 2,", accounts*perAccount+noID); !strings.Contains(out, want) {
 		t.Errorf("summary %q, want %q (duplicate on line %d)", out, want, dupLine)
 	}
 
 	cl := c.client()
-	keys := make([]string, accounts)
+	keys := make([]string, accounts, accounts+1)
 	for a := range keys {
 		keys[a] = fmt.Sprintf("acct-%d", a)
 	}
+	keys = append(keys, "acct-noid")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	wantTotal := int64(perAccount * (perAccount + 1) / 2)
 	for {
 		sts, err := cl.State(ctx, "account", keys...)
 		if err != nil {
@@ -93,18 +99,22 @@ func TestSubmitFileOrderAndReports(t *testing.T) {
 			if acc.OutOfOrder != 0 {
 				t.Fatalf("%s: %d jobs committed out of file order", keys[i], acc.OutOfOrder)
 			}
-			if acc.Count == perAccount {
-				if acc.TotalCents != wantTotal || acc.LastSeq != perAccount {
-					t.Fatalf("%s: %+v, want total %d and last seq %d", keys[i], acc, wantTotal, perAccount)
+			n := int64(perAccount)
+			if keys[i] == "acct-noid" {
+				n = noID
+			}
+			if acc.Count == n {
+				if acc.TotalCents != n*(n+1)/2 || acc.LastSeq != n {
+					t.Fatalf("%s: %+v, want total %d and last seq %d", keys[i], acc, n*(n+1)/2, n)
 				}
 				done++
 			}
 		}
-		if done == accounts {
+		if done == len(keys) {
 			return
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("%d of %d accounts complete after 90s", done, accounts)
+			t.Fatalf("%d of %d accounts complete after 90s", done, len(keys))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,6 +13,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,6 +252,11 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 			}
 			continue
 		}
+		if j.Id == "" {
+			// Named here rather than by the worker, so that a call sent
+			// again to another worker (the first timed out) is deduplicated.
+			j.Id = newFileJobID()
+		}
 		l := sub.PartitionOf(j.Key) % submitLanes
 		lanes[l].jobs = append(lanes[l].jobs, j)
 		lanes[l].lines = append(lanes[l].lines, st.lines)
@@ -284,6 +292,14 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 		return fmt.Errorf("%d of %d lines rejected", st.rejected, st.lines)
 	}
 	return nil
+}
+
+// newFileJobID returns an id like the worker's generated ones, which sort
+// by submission time.
+func newFileJobID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return strconv.FormatInt(time.Now().UnixMicro(), 36) + "-" + hex.EncodeToString(b[:])
 }
 
 // lineParser turns lines of a jobs file into jobs. A line of the usual
