@@ -68,3 +68,9 @@ func (k Partition) Result(id string) string { return k.prefix + "res:" + id }
 
 // Lease is a worker's liveness lease, named by its token.
 func Lease(token string) string { return "corral:lease:" + token }
+
+// Relayed marks outbox entry entry of partition src as relayed to this
+// partition, so relaying it again adds nothing.
+func (k Partition) Relayed(src int, entry string) string {
+	return k.prefix + "relayed:" + strconv.Itoa(src) + ":" + entry
+}

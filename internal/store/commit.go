@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -48,11 +49,8 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 //	M first min n   ack the n entries that follow, all of the stream below
 //	                min, by one XTRIM MINID if first is still the stream's
 //	                head; if it is not, the A operations that follow do it
-//	O n fields...   append the batch's emitted jobs to the outbox as one
-//	                entry of n field-value items (see packEmits)
-//	E entry         (key: stream) enqueue an emitted job in its own
-//	                partition (its id is derived from its parent's, which
-//	                this commit finishes: it cannot be emitted twice)
+//	O jobs          append the batch's emitted jobs to the outbox as one
+//	                entry, packed in one field (see packEmits)
 //	T n             (key: waiting list) drop the first n waiting jobs
 //	F id body       (key: waiting list) put a job at the front
 //	B id body       (key: waiting list) put a job at the back
@@ -144,9 +142,6 @@ while a <= #ARGV do
       redis.call('EXPIRE', KEYS[k], resTTL)
     end
     a, k = a + 2, k + 1
-  elseif op == 'E' then
-    redis.call('XADD', KEYS[k], '*', 'j', ARGV[a + 1])
-    a, k = a + 2, k + 1
   elseif op == 'D' then
     redis.call('XADD', KEYS[6], '*', 'e', ARGV[1], 'id', ARGV[a + 1])
     a = a + 2
@@ -172,9 +167,8 @@ while a <= #ARGV do
       a = a + 4
     end
   elseif op == 'O' then
-    local cnt = tonumber(ARGV[a + 1])
-    redis.call('XADD', KEYS[3], '*', unpack(ARGV, a + 2, a + 1 + cnt))
-    a = a + 2 + cnt
+    redis.call('XADD', KEYS[3], '*', 'b', ARGV[a + 1])
+    a = a + 2
   elseif op == 'T' then
     redis.call('LTRIM', KEYS[k], tonumber(ARGV[a + 1]), -1)
     a, k = a + 2, k + 1
@@ -206,19 +200,17 @@ return n
 // ackChunk is how many stream ids one XDEL in the commit script takes.
 const ackChunk = 500
 
-// emitChunk is how many emitted jobs one outbox entry holds: one XADD per
-// batch instead of one per emit, within Lua's unpack limit.
-const emitChunk = 256
-
-// packEmits appends the commit operation that adds emits to the outbox as
-// one entry: "n" count, then "i<n>", "h<n>", "k<n>", "p<n>" per job.
-func packEmits(args []any, emits []Job) []any {
-	args = append(args, "O", 2+8*len(emits), "n", len(emits))
-	for n, e := range emits {
-		x := strconv.Itoa(n)
-		args = append(args, "i"+x, e.ID, "h"+x, e.Handler, "k"+x, e.Key, "p"+x, e.Payload)
+// packEmits packs a batch's emitted jobs into one outbox field: each job
+// packed as for a stream entry (packJob), after its uvarint length. One
+// value to add, log and read back, however many jobs the batch emitted.
+func packEmits(emits []Job) []byte {
+	var b []byte
+	for i := range emits {
+		j := packJob(&emits[i])
+		b = binary.AppendUvarint(b, uint64(len(j)))
+		b = append(b, j...)
 	}
-	return args
+	return b
 }
 
 // StateWrite replaces an entity's state.
@@ -264,11 +256,8 @@ type Batch struct {
 	Acked   []string
 	States  []StateWrite
 	Results []Result
-	// Emits are the follow-up jobs, ids derived and Partition set: they
-	// go to their partitions' streams in the commit, or through the outbox
-	// when Redis is a cluster (see EmitsDirect).
-	Emits []Job
-	Dead  []DeadJob // jobs moved to the dead-letter store
+	Emits   []Job     // follow-up jobs for the outbox (ids already derived)
+	Dead    []DeadJob // jobs moved to the dead-letter store
 	// Unparked lists the jobs in Done or Dead that were parked or waiting
 	// behind a hold rather than read from the stream: only they have a
 	// parked entry and a body to drop.
@@ -366,19 +355,11 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 			args = append(args, id)
 		}
 	}
-	if s.EmitsDirect() {
-		// One Redis: the emitted jobs go straight to their partitions'
-		// streams, within this commit, with no outbox and relay between.
+	if len(b.Emits) > 0 {
 		for i := range b.Emits {
-			e := &b.Emits[i]
-			e.SubmittedAt, e.Attempt = now, 1
-			ks = append(ks, keys.For(e.Partition).Queue())
-			args = append(args, "E", packJob(e))
+			b.Emits[i].SubmittedAt, b.Emits[i].Attempt = now, 1
 		}
-	} else {
-		for i := 0; i < len(b.Emits); i += emitChunk {
-			args = packEmits(args, b.Emits[i:min(i+emitChunk, len(b.Emits))])
-		}
+		args = append(args, "O", packEmits(b.Emits))
 	}
 	for _, kp := range b.Keys {
 		wl := k.Waiting(kp.Key)
@@ -417,12 +398,6 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 	}
 	return nil
 }
-
-// EmitsDirect says whether commits enqueue emitted jobs themselves. A
-// Redis Cluster keeps each partition's keys in one slot, and a script may
-// not write across slots, so there emitted jobs go through the partition's
-// outbox and the relay.
-func (s *Store) EmitsDirect() bool { return !isCluster(s.rdb) }
 
 // afterID is the stream id right after the last of ids, if ids are in
 // increasing stream order.

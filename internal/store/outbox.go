@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,64 +13,187 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// relayScript enqueues the jobs outbox entries emitted for one target
+// partition, each entry's once: a second relay of an entry (after a crash
+// between enqueue and trim) finds the entry's mark and adds nothing. The
+// marks live in the target partition, so the script touches one slot.
+//
+// KEYS[1] target queue, KEYS[1+e] entry e's mark in the target partition.
+// ARGV[1] mark TTL s, then per entry: n, then its n packed jobs (packJob).
+// Returns the number of jobs enqueued.
+var relayScript = redis.NewScript(`
+local a, added = 2, 0
+for e = 2, #KEYS do
+  local n = tonumber(ARGV[a])
+  if redis.call('SET', KEYS[e], '1', 'NX', 'EX', ARGV[1]) then
+    for i = a + 1, a + n do
+      redis.call('XADD', KEYS[1], '*', 'j', ARGV[i])
+    end
+    added = added + n
+  end
+  a = a + 1 + n
+end
+return added
+`)
+
+// relayMarkTTL is how long a relayed entry's mark is kept: far longer than
+// an entry can stay in an outbox after it was relayed.
+const relayMarkTTL = 24 * time.Hour
+
 // Relay moves the jobs of up to max outbox entries (each holds what one
 // commit emitted) from a partition's outbox to their target partitions'
-// queues and returns how many entries it moved. It is at-least-once:
-// a crash between enqueue and delete relays again, and the target's
-// idempotency record turns the second copy into a duplicate.
+// queues and returns how many entries it moved (see RelayMany).
 func (s *Store) Relay(ctx context.Context, partition int, max int64, partitionOf func(key string) int) (int, error) {
-	k := keys.For(partition)
-	msgs, err := s.rdb.XRangeN(ctx, k.Outbox(), "-", "+", max).Result()
-	if err != nil {
-		return 0, fmt.Errorf("store: read outbox of partition %d: %w", partition, err)
+	n, err := s.RelayMany(ctx, []int{partition}, max, partitionOf)
+	return n[partition], err
+}
+
+// RelayMany relays up to max outbox entries of each of partitions in three
+// round trips whatever their number: read the outboxes, enqueue, trim. It
+// returns how many entries it moved per partition. It is at-least-once,
+// and the jobs an entry emitted for one target go in one script call that
+// marks the entry as relayed there, so a second relay adds nothing: the
+// jobs are applied once. An entry's jobs keep their order in every target.
+func (s *Store) RelayMany(ctx context.Context, partitions []int, max int64, partitionOf func(key string) int) (map[int]int, error) {
+	pipe := s.rdb.Pipeline()
+	reads := make([]*redis.XMessageSliceCmd, len(partitions))
+	for i, p := range partitions {
+		reads[i] = pipe.XRangeN(ctx, keys.For(p).Outbox(), "-", "+", max)
 	}
-	if len(msgs) == 0 {
-		return 0, nil
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: read outboxes: %w", err)
 	}
 	now := time.Now().UnixMilli()
-	jobs := make([]Job, 0, len(msgs))
-	ids := make([]string, len(msgs))
-	for i, m := range msgs {
-		ids[i] = m.ID
-		for _, j := range unpackEmits(partition, m) {
-			j.Partition = partitionOf(j.Key)
-			j.SubmittedAt = now
-			jobs = append(jobs, j)
+	moved := map[int]int{}
+	var legacy []Job
+	// One call per source and target partition for all the entries read,
+	// so a pipeline never holds two calls whose order matters.
+	type call struct {
+		keys []string
+		args []any
+	}
+	var calls []*call
+	for i, p := range partitions {
+		msgs := reads[i].Val()
+		if len(msgs) == 0 {
+			continue
+		}
+		moved[p] = len(msgs)
+		targets := map[int]*call{}
+		for _, m := range msgs {
+			packed, ok := m.Values["b"].(string)
+			if !ok {
+				// Written by an earlier version: jobs as fields, relayed
+				// through Enqueue, whose idempotency records dedup them.
+				for _, j := range unpackEmits(p, m) {
+					j.Partition, j.SubmittedAt = partitionOf(j.Key), now
+					legacy = append(legacy, j)
+				}
+				continue
+			}
+			byTarget := map[int][]any{}
+			var order []int
+			err := eachPacked([]byte(packed), func(raw []byte, j Job) {
+				t := partitionOf(j.Key)
+				if _, ok := byTarget[t]; !ok {
+					order = append(order, t)
+				}
+				byTarget[t] = append(byTarget[t], raw)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("store: outbox entry %s of partition %d: %w", m.ID, p, err)
+			}
+			for _, t := range order {
+				c := targets[t]
+				if c == nil {
+					c = &call{keys: []string{keys.For(t).Queue()}, args: []any{int64(relayMarkTTL.Seconds())}}
+					targets[t] = c
+					calls = append(calls, c)
+				}
+				c.keys = append(c.keys, keys.For(t).Relayed(p, m.ID))
+				c.args = append(c.args, len(byTarget[t]))
+				c.args = append(c.args, byTarget[t]...)
+			}
 		}
 	}
-	res, err := s.Enqueue(ctx, jobs)
-	if err != nil {
-		return 0, err
-	}
-	for i, r := range res {
-		// A conflict would mean two different emits derived the same id;
-		// it cannot succeed on a later try either, so it is not retried.
-		if r.Err != nil && !isConflict(r.Err) {
-			return 0, fmt.Errorf("store: relay %q: %w", jobs[i].ID, r.Err)
+	if len(calls) > 0 {
+		// Running again after NOSCRIPT is safe: the marks make it a no-op
+		// for the entries done the first time.
+		cmds, err := s.evalPipelined(ctx, []*redis.Script{relayScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+			cmds := make([]*redis.Cmd, 0, len(calls))
+			for _, c := range calls {
+				cmds = append(cmds, relayScript.EvalSha(ctx, pipe, c.keys, c.args...))
+			}
+			return cmds
+		})
+		if err == nil {
+			for _, c := range cmds {
+				if err = c.Err(); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: relay: %w", err)
 		}
 	}
-	if err := s.trimOutbox(ctx, k.Outbox(), ids); err != nil {
-		return 0, fmt.Errorf("store: trim outbox of partition %d: %w", partition, err)
+	if len(legacy) > 0 {
+		res, err := s.Enqueue(ctx, legacy)
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range res {
+			if r.Err != nil && !isConflict(r.Err) {
+				return nil, fmt.Errorf("store: relay %q: %w", legacy[i].ID, r.Err)
+			}
+		}
 	}
-	return len(msgs), nil
+	// The entries read are each outbox's head: one XTRIM MINID drops them.
+	pipe = s.rdb.Pipeline()
+	for i, p := range partitions {
+		msgs := reads[i].Val()
+		if len(msgs) == 0 {
+			continue
+		}
+		last := msgs[len(msgs)-1].ID
+		ms, seq, ok := strings.Cut(last, "-")
+		n, err := strconv.ParseUint(seq, 10, 64)
+		if !ok || err != nil || n == ^uint64(0) {
+			ids := make([]string, len(msgs))
+			for j, m := range msgs {
+				ids[j] = m.ID
+			}
+			pipe.XDel(ctx, keys.For(p).Outbox(), ids...)
+			continue
+		}
+		pipe.XTrimMinID(ctx, keys.For(p).Outbox(), ms+"-"+strconv.FormatUint(n+1, 10))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("store: trim outboxes: %w", err)
+	}
+	return moved, nil
 }
 
-// trimOutbox drops the relayed entries. They were read from the start of
-// the outbox and new entries only get higher ids, so everything below the
-// last one read plus one is exactly what was relayed: one XTRIM MINID costs
-// Redis much less than deleting the entries one by one.
-func (s *Store) trimOutbox(ctx context.Context, key string, ids []string) error {
-	last := ids[len(ids)-1]
-	ms, seq, ok := strings.Cut(last, "-")
-	n, err := strconv.ParseUint(seq, 10, 64)
-	if !ok || err != nil || n == ^uint64(0) {
-		return s.rdb.XDel(ctx, key, ids...).Err()
+// eachPacked calls fn with every job of a packEmits value, raw and unpacked.
+func eachPacked(b []byte, fn func(raw []byte, j Job)) error {
+	for len(b) > 0 {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return errBadPackedJob
+		}
+		raw := b[w : w+int(n)]
+		b = b[w+int(n):]
+		var j Job
+		if err := unpackJob(raw, &j); err != nil {
+			return err
+		}
+		fn(raw, j)
 	}
-	return s.rdb.XTrimMinID(ctx, key, ms+"-"+strconv.FormatUint(n+1, 10)).Err()
+	return nil
 }
 
-// unpackEmits reads the jobs of one outbox entry: a packed one (see
-// packEmits) or one job per entry, as earlier versions wrote them.
+// unpackEmits reads the jobs of an outbox entry as earlier versions wrote
+// it: "n" count and "i<n>", "h<n>", "k<n>", "p<n>" per job, or one job.
 func unpackEmits(partition int, m redis.XMessage) []Job {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
 	n, err := strconv.Atoi(str("n"))

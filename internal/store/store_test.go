@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"github.com/corralhq/corral/internal/keys"
 	"strings"
 	"testing"
 	"time"
@@ -86,7 +87,7 @@ func TestFencedCommit(t *testing.T) {
 		Done:   []string{"j1", "j2"},
 		Acked:  []string{jobs[0].StreamID, jobs[1].StreamID},
 		States: []store.StateWrite{{Entity: store.EntityRef{Type: "donor", Key: "alice"}, Value: []byte(`{"count":2}`)}},
-		Emits:  []store.Job{{ID: "j1/0", Handler: "campaign.credit", Key: "water", Payload: []byte(`{}`), Partition: sharding.PartitionOf("water", 8)}},
+		Emits:  []store.Job{{ID: "j1/0", Handler: "campaign.credit", Key: "water", Payload: []byte(`{}`)}},
 	}
 	// A new owner takes over before the old one commits.
 	if _, err := lease.Claim(ctx, rdb, p, "new~1", "old~1"); err != nil {
@@ -116,8 +117,22 @@ func TestFencedCommit(t *testing.T) {
 	if err != nil || !snap.Finished["j1"] || !snap.Finished["j2"] {
 		t.Fatalf("jobs not marked finished: %+v %v", snap.Finished, err)
 	}
-	// The emitted job is in its target partition's queue, once.
-	target := sharding.PartitionOf("water", 8)
+	// The outbox entry reaches its target partition once, even if relayed
+	// again (as after a crash between the relay's enqueue and its trim).
+	partitionOf := func(k string) int { return sharding.PartitionOf(k, 8) }
+	target := partitionOf("water")
+	outbox := keys.For(p).Outbox()
+	if err := rdb.Copy(ctx, outbox, outbox+":saved", 0, false).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ {
+		if n, err := s.Relay(ctx, p, 10, partitionOf); err != nil || n != 1 {
+			t.Fatalf("relay %d: %d %v", round, n, err)
+		}
+		rdb.Del(ctx, outbox)
+		rdb.Rename(ctx, outbox+":saved", outbox)
+	}
+	rdb.Del(ctx, outbox)
 	d, _ := s.Depth(ctx, []int{p, target})
 	if d[p] != 0 || d[target] != 1 {
 		t.Fatalf("depths after commit: %v", d)

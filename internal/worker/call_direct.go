@@ -61,9 +61,6 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	}
 	b.Unparked = nil // never parked: there is no parked entry to drop
 	b.Guard = guard
-	for i := range b.Emits {
-		b.Emits[i].Partition = w.partitionOf(b.Emits[i].Key)
-	}
 	if !w.keeper.Valid() {
 		return nil, nil, false
 	}
@@ -85,7 +82,7 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	w.committed.Add(int64(len(b.Done)))
 	w.committedHook(p, b)
 	w.metrics.observeBatch([]store.Job{j}, b)
-	if len(b.Emits) > 0 && !w.store.EmitsDirect() {
+	if len(b.Emits) > 0 {
 		select {
 		case w.relayReq <- p:
 		default:

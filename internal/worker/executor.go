@@ -249,9 +249,6 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 		log.Error("bad plugin reply", "err", err)
 		return false
 	}
-	for i := range batch.Emits {
-		batch.Emits[i].Partition = w.partitionOf(batch.Emits[i].Key)
-	}
 	if !w.keeper.Valid() {
 		log.Warn("lease not trusted any more; not committing")
 		return false
@@ -278,7 +275,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 	for _, d := range batch.Dead {
 		log.Warn("job dead-lettered", "job", d.Job.ID, "handler", d.Job.Handler, "attempt", d.Job.Attempt, "err", d.Error)
 	}
-	if len(batch.Emits) > 0 && !w.store.EmitsDirect() {
+	if len(batch.Emits) > 0 {
 		select {
 		case w.relayReq <- p:
 		default:

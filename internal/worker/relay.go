@@ -37,24 +37,35 @@ func (w *Worker) relayLoop(ctx context.Context) {
 				parts = append(parts, p)
 			}
 		}
-		seen := map[int]bool{}
-		for _, p := range parts {
-			if seen[p] {
-				continue
-			}
-			seen[p] = true
-			for {
-				n, err := w.store.Relay(ctx, p, relayEntries, w.partitionOf)
-				if err != nil {
-					if ctx.Err() == nil {
-						w.log.Warn("relay failed", "partition", p, "err", err)
-					}
-					break
+		// Every partition asked for in one relay round; those that had a
+		// full round's worth go again.
+		for len(parts) > 0 {
+			moved, err := w.store.RelayMany(ctx, dedupInts(parts), relayEntries, w.partitionOf)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.log.Warn("relay failed", "partitions", len(parts), "err", err)
 				}
-				if n < relayEntries {
-					break
+				break
+			}
+			parts = parts[:0]
+			for p, n := range moved {
+				if n >= relayEntries {
+					parts = append(parts, p)
 				}
 			}
 		}
 	}
+}
+
+// dedupInts drops repeated values, keeping first places.
+func dedupInts(xs []int) []int {
+	seen := make(map[int]bool, len(xs))
+	out := xs[:0]
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
 }
