@@ -93,7 +93,7 @@ if cur ~= ARGV[1] then
 end
 local now, doneTTL, resTTL = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local a, k, n = 6, 10, 0
-local claimed = {}
+local claimed, mset = {}, {}
 while a <= #ARGV do
   local op = ARGV[a]
   n = n + 1
@@ -132,7 +132,12 @@ while a <= #ARGV do
     if doneTTL > 0 then redis.call('EXPIRE', rec, doneTTL) end
     a, k = a + 4, k + 1
   elseif op == 'S' then
-    redis.call('SET', KEYS[k], ARGV[a + 1])
+    -- States are written together, by one MSET per 1000 of them.
+    mset[#mset + 1], mset[#mset + 2] = KEYS[k], ARGV[a + 1]
+    if #mset >= 2000 then
+      redis.call('MSET', unpack(mset))
+      mset = {}
+    end
     a, k = a + 2, k + 1
   elseif op == 'R' then
     redis.call('HSET', KEYS[k], 'r', ARGV[a + 1])
@@ -194,6 +199,7 @@ while a <= #ARGV do
     return redis.error_reply('BADOP ' .. tostring(op))
   end
 end
+if #mset > 0 then redis.call('MSET', unpack(mset)) end
 return n
 `)
 
