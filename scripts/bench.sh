@@ -10,7 +10,7 @@ trap 'scripts/cluster.sh down >/dev/null' EXIT
 scripts/cluster.sh down >/dev/null
 scripts/cluster.sh services
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
-bin/bench -n "${BENCH_DONATIONS:-50000}" -start "scripts/cluster.sh workers 3" ${BENCH_FLAGS:-}
+bin/bench -n "${BENCH_DONATIONS:-300000}" -start "scripts/cluster.sh workers 3" ${BENCH_FLAGS:-}
 bin/callbench -n "${BENCH_CALLS:-2000}"
 # Ingest: `coordinator submit --file` of loadgen donations into the bench
 # cluster while its three workers drain them as they come (timed from the

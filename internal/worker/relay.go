@@ -8,7 +8,7 @@ import (
 // relayEvery sweeps all owned outboxes, for entries a previous owner left.
 const relayEvery = time.Second
 
-// relayEntries is how many outbox entries one relay call moves; an entry
+// relayEntries is how many outbox entries one relay round moves; an entry
 // holds the emits of one commit, up to a batch's worth.
 const relayEntries = 64
 
@@ -40,7 +40,11 @@ func (w *Worker) relayLoop(ctx context.Context) {
 		// Every partition asked for in one relay round; those that had a
 		// full round's worth go again.
 		for len(parts) > 0 {
-			moved, err := w.store.RelayMany(ctx, dedupInts(parts), relayEntries, w.partitionOf)
+			parts = dedupInts(parts)
+			// The round's entries are shared among its partitions, so a
+			// round holds a bounded number of jobs in memory.
+			each := max(1, relayEntries/len(parts))
+			moved, err := w.store.RelayMany(ctx, parts, int64(each), w.partitionOf)
 			if err != nil {
 				if ctx.Err() == nil {
 					w.log.Warn("relay failed", "partitions", len(parts), "err", err)
@@ -49,7 +53,7 @@ func (w *Worker) relayLoop(ctx context.Context) {
 			}
 			parts = parts[:0]
 			for p, n := range moved {
-				if n >= relayEntries {
+				if n >= each {
 					parts = append(parts, p)
 				}
 			}
