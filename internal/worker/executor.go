@@ -26,8 +26,9 @@ type partitionRun struct {
 	retryAt       time.Time // back off until then
 }
 
-// dueEvery is how often, at most, a busy executor looks for due delayed
-// and parked jobs; an idle one looks once per read block.
+// dueEvery is how often, at most, the executor looks for due delayed and
+// parked jobs (a look costs two commands per owned partition); an idle
+// one looks once per read block.
 const dueEvery = 10 * time.Millisecond
 
 // batchDone reports a partition batch's end to the executor loop.
@@ -108,7 +109,7 @@ func (w *Worker) executorLoop(ctx context.Context) {
 			continue
 		}
 		var parked map[int]bool
-		if len(inflight) == 0 || now.Sub(lastDue) >= dueEvery {
+		if now.Sub(lastDue) >= dueEvery {
 			var delayed map[int]bool
 			var err error
 			delayed, parked, err = w.store.Due(ctx, parts, now.UnixMilli())
