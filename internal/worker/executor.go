@@ -151,7 +151,10 @@ func (w *Worker) executorLoop(ctx context.Context) {
 			}
 		}
 		if len(read) == 0 {
-			w.waitBatch(ctx, done, inflight, finish)
+			if len(inflight) > 0 {
+				// The read did not block: wait for a batch to end instead.
+				w.waitBatch(ctx, done, inflight, finish)
+			}
 			continue
 		}
 		owned = w.ownedSnapshot() // a release may have happened during the read
