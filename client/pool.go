@@ -16,6 +16,23 @@ import (
 // MaxMessageBytes bounds one gRPC message between coordinator and workers.
 const MaxMessageBytes = 64 << 20
 
+// windowBytes is the HTTP/2 flow-control window of worker connections.
+// A fixed window turns off gRPC's bandwidth probing, which pings along
+// with every small message; calls are small and latency is what counts.
+const windowBytes = 1 << 20
+
+// streamWorkers is how many goroutines a worker's gRPC server keeps for
+// incoming calls, instead of starting one per call (more are started when
+// all are busy).
+const streamWorkers = 16
+
+// ServerOptions are the options of a worker's gRPC server that go with
+// the client's (flow-control window, stream workers).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
+		grpc.NumStreamWorkers(streamWorkers)}
+}
+
 // Pool holds one connection and one circuit breaker per worker address.
 type Pool struct {
 	breakers *breaker.Set
@@ -39,6 +56,7 @@ func (p *Pool) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	c, err := grpc.Dial(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", addr, err)

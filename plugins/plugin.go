@@ -105,12 +105,20 @@ func HostPluginSet(host pluginpb.HostServer) plugin.PluginSet {
 	return plugin.PluginSet{PluginName: &GRPCPlugin{Host: host}}
 }
 
-// ServerOptions set the plugin server's message limits to MessageLimit().
+// windowBytes is the HTTP/2 flow-control window of plugin connections: a
+// fixed window turns off gRPC's bandwidth probing, which pings along with
+// every small message.
+const windowBytes = 1 << 20
+
+// ServerOptions set the plugin server's message limits to MessageLimit(),
+// its flow-control window and its stream workers.
 func ServerOptions() []grpc.ServerOption {
 	limit := MessageLimit()
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(limit),
 		grpc.MaxSendMsgSize(limit),
+		grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
+		grpc.NumStreamWorkers(16), // goroutines kept for calls instead of one started per call
 	}
 }
 
@@ -129,6 +137,7 @@ func DialOptions(limit int) []grpc.DialOption {
 			grpc.MaxCallRecvMsgSize(limit),
 			grpc.MaxCallSendMsgSize(limit),
 		),
+		grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes),
 	}
 }
 

@@ -190,7 +190,7 @@ func run() error {
 		defer msrv.Stop()
 	}
 	// Serve before registering, so peers that see us in Consul can call.
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(client.MaxMessageBytes), grpc.MaxSendMsgSize(client.MaxMessageBytes))
+	srv := grpc.NewServer(append(client.ServerOptions(), grpc.MaxRecvMsgSize(client.MaxMessageBytes), grpc.MaxSendMsgSize(client.MaxMessageBytes))...)
 	workerpb.RegisterWorkerServer(srv, w.API())
 	go func() {
 		if err := srv.Serve(lis); err != nil {
