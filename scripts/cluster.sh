@@ -43,11 +43,11 @@ start_redis() {
   mkdir -p "$CORRAL_STATE/redis"
   redis-server --port "$CORRAL_REDIS_PORT" --bind 127.0.0.1 --dir "$CORRAL_STATE/redis" \
     --appendonly yes --appendfsync everysec --save "" \
-    --auto-aof-rewrite-min-size "${CORRAL_REDIS_AOF_REWRITE_MIN:-64mb}" \
+    --auto-aof-rewrite-min-size "${CORRAL_REDIS_AOF_REWRITE_MIN:-1gb}" \
     >"$CORRAL_STATE/logs/redis.log" 2>&1 &
   echo $! >"$CORRAL_STATE/redis.pid"
   wait_for 10 "redis" redis-cli -p "$CORRAL_REDIS_PORT" ping
-  log "redis up on $CORRAL_REDIS_ADDR (AOF on, fsync every second, rewritten from ${CORRAL_REDIS_AOF_REWRITE_MIN:-64mb}; data in $CORRAL_STATE/redis)"
+  log "redis up on $CORRAL_REDIS_ADDR (AOF on, fsync every second, rewritten from ${CORRAL_REDIS_AOF_REWRITE_MIN:-1gb}; data in $CORRAL_STATE/redis)"
 }
 
 start_workers() {
