@@ -17,24 +17,13 @@ var ErrBusy = errors.New("partition busy")
 // for jobs of its key; with more queued, it takes the queue.
 const directLookahead = 16
 
-// CallView is what a direct call needs to know before it runs: whether its
-// job may skip the queue, and the state it would run on.
-type CallView struct {
-	// Free is true when the job may run now without passing a job of its
-	// key: none is queued, parked or waiting, and its id is new.
-	Free  bool
-	State []byte // nil: no state yet
-	Guard *Guard // for CommitBatch, when Free
-}
-
 // Guard makes a commit refuse (ErrBusy) unless its job may still skip
 // the queue and ran on the current state: no job of its key queued (the
 // commit looks through the queue's first entries itself, and refuses if
 // there are more), the key not held, the entity's state as given, and the
 // job's id unused, which the commit then records as the job's.
 type Guard struct {
-	Key      string
-	Entity   EntityRef
+	Entity   EntityRef // the job's entity; its Key is the job's key
 	HasState bool
 	State    []byte
 	ID, Hash string
@@ -43,14 +32,18 @@ type Guard struct {
 // NewGuard is the guard of a direct call of job that ran on state
 // (has: the entity had one).
 func NewGuard(job Job, entity string, state []byte, has bool) *Guard {
-	return &Guard{Key: job.Key, Entity: EntityRef{Type: entity, Key: job.Key}, HasState: has, State: state,
+	return &Guard{Entity: EntityRef{Type: entity, Key: job.Key}, HasState: has, State: state,
 		ID: job.ID, Hash: job.ContentHash()}
 }
 
 // ViewForCall looks at job's partition for a direct call: one pipelined
 // read of the queue's head, the key's hold, the entity's state and the
-// job's record.
-func (s *Store) ViewForCall(ctx context.Context, job Job, entity string) (CallView, error) {
+// job's record. It returns the guard to commit the call with, holding the
+// state to run it on, or nil when the job must take the queue: a job of
+// its key is queued, parked or waiting (or too many jobs are queued to
+// tell), or its id was used before. The commit's guard checks all of it
+// again; looking first spares a plugin call that could not commit.
+func (s *Store) ViewForCall(ctx context.Context, job Job, entity string) (*Guard, error) {
 	k := keys.For(job.Partition)
 	ref := EntityRef{Type: entity, Key: job.Key}
 	pipe := s.rdb.Pipeline()
@@ -59,18 +52,17 @@ func (s *Store) ViewForCall(ctx context.Context, job Job, entity string) (CallVi
 	state := pipe.Get(ctx, k.State(ref.Type, ref.Key))
 	rec := pipe.Exists(ctx, k.Job(job.ID))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return CallView{}, fmt.Errorf("store: view partition %d for a call: %w", job.Partition, err)
+		return nil, fmt.Errorf("store: view partition %d for a call: %w", job.Partition, err)
 	}
 	entries := head.Val()
 	if len(entries) > directLookahead || held.Val() || rec.Val() > 0 {
-		return CallView{}, nil
+		return nil, nil
 	}
 	for _, m := range entries {
 		if jobFromStream(job.Partition, m.ID, m.Values).Key == job.Key {
-			return CallView{}, nil
+			return nil, nil
 		}
 	}
 	b, err := state.Bytes()
-	g := NewGuard(job, entity, b, err == nil)
-	return CallView{Free: true, State: g.State, Guard: g}, nil
+	return NewGuard(job, entity, b, err == nil), nil
 }

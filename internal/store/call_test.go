@@ -19,8 +19,8 @@ func TestDirectCallGuard(t *testing.T) {
 	p := 3
 	epoch, _ := lease.Claim(ctx, s.Client(), p, "w~1", "")
 	donor := store.EntityRef{Type: "donor", Key: "alice"}
-	commit := func(j store.Job, v store.CallView, state string) error {
-		return s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{j.ID}, Guard: v.Guard,
+	commit := func(j store.Job, g *store.Guard, state string) error {
+		return s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{j.ID}, Guard: g,
 			States:  []store.StateWrite{{Entity: donor, Value: []byte(state)}},
 			Results: []store.Result{{JobID: j.ID, Value: []byte("r" + state)}}})
 	}
@@ -31,7 +31,7 @@ func TestDirectCallGuard(t *testing.T) {
 
 	c1 := job("c1", "alice", p)
 	v, err := s.ViewForCall(ctx, c1, "donor")
-	if err != nil || !v.Free || v.State != nil {
+	if err != nil || v == nil || v.State != nil {
 		t.Fatalf("view of an idle partition: %+v %v, want free with no state", v, err)
 	}
 	if err := commit(c1, v, "1"); err != nil {
@@ -41,14 +41,14 @@ func TestDirectCallGuard(t *testing.T) {
 		t.Fatalf("after the direct commit: %+v, state %q", sts, stateOf())
 	}
 	// The same id again is not new: it must take the queue (and dedup).
-	if v, _ := s.ViewForCall(ctx, c1, "donor"); v.Free {
+	if v, _ := s.ViewForCall(ctx, c1, "donor"); v != nil {
 		t.Fatal("a used id was let skip the queue")
 	}
 
 	// Another key's job queued after the look does not stop it.
 	c2 := job("c2", "alice", p)
 	v, _ = s.ViewForCall(ctx, c2, "donor")
-	if !v.Free || string(v.State) != "1" {
+	if v == nil || string(v.State) != "1" {
 		t.Fatalf("view: %+v, want free with state 1", v)
 	}
 	if _, err := s.Enqueue(ctx, []store.Job{job("other", "bob", p)}); err != nil {
@@ -78,11 +78,11 @@ func TestDirectCallGuard(t *testing.T) {
 		t.Fatalf("commit after a job of the key was queued: %v, want ErrBusy", err)
 	}
 	// And from now on no direct call for alice until it has run.
-	if v, _ := s.ViewForCall(ctx, c3, "donor"); v.Free {
+	if v, _ := s.ViewForCall(ctx, c3, "donor"); v != nil {
 		t.Fatal("a call was let pass a queued job of its key")
 	}
 	// A guard built without a look (from a cached state) checks the same.
-	if err := commit(c3, store.CallView{Guard: store.NewGuard(c3, "donor", []byte("2b"), true)}, "3"); !errors.Is(err, store.ErrBusy) {
+	if err := commit(c3, store.NewGuard(c3, "donor", []byte("2b"), true), "3"); !errors.Is(err, store.ErrBusy) {
 		t.Fatalf("guard without a look, a job of the key queued: %v, want ErrBusy", err)
 	}
 	// Keys and ids past 127 bytes (lengths of two varint bytes) are read too.

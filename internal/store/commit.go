@@ -313,7 +313,7 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 			has = "1"
 		}
 		ks = append(ks, k.State(g.Entity.Type, g.Entity.Key), k.Job(g.ID))
-		args = append(args, "G", g.Key, directLookahead, has, g.State, g.Hash)
+		args = append(args, "G", g.Entity.Key, directLookahead, has, g.State, g.Hash)
 	}
 	for _, id := range b.Done {
 		ks = append(ks, k.Job(id))

@@ -37,19 +37,14 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	// A cached state saves a read; the commit's guard then also does the
 	// look ViewForCall would have done.
 	var guard *store.Guard
-	state, has, cached := w.states.get(ref, epoch)
-	if cached {
+	if state, has, cached := w.states.get(ref, epoch); cached {
 		guard = store.NewGuard(j, entity, state, has)
-	} else {
-		view, verr := w.store.ViewForCall(ctx, j, entity)
-		if verr != nil || !view.Free {
-			return nil, nil, false
-		}
-		state, has, guard = view.State, view.Guard.HasState, view.Guard
+	} else if guard, _ = w.store.ViewForCall(ctx, j, entity); guard == nil {
+		return nil, nil, false
 	}
 	done, cancel := w.calls.wait(j.ID)
 	defer cancel()
-	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: state}}
+	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: guard.State}}
 	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
 	outcomes, progress, _ := w.runIsolated(ctx, []store.Job{j}, snap, false)
 	if !progress {
@@ -76,20 +71,13 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 		return nil, nil, false
 	}
 	if len(b.States) > 0 {
-		state, has = b.States[0].Value, true
+		w.states.put(ref, epoch, b.States[0].Value, true)
+	} else {
+		w.states.put(ref, epoch, guard.State, guard.HasState)
 	}
-	w.states.put(ref, epoch, state, has)
-	w.committed.Add(int64(len(b.Done)))
-	w.committedHook(p, b)
-	w.metrics.observeBatch([]store.Job{j}, b)
-	if len(b.Emits) > 0 {
-		select {
-		case w.relayReq <- p:
-		default:
-		}
-	}
+	w.committedBatch(p, []store.Job{j}, b)
 	if slices.Contains(b.Done, j.ID) || len(b.Dead) > 0 {
-		r := <-done // committedHook has just sent it
+		r := <-done // committedBatch has just sent it
 		return &workerpb.CallResponse{Id: j.ID, Result: r, ServedBy: w.cfg.ID}, nil, true
 	}
 	// Parked for a retry: the executor runs it when due.

@@ -273,25 +273,26 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 	}
 	r.checkFinished = false
 	w.states.committed(batch.States)
-	w.committed.Add(int64(len(batch.Done)))
-	w.committedHook(p, batch)
-	w.metrics.observeBatch(all, batch)
+	w.committedBatch(p, all, batch)
 	for _, d := range batch.Dead {
 		log.Warn("job dead-lettered", "job", d.Job.ID, "handler", d.Job.Handler, "attempt", d.Job.Attempt, "err", d.Error)
 	}
-	if len(batch.Emits) > 0 {
+	return true
+}
+
+// committedBatch follows every commit of partition p, of a batch or of a
+// direct call: it counts the jobs, wakes the Calls and result waiters of
+// the ones finished, and asks the relay to move the emitted jobs.
+func (w *Worker) committedBatch(p int, jobs []store.Job, b *store.Batch) {
+	w.committed.Add(int64(len(b.Done)))
+	w.calls.committed(b)
+	w.metrics.observeBatch(jobs, b)
+	if len(b.Emits) > 0 {
 		select {
 		case w.relayReq <- p:
 		default:
 		}
 	}
-	return true
-}
-
-// committedHook runs after every successful commit: it wakes the Calls and
-// result waiters of the jobs the batch finished.
-func (w *Worker) committedHook(p int, b *store.Batch) {
-	w.calls.committed(b)
 }
 
 // runIsolated runs jobs on the plugins in one call. When that call fails
