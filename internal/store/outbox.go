@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -155,18 +154,15 @@ func (s *Store) RelayMany(ctx context.Context, partitions []int, max int64, part
 		if len(msgs) == 0 {
 			continue
 		}
-		last := msgs[len(msgs)-1].ID
-		ms, seq, ok := strings.Cut(last, "-")
-		n, err := strconv.ParseUint(seq, 10, 64)
-		if !ok || err != nil || n == ^uint64(0) {
-			ids := make([]string, len(msgs))
-			for j, m := range msgs {
-				ids[j] = m.ID
-			}
-			pipe.XDel(ctx, keys.For(p).Outbox(), ids...)
-			continue
+		ids := make([]string, len(msgs))
+		for j, m := range msgs {
+			ids[j] = m.ID
 		}
-		pipe.XTrimMinID(ctx, keys.For(p).Outbox(), ms+"-"+strconv.FormatUint(n+1, 10))
+		if min, ok := afterID(ids); ok {
+			pipe.XTrimMinID(ctx, keys.For(p).Outbox(), min)
+		} else {
+			pipe.XDel(ctx, keys.For(p).Outbox(), ids...)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("store: trim outboxes: %w", err)

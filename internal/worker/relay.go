@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -40,7 +41,8 @@ func (w *Worker) relayLoop(ctx context.Context) {
 		// Every partition asked for in one relay round; those that had a
 		// full round's worth go again.
 		for len(parts) > 0 {
-			parts = dedupInts(parts)
+			slices.Sort(parts)
+			parts = slices.Compact(parts)
 			// The round's entries are shared among its partitions, so a
 			// round holds a bounded number of jobs in memory.
 			each := max(1, relayEntries/len(parts))
@@ -59,17 +61,4 @@ func (w *Worker) relayLoop(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// dedupInts drops repeated values, keeping first places.
-func dedupInts(xs []int) []int {
-	seen := make(map[int]bool, len(xs))
-	out := xs[:0]
-	for _, x := range xs {
-		if !seen[x] {
-			seen[x] = true
-			out = append(out, x)
-		}
-	}
-	return out
 }
