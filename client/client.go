@@ -80,35 +80,47 @@ func (c *Client) any(ctx context.Context, fn func(ctx context.Context, w workerp
 	if err != nil {
 		return err
 	}
-	start := int(c.next.Add(1))
+	_, err = c.onEach(ctx, ms, int(c.next.Add(1)), fn)
+	return err
+}
+
+// onEach calls fn on the workers of ms in turn from start, moving on while
+// a worker is down or its breaker open. done is false when every one of
+// them failed so; err is then the last failure.
+func (c *Client) onEach(ctx context.Context, ms []discovery.Member, start int, fn func(ctx context.Context, w workerpb.WorkerClient) error) (done bool, err error) {
 	var last error
 	for i := range ms {
 		m := ms[(start+i)%len(ms)]
 		err := c.pool.Call(ctx, m.Address, fn)
 		if err == nil || !PeerFault(err) && !errors.Is(err, breaker.ErrOpen) {
-			return err
+			return true, err
 		}
 		last = fmt.Errorf("worker %s (%s): %w", m.ID, m.Address, err)
 		if ctx.Err() != nil {
-			break
+			return true, last
 		}
 	}
-	return last
+	return false, last
 }
 
 // Submit sends jobs to a worker; each result says whether its job was
 // enqueued, a duplicate, or rejected (with the reason).
 func (c *Client) Submit(ctx context.Context, jobs []*workerpb.Job) ([]*workerpb.SubmitResult, error) {
 	var out []*workerpb.SubmitResult
-	err := c.any(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+	err := c.any(ctx, submitCall(jobs, &out))
+	return out, err
+}
+
+// submitCall is a Submit of jobs to one worker, its results kept in out.
+func submitCall(jobs []*workerpb.Job, out *[]*workerpb.SubmitResult) func(ctx context.Context, w workerpb.WorkerClient) error {
+	return func(ctx context.Context, w workerpb.WorkerClient) error {
 		resp, err := w.Submit(ctx, &workerpb.SubmitRequest{Jobs: jobs})
 		if err != nil {
 			return err
 		}
-		out = resp.Results
+		*out = resp.Results
 		return nil
-	})
-	return out, err
+	}
 }
 
 // State reads committed entity states.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
-	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/sharding"
 )
@@ -60,14 +59,7 @@ func (s *Submitter) PartitionOf(key string) int { return sharding.PartitionOf(ke
 // down or whose breaker is open is passed over for the next.
 func (s *Submitter) Submit(ctx context.Context, jobs []*workerpb.Job) ([]*workerpb.SubmitResult, error) {
 	var out []*workerpb.SubmitResult
-	err := s.each(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
-		resp, err := w.Submit(ctx, &workerpb.SubmitRequest{Jobs: jobs})
-		if err != nil {
-			return err
-		}
-		out = resp.Results
-		return nil
-	})
+	err := s.each(ctx, submitCall(jobs, &out))
 	return out, err
 }
 
@@ -80,18 +72,11 @@ func (s *Submitter) each(ctx context.Context, fn func(ctx context.Context, w wor
 		s.mu.Lock()
 		ms := s.members
 		s.mu.Unlock()
-		start := int(s.next.Add(1))
-		for i := range ms {
-			m := ms[(start+i)%len(ms)]
-			err := s.c.pool.Call(ctx, m.Address, fn)
-			if err == nil || !PeerFault(err) && !errors.Is(err, breaker.ErrOpen) {
-				return err
-			}
-			last = fmt.Errorf("worker %s (%s): %w", m.ID, m.Address, err)
-			if ctx.Err() != nil {
-				return last
-			}
+		done, err := s.c.onEach(ctx, ms, int(s.next.Add(1)), fn)
+		if done {
+			return err
 		}
+		last = err
 		fresh, err := s.c.Members(ctx)
 		if err != nil {
 			return errors.Join(last, err)
