@@ -64,6 +64,18 @@ const (
 	stopped
 )
 
+// callable is the error of a call made to a manager in this state: before
+// Start or after Stop.
+func (l lifecycle) callable() error {
+	switch l {
+	case created:
+		return ErrNotStarted
+	case stopped:
+		return ErrStopped
+	}
+	return nil
+}
+
 // Manager runs a worker's plugins and routes batches of jobs to them. It is
 // safe for concurrent use once started.
 type Manager struct {
@@ -193,11 +205,8 @@ func (m *Manager) Reload(ctx context.Context) ([]string, error) {
 	m.mu.RLock()
 	state, sups := m.state, m.sups
 	m.mu.RUnlock()
-	switch state {
-	case created:
-		return nil, ErrNotStarted
-	case stopped:
-		return nil, ErrStopped
+	if err := state.callable(); err != nil {
+		return nil, err
 	}
 	start := m.now()
 	next := make([]*proc, len(sups))
@@ -323,11 +332,8 @@ func (m *Manager) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*plu
 	m.mu.RLock()
 	state, routes := m.state, m.routes
 	m.mu.RUnlock()
-	switch state {
-	case created:
-		return nil, ErrNotStarted
-	case stopped:
-		return nil, ErrStopped
+	if err := state.callable(); err != nil {
+		return nil, err
 	}
 
 	jobs := req.GetJobs()
