@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP proxy a test controls, to cut one process off from one
@@ -28,6 +29,7 @@ type Proxy struct {
 	healed *sync.Cond
 	conns  map[net.Conn]struct{}
 	closed bool
+	delay  time.Duration // added to every reply (server to client)
 	wg     sync.WaitGroup
 }
 
@@ -98,8 +100,67 @@ func (p *Proxy) serve(client net.Conn) {
 // they carry the marker of CutAt.
 func (p *Proxy) pumpUp(dst, src net.Conn) { p.copy(dst, src, true) }
 
-// pump copies src to dst, holding what it read while the proxy is cut.
-func (p *Proxy) pump(dst, src net.Conn) { p.copy(dst, src, false) }
+// pump copies src to dst, holding what it read while the proxy is cut,
+// each chunk no sooner than the delay set by Delay after it was read.
+func (p *Proxy) pump(dst, src net.Conn) {
+	type chunk struct {
+		b   []byte
+		due time.Time
+		err error
+	}
+	// The reader goes on while the writer waits, as on a slow link: a
+	// delay adds latency, it does not cut throughput.
+	ch := make(chan chunk, 1024)
+	go func() {
+		defer close(ch)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			ch <- chunk{b: buf[:n], due: time.Now().Add(p.replyDelay()), err: err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range ch {
+		if d := time.Until(c.due); d > 0 {
+			time.Sleep(d)
+		}
+		if len(c.b) > 0 {
+			if !p.waitHealed() {
+				src.Close()
+				return
+			}
+			if _, werr := dst.Write(c.b); werr != nil {
+				src.Close()
+				return
+			}
+		}
+		if c.err != nil {
+			if tc, ok := dst.(*net.TCPConn); ok && errors.Is(c.err, io.EOF) {
+				tc.CloseWrite()
+			} else {
+				dst.Close()
+			}
+			return
+		}
+	}
+}
+
+// Delay holds every reply from the server for d before passing it on
+// (0 ends it); requests pass at once. Replies already read keep the delay
+// they were read with.
+func (p *Proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	p.delay = d
+	p.mu.Unlock()
+}
+
+func (p *Proxy) replyDelay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delay
+}
 
 func (p *Proxy) copy(dst, src net.Conn, up bool) {
 	buf := make([]byte, 32<<10)

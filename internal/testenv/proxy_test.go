@@ -92,3 +92,39 @@ func TestProxyCutAtMarker(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestProxyDelayHoldsReplies: with a delay set, a reply comes no sooner
+// than the delay, and once it is lifted replies come at once again.
+func TestProxyDelayHoldsReplies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	r := testenv.StartRedis(t)
+	px := testenv.StartProxy(t, r.Addr)
+	viaProxy := redis.NewClient(&redis.Options{Addr: px.Addr, MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer viaProxy.Close()
+	ctx := context.Background()
+	if err := viaProxy.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	px.Delay(400 * time.Millisecond)
+	start := time.Now()
+	if err := viaProxy.Get(ctx, "k").Err(); err != nil {
+		t.Fatalf("delayed get: %v", err)
+	}
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Fatalf("a delayed reply came after %v, before the 400ms delay", took)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err := viaProxy.Get(cctx, "k").Err()
+	cancel()
+	if err == nil {
+		t.Fatal("a get with a 100ms deadline got its reply through a 400ms delay")
+	}
+	px.Delay(0)
+	fresh := redis.NewClient(&redis.Options{Addr: px.Addr, MaxRetries: -1})
+	defer fresh.Close()
+	if v, err := fresh.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("after the delay: %q, %v", v, err)
+	}
+}
