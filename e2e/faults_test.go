@@ -218,7 +218,7 @@ func verify(t *testing.T, c *cluster, name string, l *load, fault time.Time, mov
 		ids[i] = j.Id
 	}
 	r := faultReport{name: name, attempted: l.attempted.Load(), acked: l.acked.Load(),
-		duplicated: chk.Duplicated, regressions: chk.Regressions, missing: chk.Missing(ids)}
+		duplicated: chk.Duplicated, regressions: append(chk.Regressions, chk.Regrants...), missing: chk.Missing(ids)}
 	r.lost = len(r.missing)
 	r.fenced, err = audit.FencedRejections(ctx, rdb)
 	if err != nil {

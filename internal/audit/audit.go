@@ -1,7 +1,8 @@
 // Package audit reads the commit audit stream a worker writes with
 // --audit, and checks the single-writer and exactly-once invariants
 // against it: per partition, accepted epochs never decrease (two owners'
-// commits never interleave), and no job id commits twice. It also measures
+// commits never interleave), one epoch number is never accepted under two
+// grants, and no job id commits twice. It also measures
 // failover: from a fault to the first commit accepted under a newer epoch.
 package audit
 
@@ -21,8 +22,8 @@ import (
 
 // Entry is one audited commit of one job.
 type Entry struct {
-	At    time.Time // Redis clock when the commit was accepted (the stream id)
-	Epoch int64
+	At time.Time // Redis clock when the commit was accepted (the stream id)
+	lease.Grant
 	JobID string
 }
 
@@ -43,7 +44,7 @@ func Read(ctx context.Context, rdb redis.UniversalClient, n int) (*Log, error) {
 			ms, _, _ := strings.Cut(m.ID, "-")
 			t, _ := strconv.ParseInt(ms, 10, 64)
 			e := Entry{At: time.UnixMilli(t)}
-			e.Epoch, _ = strconv.ParseInt(fmt.Sprint(m.Values["e"]), 10, 64)
+			e.Grant, _ = lease.ParseGrant(fmt.Sprint(m.Values["e"]))
 			e.JobID, _ = m.Values["id"].(string)
 			l.Partitions[p] = append(l.Partitions[p], e)
 		}
@@ -57,17 +58,27 @@ type Check struct {
 	Count       map[string]int // commits per job id
 	Duplicated  int            // ids committed more than once
 	Regressions []string       // partitions where an accepted epoch went back
+	// Regrants lists epochs accepted under two different grants of one
+	// partition: a grant issued twice.
+	Regrants []string
 }
 
 // OK reports whether both invariants hold.
-func (c Check) OK() bool { return c.Duplicated == 0 && len(c.Regressions) == 0 }
+func (c Check) OK() bool {
+	return c.Duplicated == 0 && len(c.Regressions) == 0 && len(c.Regrants) == 0
+}
 
 // Check verifies the invariants.
 func (l *Log) Check() Check {
 	c := Check{Count: map[string]int{}}
 	for p, es := range l.Partitions {
 		var last int64
+		nonces := map[int64]string{}
 		for _, e := range es {
+			if n, ok := nonces[e.Epoch]; ok && n != e.Nonce {
+				c.Regrants = append(c.Regrants, fmt.Sprintf("partition %d: epoch %d accepted under grants %s and %s (job %s)", p, e.Epoch, n, e.Nonce, e.JobID))
+			}
+			nonces[e.Epoch] = e.Nonce
 			if e.Epoch < last {
 				c.Regressions = append(c.Regressions, fmt.Sprintf("partition %d: epoch %d accepted after %d (job %s)", p, e.Epoch, last, e.JobID))
 			}
@@ -80,6 +91,7 @@ func (l *Log) Check() Check {
 		}
 	}
 	sort.Strings(c.Regressions)
+	sort.Strings(c.Regrants)
 	return c
 }
 

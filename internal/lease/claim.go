@@ -2,7 +2,10 @@ package lease
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -10,20 +13,66 @@ import (
 )
 
 // claimScript grants a partition to a new holder if it is still held by
-// the expected one.
+// the expected one. The epoch key holds the current grant, "epoch:nonce";
+// the epoch is one more than the last one Redis remembers.
 //
 // KEYS[1] owner key, KEYS[2] epoch key
-// ARGV[1] new holder's token, ARGV[2] expected current holder ("" = none)
-// Returns the new epoch, or an error "HELD <token>".
+// ARGV[1] new holder's token, ARGV[2] expected current holder ("" = none),
+// ARGV[3] the new grant's nonce
+// Returns the new grant, or an error "HELD <token>".
 var claimScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1]) or ''
 if cur ~= ARGV[2] then
   return redis.error_reply('HELD ' .. cur)
 end
-local epoch = redis.call('INCR', KEYS[2])
+local last = redis.call('GET', KEYS[2])
+local epoch = 1
+if last then epoch = (tonumber(string.match(last, '^%d+')) or 0) + 1 end
+local grant = string.format('%d', epoch) .. ':' .. ARGV[3]
+redis.call('SET', KEYS[2], grant)
 redis.call('SET', KEYS[1], ARGV[1])
-return epoch
+return grant
 `)
+
+// Grant is one grant of a partition to a worker: the fencing token every
+// commit carries. The epoch counts grants; it goes back when Redis loses
+// recent writes (a crash with fsync every second, a replica promoted
+// before it had the last writes), and the next grant then repeats a
+// number a live worker may still hold. The nonce, drawn at random for each
+// grant, tells those two grants apart, so a commit under a grant that is
+// no longer current is refused even then.
+type Grant struct {
+	Epoch int64
+	Nonce string
+}
+
+// String is the grant as Redis stores and commit scripts compare it.
+func (g Grant) String() string {
+	if g.Nonce == "" {
+		return strconv.FormatInt(g.Epoch, 10)
+	}
+	return strconv.FormatInt(g.Epoch, 10) + ":" + g.Nonce
+}
+
+// IsZero reports whether g names no grant.
+func (g Grant) IsZero() bool { return g == Grant{} }
+
+// ParseGrant reads a grant as stored in a partition's epoch key.
+func ParseGrant(s string) (Grant, error) {
+	num, nonce, _ := strings.Cut(s, ":")
+	e, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return Grant{}, fmt.Errorf("lease: malformed grant %q", s)
+	}
+	return Grant{Epoch: e, Nonce: nonce}, nil
+}
+
+// newNonce draws a grant's nonce: 64 random bits, never reused in practice.
+func newNonce() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // releaseScript frees a partition if the caller still holds it, and tells
 // the workers waiting for it, so the next owner claims without polling.
@@ -39,10 +88,11 @@ end
 return 0
 `)
 
-// Holder describes who holds a partition now.
+// Holder describes who holds a partition now, and its last grant (kept
+// when the partition is released, so the next grant counts on from it).
 type Holder struct {
 	Token string // "" when free
-	Epoch int64
+	Grant
 }
 
 // WorkerID is the worker id a lease token was made for ("" for "").
@@ -63,24 +113,26 @@ func HolderOf(ctx context.Context, rdb redis.UniversalClient, partition int) (Ho
 		h.Token = s
 	}
 	if s, ok := vals[1].(string); ok {
-		fmt.Sscan(s, &h.Epoch)
+		if h.Grant, err = ParseGrant(s); err != nil {
+			return Holder{}, fmt.Errorf("lease: read holder of partition %d: %w", partition, err)
+		}
 	}
 	return h, nil
 }
 
 // Claim grants partition to token if its holder is still expected
-// ("" for a free partition), and returns the new epoch. It returns ErrHeld
+// ("" for a free partition), and returns the new grant. It returns ErrHeld
 // when someone else got there first.
-func Claim(ctx context.Context, rdb redis.UniversalClient, partition int, token, expected string) (int64, error) {
+func Claim(ctx context.Context, rdb redis.UniversalClient, partition int, token, expected string) (Grant, error) {
 	k := keys.For(partition)
-	epoch, err := claimScript.Run(ctx, rdb, []string{k.Owner(), k.Epoch()}, token, expected).Int64()
+	s, err := claimScript.Run(ctx, rdb, []string{k.Owner(), k.Epoch()}, token, expected, newNonce()).Text()
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "HELD") {
-			return 0, fmt.Errorf("lease: claim partition %d: %w (%s)", partition, ErrHeld, err.Error())
+			return Grant{}, fmt.Errorf("lease: claim partition %d: %w (%s)", partition, ErrHeld, err.Error())
 		}
-		return 0, fmt.Errorf("lease: claim partition %d: %w", partition, err)
+		return Grant{}, fmt.Errorf("lease: claim partition %d: %w", partition, err)
 	}
-	return epoch, nil
+	return ParseGrant(s)
 }
 
 // Release frees partition if token still holds it, so the next owner can

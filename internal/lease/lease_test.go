@@ -34,8 +34,8 @@ func TestClaimReleaseEpochs(t *testing.T) {
 	ctx := context.Background()
 
 	e1, err := lease.Claim(ctx, rdb, 7, "a~1", "")
-	if err != nil || e1 != 1 {
-		t.Fatalf("first claim: epoch %d err %v, want 1", e1, err)
+	if err != nil || e1.Epoch != 1 || e1.Nonce == "" {
+		t.Fatalf("first claim: grant %v err %v, want epoch 1 with a nonce", e1, err)
 	}
 	// b expects the partition to be free, but a holds it.
 	if _, err := lease.Claim(ctx, rdb, 7, "b~1", ""); !errors.Is(err, lease.ErrHeld) {
@@ -43,8 +43,8 @@ func TestClaimReleaseEpochs(t *testing.T) {
 	}
 	// Taking over from a named holder (whose lease is gone) bumps the epoch.
 	e2, err := lease.Claim(ctx, rdb, 7, "b~1", "a~1")
-	if err != nil || e2 != 2 {
-		t.Fatalf("takeover: epoch %d err %v, want 2", e2, err)
+	if err != nil || e2.Epoch != 2 || e2.Nonce == e1.Nonce {
+		t.Fatalf("takeover: grant %v err %v, want epoch 2 and a new nonce", e2, err)
 	}
 	// a no longer holds it, so its release changes nothing.
 	if ok, err := lease.Release(ctx, rdb, 7, "a~1"); err != nil || ok {
@@ -54,12 +54,12 @@ func TestClaimReleaseEpochs(t *testing.T) {
 		t.Fatalf("release: %v %v", ok, err)
 	}
 	h, err := lease.HolderOf(ctx, rdb, 7)
-	if err != nil || h.Token != "" || h.Epoch != 2 {
+	if err != nil || h.Token != "" || h.Grant != e2 {
 		t.Fatalf("after release: %+v %v; want free at epoch 2", h, err)
 	}
 	// Epochs never go back: the next grant is 3.
-	if e3, err := lease.Claim(ctx, rdb, 7, "c~1", ""); err != nil || e3 != 3 {
-		t.Fatalf("claim after release: %d %v", e3, err)
+	if e3, err := lease.Claim(ctx, rdb, 7, "c~1", ""); err != nil || e3.Epoch != 3 {
+		t.Fatalf("claim after release: %v %v", e3, err)
 	}
 }
 

@@ -102,7 +102,7 @@ func TestDirectCallGuard(t *testing.T) {
 	}
 }
 
-func epoch2(t *testing.T, s *store.Store, p int) int64 {
+func epoch2(t *testing.T, s *store.Store, p int) lease.Grant {
 	t.Helper()
 	e, err := lease.Claim(context.Background(), s.Client(), p, "w~1", "")
 	if err != nil {

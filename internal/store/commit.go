@@ -64,7 +64,7 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 //
 // KEYS[1] epoch, [2] queue, [3] outbox, [4] dead letters, [5] dead index,
 // [6] audit, [7] parked, [8] holds, [9] bodies.
-// ARGV[1] epoch, [2] now unix ms, [3] done TTL s, [4] result TTL s,
+// ARGV[1] the owner's grant (see lease.Grant), [2] now unix ms, [3] done TTL s, [4] result TTL s,
 // [5] audit "1"/"0", then the operations.
 // Returns the number of operations, or an error "FENCED <current>",
 // "ALREADY <id>" or "BUSY <what>".
@@ -294,11 +294,11 @@ type DeadRecord struct {
 	TimeoutMs   int64 `json:"timeout_ms,omitempty"`
 }
 
-// CommitBatch applies b to partition under epoch. It returns an error
-// wrapping lease.ErrFenced if another worker has been granted the partition
-// since, or ErrAlreadyFinished if a job in it was finished by an earlier
+// CommitBatch applies b to partition under grant. It returns an error
+// wrapping lease.ErrFenced if grant is not the partition's current one
+// (another worker has been granted it since, or Redis lost the grant), or ErrAlreadyFinished if a job in it was finished by an earlier
 // commit; in both cases nothing was written.
-func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *Batch) error {
+func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Grant, b *Batch) error {
 	k := keys.For(partition)
 	now := time.Now().UnixMilli()
 	ks := []string{k.Epoch(), k.Queue(), k.Outbox(), k.Dead(), k.DeadIndex(), k.Audit(), k.Parked(), k.Holds(), k.Bodies()}
@@ -306,7 +306,7 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 	if s.cfg.Audit {
 		audit = "1"
 	}
-	args := []any{itoa(epoch), itoa(now), int64(s.cfg.DoneRetention.Seconds()), int64(s.cfg.ResultRetention.Seconds()), audit}
+	args := []any{grant.String(), itoa(now), int64(s.cfg.DoneRetention.Seconds()), int64(s.cfg.ResultRetention.Seconds()), audit}
 	if g := b.Guard; g != nil {
 		has := "0"
 		if g.HasState {
@@ -397,7 +397,7 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		return fmt.Errorf("store: commit partition %d: %w: %s", partition, ErrAlreadyFinished, strings.TrimPrefix(err.Error(), "ALREADY "))
 	}
 	if err != nil && strings.HasPrefix(err.Error(), "FENCED") {
-		return fmt.Errorf("store: commit partition %d at epoch %d: %w (%s)", partition, epoch, lease.ErrFenced, err.Error())
+		return fmt.Errorf("store: commit partition %d under grant %v: %w (%s)", partition, grant, lease.ErrFenced, err.Error())
 	}
 	if err != nil {
 		return fmt.Errorf("store: commit partition %d: %w", partition, err)

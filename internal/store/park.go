@@ -16,7 +16,7 @@ import (
 // it becomes due, so it never holds its key while it waits.
 //
 // KEYS[1] epoch, KEYS[2] delayed set, KEYS[3] bodies, KEYS[4] stream
-// ARGV[1] epoch, ARGV[2] job count, then per job: id, field count, fields.
+// ARGV[1] the owner's grant (see lease.Grant), ARGV[2] job count, then per job: id, field count, fields.
 // Returns the number of jobs moved, or an error "FENCED <current>".
 var releaseScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
@@ -38,7 +38,7 @@ return moved
 
 // ReleaseDue moves up to max delayed jobs of partition that are due at
 // now (unix ms) into its stream, and returns how many it moved.
-func (s *Store) ReleaseDue(ctx context.Context, partition int, epoch, now int64, max int64) (int, error) {
+func (s *Store) ReleaseDue(ctx context.Context, partition int, grant lease.Grant, now int64, max int64) (int, error) {
 	k := keys.For(partition)
 	ids, err := s.rdb.ZRangeByScore(ctx, k.Delayed(), &redis.ZRangeBy{Min: "-inf", Max: itoa(now), Count: max}).Result()
 	if err != nil {
@@ -51,7 +51,7 @@ func (s *Store) ReleaseDue(ctx context.Context, partition int, epoch, now int64,
 	if err != nil {
 		return 0, err
 	}
-	args := []any{itoa(epoch), len(jobs)}
+	args := []any{grant.String(), len(jobs)}
 	for _, j := range jobs {
 		j.NotBefore = 0
 		j.SubmittedAt = now
@@ -61,7 +61,7 @@ func (s *Store) ReleaseDue(ctx context.Context, partition int, epoch, now int64,
 	}
 	n, err := releaseScript.Run(ctx, s.rdb, []string{k.Epoch(), k.Delayed(), k.Bodies(), k.Queue()}, args...).Int()
 	if err != nil {
-		return 0, fenceErr("release delayed jobs", partition, epoch, err)
+		return 0, fenceErr("release delayed jobs", partition, grant, err)
 	}
 	return n, nil
 }
@@ -136,9 +136,9 @@ func (s *Store) LoadParked(ctx context.Context, partition int, now int64, maxKey
 	return runs, nil
 }
 
-func fenceErr(op string, partition int, epoch int64, err error) error {
+func fenceErr(op string, partition int, grant lease.Grant, err error) error {
 	if strings.HasPrefix(err.Error(), "FENCED") {
-		return fmt.Errorf("store: %s of partition %d at epoch %d: %w (%s)", op, partition, epoch, lease.ErrFenced, err.Error())
+		return fmt.Errorf("store: %s of partition %d under grant %v: %w (%s)", op, partition, grant, lease.ErrFenced, err.Error())
 	}
 	return fmt.Errorf("store: %s of partition %d: %w", op, partition, err)
 }

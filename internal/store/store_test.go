@@ -106,7 +106,7 @@ func TestFencedCommit(t *testing.T) {
 	}
 	// The new owner reads the same jobs and commits them.
 	h, _ := lease.HolderOf(ctx, rdb, p)
-	if err := s.CommitBatch(ctx, p, h.Epoch, batch); err != nil {
+	if err := s.CommitBatch(ctx, p, h.Grant, batch); err != nil {
 		t.Fatal(err)
 	}
 	states, _ = s.States(ctx, "donor", []string{"alice"}, func(string) int { return p })

@@ -115,7 +115,7 @@ func (w *Worker) memberStatus(ctx context.Context) (*workerpb.MemberStatus, erro
 		ms.PluginRestarts = r.Restarts()
 	}
 	for _, p := range parts {
-		ms.Partitions = append(ms.Partitions, &workerpb.PartitionStatus{Partition: int32(p), Epoch: owned[p], Depth: depth[p]})
+		ms.Partitions = append(ms.Partitions, &workerpb.PartitionStatus{Partition: int32(p), Epoch: owned[p].Epoch, Depth: depth[p]})
 	}
 	return ms, nil
 }

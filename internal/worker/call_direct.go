@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
 )
 
 // callDirect runs a Call on this owner without passing it through the
 // queue, when that cannot reorder it: no job of its key is queued, parked
 // or waiting, and its id is new. It reads the key's state, runs the
-// handler and commits under the partition's epoch with a guard that
+// handler and commits under the partition's grant with a guard that
 // refuses the commit if any of that changed meanwhile (a job of the key
 // was submitted, another call committed). ok is false when the call must
 // take the queue instead; nothing was written then.
@@ -23,7 +24,7 @@ import (
 func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *workerpb.CallResponse, err error, ok bool) {
 	w := a.w
 	now := time.Now()
-	epoch, owned := w.epochOf(p)
+	grant, owned := w.grantOf(p)
 	if !owned || in.NotBeforeMs > now.UnixMilli() || w.validate(in, in.Id, w.handlers.Handlers()) != nil {
 		return nil, nil, false // the queue path schedules it, or says what is wrong
 	}
@@ -37,7 +38,7 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	// A cached state saves a read; the commit's guard then also does the
 	// look ViewForCall would have done.
 	var guard *store.Guard
-	if state, has, cached := w.states.get(ref, epoch); cached {
+	if state, has, cached := w.states.get(ref, grant); cached {
 		guard = store.NewGuard(j, entity, state, has)
 	} else if guard, _ = w.store.ViewForCall(ctx, j, entity); guard == nil {
 		return nil, nil, false
@@ -59,11 +60,11 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	if !w.keeper.Valid() {
 		return nil, nil, false
 	}
-	if err := w.commitObserved(ctx, p, epoch, b); err != nil {
+	if err := w.commitObserved(ctx, p, grant, b); err != nil {
 		w.states.forget(ref)
 		if isFenced(err) {
 			w.fenced.Add(1)
-			w.drop(p, epoch)
+			w.drop(p, grant)
 		}
 		if !errors.Is(err, store.ErrBusy) && !isFenced(err) {
 			w.log.Warn("direct call: commit failed; taking the queue", "job", j.ID, "partition", p, "err", err)
@@ -71,9 +72,9 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 		return nil, nil, false
 	}
 	if len(b.States) > 0 {
-		w.states.put(ref, epoch, b.States[0].Value, true)
+		w.states.put(ref, grant, b.States[0].Value, true)
 	} else {
-		w.states.put(ref, epoch, guard.State, guard.HasState)
+		w.states.put(ref, grant, guard.State, guard.HasState)
 	}
 	w.committedBatch(p, []store.Job{j}, b)
 	if slices.Contains(b.Done, j.ID) || len(b.Dead) > 0 {
@@ -85,8 +86,8 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	return resp, err, true
 }
 
-// epochOf is the epoch this worker holds partition p under, if it owns it.
-func (w *Worker) epochOf(p int) (int64, bool) {
+// grantOf is the grant this worker holds partition p under, if it owns it.
+func (w *Worker) grantOf(p int) (lease.Grant, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	e, ok := w.owned[p]

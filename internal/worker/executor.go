@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -13,10 +14,14 @@ import (
 // releaseMax is how many due delayed jobs a partition releases per round.
 const releaseMax = 1024
 
+// partitionRun is what the executor keeps of one partition, for one grant
+// only: a new grant starts a new run. It keeps no stream position: every
+// read starts at the stream's head, since a commit acks all it read. So
+// if Redis loses writes (and gives back entries this worker committed),
+// the next read finds them again.
 type partitionRun struct {
-	cursor   string // last stream id committed (or store.StartID)
-	epoch    int64  // epoch the cursor belongs to
-	failures int    // consecutive failed attempts at the current batch
+	grant    lease.Grant // the grant the run belongs to
+	failures int         // consecutive failed attempts at the current batch
 	// isolate runs the next batch key by key: the last one failed and could
 	// not be split because the plugin was down by then.
 	isolate bool
@@ -33,10 +38,9 @@ const dueEvery = 10 * time.Millisecond
 
 // batchDone reports a partition batch's end to the executor loop.
 type batchDone struct {
-	p    int
-	run  *partitionRun
-	ok   bool
-	last string // stream id of the last job read, "" if none
+	p   int
+	run *partitionRun
+	ok  bool
 }
 
 // executorLoop keeps every owned partition's batches going: it reads the
@@ -55,9 +59,6 @@ func (w *Worker) executorLoop(ctx context.Context) {
 		delete(inflight, d.p)
 		r := d.run
 		if d.ok {
-			if d.last != "" {
-				r.cursor = d.last
-			}
 			r.failures = 0
 		} else {
 			r.failures++
@@ -84,18 +85,18 @@ func (w *Worker) executorLoop(ctx context.Context) {
 		now := time.Now()
 		cursors := make(map[int]string, len(owned))
 		parts := make([]int, 0, len(owned))
-		for p, epoch := range owned {
+		for p, grant := range owned {
 			r := runs[p]
-			if r == nil || r.epoch != epoch {
+			if r == nil || r.grant != grant {
 				if inflight[p] {
 					continue // the old grant's batch is still ending
 				}
-				// New grant: everything left in the stream is not done yet.
-				r = &partitionRun{cursor: store.StartID, epoch: epoch}
+				// New grant: nothing of the last grant's run carries over.
+				r = &partitionRun{grant: grant}
 				runs[p] = r
 			}
 			if !inflight[p] && now.After(r.retryAt) {
-				cursors[p] = r.cursor
+				cursors[p] = store.StartID
 				parts = append(parts, p)
 			}
 		}
@@ -122,9 +123,9 @@ func (w *Worker) executorLoop(ctx context.Context) {
 			}
 			lastDue = now
 			for p := range delayed {
-				if _, err := w.store.ReleaseDue(ctx, p, runs[p].epoch, now.UnixMilli(), releaseMax); err != nil {
+				if _, err := w.store.ReleaseDue(ctx, p, runs[p].grant, now.UnixMilli(), releaseMax); err != nil {
 					if isFenced(err) {
-						w.drop(p, runs[p].epoch)
+						w.drop(p, runs[p].grant)
 					}
 					w.log.Warn("releasing delayed jobs failed", "partition", p, "err", err)
 				}
@@ -160,18 +161,15 @@ func (w *Worker) executorLoop(ctx context.Context) {
 		owned = w.ownedSnapshot() // a release may have happened during the read
 		for p, jobs := range read {
 			r := runs[p]
-			if epoch, ok := owned[p]; !ok || r == nil || r.epoch != epoch {
+			if grant, ok := owned[p]; !ok || r == nil || r.grant != grant {
 				continue
 			}
 			inflight[p] = true
 			sem <- struct{}{}
 			go func(p int, jobs []store.Job, r *partitionRun) {
 				d := batchDone{p: p, run: r}
-				if len(jobs) > 0 {
-					d.last = jobs[len(jobs)-1].StreamID
-				}
 				w.batchMu.RLock()
-				if epoch, ok := w.epochOf(p); ok && epoch == r.epoch {
+				if grant, ok := w.grantOf(p); ok && grant == r.grant {
 					d.ok = w.processPartition(ctx, p, r, jobs, parked[p])
 				}
 				w.batchMu.RUnlock()
@@ -206,7 +204,7 @@ func (w *Worker) waitBatch(ctx context.Context, done <-chan batchDone, inflight 
 // jobs and the stream jobs read. False means it was not committed and will
 // be read again.
 func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, stream []store.Job, parkedDue bool) bool {
-	log := w.log.With("partition", p, "epoch", r.epoch, "stream_jobs", len(stream), "first_stream_job", firstJob(stream))
+	log := w.log.With("partition", p, "grant", r.grant.String(), "stream_jobs", len(stream), "first_stream_job", firstJob(stream))
 	now := time.Now()
 	var keyRuns []store.KeyRun
 	if parkedDue {
@@ -257,11 +255,11 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 		log.Warn("lease not trusted any more; not committing")
 		return false
 	}
-	if err := w.commitObserved(ctx, p, r.epoch, batch); err != nil {
+	if err := w.commitObserved(ctx, p, r.grant, batch); err != nil {
 		switch {
 		case isFenced(err):
 			w.fenced.Add(1)
-			w.drop(p, r.epoch)
+			w.drop(p, r.grant)
 			log.Warn("commit fenced: another worker owns the partition now; stopped it", "err", err)
 		case errors.Is(err, store.ErrAlreadyFinished):
 			r.checkFinished = true

@@ -7,6 +7,7 @@ import (
 
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -127,12 +128,12 @@ func (w *Worker) serviceTags() []string {
 }
 
 // commitObserved is CommitBatch, timed.
-func (w *Worker) commitObserved(ctx context.Context, p int, epoch int64, b *store.Batch) error {
+func (w *Worker) commitObserved(ctx context.Context, p int, grant lease.Grant, b *store.Batch) error {
 	if w.metrics == nil {
-		return w.store.CommitBatch(ctx, p, epoch, b)
+		return w.store.CommitBatch(ctx, p, grant, b)
 	}
 	start := time.Now()
-	err := w.store.CommitBatch(ctx, p, epoch, b)
+	err := w.store.CommitBatch(ctx, p, grant, b)
 	w.metrics.m.ObserveCommit(time.Since(start))
 	return err
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"sync"
 
+	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -11,9 +12,10 @@ const stateCacheMax = 1 << 14
 
 // stateCache keeps the entity states that direct calls on this worker read
 // or wrote, so the next call on a key runs without reading its state
-// first. Only a partition's epoch holder writes its states, and this
+// first. Only a partition's grant holder writes its states, and this
 // worker's queue commits drop the entries of the states they write, so an
-// entry is current while its epoch is held. The commit's guard compares
+// entry is current while its grant is held; a new grant, even of the same
+// epoch number, starts it over. The commit's guard compares
 // the state anyway: a stale entry costs a refused commit, never a wrong
 // one, and the caller forgets it then.
 type stateCache struct {
@@ -22,28 +24,28 @@ type stateCache struct {
 }
 
 type cachedState struct {
-	epoch int64
+	grant lease.Grant
 	state []byte
 	has   bool // false: the entity had no state
 }
 
-func (c *stateCache) get(ref store.EntityRef, epoch int64) (state []byte, has, ok bool) {
+func (c *stateCache) get(ref store.EntityRef, grant lease.Grant) (state []byte, has, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[ref]
-	if !ok || e.epoch != epoch {
+	if !ok || e.grant != grant {
 		return nil, false, false
 	}
 	return e.state, e.has, true
 }
 
-func (c *stateCache) put(ref store.EntityRef, epoch int64, state []byte, has bool) {
+func (c *stateCache) put(ref store.EntityRef, grant lease.Grant, state []byte, has bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= stateCacheMax {
 		c.m = make(map[store.EntityRef]cachedState)
 	}
-	c.m[ref] = cachedState{epoch: epoch, state: state, has: has}
+	c.m[ref] = cachedState{grant: grant, state: state, has: has}
 }
 
 func (c *stateCache) forget(ref store.EntityRef) {

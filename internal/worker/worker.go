@@ -64,7 +64,10 @@ type Worker struct {
 	retryBudget *breaker.Budget
 
 	mu    sync.Mutex
-	owned map[int]int64 // partition → epoch under which we commit
+	owned map[int]lease.Grant // partition → the grant we commit under
+	// releasing holds the partitions given up whose release Redis has not
+	// confirmed yet; they are released again until it does.
+	releasing map[int]bool
 	// batchMu is held while batches are processed, so a release waits for
 	// the in-flight batch of the partition it gives up.
 	batchMu sync.RWMutex
@@ -109,7 +112,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		cfg: cfg, log: logger.With("worker", cfg.ID), rdb: rdb,
 		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
 		peers: client.NewPool(breakers), retryBudget: breaker.DefaultBudget(),
-		owned: map[int]int64{}, kick: make(chan struct{}, 1), relayReq: make(chan int, 1024),
+		owned: map[int]lease.Grant{}, releasing: map[int]bool{}, kick: make(chan struct{}, 1), relayReq: make(chan int, 1024),
 		own: ownership{clock: time.Now()},
 	}, nil
 }
@@ -191,9 +194,10 @@ func (w *Worker) Stop() {
 	})
 }
 
-// releaseAll hands every owned partition off; it returns how many.
+// releaseAll hands every owned partition off, and those whose release
+// did not go through before; it returns how many it freed.
 func (w *Worker) releaseAll(ctx context.Context) int {
-	parts := make([]int, 0)
+	parts := w.pendingReleases()
 	for p := range w.ownedSnapshot() {
 		parts = append(parts, p)
 	}
@@ -216,21 +220,21 @@ func (w *Worker) maxAttempts(handler string) int {
 	return w.cfg.MaxAttempts
 }
 
-func (w *Worker) ownedSnapshot() map[int]int64 {
+func (w *Worker) ownedSnapshot() map[int]lease.Grant {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make(map[int]int64, len(w.owned))
+	out := make(map[int]lease.Grant, len(w.owned))
 	for p, e := range w.owned {
 		out[p] = e
 	}
 	return out
 }
 
-// drop stops partition p if it is still held under epoch (a fenced commit).
-func (w *Worker) drop(p int, epoch int64) {
+// drop stops partition p if it is still held under grant (a fenced commit).
+func (w *Worker) drop(p int, grant lease.Grant) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.owned[p] == epoch {
+	if w.owned[p] == grant {
 		delete(w.owned, p)
 	}
 }
