@@ -49,7 +49,16 @@ type ownership struct {
 
 	takeovers atomic.Int64 // claims from a holder whose lease was gone
 	handoffs  atomic.Int64 // claims of partitions released by their holder
+
+	// Ownership loop only:
+	lastSweep time.Time         // when owner keys naming us were last checked
+	blocked   map[int]time.Time // wanted partitions held by a live peer, since
 }
+
+// sweepEvery is how often a worker reads every partition's owner key to
+// release those that name it but that it does not process (a claim whose
+// reply was lost, a release that failed).
+const sweepEvery = 5 * time.Second
 
 // watchMembers records every membership change; the ownership loop turns
 // it into a ring.
@@ -95,7 +104,7 @@ func (w *Worker) ownershipLoop(ctx context.Context) {
 		case <-lost:
 			w.mu.Lock()
 			n := len(w.owned)
-			w.owned = map[int]int64{}
+			w.owned = map[int]lease.Grant{}
 			w.mu.Unlock()
 			w.log.Warn("lease expired before renewal; dropped every partition", "dropped", n)
 		case <-w.kick:
@@ -208,10 +217,21 @@ func (w *Worker) reconcile(ctx context.Context) error {
 	want := w.desired()
 	owned := w.ownedSnapshot()
 
-	var release []int
+	release := w.pendingReleases()
 	for p := range owned {
 		if !want[p] {
 			release = append(release, p)
+		}
+	}
+	if time.Since(w.own.lastSweep) >= sweepEvery {
+		stray, err := w.strays(ctx, owned)
+		if err != nil {
+			return err
+		}
+		w.own.lastSweep = time.Now()
+		if len(stray) > 0 {
+			w.log.Warn("partitions named for this worker in Redis that it does not process; releasing them", "partitions", fmt.Sprint(stray))
+			release = append(release, stray...)
 		}
 	}
 	if len(release) > 0 {
@@ -234,6 +254,7 @@ func (w *Worker) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.noteBlocked(claim, holders)
 	var got []string
 	for _, p := range claim {
 		expected, ok := holders[p]
@@ -243,7 +264,7 @@ func (w *Worker) reconcile(ctx context.Context) error {
 		if ok, _ := w.mayOwn(); !ok {
 			break // the lease lapsed while claiming
 		}
-		epoch, err := lease.Claim(ctx, w.rdb, p, w.keeper.Token(), expected)
+		grant, err := lease.Claim(ctx, w.rdb, p, w.keeper.Token(), expected)
 		if errors.Is(err, lease.ErrHeld) {
 			continue
 		}
@@ -251,14 +272,14 @@ func (w *Worker) reconcile(ctx context.Context) error {
 			return err
 		}
 		w.mu.Lock()
-		w.owned[p] = epoch
+		w.owned[p] = grant
 		w.mu.Unlock()
 		if expected != "" && expected != w.keeper.Token() {
 			w.own.takeovers.Add(1)
-			got = append(got, fmt.Sprintf("%d@%d(from %s)", p, epoch, lease.WorkerID(expected)))
+			got = append(got, fmt.Sprintf("%d@%d(from %s)", p, grant.Epoch, lease.WorkerID(expected)))
 		} else {
 			w.own.handoffs.Add(1)
-			got = append(got, fmt.Sprintf("%d@%d", p, epoch))
+			got = append(got, fmt.Sprintf("%d@%d", p, grant.Epoch))
 		}
 	}
 	if len(got) > 0 {
@@ -270,31 +291,111 @@ func (w *Worker) reconcile(ctx context.Context) error {
 
 // release stops processing parts, waits for the in-flight batch, and frees
 // them in Redis so their next owners claim at once. It returns how many
-// were still held by this worker.
+// were still held by this worker. A partition whose release fails is kept
+// as pending and released again on the next reconcile (and by Stop), so a
+// Redis error never leaves it named for a worker that does not process it.
 func (w *Worker) release(ctx context.Context, parts []int) (int, error) {
+	slices.Sort(parts)
+	parts = slices.Compact(parts)
 	w.mu.Lock()
 	for _, p := range parts {
+		if _, ok := w.owned[p]; ok {
+			w.moves.Add(1)
+		}
 		delete(w.owned, p)
+		w.releasing[p] = true
 	}
 	w.mu.Unlock()
 	w.batchMu.Lock()
 	w.batchMu.Unlock() //nolint:staticcheck // wait for the in-flight batch
 	var errs []error
+	var failed []int
 	n := 0
 	for _, p := range parts {
 		ok, err := lease.Release(ctx, w.rdb, p, w.keeper.Token())
 		if err != nil {
 			errs = append(errs, err)
+			failed = append(failed, p)
 			continue
 		}
+		w.mu.Lock()
+		delete(w.releasing, p)
+		w.mu.Unlock()
 		if ok {
 			n++
 		}
 	}
-	w.moves.Add(int64(len(parts)))
-	sort.Ints(parts)
+	if len(failed) > 0 {
+		w.log.Warn("release failed; trying again", "partitions", fmt.Sprint(failed), "err", errors.Join(errs...))
+	}
 	w.log.Info("released partitions", "partitions", fmt.Sprint(parts), "freed", n)
 	return n, errors.Join(errs...)
+}
+
+// pendingReleases lists the partitions given up whose release has not
+// gone through yet.
+func (w *Worker) pendingReleases() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]int, 0, len(w.releasing))
+	for p := range w.releasing {
+		out = append(out, p)
+	}
+	return out
+}
+
+// strays reads every partition's owner key and returns those that name
+// this worker's token but that it neither processes nor is releasing: a
+// claim whose reply was lost, say. A claim in flight cannot be among them:
+// claims and sweeps both run in the ownership loop.
+func (w *Worker) strays(ctx context.Context, owned map[int]lease.Grant) ([]int, error) {
+	n := w.cfg.Ring.Partitions
+	pipe := w.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, n)
+	for p := 0; p < n; p++ {
+		cmds[p] = pipe.Get(ctx, keys.For(p).Owner())
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read partition owners: %w", err)
+	}
+	pending := w.pendingReleases()
+	var out []int
+	for p, c := range cmds {
+		if c.Val() != w.keeper.Token() {
+			continue
+		}
+		if _, ok := owned[p]; !ok && !slices.Contains(pending, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// noteBlocked logs, once per episode, a partition the ring gives this
+// worker that a live peer has held for longer than a lease TTL: nobody may
+// be processing it (a peer that failed to release it, or one that sees
+// another ring).
+func (w *Worker) noteBlocked(claim []int, claimable map[int]string) {
+	if w.own.blocked == nil {
+		w.own.blocked = map[int]time.Time{}
+	}
+	now := time.Now()
+	for p, since := range w.own.blocked {
+		if _, free := claimable[p]; free || !slices.Contains(claim, p) {
+			delete(w.own.blocked, p)
+		} else if !since.IsZero() && now.Sub(since) > w.cfg.Lease.TTL {
+			w.log.Warn("partition held by a live peer for longer than a lease TTL although the ring gives it to this worker; is the peer processing it?",
+				"partition", p, "waiting", now.Sub(since).Round(time.Millisecond))
+			w.own.blocked[p] = time.Time{} // logged; quiet until it is resolved
+		}
+	}
+	for _, p := range claim {
+		if _, free := claimable[p]; !free {
+			if _, seen := w.own.blocked[p]; !seen {
+				w.own.blocked[p] = now
+			}
+		}
+	}
 }
 
 // holders returns, for each partition that may be claimed now, the holder

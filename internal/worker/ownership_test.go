@@ -15,6 +15,7 @@ import (
 	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
+	"github.com/redis/go-redis/v9"
 )
 
 // testWriter sends log lines to the test log.
@@ -123,5 +124,93 @@ func TestOwnershipDrainAndStop(t *testing.T) {
 	waitFor("every partition free", func(h map[string]int) bool { return h[""] == all })
 	if alive, _ := lease.Alive(ctx, rdb, w2.keeper.Token()); alive {
 		t.Fatal("w2's lease survives Stop")
+	}
+}
+
+// startOwner starts a worker with no handlers on rdb and the Consul agent
+// at consulAddr, stopped when the test ends.
+func startOwner(t *testing.T, id string, rdb redis.UniversalClient, consulAddr string) *Worker {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.ID = id
+	cfg.Advertise = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	reg, err := discovery.NewConsul(discovery.ConsulConfig{Address: consulAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(cfg, rdb, reg, idleHandlers{}, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return w
+}
+
+// TestFailedReleaseIsRetried: a worker gives partitions up to a new member,
+// and Redis never hears one of those releases (the connection drops in the
+// middle of it). The partition must not stay named for a live worker that
+// no longer processes it: the release is tried again until Redis frees it,
+// and the new member gets it.
+func TestFailedReleaseIsRetried(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server and consul")
+	}
+	r := testenv.StartRedis(t)
+	cs := testenv.StartConsul(t)
+	rdb := r.Client(t)
+	px := testenv.StartProxy(t, r.Addr)
+	viaProxy := redis.NewClient(&redis.Options{Addr: px.Addr, MaxRetries: -1, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
+	t.Cleanup(func() { viaProxy.Close() })
+	ctx := context.Background()
+	all := DefaultConfig().Ring.Partitions
+	held := func() map[string]int {
+		out := map[string]int{}
+		for p := 0; p < all; p++ {
+			h, err := lease.HolderOf(ctx, rdb, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[lease.WorkerID(h.Token)]++
+		}
+		return out
+	}
+
+	w1 := startOwner(t, "w1", viaProxy, cs.Addr)
+	for deadline := time.Now().Add(20 * time.Second); held()["w1"] != all; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("w1 alone never held every partition: %v", held())
+		}
+	}
+	// The first release w1 sends is lost with its connection.
+	fired := px.CutAt(lease.EventsChannel)
+	w2 := startOwner(t, "w2", rdb, cs.Addr)
+	select {
+	case <-fired:
+	case <-time.After(20 * time.Second):
+		t.Fatal("w1 released nothing after w2 joined")
+	}
+	px.Reset()
+	px.Heal()
+
+	want := func() map[string]int {
+		ring := w2.ring.Load()
+		if ring == nil {
+			return nil
+		}
+		return map[string]int{"w1": len(ring.PartitionsOf("w1")), "w2": len(ring.PartitionsOf("w2"))}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h, wt := held(), want()
+		if wt != nil && wt["w2"] > 0 && h["w2"] == wt["w2"] && h["w1"] == wt["w1"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a lost release the partitions never settled: held %v, the ring says %v; w1 processes %d", h, wt, len(w1.ownedSnapshot()))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
