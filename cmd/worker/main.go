@@ -90,6 +90,8 @@ func run() error {
 	fs.DurationVar(&cfg.RetryBackoff, "retry-backoff", cfg.RetryBackoff, "wait before a failed job's second attempt; doubles per attempt, jittered")
 	fs.DurationVar(&cfg.RetryBackoffMax, "retry-backoff-max", cfg.RetryBackoffMax, "longest wait between attempts")
 	fs.BoolVar(&cfg.Store.Audit, "audit", false, "record (partition, epoch, job id) of every commit in an audit stream")
+	fs.IntVar(&cfg.Store.WaitReplicas, "redis-wait-replicas", 0, "wait (Redis WAIT) until this many replicas have every enqueue and commit before acknowledging it, so a promoted replica loses no acknowledged write; 0 is off. One primary with replicas only, not Redis Cluster")
+	fs.DurationVar(&cfg.Store.WaitTimeout, "redis-wait-timeout", 500*time.Millisecond, "longest wait for --redis-wait-replicas; a submit not replicated in time is reported unavailable and retried by the client")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -132,6 +134,9 @@ func run() error {
 	ropts, err := redisFlags.Options()
 	if err != nil {
 		return err
+	}
+	if cfg.Store.WaitReplicas > 0 && len(ropts.Addrs) > 1 {
+		return errors.New("--redis-wait-replicas works with one primary and its replicas; with Redis Cluster, a write and its WAIT may reach different nodes")
 	}
 	ropts.PoolSize = 4 * cfg.Parallel
 	rdb := redis.NewUniversalClient(ropts)

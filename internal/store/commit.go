@@ -389,7 +389,7 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Gran
 			args = append(args, "N", kp.Key)
 		}
 	}
-	err := commitScript.Run(ctx, s.rdb, ks, args...).Err()
+	err := s.runScript(ctx, commitScript, ks, args...).Err()
 	if err != nil && strings.HasPrefix(err.Error(), "BUSY") {
 		return fmt.Errorf("store: commit partition %d: %w (%s)", partition, ErrBusy, err.Error())
 	}

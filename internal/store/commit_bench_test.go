@@ -15,7 +15,10 @@ import (
 // test) against a real redis-server, as the worker's job path does it.
 // ns/job is the cost per job of the Redis round trips and scripts.
 func BenchmarkEnqueueAndCommit(b *testing.B) {
-	s := setup(b)
+	enqueueAndCommit(b, setup(b))
+}
+
+func enqueueAndCommit(b *testing.B, s *store.Store) {
 	ctx := context.Background()
 	p := 1
 	epoch, err := lease.Claim(ctx, s.Client(), p, "w~1", "")

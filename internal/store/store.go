@@ -22,6 +22,30 @@ type Config struct {
 	DoneRetention   time.Duration // how long a finished job id is remembered for dedup
 	ResultRetention time.Duration // how long results are kept (at least DoneRetention; 0 = for ever)
 	Audit           bool          // record (epoch, job id) of every commit
+	// WaitReplicas, when above 0, makes every enqueue and commit wait (Redis
+	// WAIT, on the connection that wrote) until that many replicas have it,
+	// for at most WaitTimeout; fewer in time is ErrNotReplicated. For one
+	// primary with replicas (Sentinel or plain replication), so that a
+	// replica promoted after a failover has every acknowledged write.
+	WaitReplicas int
+	WaitTimeout  time.Duration
+}
+
+// ErrNotReplicated means a write reached the primary but not as many
+// replicas as Config.WaitReplicas within Config.WaitTimeout. The write may
+// still be lost by a failover; a submit reports it as unavailable, so the
+// client sends it again under the same ids.
+var ErrNotReplicated = errors.New("write not acknowledged by the replicas in time")
+
+// Validate reports settings that cannot work.
+func (c Config) Validate() error {
+	if c.WaitReplicas < 0 {
+		return fmt.Errorf("store: replicas to wait for must be 0 (off) or more, got %d", c.WaitReplicas)
+	}
+	if c.WaitReplicas > 0 && c.WaitTimeout <= 0 {
+		return fmt.Errorf("store: waiting for %d replicas needs a positive wait timeout", c.WaitReplicas)
+	}
+	return nil
 }
 
 // DefaultConfig returns the retention a user would expect: a day.
@@ -119,12 +143,28 @@ func (s *Store) States(ctx context.Context, entity string, keysOf []string, part
 
 // evalPipelined runs scripts by SHA in one pipeline and, if Redis lost its
 // script cache (a restart), loads them and runs the pipeline once more.
+// With WaitReplicas set, the pipeline ends with a WAIT on its connection,
+// and too few replicas in time is ErrNotReplicated (the cmds are returned
+// all the same: the primary ran them).
 func (s *Store) evalPipelined(ctx context.Context, scripts []*redis.Script, fill func(pipe redis.Pipeliner) []*redis.Cmd) ([]*redis.Cmd, error) {
 	for attempt := 0; ; attempt++ {
 		pipe := s.rdb.Pipeline()
 		cmds := fill(pipe)
+		var wait *redis.Cmd
+		if s.cfg.WaitReplicas > 0 && len(cmds) > 0 {
+			wait = pipe.Do(ctx, "WAIT", s.cfg.WaitReplicas, s.cfg.WaitTimeout.Milliseconds())
+		}
 		_, err := pipe.Exec(ctx)
 		if err == nil || attempt > 0 || !hasNoScript(cmds) {
+			if wait != nil {
+				got, werr := wait.Int64()
+				if werr != nil {
+					return cmds, fmt.Errorf("store: wait for replicas: %w", werr)
+				}
+				if got < int64(s.cfg.WaitReplicas) {
+					return cmds, fmt.Errorf("store: %w: %d of %d replicas within %v", ErrNotReplicated, got, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
+				}
+			}
 			return cmds, nil
 		}
 		for _, sc := range scripts {
@@ -133,6 +173,23 @@ func (s *Store) evalPipelined(ctx context.Context, scripts []*redis.Script, fill
 			}
 		}
 	}
+}
+
+// runScript runs one script; with WaitReplicas set, in a pipeline that
+// waits for the replicas on the same connection (see evalPipelined).
+func (s *Store) runScript(ctx context.Context, sc *redis.Script, ks []string, args ...any) *redis.Cmd {
+	if s.cfg.WaitReplicas == 0 {
+		return sc.Run(ctx, s.rdb, ks, args...)
+	}
+	cmds, err := s.evalPipelined(ctx, []*redis.Script{sc}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		return []*redis.Cmd{sc.EvalSha(ctx, pipe, ks, args...)}
+	})
+	if err != nil && (len(cmds) == 0 || cmds[0].Err() == nil) {
+		c := redis.NewCmd(ctx)
+		c.SetErr(err)
+		return c
+	}
+	return cmds[0]
 }
 
 func hasNoScript(cmds []*redis.Cmd) bool {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,6 +179,18 @@ func (s *RedisServer) Kill() {
 	if p != nil {
 		p.kill()
 	}
+}
+
+// Signal sends sig to the server, e.g. SIGSTOP to make a replica miss
+// writes and SIGCONT to let it go on.
+func (s *RedisServer) Signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil || p.exited() {
+		return errors.New("testenv: redis-server is not running")
+	}
+	return p.cmd.Process.Signal(sig)
 }
 
 // Restart stops the server if it runs and starts it again on the same port

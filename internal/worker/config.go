@@ -77,6 +77,9 @@ func (c Config) Validate() error {
 		// Peers notice a dead member's lease only on this tick.
 		errs = append(errs, fmt.Errorf("claim interval (%v) must be positive and at most half the lease TTL (%v)", c.ClaimEvery, c.Lease.TTL))
 	}
+	if err := c.Store.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Store.Partitions != c.Ring.Partitions {
 		errs = append(errs, fmt.Errorf("store partitions (%d) must equal ring partitions (%d)", c.Store.Partitions, c.Ring.Partitions))
 	}

@@ -255,8 +255,18 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 		log.Warn("lease not trusted any more; not committing")
 		return false
 	}
+	if g, ok := w.grantOf(p); !ok || g != r.grant {
+		log.Info("partition given up during the batch; not committing")
+		return false
+	}
 	if err := w.commitObserved(ctx, p, r.grant, batch); err != nil {
 		switch {
+		case errors.Is(err, store.ErrNotReplicated):
+			// Committed on the primary; its waiters are not told, as a
+			// failover could still lose it. They read the result later.
+			log.Warn("commit not acknowledged by the replicas in time; its callers are not told", "err", err)
+			w.states.committed(batch.States)
+			return true
 		case isFenced(err):
 			w.fenced.Add(1)
 			w.drop(p, r.grant)
