@@ -45,7 +45,7 @@ func replicated(t testing.TB, waitReplicas int) (*store.Store, *redis.Client, *t
 	cfg := store.DefaultConfig()
 	cfg.Partitions = 8
 	cfg.WaitReplicas = waitReplicas
-	cfg.WaitTimeout = 200 * time.Millisecond
+	cfg.WaitTimeout = 2 * time.Second // generous: a loaded machine replicates slowly
 	s := store.New(pc, cfg)
 	if err := s.EnsurePartitions(ctx); err != nil {
 		t.Fatal(err)
