@@ -182,6 +182,7 @@ type faultReport struct {
 	name                 string
 	attempted, acked     int64
 	lost, duplicated     int
+	outOfOrder           int // a key's donation committed before one submitted ahead of it
 	fenced, takeovers    int64
 	grants               int64
 	failover             []time.Duration
@@ -189,8 +190,8 @@ type faultReport struct {
 }
 
 func (r faultReport) String() string {
-	return fmt.Sprintf("%s: attempted %d, acknowledged %d, lost %d, duplicated %d, fenced rejections %d, takeovers %d (grants %d), failover %s",
-		r.name, r.attempted, r.acked, r.lost, r.duplicated, r.fenced, r.takeovers, r.grants, audit.Percentiles(r.failover))
+	return fmt.Sprintf("%s: attempted %d, acknowledged %d, lost %d, duplicated %d, out of order %d, fenced rejections %d, takeovers %d (grants %d), failover %s",
+		r.name, r.attempted, r.acked, r.lost, r.duplicated, r.outOfOrder, r.fenced, r.takeovers, r.grants, audit.Percentiles(r.failover))
 }
 
 // verify waits for the totals of everything acknowledged, then checks the
@@ -220,6 +221,7 @@ func verify(t *testing.T, c *cluster, name string, l *load, fault time.Time, mov
 	r := faultReport{name: name, attempted: l.attempted.Load(), acked: l.acked.Load(),
 		duplicated: chk.Duplicated, regressions: append(chk.Regressions, chk.Regrants...), missing: chk.Missing(ids)}
 	r.lost = len(r.missing)
+	r.outOfOrder = outOfOrder(log, jobs)
 	r.fenced, err = audit.FencedRejections(ctx, rdb)
 	if err != nil {
 		t.Fatal(err)
@@ -244,6 +246,9 @@ func verify(t *testing.T, c *cluster, name string, l *load, fault time.Time, mov
 	if r.duplicated > 0 {
 		t.Errorf("%s: %d jobs committed more than once", name, r.duplicated)
 	}
+	if r.outOfOrder > 0 {
+		t.Errorf("%s: %d donations committed before a donation of their key submitted ahead of them", name, r.outOfOrder)
+	}
 	for _, s := range r.regressions {
 		t.Errorf("%s: two writers: %s", name, s)
 	}
@@ -251,6 +256,36 @@ func verify(t *testing.T, c *cluster, name string, l *load, fault time.Time, mov
 		t.Errorf("%s: audit shows %d commits, want %d (donations and their credits)", name, chk.Commits, want)
 	}
 	return r
+}
+
+// outOfOrder counts, in the audit's commit order, the donations that
+// committed before an earlier-submitted donation of the same key. The load
+// submits one batch after the other, each acknowledged before the next, so
+// jobs' order in the list is their submission order.
+func outOfOrder(log *audit.Log, jobs []*workerpb.Job) int {
+	type place struct {
+		key string
+		at  int
+	}
+	order := make(map[string]place, len(jobs))
+	for i, j := range jobs {
+		order[j.Id] = place{j.Key, i}
+	}
+	n := 0
+	for _, es := range log.Partitions {
+		last := map[string]int{}
+		for _, e := range es {
+			pl, ok := order[e.JobID]
+			if !ok {
+				continue
+			}
+			if prev, seen := last[pl.key]; seen && pl.at < prev {
+				n++
+			}
+			last[pl.key] = max(last[pl.key], pl.at)
+		}
+	}
+	return n
 }
 
 var takeoverRe = regexp.MustCompile(`\(from `)
