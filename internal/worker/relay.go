@@ -67,6 +67,7 @@ func (w *Worker) relayLoop(ctx context.Context) {
 	defer t.Stop()
 	holds := relayHolds{until: map[int]time.Time{}, delay: map[int]time.Duration{}}
 	after := map[int]string{} // per outbox, the last entry read while a target is held
+	var lastDeadTrim time.Time
 	for {
 		var parts []int
 		select {
@@ -85,6 +86,11 @@ func (w *Worker) relayLoop(ctx context.Context) {
 		case <-t.C:
 			for p := range w.ownedSnapshot() {
 				parts = append(parts, p)
+			}
+			// The owner's other upkeep rides on the sweep.
+			if time.Since(lastDeadTrim) >= deadTrimEvery {
+				lastDeadTrim = time.Now()
+				w.trimDead(ctx)
 			}
 		}
 		if holds.expire(time.Now()) || len(holds.until) == 0 {
