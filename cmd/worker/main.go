@@ -148,6 +148,9 @@ func run() error {
 	if err := cli.CheckRedis(ctx, rdb, redisFlags.Addrs); err != nil {
 		return err
 	}
+	if err := checkEvictionPolicy(ctx, rdb); err != nil {
+		return err
+	}
 	if err := checkConsulToken(ctx, *consulAddr, *consulToken); err != nil {
 		return err
 	}
