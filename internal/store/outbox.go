@@ -73,10 +73,11 @@ type SourceRelay struct {
 	Err   error  // an entry could not be read; it is kept
 }
 
-// RelayRound is what RelayMany did: per source partition, and the target
-// partitions whose enqueue failed, with their errors.
+// RelayRound is what RelayMany did: per source partition, and per target
+// partition the jobs it enqueued or the error that stopped it.
 type RelayRound struct {
 	Sources map[int]SourceRelay
+	Reached map[int]int // targets written to, and the jobs added (0: all relayed before)
 	Failed  map[int]error
 }
 
@@ -94,7 +95,7 @@ type RelayRound struct {
 // caller can retry a failing target with backoff while the rest go on. The
 // error is for the reads and trims that concern every source.
 func (s *Store) RelayMany(ctx context.Context, sources []RelaySource, max int64, partitionOf func(key string) int, held func(target int) bool) (RelayRound, error) {
-	round := RelayRound{Sources: make(map[int]SourceRelay, len(sources)), Failed: map[int]error{}}
+	round := RelayRound{Sources: make(map[int]SourceRelay, len(sources)), Reached: map[int]int{}, Failed: map[int]error{}}
 	pipe := s.rdb.Pipeline()
 	reads := make([]*redis.XMessageSliceCmd, len(sources))
 	for i, src := range sources {
@@ -182,11 +183,18 @@ func (s *Store) RelayMany(ctx context.Context, sources []RelaySource, max int64,
 			return round, fmt.Errorf("store: relay: %w", err)
 		}
 		for i, c := range cmds {
-			if err := c.Err(); err != nil {
-				if _, seen := round.Failed[calls[i].target]; !seen {
-					round.Failed[calls[i].target] = err
+			t := calls[i].target
+			n, err := c.Int()
+			if err != nil {
+				if _, seen := round.Failed[t]; !seen {
+					round.Failed[t] = err
 				}
+				continue
 			}
+			round.Reached[t] += n
+		}
+		for t := range round.Failed {
+			delete(round.Reached, t) // one source's call failed: the target did
 		}
 	}
 	// An entry goes once every target of it took its jobs. While nothing

@@ -128,6 +128,9 @@ func TestRelayHoldsTargetBack(t *testing.T) {
 	if got := r.Sources[src]; got.Read != 2 || got.Moved != 0 || got.Kept != 2 {
 		t.Fatalf("first round: %+v, want 2 read and kept", got)
 	}
+	if _, ok := r.Reached[held]; ok || r.Reached[good] != 1 {
+		t.Fatalf("first round reached %v, want 1 job to %d and nothing to %d", r.Reached, good, held)
+	}
 	r, err = s.RelayMany(ctx, []store.RelaySource{{Partition: src, After: r.Sources[src].Last}}, 2, partitionOf, isHeld)
 	if err != nil || r.Sources[src].Moved != 1 {
 		t.Fatalf("read past the kept entries: %+v %v", r.Sources[src], err)

@@ -125,10 +125,8 @@ func (w *Worker) relayLoop(ctx context.Context) {
 				w.log.Warn("relay to a partition failed; its jobs wait in the outboxes and the other partitions go on",
 					"target", target, "retry_in", d, "err", err)
 			}
-			for target := range holds.delay {
-				if _, failing := round.Failed[target]; !failing && !held(target) {
-					delete(holds.delay, target) // it worked again
-				}
+			for target := range round.Reached {
+				delete(holds.delay, target) // it works again
 			}
 			parts = parts[:0]
 			for p, r := range round.Sources {
