@@ -86,12 +86,21 @@ func run() error {
 	fs.DurationVar(&cfg.Lease.RenewEvery, "lease-renew", cfg.Lease.RenewEvery, "lease renewal interval")
 	fs.DurationVar(&cfg.CheckTTL, "check-ttl", cfg.CheckTTL, "TTL of the worker's Consul check")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a job loop stuck this long lets the lease lapse so its partitions move")
-	fs.DurationVar(&cfg.Store.ResultRetention, "result-retention", cfg.Store.ResultRetention, "how long job results are kept")
+	fs.DurationVar(&cfg.Store.DoneRetention, "dedup-window", cfg.Store.DoneRetention,
+		"how long a finished job id is remembered: the same id submitted, emitted or relayed again within it is not run twice, after it it runs again (all workers must agree)")
+	fs.DurationVar(&cfg.Store.ResultRetention, "result-retention", cfg.Store.ResultRetention,
+		"how long job results are kept; a job's record, and so its dedup, lasts the longer of this and --dedup-window")
+	fs.DurationVar(&cfg.Store.DeadRetention, "dead-retention", cfg.Store.DeadRetention,
+		"how long dead letters are kept before the partition's owner drops them")
+	fs.Int64Var(&cfg.Store.DeadMax, "dead-max", cfg.Store.DeadMax,
+		"most dead letters kept per partition; past it the oldest are dropped (counted in corral_dead_letters_dropped_total)")
 	fs.DurationVar(&cfg.RetryBackoff, "retry-backoff", cfg.RetryBackoff, "wait before a failed job's second attempt; doubles per attempt, jittered")
 	fs.DurationVar(&cfg.RetryBackoffMax, "retry-backoff-max", cfg.RetryBackoffMax, "longest wait between attempts")
 	fs.BoolVar(&cfg.Store.Audit, "audit", false, "record (partition, epoch, job id) of every commit in an audit stream")
 	fs.IntVar(&cfg.Store.WaitReplicas, "redis-wait-replicas", 0, "wait (Redis WAIT) until this many replicas have every enqueue and commit before acknowledging it, so a promoted replica loses no acknowledged write; 0 is off. One primary with replicas only, not Redis Cluster")
 	fs.DurationVar(&cfg.Store.WaitTimeout, "redis-wait-timeout", 500*time.Millisecond, "longest wait for --redis-wait-replicas; a submit not replicated in time is reported unavailable and retried by the client")
+	fs.Int64Var(&cfg.Store.AuditMax, "audit-max", cfg.Store.AuditMax,
+		"audit entries kept per partition with --audit, about: the oldest are trimmed in whole stream nodes")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -142,6 +151,9 @@ func run() error {
 	rdb := redis.NewUniversalClient(ropts)
 	defer rdb.Close()
 	if err := cli.CheckRedis(ctx, rdb, redisFlags.Addrs); err != nil {
+		return err
+	}
+	if err := checkEvictionPolicy(ctx, rdb); err != nil {
 		return err
 	}
 	if err := checkConsulToken(ctx, *consulAddr, *consulToken); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/redis/go-redis/v9"
 )
 
 // errConsulToken means the agent refused the worker's ACL token.
@@ -40,4 +41,57 @@ func checkConsulToken(ctx context.Context, addr, token string) error {
 		return fmt.Errorf("%w at %s (%v): check --consul-token / CONSUL_HTTP_TOKEN", errConsulToken, addr, err)
 	}
 	return fmt.Errorf("cannot reach the Consul agent at %s: %w", addr, err)
+}
+
+// checkEvictionPolicy refuses a Redis (every master of a Redis Cluster)
+// whose maxmemory-policy is not noeviction: an allkeys-* policy evicts any
+// key, leases and fencing epochs among them, a volatile-* one the keys
+// with a TTL, leases and finished job ids among them; either breaks
+// fencing or dedup silently. With noeviction a full Redis refuses writes,
+// which the worker reports and retries. The policy is read with CONFIG
+// GET, or from INFO memory where CONFIG is not allowed (managed Redis).
+func checkEvictionPolicy(ctx context.Context, rdb redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			return checkNodeEvictionPolicy(ctx, n, " on "+n.Options().Addr)
+		})
+	}
+	return checkNodeEvictionPolicy(ctx, rdb, "")
+}
+
+func checkNodeEvictionPolicy(ctx context.Context, rdb redis.Cmdable, where string) error {
+	policy, err := evictionPolicy(ctx, rdb)
+	if err != nil {
+		return fmt.Errorf("cannot read Redis maxmemory-policy%s (CONFIG GET and INFO memory): %w", where, err)
+	}
+	var why string
+	switch {
+	case policy == "noeviction":
+		return nil
+	case strings.HasPrefix(policy, "allkeys-"):
+		why = "it would evict leases and fencing epochs"
+	case strings.HasPrefix(policy, "volatile-"):
+		why = "it would evict keys with a TTL: leases, and finished job ids before their dedup window ends"
+	default:
+		why = "it may evict keys Corral needs"
+	}
+	return fmt.Errorf("Redis maxmemory-policy is %s%s: %s; set it to noeviction", policy, where, why)
+}
+
+func evictionPolicy(ctx context.Context, rdb redis.Cmdable) (string, error) {
+	if m, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil && m["maxmemory-policy"] != "" {
+		return m["maxmemory-policy"], nil
+	}
+	info, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:"); ok {
+			return v, nil
+		}
+	}
+	return "", errors.New("INFO memory has no maxmemory_policy")
 }

@@ -34,6 +34,7 @@ type Worker struct {
 	reg *prometheus.Registry
 
 	committed, retried, dead *prometheus.CounterVec
+	deadDropped              *prometheus.CounterVec
 	commitSeconds            prometheus.Histogram
 	handlerSeconds           prometheus.Histogram
 	membershipChanges        prometheus.Counter
@@ -57,6 +58,8 @@ func NewWorker(workerID string, src Source) *Worker {
 			Help: "Jobs scheduled for another attempt, per handler."}, []string{"handler"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_jobs_dead_lettered_total",
 			Help: "Jobs moved to the dead-letter stream, per handler."}, []string{"handler"}),
+		deadDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_dead_letters_dropped_total",
+			Help: "Dead letters dropped by the owner's sweep: reason \"age\" past --dead-retention, \"cap\" past --dead-max."}, []string{"reason"}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_commit_seconds",
 			Help: "Duration of one fenced batch commit script, fenced or failed ones included.", Buckets: latencyBuckets}),
 		handlerSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_handler_call_seconds",
@@ -68,7 +71,7 @@ func NewWorker(workerID string, src Source) *Worker {
 		lagErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_queue_lag_errors_total",
 			Help: "Scrapes whose queue lag could not be read from Redis."}),
 	}
-	reg.MustRegister(m.committed, m.retried, m.dead, m.commitSeconds, m.handlerSeconds,
+	reg.MustRegister(m.committed, m.retried, m.dead, m.deadDropped, m.commitSeconds, m.handlerSeconds,
 		m.membershipChanges, m.members, m.lagErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_worker_info", Help: "Always 1; labels name the worker.",
@@ -113,6 +116,11 @@ func (m *Worker) Retried(handler string, n int) { m.retried.WithLabelValues(hand
 
 // DeadLettered counts n jobs of handler moved to the dead-letter stream.
 func (m *Worker) DeadLettered(handler string, n int) { m.dead.WithLabelValues(handler).Add(float64(n)) }
+
+// DeadDropped counts n dead letters dropped for reason ("age" or "cap").
+func (m *Worker) DeadDropped(reason string, n int) {
+	m.deadDropped.WithLabelValues(reason).Add(float64(n))
+}
 
 // ObserveCommit records the duration of one commit script.
 func (m *Worker) ObserveCommit(d time.Duration) { m.commitSeconds.Observe(d.Seconds()) }

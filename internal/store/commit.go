@@ -64,8 +64,9 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 //
 // KEYS[1] epoch, [2] queue, [3] outbox, [4] dead letters, [5] dead index,
 // [6] audit, [7] parked, [8] holds, [9] bodies.
-// ARGV[1] the owner's grant (see lease.Grant), [2] now unix ms, [3] done TTL s, [4] result TTL s,
-// [5] audit "1"/"0", then the operations.
+// ARGV[1] the owner's grant (see lease.Grant), [2] now unix ms, [3] done
+// TTL s, [4] result TTL s, [5] audit: entries kept in the audit stream,
+// about, or "0" for no audit; then the operations.
 // Returns the number of operations, or an error "FENCED <current>",
 // "ALREADY <id>" or "BUSY <what>".
 var commitScript = redis.NewScript(`
@@ -148,12 +149,12 @@ while a <= #ARGV do
     end
     a, k = a + 2, k + 1
   elseif op == 'D' then
-    redis.call('XADD', KEYS[6], '*', 'e', ARGV[1], 'id', ARGV[a + 1])
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[1], 'id', ARGV[a + 1])
     a = a + 2
   elseif op == 'X' then
     redis.call('HSET', KEYS[4], ARGV[a + 1], ARGV[a + 3])
     redis.call('ZADD', KEYS[5], now, ARGV[a + 1])
-    if ARGV[5] == '1' then redis.call('XADD', KEYS[6], '*', 'e', ARGV[1], 'id', ARGV[a + 1]) end
+    if ARGV[5] ~= '0' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[1], 'id', ARGV[a + 1]) end
     a = a + 4
   elseif op == 'U' then
     redis.call('ZREM', KEYS[7], ARGV[a + 1])
@@ -304,7 +305,7 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Gran
 	ks := []string{k.Epoch(), k.Queue(), k.Outbox(), k.Dead(), k.DeadIndex(), k.Audit(), k.Parked(), k.Holds(), k.Bodies()}
 	audit := "0"
 	if s.cfg.Audit {
-		audit = "1"
+		audit = itoa(s.cfg.AuditMax)
 	}
 	args := []any{grant.String(), itoa(now), int64(s.cfg.DoneRetention.Seconds()), int64(s.cfg.ResultRetention.Seconds()), audit}
 	if g := b.Guard; g != nil {

@@ -269,3 +269,77 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 	}
 	return out, nil
 }
+
+// trimDeadScript drops a partition's dead letters that died before a
+// time, then the oldest past the cap, at most a limit of each per call.
+//
+// KEYS[1] dead letters, KEYS[2] dead index.
+// ARGV[1] died before (unix ms), ARGV[2] cap, ARGV[3] limit.
+// Returns {dropped for age, dropped for the cap}.
+var trimDeadScript = redis.NewScript(`
+local function drop(ids)
+  if #ids > 0 then
+    redis.call('HDEL', KEYS[1], unpack(ids))
+    redis.call('ZREM', KEYS[2], unpack(ids))
+  end
+  return #ids
+end
+local limit = tonumber(ARGV[3])
+local old = drop(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, limit))
+local over = math.min(redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[2]), limit)
+local capped = 0
+if over > 0 then capped = drop(redis.call('ZRANGE', KEYS[2], 0, over - 1)) end
+return {old, capped}
+`)
+
+// trimDeadLimit bounds what one trim call drops, so a partition with a
+// large backlog does not hold Redis for long; the rest goes in the calls
+// that follow.
+const trimDeadLimit = 1000
+
+// DeadTrim is what TrimDead dropped in one partition.
+type DeadTrim struct {
+	Expired int // older than the retention
+	Capped  int // past the cap
+}
+
+// TrimDead drops the dead letters of partitions that died more than the
+// retention before now, then the oldest past the cap, and returns how many
+// per partition. The dead index orders them by death, so this costs
+// O(log n) per letter dropped and almost nothing when none is due.
+func (s *Store) TrimDead(ctx context.Context, partitions []int, now time.Time) (map[int]DeadTrim, error) {
+	before := itoa(now.Add(-s.cfg.DeadRetention).UnixMilli())
+	out := make(map[int]DeadTrim, len(partitions))
+	for len(partitions) > 0 {
+		cmds, err := s.evalPipelined(ctx, []*redis.Script{trimDeadScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+			cmds := make([]*redis.Cmd, len(partitions))
+			for i, p := range partitions {
+				k := keys.For(p)
+				cmds[i] = trimDeadScript.EvalSha(ctx, pipe, []string{k.Dead(), k.DeadIndex()}, before, s.cfg.DeadMax, trimDeadLimit)
+			}
+			return cmds
+		})
+		if err != nil {
+			return out, err
+		}
+		var more []int
+		for i, c := range cmds {
+			v, err := c.Int64Slice()
+			if err == nil && len(v) != 2 {
+				err = fmt.Errorf("unexpected reply %v", v)
+			}
+			if err != nil {
+				return out, fmt.Errorf("store: trim dead letters of partition %d: %w", partitions[i], err)
+			}
+			t := out[partitions[i]]
+			t.Expired += int(v[0])
+			t.Capped += int(v[1])
+			out[partitions[i]] = t
+			if v[0] == trimDeadLimit || v[1] == trimDeadLimit {
+				more = append(more, partitions[i])
+			}
+		}
+		partitions = more
+	}
+	return out, nil
+}

@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
-	"time"
+	"maps"
+	"slices"
 
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -14,8 +14,12 @@ import (
 
 // relayScript enqueues the jobs outbox entries emitted for one target
 // partition, each entry's once: a second relay of an entry (after a crash
-// between enqueue and trim) finds the entry's mark and adds nothing. The
-// marks live in the target partition, so the script touches one slot.
+// between enqueue and trim, or while another of its targets fails) finds
+// the entry's mark and adds nothing, but renews the mark, so a mark lives
+// a mark TTL past the entry's last relay. The marks live in the target
+// partition, so the script touches one slot. An entry's mark is set after
+// its jobs are added: a call that fails half-way leaves the entries it did
+// not finish unmarked, to be relayed again.
 //
 // KEYS[1] target queue, KEYS[1+e] entry e's mark in the target partition.
 // ARGV[1] mark TTL s, then per entry: n, then its n packed jobs (packJob).
@@ -24,10 +28,11 @@ var relayScript = redis.NewScript(`
 local a, added = 2, 0
 for e = 2, #KEYS do
   local n = tonumber(ARGV[a])
-  if redis.call('SET', KEYS[e], '1', 'NX', 'EX', ARGV[1]) then
+  if redis.call('EXPIRE', KEYS[e], ARGV[1]) == 0 then
     for i = a + 1, a + n do
       redis.call('XADD', KEYS[1], '*', 'j', ARGV[i])
     end
+    redis.call('SET', KEYS[e], '1', 'EX', ARGV[1])
     added = added + n
   end
   a = a + 1 + n
@@ -35,59 +40,101 @@ end
 return added
 `)
 
-// relayMarkTTL is how long a relayed entry's mark is kept: far longer than
-// an entry can stay in an outbox after it was relayed.
-const relayMarkTTL = 24 * time.Hour
-
 // Relay moves the jobs of up to max outbox entries (each holds what one
 // commit emitted) from a partition's outbox to their target partitions'
-// queues and returns how many entries it moved (see RelayMany).
+// queues and returns how many entries it moved, and the first error of a
+// target it could not reach (see RelayMany).
 func (s *Store) Relay(ctx context.Context, partition int, max int64, partitionOf func(key string) int) (int, error) {
-	n, err := s.RelayMany(ctx, []int{partition}, max, partitionOf)
-	return n[partition], err
+	r, err := s.RelayMany(ctx, []RelaySource{{Partition: partition}}, max, partitionOf, nil)
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range slices.Sorted(maps.Keys(r.Failed)) {
+		return r.Sources[partition].Moved, fmt.Errorf("store: relay to partition %d: %w", t, r.Failed[t])
+	}
+	return r.Sources[partition].Moved, r.Sources[partition].Err
 }
 
-// RelayMany relays up to max outbox entries of each of partitions in three
-// round trips whatever their number: read the outboxes, enqueue, trim. It
-// returns how many entries it moved per partition. It is at-least-once,
-// and the jobs an entry emitted for one target go in one script call that
-// marks the entry as relayed there, so a second relay adds nothing: the
-// jobs are applied once. An entry's jobs keep their order in every target.
-func (s *Store) RelayMany(ctx context.Context, partitions []int, max int64, partitionOf func(key string) int) (map[int]int, error) {
+// RelaySource is an outbox to relay and where to read it from.
+type RelaySource struct {
+	Partition int
+	// After is the id of the entry to read after; "" reads from the head.
+	// A caller that holds a target back passes the last id it read, so
+	// the entries kept for that target do not hide the ones behind them.
+	After string
+}
+
+// SourceRelay is what one relay round did with one outbox.
+type SourceRelay struct {
+	Read  int    // entries read
+	Moved int    // entries relayed to all their targets and dropped
+	Kept  int    // entries left for a target that failed or was held back
+	Last  string // id of the last entry read
+	Err   error  // an entry could not be read; it is kept
+}
+
+// RelayRound is what RelayMany did: per source partition, and per target
+// partition the jobs it enqueued or the error that stopped it.
+type RelayRound struct {
+	Sources map[int]SourceRelay
+	Reached map[int]int // targets written to, and the jobs added (0: all relayed before)
+	Failed  map[int]error
+}
+
+// RelayMany relays up to max outbox entries of each source in three round
+// trips whatever their number: read the outboxes, enqueue, drop what was
+// relayed. It is at-least-once, and the jobs an entry emitted for one
+// target go in one script call that marks the entry as relayed there, so
+// a second relay adds nothing: the jobs are applied once. An entry's jobs
+// keep their order in every target.
+//
+// A target whose enqueue fails does not stop the others: the entries with
+// jobs for it stay in their outbox (their other targets are relayed and
+// marked) and the target is reported in Failed. Targets for which held
+// returns true are not written to at all this round, the same way, so a
+// caller can retry a failing target with backoff while the rest go on. The
+// error is for the reads and trims that concern every source.
+func (s *Store) RelayMany(ctx context.Context, sources []RelaySource, max int64, partitionOf func(key string) int, held func(target int) bool) (RelayRound, error) {
+	round := RelayRound{Sources: make(map[int]SourceRelay, len(sources)), Reached: map[int]int{}, Failed: map[int]error{}}
 	pipe := s.rdb.Pipeline()
-	reads := make([]*redis.XMessageSliceCmd, len(partitions))
-	for i, p := range partitions {
-		reads[i] = pipe.XRangeN(ctx, keys.For(p).Outbox(), "-", "+", max)
+	reads := make([]*redis.XMessageSliceCmd, len(sources))
+	for i, src := range sources {
+		from := "-"
+		if src.After != "" {
+			from = "(" + src.After
+		}
+		reads[i] = pipe.XRangeN(ctx, keys.For(src.Partition).Outbox(), from, "+", max)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("store: read outboxes: %w", err)
+		return round, fmt.Errorf("store: read outboxes: %w", err)
 	}
-	now := time.Now().UnixMilli()
-	moved := map[int]int{}
-	var legacy []Job
+	markTTL := int64(s.cfg.DoneRetention.Seconds())
 	// One call per source and target partition for all the entries read,
 	// so a pipeline never holds two calls whose order matters.
 	type call struct {
-		keys []string
-		args []any
+		target int
+		keys   []string
+		args   []any
 	}
 	var calls []*call
-	for i, p := range partitions {
+	// targetsOf[i][m] lists the targets of entry m of source i; bad[i][m]
+	// says it could not be read, and stays.
+	targetsOf := make([][][]int, len(sources))
+	bad := make([][]bool, len(sources))
+	for i, src := range sources {
+		p := src.Partition
 		msgs := reads[i].Val()
-		if len(msgs) == 0 {
-			continue
+		out := SourceRelay{Read: len(msgs)}
+		if len(msgs) > 0 {
+			out.Last = msgs[len(msgs)-1].ID
 		}
-		moved[p] = len(msgs)
+		targetsOf[i], bad[i] = make([][]int, len(msgs)), make([]bool, len(msgs))
 		targets := map[int]*call{}
-		for _, m := range msgs {
-			packed, ok := m.Values["b"].(string)
+		for m, msg := range msgs {
+			packed, ok := msg.Values["b"].(string)
 			if !ok {
-				// Written by an earlier version: jobs as fields, relayed
-				// through Enqueue, whose idempotency records dedup them.
-				for _, j := range unpackEmits(p, m) {
-					j.Partition, j.SubmittedAt = partitionOf(j.Key), now
-					legacy = append(legacy, j)
-				}
+				out.Err = fmt.Errorf("store: outbox entry %s of partition %d has no packed jobs", msg.ID, p)
+				bad[i][m] = true
 				continue
 			}
 			byTarget := map[int][]any{}
@@ -100,20 +147,27 @@ func (s *Store) RelayMany(ctx context.Context, partitions []int, max int64, part
 				byTarget[t] = append(byTarget[t], raw)
 			})
 			if err != nil {
-				return nil, fmt.Errorf("store: outbox entry %s of partition %d: %w", m.ID, p, err)
+				out.Err = fmt.Errorf("store: outbox entry %s of partition %d: %w", msg.ID, p, err)
+				bad[i][m] = true
+				continue
 			}
+			targetsOf[i][m] = order
 			for _, t := range order {
+				if held != nil && held(t) {
+					continue
+				}
 				c := targets[t]
 				if c == nil {
-					c = &call{keys: []string{keys.For(t).Queue()}, args: []any{int64(relayMarkTTL.Seconds())}}
+					c = &call{target: t, keys: []string{keys.For(t).Queue()}, args: []any{markTTL}}
 					targets[t] = c
 					calls = append(calls, c)
 				}
-				c.keys = append(c.keys, keys.For(t).Relayed(p, m.ID))
+				c.keys = append(c.keys, keys.For(t).Relayed(p, msg.ID))
 				c.args = append(c.args, len(byTarget[t]))
 				c.args = append(c.args, byTarget[t]...)
 			}
 		}
+		round.Sources[p] = out
 	}
 	if len(calls) > 0 {
 		// Running again after NOSCRIPT is safe: the marks make it a no-op
@@ -125,49 +179,61 @@ func (s *Store) RelayMany(ctx context.Context, partitions []int, max int64, part
 			}
 			return cmds
 		})
-		if err == nil {
-			for _, c := range cmds {
-				if err = c.Err(); err != nil {
+		if err != nil {
+			return round, fmt.Errorf("store: relay: %w", err)
+		}
+		for i, c := range cmds {
+			t := calls[i].target
+			n, err := c.Int()
+			if err != nil {
+				if _, seen := round.Failed[t]; !seen {
+					round.Failed[t] = err
+				}
+				continue
+			}
+			round.Reached[t] += n
+		}
+		for t := range round.Failed {
+			delete(round.Reached, t) // one source's call failed: the target did
+		}
+	}
+	// An entry goes once every target of it took its jobs. While nothing
+	// is kept, the entries read are the outbox's head: one XTRIM MINID
+	// drops them; otherwise the relayed ones are deleted one by one.
+	pipe = s.rdb.Pipeline()
+	for i, src := range sources {
+		msgs := reads[i].Val()
+		out := round.Sources[src.Partition]
+		var gone []string
+		for m, msg := range msgs {
+			done := !bad[i][m]
+			for _, t := range targetsOf[i][m] {
+				_, failed := round.Failed[t]
+				if failed || held != nil && held(t) {
+					done = false
 					break
 				}
 			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("store: relay: %w", err)
-		}
-	}
-	if len(legacy) > 0 {
-		res, err := s.Enqueue(ctx, legacy)
-		if err != nil {
-			return nil, err
-		}
-		for i, r := range res {
-			if r.Err != nil && !isConflict(r.Err) {
-				return nil, fmt.Errorf("store: relay %q: %w", legacy[i].ID, r.Err)
+			if done {
+				gone = append(gone, msg.ID)
 			}
 		}
-	}
-	// The entries read are each outbox's head: one XTRIM MINID drops them.
-	pipe = s.rdb.Pipeline()
-	for i, p := range partitions {
-		msgs := reads[i].Val()
-		if len(msgs) == 0 {
+		out.Moved, out.Kept = len(gone), len(msgs)-len(gone)
+		round.Sources[src.Partition] = out
+		if len(gone) == 0 {
 			continue
 		}
-		ids := make([]string, len(msgs))
-		for j, m := range msgs {
-			ids[j] = m.ID
-		}
-		if min, ok := afterID(ids); ok {
-			pipe.XTrimMinID(ctx, keys.For(p).Outbox(), min)
+		k := keys.For(src.Partition).Outbox()
+		if min, ok := afterID(gone); ok && out.Kept == 0 && src.After == "" {
+			pipe.XTrimMinID(ctx, k, min)
 		} else {
-			pipe.XDel(ctx, keys.For(p).Outbox(), ids...)
+			pipe.XDel(ctx, k, gone...)
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("store: trim outboxes: %w", err)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return round, fmt.Errorf("store: trim outboxes: %w", err)
 	}
-	return moved, nil
+	return round, nil
 }
 
 // eachPacked calls fn with every job of a packEmits value, raw and unpacked.
@@ -186,21 +252,4 @@ func eachPacked(b []byte, fn func(raw []byte, j Job)) error {
 		fn(raw, j)
 	}
 	return nil
-}
-
-// unpackEmits reads the jobs of an outbox entry as earlier versions wrote
-// it: "n" count and "i<n>", "h<n>", "k<n>", "p<n>" per job, or one job.
-func unpackEmits(partition int, m redis.XMessage) []Job {
-	str := func(k string) string { s, _ := m.Values[k].(string); return s }
-	n, err := strconv.Atoi(str("n"))
-	if err != nil {
-		j := jobFromStream(partition, "", m.Values)
-		return []Job{j}
-	}
-	out := make([]Job, n)
-	for i := range out {
-		x := strconv.Itoa(i)
-		out[i] = Job{ID: str("i" + x), Handler: str("h" + x), Key: str("k" + x), Payload: []byte(str("p" + x)), Attempt: 1}
-	}
-	return out
 }

@@ -16,12 +16,25 @@ import (
 // partition count than the one this process was given.
 var ErrPartitionMismatch = errors.New("partition count mismatch")
 
-// Config sets retention of what the job path leaves behind.
+// Config sets retention of what the job path leaves behind. Every key the
+// job path writes has a retention or a cap; these are the ones a user sets.
 type Config struct {
-	Partitions      int
-	DoneRetention   time.Duration // how long a finished job id is remembered for dedup
-	ResultRetention time.Duration // how long results are kept (at least DoneRetention; 0 = for ever)
-	Audit           bool          // record (epoch, job id) of every commit
+	Partitions int
+	// DoneRetention is the dedup window: how long a finished job id is
+	// remembered, so a job submitted, emitted or relayed again with the
+	// same id within it is not applied twice. A relay mark lives as long
+	// past the last relay of its outbox entry.
+	DoneRetention time.Duration
+	// ResultRetention is how long a job's result is kept. It lives in the
+	// job's record, so the record, and the dedup of its id, lasts the
+	// longer of the two.
+	ResultRetention time.Duration
+	Audit           bool  // record (epoch, job id) of every commit
+	AuditMax        int64 // audit entries kept per partition (about: trimmed by whole stream nodes)
+	// DeadRetention and DeadMax bound the dead letters of a partition: the
+	// owner drops the oldest past either (see TrimDead).
+	DeadRetention time.Duration
+	DeadMax       int64
 	// WaitReplicas, when above 0, makes every enqueue and commit wait (Redis
 	// WAIT, on the connection that wrote) until that many replicas have it,
 	// for at most WaitTimeout; fewer in time is ErrNotReplicated. For one
@@ -31,27 +44,46 @@ type Config struct {
 	WaitTimeout  time.Duration
 }
 
+// DefaultConfig returns the retention a user would expect: a day for ids
+// and results, a week for dead letters.
+func DefaultConfig() Config {
+	return Config{Partitions: 64, DoneRetention: 24 * time.Hour, ResultRetention: 24 * time.Hour,
+		AuditMax: 100_000, DeadRetention: 7 * 24 * time.Hour, DeadMax: 10_000}
+}
+
+// Validate explains retentions that cannot work. Redis keeps TTLs in
+// whole seconds, so windows are at least a second.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DoneRetention < time.Second {
+		errs = append(errs, fmt.Errorf("dedup window (%v) must be at least 1s: a finished job id is remembered that long, and a job sent again after it would run again", c.DoneRetention))
+	}
+	if c.ResultRetention < time.Second {
+		errs = append(errs, fmt.Errorf("result retention (%v) must be at least 1s (a result is kept at least as long as the dedup window anyway)", c.ResultRetention))
+	}
+	if c.Audit && c.AuditMax < 1 {
+		errs = append(errs, fmt.Errorf("audit cap (%d entries per partition) must be at least 1 when auditing", c.AuditMax))
+	}
+	if c.DeadRetention < time.Second {
+		errs = append(errs, fmt.Errorf("dead-letter retention (%v) must be at least 1s", c.DeadRetention))
+	}
+	if c.DeadMax < 1 {
+		errs = append(errs, fmt.Errorf("the cap on dead letters per partition (%d) must be at least 1", c.DeadMax))
+	}
+	if c.WaitReplicas < 0 {
+		errs = append(errs, fmt.Errorf("replicas to wait for must be 0 (off) or more, got %d", c.WaitReplicas))
+	}
+	if c.WaitReplicas > 0 && c.WaitTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("waiting for %d replicas needs a positive wait timeout", c.WaitReplicas))
+	}
+	return errors.Join(errs...)
+}
+
 // ErrNotReplicated means a write reached the primary but not as many
 // replicas as Config.WaitReplicas within Config.WaitTimeout. The write may
 // still be lost by a failover; a submit reports it as unavailable, so the
 // client sends it again under the same ids.
 var ErrNotReplicated = errors.New("write not acknowledged by the replicas in time")
-
-// Validate reports settings that cannot work.
-func (c Config) Validate() error {
-	if c.WaitReplicas < 0 {
-		return fmt.Errorf("store: replicas to wait for must be 0 (off) or more, got %d", c.WaitReplicas)
-	}
-	if c.WaitReplicas > 0 && c.WaitTimeout <= 0 {
-		return fmt.Errorf("store: waiting for %d replicas needs a positive wait timeout", c.WaitReplicas)
-	}
-	return nil
-}
-
-// DefaultConfig returns the retention a user would expect: a day.
-func DefaultConfig() Config {
-	return Config{Partitions: 64, DoneRetention: 24 * time.Hour, ResultRetention: 24 * time.Hour}
-}
 
 // Store is the Redis side of the job path.
 type Store struct {

@@ -73,6 +73,9 @@ func (c Config) Validate() error {
 	if err := c.Lease.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Store.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ClaimEvery <= 0 || c.ClaimEvery > c.Lease.TTL/2 {
 		// Peers notice a dead member's lease only on this tick.
 		errs = append(errs, fmt.Errorf("claim interval (%v) must be positive and at most half the lease TTL (%v)", c.ClaimEvery, c.Lease.TTL))

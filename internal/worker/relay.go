@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/corralhq/corral/internal/store"
 )
 
 // relayEvery sweeps all owned outboxes, for entries a previous owner left.
@@ -13,11 +15,59 @@ const relayEvery = time.Second
 // holds the emits of one commit, up to a batch's worth.
 const relayEntries = 64
 
+// A target partition whose enqueue fails is held back, first for
+// relayBackoff, doubling per failure up to relayBackoffMax, while the
+// relay to the other targets goes on.
+const (
+	relayBackoff    = 250 * time.Millisecond
+	relayBackoffMax = 30 * time.Second
+)
+
+// relayHolds are the target partitions held back after a failure. Only
+// the relay loop uses them.
+type relayHolds struct {
+	until map[int]time.Time
+	delay map[int]time.Duration
+}
+
+// failed holds target t back after a failure and says for how long.
+func (h *relayHolds) failed(t int, now time.Time) time.Duration {
+	d := relayBackoff
+	if prev, ok := h.delay[t]; ok {
+		d = min(2*prev, relayBackoffMax)
+	}
+	h.delay[t], h.until[t] = d, now.Add(d)
+	return d
+}
+
+// expire lets go of the holds that are due, and reports whether any was:
+// their kept entries are then read again from the outboxes' heads.
+func (h *relayHolds) expire(now time.Time) bool {
+	due := false
+	for t, u := range h.until {
+		if !now.Before(u) {
+			delete(h.until, t)
+			due = true
+		}
+	}
+	return due
+}
+
 // relayLoop moves emitted jobs from owned partitions' outboxes to their
 // target partitions, right after a commit that emitted some and on a sweep.
+//
+// A target that fails is held back with backoff; the entries with jobs for
+// it stay in their outboxes (their other targets are relayed) and the
+// reads go on past them from a cursor per outbox, so one bad target does
+// not stop the rest. When a hold ends, the outboxes are read from the head
+// again, so the kept entries go first and each target gets its jobs in
+// outbox order.
 func (w *Worker) relayLoop(ctx context.Context) {
 	t := time.NewTicker(relayEvery)
 	defer t.Stop()
+	holds := relayHolds{until: map[int]time.Time{}, delay: map[int]time.Duration{}}
+	after := map[int]string{} // per outbox, the last entry read while a target is held
+	var lastDeadTrim time.Time
 	for {
 		var parts []int
 		select {
@@ -37,7 +87,19 @@ func (w *Worker) relayLoop(ctx context.Context) {
 			for p := range w.ownedSnapshot() {
 				parts = append(parts, p)
 			}
+			// The owner's other upkeep rides on the sweep.
+			if time.Since(lastDeadTrim) >= deadTrimEvery {
+				lastDeadTrim = time.Now()
+				w.trimDead(ctx)
+			}
 		}
+		if holds.expire(time.Now()) || len(holds.until) == 0 {
+			clear(after)
+		}
+		// The holds are fixed for the whole iteration (a target failing in
+		// it joins them), so no target gets a later entry before an earlier
+		// one it was held back from.
+		held := func(t int) bool { _, ok := holds.until[t]; return ok }
 		// Every partition asked for in one relay round; those that had a
 		// full round's worth go again.
 		for len(parts) > 0 {
@@ -46,16 +108,35 @@ func (w *Worker) relayLoop(ctx context.Context) {
 			// The round's entries are shared among its partitions, so a
 			// round holds a bounded number of jobs in memory.
 			each := max(1, relayEntries/len(parts))
-			moved, err := w.store.RelayMany(ctx, parts, int64(each), w.partitionOf)
+			sources := make([]store.RelaySource, len(parts))
+			for i, p := range parts {
+				sources[i] = store.RelaySource{Partition: p, After: after[p]}
+			}
+			round, err := w.store.RelayMany(ctx, sources, int64(each), w.partitionOf, held)
 			if err != nil {
 				if ctx.Err() == nil {
 					w.log.Warn("relay failed", "partitions", len(parts), "err", err)
 				}
 				break
 			}
+			now := time.Now()
+			for target, err := range round.Failed {
+				d := holds.failed(target, now)
+				w.log.Warn("relay to a partition failed; its jobs wait in the outboxes and the other partitions go on",
+					"target", target, "retry_in", d, "err", err)
+			}
+			for target := range round.Reached {
+				delete(holds.delay, target) // it works again
+			}
 			parts = parts[:0]
-			for p, n := range moved {
-				if n >= each {
+			for p, r := range round.Sources {
+				if r.Err != nil {
+					w.log.Error("outbox entry cannot be relayed; it stays", "partition", p, "err", r.Err)
+				}
+				if r.Last != "" && (r.Kept > 0 || after[p] != "") {
+					after[p] = r.Last
+				}
+				if r.Read >= each {
 					parts = append(parts, p)
 				}
 			}

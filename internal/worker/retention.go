@@ -1,0 +1,44 @@
+package worker
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"time"
+)
+
+// deadTrimEvery is how often the owner applies the dead-letter retention
+// and cap to its partitions. Between two sweeps a partition can hold more
+// than the cap by the dead letters of one interval.
+const deadTrimEvery = time.Minute
+
+// trimDead drops the dead letters of the owned partitions that are past
+// --dead-retention or --dead-max, oldest first, and logs and counts them.
+//
+// It is a sweep by the owner rather than a step of the commit script: the
+// retention drops letters whether or not new ones arrive, the commit stays
+// as short as it is, and what was dropped is counted here.
+func (w *Worker) trimDead(ctx context.Context) {
+	parts := slices.Sorted(maps.Keys(w.ownedSnapshot()))
+	if len(parts) == 0 {
+		return
+	}
+	got, err := w.store.TrimDead(ctx, parts, time.Now())
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("dead-letter trim failed; it runs again on the next sweep", "err", err)
+		}
+		return
+	}
+	for p, t := range got {
+		if t.Expired+t.Capped == 0 {
+			continue
+		}
+		w.log.Info("dropped dead letters", "partition", p, "past_retention", t.Expired, "past_cap", t.Capped,
+			"retention", w.cfg.Store.DeadRetention, "cap", w.cfg.Store.DeadMax)
+		if w.metrics != nil {
+			w.metrics.m.DeadDropped("age", t.Expired)
+			w.metrics.m.DeadDropped("cap", t.Capped)
+		}
+	}
+}
