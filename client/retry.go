@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/breaker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -49,13 +50,20 @@ func (r RetryConfig) Validate() error {
 func (c *Client) retrying(ctx context.Context, op func(ctx context.Context) error) error {
 	giveUp := time.Now().Add(c.retry.For)
 	wait := c.retry.Backoff
+	var cause error // the last failure that came from a worker, not a breaker
 	for {
 		err := op(ctx)
-		if err == nil || !PeerFault(err) || ctx.Err() != nil {
+		if err == nil || !PeerFault(err) {
 			return err
 		}
+		if !errors.Is(err, breaker.ErrOpen) && !errors.Is(err, ErrNoWorkers) {
+			cause = err
+		}
 		d := wait/2 + rand.N(wait/2+1)
-		if time.Until(giveUp) < d {
+		if ctx.Err() != nil || time.Until(giveUp) < d {
+			if cause != nil && cause != err {
+				return fmt.Errorf("%w (the last worker to answer: %v)", err, cause)
+			}
 			return err
 		}
 		c.log.Debug("client: no worker could take the call, trying again", "in", d, "err", err)

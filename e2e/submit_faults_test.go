@@ -221,3 +221,53 @@ func TestSubmitFileWithoutIDsTwice(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitFileRedisDown: while Redis is down, submit --file retries for
+// --retry-for, then stops and says how many lines were not sent and where
+// the first is; sent again once Redis is back, the file is applied once.
+// No line is reported rejected.
+func TestSubmitFileRedisDown(t *testing.T) {
+	c := newCluster(t)
+	c.start("w1")
+	c.start("w2")
+	var b strings.Builder
+	var keys []string
+	for i := range 10 {
+		keys = append(keys, fmt.Sprintf("down-%d", i))
+	}
+	for range 20 {
+		for _, key := range keys {
+			fmt.Fprintf(&b, `{"handler":"donor.donate","key":%q,"payload":{"amount_cents":100,"campaign":"down"}}`+"\n", key)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "jobs.jsonl")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.redis.Kill(t)
+	out, err := c.coordinator("--retry-for", "2s", "submit", "--quiet", "--file", file)
+	t.Logf("submit with Redis down: %s %v", strings.TrimSpace(out), err)
+	if err == nil {
+		t.Fatal("submit --file succeeded with Redis down")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "rejected") || !strings.Contains(out, "rejected 0, not sent 200") {
+		t.Errorf("lines reported rejected while Redis was down: %s %s", out, msg)
+	}
+	for _, want := range []string{"200 lines not sent, the first is line 1", "send the same file again"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("submit error does not say %q: %s", want, msg)
+		}
+	}
+	c.redis.Restart(t)
+	c.waitMembers(func(ids []string) bool { return len(ids) == 2 }, "both workers healthy again")
+	out, err = c.coordinator("submit", "--quiet", "--file", file)
+	if err != nil || !strings.Contains(out, "submitted 200, duplicates 0, rejected 0") {
+		t.Fatalf("submit again with Redis back: %q %v", out, err)
+	}
+	for key, d := range donorStates(t, c.client(), 20, keys...) {
+		if d.Count != 20 || d.TotalCents != 2000 {
+			t.Errorf("%s: %d donations, %d cents; want 20 of 2000 cents", key, d.Count, d.TotalCents)
+		}
+	}
+}
