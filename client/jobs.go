@@ -33,12 +33,14 @@ func (c *Client) NewSubmitter(ctx context.Context) (*Submitter, error) {
 		return nil, err
 	}
 	s := &Submitter{c: c, members: ms}
-	err = s.each(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
-		resp, err := w.Status(ctx, &workerpb.StatusRequest{})
-		if err == nil {
-			s.partitions = int(resp.Partitions)
-		}
-		return err
+	err = c.retrying(ctx, func(ctx context.Context) error {
+		return s.each(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+			resp, err := w.Status(ctx, &workerpb.StatusRequest{})
+			if err == nil {
+				s.partitions = int(resp.Partitions)
+			}
+			return err
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client: read the partition count: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -222,10 +223,10 @@ func TestSubmitFileWithoutIDsTwice(t *testing.T) {
 	}
 }
 
-// TestSubmitFileRedisDown: while Redis is down, submit --file retries for
-// --retry-for, then stops and says how many lines were not sent and where
-// the first is; sent again once Redis is back, the file is applied once.
-// No line is reported rejected.
+// TestSubmitFileRedisDown: when Redis goes down while submit --file runs,
+// it retries for --retry-for, then stops and says how many lines were not
+// sent and where the first is; sent again once Redis is back, the same
+// lines are applied once. No line is reported rejected.
 func TestSubmitFileRedisDown(t *testing.T) {
 	c := newCluster(t)
 	c.start("w1")
@@ -240,24 +241,43 @@ func TestSubmitFileRedisDown(t *testing.T) {
 			fmt.Fprintf(&b, `{"handler":"donor.donate","key":%q,"payload":{"amount_cents":100,"campaign":"down"}}`+"\n", key)
 		}
 	}
-	file := filepath.Join(t.TempDir(), "jobs.jsonl")
-	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+	// The coordinator reads its input only once it has found the workers
+	// and the partition count; a megabyte of empty lines that it has read
+	// (the pipe holds 64 KiB) says it is past that. Then Redis goes.
+	pad := strings.Repeat("\n", 1<<20)
+	cmd := c.coordinatorCmd("--retry-for", "2s", "submit", "--quiet", "--file", "-")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(in, pad); err != nil {
 		t.Fatal(err)
 	}
 	c.redis.Kill(t)
-	out, err := c.coordinator("--retry-for", "2s", "submit", "--quiet", "--file", file)
+	io.WriteString(in, b.String())
+	in.Close()
+	err = cmd.Wait()
+	out, msg := stdout.String(), stderr.String()
 	t.Logf("submit with Redis down: %s %v", strings.TrimSpace(out), err)
 	if err == nil {
 		t.Fatal("submit --file succeeded with Redis down")
 	}
-	msg := err.Error()
-	if strings.Contains(msg, "rejected") || !strings.Contains(out, "rejected 0, not sent 200") {
+	if strings.Contains(msg, "rejected:") || !strings.Contains(out, "rejected 0, not sent 200") {
 		t.Errorf("lines reported rejected while Redis was down: %s %s", out, msg)
 	}
-	for _, want := range []string{"200 lines not sent, the first is line 1", "send the same file again"} {
+	for _, want := range []string{fmt.Sprintf("200 lines not sent, the first is line %d", len(pad)+1), "send the same file again"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("submit error does not say %q: %s", want, msg)
 		}
+	}
+	file := filepath.Join(t.TempDir(), "jobs.jsonl")
+	if err := os.WriteFile(file, []byte(pad+b.String()), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	c.redis.Restart(t)
 	c.waitMembers(func(ids []string) bool { return len(ids) == 2 }, "both workers healthy again")
