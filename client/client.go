@@ -21,7 +21,10 @@ type Config struct {
 	ConsulToken string
 	Service     string // Consul service name of the workers
 	Breaker     breaker.Config
-	Logger      *slog.Logger
+	// Retry says how Submit and Call try again while no worker can take a
+	// call; the zero value takes DefaultRetry().
+	Retry  RetryConfig
+	Logger *slog.Logger
 }
 
 // Client submits jobs to and queries a cluster.
@@ -29,8 +32,10 @@ type Client struct {
 	members interface {
 		Healthy(ctx context.Context) ([]discovery.Member, error)
 	}
-	pool *Pool
-	next atomic.Uint64
+	pool  *Pool
+	retry RetryConfig
+	log   *slog.Logger
+	next  atomic.Uint64
 }
 
 // New connects to Consul (lazily) and prepares per-worker breakers.
@@ -45,6 +50,12 @@ func New(cfg Config) (*Client, error) {
 	if bcfg.Timeout == 0 {
 		bcfg = breaker.DefaultConfig()
 	}
+	if cfg.Retry == (RetryConfig{}) {
+		cfg.Retry = DefaultRetry()
+	}
+	if err := cfg.Retry.Validate(); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
 	bcfg.Logger = cfg.Logger
 	bcfg.IsSuccessful = func(err error) bool { return !PeerFault(err) }
 	set, err := breaker.NewSet(bcfg)
@@ -55,7 +66,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{members: c, pool: NewPool(set)}, nil
+	return &Client{members: c, pool: NewPool(set), retry: cfg.Retry, log: cfg.Logger}, nil
 }
 
 // Close releases connections.
@@ -99,28 +110,21 @@ func (c *Client) onEach(ctx context.Context, ms []discovery.Member, start int, f
 		if ctx.Err() != nil {
 			return true, last
 		}
+		c.log.Debug("client: worker unavailable, trying the next", "worker", m.ID, "address", m.Address, "err", err)
 	}
 	return false, last
 }
 
 // Submit sends jobs to a worker; each result says whether its job was
-// enqueued, a duplicate, or rejected (with the reason).
+// enqueued, a duplicate, or rejected (bad input, with the reason). Jobs
+// without an id get one here, before the first try. While no worker can
+// take the call (down, slow, or its Redis unavailable) it is sent again,
+// to the next worker and after a backoff, with the same ids (see
+// RetryConfig); when it had to be sent again, a job found already enqueued
+// is reported as enqueued, not as a duplicate, as the earlier try may have
+// enqueued it.
 func (c *Client) Submit(ctx context.Context, jobs []*workerpb.Job) ([]*workerpb.SubmitResult, error) {
-	var out []*workerpb.SubmitResult
-	err := c.any(ctx, submitCall(jobs, &out))
-	return out, err
-}
-
-// submitCall is a Submit of jobs to one worker, its results kept in out.
-func submitCall(jobs []*workerpb.Job, out *[]*workerpb.SubmitResult) func(ctx context.Context, w workerpb.WorkerClient) error {
-	return func(ctx context.Context, w workerpb.WorkerClient) error {
-		resp, err := w.Submit(ctx, &workerpb.SubmitRequest{Jobs: jobs})
-		if err != nil {
-			return err
-		}
-		*out = resp.Results
-		return nil
-	}
+	return c.submit(ctx, jobs, c.any)
 }
 
 // State reads committed entity states.

@@ -33,12 +33,14 @@ func (c *Client) NewSubmitter(ctx context.Context) (*Submitter, error) {
 		return nil, err
 	}
 	s := &Submitter{c: c, members: ms}
-	err = s.each(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
-		resp, err := w.Status(ctx, &workerpb.StatusRequest{})
-		if err == nil {
-			s.partitions = int(resp.Partitions)
-		}
-		return err
+	err = c.retrying(ctx, func(ctx context.Context) error {
+		return s.each(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+			resp, err := w.Status(ctx, &workerpb.StatusRequest{})
+			if err == nil {
+				s.partitions = int(resp.Partitions)
+			}
+			return err
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client: read the partition count: %w", err)
@@ -56,11 +58,10 @@ func (s *Submitter) Partitions() int { return s.partitions }
 func (s *Submitter) PartitionOf(key string) int { return sharding.PartitionOf(key, s.partitions) }
 
 // Submit is Client.Submit on the next worker in turn; a worker that is
-// down or whose breaker is open is passed over for the next.
+// down or whose breaker is open is passed over for the next, and the call
+// is retried as Client.Submit's is.
 func (s *Submitter) Submit(ctx context.Context, jobs []*workerpb.Job) ([]*workerpb.SubmitResult, error) {
-	var out []*workerpb.SubmitResult
-	err := s.each(ctx, submitCall(jobs, &out))
-	return out, err
+	return s.c.submit(ctx, jobs, s.each)
 }
 
 // each runs fn on the next known worker, moving on while workers are down

@@ -502,6 +502,14 @@ func TestFaultRedisRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A million keys beside the jobs: after the restart Redis loads its AOF
+	// for a while, answering LOADING meanwhile, and the load goes on.
+	for i := 0; i < 10; i++ {
+		pad := `local n = tonumber(ARGV[1]) for i = n, n + 99999 do redis.call('SET', 'pad:' .. i, 'x') end return 0`
+		if err := rdb.Eval(ctx, pad, nil, i*100000).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	fault := time.Now()
 	c.redis.Kill(t)
 	time.Sleep(time.Second)

@@ -34,6 +34,8 @@ Global flags:
   --consul ADDR        Consul agent HTTP address (env CORRAL_CONSUL_ADDR, default 127.0.0.1:8500)
   --consul-token TOKEN Consul ACL token (env CONSUL_HTTP_TOKEN)
   --timeout D          deadline of the whole command (default 30s; submit --file has none)
+  --retry-for D        how long submit and call try again, with the same job ids, while no
+                       worker can take them (workers down, Redis restarting) (default 30s)
 
 Run "coordinator COMMAND --help" for a command's flags.
 `
@@ -46,9 +48,10 @@ func main() {
 }
 
 type globals struct {
-	consul  string
-	token   string
-	timeout time.Duration
+	consul   string
+	token    string
+	timeout  time.Duration
+	retryFor time.Duration
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -59,6 +62,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.StringVar(&g.consul, "consul", cli.DefaultConsulAddr(), "")
 	fs.StringVar(&g.token, "consul-token", os.Getenv("CONSUL_HTTP_TOKEN"), "")
 	fs.DurationVar(&g.timeout, "timeout", 30*time.Second, "")
+	fs.DurationVar(&g.retryFor, "retry-for", client.DefaultRetry().For, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -72,7 +76,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	newClient := func() (*client.Client, error) {
-		return client.New(client.Config{ConsulAddr: g.consul, ConsulToken: g.token})
+		retry := client.DefaultRetry()
+		retry.For = g.retryFor
+		return client.New(client.Config{ConsulAddr: g.consul, ConsulToken: g.token, Retry: retry})
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	switch cmd {

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -75,7 +75,28 @@ func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	maxAttempts := fs.Int("max-attempts", 0, "attempts before dead-lettering (0: the handler's)")
 	jobTimeout := fs.Duration("job-timeout", 0, "deadline of one attempt, at most the handler's (0: the handler's)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator submit --handler H --key K --payload JSON [--id ID] [--in D | --at T] [--wait [--timeout D]]\n       coordinator submit --file F.jsonl [--on-error skip|stop]\n\nFlags:")
+		fmt.Fprint(stderr, `Usage: coordinator submit --handler H --key K --payload JSON [--id ID] [--in D | --at T] [--wait [--timeout D]]
+       coordinator submit --file F.jsonl [--on-error skip|stop]
+
+The id is the job's idempotency key: a job sent again with the same id and
+content is reported as a duplicate and not applied twice. A job without an
+id gets one here, before it is first sent, so that when a worker does not
+answer in time and the job goes to another, it is still one job.
+
+With --file, a line without an id gets one derived from its line number and
+its content, the same each time the same file (or the same lines on stdin)
+is sent: sending a file again after a failure adds nothing twice, and two
+identical lines are still two jobs. (The same line at the same line number
+of another file is taken for the same job, for as long as finished ids are
+remembered; give ids when that can happen.) Only bad input is rejected.
+While no worker can take a call (workers down, Redis restarting), the call
+is sent again with the same ids for up to --retry-for (a global flag); if it
+still cannot be delivered, its lines and every later line of the same keys
+are not sent, and the command says how many lines were not sent and where
+the first of them is: send the same file again to finish.
+
+Flags:
+`)
 		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
@@ -172,23 +193,28 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 	sc.Buffer(make([]byte, 256<<10), 8<<20)
 	start := time.Now()
 	var (
-		mu       sync.Mutex // guards st, fatal and the output
+		mu       sync.Mutex // guards st, fatal, unsent and the output
 		st       submitStats
 		fatal    error
+		unsent   unsentLines
 		stop     atomic.Bool // a lane failed, or rejected a job under --on-error stop
 		wg       sync.WaitGroup
 		lanes    [submitLanes]submitLane
 		lastSeen = start
 		parser   lineParser
+		ids      fileIDs
 	)
 	send := func(b submitLane) {
 		res, err := sub.Submit(ctx, b.jobs)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
+			// The client retried already. The lane stops here: a later
+			// call of it could carry a later job of a key this call holds.
 			if fatal == nil {
-				fatal = fmt.Errorf("submit lines %d-%d: %w (jobs of other lines may have been accepted)", b.lines[0], b.lines[len(b.lines)-1], err)
+				fatal = fmt.Errorf("lines %d-%d: %w", b.lines[0], b.lines[len(b.lines)-1], err)
 			}
+			unsent.add(b.lines)
 			stop.Store(true)
 			return
 		}
@@ -216,7 +242,11 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 			for b := range q {
 				if !stop.Load() {
 					send(b)
+					continue
 				}
+				mu.Lock()
+				unsent.add(b.lines)
+				mu.Unlock()
 			}
 		}(queues[i])
 	}
@@ -234,7 +264,12 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 		wg.Wait()
 	}
 	var malformed error
-	for !stop.Load() && sc.Scan() {
+	eof := false
+	for !stop.Load() {
+		if !sc.Scan() {
+			eof = true
+			break
+		}
 		st.lines++
 		line := sc.Bytes()
 		if len(line) == 0 {
@@ -254,8 +289,9 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 		}
 		if j.Id == "" {
 			// Named here rather than by the worker, so that a call sent
-			// again to another worker (the first timed out) is deduplicated.
-			j.Id = newFileJobID()
+			// again to another worker (the first timed out) is deduplicated,
+			// and the same each run, so that a file sent again is too.
+			j.Id = ids.name(st.lines, line)
 		}
 		l := sub.PartitionOf(j.Key) % submitLanes
 		lanes[l].jobs = append(lanes[l].jobs, j)
@@ -274,7 +310,21 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 	scanErr := sc.Err()
 	finish()
 	if fatal != nil {
-		return fatal
+		notRead := ""
+		switch {
+		case !eof && path != "-":
+			// Count the lines never read, so the report is whole.
+			for sc.Scan() {
+				st.lines++
+				if len(sc.Bytes()) > 0 {
+					unsent.add([]int{st.lines})
+				}
+			}
+		case !eof:
+			notRead = fmt.Sprintf("line %d", st.lines)
+		}
+		fmt.Fprintf(stdout, "submitted %d, duplicates %d, rejected %d, not sent %d\n", st.submitted, st.duplicates, st.rejected, unsent.n)
+		return unsent.report(fatal, notRead)
 	}
 	if malformed != nil {
 		return malformed
@@ -294,12 +344,44 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 	return nil
 }
 
-// newFileJobID returns an id like the worker's generated ones, which sort
-// by submission time.
-func newFileJobID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return strconv.FormatInt(time.Now().UnixMicro(), 36) + "-" + hex.EncodeToString(b[:])
+// fileIDs names the id-less lines of a jobs file: "f-" and a hash of the
+// line number and the line, so that the same file sent again names them
+// the same (and its jobs are duplicates), and identical lines differ.
+type fileIDs struct {
+	buf []byte
+}
+
+func (f *fileIDs) name(lineNo int, line []byte) string {
+	f.buf = strconv.AppendInt(f.buf[:0], int64(lineNo), 10)
+	f.buf = append(f.buf, 0)
+	f.buf = append(f.buf, line...)
+	sum := sha256.Sum256(f.buf)
+	return "f-" + hex.EncodeToString(sum[:16])
+}
+
+// unsentLines counts the lines a failed submission did not send and finds
+// the first of them.
+type unsentLines struct {
+	n, first int
+}
+
+func (u *unsentLines) add(lines []int) {
+	for _, l := range lines {
+		if u.n == 0 || l < u.first {
+			u.first = l
+		}
+		u.n++
+	}
+}
+
+// report is the error of a submission that failed with err; notRead, when
+// set, is the last line read when the input after it was not read.
+func (u *unsentLines) report(err error, notRead string) error {
+	what := fmt.Sprintf("%d lines not sent, the first is line %d", u.n, u.first)
+	if notRead != "" {
+		what = fmt.Sprintf("%d lines read but not sent, the first is line %d, and the input after %s was not read", u.n, u.first, notRead)
+	}
+	return fmt.Errorf("%s: %w\nsend the same file again to finish: lines already accepted are reported as duplicates (lines without an id are named from their line number and content)", what, err)
 }
 
 // lineParser turns lines of a jobs file into jobs. A line of the usual

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -48,6 +49,15 @@ func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerp
 	enq, err := w.store.Enqueue(ctx, jobs)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "enqueue: %v", err)
+	}
+	// Only bad input is a job's own error. Anything else (Redis loading,
+	// timing out or gone) fails the whole call as Unavailable, so the
+	// caller sends it again with the same ids: the jobs this call did
+	// enqueue come back as duplicates, and no job is reported rejected.
+	for _, r := range enq {
+		if r.Err != nil && !errors.Is(r.Err, store.ErrConflict) {
+			return nil, status.Errorf(codes.Unavailable, "enqueue: %v (no job was rejected; send the call again with the same ids)", r.Err)
+		}
 	}
 	for n, r := range enq {
 		res := results[slots[n]]
