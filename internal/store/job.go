@@ -201,3 +201,8 @@ func decodeJob(partition int, s string) (Job, error) {
 	}
 	return j, nil
 }
+
+// EmittedID is the id of the n-th job (from 0) that the job parent emits.
+func EmittedID(parent string, n int) string {
+	return parent + "/" + strconv.Itoa(n)
+}

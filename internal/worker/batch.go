@@ -3,7 +3,6 @@ package worker
 import (
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"time"
 
@@ -185,7 +184,7 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*s
 					b.Results = append(b.Results, store.Result{JobID: j.ID, Value: o.Result})
 				}
 				for n, e := range o.Emits {
-					b.Emits = append(b.Emits, store.Job{ID: j.ID + "/" + strconv.Itoa(n), Handler: e.Handler, Key: e.Key, Payload: e.Payload})
+					b.Emits = append(b.Emits, store.Job{ID: store.EmittedID(j.ID, n), Handler: e.Handler, Key: e.Key, Payload: e.Payload})
 				}
 			case pluginpb.Outcome_RETRY:
 				j.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, o.Error))
