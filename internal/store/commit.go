@@ -35,10 +35,12 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 //	                of key, key is not held, the state is as given (has
 //	                "1") and the job record is new; then create it (see
 //	                Guard). Comes first.
-//	C id st attempt (key: job record) finish the job (st "d" done, "x"
-//	                dead): the status is set only if it is not set yet, so
-//	                a job finished before refuses the batch; the claims made
-//	                so far are undone first
+//	C id st attempt emits (key: job record) finish the job (st "d" done,
+//	                "x" dead) and record how many jobs it emitted: the
+//	                status is set only if it is not set yet, so a job
+//	                finished before refuses the batch (the claims made so
+//	                far are undone first); the same id again in the batch
+//	                is a duplicate and changes nothing
 //	D id            audit a finished job (only with audit on)
 //	X id attempt rec store a dead letter (and audit it)
 //	U id            drop a finished job's parked entry and body
@@ -93,7 +95,7 @@ if cur ~= ARGV[1] then
 end
 local now, doneTTL, resTTL = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local a, k, n = 6, 10, 0
-local claimed, mset = {}, {}
+local claimed, mine, mset = {}, {}, {}
 while a <= #ARGV do
   local op = ARGV[a]
   n = n + 1
@@ -117,20 +119,23 @@ while a <= #ARGV do
     a, k = a + 6, k + 2
   elseif op == 'C' then
     local rec = KEYS[k]
-    if redis.call('HSETNX', rec, 's', ARGV[a + 2]) == 0 then
-      if redis.call('HGET', rec, 's') ~= 'q' then
-        for _, r in ipairs(claimed) do
-          redis.call('HDEL', r, 's', 'a')
-          redis.call('PERSIST', r)
+    if not mine[rec] then
+      if redis.call('HSETNX', rec, 's', ARGV[a + 2]) == 0 then
+        if redis.call('HGET', rec, 's') ~= 'q' then
+          for _, r in ipairs(claimed) do
+            redis.call('HDEL', r, 's', 'a', 'e')
+            redis.call('PERSIST', r)
+          end
+          return redis.error_reply('ALREADY ' .. ARGV[a + 1])
         end
-        return redis.error_reply('ALREADY ' .. ARGV[a + 1])
+        redis.call('HSET', rec, 's', ARGV[a + 2])
       end
-      redis.call('HSET', rec, 's', ARGV[a + 2])
+      claimed[#claimed + 1], mine[rec] = rec, true
+      if ARGV[a + 3] ~= '1' then redis.call('HSET', rec, 'a', ARGV[a + 3]) end
+      if ARGV[a + 4] ~= '0' then redis.call('HSET', rec, 'e', ARGV[a + 4]) end
+      if doneTTL > 0 then redis.call('EXPIRE', rec, doneTTL) end
     end
-    claimed[#claimed + 1] = rec
-    if ARGV[a + 3] ~= '1' then redis.call('HSET', rec, 'a', ARGV[a + 3]) end
-    if doneTTL > 0 then redis.call('EXPIRE', rec, doneTTL) end
-    a, k = a + 4, k + 1
+    a, k = a + 5, k + 1
   elseif op == 'S' then
     -- States are written together, by one MSET per 1000 of them.
     mset[#mset + 1], mset[#mset + 2] = KEYS[k], ARGV[a + 1]
@@ -315,13 +320,14 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		ks = append(ks, k.State(g.Entity.Type, g.Entity.Key), k.Job(g.ID))
 		args = append(args, "G", g.Entity.Key, directLookahead, has, g.State, g.Hash)
 	}
+	emitted := emitCounts(b.Emits)
 	for _, id := range b.Done {
 		ks = append(ks, k.Job(id))
-		args = append(args, "C", id, statusDone, max(b.Attempts[id], 1))
+		args = append(args, "C", id, statusDone, max(b.Attempts[id], 1), emitted[id])
 	}
 	for _, d := range b.Dead {
 		ks = append(ks, k.Job(d.Job.ID))
-		args = append(args, "C", d.Job.ID, statusDead, max(d.Job.Attempt, 1))
+		args = append(args, "C", d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0)
 	}
 	if s.cfg.Audit {
 		for _, id := range b.Done {
@@ -403,6 +409,21 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		return fmt.Errorf("store: commit partition %d: %w", partition, err)
 	}
 	return nil
+}
+
+// emitCounts is how many jobs each parent emitted, by parent id: what its
+// record keeps, so the status of an emitted job not relayed yet is known.
+func emitCounts(emits []Job) map[string]int {
+	if len(emits) == 0 {
+		return nil
+	}
+	n := map[string]int{}
+	for _, e := range emits {
+		if parent, i, ok := ParentID(e.ID); ok {
+			n[parent] = max(n[parent], i+1)
+		}
+	}
+	return n
 }
 
 // afterID is the stream id right after the last of ids, if ids are in
