@@ -30,11 +30,11 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 // The batch is a list of operations, each an opcode followed by its
 // arguments, consuming keys from KEYS[10..] in order:
 //
-//	G key n has state hash (keys: state, job record) refuse the batch
-//	                (BUSY) unless the stream holds at most n entries, none
-//	                of key, key is not held, the state is as given (has
-//	                "1") and the job record is new; then create it (see
-//	                Guard). Comes first.
+//	G key n has state hash (keys: state, job record, delayed set) refuse
+//	                the batch (BUSY) unless the stream holds at most n
+//	                entries, none of key, key is not held, no delayed job
+//	                is due, the state is as given (has "1") and the job
+//	                record is new; then create it (see Guard). Comes first.
 //	C id st attempt emits (key: job record) finish the job (st "d" done,
 //	                "x" dead) and record how many jobs it emitted: the
 //	                status is set only if it is not set yet, so a job
@@ -109,6 +109,9 @@ while a <= #ARGV do
         return redis.error_reply('BUSY queue')
       end
     end
+    if #redis.call('ZRANGEBYSCORE', KEYS[k + 2], '-inf', now, 'LIMIT', 0, 1) > 0 then
+      return redis.error_reply('BUSY delayed')
+    end
     local st = redis.call('GET', KEYS[k])
     if (ARGV[a + 3] == '1') ~= (st ~= false) or (st and st ~= ARGV[a + 4]) then
       return redis.error_reply('BUSY state')
@@ -116,7 +119,7 @@ while a <= #ARGV do
     if redis.call('HSETNX', KEYS[k + 1], 'h', ARGV[a + 5]) == 0 then
       return redis.error_reply('BUSY id')
     end
-    a, k = a + 6, k + 2
+    a, k = a + 6, k + 3
   elseif op == 'C' then
     local rec = KEYS[k]
     if not mine[rec] then
@@ -317,7 +320,7 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, epoch int64, b *
 		if g.HasState {
 			has = "1"
 		}
-		ks = append(ks, k.State(g.Entity.Type, g.Entity.Key), k.Job(g.ID))
+		ks = append(ks, k.State(g.Entity.Type, g.Entity.Key), k.Job(g.ID), k.Delayed())
 		args = append(args, "G", g.Entity.Key, directLookahead, has, g.State, g.Hash)
 	}
 	emitted := emitCounts(b.Emits)

@@ -27,16 +27,19 @@ var ErrConflict = errors.New("job id already used with different content")
 // strings, so a job due now takes three arguments and the reply lists
 // only the jobs that were not enqueued.
 //
+// The partition's delayed jobs due at now go first (see releaseDueLua).
+//
 // KEYS[1] partition stream, KEYS[2] delayed set, KEYS[3] bodies, then
 // KEYS[3+i] the job record of job i.
-// ARGV[1] job count, then per job: content hash, due unix ms ("0" = now),
-// then for a job due now the packed stream entry field "j", for a delayed
-// one the encoded job (for the bodies hash) and its id.
+// ARGV[1] job count, ARGV[2] now unix ms, then per job: content hash, due
+// unix ms ("0" = now), then for a job due now the packed stream entry
+// field "j", for a delayed one its body (delayedBody) and its id.
 // Returns the jobs not enqueued, as pairs: job number (from 1) and 0 if
 // the same job was already submitted, -1 if the id was used for other
 // content.
-var enqueueScript = redis.NewScript(`
-local out, a = {}, 2
+var enqueueScript = redis.NewScript(releaseDueLua + `
+releaseDue(KEYS[2], KEYS[3], KEYS[1], ARGV[2], -1)
+local out, a = {}, 3
 for i = 1, tonumber(ARGV[1]) do
   local rec, hash, due = KEYS[3 + i], ARGV[a], ARGV[a + 1]
   if redis.call('HSETNX', rec, 'h', hash) == 0 then
@@ -220,15 +223,15 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		k := keys.For(p)
 		ks := make([]string, 3, 3+len(group))
 		ks[0], ks[1], ks[2] = k.Queue(), k.Delayed(), k.Bodies()
-		args := make([]any, 1, 1+3*len(group))
-		args[0] = len(group)
+		args := make([]any, 2, 2+3*len(group))
+		args[0], args[1] = len(group), now
 		for _, i := range group {
 			j := &jobs[i]
 			var hash string
 			hash, scratch = contentHash(j, scratch)
 			ks = append(ks, k.Job(j.ID))
 			if j.NotBefore > now {
-				args = append(args, hash, itoa(j.NotBefore), j.encode(), j.ID)
+				args = append(args, hash, itoa(j.NotBefore), delayedBody(j), j.ID)
 			} else {
 				args = append(args, hash, "0", packJob(j))
 			}
