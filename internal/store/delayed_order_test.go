@@ -8,6 +8,7 @@ import (
 
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/sharding"
 )
 
 // delayedDue enqueues a job of key due in 200 ms and waits, on the clock,
@@ -68,5 +69,29 @@ func TestDirectCallWaitsForDueDelayedJob(t *testing.T) {
 	}
 	if sts, _ := s.Statuses(ctx, []string{call.ID}); sts[0].Known {
 		t.Fatalf("a refused direct commit wrote: %+v", sts[0])
+	}
+}
+
+// TestRelayPutsDueDelayedJobFirst: jobs relayed to a partition land behind
+// its due delayed jobs too.
+func TestRelayPutsDueDelayedJobFirst(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	partitionOf := func(k string) int { return sharding.PartitionOf(k, 8) }
+	target := partitionOf("water")
+	p := (target + 1) % 8
+	epoch, _ := lease.Claim(ctx, s.Client(), p, "w~1", "")
+	delayedDue(t, s, "late", "water", target)
+	err := s.CommitBatch(ctx, p, epoch, &store.Batch{
+		Emits: []store.Job{{ID: store.EmittedID("par", 0), Handler: "campaign.credit", Key: "water", Payload: []byte(`{}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Relay(ctx, p, 10, partitionOf); err != nil {
+		t.Fatal(err)
+	}
+	read, _ := s.Read(ctx, map[int]string{target: store.StartID}, 10, 10*time.Millisecond)
+	if got, want := ids(read[target]), "late "+store.EmittedID("par", 0); got != want {
+		t.Fatalf("target stream holds %q, want %q", got, want)
 	}
 }

@@ -16,13 +16,17 @@ import (
 // partition, each entry's once: a second relay of an entry (after a crash
 // between enqueue and trim) finds the entry's mark and adds nothing. The
 // marks live in the target partition, so the script touches one slot.
+// The target's due delayed jobs go first (see releaseDueLua).
 //
-// KEYS[1] target queue, KEYS[1+e] entry e's mark in the target partition.
-// ARGV[1] mark TTL s, then per entry: n, then its n packed jobs (packJob).
+// KEYS[1] target queue, KEYS[2] its delayed set, KEYS[3] its bodies,
+// KEYS[3+e] entry e's mark in the target partition.
+// ARGV[1] mark TTL s, ARGV[2] now unix ms, then per entry: n, then its n
+// packed jobs (packJob).
 // Returns the number of jobs enqueued.
-var relayScript = redis.NewScript(`
-local a, added = 2, 0
-for e = 2, #KEYS do
+var relayScript = redis.NewScript(releaseDueLua + `
+releaseDue(KEYS[2], KEYS[3], KEYS[1], ARGV[2], -1)
+local a, added = 3, 0
+for e = 4, #KEYS do
   local n = tonumber(ARGV[a])
   if redis.call('SET', KEYS[e], '1', 'NX', 'EX', ARGV[1]) then
     for i = a + 1, a + n do
@@ -105,7 +109,8 @@ func (s *Store) RelayMany(ctx context.Context, partitions []int, max int64, part
 			for _, t := range order {
 				c := targets[t]
 				if c == nil {
-					c = &call{keys: []string{keys.For(t).Queue()}, args: []any{int64(relayMarkTTL.Seconds())}}
+					tk := keys.For(t)
+					c = &call{keys: []string{tk.Queue(), tk.Delayed(), tk.Bodies()}, args: []any{int64(relayMarkTTL.Seconds()), now}}
 					targets[t] = c
 					calls = append(calls, c)
 				}
