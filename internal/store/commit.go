@@ -272,9 +272,9 @@ type Batch struct {
 	Results []Result
 	Emits   []Job     // follow-up jobs for the outbox (ids already derived)
 	Dead    []DeadJob // jobs moved to the dead-letter store
-	// Unparked lists the jobs in Done or Dead that were parked or waiting
-	// behind a hold rather than read from the stream: only they have a
-	// parked entry and a body to drop.
+	// Unparked lists the jobs in Done or Dead, or dropped as duplicates,
+	// that were parked or waiting behind a hold rather than read from the
+	// stream: only they have a parked entry and a body to drop.
 	Unparked []string
 	Keys     []KeyPlan // holds taken, moved or lifted
 	// Attempts is the attempt count of each job in Done, for GetResult.
