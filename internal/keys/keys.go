@@ -74,3 +74,17 @@ func Lease(token string) string { return "corral:lease:" + token }
 func (k Partition) Relayed(src int, entry string) string {
 	return k.prefix + "relayed:" + strconv.Itoa(src) + ":" + entry
 }
+
+// IDGroup builds the keys that reserve job ids across the cluster. An id
+// does not name its job's key, so its reservation is grouped by a hash of
+// the id itself, under the hash tag {iN}: the ids of one submission take
+// one script call per group.
+type IDGroup struct{ prefix string }
+
+// IDs returns the key builder of id group g.
+func IDs(g int) IDGroup {
+	return IDGroup{prefix: "corral:{i" + strconv.Itoa(g) + "}:id:"}
+}
+
+// Reserved holds the content hash of the one job the id names.
+func (g IDGroup) Reserved(id string) string { return g.prefix + id }

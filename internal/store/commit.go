@@ -30,15 +30,17 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 // The batch is a list of operations, each an opcode followed by its
 // arguments, consuming keys from KEYS[10..] in order:
 //
-//	G key n has state hash (keys: state, job record) refuse the batch
-//	                (BUSY) unless the stream holds at most n entries, none
-//	                of key, key is not held, the state is as given (has
-//	                "1") and the job record is new; then create it (see
-//	                Guard). Comes first.
-//	C id st attempt (key: job record) finish the job (st "d" done, "x"
-//	                dead): the status is set only if it is not set yet, so
-//	                a job finished before refuses the batch; the claims made
-//	                so far are undone first
+//	G key n has state hash (keys: state, job record, delayed set) refuse
+//	                the batch (BUSY) unless the stream holds at most n
+//	                entries, none of key, key is not held, no delayed job
+//	                is due, the state is as given (has "1") and the job
+//	                record is new; then create it (see Guard). Comes first.
+//	C id st attempt emits (key: job record) finish the job (st "d" done,
+//	                "x" dead) and record how many jobs it emitted: the
+//	                status is set only if it is not set yet, so a job
+//	                finished before refuses the batch (the claims made so
+//	                far are undone first); the same id again in the batch
+//	                is a duplicate and changes nothing
 //	D id            audit a finished job (only with audit on)
 //	X id attempt rec store a dead letter (and audit it)
 //	U id            drop a finished job's parked entry and body
@@ -94,7 +96,7 @@ if cur ~= ARGV[1] then
 end
 local now, doneTTL, resTTL = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local a, k, n = 6, 10, 0
-local claimed, mset = {}, {}
+local claimed, mine, mset = {}, {}, {}
 while a <= #ARGV do
   local op = ARGV[a]
   n = n + 1
@@ -108,6 +110,9 @@ while a <= #ARGV do
         return redis.error_reply('BUSY queue')
       end
     end
+    if #redis.call('ZRANGEBYSCORE', KEYS[k + 2], '-inf', now, 'LIMIT', 0, 1) > 0 then
+      return redis.error_reply('BUSY delayed')
+    end
     local st = redis.call('GET', KEYS[k])
     if (ARGV[a + 3] == '1') ~= (st ~= false) or (st and st ~= ARGV[a + 4]) then
       return redis.error_reply('BUSY state')
@@ -115,23 +120,26 @@ while a <= #ARGV do
     if redis.call('HSETNX', KEYS[k + 1], 'h', ARGV[a + 5]) == 0 then
       return redis.error_reply('BUSY id')
     end
-    a, k = a + 6, k + 2
+    a, k = a + 6, k + 3
   elseif op == 'C' then
     local rec = KEYS[k]
-    if redis.call('HSETNX', rec, 's', ARGV[a + 2]) == 0 then
-      if redis.call('HGET', rec, 's') ~= 'q' then
-        for _, r in ipairs(claimed) do
-          redis.call('HDEL', r, 's', 'a')
-          redis.call('PERSIST', r)
+    if not mine[rec] then
+      if redis.call('HSETNX', rec, 's', ARGV[a + 2]) == 0 then
+        if redis.call('HGET', rec, 's') ~= 'q' then
+          for _, r in ipairs(claimed) do
+            redis.call('HDEL', r, 's', 'a', 'e')
+            redis.call('PERSIST', r)
+          end
+          return redis.error_reply('ALREADY ' .. ARGV[a + 1])
         end
-        return redis.error_reply('ALREADY ' .. ARGV[a + 1])
+        redis.call('HSET', rec, 's', ARGV[a + 2])
       end
-      redis.call('HSET', rec, 's', ARGV[a + 2])
+      claimed[#claimed + 1], mine[rec] = rec, true
+      if ARGV[a + 3] ~= '1' then redis.call('HSET', rec, 'a', ARGV[a + 3]) end
+      if ARGV[a + 4] ~= '0' then redis.call('HSET', rec, 'e', ARGV[a + 4]) end
+      if doneTTL > 0 then redis.call('EXPIRE', rec, doneTTL) end
     end
-    claimed[#claimed + 1] = rec
-    if ARGV[a + 3] ~= '1' then redis.call('HSET', rec, 'a', ARGV[a + 3]) end
-    if doneTTL > 0 then redis.call('EXPIRE', rec, doneTTL) end
-    a, k = a + 4, k + 1
+    a, k = a + 5, k + 1
   elseif op == 'S' then
     -- States are written together, by one MSET per 1000 of them.
     mset[#mset + 1], mset[#mset + 2] = KEYS[k], ARGV[a + 1]
@@ -265,9 +273,9 @@ type Batch struct {
 	Results []Result
 	Emits   []Job     // follow-up jobs for the outbox (ids already derived)
 	Dead    []DeadJob // jobs moved to the dead-letter store
-	// Unparked lists the jobs in Done or Dead that were parked or waiting
-	// behind a hold rather than read from the stream: only they have a
-	// parked entry and a body to drop.
+	// Unparked lists the jobs in Done or Dead, or dropped as duplicates,
+	// that were parked or waiting behind a hold rather than read from the
+	// stream: only they have a parked entry and a body to drop.
 	Unparked []string
 	Keys     []KeyPlan // holds taken, moved or lifted
 	// Attempts is the attempt count of each job in Done, for GetResult.
@@ -313,16 +321,17 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Gran
 		if g.HasState {
 			has = "1"
 		}
-		ks = append(ks, k.State(g.Entity.Type, g.Entity.Key), k.Job(g.ID))
+		ks = append(ks, k.State(g.Entity.Type, g.Entity.Key), k.Job(g.ID), k.Delayed())
 		args = append(args, "G", g.Entity.Key, directLookahead, has, g.State, g.Hash)
 	}
+	emitted := emitCounts(b.Emits)
 	for _, id := range b.Done {
 		ks = append(ks, k.Job(id))
-		args = append(args, "C", id, statusDone, max(b.Attempts[id], 1))
+		args = append(args, "C", id, statusDone, max(b.Attempts[id], 1), emitted[id])
 	}
 	for _, d := range b.Dead {
 		ks = append(ks, k.Job(d.Job.ID))
-		args = append(args, "C", d.Job.ID, statusDead, max(d.Job.Attempt, 1))
+		args = append(args, "C", d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0)
 	}
 	if s.cfg.Audit {
 		for _, id := range b.Done {
@@ -404,6 +413,21 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Gran
 		return fmt.Errorf("store: commit partition %d: %w", partition, err)
 	}
 	return nil
+}
+
+// emitCounts is how many jobs each parent emitted, by parent id: what its
+// record keeps, so the status of an emitted job not relayed yet is known.
+func emitCounts(emits []Job) map[string]int {
+	if len(emits) == 0 {
+		return nil
+	}
+	n := map[string]int{}
+	for _, e := range emits {
+		if parent, i, ok := ParentID(e.ID); ok {
+			n[parent] = max(n[parent], i+1)
+		}
+	}
+	return n
 }
 
 // afterID is the stream id right after the last of ids, if ids are in

@@ -53,7 +53,7 @@ func enqueueAndCommit(b *testing.B, s *store.Store) {
 			if i < 200 {
 				batch.States = append(batch.States, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: j.Key}, Value: []byte(`{"total_cents":1}`)})
 			}
-			batch.Emits = append(batch.Emits, store.Job{ID: j.ID + "/0", Handler: "campaign.credit", Key: "c", Payload: []byte(`{}`)})
+			batch.Emits = append(batch.Emits, store.Job{ID: store.EmittedID(j.ID, 0), Handler: "campaign.credit", Key: "c", Payload: []byte(`{}`)})
 		}
 		if err := s.CommitBatch(ctx, p, epoch, batch); err != nil {
 			b.Fatal(err)

@@ -252,6 +252,9 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 		}
 		out[i] = st
 	}
+	if err := s.emittedStatuses(ctx, out); err != nil {
+		return nil, err
+	}
 	if len(dead) > 0 {
 		recs, err := s.DeadLetters(ctx, dead)
 		if err != nil {

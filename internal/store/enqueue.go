@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -26,16 +27,19 @@ var ErrConflict = errors.New("job id already used with different content")
 // strings, so a job due now takes three arguments and the reply lists
 // only the jobs that were not enqueued.
 //
+// The partition's delayed jobs due at now go first (see releaseDueLua).
+//
 // KEYS[1] partition stream, KEYS[2] delayed set, KEYS[3] bodies, then
 // KEYS[3+i] the job record of job i.
-// ARGV[1] job count, then per job: content hash, due unix ms ("0" = now),
-// then for a job due now the packed stream entry field "j", for a delayed
-// one the encoded job (for the bodies hash) and its id.
+// ARGV[1] job count, ARGV[2] now unix ms, then per job: content hash, due
+// unix ms ("0" = now), then for a job due now the packed stream entry
+// field "j", for a delayed one its body (delayedBody) and its id.
 // Returns the jobs not enqueued, as pairs: job number (from 1) and 0 if
 // the same job was already submitted, -1 if the id was used for other
 // content.
-var enqueueScript = redis.NewScript(`
-local out, a = {}, 2
+var enqueueScript = redis.NewScript(releaseDueLua + `
+releaseDue(KEYS[2], KEYS[3], KEYS[1], ARGV[2], -1)
+local out, a = {}, 3
 for i = 1, tonumber(ARGV[1]) do
   local rec, hash, due = KEYS[3 + i], ARGV[a], ARGV[a + 1]
   if redis.call('HSETNX', rec, 'h', hash) == 0 then
@@ -52,6 +56,106 @@ end
 return out
 `)
 
+// reserveScript reserves job ids for the whole cluster. The idempotency
+// record of a job lives in the partition of its key, where the enqueue
+// and the commit scripts find it; alone it would let one id be used for
+// keys of two partitions. So an id is first reserved in a key hashed by
+// the id (keys.IDs), holding the content hash of the one job it names:
+// same content goes on to the enqueue, whose per-partition record dedups
+// it as before (a crash between the two steps leaves the reservation, and
+// the same job submitted again is then enqueued); other content is a
+// conflict and is not enqueued. The reservation lasts the dedup window
+// from the submission, or from when a delayed job is due.
+//
+// KEYS[i] the reservation of id i (all of one id group).
+// ARGV per id: content hash, then TTL ms ("0" = kept for ever).
+// Returns the numbers (from 1) of the ids reserved for other content.
+var reserveScript = redis.NewScript(`
+local out = {}
+for i = 1, #KEYS do
+  local h, ttl = ARGV[2 * i - 1], ARGV[2 * i]
+  local ok
+  if ttl == '0' then
+    ok = redis.call('SET', KEYS[i], h, 'NX')
+  else
+    ok = redis.call('SET', KEYS[i], h, 'NX', 'PX', ttl)
+  end
+  if not ok and redis.call('GET', KEYS[i]) ~= h then out[#out + 1] = i end
+end
+return out
+`)
+
+// reserve reserves the ids of jobs (see reserveScript), in one pipeline of
+// one call per id group, and returns per job nil, or ErrConflict or the
+// Redis error that leaves it not enqueued.
+func (s *Store) reserve(ctx context.Context, jobs []Job, now int64) ([]error, error) {
+	groups := map[int][]int{}
+	var order []int
+	for i := range jobs {
+		g := sharding.PartitionOf(jobs[i].ID, s.cfg.Partitions)
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	type call struct {
+		idx  []int
+		keys []string
+		args []any
+	}
+	calls := make([]call, 0, len(order))
+	var scratch []byte
+	window := s.cfg.DoneRetention.Milliseconds()
+	for _, g := range order {
+		for len(groups[g]) > 0 {
+			idx := groups[g][:min(len(groups[g]), enqueueChunk)]
+			groups[g] = groups[g][len(idx):]
+			c := call{idx: idx, keys: make([]string, len(idx)), args: make([]any, 0, 2*len(idx))}
+			for n, i := range idx {
+				j := &jobs[i]
+				var hash string
+				hash, scratch = contentHash(j, scratch)
+				ttl := int64(0)
+				if window > 0 {
+					ttl = window + max(0, j.NotBefore-now)
+				}
+				c.keys[n] = keys.IDs(g).Reserved(j.ID)
+				c.args = append(c.args, hash, ttl)
+			}
+			calls = append(calls, c)
+		}
+	}
+	// Running a call again after NOSCRIPT is safe: the same content finds
+	// its own reservation.
+	cmds, err := s.evalPipelined(ctx, []*redis.Script{reserveScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		cmds := make([]*redis.Cmd, len(calls))
+		for n, c := range calls {
+			cmds[n] = reserveScript.EvalSha(ctx, pipe, c.keys, c.args...)
+		}
+		return cmds
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]error, len(jobs))
+	for n, c := range calls {
+		res, err := cmds[n].Int64Slice()
+		if err != nil {
+			for _, i := range c.idx {
+				out[i] = fmt.Errorf("store: reserve id %q: %w", jobs[i].ID, err)
+			}
+			continue
+		}
+		for _, num := range res {
+			if num >= 1 && int(num) <= len(c.idx) {
+				i := c.idx[num-1]
+				out[i] = fmt.Errorf("job %q: %w", jobs[i].ID, ErrConflict)
+			}
+		}
+	}
+	return out, nil
+}
+
 // enqueueChunk bounds one enqueue script call, so a large submission of
 // one partition does not hold Redis for long.
 const enqueueChunk = 512
@@ -62,21 +166,32 @@ type EnqueueResult struct {
 	Err       error // ErrConflict or a Redis error
 }
 
-// Enqueue appends jobs to their partitions' streams in one pipeline; a job
+// Enqueue reserves the jobs' ids for the cluster (see reserveScript), then
+// appends the jobs to their partitions' streams in one pipeline; a job
 // whose NotBefore is in the future is held in its partition's delayed set
-// instead. Each job's Partition must be set.
+// instead. Each job's Partition must be set. A job whose id names another
+// job gets ErrConflict and is not enqueued.
 func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error) {
 	if len(jobs) == 0 {
 		return nil, nil
 	}
 	now := time.Now().UnixMilli()
+	refused, err := s.reserve(ctx, jobs, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]EnqueueResult, len(jobs))
 	// Group by partition, keeping submission order within each, so that
 	// per-key order holds and each script call touches one hash slot. A
 	// stable sort of the indexes by partition is one allocation, where a
 	// map of slices is one per partition and more as they grow.
-	idx := make([]int, len(jobs))
-	for i := range idx {
-		idx[i] = i
+	idx := make([]int, 0, len(jobs))
+	for i := range jobs {
+		if refused[i] != nil {
+			out[i].Err = refused[i]
+			continue
+		}
+		idx = append(idx, i)
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return jobs[a].Partition - jobs[b].Partition })
 	// The arguments of every script call, built once (a retry after
@@ -108,15 +223,15 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		k := keys.For(p)
 		ks := make([]string, 3, 3+len(group))
 		ks[0], ks[1], ks[2] = k.Queue(), k.Delayed(), k.Bodies()
-		args := make([]any, 1, 1+3*len(group))
-		args[0] = len(group)
+		args := make([]any, 2, 2+3*len(group))
+		args[0], args[1] = len(group), now
 		for _, i := range group {
 			j := &jobs[i]
 			var hash string
 			hash, scratch = contentHash(j, scratch)
 			ks = append(ks, k.Job(j.ID))
 			if j.NotBefore > now {
-				args = append(args, hash, itoa(j.NotBefore), j.encode(), j.ID)
+				args = append(args, hash, itoa(j.NotBefore), delayedBody(j), j.ID)
 			} else {
 				args = append(args, hash, "0", packJob(j))
 			}
@@ -147,7 +262,6 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 			return nil, err
 		}
 	}
-	out := make([]EnqueueResult, len(jobs))
 	for _, c := range calls {
 		res, err := c.cmd.Slice()
 		if err == nil && len(res)%2 != 0 {
@@ -193,3 +307,14 @@ func contentHash(j *Job, buf []byte) (string, []byte) {
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 func isConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// ReserveID reserves job's id for the cluster, as Enqueue does, for a job
+// that skips the queue (a direct call): nil when the id is new or names
+// this same job, ErrConflict when it names another.
+func (s *Store) ReserveID(ctx context.Context, job Job) error {
+	errs, err := s.reserve(ctx, []Job{job}, time.Now().UnixMilli())
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}

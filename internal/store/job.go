@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 )
 
 // Job is one unit of work as it sits in a partition's stream, or delayed,
@@ -200,4 +201,30 @@ func decodeJob(partition int, s string) (Job, error) {
 		j.Attempt = 1
 	}
 	return j, nil
+}
+
+// EmitSep separates an emitted job's id from its parent's. User ids may
+// not hold it, so no user id equals an emitted job's id, and as the number
+// after it holds none either, the last one splits an id back into parent
+// and number: one id, one (parent, n).
+const EmitSep = '~'
+
+// EmittedID is the id of the n-th job (from 0) that the job parent emits.
+func EmittedID(parent string, n int) string {
+	return parent + string(EmitSep) + strconv.Itoa(n)
+}
+
+// ParentID splits an emitted job's id into its parent's id and its number;
+// ok is false for an id that was not derived by EmittedID.
+func ParentID(id string) (parent string, n int, ok bool) {
+	i := strings.LastIndexByte(id, EmitSep)
+	if i <= 0 {
+		return "", 0, false
+	}
+	num := id[i+1:]
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 0 || strconv.Itoa(n) != num {
+		return "", 0, false
+	}
+	return id[:i], n, true
 }

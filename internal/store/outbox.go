@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -20,13 +21,17 @@ import (
 // partition, so the script touches one slot. An entry's mark is set after
 // its jobs are added: a call that fails half-way leaves the entries it did
 // not finish unmarked, to be relayed again.
+// The target's due delayed jobs go first (see releaseDueLua).
 //
-// KEYS[1] target queue, KEYS[1+e] entry e's mark in the target partition.
-// ARGV[1] mark TTL s, then per entry: n, then its n packed jobs (packJob).
+// KEYS[1] target queue, KEYS[2] its delayed set, KEYS[3] its bodies,
+// KEYS[3+e] entry e's mark in the target partition.
+// ARGV[1] mark TTL s, ARGV[2] now unix ms, then per entry: n, then its n
+// packed jobs (packJob).
 // Returns the number of jobs enqueued.
-var relayScript = redis.NewScript(`
-local a, added = 2, 0
-for e = 2, #KEYS do
+var relayScript = redis.NewScript(releaseDueLua + `
+releaseDue(KEYS[2], KEYS[3], KEYS[1], ARGV[2], -1)
+local a, added = 3, 0
+for e = 4, #KEYS do
   local n = tonumber(ARGV[a])
   if redis.call('EXPIRE', KEYS[e], ARGV[1]) == 0 then
     for i = a + 1, a + n do
@@ -109,6 +114,7 @@ func (s *Store) RelayMany(ctx context.Context, sources []RelaySource, max int64,
 		return round, fmt.Errorf("store: read outboxes: %w", err)
 	}
 	markTTL := int64(s.cfg.DoneRetention.Seconds())
+	now := time.Now().UnixMilli()
 	// One call per source and target partition for all the entries read,
 	// so a pipeline never holds two calls whose order matters.
 	type call struct {
@@ -158,7 +164,8 @@ func (s *Store) RelayMany(ctx context.Context, sources []RelaySource, max int64,
 				}
 				c := targets[t]
 				if c == nil {
-					c = &call{target: t, keys: []string{keys.For(t).Queue()}, args: []any{markTTL}}
+					tk := keys.For(t)
+					c = &call{target: t, keys: []string{tk.Queue(), tk.Delayed(), tk.Bodies()}, args: []any{markTTL, now}}
 					targets[t] = c
 					calls = append(calls, c)
 				}

@@ -167,3 +167,49 @@ func (s *Store) load(ctx context.Context, partition int, jobs []Job, entityOf fu
 	}
 	return snap, nil
 }
+
+// emittedStatuses fills in the emitted jobs of sts that have no record
+// yet: from their parent's commit until their own, an emitted job waits
+// in its parent's outbox or in its target's queue, and its parent's
+// record, which counts the jobs it emitted, tells it is queued. Every
+// partition is asked for the parents, in one pipeline.
+func (s *Store) emittedStatuses(ctx context.Context, sts []JobStatus) error {
+	type ask struct {
+		i    int
+		n    int
+		recs []*redis.SliceCmd
+	}
+	var asks []ask
+	pipe := s.rdb.Pipeline()
+	for i, st := range sts {
+		parent, n, ok := ParentID(st.ID)
+		if st.Known || !ok {
+			continue
+		}
+		a := ask{i: i, n: n, recs: make([]*redis.SliceCmd, s.cfg.Partitions)}
+		for p := range a.recs {
+			a.recs[p] = pipe.HMGet(ctx, keys.For(p).Job(parent), "s", "e")
+		}
+		asks = append(asks, a)
+	}
+	if len(asks) == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("store: read parents of emitted jobs: %w", err)
+	}
+	for _, a := range asks {
+		for _, c := range a.recs {
+			v := c.Val()
+			if len(v) != 2 || v[0] != statusDone {
+				continue
+			}
+			e, _ := v[1].(string)
+			if n, err := strconv.Atoi(e); err == nil && a.n < n {
+				sts[a.i].Known = true
+			}
+			break
+		}
+	}
+	return nil
+}

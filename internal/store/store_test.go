@@ -87,7 +87,7 @@ func TestFencedCommit(t *testing.T) {
 		Done:   []string{"j1", "j2"},
 		Acked:  []string{jobs[0].StreamID, jobs[1].StreamID},
 		States: []store.StateWrite{{Entity: store.EntityRef{Type: "donor", Key: "alice"}, Value: []byte(`{"count":2}`)}},
-		Emits:  []store.Job{{ID: "j1/0", Handler: "campaign.credit", Key: "water", Payload: []byte(`{}`)}},
+		Emits:  []store.Job{{ID: store.EmittedID("j1", 0), Handler: "campaign.credit", Key: "water", Payload: []byte(`{}`)}},
 	}
 	// A new owner takes over before the old one commits.
 	if _, err := lease.Claim(ctx, rdb, p, "new~1", "old~1"); err != nil {

@@ -81,13 +81,13 @@ func TestWaitForReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Enqueue(ctx, []store.Job{job("w1", "alice", p)}); err != nil {
+	if _, err := s.Enqueue(ctx, []store.Job{job("w1", "alice", p), job("w2", "alice", p)}); err != nil {
 		t.Fatalf("enqueue with a live replica: %v", err)
 	}
-	if n, _ := replica.XLen(ctx, "corral:{p3}:q").Result(); n != 1 {
+	if n, _ := replica.XLen(ctx, "corral:{p3}:q").Result(); n != 2 {
 		t.Fatalf("an acknowledged enqueue is not on the replica (stream length %d)", n)
 	}
-	read, err := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+	read, err := s.Read(ctx, map[int]string{p: store.StartID}, 1, 10*time.Millisecond)
 	if err != nil || len(read[p]) != 1 {
 		t.Fatalf("read: %v %v", read, err)
 	}
@@ -104,12 +104,12 @@ func TestWaitForReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Signal(syscall.SIGCONT)
-	if _, err := s.Enqueue(ctx, []store.Job{job("w2", "alice", p)}); !errors.Is(err, store.ErrNotReplicated) {
+	if _, err := s.Enqueue(ctx, []store.Job{job("w3", "alice", p)}); !errors.Is(err, store.ErrNotReplicated) {
 		t.Fatalf("enqueue with the replica stopped: %v, want ErrNotReplicated", err)
 	}
-	read, _ = s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
-	if len(read[p]) != 1 {
-		t.Fatalf("read %d jobs", len(read[p]))
+	read, _ = s.Read(ctx, map[int]string{p: store.StartID}, 1, 10*time.Millisecond)
+	if len(read[p]) != 1 || read[p][0].ID != "w2" {
+		t.Fatalf("read %+v, want w2", read[p])
 	}
 	b = &store.Batch{Done: []string{"w2"}, Acked: []string{read[p][0].StreamID}}
 	if err := s.CommitBatch(ctx, p, grant, b); !errors.Is(err, store.ErrNotReplicated) {

@@ -98,7 +98,7 @@ const resultPoll = 20 * time.Millisecond
 // unfinished ones.
 func (a *API) GetResult(ctx context.Context, req *workerpb.GetResultRequest) (*workerpb.GetResultResponse, error) {
 	for _, id := range req.Ids {
-		if err := validateID(id); err != nil || id == "" {
+		if err := validateResultID(id); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "job id %q: %v", id, err)
 		}
 	}

@@ -3,7 +3,6 @@ package worker
 import (
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,13 +34,28 @@ type keyWork struct {
 type work struct {
 	keys  []*keyWork
 	acked []string // every stream entry read; each ends run, finished or waiting
+	// dropped are parked or waiting jobs whose id was finished before or
+	// is already in the batch: they do not run, and their parked entry and
+	// body go.
+	dropped []string
 }
 
 // planWork orders a partition batch: the due parked jobs of held keys with
 // the jobs waiting behind them, then the stream's jobs. A stream job of a
-// held key whose line is not fully in this batch waits at its back.
+// held key whose line is not fully in this batch waits at its back. A job
+// whose id is finished, or already in the batch (the same job delivered
+// twice), does not run again: a repeated id is a duplicate, never a
+// reason to refuse the batch.
 func planWork(runs []store.KeyRun, stream []store.Job, snap store.Snapshot) *work {
 	wk := &work{}
+	seen := map[string]bool{}
+	dup := func(id string) bool {
+		if seen[id] || snap.Finished[id] {
+			return true
+		}
+		seen[id] = true
+		return false
+	}
 	byKey := map[string]*keyWork{}
 	get := func(key string) *keyWork {
 		kw := byKey[key]
@@ -56,13 +70,19 @@ func planWork(runs []store.KeyRun, stream []store.Job, snap store.Snapshot) *wor
 	for _, r := range runs {
 		kw := get(r.Key)
 		kw.held, kw.headRan = true, true
-		kw.run = append(kw.run, r.Jobs...)
+		for _, j := range r.Jobs {
+			if dup(j.ID) {
+				wk.dropped = append(wk.dropped, j.ID)
+				continue
+			}
+			kw.run = append(kw.run, j)
+		}
 		kw.trim = len(r.Jobs) - 1
 		more[r.Key] = r.More
 	}
 	for _, j := range stream {
 		wk.acked = append(wk.acked, j.StreamID)
-		if snap.Finished[j.ID] {
+		if dup(j.ID) {
 			continue
 		}
 		kw := get(j.Key)
@@ -142,7 +162,7 @@ var notRun = &pluginpb.Outcome{Status: pluginpb.Outcome_STATUS_UNSPECIFIED, Erro
 // error history and its key moves on. Emitted jobs get ids derived from
 // their parent's, so a re-run of the same parent emits the same ids.
 func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*store.Batch, error) {
-	b := &store.Batch{Acked: wk.acked, Attempts: map[string]int{}}
+	b := &store.Batch{Acked: wk.acked, Attempts: map[string]int{}, Unparked: wk.dropped}
 	stateAt := map[store.EntityRef]int{}
 	nowMs := rp.now.UnixMilli()
 	// A parked or waiting job (not read from the stream) that finishes takes
@@ -185,7 +205,7 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*s
 					b.Results = append(b.Results, store.Result{JobID: j.ID, Value: o.Result})
 				}
 				for n, e := range o.Emits {
-					b.Emits = append(b.Emits, store.Job{ID: j.ID + "/" + strconv.Itoa(n), Handler: e.Handler, Key: e.Key, Payload: e.Payload})
+					b.Emits = append(b.Emits, store.Job{ID: store.EmittedID(j.ID, n), Handler: e.Handler, Key: e.Key, Payload: e.Payload})
 				}
 			case pluginpb.Outcome_RETRY:
 				j.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, o.Error))

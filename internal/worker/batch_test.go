@@ -65,8 +65,8 @@ func TestBuildBatch(t *testing.T) {
 	if len(b.States) != 1 || string(b.States[0].Value) != "1" {
 		t.Errorf("states %+v: want k's state after a only", b.States)
 	}
-	if len(b.Emits) != 1 || b.Emits[0].ID != "a/0" {
-		t.Errorf("emits %+v: want one with the derived id a/0", b.Emits)
+	if len(b.Emits) != 1 || b.Emits[0].ID != "a~0" {
+		t.Errorf("emits %+v: want one with the derived id a~0", b.Emits)
 	}
 	if len(b.Results) != 1 || b.Results[0].JobID != "e" {
 		t.Errorf("results %+v", b.Results)

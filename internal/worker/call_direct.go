@@ -13,11 +13,12 @@ import (
 
 // callDirect runs a Call on this owner without passing it through the
 // queue, when that cannot reorder it: no job of its key is queued, parked
-// or waiting, and its id is new. It reads the key's state, runs the
-// handler and commits under the partition's grant with a guard that
-// refuses the commit if any of that changed meanwhile (a job of the key
-// was submitted, another call committed). ok is false when the call must
-// take the queue instead; nothing was written then.
+// or waiting, no delayed job of its partition is due, and its id is new
+// in the cluster. It reads the key's state, runs the handler and commits
+// under the partition's grant with a guard that refuses the commit if
+// any of that changed meanwhile (a job of the key was submitted, another
+// call committed). ok is false when the call must take the queue instead;
+// nothing was written then.
 //
 // A job that asks for a retry is parked as queued jobs are, and the call
 // waits for it like one that went through the queue.
@@ -42,6 +43,11 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 		guard = store.NewGuard(j, entity, state, has)
 	} else if guard, _ = w.store.ViewForCall(ctx, j, entity); guard == nil {
 		return nil, nil, false
+	}
+	// The guard makes the id unused in this partition; the reservation
+	// makes sure no other partition has it.
+	if err := w.store.ReserveID(ctx, j); err != nil {
+		return nil, nil, false // the queue path says what is wrong
 	}
 	done, cancel := w.calls.wait(j.ID)
 	defer cancel()

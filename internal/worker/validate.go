@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/jsonscan"
+	"github.com/corralhq/corral/internal/store"
 )
 
 // Limits of submitted jobs.
@@ -45,7 +46,8 @@ func validateKey(key string) error {
 }
 
 // validateID accepts ids made of letters, digits and . _ : / - so they are
-// safe in Redis keys, logs and shells.
+// safe in Redis keys, logs and shells. store.EmitSep is not among them: it
+// is kept for the ids of emitted jobs.
 func validateID(id string) error {
 	if len(id) > MaxIDBytes {
 		return fmt.Errorf("%w: id is %d bytes, the limit is %d", ErrInvalidID, len(id), MaxIDBytes)
@@ -263,3 +265,27 @@ func validateOptions(maxAttempts int32, timeoutMs int64, limit int, handlerTimeo
 	}
 	return nil
 }
+
+// validateResultID accepts the ids a job may have: a user's id, or one
+// derived from it for an emitted job (store.EmittedID), which only the
+// cluster gives.
+func validateResultID(id string) error {
+	if len(id) > maxDerivedIDBytes {
+		return fmt.Errorf("%w: id is %d bytes, the limit is %d", ErrInvalidID, len(id), maxDerivedIDBytes)
+	}
+	for {
+		parent, _, ok := store.ParentID(id)
+		if !ok {
+			break
+		}
+		id = parent
+	}
+	if id == "" {
+		return fmt.Errorf("%w: id is empty", ErrInvalidID)
+	}
+	return validateID(id)
+}
+
+// maxDerivedIDBytes bounds the id of an emitted job, emitted by emitted
+// jobs, asked for by GetResult.
+const maxDerivedIDBytes = 4 * MaxIDBytes

@@ -76,7 +76,7 @@ func latencyUnderLoad(ctx context.Context, st *store.Store, jobs []*workerpb.Job
 				}
 				open = append(open, &sample{submitted: now,
 					donation: keys.For(sharding.PartitionOf(jobs[i].Key, partitions)).Job(jobs[i].Id),
-					credit:   keys.For(sharding.PartitionOf(d.Campaign, partitions)).Job(jobs[i].Id + "/0")})
+					credit:   keys.For(sharding.PartitionOf(d.Campaign, partitions)).Job(store.EmittedID(jobs[i].Id, 0))})
 			}
 			next = due
 		}
