@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,6 +93,7 @@ type load struct {
 	attempted atomic.Int64
 	acked     atomic.Int64
 	probes    atomic.Int64
+	calls     *callLoad // synchronous calls beside the submissions, if any
 	cl        interface {
 		Submit(context.Context, []*workerpb.Job) ([]*workerpb.SubmitResult, error)
 	}
@@ -174,6 +176,12 @@ func (l *load) finish() ([]*workerpb.Job, workload.Expected) {
 	<-l.done
 	n := int(l.acked.Load())
 	jobs, exp := workload.Generate(workload.Spec{Seed: l.seed, Donations: n, Donors: 300, Campaigns: 20})
+	if l.calls != nil {
+		cj, cexp := l.calls.finish()
+		jobs = append(jobs, cj...)
+		maps.Copy(exp.Donors, cexp.Donors)
+		maps.Copy(exp.Campaigns, cexp.Campaigns)
+	}
 	return jobs, exp
 }
 
