@@ -128,9 +128,16 @@ func TestFaultPeerCut(t *testing.T) {
 	}
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	l.calls = startCalls(t, c, l.seed)
 	hs := settle(c, "w1", "w2", "w3")
 	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
+	// The calls go to keys w2 owns, so the workers that take them must
+	// forward them to w2.
+	l.calls = startCalls(t, c, l.seed, moved)
+	time.Sleep(time.Second)
+	ms, _ := c.client().Members(context.Background())
+	for _, m := range ms {
+		t.Logf("member %s at %s (its proxy %s)", m.ID, m.Address, peers[m.ID].Addr)
+	}
 	peers["w2"].Cut()
 	time.Sleep(4 * time.Second) // the length of the fault
 	peers["w2"].Heal()
@@ -196,8 +203,8 @@ func (c *cluster) epochs() map[int]int64 {
 	return out
 }
 
-// callLoad makes synchronous calls (donations to keys of their own) one
-// after another until stopped, each retried with its id until it
+// callLoad makes synchronous calls (donations to keys of their own, in
+// the given partitions if any) one after another until stopped, each retried with its id until it
 // succeeds, and remembers the acknowledged ones.
 type callLoad struct {
 	mu      sync.Mutex
@@ -208,9 +215,15 @@ type callLoad struct {
 	done    chan struct{}
 }
 
-func startCalls(t *testing.T, c *cluster, seed uint64) *callLoad {
+func startCalls(t *testing.T, c *cluster, seed uint64, parts map[int]int64) *callLoad {
 	cl := c.client()
 	cs := &callLoad{stop: make(chan struct{}), done: make(chan struct{})}
+	var callers []string
+	for i := 0; len(callers) < 20; i++ {
+		if key := fmt.Sprintf("caller-%d", i); parts == nil || hasPartition(parts, key) {
+			callers = append(callers, key)
+		}
+	}
 	go func() {
 		defer close(cs.done)
 		for i := 0; ; i++ {
@@ -220,7 +233,7 @@ func startCalls(t *testing.T, c *cluster, seed uint64) *callLoad {
 			default:
 			}
 			d := ledger.Donation{AmountCents: int64(1 + i%997), Campaign: "peer-calls"}
-			job := donationJob(fmt.Sprintf("call-%d-%d", seed, i), fmt.Sprintf("caller-%02d", i%20), d)
+			job := donationJob(fmt.Sprintf("call-%d-%d", seed, i), callers[i%len(callers)], d)
 			deadline := time.Now().Add(60 * time.Second)
 			for {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -248,6 +261,11 @@ func startCalls(t *testing.T, c *cluster, seed uint64) *callLoad {
 		}
 	}()
 	return cs
+}
+
+func hasPartition(parts map[int]int64, key string) bool {
+	_, ok := parts[sharding.PartitionOf(key, sharding.DefaultPartitions)]
+	return ok
 }
 
 // finish stops the calls and returns the acknowledged ones with the totals
