@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,12 +18,10 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
-	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/examples/donations/ledger"
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/audit"
 	"github.com/corralhq/corral/internal/keys"
-	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
@@ -136,7 +135,9 @@ func TestFaultPeerCut(t *testing.T) {
 	time.Sleep(time.Second)
 	ms, _ := c.client().Members(context.Background())
 	for _, m := range ms {
-		t.Logf("member %s at %s (its proxy %s)", m.ID, m.Address, peers[m.ID].Addr)
+		if m.Address != peers[m.ID].Addr {
+			t.Fatalf("worker %s is advertised at %s, not through its proxy %s: the cut would prove nothing", m.ID, m.Address, peers[m.ID].Addr)
+		}
 	}
 	peers["w2"].Cut()
 	time.Sleep(4 * time.Second) // the length of the fault
@@ -324,12 +325,6 @@ func (c *cluster) grants() []grant {
 		}
 	}
 	return out
-}
-
-// epochOf is the number of a fencing identity, the part before ':' if any.
-func epochOf(identity string) int64 {
-	n, _ := strconv.ParseInt(strings.SplitN(identity, ":", 2)[0], 10, 64)
-	return n
 }
 
 // reissued lists the fencing identities granted more than once for one
@@ -556,6 +551,109 @@ func sortedNames[V any](m map[string]V) []string {
 	return out
 }
 
-var _ = client.NewJobID
-var _ = lease.WorkerID
-var _ = epochOf
+// 11. One long randomized run: faults of every kind, chosen at random
+// (seeded: CORRAL_FAULTS_SEED replays a run's choices) one after another
+// under load for CORRAL_FAULTS_DURATION (default 5m), then the ledger and
+// the audit are checked. Only `make test-faults-long` (CORRAL_FAULTS_LONG=1)
+// runs it. Redis runs with appendfsync always, so its restarts lose no
+// acknowledged write and every acknowledged job must be applied once.
+func TestFaultLongRandomized(t *testing.T) {
+	if !faultsLong {
+		t.Skip("the long randomized fault run; `make test-faults-long` (CORRAL_FAULTS_LONG=1) runs it")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("CORRAL_FAULTS_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("CORRAL_FAULTS_SEED=%q is not a number", s)
+		}
+		seed = n
+	}
+	duration := 5 * time.Minute
+	if s := os.Getenv("CORRAL_FAULTS_DURATION"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("CORRAL_FAULTS_DURATION=%q is not a duration such as 10m", s)
+		}
+		duration = d
+	}
+	t.Logf("seed %d (CORRAL_FAULTS_SEED=%d replays the choice of faults), %v of faults", seed, seed, duration)
+	rng := rand.New(rand.NewPCG(seed, seed^0xfa017))
+
+	c := faultCluster(t, testenv.RedisOptions{Fsync: "always"})
+	// Plugin kills are part of the run, not a sick plugin.
+	c.flags = append(c.flags, "--plugin-max-restarts", "100000")
+	ids := []string{"w1", "w2", "w3"}
+	redisPx, consulPx, peerPx := map[string]*testenv.Proxy{}, map[string]*testenv.Proxy{}, map[string]*testenv.Proxy{}
+	launch := func(id string) {
+		peerPx[id] = c.startAdvertised(id, workerRun{redis: redisPx[id].Addr, consul: consulPx[id].Addr})
+	}
+	for _, id := range ids {
+		redisPx[id] = testenv.StartProxy(t, c.redis.Addr)
+		consulPx[id] = testenv.StartProxy(t, c.consul.Addr)
+		launch(id)
+	}
+	start := c.waitBalanced(ids...)
+	l := startLoad(t, c, faultRate*int(duration.Seconds()+300))
+	settle(c, ids...)
+
+	var fencedBase int64
+	faults := []struct {
+		name string
+		run  func(id string)
+	}{
+		{"SIGKILL", func(id string) { c.signal(id, syscall.SIGKILL); time.Sleep(3 * time.Second); launch(id) }},
+		{"SIGSTOP/SIGCONT", func(id string) {
+			c.signal(id, syscall.SIGSTOP)
+			time.Sleep(3 * time.Second)
+			c.signal(id, syscall.SIGCONT)
+		}},
+		{"SIGTERM", func(id string) { c.signal(id, syscall.SIGTERM); time.Sleep(time.Second); launch(id) }},
+		{"drain", func(id string) {
+			if _, err := c.coordinator("drain", id); err != nil {
+				t.Logf("drain %s: %v", id, err) // a fault of its own, not of the run
+			}
+			c.signal(id, syscall.SIGTERM)
+			launch(id)
+		}},
+		{"Redis cut", func(id string) { redisPx[id].Cut(); time.Sleep(3 * time.Second); redisPx[id].Heal() }},
+		{"Consul cut", func(id string) { consulPx[id].Cut(); time.Sleep(6 * time.Second); consulPx[id].Heal() }},
+		{"peer cut", func(id string) { peerPx[id].Cut(); time.Sleep(4 * time.Second); peerPx[id].Heal() }},
+		{"plugin SIGKILL", func(id string) {
+			for _, pid := range c.pluginPids(id) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}},
+		{"Consul agent restart", func(string) { c.consul.Restart(t) }},
+		{"Redis SIGKILL+AOF restart", func(string) {
+			n, _ := audit.FencedRejections(context.Background(), c.redis.Client(t))
+			fencedBase += n
+			c.redis.Kill(t)
+			time.Sleep(500 * time.Millisecond)
+			c.redis.Restart(t)
+		}},
+		{"Redis replies delayed", func(string) {
+			for _, px := range redisPx {
+				px.Delay(time.Second)
+			}
+			time.Sleep(3 * time.Second)
+			for _, px := range redisPx {
+				px.Delay(0)
+			}
+		}},
+	}
+	first := time.Now()
+	count := map[string]int{}
+	for n := 1; time.Since(first) < duration; n++ {
+		f := faults[rng.IntN(len(faults))]
+		id := ids[rng.IntN(len(ids))]
+		t.Logf("fault %d at %v: %s on %s", n, time.Since(first).Round(time.Second), f.name, id)
+		f.run(id)
+		count[f.name]++
+		c.waitMembers(func(got []string) bool { return len(got) == len(ids) }, "all workers healthy after "+f.name)
+		c.waitBalanced(ids...)
+		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond)
+	}
+	t.Logf("faults injected: %v", count)
+	verify(t, c, "long randomized run", l, first, nil, start, fencedBase)
+}

@@ -86,7 +86,8 @@ func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 }
 
 // load submits donations at faultRate until stopped, retrying a batch
-// until it is acknowledged (ids make that safe).
+// until it is acknowledged (ids make that safe). A job rejected fails
+// the test.
 type load struct {
 	seed      uint64
 	jobs      []*workerpb.Job
@@ -125,16 +126,26 @@ func startLoad(t *testing.T, c *cluster, max int) *load {
 				res, err := cl.Submit(ctx, part)
 				cancel()
 				if err == nil {
+					rejected := false
 					for _, r := range res {
 						if r.Error != "" {
 							t.Errorf("job %s rejected: %s", r.Id, r.Error)
-							return
+							rejected = true
+							break
 						}
 					}
-					l.acked.Add(int64(len(part)))
-					break
+					if !rejected {
+						l.acked.Add(int64(len(part)))
+						break
+					}
 				}
-				time.Sleep(50 * time.Millisecond)
+				// A rejected job fails the test, and its batch goes again
+				// (ids make that safe), so the load goes on.
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
 			}
 		}
 	}()
