@@ -211,6 +211,7 @@ type callLoad struct {
 	mu      sync.Mutex
 	acked   []*workerpb.Job
 	durable atomic.Int64
+	cli     atomic.Int64 // acknowledged to `coordinator call`
 	failed  atomic.Int64 // attempts that returned an error and were retried
 	stop    chan struct{}
 	done    chan struct{}
@@ -237,6 +238,18 @@ func startCalls(t *testing.T, c *cluster, seed uint64, parts map[int]int64) *cal
 			job := donationJob(fmt.Sprintf("call-%d-%d", seed, i), callers[i%len(callers)], d)
 			deadline := time.Now().Add(60 * time.Second)
 			for {
+				if i%10 == 0 { // one call in ten through the command line
+					_, err := c.coordinator("--timeout", "3s", "call", "--handler", job.Handler, "--key", job.Key,
+						"--payload", string(job.Payload), "--id", job.Id)
+					if err == nil {
+						cs.cli.Add(1)
+						cs.mu.Lock()
+						cs.acked = append(cs.acked, job)
+						cs.mu.Unlock()
+						break
+					}
+					cs.failed.Add(1)
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				resp, err := cl.Call(ctx, job)
 				cancel()
@@ -293,8 +306,8 @@ func (cs *callLoad) finish() ([]*workerpb.Job, workload.Expected) {
 func (cs *callLoad) String() string {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	return fmt.Sprintf("calls acknowledged %d (%d through the durable path), failed attempts retried %d",
-		len(cs.acked), cs.durable.Load(), cs.failed.Load())
+	return fmt.Sprintf("calls acknowledged %d (%d by `coordinator call`; of the others, %d through the durable path), failed attempts retried %d",
+		len(cs.acked), cs.cli.Load(), cs.durable.Load(), cs.failed.Load())
 }
 
 // grant is one ownership grant a worker logged.
