@@ -569,7 +569,8 @@ func sortedNames[V any](m map[string]V) []string {
 // under load for CORRAL_FAULTS_DURATION (default 5m), then the ledger and
 // the audit are checked. Only `make test-faults-long` (CORRAL_FAULTS_LONG=1)
 // runs it. Redis runs with appendfsync always, so its restarts lose no
-// acknowledged write and every acknowledged job must be applied once.
+// acknowledged write: every acknowledged job must be applied once, and no
+// fencing identity may be granted twice.
 func TestFaultLongRandomized(t *testing.T) {
 	if !faultsLong {
 		t.Skip("the long randomized fault run; `make test-faults-long` (CORRAL_FAULTS_LONG=1) runs it")
@@ -669,4 +670,9 @@ func TestFaultLongRandomized(t *testing.T) {
 	}
 	t.Logf("faults injected: %v", count)
 	verify(t, c, "long randomized run", l, first, nil, start, fencedBase)
+	gs := c.grants()
+	t.Logf("long randomized run: %d grants logged", len(gs))
+	for _, s := range reissued(gs) {
+		t.Errorf("long randomized run: a grant was re-issued: %s", s)
+	}
 }
