@@ -44,8 +44,8 @@ bench-failover: deps build ## failover time after SIGKILL and SIGTERM of a worke
 	$(GO) build -o bin/failbench ./examples/donations/failbench
 	@scripts/bench-failover.sh
 
-test-faults-long: deps ## the end-to-end fault suite with longer loads and more fault rounds
-	CORRAL_FAULTS_LONG=1 $(GO) test -count=1 -timeout 20m -v -run 'TestFault|TestDrain' ./e2e
+test-faults-long: deps ## the fault suite with longer loads and more rounds, then a 5-minute randomized run of every fault (CORRAL_FAULTS_SEED, CORRAL_FAULTS_DURATION)
+	CORRAL_FAULTS_LONG=1 $(GO) test -count=1 -timeout 45m -v -run 'TestFault|TestDrain' ./e2e
 
 up: deps build ## start a local cluster in the background (Consul, Redis, 3 workers)
 	@scripts/cluster.sh up

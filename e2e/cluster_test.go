@@ -91,6 +91,7 @@ func newCluster(t *testing.T, workerFlags ...string) *cluster {
 type workerRun struct {
 	redis, consul, plugin string
 	env                   []string
+	args                  []string // more worker flags, after the cluster's
 }
 
 // launch starts worker id as r says and waits until Consul lists it as
@@ -111,6 +112,7 @@ func (c *cluster) launch(id string, r workerRun) {
 		c.t.Fatal(err)
 	}
 	args := append([]string{"--id", id, "--redis", r.redis, "--consul", r.consul, "--plugin", r.plugin}, c.flags...)
+	args = append(args, r.args...)
 	cmd := exec.Command(filepath.Join(c.bins, "worker"), args...)
 	if len(r.env) > 0 {
 		cmd.Env = append(os.Environ(), r.env...)

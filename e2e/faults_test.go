@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,13 +86,15 @@ func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 }
 
 // load submits donations at faultRate until stopped, retrying a batch
-// until it is acknowledged (ids make that safe).
+// until it is acknowledged (ids make that safe). A job rejected fails
+// the test.
 type load struct {
 	seed      uint64
 	jobs      []*workerpb.Job
 	attempted atomic.Int64
 	acked     atomic.Int64
 	probes    atomic.Int64
+	calls     *callLoad // synchronous calls beside the submissions, if any
 	cl        interface {
 		Submit(context.Context, []*workerpb.Job) ([]*workerpb.SubmitResult, error)
 	}
@@ -123,16 +126,26 @@ func startLoad(t *testing.T, c *cluster, max int) *load {
 				res, err := cl.Submit(ctx, part)
 				cancel()
 				if err == nil {
+					rejected := false
 					for _, r := range res {
 						if r.Error != "" {
 							t.Errorf("job %s rejected: %s", r.Id, r.Error)
-							return
+							rejected = true
+							break
 						}
 					}
-					l.acked.Add(int64(len(part)))
-					break
+					if !rejected {
+						l.acked.Add(int64(len(part)))
+						break
+					}
 				}
-				time.Sleep(50 * time.Millisecond)
+				// A rejected job fails the test, and its batch goes again
+				// (ids make that safe), so the load goes on.
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
 			}
 		}
 	}()
@@ -174,6 +187,12 @@ func (l *load) finish() ([]*workerpb.Job, workload.Expected) {
 	<-l.done
 	n := int(l.acked.Load())
 	jobs, exp := workload.Generate(workload.Spec{Seed: l.seed, Donations: n, Donors: 300, Campaigns: 20})
+	if l.calls != nil {
+		cj, cexp := l.calls.finish()
+		jobs = append(jobs, cj...)
+		maps.Copy(exp.Donors, cexp.Donors)
+		maps.Copy(exp.Campaigns, cexp.Campaigns)
+	}
 	return jobs, exp
 }
 

@@ -80,7 +80,7 @@ func (p *Proxy) serve(client net.Conn) {
 	if !p.waitHealed() {
 		return
 	}
-	server, err := net.Dial("tcp", p.target)
+	server, err := net.Dial("tcp", p.currentTarget())
 	if err != nil {
 		return
 	}
@@ -262,6 +262,21 @@ func (p *Proxy) Reset() {
 		c.Close()
 	}
 	p.mu.Unlock()
+}
+
+// Retarget sends new connections to target and closes the open ones, as a
+// failover that moves an address to another server does.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+	p.Reset()
+}
+
+func (p *Proxy) currentTarget() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.target
 }
 
 // Close stops the proxy and closes every connection. Safe to call twice.

@@ -128,3 +128,32 @@ func TestProxyDelayHoldsReplies(t *testing.T) {
 		t.Fatalf("after the delay: %q, %v", v, err)
 	}
 }
+
+// TestProxyRetarget: after Retarget, clients reconnect to the new server.
+func TestProxyRetarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	a, b := testenv.StartRedis(t), testenv.StartRedis(t)
+	ctx := context.Background()
+	a.Client(t).Set(ctx, "who", "a", 0)
+	b.Client(t).Set(ctx, "who", "b", 0)
+	px := testenv.StartProxy(t, a.Addr)
+	c := redis.NewClient(&redis.Options{Addr: px.Addr})
+	defer c.Close()
+	if v, _ := c.Get(ctx, "who").Result(); v != "a" {
+		t.Fatalf("before Retarget: %q", v)
+	}
+	px.Retarget(b.Addr)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, err := c.Get(ctx, "who").Result()
+		if v == "b" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Retarget: %q %v", v, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

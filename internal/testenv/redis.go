@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ type RedisConfig struct {
 	AppendOnly bool   // AOF on with appendfsync everysec
 	Fsync      string // appendfsync policy with AppendOnly: "everysec" (default), "always" or "no"
 	Password   string // requirepass, if set
+	ReplicaOf  string // host:port of a primary to replicate, if set
 }
 
 // RedisServer is a redis-server process bound to 127.0.0.1 with RDB
@@ -92,7 +94,10 @@ func (s *RedisServer) args() []string {
 		"--daemonize", "no", "--logfile", "",
 	}
 	if s.cfg.Password != "" {
-		args = append(args, "--requirepass", s.cfg.Password)
+		args = append(args, "--requirepass", s.cfg.Password, "--masterauth", s.cfg.Password)
+	}
+	if host, port, err := net.SplitHostPort(s.cfg.ReplicaOf); err == nil {
+		args = append(args, "--replicaof", host, port)
 	}
 	return args
 }
@@ -202,6 +207,65 @@ func (s *RedisServer) Restart(ctx context.Context) error {
 	return s.start(ctx)
 }
 
+// Signal sends sig to the server: SIGSTOP and SIGCONT freeze and thaw it.
+func (s *RedisServer) Signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		return errors.New("testenv: redis-server not started")
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// SaveRDB writes the data set to path, consistent at one moment: SAVE
+// (the server blocks while it writes), then a copy of its dump.rdb.
+func (s *RedisServer) SaveRDB(ctx context.Context, path string) error {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.cfg.Password})
+	defer c.Close()
+	if err := c.Save(ctx).Err(); err != nil {
+		return fmt.Errorf("testenv: redis SAVE: %w", err)
+	}
+	return copyFile(filepath.Join(s.Dir, "dump.rdb"), path)
+}
+
+// RestoreRDB kills the server, as a crash would, replaces its data with the
+// RDB file at path and starts it again on the same port. With AOF on, the
+// RDB becomes the base of a new AOF (Redis 7's multi-part AOF would ignore
+// a dump.rdb), so everything written since the RDB was saved is gone.
+func (s *RedisServer) RestoreRDB(ctx context.Context, path string) error {
+	s.Kill()
+	os.Remove(filepath.Join(s.Dir, "dump.rdb"))
+	dst := filepath.Join(s.Dir, "dump.rdb")
+	if s.cfg.AppendOnly {
+		aofDir := filepath.Join(s.Dir, "appendonlydir")
+		if err := os.RemoveAll(aofDir); err != nil {
+			return fmt.Errorf("testenv: restore redis: %w", err)
+		}
+		if err := os.Mkdir(aofDir, 0o755); err != nil {
+			return fmt.Errorf("testenv: restore redis: %w", err)
+		}
+		const base = "appendonly.aof.1.base.rdb"
+		manifest := "file " + base + " seq 1 type b\n"
+		if err := os.WriteFile(filepath.Join(aofDir, "appendonly.aof.manifest"), []byte(manifest), 0o644); err != nil {
+			return fmt.Errorf("testenv: restore redis: %w", err)
+		}
+		dst = filepath.Join(aofDir, base)
+	}
+	if err := copyFile(path, dst); err != nil {
+		return fmt.Errorf("testenv: restore redis: %w", err)
+	}
+	return s.start(ctx)
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
 // Redis is a redis-server for one test.
 type Redis struct {
 	Addr     string // 127.0.0.1:port
@@ -216,6 +280,7 @@ type RedisOptions struct {
 	Fsync      string // appendfsync: "everysec" (default), "always" (no acknowledged write lost on a crash) or "no"
 	Port       int    // 0: a free port
 	Password   string // requirepass
+	ReplicaOf  string // host:port of a primary (or a proxy to it) to replicate
 }
 
 // StartRedis starts a redis-server in a directory of t.TempDir() and stops
@@ -236,7 +301,7 @@ func StartRedis(t testing.TB, opts ...RedisOptions) *Redis {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	srv, err := StartRedisServer(ctx, RedisConfig{Binary: bin, Dir: t.TempDir(), Port: o.Port,
-		AppendOnly: o.AppendOnly, Fsync: o.Fsync, Password: o.Password})
+		AppendOnly: o.AppendOnly, Fsync: o.Fsync, Password: o.Password, ReplicaOf: o.ReplicaOf})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -273,5 +338,77 @@ func (r *Redis) Restart(t testing.TB) {
 	defer cancel()
 	if err := r.Server.Restart(ctx); err != nil {
 		t.Fatalf("testenv: restart redis: %v", err)
+	}
+}
+
+// Signal sends sig to the server (SIGSTOP freezes it, SIGCONT thaws it).
+func (r *Redis) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := r.Server.Signal(sig); err != nil {
+		t.Fatalf("testenv: signal redis: %v", err)
+	}
+}
+
+// RedisSnapshot is a copy of a server's data set at one moment, as a
+// backup would hold it.
+type RedisSnapshot struct {
+	Path  string    // the RDB file
+	Taken time.Time // when SAVE returned
+}
+
+// Snapshot saves the data set now (SAVE blocks the server for the moment
+// it writes) and keeps a copy in a directory of t.TempDir().
+func (r *Redis) Snapshot(t testing.TB) *RedisSnapshot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	snap := &RedisSnapshot{Path: filepath.Join(t.TempDir(), "snapshot.rdb")}
+	if err := r.Server.SaveRDB(ctx, snap.Path); err != nil {
+		t.Fatalf("testenv: snapshot redis: %v", err)
+	}
+	snap.Taken = time.Now()
+	return snap
+}
+
+// RestoreSnapshot kills the server and starts it again on the same port
+// from snap, as an operator restoring a backup would: every write since the
+// snapshot is lost.
+func (r *Redis) RestoreSnapshot(t testing.TB, snap *RedisSnapshot) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := r.Server.RestoreRDB(ctx, snap.Path); err != nil {
+		t.Fatalf("testenv: restore redis from %s: %v", snap.Path, err)
+	}
+}
+
+// StartRedisReplica starts a redis-server replicating primary (host:port:
+// the primary's address or a proxy's in front of it) with o's settings, and
+// waits until its first sync is done.
+func StartRedisReplica(t testing.TB, primary string, o RedisOptions) *Redis {
+	t.Helper()
+	o.ReplicaOf = primary
+	r := StartRedis(t, o)
+	c := r.Client(t)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		info, err := c.Info(context.Background(), "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: replica %s never synced with %s: %v %s", r.Addr, primary, err, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Promote makes a replica a primary (REPLICAOF NO ONE), as a failover does.
+func (r *Redis) Promote(t testing.TB) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.Password})
+	defer c.Close()
+	if err := c.SlaveOf(context.Background(), "NO", "ONE").Err(); err != nil {
+		t.Fatalf("testenv: promote replica %s: %v", r.Addr, err)
 	}
 }

@@ -170,3 +170,54 @@ func register(t *testing.T, client *api.Client, id string) {
 		t.Fatalf("register %s: %v", id, err)
 	}
 }
+
+// TestRedisSnapshotRestore: a restored snapshot has what was written before
+// it and nothing written after, with AOF on, and survives a restart.
+func TestRedisSnapshotRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	r := StartRedis(t, RedisOptions{AppendOnly: true})
+	c := r.Client(t)
+	ctx := context.Background()
+	c.Set(ctx, "before", "1", 0)
+	snap := r.Snapshot(t)
+	c.Set(ctx, "after", "1", 0)
+	r.RestoreSnapshot(t, snap)
+	for _, step := range []string{"restored", "restarted"} {
+		if n, err := c.Exists(ctx, "before").Result(); err != nil || n != 1 {
+			t.Fatalf("%s: key written before the snapshot: exists %d, %v", step, n, err)
+		}
+		if n, _ := c.Exists(ctx, "after").Result(); n != 0 {
+			t.Fatalf("%s: key written after the snapshot survived", step)
+		}
+		c.Set(ctx, "later", "1", 0)
+		r.Restart(t)
+	}
+	if n, _ := c.Exists(ctx, "later").Result(); n != 1 {
+		t.Fatal("a write after the restore was not in the AOF")
+	}
+}
+
+// TestRedisReplicaPromote: a replica follows its primary until promoted,
+// then takes writes of its own.
+func TestRedisReplicaPromote(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	p := StartRedis(t)
+	ctx := context.Background()
+	p.Client(t).Set(ctx, "k", "v", 0)
+	r := StartRedisReplica(t, p.Addr, RedisOptions{})
+	rc := r.Client(t)
+	if v, _ := rc.Get(ctx, "k").Result(); v != "v" {
+		t.Fatalf("replica has k = %q after its sync", v)
+	}
+	if err := rc.Set(ctx, "w", "1", 0).Err(); err == nil {
+		t.Fatal("a replica took a write")
+	}
+	r.Promote(t)
+	if err := rc.Set(ctx, "w", "1", 0).Err(); err != nil {
+		t.Fatalf("promoted replica refused a write: %v", err)
+	}
+}
