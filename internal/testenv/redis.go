@@ -207,17 +207,6 @@ func (s *RedisServer) Restart(ctx context.Context) error {
 	return s.start(ctx)
 }
 
-// Signal sends sig to the server: SIGSTOP and SIGCONT freeze and thaw it.
-func (s *RedisServer) Signal(sig syscall.Signal) error {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	if p == nil {
-		return errors.New("testenv: redis-server not started")
-	}
-	return p.cmd.Process.Signal(sig)
-}
-
 // SaveRDB writes the data set to path, consistent at one moment: SAVE
 // (the server blocks while it writes), then a copy of its dump.rdb.
 func (s *RedisServer) SaveRDB(ctx context.Context, path string) error {
