@@ -276,15 +276,15 @@ func (w *Worker) reconcile(ctx context.Context) error {
 		w.mu.Unlock()
 		if expected != "" && expected != w.keeper.Token() {
 			w.own.takeovers.Add(1)
-			got = append(got, fmt.Sprintf("%d@%d(from %s)", p, grant.Epoch, lease.WorkerID(expected)))
+			got = append(got, fmt.Sprintf("%d@%s(from %s)", p, grant, lease.WorkerID(expected)))
 		} else {
 			w.own.handoffs.Add(1)
-			got = append(got, fmt.Sprintf("%d@%d", p, grant.Epoch))
+			got = append(got, fmt.Sprintf("%d@%s", p, grant))
 		}
 	}
 	if len(got) > 0 {
 		w.moves.Add(int64(len(got)))
-		w.log.Info("claimed partitions", "partitions(epoch)", strings.Join(got, " "))
+		w.log.Info("claimed partitions", "partitions(grant)", strings.Join(got, " "))
 	}
 	return nil
 }
