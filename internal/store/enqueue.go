@@ -261,6 +261,14 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		if err != nil {
 			return nil, err
 		}
+		// A call that failed stops the enqueue here: the partition's next
+		// call would put later jobs ahead of the failed call's, which the
+		// caller sends again. The calls that ran dedup that resend.
+		for n := range calls {
+			if c := calls[n].cmd; calls[n].wave == wave && c.Err() != nil {
+				return nil, fmt.Errorf("store: enqueue in partition %d: %w", jobs[calls[n].idx[0]].Partition, c.Err())
+			}
+		}
 	}
 	for _, c := range calls {
 		res, err := c.cmd.Slice()
