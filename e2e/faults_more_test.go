@@ -22,6 +22,7 @@ import (
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/audit"
 	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
@@ -407,7 +408,7 @@ func verifySurviving(t *testing.T, c *cluster, name string, l *load, fault time.
 	for i, j := range jobs {
 		json.Unmarshal(j.Payload, &donations[i])
 		donIDs, donKeys = append(donIDs, j.Id), append(donKeys, j.Key)
-		credIDs, credKeys = append(credIDs, j.Id+"/0"), append(credKeys, donations[i].Campaign)
+		credIDs, credKeys = append(credIDs, store.EmittedID(j.Id, 0)), append(credKeys, donations[i].Campaign)
 	}
 	donSt, credSt := status(donIDs, donKeys), status(credIDs, credKeys)
 	wantDonor := map[string]ledger.DonorState{}
