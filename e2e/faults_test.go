@@ -63,8 +63,8 @@ func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		hs, err := audit.Holders(context.Background(), rdb, sharding.DefaultPartitions)
+		per := map[string]int{}
 		if err == nil {
-			per := map[string]int{}
 			for _, h := range hs {
 				per[lease.WorkerID(h.Token)]++
 			}
@@ -79,7 +79,7 @@ func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 			}
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("partitions never settled on %v: %v", ids, err)
+			c.t.Fatalf("partitions never settled on %v: partitions per holder %v, %v", ids, per, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
