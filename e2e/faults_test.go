@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -79,10 +80,33 @@ func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 			}
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("partitions never settled on %v: partitions per holder %v, %v", ids, per, err)
+			c.t.Fatalf("partitions never settled on %v: partitions per holder %v, %v%s", ids, per, err, c.unsettled(hs, ids))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// unsettled describes the partitions not held by one of ids, and what
+// each worker's log says of them.
+func (c *cluster) unsettled(hs map[int]lease.Holder, ids []string) string {
+	var b strings.Builder
+	for p, h := range hs {
+		if slices.Contains(ids, lease.WorkerID(h.Token)) {
+			continue
+		}
+		fmt.Fprintf(&b, "\npartition %d held by %q (grant %v); in the logs:", p, h.Token, h.Grant)
+		files, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+		mention := regexp.MustCompile(fmt.Sprintf(`partition=%d\b|[ \["]%d@|[\[ ]%d[\] ]`, p, p, p))
+		for _, f := range files {
+			data, _ := os.ReadFile(f)
+			for _, line := range strings.Split(string(data), "\n") {
+				if mention.MatchString(line) {
+					fmt.Fprintf(&b, "\n  %s: %.300s", filepath.Base(f), line)
+				}
+			}
+		}
+	}
+	return b.String()
 }
 
 // load submits donations at faultRate until stopped, retrying a batch

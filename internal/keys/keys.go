@@ -23,6 +23,10 @@ func (k Partition) Owner() string { return k.prefix + "owner" }
 // Epoch is the fencing counter, incremented on every grant.
 func (k Partition) Epoch() string { return k.prefix + "epoch" }
 
+// Commits counts the commits made under the partition's current grant
+// ("grant count"), so a worker can tell when Redis lost one of its own.
+func (k Partition) Commits() string { return k.prefix + "commits" }
+
 // Queue is the partition's job stream.
 func (k Partition) Queue() string { return k.prefix + "q" }
 

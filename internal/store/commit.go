@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -64,13 +65,20 @@ var ErrAlreadyFinished = fmt.Errorf("job already finished")
 // the claims it undoes. A job replayed from the dead letters by an older
 // version has status "q"; it is claimed like one without a status.
 //
+// Besides the grant, the script checks that Redis still has every commit
+// the worker saw acknowledged under it (ARGV[6]; KEYS[10] counts them as
+// "grant count"): if Redis lost one (a restore, a replica promoted behind),
+// the batch was built on state Redis no longer has, and it is refused
+// with "LOST", as a stale owner's would be.
+//
 // KEYS[1] epoch, [2] queue, [3] outbox, [4] dead letters, [5] dead index,
-// [6] audit, [7] parked, [8] holds, [9] bodies.
+// [6] audit, [7] parked, [8] holds, [9] bodies, [10] commit count.
 // ARGV[1] the owner's grant (see lease.Grant), [2] now unix ms, [3] done
 // TTL s, [4] result TTL s, [5] audit: entries kept in the audit stream,
-// about, or "0" for no audit; then the operations.
-// Returns the number of operations, or an error "FENCED <current>",
-// "ALREADY <id>" or "BUSY <what>".
+// about, or "0" for no audit; [6] commits seen under the grant; then the
+// operations.
+// Returns the commits made under the grant, this one included, or an
+// error "FENCED <current>", "LOST <count>", "ALREADY <id>" or "BUSY <what>".
 var commitScript = redis.NewScript(`
 -- packedKey is the key of a job packed for a stream entry (see packJob):
 -- a version byte, then id, handler and key, each after its uvarint length.
@@ -94,8 +102,17 @@ local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(cur))
 end
+local commits = 0
+local seq = redis.call('GET', KEYS[10])
+if seq then
+  local g, c = string.match(seq, '^(%S+) (%d+)$')
+  if g == ARGV[1] then commits = tonumber(c) end
+end
+if commits < tonumber(ARGV[6]) then
+  return redis.error_reply('LOST ' .. commits)
+end
 local now, doneTTL, resTTL = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local a, k, n = 6, 10, 0
+local a, k, n = 7, 11, 0
 local claimed, mine, mset = {}, {}, {}
 while a <= #ARGV do
   local op = ARGV[a]
@@ -209,7 +226,8 @@ while a <= #ARGV do
   end
 end
 if #mset > 0 then redis.call('MSET', unpack(mset)) end
-return n
+redis.call('SET', KEYS[10], ARGV[1] .. ' ' .. (commits + 1))
+return commits + 1
 `)
 
 // ackChunk is how many stream ids one XDEL in the commit script takes.
@@ -310,12 +328,13 @@ type DeadRecord struct {
 func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Grant, b *Batch) error {
 	k := keys.For(partition)
 	now := time.Now().UnixMilli()
-	ks := []string{k.Epoch(), k.Queue(), k.Outbox(), k.Dead(), k.DeadIndex(), k.Audit(), k.Parked(), k.Holds(), k.Bodies()}
+	ks := []string{k.Epoch(), k.Queue(), k.Outbox(), k.Dead(), k.DeadIndex(), k.Audit(), k.Parked(), k.Holds(), k.Bodies(), k.Commits()}
 	audit := "0"
 	if s.cfg.Audit {
 		audit = itoa(s.cfg.AuditMax)
 	}
-	args := []any{grant.String(), itoa(now), int64(s.cfg.DoneRetention.Seconds()), int64(s.cfg.ResultRetention.Seconds()), audit}
+	seen := s.commits.seen(partition, grant)
+	args := []any{grant.String(), itoa(now), int64(s.cfg.DoneRetention.Seconds()), int64(s.cfg.ResultRetention.Seconds()), audit, seen}
 	if g := b.Guard; g != nil {
 		has := "0"
 		if g.HasState {
@@ -399,7 +418,10 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Gran
 			args = append(args, "N", kp.Key)
 		}
 	}
-	err := s.runScript(ctx, commitScript, ks, args...).Err()
+	n, err := s.runScript(ctx, commitScript, ks, args...).Int64()
+	if err == nil || errors.Is(err, ErrNotReplicated) {
+		s.commits.saw(partition, grant, n)
+	}
 	if err != nil && strings.HasPrefix(err.Error(), "BUSY") {
 		return fmt.Errorf("store: commit partition %d: %w (%s)", partition, ErrBusy, err.Error())
 	}
@@ -408,6 +430,10 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Gran
 	}
 	if err != nil && strings.HasPrefix(err.Error(), "FENCED") {
 		return fmt.Errorf("store: commit partition %d under grant %v: %w (%s)", partition, grant, lease.ErrFenced, err.Error())
+	}
+	if err != nil && strings.HasPrefix(err.Error(), "LOST") {
+		return fmt.Errorf("store: commit partition %d under grant %v: %w: %w: Redis has %s of the %d commits acknowledged under it",
+			partition, grant, lease.ErrFenced, ErrLostCommits, strings.TrimPrefix(err.Error(), "LOST "), seen)
 	}
 	if err != nil {
 		return fmt.Errorf("store: commit partition %d: %w", partition, err)

@@ -89,3 +89,57 @@ func restoreKeys(t *testing.T, rdb redis.UniversalClient, saved map[string]strin
 		}
 	}
 }
+
+// TestCommitAfterLostCommitsIsFenced: Redis loses the last commit a worker
+// made (a restore to a snapshot taken just before it), while the worker
+// keeps its grant, which Redis still has. The worker's next batch was
+// built on the state that commit wrote; it must not be written over the
+// state Redis kept.
+func TestCommitAfterLostCommitsIsFenced(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	rdb := s.Client()
+	p := sharding.PartitionOf("alice", 8)
+	k := keys.For(p)
+	grant, err := lease.Claim(ctx, rdb, p, "a~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	donor := store.EntityRef{Type: "donor", Key: "alice"}
+	commitOne := func(id, state string) error {
+		if _, err := s.Enqueue(ctx, []store.Job{job(id, "alice", p)}); err != nil {
+			t.Fatal(err)
+		}
+		read, err := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+		if err != nil || len(read[p]) == 0 {
+			t.Fatalf("read: %v %v", read, err)
+		}
+		last := read[p][len(read[p])-1]
+		return s.CommitBatch(ctx, p, grant, &store.Batch{Done: []string{last.ID}, Acked: []string{last.StreamID},
+			States: []store.StateWrite{{Entity: donor, Value: []byte(state)}}})
+	}
+	if err := commitOne("c1", `{"count":1}`); err != nil {
+		t.Fatal(err)
+	}
+	all := []string{k.Epoch(), k.Queue(), k.State("donor", "alice"), k.Job("c1")}
+	for _, key := range []string{k.Commits()} {
+		if n, _ := rdb.Exists(ctx, key).Result(); n == 1 {
+			all = append(all, key)
+		}
+	}
+	snap := dumpKeys(t, rdb, all...)
+	if err := commitOne("c2", `{"count":2}`); err != nil {
+		t.Fatal(err)
+	}
+	restoreKeys(t, rdb, snap) // c2's commit is lost; the grant is not
+
+	// The next batch counts on from {"count":2}, which Redis no longer has.
+	err = commitOne("c3", `{"count":3}`)
+	if !errors.Is(err, lease.ErrFenced) {
+		t.Fatalf("commit on top of a lost commit: %v, want ErrFenced", err)
+	}
+	states, _ := s.States(ctx, "donor", []string{"alice"}, func(string) int { return p })
+	if string(states[0]) != `{"count":1}` {
+		t.Fatalf("state %s, want the one Redis kept, {\"count\":1}", states[0])
+	}
+}

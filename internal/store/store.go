@@ -87,8 +87,9 @@ var ErrNotReplicated = errors.New("write not acknowledged by the replicas in tim
 
 // Store is the Redis side of the job path.
 type Store struct {
-	rdb redis.UniversalClient
-	cfg Config
+	rdb     redis.UniversalClient
+	cfg     Config
+	commits commitsSeen
 }
 
 // New returns a Store over rdb.
