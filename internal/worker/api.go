@@ -94,7 +94,7 @@ func (a *API) Status(ctx context.Context, req *workerpb.StatusRequest) (*workerp
 }
 
 func (w *Worker) memberStatus(ctx context.Context) (*workerpb.MemberStatus, error) {
-	owned := w.ownedSnapshot()
+	owned := w.grants.snapshot()
 	parts := make([]int, 0, len(owned))
 	for p := range owned {
 		parts = append(parts, p)

@@ -54,7 +54,7 @@ func (a *API) Call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.Ca
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	p := w.partitionOf(job.Key)
-	if w.owns(p) {
+	if w.grants.owns(p) {
 		if resp, err, ok := a.callDirect(ctx, job, p); ok {
 			return resp, err
 		}
@@ -69,24 +69,17 @@ func (a *API) Call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.Ca
 	return a.callHere(ctx, job, true)
 }
 
-func (w *Worker) owns(p int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, ok := w.owned[p]
-	return ok
-}
-
 // callOwner forwards to the owner the ring names, and once more to the
 // holder Redis names if the first answered "not the owner". done is false
 // when the caller should fall back to the durable path.
 func (a *API) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *workerpb.CallResponse, err error, done bool) {
 	w := a.w
-	ring := w.ring.Load()
+	ring := w.view.current()
 	if ring == nil {
 		return nil, nil, false
 	}
 	owner := ring.OwnerOf(p)
-	addr := w.addressOf(owner)
+	addr := w.view.addressOf(owner)
 	if owner == "" || owner == w.cfg.ID || addr == "" {
 		return nil, nil, false
 	}
@@ -102,7 +95,7 @@ func (a *API) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *wo
 			if id == w.cfg.ID {
 				return nil, nil, false // claimed here meanwhile: run it here
 			}
-			if addr2 := w.addressOf(id); addr2 != "" && addr2 != addr {
+			if addr2 := w.view.addressOf(id); addr2 != "" && addr2 != addr {
 				if resp, err = w.forward(ctx, addr2, job); err == nil {
 					return resp, nil, true
 				}
@@ -268,16 +261,6 @@ func (c *callWaiters) committed(b *store.Batch) {
 		c.wake(d.Job.ID, &workerpb.JobResult{Id: d.Job.ID, State: workerpb.JobResult_DEAD, Error: d.Error, Attempts: int32(d.Job.Attempt)})
 	}
 }
-
-// addressOf is the gRPC address of a member, "" if it is not a healthy member.
-func (w *Worker) addressOf(id string) string {
-	if m := w.addrs.Load(); m != nil {
-		return (*m)[id]
-	}
-	return ""
-}
-
-func (w *Worker) setAddresses(members map[string]string) { w.addrs.Store(&members) }
 
 // breakerStates is this worker's view of its peers, for Status.
 func (w *Worker) breakerStates() map[string]string {

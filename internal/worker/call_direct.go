@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
-	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
 )
 
@@ -25,7 +24,7 @@ import (
 func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *workerpb.CallResponse, err error, ok bool) {
 	w := a.w
 	now := time.Now()
-	grant, owned := w.grantOf(p)
+	grant, owned := w.grants.grantOf(p)
 	if !owned || in.NotBeforeMs > now.UnixMilli() || w.validate(in, in.Id, w.handlers.Handlers()) != nil {
 		return nil, nil, false // the queue path schedules it, or says what is wrong
 	}
@@ -70,7 +69,7 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 		w.states.forget(ref)
 		if isFenced(err) {
 			w.fenced.Add(1)
-			w.drop(p, grant)
+			w.grants.drop(p, grant)
 		}
 		if !errors.Is(err, store.ErrBusy) && !isFenced(err) {
 			w.log.Warn("direct call: commit failed; taking the queue", "job", j.ID, "partition", p, "err", err)
@@ -90,12 +89,4 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	// Parked for a retry: the executor runs it when due.
 	resp, err = a.await(ctx, in, false, done)
 	return resp, err, true
-}
-
-// grantOf is the grant this worker holds partition p under, if it owns it.
-func (w *Worker) grantOf(p int) (lease.Grant, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	e, ok := w.owned[p]
-	return e, ok
 }

@@ -81,7 +81,7 @@ func (w *Worker) executorLoop(ctx context.Context) {
 				more = false
 			}
 		}
-		owned := w.ownedSnapshot()
+		owned := w.grants.snapshot()
 		now := time.Now()
 		cursors := make(map[int]string, len(owned))
 		parts := make([]int, 0, len(owned))
@@ -125,7 +125,7 @@ func (w *Worker) executorLoop(ctx context.Context) {
 			for p := range delayed {
 				if _, err := w.store.ReleaseDue(ctx, p, runs[p].grant, now.UnixMilli(), releaseMax); err != nil {
 					if isFenced(err) {
-						w.drop(p, runs[p].grant)
+						w.grants.drop(p, runs[p].grant)
 					}
 					w.log.Warn("releasing delayed jobs failed", "partition", p, "err", err)
 				}
@@ -158,7 +158,7 @@ func (w *Worker) executorLoop(ctx context.Context) {
 			}
 			continue
 		}
-		owned = w.ownedSnapshot() // a release may have happened during the read
+		owned = w.grants.snapshot() // a release may have happened during the read
 		for p, jobs := range read {
 			r := runs[p]
 			if grant, ok := owned[p]; !ok || r == nil || r.grant != grant {
@@ -168,11 +168,9 @@ func (w *Worker) executorLoop(ctx context.Context) {
 			sem <- struct{}{}
 			go func(p int, jobs []store.Job, r *partitionRun) {
 				d := batchDone{p: p, run: r}
-				w.batchMu.RLock()
-				if grant, ok := w.grantOf(p); ok && grant == r.grant {
+				w.grants.runBatch(p, r.grant, func() {
 					d.ok = w.processPartition(ctx, p, r, jobs, parked[p])
-				}
-				w.batchMu.RUnlock()
+				})
 				<-sem // before the report: the loop may be waiting for a slot
 				done <- d
 			}(p, jobs, r)
@@ -255,7 +253,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 		log.Warn("lease not trusted any more; not committing")
 		return false
 	}
-	if g, ok := w.grantOf(p); !ok || g != r.grant {
+	if g, ok := w.grants.grantOf(p); !ok || g != r.grant {
 		log.Info("partition given up during the batch; not committing")
 		return false
 	}
@@ -269,7 +267,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 			return true
 		case isFenced(err):
 			w.fenced.Add(1)
-			w.drop(p, r.grant)
+			w.grants.drop(p, r.grant)
 			log.Warn("commit fenced: another worker owns the partition now; stopped it", "err", err)
 		case errors.Is(err, store.ErrAlreadyFinished):
 			r.checkFinished = true

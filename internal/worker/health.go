@@ -27,7 +27,7 @@ func (w *Worker) healthLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		w.noteConsul(err == nil)
+		w.own.noteConsul(err == nil)
 		if err != nil {
 			w.log.Warn("cannot update Consul check", "err", err)
 		}
@@ -49,18 +49,17 @@ func (w *Worker) health(ctx context.Context) (discovery.Status, string) {
 		problems = append(problems, msg)
 	}
 
-	owned := w.ownedSnapshot()
+	owned := w.grants.snapshot()
 	lease := fmt.Sprintf("lease ok (%v left)", w.keeper.Remaining().Round(time.Millisecond))
 	if !w.keeper.Valid() {
 		lease = "lease NOT held"
 	}
-	switch ok, why := w.mayOwn(); {
-	case ok:
-	case w.own.draining.Load():
+	switch w.own.mayOwn() {
+	case stepDraining:
 		critical("draining: partitions handed off, claiming none")
-	case why == "lease not held":
+	case stepNoLease:
 		critical("lease NOT held (Redis unreachable or the worker stalled); claiming none")
-	case why == "Consul unreachable":
+	case stepConsulOut:
 		critical("Consul did not take check updates for longer than the check TTL; stepped down")
 	}
 	if stall := time.Since(time.Unix(0, w.lastLoop.Load())); stall > w.cfg.CheckTTL {
@@ -110,7 +109,7 @@ func (w *Worker) health(ctx context.Context) (discovery.Status, string) {
 	}
 
 	out := fmt.Sprintf("%s; owns %d partitions; %s; %s; committed %d, fenced %d; claims: %d takeovers from dead holders, %d handoffs",
-		lease, len(owned), lag, plugins, w.committed.Load(), w.fenced.Load(), w.own.takeovers.Load(), w.own.handoffs.Load())
+		lease, len(owned), lag, plugins, w.committed.Load(), w.fenced.Load(), w.own.stats.takeovers.Load(), w.own.stats.handoffs.Load())
 	if len(problems) > 0 {
 		out = strings.Join(problems, "; ") + " | " + out
 	}

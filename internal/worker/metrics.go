@@ -64,11 +64,11 @@ func (w *Worker) MetricsAddr() string {
 func (w *Worker) metricsSource() metrics.Source {
 	src := metrics.Source{
 		Fenced:          w.fenced.Load,
-		Moves:           w.moves.Load,
-		PartitionsOwned: func() int { return len(w.ownedSnapshot()) },
+		Moves:           w.own.stats.moves.Load,
+		PartitionsOwned: func() int { return len(w.grants.snapshot()) },
 		LeaseRemaining:  w.keeper.Remaining,
 		QueueLag: func(ctx context.Context) (int64, error) {
-			owned := w.ownedSnapshot()
+			owned := w.grants.snapshot()
 			if len(owned) == 0 {
 				return 0, nil
 			}

@@ -84,7 +84,7 @@ func (w *Worker) relayLoop(ctx context.Context) {
 				}
 			}
 		case <-t.C:
-			for p := range w.ownedSnapshot() {
+			for p := range w.grants.snapshot() {
 				parts = append(parts, p)
 			}
 			// The owner's other upkeep rides on the sweep.

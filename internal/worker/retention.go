@@ -19,7 +19,7 @@ const deadTrimEvery = time.Minute
 // retention drops letters whether or not new ones arrive, the commit stays
 // as short as it is, and what was dropped is counted here.
 func (w *Worker) trimDead(ctx context.Context) {
-	parts := slices.Sorted(maps.Keys(w.ownedSnapshot()))
+	parts := slices.Sorted(maps.Keys(w.grants.snapshot()))
 	if len(parts) == 0 {
 		return
 	}

@@ -52,9 +52,9 @@ type Worker struct {
 	keeper   *lease.Keeper
 	peers    *client.Pool
 
-	ring  atomic.Pointer[sharding.Ring]
-	own   ownership
-	addrs atomic.Pointer[map[string]string] // member id → gRPC address
+	grants *grants     // partitions processed here, and their grants
+	view   *membership // members, their addresses and the ring
+	own    *ownership  // claims and releases
 
 	calls callWaiters
 	// direct serializes direct calls per partition (by p mod its size),
@@ -63,22 +63,11 @@ type Worker struct {
 	states      stateCache // entity states of recent direct calls
 	retryBudget *breaker.Budget
 
-	mu    sync.Mutex
-	owned map[int]lease.Grant // partition → the grant we commit under
-	// releasing holds the partitions given up whose release Redis has not
-	// confirmed yet; they are released again until it does.
-	releasing map[int]bool
-	// batchMu is held while batches are processed, so a release waits for
-	// the in-flight batch of the partition it gives up.
-	batchMu sync.RWMutex
-
-	kick     chan struct{} // reconcile ownership now
-	relayReq chan int      // partitions with fresh outbox entries
+	relayReq chan int // partitions with fresh outbox entries
 
 	lastLoop  atomic.Int64 // unix nanos of the last executor round
 	committed atomic.Int64
 	fenced    atomic.Int64
-	moves     atomic.Int64
 	metrics   *workerMetrics // nil unless ServeMetrics was called
 
 	cancel   context.CancelFunc
@@ -108,12 +97,15 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	if err != nil {
 		return nil, err
 	}
+	log := logger.With("worker", cfg.ID)
+	g := newGrants()
+	view := newMembership(cfg, log)
 	return &Worker{
-		cfg: cfg, log: logger.With("worker", cfg.ID), rdb: rdb,
+		cfg: cfg, log: log, rdb: rdb,
 		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
 		peers: client.NewPool(breakers), retryBudget: breaker.DefaultBudget(),
-		owned: map[int]lease.Grant{}, releasing: map[int]bool{}, kick: make(chan struct{}, 1), relayReq: make(chan int, 1024),
-		own: ownership{clock: time.Now()},
+		grants: g, view: view, own: newOwnership(cfg, log, redisClaims{rdb}, keeper, g, view),
+		relayReq: make(chan int, 1024),
 	}, nil
 }
 
@@ -145,12 +137,12 @@ func (w *Worker) Start(ctx context.Context) error {
 		w.keeper.Stop()
 		return fmt.Errorf("worker: register in Consul: %w", err)
 	}
-	w.noteConsul(true)
+	w.own.noteConsul(true)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.cancel = cancel
 	w.lastLoop.Store(time.Now().UnixNano())
-	w.goLoop(func() { w.watchMembers(runCtx) })
-	w.goLoop(func() { w.ownershipLoop(runCtx) })
+	w.goLoop(func() { w.own.watchMembers(w.registry.Watch(runCtx)) })
+	w.goLoop(func() { w.own.run(runCtx) })
 	w.goLoop(func() { w.executorLoop(runCtx) })
 	w.goLoop(func() { w.relayLoop(runCtx) })
 	w.goLoop(func() { w.healthLoop(runCtx) })
@@ -186,29 +178,12 @@ func (w *Worker) Stop() {
 			}
 		}()
 		w.wg.Wait()
-		w.releaseAll(ctx)
+		w.own.releaseAll(ctx)
 		w.keeper.Stop()
 		<-dereg
 		w.peers.Close()
 		w.log.Info("worker stopped", "committed", w.committed.Load(), "fenced", w.fenced.Load())
 	})
-}
-
-// releaseAll hands every owned partition off, and those whose release
-// did not go through before; it returns how many it freed.
-func (w *Worker) releaseAll(ctx context.Context) int {
-	parts := w.pendingReleases()
-	for p := range w.ownedSnapshot() {
-		parts = append(parts, p)
-	}
-	if len(parts) == 0 {
-		return 0
-	}
-	n, err := w.release(ctx, parts)
-	if err != nil {
-		w.log.Warn("release failed; those partitions move when the lease expires", "err", err)
-	}
-	return n
 }
 
 func (w *Worker) partitionOf(key string) int { return sharding.PartitionOf(key, w.cfg.Ring.Partitions) }
@@ -218,25 +193,6 @@ func (w *Worker) maxAttempts(handler string) int {
 		return h.MaxAttempts
 	}
 	return w.cfg.MaxAttempts
-}
-
-func (w *Worker) ownedSnapshot() map[int]lease.Grant {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[int]lease.Grant, len(w.owned))
-	for p, e := range w.owned {
-		out[p] = e
-	}
-	return out
-}
-
-// drop stops partition p if it is still held under grant (a fenced commit).
-func (w *Worker) drop(p int, grant lease.Grant) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.owned[p] == grant {
-		delete(w.owned, p)
-	}
 }
 
 func isFenced(err error) bool { return errors.Is(err, lease.ErrFenced) }
