@@ -50,27 +50,12 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	}
 	done, cancel := w.calls.wait(j.ID)
 	defer cancel()
-	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: guard.State}}
-	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
-	outcomes, progress, _ := w.runIsolated(ctx, []store.Job{j}, snap, false)
-	if !progress {
-		return nil, nil, false // the plugin is down: the queue keeps the job
-	}
-	b, berr := buildBatch(wk, outcomes, w.retryPolicy(now))
-	if berr != nil {
+	b, err := w.exec.runCall(ctx, p, grant, j, guard, now)
+	if errors.Is(err, errNotRun) {
 		return nil, nil, false
 	}
-	b.Unparked = nil // never parked: there is no parked entry to drop
-	b.Guard = guard
-	if !w.keeper.Valid() {
-		return nil, nil, false
-	}
-	if err := w.commitObserved(ctx, p, grant, b); err != nil {
+	if err != nil {
 		w.states.forget(ref)
-		if isFenced(err) {
-			w.fenced.Add(1)
-			w.grants.drop(p, grant)
-		}
 		if !errors.Is(err, store.ErrBusy) && !isFenced(err) {
 			w.log.Warn("direct call: commit failed; taking the queue", "job", j.ID, "partition", p, "err", err)
 		}
@@ -81,9 +66,8 @@ func (a *API) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *wo
 	} else {
 		w.states.put(ref, grant, guard.State, guard.HasState)
 	}
-	w.committedBatch(p, []store.Job{j}, b)
 	if slices.Contains(b.Done, j.ID) || len(b.Dead) > 0 {
-		r := <-done // committedBatch has just sent it
+		r := <-done // the commit has just sent it
 		return &workerpb.CallResponse{Id: j.ID, Result: r, ServedBy: w.cfg.ID}, nil, true
 	}
 	// Parked for a retry: the executor runs it when due.

@@ -62,7 +62,7 @@ func (w *Worker) health(ctx context.Context) (discovery.Status, string) {
 	case stepConsulOut:
 		critical("Consul did not take check updates for longer than the check TTL; stepped down")
 	}
-	if stall := time.Since(time.Unix(0, w.lastLoop.Load())); stall > w.cfg.CheckTTL {
+	if stall := time.Since(w.exec.lastRound()); stall > w.cfg.CheckTTL {
 		critical(fmt.Sprintf("job loop stalled for %v", stall.Round(time.Millisecond)))
 	}
 
@@ -109,7 +109,7 @@ func (w *Worker) health(ctx context.Context) (discovery.Status, string) {
 	}
 
 	out := fmt.Sprintf("%s; owns %d partitions; %s; %s; committed %d, fenced %d; claims: %d takeovers from dead holders, %d handoffs",
-		lease, len(owned), lag, plugins, w.committed.Load(), w.fenced.Load(), w.own.stats.takeovers.Load(), w.own.stats.handoffs.Load())
+		lease, len(owned), lag, plugins, w.exec.committed.Load(), w.exec.fenced.Load(), w.own.stats.takeovers.Load(), w.own.stats.handoffs.Load())
 	if len(problems) > 0 {
 		out = strings.Join(problems, "; ") + " | " + out
 	}

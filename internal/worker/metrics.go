@@ -3,14 +3,11 @@ package worker
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/discovery"
-	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
 // Version is the worker's release, shown in Consul service meta. Set it at
@@ -43,6 +40,7 @@ func (w *Worker) ServeMetrics(addr string) (*metrics.Server, error) {
 		return nil, err
 	}
 	w.metrics = &workerMetrics{m: m, addr: metrics.AdvertiseAddr(srv.Addr(), host)}
+	w.exec.metrics = w.metrics
 	// Count membership snapshots by wrapping the registry, not by editing
 	// the membership loop.
 	w.registry = countingRegistry{registryAPI: w.registry, m: w.metrics}
@@ -63,7 +61,7 @@ func (w *Worker) MetricsAddr() string {
 // scrape time.
 func (w *Worker) metricsSource() metrics.Source {
 	src := metrics.Source{
-		Fenced:          w.fenced.Load,
+		Fenced:          w.exec.fenced.Load,
 		Moves:           w.own.stats.moves.Load,
 		PartitionsOwned: func() int { return len(w.grants.snapshot()) },
 		LeaseRemaining:  w.keeper.Remaining,
@@ -127,17 +125,6 @@ func (w *Worker) serviceTags() []string {
 	return []string{"corral-worker"}
 }
 
-// commitObserved is CommitBatch, timed.
-func (w *Worker) commitObserved(ctx context.Context, p int, grant lease.Grant, b *store.Batch) error {
-	if w.metrics == nil {
-		return w.store.CommitBatch(ctx, p, grant, b)
-	}
-	start := time.Now()
-	err := w.store.CommitBatch(ctx, p, grant, b)
-	w.metrics.m.ObserveCommit(time.Since(start))
-	return err
-}
-
 // observeBatch counts a committed batch's outcomes per handler.
 func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	if m == nil {
@@ -168,17 +155,6 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	for h, n := range count {
 		m.m.DeadLettered(h, n)
 	}
-}
-
-// handleObserved is the batched plugin call, timed.
-func (w *Worker) handleObserved(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
-	if w.metrics == nil {
-		return w.handlers.Handle(ctx, req)
-	}
-	start := time.Now()
-	resp, err := w.handlers.Handle(ctx, req)
-	w.metrics.m.ObserveHandlerCall(time.Since(start))
-	return resp, err
 }
 
 // registryAPI lets countingRegistry embed the interface under another name.

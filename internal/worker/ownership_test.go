@@ -103,7 +103,7 @@ func TestOwnershipDrainAndStop(t *testing.T) {
 	if st, out := w1.health(ctx); st != discovery.StatusCritical {
 		t.Fatalf("drained worker's check is %s (%s), want critical", st, out)
 	}
-	if w1.fenced.Load()+w2.fenced.Load() != 0 {
+	if w1.exec.fenced.Load()+w2.exec.fenced.Load() != 0 {
 		t.Fatal("a graceful drain fenced a commit")
 	}
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/breaker"
@@ -65,10 +64,8 @@ type Worker struct {
 
 	relayReq chan int // partitions with fresh outbox entries
 
-	lastLoop  atomic.Int64 // unix nanos of the last executor round
-	committed atomic.Int64
-	fenced    atomic.Int64
-	metrics   *workerMetrics // nil unless ServeMetrics was called
+	exec    *executor      // runs the owned partitions' batches
+	metrics *workerMetrics // nil unless ServeMetrics was called
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -100,13 +97,15 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	log := logger.With("worker", cfg.ID)
 	g := newGrants()
 	view := newMembership(cfg, log)
-	return &Worker{
+	w := &Worker{
 		cfg: cfg, log: log, rdb: rdb,
 		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
 		peers: client.NewPool(breakers), retryBudget: breaker.DefaultBudget(),
 		grants: g, view: view, own: newOwnership(cfg, log, redisClaims{rdb}, keeper, g, view),
 		relayReq: make(chan int, 1024),
-	}, nil
+	}
+	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
+	return w, nil
 }
 
 // Start checks the cluster's partition count, takes the lease, registers in
@@ -119,9 +118,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.store.EnsurePartitions(ctx); err != nil {
 		return err
 	}
-	w.lastLoop.Store(time.Now().UnixNano())
+	w.exec.lastLoop.Store(time.Now().UnixNano())
 	w.keeper.RenewOnlyWhile(func() bool {
-		return time.Since(time.Unix(0, w.lastLoop.Load())) < w.cfg.StallTimeout
+		return time.Since(w.exec.lastRound()) < w.cfg.StallTimeout
 	})
 	if err := w.keeper.Start(ctx); err != nil {
 		return err
@@ -140,10 +139,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.own.noteConsul(true)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.cancel = cancel
-	w.lastLoop.Store(time.Now().UnixNano())
+	w.exec.lastLoop.Store(time.Now().UnixNano())
 	w.goLoop(func() { w.own.watchMembers(w.registry.Watch(runCtx)) })
 	w.goLoop(func() { w.own.run(runCtx) })
-	w.goLoop(func() { w.executorLoop(runCtx) })
+	w.goLoop(func() { w.exec.run(runCtx) })
 	w.goLoop(func() { w.relayLoop(runCtx) })
 	w.goLoop(func() { w.healthLoop(runCtx) })
 	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.Ring.Partitions, "token", w.keeper.Token())
@@ -182,17 +181,26 @@ func (w *Worker) Stop() {
 		w.keeper.Stop()
 		<-dereg
 		w.peers.Close()
-		w.log.Info("worker stopped", "committed", w.committed.Load(), "fenced", w.fenced.Load())
+		w.log.Info("worker stopped", "committed", w.exec.committed.Load(), "fenced", w.exec.fenced.Load())
 	})
 }
 
 func (w *Worker) partitionOf(key string) int { return sharding.PartitionOf(key, w.cfg.Ring.Partitions) }
 
-func (w *Worker) maxAttempts(handler string) int {
-	if h, ok := w.handlers.Handlers()[handler]; ok && h.MaxAttempts > 0 {
-		return h.MaxAttempts
-	}
-	return w.cfg.MaxAttempts
-}
-
 func isFenced(err error) bool { return errors.Is(err, lease.ErrFenced) }
+
+// statesWritten drops the cached states a queue commit wrote.
+func (w *Worker) statesWritten(writes []store.StateWrite) { w.states.committed(writes) }
+
+// committed follows every commit of partition p: it wakes the Calls and
+// result waiters of the jobs finished, and asks the relay to move the
+// emitted jobs.
+func (w *Worker) committed(p int, _ []store.Job, b *store.Batch) {
+	w.calls.committed(b)
+	if len(b.Emits) > 0 {
+		select {
+		case w.relayReq <- p:
+		default:
+		}
+	}
+}
