@@ -55,16 +55,11 @@ type Worker struct {
 	view   *membership // members, their addresses and the ring
 	own    *ownership  // claims and releases
 
-	calls callWaiters
-	// direct serializes direct calls per partition (by p mod its size),
-	// so two on one key do not run on the same state and refuse each other.
-	direct      [64]sync.Mutex
-	states      stateCache // entity states of recent direct calls
-	retryBudget *breaker.Budget
-
 	relayReq chan int // partitions with fresh outbox entries
 
 	exec    *executor      // runs the owned partitions' batches
+	intake  *jobIntake     // validates and enqueues submitted jobs
+	router  *callRouter    // routes Calls to their owner
 	metrics *workerMetrics // nil unless ServeMetrics was called
 
 	cancel   context.CancelFunc
@@ -100,11 +95,14 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	w := &Worker{
 		cfg: cfg, log: log, rdb: rdb,
 		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
-		peers: client.NewPool(breakers), retryBudget: breaker.DefaultBudget(),
+		peers:  client.NewPool(breakers),
 		grants: g, view: view, own: newOwnership(cfg, log, redisClaims{rdb}, keeper, g, view),
 		relayReq: make(chan int, 1024),
 	}
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
+	w.intake = &jobIntake{cfg: cfg, store: w.store, plugins: handlers}
+	w.router = &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: w.peers, budget: breaker.DefaultBudget(),
+		holders: redisClaims{rdb}, exec: w.exec, store: w.store, intake: w.intake}
 	return w, nil
 }
 
@@ -190,13 +188,13 @@ func (w *Worker) partitionOf(key string) int { return sharding.PartitionOf(key, 
 func isFenced(err error) bool { return errors.Is(err, lease.ErrFenced) }
 
 // statesWritten drops the cached states a queue commit wrote.
-func (w *Worker) statesWritten(writes []store.StateWrite) { w.states.committed(writes) }
+func (w *Worker) statesWritten(writes []store.StateWrite) { w.router.direct.states.committed(writes) }
 
 // committed follows every commit of partition p: it wakes the Calls and
 // result waiters of the jobs finished, and asks the relay to move the
 // emitted jobs.
 func (w *Worker) committed(p int, _ []store.Job, b *store.Batch) {
-	w.calls.committed(b)
+	w.router.calls.committed(b)
 	if len(b.Emits) > 0 {
 		select {
 		case w.relayReq <- p:
