@@ -14,7 +14,7 @@ import (
 // their rings and claim at once. Stop it afterwards; draining is one-way.
 func (w *Worker) Drain(ctx context.Context) int {
 	n := w.own.drain(ctx, func(ctx context.Context) {
-		_, output := w.health(ctx)
+		_, output := w.health.check(ctx)
 		if err := w.registry.SetHealth(ctx, discovery.StatusCritical, output); err != nil {
 			w.log.Warn("drain: cannot mark the Consul check critical", "err", err)
 		}

@@ -75,6 +75,9 @@ func newExecutor(cfg Config, log *slog.Logger, st batchStore, plugins pluginCall
 // returned): a loop stuck longer than the stall timeout lets the lease go.
 func (e *executor) lastRound() time.Time { return time.Unix(0, e.lastLoop.Load()) }
 
+// counts says how many jobs committed and how many commits were fenced.
+func (e *executor) counts() (committed, fenced int64) { return e.committed.Load(), e.fenced.Load() }
+
 // releaseMax is how many due delayed jobs a partition releases per round.
 const releaseMax = 1024
 

@@ -41,6 +41,7 @@ func (w *Worker) ServeMetrics(addr string) (*metrics.Server, error) {
 	}
 	w.metrics = &workerMetrics{m: m, addr: metrics.AdvertiseAddr(srv.Addr(), host)}
 	w.exec.metrics = w.metrics
+	w.relay.metrics = w.metrics
 	// Count membership snapshots by wrapping the registry, not by editing
 	// the membership loop.
 	w.registry = countingRegistry{registryAPI: w.registry, m: w.metrics}

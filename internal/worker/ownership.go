@@ -98,6 +98,12 @@ func newOwnership(cfg Config, log *slog.Logger, claims claimStore, lh leaseHolde
 		kick: make(chan struct{}, 1), consul: consulState{clock: time.Now()}}
 }
 
+// claimCounts says how many partitions were taken over from dead holders
+// and how many were handed over by live ones.
+func (o *ownership) claimCounts() (takeovers, handoffs int64) {
+	return o.stats.takeovers.Load(), o.stats.handoffs.Load()
+}
+
 // sweepEvery is how often a worker reads every partition's owner key to
 // release those that name it but that it does not process (a claim whose
 // reply was lost, a release that failed).

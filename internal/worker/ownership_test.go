@@ -100,7 +100,7 @@ func TestOwnershipDrainAndStop(t *testing.T) {
 	began := time.Now()
 	waitFor("w2 to hold everything", func(h map[string]int) bool { return h["w2"] == all })
 	t.Logf("after the drain w2 held every partition within %v", time.Since(began).Round(time.Millisecond))
-	if st, out := w1.health(ctx); st != discovery.StatusCritical {
+	if st, out := w1.health.check(ctx); st != discovery.StatusCritical {
 		t.Fatalf("drained worker's check is %s (%s), want critical", st, out)
 	}
 	if w1.exec.fenced.Load()+w2.exec.fenced.Load() != 0 {

@@ -55,11 +55,11 @@ type Worker struct {
 	view   *membership // members, their addresses and the ring
 	own    *ownership  // claims and releases
 
-	relayReq chan int // partitions with fresh outbox entries
-
 	exec    *executor      // runs the owned partitions' batches
 	intake  *jobIntake     // validates and enqueues submitted jobs
 	router  *callRouter    // routes Calls to their owner
+	relay   *relay         // moves emitted jobs to their partitions
+	health  *health        // the Consul check
 	metrics *workerMetrics // nil unless ServeMetrics was called
 
 	cancel   context.CancelFunc
@@ -97,9 +97,11 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
 		peers:  client.NewPool(breakers),
 		grants: g, view: view, own: newOwnership(cfg, log, redisClaims{rdb}, keeper, g, view),
-		relayReq: make(chan int, 1024),
 	}
+	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
+	w.health = &health{cfg: cfg, log: log, registry: registry, lease: keeper, own: w.own, grants: g,
+		store: w.store, plugins: handlers, work: w.exec}
 	w.intake = &jobIntake{cfg: cfg, store: w.store, plugins: handlers}
 	w.router = &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: w.peers, budget: breaker.DefaultBudget(),
 		holders: redisClaims{rdb}, exec: w.exec, store: w.store, intake: w.intake}
@@ -141,8 +143,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.goLoop(func() { w.own.watchMembers(w.registry.Watch(runCtx)) })
 	w.goLoop(func() { w.own.run(runCtx) })
 	w.goLoop(func() { w.exec.run(runCtx) })
-	w.goLoop(func() { w.relayLoop(runCtx) })
-	w.goLoop(func() { w.healthLoop(runCtx) })
+	w.goLoop(func() { w.relay.run(runCtx) })
+	w.goLoop(func() { w.health.run(runCtx) })
 	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.Ring.Partitions, "token", w.keeper.Token())
 	return nil
 }
@@ -196,9 +198,6 @@ func (w *Worker) statesWritten(writes []store.StateWrite) { w.router.direct.stat
 func (w *Worker) committed(p int, _ []store.Job, b *store.Batch) {
 	w.router.calls.committed(b)
 	if len(b.Emits) > 0 {
-		select {
-		case w.relayReq <- p:
-		default:
-		}
+		w.relay.kick(p)
 	}
 }
