@@ -21,23 +21,22 @@ type workerMetrics struct {
 	addr string // advertised /metrics address, for Consul meta
 }
 
-// ServeMetrics builds the worker's collectors, serves them on addr
+// serveMetrics builds the worker's collectors, serves them on addr
 // (host:port, port 0 for a free one) and records the address so Start
-// publishes it in the service meta "metrics". Call it before Start; stop
-// the returned server after Stop.
-func (w *Worker) ServeMetrics(addr string) (*metrics.Server, error) {
+// publishes it in the service meta "metrics". Stop stops the server.
+func (w *Worker) serveMetrics(addr string) error {
 	if w.metrics != nil {
-		return nil, fmt.Errorf("worker: metrics already served on %s", w.metrics.addr)
+		return fmt.Errorf("worker: metrics already served on %s", w.metrics.addr)
 	}
 	m := metrics.NewWorker(w.cfg.ID, w.metricsSource())
 	srv, err := metrics.Listen(addr, m.Registry(), w.log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	host, _, err := splitHostPort(w.cfg.Advertise)
 	if err != nil {
 		srv.Stop()
-		return nil, err
+		return err
 	}
 	w.metrics = &workerMetrics{m: m, addr: metrics.AdvertiseAddr(srv.Addr(), host)}
 	w.exec.metrics = w.metrics
@@ -46,8 +45,9 @@ func (w *Worker) ServeMetrics(addr string) (*metrics.Server, error) {
 	// the membership loop.
 	w.registry = countingRegistry{registryAPI: w.registry, m: w.metrics}
 	srv.Start()
+	w.life.metrics = srv
 	w.log.Info("serving metrics", "addr", srv.Addr(), "advertised", w.metrics.addr)
-	return srv, nil
+	return nil
 }
 
 // MetricsAddr is the advertised /metrics address, "" when not served.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/corralhq/corral/breaker"
@@ -62,9 +61,7 @@ type Worker struct {
 	health  *health        // the Consul check
 	metrics *workerMetrics // nil unless ServeMetrics was called
 
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	stopOnce sync.Once
+	life lifecycle // what Start started, for Stop
 }
 
 // New wires a worker. It does not touch the network until Start.
@@ -106,83 +103,6 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	w.router = &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: w.peers, budget: breaker.DefaultBudget(),
 		holders: redisClaims{rdb}, exec: w.exec, store: w.store, intake: w.intake}
 	return w, nil
-}
-
-// Start checks the cluster's partition count, takes the lease, registers in
-// Consul and starts the loops. The gRPC API is served by the caller (see
-// API) so it can choose the listener.
-func (w *Worker) Start(ctx context.Context) error {
-	if err := w.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("worker: cannot reach Redis: %w", err)
-	}
-	if err := w.store.EnsurePartitions(ctx); err != nil {
-		return err
-	}
-	w.exec.lastLoop.Store(time.Now().UnixNano())
-	w.keeper.RenewOnlyWhile(func() bool {
-		return time.Since(w.exec.lastRound()) < w.cfg.StallTimeout
-	})
-	if err := w.keeper.Start(ctx); err != nil {
-		return err
-	}
-	host, port, err := splitHostPort(w.cfg.Advertise)
-	if err != nil {
-		return err
-	}
-	reg := discovery.Registration{ID: w.cfg.ID, Address: host, Port: port, CheckTTL: w.cfg.CheckTTL,
-		Meta: w.serviceMeta(), Tags: w.serviceTags()}
-	reg.Meta[metaLease] = w.keeper.Token()
-	if err := w.registry.Register(ctx, reg); err != nil {
-		w.keeper.Stop()
-		return fmt.Errorf("worker: register in Consul: %w", err)
-	}
-	w.own.noteConsul(true)
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w.cancel = cancel
-	w.exec.lastLoop.Store(time.Now().UnixNano())
-	w.goLoop(func() { w.own.watchMembers(w.registry.Watch(runCtx)) })
-	w.goLoop(func() { w.own.run(runCtx) })
-	w.goLoop(func() { w.exec.run(runCtx) })
-	w.goLoop(func() { w.relay.run(runCtx) })
-	w.goLoop(func() { w.health.run(runCtx) })
-	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.Ring.Partitions, "token", w.keeper.Token())
-	return nil
-}
-
-func (w *Worker) goLoop(f func()) {
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		f()
-	}()
-}
-
-// Stop hands off gracefully: it stops the loops (an in-flight batch
-// finishes or is abandoned uncommitted), leaves Consul meanwhile, releases
-// every partition and deletes the lease, which peers hear of through Redis
-// and claim at once. Safe to call twice.
-func (w *Worker) Stop() {
-	w.stopOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		w.own.draining.Store(true)
-		if w.cancel != nil {
-			w.cancel()
-		}
-		dereg := make(chan struct{})
-		go func() {
-			defer close(dereg)
-			if err := w.registry.Deregister(ctx); err != nil {
-				w.log.Warn("deregister from Consul failed", "err", err)
-			}
-		}()
-		w.wg.Wait()
-		w.own.releaseAll(ctx)
-		w.keeper.Stop()
-		<-dereg
-		w.peers.Close()
-		w.log.Info("worker stopped", "committed", w.exec.committed.Load(), "fenced", w.exec.fenced.Load())
-	})
 }
 
 func (w *Worker) partitionOf(key string) int { return sharding.PartitionOf(key, w.cfg.Ring.Partitions) }
