@@ -15,14 +15,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/corralhq/corral/api/workerpb"
-	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/cli"
 	"github.com/corralhq/corral/internal/worker"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
 )
 
 const usage = `Usage: worker [flags] --plugin PATH[@sha256=HEX] [--plugin ...]
@@ -177,10 +174,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := plugs.Start(ctx); err != nil {
+	registry, err := discovery.NewConsul(discovery.ConsulConfig{Address: *consulAddr, Token: *consulToken, Logger: logger})
+	if err != nil {
 		return err
 	}
-	defer plugs.Stop()
+	cfg.Listener, cfg.MetricsAddr = lis, *metricsAddr
+	w, err := worker.New(cfg, rdb, registry, plugs, logger)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	// SIGHUP: hot upgrade of the plugins; Reload logs what it did.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -190,35 +193,9 @@ func run() error {
 			_, _ = plugs.Reload(ctx)
 		}
 	}()
-
-	registry, err := discovery.NewConsul(discovery.ConsulConfig{Address: *consulAddr, Token: *consulToken, Logger: logger})
-	if err != nil {
-		return err
-	}
-	w, err := worker.New(cfg, rdb, registry, plugs, logger)
-	if err != nil {
-		return err
-	}
-	if *metricsAddr != "" {
-		msrv, err := w.ServeMetrics(*metricsAddr)
-		if err != nil {
-			return err
-		}
-		defer msrv.Stop()
-	}
-	// Serve before registering, so peers that see us in Consul can call.
-	srv := grpc.NewServer(append(client.ServerOptions(), grpc.MaxRecvMsgSize(client.MaxMessageBytes), grpc.MaxSendMsgSize(client.MaxMessageBytes))...)
-	workerpb.RegisterWorkerServer(srv, w.API())
-	go func() {
-		if err := srv.Serve(lis); err != nil {
-			logger.Error("gRPC server stopped", "err", err)
-		}
-	}()
-	defer srv.Stop()
-	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = w.Start(startCtx)
-	cancel()
-	if err != nil {
+	// Start runs the plugins, /metrics, the gRPC API and the job loops;
+	// Stop hands the partitions off and stops them all.
+	if err := w.Start(ctx); err != nil {
 		return err
 	}
 	<-ctx.Done()

@@ -94,7 +94,7 @@ func (a *API) Status(ctx context.Context, req *workerpb.StatusRequest) (*workerp
 }
 
 func (w *Worker) memberStatus(ctx context.Context) (*workerpb.MemberStatus, error) {
-	owned := w.ownedSnapshot()
+	owned := w.grants.snapshot()
 	parts := make([]int, 0, len(owned))
 	for p := range owned {
 		parts = append(parts, p)
@@ -105,7 +105,7 @@ func (w *Worker) memberStatus(ctx context.Context) (*workerpb.MemberStatus, erro
 		return nil, err
 	}
 	ms := &workerpb.MemberStatus{Id: w.cfg.ID, Address: w.cfg.Advertise, Plugins: w.handlers.Plugins(),
-		Committed: w.committed.Load(), Fenced: w.fenced.Load(), Breakers: w.breakerStates()}
+		Committed: w.exec.committed.Load(), Fenced: w.exec.fenced.Load(), Breakers: w.breakerStates()}
 	ms.Draining = w.own.draining.Load()
 	ms.LeaseRemainingMs = max(w.keeper.Remaining(), 0).Milliseconds()
 	if d, ok := w.handlers.(interface{ Degraded() (bool, string) }); ok {

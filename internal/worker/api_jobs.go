@@ -11,15 +11,41 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
+	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
+// jobStore is what the intake needs of the job store.
+type jobStore interface {
+	Enqueue(ctx context.Context, jobs []store.Job) ([]store.EnqueueResult, error)
+	StatusesIn(ctx context.Context, ids []string, partitions []int) ([]store.JobStatus, error)
+}
+
+// jobIntake validates and enqueues submitted jobs, and reads their
+// results.
+type jobIntake struct {
+	cfg     Config
+	store   jobStore
+	plugins interface {
+		Handlers() map[string]host.HandlerInfo
+	}
+}
+
+func (ji *jobIntake) handlers() map[string]host.HandlerInfo { return ji.plugins.Handlers() }
+
+func (ji *jobIntake) partitionOf(key string) int {
+	return sharding.PartitionOf(key, ji.cfg.Ring.Partitions)
+}
+
 // Submit validates every job and enqueues the valid ones in one pipeline.
 // A rejected job gets its reason and nothing is written for it.
 func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error) {
-	w := a.w
-	handlers := w.handlers.Handlers()
+	return a.w.intake.submit(ctx, req)
+}
+
+func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error) {
+	handlers := ji.plugins.Handlers()
 	now := time.Now()
 	n := len(req.Jobs)
 	// One allocation for all results and one for all store jobs: a file
@@ -35,18 +61,18 @@ func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerp
 		if res.Id == "" {
 			res.Id = newJobID(now)
 		}
-		if err := w.validate(in, res.Id, handlers); err != nil {
+		if err := ji.validate(in, res.Id, handlers); err != nil {
 			res.Error = err.Error()
 			continue
 		}
-		p := w.partitionOf(in.Key)
+		p := ji.partitionOf(in.Key)
 		res.Partition = int32(p)
 		jobs = append(jobs, store.Job{ID: res.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload,
 			Attempt: 1, SubmittedAt: now.UnixMilli(), NotBefore: in.NotBeforeMs, MaxAttempts: int(in.MaxAttempts),
 			TimeoutMs: in.TimeoutMs, Partition: p})
 		slots = append(slots, i)
 	}
-	enq, err := w.store.Enqueue(ctx, jobs)
+	enq, err := ji.store.Enqueue(ctx, jobs)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "enqueue: %v", err)
 	}
@@ -69,7 +95,7 @@ func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerp
 	return &workerpb.SubmitResponse{Results: results}, nil
 }
 
-func (w *Worker) validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error {
+func (ji *jobIntake) validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error {
 	if err := validateID(id); err != nil {
 		return err
 	}
@@ -85,10 +111,10 @@ func (w *Worker) validate(j *workerpb.Job, id string, handlers map[string]host.H
 	if err := validateKey(j.Key); err != nil {
 		return err
 	}
-	if err := checkPayload(j.Payload, w.cfg.MaxPayloadBytes, shapeOf(h.PayloadShape)); err != nil {
+	if err := checkPayload(j.Payload, ji.cfg.MaxPayloadBytes, shapeOf(h.PayloadShape)); err != nil {
 		return err
 	}
-	return validateOptions(j.MaxAttempts, j.TimeoutMs, w.cfg.MaxAttemptsLimit, h.Timeout)
+	return validateOptions(j.MaxAttempts, j.TimeoutMs, ji.cfg.MaxAttemptsLimit, h.Timeout)
 }
 
 // resultPoll is how often GetResult re-reads jobs it waits for.
@@ -102,27 +128,27 @@ func (a *API) GetResult(ctx context.Context, req *workerpb.GetResultRequest) (*w
 			return nil, status.Errorf(codes.InvalidArgument, "job id %q: %v", id, err)
 		}
 	}
-	return a.w.results(ctx, req.Ids, nil, time.Duration(req.WaitMs)*time.Millisecond)
+	return a.w.intake.results(ctx, req.Ids, nil, time.Duration(req.WaitMs)*time.Millisecond)
 }
 
 // results reads jobs' status and results, waiting up to wait for the
 // unfinished ones. keys, when given, are the jobs' keys: each is read in its
 // own partition only, instead of in every partition (for Call, which knows
 // its job's key).
-func (w *Worker) results(ctx context.Context, ids, keys []string, wait time.Duration) (*workerpb.GetResultResponse, error) {
+func (ji *jobIntake) results(ctx context.Context, ids, keys []string, wait time.Duration) (*workerpb.GetResultResponse, error) {
 	var parts []int
 	if keys != nil {
 		parts = make([]int, len(ids))
 		for i := range ids {
 			parts[i] = -1
 			if i < len(keys) && keys[i] != "" {
-				parts[i] = w.partitionOf(keys[i])
+				parts[i] = ji.partitionOf(keys[i])
 			}
 		}
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		sts, err := w.store.StatusesIn(ctx, ids, parts)
+		sts, err := ji.store.StatusesIn(ctx, ids, parts)
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "%v", err)
 		}

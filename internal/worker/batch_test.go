@@ -120,7 +120,7 @@ func (s staticHandlers) Handlers() map[string]host.HandlerInfo { return s.hs }
 // its max attempts replace the handler's.
 func TestJobLimits(t *testing.T) {
 	t.Parallel()
-	w := &Worker{cfg: DefaultConfig(), handlers: staticHandlers{hs: map[string]host.HandlerInfo{
+	w := &executor{cfg: DefaultConfig(), plugins: staticHandlers{hs: map[string]host.HandlerInfo{
 		"a.slow": {Timeout: 5 * time.Second, MaxAttempts: 7},
 		"a.open": {},
 	}}}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins/host"
+	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -26,6 +29,67 @@ var ErrNotOwner = errors.New("not the owner of the partition")
 // committed by another worker (the durable path) or a missed wake-up.
 const callPoll = 10 * time.Millisecond
 
+// callRouter routes a Call to the owner of its key's partition: run here
+// at once when this worker owns it (the direct path), forwarded to the
+// owner through its breaker otherwise, and through the durable queue when
+// neither works.
+type callRouter struct {
+	cfg    Config
+	log    *slog.Logger
+	grants interface {
+		grantOf(p int) (lease.Grant, bool)
+	}
+	view    ringView
+	peers   peerCaller
+	budget  *breaker.Budget // bounds the second forward, to the holder Redis names
+	holders interface {
+		Holders(ctx context.Context, parts []int) (map[int]string, error)
+	}
+	exec   callRunner
+	store  callStore
+	intake callIntake
+	calls  callWaiters // Calls waiting on this worker for their job's commit
+	direct directPath
+}
+
+// ringView is the cluster as the router sees it.
+type ringView interface {
+	current() *sharding.Ring
+	addressOf(id string) string
+}
+
+// peerCaller calls another worker through its breaker (client.Pool).
+type peerCaller interface {
+	Call(ctx context.Context, addr string, fn func(ctx context.Context, c workerpb.WorkerClient) error) error
+}
+
+// callRunner runs a Call's job here and commits it (the executor).
+type callRunner interface {
+	runCall(ctx context.Context, p int, grant lease.Grant, j store.Job, guard *store.Guard, now time.Time) (*store.Batch, error)
+}
+
+// callStore is what the direct path needs of the job store.
+type callStore interface {
+	ViewForCall(ctx context.Context, job store.Job, entity string) (*store.Guard, error)
+	ReserveID(ctx context.Context, job store.Job) error
+}
+
+// callIntake enqueues a Call that takes the queue, and reads its result.
+type callIntake interface {
+	submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error)
+	results(ctx context.Context, ids, keys []string, wait time.Duration) (*workerpb.GetResultResponse, error)
+	validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error
+	handlers() map[string]host.HandlerInfo
+}
+
+// directPath is what the direct path keeps between calls.
+type directPath struct {
+	// mu serializes direct calls per partition (by p mod its size), so
+	// two on one key do not run on the same state and refuse each other.
+	mu     [64]sync.Mutex
+	states stateCache // entity states of recent direct calls
+}
+
 // Call runs one job on the owner of its key's partition and returns its
 // result. The owner runs it at once when no job of its key is queued
 // (callDirect), else through the partition's queue, so it runs in order
@@ -35,7 +99,10 @@ const callPoll = 10 * time.Millisecond
 // enqueued from here and its result awaited until the deadline: a Call
 // accepted is never lost, and its id makes every path apply it once.
 func (a *API) Call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.CallResponse, error) {
-	w := a.w
+	return a.w.router.call(ctx, req)
+}
+
+func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.CallResponse, error) {
 	if req.Job == nil {
 		return nil, status.Error(codes.InvalidArgument, "call: no job")
 	}
@@ -53,57 +120,49 @@ func (a *API) Call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.Ca
 	if err := validateKey(job.Key); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	p := w.partitionOf(job.Key)
-	if w.owns(p) {
-		if resp, err, ok := a.callDirect(ctx, job, p); ok {
+	p := sharding.PartitionOf(job.Key, rt.cfg.Ring.Partitions)
+	if _, owned := rt.grants.grantOf(p); owned {
+		if resp, err, ok := rt.callDirect(ctx, job, p); ok {
 			return resp, err
 		}
-		return a.callHere(ctx, job, false)
+		return rt.callHere(ctx, job, false)
 	}
 	if req.Forwarded {
-		return nil, status.Errorf(codes.FailedPrecondition, "%v %d (worker %s)", ErrNotOwner, p, w.cfg.ID)
+		return nil, status.Errorf(codes.FailedPrecondition, "%v %d (worker %s)", ErrNotOwner, p, rt.cfg.ID)
 	}
-	if resp, err, done := a.callOwner(ctx, job, p); done {
+	if resp, err, done := rt.callOwner(ctx, job, p); done {
 		return resp, err
 	}
-	return a.callHere(ctx, job, true)
-}
-
-func (w *Worker) owns(p int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, ok := w.owned[p]
-	return ok
+	return rt.callHere(ctx, job, true)
 }
 
 // callOwner forwards to the owner the ring names, and once more to the
 // holder Redis names if the first answered "not the owner". done is false
 // when the caller should fall back to the durable path.
-func (a *API) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *workerpb.CallResponse, err error, done bool) {
-	w := a.w
-	ring := w.ring.Load()
+func (rt *callRouter) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *workerpb.CallResponse, err error, done bool) {
+	ring := rt.view.current()
 	if ring == nil {
 		return nil, nil, false
 	}
 	owner := ring.OwnerOf(p)
-	addr := w.addressOf(owner)
-	if owner == "" || owner == w.cfg.ID || addr == "" {
+	addr := rt.view.addressOf(owner)
+	if owner == "" || owner == rt.cfg.ID || addr == "" {
 		return nil, nil, false
 	}
-	w.retryBudget.Called()
-	resp, err = w.forward(ctx, addr, job)
+	rt.budget.Called()
+	resp, err = rt.forward(ctx, addr, job)
 	if err == nil {
 		return resp, nil, true
 	}
-	if status.Code(err) == codes.FailedPrecondition && w.retryBudget.TryRetry() {
-		h, herr := lease.HolderOf(ctx, w.rdb, p)
-		if herr == nil && h.Token != "" {
-			id, _, _ := strings.Cut(h.Token, "~")
-			if id == w.cfg.ID {
+	if status.Code(err) == codes.FailedPrecondition && rt.budget.TryRetry() {
+		h, herr := rt.holders.Holders(ctx, []int{p})
+		if herr == nil && h[p] != "" {
+			id := lease.WorkerID(h[p])
+			if id == rt.cfg.ID {
 				return nil, nil, false // claimed here meanwhile: run it here
 			}
-			if addr2 := w.addressOf(id); addr2 != "" && addr2 != addr {
-				if resp, err = w.forward(ctx, addr2, job); err == nil {
+			if addr2 := rt.view.addressOf(id); addr2 != "" && addr2 != addr {
+				if resp, err = rt.forward(ctx, addr2, job); err == nil {
 					return resp, nil, true
 				}
 			}
@@ -112,14 +171,14 @@ func (a *API) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *wo
 	if !client.PeerFault(err) && status.Code(err) != codes.FailedPrecondition {
 		return nil, err, true // the request itself is wrong: falling back would not help
 	}
-	w.log.Debug("call: owner unreachable; taking the durable path", "job", job.Id, "partition", p, "owner", owner, "err", err)
+	rt.log.Debug("call: owner unreachable; taking the durable path", "job", job.Id, "partition", p, "owner", owner, "err", err)
 	return nil, nil, false
 }
 
 // forward calls the owner through its breaker. It leaves the caller half
 // of its remaining time, so a slow owner still leaves room for the
 // durable fallback.
-func (w *Worker) forward(ctx context.Context, addr string, job *workerpb.Job) (*workerpb.CallResponse, error) {
+func (rt *callRouter) forward(ctx context.Context, addr string, job *workerpb.Job) (*workerpb.CallResponse, error) {
 	fctx := ctx
 	var remaining time.Duration
 	if dl, ok := ctx.Deadline(); ok {
@@ -129,7 +188,7 @@ func (w *Worker) forward(ctx context.Context, addr string, job *workerpb.Job) (*
 		defer cancel()
 	}
 	var out *workerpb.CallResponse
-	err := w.peers.Call(fctx, addr, func(ctx context.Context, c workerpb.WorkerClient) error {
+	err := rt.peers.Call(fctx, addr, func(ctx context.Context, c workerpb.WorkerClient) error {
 		r, err := c.Call(ctx, &workerpb.CallRequest{Job: job, TimeoutMs: (remaining / 2).Milliseconds(), Forwarded: true})
 		out = r
 		return err
@@ -144,11 +203,10 @@ func (w *Worker) forward(ctx context.Context, addr string, job *workerpb.Job) (*
 // callHere enqueues the job through the normal submit path (validation,
 // dedup by id) and waits for it to finish: woken by the local commit when
 // this worker owns the partition, by polling its record otherwise.
-func (a *API) callHere(ctx context.Context, job *workerpb.Job, durable bool) (*workerpb.CallResponse, error) {
-	w := a.w
-	done, cancel := w.calls.wait(job.Id)
+func (rt *callRouter) callHere(ctx context.Context, job *workerpb.Job, durable bool) (*workerpb.CallResponse, error) {
+	done, cancel := rt.calls.wait(job.Id)
 	defer cancel()
-	sub, err := a.Submit(ctx, &workerpb.SubmitRequest{Jobs: []*workerpb.Job{job}})
+	sub, err := rt.intake.submit(ctx, &workerpb.SubmitRequest{Jobs: []*workerpb.Job{job}})
 	if err != nil {
 		return nil, err
 	}
@@ -163,16 +221,15 @@ func (a *API) callHere(ctx context.Context, job *workerpb.Job, durable bool) (*w
 		}
 		return nil, status.Error(codes.InvalidArgument, e)
 	}
-	return a.await(ctx, job, durable, done)
+	return rt.await(ctx, job, durable, done)
 }
 
 // await waits for a Call's job to finish: woken by done when this worker
 // commits it, by polling its record otherwise.
-func (a *API) await(ctx context.Context, job *workerpb.Job, durable bool, done <-chan *workerpb.JobResult) (*workerpb.CallResponse, error) {
-	w := a.w
+func (rt *callRouter) await(ctx context.Context, job *workerpb.Job, durable bool, done <-chan *workerpb.JobResult) (*workerpb.CallResponse, error) {
 	served := ""
 	if !durable {
-		served = w.cfg.ID
+		served = rt.cfg.ID
 	}
 	reply := func(r *workerpb.JobResult) *workerpb.CallResponse {
 		return &workerpb.CallResponse{Id: job.Id, Result: r, ServedBy: served, Durable: durable}
@@ -185,10 +242,10 @@ func (a *API) await(ctx context.Context, job *workerpb.Job, durable bool, done <
 			return reply(r), nil
 		case <-t.C:
 			// The key names the partition: one read, not one per partition.
-			got, err := w.results(ctx, []string{job.Id}, []string{job.Key}, 0)
+			got, err := rt.intake.results(ctx, []string{job.Id}, []string{job.Key}, 0)
 			if err != nil {
 				if ctx.Err() == nil {
-					w.log.Debug("call: reading result failed", "job", job.Id, "err", err)
+					rt.log.Debug("call: reading result failed", "job", job.Id, "err", err)
 				}
 				continue
 			}
@@ -268,16 +325,6 @@ func (c *callWaiters) committed(b *store.Batch) {
 		c.wake(d.Job.ID, &workerpb.JobResult{Id: d.Job.ID, State: workerpb.JobResult_DEAD, Error: d.Error, Attempts: int32(d.Job.Attempt)})
 	}
 }
-
-// addressOf is the gRPC address of a member, "" if it is not a healthy member.
-func (w *Worker) addressOf(id string) string {
-	if m := w.addrs.Load(); m != nil {
-		return (*m)[id]
-	}
-	return ""
-}
-
-func (w *Worker) setAddresses(members map[string]string) { w.addrs.Store(&members) }
 
 // breakerStates is this worker's view of its peers, for Status.
 func (w *Worker) breakerStates() map[string]string {

@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/corralhq/corral/breaker"
@@ -15,6 +16,14 @@ import (
 type Config struct {
 	ID        string // unique, stable name of this worker in Consul and on the ring
 	Advertise string // host:port others dial for the gRPC API
+
+	// Listener is where Start serves the gRPC API until Stop; nil serves
+	// nothing (the caller may serve API() itself).
+	Listener net.Listener
+	// MetricsAddr is where Start serves Prometheus /metrics (host:port,
+	// port 0 for a free one), published in Consul meta "metrics"; "" serves
+	// none.
+	MetricsAddr string
 
 	Ring    sharding.Config
 	Lease   lease.Config

@@ -13,19 +13,12 @@ import (
 // in-flight batch, releases, and deletes its lease so peers drop it from
 // their rings and claim at once. Stop it afterwards; draining is one-way.
 func (w *Worker) Drain(ctx context.Context) int {
-	w.own.draining.Store(true)
-	w.own.reconcileMu.Lock()
-	defer w.own.reconcileMu.Unlock()
-	_, output := w.health(ctx)
-	if err := w.registry.SetHealth(ctx, discovery.StatusCritical, output); err != nil {
-		w.log.Warn("drain: cannot mark the Consul check critical", "err", err)
-	}
-	n := w.releaseAll(ctx)
-	// No claims can follow: draining is set and the lease goes now.
-	w.keeper.Stop()
-	if _, output := w.health(ctx); w.registry.SetHealth(ctx, discovery.StatusCritical, output) != nil {
-		w.log.Warn("drain: cannot update the Consul check")
-	}
+	n := w.own.drain(ctx, func(ctx context.Context) {
+		_, output := w.health.check(ctx)
+		if err := w.registry.SetHealth(ctx, discovery.StatusCritical, output); err != nil {
+			w.log.Warn("drain: cannot mark the Consul check critical", "err", err)
+		}
+	})
 	w.log.Info("drained", "released", n)
 	return n
 }

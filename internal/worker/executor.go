@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/corralhq/corral/internal/lease"
@@ -10,6 +12,71 @@ import (
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
+
+// batchStore is what the executor needs of the job store.
+type batchStore interface {
+	Due(ctx context.Context, parts []int, now int64) (delayed, parked map[int]bool, err error)
+	ReleaseDue(ctx context.Context, p int, grant lease.Grant, now, max int64) (int, error)
+	Read(ctx context.Context, cursors map[int]string, count int64, block time.Duration) (map[int][]store.Job, error)
+	LoadParked(ctx context.Context, p int, now, maxKeys, maxWaiting int64) ([]store.KeyRun, error)
+	Load(ctx context.Context, p int, jobs []store.Job, entityOf func(handler string) string) (store.Snapshot, error)
+	LoadOptimistic(ctx context.Context, p int, jobs []store.Job, entityOf func(handler string) string) (store.Snapshot, error)
+	CommitBatch(ctx context.Context, p int, grant lease.Grant, b *store.Batch) error
+}
+
+// pluginCaller runs jobs on the handler plugins.
+type pluginCaller interface {
+	Handle(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error)
+	Handlers() map[string]host.HandlerInfo
+}
+
+// partitionGrants is what the executor needs of the grants table.
+type partitionGrants interface {
+	snapshot() map[int]lease.Grant
+	grantOf(p int) (lease.Grant, bool)
+	drop(p int, grant lease.Grant)
+	runBatch(p int, grant lease.Grant, f func()) bool
+}
+
+// commitObserver hears of every commit: the call router wakes its
+// waiters and keeps its state cache current, the relay moves emitted jobs.
+type commitObserver interface {
+	// statesWritten follows a queue commit's state writes.
+	statesWritten(writes []store.StateWrite)
+	// committed follows every commit, of a batch or of a direct call.
+	committed(p int, jobs []store.Job, b *store.Batch)
+}
+
+// executor is the partition executor: for every partition it owns it
+// reads the jobs, plans the batch, calls the plugin and commits under the
+// partition's grant; a fenced commit drops the partition.
+type executor struct {
+	cfg     Config
+	log     *slog.Logger
+	store   batchStore
+	plugins pluginCaller
+	grants  partitionGrants
+	lease   interface{ Valid() bool } // commits only while the lease is trusted
+	commits commitObserver
+	metrics *workerMetrics // nil: not measured
+
+	lastLoop  atomic.Int64 // unix nanos of the last executor round
+	committed atomic.Int64 // jobs done
+	fenced    atomic.Int64 // commits refused by the fence
+}
+
+func newExecutor(cfg Config, log *slog.Logger, st batchStore, plugins pluginCaller, g partitionGrants, lh interface{ Valid() bool }, commits commitObserver) *executor {
+	e := &executor{cfg: cfg, log: log, store: st, plugins: plugins, grants: g, lease: lh, commits: commits}
+	e.lastLoop.Store(time.Now().UnixNano())
+	return e
+}
+
+// lastRound is when the executor loop last turned (or a plugin call
+// returned): a loop stuck longer than the stall timeout lets the lease go.
+func (e *executor) lastRound() time.Time { return time.Unix(0, e.lastLoop.Load()) }
+
+// counts says how many jobs committed and how many commits were fenced.
+func (e *executor) counts() (committed, fenced int64) { return e.committed.Load(), e.fenced.Load() }
 
 // releaseMax is how many due delayed jobs a partition releases per round.
 const releaseMax = 1024
@@ -43,18 +110,18 @@ type batchDone struct {
 	ok  bool
 }
 
-// executorLoop keeps every owned partition's batches going: it reads the
+// run keeps every owned partition's batches going: it reads the
 // streams of the partitions with no batch in flight in one read (blocking
 // only when none is in flight), and processes each partition batch on its
 // own, with its due parked jobs, one plugin call (split only when it fails)
 // and one fenced commit. A partition is read again as soon as its batch
 // has committed, without waiting for the others', so a slow batch holds
 // back only its own partition.
-func (w *Worker) executorLoop(ctx context.Context) {
+func (e *executor) run(ctx context.Context) {
 	runs := map[int]*partitionRun{}
 	inflight := map[int]bool{}
 	done := make(chan batchDone, 256)
-	sem := make(chan struct{}, w.cfg.Parallel)
+	sem := make(chan struct{}, e.cfg.Parallel)
 	finish := func(d batchDone) {
 		delete(inflight, d.p)
 		r := d.run
@@ -72,7 +139,7 @@ func (w *Worker) executorLoop(ctx context.Context) {
 	}()
 	var lastDue time.Time
 	for ctx.Err() == nil {
-		w.lastLoop.Store(time.Now().UnixNano())
+		e.lastLoop.Store(time.Now().UnixNano())
 		for more := true; more; {
 			select {
 			case d := <-done:
@@ -81,7 +148,7 @@ func (w *Worker) executorLoop(ctx context.Context) {
 				more = false
 			}
 		}
-		owned := w.ownedSnapshot()
+		owned := e.grants.snapshot()
 		now := time.Now()
 		cursors := make(map[int]string, len(owned))
 		parts := make([]int, 0, len(owned))
@@ -106,40 +173,40 @@ func (w *Worker) executorLoop(ctx context.Context) {
 			}
 		}
 		if len(cursors) == 0 {
-			w.waitBatch(ctx, done, inflight, finish)
+			e.waitBatch(ctx, done, inflight, finish)
 			continue
 		}
 		var parked map[int]bool
 		if now.Sub(lastDue) >= dueEvery {
 			var delayed map[int]bool
 			var err error
-			delayed, parked, err = w.store.Due(ctx, parts, now.UnixMilli())
+			delayed, parked, err = e.store.Due(ctx, parts, now.UnixMilli())
 			if err != nil {
 				if ctx.Err() == nil {
-					w.log.Warn("looking for due jobs failed", "err", err)
-					sleep(ctx, w.cfg.ReadBlock)
+					e.log.Warn("looking for due jobs failed", "err", err)
+					sleep(ctx, e.cfg.ReadBlock)
 				}
 				continue
 			}
 			lastDue = now
 			for p := range delayed {
-				if _, err := w.store.ReleaseDue(ctx, p, runs[p].grant, now.UnixMilli(), releaseMax); err != nil {
+				if _, err := e.store.ReleaseDue(ctx, p, runs[p].grant, now.UnixMilli(), releaseMax); err != nil {
 					if isFenced(err) {
-						w.drop(p, runs[p].grant)
+						e.grants.drop(p, runs[p].grant)
 					}
-					w.log.Warn("releasing delayed jobs failed", "partition", p, "err", err)
+					e.log.Warn("releasing delayed jobs failed", "partition", p, "err", err)
 				}
 			}
 		}
-		block := w.cfg.ReadBlock
+		block := e.cfg.ReadBlock
 		if len(parked) > 0 || len(inflight) > 0 {
 			block = -1 // parked jobs are due, or batches end soon: do not wait
 		}
-		read, err := w.store.Read(ctx, cursors, w.cfg.BatchSize, block)
+		read, err := e.store.Read(ctx, cursors, e.cfg.BatchSize, block)
 		if err != nil {
 			if ctx.Err() == nil {
-				w.log.Warn("read failed", "err", err)
-				sleep(ctx, w.cfg.ReadBlock)
+				e.log.Warn("read failed", "err", err)
+				sleep(ctx, e.cfg.ReadBlock)
 			}
 			continue
 		}
@@ -154,11 +221,11 @@ func (w *Worker) executorLoop(ctx context.Context) {
 		if len(read) == 0 {
 			if len(inflight) > 0 {
 				// The read did not block: wait for a batch to end instead.
-				w.waitBatch(ctx, done, inflight, finish)
+				e.waitBatch(ctx, done, inflight, finish)
 			}
 			continue
 		}
-		owned = w.ownedSnapshot() // a release may have happened during the read
+		owned = e.grants.snapshot() // a release may have happened during the read
 		for p, jobs := range read {
 			r := runs[p]
 			if grant, ok := owned[p]; !ok || r == nil || r.grant != grant {
@@ -168,11 +235,9 @@ func (w *Worker) executorLoop(ctx context.Context) {
 			sem <- struct{}{}
 			go func(p int, jobs []store.Job, r *partitionRun) {
 				d := batchDone{p: p, run: r}
-				w.batchMu.RLock()
-				if grant, ok := w.grantOf(p); ok && grant == r.grant {
-					d.ok = w.processPartition(ctx, p, r, jobs, parked[p])
-				}
-				w.batchMu.RUnlock()
+				e.grants.runBatch(p, r.grant, func() {
+					d.ok = e.processPartition(ctx, p, r, jobs, parked[p])
+				})
 				<-sem // before the report: the loop may be waiting for a slot
 				done <- d
 			}(p, jobs, r)
@@ -182,8 +247,8 @@ func (w *Worker) executorLoop(ctx context.Context) {
 
 // waitBatch waits for a batch in flight to end, or a read block when none
 // is, so a loop with nothing to read does not spin.
-func (w *Worker) waitBatch(ctx context.Context, done <-chan batchDone, inflight map[int]bool, finish func(batchDone)) {
-	t := time.NewTimer(w.cfg.ReadBlock)
+func (e *executor) waitBatch(ctx context.Context, done <-chan batchDone, inflight map[int]bool, finish func(batchDone)) {
+	t := time.NewTimer(e.cfg.ReadBlock)
 	defer t.Stop()
 	if len(inflight) == 0 {
 		select {
@@ -203,13 +268,13 @@ func (w *Worker) waitBatch(ctx context.Context, done <-chan batchDone, inflight 
 // processPartition runs and commits one partition batch: its due parked
 // jobs and the stream jobs read. False means it was not committed and will
 // be read again.
-func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, stream []store.Job, parkedDue bool) bool {
-	log := w.log.With("partition", p, "grant", r.grant.String(), "stream_jobs", len(stream), "first_stream_job", firstJob(stream))
+func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun, stream []store.Job, parkedDue bool) bool {
+	log := e.log.With("partition", p, "grant", r.grant.String(), "stream_jobs", len(stream), "first_stream_job", firstJob(stream))
 	now := time.Now()
 	var keyRuns []store.KeyRun
 	if parkedDue {
 		var err error
-		if keyRuns, err = w.store.LoadParked(ctx, p, now.UnixMilli(), w.cfg.BatchSize, w.cfg.BatchSize); err != nil {
+		if keyRuns, err = e.store.LoadParked(ctx, p, now.UnixMilli(), e.cfg.BatchSize, e.cfg.BatchSize); err != nil {
 			log.Warn("load parked jobs failed", "err", err)
 			return false
 		}
@@ -221,9 +286,9 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 	if len(all) == 0 {
 		return true
 	}
-	load := w.store.LoadOptimistic
+	load := e.store.LoadOptimistic
 	if r.checkFinished {
-		load = w.store.Load
+		load = e.store.Load
 	}
 	snap, err := load(ctx, p, all, EntityOf)
 	if err != nil {
@@ -236,7 +301,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 	if len(jobs) > 0 {
 		var progress bool
 		var callErr error
-		outcomes, progress, callErr = w.runIsolated(ctx, jobs, snap, r.isolate)
+		outcomes, progress, callErr = e.runIsolated(ctx, jobs, snap, r.isolate)
 		r.isolate = callErr != nil && isOutage(callErr)
 		if !progress {
 			log.Warn("plugin unavailable; batch will be read again", "jobs", len(jobs), "first_job", jobs[0].ID, "err", callErr)
@@ -246,30 +311,30 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 			log.Warn("plugin call failed; jobs isolated by key", "jobs", len(jobs), "err", callErr)
 		}
 	}
-	batch, err := buildBatch(wk, outcomes, w.retryPolicy(now))
+	batch, err := buildBatch(wk, outcomes, e.retryPolicy(now))
 	if err != nil {
 		log.Error("bad plugin reply", "err", err)
 		return false
 	}
-	if !w.keeper.Valid() {
+	if !e.lease.Valid() {
 		log.Warn("lease not trusted any more; not committing")
 		return false
 	}
-	if g, ok := w.grantOf(p); !ok || g != r.grant {
+	if g, ok := e.grants.grantOf(p); !ok || g != r.grant {
 		log.Info("partition given up during the batch; not committing")
 		return false
 	}
-	if err := w.commitObserved(ctx, p, r.grant, batch); err != nil {
+	if err := e.commitObserved(ctx, p, r.grant, batch); err != nil {
 		switch {
 		case errors.Is(err, store.ErrNotReplicated):
 			// Committed on the primary; its waiters are not told, as a
 			// failover could still lose it. They read the result later.
 			log.Warn("commit not acknowledged by the replicas in time; its callers are not told", "err", err)
-			w.states.committed(batch.States)
+			e.commits.statesWritten(batch.States)
 			return true
 		case isFenced(err):
-			w.fenced.Add(1)
-			w.drop(p, r.grant)
+			e.fenced.Add(1)
+			e.grants.drop(p, r.grant)
 			log.Warn("commit fenced: another worker owns the partition now; stopped it", "err", err)
 		case errors.Is(err, store.ErrAlreadyFinished):
 			r.checkFinished = true
@@ -280,27 +345,77 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 		return false
 	}
 	r.checkFinished = false
-	w.states.committed(batch.States)
-	w.committedBatch(p, all, batch)
+	e.commits.statesWritten(batch.States)
+	e.done(p, all, batch)
 	for _, d := range batch.Dead {
 		log.Warn("job dead-lettered", "job", d.Job.ID, "handler", d.Job.Handler, "attempt", d.Job.Attempt, "err", d.Error)
 	}
 	return true
 }
 
-// committedBatch follows every commit of partition p, of a batch or of a
-// direct call: it counts the jobs, wakes the Calls and result waiters of
-// the ones finished, and asks the relay to move the emitted jobs.
-func (w *Worker) committedBatch(p int, jobs []store.Job, b *store.Batch) {
-	w.committed.Add(int64(len(b.Done)))
-	w.calls.committed(b)
-	w.metrics.observeBatch(jobs, b)
-	if len(b.Emits) > 0 {
-		select {
-		case w.relayReq <- p:
-		default:
-		}
+// done follows every commit of partition p, of a batch or of a direct
+// call: it counts the jobs and tells the observer.
+func (e *executor) done(p int, jobs []store.Job, b *store.Batch) {
+	e.committed.Add(int64(len(b.Done)))
+	e.metrics.observeBatch(jobs, b)
+	e.commits.committed(p, jobs, b)
+}
+
+// errNotRun says a Call's job was neither run nor committed: the call
+// takes the queue instead.
+var errNotRun = errors.New("call not run directly")
+
+// runCall runs one Call's job and commits it under grant with guard, so
+// the commit is refused if its key's line or state changed meanwhile.
+// errNotRun means nothing was written; any other error is the commit's.
+func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j store.Job, guard *store.Guard, now time.Time) (*store.Batch, error) {
+	ref := store.EntityRef{Type: EntityOf(j.Handler), Key: j.Key}
+	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: guard.State}}
+	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
+	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, snap, false)
+	if !progress {
+		return nil, errNotRun // the plugin is down: the queue keeps the job
 	}
+	b, err := buildBatch(wk, outcomes, e.retryPolicy(now))
+	if err != nil {
+		return nil, errNotRun
+	}
+	b.Unparked = nil // never parked: there is no parked entry to drop
+	b.Guard = guard
+	if !e.lease.Valid() {
+		return nil, errNotRun
+	}
+	if err := e.commitObserved(ctx, p, grant, b); err != nil {
+		if isFenced(err) {
+			e.fenced.Add(1)
+			e.grants.drop(p, grant)
+		}
+		return nil, err
+	}
+	e.done(p, []store.Job{j}, b)
+	return b, nil
+}
+
+// commitObserved is CommitBatch, timed.
+func (e *executor) commitObserved(ctx context.Context, p int, grant lease.Grant, b *store.Batch) error {
+	if e.metrics == nil {
+		return e.store.CommitBatch(ctx, p, grant, b)
+	}
+	start := time.Now()
+	err := e.store.CommitBatch(ctx, p, grant, b)
+	e.metrics.m.ObserveCommit(time.Since(start))
+	return err
+}
+
+// handleObserved is the batched plugin call, timed.
+func (e *executor) handleObserved(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
+	if e.metrics == nil {
+		return e.plugins.Handle(ctx, req)
+	}
+	start := time.Now()
+	resp, err := e.plugins.Handle(ctx, req)
+	e.metrics.m.ObserveHandlerCall(time.Since(start))
+	return resp, err
 }
 
 // runIsolated runs jobs on the plugins in one call. When that call fails
@@ -312,10 +427,10 @@ func (w *Worker) committedBatch(p int, jobs []store.Job, b *store.Batch) {
 // the keys not run yet are marked not run and err says the plugin is
 // unavailable, so the next batch is isolated again. progress is false when
 // no job got an outcome, so there is nothing to commit.
-func (w *Worker) runIsolated(ctx context.Context, jobs []store.Job, snap store.Snapshot, isolate bool) (out map[string]*pluginpb.Outcome, progress bool, err error) {
+func (e *executor) runIsolated(ctx context.Context, jobs []store.Job, snap store.Snapshot, isolate bool) (out map[string]*pluginpb.Outcome, progress bool, err error) {
 	out = make(map[string]*pluginpb.Outcome, len(jobs))
 	if !isolate {
-		if err = w.call(ctx, jobs, snap, out); err == nil {
+		if err = e.call(ctx, jobs, snap, out); err == nil {
 			return out, true, nil
 		}
 		if isOutage(err) {
@@ -332,7 +447,7 @@ func (w *Worker) runIsolated(ctx context.Context, jobs []store.Job, snap store.S
 			out[j.ID] = notRun
 			continue
 		}
-		jerr := w.call(ctx, jobs[i:i+1], snap, out)
+		jerr := e.call(ctx, jobs[i:i+1], snap, out)
 		switch {
 		case jerr == nil:
 			progress = true
@@ -355,14 +470,14 @@ func isOutage(err error) bool {
 
 // call runs jobs in one plugin call with their deadline and records their
 // outcomes in out.
-func (w *Worker) call(ctx context.Context, jobs []store.Job, snap store.Snapshot, out map[string]*pluginpb.Outcome) error {
-	if d := w.callTimeout(jobs); d > 0 {
+func (e *executor) call(ctx context.Context, jobs []store.Job, snap store.Snapshot, out map[string]*pluginpb.Outcome) error {
+	if d := e.callTimeout(jobs); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	resp, err := w.handleObserved(ctx, buildRequest(jobs, snap))
-	w.lastLoop.Store(time.Now().UnixNano()) // a slow plugin is not a stalled loop
+	resp, err := e.handleObserved(ctx, buildRequest(jobs, snap))
+	e.lastLoop.Store(time.Now().UnixNano()) // a slow plugin is not a stalled loop
 	if err != nil {
 		return err
 	}
@@ -388,10 +503,10 @@ var errBadReply = errors.New("plugin reply does not match the jobs sent")
 // callTimeout is the deadline of a call when a job in it overrides its
 // handler's timeout: the longest of the jobs' own timeouts, each at most
 // its handler's. Zero leaves the handlers' timeouts to the plugin host.
-func (w *Worker) callTimeout(jobs []store.Job) time.Duration {
+func (e *executor) callTimeout(jobs []store.Job) time.Duration {
 	var d time.Duration
 	override := false
-	hs := w.handlers.Handlers()
+	hs := e.plugins.Handlers()
 	for _, j := range jobs {
 		t := hs[j.Handler].Timeout
 		if j.TimeoutMs > 0 {
@@ -412,17 +527,20 @@ func (w *Worker) callTimeout(jobs []store.Job) time.Duration {
 	return d
 }
 
-func (w *Worker) retryPolicy(now time.Time) retryPolicy {
-	return retryPolicy{maxAttempts: w.jobMaxAttempts, base: w.cfg.RetryBackoff, max: w.cfg.RetryBackoffMax, now: now}
+func (e *executor) retryPolicy(now time.Time) retryPolicy {
+	return retryPolicy{maxAttempts: e.jobMaxAttempts, base: e.cfg.RetryBackoff, max: e.cfg.RetryBackoffMax, now: now}
 }
 
 // jobMaxAttempts is a job's own limit when its submitter set one, else its
 // handler's.
-func (w *Worker) jobMaxAttempts(j store.Job) int {
+func (e *executor) jobMaxAttempts(j store.Job) int {
 	if j.MaxAttempts > 0 {
 		return j.MaxAttempts
 	}
-	return w.maxAttempts(j.Handler)
+	if h, ok := e.plugins.Handlers()[j.Handler]; ok && h.MaxAttempts > 0 {
+		return h.MaxAttempts
+	}
+	return e.cfg.MaxAttempts
 }
 
 func backoff(failures int) time.Duration {

@@ -14,7 +14,7 @@ import (
 // ring names (the two differ while a partition moves).
 func (a *API) Locate(ctx context.Context, req *workerpb.LocateRequest) (*workerpb.LocateResponse, error) {
 	w := a.w
-	ring := w.ring.Load()
+	ring := w.view.current()
 	resp := &workerpb.LocateResponse{Locations: make([]*workerpb.Location, len(req.Keys))}
 	for i, k := range req.Keys {
 		if err := validateKey(k); err != nil {
@@ -26,7 +26,7 @@ func (a *API) Locate(ctx context.Context, req *workerpb.LocateRequest) (*workerp
 			return nil, status.Errorf(codes.Unavailable, "locate %q: %v", k, err)
 		}
 		loc := &workerpb.Location{Key: k, Partition: int32(p), Epoch: h.Epoch, Owner: lease.WorkerID(h.Token)}
-		loc.OwnerAddress = w.addressOf(loc.Owner)
+		loc.OwnerAddress = w.view.addressOf(loc.Owner)
 		if ring != nil {
 			loc.RingOwner = ring.OwnerOf(p)
 		}

@@ -3,14 +3,11 @@ package worker
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/discovery"
-	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
 // Version is the worker's release, shown in Consul service meta. Set it at
@@ -24,31 +21,33 @@ type workerMetrics struct {
 	addr string // advertised /metrics address, for Consul meta
 }
 
-// ServeMetrics builds the worker's collectors, serves them on addr
+// serveMetrics builds the worker's collectors, serves them on addr
 // (host:port, port 0 for a free one) and records the address so Start
-// publishes it in the service meta "metrics". Call it before Start; stop
-// the returned server after Stop.
-func (w *Worker) ServeMetrics(addr string) (*metrics.Server, error) {
+// publishes it in the service meta "metrics". Stop stops the server.
+func (w *Worker) serveMetrics(addr string) error {
 	if w.metrics != nil {
-		return nil, fmt.Errorf("worker: metrics already served on %s", w.metrics.addr)
+		return fmt.Errorf("worker: metrics already served on %s", w.metrics.addr)
 	}
 	m := metrics.NewWorker(w.cfg.ID, w.metricsSource())
 	srv, err := metrics.Listen(addr, m.Registry(), w.log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	host, _, err := splitHostPort(w.cfg.Advertise)
 	if err != nil {
 		srv.Stop()
-		return nil, err
+		return err
 	}
 	w.metrics = &workerMetrics{m: m, addr: metrics.AdvertiseAddr(srv.Addr(), host)}
+	w.exec.metrics = w.metrics
+	w.relay.metrics = w.metrics
 	// Count membership snapshots by wrapping the registry, not by editing
 	// the membership loop.
 	w.registry = countingRegistry{registryAPI: w.registry, m: w.metrics}
 	srv.Start()
+	w.life.metrics = srv
 	w.log.Info("serving metrics", "addr", srv.Addr(), "advertised", w.metrics.addr)
-	return srv, nil
+	return nil
 }
 
 // MetricsAddr is the advertised /metrics address, "" when not served.
@@ -63,12 +62,12 @@ func (w *Worker) MetricsAddr() string {
 // scrape time.
 func (w *Worker) metricsSource() metrics.Source {
 	src := metrics.Source{
-		Fenced:          w.fenced.Load,
-		Moves:           w.moves.Load,
-		PartitionsOwned: func() int { return len(w.ownedSnapshot()) },
+		Fenced:          w.exec.fenced.Load,
+		Moves:           w.own.stats.moves.Load,
+		PartitionsOwned: func() int { return len(w.grants.snapshot()) },
 		LeaseRemaining:  w.keeper.Remaining,
 		QueueLag: func(ctx context.Context) (int64, error) {
-			owned := w.ownedSnapshot()
+			owned := w.grants.snapshot()
 			if len(owned) == 0 {
 				return 0, nil
 			}
@@ -127,17 +126,6 @@ func (w *Worker) serviceTags() []string {
 	return []string{"corral-worker"}
 }
 
-// commitObserved is CommitBatch, timed.
-func (w *Worker) commitObserved(ctx context.Context, p int, grant lease.Grant, b *store.Batch) error {
-	if w.metrics == nil {
-		return w.store.CommitBatch(ctx, p, grant, b)
-	}
-	start := time.Now()
-	err := w.store.CommitBatch(ctx, p, grant, b)
-	w.metrics.m.ObserveCommit(time.Since(start))
-	return err
-}
-
 // observeBatch counts a committed batch's outcomes per handler.
 func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	if m == nil {
@@ -168,17 +156,6 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	for h, n := range count {
 		m.m.DeadLettered(h, n)
 	}
-}
-
-// handleObserved is the batched plugin call, timed.
-func (w *Worker) handleObserved(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
-	if w.metrics == nil {
-		return w.handlers.Handle(ctx, req)
-	}
-	start := time.Now()
-	resp, err := w.handlers.Handle(ctx, req)
-	w.metrics.m.ObserveHandlerCall(time.Since(start))
-	return resp, err
 }
 
 // registryAPI lets countingRegistry embed the interface under another name.

@@ -100,10 +100,10 @@ func TestOwnershipDrainAndStop(t *testing.T) {
 	began := time.Now()
 	waitFor("w2 to hold everything", func(h map[string]int) bool { return h["w2"] == all })
 	t.Logf("after the drain w2 held every partition within %v", time.Since(began).Round(time.Millisecond))
-	if st, out := w1.health(ctx); st != discovery.StatusCritical {
+	if st, out := w1.health.check(ctx); st != discovery.StatusCritical {
 		t.Fatalf("drained worker's check is %s (%s), want critical", st, out)
 	}
-	if w1.fenced.Load()+w2.fenced.Load() != 0 {
+	if w1.exec.fenced.Load()+w2.exec.fenced.Load() != 0 {
 		t.Fatal("a graceful drain fenced a commit")
 	}
 
@@ -196,7 +196,7 @@ func TestFailedReleaseIsRetried(t *testing.T) {
 	px.Heal()
 
 	want := func() map[string]int {
-		ring := w2.ring.Load()
+		ring := w2.view.current()
 		if ring == nil {
 			return nil
 		}
@@ -209,7 +209,7 @@ func TestFailedReleaseIsRetried(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after a lost release the partitions never settled: held %v, the ring says %v; w1 processes %d", h, wt, len(w1.ownedSnapshot()))
+			t.Fatalf("after a lost release the partitions never settled: held %v, the ring says %v; w1 processes %d", h, wt, w1.grants.count())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

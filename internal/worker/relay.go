@@ -2,10 +2,13 @@ package worker
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"time"
 
+	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/sharding"
 )
 
 // relayEvery sweeps all owned outboxes, for entries a previous owner left.
@@ -22,6 +25,39 @@ const (
 	relayBackoff    = 250 * time.Millisecond
 	relayBackoffMax = 30 * time.Second
 )
+
+// relayStore is what the relay needs of the job store.
+type relayStore interface {
+	RelayMany(ctx context.Context, sources []store.RelaySource, max int64, partitionOf func(key string) int, held func(target int) bool) (store.RelayRound, error)
+	TrimDead(ctx context.Context, partitions []int, now time.Time) (map[int]store.DeadTrim, error)
+}
+
+// relay moves emitted jobs from the owned partitions' outboxes to their
+// target partitions, and keeps the owned dead-letter stores trimmed.
+type relay struct {
+	cfg     Config
+	log     *slog.Logger
+	store   relayStore
+	grants  interface{ snapshot() map[int]lease.Grant }
+	req     chan int       // partitions with fresh outbox entries
+	metrics *workerMetrics // nil: not counted
+}
+
+func newRelay(cfg Config, log *slog.Logger, st relayStore, g interface{ snapshot() map[int]lease.Grant }) *relay {
+	return &relay{cfg: cfg, log: log, store: st, grants: g, req: make(chan int, 1024)}
+}
+
+// kick asks the relay to move partition p's fresh outbox entries.
+func (rl *relay) kick(p int) {
+	select {
+	case rl.req <- p:
+	default:
+	}
+}
+
+func (rl *relay) partitionOf(key string) int {
+	return sharding.PartitionOf(key, rl.cfg.Ring.Partitions)
+}
 
 // relayHolds are the target partitions held back after a failure. Only
 // the relay loop uses them.
@@ -53,7 +89,7 @@ func (h *relayHolds) expire(now time.Time) bool {
 	return due
 }
 
-// relayLoop moves emitted jobs from owned partitions' outboxes to their
+// run moves emitted jobs from owned partitions' outboxes to their
 // target partitions, right after a commit that emitted some and on a sweep.
 //
 // A target that fails is held back with backoff; the entries with jobs for
@@ -62,7 +98,7 @@ func (h *relayHolds) expire(now time.Time) bool {
 // not stop the rest. When a hold ends, the outboxes are read from the head
 // again, so the kept entries go first and each target gets its jobs in
 // outbox order.
-func (w *Worker) relayLoop(ctx context.Context) {
+func (rl *relay) run(ctx context.Context) {
 	t := time.NewTicker(relayEvery)
 	defer t.Stop()
 	holds := relayHolds{until: map[int]time.Time{}, delay: map[int]time.Duration{}}
@@ -73,24 +109,24 @@ func (w *Worker) relayLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case p := <-w.relayReq:
+		case p := <-rl.req:
 			parts = append(parts, p)
 			for more := true; more; {
 				select {
-				case p := <-w.relayReq:
+				case p := <-rl.req:
 					parts = append(parts, p)
 				default:
 					more = false
 				}
 			}
 		case <-t.C:
-			for p := range w.ownedSnapshot() {
+			for p := range rl.grants.snapshot() {
 				parts = append(parts, p)
 			}
 			// The owner's other upkeep rides on the sweep.
 			if time.Since(lastDeadTrim) >= deadTrimEvery {
 				lastDeadTrim = time.Now()
-				w.trimDead(ctx)
+				rl.trimDead(ctx)
 			}
 		}
 		if holds.expire(time.Now()) || len(holds.until) == 0 {
@@ -112,17 +148,17 @@ func (w *Worker) relayLoop(ctx context.Context) {
 			for i, p := range parts {
 				sources[i] = store.RelaySource{Partition: p, After: after[p]}
 			}
-			round, err := w.store.RelayMany(ctx, sources, int64(each), w.partitionOf, held)
+			round, err := rl.store.RelayMany(ctx, sources, int64(each), rl.partitionOf, held)
 			if err != nil {
 				if ctx.Err() == nil {
-					w.log.Warn("relay failed", "partitions", len(parts), "err", err)
+					rl.log.Warn("relay failed", "partitions", len(parts), "err", err)
 				}
 				break
 			}
 			now := time.Now()
 			for target, err := range round.Failed {
 				d := holds.failed(target, now)
-				w.log.Warn("relay to a partition failed; its jobs wait in the outboxes and the other partitions go on",
+				rl.log.Warn("relay to a partition failed; its jobs wait in the outboxes and the other partitions go on",
 					"target", target, "retry_in", d, "err", err)
 			}
 			for target := range round.Reached {
@@ -131,7 +167,7 @@ func (w *Worker) relayLoop(ctx context.Context) {
 			parts = parts[:0]
 			for p, r := range round.Sources {
 				if r.Err != nil {
-					w.log.Error("outbox entry cannot be relayed; it stays", "partition", p, "err", r.Err)
+					rl.log.Error("outbox entry cannot be relayed; it stays", "partition", p, "err", r.Err)
 				}
 				if r.Last != "" && (r.Kept > 0 || after[p] != "") {
 					after[p] = r.Last

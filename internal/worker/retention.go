@@ -18,15 +18,15 @@ const deadTrimEvery = time.Minute
 // It is a sweep by the owner rather than a step of the commit script: the
 // retention drops letters whether or not new ones arrive, the commit stays
 // as short as it is, and what was dropped is counted here.
-func (w *Worker) trimDead(ctx context.Context) {
-	parts := slices.Sorted(maps.Keys(w.ownedSnapshot()))
+func (rl *relay) trimDead(ctx context.Context) {
+	parts := slices.Sorted(maps.Keys(rl.grants.snapshot()))
 	if len(parts) == 0 {
 		return
 	}
-	got, err := w.store.TrimDead(ctx, parts, time.Now())
+	got, err := rl.store.TrimDead(ctx, parts, time.Now())
 	if err != nil {
 		if ctx.Err() == nil {
-			w.log.Warn("dead-letter trim failed; it runs again on the next sweep", "err", err)
+			rl.log.Warn("dead-letter trim failed; it runs again on the next sweep", "err", err)
 		}
 		return
 	}
@@ -34,11 +34,11 @@ func (w *Worker) trimDead(ctx context.Context) {
 		if t.Expired+t.Capped == 0 {
 			continue
 		}
-		w.log.Info("dropped dead letters", "partition", p, "past_retention", t.Expired, "past_cap", t.Capped,
-			"retention", w.cfg.Store.DeadRetention, "cap", w.cfg.Store.DeadMax)
-		if w.metrics != nil {
-			w.metrics.m.DeadDropped("age", t.Expired)
-			w.metrics.m.DeadDropped("cap", t.Capped)
+		rl.log.Info("dropped dead letters", "partition", p, "past_retention", t.Expired, "past_cap", t.Capped,
+			"retention", rl.cfg.Store.DeadRetention, "cap", rl.cfg.Store.DeadMax)
+		if rl.metrics != nil {
+			rl.metrics.m.DeadDropped("age", t.Expired)
+			rl.metrics.m.DeadDropped("cap", t.Capped)
 		}
 	}
 }

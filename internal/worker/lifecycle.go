@@ -1,0 +1,163 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/metrics"
+	"google.golang.org/grpc"
+)
+
+// startTimeout bounds the part of Start that talks to Redis and Consul.
+const startTimeout = 10 * time.Second
+
+// service is a part with a lifecycle of its own: the plugin host.
+type service interface {
+	Start(ctx context.Context) error
+	Stop()
+}
+
+// lifecycle is what Start started, stopped by Stop in reverse order.
+type lifecycle struct {
+	plugins  service            // nil unless the handlers have a lifecycle
+	metrics  *metrics.Server    // nil unless Config.MetricsAddr is set
+	api      *grpc.Server       // nil unless Config.Listener is set
+	cancel   context.CancelFunc // stops the loops
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// Start brings the worker up, each part before those that need it: the
+// plugin host (when the handlers have a lifecycle), the metrics endpoint,
+// the gRPC API (served before registering, so peers that see this worker
+// in Consul can call it), then it checks the cluster's partition count,
+// takes the lease, registers in Consul and starts the loops. If any step
+// fails, what was started is stopped again.
+func (w *Worker) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			w.stopServices()
+		}
+	}()
+	if p, ok := w.handlers.(service); ok {
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+		w.life.plugins = p
+	}
+	if w.cfg.MetricsAddr != "" {
+		if err := w.serveMetrics(w.cfg.MetricsAddr); err != nil {
+			return err
+		}
+	}
+	if w.cfg.Listener != nil {
+		srv := grpc.NewServer(append(client.ServerOptions(), grpc.MaxRecvMsgSize(client.MaxMessageBytes), grpc.MaxSendMsgSize(client.MaxMessageBytes))...)
+		workerpb.RegisterWorkerServer(srv, w.API())
+		lis := w.cfg.Listener
+		go func() {
+			if err := srv.Serve(lis); err != nil {
+				w.log.Error("gRPC server stopped", "err", err)
+			}
+		}()
+		w.life.api = srv
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := w.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("worker: cannot reach Redis: %w", err)
+	}
+	if err := w.store.EnsurePartitions(ctx); err != nil {
+		return err
+	}
+	w.exec.lastLoop.Store(time.Now().UnixNano())
+	w.keeper.RenewOnlyWhile(func() bool {
+		return time.Since(w.exec.lastRound()) < w.cfg.StallTimeout
+	})
+	if err := w.keeper.Start(ctx); err != nil {
+		return err
+	}
+	host, port, err := splitHostPort(w.cfg.Advertise)
+	if err != nil {
+		w.keeper.Stop()
+		return err
+	}
+	reg := discovery.Registration{ID: w.cfg.ID, Address: host, Port: port, CheckTTL: w.cfg.CheckTTL,
+		Meta: w.serviceMeta(), Tags: w.serviceTags()}
+	reg.Meta[metaLease] = w.keeper.Token()
+	if err := w.registry.Register(ctx, reg); err != nil {
+		w.keeper.Stop()
+		return fmt.Errorf("worker: register in Consul: %w", err)
+	}
+	w.own.noteConsul(true)
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	w.life.cancel = stop
+	w.exec.lastLoop.Store(time.Now().UnixNano())
+	w.goLoop(func() { w.own.watchMembers(w.registry.Watch(runCtx)) })
+	w.goLoop(func() { w.own.run(runCtx) })
+	w.goLoop(func() { w.exec.run(runCtx) })
+	w.goLoop(func() { w.relay.run(runCtx) })
+	w.goLoop(func() { w.health.run(runCtx) })
+	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.Ring.Partitions, "token", w.keeper.Token())
+	return nil
+}
+
+func (w *Worker) goLoop(f func()) {
+	w.life.wg.Add(1)
+	go func() {
+		defer w.life.wg.Done()
+		f()
+	}()
+}
+
+// Stop hands off gracefully: it stops the loops (an in-flight batch
+// finishes or is abandoned uncommitted), leaves Consul meanwhile, releases
+// every partition and deletes the lease, which peers hear of through Redis
+// and claim at once; then it stops the gRPC API, the metrics endpoint and
+// the plugin host. Safe to call twice, and before Start.
+func (w *Worker) Stop() {
+	w.life.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		w.own.draining.Store(true)
+		if w.life.cancel != nil {
+			w.life.cancel()
+		}
+		dereg := make(chan struct{})
+		go func() {
+			defer close(dereg)
+			if err := w.registry.Deregister(ctx); err != nil {
+				w.log.Warn("deregister from Consul failed", "err", err)
+			}
+		}()
+		w.life.wg.Wait()
+		w.own.releaseAll(ctx)
+		w.keeper.Stop()
+		<-dereg
+		w.peers.Close()
+		committed, fenced := w.exec.counts()
+		w.log.Info("worker stopped", "committed", committed, "fenced", fenced)
+		w.stopServices()
+	})
+}
+
+// stopServices stops the gRPC API, the metrics endpoint and the plugin
+// host, those of them that run.
+func (w *Worker) stopServices() {
+	if w.life.api != nil {
+		w.life.api.Stop()
+		w.life.api = nil
+	}
+	if w.life.metrics != nil {
+		w.life.metrics.Stop()
+		w.life.metrics = nil
+	}
+	if w.life.plugins != nil {
+		w.life.plugins.Stop()
+		w.life.plugins = nil
+	}
+}

@@ -1,0 +1,139 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/sharding"
+)
+
+// metaLease is the service meta key under which a worker publishes its
+// lease token, so peers can tell a dead member from a live one without
+// waiting for its Consul check to expire.
+const metaLease = "lease"
+
+// membership is this worker's view of the cluster: the healthy members
+// Consul reports, their addresses, and the ring built from those whose
+// lease is alive. The ownership loop alone rebuilds the ring; anyone may
+// read it.
+type membership struct {
+	self    string
+	ringCfg sharding.Config
+	log     *slog.Logger
+
+	members atomic.Pointer[[]discovery.Member] // last healthy members Consul reported
+	addrs   atomic.Pointer[map[string]string]  // member id → gRPC address
+	ring    atomic.Pointer[sharding.Ring]      // nil until built, or when no member is live
+	ringIDs string                             // members the current ring was built from (ownership loop only)
+	ringSet bool                               // ringIDs is set (ownership loop only)
+
+	// After Consul comes back (an agent restart forgets every service),
+	// members re-register one by one; until graceUntil the members seen
+	// before stay on the ring if their leases live, so the partitions do
+	// not move back and forth meanwhile.
+	graceFor     time.Duration
+	graceMembers atomic.Pointer[[]discovery.Member]
+	graceUntil   atomic.Int64 // since clock
+	clock        time.Time    // monotonic origin of graceUntil
+}
+
+func newMembership(cfg Config, log *slog.Logger) *membership {
+	return &membership{self: cfg.ID, ringCfg: cfg.Ring, log: log, graceFor: cfg.CheckTTL, clock: time.Now()}
+}
+
+// observe records a membership snapshot from Consul.
+func (m *membership) observe(snap discovery.Snapshot) {
+	ms := snap.Members
+	if prev := m.members.Load(); snap.Recovered && prev != nil {
+		m.graceMembers.Store(prev)
+		m.graceUntil.Store(int64(time.Since(m.clock) + m.graceFor))
+		m.log.Info("Consul answers again; keeping the members seen before on the ring while they register again",
+			"grace", m.graceFor)
+	}
+	addrs := make(map[string]string, len(ms))
+	for _, mb := range ms {
+		addrs[mb.ID] = mb.Address
+	}
+	m.addrs.Store(&addrs)
+	m.members.Store(&ms)
+}
+
+// current is the ring in use, nil when there is none.
+func (m *membership) current() *sharding.Ring { return m.ring.Load() }
+
+// addressOf is the gRPC address of a member, "" if it is not a healthy member.
+func (m *membership) addressOf(id string) string {
+	if a := m.addrs.Load(); a != nil {
+		return (*a)[id]
+	}
+	return ""
+}
+
+// refresh rebuilds the ring from the healthy members whose Redis lease is
+// alive. A killed worker's lease expires a lease TTL after its last
+// renewal, sooner than Consul's check would notice, and a stopping
+// worker's lease is deleted on the spot.
+func (m *membership) refresh(ctx context.Context, alive func(context.Context, []string) (map[string]bool, error)) {
+	mp := m.members.Load()
+	if mp == nil {
+		return
+	}
+	members := *mp
+	if time.Since(m.clock) < time.Duration(m.graceUntil.Load()) {
+		if g := m.graceMembers.Load(); g != nil {
+			members = withMissing(members, *g)
+		}
+	}
+	var tokens []string
+	for _, mb := range members {
+		if tok := mb.Meta[metaLease]; tok != "" && mb.ID != m.self {
+			tokens = append(tokens, tok)
+		}
+	}
+	live, err := alive(ctx, tokens)
+	if err != nil {
+		return // cannot tell; our own lease lapses too if this lasts
+	}
+	ids := make([]string, 0, len(members))
+	for _, mb := range members {
+		if tok := mb.Meta[metaLease]; mb.ID == m.self || tok == "" || live[tok] {
+			ids = append(ids, mb.ID)
+		}
+	}
+	slices.Sort(ids)
+	key := strings.Join(ids, ",")
+	if key == m.ringIDs && m.ringSet {
+		return
+	}
+	if len(ids) == 0 {
+		m.ringIDs, m.ringSet = key, true
+		m.ring.Store(nil)
+		m.log.Info("membership changed: no live member")
+		return
+	}
+	ring, err := sharding.NewRing(m.ringCfg, ids)
+	if err != nil {
+		m.log.Error("cannot build ring", "err", err)
+		return
+	}
+	m.ringIDs, m.ringSet = key, true
+	old := m.ring.Swap(ring)
+	moved := len(sharding.Moves(old, ring))
+	m.log.Info("membership changed", "members", key, "partitions_moved", moved, "mine", len(ring.PartitionsOf(m.self)))
+}
+
+// withMissing returns ms plus the members of extra whose IDs ms lacks.
+func withMissing(ms, extra []discovery.Member) []discovery.Member {
+	out := slices.Clone(ms)
+	for _, e := range extra {
+		if !slices.ContainsFunc(ms, func(m discovery.Member) bool { return m.ID == e.ID }) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
