@@ -13,8 +13,7 @@ import (
 	"github.com/corralhq/corral/internal/lease"
 )
 
-// Job record statuses. A queued job's record has none; versions before
-// had "q" for a replayed job, which the commit treats the same.
+// Job record statuses. A queued job's record has none.
 const (
 	statusDone = "d"
 	statusDead = "x"

@@ -122,24 +122,20 @@ if redis.call('HSETNX', recKey, 'h', hash) == 0 then
 end`,
 	},
 	secFinish: {
-		// The status is set only if the record has none yet; the same
-		// record again in the batch is a duplicate and changes nothing. A
-		// job replayed from the dead letters by an older version has
-		// status "q"; it is claimed like one without a status.
+		// The status is set only if the record has none yet (a replayed
+		// dead letter's record has none again); the same record again in
+		// the batch is a duplicate and changes nothing.
 		name: "finish",
 		keys: []string{"recKey"},
 		args: []string{"id", "status", "attempts", "emitted"},
 		each: `
 if not mine[recKey] then
   if redis.call('HSETNX', recKey, 's', status) == 0 then
-    if redis.call('HGET', recKey, 's') ~= 'q' then
-      for _, r in ipairs(claimed) do
-        redis.call('HDEL', r, 's', 'a', 'e')
-        redis.call('PERSIST', r)
-      end
-      return redis.error_reply('ALREADY ' .. id)
+    for _, r in ipairs(claimed) do
+      redis.call('HDEL', r, 's', 'a', 'e')
+      redis.call('PERSIST', r)
     end
-    redis.call('HSET', recKey, 's', status)
+    return redis.error_reply('ALREADY ' .. id)
   end
   claimed[#claimed + 1], mine[recKey] = recKey, true
   if attempts ~= '1' then redis.call('HSET', recKey, 'a', attempts) end
