@@ -94,9 +94,15 @@ const (
 
 // commitSections is what each section's items carry and do. The guard and
 // the finishes come first, so a refused batch has written nothing but the
-// claims it undoes (and a guard's record).
+// claims it undoes (and a guard's record). The key plans' sections (trim,
+// front, back, park, next) each run for every key in turn; an item touches
+// one key's line and hold, so per key they keep the order of a KeyPlan.
 var commitSections = [numSections]commitSection{
 	secGuard: {
+		// Refuses the batch (BUSY) unless the queue holds at most
+		// lookahead entries, none of key, key is not held, no delayed job
+		// is due and the state is as given; then creates the job's
+		// record, refusing an id used before (see Guard).
 		name: "guard",
 		keys: []string{"stateKey", "recKey"},
 		args: []string{"key", "lookahead", "hasState", "state", "hash"},
@@ -293,8 +299,9 @@ local cur = redis.call('GET', epochKey)
 if cur ~= grant then
   return redis.error_reply('FENCED ' .. tostring(cur))
 end
-local items, wantKeys, wantArgs = 0, k - 1, a - 1
+local count, items, wantKeys, wantArgs = {}, 0, k - 1, a - 1
 for s = 1, #shape do
+  count[s] = tonumber(ARGV[header + s])
   if not count[s] then
     return redis.error_reply('LAYOUT no count for section ' .. s)
   end
@@ -316,19 +323,15 @@ func commitLua() string {
 	for i, fk := range commitFixedKeys {
 		names[i] = fk.name
 	}
-	luaBind(&b, "", names, "KEYS", "1")
-	luaBind(&b, "", commitHeaderArgs[:], "ARGV", "1")
+	luaBind(&b, "", names, "KEYS", "")
+	luaBind(&b, "", commitHeaderArgs[:], "ARGV", "")
 	fmt.Fprintf(&b, "local ackChunk = %d\n", ackChunk)
-	b.WriteString("local count, shape = {")
-	for i := range commitSections {
-		fmt.Fprintf(&b, "tonumber(ARGV[%d]), ", numHeaderArgs+1+i)
-	}
-	b.WriteString("}, {")
+	b.WriteString("-- the keys and args of one item of each section\nlocal shape = {\n")
 	for _, s := range commitSections {
-		fmt.Fprintf(&b, "{%d, %d}, ", len(s.keys), len(s.args))
+		fmt.Fprintf(&b, "  {%d, %d}, -- %s\n", len(s.keys), len(s.args), s.name)
 	}
 	b.WriteString("}\n")
-	fmt.Fprintf(&b, "local k, a = %d, %d\n", len(commitFixedKeys)+1, numHeaderArgs+numSections+1)
+	fmt.Fprintf(&b, "local header, k, a = %d, %d, %d\n", numHeaderArgs, len(commitFixedKeys)+1, numHeaderArgs+numSections+1)
 	b.WriteString(commitPrologue)
 	for i, s := range commitSections {
 		fmt.Fprintf(&b, "-- %s\nfor _ = 1, count[%d] do\n", s.name, i+1)
@@ -349,15 +352,20 @@ func commitLua() string {
 	return b.String()
 }
 
-// luaBind writes "local n1, n2 = T[base], T[base + 1]".
+// luaBind writes "local n1, n2 = T[base], T[base + 1]", or with no base
+// "local n1, n2 = T[1], T[2]".
 func luaBind(b *strings.Builder, indent string, names []string, table, base string) {
 	if len(names) == 0 {
 		return
 	}
 	vals := make([]string, len(names))
 	for i := range names {
-		vals[i] = table + "[" + base + "]"
-		if i > 0 {
+		switch {
+		case base == "":
+			vals[i] = table + "[" + strconv.Itoa(i+1) + "]"
+		case i == 0:
+			vals[i] = table + "[" + base + "]"
+		default:
 			vals[i] = table + "[" + base + " + " + strconv.Itoa(i) + "]"
 		}
 	}
