@@ -1,0 +1,314 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/testenv"
+)
+
+var luaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// TestCommitSectionsBindWhatTheyUse: each section's Lua reads its item
+// through the names the table gives it, every one of them and nothing
+// else: no KEYS[...] or ARGV[...] of its own, and no name that hides a
+// partition key or a header arg.
+func TestCommitSectionsBindWhatTheyUse(t *testing.T) {
+	shared := map[string]bool{}
+	for _, fk := range commitFixedKeys {
+		shared[fk.name] = true
+	}
+	for _, n := range commitHeaderArgs {
+		shared[n] = true
+	}
+	if len(shared) != len(commitFixedKeys)+numHeaderArgs {
+		t.Errorf("partition keys and header args share a name: %v", shared)
+	}
+	seen := map[string]bool{}
+	for i, s := range commitSections {
+		if s.name == "" || seen[s.name] || s.each == "" || len(s.args) == 0 {
+			t.Errorf("section %d (%q) needs a name of its own, Lua and at least one arg", i, s.name)
+		}
+		seen[s.name] = true
+		code := s.each + s.after
+		if strings.Contains(code, "KEYS[") || strings.Contains(code, "ARGV[") {
+			t.Errorf("section %s indexes KEYS or ARGV itself", s.name)
+		}
+		names := map[string]bool{}
+		for _, n := range append(append([]string{}, s.keys...), s.args...) {
+			if !luaName.MatchString(n) || names[n] || shared[n] {
+				t.Errorf("section %s: item name %q is not a Lua name, repeated, or hides a shared one", s.name, n)
+			}
+			names[n] = true
+			if !regexp.MustCompile(`\b` + n + `\b`).MatchString(s.each) {
+				t.Errorf("section %s never uses its item's %q", s.name, n)
+			}
+		}
+	}
+}
+
+// TestCommitLayoutAgrees lays out a batch that uses every section, then
+// reads KEYS and ARGV back by the table, as the script does, and checks
+// that every item's keys and args are the ones its names say.
+func TestCommitLayoutAgrees(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Audit = true
+	s := New(nil, cfg)
+	p, now := 3, int64(1_700_000_000_000)
+	k := keys.For(p)
+	grant := lease.Grant{Epoch: 7, Nonce: "n"}
+	mk := func(id, key string) Job {
+		return Job{ID: id, Handler: "donor.donate", Key: key, Payload: []byte(`{"amount_cents":1}`), Attempt: 1, Partition: p}
+	}
+	park := mk("b1", "b")
+	park.Attempt, park.NotBefore = 2, now+60_000
+	dead := mk("c1", "c")
+	dead.Attempt = 3
+	b := &Batch{
+		Guard:    NewGuard(mk("g1", "g"), "donor", []byte(`{"g":0}`), true),
+		Done:     []string{"g1", "a1", "h1"},
+		Attempts: map[string]int{"h1": 2},
+		Dead:     []DeadJob{{Job: dead, Error: "no"}},
+		Acked:    []string{"5-0", "5-1", "6-0"},
+		States:   []StateWrite{{Entity: EntityRef{Type: "donor", Key: "a"}, Value: []byte(`{"a":1}`)}},
+		Results:  []Result{{JobID: "a1", Value: []byte("ra")}},
+		Emits:    []Job{{ID: EmittedID("a1", 0), Handler: "campaign.credit", Key: "c", Payload: []byte(`{}`)}},
+		Unparked: []string{"h1"},
+		Keys: []KeyPlan{
+			{Key: "b", Park: &park, Front: []Job{mk("b2", "b"), mk("b3", "b")}, Back: []Job{mk("b4", "b")}},
+			{Key: "h", Trim: 1, Next: true},
+		},
+	}
+	ks, args, err := s.commitLayout(p, grant, 0, b, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := func(v any) string {
+		switch v := v.(type) {
+		case string:
+			return v
+		case []byte:
+			return string(v)
+		default:
+			return fmt.Sprint(v)
+		}
+	}
+
+	for i, fk := range commitFixedKeys {
+		if ks[i] != fk.key(k) {
+			t.Errorf("KEYS[%d] = %s, want %s's %s", i+1, ks[i], fk.name, fk.key(k))
+		}
+	}
+	header := map[string]string{}
+	for i, n := range commitHeaderArgs {
+		header[n] = str(args[i])
+	}
+	wantHeader := map[string]string{"grant": "7:n", "now": itoa(now), "doneTTL": itoa(int64(cfg.DoneRetention.Seconds())),
+		"resultTTL": itoa(int64(cfg.ResultRetention.Seconds())), "auditMax": itoa(cfg.AuditMax), "trimMin": "6-1"}
+	for n, want := range wantHeader {
+		if header[n] != want {
+			t.Errorf("header %s = %q, want %q", n, header[n], want)
+		}
+	}
+
+	// Read the items back section by section, as the script does.
+	items := map[string][]map[string]string{}
+	ki, ai := len(commitFixedKeys), numHeaderArgs+numSections
+	for i, sec := range commitSections {
+		n, err := strconv.Atoi(str(args[numHeaderArgs+i]))
+		if err != nil {
+			t.Fatalf("count of section %s: %v", sec.name, err)
+		}
+		for range n {
+			if ki+len(sec.keys) > len(ks) || ai+len(sec.args) > len(args) {
+				t.Fatalf("section %s runs past KEYS or ARGV", sec.name)
+			}
+			it := map[string]string{}
+			for _, name := range sec.keys {
+				it[name], ki = ks[ki], ki+1
+			}
+			for _, name := range sec.args {
+				it[name], ai = str(args[ai]), ai+1
+			}
+			items[sec.name] = append(items[sec.name], it)
+		}
+	}
+	if ki != len(ks) || ai != len(args) {
+		t.Fatalf("the counts account for %d keys and %d args of %d and %d", ki, ai, len(ks), len(args))
+	}
+	for _, sec := range commitSections {
+		if len(items[sec.name]) == 0 {
+			t.Errorf("the batch has no %s item: the test must cover every section", sec.name)
+		}
+	}
+
+	check := func(sec string, i int, name, got, want string) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s item %d: %s = %q, want %q", sec, i, name, got, want)
+		}
+	}
+	for i, it := range items["guard"] {
+		g := b.Guard
+		check("guard", i, "stateKey", it["stateKey"], k.State("donor", "g"))
+		check("guard", i, "recKey", it["recKey"], k.Job(g.ID))
+		check("guard", i, "key", it["key"], g.Entity.Key)
+		check("guard", i, "lookahead", it["lookahead"], strconv.Itoa(directLookahead))
+		check("guard", i, "hasState", it["hasState"], "1")
+		check("guard", i, "state", it["state"], string(g.State))
+		check("guard", i, "hash", it["hash"], g.Hash)
+	}
+	wantFinish := [][4]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1"}, {"h1", "d", "2", "0"}, {"c1", "x", "3", "0"}}
+	for i, it := range items["finish"] {
+		w := wantFinish[i]
+		check("finish", i, "recKey", it["recKey"], k.Job(it["id"]))
+		check("finish", i, "id", it["id"], w[0])
+		check("finish", i, "status", it["status"], w[1])
+		check("finish", i, "attempts", it["attempts"], w[2])
+		check("finish", i, "emitted", it["emitted"], w[3])
+	}
+	for i, it := range items["audit"] {
+		check("audit", i, "id", it["id"], b.Done[i])
+	}
+	for i, it := range items["dead"] {
+		var rec DeadRecord
+		if err := json.Unmarshal([]byte(it["record"]), &rec); err != nil {
+			t.Fatalf("dead record: %v", err)
+		}
+		check("dead", i, "id", it["id"], "c1")
+		check("dead", i, "record's id", rec.ID, it["id"])
+	}
+	for i, it := range items["unpark"] {
+		check("unpark", i, "id", it["id"], "h1")
+	}
+	for i, it := range items["state"] {
+		check("state", i, "stateKey", it["stateKey"], k.State("donor", "a"))
+		check("state", i, "value", it["value"], `{"a":1}`)
+	}
+	for i, it := range items["result"] {
+		check("result", i, "recKey", it["recKey"], k.Job("a1"))
+		check("result", i, "value", it["value"], "ra")
+	}
+	for i, it := range items["ack"] {
+		check("ack", i, "streamID", it["streamID"], b.Acked[i])
+	}
+	for i, it := range items["outbox"] {
+		check("outbox", i, "jobs", it["jobs"], string(packEmits(b.Emits)))
+	}
+	for i, it := range items["trim"] {
+		check("trim", i, "waitKey", it["waitKey"], k.Waiting("h"))
+		check("trim", i, "n", it["n"], "1")
+	}
+	// Front items push to the front, so the last of the line comes first.
+	for sec, want := range map[string][]string{"front": {"b3", "b2"}, "back": {"b4"}} {
+		for i, it := range items[sec] {
+			j, err := decodeJob(p, it["body"])
+			if err != nil {
+				t.Fatalf("%s body: %v", sec, err)
+			}
+			check(sec, i, "waitKey", it["waitKey"], k.Waiting("b"))
+			check(sec, i, "id", it["id"], want[i])
+			check(sec, i, "body's id", j.ID, it["id"])
+		}
+	}
+	for i, it := range items["park"] {
+		j, err := decodeJob(p, it["body"])
+		if err != nil {
+			t.Fatalf("park body: %v", err)
+		}
+		check("park", i, "key", it["key"], "b")
+		check("park", i, "id", it["id"], "b1")
+		check("park", i, "notBefore", it["notBefore"], itoa(park.NotBefore))
+		check("park", i, "body's id", j.ID, it["id"])
+	}
+	for i, it := range items["next"] {
+		check("next", i, "waitKey", it["waitKey"], k.Waiting("h"))
+		check("next", i, "key", it["key"], "h")
+	}
+}
+
+// TestCommitItemOfWrongShape: an item given to a section with another
+// shape fails the commit before Redis sees it.
+func TestCommitItemOfWrongShape(t *testing.T) {
+	var c commitArgs
+	c.add(secFinish, nil, "a1", statusDone, 1, 0)
+	if _, _, err := c.layout(keys.For(0), [numHeaderArgs]any{}); err == nil || !strings.Contains(err.Error(), "finish") {
+		t.Fatalf("layout of a finish item without its key: %v, want errCommitLayout", err)
+	}
+}
+
+// TestCommitScriptChecksLayout: KEYS or ARGV that do not add up to the
+// counts are refused before anything is written.
+func TestCommitScriptChecksLayout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	ctx := context.Background()
+	rdb := testenv.StartRedis(t).Client(t)
+	cfg := DefaultConfig()
+	s := New(rdb, cfg)
+	p := 2
+	grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, args, err := s.commitLayout(p, grant, 0, &Batch{Done: []string{"a1"}, Results: []Result{{JobID: "a1", Value: []byte("r")}}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, run := range map[string]func() error{
+		"a key short":  func() error { return commitScript.Run(ctx, rdb, ks[:len(ks)-1], args...).Err() },
+		"an arg extra": func() error { return commitScript.Run(ctx, rdb, ks, append(args[:len(args):len(args)], "x")...).Err() },
+		"a count short": func() error {
+			bad := append([]any{}, args[:numHeaderArgs+numSections-1]...)
+			return commitScript.Run(ctx, rdb, ks, bad...).Err()
+		},
+	} {
+		if err := run(); err == nil || !strings.HasPrefix(err.Error(), "LAYOUT") {
+			t.Errorf("%s: %v, want a LAYOUT error", name, err)
+		}
+	}
+	if n, _ := rdb.Exists(ctx, keys.For(p).Job("a1")).Result(); n != 0 {
+		t.Fatal("a refused commit wrote the job's record")
+	}
+	if err := commitScript.Run(ctx, rdb, ks, args...).Err(); err != nil {
+		t.Fatalf("the commit as laid out: %v", err)
+	}
+}
+
+// TestPackedKeyAgrees: the guard's Lua reads a packed stream entry's key
+// as unpackJob does, whatever the lengths of the fields before it.
+func TestPackedKeyAgrees(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	ctx := context.Background()
+	rdb := testenv.StartRedis(t).Client(t)
+	s := New(rdb, DefaultConfig())
+	script := luaPackedKey + "return packedKey(ARGV[1])"
+	for _, l := range []struct{ id, handler, key int }{
+		{1, 1, 0}, {1, 1, 1}, {127, 127, 127}, {128, 129, 128}, {300, 5, 16383}, {16384, 200, 20000}, {3, 70000, 3},
+	} {
+		j := Job{ID: strings.Repeat("i", l.id), Handler: strings.Repeat("h", l.handler),
+			Key:     strings.Repeat("é", l.key/2) + strings.Repeat("k", l.key%2),
+			Payload: []byte(strings.Repeat("p", 200)), Attempt: 2, Errors: []string{"e"}}
+		got, err := s.rdb.Eval(ctx, script, nil, string(packJob(&j))).Text()
+		if err != nil {
+			t.Fatalf("lengths %+v: %v", l, err)
+		}
+		var back Job
+		if err := unpackJob(packJob(&j), &back); err != nil {
+			t.Fatal(err)
+		}
+		if got != j.Key || back.Key != j.Key {
+			t.Errorf("lengths %+v: Lua read key of %d bytes, Go %d, want %d", l, len(got), len(back.Key), len(j.Key))
+		}
+	}
+}
