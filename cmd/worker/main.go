@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
-	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/cli"
+	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/internal/worker"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/redis/go-redis/v9"
@@ -207,7 +207,7 @@ func run() error {
 		defer msrv.Stop()
 	}
 	// Serve before registering, so peers that see us in Consul can call.
-	srv := grpc.NewServer(append(client.ServerOptions(), grpc.MaxRecvMsgSize(client.MaxMessageBytes), grpc.MaxSendMsgSize(client.MaxMessageBytes))...)
+	srv := grpc.NewServer(peer.ServerOptions()...)
 	workerpb.RegisterWorkerServer(srv, w.API())
 	go func() {
 		if err := srv.Serve(lis); err != nil {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
-	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -109,7 +109,7 @@ func (a *API) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *wo
 			}
 		}
 	}
-	if !client.PeerFault(err) && status.Code(err) != codes.FailedPrecondition {
+	if !peer.Fault(err) && status.Code(err) != codes.FailedPrecondition {
 		return nil, err, true // the request itself is wrong: falling back would not help
 	}
 	w.log.Debug("call: owner unreachable; taking the durable path", "job", job.Id, "partition", p, "owner", owner, "err", err)

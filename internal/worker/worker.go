@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/breaker"
-	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -50,7 +50,7 @@ type Worker struct {
 	registry Registry
 	handlers Handlers
 	keeper   *lease.Keeper
-	peers    *client.Pool
+	peers    *peer.Pool
 
 	ring  atomic.Pointer[sharding.Ring]
 	own   ownership
@@ -101,17 +101,14 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	if err != nil {
 		return nil, err
 	}
-	bcfg := cfg.Breaker
-	bcfg.Logger = logger
-	bcfg.IsSuccessful = func(err error) bool { return !client.PeerFault(err) }
-	breakers, err := breaker.NewSet(bcfg)
+	peers, err := peer.NewPool(cfg.Breaker, logger)
 	if err != nil {
 		return nil, err
 	}
 	return &Worker{
 		cfg: cfg, log: logger.With("worker", cfg.ID), rdb: rdb,
 		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
-		peers: client.NewPool(breakers), retryBudget: breaker.DefaultBudget(),
+		peers: peers, retryBudget: breaker.DefaultBudget(),
 		owned: map[int]lease.Grant{}, releasing: map[int]bool{}, kick: make(chan struct{}, 1), relayReq: make(chan int, 1024),
 		own: ownership{clock: time.Now()},
 	}, nil
