@@ -402,18 +402,14 @@ func (w *Worker) noteBlocked(claim []int, claimable map[int]string) {
 // token the claim must replace ("" when free). Partitions whose holder's
 // lease is alive are left out: that holder must release first.
 func (w *Worker) holders(ctx context.Context, parts []int) (map[int]string, error) {
-	pipe := w.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(parts))
-	for i, p := range parts {
-		cmds[i] = pipe.Get(ctx, keys.For(p).Owner())
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read partition holders: %w", err)
+	hs, err := lease.HoldersOf(ctx, w.rdb, parts)
+	if err != nil {
+		return nil, err
 	}
 	out := map[int]string{}
 	var tokens []string
-	for i, p := range parts {
-		tok := cmds[i].Val()
+	for p, h := range hs {
+		tok := h.Token
 		out[p] = tok
 		if tok != "" && tok != w.keeper.Token() {
 			tokens = append(tokens, tok)
