@@ -346,3 +346,27 @@ func (s *Store) TrimDead(ctx context.Context, partitions []int, now time.Time) (
 	}
 	return out, nil
 }
+
+// Done reports, per id, whether its job committed as done in partition
+// partitions[i]: one field of each job record, in one pipeline. It is the
+// cheap check of a poller that knows where its jobs are; Statuses says
+// more.
+func (s *Store) Done(ctx context.Context, ids []string, partitions []int) ([]bool, error) {
+	if len(ids) != len(partitions) {
+		return nil, fmt.Errorf("store: done: %d ids but %d partitions", len(ids), len(partitions))
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, keys.For(partitions[i]).Job(id), "s")
+	}
+	pipe.Exec(ctx) // each command's error is checked below
+	out := make([]bool, len(ids))
+	for i, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("store: read job status: %w", err)
+		}
+		out[i] = c.Val() == statusDone
+	}
+	return out, nil
+}
