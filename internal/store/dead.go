@@ -200,19 +200,14 @@ func (s *Store) Statuses(ctx context.Context, ids []string) ([]JobStatus, error)
 // partitions[i] is the partition of ids[i], or -1 to ask every partition.
 func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) ([]JobStatus, error) {
 	pipe := s.rdb.Pipeline()
-	type cmdset struct {
-		rec *redis.MapStringStringCmd
-		res *redis.StringCmd
-	}
 	P := s.cfg.Partitions
-	cmds := make([]cmdset, len(ids)*P)
+	cmds := make([]*redis.MapStringStringCmd, len(ids)*P)
 	for i, id := range ids {
 		for p := 0; p < P; p++ {
 			if partitions != nil && partitions[i] >= 0 && partitions[i] != p {
 				continue
 			}
-			k := keys.For(p)
-			cmds[i*P+p] = cmdset{pipe.HGetAll(ctx, k.Job(id)), pipe.Get(ctx, k.Result(id))}
+			cmds[i*P+p] = pipe.HGetAll(ctx, keys.For(p).Job(id))
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -224,10 +219,10 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 		st := JobStatus{ID: id}
 		for p := 0; p < P; p++ {
 			c := cmds[i*P+p]
-			if c.rec == nil {
+			if c == nil {
 				continue
 			}
-			rec := c.rec.Val()
+			rec := c.Val()
 			if len(rec) == 0 {
 				continue
 			}
@@ -245,8 +240,6 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 			}
 			if r, ok := rec["r"]; ok {
 				st.Result = []byte(r)
-			} else if b, err := c.res.Bytes(); err == nil {
-				st.Result = b // kept in a key of its own by versions before
 			}
 			break
 		}
