@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/jobid"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"google.golang.org/grpc/codes"
@@ -33,7 +34,7 @@ func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerp
 		results[i] = res
 		res.Id = in.Id
 		if res.Id == "" {
-			res.Id = newJobID(now)
+			res.Id = jobid.New(now)
 		}
 		if err := w.validate(in, res.Id, handlers); err != nil {
 			res.Error = err.Error()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
+	"github.com/corralhq/corral/internal/jobid"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/internal/store"
@@ -48,7 +49,7 @@ func (a *API) Call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.Ca
 	if job.Id == "" {
 		// Fixed before the first hop, so a forward and a fallback of the
 		// same call are one job.
-		job.Id = newJobID(time.Now())
+		job.Id = jobid.New(time.Now())
 	}
 	if err := validateKey(job.Key); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
