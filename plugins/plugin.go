@@ -126,10 +126,11 @@ func DialOptions(limit int) []grpc.DialOption {
 }
 
 // EntityType is the entity type a handler reads and writes: its name up to
-// the first dot ("donor" for "donor.donate"), or the whole name when it has
-// no dot.
+// the first dot ("donor" for "donor.donate"), or the whole name when nothing
+// comes before a dot, so an entity type is never empty. The worker loads
+// and stores states by it and the SDK hands them to handlers by it.
 func EntityType(handler string) string {
-	if i := strings.IndexByte(handler, '.'); i >= 0 {
+	if i := strings.IndexByte(handler, '.'); i > 0 {
 		return handler[:i]
 	}
 	return handler

@@ -7,6 +7,7 @@ import (
 
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -225,7 +226,7 @@ func (w *Worker) processPartition(ctx context.Context, p int, r *partitionRun, s
 	if r.checkFinished {
 		load = w.store.Load
 	}
-	snap, err := load(ctx, p, all, EntityOf)
+	snap, err := load(ctx, p, all, plugins.EntityType)
 	if err != nil {
 		log.Warn("load failed", "err", err)
 		return false
