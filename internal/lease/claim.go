@@ -95,9 +95,20 @@ type Holder struct {
 	Grant
 }
 
+// tokenSep separates a lease token's worker id from its nonce.
+const tokenSep = "~"
+
+// NewToken makes a lease token for worker id: the id and a fresh random
+// nonce, so a restarted worker never holds its old lease.
+func NewToken(id string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return id + tokenSep + hex.EncodeToString(b[:])
+}
+
 // WorkerID is the worker id a lease token was made for ("" for "").
 func WorkerID(token string) string {
-	id, _, _ := strings.Cut(token, "~")
+	id, _, _ := strings.Cut(token, tokenSep)
 	return id
 }
 

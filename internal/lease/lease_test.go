@@ -238,3 +238,22 @@ func TestHoldersOf(t *testing.T) {
 		t.Errorf("%d holders, want %d", len(hs), len(want))
 	}
 }
+
+// TestTokenNamesItsWorker: a token names the worker it was made for, even
+// when the worker id has dashes or dots, and two tokens of one worker
+// differ.
+func TestTokenNamesItsWorker(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"worker-1", "w.eu-2", "w"} {
+		a, b := lease.NewToken(id), lease.NewToken(id)
+		if a == b {
+			t.Errorf("two tokens of %s are equal: %s", id, a)
+		}
+		if got := lease.WorkerID(a); got != id {
+			t.Errorf("WorkerID(%q) = %q, want %q", a, got, id)
+		}
+	}
+	if got := lease.WorkerID(""); got != "" {
+		t.Errorf(`WorkerID("") = %q`, got)
+	}
+}

@@ -247,9 +247,13 @@ func (s *Store) runScript(ctx context.Context, sc *redis.Script, ks []string, ar
 	return cmds[0]
 }
 
+// isNoScript says Redis does not know a script (restarted, or flushed its
+// script cache): loading it and running the call again fixes that.
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
+
 func hasNoScript(cmds []*redis.Cmd) bool {
 	for _, c := range cmds {
-		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		if isNoScript(c.Err()) {
 			return true
 		}
 	}

@@ -99,7 +99,7 @@ func (a *API) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *wo
 	if status.Code(err) == codes.FailedPrecondition && w.retryBudget.TryRetry() {
 		h, herr := lease.HolderOf(ctx, w.rdb, p)
 		if herr == nil && h.Token != "" {
-			id, _, _ := strings.Cut(h.Token, "~")
+			id := lease.WorkerID(h.Token)
 			if id == w.cfg.ID {
 				return nil, nil, false // claimed here meanwhile: run it here
 			}

@@ -2,8 +2,6 @@ package worker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,9 +92,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	if logger == nil {
 		logger = slog.Default()
 	}
-	var nonce [6]byte
-	rand.Read(nonce[:])
-	token := cfg.ID + "~" + hex.EncodeToString(nonce[:])
+	token := lease.NewToken(cfg.ID)
 	keeper, err := lease.NewKeeper(rdb, cfg.Lease, token, cfg.ID, time.Now, logger)
 	if err != nil {
 		return nil, err
