@@ -190,14 +190,10 @@ type JobStatus struct {
 	Error    string // last error, for dead jobs
 }
 
-// Statuses reads the status and result of jobs by id. An id does not name
-// its key, so every partition is asked, in one pipeline.
-func (s *Store) Statuses(ctx context.Context, ids []string) ([]JobStatus, error) {
-	return s.StatusesIn(ctx, ids, nil)
-}
-
-// StatusesIn is Statuses for jobs whose partitions are known:
-// partitions[i] is the partition of ids[i], or -1 to ask every partition.
+// StatusesIn reads the status and result of jobs by id: partitions[i] is
+// the partition of ids[i], or -1 to ask every partition (an id does not
+// name its key); nil partitions asks every partition for every id. One
+// pipeline in all.
 func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) ([]JobStatus, error) {
 	pipe := s.rdb.Pipeline()
 	P := s.cfg.Partitions

@@ -119,16 +119,6 @@ func (s *Store) EnsurePartitions(ctx context.Context) error {
 	return nil
 }
 
-// RecordedPartitions returns P as recorded in Redis, or 0 if no cluster was
-// created there yet.
-func RecordedPartitions(ctx context.Context, rdb redis.UniversalClient) (int, error) {
-	n, err := rdb.HGet(ctx, keys.Meta, "partitions").Int()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	return n, err
-}
-
 // Depth is the number of jobs waiting in a partition: its queue, its
 // outbox and its delayed, parked and waiting jobs. An outbox entry holds
 // all the jobs one commit emitted and counts as one: depth is zero exactly
