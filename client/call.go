@@ -2,12 +2,10 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"strconv"
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/jobid"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -36,9 +34,6 @@ func (c *Client) Call(ctx context.Context, job *workerpb.Job) (*workerpb.CallRes
 	return out, err
 }
 
-// NewJobID returns a random job id that sorts by creation time.
-func NewJobID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return strconv.FormatInt(time.Now().UnixMicro(), 36) + "-" + hex.EncodeToString(b[:])
-}
+// NewJobID returns a random job id that sorts by creation time, of the
+// form the workers give a job submitted without one.
+func NewJobID() string { return jobid.New(time.Now()) }

@@ -10,6 +10,7 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/peer"
 )
 
 // ErrNoWorkers means Consul lists no healthy worker.
@@ -32,7 +33,7 @@ type Client struct {
 	members interface {
 		Healthy(ctx context.Context) ([]discovery.Member, error)
 	}
-	pool  *Pool
+	pool  *peer.Pool
 	retry RetryConfig
 	log   *slog.Logger
 	next  atomic.Uint64
@@ -56,17 +57,15 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Retry.Validate(); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	bcfg.Logger = cfg.Logger
-	bcfg.IsSuccessful = func(err error) bool { return !PeerFault(err) }
-	set, err := breaker.NewSet(bcfg)
+	pool, err := peer.NewPool(bcfg, cfg.Logger)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	c, err := discovery.NewConsul(discovery.ConsulConfig{Address: cfg.ConsulAddr, Token: cfg.ConsulToken, Service: cfg.Service, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
-	return &Client{members: c, pool: NewPool(set), retry: cfg.Retry, log: cfg.Logger}, nil
+	return &Client{members: c, pool: pool, retry: cfg.Retry, log: cfg.Logger}, nil
 }
 
 // Close releases connections.
@@ -103,7 +102,7 @@ func (c *Client) onEach(ctx context.Context, ms []discovery.Member, start int, f
 	for i := range ms {
 		m := ms[(start+i)%len(ms)]
 		err := c.pool.Call(ctx, m.Address, fn)
-		if err == nil || !PeerFault(err) && !errors.Is(err, breaker.ErrOpen) {
+		if err == nil || !peer.Fault(err) && !errors.Is(err, breaker.ErrOpen) {
 			return true, err
 		}
 		last = fmt.Errorf("worker %s (%s): %w", m.ID, m.Address, err)

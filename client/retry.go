@@ -9,6 +9,7 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
+	"github.com/corralhq/corral/internal/peer"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -53,7 +54,7 @@ func (c *Client) retrying(ctx context.Context, op func(ctx context.Context) erro
 	var cause error // the last failure that came from a worker, not a breaker
 	for {
 		err := op(ctx)
-		if err == nil || !PeerFault(err) {
+		if err == nil || !peer.Fault(err) {
 			return err
 		}
 		if !errors.Is(err, breaker.ErrOpen) && !errors.Is(err, ErrNoWorkers) {

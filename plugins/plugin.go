@@ -9,13 +9,14 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/corralhq/corral/internal/grpcopt"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
 // MaxMessageBytes caps one gRPC message between host and plugin in either
 // direction by default. gRPC's default of 4 MiB is too small for a large
 // batch of jobs with their entity states.
-const MaxMessageBytes = 64 << 20
+const MaxMessageBytes = grpcopt.MaxMessageBytes
 
 // MaxMessageEnv is the environment variable through which the host tells a
 // plugin its message limit, so both ends use the same one. Plugins in other
@@ -105,21 +106,10 @@ func HostPluginSet(host pluginpb.HostServer) plugin.PluginSet {
 	return plugin.PluginSet{PluginName: &GRPCPlugin{Host: host}}
 }
 
-// windowBytes is the HTTP/2 flow-control window of plugin connections: a
-// fixed window turns off gRPC's bandwidth probing, which pings along with
-// every small message.
-const windowBytes = 1 << 20
-
 // ServerOptions set the plugin server's message limits to MessageLimit(),
 // its flow-control window and its stream workers.
 func ServerOptions() []grpc.ServerOption {
-	limit := MessageLimit()
-	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(limit),
-		grpc.MaxSendMsgSize(limit),
-		grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
-		grpc.NumStreamWorkers(16), // goroutines kept for calls instead of one started per call
-	}
+	return grpcopt.ServerOptions(MessageLimit())
 }
 
 // NewGRPCServer is a plugin.ServeConfig.GRPCServer function: go-plugin's
@@ -132,20 +122,15 @@ func NewGRPCServer(opts []grpc.ServerOption) *grpc.Server {
 // plugin.ClientConfig.GRPCDialOptions, and limit to the plugin in
 // MaxMessageEnv.
 func DialOptions(limit int) []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(limit),
-			grpc.MaxCallSendMsgSize(limit),
-		),
-		grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes),
-	}
+	return grpcopt.DialOptions(limit)
 }
 
 // EntityType is the entity type a handler reads and writes: its name up to
-// the first dot ("donor" for "donor.donate"), or the whole name when it has
-// no dot.
+// the first dot ("donor" for "donor.donate"), or the whole name when nothing
+// comes before a dot, so an entity type is never empty. The worker loads
+// and stores states by it and the SDK hands them to handlers by it.
 func EntityType(handler string) string {
-	if i := strings.IndexByte(handler, '.'); i >= 0 {
+	if i := strings.IndexByte(handler, '.'); i > 0 {
 		return handler[:i]
 	}
 	return handler

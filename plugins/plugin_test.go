@@ -2,6 +2,9 @@ package plugins
 
 import "testing"
 
+// TestEntityType: the one function that names a handler's entity type, on
+// the worker (which loads and stores the state) and in the SDK (which hands
+// it to the handler) alike.
 func TestEntityType(t *testing.T) {
 	t.Parallel()
 	tests := map[string]string{
@@ -9,7 +12,8 @@ func TestEntityType(t *testing.T) {
 		"campaign.credit": "campaign",
 		"a.b.c":           "a",
 		"nodot":           "nodot",
-		".leading":        "",
+		".leading":        ".leading", // an entity type is never empty
+		"trailing.":       "trailing",
 		"":                "",
 	}
 	for in, want := range tests {

@@ -23,51 +23,32 @@ import (
 	"strings"
 	"time"
 
-	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/redis/go-redis/v9"
 )
 
-// Entry is one audited commit of one job.
-type Entry struct {
-	At time.Time // Redis clock when the commit was accepted (the stream id)
-	lease.Grant
-	JobID string
-}
-
 // Log is every partition's audit stream.
 type Log struct {
-	Partitions map[int][]Entry
+	Partitions map[int][]store.AuditEntry
 	// Trimmed is how many of a partition's entries the cap dropped.
 	Trimmed map[int]int64
 }
 
 // Read loads the audit streams of partitions 0..n-1.
 func Read(ctx context.Context, rdb redis.UniversalClient, n int) (*Log, error) {
-	l := &Log{Partitions: make(map[int][]Entry, n), Trimmed: map[int]int64{}}
+	st := store.New(rdb, store.Config{Partitions: n})
+	l := &Log{Partitions: make(map[int][]store.AuditEntry, n), Trimmed: map[int]int64{}}
 	for p := 0; p < n; p++ {
-		msgs, err := rdb.XRange(ctx, keys.For(p).Audit(), "-", "+").Result()
+		es, trimmed, err := st.AuditLog(ctx, p, time.Time{})
 		if err != nil {
-			return nil, fmt.Errorf("audit: read partition %d: %w", p, err)
+			return nil, fmt.Errorf("audit: %w", err)
 		}
-		if len(msgs) > 0 {
-			// Nothing deletes audit entries but the cap: what was ever
-			// added and is not there was trimmed.
-			info, err := rdb.XInfoStream(ctx, keys.For(p).Audit()).Result()
-			if err != nil {
-				return nil, fmt.Errorf("audit: stream info of partition %d: %w", p, err)
-			}
-			if t := info.EntriesAdded - int64(len(msgs)); t > 0 {
-				l.Trimmed[p] = t
-			}
+		if len(es) > 0 {
+			l.Partitions[p] = es
 		}
-		for _, m := range msgs {
-			ms, _, _ := strings.Cut(m.ID, "-")
-			t, _ := strconv.ParseInt(ms, 10, 64)
-			e := Entry{At: time.UnixMilli(t)}
-			e.Grant, _ = lease.ParseGrant(fmt.Sprint(m.Values["e"]))
-			e.JobID, _ = m.Values["id"].(string)
-			l.Partitions[p] = append(l.Partitions[p], e)
+		if trimmed > 0 {
+			l.Trimmed[p] = trimmed
 		}
 	}
 	return l, nil
@@ -157,15 +138,11 @@ func (l *Log) Failover(fault time.Time, before map[int]int64) []time.Duration {
 
 // Holders reads the holder and epoch of partitions 0..n-1.
 func Holders(ctx context.Context, rdb redis.UniversalClient, n int) (map[int]lease.Holder, error) {
-	out := make(map[int]lease.Holder, n)
-	for p := 0; p < n; p++ {
-		h, err := lease.HolderOf(ctx, rdb, p)
-		if err != nil {
-			return nil, err
-		}
-		out[p] = h
+	parts := make([]int, n)
+	for p := range parts {
+		parts[p] = p
 	}
-	return out, nil
+	return lease.HoldersOf(ctx, rdb, parts)
 }
 
 // HeldBy returns the epochs of the partitions worker id holds.

@@ -67,9 +67,6 @@ func (k Partition) State(entity, key string) string {
 	return k.prefix + "st:" + entity + ":" + key
 }
 
-// Result holds a job's result until it expires.
-func (k Partition) Result(id string) string { return k.prefix + "res:" + id }
-
 // Lease is a worker's liveness lease, named by its token.
 func Lease(token string) string { return "corral:lease:" + token }
 

@@ -95,29 +95,60 @@ type Holder struct {
 	Grant
 }
 
+// tokenSep separates a lease token's worker id from its nonce.
+const tokenSep = "~"
+
+// NewToken makes a lease token for worker id: the id and a fresh random
+// nonce, so a restarted worker never holds its old lease.
+func NewToken(id string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return id + tokenSep + hex.EncodeToString(b[:])
+}
+
 // WorkerID is the worker id a lease token was made for ("" for "").
 func WorkerID(token string) string {
-	id, _, _ := strings.Cut(token, "~")
+	id, _, _ := strings.Cut(token, tokenSep)
 	return id
 }
 
 // HolderOf reads the holder and epoch of a partition.
 func HolderOf(ctx context.Context, rdb redis.UniversalClient, partition int) (Holder, error) {
-	k := keys.For(partition)
-	vals, err := rdb.MGet(ctx, k.Owner(), k.Epoch()).Result()
+	hs, err := HoldersOf(ctx, rdb, []int{partition})
 	if err != nil {
-		return Holder{}, fmt.Errorf("lease: read holder of partition %d: %w", partition, err)
+		return Holder{}, err
 	}
-	var h Holder
-	if s, ok := vals[0].(string); ok {
-		h.Token = s
+	return hs[partition], nil
+}
+
+// HoldersOf reads the holders and epochs of partitions, in one pipeline.
+func HoldersOf(ctx context.Context, rdb redis.UniversalClient, partitions []int) (map[int]Holder, error) {
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(partitions))
+	for i, p := range partitions {
+		k := keys.For(p)
+		cmds[i] = pipe.MGet(ctx, k.Owner(), k.Epoch())
 	}
-	if s, ok := vals[1].(string); ok {
-		if h.Grant, err = ParseGrant(s); err != nil {
-			return Holder{}, fmt.Errorf("lease: read holder of partition %d: %w", partition, err)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("lease: read holders of %d partitions: %w", len(partitions), err)
+	}
+	out := make(map[int]Holder, len(partitions))
+	for i, p := range partitions {
+		vals := cmds[i].Val()
+		var h Holder
+		if s, ok := vals[0].(string); ok {
+			h.Token = s
 		}
+		if s, ok := vals[1].(string); ok {
+			g, err := ParseGrant(s)
+			if err != nil {
+				return nil, fmt.Errorf("lease: read holder of partition %d: %w", p, err)
+			}
+			h.Grant = g
+		}
+		out[p] = h
 	}
-	return h, nil
+	return out, nil
 }
 
 // Claim grants partition to token if its holder is still expected

@@ -201,3 +201,59 @@ func TestReleaseAndStopAreAnnounced(t *testing.T) {
 		t.Fatalf("WorkerID = %q", id)
 	}
 }
+
+// TestHoldersOf: one read names each partition's holder and last grant: a
+// held one, a released one (free, its grant kept) and one never granted.
+func TestHoldersOf(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	rdb := testenv.StartRedis(t).Client(t)
+	ctx := context.Background()
+	g1, err := lease.Claim(ctx, rdb, 1, "a~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := lease.Claim(ctx, rdb, 2, "b~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lease.Release(ctx, rdb, 2, "b~1"); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := lease.HoldersOf(ctx, rdb, []int{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]lease.Holder{1: {Token: "a~1", Grant: g1}, 2: {Grant: g2}, 3: {}}
+	for p, w := range want {
+		if hs[p] != w {
+			t.Errorf("partition %d: %+v, want %+v", p, hs[p], w)
+		}
+		if h, err := lease.HolderOf(ctx, rdb, p); err != nil || h != w {
+			t.Errorf("HolderOf(%d) = %+v, %v; want %+v", p, h, err, w)
+		}
+	}
+	if len(hs) != len(want) {
+		t.Errorf("%d holders, want %d", len(hs), len(want))
+	}
+}
+
+// TestTokenNamesItsWorker: a token names the worker it was made for, even
+// when the worker id has dashes or dots, and two tokens of one worker
+// differ.
+func TestTokenNamesItsWorker(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"worker-1", "w.eu-2", "w"} {
+		a, b := lease.NewToken(id), lease.NewToken(id)
+		if a == b {
+			t.Errorf("two tokens of %s are equal: %s", id, a)
+		}
+		if got := lease.WorkerID(a); got != id {
+			t.Errorf("WorkerID(%q) = %q, want %q", a, got, id)
+		}
+	}
+	if got := lease.WorkerID(""); got != "" {
+		t.Errorf(`WorkerID("") = %q`, got)
+	}
+}

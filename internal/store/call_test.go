@@ -37,7 +37,7 @@ func TestDirectCallGuard(t *testing.T) {
 	if err := commit(c1, v, "1"); err != nil {
 		t.Fatal(err)
 	}
-	if sts, _ := s.Statuses(ctx, []string{"c1"}); !sts[0].Finished || string(sts[0].Result) != "r1" || stateOf() != "1" {
+	if sts, _ := s.StatusesIn(ctx, []string{"c1"}, nil); !sts[0].Finished || string(sts[0].Result) != "r1" || stateOf() != "1" {
 		t.Fatalf("after the direct commit: %+v, state %q", sts, stateOf())
 	}
 	// The same id again is not new: it must take the queue (and dedup).
@@ -66,7 +66,7 @@ func TestDirectCallGuard(t *testing.T) {
 	if err := commit(c3, v, "3"); !errors.Is(err, store.ErrBusy) {
 		t.Fatalf("commit after the state changed: %v, want ErrBusy", err)
 	}
-	if sts, _ := s.Statuses(ctx, []string{"c3"}); sts[0].Known || stateOf() != "2b" {
+	if sts, _ := s.StatusesIn(ctx, []string{"c3"}, nil); sts[0].Known || stateOf() != "2b" {
 		t.Fatalf("a refused direct commit wrote: %+v, state %q", sts, stateOf())
 	}
 	// A job of the key queued after the look: refused.

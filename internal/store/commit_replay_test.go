@@ -47,7 +47,7 @@ func TestReplayedJobCommitsAgain(t *testing.T) {
 	if err := s.CommitBatch(ctx, p, grant, again); err != nil {
 		t.Fatalf("commit of the replayed job: %v", err)
 	}
-	st, err := s.Statuses(ctx, []string{"r1"})
+	st, err := s.StatusesIn(ctx, []string{"r1"}, nil)
 	if err != nil || !st[0].Finished || st[0].Dead {
 		t.Fatalf("status after the replayed run %+v %v, want done", st, err)
 	}

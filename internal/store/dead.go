@@ -190,29 +190,20 @@ type JobStatus struct {
 	Error    string // last error, for dead jobs
 }
 
-// Statuses reads the status and result of jobs by id. An id does not name
-// its key, so every partition is asked, in one pipeline.
-func (s *Store) Statuses(ctx context.Context, ids []string) ([]JobStatus, error) {
-	return s.StatusesIn(ctx, ids, nil)
-}
-
-// StatusesIn is Statuses for jobs whose partitions are known:
-// partitions[i] is the partition of ids[i], or -1 to ask every partition.
+// StatusesIn reads the status and result of jobs by id: partitions[i] is
+// the partition of ids[i], or -1 to ask every partition (an id does not
+// name its key); nil partitions asks every partition for every id. One
+// pipeline in all.
 func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) ([]JobStatus, error) {
 	pipe := s.rdb.Pipeline()
-	type cmdset struct {
-		rec *redis.MapStringStringCmd
-		res *redis.StringCmd
-	}
 	P := s.cfg.Partitions
-	cmds := make([]cmdset, len(ids)*P)
+	cmds := make([]*redis.MapStringStringCmd, len(ids)*P)
 	for i, id := range ids {
 		for p := 0; p < P; p++ {
 			if partitions != nil && partitions[i] >= 0 && partitions[i] != p {
 				continue
 			}
-			k := keys.For(p)
-			cmds[i*P+p] = cmdset{pipe.HGetAll(ctx, k.Job(id)), pipe.Get(ctx, k.Result(id))}
+			cmds[i*P+p] = pipe.HGetAll(ctx, keys.For(p).Job(id))
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -224,10 +215,10 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 		st := JobStatus{ID: id}
 		for p := 0; p < P; p++ {
 			c := cmds[i*P+p]
-			if c.rec == nil {
+			if c == nil {
 				continue
 			}
-			rec := c.rec.Val()
+			rec := c.Val()
 			if len(rec) == 0 {
 				continue
 			}
@@ -245,8 +236,6 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 			}
 			if r, ok := rec["r"]; ok {
 				st.Result = []byte(r)
-			} else if b, err := c.res.Bytes(); err == nil {
-				st.Result = b // kept in a key of its own by versions before
 			}
 			break
 		}
@@ -343,6 +332,30 @@ func (s *Store) TrimDead(ctx context.Context, partitions []int, now time.Time) (
 			}
 		}
 		partitions = more
+	}
+	return out, nil
+}
+
+// Done reports, per id, whether its job committed as done in partition
+// partitions[i]: one field of each job record, in one pipeline. It is the
+// cheap check of a poller that knows where its jobs are; Statuses says
+// more.
+func (s *Store) Done(ctx context.Context, ids []string, partitions []int) ([]bool, error) {
+	if len(ids) != len(partitions) {
+		return nil, fmt.Errorf("store: done: %d ids but %d partitions", len(ids), len(partitions))
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, keys.For(partitions[i]).Job(id), "s")
+	}
+	pipe.Exec(ctx) // each command's error is checked below
+	out := make([]bool, len(ids))
+	for i, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("store: read job status: %w", err)
+		}
+		out[i] = c.Val() == statusDone
 	}
 	return out, nil
 }

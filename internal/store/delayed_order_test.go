@@ -67,7 +67,7 @@ func TestDirectCallWaitsForDueDelayedJob(t *testing.T) {
 	if !errors.Is(err, store.ErrBusy) {
 		t.Fatalf("direct commit with a due delayed job of the key: %v, want ErrBusy", err)
 	}
-	if sts, _ := s.Statuses(ctx, []string{call.ID}); sts[0].Known {
+	if sts, _ := s.StatusesIn(ctx, []string{call.ID}, nil); sts[0].Known {
 		t.Fatalf("a refused direct commit wrote: %+v", sts[0])
 	}
 }
@@ -87,7 +87,7 @@ func TestRelayPutsDueDelayedJobFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Relay(ctx, p, 10, partitionOf); err != nil {
+	if _, err := relay(ctx, s, p, 10, partitionOf); err != nil {
 		t.Fatal(err)
 	}
 	read, _ := s.Read(ctx, map[int]string{target: store.StartID}, 10, 10*time.Millisecond)

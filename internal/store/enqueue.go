@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -311,8 +310,6 @@ func contentHash(j *Job, buf []byte) (string, []byte) {
 	hex.Encode(h[:], sum[:16])
 	return string(h[:]), buf
 }
-
-func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 func isConflict(err error) bool { return errors.Is(err, ErrConflict) }
 

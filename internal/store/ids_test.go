@@ -80,7 +80,7 @@ func TestRepeatedIDInOneBatchCommits(t *testing.T) {
 	if err := s.CommitBatch(ctx, p, epoch, b); err != nil {
 		t.Fatalf("batch with one id twice: %v", err)
 	}
-	if sts, _ := s.Statuses(ctx, []string{"r1"}); !sts[0].Finished {
+	if sts, _ := s.StatusesIn(ctx, []string{"r1"}, nil); !sts[0].Finished {
 		t.Fatalf("r1 not finished: %+v", sts[0])
 	}
 }
@@ -107,7 +107,7 @@ func TestResultOfEmittedJobBeforeItRuns(t *testing.T) {
 	}
 	queued := func(when string) {
 		t.Helper()
-		sts, err := s.Statuses(ctx, []string{child, store.EmittedID("par", 1)})
+		sts, err := s.StatusesIn(ctx, []string{child, store.EmittedID("par", 1)}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestResultOfEmittedJobBeforeItRuns(t *testing.T) {
 		}
 	}
 	queued("before the relay")
-	if _, err := s.Relay(ctx, p, 10, partitionOf); err != nil {
+	if _, err := relay(ctx, s, p, 10, partitionOf); err != nil {
 		t.Fatal(err)
 	}
 	queued("after the relay")
@@ -131,7 +131,7 @@ func TestResultOfEmittedJobBeforeItRuns(t *testing.T) {
 	if err := s.CommitBatch(ctx, target, te, &store.Batch{Done: []string{child}, Acked: []string{read[target][0].StreamID}}); err != nil {
 		t.Fatal(err)
 	}
-	if sts, _ := s.Statuses(ctx, []string{child}); !sts[0].Finished {
+	if sts, _ := s.StatusesIn(ctx, []string{child}, nil); !sts[0].Finished {
 		t.Fatalf("after its commit: %+v, want done", sts[0])
 	}
 }

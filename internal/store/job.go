@@ -141,26 +141,16 @@ func unpackJob(b []byte, j *Job) error {
 	return nil
 }
 
-// jobFromStream reads a stream entry: a packed job, or the one field per
-// attribute that earlier versions wrote. A packed job that cannot be
-// decoded comes back without a handler, so the plugin call fails it and it
-// is dead-lettered instead of blocking its partition.
+// jobFromStream reads a stream entry: one packed job. An entry that cannot
+// be decoded comes back without a handler, so the plugin call fails it and
+// it is dead-lettered instead of blocking its partition.
 func jobFromStream(partition int, id string, v map[string]any) Job {
-	str := func(k string) string { s, _ := v[k].(string); return s }
 	var j Job
-	if p, ok := v["j"].(string); ok {
-		if err := unpackJob([]byte(p), &j); err != nil {
-			j = Job{ID: "bad-entry-" + id, Errors: []string{err.Error()}}
-		}
-	} else {
-		j = Job{ID: str("id"), Handler: str("h"), Key: str("k"), Payload: []byte(str("p"))}
-		j.SubmittedAt, _ = strconv.ParseInt(str("t"), 10, 64)
-		j.Attempt, _ = strconv.Atoi(str("a"))
-		j.MaxAttempts, _ = strconv.Atoi(str("m"))
-		j.TimeoutMs, _ = strconv.ParseInt(str("o"), 10, 64)
-		if e := str("e"); e != "" {
-			_ = json.Unmarshal([]byte(e), &j.Errors)
-		}
+	p, ok := v["j"].(string)
+	if !ok {
+		j = Job{ID: "bad-entry-" + id, Errors: []string{"stream entry holds no packed job"}}
+	} else if err := unpackJob([]byte(p), &j); err != nil {
+		j = Job{ID: "bad-entry-" + id, Errors: []string{err.Error()}}
 	}
 	j.Partition, j.StreamID = partition, id
 	if j.Attempt < 1 {

@@ -139,7 +139,7 @@ func measureMemory(b *testing.B, n int) {
 	relay := func() {
 		for p := 0; p < P; p++ {
 			for {
-				moved, err := s.Relay(ctx, p, 64, partitionOf)
+				moved, err := relay(ctx, s, p, 64, partitionOf)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -44,21 +42,6 @@ for e = 4, #KEYS do
 end
 return added
 `)
-
-// Relay moves the jobs of up to max outbox entries (each holds what one
-// commit emitted) from a partition's outbox to their target partitions'
-// queues and returns how many entries it moved, and the first error of a
-// target it could not reach (see RelayMany).
-func (s *Store) Relay(ctx context.Context, partition int, max int64, partitionOf func(key string) int) (int, error) {
-	r, err := s.RelayMany(ctx, []RelaySource{{Partition: partition}}, max, partitionOf, nil)
-	if err != nil {
-		return 0, err
-	}
-	for _, t := range slices.Sorted(maps.Keys(r.Failed)) {
-		return r.Sources[partition].Moved, fmt.Errorf("store: relay to partition %d: %w", t, r.Failed[t])
-	}
-	return r.Sources[partition].Moved, r.Sources[partition].Err
-}
 
 // RelaySource is an outbox to relay and where to read it from.
 type RelaySource struct {

@@ -87,7 +87,7 @@ func TestHoldKeepsKeyOrder(t *testing.T) {
 	if !errors.Is(err, store.ErrAlreadyFinished) {
 		t.Fatalf("batch of fresh and k2: %v, want ErrAlreadyFinished", err)
 	}
-	sts, err := s.Statuses(ctx, []string{"fresh"})
+	sts, err := s.StatusesIn(ctx, []string{"fresh"}, nil)
 	if err != nil || !sts[0].Known || sts[0].Finished || sts[0].Attempts != 0 {
 		t.Fatalf("fresh after the refused batch: %+v %v, want known, unfinished, no attempts", sts, err)
 	}
@@ -97,7 +97,7 @@ func TestHoldKeepsKeyOrder(t *testing.T) {
 	if err := s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{"fresh"}}); err != nil {
 		t.Fatal(err)
 	}
-	if sts, _ := s.Statuses(ctx, []string{"fresh"}); !sts[0].Finished || sts[0].Attempts != 1 {
+	if sts, _ := s.StatusesIn(ctx, []string{"fresh"}, nil); !sts[0].Finished || sts[0].Attempts != 1 {
 		t.Fatalf("fresh after its commit: %+v, want finished at attempt 1", sts)
 	}
 }
@@ -137,7 +137,7 @@ func TestDelayedAndDeadLetters(t *testing.T) {
 	if err := s.CommitBatch(ctx, p, epoch, &store.Batch{Acked: []string{j.StreamID}, Dead: []store.DeadJob{{Job: j, Error: "c"}}}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := s.Statuses(ctx, []string{"later"})
+	st, err := s.StatusesIn(ctx, []string{"later"}, nil)
 	if err != nil || !st[0].Dead || st[0].Error != "attempt 3: c" || st[0].Attempts != 3 {
 		t.Fatalf("status %+v %v", st, err)
 	}

@@ -142,7 +142,7 @@ func TestRelayHoldsTargetBack(t *testing.T) {
 		t.Fatalf("target %d got %d jobs, want 2", good, n)
 	}
 	// Released: the kept entries go, in order, and nothing twice.
-	if _, err := s.Relay(ctx, src, 10, partitionOf); err != nil {
+	if _, err := relay(ctx, s, src, 10, partitionOf); err != nil {
 		t.Fatal(err)
 	}
 	if n := rdb.XLen(ctx, keys.For(held).Queue()).Val(); n != 2 {

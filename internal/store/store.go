@@ -120,21 +120,34 @@ func (s *Store) EnsurePartitions(ctx context.Context) error {
 	return nil
 }
 
-// RecordedPartitions returns P as recorded in Redis, or 0 if no cluster was
-// created there yet.
-func RecordedPartitions(ctx context.Context, rdb redis.UniversalClient) (int, error) {
-	n, err := rdb.HGet(ctx, keys.Meta, "partitions").Int()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	return n, err
-}
-
 // Depth is the number of jobs waiting in a partition: its queue, its
 // outbox and its delayed, parked and waiting jobs. An outbox entry holds
 // all the jobs one commit emitted and counts as one: depth is zero exactly
 // when nothing waits.
 func (s *Store) Depth(ctx context.Context, partitions []int) (map[int]int64, error) {
+	bs, err := s.Backlogs(ctx, partitions)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]int64, len(partitions))
+	for p, b := range bs {
+		out[p] = b.Depth()
+	}
+	return out, nil
+}
+
+// Backlog is what waits in one partition, by where it waits.
+type Backlog struct {
+	Queued int64 // stream entries not yet committed
+	Outbox int64 // outbox entries not yet relayed (one per emitting commit)
+	Bodies int64 // delayed, parked and waiting jobs
+}
+
+// Depth is the backlog's total (see Store.Depth).
+func (b Backlog) Depth() int64 { return b.Queued + b.Outbox + b.Bodies }
+
+// Backlogs reads the backlog of partitions, in one pipeline.
+func (s *Store) Backlogs(ctx context.Context, partitions []int) (map[int]Backlog, error) {
 	pipe := s.rdb.Pipeline()
 	qs := make([]*redis.IntCmd, len(partitions))
 	os := make([]*redis.IntCmd, len(partitions))
@@ -148,9 +161,9 @@ func (s *Store) Depth(ctx context.Context, partitions []int) (map[int]int64, err
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("store: depth: %w", err)
 	}
-	out := make(map[int]int64, len(partitions))
+	out := make(map[int]Backlog, len(partitions))
 	for i, p := range partitions {
-		out[p] = qs[i].Val() + os[i].Val() + bs[i].Val()
+		out[p] = Backlog{Queued: qs[i].Val(), Outbox: os[i].Val(), Bodies: bs[i].Val()}
 	}
 	return out, nil
 }
@@ -225,9 +238,13 @@ func (s *Store) runScript(ctx context.Context, sc *redis.Script, ks []string, ar
 	return cmds[0]
 }
 
+// isNoScript says Redis does not know a script (restarted, or flushed its
+// script cache): loading it and running the call again fixes that.
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
+
 func hasNoScript(cmds []*redis.Cmd) bool {
 	for _, c := range cmds {
-		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		if isNoScript(c.Err()) {
 			return true
 		}
 	}

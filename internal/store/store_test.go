@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"github.com/corralhq/corral/internal/keys"
 	"strings"
 	"testing"
@@ -126,7 +127,7 @@ func TestFencedCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for round := 0; round < 2; round++ {
-		if n, err := s.Relay(ctx, p, 10, partitionOf); err != nil || n != 1 {
+		if n, err := relay(ctx, s, p, 10, partitionOf); err != nil || n != 1 {
 			t.Fatalf("relay %d: %d %v", round, n, err)
 		}
 		rdb.Del(ctx, outbox)
@@ -182,4 +183,18 @@ func ids(js []store.Job) string {
 		out = append(out, j.ID)
 	}
 	return strings.Join(out, " ")
+}
+
+// relay relays up to max entries of partition's outbox and returns how many
+// it moved, or the first error (an unreadable entry or a target it could
+// not reach).
+func relay(ctx context.Context, s *store.Store, partition int, max int64, partitionOf func(key string) int) (int, error) {
+	r, err := s.RelayMany(ctx, []store.RelaySource{{Partition: partition}}, max, partitionOf, nil)
+	if err != nil {
+		return 0, err
+	}
+	for t, err := range r.Failed {
+		return r.Sources[partition].Moved, fmt.Errorf("relay to partition %d: %w", t, err)
+	}
+	return r.Sources[partition].Moved, r.Sources[partition].Err
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/jobid"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/sharding"
@@ -59,7 +60,7 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 		results[i] = res
 		res.Id = in.Id
 		if res.Id == "" {
-			res.Id = newJobID(now)
+			res.Id = jobid.New(now)
 		}
 		if err := ji.validate(in, res.Id, handlers); err != nil {
 			res.Error = err.Error()

@@ -3,20 +3,12 @@ package worker
 import (
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
-
-// EntityOf is the entity type a handler works on: "donor.donate" → "donor".
-func EntityOf(handler string) string {
-	if i := strings.IndexByte(handler, '.'); i > 0 {
-		return handler[:i]
-	}
-	return handler
-}
 
 // keyWork is one key's part of a partition batch. Per-key order is kept by
 // holds: while a job of the key waits for a retry, the key is held and its
@@ -113,7 +105,7 @@ func buildRequest(jobs []store.Job, snap store.Snapshot) *pluginpb.HandleRequest
 	req := &pluginpb.HandleRequest{}
 	seen := map[store.EntityRef]bool{}
 	for _, j := range jobs {
-		ref := store.EntityRef{Type: EntityOf(j.Handler), Key: j.Key}
+		ref := store.EntityRef{Type: plugins.EntityType(j.Handler), Key: j.Key}
 		if !seen[ref] {
 			seen[ref] = true
 			req.Entities = append(req.Entities, &pluginpb.Entity{Type: ref.Type, Key: ref.Key, State: snap.States[ref]})
@@ -193,7 +185,7 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*s
 				b.Attempts[j.ID] = j.Attempt
 				unpark(j)
 				if o.StateChanged {
-					ref := store.EntityRef{Type: EntityOf(j.Handler), Key: j.Key}
+					ref := store.EntityRef{Type: plugins.EntityType(j.Handler), Key: j.Key}
 					if n, ok := stateAt[ref]; ok {
 						b.States[n].Value = o.State
 					} else {

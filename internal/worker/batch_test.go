@@ -9,15 +9,6 @@ import (
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
-func TestEntityOf(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{"donor.donate": "donor", "campaign.credit": "campaign", "plain": "plain", "a.b.c": "a"} {
-		if got := EntityOf(in); got != want {
-			t.Errorf("EntityOf(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestBuildBatch: per key, jobs apply in order until one must be retried;
 // that one holds its key and the key's later jobs wait behind it; a dead
 // job lets its key move on; a held key's stream jobs wait at its back.

@@ -11,8 +11,9 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
-	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/internal/jobid"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/sharding"
@@ -115,7 +116,7 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 	if job.Id == "" {
 		// Fixed before the first hop, so a forward and a fallback of the
 		// same call are one job.
-		job.Id = newJobID(time.Now())
+		job.Id = jobid.New(time.Now())
 	}
 	if err := validateKey(job.Key); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -168,7 +169,7 @@ func (rt *callRouter) callOwner(ctx context.Context, job *workerpb.Job, p int) (
 			}
 		}
 	}
-	if !client.PeerFault(err) && status.Code(err) != codes.FailedPrecondition {
+	if !peer.Fault(err) && status.Code(err) != codes.FailedPrecondition {
 		return nil, err, true // the request itself is wrong: falling back would not help
 	}
 	rt.log.Debug("call: owner unreachable; taking the durable path", "job", job.Id, "partition", p, "owner", owner, "err", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 )
 
 // callDirect runs a Call on this owner without passing it through the
@@ -32,7 +33,7 @@ func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (
 	mu := &rt.direct.mu[p%len(rt.direct.mu)]
 	mu.Lock()
 	defer mu.Unlock()
-	entity := EntityOf(j.Handler)
+	entity := plugins.EntityType(j.Handler)
 	ref := store.EntityRef{Type: entity, Key: j.Key}
 	// A cached state saves a read; the commit's guard then also does the
 	// look ViewForCall would have done.

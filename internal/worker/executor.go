@@ -9,6 +9,7 @@ import (
 
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -290,7 +291,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	if r.checkFinished {
 		load = e.store.Load
 	}
-	snap, err := load(ctx, p, all, EntityOf)
+	snap, err := load(ctx, p, all, plugins.EntityType)
 	if err != nil {
 		log.Warn("load failed", "err", err)
 		return false
@@ -369,7 +370,7 @@ var errNotRun = errors.New("call not run directly")
 // the commit is refused if its key's line or state changed meanwhile.
 // errNotRun means nothing was written; any other error is the commit's.
 func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j store.Job, guard *store.Guard, now time.Time) (*store.Batch, error) {
-	ref := store.EntityRef{Type: EntityOf(j.Handler), Key: j.Key}
+	ref := store.EntityRef{Type: plugins.EntityType(j.Handler), Key: j.Key}
 	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: guard.State}}
 	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
 	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, snap, false)

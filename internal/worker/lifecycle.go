@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
-	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/metrics"
+	"github.com/corralhq/corral/internal/peer"
 	"google.golang.org/grpc"
 )
 
@@ -56,7 +56,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		}
 	}
 	if w.cfg.Listener != nil {
-		srv := grpc.NewServer(append(client.ServerOptions(), grpc.MaxRecvMsgSize(client.MaxMessageBytes), grpc.MaxSendMsgSize(client.MaxMessageBytes))...)
+		srv := grpc.NewServer(peer.ServerOptions()...)
 		workerpb.RegisterWorkerServer(srv, w.API())
 		lis := w.cfg.Listener
 		go func() {

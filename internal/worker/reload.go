@@ -20,8 +20,3 @@ func (a *API) ReloadPlugins(ctx context.Context, _ *workerpb.ReloadPluginsReques
 	}
 	return &workerpb.ReloadPluginsResponse{Plugins: plugins}, nil
 }
-
-// ReloadPlugins is ReloadPlugins for callers inside the process (SIGHUP).
-func (w *Worker) ReloadPlugins(ctx context.Context) ([]string, error) {
-	return w.handlers.Reload(ctx)
-}

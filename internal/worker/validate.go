@@ -2,13 +2,10 @@ package worker
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,13 +86,6 @@ func validatePayload(p []byte, max int) error {
 }
 
 var errNotJSON = fmt.Errorf("%w: not a JSON document", ErrInvalidPayload)
-
-// newJobID returns an id that sorts by submission time.
-func newJobID(now time.Time) string {
-	var b [8]byte
-	rand.Read(b[:])
-	return strconv.FormatInt(now.UnixMicro(), 36) + "-" + hex.EncodeToString(b[:])
-}
 
 // ErrPayloadShape means a payload does not have the shape its handler
 // declared; ErrInvalidOption a submitter's override is out of its limits.

@@ -2,17 +2,15 @@ package worker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/corralhq/corral/breaker"
-	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -48,7 +46,7 @@ type Worker struct {
 	registry Registry
 	handlers Handlers
 	keeper   *lease.Keeper
-	peers    *client.Pool
+	peers    *peer.Pool
 
 	grants *grants     // partitions processed here, and their grants
 	view   *membership // members, their addresses and the ring
@@ -72,17 +70,12 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	if logger == nil {
 		logger = slog.Default()
 	}
-	var nonce [6]byte
-	rand.Read(nonce[:])
-	token := cfg.ID + "~" + hex.EncodeToString(nonce[:])
+	token := lease.NewToken(cfg.ID)
 	keeper, err := lease.NewKeeper(rdb, cfg.Lease, token, cfg.ID, time.Now, logger)
 	if err != nil {
 		return nil, err
 	}
-	bcfg := cfg.Breaker
-	bcfg.Logger = logger
-	bcfg.IsSuccessful = func(err error) bool { return !client.PeerFault(err) }
-	breakers, err := breaker.NewSet(bcfg)
+	peers, err := peer.NewPool(cfg.Breaker, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +85,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	w := &Worker{
 		cfg: cfg, log: log, rdb: rdb,
 		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
-		peers:  client.NewPool(breakers),
+		peers:  peers,
 		grants: g, view: view, own: newOwnership(cfg, log, redisClaims{rdb}, keeper, g, view),
 	}
 	w.relay = newRelay(cfg, log, w.store, g)

@@ -3,17 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/examples/donations/ledger"
-	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/sharding"
-	"github.com/redis/go-redis/v9"
 )
 
 // sampleEvery is how many submitted donations share one latency sample.
@@ -25,10 +22,10 @@ type latencies struct{ donation, credit []time.Duration }
 
 // sample is one donation whose commits are being watched for.
 type sample struct {
-	submitted       time.Time
-	donation        string // job record key of the donation
-	credit          string // job record key of the credit it emits
-	donDone, crDone bool
+	submitted        time.Time
+	donation, credit string // job ids of the donation and of the credit it emits
+	donPart, crPart  int    // their partitions
+	donDone, crDone  bool
 }
 
 // latencyUnderLoad submits jobs at rate donations/s beside the running
@@ -39,7 +36,6 @@ func latencyUnderLoad(ctx context.Context, st *store.Store, jobs []*workerpb.Job
 	if len(jobs) == 0 || rate < 1 {
 		return lat, nil
 	}
-	rdb := st.Client()
 	var open []*sample
 	start := time.Now()
 	next := 0
@@ -75,14 +71,14 @@ func latencyUnderLoad(ctx context.Context, st *store.Store, jobs []*workerpb.Job
 					return lat, fmt.Errorf("latency: donation %q: %w", jobs[i].Id, err)
 				}
 				open = append(open, &sample{submitted: now,
-					donation: keys.For(sharding.PartitionOf(jobs[i].Key, partitions)).Job(jobs[i].Id),
-					credit:   keys.For(sharding.PartitionOf(d.Campaign, partitions)).Job(store.EmittedID(jobs[i].Id, 0))})
+					donation: jobs[i].Id, donPart: sharding.PartitionOf(jobs[i].Key, partitions),
+					credit: store.EmittedID(jobs[i].Id, 0), crPart: sharding.PartitionOf(d.Campaign, partitions)})
 			}
 			next = due
 		}
 		if len(open) > 0 {
 			var err error
-			if open, err = poll(ctx, rdb, open, &lat); err != nil {
+			if open, err = poll(ctx, st, open, &lat); err != nil {
 				return lat, err
 			}
 		}
@@ -91,31 +87,39 @@ func latencyUnderLoad(ctx context.Context, st *store.Store, jobs []*workerpb.Job
 	return lat, nil
 }
 
-// poll reads the status of the open samples' job records, records the
-// commits it sees and returns the samples still open.
-func poll(ctx context.Context, rdb redis.UniversalClient, open []*sample, lat *latencies) ([]*sample, error) {
-	pipe := rdb.Pipeline()
-	don := make([]*redis.StringCmd, len(open))
-	cr := make([]*redis.StringCmd, len(open))
-	for i, s := range open {
+// poll reads whether the open samples' jobs are done, records the commits
+// it sees and returns the samples still open.
+func poll(ctx context.Context, st *store.Store, open []*sample, lat *latencies) ([]*sample, error) {
+	var ids []string
+	var parts []int
+	for _, s := range open {
 		if !s.donDone {
-			don[i] = pipe.HGet(ctx, s.donation, "s")
+			ids, parts = append(ids, s.donation), append(parts, s.donPart)
 		}
-		cr[i] = pipe.HGet(ctx, s.credit, "s")
+		if !s.crDone {
+			ids, parts = append(ids, s.credit), append(parts, s.crPart)
+		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return open, fmt.Errorf("latency: read job status: %w", err)
+	done, err := st.Done(ctx, ids, parts)
+	if err != nil {
+		return open, fmt.Errorf("latency: %w", err)
 	}
 	now := time.Now()
 	left := open[:0]
-	for i, s := range open {
-		if don[i] != nil && don[i].Val() == "d" {
-			s.donDone = true
-			lat.donation = append(lat.donation, now.Sub(s.submitted))
+	for _, s := range open {
+		if !s.donDone {
+			if done[0] {
+				s.donDone = true
+				lat.donation = append(lat.donation, now.Sub(s.submitted))
+			}
+			done = done[1:]
 		}
-		if cr[i].Val() == "d" {
-			s.crDone = true
-			lat.credit = append(lat.credit, now.Sub(s.submitted))
+		if !s.crDone {
+			if done[0] {
+				s.crDone = true
+				lat.credit = append(lat.credit, now.Sub(s.submitted))
+			}
+			done = done[1:]
 		}
 		if !s.donDone || !s.crDone {
 			left = append(left, s)

@@ -19,7 +19,6 @@ import (
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/cli"
-	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
@@ -96,7 +95,7 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 	var firstDrop time.Duration
 	polls := int64(0)
 	for {
-		d, q, err := depths(ctx, rdb, all)
+		d, q, err := depths(ctx, st, all)
 		polls++
 		if err != nil {
 			return err
@@ -195,9 +194,6 @@ func preload(ctx context.Context, st *store.Store, jobs []*workerpb.Job, partiti
 	return nil
 }
 
-// depths is the total depth of the partitions (queues, outboxes, delayed,
-// parked and waiting jobs) and the part of it in the queues, read as
-// store.Depth reads it (three commands per partition).
 // committedAny says whether a worker has committed a job yet.
 func committedAny(ctx context.Context, c *client.Client) bool {
 	st, err := c.Status(ctx)
@@ -212,23 +208,17 @@ func committedAny(ctx context.Context, c *client.Client) bool {
 	return false
 }
 
-func depths(ctx context.Context, rdb *redis.Client, parts []int) (total, queued int64, err error) {
-	pipe := rdb.Pipeline()
-	var q, other []*redis.IntCmd
-	for _, p := range parts {
-		k := keys.For(p)
-		q = append(q, pipe.XLen(ctx, k.Queue()))
-		other = append(other, pipe.XLen(ctx, k.Outbox()), pipe.HLen(ctx, k.Bodies()))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+// depths is the total depth of the partitions (queues, outboxes, delayed,
+// parked and waiting jobs) and the part of it in the queues, read as
+// store.Backlogs reads it.
+func depths(ctx context.Context, st *store.Store, parts []int) (total, queued int64, err error) {
+	bs, err := st.Backlogs(ctx, parts)
+	if err != nil {
 		return 0, 0, fmt.Errorf("depth: %w", err)
 	}
-	for _, c := range q {
-		queued += c.Val()
-	}
-	total = queued
-	for _, c := range other {
-		total += c.Val()
+	for _, b := range bs {
+		queued += b.Queued
+		total += b.Depth()
 	}
 	return total, queued, nil
 }

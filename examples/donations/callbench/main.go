@@ -18,6 +18,7 @@ import (
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/examples/donations/ledger"
 	"github.com/corralhq/corral/internal/cli"
+	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/sharding"
 )
 
@@ -53,11 +54,10 @@ func run(consul string, n int) error {
 	if len(addr) < 2 {
 		return fmt.Errorf("need at least two workers, found %d", len(addr))
 	}
-	set, err := breaker.NewSet(breaker.DefaultConfig())
+	pool, err := peer.NewPool(breaker.DefaultConfig(), nil)
 	if err != nil {
 		return err
 	}
-	pool := client.NewPool(set)
 	defer pool.Close()
 
 	measure := func(hop bool) ([]time.Duration, error) {

@@ -30,8 +30,8 @@ import (
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/audit"
-	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
@@ -204,21 +204,13 @@ func (b *bench) round(ids []string, victim string, sig syscall.Signal) ([]time.D
 // partition that has one.
 func (b *bench) failover(fault time.Time, moved map[int]int64) ([]time.Duration, error) {
 	var out []time.Duration
-	from := fmt.Sprint(fault.UnixMilli())
+	st := store.New(b.rdb, store.Config{Partitions: sharding.DefaultPartitions})
 	for p, epoch := range moved {
-		msgs, err := b.rdb.XRange(context.Background(), keys.For(p).Audit(), from, "+").Result()
+		es, _, err := st.AuditLog(context.Background(), p, fault)
 		if err != nil {
 			return nil, err
 		}
-		l := &audit.Log{Partitions: map[int][]audit.Entry{}}
-		for _, m := range msgs {
-			var e audit.Entry
-			var ms int64
-			fmt.Sscanf(m.ID, "%d-", &ms)
-			e.At = time.UnixMilli(ms)
-			fmt.Sscan(fmt.Sprint(m.Values["e"]), &e.Epoch)
-			l.Partitions[p] = append(l.Partitions[p], e)
-		}
+		l := &audit.Log{Partitions: map[int][]store.AuditEntry{p: es}}
 		out = append(out, l.Failover(fault, map[int]int64{p: epoch})...)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })

@@ -1,36 +1,27 @@
-package client
+// Package peer calls workers' gRPC API: one connection and one circuit
+// breaker per worker address. The public client and the worker (calling
+// its peers) both use it.
+package peer
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
+	"github.com/corralhq/corral/internal/grpcopt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
-// MaxMessageBytes bounds one gRPC message between coordinator and workers.
-const MaxMessageBytes = 64 << 20
-
-// windowBytes is the HTTP/2 flow-control window of worker connections.
-// A fixed window turns off gRPC's bandwidth probing, which pings along
-// with every small message; calls are small and latency is what counts.
-const windowBytes = 1 << 20
-
-// streamWorkers is how many goroutines a worker's gRPC server keeps for
-// incoming calls, instead of starting one per call (more are started when
-// all are busy).
-const streamWorkers = 16
-
-// ServerOptions are the options of a worker's gRPC server that go with
-// the client's (flow-control window, stream workers).
+// ServerOptions are the options of a worker's gRPC server that go with the
+// pool's: message limit, flow-control window, stream workers.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
-		grpc.NumStreamWorkers(streamWorkers)}
+	return grpcopt.ServerOptions(grpcopt.MaxMessageBytes)
 }
 
 // Pool holds one connection and one circuit breaker per worker address.
@@ -40,9 +31,16 @@ type Pool struct {
 	conns    map[string]*grpc.ClientConn
 }
 
-// NewPool returns a pool whose calls go through breakers.
-func NewPool(breakers *breaker.Set) *Pool {
-	return &Pool{breakers: breakers, conns: map[string]*grpc.ClientConn{}}
+// NewPool returns a pool whose calls go through breakers built from cfg;
+// only a Fault counts against a peer's breaker.
+func NewPool(cfg breaker.Config, logger *slog.Logger) (*Pool, error) {
+	cfg.Logger = logger
+	cfg.IsSuccessful = func(err error) bool { return !Fault(err) }
+	set, err := breaker.NewSet(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("peer: breakers: %w", err)
+	}
+	return &Pool{breakers: set, conns: map[string]*grpc.ClientConn{}}, nil
 }
 
 // Breakers exposes the per-peer breakers (for status and logs).
@@ -54,12 +52,10 @@ func (p *Pool) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.Dial(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))
+	c, err := grpc.Dial(addr, append(grpcopt.DialOptions(grpcopt.MaxMessageBytes),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
-		return nil, fmt.Errorf("client: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("peer: dial %s: %w", addr, err)
 	}
 	p.conns[addr] = c
 	return c, nil
@@ -99,10 +95,10 @@ func (p *Pool) Close() {
 	}
 }
 
-// PeerFault reports whether err says something about the peer (down, slow,
+// Fault reports whether err says something about the peer (down, slow,
 // overloaded) rather than about the request. Only those count against a
-// peer's breaker and make the client try another worker.
-func PeerFault(err error) bool {
+// peer's breaker and make a caller try another worker.
+func Fault(err error) bool {
 	if err == nil {
 		return false
 	}
