@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/discovery"
-	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/redis/go-redis/v9"
 )
@@ -441,17 +440,13 @@ func (c redisClaims) AliveTokens(ctx context.Context, tokens []string) (map[stri
 func (c redisClaims) Events(ctx context.Context) <-chan string { return lease.Events(ctx, c.rdb) }
 
 func (c redisClaims) Holders(ctx context.Context, parts []int) (map[int]string, error) {
-	pipe := c.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(parts))
-	for i, p := range parts {
-		cmds[i] = pipe.Get(ctx, keys.For(p).Owner())
+	hs, err := lease.HoldersOf(ctx, c.rdb, parts)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read partition holders: %w", err)
-	}
-	out := make(map[int]string, len(parts))
-	for i, p := range parts {
-		out[p] = cmds[i].Val()
+	out := make(map[int]string, len(hs))
+	for p, h := range hs {
+		out[p] = h.Token
 	}
 	return out, nil
 }
