@@ -82,6 +82,12 @@ func (k Partition) Relayed(src int, entry string) string {
 // one script call per group.
 type IDGroup struct{ prefix string }
 
+// IDGroups is how many groups the reservations of job ids are spread
+// over. Few groups keep a submission's reservations to a few script calls
+// (each call's fixed cost is most of a small one's); eight still spread
+// them over up to eight Redis Cluster nodes.
+const IDGroups = 8
+
 // IDs returns the key builder of id group g.
 func IDs(g int) IDGroup {
 	return IDGroup{prefix: "corral:{i" + strconv.Itoa(g) + "}:id:"}

@@ -91,7 +91,7 @@ func (s *Store) reserve(ctx context.Context, jobs []Job, now int64) ([]error, er
 	groups := map[int][]int{}
 	var order []int
 	for i := range jobs {
-		g := sharding.PartitionOf(jobs[i].ID, s.cfg.Partitions)
+		g := sharding.PartitionOf(jobs[i].ID, keys.IDGroups)
 		if _, ok := groups[g]; !ok {
 			order = append(order, g)
 		}
