@@ -24,10 +24,10 @@ build: ## build the binaries into bin/
 test: deps ## run every test against real Redis, Consul and plugin processes, then the fuzz targets briefly
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10000x
 
 FUZZTIME ?= 30s
-fuzz: ## run each fuzz target for FUZZTIME (default 30s) from its committed seed corpus
+fuzz: ## run each fuzz target for FUZZTIME (default 30s; Nx for N inputs) from its committed seed corpus
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateJob$$' -fuzztime $(FUZZTIME) ./internal/worker
 	$(GO) test -run '^$$' -fuzz '^FuzzBuildBatch$$' -fuzztime $(FUZZTIME) ./internal/worker
 	$(GO) test -run '^$$' -fuzz '^FuzzShapeCheck$$' -fuzztime $(FUZZTIME) ./internal/worker
