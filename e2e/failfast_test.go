@@ -23,8 +23,8 @@ const aclHCL = `acl { enabled = true
   tokens { initial_management = "root-token", agent = "root-token", default = "root-token" } }`
 
 // runWorker runs the worker binary to its exit (or kills it after a
-// minute) and returns its exit error, its output and how long it ran.
-func runWorker(t *testing.T, bins string, args ...string) (error, string, time.Duration) {
+// minute) and returns its output, how long it ran and its exit error.
+func runWorker(t *testing.T, bins string, args ...string) (string, time.Duration, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -34,7 +34,7 @@ func runWorker(t *testing.T, bins string, args ...string) (error, string, time.D
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	err := cmd.Run()
-	return err, out.String(), time.Since(start)
+	return out.String(), time.Since(start), err
 }
 
 func TestWorkerRefusesWrongRedisPassword(t *testing.T) {
@@ -44,7 +44,7 @@ func TestWorkerRefusesWrongRedisPassword(t *testing.T) {
 	bins := buildBinaries(t)
 	r := testenv.StartRedis(t, testenv.RedisOptions{Password: "the-right-one"})
 	consul := testenv.StartConsul(t)
-	err, out, took := runWorker(t, bins, "--redis", r.Addr, "--redis-password", "a-wrong-one", "--consul", consul.Addr)
+	out, took, err := runWorker(t, bins, "--redis", r.Addr, "--redis-password", "a-wrong-one", "--consul", consul.Addr)
 	if err == nil || !strings.Contains(out, "Redis refused the credentials") || !strings.Contains(out, "--redis-password") {
 		t.Fatalf("worker with a wrong Redis password: err %v, output:\n%s", err, out)
 	}
@@ -58,7 +58,7 @@ func TestWorkerRefusesBadConsulToken(t *testing.T) {
 	bins := buildBinaries(t)
 	r := testenv.StartRedis(t)
 	consul := testenv.StartConsul(t, testenv.ConsulOptions{HCL: []string{aclHCL}})
-	err, out, took := runWorker(t, bins, "--redis", r.Addr, "--consul", consul.Addr,
+	out, took, err := runWorker(t, bins, "--redis", r.Addr, "--consul", consul.Addr,
 		"--consul-token", "00000000-0000-0000-0000-000000000bad")
 	if err == nil || !strings.Contains(out, "Consul refused the ACL token") || !strings.Contains(out, "--consul-token") {
 		t.Fatalf("worker with a bad Consul token: err %v, output:\n%s", err, out)

@@ -123,7 +123,7 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 	}
 	p := sharding.PartitionOf(job.Key, rt.cfg.Ring.Partitions)
 	if _, owned := rt.grants.grantOf(p); owned {
-		if resp, err, ok := rt.callDirect(ctx, job, p); ok {
+		if resp, ok, err := rt.callDirect(ctx, job, p); ok {
 			return resp, err
 		}
 		return rt.callHere(ctx, job, false)
@@ -131,7 +131,7 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 	if req.Forwarded {
 		return nil, status.Errorf(codes.FailedPrecondition, "%v %d (worker %s)", ErrNotOwner, p, rt.cfg.ID)
 	}
-	if resp, err, done := rt.callOwner(ctx, job, p); done {
+	if resp, done, err := rt.callOwner(ctx, job, p); done {
 		return resp, err
 	}
 	return rt.callHere(ctx, job, true)
@@ -140,40 +140,40 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 // callOwner forwards to the owner the ring names, and once more to the
 // holder Redis names if the first answered "not the owner". done is false
 // when the caller should fall back to the durable path.
-func (rt *callRouter) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *workerpb.CallResponse, err error, done bool) {
+func (rt *callRouter) callOwner(ctx context.Context, job *workerpb.Job, p int) (resp *workerpb.CallResponse, done bool, err error) {
 	ring := rt.view.current()
 	if ring == nil {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	owner := ring.OwnerOf(p)
 	addr := rt.view.addressOf(owner)
 	if owner == "" || owner == rt.cfg.ID || addr == "" {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	rt.budget.Called()
 	resp, err = rt.forward(ctx, addr, job)
 	if err == nil {
-		return resp, nil, true
+		return resp, true, nil
 	}
 	if status.Code(err) == codes.FailedPrecondition && rt.budget.TryRetry() {
 		h, herr := rt.holders.Holders(ctx, []int{p})
 		if herr == nil && h[p] != "" {
 			id := lease.WorkerID(h[p])
 			if id == rt.cfg.ID {
-				return nil, nil, false // claimed here meanwhile: run it here
+				return nil, false, nil // claimed here meanwhile: run it here
 			}
 			if addr2 := rt.view.addressOf(id); addr2 != "" && addr2 != addr {
 				if resp, err = rt.forward(ctx, addr2, job); err == nil {
-					return resp, nil, true
+					return resp, true, nil
 				}
 			}
 		}
 	}
 	if !peer.Fault(err) && status.Code(err) != codes.FailedPrecondition {
-		return nil, err, true // the request itself is wrong: falling back would not help
+		return nil, true, err // the request itself is wrong: falling back would not help
 	}
 	rt.log.Debug("call: owner unreachable; taking the durable path", "job", job.Id, "partition", p, "owner", owner, "err", err)
-	return nil, nil, false
+	return nil, false, nil
 }
 
 // forward calls the owner through its breaker. It leaves the caller half

@@ -22,11 +22,11 @@ import (
 //
 // A job that asks for a retry is parked as queued jobs are, and the call
 // waits for it like one that went through the queue.
-func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *workerpb.CallResponse, err error, ok bool) {
+func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *workerpb.CallResponse, ok bool, err error) {
 	now := time.Now()
 	grant, owned := rt.grants.grantOf(p)
 	if !owned || in.NotBeforeMs > now.UnixMilli() || rt.intake.validate(in, in.Id, rt.intake.handlers()) != nil {
-		return nil, nil, false // the queue path schedules it, or says what is wrong
+		return nil, false, nil // the queue path schedules it, or says what is wrong
 	}
 	j := store.Job{ID: in.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload, Attempt: 1,
 		SubmittedAt: now.UnixMilli(), MaxAttempts: int(in.MaxAttempts), TimeoutMs: in.TimeoutMs, Partition: p}
@@ -40,26 +40,32 @@ func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (
 	var guard *store.Guard
 	if state, has, cached := rt.direct.states.get(ref, grant); cached {
 		guard = store.NewGuard(j, entity, state, has)
-	} else if guard, _ = rt.store.ViewForCall(ctx, j, entity); guard == nil {
-		return nil, nil, false
+	} else {
+		var verr error
+		if guard, verr = rt.store.ViewForCall(ctx, j, entity); guard == nil {
+			if verr != nil {
+				rt.log.Debug("direct call: cannot read the key's view; taking the queue", "job", j.ID, "err", verr)
+			}
+			return nil, false, nil
+		}
 	}
 	// The guard makes the id unused in this partition; the reservation
 	// makes sure no other partition has it.
 	if err := rt.store.ReserveID(ctx, j); err != nil {
-		return nil, nil, false // the queue path says what is wrong
+		return nil, false, nil // the queue path says what is wrong
 	}
 	done, cancel := rt.calls.wait(j.ID)
 	defer cancel()
 	b, err := rt.exec.runCall(ctx, p, grant, j, guard, now)
 	if errors.Is(err, errNotRun) {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	if err != nil {
 		rt.direct.states.forget(ref)
 		if !errors.Is(err, store.ErrBusy) && !isFenced(err) {
 			rt.log.Warn("direct call: commit failed; taking the queue", "job", j.ID, "partition", p, "err", err)
 		}
-		return nil, nil, false
+		return nil, false, nil
 	}
 	if len(b.States) > 0 {
 		rt.direct.states.put(ref, grant, b.States[0].Value, true)
@@ -68,9 +74,9 @@ func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (
 	}
 	if slices.Contains(b.Done, j.ID) || len(b.Dead) > 0 {
 		r := <-done // the commit has just sent it
-		return &workerpb.CallResponse{Id: j.ID, Result: r, ServedBy: rt.cfg.ID}, nil, true
+		return &workerpb.CallResponse{Id: j.ID, Result: r, ServedBy: rt.cfg.ID}, true, nil
 	}
 	// Parked for a retry: the executor runs it when due.
 	resp, err = rt.await(ctx, in, false, done)
-	return resp, err, true
+	return resp, true, err
 }
