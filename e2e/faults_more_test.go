@@ -51,14 +51,14 @@ func TestFaultRedisSnapshotRestore(t *testing.T) {
 	c.waitBalanced("w1", "w3")
 	c.start("w2")
 	c.waitBalanced("w1", "w2", "w3")
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	fencedBase, _ := audit.FencedRejections(context.Background(), c.redis.Client(t))
 	fault := time.Now()
 	c.redis.RestoreSnapshot(t, snap)
 	t.Logf("redis-server restored to the snapshot taken %v before", fault.Sub(snap.Taken).Round(time.Millisecond))
 	restored := c.epochs()
 	c.waitBalanced("w1", "w2", "w3")
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	verifySurviving(t, c, "Redis restored to a snapshot", l, fault, restored, fencedBase)
 }
 
@@ -82,7 +82,7 @@ func TestFaultReplicaPromoted(t *testing.T) {
 	link.Cut()
 	c.signal("w3", syscall.SIGTERM) // grants the replica never sees
 	c.waitBalanced("w1", "w2")
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	ctx := context.Background()
 	primary := c.redis.Client(t)
 	fencedBase, _ := audit.FencedRejections(ctx, primary)
@@ -99,7 +99,7 @@ func TestFaultReplicaPromoted(t *testing.T) {
 	restored := c.epochs()
 	c.startVia("w3", px.Addr, c.consul.Addr)
 	c.waitBalanced("w1", "w2", "w3")
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	verifySurviving(t, c, "replica promoted after missing writes", l, fault, restored, fencedBase)
 }
 
@@ -133,7 +133,7 @@ func TestFaultPeerCut(t *testing.T) {
 	// The calls go to keys w2 owns, so the workers that take them must
 	// forward them to w2.
 	l.calls = startCalls(t, c, l.seed, moved)
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	ms, _ := c.client().Members(context.Background())
 	for _, m := range ms {
 		if m.Address != peers[m.ID].Addr {
@@ -145,7 +145,7 @@ func TestFaultPeerCut(t *testing.T) {
 	peers["w2"].Heal()
 	t.Logf("w2 cut off from its peers and clients for 4s, then healed")
 	c.waitBalanced("w1", "w2", "w3")
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	verify(t, c, "peer cut", l, fault, moved, start)
 	t.Logf("peer cut: %s", l.calls)
 }
@@ -172,7 +172,7 @@ func TestFaultRedisDelay(t *testing.T) {
 	px.Delay(0)
 	t.Logf("Redis replies delayed by 2s for 5s")
 	c.waitBalanced("w1", "w2", "w3")
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	verify(t, c, "Redis replies delayed", l, fault, moved, start)
 }
 

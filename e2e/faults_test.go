@@ -364,6 +364,26 @@ func loadSize() int {
 	return 20000
 }
 
+// waitMore waits until the load has had n more donations acknowledged
+// (or has submitted all it has), so what follows lands on commits made by
+// the workers as they are now, however slow the machine.
+func (l *load) waitMore(t *testing.T, n int64) {
+	t.Helper()
+	want := l.acked.Load() + n
+	deadline := time.Now().Add(time.Minute)
+	for l.acked.Load() < want {
+		select {
+		case <-l.done:
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the load had %d donations acknowledged in a minute, want %d", l.acked.Load(), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // settle lets the load run a moment, so the fault lands on busy workers.
 func settle(c *cluster, ids ...string) map[int]lease.Holder {
 	hs := c.waitBalanced(ids...)
