@@ -458,13 +458,7 @@ func verifySurviving(t *testing.T, c *cluster, name string, l *load, fault time.
 	for _, s := range r.stuck {
 		t.Errorf("%s: partition stuck: %s", name, s)
 	}
-	for i, s := range r.doubled {
-		if i == 10 {
-			t.Errorf("%s: ... and %d more entities off their done jobs", name, len(r.doubled)-10)
-			break
-		}
-		t.Errorf("%s: effect not applied exactly once: %s", name, s)
-	}
+	errorsUpTo(t, 10, r.doubled, name+": effect not applied exactly once: %s", name+": ... and %d more entities off their done jobs")
 	if len(creditMissing) > 0 {
 		// A relay round that moved a credit before Redis lost the write
 		// and trimmed its outbox after loses that credit: the target's copy
@@ -477,13 +471,7 @@ func verifySurviving(t *testing.T, c *cluster, name string, l *load, fault time.
 	for _, s := range r.regressions {
 		t.Errorf("%s: two writers: %s", name, s)
 	}
-	for i, s := range r.reissued {
-		if i == 10 {
-			t.Errorf("%s: ... and %d more re-issued grants", name, len(r.reissued)-10)
-			break
-		}
-		t.Errorf("%s: a grant was re-issued: %s", name, s)
-	}
+	errorsUpTo(t, 10, r.reissued, name+": a grant was re-issued: %s", name+": ... and %d more re-issued grants")
 	return r
 }
 
@@ -678,5 +666,19 @@ func TestFaultLongRandomized(t *testing.T) {
 	t.Logf("long randomized run: %d grants logged", len(gs))
 	for _, s := range reissued(gs) {
 		t.Errorf("long randomized run: a grant was re-issued: %s", s)
+	}
+}
+
+// errorsUpTo reports the first max of problems one per line (format takes
+// the problem), and how many more there are in one line (more takes the
+// count).
+func errorsUpTo(t *testing.T, max int, problems []string, format, more string) {
+	t.Helper()
+	for i, p := range problems {
+		if i == max {
+			t.Errorf(more, len(problems)-max)
+			return
+		}
+		t.Errorf(format, p)
 	}
 }
