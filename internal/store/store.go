@@ -103,6 +103,14 @@ func (s *Store) Partitions() int { return s.cfg.Partitions }
 // Client is the underlying Redis client.
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
 
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("cannot reach Redis: %w", err)
+	}
+	return nil
+}
+
 // EnsurePartitions records P on first start and refuses another P later:
 // changing it would move every key to another partition.
 func (s *Store) EnsurePartitions(ctx context.Context) error {

@@ -2,22 +2,30 @@ package worker
 
 import (
 	"context"
-	"sort"
-	"sync"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/store"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// API serves the worker gRPC service.
+// API serves the worker gRPC service. Each RPC goes to the component that
+// answers it: submits and results to the intake, calls to the router,
+// status and locate to the reporter; the API itself reads states and dead
+// letters from the store.
 type API struct {
 	workerpb.UnimplementedWorkerServer
-	w *Worker
+	id     string
+	store  *store.Store
+	intake *jobIntake
+	router *callRouter
+	report *reporter
+	reload func(ctx context.Context) ([]string, error)
+	drain  func(ctx context.Context) int
 }
 
 // API returns the gRPC service of this worker.
-func (w *Worker) API() *API { return &API{w: w} }
+func (w *Worker) API() *API { return w.api }
 
 // GetState reads committed entity states.
 func (a *API) GetState(ctx context.Context, req *workerpb.GetStateRequest) (*workerpb.GetStateResponse, error) {
@@ -29,7 +37,7 @@ func (a *API) GetState(ctx context.Context, req *workerpb.GetStateRequest) (*wor
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
-	vals, err := a.w.store.States(ctx, req.Entity, req.Keys, a.w.partitionOf)
+	vals, err := a.store.States(ctx, req.Entity, req.Keys, a.intake.partitionOf)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
@@ -41,81 +49,46 @@ func (a *API) GetState(ctx context.Context, req *workerpb.GetStateRequest) (*wor
 }
 
 // Status describes this worker, or asks every healthy member when cluster
-// is set (through the per-peer breakers, so a dead peer answers fast).
+// is set.
 func (a *API) Status(ctx context.Context, req *workerpb.StatusRequest) (*workerpb.StatusResponse, error) {
-	w := a.w
-	resp := &workerpb.StatusResponse{Partitions: int32(w.cfg.Ring.Partitions)}
-	if !req.Cluster {
-		ms, err := w.memberStatus(ctx)
+	if req.Cluster {
+		resp, err := a.report.clusterStatus(ctx)
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "%v", err)
 		}
-		resp.Members = []*workerpb.MemberStatus{ms}
 		return resp, nil
 	}
-	members, err := w.registry.Healthy(ctx)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "list members: %v", err)
-	}
-	all := make([]int, w.cfg.Ring.Partitions)
-	for p := range all {
-		all[p] = p
-	}
-	depth, err := w.store.Depth(ctx, all)
+	ms, err := a.report.memberStatus(ctx)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	for _, d := range depth {
-		resp.TotalDepth += d
-	}
-	resp.Members = make([]*workerpb.MemberStatus, len(members))
-	var wg sync.WaitGroup
-	for i, m := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ms := &workerpb.MemberStatus{Id: m.ID, Address: m.Address}
-			err := w.peers.Call(ctx, m.Address, func(ctx context.Context, c workerpb.WorkerClient) error {
-				r, err := c.Status(ctx, &workerpb.StatusRequest{})
-				if err == nil && len(r.Members) == 1 {
-					ms = r.Members[0]
-					ms.Address = m.Address
-				}
-				return err
-			})
-			if err != nil {
-				ms.Error = err.Error()
-			}
-			resp.Members[i] = ms
-		}()
-	}
-	wg.Wait()
-	return resp, nil
+	return &workerpb.StatusResponse{Partitions: int32(a.report.cfg.Ring.Partitions), Members: []*workerpb.MemberStatus{ms}}, nil
 }
 
-func (w *Worker) memberStatus(ctx context.Context) (*workerpb.MemberStatus, error) {
-	owned := w.grants.snapshot()
-	parts := make([]int, 0, len(owned))
-	for p := range owned {
-		parts = append(parts, p)
-	}
-	sort.Ints(parts)
-	depth, err := w.store.Depth(ctx, parts)
+// Locate says where keys live: their partition, the worker holding the
+// partition's claim in Redis with its epoch, and the owner this worker's
+// ring names (the two differ while a partition moves).
+func (a *API) Locate(ctx context.Context, req *workerpb.LocateRequest) (*workerpb.LocateResponse, error) {
+	locs, err := a.report.locate(ctx, req.Keys)
 	if err != nil {
 		return nil, err
 	}
-	ms := &workerpb.MemberStatus{Id: w.cfg.ID, Address: w.cfg.Advertise, Plugins: w.handlers.Plugins(),
-		Committed: w.exec.committed.Load(), Fenced: w.exec.fenced.Load(), Breakers: w.breakerStates()}
-	ms.Draining = w.own.draining.Load()
-	ms.LeaseRemainingMs = max(w.keeper.Remaining(), 0).Milliseconds()
-	if d, ok := w.handlers.(interface{ Degraded() (bool, string) }); ok {
-		ms.Degraded, _ = d.Degraded()
+	return &workerpb.LocateResponse{Locations: locs}, nil
+}
+
+// ReloadPlugins relaunches this worker's plugins from their binaries, as
+// SIGHUP does: batches in flight finish on the old processes, new batches
+// go to the new ones. If a new binary fails to start (bad checksum, crash,
+// dropped handler) nothing changes and the error says why.
+func (a *API) ReloadPlugins(ctx context.Context, _ *workerpb.ReloadPluginsRequest) (*workerpb.ReloadPluginsResponse, error) {
+	plugins, err := a.reload(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "reload plugins on %s: %v", a.id, err)
 	}
-	if r, ok := w.handlers.(interface{ Restarts() int64 }); ok {
-		ms.PluginRestarts = r.Restarts()
-	}
-	for _, p := range parts {
-		ms.Partitions = append(ms.Partitions, &workerpb.PartitionStatus{Partition: int32(p), Epoch: owned[p].Epoch, Depth: depth[p]})
-	}
-	return ms, nil
+	return &workerpb.ReloadPluginsResponse{Plugins: plugins}, nil
+}
+
+// Drain serves the Drain RPC.
+func (a *API) Drain(ctx context.Context, _ *workerpb.DrainRequest) (*workerpb.DrainResponse, error) {
+	return &workerpb.DrainResponse{Released: int32(a.drain(ctx))}, nil
 }

@@ -42,7 +42,7 @@ func (ji *jobIntake) partitionOf(key string) int {
 // Submit validates every job and enqueues the valid ones in one pipeline.
 // A rejected job gets its reason and nothing is written for it.
 func (a *API) Submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error) {
-	return a.w.intake.submit(ctx, req)
+	return a.intake.submit(ctx, req)
 }
 
 func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error) {
@@ -129,7 +129,7 @@ func (a *API) GetResult(ctx context.Context, req *workerpb.GetResultRequest) (*w
 			return nil, status.Errorf(codes.InvalidArgument, "job id %q: %v", id, err)
 		}
 	}
-	return a.w.intake.results(ctx, req.Ids, nil, time.Duration(req.WaitMs)*time.Millisecond)
+	return a.intake.results(ctx, req.Ids, nil, time.Duration(req.WaitMs)*time.Millisecond)
 }
 
 // results reads jobs' status and results, waiting up to wait for the
@@ -189,13 +189,13 @@ func (a *API) ListDeadLetters(ctx context.Context, req *workerpb.ListDeadLetters
 	var next string
 	var err error
 	if len(req.Ids) > 0 {
-		recs, err = a.w.store.DeadLetters(ctx, req.Ids)
+		recs, err = a.store.DeadLetters(ctx, req.Ids)
 	} else {
 		limit := int(req.Limit)
 		if limit <= 0 {
 			limit = 100
 		}
-		recs, next, err = a.w.store.ListDead(ctx, limit, req.After)
+		recs, next, err = a.store.ListDead(ctx, limit, req.After)
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
@@ -214,7 +214,7 @@ func (a *API) ReplayDeadLetters(ctx context.Context, req *workerpb.DeadLetterIDs
 	if err != nil {
 		return nil, err
 	}
-	n, err := a.w.store.ReplayDead(ctx, ids)
+	n, err := a.store.ReplayDead(ctx, ids)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
@@ -227,7 +227,7 @@ func (a *API) PurgeDeadLetters(ctx context.Context, req *workerpb.DeadLetterIDs)
 	if err != nil {
 		return nil, err
 	}
-	n, err := a.w.store.PurgeDead(ctx, ids)
+	n, err := a.store.PurgeDead(ctx, ids)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
@@ -246,7 +246,7 @@ func (a *API) deadIDs(ctx context.Context, req *workerpb.DeadLetterIDs) ([]strin
 		}
 		return req.Ids, nil
 	}
-	ids, err := a.w.store.AllDead(ctx)
+	ids, err := a.store.AllDead(ctx)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}

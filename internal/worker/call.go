@@ -100,7 +100,7 @@ type directPath struct {
 // enqueued from here and its result awaited until the deadline: a Call
 // accepted is never lost, and its id makes every path apply it once.
 func (a *API) Call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.CallResponse, error) {
-	return a.w.router.call(ctx, req)
+	return a.router.call(ctx, req)
 }
 
 func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*workerpb.CallResponse, error) {
@@ -325,14 +325,4 @@ func (c *callWaiters) committed(b *store.Batch) {
 	for _, d := range b.Dead {
 		c.wake(d.Job.ID, &workerpb.JobResult{Id: d.Job.ID, State: workerpb.JobResult_DEAD, Error: d.Error, Attempts: int32(d.Job.Attempt)})
 	}
-}
-
-// breakerStates is this worker's view of its peers, for Status.
-func (w *Worker) breakerStates() map[string]string {
-	states := w.peers.Breakers().States()
-	out := make(map[string]string, len(states))
-	for _, s := range states {
-		out[s.Peer] = s.State.String()
-	}
-	return out
 }

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 
-	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/discovery"
 )
 
@@ -21,9 +20,4 @@ func (w *Worker) Drain(ctx context.Context) int {
 	})
 	w.log.Info("drained", "released", n)
 	return n
-}
-
-// Drain serves the Drain RPC.
-func (a *API) Drain(ctx context.Context, _ *workerpb.DrainRequest) (*workerpb.DrainResponse, error) {
-	return &workerpb.DrainResponse{Released: int32(a.w.Drain(ctx))}, nil
 }

@@ -68,8 +68,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	if err := w.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("worker: cannot reach Redis: %w", err)
+	if err := w.store.Ping(ctx); err != nil {
+		return fmt.Errorf("worker: %w", err)
 	}
 	if err := w.store.EnsurePartitions(ctx); err != nil {
 		return err
@@ -87,7 +87,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		return err
 	}
 	reg := discovery.Registration{ID: w.cfg.ID, Address: host, Port: port, CheckTTL: w.cfg.CheckTTL,
-		Meta: w.serviceMeta(), Tags: w.serviceTags()}
+		Meta: w.api.report.serviceMeta(), Tags: w.api.report.serviceTags()}
 	reg.Meta[metaLease] = w.keeper.Token()
 	if err := w.registry.Register(ctx, reg); err != nil {
 		w.keeper.Stop()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/store"
@@ -25,10 +24,11 @@ type workerMetrics struct {
 // (host:port, port 0 for a free one) and records the address so Start
 // publishes it in the service meta "metrics". Stop stops the server.
 func (w *Worker) serveMetrics(addr string) error {
-	if w.metrics != nil {
-		return fmt.Errorf("worker: metrics already served on %s", w.metrics.addr)
+	r := w.api.report
+	if r.metrics != nil {
+		return fmt.Errorf("worker: metrics already served on %s", r.metrics.addr)
 	}
-	m := metrics.NewWorker(w.cfg.ID, w.metricsSource())
+	m := metrics.NewWorker(w.cfg.ID, r.metricsSource())
 	srv, err := metrics.Listen(addr, m.Registry(), w.log)
 	if err != nil {
 		return err
@@ -38,93 +38,20 @@ func (w *Worker) serveMetrics(addr string) error {
 		srv.Stop()
 		return err
 	}
-	w.metrics = &workerMetrics{m: m, addr: metrics.AdvertiseAddr(srv.Addr(), host)}
-	w.exec.metrics = w.metrics
-	w.relay.metrics = w.metrics
+	r.metrics = &workerMetrics{m: m, addr: metrics.AdvertiseAddr(srv.Addr(), host)}
+	w.exec.metrics = r.metrics
+	w.relay.metrics = r.metrics
 	// Count membership snapshots by wrapping the registry, not by editing
 	// the membership loop.
-	w.registry = countingRegistry{registryAPI: w.registry, m: w.metrics}
+	w.registry = countingRegistry{registryAPI: w.registry, m: r.metrics}
 	srv.Start()
 	w.life.metrics = srv
-	w.log.Info("serving metrics", "addr", srv.Addr(), "advertised", w.metrics.addr)
+	w.log.Info("serving metrics", "addr", srv.Addr(), "advertised", r.metrics.addr)
 	return nil
 }
 
 // MetricsAddr is the advertised /metrics address, "" when not served.
-func (w *Worker) MetricsAddr() string {
-	if w.metrics == nil {
-		return ""
-	}
-	return w.metrics.addr
-}
-
-// metricsSource reads counters and gauges the worker keeps anyway, at
-// scrape time.
-func (w *Worker) metricsSource() metrics.Source {
-	src := metrics.Source{
-		Fenced:          w.exec.fenced.Load,
-		Moves:           w.own.stats.moves.Load,
-		PartitionsOwned: func() int { return len(w.grants.snapshot()) },
-		LeaseRemaining:  w.keeper.Remaining,
-		QueueLag: func(ctx context.Context) (int64, error) {
-			owned := w.grants.snapshot()
-			if len(owned) == 0 {
-				return 0, nil
-			}
-			parts := make([]int, 0, len(owned))
-			for p := range owned {
-				parts = append(parts, p)
-			}
-			depth, err := w.store.Depth(ctx, parts)
-			var n int64
-			for _, d := range depth {
-				n += d
-			}
-			return n, err
-		},
-		Breakers: func() []metrics.PeerBreaker {
-			states := w.peers.Breakers().States()
-			out := make([]metrics.PeerBreaker, len(states))
-			for i, s := range states {
-				out[i] = metrics.PeerBreaker{Peer: s.Peer, State: breakerLevel(s.State)}
-			}
-			return out
-		},
-	}
-	// The plugin host reports restarts if it counts them.
-	if r, ok := w.handlers.(interface{ Restarts() int64 }); ok {
-		src.PluginRestarts = r.Restarts
-	}
-	return src
-}
-
-func breakerLevel(s breaker.State) int {
-	switch s {
-	case breaker.StateHalfOpen:
-		return 1
-	case breaker.StateOpen:
-		return 2
-	}
-	return 0
-}
-
-// serviceMeta is the Consul service meta a person sees in the UI and
-// Prometheus' Consul discovery relabels on.
-func (w *Worker) serviceMeta() map[string]string {
-	meta := map[string]string{"partitions": fmt.Sprint(w.cfg.Ring.Partitions), "version": Version}
-	if a := w.MetricsAddr(); a != "" {
-		meta["metrics"] = a
-	}
-	return meta
-}
-
-// serviceTags lets a scrape config select workers that serve metrics.
-func (w *Worker) serviceTags() []string {
-	if w.MetricsAddr() != "" {
-		return []string{"corral-worker", "metrics"}
-	}
-	return []string{"corral-worker"}
-}
+func (w *Worker) MetricsAddr() string { return w.api.report.metricsAddr() }
 
 // observeBatch counts a committed batch's outcomes per handler.
 func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {

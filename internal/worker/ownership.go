@@ -73,7 +73,12 @@ type ownership struct {
 	consul      consulState
 	stats       ownershipStats
 
-	// Ownership loop only:
+	loop loopMemory // read and written by the ownership loop only
+}
+
+// loopMemory is what the ownership loop carries from one round to the
+// next.
+type loopMemory struct {
 	lastSweep time.Time         // when owner keys naming us were last checked
 	blocked   map[int]time.Time // wanted partitions held by a live peer, since
 }
@@ -194,12 +199,12 @@ func (o *ownership) reconcile(ctx context.Context) error {
 			release = append(release, p)
 		}
 	}
-	if time.Since(o.lastSweep) >= sweepEvery {
+	if time.Since(o.loop.lastSweep) >= sweepEvery {
 		stray, err := o.strays(ctx, owned)
 		if err != nil {
 			return err
 		}
-		o.lastSweep = time.Now()
+		o.loop.lastSweep = time.Now()
 		if len(stray) > 0 {
 			o.log.Warn("partitions named for this worker in Redis that it does not process; releasing them", "partitions", fmt.Sprint(stray))
 			release = append(release, stray...)
@@ -352,23 +357,23 @@ func (o *ownership) strays(ctx context.Context, owned map[int]lease.Grant) ([]in
 // be processing it (a peer that failed to release it, or one that sees
 // another ring).
 func (o *ownership) noteBlocked(claim []int, claimable map[int]string) {
-	if o.blocked == nil {
-		o.blocked = map[int]time.Time{}
+	if o.loop.blocked == nil {
+		o.loop.blocked = map[int]time.Time{}
 	}
 	now := time.Now()
-	for p, since := range o.blocked {
+	for p, since := range o.loop.blocked {
 		if _, free := claimable[p]; free || !slices.Contains(claim, p) {
-			delete(o.blocked, p)
+			delete(o.loop.blocked, p)
 		} else if !since.IsZero() && now.Sub(since) > o.cfg.Lease.TTL {
 			o.log.Warn("partition held by a live peer for longer than a lease TTL although the ring gives it to this worker; is the peer processing it?",
 				"partition", p, "waiting", now.Sub(since).Round(time.Millisecond))
-			o.blocked[p] = time.Time{} // logged; quiet until it is resolved
+			o.loop.blocked[p] = time.Time{} // logged; quiet until it is resolved
 		}
 	}
 	for _, p := range claim {
 		if _, free := claimable[p]; !free {
-			if _, seen := o.blocked[p]; !seen {
-				o.blocked[p] = now
+			if _, seen := o.loop.blocked[p]; !seen {
+				o.loop.blocked[p] = now
 			}
 		}
 	}
@@ -438,6 +443,10 @@ func (c redisClaims) AliveTokens(ctx context.Context, tokens []string) (map[stri
 }
 
 func (c redisClaims) Events(ctx context.Context) <-chan string { return lease.Events(ctx, c.rdb) }
+
+func (c redisClaims) HoldersOf(ctx context.Context, parts []int) (map[int]lease.Holder, error) {
+	return lease.HoldersOf(ctx, c.rdb, parts)
+}
 
 func (c redisClaims) Holders(ctx context.Context, parts []int) (map[int]string, error) {
 	hs, err := lease.HoldersOf(ctx, c.rdb, parts)

@@ -196,7 +196,7 @@ func TestFailedReleaseIsRetried(t *testing.T) {
 	px.Heal()
 
 	want := func() map[string]int {
-		ring := w2.view.current()
+		ring := w2.own.view.current()
 		if ring == nil {
 			return nil
 		}
@@ -209,7 +209,7 @@ func TestFailedReleaseIsRetried(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after a lost release the partitions never settled: held %v, the ring says %v; w1 processes %d", h, wt, w1.grants.count())
+			t.Fatalf("after a lost release the partitions never settled: held %v, the ring says %v; w1 processes %d", h, wt, w1.own.grants.count())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -37,27 +37,22 @@ type Handlers interface {
 	Reload(ctx context.Context) ([]string, error)
 }
 
-// Worker is one member of the cluster.
+// Worker is one member of the cluster: it composes the components below,
+// each with its own state, and starts and stops them as one.
 type Worker struct {
 	cfg      Config
 	log      *slog.Logger
-	rdb      redis.UniversalClient
 	store    *store.Store
 	registry Registry
 	handlers Handlers
 	keeper   *lease.Keeper
 	peers    *peer.Pool
 
-	grants *grants     // partitions processed here, and their grants
-	view   *membership // members, their addresses and the ring
-	own    *ownership  // claims and releases
-
-	exec    *executor      // runs the owned partitions' batches
-	intake  *jobIntake     // validates and enqueues submitted jobs
-	router  *callRouter    // routes Calls to their owner
-	relay   *relay         // moves emitted jobs to their partitions
-	health  *health        // the Consul check
-	metrics *workerMetrics // nil unless ServeMetrics was called
+	own    *ownership // claims and releases, on the ring's say
+	exec   *executor  // runs the owned partitions' batches
+	relay  *relay     // moves emitted jobs to their partitions
+	health *health    // the Consul check
+	api    *API       // the gRPC service: intake, call router, reporter
 
 	life lifecycle // what Start started, for Stop
 }
@@ -82,19 +77,23 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	log := logger.With("worker", cfg.ID)
 	g := newGrants()
 	view := newMembership(cfg, log)
+	claims := redisClaims{rdb}
 	w := &Worker{
-		cfg: cfg, log: log, rdb: rdb,
-		store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers, keeper: keeper,
-		peers:  peers,
-		grants: g, view: view, own: newOwnership(cfg, log, redisClaims{rdb}, keeper, g, view),
+		cfg: cfg, log: log, store: store.New(rdb, cfg.Store), registry: registry, handlers: handlers,
+		keeper: keeper, peers: peers,
+		own: newOwnership(cfg, log, claims, keeper, g, view),
 	}
 	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
 	w.health = &health{cfg: cfg, log: log, registry: registry, lease: keeper, own: w.own, grants: g,
 		store: w.store, plugins: handlers, work: w.exec}
-	w.intake = &jobIntake{cfg: cfg, store: w.store, plugins: handlers}
-	w.router = &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: w.peers, budget: breaker.DefaultBudget(),
-		holders: redisClaims{rdb}, exec: w.exec, store: w.store, intake: w.intake}
+	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers}
+	w.api = &API{id: cfg.ID, store: w.store, intake: intake,
+		router: &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: peers, budget: breaker.DefaultBudget(),
+			holders: claims, exec: w.exec, store: w.store, intake: intake},
+		report: &reporter{cfg: cfg, store: w.store, registry: registry, holders: claims, peers: peers, grants: g,
+			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
+		reload: handlers.Reload, drain: w.Drain}
 	return w, nil
 }
 
@@ -103,13 +102,15 @@ func (w *Worker) partitionOf(key string) int { return sharding.PartitionOf(key, 
 func isFenced(err error) bool { return errors.Is(err, lease.ErrFenced) }
 
 // statesWritten drops the cached states a queue commit wrote.
-func (w *Worker) statesWritten(writes []store.StateWrite) { w.router.direct.states.committed(writes) }
+func (w *Worker) statesWritten(writes []store.StateWrite) {
+	w.api.router.direct.states.committed(writes)
+}
 
 // committed follows every commit of partition p: it wakes the Calls and
 // result waiters of the jobs finished, and asks the relay to move the
 // emitted jobs.
 func (w *Worker) committed(p int, _ []store.Job, b *store.Batch) {
-	w.router.calls.committed(b)
+	w.api.router.calls.committed(b)
 	if len(b.Emits) > 0 {
 		w.relay.kick(p)
 	}
