@@ -61,10 +61,11 @@
 //
 // The key also picks the job's partition (a hash of the key), so all jobs
 // of one key go to the worker that owns the partition and commit one at a
-// time, in the order they were submitted, whatever their handler. Jobs of
-// other keys run in other batches, at the same time: one plugin process
-// may run several batches on several goroutines at once, so anything a
-// handler shares outside its Call must be safe for concurrent use.
+// time, in the order they were submitted, whatever their handler. The
+// batches of different partitions run at the same time: one plugin
+// process may run several batches on several goroutines at once, so
+// anything a handler shares outside its Call must be safe for concurrent
+// use.
 //
 // One binary may serve any number of handlers of any entity types; two
 // plugins of one worker may not serve the same handler name.

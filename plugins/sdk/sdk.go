@@ -35,7 +35,7 @@ import (
 // A HandlerFunc may run more than once for one job (see "Effects happen
 // once; runs may not" in the package documentation), so its only effects
 // must be through c. It should return once c.Context() is done. It may run
-// on several goroutines at once, for jobs of different batches.
+// on several goroutines at once, for the batches of different partitions.
 type HandlerFunc func(c *Call) error
 
 // HandlerDef is one handler as Handler declares it: its name, its
