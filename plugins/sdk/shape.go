@@ -13,10 +13,20 @@ var shapeTypes = map[string]bool{
 	"string": true, "integer": true, "number": true, "boolean": true, "object": true, "array": true,
 }
 
-// PayloadShape declares the fields a payload must have and their JSON types
-// ("string", "integer", "number", "boolean", "object" or "array"), e.g.
-// {"amount_cents": "integer", "campaign": "string"}. The worker checks it at
-// submit, so a malformed job is refused before it is queued.
+// PayloadShape declares the fields every payload of this handler must
+// have, each with its JSON type: "string", "integer" (a number without a
+// fraction), "number" (integers too), "boolean", "object" or "array".
+//
+//	sdk.PayloadShape(map[string]string{"amount_cents": "integer", "campaign": "string"})
+//
+// The worker checks submitted jobs (submit and call) against it and
+// refuses, with a reason naming the field, a payload that is not a JSON
+// object, lacks a field, or has one of another type (null included);
+// nothing is written for such a job, and the handler never sees it.
+// Fields that the shape does not name are allowed. Emitted jobs are not
+// checked. New panics on an empty field name or an unknown type.
+//
+// ShapeOf derives the shape from a Go struct instead.
 func PayloadShape(fields map[string]string) Option {
 	return func(h *HandlerDef) {
 		for name, typ := range fields {
@@ -34,9 +44,19 @@ func PayloadShape(fields map[string]string) Option {
 	}
 }
 
-// ShapeOf declares the payload shape of struct type T: every exported field
-// that is not omitempty, by its JSON name. Fields whose JSON type cannot be
-// told from the Go type (interfaces, json.RawMessage) are left out.
+// ShapeOf declares the payload shape (see PayloadShape) of struct type T,
+// as encoding/json marshals it: every exported field that is not
+// omitempty or omitzero is required, under its JSON name, with the JSON
+// type of its Go type. Strings are "string", booleans "boolean", integers
+// "integer", floats "number", structs and maps "object", slices and
+// arrays "array"; []byte and types that marshal as text (time.Time, for
+// one) are "string". The fields of an embedded struct without a JSON name
+// count as T's own. Left out are fields tagged "-", and fields whose JSON
+// type depends on the value: interfaces, json.RawMessage, types with
+// their own MarshalJSON. A pointer field has its element's type, so a null
+// is refused: make optional fields omitempty.
+//
+// New panics when T is not a struct or a pointer to one.
 //
 //	sdk.Handler("donor.donate", donate, sdk.ShapeOf[Donation]())
 func ShapeOf[T any]() Option {
