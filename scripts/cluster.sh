@@ -178,6 +178,20 @@ check_workers() {
   done
 }
 
+# same_ports: refuses ports other than those the running processes of this
+# $CORRAL_STATE were started with: a second cluster needs a state of its own.
+# record_ports notes them for the processes about to start.
+ports="CORRAL_CONSUL_PORT=$CORRAL_CONSUL_PORT CORRAL_REDIS_PORT=$CORRAL_REDIS_PORT CORRAL_WORKER_PORT=$CORRAL_WORKER_PORT"
+same_ports() {
+  local had=""
+  [ -f "$CORRAL_STATE/ports" ] && had=$(cat "$CORRAL_STATE/ports")
+  [ -n "$had" ] && [ "$had" != "$ports" ] || return 0
+  if any_worker_alive || alive "$CORRAL_STATE/consul.pid" "$CONSUL" || alive "$CORRAL_STATE/redis.pid" "$REDIS_SERVER"; then
+    die "the cluster of $CORRAL_STATE runs with $had; a second cluster on other ports needs a state folder of its own too (CORRAL_STATE=$PWD/.corral2)"
+  fi
+}
+record_ports() { echo "$ports" >"$CORRAL_STATE/ports"; }
+
 any_worker_alive() {
   local f
   for f in "$CORRAL_STATE"/worker-*.pid; do
@@ -304,27 +318,36 @@ case "${1:-}" in
     need_binaries services
     need_binaries workers
     resolve_plugins
+    same_ports
     check_services
     check_workers "$CORRAL_WORKERS"
     refuse_taken_ports
     mkdir -p "$CORRAL_STATE/logs"
+    record_ports
     start_consul
     start_redis
     start_workers "$CORRAL_WORKERS"
+    if [ "$CORRAL_CONSUL_PORT" != 8500 ]; then
+      log "coordinator finds this cluster with: export CORRAL_CONSUL_ADDR=$CORRAL_CONSUL_ADDR (or --consul $CORRAL_CONSUL_ADDR)"
+    fi
     ;;
   workers)
     need_binaries workers
     resolve_plugins
+    same_ports
     check_workers "${2:?number of workers}"
     refuse_taken_ports
     mkdir -p "$CORRAL_STATE/logs"
+    record_ports
     start_workers "$2"
     ;;
   services)
     need_binaries services
+    same_ports
     check_services
     refuse_taken_ports
     mkdir -p "$CORRAL_STATE/logs"
+    record_ports
     start_consul
     start_redis
     ;;
