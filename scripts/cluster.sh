@@ -36,9 +36,12 @@
 # up, services and workers check every port they are about to use first. A
 # port that something else holds (another checkout's cluster, a second
 # $CORRAL_STATE on the same ports, any other server) is refused before
-# anything starts: they name the port, what holds it (from ss) and the
-# variable that moves it, and exit 1. Ports held by this $CORRAL_STATE's own
-# running processes are fine: those processes are kept, not started again.
+# anything starts: they name the port, what holds it (from ss; without ss,
+# only the port) and the variable that moves it, and exit 1. Ports held by
+# this $CORRAL_STATE's own running processes are fine: those processes are
+# kept, not started again. While they run, other ports or other plugins for
+# the same $CORRAL_STATE are refused too: a second cluster needs a state
+# folder of its own, and other plugins need the workers stopped first.
 set -euo pipefail
 shopt -s nullglob
 caller=$PWD # relative plugin paths are relative to it
