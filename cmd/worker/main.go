@@ -148,8 +148,8 @@ func run() error {
 	}
 	if cfg.TLS == nil {
 		err = checkPlaintext(*listen, lis, tlsFlags.Insecure, logger)
-	} else {
-		err = checkWorkerCert(cfg.TLS, cfg.Advertise)
+	} else if err = checkWorkerCert(cfg.TLS, cfg.Advertise); err == nil {
+		logger.Info("serving the gRPC API with mutual TLS", "certificate", cfg.TLS.Describe(), "ca", tlsFlags.CA)
 	}
 	if err != nil {
 		lis.Close()

@@ -158,11 +158,7 @@ func Check(c Caller, method string) error {
 		return status.Errorf(codes.PermissionDenied, "%s needs role %s and is never forwarded between workers; peer %q forwarded it for role %s", name, r.Least, c.Name, c.Forwarded)
 	}
 	if !Allows(c.Effective(), method) {
-		need := string(r.Least)
-		if r.Peer && c.Forwarded == "" {
-			need += " or peer"
-		}
-		return status.Errorf(codes.PermissionDenied, "%s needs role %s; %s", name, need, c)
+		return status.Errorf(codes.PermissionDenied, "%s needs role %s; %s", name, r.Least, c)
 	}
 	return nil
 }

@@ -2,7 +2,10 @@ package pki
 
 import (
 	"context"
+	"io"
 	"net"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 )
@@ -21,11 +24,39 @@ type serverCreds struct {
 }
 
 func (s *serverCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	conn, info, err := s.TransportCredentials.ServerHandshake(raw)
-	if err != nil && s.refused != nil {
-		s.refused(raw.RemoteAddr(), err)
+	lc := &lingerConn{Conn: raw}
+	conn, info, err := s.TransportCredentials.ServerHandshake(lc)
+	if err != nil {
+		if s.refused != nil {
+			s.refused(raw.RemoteAddr(), err)
+		}
+		return nil, nil, err
 	}
-	return conn, info, err
+	lc.established.Store(true)
+	return conn, info, nil
+}
+
+// lingerConn lets a refused client read the alert that says why. In TLS
+// 1.3 the client believes the handshake done and sends its first request
+// before the server has judged its certificate; closing with that request
+// unread resets the connection, which drops the alert and leaves the
+// client a bare "broken pipe". So a connection closed before its handshake
+// succeeded is half-closed first, and what the client sends is read until
+// it hangs up (or a second passes).
+type lingerConn struct {
+	net.Conn
+	established atomic.Bool
+}
+
+func (c *lingerConn) Close() error {
+	if !c.established.Load() {
+		if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+			_ = hc.CloseWrite()
+		}
+		_ = c.Conn.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, 1<<20))
+	}
+	return c.Conn.Close()
 }
 
 func (s *serverCreds) Clone() credentials.TransportCredentials {

@@ -104,7 +104,7 @@ func (id *Identity) Files() (cert, key, ca string) { return id.certFile, id.keyF
 // Describe says which certificate is in use, for logs.
 func (id *Identity) Describe() string {
 	l := id.Leaf()
-	return fmt.Sprintf("%q (role %s, serial %x, valid until %s)", l.Subject.CommonName, id.Role(), l.SerialNumber, l.NotAfter.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("%s (role %s, serial %x, valid until %s)", l.Subject.CommonName, id.Role(), l.SerialNumber, l.NotAfter.UTC().Format(time.RFC3339))
 }
 
 // ServerConfig is the configuration of a server that requires a client
