@@ -1,8 +1,10 @@
 package pki_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -217,5 +219,73 @@ func TestInitDir(t *testing.T) {
 	}
 	if _, err := pki.InitDir(dir, 0, nil); err == nil {
 		t.Error("InitDir over an existing CA succeeded")
+	}
+}
+
+// ClientCredentials present the certificate read last: a connection opened
+// after Reload shows the new one to the server.
+func TestClientCredentialsFollowReload(t *testing.T) {
+	t.Parallel()
+	ca, dir := newCA(t)
+	caFile := filepath.Join(dir, pki.CAFile)
+	scert, skey := issue(t, ca, dir, pki.Request{Name: "s", Role: pki.RolePeer, Hosts: []string{"127.0.0.1"}})
+	server, err := pki.LoadIdentity(scert, skey, caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccert, ckey := issue(t, ca, dir, pki.Request{Name: "c", Role: pki.RolePeer, Hosts: []string{"127.0.0.1"}})
+	cl, err := pki.LoadIdentity(ccert, ckey, caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", server.ServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	seen := make(chan string, 4)
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			tc := c.(*tls.Conn)
+			if tc.Handshake() == nil {
+				seen <- tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
+			}
+			c.Close()
+		}
+	}()
+	creds := cl.ClientCredentials()
+	presented := func() string {
+		t.Helper()
+		raw, err := net.Dial("tcp", lis.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, _, err := creds.ClientHandshake(ctx, lis.Addr().String(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write([]byte("x")) // the server judges the certificate after the client's Finished
+		select {
+		case s := <-seen:
+			return s
+		case <-ctx.Done():
+			t.Fatal("the server saw no handshake")
+			return ""
+		}
+	}
+	first := presented()
+	issue(t, ca, dir, pki.Request{Name: "c", Role: pki.RolePeer, Hosts: []string{"127.0.0.1"}})
+	if err := cl.Reload(nil); err != nil {
+		t.Fatal(err)
+	}
+	if second := presented(); second == first || second != cl.Leaf().SerialNumber.String() {
+		t.Fatalf("after Reload the client presented %s (before %s, loaded %s)", second, first, cl.Leaf().SerialNumber)
 	}
 }
