@@ -72,6 +72,12 @@ const ForwardedRoleKey = "corral-caller-role"
 
 type roleKey struct{}
 
+// WithRole returns ctx carrying role as the role its call was authorized
+// under; the interceptor does this for every call it lets through.
+func WithRole(ctx context.Context, role pki.Role) context.Context {
+	return context.WithValue(ctx, roleKey{}, role)
+}
+
 // RoleFrom is the role a call was authorized under: the caller's, or the
 // forwarded caller's when a peer forwarded it. ok is false when the server
 // checks no roles (no TLS).
@@ -81,9 +87,10 @@ func RoleFrom(ctx context.Context) (pki.Role, bool) {
 }
 
 // Forward adds the role of the call being served to ctx's outgoing
-// metadata, for a call forwarded on its behalf to another worker.
+// metadata, for a call forwarded on its behalf to another worker. A peer's
+// own call goes on under this worker's peer certificate alone.
 func Forward(ctx context.Context) context.Context {
-	if r, ok := RoleFrom(ctx); ok {
+	if r, ok := RoleFrom(ctx); ok && r != pki.RolePeer {
 		return metadata.AppendToOutgoingContext(ctx, ForwardedRoleKey, string(r))
 	}
 	return ctx
@@ -172,7 +179,7 @@ func UnaryServerInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		if err != nil {
 			return nil, err
 		}
-		return handler(context.WithValue(ctx, roleKey{}, c.Effective()), req)
+		return handler(WithRole(ctx, c.Effective()), req)
 	}
 }
 

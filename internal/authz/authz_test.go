@@ -227,3 +227,25 @@ func TestForwardedRole(t *testing.T) {
 	wantRefused(t, "submit claiming to forward admin", s.call(t, s.as(t, pki.RoleSubmit), "Drain", fwd(pki.RoleAdmin)...),
 		codes.PermissionDenied, "peer certificate only")
 }
+
+func TestForwardCarriesTheCallersRole(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		role pki.Role
+		want []string
+	}{
+		{pki.RoleSubmit, []string{"submit"}},
+		{pki.RoleAdmin, []string{"admin"}},
+		{pki.RolePeer, nil},
+		{"", nil},
+	} {
+		ctx := context.Background()
+		if tc.role != "" {
+			ctx = authz.WithRole(ctx, tc.role)
+		}
+		md, _ := metadata.FromOutgoingContext(authz.Forward(ctx))
+		if got := md.Get(authz.ForwardedRoleKey); strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("role %q: forwarded %v, want %v", tc.role, got, tc.want)
+		}
+	}
+}

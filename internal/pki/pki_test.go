@@ -86,6 +86,16 @@ func TestIssueAndLoad(t *testing.T) {
 	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v, %v", fi.Mode(), err)
 	}
+	// The certificate and key in one file, as deploy/nomad renders them.
+	both := filepath.Join(dir, "both.pem")
+	cb, _ := os.ReadFile(cert)
+	kb, _ := os.ReadFile(key)
+	if err := os.WriteFile(both, append(cb, kb...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.LoadIdentity(both, both, filepath.Join(dir, pki.CAFile)); err != nil {
+		t.Errorf("certificate and key in one file: %v", err)
+	}
 	if _, err := pki.LoadCA(dir); err != nil {
 		t.Fatal(err)
 	}
