@@ -3,7 +3,7 @@ export GOTOOLCHAIN := local
 GO ?= go
 BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench bin/callbench bin/failbench
 
-.PHONY: help deps build test fuzz test-short bench bench-failover test-faults-long up down demo vet fmt proto clean
+.PHONY: help deps build test fuzz test-short bench bench-tls bench-failover test-faults-long up down demo vet fmt proto clean
 
 help: ## list the targets and the local cluster's variables
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,9 @@ test-short: ## unit tests only (no servers)
 
 bench: deps build ## burn-down benchmark: pre-load donations, start 3 workers, report jobs/s
 	@scripts/bench.sh
+
+bench-tls: deps build ## Call latency with mutual TLS and without, same run (p50/p99, straight and one peer hop)
+	@scripts/bench-tls.sh
 
 bench-failover: deps build ## failover time after SIGKILL and SIGTERM of a worker (p50/p99/max over rounds)
 	$(GO) build -o bin/failbench ./examples/donations/failbench

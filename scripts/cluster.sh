@@ -259,14 +259,30 @@ start_redis() {
   log "redis up on $CORRAL_REDIS_ADDR (AOF on, fsync every second, rewritten from ${CORRAL_REDIS_AOF_REWRITE_MIN:-1gb}; data in $CORRAL_STATE/redis)"
 }
 
+# TLS: workers serve mutual TLS with certificates made once under
+# $CORRAL_STATE/tls (a throwaway CA, a peer certificate per worker, and
+# admin/submit/read client certificates), where bin/coordinator finds the
+# admin one by default. CORRAL_TLS=off runs the workers in plaintext.
+export CORRAL_STATE
+worker_tls=()
+worker_certs() { # worker_certs ID: make what is missing, set worker_tls to the flags
+  worker_tls=()
+  [ "${CORRAL_TLS:-on}" = off ] && return
+  local dir="$CORRAL_STATE/tls"
+  [ -f "$dir/ca.pem" ] || "$CORRAL_BIN/coordinator" certs init --dir "$dir" >/dev/null
+  [ -f "$dir/$1.pem" ] || "$CORRAL_BIN/coordinator" certs issue --dir "$dir" --role peer --name "$1" >/dev/null
+  worker_tls=(--tls-cert "$dir/$1.pem" --tls-key "$dir/$1-key.pem" --tls-ca "$dir/ca.pem")
+}
+
 start_workers() {
   local n=$1 started=() i args=() p
   for p in "${plugins[@]}"; do args+=(--plugin "$p"); done
   for i in $(seq 1 "$n"); do
     local pid="$CORRAL_STATE/worker-$i.pid"
     alive "$pid" "$CORRAL_BIN/worker" && continue
+    worker_certs "worker-$i"
     "$CORRAL_BIN/worker" --id "worker-$i" --listen "127.0.0.1:$((CORRAL_WORKER_PORT + i))" "${args[@]}" \
-      ${CORRAL_WORKER_FLAGS:-} >"$CORRAL_STATE/logs/worker-$i.log" 2>&1 &
+      "${worker_tls[@]}" ${CORRAL_WORKER_FLAGS:-} >"$CORRAL_STATE/logs/worker-$i.log" 2>&1 &
     echo $! >"$pid"
     started+=("$i")
   done

@@ -35,9 +35,10 @@ func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	for _, id := range fs.Args() {
 		want[id] = true
 	}
+	all := len(want) == 0
 	var failed []string
 	for _, m := range members {
-		if len(want) > 0 && !want[m.ID] {
+		if !all && !want[m.ID] {
 			continue
 		}
 		delete(want, m.ID)

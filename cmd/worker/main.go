@@ -36,6 +36,15 @@ A plugin given as PATH@sha256=HEX, or listed in --plugin-checksums (the
 output of sha256sum, re-read at every launch and reload), is only run if
 its SHA-256 matches.
 
+TLS: with --tls-cert, --tls-key and --tls-ca the gRPC API speaks mutual
+TLS 1.3 only: a caller needs a certificate signed by that CA, and its role
+(SAN URI corral://role/read|submit|admin|peer) decides which RPCs it may
+call; calls to peers present this worker's certificate, which must have
+role peer and name the --advertise host. SIGHUP also reads the three files
+again, for the handshakes that follow. Without TLS the worker serves on a
+loopback address only (with a warning), unless --insecure is given.
+"coordinator certs" makes the certificates; see docs/security.md.
+
 Flags:
 `
 
@@ -98,6 +107,9 @@ func run() error {
 	fs.DurationVar(&cfg.Store.WaitTimeout, "redis-wait-timeout", 500*time.Millisecond, "longest wait for --redis-wait-replicas; a submit not replicated in time is reported unavailable and retried by the client")
 	fs.Int64Var(&cfg.Store.AuditMax, "audit-max", cfg.Store.AuditMax,
 		"audit entries kept per partition with --audit, about: the oldest are trimmed in whole stream nodes")
+	var tlsFlags cli.TLSFlags
+	tlsFlags.Register(fs, "serve the gRPC API without TLS on a non-loopback --listen address: anyone who reaches it may call every RPC")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the --metrics address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -117,6 +129,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if cfg.TLS, err = tlsFlags.Identity(); err != nil {
+		return err
+	}
 
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -130,6 +145,15 @@ func run() error {
 	if cfg.ID == "" {
 		_, port, _ := net.SplitHostPort(lis.Addr().String())
 		cfg.ID = hostname + "-" + port
+	}
+	if cfg.TLS == nil {
+		err = checkPlaintext(*listen, lis, tlsFlags.Insecure, logger)
+	} else if err = checkWorkerCert(cfg.TLS, cfg.Advertise); err == nil {
+		logger.Info("serving the gRPC API with mutual TLS", "certificate", cfg.TLS.Describe(), "ca", tlsFlags.CA)
+	}
+	if err != nil {
+		lis.Close()
+		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -184,12 +208,16 @@ func run() error {
 		lis.Close()
 		return err
 	}
-	// SIGHUP: hot upgrade of the plugins; Reload logs what it did.
+	// SIGHUP: hot upgrade of the plugins (Reload logs what it did), and the
+	// TLS certificate and CA read again for the handshakes that follow.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
+			if cfg.TLS != nil {
+				reloadTLS(cfg.TLS, cfg.Advertise, logger)
+			}
 			_, _ = plugs.Reload(ctx)
 		}
 	}()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
+	"github.com/corralhq/corral/internal/authz"
 	"github.com/corralhq/corral/internal/jobid"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/peer"
@@ -188,6 +189,9 @@ func (rt *callRouter) forward(ctx context.Context, addr string, job *workerpb.Jo
 		fctx, cancel = context.WithTimeout(ctx, remaining/2)
 		defer cancel()
 	}
+	// The owner judges the call by the original caller's role, not only by
+	// this worker's peer certificate.
+	fctx = authz.Forward(fctx)
 	var out *workerpb.CallResponse
 	err := rt.peers.Call(fctx, addr, func(ctx context.Context, c workerpb.WorkerClient) error {
 		r, err := c.Call(ctx, &workerpb.CallRequest{Job: job, TimeoutMs: (remaining / 2).Milliseconds(), Forwarded: true})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/sharding"
 )
@@ -24,6 +25,13 @@ type Config struct {
 	// port 0 for a free one), published in Consul meta "metrics"; "" serves
 	// none.
 	MetricsAddr string
+	// Pprof also serves Go's profiler at /debug/pprof/ on MetricsAddr.
+	Pprof bool
+	// TLS is this worker's certificate and the cluster's CA: the gRPC API
+	// then requires client certificates and checks each call against the
+	// caller's role, and calls to peers present the certificate. Nil serves
+	// and dials in plaintext.
+	TLS *pki.Identity
 
 	Ring    sharding.Config
 	Lease   lease.Config

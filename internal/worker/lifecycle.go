@@ -56,7 +56,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		}
 	}
 	if w.cfg.Listener != nil {
-		srv := grpc.NewServer(peer.ServerOptions()...)
+		srv := grpc.NewServer(append(peer.ServerOptions(), w.tlsServerOptions()...)...)
 		workerpb.RegisterWorkerServer(srv, w.API())
 		lis := w.cfg.Listener
 		go func() {

@@ -70,7 +70,11 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	if err != nil {
 		return nil, err
 	}
-	peers, err := peer.NewPool(cfg.Breaker, logger)
+	var peerOpts []peer.Option
+	if cfg.TLS != nil {
+		peerOpts = append(peerOpts, peer.WithCredentials(cfg.TLS.ClientCredentials()))
+	}
+	peers, err := peer.NewPool(cfg.Breaker, logger, peerOpts...)
 	if err != nil {
 		return nil, err
 	}
