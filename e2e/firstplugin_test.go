@@ -80,6 +80,7 @@ func TestFirstPlugin(t *testing.T) {
 	coordinator := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(filepath.Join(bins, "coordinator"), append([]string{"--consul", consulAddr}, args...)...)
+		cmd.Env = e.environ() // its CORRAL_STATE holds the cluster's certificates
 		out, err := cmd.Output()
 		if err != nil {
 			var stderr []byte
