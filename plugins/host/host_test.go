@@ -39,6 +39,7 @@ var built struct {
 	once             sync.Once
 	dir              string
 	donations, chaos string
+	badstart         string // exits 3 before the handshake, saying why on stderr
 	// Upgrades: the same programs built with another version.
 	donationsV2, chaosV2 string
 	err                  error
@@ -73,7 +74,7 @@ func buildPlugins(t testing.TB) (donations, chaos string) {
 			return
 		}
 		cmd := exec.Command(goBin, "build", "-o", built.dir+string(filepath.Separator),
-			"github.com/corralhq/corral/examples/donations/plugin", "./testdata/chaos")
+			"github.com/corralhq/corral/examples/donations/plugin", "./testdata/chaos", "./testdata/badstart")
 		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("go build: %v\n%s", err, out)
@@ -81,6 +82,7 @@ func buildPlugins(t testing.TB) (donations, chaos string) {
 		}
 		built.donations = filepath.Join(built.dir, "donations-plugin")
 		built.chaos = filepath.Join(built.dir, "chaos")
+		built.badstart = filepath.Join(built.dir, "badstart")
 		if built.err = os.Rename(filepath.Join(built.dir, "plugin"), built.donations); built.err != nil {
 			return
 		}

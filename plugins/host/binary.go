@@ -1,0 +1,195 @@
+package host
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// binary is a plugin binary as it was launched: a private copy of the file
+// that was at the plugin's path, and its SHA-256. A relaunch after a crash
+// runs this binary, not whatever the path holds by then.
+type binary struct {
+	copy string // in the manager's cache dir
+	sum  []byte
+}
+
+func (b *binary) hex() string {
+	if b == nil {
+		return ""
+	}
+	return hex.EncodeToString(b.sum)
+}
+
+// refusal is a file found at a plugin's path that does not run: a reload
+// to it failed.
+type refusal struct {
+	sum    []byte
+	reason string
+}
+
+// makeCacheDir creates the manager's private folder for copies of the
+// binaries it launched, under Config.CacheDir (default: the system's
+// temporary folder). Stop removes it.
+func (m *Manager) makeCacheDir() error {
+	base := m.cfg.CacheDir
+	if base != "" {
+		if err := os.MkdirAll(base, 0o700); err != nil {
+			return fmt.Errorf("host: plugin cache dir: %w", err)
+		}
+	}
+	dir, err := os.MkdirTemp(base, "corral-plugins-")
+	if err != nil {
+		return fmt.Errorf("host: plugin cache dir: %w", err)
+	}
+	m.cacheDir = dir
+	return nil
+}
+
+// snapshot copies the file at the plugin's path into the cache dir,
+// hashing it on the way. The process is then started from the path only if
+// the path still holds exactly this file (go-plugin's SecureConfig checks
+// right before exec), so the copy is what was launched.
+func (s *supervisor) snapshot() (*binary, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(s.m.cacheDir, ".copy-*")
+	if err != nil {
+		return nil, fmt.Errorf("copy to the plugin cache: %w", err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(tmp, h), f)
+	if err == nil {
+		err = tmp.Chmod(0o700)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	sum := h.Sum(nil)
+	// Named by plugin and content: a reload to the same file reuses it.
+	dst := filepath.Join(s.m.cacheDir, fmt.Sprintf("%d-%s-%x", s.index, filepath.Base(s.path), sum[:8]))
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return nil, fmt.Errorf("copy to the plugin cache: %w", err)
+	}
+	s.rememberSum(fi, sum)
+	return &binary{copy: dst, sum: sum}, nil
+}
+
+// pathSum is the SHA-256 of the file now at the plugin's path, hashed again
+// only when the file's identity, size or modification time changed.
+func (s *supervisor) pathSum() ([]byte, error) {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return nil, err
+	}
+	s.sumMu.Lock()
+	defer s.sumMu.Unlock()
+	if s.sumOf != nil && sameFile(s.sumOf, fi) {
+		return s.sum, nil
+	}
+	sum, err := fileSHA256(s.path)
+	if err != nil {
+		return nil, err
+	}
+	// fi is from before the hash: a file changed meanwhile has another
+	// identity or time by now, so the next call hashes it again.
+	s.sumOf, s.sum = fi, sum
+	return sum, nil
+}
+
+func (s *supervisor) rememberSum(fi os.FileInfo, sum []byte) {
+	s.sumMu.Lock()
+	defer s.sumMu.Unlock()
+	s.sumOf, s.sum = fi, sum
+}
+
+func sameFile(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// discard removes the copy of a binary that did not become the running one.
+// Callers hold s.mu.
+func (s *supervisor) discard(b *binary) {
+	if b == nil || (s.good != nil && s.good.copy == b.copy) {
+		return
+	}
+	_ = os.Remove(b.copy)
+}
+
+// refuse records that the file at the path, b, failed to replace the
+// running binary, and why; b's copy is removed.
+func (s *supervisor) refuse(b *binary, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b == nil || (s.good != nil && bytes.Equal(b.sum, s.good.sum)) {
+		return // the running file itself: nothing newer was refused
+	}
+	s.refused = &refusal{sum: b.sum, reason: reason}
+	s.discard(b)
+}
+
+// PluginStatus is what runs of one plugin, and whether the file at its
+// path is something else.
+type PluginStatus struct {
+	Name    string
+	Version string
+	Path    string
+	// SHA256 is the hex SHA-256 of the binary the plugin's process runs;
+	// relaunches after a crash run the same binary.
+	SHA256 string
+	// Refused says, in one short line, why the file now at Path is not
+	// running ("" when it is the running one): a reload to it failed, it
+	// changed and was not reloaded yet, or it cannot be read.
+	Refused string
+	// RefusedSHA256 is the hex SHA-256 of that file, when it could be read.
+	RefusedSHA256 string
+}
+
+// PluginStatus reports every plugin's running binary and the file at its
+// path when that differs, sorted by plugin name. The file is hashed again
+// only when it changed.
+func (m *Manager) PluginStatus() []PluginStatus {
+	m.mu.RLock()
+	sups := m.sups
+	m.mu.RUnlock()
+	out := make([]PluginStatus, 0, len(sups))
+	for _, s := range sups {
+		s.mu.Lock()
+		desc, good, refused := s.desc, s.good, s.refused
+		s.mu.Unlock()
+		st := PluginStatus{Name: desc.GetName(), Version: desc.GetVersion(), Path: s.path, SHA256: good.hex()}
+		sum, err := s.pathSum()
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			st.Refused = "the file is gone"
+		case err != nil:
+			st.Refused = "cannot read the file: " + err.Error()
+		case good != nil && bytes.Equal(sum, good.sum):
+		case refused != nil && bytes.Equal(sum, refused.sum):
+			st.Refused, st.RefusedSHA256 = refused.reason, hex.EncodeToString(sum)
+		default:
+			st.Refused, st.RefusedSHA256 = "not loaded: it changed after the launch (crashes relaunch the running binary; a reload runs the new file)", hex.EncodeToString(sum)
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
