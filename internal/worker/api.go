@@ -114,6 +114,7 @@ func (w *Worker) memberStatus(ctx context.Context) (*workerpb.MemberStatus, erro
 	if r, ok := w.handlers.(interface{ Restarts() int64 }); ok {
 		ms.PluginRestarts = r.Restarts()
 	}
+	ms.PluginInfo = pluginInfo(w.handlers)
 	for _, p := range parts {
 		ms.Partitions = append(ms.Partitions, &workerpb.PartitionStatus{Partition: int32(p), Epoch: owned[p].Epoch, Depth: depth[p]})
 	}

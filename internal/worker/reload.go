@@ -2,21 +2,58 @@ package worker
 
 import (
 	"context"
+	"sort"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/plugins/host"
 )
 
 // ReloadPlugins relaunches this worker's plugins from their binaries, as
 // SIGHUP does: batches in flight finish on the old processes, new batches
 // go to the new ones. If a new binary fails to start (bad checksum, crash,
-// dropped handler) nothing changes and the error says why.
+// dropped handler) nothing changes and the error says why. The response
+// has the old and new version of every plugin when the handlers report
+// them (plugins/host.Manager does).
 func (a *API) ReloadPlugins(ctx context.Context, _ *workerpb.ReloadPluginsRequest) (*workerpb.ReloadPluginsResponse, error) {
-	plugins, err := a.w.handlers.Reload(ctx)
+	r, ok := a.w.handlers.(interface {
+		ReloadChanges(ctx context.Context) ([]host.PluginChange, error)
+	})
+	if !ok {
+		plugins, err := a.w.handlers.Reload(ctx)
+		if err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "reload plugins on %s: %v", a.w.cfg.ID, err)
+		}
+		return &workerpb.ReloadPluginsResponse{Plugins: plugins}, nil
+	}
+	changes, err := r.ReloadChanges(ctx)
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "reload plugins on %s: %v", a.w.cfg.ID, err)
 	}
-	return &workerpb.ReloadPluginsResponse{Plugins: plugins}, nil
+	resp := &workerpb.ReloadPluginsResponse{}
+	for _, c := range changes {
+		resp.Plugins = append(resp.Plugins, c.Name+"@"+c.To)
+		resp.Changes = append(resp.Changes, &workerpb.PluginChange{Name: c.Name, FromVersion: c.From, ToVersion: c.To,
+			FromSha256: c.FromSHA256, ToSha256: c.ToSHA256})
+	}
+	sort.Strings(resp.Plugins)
+	return resp, nil
+}
+
+// pluginInfo is what h reports of each plugin's running binary and of a
+// file at its path that does not run; nil when h does not say
+// (plugins/host.Manager does).
+func pluginInfo(h Handlers) []*workerpb.PluginInfo {
+	s, ok := h.(interface{ PluginStatus() []host.PluginStatus })
+	if !ok {
+		return nil
+	}
+	var out []*workerpb.PluginInfo
+	for _, p := range s.PluginStatus() {
+		out = append(out, &workerpb.PluginInfo{Name: p.Name, Version: p.Version, Sha256: p.SHA256, Path: p.Path,
+			Refused: p.Refused, RefusedSha256: p.RefusedSHA256})
+	}
+	return out
 }
