@@ -17,8 +17,9 @@ import (
 // that was at the plugin's path, and its SHA-256. A relaunch after a crash
 // runs this binary, not whatever the path holds by then.
 type binary struct {
-	copy string // in the manager's cache dir
-	sum  []byte
+	copy   string // in the manager's cache dir
+	sum    []byte
+	pinned bool // a pinned checksum matched it at launch
 }
 
 func (b *binary) hex() string {
@@ -54,22 +55,22 @@ func (m *Manager) makeCacheDir() error {
 }
 
 // snapshot copies the file at the plugin's path into the cache dir,
-// hashing it on the way. The process is then started from the path only if
-// the path still holds exactly this file (go-plugin's SecureConfig checks
-// right before exec), so the copy is what was launched.
-func (s *supervisor) snapshot() (*binary, error) {
+// hashing it on the way, and returns the file's identity as it was read.
+// The process is then started from the path only if the path still holds
+// this file (see exec), so the copy is what was launched.
+func (s *supervisor) snapshot() (*binary, os.FileInfo, error) {
 	f, err := os.Open(s.path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tmp, err := os.CreateTemp(s.m.cacheDir, ".copy-*")
 	if err != nil {
-		return nil, fmt.Errorf("copy to the plugin cache: %w", err)
+		return nil, nil, fmt.Errorf("copy to the plugin cache: %w", err)
 	}
 	h := sha256.New()
 	_, err = io.Copy(io.MultiWriter(tmp, h), f)
@@ -87,32 +88,33 @@ func (s *supervisor) snapshot() (*binary, error) {
 	}
 	if err != nil {
 		_ = os.Remove(tmp.Name())
-		return nil, fmt.Errorf("copy to the plugin cache: %w", err)
+		return nil, nil, fmt.Errorf("copy to the plugin cache: %w", err)
 	}
 	s.rememberSum(fi, sum)
-	return &binary{copy: dst, sum: sum}, nil
+	return &binary{copy: dst, sum: sum}, fi, nil
 }
 
 // pathSum is the SHA-256 of the file now at the plugin's path, hashed again
-// only when the file's identity, size or modification time changed.
-func (s *supervisor) pathSum() ([]byte, error) {
+// only when the file's identity, size or modification time changed, and
+// the identity it goes with.
+func (s *supervisor) pathSum() ([]byte, os.FileInfo, error) {
 	fi, err := os.Stat(s.path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.sumMu.Lock()
 	defer s.sumMu.Unlock()
 	if s.sumOf != nil && sameFile(s.sumOf, fi) {
-		return s.sum, nil
+		return s.sum, s.sumOf, nil
 	}
 	sum, err := fileSHA256(s.path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// fi is from before the hash: a file changed meanwhile has another
 	// identity or time by now, so the next call hashes it again.
 	s.sumOf, s.sum = fi, sum
-	return sum, nil
+	return sum, fi, nil
 }
 
 func (s *supervisor) rememberSum(fi os.FileInfo, sum []byte) {
@@ -176,7 +178,7 @@ func (m *Manager) PluginStatus() []PluginStatus {
 		desc, good, refused := s.desc, s.good, s.refused
 		s.mu.Unlock()
 		st := PluginStatus{Name: desc.GetName(), Version: desc.GetVersion(), Path: s.path, SHA256: good.hex()}
-		sum, err := s.pathSum()
+		sum, _, err := s.pathSum()
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			st.Refused = "the file is gone"

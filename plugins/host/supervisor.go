@@ -153,15 +153,18 @@ func (s *supervisor) launch(ctx context.Context) (*proc, *binary, error) {
 	if err != nil {
 		return nil, nil, fail(err)
 	}
-	bin, err := s.snapshot()
+	bin, fi, err := s.snapshot()
 	if err != nil {
 		return nil, nil, fail(err)
 	}
-	if want != nil && !bytes.Equal(bin.sum, want) {
-		return nil, bin, fail(fmt.Errorf("%w: %s has sha256 %x, but %x is pinned; refusing to run it",
-			ErrChecksumMismatch, s.path, bin.sum, want))
+	if want != nil {
+		if !bytes.Equal(bin.sum, want) {
+			return nil, bin, fail(fmt.Errorf("%w: %s has sha256 %x, but %x is pinned; refusing to run it",
+				ErrChecksumMismatch, s.path, bin.sum, want))
+		}
+		bin.pinned, fi = true, nil // hashed again right before exec
 	}
-	p, err := s.exec(ctx, s.path, s.path, bin)
+	p, err := s.exec(ctx, s.path, s.path, bin, fi)
 	if err != nil {
 		return nil, bin, err
 	}
@@ -174,9 +177,12 @@ func (s *supervisor) launch(ctx context.Context) (*proc, *binary, error) {
 // file). Callers hold s.mu.
 func (s *supervisor) relaunch(ctx context.Context) (*proc, error) {
 	bin := s.good
-	sum, err := s.pathSum()
+	sum, fi, err := s.pathSum()
 	if err == nil && bytes.Equal(sum, bin.sum) {
-		p, err := s.exec(ctx, s.path, s.path, bin)
+		if bin.pinned {
+			fi = nil // hashed again right before exec
+		}
+		p, err := s.exec(ctx, s.path, s.path, bin, fi)
 		if !errors.Is(err, ErrChecksumMismatch) {
 			return p, err
 		}
@@ -191,15 +197,28 @@ func (s *supervisor) relaunch(ctx context.Context) (*proc, error) {
 		s.log.slog().Warn("the plugin's file is not the binary last launched; relaunching the last good copy (a reload runs the new file)",
 			"path", s.path, "file", what, "running", fmt.Sprintf("sha256 %.8x", bin.sum), "copy", bin.copy)
 	}
-	return s.exec(ctx, bin.copy, s.path+" (last good copy "+bin.copy+")", bin)
+	return s.exec(ctx, bin.copy, s.path+" (last good copy "+bin.copy+")", bin, nil)
 }
 
-// exec starts file, which must have bin's checksum, and describes the
-// process; label names it in errors. A process that does not come up is
-// reported as a LaunchError with how it ended and its last stderr lines.
-func (s *supervisor) exec(ctx context.Context, file, label string, bin *binary) (*proc, error) {
+// exec starts file, which must be bin, and describes the process; label
+// names it in errors. That file is bin is checked right before exec: when
+// same is given (the file's identity when it was hashed), by its identity,
+// size and modification time; otherwise by hashing it again (go-plugin's
+// SecureConfig), as for a pinned binary or the copy. A process that does
+// not come up is reported as a LaunchError with how it ended and its last
+// stderr lines.
+func (s *supervisor) exec(ctx context.Context, file, label string, bin *binary, same os.FileInfo) (*proc, error) {
 	fail := func(err error) (*proc, error) {
 		return nil, fmt.Errorf("launch plugin %s: %w", label, err)
+	}
+	changed := func() (*proc, error) {
+		return fail(fmt.Errorf("%w: %s no longer has sha256 %x; refusing to run it", ErrChecksumMismatch, file, bin.sum))
+	}
+	var secure *plugin.SecureConfig
+	if same == nil {
+		secure = &plugin.SecureConfig{Checksum: bin.sum, Hash: sha256.New()}
+	} else if fi, err := os.Stat(file); err != nil || !sameFile(fi, same) {
+		return changed()
 	}
 	cmd := exec.Command(file)
 	cmd.Env = append(cmd.Env, plugins.MaxMessageEnv+"="+strconv.Itoa(s.m.cfg.MaxMessageBytes))
@@ -209,7 +228,7 @@ func (s *supervisor) exec(ctx context.Context, file, label string, bin *binary) 
 		HandshakeConfig:  plugins.Handshake,
 		Plugins:          plugins.HostPluginSet(s.m.cfg.Host),
 		Cmd:              cmd,
-		SecureConfig:     &plugin.SecureConfig{Checksum: bin.sum, Hash: sha256.New()},
+		SecureConfig:     secure,
 		AutoMTLS:         isGoBinary(file),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  plugins.DialOptions(s.m.cfg.MaxMessageBytes),
@@ -238,9 +257,8 @@ func (s *supervisor) exec(ctx context.Context, file, label string, bin *binary) 
 	}
 	conn, err := client.Client()
 	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-		// Changed since it was copied and hashed.
 		client.Kill()
-		return fail(fmt.Errorf("%w: %s no longer has sha256 %x; refusing to run it", ErrChecksumMismatch, file, bin.sum))
+		return changed()
 	}
 	if err != nil {
 		return killed(err, true)
