@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 )
 
 // binary is a plugin binary as it was launched: a private copy of the file
@@ -36,22 +38,46 @@ type refusal struct {
 	reason string
 }
 
+// cacheDirPrefix starts the name of a manager's cache folder, followed by
+// the worker's process id and a dash.
+const cacheDirPrefix = "corral-plugins-"
+
 // makeCacheDir creates the manager's private folder for copies of the
 // binaries it launched, under Config.CacheDir (default: the system's
-// temporary folder). Stop removes it.
+// temporary folder). Stop removes it; the folders of workers that died
+// without stopping are removed here, on Linux.
 func (m *Manager) makeCacheDir() error {
 	base := m.cfg.CacheDir
-	if base != "" {
-		if err := os.MkdirAll(base, 0o700); err != nil {
-			return fmt.Errorf("host: plugin cache dir: %w", err)
-		}
+	if base == "" {
+		base = os.TempDir()
 	}
-	dir, err := os.MkdirTemp(base, "corral-plugins-")
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return fmt.Errorf("host: plugin cache dir: %w", err)
+	}
+	removeStaleCacheDirs(base)
+	dir, err := os.MkdirTemp(base, fmt.Sprintf("%s%d-", cacheDirPrefix, os.Getpid()))
 	if err != nil {
 		return fmt.Errorf("host: plugin cache dir: %w", err)
 	}
 	m.cacheDir = dir
 	return nil
+}
+
+// removeStaleCacheDirs removes the cache folders in base whose worker
+// process is gone. A folder whose process id was reused is kept until that
+// process is gone too.
+func removeStaleCacheDirs(base string) {
+	dirs, _ := filepath.Glob(filepath.Join(base, cacheDirPrefix+"*-*"))
+	for _, d := range dirs {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), cacheDirPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || pid == os.Getpid() || !processGone(pid) {
+			continue
+		}
+		if fi, err := os.Lstat(d); err == nil && fi.IsDir() {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 // snapshot copies the file at the plugin's path into the cache dir,

@@ -52,10 +52,12 @@ type Config struct {
 	MaxMessageBytes int
 
 	// CacheDir is where the manager keeps a private copy of every binary
-	// it launched (in a folder of its own, made by Start, removed by Stop):
-	// a plugin that crashes is relaunched from that copy when its path
-	// holds another file by then. Empty means the system's temporary
-	// folder. It must allow executing files (not mounted noexec).
+	// it launched (in a folder of its own, corral-plugins-PID-*, made by
+	// Start, removed by Stop; Start also removes those of processes that
+	// are gone, on Linux): a plugin that crashes is relaunched from that
+	// copy when its path holds another file by then. Empty means the
+	// system's temporary folder. It must allow executing files (not
+	// mounted noexec).
 	CacheDir string
 
 	// Host, when set, is offered to every plugin through go-plugin's broker

@@ -566,10 +566,15 @@ func TestPluginLogForwarding(t *testing.T) {
 // it names, for TestPluginDiesWithWorker.
 const fakeWorkerEnv = "CORRAL_HOST_TEST_FAKE_WORKER"
 
+// fakeWorkerCacheEnv is the fake worker's plugin cache folder, which its
+// SIGKILL leaves behind.
+const fakeWorkerCacheEnv = "CORRAL_HOST_TEST_FAKE_WORKER_CACHE"
+
 func fakeWorker(path string) {
 	cfg := DefaultConfig()
 	cfg.Paths = []string{path}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.CacheDir = os.Getenv(fakeWorkerCacheEnv)
 	m, err := New(cfg)
 	if err == nil {
 		err = m.Start(context.Background())
@@ -588,7 +593,7 @@ func TestPluginDiesWithWorker(t *testing.T) {
 	}
 	donations, _ := buildPlugins(t)
 	worker := exec.Command(os.Args[0], "-test.run=^$")
-	worker.Env = append(os.Environ(), fakeWorkerEnv+"="+donations)
+	worker.Env = append(os.Environ(), fakeWorkerEnv+"="+donations, fakeWorkerCacheEnv+"="+t.TempDir())
 	stdout, err := worker.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

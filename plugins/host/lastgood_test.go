@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -264,6 +266,46 @@ func TestCrashRelaunchesLaunchedVersion(t *testing.T) {
 	stopAt := time.Now()
 	m.Stop()
 	t.Logf("stopped in %v", time.Since(stopAt))
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the cache dir %s is left after Stop: %v", dir, err)
+	}
+}
+
+// TestCacheDir checks the manager's cache folder: made by Start under
+// Config.CacheDir, removed by Stop, and the folders of dead workers
+// removed by the next Start.
+func TestCacheDir(t *testing.T) {
+	_, chaos := buildPlugins(t)
+	base := filepath.Join(t.TempDir(), "cache")
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(base, fmt.Sprintf("%s%d-x", cacheDirPrefix, dead.Process.Pid))
+	live := filepath.Join(base, fmt.Sprintf("%s%d-x", cacheDirPrefix, os.Getppid()))
+	other := filepath.Join(base, cacheDirPrefix+"notapid-x")
+	for _, d := range []string{stale, live, other} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := startWith(t, func(c *Config) { c.CacheDir = base }, chaos)
+	if filepath.Dir(m.cacheDir) != base {
+		t.Fatalf("cache dir %s is not in %s", m.cacheDir, base)
+	}
+	if fi, err := os.Stat(m.cacheDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("cache dir: %v, %v", fi, err)
+	}
+	if _, err := os.Stat(stale); runtime.GOOS == "linux" && !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the folder of a dead worker is left: %v", err)
+	}
+	for _, d := range []string{live, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
+	}
+	dir := m.cacheDir
+	m.Stop()
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the cache dir %s is left after Stop: %v", dir, err)
 	}
