@@ -83,8 +83,23 @@ func removeStaleCacheDirs(base string) {
 // snapshot copies the file at the plugin's path into the cache dir,
 // hashing it on the way, and returns the file's identity as it was read.
 // The process is then started from the path only if the path still holds
-// this file (see exec), so the copy is what was launched.
+// this file (see exec), so the copy is what was launched. A file hashed
+// before and unchanged since (same identity, size and modification time)
+// whose copy is there is neither read nor copied again, so reloading an
+// unchanged plugin costs no I/O.
 func (s *supervisor) snapshot() (*binary, os.FileInfo, error) {
+	if fi, err := os.Stat(s.path); err == nil {
+		s.sumMu.Lock()
+		sum := s.sum
+		hit := s.sumOf != nil && sameFile(s.sumOf, fi)
+		s.sumMu.Unlock()
+		if hit {
+			dst := s.copyName(sum)
+			if st, err := os.Lstat(dst); err == nil && st.Mode().IsRegular() && st.Size() == fi.Size() {
+				return &binary{copy: dst, sum: sum}, fi, nil
+			}
+		}
+	}
 	f, err := os.Open(s.path)
 	if err != nil {
 		return nil, nil, err
@@ -107,8 +122,7 @@ func (s *supervisor) snapshot() (*binary, os.FileInfo, error) {
 		err = cerr
 	}
 	sum := h.Sum(nil)
-	// Named by plugin and content: a reload to the same file reuses it.
-	dst := filepath.Join(s.m.cacheDir, fmt.Sprintf("%d-%s-%x", s.index, filepath.Base(s.path), sum[:8]))
+	dst := s.copyName(sum)
 	if err == nil {
 		err = os.Rename(tmp.Name(), dst)
 	}
@@ -118,6 +132,13 @@ func (s *supervisor) snapshot() (*binary, os.FileInfo, error) {
 	}
 	s.rememberSum(fi, sum)
 	return &binary{copy: dst, sum: sum}, fi, nil
+}
+
+// copyName is where the copy of the plugin's binary with this SHA-256
+// goes: named by plugin and content, so a reload to the same file reuses
+// it.
+func (s *supervisor) copyName(sum []byte) string {
+	return filepath.Join(s.m.cacheDir, fmt.Sprintf("%d-%s-%x", s.index, filepath.Base(s.path), sum[:8]))
 }
 
 // pathSum is the SHA-256 of the file now at the plugin's path, hashed again

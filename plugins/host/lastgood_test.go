@@ -304,6 +304,30 @@ func TestCacheDir(t *testing.T) {
 			t.Errorf("%s was removed: %v", d, err)
 		}
 	}
+	// A reload of the unchanged file keeps its copy; one of a new file
+	// replaces it.
+	copies := func() []string {
+		names, _ := filepath.Glob(filepath.Join(m.cacheDir, "*"))
+		return names
+	}
+	before := copies()
+	if _, err := m.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if after := copies(); len(before) != 1 || len(after) != 1 || after[0] != before[0] {
+		t.Fatalf("copies before a reload of the same file %v, after %v", before, after)
+	}
+	exe := filepath.Join(t.TempDir(), "chaos")
+	copyExe(t, chaos, exe)
+	m2 := startWith(t, func(c *Config) { c.CacheDir = base }, exe)
+	copyExe(t, built.chaosV2, exe)
+	if _, err := m2.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := filepath.Glob(filepath.Join(m2.cacheDir, "*"))
+	if len(names) != 1 || !strings.HasSuffix(names[0], sha256Hex(t, built.chaosV2)[:16]) {
+		t.Fatalf("after an upgrade the copies are %v", names)
+	}
 	dir := m.cacheDir
 	m.Stop()
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
