@@ -32,9 +32,11 @@ partitions off gracefully.
 SIGHUP reloads the plugins from their binaries without a restart (so does
 coordinator reload): batches in flight finish on the old version, new ones
 go to the new version; if a new binary fails to start, the old one stays.
-A plugin given as PATH@sha256=HEX, or listed in --plugin-checksums (the
-output of sha256sum, re-read at every launch and reload), is only run if
-its SHA-256 matches.
+A plugin that crashes is relaunched from a private copy of the binary it
+ran (in --plugin-cache-dir), whatever its path holds by then: only a
+reload runs a new file. A plugin given as PATH@sha256=HEX, or listed in
+--plugin-checksums (the output of sha256sum, re-read at every start and
+reload), is only launched from its path if its SHA-256 matches.
 
 TLS: with --tls-cert, --tls-key and --tls-ca the gRPC API speaks mutual
 TLS 1.3 only: a caller needs a certificate signed by that CA, and its role
@@ -78,7 +80,8 @@ func run() error {
 	consulToken := fs.String("consul-token", "", "Consul ACL token (env CONSUL_HTTP_TOKEN)")
 	fs.Var(&plugins, "plugin", "handler plugin binary to launch, PATH or PATH@sha256=HEX (repeatable)")
 	hcfg := host.DefaultConfig()
-	fs.StringVar(&hcfg.ChecksumFile, "plugin-checksums", "", "file of pinned plugin SHA-256s in sha256sum format, re-read at every launch and reload")
+	fs.StringVar(&hcfg.ChecksumFile, "plugin-checksums", "", "file of pinned plugin SHA-256s in sha256sum format, re-read at every start and reload")
+	fs.StringVar(&hcfg.CacheDir, "plugin-cache-dir", "", "folder for private copies of the plugin binaries launched, which a crashed plugin is relaunched from; must allow executing files (default: the system's temporary folder)")
 	fs.IntVar(&hcfg.MaxRestarts, "plugin-max-restarts", hcfg.MaxRestarts, "restart intensity: more plugin restarts than this within --plugin-restart-window mark the worker degraded")
 	fs.DurationVar(&hcfg.RestartWindow, "plugin-restart-window", hcfg.RestartWindow, "window of the plugin restart intensity")
 	fs.IntVar(&hcfg.MaxMessageBytes, "plugin-max-message", hcfg.MaxMessageBytes, "largest gRPC message between worker and plugin, in bytes (both ends)")

@@ -66,6 +66,7 @@ func (r *reporter) memberStatus(ctx context.Context) (*workerpb.MemberStatus, er
 	if rs, ok := r.handlers.(interface{ Restarts() int64 }); ok {
 		ms.PluginRestarts = rs.Restarts()
 	}
+	ms.PluginInfo = pluginInfo(r.handlers)
 	for _, p := range parts {
 		ms.Partitions = append(ms.Partitions, &workerpb.PartitionStatus{Partition: int32(p), Epoch: owned[p].Epoch, Depth: depth[p]})
 	}

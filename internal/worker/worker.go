@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/lease"
@@ -97,7 +98,10 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 			holders: claims, exec: w.exec, store: w.store, intake: intake},
 		report: &reporter{cfg: cfg, store: w.store, registry: registry, holders: claims, peers: peers, grants: g,
 			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
-		reload: handlers.Reload, drain: w.Drain}
+		drain: w.Drain}
+	w.api.reload = func(ctx context.Context) (*workerpb.ReloadPluginsResponse, error) {
+		return reloadPlugins(ctx, handlers)
+	}
 	return w, nil
 }
 
