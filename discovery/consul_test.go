@@ -209,6 +209,39 @@ func TestRegisterPassingWatchDeregister(t *testing.T) {
 	}
 }
 
+// TestRegisterAgainChangesMetaKeepsHealth: a worker that registers again
+// with new meta (its plugins were reloaded and serve other handlers) stays
+// a passing member, and its peers' watch sees the new meta.
+func TestRegisterAgainChangesMetaKeepsHealth(t *testing.T) {
+	agent := setup(t)
+	ctx := context.Background()
+	w1 := newConsul(t, agent.Addr)
+	wt := watch(t, w1)
+	reg := Registration{ID: "w1", Address: "127.0.0.1", Port: 7101, CheckTTL: time.Minute,
+		Meta: map[string]string{"plugin-donations": "donations@0.1.0 donor.donate"}}
+	if err := w1.Register(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := w1.SetHealth(ctx, StatusPassing, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	wt.waitFor("w1", has("w1"))
+	reg.Meta = map[string]string{"plugin-donations": "donations@0.2.0 donor.donate,donor.refund"}
+	if err := w1.Register(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	s := wt.waitFor("w1 with the new meta", func(ms []Member) bool {
+		return len(ms) == 1 && ms[0].Meta["plugin-donations"] == reg.Meta["plugin-donations"]
+	})
+	if s.Members[0].ID != "w1" {
+		t.Fatalf("members %v", ids(s.Members))
+	}
+	// No SetHealth since: the check kept its passing status.
+	if got := healthyIDs(t, w1); !equalIDs(got, "w1") {
+		t.Fatalf("healthy after registering again: %v, want [w1]", got)
+	}
+}
+
 func TestCheckTTLLapseDropsMember(t *testing.T) {
 	agent := setup(t)
 	ctx := context.Background()

@@ -32,6 +32,14 @@ partitions off gracefully.
 SIGHUP reloads the plugins from their binaries without a restart (so does
 coordinator reload): batches in flight finish on the old version, new ones
 go to the new version; if a new binary fails to start, the old one stays.
+
+Each worker publishes the handlers it serves, with their plugin versions,
+in its Consul service meta. Workers may run different plugin sets for a
+while (a rolling upgrade adding a handler): submit and call refuse a job
+whose key's owner does not serve its handler, naming the workers that
+lack it, and coordinator status warns; a job that reaches such an owner
+anyway (emitted, delayed, or moved with its partition) waits for one that
+serves it, without spending attempts, for up to --unknown-handler-wait.
 A plugin given as PATH@sha256=HEX, or listed in --plugin-checksums (the
 output of sha256sum, re-read at every launch and reload), is only run if
 its SHA-256 matches.
@@ -79,6 +87,8 @@ func run() error {
 	fs.IntVar(&cfg.Parallel, "parallel", cfg.Parallel, "partition batches processed at once")
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", cfg.MaxAttempts, "attempts before a job is dead-lettered, when its handler declares none")
 	fs.IntVar(&cfg.MaxPayloadBytes, "max-payload", cfg.MaxPayloadBytes, "largest accepted job payload in bytes")
+	fs.DurationVar(&cfg.UnknownHandlerWait, "unknown-handler-wait", cfg.UnknownHandlerWait,
+		"how long a job whose handler this worker does not serve waits, parked and without spending attempts, for an owner that serves it (a rolling upgrade adding the handler) before it is dead-lettered")
 	fs.DurationVar(&cfg.Lease.TTL, "lease-ttl", cfg.Lease.TTL, "liveness lease TTL in Redis")
 	fs.DurationVar(&cfg.Lease.RenewEvery, "lease-renew", cfg.Lease.RenewEvery, "lease renewal interval")
 	fs.DurationVar(&cfg.CheckTTL, "check-ttl", cfg.CheckTTL, "TTL of the worker's Consul check")
@@ -190,7 +200,9 @@ func run() error {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			_, _ = plugs.Reload(ctx)
+			if _, err := w.ReloadPlugins(ctx); err != nil {
+				logger.Warn("SIGHUP: plugin reload", "err", err)
+			}
 		}
 	}()
 	// Start runs the plugins, /metrics, the gRPC API and the job loops;
