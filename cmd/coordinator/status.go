@@ -11,12 +11,14 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/handlerset"
 )
 
 func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, and the jobs waiting.")
+		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, and the jobs waiting, and warns\nwhen the workers serve different handlers or plugin versions (from the handler\nset each publishes in its Consul service meta).")
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -52,7 +54,34 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "partitions: %d (%d owned), jobs waiting: %d\n", st.Partitions, owned, st.TotalDepth)
+	members, err := c.Members(ctx)
+	if err != nil {
+		return err
+	}
+	if lines := handlerDifferences(members); len(lines) > 0 {
+		fmt.Fprintln(stdout, "WARNING: the workers serve different handlers:")
+		for _, l := range lines {
+			fmt.Fprintln(stdout, "  "+l)
+		}
+		fmt.Fprintln(stdout, "  Submit and call refuse a job whose key's owner lacks its handler; a job that reaches such an owner waits (worker --unknown-handler-wait). Install the same plugins on every worker.")
+	}
 	return nil
+}
+
+// handlerDifferences compares the handler sets the members publish in
+// their Consul meta.
+func handlerDifferences(members []discovery.Member) []string {
+	sets := map[string]handlerset.Set{}
+	var unknown []string
+	for _, m := range members {
+		s, err := handlerset.FromMeta(m.Meta)
+		if err != nil {
+			unknown = append(unknown, m.ID)
+			continue
+		}
+		sets[m.ID] = s
+	}
+	return handlerset.Compare(sets, unknown).Lines()
 }
 
 // breakerSummary lists the peers whose breaker is not closed.
