@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/testenv"
+	"github.com/hashicorp/consul/api"
 )
 
 // testLogger sends slog output to t.Log until the test ends, so a watch
@@ -348,5 +349,28 @@ func TestWatchClosesWithContextAndSurvivesNoAgent(t *testing.T) {
 	}
 	if _, err := c.Healthy(context.Background()); err == nil {
 		t.Fatal("Healthy without an agent: no error")
+	}
+}
+
+// TestUnreachableSaysWhereAndWhy: an agent nobody listens for is reported
+// with its address and the bare reason, not the URL and call chain; an
+// agent that answers with an error is not unreachable.
+func TestUnreachableSaysWhereAndWhy(t *testing.T) {
+	t.Parallel()
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	c, err := NewConsul(ConsulConfig{Address: addr, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Healthy(context.Background())
+	var ue *UnreachableError
+	if !errors.As(err, &ue) {
+		t.Fatalf("Healthy with no agent: %v, want an UnreachableError", err)
+	}
+	if got, want := ue.Error(), "cannot reach the Consul agent at "+addr+" (connection refused)"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	if got := Unreachable(addr, api.StatusError{Code: 403, Body: "ACL not found"}); errors.As(got, &ue) {
+		t.Fatalf("an answer from the agent taken for no answer: %v", got)
 	}
 }

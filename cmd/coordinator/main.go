@@ -42,7 +42,7 @@ Run "coordinator COMMAND --help" for a command's flags.
 
 func main() {
 	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "coordinator:", err)
+		fmt.Fprintln(os.Stderr, "coordinator:", cli.Explain(err))
 		os.Exit(1)
 	}
 }

@@ -55,7 +55,7 @@ func main() {
 		debug.SetGCPercent(400)
 	}
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
+		fmt.Fprintln(os.Stderr, "worker:", cli.Explain(err))
 		os.Exit(1)
 	}
 }
