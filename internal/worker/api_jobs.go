@@ -95,8 +95,14 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 }
 
 // admit is validate, and then refuses a job whose handler the owner of its
-// partition p does not serve.
+// partition p does not serve. A handler this worker does not serve is
+// accepted when that owner publishes it (workers differ during a rolling
+// upgrade): what this worker cannot check, the payload's shape and the
+// handler's limits, is left to the owner's plugin.
 func (ji *jobIntake) admit(j *workerpb.Job, id string, p int, handlers map[string]host.HandlerInfo) error {
+	if _, ok := handlers[j.Handler]; !ok && ji.catalog.ownerServes(j.Handler, p, handlers) {
+		return ji.check(j, id, host.HandlerInfo{})
+	}
 	if err := ji.validate(j, id, handlers); err != nil {
 		return err
 	}
@@ -104,12 +110,18 @@ func (ji *jobIntake) admit(j *workerpb.Job, id string, p int, handlers map[strin
 }
 
 func (ji *jobIntake) validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error {
-	if err := validateID(id); err != nil {
-		return err
-	}
 	h, ok := handlers[j.Handler]
 	if !ok {
 		return ji.catalog.unknownHere(j.Handler, handlers)
+	}
+	return ji.check(j, id, h)
+}
+
+// check validates a job's key, payload and options against what its
+// handler h declares.
+func (ji *jobIntake) check(j *workerpb.Job, id string, h host.HandlerInfo) error {
+	if err := validateID(id); err != nil {
+		return err
 	}
 	if err := validateKey(j.Key); err != nil {
 		return err

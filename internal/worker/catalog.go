@@ -104,8 +104,23 @@ func (c *handlerCatalog) unknownHere(handler string, local map[string]host.Handl
 	if len(with) == 0 {
 		return fmt.Errorf("%w %q (this cluster serves: %s)", ErrUnknownHandler, handler, strings.Join(c.all(local), ", "))
 	}
-	return fmt.Errorf("%w %q on worker %s, which took the job: workers %s serve it, workers %s do not; submit it once every worker serves it ('coordinator status' lists the differences)",
+	return fmt.Errorf("%w %q on worker %s, which took the job; workers with it: %s; workers without it: %s. Submit it once every worker serves it ('coordinator status' lists the differences)",
 		ErrUnknownHandler, handler, c.self, strings.Join(with, ", "), strings.Join(without, ", "))
+}
+
+// ownerServes says whether the ring gives partition p to another worker
+// that publishes handler among those it serves.
+func (c *handlerCatalog) ownerServes(handler string, p int, local map[string]host.HandlerInfo) bool {
+	ring := c.view.current()
+	if ring == nil {
+		return false
+	}
+	owner := ring.OwnerOf(p)
+	if owner == "" || owner == c.self {
+		return false
+	}
+	ok, _ := c.serves(owner, handler, local)
+	return ok
 }
 
 // ownerLacks refuses a job for handler whose partition p the ring gives to
@@ -124,8 +139,8 @@ func (c *handlerCatalog) ownerLacks(handler, key string, p int, local map[string
 		return nil
 	}
 	with, without := c.servedBy(handler, local)
-	return fmt.Errorf("%w: %q is not served by worker %s, which owns partition %d of key %q; workers without it: %s; with it: %s. Install its plugin on every worker (until then jobs for it are refused)",
-		ErrHandlerNotServed, handler, owner, p, key, strings.Join(without, ", "), orNone(with))
+	return fmt.Errorf("%w: %q is not served by worker %s, which owns partition %d of key %q; workers with it: %s; workers without it: %s. Install its plugin on every worker (until then jobs for it are refused)",
+		ErrHandlerNotServed, handler, owner, p, key, orNone(with), strings.Join(without, ", "))
 }
 
 // unknownEmit explains an emitted job whose handler no worker serves.
