@@ -357,7 +357,7 @@ func TestWatchClosesWithContextAndSurvivesNoAgent(t *testing.T) {
 // agent that answers with an error is not unreachable.
 func TestUnreachableSaysWhereAndWhy(t *testing.T) {
 	t.Parallel()
-	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	addr := "127.0.0.1:1" // nothing listens on port 1 (tcpmux)
 	c, err := NewConsul(ConsulConfig{Address: addr, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

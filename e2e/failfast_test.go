@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,7 +145,9 @@ func TestConsulUnreachableIsOneSentence(t *testing.T) {
 	}
 	bins := buildBinaries(t)
 	r := testenv.StartRedis(t)
-	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	// Nothing listens on port 1 (tcpmux): a free port could be taken by
+	// another test's agent meanwhile.
+	addr := "127.0.0.1:1"
 	want := "cannot reach the Consul agent at " + addr + " (connection refused): start it, or point --consul (env CORRAL_CONSUL_ADDR) at a running agent"
 	out, _, err := runWorker(t, bins, "--redis", r.Addr, "--consul", addr)
 	if err == nil || strings.TrimSpace(out) != "worker: "+want {

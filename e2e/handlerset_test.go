@@ -20,26 +20,28 @@ import (
 )
 
 // keyOwnedBy finds a key, named prefix-N, whose partition the ring and
-// the claims in Redis both give to owner.
+// the claims in Redis both give to owner, waiting while partitions move.
 func keyOwnedBy(t *testing.T, cl *client.Client, owner, prefix string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	var keys []string
 	for i := range 200 {
 		keys = append(keys, fmt.Sprintf("%s-%d", prefix, i))
 	}
-	locs, err := cl.Locate(ctx, keys...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range locs {
-		if l.Owner == owner && l.RingOwner == owner {
-			return l.Key
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		locs, err := cl.Locate(ctx, keys...)
+		cancel()
+		for _, l := range locs {
+			if l.Owner == owner && l.RingOwner == owner {
+				return l.Key
+			}
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no key %s-N owned by %s within 30s (last locate error: %v)", prefix, owner, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("no key %s-N owned by %s", prefix, owner)
-	return ""
 }
 
 // waitLog waits until worker id's log matches re.
