@@ -10,6 +10,7 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/internal/cli"
 	"google.golang.org/grpc/status"
 )
 
@@ -64,7 +65,7 @@ Flags:`)
 		fmt.Fprintf(stderr, "job %s %s, served %s %s\n", resp.Id, r.State, how, resp.ServedBy)
 	}
 	if r.State == workerpb.JobResult_DEAD {
-		return fmt.Errorf("job %s was dead-lettered after %d attempts: %s", resp.Id, r.Attempts, r.Error)
+		return fmt.Errorf("job %s was dead-lettered after %s: %s", resp.Id, cli.Attempts(r.Attempts), r.Error)
 	}
 	if len(r.Result) == 0 {
 		fmt.Fprintln(stdout, "null")

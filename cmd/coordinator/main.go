@@ -25,7 +25,7 @@ Commands:
   call     run one job synchronously on its key's owner and print its result
   result   print a job's result: result [--wait D] ID
   dlq      dead letters: dlq list | show ID | replay ID...|--all | purge ID...|--all
-  status   members, partitions per member, queue depth
+  status   members, partitions per member, queue depth; warns when workers serve different handlers
   locate   partition, owner and epoch of keys: locate KEY [KEY...]
   drain    hand a worker's partitions off and stop it claiming: drain WORKER
   reload   relaunch workers' plugins from their binaries (hot upgrade): reload [WORKER...]
@@ -52,7 +52,7 @@ Run "coordinator COMMAND --help" for a command's flags.
 
 func main() {
 	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "coordinator:", err)
+		fmt.Fprintln(os.Stderr, "coordinator:", cli.Explain(err))
 		os.Exit(1)
 	}
 }

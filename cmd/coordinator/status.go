@@ -11,12 +11,14 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/handlerset"
 )
 
 func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting, and the\nplugin versions each runs (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.")
+		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting, and the\nplugin versions each runs (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nWarns when the workers serve different handlers or plugin versions (from\nthe handler set each publishes in its Consul service meta).")
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -57,6 +59,17 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 			fmt.Fprintln(stdout, line)
 		}
 	}
+	members, err := c.Members(ctx)
+	if err != nil {
+		return err
+	}
+	if lines := handlerDifferences(members); len(lines) > 0 {
+		fmt.Fprintln(stdout, "WARNING: the workers serve different handlers:")
+		for _, l := range lines {
+			fmt.Fprintln(stdout, "  "+l)
+		}
+		fmt.Fprintln(stdout, "  Submit and call refuse a job whose key's owner lacks its handler; a job that reaches such an owner waits (worker --unknown-handler-wait). Install the same plugins on every worker.")
+	}
 	return nil
 }
 
@@ -75,6 +88,22 @@ func filesNotRunning(m *workerpb.MemberStatus) []string {
 		out = append(out, fmt.Sprintf("%s: plugin %s runs sha256 %s, not the file at %s: %s", m.Id, p.Name, shortSum(p.Sha256), file, p.Refused))
 	}
 	return out
+}
+
+// handlerDifferences compares the handler sets the members publish in
+// their Consul meta.
+func handlerDifferences(members []discovery.Member) []string {
+	sets := map[string]handlerset.Set{}
+	var unknown []string
+	for _, m := range members {
+		s, err := handlerset.FromMeta(m.Meta)
+		if err != nil {
+			unknown = append(unknown, m.ID)
+			continue
+		}
+		sets[m.ID] = s
+	}
+	return handlerset.Compare(sets, unknown).Lines()
 }
 
 // breakerSummary lists the peers whose breaker is not closed.

@@ -47,6 +47,14 @@ again, for the handshakes that follow. Without TLS the worker serves on a
 loopback address only (with a warning), unless --insecure is given.
 "coordinator certs" makes the certificates; see docs/security.md.
 
+Each worker publishes the handlers it serves, with their plugin versions,
+in its Consul service meta. Workers may run different plugin sets for a
+while (a rolling upgrade adding a handler): submit and call refuse a job
+whose key's owner does not serve its handler, naming the workers that
+lack it, and coordinator status warns; a job that reaches such an owner
+anyway (emitted, delayed, or moved with its partition) waits for one that
+serves it, without spending attempts, for up to --unknown-handler-wait.
+
 Flags:
 `
 
@@ -58,7 +66,7 @@ func main() {
 		debug.SetGCPercent(400)
 	}
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
+		fmt.Fprintln(os.Stderr, "worker:", cli.Explain(err))
 		os.Exit(1)
 	}
 }
@@ -91,6 +99,8 @@ func run() error {
 	fs.IntVar(&cfg.Parallel, "parallel", cfg.Parallel, "partition batches processed at once")
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", cfg.MaxAttempts, "attempts before a job is dead-lettered, when its handler declares none")
 	fs.IntVar(&cfg.MaxPayloadBytes, "max-payload", cfg.MaxPayloadBytes, "largest accepted job payload in bytes")
+	fs.DurationVar(&cfg.UnknownHandlerWait, "unknown-handler-wait", cfg.UnknownHandlerWait,
+		"how long a job whose handler this worker does not serve waits, parked and without spending attempts, for an owner that serves it (a rolling upgrade adding the handler) before it is dead-lettered")
 	fs.DurationVar(&cfg.Lease.TTL, "lease-ttl", cfg.Lease.TTL, "liveness lease TTL in Redis")
 	fs.DurationVar(&cfg.Lease.RenewEvery, "lease-renew", cfg.Lease.RenewEvery, "lease renewal interval")
 	fs.DurationVar(&cfg.CheckTTL, "check-ttl", cfg.CheckTTL, "TTL of the worker's Consul check")
@@ -221,7 +231,9 @@ func run() error {
 			if cfg.TLS != nil {
 				reloadTLS(cfg.TLS, cfg.Advertise, logger)
 			}
-			_, _ = plugs.Reload(ctx)
+			if _, err := w.ReloadPlugins(ctx); err != nil {
+				logger.Warn("SIGHUP: plugin reload", "err", err)
+			}
 		}
 	}()
 	// Start runs the plugins, /metrics, the gRPC API and the job loops;

@@ -81,6 +81,7 @@ type callIntake interface {
 	submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error)
 	results(ctx context.Context, ids, keys []string, wait time.Duration) (*workerpb.GetResultResponse, error)
 	validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error
+	admit(j *workerpb.Job, id string, p int, handlers map[string]host.HandlerInfo) error
 	handlers() map[string]host.HandlerInfo
 }
 
@@ -123,6 +124,12 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	p := sharding.PartitionOf(job.Key, rt.cfg.Ring.Partitions)
+	if !req.Forwarded {
+		// Refused here, before a forward, when no owner could run it.
+		if err := rt.intake.admit(job, job.Id, p, rt.intake.handlers()); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
 	if _, owned := rt.grants.grantOf(p); owned {
 		if resp, ok, err := rt.callDirect(ctx, job, p); ok {
 			return resp, err

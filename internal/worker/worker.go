@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/lease"
@@ -92,16 +91,15 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
 	w.health = &health{cfg: cfg, log: log, registry: registry, lease: keeper, own: w.own, grants: g,
 		store: w.store, plugins: handlers, work: w.exec}
-	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers}
+	catalog := &handlerCatalog{self: cfg.ID, local: handlers, view: view}
+	w.exec.catalog = catalog
+	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers, catalog: catalog}
 	w.api = &API{id: cfg.ID, store: w.store, intake: intake,
 		router: &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: peers, budget: breaker.DefaultBudget(),
 			holders: claims, exec: w.exec, store: w.store, intake: intake},
 		report: &reporter{cfg: cfg, store: w.store, registry: registry, holders: claims, peers: peers, grants: g,
 			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
-		drain: w.Drain}
-	w.api.reload = func(ctx context.Context) (*workerpb.ReloadPluginsResponse, error) {
-		return reloadPlugins(ctx, handlers)
-	}
+		reload: w.ReloadPlugins, drain: w.Drain}
 	return w, nil
 }
 
