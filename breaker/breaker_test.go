@@ -3,10 +3,13 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/testenv"
 )
 
 var errDown = errors.New("peer down")
@@ -54,13 +57,12 @@ func TestHalfOpenProbeCloses(t *testing.T) {
 	for range 3 {
 		s.Do(context.Background(), "a", func(context.Context) error { return errDown })
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for s.State("a") != StateHalfOpen {
-		if time.Now().After(deadline) {
-			t.Fatalf("breaker stayed %s past its open timeout", s.State("a"))
+	testenv.Eventually(t, 2*time.Second, func() error {
+		if st := s.State("a"); st != StateHalfOpen {
+			return fmt.Errorf("breaker is %s past its open timeout, want half-open", st)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := s.Do(context.Background(), "a", func(context.Context) error { return nil }); err != nil {
 		t.Fatalf("probe: %v", err)
 	}

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -121,16 +122,15 @@ func not(f func([]Member) bool) func([]Member) bool {
 	return func(ms []Member) bool { return !f(ms) }
 }
 
-// eventually polls cond until it holds, failing after a deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
+// waitHealthy waits until Consul lists exactly the members want as healthy.
+func waitHealthy(t *testing.T, c *Consul, what string, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 30s: %s", what)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if got := healthyIDs(t, c); !equalIDs(got, want...) {
+			return fmt.Errorf("%s: healthy %v, want %v", what, got, want)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func healthyIDs(t *testing.T, c *Consul) []string {
@@ -280,7 +280,7 @@ func TestCheckTTLLapseDropsMember(t *testing.T) {
 	if err := c.SetHealth(ctx, StatusPassing, "ok"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "w1 healthy again", func() bool { return equalIDs(healthyIDs(t, c), "w1") })
+	waitHealthy(t, c, "w1 healthy again", "w1")
 }
 
 func TestSetHealthRegistersAgainAfterAgentRestart(t *testing.T) {
@@ -306,7 +306,7 @@ func TestSetHealthRegistersAgainAfterAgentRestart(t *testing.T) {
 	if err := c.SetHealth(ctx, StatusPassing, "ok after restart"); err != nil {
 		t.Fatalf("SetHealth after the agent restarted: %v", err)
 	}
-	eventually(t, "w1 healthy after re-registration", func() bool { return equalIDs(healthyIDs(t, c), "w1") })
+	waitHealthy(t, c, "w1 healthy after re-registration", "w1")
 
 	// The watch lived through the restart and follows the new agent, whose
 	// index started again from scratch: a newcomer shows up in it.

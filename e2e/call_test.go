@@ -18,6 +18,7 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/examples/donations/ledger"
+	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/sharding"
 )
 
@@ -66,8 +67,9 @@ func TestCallRoutesToOwner(t *testing.T) {
 		campaign.Count += d.Count
 	}
 	key := "caller-07"
-	deadline := time.Now().Add(30 * time.Second)
-	for n := 0; ; n++ {
+	n := 0
+	testenv.Eventually(t, 30*time.Second, func() error {
+		n++
 		q, _ := json.Marshal(ledger.ReportQuery{Campaign: "calls"})
 		resp := callUntilDone(t, cl, &[]time.Duration{}, &workerpb.Job{Id: fmt.Sprintf("report-%d", n), Handler: ledger.HandlerReport, Key: key, Payload: q}, 5*time.Second)
 		var r ledger.Report
@@ -77,14 +79,11 @@ func TestCallRoutesToOwner(t *testing.T) {
 		if r.Donor != want[key] {
 			t.Fatalf("report of %s shows donor %+v, want %+v", key, r.Donor, want[key])
 		}
-		if r.Campaign == campaign {
-			break
+		if r.Campaign != campaign {
+			return fmt.Errorf("report shows campaign %+v, want %+v", r.Campaign, campaign)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("report shows campaign %+v, want %+v", r.Campaign, campaign)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	slices.Sort(lat)
 	t.Logf("%d calls, %d served directly by the owner; latency p50 %v p99 %v (through one peer hop when the entry worker is not the owner)",
 		calls, direct, lat[len(lat)/2], lat[len(lat)*99/100])
@@ -206,7 +205,7 @@ func callUntilDone(t *testing.T, cl *client.Client, lat *[]time.Duration, job *w
 			t.Errorf("call %s did not succeed within a minute: %v", job.Id, err)
 			return &workerpb.CallResponse{Result: &workerpb.JobResult{}}
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // a pause before the call goes again
 	}
 }
 
@@ -214,27 +213,26 @@ func callUntilDone(t *testing.T, cl *client.Client, lat *[]time.Duration, job *w
 // owner of each.
 func waitOwners(t *testing.T, cl *client.Client, members int) map[int]string {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var owners map[int]string
+	testenv.Eventually(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		st, err := cl.Status(ctx)
 		cancel()
-		if err == nil && len(st.Members) == members {
-			owners := map[int]string{}
-			for _, m := range st.Members {
-				for _, p := range m.Partitions {
-					owners[int(p.Partition)] = m.Id
-				}
-			}
-			if len(owners) == int(st.Partitions) {
-				return owners
+		if err != nil {
+			return fmt.Errorf("status: %v", err)
+		}
+		owners = map[int]string{}
+		for _, m := range st.Members {
+			for _, p := range m.Partitions {
+				owners[int(p.Partition)] = m.Id
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("partitions not all owned by %d members after 30s (last status err %v)", members, err)
+		if len(st.Members) != members || len(owners) != int(st.Partitions) {
+			return fmt.Errorf("%d members own %d of %d partitions, want %d members owning all", len(st.Members), len(owners), st.Partitions, members)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return owners
 }
 
 // breakerOpenedInLogs lists the workers that logged a breaker opening.

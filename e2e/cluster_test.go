@@ -204,23 +204,19 @@ func (c *cluster) client() *client.Client {
 func (c *cluster) waitMembers(ok func(ids []string) bool, what string) {
 	c.t.Helper()
 	cl := c.client()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(c.t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		ms, _ := cl.Members(ctx)
+		ms, err := cl.Members(ctx)
 		cancel()
 		var ids []string
 		for _, m := range ms {
 			ids = append(ids, m.ID)
 		}
-		if ok(ids) {
-			return
+		if !ok(ids) {
+			return fmt.Errorf("waiting for %s; healthy members: %v (%v)", what, ids, err)
 		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out waiting for %s; healthy members: %v", what, ids)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // coordinator runs the coordinator binary and returns its stdout.

@@ -81,14 +81,14 @@ func watchLoad(b *testing.B, addr string, workers int, window time.Duration) (re
 	}
 	// Wait until every instance passes, then count.
 	var idx uint64
-	for {
+	testenv.Eventually(b, time.Minute, func() error {
 		entries, meta, err := client.Health().Service(discovery.DefaultService, "", true, nil)
-		if err == nil && len(entries) == workers {
-			idx = meta.LastIndex
-			break
+		if err != nil || len(entries) != workers {
+			return fmt.Errorf("%d of %d instances pass (%v)", len(entries), workers, err)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		idx = meta.LastIndex
+		return nil
+	})
 	wire.Store(0)
 	end := time.Now().Add(window)
 	for time.Now().Before(end) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/examples/donations/ledger"
 	"github.com/corralhq/corral/examples/donations/workload"
+	"github.com/corralhq/corral/internal/testenv"
 )
 
 func TestSubmitThenState(t *testing.T) {
@@ -55,22 +55,18 @@ func TestSubmitThenState(t *testing.T) {
 
 func waitState(t *testing.T, c *cluster, entity, key string, v any, done func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		out, err := c.coordinator("state", entity, key)
 		if err == nil {
 			if err := json.Unmarshal([]byte(out), v); err != nil {
 				t.Fatalf("state %s %s printed %q: %v", entity, key, out, err)
 			}
 			if done() {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("state %s %s: out %q err %v", entity, key, out, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("state %s %s: out %q err %v", entity, key, strings.TrimSpace(out), err)
+	})
 }
 
 // TestKillWorkerUnderLoad submits 2,000 donations to three workers and
@@ -86,14 +82,13 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var submitted atomic.Int64
+	// Once half the jobs are in, w2 is killed while the next batches go.
+	half := make(chan int)
 	killed := make(chan struct{})
 	go func() {
 		defer close(killed)
-		for submitted.Load() < int64(len(jobs))/2 {
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Logf("SIGKILL w2 after %d submissions", submitted.Load())
+		n := <-half
+		t.Logf("SIGKILL w2 after %d submissions", n)
 		c.signal("w2", syscall.SIGKILL)
 	}()
 	// Small batches, so the kill lands while jobs are in flight. A batch
@@ -102,7 +97,10 @@ func TestKillWorkerUnderLoad(t *testing.T) {
 	for i := 0; i < len(jobs); i += batch {
 		part := jobs[i:min(i+batch, len(jobs))]
 		submitWithRetry(ctx, t, cl, part)
-		submitted.Add(int64(len(part)))
+		if n := i + len(part); n >= len(jobs)/2 && half != nil {
+			half <- n
+			half = nil
+		}
 	}
 	<-killed
 
@@ -134,7 +132,7 @@ func submitWithRetry(ctx context.Context, t *testing.T, cl interface {
 		if ctx.Err() != nil {
 			t.Fatalf("submit: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // a pause before the batch goes again
 	}
 }
 

@@ -45,7 +45,7 @@ func TestFaultRedisSnapshotRestore(t *testing.T) {
 	threeWorkers(c)
 	c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	settle(c, "w1", "w2", "w3")
+	settle(c, l, "w1", "w2", "w3")
 	snap := c.redis.Snapshot(t)
 	c.signal("w2", syscall.SIGKILL)
 	c.waitBalanced("w1", "w3")
@@ -76,7 +76,7 @@ func TestFaultReplicaPromoted(t *testing.T) {
 	}
 	c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	settle(c, "w1", "w2", "w3")
+	settle(c, l, "w1", "w2", "w3")
 
 	replica.Signal(t, syscall.SIGSTOP)
 	link.Cut()
@@ -128,7 +128,7 @@ func TestFaultPeerCut(t *testing.T) {
 	}
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	hs := settle(c, "w1", "w2", "w3")
+	hs := settle(c, l, "w1", "w2", "w3")
 	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
 	// The calls go to keys w2 owns, so the workers that take them must
 	// forward them to w2.
@@ -161,7 +161,7 @@ func TestFaultRedisDelay(t *testing.T) {
 	}
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	hs := settle(c, "w1", "w2", "w3")
+	hs := settle(c, l, "w1", "w2", "w3")
 	moved := map[int]int64{}
 	for p, h := range hs {
 		moved[p] = h.Epoch
@@ -271,7 +271,7 @@ func startCalls(t *testing.T, c *cluster, seed uint64, parts map[int]int64) *cal
 					t.Errorf("call %s did not succeed within a minute: %v", job.Id, err)
 					return
 				}
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // a pause before the call goes again
 			}
 		}
 	}()
@@ -601,9 +601,10 @@ func TestFaultLongRandomized(t *testing.T) {
 	}
 	start := c.waitBalanced(ids...)
 	l := startLoad(t, c, faultRate*int(duration.Seconds()+300))
-	settle(c, ids...)
+	settle(c, l, ids...)
 
 	var fencedBase int64
+	// A fault's sleep is its length: the load runs into it meanwhile.
 	faults := []struct {
 		name string
 		run  func(id string)
@@ -658,7 +659,7 @@ func TestFaultLongRandomized(t *testing.T) {
 		count[f.name]++
 		c.waitMembers(func(got []string) bool { return len(got) == len(ids) }, "all workers healthy after "+f.name)
 		c.waitBalanced(ids...)
-		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond)
+		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond) // the load runs a while between faults
 	}
 	t.Logf("faults injected: %v", count)
 	verify(t, c, "long randomized run", l, first, nil, start, fencedBase)

@@ -61,8 +61,8 @@ func (c *cluster) startVia(id, redisAddr, consulAddr string) {
 func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 	c.t.Helper()
 	rdb := c.redis.Client(c.t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var settled map[int]lease.Holder
+	testenv.Eventually(c.t, 30*time.Second, func() error {
 		hs, err := audit.Holders(context.Background(), rdb, sharding.DefaultPartitions)
 		per := map[string]int{}
 		if err == nil {
@@ -76,15 +76,22 @@ func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 				n += per[id]
 			}
 			if ok && n == sharding.DefaultPartitions {
-				return hs
+				settled = hs
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("partitions never settled on %v: partitions per holder %v, %v%s", ids, per, err, c.unsettled(hs, ids))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		// What the logs say is read only if the wait fails.
+		return lazyError(func() string {
+			return fmt.Sprintf("partitions not settled on %v: partitions per holder %v, %v%s", ids, per, err, c.unsettled(hs, ids))
+		})
+	})
+	return settled
 }
+
+// lazyError is an error whose message is made only when it is printed.
+type lazyError func() string
+
+func (e lazyError) Error() string { return e() }
 
 // unsettled describes the partitions not held by one of ids, and what
 // each worker's log says of them.
@@ -200,7 +207,7 @@ func (l *load) probe(parts map[int]int64) {
 			if err == nil {
 				return
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // a pause before the probes go again
 		}
 	}()
 }
@@ -370,25 +377,49 @@ func loadSize() int {
 func (l *load) waitMore(t *testing.T, n int64) {
 	t.Helper()
 	want := l.acked.Load() + n
-	deadline := time.Now().Add(time.Minute)
-	for l.acked.Load() < want {
+	testenv.Eventually(t, time.Minute, func() error {
 		select {
 		case <-l.done:
-			return
+			return nil
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the load had %d donations acknowledged in a minute, want %d", l.acked.Load(), want)
+		if got := l.acked.Load(); got < want {
+			return fmt.Errorf("the load has %d donations acknowledged, want %d", got, want)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
-// settle lets the load run a moment, so the fault lands on busy workers.
-func settle(c *cluster, ids ...string) map[int]lease.Holder {
+// settle waits until ids hold every partition and the load has run a
+// second's worth on them, so the fault lands on busy workers.
+func settle(c *cluster, l *load, ids ...string) map[int]lease.Holder {
 	hs := c.waitBalanced(ids...)
-	time.Sleep(time.Second)
+	l.waitMore(c.t, faultRate)
 	return hs
+}
+
+// fencedRejections is how many commits Redis has refused as fenced so far.
+func (c *cluster) fencedRejections() int64 {
+	c.t.Helper()
+	n, err := audit.FencedRejections(context.Background(), c.redis.Client(c.t))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return n
+}
+
+// waitFencedAbove waits until Redis has refused more than n commits as
+// fenced; what names the commit expected.
+func (c *cluster) waitFencedAbove(n int64, what string) {
+	c.t.Helper()
+	rdb := c.redis.Client(c.t)
+	testenv.Eventually(c.t, 20*time.Second, func() error {
+		got, err := audit.FencedRejections(context.Background(), rdb)
+		if err != nil || got <= n {
+			return fmt.Errorf("%s: Redis counts %d fenced rejections, want more than %d (%v)", what, got, n, err)
+		}
+		return nil
+	})
 }
 
 // commitMarker is in every commit and nothing else a worker sends: only
@@ -415,25 +446,29 @@ func TestFaultStopContinue(t *testing.T) {
 	var fault time.Time
 	var moved map[int]int64
 	for round := 1; round <= rounds; round++ {
-		hs := settle(c, "w1", "w2", "w3")
+		hs := settle(c, l, "w1", "w2", "w3")
 		select {
 		case <-px.CutAt(commitMarker):
 		case <-time.After(20 * time.Second):
 			t.Fatal("w2 sent no commit in 20s")
 		}
 		c.signal("w2", syscall.SIGSTOP)
+		frozen := time.Now()
 		if moved == nil {
-			fault, moved = time.Now(), audit.HeldBy(hs, "w2")
+			fault, moved = frozen, audit.HeldBy(hs, "w2")
 			l.probe(moved)
 		}
-		time.Sleep(3 * time.Second) // twice the default lease TTL
+		// Frozen until its lease has lapsed and the others took over
+		// every partition, so its held commit lands on a newer grant.
+		c.waitBalanced("w1", "w3")
+		fenced := c.fencedRejections()
 		px.Heal()
-		time.Sleep(100 * time.Millisecond)
+		c.waitFencedAbove(fenced, "w2's held commit, delivered after the takeover")
 		c.signal("w2", syscall.SIGCONT)
-		t.Logf("round %d: w2 frozen mid-commit for 3s, then woken", round)
+		t.Logf("round %d: w2 frozen mid-commit for %v, until its partitions moved; its held commit was fenced; then woken", round, time.Since(frozen).Round(time.Millisecond))
 	}
 	c.waitBalanced("w1", "w2", "w3")
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	r := verify(t, c, "SIGSTOP/SIGCONT", l, fault, moved, start)
 	if r.fenced == 0 {
 		t.Errorf("no fenced rejection: the stale commit was accepted or never sent; the run proved nothing")
@@ -450,16 +485,18 @@ func TestFaultKillMidBatch(t *testing.T) {
 	threeWorkers(c)
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	hs := settle(c, "w1", "w2", "w3")
+	hs := settle(c, l, "w1", "w2", "w3")
 	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
 	c.signal("w2", syscall.SIGKILL)
 	l.probe(moved)
-	time.Sleep(4 * time.Second)
+	c.waitBalanced("w1", "w3")
+	l.waitMore(t, faultRate) // a second of load after the takeover, on a quick machine
 	if faultsLong {
 		c.start("w2")
-		hs = settle(c, "w1", "w2", "w3")
+		settle(c, l, "w1", "w2", "w3")
 		c.signal("w3", syscall.SIGKILL)
-		time.Sleep(4 * time.Second)
+		c.waitBalanced("w1", "w2")
+		l.waitMore(t, faultRate) // a second of load after the takeover, on a quick machine
 	}
 	r := verify(t, c, "SIGKILL", l, fault, moved, start)
 	if r.takeovers == 0 {
@@ -478,7 +515,7 @@ func TestFaultRedisCut(t *testing.T) {
 	c.start("w3")
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	hs := settle(c, "w1", "w2", "w3")
+	hs := settle(c, l, "w1", "w2", "w3")
 	// Cut w2 off while one of its commits is on the wire.
 	select {
 	case <-px.CutAt(commitMarker):
@@ -489,10 +526,11 @@ func TestFaultRedisCut(t *testing.T) {
 	l.probe(moved)
 	// Peers own everything once w2's lease expires; w2's check goes critical.
 	c.waitMembers(func(ids []string) bool { return !contains(ids, "w2") }, "w2 critical while cut off from Redis")
-	time.Sleep(2 * time.Second)
+	c.waitBalanced("w1", "w3")
 	px.Heal()
 	c.waitMembers(func(ids []string) bool { return contains(ids, "w2") }, "w2 healthy again after the heal")
-	time.Sleep(2 * time.Second)
+	c.waitBalanced("w1", "w2", "w3")
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	r := verify(t, c, "Redis cut", l, fault, moved, start)
 	if r.fenced == 0 {
 		t.Errorf("the commit held during the cut was not fenced when it arrived")
@@ -516,7 +554,7 @@ func TestFaultConsulCut(t *testing.T) {
 	c.start("w3")
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	hs := settle(c, "w1", "w2", "w3")
+	hs := settle(c, l, "w1", "w2", "w3")
 	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
 	px.Cut()
 	l.probe(moved)
@@ -539,14 +577,14 @@ func TestFaultConsulRestart(t *testing.T) {
 	threeWorkers(c)
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	hs := settle(c, "w1", "w2", "w3")
+	hs := settle(c, l, "w1", "w2", "w3")
 	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
 	l.probe(moved)
 	c.consul.Restart(t)
 	t.Logf("Consul agent restarted in %v", time.Since(fault).Round(time.Millisecond))
 	c.waitMembers(func(ids []string) bool { return len(ids) == 3 }, "all three workers healthy on the restarted agent")
 	c.waitBalanced("w1", "w2", "w3")
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	verify(t, c, "Consul agent restart", l, fault, moved, start)
 }
 
@@ -557,7 +595,7 @@ func TestFaultRedisRestart(t *testing.T) {
 	threeWorkers(c)
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	settle(c, "w1", "w2", "w3")
+	settle(c, l, "w1", "w2", "w3")
 	rdb := c.redis.Client(t)
 	ctx := context.Background()
 	fencedBase, _ := audit.FencedRejections(ctx, rdb) // Redis's error statistics start again at zero
@@ -575,7 +613,7 @@ func TestFaultRedisRestart(t *testing.T) {
 	}
 	fault := time.Now()
 	c.redis.Kill(t)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the outage: the load and the workers run into a dead Redis
 	l.probe(map[int]int64{0: 0, 21: 0, 42: 0, 63: 0})
 	c.redis.Restart(t)
 	t.Logf("redis-server killed and back from its AOF in %v", time.Since(fault).Round(time.Millisecond))
@@ -593,7 +631,7 @@ func TestFaultRedisRestart(t *testing.T) {
 		moved[p] = h.Epoch
 	}
 	c.waitBalanced("w1", "w2", "w3")
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
 	verify(t, c, "Redis SIGKILL+AOF restart", l, fault, moved, start, fencedBase)
 }
 
@@ -604,12 +642,12 @@ func TestFaultTerminateHandoff(t *testing.T) {
 	threeWorkers(c)
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, loadSize())
-	hs := settle(c, "w1", "w2", "w3")
+	hs := settle(c, l, "w1", "w2", "w3")
 	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
 	c.signal("w2", syscall.SIGTERM)
 	l.probe(moved)
 	c.waitBalanced("w1", "w3")
-	time.Sleep(2 * time.Second)
+	l.waitMore(t, faultRate) // a second of load after the handoff, on a quick machine
 	r := verify(t, c, "SIGTERM", l, fault, moved, start)
 	if r.fenced != 0 {
 		t.Errorf("graceful handoff had %d fenced commits, want 0", r.fenced)
@@ -631,7 +669,7 @@ func TestDrainAndLocate(t *testing.T) {
 	threeWorkers(c)
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, 5000)
-	hs := settle(c, "w1", "w2", "w3")
+	hs := settle(c, l, "w1", "w2", "w3")
 	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
 	out, err := c.coordinator("drain", "w2")
 	if err != nil || !strings.Contains(out, "w2 drained: released") {
@@ -668,7 +706,7 @@ func TestDrainAndLocate(t *testing.T) {
 	if !strings.Contains(out, "donor-00001") || strings.Contains(out, " w2 ") {
 		t.Errorf("locate after draining w2 printed:\n%s", out)
 	}
-	time.Sleep(time.Second)
+	l.waitMore(t, faultRate) // a second of load after the drain, on a quick machine
 	r := verify(t, c, "drain", l, fault, moved, start)
 	if r.fenced != 0 {
 		t.Errorf("drain had %d fenced commits, want 0", r.fenced)

@@ -189,14 +189,13 @@ func TestJobsCLI(t *testing.T) {
 
 func waitDead(t *testing.T, ctx context.Context, cl *client.Client, id string) {
 	t.Helper()
-	for ctx.Err() == nil {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		dead, _, err := cl.DeadLetters(ctx, 0, "", id)
-		if err == nil && len(dead) == 1 {
-			return
+		if err != nil || len(dead) != 1 {
+			return fmt.Errorf("job %s not dead-lettered again: %d dead letters of it, %v", id, len(dead), err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("job %s not dead-lettered again", id)
+		return nil
+	})
 }
 
 // TestPoisonDoesNotBlockOtherKeys: in a single partition, jobs that hang,
@@ -262,7 +261,7 @@ func poisonRun(t *testing.T, kinds ...string) {
 				polled <- nil
 				return
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond) // the poll interval, which bounds how finely a latency is measured
 		}
 		polled <- ctx.Err()
 	}()
@@ -271,7 +270,7 @@ func poisonRun(t *testing.T, kinds ...string) {
 		submitted[j.Id] = time.Now()
 		mu.Unlock()
 		submitWithRetry(ctx, t, cl, []*workerpb.Job{j})
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // a trickle, so jobs keep arriving while the poison is retried
 	}
 	if err := <-polled; err != nil {
 		t.Fatalf("polling results: %v", err)
@@ -405,19 +404,17 @@ func TestChaosUnderKills(t *testing.T) {
 		bucketKeys = append(bucketKeys, k)
 	}
 	var report string
-	for {
+	deadline, _ := ctx.Deadline()
+	testenv.Eventually(t, time.Until(deadline), func() error {
 		ok, rep := chaosCheck(ctx, cl, acctKeys, bucketKeys, wantAcct, wantBucket, wantBucketCount, len(poisonIDs))
 		if ctx.Err() == nil {
-			report = rep
+			report = rep // what was seen before the deadline cut the reads short
 		}
-		if ok {
-			break
+		if !ok {
+			return fmt.Errorf("did not converge: %s", report)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("did not converge: %s", report)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return nil
+	})
 	t.Logf("converged %v after the first submit: %s", time.Since(start).Round(time.Millisecond), report)
 	var outOfOrder int64
 	states, err := cl.State(ctx, "account", acctKeys...)

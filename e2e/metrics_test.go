@@ -12,6 +12,7 @@ import (
 
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/examples/donations/workload"
+	"github.com/corralhq/corral/internal/testenv"
 )
 
 // TestMetricsMoveAsJobsCommit finds a worker's /metrics address in its
@@ -33,16 +34,14 @@ func TestMetricsMoveAsJobsCommit(t *testing.T) {
 	// Healthy in Consul comes a moment before the worker has claimed its
 	// partitions; wait for the claims to show.
 	var before map[string]float64
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		before = scrape(t, addr)
-		if before[`corral_partitions_owned`] == 64 && before[`corral_members`] == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("corral_partitions_owned = %v, corral_members = %v; want 64 and 1 (one worker owns every partition)",
+		if before[`corral_partitions_owned`] != 64 || before[`corral_members`] != 1 {
+			return fmt.Errorf("corral_partitions_owned = %v, corral_members = %v; want 64 and 1 (one worker owns every partition)",
 				before[`corral_partitions_owned`], before[`corral_members`])
 		}
-	}
+		return nil
+	})
 	if _, ok := before[`corral_plugin_restarts_total`]; !ok {
 		t.Errorf("corral_plugin_restarts_total missing: the plugin host's restart count is not wired")
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,17 +149,13 @@ func TestHotUpgradeUnderLoad(t *testing.T) {
 	// Roll w1 back with SIGHUP instead of the API.
 	installPlugin(t, filepath.Join(c.bins, "donations-plugin"), plugin)
 	c.signal("w1", syscall.SIGHUP)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		out, err := c.coordinator("status")
-		if err == nil && strings.Count(out, "donations@0.1.0") == 1 && strings.Count(out, "donations@0.2.0") == 1 {
-			break
+		if err != nil || strings.Count(out, "donations@0.1.0") != 1 || strings.Count(out, "donations@0.2.0") != 1 {
+			return fmt.Errorf("after SIGHUP to w1 status shows: %v\n%s", err, out)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after SIGHUP to w1 status shows: %v\n%s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestPluginKilledUnderLoad SIGKILLs the workers' plugin processes again
@@ -195,13 +192,17 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 	exp := submitAll(ctx, t, c, workload.Spec{Seed: 11, Donations: 2000, Donors: 150, Campaigns: 12}, nil)
 	// Keep killing while the queues drain, then let the plugins be.
 	cl := c.client()
-	for {
-		rep, err := workload.Verify(ctx, cl, exp)
-		if (err == nil && rep.OK()) || ctx.Err() != nil || kills.Load() >= 20 {
-			break
+	deadline, _ := ctx.Deadline()
+	testenv.Eventually(t, time.Until(deadline), func() error {
+		if kills.Load() >= 20 {
+			return nil
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		rep, err := workload.Verify(ctx, cl, exp)
+		if err != nil || !rep.OK() {
+			return fmt.Errorf("after %d kills the totals are not all in: %v %v", kills.Load(), rep, err)
+		}
+		return nil
+	})
 	close(stop)
 	<-killed
 	t.Logf("SIGKILLed %d plugin processes during the load", kills.Load())

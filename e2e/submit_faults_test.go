@@ -78,32 +78,29 @@ func (l *logCounter) count(words ...string) int {
 // and returns their states.
 func donorStates(t *testing.T, cl *client.Client, want int64, keys ...string) map[string]ledger.DonorState {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
+	var out map[string]ledger.DonorState
+	testenv.Eventually(t, 60*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		sts, err := cl.State(ctx, "donor", keys...)
-		out := map[string]ledger.DonorState{}
-		if err == nil {
-			for _, st := range sts {
-				var d ledger.DonorState
-				if st.Found {
-					if err := json.Unmarshal(st.State, &d); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if d.Count >= want {
-					out[st.Key] = d
+		out = map[string]ledger.DonorState{}
+		for _, st := range sts {
+			var d ledger.DonorState
+			if st.Found {
+				if err := json.Unmarshal(st.State, &d); err != nil {
+					t.Fatal(err)
 				}
 			}
-			if len(out) == len(keys) {
-				return out
+			if d.Count >= want {
+				out[st.Key] = d
 			}
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("only %d of %d donors have %d donations after 60s (last error %v)", len(out), len(keys), want, err)
+		if err != nil || len(out) != len(keys) {
+			return fmt.Errorf("only %d of %d donors have %d donations (last error %v)", len(out), len(keys), want, err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return out
 }
 
 // TestSubmitWithoutIDOnceThroughSlowWorker: one worker's replies are held

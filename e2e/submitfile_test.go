@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corralhq/corral/internal/testenv"
 )
 
 // TestSubmitFileOrderAndReports: `coordinator submit --file` of 20,000
@@ -81,9 +83,9 @@ func TestSubmitFileOrderAndReports(t *testing.T) {
 		keys[a] = fmt.Sprintf("acct-%d", a)
 	}
 	keys = append(keys, "acct-noid")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	for {
+	testenv.Eventually(t, 90*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		sts, err := cl.State(ctx, "account", keys...)
 		if err != nil {
 			t.Fatal(err)
@@ -110,12 +112,9 @@ func TestSubmitFileOrderAndReports(t *testing.T) {
 				done++
 			}
 		}
-		if done == len(keys) {
-			return
+		if done != len(keys) {
+			return fmt.Errorf("%d of %d accounts complete", done, len(keys))
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("%d of %d accounts complete after 90s", done, len(keys))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }

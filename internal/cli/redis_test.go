@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -101,14 +102,13 @@ func TestRedisTLSAndAuth(t *testing.T) {
 		return CheckRedis(context.Background(), rdb, addr)
 	}
 	good := []string{"--redis-ca", f("ca.pem"), "--redis-cert", f("client.pem"), "--redis-key", f("client-key.pem"), "--redis-password", "s3cret"}
-	deadline := time.Now().Add(30 * time.Second)
-	for err := check(good...); err != nil; err = check(good...) {
-		if time.Now().After(deadline) {
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if err := check(good...); err != nil {
 			b, _ := os.ReadFile(f("redis.log"))
-			t.Fatalf("TLS redis never answered: %v\n%s", err, b)
+			return fmt.Errorf("TLS redis does not answer: %v\n%s", err, b)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := check(append(good[:len(good)-1:len(good)-1], "wrong")...); !errors.Is(err, ErrRedisAuth) {
 		t.Errorf("wrong password: %v, want ErrRedisAuth", err)
 	}

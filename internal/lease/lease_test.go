@@ -3,6 +3,8 @@ package lease_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,7 +82,8 @@ func TestKeeperRenewsAndStops(t *testing.T) {
 	if err := k.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Outlive the TTL several times: renewal keeps it alive.
+	// Outlive the TTL several times, on the clock Redis expires keys by:
+	// renewal keeps it alive.
 	time.Sleep(3 * cfg.TTL)
 	if alive, err := lease.Alive(ctx, rdb, "w1~x"); err != nil || !alive || !k.Valid() {
 		t.Fatalf("lease after renewals: alive %v valid %v err %v", alive, k.Valid(), err)
@@ -111,19 +114,82 @@ func TestKeeperStopsRenewingWhenUnhealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stuck atomic.Bool
-	k.RenewOnlyWhile(func() bool { return !stuck.Load() })
+	var asked atomic.Int64
+	k.RenewOnlyWhile(func() bool { asked.Add(1); return !stuck.Load() })
 	if err := k.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer k.Stop()
-	time.Sleep(2 * cfg.TTL)
-	if !k.Valid() {
-		t.Fatal("healthy keeper lost its lease")
+	// Renewal ticks for two TTLs: a healthy keeper keeps its lease.
+	ticks := int64(2 * cfg.TTL / cfg.RenewEvery)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := asked.Load(); n < ticks {
+			return fmt.Errorf("the keeper asked whether to renew %d times, want %d", n, ticks)
+		}
+		return nil
+	})
+	if alive, err := lease.Alive(ctx, rdb, "w1~x"); err != nil || !alive || !k.Valid() {
+		t.Fatalf("healthy keeper after %d renewals: lease alive %v, valid %v, err %v", ticks, alive, k.Valid(), err)
 	}
 	stuck.Store(true)
-	time.Sleep(2 * cfg.TTL)
-	if alive, err := lease.Alive(ctx, rdb, "w1~x"); err != nil || alive || k.Valid() {
-		t.Fatalf("stuck keeper: lease alive %v, valid %v, err %v; want it lapsed", alive, k.Valid(), err)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if alive, err := lease.Alive(ctx, rdb, "w1~x"); err != nil || alive || k.Valid() {
+			return fmt.Errorf("stuck keeper: lease alive %v, valid %v, err %v; want it lapsed", alive, k.Valid(), err)
+		}
+		return nil
+	})
+}
+
+// fakeClock is a clock only the test moves.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestKeeperTrustEndsOnItsClockBeforeTheLeaseExpires: the keeper trusts
+// its lease for the TTL less the margin, from when it asked Redis, on the
+// clock it was given; the lease itself is still in Redis then.
+func TestKeeperTrustEndsOnItsClockBeforeTheLeaseExpires(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	rdb := testenv.StartRedis(t).Client(t)
+	ctx := context.Background()
+	cfg := lease.Config{TTL: time.Minute, RenewEvery: 10 * time.Second, Margin: 5 * time.Second}
+	clock := &fakeClock{now: time.Now()}
+	k, err := lease.NewKeeper(rdb, cfg, "w3~x", "w3", clock.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Stop()
+	if got, want := k.Remaining(), cfg.TTL-cfg.Margin; got != want {
+		t.Fatalf("Remaining at start = %v, want TTL - margin = %v", got, want)
+	}
+	clock.Advance(cfg.TTL - cfg.Margin - time.Millisecond)
+	if !k.Valid() {
+		t.Fatalf("not valid a millisecond before TTL - margin (remaining %v)", k.Remaining())
+	}
+	clock.Advance(time.Millisecond)
+	if k.Valid() {
+		t.Fatalf("still valid at TTL - margin (remaining %v)", k.Remaining())
+	}
+	if alive, err := lease.Alive(ctx, rdb, "w3~x"); err != nil || !alive {
+		t.Fatalf("the lease in Redis: alive %v, err %v; want it there while trust has ended", alive, err)
 	}
 }
 
@@ -160,7 +226,13 @@ func TestReleaseAndStopAreAnnounced(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := lease.Events(ctx, rdb)
-	time.Sleep(100 * time.Millisecond) // let the subscription start
+	testenv.Eventually(t, 10*time.Second, func() error {
+		subs, err := rdb.PubSubNumSub(ctx, lease.EventsChannel).Result()
+		if subs[lease.EventsChannel] != 1 {
+			return fmt.Errorf("subscribers of %s: %v, %v; want the one of Events", lease.EventsChannel, subs, err)
+		}
+		return nil
+	})
 	next := func(want string) {
 		t.Helper()
 		select {

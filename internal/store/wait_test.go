@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"syscall"
 	"testing"
@@ -30,18 +31,16 @@ func replicated(t testing.TB, waitReplicas int) (*store.Store, *redis.Client, *t
 		t.Fatal(err)
 	}
 	pc := primary.Client(t)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		info, _ := pc.Info(ctx, "replication").Result()
-		if containsLine(info, "connected_slaves:1") {
-			n, _ := pc.Do(ctx, "WAIT", 1, 1000).Int64()
-			if n == 1 {
-				break
-			}
+		if !containsLine(info, "connected_slaves:1") {
+			return fmt.Errorf("the replica is not connected: %s", info)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the replica never caught up: %s", info)
+		if n, err := pc.Do(ctx, "WAIT", 1, 1000).Int64(); n != 1 {
+			return fmt.Errorf("the replica has not caught up: WAIT = %d, %v", n, err)
 		}
-	}
+		return nil
+	})
 	cfg := store.DefaultConfig()
 	cfg.Partitions = 8
 	cfg.WaitReplicas = waitReplicas

@@ -2,6 +2,7 @@ package testenv_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -37,17 +38,12 @@ func TestProxyCutHoldsLateWrites(t *testing.T) {
 	}
 
 	px.Heal()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		v, _ := direct.Get(ctx, "k").Result()
-		if v == "late" {
-			break
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if v, err := direct.Get(ctx, "k").Result(); v != "late" {
+			return fmt.Errorf("the held write has not arrived after Heal: k = %q, %v", v, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the held write never arrived after Heal (k = %q)", v)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := viaProxy.Ping(ctx).Err(); err != nil {
 		t.Fatalf("after Heal: %v", err)
 	}
@@ -84,13 +80,12 @@ func TestProxyCutAtMarker(t *testing.T) {
 		t.Fatal("the marked command reached Redis during the cut")
 	}
 	px.Heal()
-	deadline := time.Now().Add(5 * time.Second)
-	for n := int64(0); n == 0; n, _ = direct.Exists(ctx, "marked-key").Result() {
-		if time.Now().After(deadline) {
-			t.Fatal("the held command never arrived after Heal")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n, err := direct.Exists(ctx, "marked-key").Result(); n == 0 {
+			return fmt.Errorf("the held command has not arrived after Heal (%v)", err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestProxyDelayHoldsReplies: with a delay set, a reply comes no sooner
@@ -145,15 +140,10 @@ func TestProxyRetarget(t *testing.T) {
 		t.Fatalf("before Retarget: %q", v)
 	}
 	px.Retarget(b.Addr)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		v, err := c.Get(ctx, "who").Result()
-		if v == "b" {
-			return
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if v, err := c.Get(ctx, "who").Result(); v != "b" {
+			return fmt.Errorf("after Retarget: who = %q, %v; want b", v, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after Retarget: %q %v", v, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

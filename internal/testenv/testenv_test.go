@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,14 +150,13 @@ func TestTwoConsulSideBySide(t *testing.T) {
 		t.Fatalf("both agents on %s", a.Addr)
 	}
 	register(t, a.Client(t), "only-on-a")
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	Eventually(t, 10*time.Second, func() error {
 		entries, _, err := a.Client(t).Catalog().Service("corral-testenv", "", nil)
-		if err == nil && len(entries) == 1 {
-			break
+		if err != nil || len(entries) != 1 {
+			return fmt.Errorf("first agent's catalog: %d entries, %v; want the one registered", len(entries), err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	entries, _, err := b.Client(t).Catalog().Service("corral-testenv", "", nil)
 	if err != nil || len(entries) != 0 {
 		t.Fatalf("second agent's catalog: %d entries, %v; want none", len(entries), err)

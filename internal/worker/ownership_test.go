@@ -79,13 +79,12 @@ func TestOwnershipDrainAndStop(t *testing.T) {
 	}
 	waitFor := func(what string, ok func(map[string]int) bool) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for h := held(); !ok(h); h = held() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; holders %v", what, h)
+		testenv.Eventually(t, 20*time.Second, func() error {
+			if h := held(); !ok(h) {
+				return fmt.Errorf("waiting for %s; holders %v", what, h)
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	all := DefaultConfig().Ring.Partitions
 
@@ -179,11 +178,12 @@ func TestFailedReleaseIsRetried(t *testing.T) {
 	}
 
 	w1 := startOwner(t, "w1", viaProxy, cs.Addr)
-	for deadline := time.Now().Add(20 * time.Second); held()["w1"] != all; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("w1 alone never held every partition: %v", held())
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if h := held(); h["w1"] != all {
+			return fmt.Errorf("w1 alone does not hold every partition: %v", h)
 		}
-	}
+		return nil
+	})
 	// The first release w1 sends is lost with its connection.
 	fired := px.CutAt(lease.EventsChannel)
 	w2 := startOwner(t, "w2", rdb, cs.Addr)
@@ -202,15 +202,11 @@ func TestFailedReleaseIsRetried(t *testing.T) {
 		}
 		return map[string]int{"w1": len(ring.PartitionsOf("w1")), "w2": len(ring.PartitionsOf("w2"))}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		h, wt := held(), want()
-		if wt != nil && wt["w2"] > 0 && h["w2"] == wt["w2"] && h["w1"] == wt["w1"] {
-			break
+		if wt == nil || wt["w2"] == 0 || h["w2"] != wt["w2"] || h["w1"] != wt["w1"] {
+			return fmt.Errorf("after a lost release the partitions have not settled: held %v, the ring says %v; w1 processes %d", h, wt, w1.own.grants.count())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after a lost release the partitions never settled: held %v, the ring says %v; w1 processes %d", h, wt, w1.own.grants.count())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

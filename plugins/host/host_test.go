@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -375,17 +376,16 @@ func TestMisbehavingPlugin(t *testing.T) {
 		}
 		// Other plugins are unaffected, and chaos comes back after backoff.
 		mustHandle(t, m, &pluginpb.HandleRequest{Jobs: []*pluginpb.Job{job("2", "donor.donate", "a", `{"amount_cents":1,"campaign":"c"}`)}})
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testenv.Eventually(t, 10*time.Second, func() error {
 			_, err := m.Handle(context.Background(), &pluginpb.HandleRequest{Jobs: []*pluginpb.Job{job("3", "chaos.echo", "k", `1`)}})
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, ErrPluginUnavailable) || time.Now().After(deadline) {
+			if err != nil && !errors.Is(err, ErrPluginUnavailable) {
 				t.Fatalf("chaos did not come back: %v", err)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			if err != nil {
+				return fmt.Errorf("chaos did not come back: %v", err)
+			}
+			return nil
+		})
 	})
 }
 
@@ -615,12 +615,17 @@ func TestPluginDiesWithWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = worker.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
+	outlived := true
+	t.Cleanup(func() {
+		if outlived {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("plugin %d outlived its SIGKILLed worker", pid)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if alive(pid) {
+			return fmt.Errorf("plugin %d outlived its SIGKILLed worker", pid)
+		}
+		return nil
+	})
+	outlived = false
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -198,7 +199,7 @@ func TestReloadFinishesInFlight(t *testing.T) {
 		slow <- r
 		slowErr <- err
 	}()
-	time.Sleep(200 * time.Millisecond) // let the slow call reach the plugin
+	waitInFlight(t, m.sups[0], 1) // the slow call holds the old process
 	copyExe(t, built.chaosV2, exe)
 	start := time.Now()
 	plugs, err := m.Reload(context.Background())
@@ -247,13 +248,29 @@ func TestReloadFinishesInFlight(t *testing.T) {
 
 func waitDead(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d still runs", pid)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if alive(pid) {
+			return fmt.Errorf("process %d still runs", pid)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+}
+
+// waitInFlight waits until n calls run on the current process of s.
+func waitInFlight(t *testing.T, s *supervisor, n int) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.cur == nil || s.cur.inflight != n {
+			got := -1
+			if s.cur != nil {
+				got = s.cur.inflight
+			}
+			return fmt.Errorf("%d calls in flight on the current process, want %d", got, n)
+		}
+		return nil
+	})
 }
 
 // TestRestartIntensity crashes chaos over and over: past the intensity the
@@ -265,35 +282,28 @@ func TestRestartIntensity(t *testing.T) {
 	if bad, why := m.Degraded(); bad {
 		t.Fatalf("degraded at start: %s", why)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		_, _ = m.Handle(context.Background(), &pluginpb.HandleRequest{Jobs: []*pluginpb.Job{job("x", "chaos.exit", "k", "{}")}})
-		if bad, _ := m.Degraded(); bad {
-			break
+		if bad, _ := m.Degraded(); !bad {
+			return fmt.Errorf("not degraded after %d restarts", m.Restarts())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not degraded after %d restarts", m.Restarts())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	bad, why := m.Degraded()
 	t.Logf("degraded after %d restarts: %s", m.Restarts(), why)
 	if !bad || !strings.Contains(why, "chaos") || m.Restarts() <= 2 {
 		t.Fatalf("Degraded() = %v %q with %d restarts", bad, why, m.Restarts())
 	}
 	// Left alone, the watcher brings it back; a window later it is healthy.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		if _, err := chaosCall(t, m, "chaos.echo", "1"); err == nil {
-			if bad, _ := m.Degraded(); !bad {
-				break
-			}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if _, err := chaosCall(t, m, "chaos.echo", "1"); err != nil {
+			return fmt.Errorf("chaos.echo: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("still degraded although the plugin stays up")
+		if bad, why := m.Degraded(); bad {
+			return fmt.Errorf("still degraded although the plugin stays up: %s", why)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestWatcherRestartsIdlePlugin kills an idle plugin: it is relaunched
@@ -307,16 +317,12 @@ func TestWatcherRestartsIdlePlugin(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if p := sup.pid(); p != 0 && p != pid && alive(p) {
-			break
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if p := sup.pid(); p == 0 || p == pid || !alive(p) {
+			return fmt.Errorf("the killed plugin %d is not restarted: current pid %d", pid, p)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the killed plugin was not restarted")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	t.Logf("plugin back %v after SIGKILL, with no call waiting", time.Since(start))
 	if m.Restarts() != 1 {
 		t.Fatalf("Restarts() = %d, want 1", m.Restarts())
@@ -482,7 +488,8 @@ func TestKillMidCall(t *testing.T) {
 		r, err := chaosCall(t, m, "chaos.slow", "800")
 		done <- reply{r, err}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	waitInFlight(t, m.sups[0], 1)
+	time.Sleep(100 * time.Millisecond) // the kill lands while the plugin works on the call
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
