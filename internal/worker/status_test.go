@@ -277,23 +277,38 @@ func TestLocate(t *testing.T) {
 	}
 }
 
-// TestServiceMeta: the Consul meta names the partitions and the version,
-// and the metrics address and tag only when metrics are served.
+// TestServiceMeta: the Consul meta names the partitions, the version and
+// the handler set, and the metrics address and tag only when metrics are
+// served.
 func TestServiceMeta(t *testing.T) {
 	t.Parallel()
 	r := testReporter(t)
 	want := map[string]string{"partitions": strconv.Itoa(r.cfg.Ring.Partitions), "version": Version}
-	if got := r.serviceMeta(); !maps.Equal(got, want) {
-		t.Errorf("meta %v, want %v", got, want)
+	check := func(what string) {
+		t.Helper()
+		got, err := r.serviceMeta()
+		if err != nil {
+			t.Fatalf("meta %s: %v", what, err)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("meta %s: %s = %q, want %q (all: %v)", what, k, got[k], v, got)
+			}
+		}
+		if _, ok := want["metrics"]; !ok && got["metrics"] != "" {
+			t.Errorf("meta %s names metrics %q", what, got["metrics"])
+		}
+		if got["handler-set"] == "" {
+			t.Errorf("meta %s has no handler-set: %v", what, got)
+		}
 	}
+	check("without metrics")
 	if got := r.serviceTags(); !slices.Equal(got, []string{"corral-worker"}) {
 		t.Errorf("tags %v without metrics", got)
 	}
 	r.metrics = &workerMetrics{addr: "10.0.0.1:9100"}
 	want["metrics"] = "10.0.0.1:9100"
-	if got := r.serviceMeta(); !maps.Equal(got, want) {
-		t.Errorf("meta %v with metrics, want %v", got, want)
-	}
+	check("with metrics")
 	if got := r.serviceTags(); !slices.Equal(got, []string{"corral-worker", "metrics"}) {
 		t.Errorf("tags %v with metrics", got)
 	}
