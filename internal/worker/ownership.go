@@ -200,7 +200,7 @@ func (o *ownership) reconcile(ctx context.Context) error {
 		}
 	}
 	if time.Since(o.loop.lastSweep) >= sweepEvery {
-		stray, err := o.strays(ctx, owned)
+		stray, lost, err := o.strays(ctx, owned)
 		if err != nil {
 			return err
 		}
@@ -208,6 +208,17 @@ func (o *ownership) reconcile(ctx context.Context) error {
 		if len(stray) > 0 {
 			o.log.Warn("partitions named for this worker in Redis that it does not process; releasing them", "partitions", fmt.Sprint(stray))
 			release = append(release, stray...)
+		}
+		if len(lost) > 0 {
+			// Redis no longer names us (it lost the claim, or our lease
+			// lapsed and a peer took over): a commit would be fenced, but
+			// with no job to commit nothing would tell us, and a partition
+			// free in Redis would wait with nobody processing it.
+			o.log.Warn("partitions this worker processes that Redis no longer names it for; dropping their grants and claiming again where the ring says so", "partitions", fmt.Sprint(lost))
+			for _, p := range lost {
+				o.grants.drop(p, owned[p])
+				delete(owned, p)
+			}
 		}
 	}
 	if len(release) > 0 {
@@ -327,29 +338,30 @@ func (o *ownership) drain(ctx context.Context, announce func(context.Context)) i
 }
 
 // strays reads every partition's owner key and returns those that name
-// this worker's token but that it neither processes nor is releasing: a
-// claim whose reply was lost, say. A claim in flight cannot be among them:
+// this worker's token but that it neither processes nor is releasing (a
+// claim whose reply was lost, say), and those it processes that name
+// another token or none (lost). A claim in flight cannot be among them:
 // claims and sweeps both run in the ownership loop.
-func (o *ownership) strays(ctx context.Context, owned map[int]lease.Grant) ([]int, error) {
+func (o *ownership) strays(ctx context.Context, owned map[int]lease.Grant) (stray, lost []int, err error) {
 	all := make([]int, o.cfg.Ring.Partitions)
 	for p := range all {
 		all[p] = p
 	}
 	holders, err := o.claims.Holders(ctx, all)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pending := o.grants.pending()
-	var out []int
 	for _, p := range all {
-		if holders[p] != o.lease.Token() {
-			continue
-		}
-		if _, ok := owned[p]; !ok && !slices.Contains(pending, p) {
-			out = append(out, p)
+		_, processed := owned[p]
+		switch {
+		case holders[p] != o.lease.Token() && processed:
+			lost = append(lost, p)
+		case holders[p] == o.lease.Token() && !processed && !slices.Contains(pending, p):
+			stray = append(stray, p)
 		}
 	}
-	return out, nil
+	return stray, lost, nil
 }
 
 // noteBlocked logs, once per episode, a partition the ring gives this

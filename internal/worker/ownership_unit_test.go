@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/sharding"
@@ -113,5 +114,55 @@ func TestReleaseFailureIsRetried(t *testing.T) {
 	slices.Sort(claims.released)
 	if !slices.Equal(claims.released, []int{1, 2}) || len(claims.holder) != 0 {
 		t.Fatalf("released %v, holders left %v", claims.released, claims.holder)
+	}
+}
+
+// TestLostClaimIsClaimedAgain: Redis forgets that this worker holds a
+// partition (restored from a snapshot taken before the claim, say) while
+// the worker goes on processing it under its grant. With no job to commit,
+// no fenced commit tells it; the sweep must, or the partition stays free
+// with nobody processing it. The next reconciles drop the lost grant and
+// claim the partition again.
+func TestLostClaimIsClaimedAgain(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.ID = "me"
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	view := newMembership(cfg, log)
+	ring, err := sharding.NewRing(cfg.Ring, []string{"me"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view.ring.Store(ring)
+	claims := &memClaims{holder: map[int]string{}}
+	g := newGrants()
+	for p := range cfg.Ring.Partitions {
+		claims.holder[p] = "me~1"
+		g.add(p, lease.Grant{Epoch: 1, Nonce: "n7"})
+	}
+	o := newOwnership(cfg, log, claims, heldLease{"me~1"}, g, view)
+
+	claims.mu.Lock()
+	delete(claims.holder, 5)            // forgotten: free
+	claims.holder[9] = "someone-else~2" // taken over while we still run it
+	claims.mu.Unlock()
+
+	ctx := context.Background()
+	for range 3 {
+		if err := o.reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		o.loop.lastSweep = time.Time{} // sweep every round
+	}
+	if gr, ok := g.grantOf(5); !ok || gr == (lease.Grant{Epoch: 1, Nonce: "n7"}) {
+		t.Errorf("partition 5, free in Redis, is processed under %v (held %v): want a new claim", gr, ok)
+	}
+	claims.mu.Lock()
+	defer claims.mu.Unlock()
+	if claims.holder[5] != "me~1" {
+		t.Errorf("partition 5 is held by %q in Redis, want me~1", claims.holder[5])
+	}
+	if gr, ok := g.grantOf(9); ok && gr == (lease.Grant{Epoch: 1, Nonce: "n7"}) {
+		t.Errorf("partition 9, taken over by another worker, is still processed under the old grant")
 	}
 }
