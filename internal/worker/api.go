@@ -27,10 +27,14 @@ type API struct {
 // API returns the gRPC service of this worker.
 func (w *Worker) API() *API { return w.api }
 
-// GetState reads committed entity states.
+// GetState reads committed entity states. An entity type no handler
+// declares is refused (NotFound) with the declared ones named.
 func (a *API) GetState(ctx context.Context, req *workerpb.GetStateRequest) (*workerpb.GetStateResponse, error) {
-	if req.Entity == "" {
-		return nil, status.Error(codes.InvalidArgument, "entity type is empty")
+	if err := checkEntity(req.Entity, a.intake.handlers()); err != nil {
+		if req.Entity == "" {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		return nil, status.Error(codes.NotFound, err.Error())
 	}
 	for _, k := range req.Keys {
 		if err := validateKey(k); err != nil {

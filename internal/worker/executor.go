@@ -9,7 +9,6 @@ import (
 
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -291,7 +290,8 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	if r.checkFinished {
 		load = e.store.Load
 	}
-	snap, err := load(ctx, p, all, plugins.EntityType)
+	entities := entityOf(e.plugins.Handlers())
+	snap, err := load(ctx, p, all, entities)
 	if err != nil {
 		log.Warn("load failed", "err", err)
 		return false
@@ -312,7 +312,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 			log.Warn("plugin call failed; jobs isolated by key", "jobs", len(jobs), "err", callErr)
 		}
 	}
-	batch, err := buildBatch(wk, outcomes, e.retryPolicy(now))
+	batch, err := buildBatch(wk, outcomes, e.retryPolicy(now), entities)
 	if err != nil {
 		log.Error("bad plugin reply", "err", err)
 		return false
@@ -370,14 +370,15 @@ var errNotRun = errors.New("call not run directly")
 // the commit is refused if its key's line or state changed meanwhile.
 // errNotRun means nothing was written; any other error is the commit's.
 func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j store.Job, guard *store.Guard, now time.Time) (*store.Batch, error) {
-	ref := store.EntityRef{Type: plugins.EntityType(j.Handler), Key: j.Key}
+	entities := entityOf(e.plugins.Handlers())
+	ref := store.EntityRef{Type: entities(j.Handler), Key: j.Key}
 	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: guard.State}}
 	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
 	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, snap, false)
 	if !progress {
 		return nil, errNotRun // the plugin is down: the queue keeps the job
 	}
-	b, err := buildBatch(wk, outcomes, e.retryPolicy(now))
+	b, err := buildBatch(wk, outcomes, e.retryPolicy(now), entities)
 	if err != nil {
 		return nil, errNotRun
 	}
@@ -477,7 +478,7 @@ func (e *executor) call(ctx context.Context, jobs []store.Job, snap store.Snapsh
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	resp, err := e.handleObserved(ctx, buildRequest(jobs, snap))
+	resp, err := e.handleObserved(ctx, buildRequest(jobs, snap, entityOf(e.plugins.Handlers())))
 	e.lastLoop.Store(time.Now().UnixNano()) // a slow plugin is not a stalled loop
 	if err != nil {
 		return err

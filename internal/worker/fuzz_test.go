@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -58,7 +59,7 @@ func FuzzBuildBatch(f *testing.F) {
 		}
 		wk := planWork(nil, stream, store.Snapshot{Finished: map[string]bool{}, Held: map[string]bool{}})
 		rp := retryPolicy{maxAttempts: func(store.Job) int { return int(maxAtt%5) + 1 }, base: time.Millisecond, max: time.Second, now: time.Unix(0, 0)}
-		b, err := buildBatch(wk, out, rp)
+		b, err := buildBatch(wk, out, rp, plugins.EntityType)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,7 +49,9 @@ type Config struct {
 	MaxMessageBytes int
 
 	// Host, when set, is offered to every plugin through go-plugin's broker
-	// for read-only queries from handlers (pluginpb.Host).
+	// for read-only queries from handlers (pluginpb.Host). A query for an
+	// entity type no handler declares is refused (ErrUnknownEntity, as
+	// gRPC NotFound) before it reaches Host.
 	Host pluginpb.HostServer
 }
 

@@ -49,6 +49,9 @@ type HandlerInfo struct {
 	// required fields to JSON types; "" when none was declared.
 	PayloadShape string
 	Concurrency  int // hint: batches at once; 0: the caller's default
+	// Entity is the entity type the handler reads and writes: the one it
+	// declared, else its name up to the first dot (plugins.EntityOf).
+	Entity string
 }
 
 type route struct {
@@ -124,7 +127,11 @@ func New(cfg Config) (*Manager, error) {
 			checksums[abs] = sum
 		}
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, now: time.Now, checksums: checksums}, nil
+	m := &Manager{cfg: cfg, log: cfg.Logger, now: time.Now, checksums: checksums}
+	if cfg.Host != nil {
+		m.cfg.Host = declaredEntities{HostServer: cfg.Host, m: m}
+	}
+	return m, nil
 }
 
 // Start launches every plugin and learns its handlers. If any plugin fails
@@ -186,6 +193,7 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 				MaxAttempts:  int(h.GetMaxAttempts()),
 				PayloadShape: h.GetPayloadShape(),
 				Concurrency:  int(h.GetConcurrency()),
+				Entity:       plugins.EntityOf(h),
 			}}
 		}
 	}
@@ -241,6 +249,10 @@ func (m *Manager) Reload(ctx context.Context) ([]string, error) {
 	}
 	for i, s := range sups {
 		old := s.describe()
+		for _, mv := range movedEntities(old, descs[i]) {
+			m.log.Warn("plugin reload: a handler now reads and writes another entity type; states saved under the old one stay there",
+				"plugin", descs[i].GetName(), "handler", mv[0], "was", mv[1], "now", mv[2])
+		}
 		s.replace(next[i])
 		m.log.Info("plugin reloaded", "plugin", descs[i].GetName(), "from", old.GetVersion(),
 			"to", descs[i].GetVersion(), "pid", next[i].pid)
@@ -250,6 +262,22 @@ func (m *Manager) Reload(ctx context.Context) ([]string, error) {
 	plugs := m.Plugins()
 	m.log.Info("plugins reloaded", "plugins", plugs, "took", m.now().Sub(start).Round(time.Millisecond))
 	return plugs, nil
+}
+
+// movedEntities lists the handlers whose entity type differs between two
+// descriptions of a plugin, as {handler, before, after}.
+func movedEntities(before, after *pluginpb.DescribeResponse) [][3]string {
+	was := make(map[string]string, len(before.GetHandlers()))
+	for _, h := range before.GetHandlers() {
+		was[h.GetName()] = plugins.EntityOf(h)
+	}
+	var out [][3]string
+	for _, h := range after.GetHandlers() {
+		if e, ok := was[h.GetName()]; ok && e != plugins.EntityOf(h) {
+			out = append(out, [3]string{h.GetName(), e, plugins.EntityOf(h)})
+		}
+	}
+	return out
 }
 
 // Degraded reports whether a plugin is past its restart intensity
@@ -308,6 +336,27 @@ func (m *Manager) Handlers() map[string]HandlerInfo {
 	return out
 }
 
+// Entities returns the entity types the handlers read and write, sorted
+// and each once. Empty before Start.
+func (m *Manager) Entities() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return entitiesIn(m.routes)
+}
+
+func entitiesIn(routes map[string]route) []string {
+	seen := make(map[string]bool, len(routes))
+	out := make([]string, 0, len(routes))
+	for _, r := range routes {
+		if e := r.info.Entity; !seen[e] {
+			seen[e] = true
+			out = append(out, e)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Plugins returns "name@version" of every plugin, sorted.
 func (m *Manager) Plugins() []string {
 	m.mu.RLock()
@@ -358,7 +407,7 @@ func (m *Manager) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*plu
 		c.timeout = max(c.timeout, orDefault(r.info.Timeout, m.cfg.CallTimeout))
 	}
 	for _, c := range calls {
-		c.req.Entities = entitiesOf(req.GetEntities(), c.req.Jobs)
+		c.req.Entities = entitiesOf(req.GetEntities(), c.req.Jobs, routes)
 	}
 
 	errs := make([]error, len(calls))
@@ -403,13 +452,13 @@ func orDefault(d, fallback time.Duration) time.Duration {
 	return fallback
 }
 
-// entitiesOf keeps the entities that jobs touch, so a plugin sees no state
-// that is not its own.
-func entitiesOf(all []*pluginpb.Entity, jobs []*pluginpb.Job) []*pluginpb.Entity {
+// entitiesOf keeps the entities that jobs touch, by the entity types their
+// handlers declare, so a plugin sees no state that is not its own.
+func entitiesOf(all []*pluginpb.Entity, jobs []*pluginpb.Job, routes map[string]route) []*pluginpb.Entity {
 	type entityKey struct{ typ, key string }
 	touched := make(map[entityKey]bool, len(jobs))
 	for _, j := range jobs {
-		touched[entityKey{plugins.EntityType(j.GetHandler()), j.GetKey()}] = true
+		touched[entityKey{routes[j.GetHandler()].info.Entity, j.GetKey()}] = true
 	}
 	var out []*pluginpb.Entity
 	for _, e := range all {

@@ -41,8 +41,8 @@ func (c *Call) Handler() string { return c.job.GetHandler() }
 // Key is the job's key: the key of the entity the handler reads and writes.
 func (c *Call) Key() string { return c.job.GetKey() }
 
-// Entity is the entity type: the handler name up to the first dot (see
-// plugins.EntityType).
+// Entity is the entity type the handler reads and writes: the one it
+// declared with the Entity option, else its name up to the first dot.
 func (c *Call) Entity() string { return c.entity }
 
 // Attempt is 1 on the first delivery of the job, 2 on the first retry, ...

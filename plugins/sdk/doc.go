@@ -11,8 +11,8 @@
 // handlers it serves, and sends it batches of jobs. Each handler sees one
 // job through a Call: it decodes the payload, loads and saves the state of
 // the job's entity (the entity type is the handler name up to the first
-// dot, the entity key is the job key), emits follow-up jobs and sets a
-// result for the submitter.
+// dot, or the one the handler declares with Entity; the entity key is the
+// job key), emits follow-up jobs and sets a result for the submitter.
 //
 //	package main
 //
@@ -58,8 +58,9 @@
 //
 // Options declare, per handler, what the worker should know in Describe:
 // Timeout (deadline of a batch call), MaxAttempts (before dead-lettering),
-// Concurrency (a hint of batches at once) and the payload's shape
-// (PayloadShape, or ShapeOf a struct), which the worker checks at submit.
+// Concurrency (a hint of batches at once), Entity (the entity type, when
+// the name does not start with it) and the payload's shape (PayloadShape,
+// or ShapeOf a struct), which the worker checks at submit.
 //
 // Typed, Payload and State are the typed JSON helpers: Typed turns
 // func(c, payload P, state S) (S, error) into a handler that decodes,

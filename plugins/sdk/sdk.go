@@ -28,6 +28,16 @@ type HandlerDef struct {
 	concurrency  int
 	payloadShape string // JSON object: field → JSON type; "" when undeclared
 	shapeErr     error  // a bad PayloadShape, reported by New
+	entity       string // declared entity type; "" for the name's prefix
+	entitySet    bool   // Entity was given, maybe with an empty name
+}
+
+// entityType is the entity type the handler reads and writes.
+func (h *HandlerDef) entityType() string {
+	if h.entity != "" {
+		return h.entity
+	}
+	return plugins.EntityType(h.name)
 }
 
 // Option sets a handler limit.
@@ -51,7 +61,22 @@ func Concurrency(n int) Option {
 	return func(h *HandlerDef) { h.concurrency = n }
 }
 
+// Entity names the entity type whose state the handler reads and writes,
+// for a handler whose name does not start with it: by default a handler
+// works on the entity its name names before the first dot ("stock" for
+// "stock.add"). Handlers declaring the same entity share its state, and
+// `coordinator state ENTITY KEY` and Call.Query read it by that name.
+//
+//	sdk.Handler("stock.add", add, sdk.Entity("inventory"))
+//
+// An empty name is a programming error New panics on.
+func Entity(name string) Option {
+	return func(h *HandlerDef) { h.entity, h.entitySet = name, true }
+}
+
 // Handler declares a handler named "entity.action", e.g. "donor.donate".
+// Its entity type is the part of the name before the first dot, unless it
+// declares another with Entity.
 func Handler(name string, fn HandlerFunc, opts ...Option) HandlerDef {
 	h := HandlerDef{name: name, fn: fn}
 	for _, o := range opts {
@@ -78,8 +103,8 @@ var _ pluginpb.HandlerServer = (*Plugin)(nil)
 type entityKey struct{ typ, key string }
 
 // New builds a plugin. Like http.ServeMux, it panics on a programming error:
-// an empty plugin or handler name, a nil function, a negative limit, or a
-// handler declared twice.
+// an empty plugin, handler or entity name, a nil function, a negative
+// limit, or a handler declared twice.
 func New(name, version string, handlers ...HandlerDef) *Plugin {
 	if name == "" {
 		panic("sdk.New: empty plugin name")
@@ -95,6 +120,8 @@ func New(name, version string, handlers ...HandlerDef) *Plugin {
 			panic(fmt.Sprintf("sdk.New: handler %q has a negative timeout, max attempts or concurrency", h.name))
 		case h.shapeErr != nil:
 			panic(fmt.Sprintf("sdk.New: handler %q: %v", h.name, h.shapeErr))
+		case h.entitySet && h.entity == "":
+			panic(fmt.Sprintf("sdk.New: handler %q declares an empty entity name", h.name))
 		}
 		if _, dup := p.handlers[h.name]; dup {
 			panic(fmt.Sprintf("sdk.New: handler %q declared twice", h.name))
@@ -116,6 +143,7 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 			MaxAttempts:  int32(h.maxAttempts),
 			PayloadShape: h.payloadShape,
 			Concurrency:  int32(h.concurrency),
+			Entity:       h.entity,
 		})
 	}
 	return resp, nil
@@ -149,7 +177,7 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 			Error:  fmt.Sprintf("%v %q: plugin %s does not serve it", ErrUnknownHandler, job.GetHandler(), p.name),
 		}
 	}
-	ek := entityKey{plugins.EntityType(job.GetHandler()), job.GetKey()}
+	ek := entityKey{h.entityType(), job.GetKey()}
 	c := &Call{
 		ctx:    ctx,
 		job:    job,

@@ -1,0 +1,80 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins/host"
+	"github.com/corralhq/corral/plugins/pluginpb"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// inventoryHandlers are the handlers of the declaration tests: stock.*
+// declare entity inventory, order.reserved is internal.
+var inventoryHandlers = map[string]host.HandlerInfo{
+	"stock.add":      {Plugin: "inv", Entity: "inventory", PayloadShape: `{"qty":"integer"}`},
+	"stock.reserve":  {Plugin: "inv", Entity: "inventory"},
+	"order.reserved": {Plugin: "inv", Entity: "order"},
+}
+
+// declWorker is a worker, not started, serving inventoryHandlers; its
+// Redis is never reached by these tests.
+func declWorker(t *testing.T) *Worker {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { rdb.Close() })
+	cfg := DefaultConfig()
+	cfg.ID = "w-decl"
+	w, err := New(cfg, rdb, nil, staticHandlers{hs: inventoryHandlers}, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// TestDeclaredEntityIsUsed: a job of a handler that declares its entity
+// is sent that entity's state, and its new state is written there.
+func TestDeclaredEntityIsUsed(t *testing.T) {
+	t.Parallel()
+	entities := entityOf(inventoryHandlers)
+	stream := []store.Job{{ID: "a", Handler: "stock.add", Key: "sku-1", Attempt: 1, StreamID: "1-0"}}
+	inv := store.EntityRef{Type: "inventory", Key: "sku-1"}
+	snap := store.Snapshot{States: map[store.EntityRef][]byte{inv: []byte(`{"on_hand":3}`)}}
+	wk := planWork(nil, stream, snap)
+	req := buildRequest(wk.runnable(), snap, entities)
+	if len(req.Entities) != 1 || req.Entities[0].Type != "inventory" || string(req.Entities[0].State) != `{"on_hand":3}` {
+		t.Fatalf("request entities %v, want inventory sku-1 with its state", req.Entities)
+	}
+	out := map[string]*pluginpb.Outcome{"a": {JobId: "a", Status: pluginpb.Outcome_OK, StateChanged: true, State: []byte(`{"on_hand":5}`)}}
+	b, err := buildBatch(wk, out, retryPolicy{maxAttempts: func(store.Job) int { return 3 }}, entities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.States) != 1 || b.States[0].Entity != inv {
+		t.Fatalf("state writes %+v, want one to inventory sku-1", b.States)
+	}
+	if got := entities("nope.run"); got != "nope" {
+		t.Errorf("entity of an unserved handler = %q, want its name's prefix", got)
+	}
+}
+
+// TestGetStateOfUnknownEntity: asking for an entity no handler declares
+// fails, naming the entities the handlers do declare.
+func TestGetStateOfUnknownEntity(t *testing.T) {
+	t.Parallel()
+	api := declWorker(t).API()
+	_, err := api.GetState(context.Background(), &workerpb.GetStateRequest{Entity: "stock", Keys: []string{"sku-1"}})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `unknown entity "stock" (this cluster's entities: inventory, order)`) {
+		t.Fatalf("GetState(stock) = %v, want NotFound naming inventory and order", err)
+	}
+	_, err = api.GetState(context.Background(), &workerpb.GetStateRequest{Keys: []string{"sku-1"}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "inventory, order") {
+		t.Fatalf("GetState without an entity = %v, want InvalidArgument naming the entities", err)
+	}
+}

@@ -1,0 +1,56 @@
+package sdk
+
+import (
+	"context"
+	"testing"
+
+	"github.com/corralhq/corral/plugins/pluginpb"
+)
+
+type stock struct {
+	OnHand int `json:"on_hand"`
+}
+
+// TestDeclaredEntity: a handler that declares its entity is handed that
+// entity's state, not the one its name starts with, and Describe says so.
+func TestDeclaredEntity(t *testing.T) {
+	t.Parallel()
+	var seen string
+	add := Typed(func(c *Call, in addPayload, s stock) (stock, error) {
+		seen = c.Entity()
+		s.OnHand += in.N
+		return s, nil
+	})
+	p := New("inv", "1",
+		Handler("stock.add", add, Entity("inventory")),
+		Handler("stock.count", func(*Call) error { return nil }),
+	)
+	resp, err := p.Describe(context.Background(), &pluginpb.DescribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs := resp.GetHandlers(); hs[0].GetEntity() != "inventory" || hs[1].GetEntity() != "" {
+		t.Fatalf("Describe = %v, want entity inventory for stock.add and none declared for stock.count", hs)
+	}
+	out := handle(t, p, &pluginpb.HandleRequest{
+		Entities: []*pluginpb.Entity{
+			{Type: "stock", Key: "sku-1", State: []byte(`{"on_hand":100}`)},
+			{Type: "inventory", Key: "sku-1", State: []byte(`{"on_hand":3}`)},
+		},
+		Jobs: []*pluginpb.Job{job("1", "stock.add", "sku-1", `{"n":2}`), job("2", "stock.add", "sku-1", `{"n":1}`)},
+	})
+	if seen != "inventory" {
+		t.Errorf("Call.Entity() = %q, want inventory", seen)
+	}
+	for i, want := range []string{`{"on_hand":5}`, `{"on_hand":6}`} {
+		if out[i].GetStatus() != pluginpb.Outcome_OK || string(out[i].GetState()) != want {
+			t.Errorf("job %d: %v %s, want OK with state %s", i+1, out[i].GetStatus(), out[i].GetState(), want)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("New accepted an empty entity name")
+		}
+	}()
+	New("inv", "1", Handler("stock.add", add, Entity("")))
+}
