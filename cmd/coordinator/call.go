@@ -21,7 +21,8 @@ func callCmd(ctx context.Context, g globals, newClient func() (*client.Client, e
 Runs one job synchronously on the owner of its key, in order with that key's
 queued jobs, and prints its result (JSON) when it has committed. When the owner
 is down or slow the call goes through the queue instead, so an accepted call is
-never lost; the global --timeout is its deadline.
+never lost; the global --timeout is its deadline. A call to an internal
+handler (only other handlers may emit to it) is refused.
 
 Flags:`)
 		fs.PrintDefaults()

@@ -103,11 +103,16 @@ func (ji *jobIntake) validate(j *workerpb.Job, id string, handlers map[string]ho
 	h, ok := handlers[j.Handler]
 	if !ok {
 		names := make([]string, 0, len(handlers))
-		for n := range handlers {
-			names = append(names, n)
+		for n, h := range handlers {
+			if !h.Internal {
+				names = append(names, n)
+			}
 		}
 		sort.Strings(names)
 		return fmt.Errorf("%w %q (this cluster serves: %s)", ErrUnknownHandler, j.Handler, strings.Join(names, ", "))
+	}
+	if h.Internal {
+		return internalHandlerError{handler: j.Handler}
 	}
 	if err := validateKey(j.Key); err != nil {
 		return err

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ import (
 var inventoryHandlers = map[string]host.HandlerInfo{
 	"stock.add":      {Plugin: "inv", Entity: "inventory", PayloadShape: `{"qty":"integer"}`},
 	"stock.reserve":  {Plugin: "inv", Entity: "inventory"},
-	"order.reserved": {Plugin: "inv", Entity: "order"},
+	"order.reserved": {Plugin: "inv", Entity: "order", Internal: true},
 }
 
 // declWorker is a worker, not started, serving inventoryHandlers; its
@@ -76,5 +77,31 @@ func TestGetStateOfUnknownEntity(t *testing.T) {
 	_, err = api.GetState(context.Background(), &workerpb.GetStateRequest{Keys: []string{"sku-1"}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "inventory, order") {
 		t.Fatalf("GetState without an entity = %v, want InvalidArgument naming the entities", err)
+	}
+}
+
+// TestInternalHandlerRefused: Submit and Call refuse a job for an internal
+// handler with a sentence that says why, and nothing is enqueued; the
+// handler is not offered to a submitter who misspells another.
+func TestInternalHandlerRefused(t *testing.T) {
+	t.Parallel()
+	api := declWorker(t).API()
+	ctx := context.Background()
+	const want = "handler order.reserved is internal: only other handlers may emit it"
+	job := &workerpb.Job{Id: "o-1", Handler: "order.reserved", Key: "order-1", Payload: []byte(`{"sku":"s","qty":1}`)}
+	resp, err := api.Submit(ctx, &workerpb.SubmitRequest{Jobs: []*workerpb.Job{job}})
+	if err != nil || len(resp.Results) != 1 || resp.Results[0].Error != want {
+		t.Fatalf("Submit = %v %v, want the job refused: %s", resp, err, want)
+	}
+	_, err = api.Call(ctx, &workerpb.CallRequest{Job: job, TimeoutMs: 2000})
+	if status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != want {
+		t.Fatalf("Call = %v, want InvalidArgument: %s", err, want)
+	}
+	resp, err = api.Submit(ctx, &workerpb.SubmitRequest{Jobs: []*workerpb.Job{{Id: "x-1", Handler: "order.reserve", Key: "k"}}})
+	if err != nil || !strings.Contains(resp.Results[0].Error, "(this cluster serves: stock.add, stock.reserve)") {
+		t.Fatalf("Submit of an unknown handler = %v %v, want the public handlers listed", resp, err)
+	}
+	if err := api.intake.validate(job, job.Id, inventoryHandlers); !errors.Is(err, ErrInternalHandler) {
+		t.Fatalf("validate = %v, want ErrInternalHandler", err)
 	}
 }

@@ -28,7 +28,18 @@ var (
 	ErrInvalidID       = errors.New("invalid job id")
 	ErrInvalidPayload  = errors.New("invalid payload")
 	ErrPayloadTooLarge = errors.New("payload too large")
+	// ErrInternalHandler: the handler runs only jobs other handlers emit.
+	ErrInternalHandler = errors.New("internal handler")
 )
+
+// internalHandlerError refuses a job submitted to an internal handler.
+type internalHandlerError struct{ handler string }
+
+func (e internalHandlerError) Error() string {
+	return fmt.Sprintf("handler %s is internal: only other handlers may emit it", e.handler)
+}
+
+func (e internalHandlerError) Is(target error) bool { return target == ErrInternalHandler }
 
 func validateKey(key string) error {
 	switch {

@@ -217,7 +217,7 @@ func TestDonationsPlugin(t *testing.T) {
 	want := HandlerInfo{Plugin: "donations", Version: "0.1.0", Timeout: 5 * time.Second, MaxAttempts: 5,
 		PayloadShape: `{"amount_cents":"integer","campaign":"string"}`, Entity: "donor"}
 	wantCredit := want
-	wantCredit.PayloadShape, wantCredit.Entity = `{"amount_cents":"integer","donor":"string"}`, "campaign"
+	wantCredit.PayloadShape, wantCredit.Entity, wantCredit.Internal = `{"amount_cents":"integer","donor":"string"}`, "campaign", true
 	wantReport := want
 	wantReport.PayloadShape = `{"campaign":"string"}`
 	if len(hs) != 3 || hs["donor.donate"] != want || hs["campaign.credit"] != wantCredit || hs["donor.report"] != wantReport {

@@ -52,6 +52,9 @@ type HandlerInfo struct {
 	// Entity is the entity type the handler reads and writes: the one it
 	// declared, else its name up to the first dot (plugins.EntityOf).
 	Entity string
+	// Internal: only jobs emitted by other handlers run it; Submit and
+	// Call refuse it.
+	Internal bool
 }
 
 type route struct {
@@ -194,6 +197,7 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 				PayloadShape: h.GetPayloadShape(),
 				Concurrency:  int(h.GetConcurrency()),
 				Entity:       plugins.EntityOf(h),
+				Internal:     h.GetInternal(),
 			}}
 		}
 	}

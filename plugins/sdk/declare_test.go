@@ -54,3 +54,21 @@ func TestDeclaredEntity(t *testing.T) {
 	}()
 	New("inv", "1", Handler("stock.add", add, Entity("")))
 }
+
+// TestInternalIsDeclared: Internal reaches the worker in Describe; the
+// handler still runs the jobs it is sent (emitted ones).
+func TestInternalIsDeclared(t *testing.T) {
+	t.Parallel()
+	p := New("inv", "1",
+		Handler("order.reserved", func(c *Call) error { return c.SetResult("ok") }, Internal()),
+		Handler("stock.add", func(*Call) error { return nil }),
+	)
+	resp, _ := p.Describe(context.Background(), &pluginpb.DescribeRequest{})
+	if hs := resp.GetHandlers(); !hs[0].GetInternal() || hs[1].GetInternal() {
+		t.Fatalf("Describe = %v, want order.reserved internal and stock.add not", hs)
+	}
+	out := handle(t, p, &pluginpb.HandleRequest{Jobs: []*pluginpb.Job{job("s~0", "order.reserved", "o-1", `{}`)}})
+	if out[0].GetStatus() != pluginpb.Outcome_OK || string(out[0].GetResult()) != `"ok"` {
+		t.Fatalf("emitted job to an internal handler: %v", out[0])
+	}
+}

@@ -30,6 +30,7 @@ type HandlerDef struct {
 	shapeErr     error  // a bad PayloadShape, reported by New
 	entity       string // declared entity type; "" for the name's prefix
 	entitySet    bool   // Entity was given, maybe with an empty name
+	internal     bool   // only emitted jobs run it
 }
 
 // entityType is the entity type the handler reads and writes.
@@ -72,6 +73,17 @@ func Concurrency(n int) Option {
 // An empty name is a programming error New panics on.
 func Entity(name string) Option {
 	return func(h *HandlerDef) { h.entity, h.entitySet = name, true }
+}
+
+// Internal declares a handler that only other handlers' emitted jobs may
+// run: the worker refuses to accept its jobs from Submit and Call ("handler
+// order.reserved is internal: only other handlers may emit it"), while jobs
+// emitted to it run as usual. Use it for the steps of a workflow that must
+// not be started from outside.
+//
+//	sdk.Handler("order.reserved", reserved, sdk.Internal())
+func Internal() Option {
+	return func(h *HandlerDef) { h.internal = true }
 }
 
 // Handler declares a handler named "entity.action", e.g. "donor.donate".
@@ -144,6 +156,7 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 			PayloadShape: h.payloadShape,
 			Concurrency:  int32(h.concurrency),
 			Entity:       h.entity,
+			Internal:     h.internal,
 		})
 	}
 	return resp, nil
