@@ -117,7 +117,7 @@ func (ji *jobIntake) validate(j *workerpb.Job, id string, handlers map[string]ho
 	if err := validateKey(j.Key); err != nil {
 		return err
 	}
-	if err := checkPayload(j.Payload, ji.cfg.MaxPayloadBytes, shapeOf(h.PayloadShape)); err != nil {
+	if err := checkPayload(j.Payload, ji.cfg.MaxPayloadBytes, shapeOf(declOf(h))); err != nil {
 		return err
 	}
 	return validateOptions(j.MaxAttempts, j.TimeoutMs, ji.cfg.MaxAttemptsLimit, h.Timeout)

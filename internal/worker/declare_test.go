@@ -11,6 +11,7 @@ import (
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
+	"github.com/corralhq/corral/plugins/sdk"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -103,5 +104,58 @@ func TestInternalHandlerRefused(t *testing.T) {
 	}
 	if err := api.intake.validate(job, job.Id, inventoryHandlers); !errors.Is(err, ErrInternalHandler) {
 		t.Fatalf("validate = %v, want ErrInternalHandler", err)
+	}
+}
+
+type reserveStock struct {
+	Qty   int64   `json:"qty"`
+	Order string  `json:"order"`
+	Price float64 `json:"price"`
+	Note  string  `json:"note,omitempty"`
+}
+
+// TestShapeAgreesWithSDKDecoder: a payload the worker accepts for a
+// handler whose shape the SDK derived from a struct decodes in that
+// handler; numbers the decoder cannot take and misspelled fields are
+// refused at submit, naming the field.
+func TestShapeAgreesWithSDKDecoder(t *testing.T) {
+	t.Parallel()
+	p := sdk.New("inv", "1", sdk.Handler("stock.reserve", sdk.Typed(func(c *sdk.Call, in reserveStock, s struct{}) (struct{}, error) {
+		return s, nil
+	}), sdk.ShapeOf[reserveStock]()))
+	desc, err := p.Describe(context.Background(), &pluginpb.DescribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := desc.GetHandlers()[0]
+	shape := shapeOf(shapeDecl{required: spec.GetPayloadShape(), optional: spec.GetPayloadOptional(), closed: spec.GetPayloadClosed()})
+	for payload, refused := range map[string]string{
+		`{"qty":3,"order":"o-1","price":2}`:                        "",
+		`{"qty":-9223372036854775808,"order":"o-1","price":1e300}`: "",
+		`{"qty":3,"order":"o-1","price":2.5,"note":"gift"}`:        "",
+		`{"qty":3,"order":"o-1","price":2.5,"note":null}`:          "",
+		`{"qty":1e3,"order":"o-1","price":2}`:                      `field "qty" is 1e3, a number with a fraction or an exponent; want integer`,
+		`{"qty":99999999999999999999,"order":"o-1","price":2}`:     `field "qty" is 99999999999999999999, a number outside the int64 range; want integer`,
+		`{"qty":3.0,"order":"o-1","price":2}`:                      `field "qty" is 3.0, a number with a fraction or an exponent; want integer`,
+		`{"qty":3,"order":"o-1","price":1e999}`:                    `field "price" is 1e999, a number outside the float64 range; want number`,
+		`{"qty":3,"order":"o-1","price":2,"qtty":4}`:               `field "qtty" is not one the handler takes (it takes: note, order, price, qty)`,
+		`{"qty":3,"order":"o-1","price":2,"note":7}`:               `field "note" is 7, an integer; want string`,
+	} {
+		err := checkPayload([]byte(payload), 1<<20, shape)
+		if refused != "" {
+			if err == nil || !strings.Contains(err.Error(), refused) {
+				t.Errorf("payload %s: %v, want it refused: %s", payload, err, refused)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("payload %s refused: %v", payload, err)
+			continue
+		}
+		resp, err := p.Handle(context.Background(), &pluginpb.HandleRequest{Jobs: []*pluginpb.Job{
+			{Id: "j", Handler: "stock.reserve", Key: "sku-1", Payload: []byte(payload), Attempt: 1}}})
+		if err != nil || resp.Outcomes[0].Status != pluginpb.Outcome_OK {
+			t.Errorf("payload %s accepted at submit but not decoded: %v %v", payload, resp.GetOutcomes(), err)
+		}
 	}
 }

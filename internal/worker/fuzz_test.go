@@ -17,6 +17,8 @@ func FuzzValidateJob(f *testing.F) {
 	f.Add("gift-1", "alice", []byte(`{"amount_cents":100,"campaign":"water"}`), `{"amount_cents":"integer","campaign":"string"}`)
 	f.Add("", "", []byte(``), ``)
 	f.Add("bad id", "k", []byte(`{"amount_cents":1.5}`), `{"amount_cents":"integer"}`)
+	f.Add("big-1", "k", []byte(`{"amount_cents":99999999999999999999}`), `{"amount_cents":"integer"}`)
+	f.Add("exp-1", "k", []byte(`{"amount_cents":1e3}`), `{"amount_cents":"integer"}`)
 	f.Add("a/b:c", "\xff", []byte(`[1,2]`), `{"x":"array"}`)
 	f.Fuzz(func(t *testing.T, id, key string, payload []byte, shape string) {
 		const limit = 4096
@@ -28,13 +30,27 @@ func FuzzValidateJob(f *testing.F) {
 			err = validatePayload(payload, limit)
 		}
 		if err == nil {
-			err = validateShape(payload, shape)
+			err = validateShape(payload, shapeDecl{required: shape})
 		}
 		if err != nil {
 			return
 		}
 		if len(payload) > limit || !json.Valid(payload) || key == "" || len(id) > MaxIDBytes {
 			t.Fatalf("accepted a bad job: id %q key %q payload %q", id, key, payload)
+		}
+		// Each declared field decodes into the Go type its JSON type
+		// stands for, as a handler's typed decoder would.
+		var want map[string]string
+		var got map[string]json.RawMessage
+		if json.Unmarshal([]byte(shape), &want) == nil && len(want) > 0 {
+			if err := json.Unmarshal(payload, &got); err != nil {
+				t.Fatalf("accepted payload %q is not an object for shape %s: %v", payload, shape, err)
+			}
+			for f, typ := range want {
+				if !decodesAs(got[f], typ) {
+					t.Fatalf("accepted payload %q, but field %q does not decode as %s", payload, f, typ)
+				}
+			}
 		}
 	})
 }

@@ -215,7 +215,7 @@ func TestDonationsPlugin(t *testing.T) {
 
 	hs := m.Handlers()
 	want := HandlerInfo{Plugin: "donations", Version: "0.1.0", Timeout: 5 * time.Second, MaxAttempts: 5,
-		PayloadShape: `{"amount_cents":"integer","campaign":"string"}`, Entity: "donor"}
+		PayloadShape: `{"amount_cents":"integer","campaign":"string"}`, PayloadClosed: true, Entity: "donor"}
 	wantCredit := want
 	wantCredit.PayloadShape, wantCredit.Entity, wantCredit.Internal = `{"amount_cents":"integer","donor":"string"}`, "campaign", true
 	wantReport := want

@@ -48,7 +48,13 @@ type HandlerInfo struct {
 	// PayloadShape is the declared payload shape, a JSON object mapping
 	// required fields to JSON types; "" when none was declared.
 	PayloadShape string
-	Concurrency  int // hint: batches at once; 0: the caller's default
+	// PayloadOptional maps the payload's optional fields to JSON types
+	// ("any" for any), as PayloadShape; "" when none was declared.
+	PayloadOptional string
+	// PayloadClosed: a payload may hold no field but those of
+	// PayloadShape and PayloadOptional.
+	PayloadClosed bool
+	Concurrency   int // hint: batches at once; 0: the caller's default
 	// Entity is the entity type the handler reads and writes: the one it
 	// declared, else its name up to the first dot (plugins.EntityOf).
 	Entity string
@@ -190,14 +196,16 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 					ErrDuplicateHandler, h.GetName(), other.info.Plugin, other.sup.path, d.GetName(), s.path)
 			}
 			routes[h.GetName()] = route{sup: s, info: HandlerInfo{
-				Plugin:       d.GetName(),
-				Version:      d.GetVersion(),
-				Timeout:      time.Duration(h.GetTimeoutMs()) * time.Millisecond,
-				MaxAttempts:  int(h.GetMaxAttempts()),
-				PayloadShape: h.GetPayloadShape(),
-				Concurrency:  int(h.GetConcurrency()),
-				Entity:       plugins.EntityOf(h),
-				Internal:     h.GetInternal(),
+				Plugin:          d.GetName(),
+				Version:         d.GetVersion(),
+				Timeout:         time.Duration(h.GetTimeoutMs()) * time.Millisecond,
+				MaxAttempts:     int(h.GetMaxAttempts()),
+				PayloadShape:    h.GetPayloadShape(),
+				PayloadOptional: h.GetPayloadOptional(),
+				PayloadClosed:   h.GetPayloadClosed(),
+				Concurrency:     int(h.GetConcurrency()),
+				Entity:          plugins.EntityOf(h),
+				Internal:        h.GetInternal(),
 			}}
 		}
 	}

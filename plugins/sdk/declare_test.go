@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -71,4 +72,49 @@ func TestInternalIsDeclared(t *testing.T) {
 	if out[0].GetStatus() != pluginpb.Outcome_OK || string(out[0].GetResult()) != `"ok"` {
 		t.Fatalf("emitted job to an internal handler: %v", out[0])
 	}
+}
+
+type reserveOrder struct {
+	SKU  string          `json:"sku"`
+	Qty  int64           `json:"qty"`
+	Note string          `json:"note,omitempty"`
+	Meta json.RawMessage `json:"meta"`
+}
+
+// TestShapeOfIsClosed: ShapeOf declares the struct's optional fields and
+// refuses unknown ones, unless the handler allows them; PayloadShape
+// alone leaves unknown fields allowed unless NoUnknownFields.
+func TestShapeOfIsClosed(t *testing.T) {
+	t.Parallel()
+	noop := func(*Call) error { return nil }
+	p := New("inv", "1",
+		Handler("stock.reserve", noop, ShapeOf[reserveOrder]()),
+		Handler("stock.loose", noop, AllowUnknownFields(), ShapeOf[reserveOrder]()),
+		Handler("stock.add", noop, PayloadShape(map[string]string{"qty": "integer"})),
+		Handler("stock.strict", noop, NoUnknownFields(), PayloadShape(map[string]string{"qty": "integer"}),
+			OptionalFields(map[string]string{"note": "string", "doc": "any"})),
+	)
+	resp, _ := p.Describe(context.Background(), &pluginpb.DescribeRequest{})
+	hs := resp.GetHandlers()
+	for i, want := range []struct {
+		shape, optional string
+		closed          bool
+	}{
+		{`{"qty":"integer","sku":"string"}`, `{"meta":"any","note":"string"}`, true},
+		{`{"qty":"integer","sku":"string"}`, `{"meta":"any","note":"string"}`, false},
+		{`{"qty":"integer"}`, ``, false},
+		{`{"qty":"integer"}`, `{"doc":"any","note":"string"}`, true},
+	} {
+		h := hs[i]
+		if h.GetPayloadShape() != want.shape || h.GetPayloadOptional() != want.optional || h.GetPayloadClosed() != want.closed {
+			t.Errorf("%s: shape %s optional %s closed %v, want %s %s %v", h.GetName(),
+				h.GetPayloadShape(), h.GetPayloadOptional(), h.GetPayloadClosed(), want.shape, want.optional, want.closed)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("New accepted an optional field of an unknown type")
+		}
+	}()
+	New("inv", "1", Handler("a.b", noop, OptionalFields(map[string]string{"when": "date"})))
 }

@@ -60,8 +60,9 @@
 // Timeout (deadline of a batch call), MaxAttempts (before dead-lettering),
 // Concurrency (a hint of batches at once), Entity (the entity type, when
 // the name does not start with it), Internal (only other handlers' emitted
-// jobs run it) and the payload's shape (PayloadShape, or ShapeOf a struct),
-// which the worker checks at submit.
+// jobs run it) and the payload's shape (PayloadShape and OptionalFields, or
+// ShapeOf a struct; NoUnknownFields, the default of ShapeOf, refuses other
+// fields), which the worker checks at submit.
 //
 // Typed, Payload and State are the typed JSON helpers: Typed turns
 // func(c, payload P, state S) (S, error) into a handler that decodes,

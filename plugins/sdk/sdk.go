@@ -26,11 +26,15 @@ type HandlerDef struct {
 	timeout      time.Duration
 	maxAttempts  int
 	concurrency  int
-	payloadShape string // JSON object: field → JSON type; "" when undeclared
-	shapeErr     error  // a bad PayloadShape, reported by New
-	entity       string // declared entity type; "" for the name's prefix
-	entitySet    bool   // Entity was given, maybe with an empty name
-	internal     bool   // only emitted jobs run it
+	payloadShape string // JSON object: required field → JSON type; "" when undeclared
+	// payloadOptional is the optional fields' declaration, as payloadShape.
+	payloadOptional string
+	unknownFields   int    // unknownUndeclared, refuseUnknown or allowUnknown
+	fromStruct      bool   // the shape comes from ShapeOf
+	shapeErr        error  // a bad shape declaration, reported by New
+	entity          string // declared entity type; "" for the name's prefix
+	entitySet       bool   // Entity was given, maybe with an empty name
+	internal        bool   // only emitted jobs run it
 }
 
 // entityType is the entity type the handler reads and writes.
@@ -150,13 +154,15 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 	for _, name := range p.order {
 		h := p.handlers[name]
 		resp.Handlers = append(resp.Handlers, &pluginpb.HandlerSpec{
-			Name:         h.name,
-			TimeoutMs:    h.timeout.Milliseconds(),
-			MaxAttempts:  int32(h.maxAttempts),
-			PayloadShape: h.payloadShape,
-			Concurrency:  int32(h.concurrency),
-			Entity:       h.entity,
-			Internal:     h.internal,
+			Name:            h.name,
+			TimeoutMs:       h.timeout.Milliseconds(),
+			MaxAttempts:     int32(h.maxAttempts),
+			PayloadShape:    h.payloadShape,
+			Concurrency:     int32(h.concurrency),
+			Entity:          h.entity,
+			Internal:        h.internal,
+			PayloadOptional: h.payloadOptional,
+			PayloadClosed:   h.closed(),
 		})
 	}
 	return resp, nil
