@@ -70,7 +70,7 @@ func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	quiet := fs.Bool("quiet", false, "with --file: print only the summary")
 	in := fs.Duration("in", 0, "delay: run the job this long from now (e.g. 30s)")
 	at := fs.String("at", "", "delay: run the job at this time (RFC 3339)")
-	wait := fs.Bool("wait", false, "wait for the job to finish and print its result")
+	wait := fs.Bool("wait", false, "wait for the job to finish and print its result (a rejection's reason, or a dead letter's error, exits non-zero)")
 	waitTimeout := fs.Duration("timeout", 30*time.Second, "with --wait: how long to wait for the result")
 	maxAttempts := fs.Int("max-attempts", 0, "attempts before dead-lettering (0: the handler's)")
 	jobTimeout := fs.Duration("job-timeout", 0, "deadline of one attempt, at most the handler's (0: the handler's)")

@@ -76,6 +76,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		Done:     []string{"g1", "a1", "h1"},
 		Attempts: map[string]int{"h1": 2},
 		Dead:     []DeadJob{{Job: dead, Error: "no"}},
+		Rejected: []Rejection{{JobID: "r1", Attempts: 2, Reason: "out of stock: 3 left"}},
 		Acked:    []string{"5-0", "5-1", "6-0"},
 		States:   []StateWrite{{Entity: EntityRef{Type: "donor", Key: "a"}, Value: []byte(`{"a":1}`)}},
 		Results:  []Result{{JobID: "a1", Value: []byte("ra")}},
@@ -165,7 +166,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("guard", i, "state", it["state"], string(g.State))
 		check("guard", i, "hash", it["hash"], g.Hash)
 	}
-	wantFinish := [][4]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1"}, {"h1", "d", "2", "0"}, {"c1", "x", "3", "0"}}
+	wantFinish := [][4]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1"}, {"h1", "d", "2", "0"}, {"c1", "x", "3", "0"}, {"r1", "n", "2", "0"}}
 	for i, it := range items["finish"] {
 		w := wantFinish[i]
 		check("finish", i, "recKey", it["recKey"], k.Job(it["id"]))
@@ -174,8 +175,13 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("finish", i, "attempts", it["attempts"], w[2])
 		check("finish", i, "emitted", it["emitted"], w[3])
 	}
+	wantAudit := append(append([]string(nil), b.Done...), "r1")
 	for i, it := range items["audit"] {
-		check("audit", i, "id", it["id"], b.Done[i])
+		check("audit", i, "id", it["id"], wantAudit[i])
+	}
+	for i, it := range items["reason"] {
+		check("reason", i, "recKey", it["recKey"], k.Job("r1"))
+		check("reason", i, "reason", it["reason"], "out of stock: 3 left")
 	}
 	for i, it := range items["dead"] {
 		var rec DeadRecord

@@ -167,6 +167,8 @@ func (ji *jobIntake) results(ctx context.Context, ids, keys []string, wait time.
 				r.State = workerpb.JobResult_UNKNOWN
 			case st.Dead:
 				r.State = workerpb.JobResult_DEAD
+			case st.Rejected:
+				r.State = workerpb.JobResult_REJECTED
 			case st.Finished:
 				r.State = workerpb.JobResult_DONE
 			default:

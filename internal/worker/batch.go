@@ -150,7 +150,9 @@ var notRun = &pluginpb.Outcome{Status: pluginpb.Outcome_STATUS_UNSPECIFIED, Erro
 // retried: that job is parked with a backoff and holds its key, and the
 // key's later jobs wait behind it, so none commits before it. A job that
 // fails for good, or whose attempts are spent, is dead-lettered with its
-// error history and its key moves on. Emitted jobs get ids derived from
+// error history and its key moves on; a job its handler rejected is
+// finished with the reason, nothing else of it committed, and its key
+// moves on. Emitted jobs get ids derived from
 // their parent's, so a re-run of the same parent emits the same ids. A
 // state is written to the entity type entity maps the job's handler to.
 func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, entity func(handler string) string) (*store.Batch, error) {
@@ -199,6 +201,9 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 				for n, e := range o.Emits {
 					b.Emits = append(b.Emits, store.Job{ID: store.EmittedID(j.ID, n), Handler: e.Handler, Key: e.Key, Payload: e.Payload})
 				}
+			case pluginpb.Outcome_REJECTED:
+				b.Rejected = append(b.Rejected, store.Rejection{JobID: j.ID, Attempts: j.Attempt, Reason: o.Error})
+				unpark(j)
 			case pluginpb.Outcome_RETRY:
 				j.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, o.Error))
 				if j.Attempt >= rp.maxAttempts(j) {

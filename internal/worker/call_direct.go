@@ -72,7 +72,7 @@ func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (
 	} else {
 		rt.direct.states.put(ref, grant, guard.State, guard.HasState)
 	}
-	if slices.Contains(b.Done, j.ID) || len(b.Dead) > 0 {
+	if slices.Contains(b.Done, j.ID) || len(b.Dead) > 0 || len(b.Rejected) > 0 {
 		r := <-done // the commit has just sent it
 		return &workerpb.CallResponse{Id: j.ID, Result: r, ServedBy: rt.cfg.ID}, true, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,5 +158,48 @@ func TestShapeAgreesWithSDKDecoder(t *testing.T) {
 		if err != nil || resp.Outcomes[0].Status != pluginpb.Outcome_OK {
 			t.Errorf("payload %s accepted at submit but not decoded: %v %v", payload, resp.GetOutcomes(), err)
 		}
+	}
+}
+
+// TestRejectedFinishesTheJob: a rejected job is finished with its reason,
+// commits no state, result or emits, is neither retried nor dead-lettered,
+// lets its key's next job run, and wakes its caller with REJECTED.
+func TestRejectedFinishesTheJob(t *testing.T) {
+	t.Parallel()
+	stream := []store.Job{
+		{ID: "a", Handler: "stock.reserve", Key: "k", Attempt: 1, StreamID: "1-0"},
+		{ID: "b", Handler: "stock.reserve", Key: "k", Attempt: 1, StreamID: "2-0"},
+	}
+	parked := store.KeyRun{Key: "h", Jobs: []store.Job{{ID: "c", Handler: "stock.reserve", Key: "h", Attempt: 2}}}
+	wk := planWork([]store.KeyRun{parked}, stream, store.Snapshot{Finished: map[string]bool{}, Held: map[string]bool{"h": true}})
+	out := map[string]*pluginpb.Outcome{
+		"a": {JobId: "a", Status: pluginpb.Outcome_REJECTED, Error: "out of stock: 3 left", StateChanged: true, State: []byte(`{"on_hand":-2}`),
+			Result: []byte(`"no"`), Emits: []*pluginpb.Emit{{Handler: "order.reserved", Key: "o"}}},
+		"b": {JobId: "b", Status: pluginpb.Outcome_OK, StateChanged: true, State: []byte(`{"on_hand":1}`)},
+		"c": {JobId: "c", Status: pluginpb.Outcome_REJECTED, Error: "order cancelled"},
+	}
+	b, err := buildBatch(wk, out, retryPolicy{maxAttempts: func(store.Job) int { return 1 }}, entityOf(inventoryHandlers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Rejection{{JobID: "c", Attempts: 2, Reason: "order cancelled"}, {JobID: "a", Attempts: 1, Reason: "out of stock: 3 left"}}
+	if len(b.Rejected) != 2 || b.Rejected[0] != want[0] || b.Rejected[1] != want[1] {
+		t.Fatalf("rejected %+v, want %+v", b.Rejected, want)
+	}
+	if len(b.Dead) != 0 || len(b.Retries) != 0 || len(b.Results) != 0 || len(b.Emits) != 0 {
+		t.Fatalf("a rejection left dead %v, retries %v, results %v or emits %v", b.Dead, b.Retries, b.Results, b.Emits)
+	}
+	if len(b.Done) != 1 || b.Done[0] != "b" || len(b.States) != 1 || string(b.States[0].Value) != `{"on_hand":1}` {
+		t.Fatalf("done %v states %+v, want b done with its own state only", b.Done, b.States)
+	}
+	if !slices.Contains(b.Unparked, "c") {
+		t.Fatalf("unparked %v, want the parked c dropped", b.Unparked)
+	}
+	var calls callWaiters
+	done, cancel := calls.wait("a")
+	defer cancel()
+	calls.committed(b)
+	if r := <-done; r.State != workerpb.JobResult_REJECTED || r.Error != "out of stock: 3 left" || !finished(r) {
+		t.Fatalf("caller woken with %v, want REJECTED with the reason", r)
 	}
 }

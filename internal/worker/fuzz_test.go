@@ -57,11 +57,12 @@ func FuzzValidateJob(f *testing.F) {
 
 // FuzzBuildBatch: whatever statuses a plugin reply carries, a batch keeps
 // per-key order (nothing after a parked job commits), acks every entry and
-// finishes each job at most once.
+// finishes each job at most once; a rejection is never dead-lettered.
 func FuzzBuildBatch(f *testing.F) {
 	f.Add([]byte{1, 1, 2, 1, 3, 1}, uint8(3))
 	f.Add([]byte{2, 2, 2, 2}, uint8(1))
 	f.Add([]byte{0, 9, 3, 1}, uint8(2))
+	f.Add([]byte{4, 1, 4, 2, 4}, uint8(1))
 	f.Fuzz(func(t *testing.T, statuses []byte, maxAtt uint8) {
 		if len(statuses) == 0 || len(statuses) > 64 {
 			return
@@ -71,7 +72,7 @@ func FuzzBuildBatch(f *testing.F) {
 		for i, s := range statuses {
 			id := "j" + string(rune('a'+i%26)) + string(rune('0'+i/26))
 			stream = append(stream, store.Job{ID: id, Handler: "donor.donate", Key: string(rune('k' + int(s)%3)), Attempt: 1 + int(s)%4, StreamID: id})
-			out[id] = &pluginpb.Outcome{JobId: id, Status: pluginpb.Outcome_Status(s % 4), Error: "e"}
+			out[id] = &pluginpb.Outcome{JobId: id, Status: pluginpb.Outcome_Status(s % 5), Error: "e"}
 		}
 		wk := planWork(nil, stream, store.Snapshot{Finished: map[string]bool{}, Held: map[string]bool{}})
 		rp := retryPolicy{maxAttempts: func(store.Job) int { return int(maxAtt%5) + 1 }, base: time.Millisecond, max: time.Second, now: time.Unix(0, 0)}
@@ -91,6 +92,20 @@ func FuzzBuildBatch(f *testing.F) {
 				t.Fatalf("%s both done and dead", d.Job.ID)
 			}
 			finished[d.Job.ID] = true
+		}
+		for _, r := range b.Rejected {
+			if finished[r.JobID] {
+				t.Fatalf("%s rejected and done or dead", r.JobID)
+			}
+			if out[r.JobID].Status != pluginpb.Outcome_REJECTED {
+				t.Fatalf("%s rejected on outcome %v", r.JobID, out[r.JobID].Status)
+			}
+			finished[r.JobID] = true
+		}
+		for _, d := range b.Dead {
+			if out[d.Job.ID].Status == pluginpb.Outcome_REJECTED {
+				t.Fatalf("%s dead-lettered on a rejection", d.Job.ID)
+			}
 		}
 		parkedKey := map[string]bool{}
 		for _, kp := range b.Keys {

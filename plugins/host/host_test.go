@@ -520,6 +520,8 @@ func TestCheckReply(t *testing.T) {
 		{"too many", []*pluginpb.Outcome{ok("a"), ok("b"), ok("c")}, false},
 		{"swapped", []*pluginpb.Outcome{ok("b"), ok("a")}, false},
 		{"no status", []*pluginpb.Outcome{ok("a"), {JobId: "b"}}, false},
+		{"rejected", []*pluginpb.Outcome{ok("a"), {JobId: "b", Status: pluginpb.Outcome_REJECTED, Error: "no"}}, true},
+		{"unknown status", []*pluginpb.Outcome{ok("a"), {JobId: "b", Status: 9}}, false},
 	}
 	for _, tt := range tests {
 		err := checkReply(req, &pluginpb.HandleResponse{Outcomes: tt.outs})

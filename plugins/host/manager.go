@@ -551,7 +551,7 @@ func checkReply(req *pluginpb.HandleRequest, resp *pluginpb.HandleResponse) erro
 			return fmt.Errorf("%w: outcome %d is for job %q, want job %q", ErrBadReply, i, o.GetJobId(), jobs[i].GetId())
 		}
 		switch o.GetStatus() {
-		case pluginpb.Outcome_OK, pluginpb.Outcome_RETRY, pluginpb.Outcome_FAIL:
+		case pluginpb.Outcome_OK, pluginpb.Outcome_RETRY, pluginpb.Outcome_FAIL, pluginpb.Outcome_REJECTED:
 		default:
 			return fmt.Errorf("%w: job %q has status %v", ErrBadReply, o.GetJobId(), o.GetStatus())
 		}

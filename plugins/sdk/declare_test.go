@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -117,4 +118,40 @@ func TestShapeOfIsClosed(t *testing.T) {
 		}
 	}()
 	New("inv", "1", Handler("a.b", noop, OptionalFields(map[string]string{"when": "date"})))
+}
+
+// TestRejectCommitsNothing: a rejected job's outcome is REJECTED with its
+// reason and carries no state, result or emits; the next job of the batch
+// sees the state from before it.
+func TestRejectCommitsNothing(t *testing.T) {
+	t.Parallel()
+	reserve := Typed(func(c *Call, in addPayload, s stock) (stock, error) {
+		s.OnHand -= in.N
+		if err := c.Emit("order.reserved", "o-1", in); err != nil {
+			return s, err
+		}
+		if err := c.SetResult(s); err != nil {
+			return s, err
+		}
+		if s.OnHand < 0 {
+			return s, fmt.Errorf("reserve: %w", Rejectf("out of stock: %d left", s.OnHand+in.N))
+		}
+		return s, nil
+	})
+	p := New("inv", "1", Handler("stock.reserve", reserve))
+	out := handle(t, p, &pluginpb.HandleRequest{
+		Entities: []*pluginpb.Entity{{Type: "stock", Key: "sku-1", State: []byte(`{"on_hand":3}`)}},
+		Jobs:     []*pluginpb.Job{job("1", "stock.reserve", "sku-1", `{"n":5}`), job("2", "stock.reserve", "sku-1", `{"n":2}`)},
+	})
+	o := out[0]
+	if o.GetStatus() != pluginpb.Outcome_REJECTED || o.GetError() != "reserve: out of stock: 3 left" ||
+		o.GetStateChanged() || len(o.GetResult()) > 0 || len(o.GetEmits()) > 0 {
+		t.Fatalf("rejected job: %v, want REJECTED with its reason and nothing else", o)
+	}
+	if out[1].GetStatus() != pluginpb.Outcome_OK || string(out[1].GetState()) != `{"on_hand":1}` {
+		t.Fatalf("the next job: %v, want OK from the state before the rejected one", out[1])
+	}
+	if err := Reject(""); err.Error() != "rejected" {
+		t.Errorf("Reject(\"\") = %q", err)
+	}
 }

@@ -70,11 +70,13 @@
 // any entity types.
 //
 // What a handler returns decides the job's fate: nil commits the job's
-// state, result and emits; an error made with Fail or Failf dead-letters the
+// state, result and emits; an error made with Reject or Rejectf finishes
+// the job with that reason as its answer (a business "no": never retried,
+// never dead-lettered); an error made with Fail or Failf dead-letters the
 // job; an error made with RetryAfter retries it after a delay; any other
 // error, and a panic, retries it as soon as the worker can. Only a job that
-// returns nil changes anything: the state a failed or retried job saved is
-// thrown away.
+// returns nil changes anything: the state a rejected, failed or retried job
+// saved is thrown away.
 //
 // Jobs of one batch run one after another in order, and a job sees the
 // state saved by earlier successful jobs of the same entity in that batch.

@@ -34,6 +34,44 @@ func Failf(format string, args ...any) error {
 	return Fail(fmt.Errorf(format, args...))
 }
 
+// RejectError is a business "no": the job is finished with Reason as its
+// answer and commits nothing else. Handlers make one with Reject or
+// Rejectf; errors.As finds it through wrapping.
+type RejectError struct {
+	Reason string
+}
+
+func (e *RejectError) Error() string { return e.Reason }
+
+// Reject refuses the job for a reason of the business (out of stock, over
+// a limit, already cancelled), which is the job's answer: the worker
+// finishes the job as rejected with reason, commits nothing else of it
+// (not the state it saved, its result or its emits), never retries it and
+// never dead-letters it. The submitter sees the reason: `coordinator call`
+// and `submit --wait` print it and exit non-zero, GetResult reports the
+// job REJECTED with it, and a job sent again with the same id gets the
+// same answer.
+//
+//	if s.OnHand < in.Qty {
+//		return s, sdk.Rejectf("out of stock: %d left", s.OnHand)
+//	}
+//
+// Reject is for an answer, not a failure: return an error to have the job
+// tried again (something may change: a timeout, a service down), and Fail
+// for a job that can never succeed and someone should look at (a malformed
+// payload, a bug), which goes to the dead-letter store.
+func Reject(reason string) error {
+	if reason == "" {
+		reason = "rejected"
+	}
+	return &RejectError{Reason: reason}
+}
+
+// Rejectf is Reject(fmt.Sprintf(format, args...)).
+func Rejectf(format string, args ...any) error {
+	return Reject(fmt.Sprintf(format, args...))
+}
+
 // RetryError asks the worker to retry a job no sooner than After from now.
 // Handlers make one with RetryAfter.
 type RetryError struct {

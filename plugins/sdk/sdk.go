@@ -208,6 +208,7 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 	err := invoke(h.fn, c)
 	out := &pluginpb.Outcome{JobId: job.GetId()}
 	var fail *FailError
+	var reject *RejectError
 	var retry *RetryError
 	switch {
 	case err == nil:
@@ -221,6 +222,9 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 		out.Emits = c.emits
 	case errors.As(err, &fail):
 		out.Status = pluginpb.Outcome_FAIL
+		out.Error = err.Error()
+	case errors.As(err, &reject):
+		out.Status = pluginpb.Outcome_REJECTED
 		out.Error = err.Error()
 	case errors.As(err, &retry):
 		out.Status = pluginpb.Outcome_RETRY
