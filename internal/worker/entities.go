@@ -27,9 +27,10 @@ func entityOf(hs map[string]host.HandlerInfo) func(handler string) string {
 
 // knownEntities lists the entity types the handlers read and write, sorted.
 func knownEntities(hs map[string]host.HandlerInfo) []string {
+	entity := entityOf(hs)
 	out := make([]string, 0, len(hs))
 	for name := range hs {
-		if e := entityOf(hs)(name); !slices.Contains(out, e) {
+		if e := entity(name); !slices.Contains(out, e) {
 			out = append(out, e)
 		}
 	}
