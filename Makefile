@@ -3,10 +3,23 @@ export GOTOOLCHAIN := local
 GO ?= go
 BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench bin/callbench bin/failbench
 
-.PHONY: help deps build test fuzz test-short bench bench-failover test-faults-long up down demo vet fmt proto clean
+.PHONY: help deps build test fuzz test-short bench bench-tls bench-failover test-faults-long up down demo vet fmt proto clean
 
-help: ## list the targets
+help: ## list the targets and the local cluster's variables
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "The local cluster (up, demo; scripts/cluster.sh reads the CORRAL_* ones from the environment):"
+	@echo "  e.g. make up PLUGINS=\"\$$HOME/inventory/inventory-plugin bin/donations-plugin\" CORRAL_CONSUL_PORT=8600"
+	@echo "  PLUGINS             plugin binaries every worker runs, separated by spaces, relative to this"
+	@echo "                      folder (bin/donations-plugin); to change them, make down (or"
+	@echo "                      scripts/cluster.sh stop-workers) first"
+	@echo "  CORRAL_CONSUL_PORT  Consul HTTP API and UI (8500); Consul also takes this - 200, - 199, - 198"
+	@echo "  CORRAL_REDIS_PORT   Redis (6390)"
+	@echo "  CORRAL_WORKER_PORT  worker i listens on this + i (7100: 7101, 7102, 7103)"
+	@echo "  CORRAL_WORKERS      how many workers (3)"
+	@echo "  CORRAL_STATE        pid files, logs and Redis data (.corral)"
+	@echo "  CORRAL_WORKER_FLAGS more flags for every worker (bin/worker --help)"
+	@echo "  up starts nothing while a port it needs is held by anything but this cluster, and names the holder."
 
 deps: ## install redis-server (OS packages) and build the pinned Consul into bin/ if missing
 	@scripts/deps.sh
@@ -40,6 +53,9 @@ test-short: ## unit tests only (no servers)
 bench: deps build ## burn-down benchmark: pre-load donations, start 3 workers, report jobs/s
 	@scripts/bench.sh
 
+bench-tls: deps build ## Call latency with mutual TLS and without, same run (p50/p99, straight and one peer hop)
+	@scripts/bench-tls.sh
+
 bench-failover: deps build ## failover time after SIGKILL and SIGTERM of a worker (p50/p99/max over rounds)
 	$(GO) build -o bin/failbench ./examples/donations/failbench
 	@scripts/bench-failover.sh
@@ -47,13 +63,16 @@ bench-failover: deps build ## failover time after SIGKILL and SIGTERM of a worke
 test-faults-long: deps ## the fault suite with longer loads and more rounds, then a 5-minute randomized run of every fault (CORRAL_FAULTS_SEED, CORRAL_FAULTS_DURATION)
 	CORRAL_FAULTS_LONG=1 $(GO) test -count=1 -timeout 45m -v -run 'TestFault|TestDrain' ./e2e
 
-up: deps build ## start a local cluster in the background (Consul, Redis, 3 workers)
+# PLUGINS on the command line is the scripts' CORRAL_PLUGINS.
+up demo: export CORRAL_PLUGINS := $(or $(PLUGINS),$(CORRAL_PLUGINS))
+
+up: deps build ## start a local cluster in the background (Consul, Redis, 3 workers running PLUGINS; see below)
 	@scripts/cluster.sh up
 
 down: ## stop the local cluster and delete its state
 	@scripts/cluster.sh down
 
-demo: deps build ## up, submit donations, verify every total, print a report
+demo: deps build ## up with the donations plugin, submit donations, verify every total, print a report
 	@scripts/demo.sh
 
 vet: ## go vet and gofmt check

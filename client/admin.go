@@ -63,19 +63,30 @@ func (c *Client) Drain(ctx context.Context, id string) (int, error) {
 // ReloadPlugins asks the worker at addr to relaunch its plugins from their
 // binaries (hot upgrade) and returns the "name@version" now running.
 func (c *Client) ReloadPlugins(ctx context.Context, addr string) ([]string, error) {
-	var out []string
+	resp, err := c.ReloadPluginsReport(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetPlugins(), nil
+}
+
+// ReloadPluginsReport is ReloadPlugins returning the worker's whole
+// answer: the plugins now running and, from workers that report it, every
+// plugin's version and checksum before and after.
+func (c *Client) ReloadPluginsReport(ctx context.Context, addr string) (*workerpb.ReloadPluginsResponse, error) {
+	var out *workerpb.ReloadPluginsResponse
 	err := c.pool.Call(ctx, addr, func(ctx context.Context, w workerpb.WorkerClient) error {
 		resp, err := w.ReloadPlugins(ctx, &workerpb.ReloadPluginsRequest{})
 		if err != nil {
 			return err
 		}
-		out = resp.GetPlugins()
+		out = resp
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(out) == 0 {
+	if len(out.GetPlugins()) == 0 {
 		return nil, errors.New("worker reported no plugins")
 	}
 	return out, nil

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,10 +12,18 @@ import (
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/peer"
+	"github.com/corralhq/corral/internal/pki"
+	"google.golang.org/grpc/credentials"
 )
 
 // ErrNoWorkers means Consul lists no healthy worker.
 var ErrNoWorkers = errors.New("no healthy corral worker found in Consul")
+
+// ErrTLS means the TLS handshake with every worker tried failed: this
+// client's certificate was refused (missing, expired, signed by another
+// CA) or it refused the workers'. The wrapped error says which; calls are
+// not retried.
+var ErrTLS = errors.New("TLS handshake with the worker failed")
 
 // Config says where the cluster is.
 type Config struct {
@@ -26,6 +35,22 @@ type Config struct {
 	// call; the zero value takes DefaultRetry().
 	Retry  RetryConfig
 	Logger *slog.Logger
+	// TLS, when set, is the client side of mutual TLS: the certificate
+	// (its role decides what the workers allow) and the CA the workers'
+	// certificates must chain to (LoadTLS builds one from files). Nil
+	// dials in plaintext, which workers serving TLS refuse.
+	TLS *tls.Config
+}
+
+// LoadTLS builds Config.TLS from PEM files: the client certificate, its
+// key, and the cluster's CA. It checks the certificate is valid now under
+// that CA and names a role.
+func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	id, err := pki.LoadIdentity(certFile, keyFile, caFile)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return id.ClientConfig(), nil
 }
 
 // Client submits jobs to and queries a cluster.
@@ -57,7 +82,13 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Retry.Validate(); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	pool, err := peer.NewPool(bcfg, cfg.Logger)
+	var opts []peer.Option
+	if cfg.TLS != nil {
+		t := cfg.TLS.Clone()
+		t.MinVersion = max(t.MinVersion, pki.MinVersion)
+		opts = append(opts, peer.WithCredentials(credentials.NewTLS(t)))
+	}
+	pool, err := peer.NewPool(bcfg, cfg.Logger, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -98,7 +129,7 @@ func (c *Client) any(ctx context.Context, fn func(ctx context.Context, w workerp
 // a worker is down or its breaker open. done is false when every one of
 // them failed so; err is then the last failure.
 func (c *Client) onEach(ctx context.Context, ms []discovery.Member, start int, fn func(ctx context.Context, w workerpb.WorkerClient) error) (done bool, err error) {
-	var last error
+	var last, refused error
 	for i := range ms {
 		m := ms[(start+i)%len(ms)]
 		err := c.pool.Call(ctx, m.Address, fn)
@@ -106,10 +137,16 @@ func (c *Client) onEach(ctx context.Context, ms []discovery.Member, start int, f
 			return true, err
 		}
 		last = fmt.Errorf("worker %s (%s): %w", m.ID, m.Address, err)
+		if peer.HandshakeFailed(err) {
+			refused = fmt.Errorf("worker %s (%s): %w: %w", m.ID, m.Address, ErrTLS, err)
+		}
 		if ctx.Err() != nil {
 			return true, last
 		}
 		c.log.Debug("client: worker unavailable, trying the next", "worker", m.ID, "address", m.Address, "err", err)
+	}
+	if refused != nil {
+		return true, refused // certificates do not mend on their own: no retry
 	}
 	return false, last
 }

@@ -54,7 +54,7 @@ func (c *Client) retrying(ctx context.Context, op func(ctx context.Context) erro
 	var cause error // the last failure that came from a worker, not a breaker
 	for {
 		err := op(ctx)
-		if err == nil || !peer.Fault(err) {
+		if err == nil || !peer.Fault(err) || errors.Is(err, ErrTLS) {
 			return err
 		}
 		if !errors.Is(err, breaker.ErrOpen) && !errors.Is(err, ErrNoWorkers) {

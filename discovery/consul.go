@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +28,53 @@ const (
 // ErrNotRegistered is returned by SetHealth before Register or after
 // Deregister.
 var ErrNotRegistered = errors.New("discovery: worker is not registered")
+
+// UnreachableError means the Consul agent did not answer at all: nothing
+// listens at its address, the name does not resolve, or it did not answer
+// in time. An agent that answered with an error is not unreachable.
+type UnreachableError struct {
+	Addr string // the agent's address as configured
+	Err  error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the Consul agent at %s (%s)", e.Addr, rootCause(e.Err))
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Unreachable wraps err in an *UnreachableError when it is a failure to
+// talk to the agent at addr rather than an answer from it.
+func Unreachable(addr string, err error) error {
+	var se api.StatusError
+	var ue *UnreachableError
+	if err == nil || errors.As(err, &se) || errors.As(err, &ue) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &UnreachableError{Addr: addr, Err: err}
+}
+
+// rootCause is the innermost reason of a network error ("connection
+// refused", "no such host", "i/o timeout"), without the URL and call
+// chain around it.
+func rootCause(err error) string {
+	var sys *os.SyscallError
+	if errors.As(err, &sys) {
+		return sys.Err.Error()
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.Err + ": " + dns.Name
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "no answer in time"
+	}
+	return err.Error()
+}
 
 // ConsulConfig says which agent to talk to and which service to use.
 // Consul's own CONSUL_HTTP_* environment (TLS files, namespace) applies as
@@ -60,6 +109,7 @@ const checkName = "corral worker loop"
 // Consul registers a worker with its local Consul agent and watches the
 // healthy workers. Safe for concurrent use.
 type Consul struct {
+	addr     string
 	client   *api.Client
 	service  string
 	token    string
@@ -100,6 +150,7 @@ func NewConsul(cfg ConsulConfig) (*Consul, error) {
 		return nil, fmt.Errorf("discovery: Consul client for %s: %w", cfg.Address, err)
 	}
 	return &Consul{
+		addr:     cfg.Address,
 		client:   client,
 		service:  cfg.Service,
 		token:    cfg.Token,
@@ -169,7 +220,7 @@ func (c *Consul) register(ctx context.Context, reg *Registration) error {
 	}
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true, Token: c.token}.WithContext(ctx)
 	if err := c.client.Agent().ServiceRegisterOpts(svc, opts); err != nil {
-		return fmt.Errorf("discovery: register %s with the Consul agent: %w", reg.ID, err)
+		return fmt.Errorf("discovery: register %s with the Consul agent: %w", reg.ID, Unreachable(c.addr, err))
 	}
 	return nil
 }
@@ -265,7 +316,7 @@ func (c *Consul) query(ctx context.Context, waitIndex uint64) ([]Member, uint64,
 	}
 	entries, meta, err := c.client.Health().Service(c.service, "", true, q.WithContext(ctx))
 	if err != nil {
-		return nil, 0, fmt.Errorf("discovery: list passing %s instances in Consul: %w", c.service, err)
+		return nil, 0, fmt.Errorf("discovery: list passing %s instances in Consul: %w", c.service, Unreachable(c.addr, err))
 	}
 	return membersFromEntries(entries), meta.LastIndex, nil
 }

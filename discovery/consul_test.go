@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/testenv"
+	"github.com/hashicorp/consul/api"
 )
 
 // testLogger sends slog output to t.Log until the test ends, so a watch
@@ -209,6 +210,39 @@ func TestRegisterPassingWatchDeregister(t *testing.T) {
 	}
 }
 
+// TestRegisterAgainChangesMetaKeepsHealth: a worker that registers again
+// with new meta (its plugins were reloaded and serve other handlers) stays
+// a passing member, and its peers' watch sees the new meta.
+func TestRegisterAgainChangesMetaKeepsHealth(t *testing.T) {
+	agent := setup(t)
+	ctx := context.Background()
+	w1 := newConsul(t, agent.Addr)
+	wt := watch(t, w1)
+	reg := Registration{ID: "w1", Address: "127.0.0.1", Port: 7101, CheckTTL: time.Minute,
+		Meta: map[string]string{"plugin-donations": "donations@0.1.0 donor.donate"}}
+	if err := w1.Register(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := w1.SetHealth(ctx, StatusPassing, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	wt.waitFor("w1", has("w1"))
+	reg.Meta = map[string]string{"plugin-donations": "donations@0.2.0 donor.donate,donor.refund"}
+	if err := w1.Register(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	s := wt.waitFor("w1 with the new meta", func(ms []Member) bool {
+		return len(ms) == 1 && ms[0].Meta["plugin-donations"] == reg.Meta["plugin-donations"]
+	})
+	if s.Members[0].ID != "w1" {
+		t.Fatalf("members %v", ids(s.Members))
+	}
+	// No SetHealth since: the check kept its passing status.
+	if got := healthyIDs(t, w1); !equalIDs(got, "w1") {
+		t.Fatalf("healthy after registering again: %v, want [w1]", got)
+	}
+}
+
 func TestCheckTTLLapseDropsMember(t *testing.T) {
 	agent := setup(t)
 	ctx := context.Background()
@@ -315,5 +349,28 @@ func TestWatchClosesWithContextAndSurvivesNoAgent(t *testing.T) {
 	}
 	if _, err := c.Healthy(context.Background()); err == nil {
 		t.Fatal("Healthy without an agent: no error")
+	}
+}
+
+// TestUnreachableSaysWhereAndWhy: an agent nobody listens for is reported
+// with its address and the bare reason, not the URL and call chain; an
+// agent that answers with an error is not unreachable.
+func TestUnreachableSaysWhereAndWhy(t *testing.T) {
+	t.Parallel()
+	addr := "127.0.0.1:1" // nothing listens on port 1 (tcpmux)
+	c, err := NewConsul(ConsulConfig{Address: addr, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Healthy(context.Background())
+	var ue *UnreachableError
+	if !errors.As(err, &ue) {
+		t.Fatalf("Healthy with no agent: %v, want an UnreachableError", err)
+	}
+	if got, want := ue.Error(), "cannot reach the Consul agent at "+addr+" (connection refused)"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	if got := Unreachable(addr, api.StatusError{Code: 403, Body: "ACL not found"}); errors.As(got, &ue) {
+		t.Fatalf("an answer from the agent taken for no answer: %v", got)
 	}
 }

@@ -78,14 +78,18 @@ func (s *Static) Watch(ctx context.Context) <-chan Snapshot {
 	return ch
 }
 
-// Register adds the caller with a critical status, as Consul does.
+// Register adds the caller with a critical status, as Consul does; as
+// with Consul, registering the same ID again (new meta) keeps its status.
 func (s *Static) Register(ctx context.Context, reg Registration) error {
 	if reg.ID == "" {
 		return fmt.Errorf("discovery: register: the worker ID is empty")
 	}
 	reg.Meta = maps.Clone(reg.Meta)
 	s.mu.Lock()
-	s.self, s.status = &reg, StatusCritical
+	if s.self == nil || s.self.ID != reg.ID {
+		s.status = StatusCritical
+	}
+	s.self = &reg
 	s.bumpLocked()
 	s.mu.Unlock()
 	return nil

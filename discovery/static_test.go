@@ -141,6 +141,13 @@ func TestStaticAsRegistry(t *testing.T) {
 	if !sameIDs(got.Members, "me", "peer") || got.Members[0].Address != "10.0.0.1:7000" {
 		t.Fatalf("after passing: %v", got.Members)
 	}
+	// Registering again, with new meta, keeps the status, as in Consul.
+	if err := s.Register(ctx, Registration{ID: "me", Address: "10.0.0.1", Port: 7000, Meta: map[string]string{"v": "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(t, ch); !sameIDs(got.Members, "me", "peer") || got.Members[0].Meta["v"] != "2" {
+		t.Fatalf("after registering again: %v", got.Members)
+	}
 	if err := s.SetHealth(ctx, StatusWarning, "slow"); err != nil {
 		t.Fatal(err)
 	}

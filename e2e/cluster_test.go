@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/testenv"
 )
 
@@ -73,6 +74,7 @@ type cluster struct {
 	mu      sync.Mutex
 	workers map[string]*exec.Cmd
 	flags   []string
+	pki     *testenv.PKI // set by withTLS: workers serve mutual TLS, clients present an admin certificate
 }
 
 func newCluster(t *testing.T, workerFlags ...string) *cluster {
@@ -112,6 +114,9 @@ func (c *cluster) launch(id string, r workerRun) {
 		c.t.Fatal(err)
 	}
 	args := append([]string{"--id", id, "--redis", r.redis, "--consul", r.consul, "--plugin", r.plugin}, c.flags...)
+	if c.pki != nil {
+		args = append(args, c.pki.WorkerFlags(c.t, id)...)
+	}
 	args = append(args, r.args...)
 	cmd := exec.Command(filepath.Join(c.bins, "worker"), args...)
 	if len(r.env) > 0 {
@@ -184,7 +189,11 @@ func (c *cluster) dumpLogs() {
 
 func (c *cluster) client() *client.Client {
 	c.t.Helper()
-	cl, err := client.New(client.Config{ConsulAddr: c.consul.Addr})
+	cfg := client.Config{ConsulAddr: c.consul.Addr}
+	if c.pki != nil {
+		cfg.TLS = c.pki.ClientTLS(c.t, pki.RoleAdmin)
+	}
+	cl, err := client.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -217,6 +226,7 @@ func (c *cluster) waitMembers(ok func(ids []string) bool, what string) {
 // coordinator runs the coordinator binary and returns its stdout.
 func (c *cluster) coordinator(args ...string) (string, error) {
 	cmd := exec.Command(filepath.Join(c.bins, "coordinator"), append([]string{"--consul", c.consul.Addr}, args...)...)
+	cmd.Env = append(os.Environ(), c.coordinatorEnv(pki.RoleAdmin)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

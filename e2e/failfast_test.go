@@ -134,3 +134,28 @@ func TestWorkerPolicyIsEnough(t *testing.T) {
 		t.Errorf("the worker token could write KV; the policy must not allow it")
 	}
 }
+
+// TestConsulUnreachableIsOneSentence: a worker and the coordinator pointed
+// at an address where no Consul agent listens stop with one line naming
+// the address, the reason and the flag to fix, not a chain of wrapped
+// errors with URLs.
+func TestConsulUnreachableIsOneSentence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test; run without -short")
+	}
+	bins := buildBinaries(t)
+	r := testenv.StartRedis(t)
+	// Nothing listens on port 1 (tcpmux): a free port could be taken by
+	// another test's agent meanwhile.
+	addr := "127.0.0.1:1"
+	want := "cannot reach the Consul agent at " + addr + " (connection refused): start it, or point --consul (env CORRAL_CONSUL_ADDR) at a running agent"
+	out, _, err := runWorker(t, bins, "--redis", r.Addr, "--consul", addr)
+	if err == nil || strings.TrimSpace(out) != "worker: "+want {
+		t.Errorf("worker with no Consul agent: err %v, output:\n%s", err, out)
+	}
+	cmd := exec.Command(filepath.Join(bins, "coordinator"), "--consul", addr, "status")
+	b, err := cmd.CombinedOutput()
+	if err == nil || strings.TrimSpace(string(b)) != "coordinator: "+want {
+		t.Errorf("coordinator status with no Consul agent: err %v, output:\n%s", err, b)
+	}
+}

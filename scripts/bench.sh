@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CORRAL_STATE=$PWD/.corral-bench CORRAL_REDIS_PORT=6391 CORRAL_CONSUL_PORT=8510 CORRAL_WORKER_PORT=7200
+export CORRAL_PLUGINS=$PWD/bin/donations-plugin CORRAL_BIN=$PWD/bin
 . scripts/env.sh
 trap 'scripts/cluster.sh down >/dev/null' EXIT
 scripts/cluster.sh down >/dev/null

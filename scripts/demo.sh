@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 N=${DEMO_DONATIONS:-20000}
+# The demo's jobs need the donations plugin (make demo PLUGINS=... adds others).
+export CORRAL_PLUGINS=${CORRAL_PLUGINS:-bin/donations-plugin}
 
 scripts/cluster.sh up
 work="$CORRAL_STATE/demo"

@@ -78,7 +78,7 @@ func (x JobResult_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobResult_State.Descriptor instead.
 func (JobResult_State) EnumDescriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{19, 0}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type Job struct {
@@ -606,6 +606,7 @@ type MemberStatus struct {
 	PluginRestarts   int64                  `protobuf:"varint,13,opt,name=plugin_restarts,json=pluginRestarts,proto3" json:"plugin_restarts,omitempty"`
 	Retried          int64                  `protobuf:"varint,14,opt,name=retried,proto3" json:"retried,omitempty"`
 	DeadLettered     int64                  `protobuf:"varint,15,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
+	PluginInfo       []*PluginInfo          `protobuf:"bytes,16,rep,name=plugin_info,json=pluginInfo,proto3" json:"plugin_info,omitempty"` // per plugin: what runs, and a file at its path that does not
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -745,6 +746,100 @@ func (x *MemberStatus) GetDeadLettered() int64 {
 	return 0
 }
 
+func (x *MemberStatus) GetPluginInfo() []*PluginInfo {
+	if x != nil {
+		return x.PluginInfo
+	}
+	return nil
+}
+
+// PluginInfo is one plugin of a worker: the binary its process runs (and
+// runs again after a crash) and, when the file now at its path is another
+// one, why that file does not run.
+type PluginInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex, of the binary the process runs
+	Path          string                 `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	Refused       string                 `protobuf:"bytes,5,opt,name=refused,proto3" json:"refused,omitempty"`                                  // why the file at path does not run, in one line; empty when it is the running one
+	RefusedSha256 string                 `protobuf:"bytes,6,opt,name=refused_sha256,json=refusedSha256,proto3" json:"refused_sha256,omitempty"` // hex, of that file
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginInfo) Reset() {
+	*x = PluginInfo{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginInfo) ProtoMessage() {}
+
+func (x *PluginInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginInfo.ProtoReflect.Descriptor instead.
+func (*PluginInfo) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PluginInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PluginInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PluginInfo) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *PluginInfo) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PluginInfo) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+func (x *PluginInfo) GetRefusedSha256() string {
+	if x != nil {
+		return x.RefusedSha256
+	}
+	return ""
+}
+
 type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Partitions    int32                  `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"` // P
@@ -756,7 +851,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[10]
+	mi := &file_api_workerpb_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +863,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[10]
+	mi := &file_api_workerpb_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +876,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{10}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusResponse) GetPartitions() int32 {
@@ -816,7 +911,7 @@ type CallRequest struct {
 
 func (x *CallRequest) Reset() {
 	*x = CallRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[11]
+	mi := &file_api_workerpb_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +923,7 @@ func (x *CallRequest) String() string {
 func (*CallRequest) ProtoMessage() {}
 
 func (x *CallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[11]
+	mi := &file_api_workerpb_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +936,7 @@ func (x *CallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
 func (*CallRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{11}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CallRequest) GetJob() *Job {
@@ -877,7 +972,7 @@ type CallResponse struct {
 
 func (x *CallResponse) Reset() {
 	*x = CallResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[12]
+	mi := &file_api_workerpb_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +984,7 @@ func (x *CallResponse) String() string {
 func (*CallResponse) ProtoMessage() {}
 
 func (x *CallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[12]
+	mi := &file_api_workerpb_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +997,7 @@ func (x *CallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
 func (*CallResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{12}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CallResponse) GetId() string {
@@ -941,7 +1036,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[13]
+	mi := &file_api_workerpb_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1048,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[13]
+	mi := &file_api_workerpb_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1061,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{13}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{14}
 }
 
 type DrainResponse struct {
@@ -978,7 +1073,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[14]
+	mi := &file_api_workerpb_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1085,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[14]
+	mi := &file_api_workerpb_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1098,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{14}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DrainResponse) GetReleased() int32 {
@@ -1022,7 +1117,7 @@ type LocateRequest struct {
 
 func (x *LocateRequest) Reset() {
 	*x = LocateRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[15]
+	mi := &file_api_workerpb_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1129,7 @@ func (x *LocateRequest) String() string {
 func (*LocateRequest) ProtoMessage() {}
 
 func (x *LocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[15]
+	mi := &file_api_workerpb_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1142,7 @@ func (x *LocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocateRequest.ProtoReflect.Descriptor instead.
 func (*LocateRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{15}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LocateRequest) GetKeys() []string {
@@ -1071,7 +1166,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[16]
+	mi := &file_api_workerpb_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1178,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[16]
+	mi := &file_api_workerpb_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1191,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{16}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Location) GetKey() string {
@@ -1150,7 +1245,7 @@ type LocateResponse struct {
 
 func (x *LocateResponse) Reset() {
 	*x = LocateResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[17]
+	mi := &file_api_workerpb_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1257,7 @@ func (x *LocateResponse) String() string {
 func (*LocateResponse) ProtoMessage() {}
 
 func (x *LocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[17]
+	mi := &file_api_workerpb_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1270,7 @@ func (x *LocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocateResponse.ProtoReflect.Descriptor instead.
 func (*LocateResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{17}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LocateResponse) GetLocations() []*Location {
@@ -1195,7 +1290,7 @@ type GetResultRequest struct {
 
 func (x *GetResultRequest) Reset() {
 	*x = GetResultRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[18]
+	mi := &file_api_workerpb_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1302,7 @@ func (x *GetResultRequest) String() string {
 func (*GetResultRequest) ProtoMessage() {}
 
 func (x *GetResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[18]
+	mi := &file_api_workerpb_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1315,7 @@ func (x *GetResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultRequest.ProtoReflect.Descriptor instead.
 func (*GetResultRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{18}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetResultRequest) GetIds() []string {
@@ -1250,7 +1345,7 @@ type JobResult struct {
 
 func (x *JobResult) Reset() {
 	*x = JobResult{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[19]
+	mi := &file_api_workerpb_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1357,7 @@ func (x *JobResult) String() string {
 func (*JobResult) ProtoMessage() {}
 
 func (x *JobResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[19]
+	mi := &file_api_workerpb_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1370,7 @@ func (x *JobResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobResult.ProtoReflect.Descriptor instead.
 func (*JobResult) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{19}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JobResult) GetId() string {
@@ -1322,7 +1417,7 @@ type GetResultResponse struct {
 
 func (x *GetResultResponse) Reset() {
 	*x = GetResultResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[20]
+	mi := &file_api_workerpb_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1429,7 @@ func (x *GetResultResponse) String() string {
 func (*GetResultResponse) ProtoMessage() {}
 
 func (x *GetResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[20]
+	mi := &file_api_workerpb_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1442,7 @@ func (x *GetResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultResponse.ProtoReflect.Descriptor instead.
 func (*GetResultResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{20}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetResultResponse) GetResults() []*JobResult {
@@ -1368,7 +1463,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[21]
+	mi := &file_api_workerpb_worker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1475,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[21]
+	mi := &file_api_workerpb_worker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1488,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{21}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListDeadLettersRequest) GetLimit() int32 {
@@ -1433,7 +1528,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[22]
+	mi := &file_api_workerpb_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1540,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[22]
+	mi := &file_api_workerpb_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1553,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{22}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeadLetter) GetId() string {
@@ -1527,7 +1622,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[23]
+	mi := &file_api_workerpb_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1634,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[23]
+	mi := &file_api_workerpb_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1647,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{23}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDeadLettersResponse) GetDead() []*DeadLetter {
@@ -1579,7 +1674,7 @@ type DeadLetterIDs struct {
 
 func (x *DeadLetterIDs) Reset() {
 	*x = DeadLetterIDs{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[24]
+	mi := &file_api_workerpb_worker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1686,7 @@ func (x *DeadLetterIDs) String() string {
 func (*DeadLetterIDs) ProtoMessage() {}
 
 func (x *DeadLetterIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[24]
+	mi := &file_api_workerpb_worker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1699,7 @@ func (x *DeadLetterIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterIDs.ProtoReflect.Descriptor instead.
 func (*DeadLetterIDs) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{24}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeadLetterIDs) GetIds() []string {
@@ -1630,7 +1725,7 @@ type DeadLetterCount struct {
 
 func (x *DeadLetterCount) Reset() {
 	*x = DeadLetterCount{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[25]
+	mi := &file_api_workerpb_worker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1737,7 @@ func (x *DeadLetterCount) String() string {
 func (*DeadLetterCount) ProtoMessage() {}
 
 func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[25]
+	mi := &file_api_workerpb_worker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1750,7 @@ func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterCount.ProtoReflect.Descriptor instead.
 func (*DeadLetterCount) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{25}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeadLetterCount) GetCount() int64 {
@@ -1673,7 +1768,7 @@ type ReloadPluginsRequest struct {
 
 func (x *ReloadPluginsRequest) Reset() {
 	*x = ReloadPluginsRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[26]
+	mi := &file_api_workerpb_worker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1780,7 @@ func (x *ReloadPluginsRequest) String() string {
 func (*ReloadPluginsRequest) ProtoMessage() {}
 
 func (x *ReloadPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[26]
+	mi := &file_api_workerpb_worker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,19 +1793,20 @@ func (x *ReloadPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ReloadPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{26}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{27}
 }
 
 type ReloadPluginsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Plugins       []string               `protobuf:"bytes,1,rep,name=plugins,proto3" json:"plugins,omitempty"` // "name@version" now running
+	Changes       []*PluginChange        `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"` // per plugin, by name
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReloadPluginsResponse) Reset() {
 	*x = ReloadPluginsResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[27]
+	mi := &file_api_workerpb_worker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1818,7 @@ func (x *ReloadPluginsResponse) String() string {
 func (*ReloadPluginsResponse) ProtoMessage() {}
 
 func (x *ReloadPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[27]
+	mi := &file_api_workerpb_worker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1831,7 @@ func (x *ReloadPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ReloadPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{27}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReloadPluginsResponse) GetPlugins() []string {
@@ -1743,6 +1839,90 @@ func (x *ReloadPluginsResponse) GetPlugins() []string {
 		return x.Plugins
 	}
 	return nil
+}
+
+func (x *ReloadPluginsResponse) GetChanges() []*PluginChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+// PluginChange is what a reload did to one plugin.
+type PluginChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	FromVersion   string                 `protobuf:"bytes,2,opt,name=from_version,json=fromVersion,proto3" json:"from_version,omitempty"`
+	ToVersion     string                 `protobuf:"bytes,3,opt,name=to_version,json=toVersion,proto3" json:"to_version,omitempty"`
+	FromSha256    string                 `protobuf:"bytes,4,opt,name=from_sha256,json=fromSha256,proto3" json:"from_sha256,omitempty"` // hex
+	ToSha256      string                 `protobuf:"bytes,5,opt,name=to_sha256,json=toSha256,proto3" json:"to_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginChange) Reset() {
+	*x = PluginChange{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginChange) ProtoMessage() {}
+
+func (x *PluginChange) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginChange.ProtoReflect.Descriptor instead.
+func (*PluginChange) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PluginChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PluginChange) GetFromVersion() string {
+	if x != nil {
+		return x.FromVersion
+	}
+	return ""
+}
+
+func (x *PluginChange) GetToVersion() string {
+	if x != nil {
+		return x.ToVersion
+	}
+	return ""
+}
+
+func (x *PluginChange) GetFromSha256() string {
+	if x != nil {
+		return x.FromSha256
+	}
+	return ""
+}
+
+func (x *PluginChange) GetToSha256() string {
+	if x != nil {
+		return x.ToSha256
+	}
+	return ""
 }
 
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
@@ -1782,7 +1962,7 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x0fPartitionStatus\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x14\n" +
-	"\x05depth\x18\x03 \x01(\x03R\x05depth\"\xd0\x04\n" +
+	"\x05depth\x18\x03 \x01(\x03R\x05depth\"\x8f\x05\n" +
 	"\fMemberStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -1801,10 +1981,20 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\bbreakers\x18\f \x03(\v2,.corral.worker.v1.MemberStatus.BreakersEntryR\bbreakers\x12'\n" +
 	"\x0fplugin_restarts\x18\r \x01(\x03R\x0epluginRestarts\x12\x18\n" +
 	"\aretried\x18\x0e \x01(\x03R\aretried\x12#\n" +
-	"\rdead_lettered\x18\x0f \x01(\x03R\fdeadLettered\x1a;\n" +
+	"\rdead_lettered\x18\x0f \x01(\x03R\fdeadLettered\x12=\n" +
+	"\vplugin_info\x18\x10 \x03(\v2\x1c.corral.worker.v1.PluginInfoR\n" +
+	"pluginInfo\x1a;\n" +
 	"\rBreakersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa7\x01\n" +
+	"\n" +
+	"PluginInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\x12\x18\n" +
+	"\arefused\x18\x05 \x01(\tR\arefused\x12%\n" +
+	"\x0erefused_sha256\x18\x06 \x01(\tR\rrefusedSha256\"\x8b\x01\n" +
 	"\x0eStatusResponse\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
@@ -1879,9 +2069,18 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x03all\x18\x02 \x01(\bR\x03all\"'\n" +
 	"\x0fDeadLetterCount\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x03R\x05count\"\x16\n" +
-	"\x14ReloadPluginsRequest\"1\n" +
+	"\x14ReloadPluginsRequest\"k\n" +
 	"\x15ReloadPluginsResponse\x12\x18\n" +
-	"\aplugins\x18\x01 \x03(\tR\aplugins2\xa4\a\n" +
+	"\aplugins\x18\x01 \x03(\tR\aplugins\x128\n" +
+	"\achanges\x18\x02 \x03(\v2\x1e.corral.worker.v1.PluginChangeR\achanges\"\xa2\x01\n" +
+	"\fPluginChange\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\ffrom_version\x18\x02 \x01(\tR\vfromVersion\x12\x1d\n" +
+	"\n" +
+	"to_version\x18\x03 \x01(\tR\ttoVersion\x12\x1f\n" +
+	"\vfrom_sha256\x18\x04 \x01(\tR\n" +
+	"fromSha256\x12\x1b\n" +
+	"\tto_sha256\x18\x05 \x01(\tR\btoSha2562\xa4\a\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -1908,7 +2107,7 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_api_workerpb_worker_proto_goTypes = []any{
 	(JobResult_State)(0),            // 0: corral.worker.v1.JobResult.State
 	(*Job)(nil),                     // 1: corral.worker.v1.Job
@@ -1921,66 +2120,70 @@ var file_api_workerpb_worker_proto_goTypes = []any{
 	(*StatusRequest)(nil),           // 8: corral.worker.v1.StatusRequest
 	(*PartitionStatus)(nil),         // 9: corral.worker.v1.PartitionStatus
 	(*MemberStatus)(nil),            // 10: corral.worker.v1.MemberStatus
-	(*StatusResponse)(nil),          // 11: corral.worker.v1.StatusResponse
-	(*CallRequest)(nil),             // 12: corral.worker.v1.CallRequest
-	(*CallResponse)(nil),            // 13: corral.worker.v1.CallResponse
-	(*DrainRequest)(nil),            // 14: corral.worker.v1.DrainRequest
-	(*DrainResponse)(nil),           // 15: corral.worker.v1.DrainResponse
-	(*LocateRequest)(nil),           // 16: corral.worker.v1.LocateRequest
-	(*Location)(nil),                // 17: corral.worker.v1.Location
-	(*LocateResponse)(nil),          // 18: corral.worker.v1.LocateResponse
-	(*GetResultRequest)(nil),        // 19: corral.worker.v1.GetResultRequest
-	(*JobResult)(nil),               // 20: corral.worker.v1.JobResult
-	(*GetResultResponse)(nil),       // 21: corral.worker.v1.GetResultResponse
-	(*ListDeadLettersRequest)(nil),  // 22: corral.worker.v1.ListDeadLettersRequest
-	(*DeadLetter)(nil),              // 23: corral.worker.v1.DeadLetter
-	(*ListDeadLettersResponse)(nil), // 24: corral.worker.v1.ListDeadLettersResponse
-	(*DeadLetterIDs)(nil),           // 25: corral.worker.v1.DeadLetterIDs
-	(*DeadLetterCount)(nil),         // 26: corral.worker.v1.DeadLetterCount
-	(*ReloadPluginsRequest)(nil),    // 27: corral.worker.v1.ReloadPluginsRequest
-	(*ReloadPluginsResponse)(nil),   // 28: corral.worker.v1.ReloadPluginsResponse
-	nil,                             // 29: corral.worker.v1.MemberStatus.BreakersEntry
+	(*PluginInfo)(nil),              // 11: corral.worker.v1.PluginInfo
+	(*StatusResponse)(nil),          // 12: corral.worker.v1.StatusResponse
+	(*CallRequest)(nil),             // 13: corral.worker.v1.CallRequest
+	(*CallResponse)(nil),            // 14: corral.worker.v1.CallResponse
+	(*DrainRequest)(nil),            // 15: corral.worker.v1.DrainRequest
+	(*DrainResponse)(nil),           // 16: corral.worker.v1.DrainResponse
+	(*LocateRequest)(nil),           // 17: corral.worker.v1.LocateRequest
+	(*Location)(nil),                // 18: corral.worker.v1.Location
+	(*LocateResponse)(nil),          // 19: corral.worker.v1.LocateResponse
+	(*GetResultRequest)(nil),        // 20: corral.worker.v1.GetResultRequest
+	(*JobResult)(nil),               // 21: corral.worker.v1.JobResult
+	(*GetResultResponse)(nil),       // 22: corral.worker.v1.GetResultResponse
+	(*ListDeadLettersRequest)(nil),  // 23: corral.worker.v1.ListDeadLettersRequest
+	(*DeadLetter)(nil),              // 24: corral.worker.v1.DeadLetter
+	(*ListDeadLettersResponse)(nil), // 25: corral.worker.v1.ListDeadLettersResponse
+	(*DeadLetterIDs)(nil),           // 26: corral.worker.v1.DeadLetterIDs
+	(*DeadLetterCount)(nil),         // 27: corral.worker.v1.DeadLetterCount
+	(*ReloadPluginsRequest)(nil),    // 28: corral.worker.v1.ReloadPluginsRequest
+	(*ReloadPluginsResponse)(nil),   // 29: corral.worker.v1.ReloadPluginsResponse
+	(*PluginChange)(nil),            // 30: corral.worker.v1.PluginChange
+	nil,                             // 31: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
 	1,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
 	3,  // 1: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
 	6,  // 2: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
 	9,  // 3: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	29, // 4: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
-	10, // 5: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
-	1,  // 6: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
-	20, // 7: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
-	17, // 8: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
-	0,  // 9: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
-	20, // 10: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
-	23, // 11: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
-	2,  // 12: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	5,  // 13: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	8,  // 14: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	12, // 15: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	14, // 16: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	16, // 17: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	19, // 18: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	22, // 19: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	25, // 20: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	25, // 21: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	27, // 22: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	4,  // 23: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	7,  // 24: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	11, // 25: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	13, // 26: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	15, // 27: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	18, // 28: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	21, // 29: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	24, // 30: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	26, // 31: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	26, // 32: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	28, // 33: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	23, // [23:34] is the sub-list for method output_type
-	12, // [12:23] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	31, // 4: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	11, // 5: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
+	10, // 6: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
+	1,  // 7: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
+	21, // 8: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
+	18, // 9: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
+	0,  // 10: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
+	21, // 11: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
+	24, // 12: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
+	30, // 13: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
+	2,  // 14: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	5,  // 15: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	8,  // 16: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	13, // 17: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	15, // 18: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	17, // 19: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	20, // 20: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	23, // 21: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	26, // 22: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	26, // 23: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	28, // 24: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	4,  // 25: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	7,  // 26: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	12, // 27: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	14, // 28: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	16, // 29: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	19, // 30: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	22, // 31: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	25, // 32: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	27, // 33: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	27, // 34: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	29, // 35: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	25, // [25:36] is the sub-list for method output_type
+	14, // [14:25] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -1994,7 +2197,7 @@ func file_api_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

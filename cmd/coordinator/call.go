@@ -10,6 +10,7 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/internal/cli"
 	"google.golang.org/grpc/status"
 )
 
@@ -70,7 +71,7 @@ Flags:`)
 	}
 	switch r.State {
 	case workerpb.JobResult_DEAD:
-		return fmt.Errorf("job %s was dead-lettered after %d attempts: %s", resp.Id, r.Attempts, r.Error)
+		return fmt.Errorf("job %s was dead-lettered after %s: %s", resp.Id, cli.Attempts(r.Attempts), r.Error)
 	case workerpb.JobResult_REJECTED:
 		return rejected(resp.Id, r.Error)
 	}

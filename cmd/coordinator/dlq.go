@@ -7,12 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
+	"text/tabwriter"
 	"time"
 
+	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
 )
 
-const dlqUsage = `Usage: coordinator dlq list [--limit N]
+const dlqUsage = `Usage: coordinator dlq list [--limit N]   (oldest first)
        coordinator dlq show ID
        coordinator dlq replay ID... | --all
        coordinator dlq purge ID... | --all
@@ -46,25 +49,26 @@ func dlqCmd(ctx context.Context, g globals, newClient func() (*client.Client, er
 	defer done()
 	switch sub {
 	case "list":
-		printed, after := 0, ""
-		for printed < *limit {
-			dead, next, err := c.DeadLetters(ctx, min(*limit-printed, 500), after)
+		var all []*workerpb.DeadLetter
+		after := ""
+		for len(all) < *limit {
+			dead, next, err := c.DeadLetters(ctx, min(*limit-len(all), 500), after)
 			if err != nil {
 				return err
 			}
-			for _, d := range dead {
-				last := ""
-				if len(d.Errors) > 0 {
-					last = d.Errors[len(d.Errors)-1]
-				}
-				fmt.Fprintf(stdout, "%s\t%s\t%s\tattempts=%d\t%s\t%s\n", d.Id, d.Handler, d.Key, d.Attempts,
-					time.UnixMilli(d.DeadAtMs).UTC().Format(time.RFC3339), last)
-			}
-			printed += len(dead)
+			all = append(all, dead...)
+			after = next
 			if next == "" {
 				break
 			}
-			after = next
+		}
+		if len(all) == 0 {
+			fmt.Fprintln(stderr, "no dead letters")
+			return nil
+		}
+		printDeadLetters(stdout, all)
+		if after != "" {
+			fmt.Fprintf(stderr, "(the oldest %d; there are more: --limit N lists more)\n", len(all))
 		}
 		return nil
 	case "show":
@@ -106,4 +110,20 @@ func dlqCmd(ctx context.Context, g globals, newClient func() (*client.Client, er
 	}
 	fmt.Fprintln(stderr, dlqUsage)
 	return fmt.Errorf("unknown dlq command %q", sub)
+}
+
+// printDeadLetters prints dead letters as a table, in the order given
+// (the store lists them oldest first), each with its last error.
+func printDeadLetters(w io.Writer, dead []*workerpb.DeadLetter) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEAD AT\tID\tHANDLER\tKEY\tATTEMPTS\tLAST ERROR")
+	for _, d := range dead {
+		last := ""
+		if len(d.Errors) > 0 {
+			last = d.Errors[len(d.Errors)-1]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", time.UnixMilli(d.DeadAtMs).UTC().Format(time.RFC3339),
+			d.Id, d.Handler, d.Key, d.Attempts, strings.ReplaceAll(last, "\n", " "))
+	}
+	tw.Flush()
 }

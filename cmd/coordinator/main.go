@@ -25,10 +25,11 @@ Commands:
   call     run one job synchronously on its key's owner and print its result (or why it was rejected)
   result   print a job's result: result [--wait D] ID
   dlq      dead letters: dlq list | show ID | replay ID...|--all | purge ID...|--all
-  status   members, partitions per member, queue depth
+  status   members, partitions per member, queue depth; warns when workers serve different handlers
   locate   partition, owner and epoch of keys: locate KEY [KEY...]
   drain    hand a worker's partitions off and stop it claiming: drain WORKER
   reload   relaunch workers' plugins from their binaries (hot upgrade): reload [WORKER...]
+  certs    make TLS certificates: certs init | issue --role R --name N | show FILE
 
 Global flags:
   --consul ADDR        Consul agent HTTP address (env CORRAL_CONSUL_ADDR, default 127.0.0.1:8500)
@@ -36,13 +37,22 @@ Global flags:
   --timeout D          deadline of the whole command (default 30s; submit --file has none)
   --retry-for D        how long submit and call try again, with the same job ids, while no
                        worker can take them (workers down, Redis restarting) (default 30s)
+  --tls-cert FILE      client certificate for the workers' mutual TLS; its role (read, submit
+                       or admin) decides what the workers allow (env CORRAL_TLS_CERT)
+  --tls-key FILE       its private key (env CORRAL_TLS_KEY)
+  --tls-ca FILE        the cluster's CA, which the workers' certificates must chain to
+                       (env CORRAL_TLS_CA)
+  --insecure           dial the workers in plaintext (or CORRAL_TLS=off)
+
+Without --tls-* flags, the admin certificate of the local cluster (scripts/cluster.sh,
+"make up") is used when it is there: $CORRAL_STATE/tls, else .corral/tls; else plaintext.
 
 Run "coordinator COMMAND --help" for a command's flags.
 `
 
 func main() {
 	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "coordinator:", err)
+		fmt.Fprintln(os.Stderr, "coordinator:", cli.Explain(err))
 		os.Exit(1)
 	}
 }
@@ -52,6 +62,8 @@ type globals struct {
 	token    string
 	timeout  time.Duration
 	retryFor time.Duration
+	tls      cli.TLSFlags
+	tlsFrom  *string // where the client's certificate came from, once a client was made
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -63,6 +75,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.StringVar(&g.token, "consul-token", os.Getenv("CONSUL_HTTP_TOKEN"), "")
 	fs.DurationVar(&g.timeout, "timeout", 30*time.Second, "")
 	fs.DurationVar(&g.retryFor, "retry-for", client.DefaultRetry().For, "")
+	g.tls.Register(fs, "")
+	g.tlsFrom = new(string)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -78,9 +92,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	newClient := func() (*client.Client, error) {
 		retry := client.DefaultRetry()
 		retry.For = g.retryFor
-		return client.New(client.Config{ConsulAddr: g.consul, ConsulToken: g.token, Retry: retry})
+		tlsCfg, from, err := g.tls.ClientConfig()
+		if err != nil {
+			return nil, err
+		}
+		*g.tlsFrom = from
+		return client.New(client.Config{ConsulAddr: g.consul, ConsulToken: g.token, Retry: retry, TLS: tlsCfg})
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	err := runCommand(ctx, cmd, rest, g, newClient, stdin, stdout, stderr, fs)
+	return explainTLS(err, *g.tlsFrom)
+}
+
+func runCommand(ctx context.Context, cmd string, rest []string, g globals, newClient func() (*client.Client, error), stdin io.Reader, stdout, stderr io.Writer, fs *flag.FlagSet) error {
 	switch cmd {
 	case "submit":
 		return submitCmd(ctx, g, newClient, rest, stdin, stdout, stderr)
@@ -100,6 +124,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return drainCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "reload":
 		return reloadCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "certs":
+		return certsCmd(rest, stdout, stderr)
 	case "help":
 		fs.Usage()
 		return nil

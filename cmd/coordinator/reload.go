@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
 )
 
@@ -17,7 +18,7 @@ import (
 func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator reload [WORKER...]\n\nRelaunches the plugins of the given workers (default: every healthy worker)\nfrom their binaries without restarting them, as SIGHUP does: batches in\nflight finish on the old version, new batches go to the new one. A worker\nwhose new plugin fails to start keeps the old one and reports why.")
+		fmt.Fprintln(stderr, "Usage: coordinator reload [WORKER...]\n\nRelaunches the plugins of the given workers (default: every healthy worker)\nfrom their binaries without restarting them, as SIGHUP does: batches in\nflight finish on the old version, new batches go to the new one. Prints\neach worker's old and new plugin versions. A worker whose new plugin fails\nto start keeps the old one and reports why (with the plugin's exit status\nand last stderr lines); crashes then relaunch the old one too.")
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -35,19 +36,20 @@ func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	for _, id := range fs.Args() {
 		want[id] = true
 	}
+	all := len(want) == 0
 	var failed []string
 	for _, m := range members {
-		if len(want) > 0 && !want[m.ID] {
+		if !all && !want[m.ID] {
 			continue
 		}
 		delete(want, m.ID)
-		plugins, err := c.ReloadPlugins(ctx, m.Address)
+		resp, err := c.ReloadPluginsReport(ctx, m.Address)
 		if err != nil {
 			fmt.Fprintf(stdout, "%s\tFAILED: %s\n", m.ID, status.Convert(err).Message())
 			failed = append(failed, m.ID)
 			continue
 		}
-		fmt.Fprintf(stdout, "%s\t%s\n", m.ID, strings.Join(plugins, " "))
+		fmt.Fprintf(stdout, "%s\t%s\n", m.ID, reloadSummary(resp))
 	}
 	for id := range want {
 		fmt.Fprintf(stdout, "%s\tFAILED: %v\n", id, client.ErrUnknownWorker)
@@ -57,4 +59,35 @@ func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 		return fmt.Errorf("reload failed on %s", strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// reloadSummary says what a reload did on one worker, per plugin:
+// "name@old → name@new [sha256 1a2b3c4d → 5e6f7a8b]", or "name@version
+// (unchanged)". A worker that does not report changes gets its plugins
+// listed.
+func reloadSummary(resp *workerpb.ReloadPluginsResponse) string {
+	if len(resp.GetChanges()) == 0 {
+		return strings.Join(resp.GetPlugins(), " ")
+	}
+	var out []string
+	for _, c := range resp.GetChanges() {
+		from, to := c.GetName()+"@"+c.GetFromVersion(), c.GetName()+"@"+c.GetToVersion()
+		switch {
+		case c.GetFromSha256() == c.GetToSha256() && from == to:
+			out = append(out, to+" (unchanged)")
+		case c.GetFromSha256() == c.GetToSha256():
+			out = append(out, from+" → "+to)
+		default:
+			out = append(out, fmt.Sprintf("%s → %s [sha256 %s → %s]", from, to, shortSum(c.GetFromSha256()), shortSum(c.GetToSha256())))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// shortSum is the first 8 hex digits of a SHA-256, as status prints them.
+func shortSum(hex string) string {
+	if hex == "" {
+		return "?"
+	}
+	return hex[:min(8, len(hex))]
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/internal/cli"
 )
 
 func resultCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
@@ -61,7 +62,7 @@ func printResult(ctx context.Context, c *client.Client, id string, wait time.Dur
 		}
 		return nil
 	case workerpb.JobResult_DEAD:
-		return fmt.Errorf("job %s was dead-lettered after %d attempts: %s ('coordinator dlq show %s')", id, r.Attempts, r.Error, id)
+		return fmt.Errorf("job %s was dead-lettered after %s: %s ('coordinator dlq show %s')", id, cli.Attempts(r.Attempts), r.Error, id)
 	case workerpb.JobResult_REJECTED:
 		return rejected(id, r.Error)
 	case workerpb.JobResult_QUEUED:

@@ -11,12 +11,14 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/handlerset"
 )
 
 func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, and the jobs waiting.")
+		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting, and the\nplugin versions each runs (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nWarns when the workers serve different handlers or plugin versions (from\nthe handler set each publishes in its Consul service meta).")
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -52,7 +54,56 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "partitions: %d (%d owned), jobs waiting: %d\n", st.Partitions, owned, st.TotalDepth)
+	for _, m := range st.Members {
+		for _, line := range filesNotRunning(m) {
+			fmt.Fprintln(stdout, line)
+		}
+	}
+	members, err := c.Members(ctx)
+	if err != nil {
+		return err
+	}
+	if lines := handlerDifferences(members); len(lines) > 0 {
+		fmt.Fprintln(stdout, "WARNING: the workers serve different handlers:")
+		for _, l := range lines {
+			fmt.Fprintln(stdout, "  "+l)
+		}
+		fmt.Fprintln(stdout, "  Submit and call refuse a job whose key's owner lacks its handler; a job that reaches such an owner waits (worker --unknown-handler-wait). Install the same plugins on every worker.")
+	}
 	return nil
+}
+
+// filesNotRunning says, per plugin of m whose path holds a file it does
+// not run, which binary runs and why the file does not.
+func filesNotRunning(m *workerpb.MemberStatus) []string {
+	var out []string
+	for _, p := range m.PluginInfo {
+		if p.Refused == "" {
+			continue
+		}
+		file := p.Path
+		if p.RefusedSha256 != "" {
+			file += " (sha256 " + shortSum(p.RefusedSha256) + ")"
+		}
+		out = append(out, fmt.Sprintf("%s: plugin %s runs sha256 %s, not the file at %s: %s", m.Id, p.Name, shortSum(p.Sha256), file, p.Refused))
+	}
+	return out
+}
+
+// handlerDifferences compares the handler sets the members publish in
+// their Consul meta.
+func handlerDifferences(members []discovery.Member) []string {
+	sets := map[string]handlerset.Set{}
+	var unknown []string
+	for _, m := range members {
+		s, err := handlerset.FromMeta(m.Meta)
+		if err != nil {
+			unknown = append(unknown, m.ID)
+			continue
+		}
+		sets[m.ID] = s
+	}
+	return handlerset.Compare(sets, unknown).Lines()
 }
 
 // breakerSummary lists the peers whose breaker is not closed.
@@ -70,8 +121,9 @@ func breakerSummary(states map[string]string) string {
 	return strings.Join(bad, ", ")
 }
 
-// pluginSummary lists a member's plugin versions, with restarts and
-// degradation when there are any.
+// pluginSummary lists a member's plugin versions (with the sha256 prefix
+// of their binaries when the worker reports it), with restarts,
+// degradation and files at a plugin's path that do not run.
 func pluginSummary(m *workerpb.MemberStatus) string {
 	out := strings.Join(m.Plugins, ",")
 	var notes []string
@@ -80,6 +132,23 @@ func pluginSummary(m *workerpb.MemberStatus) string {
 	}
 	if m.Degraded {
 		notes = append(notes, "DEGRADED")
+	}
+	if len(m.PluginInfo) > 0 {
+		var plugs []string
+		refused := 0
+		for _, p := range m.PluginInfo {
+			plugs = append(plugs, p.Name+"@"+p.Version+" "+shortSum(p.Sha256))
+			if p.Refused != "" {
+				refused++
+			}
+		}
+		out = strings.Join(plugs, ",")
+		switch {
+		case refused == 1:
+			notes = append(notes, "new file not running")
+		case refused > 1:
+			notes = append(notes, fmt.Sprintf("%d new files not running", refused))
+		}
 	}
 	if len(notes) > 0 {
 		out += " (" + strings.Join(notes, ", ") + ")"

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,11 @@ const submitBatchBytes = 4 << 20
 // 64 lanes of 512 jobs ingested about three times faster than 4 lanes of
 // 2,048 on a 2-core machine draining as it ingests, and as fast when not.
 const submitLanes = 64
+
+// submitLag is how many lines a lane may hold unsent: a lane of rare
+// partitions is sent once the file has moved this far past its first
+// line, so its lines' reports are not held back until the end.
+const submitLag = submitLanes * submitBatch
 
 // submitLane is one lane's batch: jobs and their line numbers.
 type submitLane struct {
@@ -207,6 +213,7 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 		lastSeen = start
 		parser   lineParser
 		ids      fileIDs
+		reports  = lineReports{w: stderr, next: 1}
 	)
 	send := func(b submitLane) {
 		res, err := sub.Submit(ctx, b.jobs)
@@ -219,6 +226,7 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 				fatal = fmt.Errorf("lines %d-%d: %w", b.lines[0], b.lines[len(b.lines)-1], err)
 			}
 			unsent.add(b.lines)
+			reports.settle(b.lines, "")
 			stop.Store(true)
 			return
 		}
@@ -226,12 +234,14 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 			switch {
 			case r.Error != "":
 				st.rejected++
-				fmt.Fprintf(stderr, "line %d: rejected: %s\n", b.lines[i], r.Error)
+				reports.settleOne(b.lines[i], fmt.Sprintf("line %d: rejected: %s", b.lines[i], r.Error))
+				continue
 			case r.Duplicate:
 				st.duplicates++
 			default:
 				st.submitted++
 			}
+			reports.settleOne(b.lines[i], "")
 		}
 		if stopOnError && st.rejected > 0 {
 			stop.Store(true)
@@ -250,6 +260,7 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 				}
 				mu.Lock()
 				unsent.add(b.lines)
+				reports.settle(b.lines, "")
 				mu.Unlock()
 			}
 		}(queues[i])
@@ -276,14 +287,24 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 		}
 		st.lines++
 		line := sc.Bytes()
+		if st.lines%1024 == 0 {
+			for i := range lanes {
+				if len(lanes[i].lines) > 0 && st.lines-lanes[i].lines[0] >= submitLag {
+					flush(i)
+				}
+			}
+		}
 		if len(line) == 0 {
+			mu.Lock()
+			reports.settleOne(st.lines, "")
+			mu.Unlock()
 			continue
 		}
 		j, err := parser.parse(line)
 		if err != nil {
 			mu.Lock()
 			st.rejected++
-			fmt.Fprintf(stderr, "line %d: malformed JSON: %v\n", st.lines, err)
+			reports.settleOne(st.lines, fmt.Sprintf("line %d: malformed JSON: %v", st.lines, err))
 			mu.Unlock()
 			if stopOnError {
 				malformed = fmt.Errorf("stopped at line %d (--on-error stop)", st.lines)
@@ -313,6 +334,7 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 	}
 	scanErr := sc.Err()
 	finish()
+	reports.flush()
 	if fatal != nil {
 		notRead := ""
 		switch {
@@ -346,6 +368,64 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 		return fmt.Errorf("%d of %d lines rejected", st.rejected, st.lines)
 	}
 	return nil
+}
+
+// lineReports prints the per-line reports of a file submission in file
+// order, though the lanes answer out of it: a line's report waits until
+// every earlier line is settled (blank, malformed, answered, or not sent).
+// The caller serializes its calls.
+type lineReports struct {
+	w       io.Writer
+	next    int            // the first line not settled yet
+	settled []bool         // settled[i]: line next+i is settled
+	msgs    map[int]string // reports of settled lines not printed yet
+}
+
+func (r *lineReports) settle(lines []int, msg string) {
+	for _, l := range lines {
+		r.settleOne(l, msg)
+	}
+}
+
+// settleOne settles line l with its report ("" for none) and prints every
+// report that no earlier line holds back any more.
+func (r *lineReports) settleOne(l int, msg string) {
+	if l < r.next {
+		return
+	}
+	for len(r.settled) <= l-r.next {
+		r.settled = append(r.settled, false)
+	}
+	r.settled[l-r.next] = true
+	if msg != "" {
+		if r.msgs == nil {
+			r.msgs = map[int]string{}
+		}
+		r.msgs[l] = msg
+	}
+	n := 0
+	for n < len(r.settled) && r.settled[n] {
+		if m, ok := r.msgs[r.next+n]; ok {
+			fmt.Fprintln(r.w, m)
+			delete(r.msgs, r.next+n)
+		}
+		n++
+	}
+	r.next += n
+	r.settled = r.settled[n:]
+}
+
+// flush prints the reports still held, in line order.
+func (r *lineReports) flush() {
+	lines := make([]int, 0, len(r.msgs))
+	for l := range r.msgs {
+		lines = append(lines, l)
+	}
+	sort.Ints(lines)
+	for _, l := range lines {
+		fmt.Fprintln(r.w, r.msgs[l])
+	}
+	r.msgs = nil
 }
 
 // fileIDs names the id-less lines of a jobs file: "f-" and a hash of the

@@ -114,3 +114,27 @@ func TestFileIDsDeterministic(t *testing.T) {
 		t.Fatalf("line 7 named %q, want %q", id, want)
 	}
 }
+
+// Reports come out in line order whatever order the lines settle in, each
+// as soon as no earlier line is pending.
+func TestLineReportsInFileOrder(t *testing.T) {
+	var b bytes.Buffer
+	r := lineReports{w: &b, next: 1}
+	r.settle([]int{4, 6}, "")
+	r.settleOne(5, "line 5: rejected")
+	r.settleOne(3, "line 3: malformed")
+	if b.Len() != 0 {
+		t.Fatalf("printed before lines 1 and 2 settled: %q", b.String())
+	}
+	r.settleOne(1, "")
+	r.settleOne(2, "line 2: rejected")
+	if got := b.String(); got != "line 2: rejected\nline 3: malformed\nline 5: rejected\n" {
+		t.Fatalf("printed %q", got)
+	}
+	r.settleOne(9, "line 9: rejected")
+	r.settleOne(8, "line 8: rejected")
+	r.flush() // line 7 never settled (not sent)
+	if got := b.String(); !bytes.HasSuffix([]byte(got), []byte("line 8: rejected\nline 9: rejected\n")) {
+		t.Fatalf("flushed %q", got)
+	}
+}

@@ -32,9 +32,28 @@ partitions off gracefully.
 SIGHUP reloads the plugins from their binaries without a restart (so does
 coordinator reload): batches in flight finish on the old version, new ones
 go to the new version; if a new binary fails to start, the old one stays.
-A plugin given as PATH@sha256=HEX, or listed in --plugin-checksums (the
-output of sha256sum, re-read at every launch and reload), is only run if
-its SHA-256 matches.
+A plugin that crashes is relaunched from a private copy of the binary it
+ran (in --plugin-cache-dir), whatever its path holds by then: only a
+reload runs a new file. A plugin given as PATH@sha256=HEX, or listed in
+--plugin-checksums (the output of sha256sum, re-read at every start and
+reload), is only launched from its path if its SHA-256 matches.
+
+TLS: with --tls-cert, --tls-key and --tls-ca the gRPC API speaks mutual
+TLS 1.3 only: a caller needs a certificate signed by that CA, and its role
+(SAN URI corral://role/read|submit|admin|peer) decides which RPCs it may
+call; calls to peers present this worker's certificate, which must have
+role peer and name the --advertise host. SIGHUP also reads the three files
+again, for the handshakes that follow. Without TLS the worker serves on a
+loopback address only (with a warning), unless --insecure is given.
+"coordinator certs" makes the certificates; see docs/security.md.
+
+Each worker publishes the handlers it serves, with their plugin versions,
+in its Consul service meta. Workers may run different plugin sets for a
+while (a rolling upgrade adding a handler): submit and call refuse a job
+whose key's owner does not serve its handler, naming the workers that
+lack it, and coordinator status warns; a job that reaches such an owner
+anyway (emitted, delayed, or moved with its partition) waits for one that
+serves it, without spending attempts, for up to --unknown-handler-wait.
 
 Flags:
 `
@@ -47,7 +66,7 @@ func main() {
 		debug.SetGCPercent(400)
 	}
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
+		fmt.Fprintln(os.Stderr, "worker:", cli.Explain(err))
 		os.Exit(1)
 	}
 }
@@ -69,7 +88,8 @@ func run() error {
 	consulToken := fs.String("consul-token", "", "Consul ACL token (env CONSUL_HTTP_TOKEN)")
 	fs.Var(&plugins, "plugin", "handler plugin binary to launch, PATH or PATH@sha256=HEX (repeatable)")
 	hcfg := host.DefaultConfig()
-	fs.StringVar(&hcfg.ChecksumFile, "plugin-checksums", "", "file of pinned plugin SHA-256s in sha256sum format, re-read at every launch and reload")
+	fs.StringVar(&hcfg.ChecksumFile, "plugin-checksums", "", "file of pinned plugin SHA-256s in sha256sum format, re-read at every start and reload")
+	fs.StringVar(&hcfg.CacheDir, "plugin-cache-dir", "", "folder for private copies of the plugin binaries launched, which a crashed plugin is relaunched from; must allow executing files (default: the system's temporary folder)")
 	fs.IntVar(&hcfg.MaxRestarts, "plugin-max-restarts", hcfg.MaxRestarts, "restart intensity: more plugin restarts than this within --plugin-restart-window mark the worker degraded")
 	fs.DurationVar(&hcfg.RestartWindow, "plugin-restart-window", hcfg.RestartWindow, "window of the plugin restart intensity")
 	fs.IntVar(&hcfg.MaxMessageBytes, "plugin-max-message", hcfg.MaxMessageBytes, "largest gRPC message between worker and plugin, in bytes (both ends)")
@@ -79,6 +99,8 @@ func run() error {
 	fs.IntVar(&cfg.Parallel, "parallel", cfg.Parallel, "partition batches processed at once")
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", cfg.MaxAttempts, "attempts before a job is dead-lettered, when its handler declares none")
 	fs.IntVar(&cfg.MaxPayloadBytes, "max-payload", cfg.MaxPayloadBytes, "largest accepted job payload in bytes")
+	fs.DurationVar(&cfg.UnknownHandlerWait, "unknown-handler-wait", cfg.UnknownHandlerWait,
+		"how long a job whose handler this worker does not serve waits, parked and without spending attempts, for an owner that serves it (a rolling upgrade adding the handler) before it is dead-lettered")
 	fs.DurationVar(&cfg.Lease.TTL, "lease-ttl", cfg.Lease.TTL, "liveness lease TTL in Redis")
 	fs.DurationVar(&cfg.Lease.RenewEvery, "lease-renew", cfg.Lease.RenewEvery, "lease renewal interval")
 	fs.DurationVar(&cfg.CheckTTL, "check-ttl", cfg.CheckTTL, "TTL of the worker's Consul check")
@@ -98,6 +120,9 @@ func run() error {
 	fs.DurationVar(&cfg.Store.WaitTimeout, "redis-wait-timeout", 500*time.Millisecond, "longest wait for --redis-wait-replicas; a submit not replicated in time is reported unavailable and retried by the client")
 	fs.Int64Var(&cfg.Store.AuditMax, "audit-max", cfg.Store.AuditMax,
 		"audit entries kept per partition with --audit, about: the oldest are trimmed in whole stream nodes")
+	var tlsFlags cli.TLSFlags
+	tlsFlags.Register(fs, "serve the gRPC API without TLS on a non-loopback --listen address: anyone who reaches it may call every RPC")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the --metrics address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -117,6 +142,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if cfg.TLS, err = tlsFlags.Identity(); err != nil {
+		return err
+	}
 
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -130,6 +158,15 @@ func run() error {
 	if cfg.ID == "" {
 		_, port, _ := net.SplitHostPort(lis.Addr().String())
 		cfg.ID = hostname + "-" + port
+	}
+	if cfg.TLS == nil {
+		err = checkPlaintext(*listen, lis, tlsFlags.Insecure, logger)
+	} else if err = checkWorkerCert(cfg.TLS, cfg.Advertise); err == nil {
+		logger.Info("serving the gRPC API with mutual TLS", "certificate", cfg.TLS.Describe(), "ca", tlsFlags.CA)
+	}
+	if err != nil {
+		lis.Close()
+		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -184,13 +221,19 @@ func run() error {
 		lis.Close()
 		return err
 	}
-	// SIGHUP: hot upgrade of the plugins; Reload logs what it did.
+	// SIGHUP: hot upgrade of the plugins (Reload logs what it did), and the
+	// TLS certificate and CA read again for the handshakes that follow.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			_, _ = plugs.Reload(ctx)
+			if cfg.TLS != nil {
+				reloadTLS(cfg.TLS, cfg.Advertise, logger)
+			}
+			if _, err := w.ReloadPlugins(ctx); err != nil {
+				logger.Warn("SIGHUP: plugin reload", "err", err)
+			}
 		}
 	}()
 	// Start runs the plugins, /metrics, the gRPC API and the job loops;

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corralhq/corral/discovery"
 	"github.com/hashicorp/consul/api"
 	"github.com/redis/go-redis/v9"
 )
@@ -40,7 +41,7 @@ func checkConsulToken(ctx context.Context, addr, token string) error {
 	case strings.Contains(msg, "ACL not found"), strings.Contains(msg, "403"):
 		return fmt.Errorf("%w at %s (%v): check --consul-token / CONSUL_HTTP_TOKEN", errConsulToken, addr, err)
 	}
-	return fmt.Errorf("cannot reach the Consul agent at %s: %w", addr, err)
+	return discovery.Unreachable(addr, err)
 }
 
 // checkEvictionPolicy refuses a Redis (every master of a Redis Cluster)

@@ -1,7 +1,8 @@
 # Runs N Corral workers against an existing Consul cluster (a client agent
 # on every Nomad client, see deploy/consul/client.hcl) and Redis.
 #
-#   nomad var put nomad/jobs/corral-worker redis_password=... consul_token=...
+#   nomad var put nomad/jobs/corral-worker redis_password=... consul_token=... \
+#     tls_ca=@ca.pem tls_cert=@worker.pem tls_key=@worker-key.pem
 #   nomad job run -var count=6 -var redis=10.0.2.10:6379 deploy/nomad/corral-worker.nomad.hcl
 #
 # For Redis Cluster give several nodes: -var redis=10.0.2.10:6379,10.0.2.11:6379,10.0.2.12:6379
@@ -11,6 +12,15 @@
 # second, check-less registration of the same process. Scale with
 # `nomad job scale corral-worker workers N`; each worker hands its
 # partitions off on SIGTERM (kill_timeout covers the hand-off).
+#
+# The gRPC API is mutual TLS (docs/security.md). The worker certificate in
+# the variable has role peer and must name every Nomad client's address
+# (coordinator certs issue --role peer --name corral-worker --host IP1
+# --host IP2 ...); with Vault, a template on pki/issue with
+# ip_sans={{ env "NOMAD_IP_grpc" }} gives each allocation its own instead.
+# When the variable changes, Nomad re-renders the files and sends SIGHUP:
+# the workers serve the new certificate without a restart (and relaunch
+# their plugins).
 
 variable "count" {
   type    = number
@@ -84,6 +94,28 @@ EOT
         env         = true
       }
 
+      template {
+        data          = <<EOT
+{{ with nomadVar "nomad/jobs/corral-worker" }}{{ .tls_ca }}{{ end }}
+EOT
+        destination   = "secrets/tls/ca.pem"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+      }
+
+      # The certificate and its key in one file (the worker reads a key from
+      # a file that also holds the certificate), so they change together.
+      template {
+        data          = <<EOT
+{{ with nomadVar "nomad/jobs/corral-worker" }}{{ .tls_cert }}
+{{ .tls_key }}{{ end }}
+EOT
+        destination   = "secrets/tls/worker.pem"
+        perms         = "600"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+      }
+
       config {
         command = "local/worker"
         args = [
@@ -94,6 +126,9 @@ EOT
           "--redis", var.redis,
           "--consul", "127.0.0.1:8500",
           "--partitions", "${var.partitions}",
+          "--tls-cert", "secrets/tls/worker.pem",
+          "--tls-key", "secrets/tls/worker.pem",
+          "--tls-ca", "secrets/tls/ca.pem",
           "--plugin", "local/donations-plugin",
           "--log-format", "json",
         ]

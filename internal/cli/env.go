@@ -44,3 +44,11 @@ func (s *Strings) String() string { return strings.Join(*s, ",") }
 
 // Set appends one value.
 func (s *Strings) Set(v string) error { *s = append(*s, v); return nil }
+
+// Attempts says "1 attempt", "2 attempts".
+func Attempts(n int32) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
+}

@@ -24,11 +24,25 @@ type Server struct {
 	once sync.Once
 }
 
+// Option changes what a Server serves.
+type Option func(*options)
+
+type options struct{ profiles bool }
+
+// WithProfiles also serves Go's profiler at /debug/pprof/. Off by default:
+// a profile shows code paths and data, and a CPU profile or trace costs
+// the worker CPU for as long as it runs.
+func WithProfiles() Option { return func(o *options) { o.profiles = true } }
+
 // Listen binds addr (host:port; port 0 picks a free one) so the address is
 // known, and registrable in Consul, before serving starts.
-func Listen(addr string, reg *prometheus.Registry, logger *slog.Logger) (*Server, error) {
+func Listen(addr string, reg *prometheus.Registry, logger *slog.Logger, opts ...Option) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
+	}
+	var o options
+	for _, f := range opts {
+		f(&o)
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -36,18 +50,20 @@ func Listen(addr string, reg *prometheus.Registry, logger *slog.Logger) (*Server
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	// Go's profiler, for "where does the time go" on a live worker; the
-	// address is private (127.0.0.1) unless the operator chooses otherwise.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	index := "corral worker: metrics at /metrics"
+	if o.profiles {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		index += ", Go profiles at /debug/pprof/"
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
 		}
-		fmt.Fprintln(w, "corral worker: metrics at /metrics, Go profiles at /debug/pprof/")
+		fmt.Fprintln(w, index)
 	})
 	return &Server{lis: lis, log: logger,
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil

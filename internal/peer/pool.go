@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/corralhq/corral/api/workerpb"
@@ -14,6 +15,7 @@ import (
 	"github.com/corralhq/corral/internal/grpcopt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -27,20 +29,38 @@ func ServerOptions() []grpc.ServerOption {
 // Pool holds one connection and one circuit breaker per worker address.
 type Pool struct {
 	breakers *breaker.Set
+	creds    credentials.TransportCredentials
 	mu       sync.Mutex
 	conns    map[string]*grpc.ClientConn
 }
 
+// Option changes a Pool.
+type Option func(*Pool)
+
+// WithCredentials dials workers with creds (TLS) instead of plaintext.
+func WithCredentials(creds credentials.TransportCredentials) Option {
+	return func(p *Pool) {
+		if creds != nil {
+			p.creds = creds
+		}
+	}
+}
+
 // NewPool returns a pool whose calls go through breakers built from cfg;
-// only a Fault counts against a peer's breaker.
-func NewPool(cfg breaker.Config, logger *slog.Logger) (*Pool, error) {
+// only a Fault counts against a peer's breaker. It dials in plaintext
+// unless an option gives credentials.
+func NewPool(cfg breaker.Config, logger *slog.Logger, opts ...Option) (*Pool, error) {
 	cfg.Logger = logger
 	cfg.IsSuccessful = func(err error) bool { return !Fault(err) }
 	set, err := breaker.NewSet(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("peer: breakers: %w", err)
 	}
-	return &Pool{breakers: set, conns: map[string]*grpc.ClientConn{}}, nil
+	p := &Pool{breakers: set, conns: map[string]*grpc.ClientConn{}, creds: insecure.NewCredentials()}
+	for _, o := range opts {
+		o(p)
+	}
+	return p, nil
 }
 
 // Breakers exposes the per-peer breakers (for status and logs).
@@ -53,7 +73,7 @@ func (p *Pool) conn(addr string) (*grpc.ClientConn, error) {
 		return c, nil
 	}
 	c, err := grpc.Dial(addr, append(grpcopt.DialOptions(grpcopt.MaxMessageBytes),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		grpc.WithTransportCredentials(p.creds))...)
 	if err != nil {
 		return nil, fmt.Errorf("peer: dial %s: %w", addr, err)
 	}
@@ -108,4 +128,16 @@ func Fault(err error) bool {
 		return false
 	}
 	return true
+}
+
+// HandshakeFailed reports whether err is a TLS handshake that failed, on
+// either side: a certificate refused, expired or missing, another CA, or
+// TLS spoken to a plaintext server. Trying again will not help until the
+// certificates change.
+func HandshakeFailed(err error) bool {
+	if err == nil || status.Code(err) != codes.Unavailable {
+		return false
+	}
+	msg := status.Convert(err).Message()
+	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ")
 }

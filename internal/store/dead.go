@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,47 +65,103 @@ func (s *Store) DeadLetters(ctx context.Context, ids []string) ([]DeadRecord, er
 	return out, nil
 }
 
-// ListDead pages through the dead letters, partition by partition, oldest
-// first in each. after is the cursor a previous call returned ("" to start);
-// the returned cursor is "" at the end.
+// ListDead pages through the dead letters of every partition in the order
+// they were dead-lettered, oldest first (ties by id). after is the cursor a
+// previous call returned ("" to start); the returned cursor is "" at the
+// end. A page costs two reads per partition, pipelined, and one per
+// partition it holds letters of.
 func (s *Store) ListDead(ctx context.Context, limit int, after string) ([]DeadRecord, string, error) {
-	p, off := 0, int64(0)
+	if limit <= 0 {
+		return nil, "", nil
+	}
+	var fromMs int64
+	var fromID string
 	if after != "" {
-		ps, os, ok := strings.Cut(after, ":")
-		var e1, e2 error
-		p, e1 = strconv.Atoi(ps)
-		off, e2 = strconv.ParseInt(os, 10, 64)
-		if !ok || e1 != nil || e2 != nil || p < 0 || off < 0 {
+		ms, id, ok := strings.Cut(after, ":")
+		var err error
+		fromMs, err = strconv.ParseInt(ms, 10, 64)
+		if !ok || err != nil || id == "" {
 			return nil, "", fmt.Errorf("store: bad dead-letter cursor %q", after)
 		}
+		fromID = id
 	}
-	var out []DeadRecord
-	for ; p < s.cfg.Partitions; p, off = p+1, 0 {
-		k := keys.For(p)
-		want := int64(limit - len(out))
-		ids, err := s.rdb.ZRange(ctx, k.DeadIndex(), off, off+want-1).Result()
-		if err != nil {
-			return nil, "", fmt.Errorf("store: list dead letters of partition %d: %w", p, err)
+	type entry struct {
+		p  int
+		ms int64
+		id string
+	}
+	pipe := s.rdb.Pipeline()
+	later := make([]*redis.ZSliceCmd, s.cfg.Partitions)
+	ties := make([]*redis.ZSliceCmd, s.cfg.Partitions)
+	for p := range later {
+		k := keys.For(p).DeadIndex()
+		min := "-inf"
+		if after != "" {
+			min = "(" + itoa(fromMs)
+			// Letters of the cursor's own millisecond, past its id.
+			ties[p] = pipe.ZRangeByScoreWithScores(ctx, k, &redis.ZRangeBy{Min: itoa(fromMs), Max: itoa(fromMs)})
 		}
-		if len(ids) > 0 {
-			vals, err := s.rdb.HMGet(ctx, k.Dead(), ids...).Result()
-			if err != nil {
-				return nil, "", fmt.Errorf("store: read dead letters of partition %d: %w", p, err)
-			}
-			for _, v := range vals {
-				if str, ok := v.(string); ok {
-					var r DeadRecord
-					if err := json.Unmarshal([]byte(str), &r); err == nil {
-						out = append(out, r)
-					}
+		later[p] = pipe.ZRangeByScoreWithScores(ctx, k, &redis.ZRangeBy{Min: min, Max: "+inf", Count: int64(limit) + 1})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", fmt.Errorf("store: list dead letters: %w", err)
+	}
+	var found []entry
+	for p := range later {
+		if ties[p] != nil {
+			for _, z := range ties[p].Val() {
+				if id, _ := z.Member.(string); id > fromID {
+					found = append(found, entry{p, fromMs, id})
 				}
 			}
 		}
-		if int64(len(ids)) == want {
-			return out, fmt.Sprintf("%d:%d", p, off+want), nil
+		for _, z := range later[p].Val() {
+			id, _ := z.Member.(string)
+			found = append(found, entry{p, int64(z.Score), id})
 		}
 	}
-	return out, "", nil
+	slices.SortFunc(found, func(a, b entry) int {
+		if c := cmp.Compare(a.ms, b.ms); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	next := ""
+	if len(found) > limit {
+		found = found[:limit]
+		last := found[limit-1]
+		next = fmt.Sprintf("%d:%s", last.ms, last.id)
+	}
+	byPart := map[int][]string{}
+	for _, e := range found {
+		byPart[e.p] = append(byPart[e.p], e.id)
+	}
+	pipe = s.rdb.Pipeline()
+	reads := make(map[int]*redis.SliceCmd, len(byPart))
+	for p, ids := range byPart {
+		reads[p] = pipe.HMGet(ctx, keys.For(p).Dead(), ids...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", fmt.Errorf("store: read dead letters: %w", err)
+	}
+	recs := map[string]DeadRecord{}
+	for _, c := range reads {
+		for _, v := range c.Val() {
+			if str, ok := v.(string); ok {
+				var r DeadRecord
+				if err := json.Unmarshal([]byte(str), &r); err == nil {
+					recs[r.ID] = r
+				}
+			}
+		}
+	}
+	out := make([]DeadRecord, 0, len(found))
+	for _, e := range found {
+		if r, ok := recs[e.id]; ok { // gone: replayed or purged meanwhile
+			out = append(out, r)
+		}
+	}
+	return out, next, nil
 }
 
 // AllDead returns the id of every dead letter.

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -55,5 +56,73 @@ func TestDeadLettersAreBounded(t *testing.T) {
 	}
 	if n := rdb.Exists(ctx, keys.For(p).Dead(), keys.For(p).DeadIndex()).Val(); n != 0 {
 		t.Fatalf("%d dead-letter keys left", n)
+	}
+}
+
+// TestListDeadInTimeOrder: dead letters list oldest first across every
+// partition (ties of one millisecond by id), page after page.
+func TestListDeadInTimeOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	ctx := context.Background()
+	rdb := testenv.StartRedis(t).Client(t)
+	cfg := store.DefaultConfig()
+	cfg.Partitions = 4
+	s := store.New(rdb, cfg)
+	grants := map[int]lease.Grant{}
+	for p := range cfg.Partitions {
+		g, err := lease.Claim(ctx, rdb, p, "w~1", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		grants[p] = g
+	}
+	// Each commit in a later millisecond than the one before; the second
+	// holds two letters of one millisecond.
+	var want []string
+	last := time.Now().UnixMilli()
+	for i, c := range []struct {
+		p   int
+		ids []string
+	}{{3, []string{"a"}}, {1, []string{"c", "b"}}, {0, []string{"d"}}, {3, []string{"e"}}, {2, []string{"f"}}} {
+		for time.Now().UnixMilli() == last {
+			runtime.Gosched() // until the clock ticks
+		}
+		var b store.Batch
+		for _, id := range c.ids {
+			b.Dead = append(b.Dead, store.DeadJob{Job: job(id, fmt.Sprintf("k%d", i), c.p), Error: "boom"})
+		}
+		if err := s.CommitBatch(ctx, c.p, grants[c.p], &b); err != nil {
+			t.Fatal(err)
+		}
+		last = time.Now().UnixMilli()
+	}
+	want = []string{"a", "b", "c", "d", "e", "f"}
+	var got []string
+	var prev int64
+	after := ""
+	for pages := 0; ; pages++ {
+		recs, next, err := s.ListDead(ctx, 2, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.DeadAtMs < prev {
+				t.Errorf("%s dead at %d listed after one dead at %d", r.ID, r.DeadAtMs, prev)
+			}
+			prev = r.DeadAtMs
+			got = append(got, r.ID)
+		}
+		if next == "" {
+			break
+		}
+		if pages > 5 {
+			t.Fatalf("still paging after %v", got)
+		}
+		after = next
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("listed %v, want %v", got, want)
 	}
 }

@@ -25,6 +25,10 @@ type Job struct {
 	Errors      []string
 	Partition   int
 	StreamID    string // set when read from a stream
+	// WaitingSince is when an owner first found it could not run the job
+	// (unix ms; it does not serve the handler): the job waits, parked,
+	// without spending attempts, for an owner that does. 0: not waiting.
+	WaitingSince int64
 }
 
 // ContentHash identifies what a job does, so a resubmission of the same id
@@ -172,11 +176,13 @@ type body struct {
 	MaxAttempts int      `json:"m,omitempty"`
 	TimeoutMs   int64    `json:"o,omitempty"`
 	Errors      []string `json:"e,omitempty"`
+	Waiting     int64    `json:"w,omitempty"`
 }
 
 func (j *Job) encode() string {
 	b, _ := json.Marshal(body{ID: j.ID, Handler: j.Handler, Key: j.Key, Payload: j.Payload, Attempt: j.Attempt,
-		SubmittedAt: j.SubmittedAt, NotBefore: j.NotBefore, MaxAttempts: j.MaxAttempts, TimeoutMs: j.TimeoutMs, Errors: j.Errors})
+		SubmittedAt: j.SubmittedAt, NotBefore: j.NotBefore, MaxAttempts: j.MaxAttempts, TimeoutMs: j.TimeoutMs, Errors: j.Errors,
+		Waiting: j.WaitingSince})
 	return string(b)
 }
 
@@ -186,7 +192,8 @@ func decodeJob(partition int, s string) (Job, error) {
 		return Job{}, err
 	}
 	j := Job{ID: b.ID, Handler: b.Handler, Key: b.Key, Payload: b.Payload, Attempt: b.Attempt, SubmittedAt: b.SubmittedAt,
-		NotBefore: b.NotBefore, MaxAttempts: b.MaxAttempts, TimeoutMs: b.TimeoutMs, Errors: b.Errors, Partition: partition}
+		NotBefore: b.NotBefore, MaxAttempts: b.MaxAttempts, TimeoutMs: b.TimeoutMs, Errors: b.Errors, Partition: partition,
+		WaitingSince: b.Waiting}
 	if j.Attempt < 1 {
 		j.Attempt = 1
 	}

@@ -20,7 +20,7 @@ type API struct {
 	intake *jobIntake
 	router *callRouter
 	report *reporter
-	reload func(ctx context.Context) ([]string, error)
+	reload func(ctx context.Context) (*workerpb.ReloadPluginsResponse, error)
 	drain  func(ctx context.Context) int
 }
 
@@ -83,13 +83,15 @@ func (a *API) Locate(ctx context.Context, req *workerpb.LocateRequest) (*workerp
 // ReloadPlugins relaunches this worker's plugins from their binaries, as
 // SIGHUP does: batches in flight finish on the old processes, new batches
 // go to the new ones. If a new binary fails to start (bad checksum, crash,
-// dropped handler) nothing changes and the error says why.
+// dropped handler) nothing changes and the error says why. The response
+// has the old and new version of every plugin when the handlers report
+// them (plugins/host.Manager does).
 func (a *API) ReloadPlugins(ctx context.Context, _ *workerpb.ReloadPluginsRequest) (*workerpb.ReloadPluginsResponse, error) {
-	plugins, err := a.reload(ctx)
+	resp, err := a.reload(ctx)
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "reload plugins on %s: %v", a.id, err)
 	}
-	return &workerpb.ReloadPluginsResponse{Plugins: plugins}, nil
+	return resp, nil
 }
 
 // Drain serves the Drain RPC.

@@ -3,9 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
@@ -31,6 +28,7 @@ type jobIntake struct {
 	plugins interface {
 		Handlers() map[string]host.HandlerInfo
 	}
+	catalog *handlerCatalog // which worker serves which handler
 }
 
 func (ji *jobIntake) handlers() map[string]host.HandlerInfo { return ji.plugins.Handlers() }
@@ -62,11 +60,11 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 		if res.Id == "" {
 			res.Id = jobid.New(now)
 		}
-		if err := ji.validate(in, res.Id, handlers); err != nil {
+		p := ji.partitionOf(in.Key)
+		if err := ji.admit(in, res.Id, p, handlers); err != nil {
 			res.Error = err.Error()
 			continue
 		}
-		p := ji.partitionOf(in.Key)
 		res.Partition = int32(p)
 		jobs = append(jobs, store.Job{ID: res.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload,
 			Attempt: 1, SubmittedAt: now.UnixMilli(), NotBefore: in.NotBeforeMs, MaxAttempts: int(in.MaxAttempts),
@@ -96,20 +94,34 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 	return &workerpb.SubmitResponse{Results: results}, nil
 }
 
-func (ji *jobIntake) validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error {
-	if err := validateID(id); err != nil {
+// admit is validate, and then refuses a job whose handler the owner of its
+// partition p does not serve. A handler this worker does not serve is
+// accepted when that owner publishes it (workers differ during a rolling
+// upgrade): what this worker cannot check, the payload's shape and the
+// handler's limits, is left to the owner's plugin.
+func (ji *jobIntake) admit(j *workerpb.Job, id string, p int, handlers map[string]host.HandlerInfo) error {
+	if _, ok := handlers[j.Handler]; !ok && ji.catalog.ownerServes(j.Handler, p, handlers) {
+		return ji.check(j, id, host.HandlerInfo{})
+	}
+	if err := ji.validate(j, id, handlers); err != nil {
 		return err
 	}
+	return ji.catalog.ownerLacks(j.Handler, j.Key, p, handlers)
+}
+
+func (ji *jobIntake) validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error {
 	h, ok := handlers[j.Handler]
 	if !ok {
-		names := make([]string, 0, len(handlers))
-		for n, h := range handlers {
-			if !h.Internal {
-				names = append(names, n)
-			}
-		}
-		sort.Strings(names)
-		return fmt.Errorf("%w %q (this cluster serves: %s)", ErrUnknownHandler, j.Handler, strings.Join(names, ", "))
+		return ji.catalog.unknownHere(j.Handler, handlers)
+	}
+	return ji.check(j, id, h)
+}
+
+// check validates a job's key, payload and options against what its
+// handler h declares; a handler declared internal is refused.
+func (ji *jobIntake) check(j *workerpb.Job, id string, h host.HandlerInfo) error {
+	if err := validateID(id); err != nil {
+		return err
 	}
 	if h.Internal {
 		return internalHandlerError{handler: j.Handler}

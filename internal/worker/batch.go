@@ -29,6 +29,9 @@ type work struct {
 	// is already in the batch: they do not run, and their parked entry and
 	// body go.
 	dropped []string
+	// waiting are the jobs buildBatch parked to wait for a worker that
+	// serves their handler, for the log.
+	waiting []store.Job
 }
 
 // planWork orders a partition batch: the due parked jobs of held keys with
@@ -121,6 +124,27 @@ type retryPolicy struct {
 	base, max   time.Duration
 	now         time.Time
 	jitter      func(n int64) int64 // uniform in [0, n)
+	// handlerWait bounds how long a job waits for an owner that serves its
+	// handler before it is dead-lettered.
+	handlerWait time.Duration
+	// checkEmit refuses a job's emitted job whose handler no worker
+	// serves; nil accepts every emit.
+	checkEmit func(parent, handler string) error
+}
+
+// handlerRecheck is how long a job that waits for its handler stays
+// parked before it is looked at again: soon at first, when a rolling
+// upgrade is about to bring the handler, then less often.
+func handlerRecheck(waited time.Duration) time.Duration {
+	return min(max(waited/8, 250*time.Millisecond), 5*time.Second)
+}
+
+// attempts says "1 attempt", "2 attempts".
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
 }
 
 // delay is the wait before the attempt after attempt: exponential from
@@ -144,6 +168,12 @@ func (rp retryPolicy) delay(attempt int, retryAfterMs int64) time.Duration {
 // notRun marks a job a failed plugin call never ran; it waits for its
 // turn without an attempt counted.
 var notRun = &pluginpb.Outcome{Status: pluginpb.Outcome_STATUS_UNSPECIFIED, Error: "not run"}
+
+// waitHandler marks a job whose handler this worker does not serve: it
+// was not run and waits, without an attempt counted, for an owner that
+// serves it (a rolling upgrade may be adding the handler), up to the
+// retry policy's handlerWait.
+var waitHandler = &pluginpb.Outcome{Status: pluginpb.Outcome_STATUS_UNSPECIFIED, Error: "handler not served here"}
 
 // buildBatch turns plugin outcomes into one fenced commit. Every stream
 // entry read is acked. Per key, jobs apply in order until one must be
@@ -169,9 +199,13 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 	for _, kw := range wk.keys {
 		var parked *store.Job
 		var front []store.Job
+		gaveUpWaiting := false // the key's jobs after it were not run
 	jobs:
 		for i, j := range kw.run {
 			o, ok := resp[j.ID]
+			if !ok && gaveUpWaiting {
+				o, ok = notRun, true
+			}
 			if !ok {
 				return nil, fmt.Errorf("no outcome for job %q", j.ID)
 			}
@@ -180,6 +214,36 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 				r.NotBefore = nowMs
 				parked, front = &r, kw.run[i+1:]
 				break jobs
+			}
+			if o == waitHandler {
+				r := j
+				if r.WaitingSince == 0 {
+					r.WaitingSince = nowMs
+				}
+				waited := time.Duration(nowMs-r.WaitingSince) * time.Millisecond
+				if waited >= rp.handlerWait {
+					msg := fmt.Sprintf("no worker that serves handler %q owned the job's partition within %v (--unknown-handler-wait): install its plugin on every worker, then replay the job",
+						j.Handler, rp.handlerWait)
+					r.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, msg))
+					b.Dead = append(b.Dead, store.DeadJob{Job: r, Error: msg})
+					unpark(j)
+					gaveUpWaiting = true
+					continue
+				}
+				r.NotBefore = nowMs + handlerRecheck(waited).Milliseconds()
+				wk.waiting = append(wk.waiting, r)
+				parked, front = &r, kw.run[i+1:]
+				break jobs
+			}
+			if o.Status == pluginpb.Outcome_OK && rp.checkEmit != nil {
+				for _, e := range o.Emits {
+					if err := rp.checkEmit(j.ID, e.GetHandler()); err != nil {
+						// A retryable failure of the parent: nothing of
+						// this attempt commits, the reason goes with it.
+						o = &pluginpb.Outcome{JobId: j.ID, Status: pluginpb.Outcome_RETRY, Error: err.Error()}
+						break
+					}
+				}
 			}
 			switch o.Status {
 			case pluginpb.Outcome_OK:
@@ -207,13 +271,14 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 			case pluginpb.Outcome_RETRY:
 				j.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, o.Error))
 				if j.Attempt >= rp.maxAttempts(j) {
-					b.Dead = append(b.Dead, store.DeadJob{Job: j, Error: fmt.Sprintf("gave up after %d attempts: %s", j.Attempt, o.Error)})
+					b.Dead = append(b.Dead, store.DeadJob{Job: j, Error: fmt.Sprintf("gave up after %s: %s", attempts(j.Attempt), o.Error)})
 					unpark(j)
 					continue
 				}
 				r := j
 				r.NotBefore = nowMs + rp.delay(j.Attempt, o.RetryAfterMs).Milliseconds()
 				r.Attempt++
+				r.WaitingSince = 0 // it ran: a later wait for its handler counts afresh
 				parked, front = &r, kw.run[i+1:]
 				b.Retries = append(b.Retries, r)
 				break jobs

@@ -11,6 +11,7 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
+	"github.com/corralhq/corral/internal/authz"
 	"github.com/corralhq/corral/internal/jobid"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/peer"
@@ -80,6 +81,7 @@ type callIntake interface {
 	submit(ctx context.Context, req *workerpb.SubmitRequest) (*workerpb.SubmitResponse, error)
 	results(ctx context.Context, ids, keys []string, wait time.Duration) (*workerpb.GetResultResponse, error)
 	validate(j *workerpb.Job, id string, handlers map[string]host.HandlerInfo) error
+	admit(j *workerpb.Job, id string, p int, handlers map[string]host.HandlerInfo) error
 	handlers() map[string]host.HandlerInfo
 }
 
@@ -122,6 +124,12 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	p := sharding.PartitionOf(job.Key, rt.cfg.Ring.Partitions)
+	if !req.Forwarded {
+		// Refused here, before a forward, when no owner could run it.
+		if err := rt.intake.admit(job, job.Id, p, rt.intake.handlers()); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
 	if _, owned := rt.grants.grantOf(p); owned {
 		if resp, ok, err := rt.callDirect(ctx, job, p); ok {
 			return resp, err
@@ -188,6 +196,9 @@ func (rt *callRouter) forward(ctx context.Context, addr string, job *workerpb.Jo
 		fctx, cancel = context.WithTimeout(ctx, remaining/2)
 		defer cancel()
 	}
+	// The owner judges the call by the original caller's role, not only by
+	// this worker's peer certificate.
+	fctx = authz.Forward(fctx)
 	var out *workerpb.CallResponse
 	err := rt.peers.Call(fctx, addr, func(ctx context.Context, c workerpb.WorkerClient) error {
 		r, err := c.Call(ctx, &workerpb.CallRequest{Job: job, TimeoutMs: (remaining / 2).Milliseconds(), Forwarded: true})

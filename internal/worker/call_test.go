@@ -70,7 +70,10 @@ func (q *queueIntake) results(_ context.Context, ids, _ []string, _ time.Duratio
 }
 
 func (q *queueIntake) validate(*workerpb.Job, string, map[string]host.HandlerInfo) error { return nil }
-func (q *queueIntake) handlers() map[string]host.HandlerInfo                             { return nil }
+func (q *queueIntake) admit(*workerpb.Job, string, int, map[string]host.HandlerInfo) error {
+	return nil
+}
+func (q *queueIntake) handlers() map[string]host.HandlerInfo { return nil }
 
 // TestCallFallsBackWhenOwnerIsDown: a Call for a partition whose owner
 // does not answer is enqueued here (the durable path) under the id it was

@@ -8,6 +8,7 @@ import (
 
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/sharding"
 )
@@ -24,6 +25,13 @@ type Config struct {
 	// port 0 for a free one), published in Consul meta "metrics"; "" serves
 	// none.
 	MetricsAddr string
+	// Pprof also serves Go's profiler at /debug/pprof/ on MetricsAddr.
+	Pprof bool
+	// TLS is this worker's certificate and the cluster's CA: the gRPC API
+	// then requires client certificates and checks each call against the
+	// caller's role, and calls to peers present the certificate. Nil serves
+	// and dials in plaintext.
+	TLS *pki.Identity
 
 	Ring    sharding.Config
 	Lease   lease.Config
@@ -41,7 +49,12 @@ type Config struct {
 	RetryBackoff    time.Duration
 	RetryBackoffMax time.Duration
 	MaxPayloadBytes int
-	CheckTTL        time.Duration // TTL of the Consul check
+	// UnknownHandlerWait is how long a job waits, parked and without
+	// spending attempts, when the owner of its partition does not serve
+	// its handler (during a rolling upgrade that adds it), before it is
+	// dead-lettered.
+	UnknownHandlerWait time.Duration
+	CheckTTL           time.Duration // TTL of the Consul check
 	// StallTimeout: a job loop stuck this long stops renewing the lease,
 	// so the partitions move instead of waiting for a release that will
 	// not come. Longer than any plugin call's deadline.
@@ -52,21 +65,22 @@ type Config struct {
 // DefaultConfig returns settings that suit a small cluster.
 func DefaultConfig() Config {
 	return Config{
-		Ring:             sharding.DefaultConfig(),
-		Lease:            lease.DefaultConfig(),
-		Store:            store.DefaultConfig(),
-		Breaker:          breaker.DefaultConfig(),
-		BatchSize:        256,
-		ReadBlock:        50 * time.Millisecond,
-		Parallel:         8,
-		MaxAttempts:      5,
-		MaxAttemptsLimit: 100,
-		RetryBackoff:     200 * time.Millisecond,
-		RetryBackoffMax:  time.Minute,
-		MaxPayloadBytes:  1 << 20,
-		CheckTTL:         3 * time.Second,
-		StallTimeout:     30 * time.Second,
-		ClaimEvery:       200 * time.Millisecond,
+		Ring:               sharding.DefaultConfig(),
+		Lease:              lease.DefaultConfig(),
+		Store:              store.DefaultConfig(),
+		Breaker:            breaker.DefaultConfig(),
+		BatchSize:          256,
+		ReadBlock:          50 * time.Millisecond,
+		Parallel:           8,
+		MaxAttempts:        5,
+		MaxAttemptsLimit:   100,
+		RetryBackoff:       200 * time.Millisecond,
+		RetryBackoffMax:    time.Minute,
+		MaxPayloadBytes:    1 << 20,
+		UnknownHandlerWait: 10 * time.Minute,
+		CheckTTL:           3 * time.Second,
+		StallTimeout:       30 * time.Second,
+		ClaimEvery:         200 * time.Millisecond,
 	}
 }
 
@@ -103,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBackoff <= 0 || c.RetryBackoffMax < c.RetryBackoff {
 		errs = append(errs, fmt.Errorf("retry backoff (%v) must be positive and at most the retry backoff cap (%v)", c.RetryBackoff, c.RetryBackoffMax))
+	}
+	if c.UnknownHandlerWait <= 0 {
+		errs = append(errs, fmt.Errorf("the wait for a worker that serves a job's handler must be positive, got %v", c.UnknownHandlerWait))
 	}
 	if c.MaxPayloadBytes < 1 {
 		errs = append(errs, fmt.Errorf("max payload must be positive, got %d", c.MaxPayloadBytes))

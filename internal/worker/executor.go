@@ -3,7 +3,9 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +61,12 @@ type executor struct {
 	lease   interface{ Valid() bool } // commits only while the lease is trusted
 	commits commitObserver
 	metrics *workerMetrics // nil: not measured
+	// catalog knows the handlers other workers serve, so a job may emit
+	// to them; nil: only this worker's handlers.
+	catalog interface {
+		known(handler string, local map[string]host.HandlerInfo) bool
+		unknownEmit(parent, handler string, local map[string]host.HandlerInfo) error
+	}
 
 	lastLoop  atomic.Int64 // unix nanos of the last executor round
 	committed atomic.Int64 // jobs done
@@ -290,19 +298,17 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	if r.checkFinished {
 		load = e.store.Load
 	}
-	entities := entityOf(e.plugins.Handlers())
+	hs := e.plugins.Handlers()
+	entities := entityOf(hs)
 	snap, err := load(ctx, p, all, entities)
 	if err != nil {
 		log.Warn("load failed", "err", err)
 		return false
 	}
 	wk := planWork(keyRuns, stream, snap)
-	jobs := wk.runnable()
-	outcomes := map[string]*pluginpb.Outcome{}
+	jobs, outcomes := unserved(wk, hs)
 	if len(jobs) > 0 {
-		var progress bool
-		var callErr error
-		outcomes, progress, callErr = e.runIsolated(ctx, jobs, snap, r.isolate)
+		ran, progress, callErr := e.runIsolated(ctx, jobs, snap, r.isolate)
 		r.isolate = callErr != nil && isOutage(callErr)
 		if !progress {
 			log.Warn("plugin unavailable; batch will be read again", "jobs", len(jobs), "first_job", jobs[0].ID, "err", callErr)
@@ -311,8 +317,9 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 		if callErr != nil {
 			log.Warn("plugin call failed; jobs isolated by key", "jobs", len(jobs), "err", callErr)
 		}
+		maps.Copy(outcomes, ran)
 	}
-	batch, err := buildBatch(wk, outcomes, e.retryPolicy(now), entities)
+	batch, err := buildBatch(wk, outcomes, e.batchPolicy(now, hs), entities)
 	if err != nil {
 		log.Error("bad plugin reply", "err", err)
 		return false
@@ -351,7 +358,61 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	for _, d := range batch.Dead {
 		log.Warn("job dead-lettered", "job", d.Job.ID, "handler", d.Job.Handler, "attempt", d.Job.Attempt, "err", d.Error)
 	}
+	logWaiting(log, wk.waiting, e.cfg.UnknownHandlerWait, now)
 	return true
+}
+
+// unserved sets apart, per key, the first job whose handler this worker
+// does not serve (hs): it gets the waitHandler outcome and neither it nor
+// the key's later jobs run. It returns the jobs to run and the outcomes
+// of the waiting ones.
+func unserved(wk *work, hs map[string]host.HandlerInfo) ([]store.Job, map[string]*pluginpb.Outcome) {
+	out := map[string]*pluginpb.Outcome{}
+	var run []store.Job
+	for _, kw := range wk.keys {
+		for _, j := range kw.run {
+			if _, ok := hs[j.Handler]; !ok {
+				out[j.ID] = waitHandler
+				break
+			}
+			run = append(run, j)
+		}
+	}
+	return run, out
+}
+
+// logWaiting says, per handler, how many jobs of a batch wait for a
+// worker that serves it: a warning when some start waiting, else only at
+// debug level, so a long wait does not flood the log.
+func logWaiting(log *slog.Logger, waiting []store.Job, bound time.Duration, now time.Time) {
+	type group struct {
+		n, fresh int
+		first    store.Job
+	}
+	groups := map[string]*group{}
+	var order []string
+	for _, j := range waiting {
+		g := groups[j.Handler]
+		if g == nil {
+			g = &group{first: j}
+			groups[j.Handler] = g
+			order = append(order, j.Handler)
+		}
+		g.n++
+		if j.WaitingSince == now.UnixMilli() {
+			g.fresh++
+		}
+	}
+	for _, h := range order {
+		g := groups[h]
+		level := slog.LevelDebug
+		if g.fresh > 0 {
+			level = slog.LevelWarn
+		}
+		waited := now.Sub(time.UnixMilli(g.first.WaitingSince)).Round(time.Millisecond)
+		log.Log(context.Background(), level, "this worker does not serve the handler of jobs it owns; they wait, without spending attempts, for an owner that does",
+			"handler", h, "jobs", g.n, "first_job", g.first.ID, "waited", waited, "dead_letter_after", bound)
+	}
 }
 
 // done follows every commit of partition p, of a batch or of a direct
@@ -370,7 +431,8 @@ var errNotRun = errors.New("call not run directly")
 // the commit is refused if its key's line or state changed meanwhile.
 // errNotRun means nothing was written; any other error is the commit's.
 func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j store.Job, guard *store.Guard, now time.Time) (*store.Batch, error) {
-	entities := entityOf(e.plugins.Handlers())
+	hs := e.plugins.Handlers()
+	entities := entityOf(hs)
 	ref := store.EntityRef{Type: entities(j.Handler), Key: j.Key}
 	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: guard.State}}
 	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
@@ -378,7 +440,7 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	if !progress {
 		return nil, errNotRun // the plugin is down: the queue keeps the job
 	}
-	b, err := buildBatch(wk, outcomes, e.retryPolicy(now), entities)
+	b, err := buildBatch(wk, outcomes, e.batchPolicy(now, hs), entities)
 	if err != nil {
 		return nil, errNotRun
 	}
@@ -530,7 +592,27 @@ func (e *executor) callTimeout(jobs []store.Job) time.Duration {
 }
 
 func (e *executor) retryPolicy(now time.Time) retryPolicy {
-	return retryPolicy{maxAttempts: e.jobMaxAttempts, base: e.cfg.RetryBackoff, max: e.cfg.RetryBackoffMax, now: now}
+	return retryPolicy{maxAttempts: e.jobMaxAttempts, base: e.cfg.RetryBackoff, max: e.cfg.RetryBackoffMax, now: now,
+		handlerWait: e.cfg.UnknownHandlerWait}
+}
+
+// batchPolicy is retryPolicy, refusing emits to handlers neither this
+// worker (hs) nor any other serves.
+func (e *executor) batchPolicy(now time.Time, hs map[string]host.HandlerInfo) retryPolicy {
+	rp := e.retryPolicy(now)
+	rp.checkEmit = func(parent, handler string) error {
+		if e.catalog != nil {
+			if e.catalog.known(handler, hs) {
+				return nil
+			}
+			return e.catalog.unknownEmit(parent, handler, hs)
+		}
+		if _, ok := hs[handler]; ok {
+			return nil
+		}
+		return fmt.Errorf("job %s emitted a job for handler %q, which this worker does not serve; nothing of this attempt was committed", parent, handler)
+	}
+	return rp
 }
 
 // jobMaxAttempts is a job's own limit when its submitter set one, else its

@@ -85,7 +85,7 @@ func (fencedStore) CommitBatch(_ context.Context, p int, grant lease.Grant, _ *s
 // executorSetup starts a Redis, claims the partition of key "k" and
 // enqueues jobs j1..jn for it. It returns an executor (not running) that
 // owns that partition alone.
-func executorSetup(t *testing.T, n int, st func(*store.Store) batchStore, plugin *scriptedPlugin, commits *commitLog) (*executor, int) {
+func executorSetup(t *testing.T, n int, st func(*store.Store) batchStore, plugin pluginCaller, commits *commitLog) (*executor, int) {
 	t.Helper()
 	rdb := testenv.StartRedis(t).Client(t)
 	ctx := context.Background()

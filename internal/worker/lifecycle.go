@@ -30,6 +30,9 @@ type lifecycle struct {
 	cancel   context.CancelFunc // stops the loops
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+
+	regMu sync.Mutex
+	reg   *discovery.Registration // what Start registered in Consul; nil before Start and once stopping
 }
 
 // Start brings the worker up, each part before those that need it: the
@@ -56,7 +59,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		}
 	}
 	if w.cfg.Listener != nil {
-		srv := grpc.NewServer(peer.ServerOptions()...)
+		srv := grpc.NewServer(append(peer.ServerOptions(), w.tlsServerOptions()...)...)
 		workerpb.RegisterWorkerServer(srv, w.API())
 		lis := w.cfg.Listener
 		go func() {
@@ -86,13 +89,21 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		w.keeper.Stop()
 		return err
 	}
+	meta, err := w.api.report.serviceMeta()
+	if err != nil {
+		w.keeper.Stop()
+		return err
+	}
+	meta[metaLease] = w.keeper.Token()
 	reg := discovery.Registration{ID: w.cfg.ID, Address: host, Port: port, CheckTTL: w.cfg.CheckTTL,
-		Meta: w.api.report.serviceMeta(), Tags: w.api.report.serviceTags()}
-	reg.Meta[metaLease] = w.keeper.Token()
+		Meta: meta, Tags: w.api.report.serviceTags()}
 	if err := w.registry.Register(ctx, reg); err != nil {
 		w.keeper.Stop()
 		return fmt.Errorf("worker: register in Consul: %w", err)
 	}
+	w.life.regMu.Lock()
+	w.life.reg = &reg
+	w.life.regMu.Unlock()
 	w.own.noteConsul(true)
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	w.life.cancel = stop
@@ -124,6 +135,9 @@ func (w *Worker) Stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		w.own.draining.Store(true)
+		w.life.regMu.Lock()
+		w.life.reg = nil // a reload from now on does not register again
+		w.life.regMu.Unlock()
 		if w.life.cancel != nil {
 			w.life.cancel()
 		}
@@ -160,4 +174,34 @@ func (w *Worker) stopServices() {
 		w.life.plugins.Stop()
 		w.life.plugins = nil
 	}
+}
+
+// ReloadPlugins relaunches the plugins from their binaries (hot upgrade,
+// SIGHUP or the ReloadPlugins RPC) and publishes the handler set they
+// serve now in Consul, so peers see a handler the new version added. It
+// says what changed: the old and new version of every plugin when the
+// handlers report them (plugins/host.Manager does).
+func (w *Worker) ReloadPlugins(ctx context.Context) (*workerpb.ReloadPluginsResponse, error) {
+	plugins, err := reloadPlugins(ctx, w.handlers)
+	if err != nil {
+		return nil, err
+	}
+	w.life.regMu.Lock()
+	defer w.life.regMu.Unlock()
+	if w.life.reg == nil {
+		return plugins, nil // not registered (yet, or any more)
+	}
+	meta, err := w.api.report.serviceMeta()
+	if err != nil {
+		return plugins, err
+	}
+	meta[metaLease] = w.life.reg.Meta[metaLease]
+	reg := *w.life.reg
+	reg.Meta = meta
+	// Registering again keeps the check's status: the worker stays a member.
+	if err := w.registry.Register(ctx, reg); err != nil {
+		return plugins, fmt.Errorf("worker: plugins reloaded, but publishing their handlers in Consul failed: %w", err)
+	}
+	w.life.reg = &reg
+	return plugins, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/handlerset"
 	"github.com/corralhq/corral/sharding"
 )
 
@@ -26,11 +27,13 @@ type membership struct {
 	ringCfg sharding.Config
 	log     *slog.Logger
 
-	members atomic.Pointer[[]discovery.Member] // last healthy members Consul reported
-	addrs   atomic.Pointer[map[string]string]  // member id → gRPC address
-	ring    atomic.Pointer[sharding.Ring]      // nil until built, or when no member is live
-	ringIDs string                             // members the current ring was built from (ownership loop only)
-	ringSet bool                               // ringIDs is set (ownership loop only)
+	members  atomic.Pointer[[]discovery.Member] // last healthy members Consul reported
+	addrs    atomic.Pointer[map[string]string]  // member id → gRPC address
+	handlers atomic.Pointer[memberHandlers]     // what the members publish they serve
+	handDiff string                             // the differences last logged (observe only)
+	ring     atomic.Pointer[sharding.Ring]      // nil until built, or when no member is live
+	ringIDs  string                             // members the current ring was built from (ownership loop only)
+	ringSet  bool                               // ringIDs is set (ownership loop only)
 
 	// After Consul comes back (an agent restart forgets every service),
 	// members re-register one by one; until graceUntil the members seen
@@ -61,6 +64,53 @@ func (m *membership) observe(snap discovery.Snapshot) {
 	}
 	m.addrs.Store(&addrs)
 	m.members.Store(&ms)
+	mh := readHandlers(ms)
+	m.handlers.Store(mh)
+	if d := strings.Join(mh.differences(), "; "); d != m.handDiff {
+		m.handDiff = d
+		if d == "" {
+			m.log.Info("every member serves the same handlers from the same plugin versions")
+		} else {
+			m.log.Warn("members serve different handlers; a job whose key's owner lacks its handler waits for one that serves it",
+				"differences", d)
+		}
+	}
+}
+
+// memberHandlers is what the members publish they serve.
+type memberHandlers struct {
+	sets    map[string]handlerset.Set // by member id, of those whose set could be read
+	unknown []string                  // members whose set could not be read
+	served  map[string]bool           // every handler some member serves
+}
+
+// readHandlers reads the handler sets members publish in their meta.
+func readHandlers(ms []discovery.Member) *memberHandlers {
+	mh := &memberHandlers{sets: make(map[string]handlerset.Set, len(ms)), served: map[string]bool{}}
+	for _, mb := range ms {
+		s, err := handlerset.FromMeta(mb.Meta)
+		if err != nil {
+			mh.unknown = append(mh.unknown, mb.ID)
+			continue
+		}
+		mh.sets[mb.ID] = s
+		for _, h := range s.Handlers() {
+			mh.served[h] = true
+		}
+	}
+	return mh
+}
+
+func (mh *memberHandlers) differences() []string {
+	return handlerset.Compare(mh.sets, mh.unknown).Lines()
+}
+
+// handlerSets is what the members publish they serve; never nil.
+func (m *membership) handlerSets() *memberHandlers {
+	if mh := m.handlers.Load(); mh != nil {
+		return mh
+	}
+	return &memberHandlers{}
 }
 
 // current is the ring in use, nil when there is none.

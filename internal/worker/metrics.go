@@ -29,7 +29,11 @@ func (w *Worker) serveMetrics(addr string) error {
 		return fmt.Errorf("worker: metrics already served on %s", r.metrics.addr)
 	}
 	m := metrics.NewWorker(w.cfg.ID, r.metricsSource())
-	srv, err := metrics.Listen(addr, m.Registry(), w.log)
+	var opts []metrics.Option
+	if w.cfg.Pprof {
+		opts = append(opts, metrics.WithProfiles())
+	}
+	srv, err := metrics.Listen(addr, m.Registry(), w.log, opts...)
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,7 @@ func (r *reporter) memberStatus(ctx context.Context) (*workerpb.MemberStatus, er
 	if rs, ok := r.handlers.(interface{ Restarts() int64 }); ok {
 		ms.PluginRestarts = rs.Restarts()
 	}
+	ms.PluginInfo = pluginInfo(r.handlers)
 	for _, p := range parts {
 		ms.Partitions = append(ms.Partitions, &workerpb.PartitionStatus{Partition: int32(p), Epoch: owned[p].Epoch, Depth: depth[p]})
 	}
@@ -216,13 +217,19 @@ func (r *reporter) metricsAddr() string {
 }
 
 // serviceMeta is the Consul service meta a person sees in the UI and
-// Prometheus' Consul discovery relabels on.
-func (r *reporter) serviceMeta() map[string]string {
-	meta := map[string]string{"partitions": fmt.Sprint(r.cfg.Ring.Partitions), "version": Version}
+// Prometheus' Consul discovery relabels on, and the handler set peers
+// read: which handlers this worker serves, from which plugin versions.
+func (r *reporter) serviceMeta() (map[string]string, error) {
+	meta, err := localSet(r.handlers.Handlers()).Meta()
+	if err != nil {
+		return nil, fmt.Errorf("worker: publish the handler set in Consul: %w", err)
+	}
+	meta["partitions"] = fmt.Sprint(r.cfg.Ring.Partitions)
+	meta["version"] = Version
 	if a := r.metricsAddr(); a != "" {
 		meta["metrics"] = a
 	}
-	return meta
+	return meta, nil
 }
 
 // serviceTags lets a scrape config select workers that serve metrics.

@@ -26,11 +26,14 @@ const (
 
 // Reasons a submitted job is rejected; nothing is written for it.
 var (
-	ErrUnknownHandler  = errors.New("unknown handler")
-	ErrInvalidKey      = errors.New("invalid key")
-	ErrInvalidID       = errors.New("invalid job id")
-	ErrInvalidPayload  = errors.New("invalid payload")
-	ErrPayloadTooLarge = errors.New("payload too large")
+	ErrUnknownHandler = errors.New("unknown handler")
+	// ErrHandlerNotServed: the worker that owns the job's key does not
+	// serve its handler (workers run different plugin sets).
+	ErrHandlerNotServed = errors.New("handler not served by its key's owner")
+	ErrInvalidKey       = errors.New("invalid key")
+	ErrInvalidID        = errors.New("invalid job id")
+	ErrInvalidPayload   = errors.New("invalid payload")
+	ErrPayloadTooLarge  = errors.New("payload too large")
 	// ErrInternalHandler: the handler runs only jobs other handlers emit.
 	ErrInternalHandler = errors.New("internal handler")
 )

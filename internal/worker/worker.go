@@ -70,7 +70,11 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	if err != nil {
 		return nil, err
 	}
-	peers, err := peer.NewPool(cfg.Breaker, logger)
+	var peerOpts []peer.Option
+	if cfg.TLS != nil {
+		peerOpts = append(peerOpts, peer.WithCredentials(cfg.TLS.ClientCredentials()))
+	}
+	peers, err := peer.NewPool(cfg.Breaker, logger, peerOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -87,13 +91,15 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
 	w.health = &health{cfg: cfg, log: log, registry: registry, lease: keeper, own: w.own, grants: g,
 		store: w.store, plugins: handlers, work: w.exec}
-	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers}
+	catalog := &handlerCatalog{self: cfg.ID, local: handlers, view: view}
+	w.exec.catalog = catalog
+	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers, catalog: catalog}
 	w.api = &API{id: cfg.ID, store: w.store, intake: intake,
 		router: &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: peers, budget: breaker.DefaultBudget(),
 			holders: claims, exec: w.exec, store: w.store, intake: intake},
 		report: &reporter{cfg: cfg, store: w.store, registry: registry, holders: claims, peers: peers, grants: g,
 			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
-		reload: handlers.Reload, drain: w.Drain}
+		reload: w.ReloadPlugins, drain: w.Drain}
 	return w, nil
 }
 

@@ -32,8 +32,11 @@ type Config struct {
 	Checksums map[string]string
 	// ChecksumFile is a file in sha256sum's format ("HEX  PATH" per line;
 	// a relative PATH is relative to the file's folder). It is read before
-	// every launch, so an upgrade pins its new binary by rewriting the file
-	// and reloading. It wins over Checksums for a path both name.
+	// every launch from a plugin's path (Start, Reload), so an upgrade pins
+	// its new binary by rewriting the file and reloading. It wins over
+	// Checksums for a path both name. A relaunch after a crash runs the
+	// binary checked when it was launched, verified against its own
+	// SHA-256.
 	ChecksumFile string
 
 	// MaxRestarts and RestartWindow are the restart intensity, as in an
@@ -47,6 +50,15 @@ type Config struct {
 	// plugin learns it from the environment (plugins.MaxMessageEnv), so
 	// both ends apply the same limit.
 	MaxMessageBytes int
+
+	// CacheDir is where the manager keeps a private copy of every binary
+	// it launched (in a folder of its own, corral-plugins-PID-*, made by
+	// Start, removed by Stop; Start also removes those of processes that
+	// are gone, on Linux): a plugin that crashes is relaunched from that
+	// copy when its path holds another file by then. Empty means the
+	// system's temporary folder. It must allow executing files (not
+	// mounted noexec).
+	CacheDir string
 
 	// Host, when set, is offered to every plugin through go-plugin's broker
 	// for read-only queries from handlers (pluginpb.Host). A query for an

@@ -14,12 +14,19 @@
 // error and the caller retries the batch; a plugin never takes the worker
 // down.
 //
+// A plugin that fails to come up is reported as a LaunchError carrying its
+// exit status and last stderr lines.
+//
 // Reload upgrades plugins in place: new processes are started from the
 // (possibly replaced) binaries and swapped in only if all of them come up;
-// calls in flight finish on the old processes. Binaries may be pinned by
-// SHA-256 (Config.Checksums, Config.ChecksumFile) and are then refused with
-// ErrChecksumMismatch when they differ. Go plugins talk to the worker over
-// go-plugin's AutoMTLS.
+// calls in flight finish on the old processes. The manager keeps a private
+// copy of every binary it launched (Config.CacheDir): a plugin that
+// crashes is relaunched from the binary it was running, whatever file its
+// path holds by then, so a new file at the path runs only through a
+// reload, which refuses it if it does not come up; PluginStatus reports
+// such files. Binaries may be pinned by SHA-256 (Config.Checksums,
+// Config.ChecksumFile) and are then refused with ErrChecksumMismatch when
+// they differ. Go plugins talk to the worker over go-plugin's AutoMTLS.
 //
 //	cfg := host.DefaultConfig()
 //	cfg.Paths = []string{"bin/donations-plugin"}

@@ -42,6 +42,7 @@ var built struct {
 	once             sync.Once
 	dir              string
 	donations, chaos string
+	badstart         string // exits 3 before the handshake, saying why on stderr
 	// Upgrades: the same programs built with another version.
 	donationsV2, chaosV2 string
 	err                  error
@@ -76,7 +77,7 @@ func buildPlugins(t testing.TB) (donations, chaos string) {
 			return
 		}
 		cmd := exec.Command(goBin, "build", "-o", built.dir+string(filepath.Separator),
-			"github.com/corralhq/corral/examples/donations/plugin", "./testdata/chaos")
+			"github.com/corralhq/corral/examples/donations/plugin", "./testdata/chaos", "./testdata/badstart")
 		cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("go build: %v\n%s", err, out)
@@ -84,6 +85,7 @@ func buildPlugins(t testing.TB) (donations, chaos string) {
 		}
 		built.donations = filepath.Join(built.dir, "donations-plugin")
 		built.chaos = filepath.Join(built.dir, "chaos")
+		built.badstart = filepath.Join(built.dir, "badstart")
 		if built.err = os.Rename(filepath.Join(built.dir, "plugin"), built.donations); built.err != nil {
 			return
 		}
@@ -583,10 +585,15 @@ func TestPluginLogForwarding(t *testing.T) {
 // it names, for TestPluginDiesWithWorker.
 const fakeWorkerEnv = "CORRAL_HOST_TEST_FAKE_WORKER"
 
+// fakeWorkerCacheEnv is the fake worker's plugin cache folder, which its
+// SIGKILL leaves behind.
+const fakeWorkerCacheEnv = "CORRAL_HOST_TEST_FAKE_WORKER_CACHE"
+
 func fakeWorker(path string) {
 	cfg := DefaultConfig()
 	cfg.Paths = []string{path}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.CacheDir = os.Getenv(fakeWorkerCacheEnv)
 	m, err := New(cfg)
 	if err == nil {
 		err = m.Start(context.Background())
@@ -605,7 +612,7 @@ func TestPluginDiesWithWorker(t *testing.T) {
 	}
 	donations, _ := buildPlugins(t)
 	worker := exec.Command(os.Args[0], "-test.run=^$")
-	worker.Env = append(os.Environ(), fakeWorkerEnv+"="+donations)
+	worker.Env = append(os.Environ(), fakeWorkerEnv+"="+donations, fakeWorkerCacheEnv+"="+t.TempDir())
 	stdout, err := worker.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -110,15 +110,23 @@ func slogLevel(v any) slog.Level {
 // lineWriter calls emit once per complete line written to it.
 type lineWriter struct {
 	emit func(line []byte)
+	// max, when positive, cuts every line to its first max bytes, so one
+	// endless line cannot grow the buffer.
+	max int
 
 	mu  sync.Mutex
 	buf []byte
+	cut bool // the line being buffered was cut: drop the rest of it
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
+	if w.max <= 0 {
+		w.buf = append(w.buf, p...)
+	} else {
+		w.appendCut(p)
+	}
 	for {
 		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
@@ -133,4 +141,28 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		w.buf = nil // let a large line's buffer go
 	}
 	return len(p), nil
+}
+
+// appendCut appends p to the buffer keeping at most max bytes of each line.
+func (w *lineWriter) appendCut(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		part := p
+		if i >= 0 {
+			part = p[:i]
+		}
+		if !w.cut {
+			start := bytes.LastIndexByte(w.buf, '\n') + 1
+			room := w.max - (len(w.buf) - start)
+			if len(part) > room {
+				part, w.cut = part[:room], true
+			}
+			w.buf = append(w.buf, part...)
+		}
+		if i < 0 {
+			return
+		}
+		w.buf, w.cut = append(w.buf, '\n'), false
+		p = p[i+1:]
+	}
 }

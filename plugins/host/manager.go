@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -95,6 +96,7 @@ type Manager struct {
 	log       *slog.Logger
 	now       func() time.Time  // stubbed by tests
 	checksums map[string]string // absolute path → pinned SHA-256 hex
+	cacheDir  string            // private copies of the launched binaries; made by Start
 
 	mu     sync.RWMutex
 	state  lifecycle
@@ -155,22 +157,26 @@ func (m *Manager) Start(ctx context.Context) error {
 	case stopped:
 		return ErrStopped
 	}
+	if err := m.makeCacheDir(); err != nil {
+		return err
+	}
 	var sups []*supervisor
 	fail := func(err error) error {
 		for _, s := range sups {
 			s.stop()
 		}
+		_ = os.RemoveAll(m.cacheDir)
 		return err
 	}
-	for _, path := range m.cfg.Paths {
-		s := newSupervisor(m, path)
+	for i, path := range m.cfg.Paths {
+		s := newSupervisor(m, i, path)
 		if err := s.start(ctx); err != nil {
 			return fail(fmt.Errorf("host: %w", err))
 		}
 		sups = append(sups, s)
 		d := s.describe()
 		m.log.Info("plugin started", "plugin", d.GetName(), "version", d.GetVersion(), "path", path,
-			"handlers", len(d.GetHandlers()), "pid", s.pid())
+			"sha256", s.good.hex(), "handlers", len(d.GetHandlers()), "pid", s.pid())
 	}
 	descs := make([]*pluginpb.DescribeResponse, len(sups))
 	for i, s := range sups {
@@ -212,14 +218,33 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 	return routes, nil
 }
 
+// PluginChange is what a reload did to one plugin.
+type PluginChange struct {
+	Name string
+	// From and To are the versions before and after; FromSHA256 and
+	// ToSHA256 the hex SHA-256 of the binaries.
+	From, To             string
+	FromSHA256, ToSHA256 string
+}
+
 // Reload relaunches every plugin from its binary, which may have been
 // replaced, without stopping the worker: each new process is verified
 // (checksum), started and described first; only if all of them come up
-// and still serve every handler the old ones did are they swapped in. Calls
-// in flight finish on the old processes, which are then killed; new calls
-// go to the new ones. On error nothing changes. It returns "name@version"
-// of the plugins now running.
+// and still serve every handler the old ones did are they swapped in, and
+// their binaries become the ones relaunched after a crash. Calls in flight
+// finish on the old processes, which are then killed; new calls go to the
+// new ones. On error nothing changes, and PluginStatus reports the files
+// that were refused. It returns "name@version" of the plugins now running.
 func (m *Manager) Reload(ctx context.Context) ([]string, error) {
+	if _, err := m.ReloadChanges(ctx); err != nil {
+		return nil, err
+	}
+	return m.Plugins(), nil
+}
+
+// ReloadChanges is Reload, returning the old and new version of every
+// plugin, sorted by name.
+func (m *Manager) ReloadChanges(ctx context.Context) ([]PluginChange, error) {
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	m.mu.RLock()
@@ -230,50 +255,68 @@ func (m *Manager) Reload(ctx context.Context) ([]string, error) {
 	}
 	start := m.now()
 	next := make([]*proc, len(sups))
+	bins := make([]*binary, len(sups))
 	descs := make([]*pluginpb.DescribeResponse, len(sups))
-	abort := func(err error) ([]string, error) {
+	// abort kills the new processes and records, for PluginStatus, why
+	// the new files do not run: cause, the error of plugin failed (-1:
+	// of them all), without the path and prefixes err adds.
+	abort := func(failed int, err, cause error) ([]PluginChange, error) {
 		for _, p := range next {
 			if p != nil {
 				p.client.Kill()
 			}
 		}
+		for i, s := range sups {
+			reason := "reload failed: " + shortReason(cause)
+			if failed >= 0 && i != failed {
+				reason = fmt.Sprintf("reload failed on plugin %s: %s", sups[failed].name(), shortReason(cause))
+			}
+			s.refuse(bins[i], reason)
+		}
 		m.log.Error("plugin reload failed; the running plugins are kept", "err", err)
 		return nil, err
 	}
 	for i, s := range sups {
-		p, err := s.launch(ctx)
+		p, bin, err := s.launch(ctx)
+		bins[i] = bin
 		if err != nil {
-			return abort(fmt.Errorf("host: reload: %w", err))
+			cause := err
+			if u := errors.Unwrap(err); u != nil && !errors.As(err, new(*LaunchError)) {
+				cause = u // without "launch plugin PATH: "
+			}
+			return abort(i, fmt.Errorf("host: reload: %w", err), cause)
 		}
 		next[i], descs[i] = p, p.desc
 		if err := sameHandlers(s.describe(), p.desc); err != nil {
-			return abort(fmt.Errorf("host: reload %s: %w", s.path, err))
+			return abort(i, fmt.Errorf("host: reload %s: %w", s.path, err), err)
 		}
 	}
 	routes, err := buildRoutes(sups, descs)
 	if err != nil {
-		return abort(fmt.Errorf("host: reload: %w", err))
+		return abort(-1, fmt.Errorf("host: reload: %w", err), err)
 	}
 	m.mu.Lock()
 	if m.state == stopped {
 		m.mu.Unlock()
-		return abort(ErrStopped)
+		return abort(-1, ErrStopped, ErrStopped)
 	}
+	changes := make([]PluginChange, len(sups))
 	for i, s := range sups {
-		old := s.describe()
+		old, oldBin := s.replace(next[i])
 		for _, mv := range movedEntities(old, descs[i]) {
 			m.log.Warn("plugin reload: a handler now reads and writes another entity type; states saved under the old one stay there",
 				"plugin", descs[i].GetName(), "handler", mv[0], "was", mv[1], "now", mv[2])
 		}
-		s.replace(next[i])
+		changes[i] = PluginChange{Name: descs[i].GetName(), From: old.GetVersion(), To: descs[i].GetVersion(),
+			FromSHA256: oldBin.hex(), ToSHA256: next[i].bin.hex()}
 		m.log.Info("plugin reloaded", "plugin", descs[i].GetName(), "from", old.GetVersion(),
-			"to", descs[i].GetVersion(), "pid", next[i].pid)
+			"to", descs[i].GetVersion(), "sha256", next[i].bin.hex(), "pid", next[i].pid)
 	}
 	m.routes = routes
 	m.mu.Unlock()
-	plugs := m.Plugins()
-	m.log.Info("plugins reloaded", "plugins", plugs, "took", m.now().Sub(start).Round(time.Millisecond))
-	return plugs, nil
+	m.log.Info("plugins reloaded", "plugins", m.Plugins(), "took", m.now().Sub(start).Round(time.Millisecond))
+	sort.Slice(changes, func(i, j int) bool { return changes[i].Name < changes[j].Name })
+	return changes, nil
 }
 
 // movedEntities lists the handlers whose entity type differs between two
@@ -334,6 +377,9 @@ func (m *Manager) Stop() {
 	}
 	wg.Wait()
 	m.bg.Wait()
+	if m.cacheDir != "" {
+		_ = os.RemoveAll(m.cacheDir)
+	}
 }
 
 // Handlers returns a copy of the handler table: name → what its plugin

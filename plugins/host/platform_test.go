@@ -136,6 +136,10 @@ func TestChecksumPinned(t *testing.T) {
 		if got := m.Plugins(); len(got) != 1 || got[0] != "donations@0.1.0" {
 			t.Fatalf("after a refused reload Plugins() = %v", got)
 		}
+		if st := m.PluginStatus(); len(st) != 1 || st[0].Refused != "reload failed: its sha256 is not the pinned one" ||
+			st[0].SHA256 != good || st[0].RefusedSHA256 != sha256Hex(t, exe) {
+			t.Fatalf("after a refused reload PluginStatus() = %+v", st)
+		}
 		checkDonationOutcomes(t, mustHandle(t, m, donationBatch()))
 		// Pinning the new binary lets the reload through.
 		line := sha256Hex(t, exe) + " *" + exe + "\n"

@@ -13,3 +13,10 @@ import (
 func dieWithParent(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
+
+// processGone reports whether no process has the id pid, so the cache
+// folder of the worker that had it can go. A process of another user
+// (EPERM) is there.
+func processGone(pid int) bool {
+	return syscall.Kill(pid, 0) == syscall.ESRCH
+}

@@ -92,20 +92,6 @@ func fileSHA256(path string) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-// verifyChecksum refuses a binary whose SHA-256 differs from want, saying
-// both, so the operator sees at once whether the binary or the pin is stale.
-// go-plugin's SecureConfig checks again right before exec.
-func verifyChecksum(path string, want []byte) error {
-	got, err := fileSHA256(path)
-	if err != nil {
-		return fmt.Errorf("checksum of %s: %w", path, err)
-	}
-	if string(got) != string(want) {
-		return fmt.Errorf("%w: %s has sha256 %x, but %x is pinned; refusing to run it", ErrChecksumMismatch, path, got, want)
-	}
-	return nil
-}
-
 // isGoBinary reports whether path is a Go executable. go-plugin's AutoMTLS
 // needs the plugin to answer the host's certificate with its own, which Go
 // plugins do and the plain-gRPC plugins of other languages usually do not.

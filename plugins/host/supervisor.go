@@ -1,10 +1,13 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -52,6 +55,9 @@ type proc struct {
 	desc     *pluginpb.DescribeResponse
 	pid      int
 	launched time.Time
+	bin      *binary     // what it runs
+	cmd      *exec.Cmd   // ProcessState is set once client.Exited()
+	stderr   *stderrTail // its last stderr lines
 
 	inflight int  // calls running on it; guarded by the supervisor's mu
 	retiring bool // kill once inflight reaches 0
@@ -62,6 +68,7 @@ type proc struct {
 // on reload.
 type supervisor struct {
 	path  string // absolute
+	index int    // in Config.Paths
 	m     *Manager
 	log   *pluginLog
 	pname string // the declared name; set by start, never changes after
@@ -77,12 +84,19 @@ type supervisor struct {
 	tripped    bool        // past the restart intensity, not yet recovered
 	tripReason string
 	live       map[*proc]struct{} // every process not yet killed
+	good       *binary            // of the current (or last) process; relaunched after a crash
+	refused    *refusal           // the last file at the path a reload failed to run
+	warnedSum  []byte             // the file at the path last warned about on relaunch
+
+	sumMu sync.Mutex  // guards the cache of pathSum
+	sumOf os.FileInfo // of the file last hashed at the path
+	sum   []byte
 
 	done chan struct{} // closed by stop: ends watch
 }
 
-func newSupervisor(m *Manager, path string) *supervisor {
-	return &supervisor{path: path, m: m, log: newPluginLog(m.log, filepath.Base(path)),
+func newSupervisor(m *Manager, index int, path string) *supervisor {
+	return &supervisor{path: path, index: index, m: m, log: newPluginLog(m.log, filepath.Base(path)),
 		live: map[*proc]struct{}{}, done: make(chan struct{})}
 }
 
@@ -92,12 +106,12 @@ func (s *supervisor) start(ctx context.Context) error {
 	defer s.mu.Unlock()
 	s.lastLaunch = s.m.now()
 	s.crashes = 1
-	p, err := s.launch(ctx)
+	p, _, err := s.launch(ctx)
 	if err != nil {
 		return err
 	}
 	s.live[p] = struct{}{}
-	s.cur, s.desc = p, p.desc
+	s.cur, s.desc, s.good = p, p.desc, p.bin
 	s.pname = p.desc.GetName()
 	s.log.setName(s.m.log, s.pname)
 	s.m.bg.Add(1)
@@ -125,69 +139,150 @@ func (s *supervisor) watch() {
 	}
 }
 
-// launch verifies, starts and describes one process of the plugin.
-func (s *supervisor) launch(ctx context.Context) (*proc, error) {
+// launch starts a process from the file at the plugin's path, for Start
+// and Reload: it copies the file to the cache dir (the binary a later
+// relaunch runs), checks the pinned checksum, if any, against the copy,
+// then starts the path and describes the process. The path must still hold
+// the copied file when it is exec'd. On error, the binary is returned when
+// the file could be read, for the caller to record or discard.
+func (s *supervisor) launch(ctx context.Context) (*proc, *binary, error) {
+	fail := func(err error) error {
+		return fmt.Errorf("launch plugin %s: %w", s.path, err)
+	}
+	want, err := s.m.pinnedChecksum(s.path)
+	if err != nil {
+		return nil, nil, fail(err)
+	}
+	bin, fi, err := s.snapshot()
+	if err != nil {
+		return nil, nil, fail(err)
+	}
+	if want != nil {
+		if !bytes.Equal(bin.sum, want) {
+			return nil, bin, fail(fmt.Errorf("%w: %s has sha256 %x, but %x is pinned; refusing to run it",
+				ErrChecksumMismatch, s.path, bin.sum, want))
+		}
+		bin.pinned, fi = true, nil // hashed again right before exec
+	}
+	p, err := s.exec(ctx, s.path, s.path, bin, fi)
+	if err != nil {
+		return nil, bin, err
+	}
+	return p, bin, nil
+}
+
+// relaunch starts the last good binary again, after a crash or a hang: from
+// the plugin's path while that still holds the same file, else from its
+// copy, whatever the path holds now (a reload, not a crash, runs a new
+// file). Callers hold s.mu.
+func (s *supervisor) relaunch(ctx context.Context) (*proc, error) {
+	bin := s.good
+	sum, fi, err := s.pathSum()
+	if err == nil && bytes.Equal(sum, bin.sum) {
+		if bin.pinned {
+			fi = nil // hashed again right before exec
+		}
+		p, err := s.exec(ctx, s.path, s.path, bin, fi)
+		if !errors.Is(err, ErrChecksumMismatch) {
+			return p, err
+		}
+		sum, err = nil, errors.New("it changed while it was being relaunched")
+	}
+	if err != nil || !bytes.Equal(sum, s.warnedSum) {
+		s.warnedSum = sum
+		what := fmt.Sprintf("sha256 %.8x", sum)
+		if err != nil {
+			what = err.Error()
+		}
+		s.log.slog().Warn("the plugin's file is not the binary last launched; relaunching the last good copy (a reload runs the new file)",
+			"path", s.path, "file", what, "running", fmt.Sprintf("sha256 %.8x", bin.sum), "copy", bin.copy)
+	}
+	return s.exec(ctx, bin.copy, s.path+" (last good copy "+bin.copy+")", bin, nil)
+}
+
+// exec starts file, which must be bin, and describes the process; label
+// names it in errors. That file is bin is checked right before exec: when
+// same is given (the file's identity when it was hashed), by its identity,
+// size and modification time; otherwise by hashing it again (go-plugin's
+// SecureConfig), as for a pinned binary or the copy. A process that does
+// not come up is reported as a LaunchError with how it ended and its last
+// stderr lines.
+func (s *supervisor) exec(ctx context.Context, file, label string, bin *binary, same os.FileInfo) (*proc, error) {
 	fail := func(err error) (*proc, error) {
-		return nil, fmt.Errorf("launch plugin %s: %w", s.path, err)
+		return nil, fmt.Errorf("launch plugin %s: %w", label, err)
+	}
+	changed := func() (*proc, error) {
+		return fail(fmt.Errorf("%w: %s no longer has sha256 %x; refusing to run it", ErrChecksumMismatch, file, bin.sum))
 	}
 	var secure *plugin.SecureConfig
-	sum, err := s.m.pinnedChecksum(s.path)
-	if err != nil {
-		return fail(err)
+	if same == nil {
+		secure = &plugin.SecureConfig{Checksum: bin.sum, Hash: sha256.New()}
+	} else if fi, err := os.Stat(file); err != nil || !sameFile(fi, same) {
+		return changed()
 	}
-	if sum != nil {
-		if err := verifyChecksum(s.path, sum); err != nil {
-			return fail(err)
-		}
-		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
-	}
-	cmd := exec.Command(s.path)
+	cmd := exec.Command(file)
 	cmd.Env = append(cmd.Env, plugins.MaxMessageEnv+"="+strconv.Itoa(s.m.cfg.MaxMessageBytes))
 	dieWithParent(cmd)
+	tail := &stderrTail{}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  plugins.Handshake,
 		Plugins:          plugins.HostPluginSet(s.m.cfg.Host),
 		Cmd:              cmd,
 		SecureConfig:     secure,
-		AutoMTLS:         isGoBinary(s.path),
+		AutoMTLS:         isGoBinary(file),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  plugins.DialOptions(s.m.cfg.MaxMessageBytes),
 		StartTimeout:     s.m.cfg.StartTimeout,
 		Logger:           s.log.hclog(),
-		SyncStdout:       s.log.stdio("stdout"),
-		SyncStderr:       s.log.stdio("stderr"),
+		// Raw stderr: go-plugin also logs each line through Logger, as
+		// before, but a plain-text line only at debug level.
+		Stderr:     tail.writer(),
+		SyncStdout: s.log.stdio("stdout"),
+		SyncStderr: io.MultiWriter(s.log.stdio("stderr"), tail.writer()),
 	})
-	killed := func(err error) (*proc, error) {
+	// killed stops the process and, since Kill waits for go-plugin's
+	// goroutines, can then say how it ended and what it last wrote.
+	killed := func(err error, handshake bool) (*proc, error) {
+		exited := client.Exited()
 		client.Kill()
-		return fail(err)
+		le := &LaunchError{Path: label, Err: err}
+		// A failed handshake ended the process (go-plugin SIGKILLs it if
+		// it did not exit); later on, only a process that exited before
+		// this Kill ended by itself.
+		if handshake || exited {
+			le.Exit = exitOf(cmd)
+		}
+		le.Stderr, le.StderrLines = tail.last()
+		return nil, le
 	}
 	conn, err := client.Client()
 	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-		// Changed between our check and exec.
-		return killed(fmt.Errorf("%w: %s changed while it was being launched", ErrChecksumMismatch, s.path))
+		client.Kill()
+		return changed()
 	}
 	if err != nil {
-		return killed(err)
+		return killed(err, true)
 	}
 	raw, err := conn.Dispense(plugins.PluginName)
 	if err != nil {
-		return killed(err)
+		return killed(err, false)
 	}
 	pc, ok := raw.(*plugins.Conn)
 	if !ok {
-		return killed(fmt.Errorf("dispensed %T, want a Handler client", raw))
+		return killed(fmt.Errorf("dispensed %T, want a Handler client", raw), false)
 	}
 	rpc := pc.HandlerClient
 	dctx, cancel := context.WithTimeout(ctx, s.m.cfg.StartTimeout)
 	defer cancel()
 	desc, err := rpc.Describe(dctx, &pluginpb.DescribeRequest{})
 	if err != nil {
-		return killed(fmt.Errorf("describe: %w", err))
+		return killed(fmt.Errorf("describe: %w", err), false)
 	}
 	if err := checkDescribe(desc); err != nil {
-		return killed(err)
+		return killed(err, false)
 	}
-	p := &proc{client: client, rpc: rpc, hostID: pc.HostServiceID, desc: desc, launched: s.m.now()}
+	p := &proc{client: client, rpc: rpc, hostID: pc.HostServiceID, desc: desc, launched: s.m.now(),
+		bin: bin, cmd: cmd, stderr: tail}
 	if rc := client.ReattachConfig(); rc != nil {
 		p.pid = rc.Pid
 	}
@@ -247,7 +342,12 @@ func (s *supervisor) ensureLocked() error {
 		return nil
 	}
 	if s.cur != nil {
-		s.log.slog().Warn("plugin process exited; restarting it", "pid", s.cur.pid)
+		// Exited: go-plugin has read all its stderr and reaped it.
+		attrs := []any{"pid", s.cur.pid, "exit", s.cur.cmd.ProcessState.String()}
+		if lines, _ := s.cur.stderr.last(); len(lines) > 0 {
+			attrs = append(attrs, "stderr", lines)
+		}
+		s.log.slog().Warn("plugin process exited; restarting it", attrs...)
 		s.cur.retiring = true
 		if s.cur.inflight == 0 {
 			s.killLater(s.cur) // reaps it and closes its connection
@@ -268,7 +368,7 @@ func (s *supervisor) ensureLocked() error {
 	s.countRestart(now)
 	// Not a caller's context: a relaunch that outlives one caller's
 	// deadline still serves the next caller.
-	p, err := s.launch(context.Background())
+	p, err := s.relaunch(context.Background())
 	if err == nil {
 		s.live[p] = struct{}{}
 		err = sameHandlers(s.desc, p.desc)
@@ -366,18 +466,23 @@ func (s *supervisor) retire(p *proc, reason string, hung bool) {
 	}
 }
 
-// replace makes next the current process; the old one finishes its
-// in-flight calls and is then killed.
-func (s *supervisor) replace(next *proc) {
+// replace makes next the current process, and its binary the last good
+// one; the old process finishes its in-flight calls and is then killed. It
+// returns what ran before.
+func (s *supervisor) replace(next *proc) (*pluginpb.DescribeResponse, *binary) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	oldDesc, oldBin := s.desc, s.good
 	if s.stopped {
 		next.client.Kill()
-		return
+		return oldDesc, oldBin
 	}
 	s.live[next] = struct{}{}
 	old := s.cur
-	s.cur, s.desc = next, next.desc
+	s.cur, s.desc, s.good, s.refused = next, next.desc, next.bin, nil
+	if oldBin != nil && oldBin.copy != next.bin.copy {
+		_ = os.Remove(oldBin.copy) // a process still running it keeps its file
+	}
 	// A deliberate upgrade is a fresh start: forget the crashes of the
 	// version it replaces.
 	s.crashes, s.lastLaunch, s.lastErr, s.restarts, s.tripped = 1, s.m.now(), nil, nil, false
@@ -387,6 +492,7 @@ func (s *supervisor) replace(next *proc) {
 			s.killLater(old)
 		}
 	}
+	return oldDesc, oldBin
 }
 
 // killLater kills p in the background: Kill waits up to 2s for a graceful

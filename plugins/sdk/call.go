@@ -9,8 +9,15 @@ import (
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
-// Call is one job as its handler sees it. A Call is only valid during the
-// handler invocation it was passed to, and is not safe for concurrent use.
+// Call is one job as its handler sees it: what the job is (ID, Handler,
+// Key, Payload, Attempt), the state of its entity (Load, Save), its result
+// (SetResult), the follow-up jobs it asks for (Emit), read-only queries of
+// other entities (Query), a logger and a context.
+//
+// What a Call records takes effect only if the handler returns nil; it is
+// then committed with the job, atomically. A Call is valid only during
+// the handler invocation it was passed to: do not keep it, and do not use
+// it from other goroutines (it is not safe for concurrent use).
 type Call struct {
 	ctx    context.Context
 	job    *pluginpb.Job
@@ -25,33 +32,62 @@ type Call struct {
 	emits   []*pluginpb.Emit
 }
 
-// Context is cancelled when the worker gives up on the batch (its deadline
-// passed or the worker is shutting down). Long handlers should watch it.
+// Context is the context of the Handle call that runs the job. It is
+// cancelled when the call's deadline passes (Timeout, default 10 s for the
+// whole batch, so its Deadline is the time left for this job and the ones
+// after it) or when the worker gives up on the batch, e.g. as it shuts
+// down. Pass it to anything that may block (Query already uses it), and
+// return once it is done: a call that overruns its deadline fails as a
+// whole, and the worker replaces the plugin process.
 func (c *Call) Context() context.Context { return c.ctx }
 
-// Job is the job as the worker sent it. Treat it as read-only.
+// Job is the job exactly as the worker sent it, with the fields that have
+// no method of their own, such as SubmittedAtMs: when the job was
+// submitted, in Unix milliseconds (for an emitted job, when its parent
+// committed; for a delayed job, when it became due). Do not modify it.
 func (c *Call) Job() *pluginpb.Job { return c.job }
 
-// ID is the job's id, its idempotency key.
+// ID is the job's id: unique in the cluster and the same on every attempt
+// and every run. It is the submitter's id (the idempotency key: the same
+// id submitted again within the dedup window, 24 h by default, does not
+// run again), one the client generated, or for an emitted job its
+// parent's id, "~" and the emit's index, e.g. "gift-1~0". Derive from it
+// anything that must be the same on every run of the job.
 func (c *Call) ID() string { return c.job.GetId() }
 
-// Handler is the name of the handler the job was sent to.
+// Handler is the name of the handler the job was sent to, e.g.
+// "donor.donate"; useful when one function serves several handlers.
 func (c *Call) Handler() string { return c.job.GetHandler() }
 
-// Key is the job's key: the key of the entity the handler reads and writes.
+// Key is the job's key, chosen by its submitter or emitter: the key of
+// the entity whose state Load and Save read and write, and what decides
+// the job's partition. It is never empty.
 func (c *Call) Key() string { return c.job.GetKey() }
 
-// Entity is the entity type the handler reads and writes: the one it
-// declared with the Entity option, else its name up to the first dot.
+// Entity is the type of the entity whose state Load and Save read and
+// write: the one the handler declares with the Entity option, else the
+// handler name up to the first dot, "donor" for "donor.donate" (see
+// plugins.EntityType).
 func (c *Call) Entity() string { return c.entity }
 
-// Attempt is 1 on the first delivery of the job, 2 on the first retry, ...
+// Attempt is 1 on the job's first attempt, 2 on the second, and so on up
+// to the job's max attempts (MaxAttempts). Each failed attempt adds one
+// (an error, a panic, a missed deadline); a batch run again because of
+// another job's failure does not. A handler may use it to give up early,
+// returning a Fail error on a late attempt. In a test that builds its
+// Jobs by hand it is whatever the Job says, 0 when unset.
 func (c *Call) Attempt() int { return int(c.job.GetAttempt()) }
 
-// Payload is the job's raw JSON payload.
+// Payload is the job's payload as submitted or emitted: a JSON document,
+// of the handler's declared shape if it declared one and the job was
+// submitted (emitted jobs are not checked). Do not modify it; Decode and
+// Payload[T] unmarshal it.
 func (c *Call) Payload() []byte { return c.job.GetPayload() }
 
-// Logger logs to the worker's log with the job's id, handler and key.
+// Logger is the plugin's logger with the job's id, handler and key as
+// attributes (job_id, handler, key). Under Serve it writes to the worker's
+// log, which adds plugin=NAME and keeps each line's level. A line is
+// logged on every run of the job, committed or not.
 func (c *Call) Logger() *slog.Logger {
 	if c.log == nil {
 		c.log = c.base.With("job_id", c.job.GetId(), "handler", c.job.GetHandler(), "key", c.job.GetKey())
@@ -59,9 +95,19 @@ func (c *Call) Logger() *slog.Logger {
 	return c.log
 }
 
-// Decode unmarshals the JSON payload into v. A payload that does not decode
-// will never decode, so the error is already marked with Fail: return it
-// and the job is dead-lettered with a message saying why.
+// Decode unmarshals the JSON payload into v with encoding/json: fields
+// that v lacks are ignored, and fields that the payload lacks leave v's as
+// they were.
+//
+// An empty payload, or one that does not unmarshal into v, will never
+// decode, so the error is already marked with Fail: return it as is, and
+// the job is dead-lettered with "decode HANDLER payload: ..." as the
+// reason. To have such jobs refused at submit instead, declare the
+// payload's shape with ShapeOf of v's type: the worker then admits only
+// payloads that decode into it, and, since ShapeOf declares
+// NoUnknownFields, none with a field that Decode would ignore, so a
+// misspelled field is refused rather than read as a zero value. Emitted
+// jobs are not checked at submit.
 func (c *Call) Decode(v any) error {
 	p := c.job.GetPayload()
 	if len(p) == 0 {
@@ -73,9 +119,15 @@ func (c *Call) Decode(v any) error {
 	return nil
 }
 
-// Load unmarshals the entity's current state into v. found is false, and v
-// untouched, when the entity has no state yet. After Save, Load sees the
-// saved state.
+// Load unmarshals the state of the job's entity into v: the state
+// committed before the batch, as changed by the earlier successful jobs of
+// the entity in the batch and by this job's own Save. found is false, and
+// v untouched, when the entity has no state yet (its first job), so v
+// keeps whatever defaults it held.
+//
+// A state that does not unmarshal into v is an error that is not marked
+// with Fail: returned as is, it retries the job, since a fixed release of
+// the plugin may read the state again.
 func (c *Call) Load(v any) (found bool, err error) {
 	if len(c.state) == 0 {
 		return false, nil
@@ -87,8 +139,18 @@ func (c *Call) Load(v any) (found bool, err error) {
 	return true, nil
 }
 
-// Save replaces the entity's state with v marshalled to JSON. It takes
-// effect only if the handler returns nil.
+// Save replaces the whole state of the job's entity with v marshalled to
+// JSON, and Load returns it from then on. It takes effect only if the
+// handler returns nil: then it is committed in the same atomic commit as
+// the job's finished record, and the entity's later jobs, in this batch
+// and after, see it. A later Save replaces an earlier one; a job that does
+// not call Save leaves the state as it was. There is no delete: Save the
+// zero value to reset an entity.
+//
+// A v that does not marshal is a Fail error. A state travels with every
+// batch that touches its entity, so keep it small: a batch's request,
+// payloads and states together, must fit in one gRPC message (64 MiB by
+// default, worker --plugin-max-message).
 func (c *Call) Save(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -99,10 +161,33 @@ func (c *Call) Save(v any) error {
 	return nil
 }
 
-// Emit asks the worker to submit a job to handler with key and payload
-// (marshalled to JSON; pass a json.RawMessage to send bytes as they are)
-// once this job commits. The emitted job's id derives from this job's id, so
-// it runs once even when this job runs more than once.
+// Emit asks the worker to submit a follow-up job to handler with key and
+// payload, once this job commits. The payload is marshalled to JSON: pass a
+// json.RawMessage to send bytes as they are; nil sends JSON null. Emit is
+// how a handler changes another entity, since it writes only its own:
+//
+//	// credit the campaign, in the campaign's partition
+//	err := c.Emit("campaign.credit", d.Campaign, Credit{AmountCents: d.AmountCents})
+//
+// If the handler returns nil, the emitted jobs are committed with the job,
+// in the same atomic commit, and then relayed to the partitions of their
+// keys (at once, or within a second when a worker failed in between),
+// where they run like submitted jobs, each with its own attempts and its
+// handler's options. If the handler returns an error, nothing is emitted.
+//
+// An emitted job's id is this job's id, "~" and the emit's index in this
+// job (0, 1, ...), so a job that runs more than once emits the same ids,
+// and each emitted job runs once. A job's emits to one key run in the
+// order emitted.
+//
+// The handler may be Internal: only emitted jobs run such a handler.
+// Emitted jobs skip the other checks of submit: their payload is not
+// checked against the handler's shape. An emit to a handler that no worker of the
+// cluster serves (a typo) fails this job's attempt when it commits:
+// nothing of the attempt is kept, and the job is retried and in the end
+// dead-lettered with an error naming the unknown handler. Emit itself
+// returns a Fail error for an empty handler or key, or a payload that
+// does not marshal.
 func (c *Call) Emit(handler, key string, payload any) error {
 	if handler == "" {
 		return Failf("emit from %s: empty handler name", c.Handler())
@@ -118,8 +203,18 @@ func (c *Call) Emit(handler, key string, payload any) error {
 	return nil
 }
 
-// SetResult stores v, marshalled to JSON, as the job's result for whoever
-// waits on it. A later call replaces an earlier one.
+// SetResult sets the job's result to v marshalled to JSON, for whoever
+// waits on the job: coordinator submit --wait and coordinator result, the
+// Go client's Results, and the reply of a Call (coordinator call). A
+// later SetResult replaces an earlier one; a job that never calls it has
+// no result.
+//
+// The result takes effect only if the handler returns nil: then it is
+// committed in the job's record and kept for 24 h (worker
+// --result-retention). A failed job has no result: its dead letter keeps
+// its error history instead; nor has a rejected one, whose answer is the
+// reason it was rejected with (Reject). A v that does not marshal is a
+// Fail error.
 func (c *Call) SetResult(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -32,8 +32,9 @@ func countVisit(c *sdk.Call) error {
 	return c.Emit("page.hit", v.Page, nil)
 }
 
-// A plugin is a pluginpb.HandlerServer, so it runs in process too; main
-// would call sdk.Serve(p) instead.
+// A plugin is a pluginpb.HandlerServer, so it runs in process too; a
+// plugin's main would call p.Serve() instead. The job whose payload does
+// not decode fails for good and leaves the state as it was.
 func Example() {
 	p := sdk.New("visits", "1.0.0", sdk.Handler("visitor.visit", countVisit))
 

@@ -14,12 +14,37 @@ import (
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
-// HandlerFunc runs one job. See the package documentation for what its
-// return value means.
+// HandlerFunc is the code of a handler: it runs one job, which c
+// describes, and its return value decides the job's fate:
+//
+//   - nil: the job is done, and what it saved (Call.Save), set as its
+//     result (Call.SetResult) and emitted (Call.Emit) is committed with it.
+//   - an error made by Fail or Failf, found anywhere in the error's chain:
+//     the job is dead-lettered at once. Call.Decode, Payload and the other
+//     helpers return such errors for problems that retrying cannot fix.
+//   - an error made by Reject or Rejectf: a business "no". The job is
+//     finished as rejected, with the error's reason as its answer; it is
+//     neither retried nor dead-lettered.
+//   - an error made by RetryAfter: the attempt failed, and the next one
+//     comes no sooner than the error's delay.
+//   - any other error, or a panic: the attempt failed, and the next one
+//     comes after the worker's backoff (200 ms, doubling per attempt up to
+//     1 min).
+//
+// After the last attempt (MaxAttempts, default 5) a failed job is
+// dead-lettered. Whatever the error, nothing the job saved, set or emitted
+// is kept. When an error's chain holds more than one of these, Fail wins
+// over Reject, and Reject over RetryAfter.
+//
+// A HandlerFunc may run more than once for one job (see "Effects happen
+// once; runs may not" in the package documentation), so its only effects
+// must be through c. It should return once c.Context() is done. It may run
+// on several goroutines at once, for the batches of different partitions.
 type HandlerFunc func(c *Call) error
 
-// HandlerDef is a handler as declared to New: its name, function and the
-// limits it asks the worker for.
+// HandlerDef is one handler as Handler declares it: its name, its
+// function and its options. Pass HandlerDefs to Serve or New, which check
+// them. The zero HandlerDef is not a valid handler.
 type HandlerDef struct {
 	name         string
 	fn           HandlerFunc
@@ -45,54 +70,108 @@ func (h *HandlerDef) entityType() string {
 	return plugins.EntityType(h.name)
 }
 
-// Option sets a handler limit.
+// Option is a declaration about one handler, passed to Handler: Timeout,
+// MaxAttempts, Concurrency, Entity, Internal, and the payload's shape:
+// PayloadShape or ShapeOf, OptionalFields, NoUnknownFields and
+// AllowUnknownFields. The plugin sends its handlers' options to the worker
+// when the worker launches it (Describe), and they apply to every job of
+// the handler. Of two options of the same kind, the later wins
+// (NoUnknownFields and AllowUnknownFields are one kind).
 type Option func(*HandlerDef)
 
-// Timeout is the deadline of one batch call that contains jobs of this
-// handler. Zero (the default) leaves it to the worker.
+// Timeout declares the deadline of a Handle call that carries jobs of
+// this handler, in whole milliseconds. Zero, the default, leaves it to the
+// worker: --plugin-timeout, 10 s unless set.
+//
+// The deadline covers a whole batch (up to 256 jobs), not one job. A call
+// that carries jobs of several handlers gets the longest of their
+// deadlines, a handler without a Timeout counting as the worker's
+// default. When it passes, Call.Context is cancelled and the call fails:
+// the worker kills and relaunches the plugin process and runs the batch
+// again one key at a time, so that the job that is too slow is charged an
+// attempt and the other keys' jobs commit.
+//
+// A submitter may ask for a shorter deadline for one job (coordinator
+// submit --job-timeout); a longer one than the handler's Timeout is
+// refused at submit. New panics on a negative d.
 func Timeout(d time.Duration) Option {
 	return func(h *HandlerDef) { h.timeout = d }
 }
 
-// MaxAttempts is how many times a job of this handler is tried before it is
-// dead-lettered. Zero (the default) leaves it to the worker.
+// MaxAttempts declares how many times in all, the first time included, a
+// job of this handler is tried before it is dead-lettered: MaxAttempts(1)
+// never retries. Zero, the default, leaves it to the worker:
+// --max-attempts, 5 unless set.
+//
+// Every failed attempt counts: an error (RetryAfter included), a panic, a
+// missed deadline or a plugin crash that the worker traces to the job.
+// A Fail error dead-letters the job at once, whatever attempts are left.
+// Between attempts the job waits the worker's backoff: 200 ms before the
+// second, doubling per attempt up to 1 min, half of it jittered (worker
+// --retry-backoff, --retry-backoff-max).
+//
+// A submitter may set a job's own limit, 1 to 100 (coordinator submit
+// --max-attempts), which wins over the handler's. New panics on a
+// negative n.
 func MaxAttempts(n int) Option {
 	return func(h *HandlerDef) { h.maxAttempts = n }
 }
 
-// Concurrency hints how many batches of this handler the worker may run at
-// once. Zero (the default) leaves it to the worker.
+// Concurrency declares a hint: how many batches with jobs of this handler
+// the worker should run at once. Zero, the default, leaves it to the
+// worker.
+//
+// The worker receives the hint but does not act on it yet: how many
+// partition batches run at once is the worker's --parallel setting
+// (default 8), for all handlers alike. New panics on a negative n.
 func Concurrency(n int) Option {
 	return func(h *HandlerDef) { h.concurrency = n }
 }
 
-// Entity names the entity type whose state the handler reads and writes,
-// for a handler whose name does not start with it: by default a handler
-// works on the entity its name names before the first dot ("stock" for
-// "stock.add"). Handlers declaring the same entity share its state, and
-// `coordinator state ENTITY KEY` and Call.Query read it by that name.
+// Entity declares the entity type whose state the handler reads and
+// writes, for a handler whose name does not start with it. By default a
+// handler works on the entity type its name names before the first dot
+// ("stock" for "stock.add", see plugins.EntityType); with Entity it works
+// on name instead, keyed by the job's key as always:
 //
 //	sdk.Handler("stock.add", add, sdk.Entity("inventory"))
+//	sdk.Handler("stock.reserve", reserve, sdk.Entity("inventory"))
 //
-// An empty name is a programming error New panics on.
+// Handlers that declare the same entity share its state: the worker hands
+// each job the state of (name, key) and commits what it saves there, and
+// coordinator state and Call.Query read it by that name. Call.Entity
+// reports it. The worker refuses coordinator state and Call.Query of an
+// entity type no handler declares, or gets by default, naming the types
+// it knows.
+//
+// Changing a handler's entity moves no state: what was saved under the
+// old type stays there (a hot reload that does it logs a warning). New
+// panics on an empty name.
 func Entity(name string) Option {
 	return func(h *HandlerDef) { h.entity, h.entitySet = name, true }
 }
 
-// Internal declares a handler that only other handlers' emitted jobs may
-// run: the worker refuses to accept its jobs from Submit and Call ("handler
-// order.reserved is internal: only other handlers may emit it"), while jobs
-// emitted to it run as usual. Use it for the steps of a workflow that must
-// not be started from outside.
+// Internal declares a handler that only jobs emitted by other handlers
+// (Call.Emit) may run: one step of a workflow that must not be started
+// from outside. The worker refuses its jobs at Submit and Call, nothing
+// written, with "handler order.reserved is internal: only other handlers
+// may emit it", and leaves it out of the handlers an unknown-handler error
+// lists; emitted jobs run as usual.
 //
 //	sdk.Handler("order.reserved", reserved, sdk.Internal())
 func Internal() Option {
 	return func(h *HandlerDef) { h.internal = true }
 }
 
-// Handler declares a handler named "entity.action", e.g. "donor.donate".
-// Its entity type is the part of the name before the first dot, unless it
-// declares another with Entity.
+// Handler declares a handler for New or Serve: jobs submitted (or
+// emitted) to name run fn, under the options opts.
+//
+// name is "entity.action", e.g. "donor.donate": unless the handler
+// declares another with Entity, the part before the first dot is the
+// entity type whose state fn reads and writes (see plugins.EntityType),
+// and the whole name is what submitters and Call.Emit address, matched
+// exactly. A name without a dot is an entity type of its own. Handler
+// checks nothing; New panics on an empty name, a nil fn or a bad option.
 func Handler(name string, fn HandlerFunc, opts ...Option) HandlerDef {
 	h := HandlerDef{name: name, fn: fn}
 	for _, o := range opts {
@@ -101,9 +180,14 @@ func Handler(name string, fn HandlerFunc, opts ...Option) HandlerDef {
 	return h
 }
 
-// Plugin is a set of handlers with a name and a version. It implements
-// pluginpb.HandlerServer, so Serve can serve it and tests can call it.
+// Plugin is a set of handlers with a plugin name and version, built by
+// New. Plugin.Serve runs it as the plugin process. It implements
+// pluginpb.HandlerServer, the service the worker calls, so a test can call
+// its Describe and Handle methods in process, without a worker (see
+// "Testing without a cluster" in the package documentation). A Plugin is
+// safe for concurrent use: the worker sends several batches at once.
 type Plugin struct {
+	// Answers Unimplemented to methods the protocol may add later.
 	pluginpb.UnimplementedHandlerServer
 
 	name     string
@@ -118,9 +202,17 @@ var _ pluginpb.HandlerServer = (*Plugin)(nil)
 
 type entityKey struct{ typ, key string }
 
-// New builds a plugin. Like http.ServeMux, it panics on a programming error:
-// an empty plugin, handler or entity name, a nil function, a negative
-// limit, or a handler declared twice.
+// New builds a plugin called name, at version version, that serves
+// handlers. The name labels the plugin's lines in the worker's log
+// (plugin=name); name and version are what coordinator status shows
+// (name@version), so that a hot upgrade can be seen to have happened. The
+// version may be empty.
+//
+// Like http.ServeMux, New panics on a programming error: an empty plugin
+// name, a handler with an empty name or a nil function, a negative
+// Timeout, MaxAttempts or Concurrency, a bad PayloadShape or
+// OptionalFields, ShapeOf of a type that is not a struct, an empty Entity
+// name, or a handler declared twice.
 func New(name, version string, handlers ...HandlerDef) *Plugin {
 	if name == "" {
 		panic("sdk.New: empty plugin name")
@@ -148,7 +240,14 @@ func New(name, version string, handlers ...HandlerDef) *Plugin {
 	return p
 }
 
-// Describe lists the plugin's handlers in declaration order.
+// Describe answers the worker's first call to a plugin it launched: the
+// plugin's name and version, and its handlers in declaration order, each
+// with its options (TimeoutMs, MaxAttempts, PayloadShape and
+// PayloadOptional as JSON objects, PayloadClosed, Concurrency, Entity,
+// Internal; 0, "" or false when not declared). The worker routes jobs to
+// the plugin by these names, checks submitted payloads against the shapes
+// and refuses submitted jobs of internal handlers.
+// A test may call it to check what a plugin declares.
 func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
 	resp := &pluginpb.DescribeResponse{Name: p.name, Version: p.version}
 	for _, name := range p.order {
@@ -168,9 +267,30 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 	return resp, nil
 }
 
-// Handle runs the batch's jobs in order and returns one outcome per job.
-// The state a job saved is what later jobs of the same entity see, but only
-// if the job succeeded.
+// Handle runs one batch of jobs, as the worker sends it: req.Entities
+// holds the state before the batch of each entity the jobs touch (empty:
+// no state yet), and req.Jobs the jobs, in order. Handle runs them one
+// after another and returns exactly one pluginpb.Outcome per job, in the
+// same order:
+//
+//   - OK when the handler returned nil, with StateChanged and State when
+//     it called Call.Save, Result when it called Call.SetResult, and its
+//     Emits;
+//   - RETRY with Error for any other error or a panic, and RetryAfterMs
+//     for an error made by RetryAfter;
+//   - FAIL with Error for an error made by Fail or Failf, and for a job
+//     whose handler this plugin does not serve (ErrUnknownHandler);
+//   - REJECTED with Error, the reason, for an error made by Reject or
+//     Rejectf.
+//
+// A job sees the state saved by the earlier OK jobs of its entity in the
+// batch; a RETRY, FAIL or REJECTED outcome carries only its error, and
+// what that job saved is not seen by any other.
+//
+// If ctx is done before a job starts, Handle stops and returns ctx's error
+// as a gRPC status, and no outcomes: the worker then handles the batch as
+// failed. Handle applies nothing itself; the worker commits the outcomes.
+// In a test, the outcomes are all that a batch of jobs would do.
 func (p *Plugin) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
 	states := make(map[entityKey][]byte, len(req.GetEntities()))
 	for _, e := range req.GetEntities() {

@@ -14,10 +14,16 @@ import (
 	"github.com/corralhq/corral/plugins"
 )
 
-// Serve serves handlers as a plugin named after the program (its file name
-// without a "-plugin" suffix) with the version go build stamped into it
-// (the module version, else the VCS revision, else "devel"). Use New and
-// Plugin.Serve to choose the name and version.
+// Serve is the whole main of most plugins: it builds a plugin of handlers
+// with New and serves it (Plugin.Serve) until the worker that launched the
+// program closes the connection. The plugin is named after the program:
+// its file name without extension and without a "-plugin" suffix, so
+// bin/donations-plugin is "donations". Its version is the one go build
+// stamped into the binary: the module version, else the VCS revision (12
+// digits, "-dirty" when there were uncommitted changes), else "devel". Use
+// New(name, version, handlers...).Serve() to choose both.
+//
+// Serve panics where New does, on a programming error in the handlers.
 //
 //	func main() {
 //		sdk.Serve(sdk.Handler("donor.donate", donate))
@@ -26,13 +32,17 @@ func Serve(handlers ...HandlerDef) {
 	New(programName(), buildVersion(), handlers...).Serve()
 }
 
-// Serve serves p to the worker that launched this program and returns when
-// the worker closes the connection. Run directly from a shell, it prints
-// that it is a plugin and exits.
+// Serve serves p to the worker that launched this program, over
+// go-plugin's gRPC protocol (with mutual TLS, set up by the worker), and
+// returns when the worker closes the connection; the process also dies
+// with its worker. Run from a shell, without the worker's environment, it
+// prints that it is a plugin and exits with status 1.
 //
-// Serve also points slog's default logger (and so the log package) at the
-// worker's log: plugin logs go to stderr as JSON, which the worker reads
-// and re-logs with the plugin's name.
+// Serve points slog's default logger (and so the log package) at the
+// worker's log: logs go to stderr as JSON lines, which the worker re-logs
+// with plugin=NAME and their level. It also starts a CPU profile when
+// CORRAL_PLUGIN_CPUPROFILE is set (see "Logs and profiles" in the package
+// documentation).
 func (p *Plugin) Serve() {
 	// go-plugin swaps os.Stderr for a pipe once it serves; keep the real one.
 	stderr := os.Stderr

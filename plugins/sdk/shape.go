@@ -15,14 +15,29 @@ var shapeTypes = map[string]bool{
 	"string": true, "integer": true, "number": true, "boolean": true, "object": true, "array": true,
 }
 
-// PayloadShape declares the fields a payload must have and their JSON types
-// ("string", "integer", "number", "boolean", "object" or "array"), e.g.
-// {"amount_cents": "integer", "campaign": "string"}. The worker checks it at
-// submit, so a malformed job is refused before it is queued, with a message
-// naming the field, its value and the type wanted. "integer" is a number
-// written without a fraction or an exponent that fits an int64 (1e3 and
-// 99999999999999999999 are refused), "number" one that fits a float64:
-// what Decode takes into an int64 and a float64.
+// PayloadShape declares the fields every payload of this handler must
+// have, each with its JSON type: "string", "integer", "number",
+// "boolean", "object" or "array".
+//
+//	sdk.PayloadShape(map[string]string{"amount_cents": "integer", "campaign": "string"})
+//
+// The worker checks submitted jobs (submit and call) against it and
+// refuses, with one line naming the field, its value and the type wanted,
+// a payload that is not a JSON object, lacks a field, or has one of
+// another type (null included); nothing is written for such a job, and
+// the handler never sees it. The types are the ones Decode takes into Go:
+// "integer" is a number written without a fraction or an exponent that
+// fits an int64 (1e3, 3.0 and 99999999999999999999 are refused), "number"
+// one that fits a float64 (integers too). Only the top level is checked:
+// nested objects' fields, and the range of a narrower Go type (int8,
+// uint), are Decode's to refuse.
+//
+// Fields that the shape does not name are allowed, unless the handler
+// also declares NoUnknownFields; OptionalFields declares fields that may
+// be absent. Emitted jobs are not checked. New panics on an empty field
+// name or an unknown type.
+//
+// ShapeOf derives the shape from a Go struct instead.
 func PayloadShape(fields map[string]string) Option {
 	return func(h *HandlerDef) {
 		h.payloadShape, h.shapeErr = declareShape(fields, false, h.shapeErr)
@@ -31,9 +46,10 @@ func PayloadShape(fields map[string]string) Option {
 
 // OptionalFields declares fields a payload may have, with their JSON types
 // as in PayloadShape, or "any" for a field of any type. The worker checks
-// the type of each one present (null counts as absent) at submit; with
+// at submit the type of each one present, a null counting as absent; with
 // NoUnknownFields they are, besides PayloadShape's, the fields a payload
-// may hold.
+// may hold. A field that PayloadShape names too is required. New panics on
+// an empty field name or an unknown type.
 //
 //	sdk.Handler("order.place", place, sdk.PayloadShape(map[string]string{"sku": "string"}),
 //		sdk.OptionalFields(map[string]string{"note": "string"}), sdk.NoUnknownFields())
@@ -44,16 +60,19 @@ func OptionalFields(fields map[string]string) Option {
 }
 
 // NoUnknownFields makes the worker refuse at submit a payload with a field
-// that neither PayloadShape nor OptionalFields names, saying which one: a
-// misspelled field is caught before the job is queued, where Decode would
-// ignore it. ShapeOf declares it unless AllowUnknownFields says otherwise.
+// that neither PayloadShape nor OptionalFields names, saying which one
+// and listing those the handler takes: a misspelled field is caught
+// before the job is queued, where Decode would ignore it. With no field
+// declared, it admits only {}. ShapeOf declares it unless
+// AllowUnknownFields says otherwise; of the two, the later wins.
 func NoUnknownFields() Option {
 	return func(h *HandlerDef) { h.unknownFields = refuseUnknown }
 }
 
 // AllowUnknownFields lets a payload carry fields its shape does not name
 // (Decode ignores them), undoing ShapeOf's NoUnknownFields: for payloads
-// that carry more than the handler reads.
+// that carry more than the handler reads. It is the default of a shape
+// declared with PayloadShape.
 func AllowUnknownFields() Option {
 	return func(h *HandlerDef) { h.unknownFields = allowUnknown }
 }
@@ -90,15 +109,30 @@ func declareShape(fields map[string]string, optional bool, prev error) (string, 
 	return string(b), prev
 }
 
-// ShapeOf declares the payload shape of struct type T, by the fields' JSON
-// names: every exported field that is not omitempty (or omitzero) is
-// required with the JSON type of its Go type; an omitempty field is
-// optional, and so is a field whose JSON type cannot be told from its Go
-// type (interfaces, json.RawMessage), with any value. A payload with a
-// field T does not have is refused (NoUnknownFields), unless the handler
-// declares AllowUnknownFields.
+// ShapeOf declares the payload shape (see PayloadShape) of struct type T,
+// as encoding/json decodes it, and that a payload may hold no other field
+// (NoUnknownFields), where Decode would ignore one: a misspelled field is
+// refused at submit, naming it, instead of reaching the handler as a zero
+// value.
+//
+// Every exported field that is not omitempty or omitzero is required,
+// under its JSON name, with the JSON type of its Go type. Strings are
+// "string", booleans "boolean", integers "integer", floats "number",
+// structs and maps "object", slices and arrays "array"; []byte and types
+// that marshal as text (time.Time, for one) are "string". An omitempty or
+// omitzero field is optional (OptionalFields): checked when present, and
+// a null counts as absent. A field whose JSON type depends on the value
+// (an interface, json.RawMessage, a type with its own MarshalJSON) is
+// optional with any value. The fields of an embedded struct without a
+// JSON name count as T's own; fields tagged "-" are left out. A pointer
+// field has its element's type, so a null is refused: make optional
+// fields omitempty.
 //
 //	sdk.Handler("donor.donate", donate, sdk.ShapeOf[Donation]())
+//
+// AllowUnknownFields, given after ShapeOf, lets fields T does not have
+// through, for payloads that carry more than the handler reads. New
+// panics when T is not a struct or a pointer to one.
 func ShapeOf[T any]() Option {
 	required, optional, err := shapeOf(reflect.TypeFor[T]())
 	return func(h *HandlerDef) {

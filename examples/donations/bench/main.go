@@ -24,6 +24,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// tlsFlags: the client certificate (default: the local cluster's admin one).
+var tlsFlags cli.TLSFlags
+
 func main() {
 	redisAddr := flag.String("redis", cli.Env("CORRAL_REDIS_ADDR", "127.0.0.1:6379"), "Redis address (env CORRAL_REDIS_ADDR)")
 	consul := flag.String("consul", cli.DefaultConsulAddr(), "Consul address, to verify totals through the workers")
@@ -33,6 +36,7 @@ func main() {
 	state := flag.String("state", cli.Env("CORRAL_STATE", ".corral"), "cluster state folder with the pid files, for CPU and memory figures (env CORRAL_STATE)")
 	rate := flag.Int("rate", 15000, "donations/s submitted while latency is measured")
 	loadFor := flag.Duration("load-for", 5*time.Second, "how long latency is measured under load")
+	tlsFlags.Register(flag.CommandLine, "dial the workers in plaintext (or CORRAL_TLS=off)")
 	flag.Parse()
 	if err := run(*redisAddr, *consul, *n, *partitions, *start, *state, *rate, *loadFor); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -71,7 +75,11 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 	ingest := time.Since(t0)
 	fmt.Printf("pre-loaded %d donations in %.2fs (%.0f jobs/s enqueue, pipelined)\n", n, ingest.Seconds(), float64(n)/ingest.Seconds())
 
-	c, err := client.New(client.Config{ConsulAddr: consul})
+	tlsCfg, _, err := tlsFlags.ClientConfig()
+	if err != nil {
+		return err
+	}
+	c, err := client.New(client.Config{ConsulAddr: consul, TLS: tlsCfg})
 	if err != nil {
 		return err
 	}

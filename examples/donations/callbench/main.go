@@ -20,11 +20,16 @@ import (
 	"github.com/corralhq/corral/internal/cli"
 	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/sharding"
+	"google.golang.org/grpc/credentials"
 )
+
+// tlsFlags: the client certificate (default: the local cluster's admin one).
+var tlsFlags cli.TLSFlags
 
 func main() {
 	consul := flag.String("consul", cli.DefaultConsulAddr(), "Consul address (env CORRAL_CONSUL_ADDR)")
 	n := flag.Int("n", 2000, "calls per case")
+	tlsFlags.Register(flag.CommandLine, "dial the workers in plaintext (or CORRAL_TLS=off)")
 	flag.Parse()
 	if err := run(*consul, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "callbench:", err)
@@ -34,7 +39,11 @@ func main() {
 
 func run(consul string, n int) error {
 	ctx := context.Background()
-	cl, err := client.New(client.Config{ConsulAddr: consul})
+	tlsCfg, from, err := tlsFlags.ClientConfig()
+	if err != nil {
+		return err
+	}
+	cl, err := client.New(client.Config{ConsulAddr: consul, TLS: tlsCfg})
 	if err != nil {
 		return err
 	}
@@ -54,7 +63,14 @@ func run(consul string, n int) error {
 	if len(addr) < 2 {
 		return fmt.Errorf("need at least two workers, found %d", len(addr))
 	}
-	pool, err := peer.NewPool(breaker.DefaultConfig(), nil)
+	var opts []peer.Option
+	transport := "plaintext"
+	if tlsCfg != nil {
+		opts = append(opts, peer.WithCredentials(credentials.NewTLS(tlsCfg)))
+		transport = "mutual TLS, " + from
+	}
+	fmt.Printf("calls over %s\n", transport)
+	pool, err := peer.NewPool(breaker.DefaultConfig(), nil, opts...)
 	if err != nil {
 		return err
 	}

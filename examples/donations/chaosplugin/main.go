@@ -9,7 +9,8 @@
 // CORRAL_CHAOS_FAIL_PERCENT set, a job fails on an attempt when
 // hash(seed, id, attempt) says so. A payload with "poison" set never
 // succeeds: "fail" always asks for a retry, "panic" panics, "hang" blocks
-// past the handler's deadline, "reject" fails for good.
+// past the handler's deadline, "reject" fails for good, "typo" emits to a
+// handler that does not exist (bucket.credt).
 package main
 
 import (
@@ -100,7 +101,11 @@ func addHandler(c *sdk.Call) error {
 	if err := c.Save(s); err != nil {
 		return err
 	}
-	if err := c.Emit("bucket.credit", a.Bucket, credit{AmountCents: a.AmountCents}); err != nil {
+	target := "bucket.credit"
+	if a.Poison == "typo" {
+		target = "bucket.credt"
+	}
+	if err := c.Emit(target, a.Bucket, credit{AmountCents: a.AmountCents}); err != nil {
 		return err
 	}
 	return c.SetResult(map[string]int64{"seq": a.Seq, "total_cents": s.TotalCents})

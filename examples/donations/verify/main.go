@@ -16,10 +16,14 @@ import (
 	"github.com/corralhq/corral/internal/cli"
 )
 
+// tlsFlags: the client certificate (default: the local cluster's admin one).
+var tlsFlags cli.TLSFlags
+
 func main() {
 	consul := flag.String("consul", cli.DefaultConsulAddr(), "Consul agent HTTP address (env CORRAL_CONSUL_ADDR)")
 	expected := flag.String("expected", "expected.json", "expected totals written by loadgen")
 	wait := flag.Duration("wait", 2*time.Minute, "how long to wait for the totals to match")
+	tlsFlags.Register(flag.CommandLine, "dial the workers in plaintext (or CORRAL_TLS=off)")
 	flag.Parse()
 	if err := run(*consul, *expected, *wait); err != nil {
 		fmt.Fprintln(os.Stderr, "verify:", err)
@@ -36,7 +40,11 @@ func run(consul, path string, wait time.Duration) error {
 	if err := json.Unmarshal(b, &exp); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	c, err := client.New(client.Config{ConsulAddr: consul})
+	tlsCfg, _, err := tlsFlags.ClientConfig()
+	if err != nil {
+		return err
+	}
+	c, err := client.New(client.Config{ConsulAddr: consul, TLS: tlsCfg})
 	if err != nil {
 		return err
 	}
