@@ -27,10 +27,11 @@ type API struct {
 // API returns the gRPC service of this worker.
 func (w *Worker) API() *API { return w.api }
 
-// GetState reads committed entity states. An entity type no handler
-// declares is refused (NotFound) with the declared ones named.
+// GetState reads committed entity states. An entity type that no handler
+// of this worker or of the members that publish their handlers reads and
+// writes is refused (NotFound) with the known ones named.
 func (a *API) GetState(ctx context.Context, req *workerpb.GetStateRequest) (*workerpb.GetStateResponse, error) {
-	if err := checkEntity(req.Entity, a.intake.handlers()); err != nil {
+	if err := checkEntity(req.Entity, a.intake.catalog.entities(a.intake.handlers())); err != nil {
 		if req.Entity == "" {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}

@@ -96,12 +96,18 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 
 // admit is validate, and then refuses a job whose handler the owner of its
 // partition p does not serve. A handler this worker does not serve is
-// accepted when that owner publishes it (workers differ during a rolling
-// upgrade): what this worker cannot check, the payload's shape and the
-// handler's limits, is left to the owner's plugin.
+// refused when a member publishes it internal, and accepted when that
+// owner publishes it (workers differ during a rolling upgrade): what this
+// worker cannot check, the payload's shape and the handler's limits, is
+// left to the owner's plugin.
 func (ji *jobIntake) admit(j *workerpb.Job, id string, p int, handlers map[string]host.HandlerInfo) error {
-	if _, ok := handlers[j.Handler]; !ok && ji.catalog.ownerServes(j.Handler, p, handlers) {
-		return ji.check(j, id, host.HandlerInfo{})
+	if _, ok := handlers[j.Handler]; !ok {
+		if ji.catalog.internal(j.Handler, handlers) {
+			return ji.check(j, id, host.HandlerInfo{Internal: true})
+		}
+		if ji.catalog.ownerServes(j.Handler, p, handlers) {
+			return ji.check(j, id, host.HandlerInfo{})
+		}
 	}
 	if err := ji.validate(j, id, handlers); err != nil {
 		return err

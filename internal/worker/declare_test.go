@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/store"
@@ -201,5 +202,86 @@ func TestRejectedFinishesTheJob(t *testing.T) {
 	calls.committed(b)
 	if r := <-done; r.State != workerpb.JobResult_REJECTED || r.Error != "out of stock: 3 left" || !finished(r) {
 		t.Fatalf("caller woken with %v, want REJECTED with the reason", r)
+	}
+}
+
+// TestEmitToInternalHandler: an internal handler is refused at submit,
+// but a job may emit to it, whether this worker or another serves it; the
+// emit check that fails an attempt for an unknown handler lets it through.
+func TestEmitToInternalHandler(t *testing.T) {
+	t.Parallel()
+	now := time.UnixMilli(10_000_000)
+	e := &executor{cfg: DefaultConfig(), plugins: staticHandlers{hs: inventoryHandlers}}
+	rp := e.batchPolicy(now, inventoryHandlers)
+	rp.maxAttempts = func(store.Job) int { return 3 }
+	stream := []store.Job{{ID: "r1", Handler: "stock.reserve", Key: "sku-1", Attempt: 1, StreamID: "1-0"}}
+	out := map[string]*pluginpb.Outcome{"r1": {JobId: "r1", Status: pluginpb.Outcome_OK, StateChanged: true, State: []byte(`{"on_hand":1}`),
+		Emits: []*pluginpb.Emit{{Handler: "order.reserved", Key: "o-1", Payload: []byte(`{"sku":"sku-1","qty":2}`)}}}}
+	b, err := buildBatch(planWork(nil, stream, store.Snapshot{}), out, rp, entityOf(inventoryHandlers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Done) != 1 || len(b.Retries) != 0 || len(b.Emits) != 1 || b.Emits[0].Handler != "order.reserved" {
+		t.Fatalf("done %v retries %+v emits %+v, want r1 done with its emit to the internal handler", b.Done, b.Retries, b.Emits)
+	}
+
+	// Served by another worker only.
+	view := newMembership(Config{ID: "w2"}, slog.New(slog.DiscardHandler))
+	meta, err := localSet(inventoryHandlers).Meta()
+	if err != nil {
+		t.Fatal(err)
+	}
+	view.handlers.Store(readHandlers(membersWithMeta(map[string]map[string]string{"w1": meta})))
+	local := map[string]host.HandlerInfo{"donor.donate": {Plugin: "donations", Version: "1", Entity: "donor"}}
+	e2 := &executor{cfg: DefaultConfig(), plugins: staticHandlers{hs: local},
+		catalog: &handlerCatalog{self: "w2", local: staticHandlers{hs: local}, view: view}}
+	if err := e2.batchPolicy(now, local).checkEmit("d1", "order.reserved"); err != nil {
+		t.Fatalf("emit to w1's internal handler from w2: %v", err)
+	}
+}
+
+// TestRejectedJobOfAServedHandlerBesideAWaitingOne: in one batch, a job
+// whose handler this worker lacks waits (parked, no attempt spent, its
+// key held) while a rejection of another key finishes with its reason;
+// the waiting job's key's later jobs wait behind it, and a rejection on
+// the same key before it lets the wait begin at the next job.
+func TestRejectedJobOfAServedHandlerBesideAWaitingOne(t *testing.T) {
+	t.Parallel()
+	now := time.UnixMilli(10_000_000)
+	stream := []store.Job{
+		{ID: "a", Handler: "stock.reserve", Key: "k1", Attempt: 1, StreamID: "1-0"},
+		{ID: "b", Handler: "order.cancel", Key: "k1", Attempt: 1, StreamID: "2-0"}, // not served here
+		{ID: "c", Handler: "stock.reserve", Key: "k1", Attempt: 1, StreamID: "3-0"},
+		{ID: "d", Handler: "stock.reserve", Key: "k2", Attempt: 2, StreamID: "4-0"},
+	}
+	wk := planWork(nil, stream, store.Snapshot{})
+	run, outcomes := unserved(wk, inventoryHandlers)
+	if ids := jobIDs(run); strings.Join(ids, ",") != "a,d" {
+		t.Fatalf("jobs run %v, want a and d (b waits, c behind it)", ids)
+	}
+	outcomes["a"] = &pluginpb.Outcome{JobId: "a", Status: pluginpb.Outcome_REJECTED, Error: "out of stock: 0 left"}
+	outcomes["d"] = &pluginpb.Outcome{JobId: "d", Status: pluginpb.Outcome_REJECTED, Error: "order cancelled"}
+	b, err := buildBatch(wk, outcomes, testPolicy(now), entityOf(inventoryHandlers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Rejection{{JobID: "a", Attempts: 1, Reason: "out of stock: 0 left"}, {JobID: "d", Attempts: 2, Reason: "order cancelled"}}
+	if !slices.Equal(b.Rejected, want) {
+		t.Fatalf("rejected %+v, want %+v", b.Rejected, want)
+	}
+	if len(b.Dead) != 0 || len(b.Done) != 0 || len(b.Retries) != 0 {
+		t.Fatalf("dead %+v done %v retries %+v, want none", b.Dead, b.Done, b.Retries)
+	}
+	if len(wk.waiting) != 1 || wk.waiting[0].ID != "b" || wk.waiting[0].Attempt != 1 || wk.waiting[0].WaitingSince != now.UnixMilli() {
+		t.Fatalf("waiting %+v, want b at attempt 1, waiting since now", wk.waiting)
+	}
+	var park *store.KeyPlan
+	for i, kp := range b.Keys {
+		if kp.Key == "k1" {
+			park = &b.Keys[i]
+		}
+	}
+	if park == nil || park.Park == nil || park.Park.ID != "b" || len(park.Front)+len(park.Back) != 1 || append(park.Front, park.Back...)[0].ID != "c" {
+		t.Fatalf("key plans %+v, want k1 held by b with c behind it", b.Keys)
 	}
 }

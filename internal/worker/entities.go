@@ -25,26 +25,13 @@ func entityOf(hs map[string]host.HandlerInfo) func(handler string) string {
 	}
 }
 
-// knownEntities lists the entity types the handlers read and write, sorted.
-func knownEntities(hs map[string]host.HandlerInfo) []string {
-	entity := entityOf(hs)
-	out := make([]string, 0, len(hs))
-	for name := range hs {
-		if e := entity(name); !slices.Contains(out, e) {
-			out = append(out, e)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// checkEntity refuses an entity type no handler declares, naming the ones
-// that are: a misspelled entity would otherwise read as "no state".
-func checkEntity(entity string, hs map[string]host.HandlerInfo) error {
-	known := knownEntities(hs)
+// checkEntity refuses an entity type that is not among known, the ones
+// the cluster's handlers read and write, naming them: a misspelled entity
+// would otherwise read as "no state".
+func checkEntity(entity string, known []string) error {
 	switch {
 	case len(known) == 0:
-		return fmt.Errorf("%w %q: this worker serves no handlers", ErrUnknownEntity, entity)
+		return fmt.Errorf("%w %q: the cluster serves no handlers", ErrUnknownEntity, entity)
 	case entity == "":
 		return fmt.Errorf("entity type is empty (this cluster's entities: %s)", strings.Join(known, ", "))
 	case !slices.Contains(known, entity):
