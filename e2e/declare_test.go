@@ -11,6 +11,10 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/testenv"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // inventoryPlugin builds the declarations test plugin next to the other
@@ -154,4 +158,64 @@ func TestHandlerDeclarations(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+}
+
+// TestDeclarationsAcrossPluginSets: w1 serves the inventory plugin, w2
+// only the donations plugin, as during a rolling upgrade. w2 learns what
+// w1's handlers declare from the set w1 publishes: it refuses the internal
+// order.reserved even for a key w1 owns, leaves it out of the handlers it
+// lists, and serves state of w1's declared entity inventory, refusing an
+// entity no worker's handler works on with all of them named.
+func TestDeclarationsAcrossPluginSets(t *testing.T) {
+	c := newCluster(t, "--partitions", "16")
+	c.launch("w1", workerRun{plugin: inventoryPlugin(t, c)})
+	c.launch("w2", workerRun{})
+	cl := c.client()
+	waitOwners(t, cl, 2)
+	w2 := dialPlain(t, addrsOf(t, cl)["w2"])
+	onW1 := keyOwnedBy(t, cl, "w1", "o")
+
+	const internal = "handler order.reserved is internal: only other handlers may emit it"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := w2.Submit(ctx, &workerpb.SubmitRequest{Jobs: []*workerpb.Job{
+			{Id: "x-1", Handler: "order.reserved", Key: onW1, Payload: []byte(`{"sku":"sku-1","qty":1}`)}}})
+		cancel()
+		if err == nil && resp.Results[0].Error == internal {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("w2's Submit of order.reserved for a key of w1: %v %v, want %q", resp, err, internal)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w2.Call(ctx, &workerpb.CallRequest{Job: &workerpb.Job{Handler: "order.reserved", Key: onW1,
+		Payload: []byte(`{"sku":"sku-1","qty":1}`)}, TimeoutMs: 5000}); status.Convert(err).Message() != internal {
+		t.Errorf("w2's Call of order.reserved: %v, want %q", err, internal)
+	}
+	resp, err := w2.Submit(ctx, &workerpb.SubmitRequest{Jobs: []*workerpb.Job{{Id: "x-2", Handler: "order.reserve", Key: onW1}}})
+	if err != nil || !strings.Contains(resp.Results[0].Error, "(this cluster serves: donor.donate, donor.report, stock.add, stock.reserve)") {
+		t.Errorf("w2's Submit of an unknown handler: %v %v, want the internal ones left out", resp, err)
+	}
+	if _, err := w2.GetState(ctx, &workerpb.GetStateRequest{Entity: "inventory", Keys: []string{"sku-1"}}); err != nil {
+		t.Errorf("state of inventory on w2: %v", err)
+	}
+	_, err = w2.GetState(ctx, &workerpb.GetStateRequest{Entity: "stock", Keys: []string{"sku-1"}})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "(this cluster's entities: campaign, donor, inventory, order)") {
+		t.Errorf("state of stock on w2: %v, want NotFound naming every worker's entities", err)
+	}
+}
+
+// dialPlain connects to one worker of a cluster without TLS.
+func dialPlain(t *testing.T, addr string) workerpb.WorkerClient {
+	t.Helper()
+	conn, err := grpc.Dial(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return workerpb.NewWorkerClient(conn)
 }
