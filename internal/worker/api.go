@@ -27,6 +27,12 @@ type API struct {
 // API returns the gRPC service of this worker.
 func (w *Worker) API() *API { return w.api }
 
+// entities lists the entity types the handlers of this worker and of the
+// members that publish their handlers read and write, sorted.
+func (w *Worker) entities() []string {
+	return w.api.intake.catalog.entities(w.api.intake.handlers())
+}
+
 // GetState reads committed entity states. An entity type that no handler
 // of this worker or of the members that publish their handlers reads and
 // writes is refused (NotFound) with the known ones named.

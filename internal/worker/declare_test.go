@@ -285,3 +285,20 @@ func TestRejectedJobOfAServedHandlerBesideAWaitingOne(t *testing.T) {
 		t.Fatalf("key plans %+v, want k1 held by b with c behind it", b.Keys)
 	}
 }
+
+// TestHostQueriesKnowTheClusterEntities: the query service lists no entity
+// type until it is given a worker, then that worker's.
+func TestHostQueriesKnowTheClusterEntities(t *testing.T) {
+	t.Parallel()
+	w := declWorker(t)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { rdb.Close() })
+	q := NewHostQueries(rdb, 16)
+	if es := q.KnownEntities(); len(es) != 0 {
+		t.Fatalf("entities before a worker is given: %v", es)
+	}
+	q.ServeEntitiesOf(w)
+	if es := strings.Join(q.KnownEntities(), ","); es != "inventory,order" {
+		t.Fatalf("entities = %s, want inventory,order", es)
+	}
+}

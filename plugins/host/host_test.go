@@ -678,4 +678,22 @@ func TestHostQueryRefusesUndeclaredEntity(t *testing.T) {
 	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `unknown entity "campaigns" (the handlers declare: campaign, donor)`) {
 		t.Fatalf("query of an undeclared entity: %v", err)
 	}
+
+	// A Host that lists the cluster's other entities lets them through.
+	m.cfg.Host = declaredEntities{HostServer: listingHost{entities: []string{"inventory", "donor"}}, m: m}
+	if _, err := m.cfg.Host.GetState(context.Background(), &pluginpb.HostGetStateRequest{Entity: "inventory", Key: "sku-1"}); err != nil {
+		t.Fatalf("query of an entity another worker's plugin declares: %v", err)
+	}
+	_, err = m.cfg.Host.GetState(context.Background(), &pluginpb.HostGetStateRequest{Entity: "stock", Key: "sku-1"})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `unknown entity "stock" (the handlers declare: campaign, donor, inventory)`) {
+		t.Fatalf("query of an entity nobody declares: %v", err)
+	}
 }
+
+// listingHost is a fakeHost that knows entity types of other workers.
+type listingHost struct {
+	fakeHost
+	entities []string
+}
+
+func (l listingHost) KnownEntities() []string { return l.entities }
