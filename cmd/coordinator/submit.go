@@ -89,9 +89,10 @@ content is reported as a duplicate and not applied twice. A job without an
 id gets one here, before it is first sent, so that when a worker does not
 answer in time and the job goes to another, it is still one job.
 
-A job is refused, and nothing written, when its handler is unknown or
-internal (only other handlers may emit to it), its key is empty, or its
-payload is not JSON or does not have the shape its handler declares.
+A job is refused, and nothing written, when its handler is unknown,
+internal (only other handlers may emit to it) or not served by the worker
+that owns its key, its key is empty, or its payload is not JSON or does
+not have the shape its handler declares.
 
 With --file, a line without an id gets one derived from its line number and
 its content, the same each time the same file (or the same lines on stdin)
