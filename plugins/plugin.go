@@ -125,13 +125,24 @@ func DialOptions(limit int) []grpc.DialOption {
 	return grpcopt.DialOptions(limit)
 }
 
-// EntityType is the entity type a handler reads and writes: its name up to
-// the first dot ("donor" for "donor.donate"), or the whole name when nothing
-// comes before a dot, so an entity type is never empty. The worker loads
-// and stores states by it and the SDK hands them to handlers by it.
+// EntityType is the default entity type of a handler: its name up to the
+// first dot ("donor" for "donor.donate"), or the whole name when nothing
+// comes before a dot, so an entity type is never empty. A handler that
+// declares its entity (HandlerSpec.entity) reads and writes that one
+// instead: use EntityOf wherever the declaration is at hand.
 func EntityType(handler string) string {
 	if i := strings.IndexByte(handler, '.'); i > 0 {
 		return handler[:i]
 	}
 	return handler
+}
+
+// EntityOf is the entity type a declared handler reads and writes: the one
+// it declares, else EntityType of its name. The worker loads and stores
+// states by it and the SDK hands them to handlers by it.
+func EntityOf(h *pluginpb.HandlerSpec) string {
+	if e := h.GetEntity(); e != "" {
+		return e
+	}
+	return EntityType(h.GetName())
 }

@@ -31,6 +31,7 @@ const (
 	JobResult_QUEUED            JobResult_State = 2 // accepted, not finished yet
 	JobResult_DONE              JobResult_State = 3
 	JobResult_DEAD              JobResult_State = 4 // dead-lettered
+	JobResult_REJECTED          JobResult_State = 5 // finished: its handler refused it (error says why); nothing else was committed
 )
 
 // Enum value maps for JobResult_State.
@@ -41,6 +42,7 @@ var (
 		2: "QUEUED",
 		3: "DONE",
 		4: "DEAD",
+		5: "REJECTED",
 	}
 	JobResult_State_value = map[string]int32{
 		"STATE_UNSPECIFIED": 0,
@@ -48,6 +50,7 @@ var (
 		"QUEUED":            2,
 		"DONE":              3,
 		"DEAD":              4,
+		"REJECTED":          5,
 	}
 )
 
@@ -1334,7 +1337,7 @@ type JobResult struct {
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	State         JobResult_State        `protobuf:"varint,2,opt,name=state,proto3,enum=corral.worker.v1.JobResult_State" json:"state,omitempty"`
 	Result        []byte                 `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"` // the handler's result, if it set one and it has not expired
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`   // last error, for DEAD
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`   // last error, for DEAD; the handler's reason, for REJECTED
 	Attempts      int32                  `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2026,20 +2029,21 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\tlocations\x18\x01 \x03(\v2\x1a.corral.worker.v1.LocationR\tlocations\"=\n" +
 	"\x10GetResultRequest\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
-	"\await_ms\x18\x02 \x01(\x03R\x06waitMs\"\xeb\x01\n" +
+	"\await_ms\x18\x02 \x01(\x03R\x06waitMs\"\xf9\x01\n" +
 	"\tJobResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
 	"\x05state\x18\x02 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\x12\x16\n" +
 	"\x06result\x18\x03 \x01(\fR\x06result\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
-	"\battempts\x18\x05 \x01(\x05R\battempts\"K\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\"Y\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aUNKNOWN\x10\x01\x12\n" +
 	"\n" +
 	"\x06QUEUED\x10\x02\x12\b\n" +
 	"\x04DONE\x10\x03\x12\b\n" +
-	"\x04DEAD\x10\x04\"J\n" +
+	"\x04DEAD\x10\x04\x12\f\n" +
+	"\bREJECTED\x10\x05\"J\n" +
 	"\x11GetResultResponse\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.corral.worker.v1.JobResultR\aresults\"V\n" +
 	"\x16ListDeadLettersRequest\x12\x14\n" +

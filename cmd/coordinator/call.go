@@ -22,7 +22,12 @@ func callCmd(ctx context.Context, g globals, newClient func() (*client.Client, e
 Runs one job synchronously on the owner of its key, in order with that key's
 queued jobs, and prints its result (JSON) when it has committed. When the owner
 is down or slow the call goes through the queue instead, so an accepted call is
-never lost; the global --timeout is its deadline.
+never lost; the global --timeout is its deadline. A call to an internal
+handler (only other handlers may emit to it) is refused.
+
+A job its handler rejects (sdk.Reject, e.g. "out of stock: 3 left") prints
+the reason and exits non-zero; it is finished, not retried nor
+dead-lettered, and a call with the same --id gets the same answer.
 
 Flags:`)
 		fs.PrintDefaults()
@@ -64,8 +69,11 @@ Flags:`)
 		}
 		fmt.Fprintf(stderr, "job %s %s, served %s %s\n", resp.Id, r.State, how, resp.ServedBy)
 	}
-	if r.State == workerpb.JobResult_DEAD {
+	switch r.State {
+	case workerpb.JobResult_DEAD:
 		return fmt.Errorf("job %s was dead-lettered after %s: %s", resp.Id, cli.Attempts(r.Attempts), r.Error)
+	case workerpb.JobResult_REJECTED:
+		return rejected(resp.Id, r.Error)
 	}
 	if len(r.Result) == 0 {
 		fmt.Fprintln(stdout, "null")

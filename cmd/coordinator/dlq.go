@@ -21,7 +21,9 @@ const dlqUsage = `Usage: coordinator dlq list [--limit N]   (oldest first)
        coordinator dlq purge ID... | --all
 
 Dead letters are jobs that failed for good or spent their attempts; each
-keeps its error history. replay submits them again with fresh attempts.`
+keeps its error history. replay submits them again with fresh attempts.
+A job its handler rejected (sdk.Reject: a business "no") is finished, not
+dead-lettered: 'coordinator result ID' shows its reason.`
 
 func dlqCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

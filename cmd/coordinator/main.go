@@ -21,8 +21,8 @@ const usage = `Usage: coordinator [--consul ADDR] COMMAND [flags]
 
 Commands:
   submit   submit one job (--handler --key --payload [--id]) or many (--file F.jsonl, - for stdin)
-  state    print an entity's committed state as JSON: state ENTITY KEY
-  call     run one job synchronously on its key's owner and print its result
+  state    print an entity's committed state as JSON: state ENTITY KEY (an unknown ENTITY lists the known ones)
+  call     run one job synchronously on its key's owner and print its result (or why it was rejected)
   result   print a job's result: result [--wait D] ID
   dlq      dead letters: dlq list | show ID | replay ID...|--all | purge ID...|--all
   status   members, partitions per member, queue depth; warns when workers serve different handlers

@@ -17,7 +17,7 @@ func resultCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	fs := flag.NewFlagSet("result", flag.ContinueOnError)
 	wait := fs.Duration("wait", 0, "wait up to this long for an unfinished job")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator result [--wait D] ID\n\nPrints a finished job's result (JSON), or why it has none.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: coordinator result [--wait D] ID\n\nPrints a finished job's result (JSON), or why it has none: a job that was\ndead-lettered, or that its handler rejected (with the handler's reason),\nexits non-zero.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
@@ -35,6 +35,12 @@ func resultCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	ctx, cancel := context.WithTimeout(ctx, g.timeout+*wait)
 	defer cancel()
 	return printResult(ctx, c, fs.Arg(0), *wait, stdout)
+}
+
+// rejected is the error of a job its handler rejected: the handler's
+// answer, so the command fails with it.
+func rejected(id, reason string) error {
+	return fmt.Errorf("job %s was rejected: %s", id, reason)
 }
 
 // printResult prints a job's result and fails unless the job is done.
@@ -57,6 +63,8 @@ func printResult(ctx context.Context, c *client.Client, id string, wait time.Dur
 		return nil
 	case workerpb.JobResult_DEAD:
 		return fmt.Errorf("job %s was dead-lettered after %s: %s ('coordinator dlq show %s')", id, cli.Attempts(r.Attempts), r.Error, id)
+	case workerpb.JobResult_REJECTED:
+		return rejected(id, r.Error)
 	case workerpb.JobResult_QUEUED:
 		if wait > 0 {
 			return fmt.Errorf("job %s is not finished after %v; it stays queued", id, wait)

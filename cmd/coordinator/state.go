@@ -2,17 +2,25 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 
 	"github.com/corralhq/corral/client"
+	"google.golang.org/grpc/status"
 )
 
 func stateCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("state", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator state ENTITY KEY\n\nPrints the committed state of an entity as JSON, e.g. coordinator state donor alice.")
+		fmt.Fprintln(stderr, `Usage: coordinator state ENTITY KEY
+
+Prints the committed state of an entity as JSON, e.g. coordinator state donor alice.
+ENTITY is the entity type a handler reads and writes: the part of its name
+before the first dot (donor for donor.donate), unless the handler declares
+another (sdk.Entity). An entity type no handler declares is refused, and the
+error lists the ones the cluster knows.`)
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -29,6 +37,9 @@ func stateCmd(ctx context.Context, g globals, newClient func() (*client.Client, 
 	entity, key := fs.Arg(0), fs.Arg(1)
 	states, err := c.State(ctx, entity, key)
 	if err != nil {
+		if s, ok := status.FromError(err); ok {
+			return errors.New(s.Message())
+		}
 		return err
 	}
 	if len(states) != 1 || !states[0].Found {

@@ -76,7 +76,7 @@ func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	quiet := fs.Bool("quiet", false, "with --file: print only the summary")
 	in := fs.Duration("in", 0, "delay: run the job this long from now (e.g. 30s)")
 	at := fs.String("at", "", "delay: run the job at this time (RFC 3339)")
-	wait := fs.Bool("wait", false, "wait for the job to finish and print its result")
+	wait := fs.Bool("wait", false, "wait for the job to finish and print its result (a rejection's reason, or a dead letter's error, exits non-zero)")
 	waitTimeout := fs.Duration("timeout", 30*time.Second, "with --wait: how long to wait for the result")
 	maxAttempts := fs.Int("max-attempts", 0, "attempts before dead-lettering (0: the handler's)")
 	jobTimeout := fs.Duration("job-timeout", 0, "deadline of one attempt, at most the handler's (0: the handler's)")
@@ -88,6 +88,11 @@ The id is the job's idempotency key: a job sent again with the same id and
 content is reported as a duplicate and not applied twice. A job without an
 id gets one here, before it is first sent, so that when a worker does not
 answer in time and the job goes to another, it is still one job.
+
+A job is refused, and nothing written, when its handler is unknown,
+internal (only other handlers may emit to it) or not served by the worker
+that owns its key, its key is empty, or its payload is not JSON or does
+not have the shape its handler declares.
 
 With --file, a line without an id gets one derived from its line number and
 its content, the same each time the same file (or the same lines on stdin)

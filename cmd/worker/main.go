@@ -206,7 +206,8 @@ func run() error {
 			hcfg.Checksums[path] = sum
 		}
 	}
-	hcfg.Host = worker.NewHostQueries(rdb, cfg.Ring.Partitions)
+	queries := worker.NewHostQueries(rdb, cfg.Ring.Partitions)
+	hcfg.Host = queries
 	plugs, err := host.New(hcfg)
 	if err != nil {
 		return err
@@ -221,6 +222,8 @@ func run() error {
 		lis.Close()
 		return err
 	}
+	// Handlers may query the entities of other workers' plugins too.
+	queries.ServeEntitiesOf(w)
 	// SIGHUP: hot upgrade of the plugins (Reload logs what it did), and the
 	// TLS certificate and CA read again for the handshakes that follow.
 	hup := make(chan os.Signal, 1)

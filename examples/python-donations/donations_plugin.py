@@ -129,16 +129,19 @@ def credit(job, state):
     return dumps(new), None, []
 
 
+# name -> (function, payload shape, internal: only emitted jobs run it).
+# As the Go plugin's, the payloads may hold no other field (payload_closed).
 HANDLERS = {
-    "donor.donate": (donate, '{"amount_cents":"integer","campaign":"string"}'),
-    "campaign.credit": (credit, '{"amount_cents":"integer","donor":"string"}'),
+    "donor.donate": (donate, '{"amount_cents":"integer","campaign":"string"}', False),
+    "campaign.credit": (credit, '{"amount_cents":"integer","donor":"string"}', True),
 }
 
 
 class Donations(pb_grpc.HandlerServicer):
     def Describe(self, request, context):
         return pb.DescribeResponse(name=NAME, version=VERSION, handlers=[
-            pb.HandlerSpec(name=name, payload_shape=shape, **LIMITS) for name, (_, shape) in HANDLERS.items()
+            pb.HandlerSpec(name=name, payload_shape=shape, payload_closed=True, internal=internal, **LIMITS)
+            for name, (_, shape, internal) in HANDLERS.items()
         ])
 
     def Handle(self, request, context):

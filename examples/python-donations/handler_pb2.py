@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rhandler.proto\x12\x10\x63orral.plugin.v1\"\x11\n\x0f\x44\x65scribeRequest\"b\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12/\n\x08handlers\x18\x03 \x03(\x0b\x32\x1d.corral.plugin.v1.HandlerSpec\"q\n\x0bHandlerSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x03\x12\x14\n\x0cmax_attempts\x18\x03 \x01(\x05\x12\x15\n\rpayload_shape\x18\x04 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\x05\"2\n\x06\x45ntity\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\x0c\"j\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x17\n\x0fsubmitted_at_ms\x18\x06 \x01(\x03\"`\n\rHandleRequest\x12*\n\x08\x65ntities\x18\x01 \x03(\x0b\x32\x18.corral.plugin.v1.Entity\x12#\n\x04jobs\x18\x02 \x03(\x0b\x32\x15.corral.plugin.v1.Job\"5\n\x04\x45mit\x12\x0f\n\x07handler\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"\x8e\x02\n\x07Outcome\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32 .corral.plugin.v1.Outcome.Status\x12\x15\n\rstate_changed\x18\x03 \x01(\x08\x12\r\n\x05state\x18\x04 \x01(\x0c\x12\x0e\n\x06result\x18\x05 \x01(\x0c\x12%\n\x05\x65mits\x18\x06 \x03(\x0b\x32\x16.corral.plugin.v1.Emit\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x08 \x01(\x03\"=\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\t\n\x05RETRY\x10\x02\x12\x08\n\x04\x46\x41IL\x10\x03\"=\n\x0eHandleResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.corral.plugin.v1.Outcome2\xa9\x01\n\x07Handler\x12Q\n\x08\x44\x65scribe\x12!.corral.plugin.v1.DescribeRequest\x1a\".corral.plugin.v1.DescribeResponse\x12K\n\x06Handle\x12\x1f.corral.plugin.v1.HandleRequest\x1a .corral.plugin.v1.HandleResponseB-Z+github.com/corralhq/corral/plugins/pluginpbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rhandler.proto\x12\x10\x63orral.plugin.v1\"2\n\x13HostGetStateRequest\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"4\n\x14HostGetStateResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05state\x18\x02 \x01(\x0c\"\x11\n\x0f\x44\x65scribeRequest\"b\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12/\n\x08handlers\x18\x03 \x03(\x0b\x32\x1d.corral.plugin.v1.HandlerSpec\"\xc5\x01\n\x0bHandlerSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x03\x12\x14\n\x0cmax_attempts\x18\x03 \x01(\x05\x12\x15\n\rpayload_shape\x18\x04 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\x05\x12\x0e\n\x06\x65ntity\x18\x06 \x01(\t\x12\x18\n\x10payload_optional\x18\x07 \x01(\t\x12\x16\n\x0epayload_closed\x18\x08 \x01(\x08\x12\x10\n\x08internal\x18\t \x01(\x08\"2\n\x06\x45ntity\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\x0c\"j\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x17\n\x0fsubmitted_at_ms\x18\x06 \x01(\x03\"y\n\rHandleRequest\x12*\n\x08\x65ntities\x18\x01 \x03(\x0b\x32\x18.corral.plugin.v1.Entity\x12#\n\x04jobs\x18\x02 \x03(\x0b\x32\x15.corral.plugin.v1.Job\x12\x17\n\x0fhost_service_id\x18\x03 \x01(\r\"5\n\x04\x45mit\x12\x0f\n\x07handler\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"\x9c\x02\n\x07Outcome\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32 .corral.plugin.v1.Outcome.Status\x12\x15\n\rstate_changed\x18\x03 \x01(\x08\x12\r\n\x05state\x18\x04 \x01(\x0c\x12\x0e\n\x06result\x18\x05 \x01(\x0c\x12%\n\x05\x65mits\x18\x06 \x03(\x0b\x32\x16.corral.plugin.v1.Emit\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x08 \x01(\x03\"K\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\t\n\x05RETRY\x10\x02\x12\x08\n\x04\x46\x41IL\x10\x03\x12\x0c\n\x08REJECTED\x10\x04\"=\n\x0eHandleResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.corral.plugin.v1.Outcome2\xa9\x01\n\x07Handler\x12Q\n\x08\x44\x65scribe\x12!.corral.plugin.v1.DescribeRequest\x1a\".corral.plugin.v1.DescribeResponse\x12K\n\x06Handle\x12\x1f.corral.plugin.v1.HandleRequest\x1a .corral.plugin.v1.HandleResponse2a\n\x04Host\x12Y\n\x08GetState\x12%.corral.plugin.v1.HostGetStateRequest\x1a&.corral.plugin.v1.HostGetStateResponseB-Z+github.com/corralhq/corral/plugins/pluginpbb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'handler_pb2', globals())
@@ -21,26 +21,32 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'Z+github.com/corralhq/corral/plugins/pluginpb'
-  _DESCRIBEREQUEST._serialized_start=35
-  _DESCRIBEREQUEST._serialized_end=52
-  _DESCRIBERESPONSE._serialized_start=54
-  _DESCRIBERESPONSE._serialized_end=152
-  _HANDLERSPEC._serialized_start=154
-  _HANDLERSPEC._serialized_end=267
-  _ENTITY._serialized_start=269
-  _ENTITY._serialized_end=319
-  _JOB._serialized_start=321
-  _JOB._serialized_end=427
-  _HANDLEREQUEST._serialized_start=429
-  _HANDLEREQUEST._serialized_end=525
-  _EMIT._serialized_start=527
-  _EMIT._serialized_end=580
-  _OUTCOME._serialized_start=583
-  _OUTCOME._serialized_end=853
-  _OUTCOME_STATUS._serialized_start=792
-  _OUTCOME_STATUS._serialized_end=853
-  _HANDLERESPONSE._serialized_start=855
-  _HANDLERESPONSE._serialized_end=916
-  _HANDLER._serialized_start=919
-  _HANDLER._serialized_end=1088
+  _HOSTGETSTATEREQUEST._serialized_start=35
+  _HOSTGETSTATEREQUEST._serialized_end=85
+  _HOSTGETSTATERESPONSE._serialized_start=87
+  _HOSTGETSTATERESPONSE._serialized_end=139
+  _DESCRIBEREQUEST._serialized_start=141
+  _DESCRIBEREQUEST._serialized_end=158
+  _DESCRIBERESPONSE._serialized_start=160
+  _DESCRIBERESPONSE._serialized_end=258
+  _HANDLERSPEC._serialized_start=261
+  _HANDLERSPEC._serialized_end=458
+  _ENTITY._serialized_start=460
+  _ENTITY._serialized_end=510
+  _JOB._serialized_start=512
+  _JOB._serialized_end=618
+  _HANDLEREQUEST._serialized_start=620
+  _HANDLEREQUEST._serialized_end=741
+  _EMIT._serialized_start=743
+  _EMIT._serialized_end=796
+  _OUTCOME._serialized_start=799
+  _OUTCOME._serialized_end=1083
+  _OUTCOME_STATUS._serialized_start=1008
+  _OUTCOME_STATUS._serialized_end=1083
+  _HANDLERESPONSE._serialized_start=1085
+  _HANDLERESPONSE._serialized_end=1146
+  _HANDLER._serialized_start=1149
+  _HANDLER._serialized_end=1318
+  _HOST._serialized_start=1320
+  _HOST._serialized_end=1417
 # @@protoc_insertion_point(module_scope)

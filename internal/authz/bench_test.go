@@ -16,7 +16,9 @@ import (
 )
 
 // callServer answers every Call at once with a donation-sized reply.
-type callServer struct{ workerpb.UnimplementedWorkerServer }
+type callServer struct {
+	workerpb.UnimplementedWorkerServer
+}
 
 func (callServer) Call(_ context.Context, req *workerpb.CallRequest) (*workerpb.CallResponse, error) {
 	return &workerpb.CallResponse{Id: req.Job.Id, ServedBy: "w1", Result: &workerpb.JobResult{Id: req.Job.Id,

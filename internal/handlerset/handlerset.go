@@ -9,7 +9,11 @@
 // is "<name>@<version> <handler>,<handler>,..." (each part query-escaped),
 // continued under "plugin-<name>-2" and so on when it is longer than a
 // value may be; and "handler-set", a hash of the whole set, which says the
-// member publishes one and lets a reader check it read all of it.
+// member publishes one and lets a reader check it read all of it. A
+// handler that declares something the others need to know is followed by
+// "!" when it is internal (only emitted jobs run it) and by "=<entity>"
+// when it declares its entity type, e.g. "order.reserved!" or
+// "stock.add=inventory": query-escaping never writes either character.
 package handlerset
 
 import (
@@ -46,6 +50,43 @@ type Plugin struct {
 	Name     string
 	Version  string
 	Handlers []string // sorted
+	// Decls are the declarations of the handlers that make one, by
+	// handler; nil when none does.
+	Decls map[string]Decl
+}
+
+// Decl is what a handler declares that other workers need to know: the
+// entity type it reads and writes, when it names one, and whether only
+// emitted jobs may run it.
+type Decl struct {
+	Entity   string // "" when the handler works on its name's default
+	Internal bool
+}
+
+// entry is handler as its plugin's meta value lists it: query-escaped,
+// then "!" when internal and "=entity" when it declares one.
+func (p Plugin) entry(handler string) string {
+	e := esc(handler)
+	d := p.Decls[handler]
+	if d.Internal {
+		e += "!"
+	}
+	if d.Entity != "" {
+		e += "=" + esc(d.Entity)
+	}
+	return e
+}
+
+// parseEntry reads what entry wrote.
+func parseEntry(e string) (handler string, d Decl) {
+	name, entity, hasEntity := strings.Cut(e, "=")
+	if strings.HasSuffix(name, "!") {
+		name, d.Internal = strings.TrimSuffix(name, "!"), true
+	}
+	if hasEntity {
+		d.Entity = unesc(entity)
+	}
+	return unesc(name), d
 }
 
 // Label is "name@version".
@@ -81,6 +122,30 @@ func (s Set) sort() {
 	})
 }
 
+// WithDecls records the declarations of s's handlers (by handler name;
+// the zero Decl declares nothing) in the plugins that serve them, and
+// returns s.
+func (s Set) WithDecls(decls map[string]Decl) Set {
+	for i := range s {
+		for _, h := range s[i].Handlers {
+			if d := decls[h]; d != (Decl{}) {
+				if s[i].Decls == nil {
+					s[i].Decls = map[string]Decl{}
+				}
+				s[i].Decls[h] = d
+			}
+		}
+	}
+	return s
+}
+
+// Decl returns what handler declares on this worker: the zero Decl when
+// nothing, or when the set does not serve it.
+func (s Set) Decl(handler string) Decl {
+	p, _ := s.Serves(handler)
+	return p.Decls[handler]
+}
+
 // Serves returns the plugin that serves handler, if any.
 func (s Set) Serves(handler string) (Plugin, bool) {
 	for _, p := range s {
@@ -106,7 +171,14 @@ func (s Set) Handlers() []string {
 func (s Set) Sum() string {
 	h := sha256.New()
 	for _, p := range s {
-		fmt.Fprintf(h, "%s\x00%s\x00%s\n", p.Name, p.Version, strings.Join(p.Handlers, "\x00"))
+		hs := make([]string, len(p.Handlers))
+		for i, name := range p.Handlers {
+			hs[i] = name
+			if d, ok := p.Decls[name]; ok {
+				hs[i] = fmt.Sprintf("%s\x01%t\x01%s", name, d.Internal, d.Entity)
+			}
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00%s\n", p.Name, p.Version, strings.Join(hs, "\x00"))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:6])
 }
@@ -124,7 +196,7 @@ func (s Set) Meta() (map[string]string, error) {
 			b.Reset()
 		}
 		for i, h := range p.Handlers {
-			e := esc(h)
+			e := p.entry(h)
 			if len(head)+len(e) > maxValueLen {
 				return nil, fmt.Errorf("handler %q of plugin %s is too long for Consul's service meta (%d characters at most)",
 					h, p.Label(), maxValueLen-len(head))
@@ -163,6 +235,7 @@ func FromMeta(meta map[string]string) (Set, error) {
 		return nil, ErrNotPublished
 	}
 	byPlugin := map[Served]map[string]bool{}
+	decls := map[Served]map[string]Decl{}
 	for k, v := range meta {
 		if !strings.HasPrefix(k, PluginPrefix) {
 			continue
@@ -179,13 +252,20 @@ func FromMeta(meta map[string]string) (Set, error) {
 		if list == "" {
 			continue
 		}
-		for _, h := range strings.Split(list, ",") {
-			byPlugin[sv][unesc(h)] = true
+		for _, e := range strings.Split(list, ",") {
+			h, d := parseEntry(e)
+			byPlugin[sv][h] = true
+			if d != (Decl{}) {
+				if decls[sv] == nil {
+					decls[sv] = map[string]Decl{}
+				}
+				decls[sv][h] = d
+			}
 		}
 	}
 	s := make(Set, 0, len(byPlugin))
 	for sv, hs := range byPlugin {
-		p := Plugin{Name: sv.Plugin, Version: sv.Version}
+		p := Plugin{Name: sv.Plugin, Version: sv.Version, Decls: decls[sv]}
 		for h := range hs {
 			p.Handlers = append(p.Handlers, h)
 		}

@@ -117,3 +117,52 @@ func TestCompare(t *testing.T) {
 		t.Fatalf("lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestDeclsRoundTrip: what handlers declare (internal, their entity)
+// travels in the meta with the handler's name, counts in the hash, and a
+// set without declarations reads as before.
+func TestDeclsRoundTrip(t *testing.T) {
+	t.Parallel()
+	hs := map[string]Served{
+		"stock.add": {"inventory", "1.0.0"}, "stock.reserve": {"inventory", "1.0.0"},
+		"order.reserved": {"inventory", "1.0.0"}, "odd!name=x": {"inventory", "1.0.0"},
+	}
+	decls := map[string]Decl{
+		"stock.add":      {Entity: "inventory"},
+		"stock.reserve":  {Entity: "inventory"},
+		"order.reserved": {Internal: true},
+		"odd!name=x":     {Entity: "a=b!", Internal: true},
+	}
+	plain := New(hs)
+	s := New(hs).WithDecls(decls)
+	if s.Sum() == plain.Sum() {
+		t.Fatal("declarations do not change the hash")
+	}
+	meta, err := s.Meta()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkConsulLimits(t, meta)
+	if got := meta["plugin-inventory"]; got != "inventory@1.0.0 odd%21name%3Dx!=a%3Db%21,order.reserved!,stock.add=inventory,stock.reserve=inventory" {
+		t.Fatalf("plugin-inventory = %q", got)
+	}
+	back, err := FromMeta(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, s) {
+		t.Fatalf("read back %+v, want %+v", back, s)
+	}
+	for h, d := range decls {
+		if got := back.Decl(h); got != d {
+			t.Errorf("Decl(%q) = %+v, want %+v", h, got, d)
+		}
+	}
+	if d := back.Decl("nope.x"); d != (Decl{}) {
+		t.Errorf("Decl of a handler not served = %+v", d)
+	}
+	pm, _ := plain.Meta()
+	if pb, err := FromMeta(pm); err != nil || !reflect.DeepEqual(pb, plain) || pb[0].Decls != nil {
+		t.Fatalf("a set without declarations read back as %+v, %v", pb, err)
+	}
+}

@@ -33,13 +33,13 @@ type Source struct {
 type Worker struct {
 	reg *prometheus.Registry
 
-	committed, retried, dead *prometheus.CounterVec
-	deadDropped              *prometheus.CounterVec
-	commitSeconds            prometheus.Histogram
-	handlerSeconds           prometheus.Histogram
-	membershipChanges        prometheus.Counter
-	members                  prometheus.Gauge
-	lagErrors                prometheus.Counter
+	committed, retried, dead, rejected *prometheus.CounterVec
+	deadDropped                        *prometheus.CounterVec
+	commitSeconds                      prometheus.Histogram
+	handlerSeconds                     prometheus.Histogram
+	membershipChanges                  prometheus.Counter
+	members                            prometheus.Gauge
+	lagErrors                          prometheus.Counter
 }
 
 // latencyBuckets span a fast local commit (a fraction of a millisecond) to
@@ -58,6 +58,8 @@ func NewWorker(workerID string, src Source) *Worker {
 			Help: "Jobs scheduled for another attempt, per handler."}, []string{"handler"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_jobs_dead_lettered_total",
 			Help: "Jobs moved to the dead-letter stream, per handler."}, []string{"handler"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_jobs_rejected_total",
+			Help: "Jobs their handler rejected (sdk.Reject), finished with a reason, per handler."}, []string{"handler"}),
 		deadDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_dead_letters_dropped_total",
 			Help: "Dead letters dropped by the owner's sweep: reason \"age\" past --dead-retention, \"cap\" past --dead-max."}, []string{"reason"}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_commit_seconds",
@@ -71,7 +73,7 @@ func NewWorker(workerID string, src Source) *Worker {
 		lagErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_queue_lag_errors_total",
 			Help: "Scrapes whose queue lag could not be read from Redis."}),
 	}
-	reg.MustRegister(m.committed, m.retried, m.dead, m.deadDropped, m.commitSeconds, m.handlerSeconds,
+	reg.MustRegister(m.committed, m.retried, m.dead, m.rejected, m.deadDropped, m.commitSeconds, m.handlerSeconds,
 		m.membershipChanges, m.members, m.lagErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_worker_info", Help: "Always 1; labels name the worker.",
@@ -116,6 +118,9 @@ func (m *Worker) Retried(handler string, n int) { m.retried.WithLabelValues(hand
 
 // DeadLettered counts n jobs of handler moved to the dead-letter stream.
 func (m *Worker) DeadLettered(handler string, n int) { m.dead.WithLabelValues(handler).Add(float64(n)) }
+
+// Rejected counts n jobs of handler their handler rejected.
+func (m *Worker) Rejected(handler string, n int) { m.rejected.WithLabelValues(handler).Add(float64(n)) }
 
 // DeadDropped counts n dead letters dropped for reason ("age" or "cap").
 func (m *Worker) DeadDropped(reason string, n int) {

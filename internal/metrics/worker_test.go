@@ -27,6 +27,7 @@ func TestNamesAndValues(t *testing.T) {
 	m.Committed("donor.donate", 3)
 	m.Retried("donor.donate", 1)
 	m.DeadLettered("campaign.credit", 1)
+	m.Rejected("stock.reserve", 2)
 	m.ObserveCommit(3 * time.Millisecond)
 	m.ObserveHandlerCall(time.Millisecond)
 	m.MembershipChanged(3)
@@ -41,6 +42,9 @@ corral_jobs_committed_total{handler="donor.donate"} 3
 # HELP corral_jobs_dead_lettered_total Jobs moved to the dead-letter stream, per handler.
 # TYPE corral_jobs_dead_lettered_total counter
 corral_jobs_dead_lettered_total{handler="campaign.credit"} 1
+# HELP corral_jobs_rejected_total Jobs their handler rejected (sdk.Reject), finished with a reason, per handler.
+# TYPE corral_jobs_rejected_total counter
+corral_jobs_rejected_total{handler="stock.reserve"} 2
 # HELP corral_jobs_retried_total Jobs scheduled for another attempt, per handler.
 # TYPE corral_jobs_retried_total counter
 corral_jobs_retried_total{handler="donor.donate"} 1
@@ -70,7 +74,7 @@ corral_plugin_restarts_total 1
 corral_queue_lag_jobs 42
 `
 	names := []string{"corral_commits_fenced_total", "corral_jobs_committed_total", "corral_jobs_dead_lettered_total",
-		"corral_jobs_retried_total", "corral_lease_remaining_seconds", "corral_members", "corral_membership_changes_total",
+		"corral_jobs_rejected_total", "corral_jobs_retried_total", "corral_lease_remaining_seconds", "corral_members", "corral_membership_changes_total",
 		"corral_partition_moves_total", "corral_partitions_owned", "corral_peer_breaker_state",
 		"corral_plugin_restarts_total", "corral_queue_lag_jobs"}
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {

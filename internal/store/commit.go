@@ -15,8 +15,9 @@ import (
 
 // Job record statuses. A queued job's record has none.
 const (
-	statusDone = "d"
-	statusDead = "x"
+	statusDone     = "d"
+	statusDead     = "x"
+	statusRejected = "n" // finished: its handler refused it; the record's "m" says why
 )
 
 // ErrAlreadyFinished means a commit carried a job id that an earlier
@@ -59,6 +60,16 @@ type DeadJob struct {
 	Error string
 }
 
+// Rejection is a job its handler refused for a business reason (out of
+// stock, over a limit): it finishes with its reason in its record, like a
+// done job, and commits nothing else. It is never retried nor
+// dead-lettered, so the same id asked again gets the same answer.
+type Rejection struct {
+	JobID    string
+	Attempts int
+	Reason   string
+}
+
 // KeyPlan is what a batch does to a key's hold. A key is held while a job
 // of it waits for a retry; later jobs of the key wait behind it in order.
 type KeyPlan struct {
@@ -84,7 +95,10 @@ type Batch struct {
 	Results []Result
 	Emits   []Job     // follow-up jobs for the outbox (ids already derived)
 	Dead    []DeadJob // jobs moved to the dead-letter store
-	// Unparked lists the jobs in Done or Dead, or dropped as duplicates,
+	// Rejected are the jobs their handlers refused: finished with a
+	// reason, nothing else of them committed.
+	Rejected []Rejection
+	// Unparked lists the jobs in Done, Dead or Rejected, or dropped as duplicates,
 	// that were parked or waiting behind a hold rather than read from the
 	// stream: only they have a parked entry and a body to drop.
 	Unparked []string
@@ -172,6 +186,13 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 			Attempts: d.Job.Attempt, Errors: d.Job.Errors, DeadAtMs: now, Partition: partition,
 			MaxAttempts: d.Job.MaxAttempts, TimeoutMs: d.Job.TimeoutMs})
 		c.add(secDead, nil, d.Job.ID, rec)
+	}
+	for _, r := range b.Rejected {
+		c.add(secFinish, []string{k.Job(r.JobID)}, r.JobID, statusRejected, max(r.Attempts, 1), 0)
+		if s.cfg.Audit {
+			c.add(secAudit, nil, r.JobID)
+		}
+		c.add(secReason, []string{k.Job(r.JobID)}, r.Reason)
 	}
 	for _, id := range b.Unparked {
 		c.add(secUnpark, nil, id)

@@ -79,12 +79,13 @@ type commitSection struct {
 // The sections of a commit, in the order they run.
 const (
 	secGuard  = iota // a direct call's guard; refuses the batch (BUSY) unless it may still skip the queue
-	secFinish        // a done or dead job's status; refuses the batch (ALREADY) if it was finished before
-	secAudit         // an audit entry for a done job (only with audit on)
+	secFinish        // a done, dead or rejected job's status; refuses the batch (ALREADY) if it was finished before
+	secAudit         // an audit entry for a done or rejected job (only with audit on)
 	secDead          // a dead letter (audited with audit on)
 	secUnpark        // drops a finished job's parked entry and body
 	secState         // an entity's new state
 	secResult        // a finished job's result
+	secReason        // a rejected job's reason
 	secAck           // a stream entry to remove from the queue
 	secOutbox        // the batch's emitted jobs, as one outbox entry
 	secTrim          // drops the first n jobs waiting behind a key
@@ -201,6 +202,14 @@ if doneTTL > 0 and resultTTL == 0 then
 elseif doneTTL > 0 and resultTTL > doneTTL then
   redis.call('EXPIRE', recKey, resultTTL)
 end`,
+	},
+	secReason: {
+		// Kept as long as the record: it is the job's answer.
+		name: "reason",
+		keys: []string{"recKey"},
+		args: []string{"reason"},
+		each: `
+redis.call('HSET', recKey, 'm', reason)`,
 	},
 	secAck: {
 		// The acked entries were read in one go from where the last commit

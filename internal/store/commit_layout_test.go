@@ -68,7 +68,9 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		return Job{ID: id, Handler: "donor.donate", Key: key, Payload: []byte(`{"amount_cents":1}`), Attempt: 1, Partition: p}
 	}
 	park := mk("b1", "b")
-	park.Attempt, park.NotBefore = 2, now+60_000
+	// Parked waiting for an owner that serves its handler: the body
+	// carries when the wait began.
+	park.Attempt, park.NotBefore, park.WaitingSince = 2, now+60_000, now-1_000
 	dead := mk("c1", "c")
 	dead.Attempt = 3
 	b := &Batch{
@@ -76,6 +78,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		Done:     []string{"g1", "a1", "h1"},
 		Attempts: map[string]int{"h1": 2},
 		Dead:     []DeadJob{{Job: dead, Error: "no"}},
+		Rejected: []Rejection{{JobID: "r1", Attempts: 2, Reason: "out of stock: 3 left"}},
 		Acked:    []string{"5-0", "5-1", "6-0"},
 		States:   []StateWrite{{Entity: EntityRef{Type: "donor", Key: "a"}, Value: []byte(`{"a":1}`)}},
 		Results:  []Result{{JobID: "a1", Value: []byte("ra")}},
@@ -165,7 +168,13 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("guard", i, "state", it["state"], string(g.State))
 		check("guard", i, "hash", it["hash"], g.Hash)
 	}
-	wantFinish := [][4]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1"}, {"h1", "d", "2", "0"}, {"c1", "x", "3", "0"}}
+	wantFinish := [][4]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1"}, {"h1", "d", "2", "0"}, {"c1", "x", "3", "0"}, {"r1", "n", "2", "0"}}
+	wantAudit := append(append([]string(nil), b.Done...), "r1")
+	for sec, n := range map[string]int{"finish": len(wantFinish), "audit": len(wantAudit), "reason": 1, "dead": 1, "park": 1} {
+		if len(items[sec]) != n {
+			t.Errorf("%d %s items, want %d", len(items[sec]), sec, n)
+		}
+	}
 	for i, it := range items["finish"] {
 		w := wantFinish[i]
 		check("finish", i, "recKey", it["recKey"], k.Job(it["id"]))
@@ -175,7 +184,11 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("finish", i, "emitted", it["emitted"], w[3])
 	}
 	for i, it := range items["audit"] {
-		check("audit", i, "id", it["id"], b.Done[i])
+		check("audit", i, "id", it["id"], wantAudit[i])
+	}
+	for i, it := range items["reason"] {
+		check("reason", i, "recKey", it["recKey"], k.Job("r1"))
+		check("reason", i, "reason", it["reason"], "out of stock: 3 left")
 	}
 	for i, it := range items["dead"] {
 		var rec DeadRecord
@@ -227,6 +240,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("park", i, "id", it["id"], "b1")
 		check("park", i, "notBefore", it["notBefore"], itoa(park.NotBefore))
 		check("park", i, "body's id", j.ID, it["id"])
+		check("park", i, "body's waiting since", itoa(j.WaitingSince), itoa(park.WaitingSince))
 	}
 	for i, it := range items["next"] {
 		check("next", i, "waitKey", it["waitKey"], k.Waiting("h"))

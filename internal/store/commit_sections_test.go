@@ -12,7 +12,7 @@ import (
 )
 
 // TestCommitEverySection: one batch that uses every part of the commit at
-// once (a direct call's guard, done and dead jobs with audit, results,
+// once (a direct call's guard, done, dead and rejected jobs with audit, results,
 // states, acks, emits, and holds taken, extended, trimmed and passed on)
 // lands whole, each part where it belongs.
 func TestCommitEverySection(t *testing.T) {
@@ -43,11 +43,11 @@ func TestCommitEverySection(t *testing.T) {
 	}
 
 	if _, err := s.Enqueue(ctx, []store.Job{job("a1", "a", p), job("b1", "b", p), job("b2", "b", p),
-		job("b3", "b", p), job("c1", "c", p)}); err != nil {
+		job("b3", "b", p), job("c1", "c", p), job("r1", "r", p)}); err != nil {
 		t.Fatal(err)
 	}
 	read, err = s.Read(ctx, map[int]string{p: hs[2].StreamID}, 10, 10*time.Millisecond)
-	if err != nil || len(read[p]) != 5 {
+	if err != nil || len(read[p]) != 6 {
 		t.Fatalf("read %d jobs, %v", len(read[p]), err)
 	}
 	js := read[p]
@@ -67,6 +67,7 @@ func TestCommitEverySection(t *testing.T) {
 		Done:     []string{"g1", "a1", "h1", "h2"},
 		Attempts: map[string]int{"h1": 2},
 		Dead:     []store.DeadJob{{Job: c1, Error: "no"}},
+		Rejected: []store.Rejection{{JobID: "r1", Attempts: 1, Reason: "out of stock: 3 left"}},
 		Acked:    acked,
 		States:   []store.StateWrite{{Entity: donor("a"), Value: []byte(`{"a":1}`)}, {Entity: donor("g"), Value: []byte(`{"g":1}`)}},
 		Results:  []store.Result{{JobID: "a1", Value: []byte("ra")}, {JobID: "g1", Value: []byte("rg")}},
@@ -82,7 +83,7 @@ func TestCommitEverySection(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for id, want := range map[string]string{"g1": "d", "a1": "d", "h1": "d", "h2": "d", "c1": "x", "b1": "", "b2": "", "h3": ""} {
+	for id, want := range map[string]string{"g1": "d", "a1": "d", "h1": "d", "h2": "d", "c1": "x", "r1": "n", "b1": "", "b2": "", "h3": ""} {
 		if st, _ := rdb.HGet(ctx, k.Job(id), "s").Result(); st != want {
 			t.Errorf("status of %s %q, want %q", id, st, want)
 		}
@@ -115,8 +116,18 @@ func TestCommitEverySection(t *testing.T) {
 	if n, _ := rdb.ZCard(ctx, k.DeadIndex()).Result(); n != 1 {
 		t.Errorf("dead index holds %d, want 1", n)
 	}
-	if n, _ := rdb.XLen(ctx, k.Audit()).Result(); n != 5 {
-		t.Errorf("audit entries %d, want 5 (4 done, 1 dead)", n)
+	if n, _ := rdb.XLen(ctx, k.Audit()).Result(); n != 6 {
+		t.Errorf("audit entries %d, want 6 (4 done, 1 dead, 1 rejected)", n)
+	}
+	sts, err := s.StatusesIn(ctx, []string{"r1", "a1"}, []int{p, p})
+	if err != nil || !sts[0].Finished || !sts[0].Rejected || sts[0].Dead || sts[0].Error != "out of stock: 3 left" || sts[0].Result != nil {
+		t.Errorf("status of the rejected r1 %+v %v, want finished, rejected, with its reason and no result", sts[0], err)
+	}
+	if sts[1].Rejected || sts[1].Error != "" {
+		t.Errorf("status of the done a1 %+v", sts[1])
+	}
+	if dl, _ := s.DeadLetters(ctx, []string{"r1"}); len(dl) != 0 {
+		t.Errorf("the rejected r1 is a dead letter: %+v", dl)
 	}
 	holds, _ := rdb.HGetAll(ctx, k.Holds()).Result()
 	if len(holds) != 2 || holds["b"] != "b1" || holds["h"] != "h3" {

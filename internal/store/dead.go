@@ -243,9 +243,10 @@ type JobStatus struct {
 	Known    bool
 	Finished bool
 	Dead     bool
+	Rejected bool // finished: its handler refused it
 	Attempts int
 	Result   []byte // nil if none or expired
-	Error    string // last error, for dead jobs
+	Error    string // last error, for dead jobs; the reason, for rejected ones
 }
 
 // StatusesIn reads the status and result of jobs by id: partitions[i] is
@@ -288,6 +289,8 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 			case statusDead:
 				st.Finished, st.Dead = true, true
 				dead = append(dead, id)
+			case statusRejected:
+				st.Finished, st.Rejected, st.Error = true, true, rec["m"]
 			}
 			if st.Finished && st.Attempts == 0 {
 				st.Attempts = 1 // the commit records attempts only past the first

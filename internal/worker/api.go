@@ -27,10 +27,21 @@ type API struct {
 // API returns the gRPC service of this worker.
 func (w *Worker) API() *API { return w.api }
 
-// GetState reads committed entity states.
+// entities lists the entity types the handlers of this worker and of the
+// members that publish their handlers read and write, sorted.
+func (w *Worker) entities() []string {
+	return w.api.intake.catalog.entities(w.api.intake.handlers())
+}
+
+// GetState reads committed entity states. An entity type that no handler
+// of this worker or of the members that publish their handlers reads and
+// writes is refused (NotFound) with the known ones named.
 func (a *API) GetState(ctx context.Context, req *workerpb.GetStateRequest) (*workerpb.GetStateResponse, error) {
-	if req.Entity == "" {
-		return nil, status.Error(codes.InvalidArgument, "entity type is empty")
+	if err := checkEntity(req.Entity, a.intake.catalog.entities(a.intake.handlers())); err != nil {
+		if req.Entity == "" {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		return nil, status.Error(codes.NotFound, err.Error())
 	}
 	for _, k := range req.Keys {
 		if err := validateKey(k); err != nil {

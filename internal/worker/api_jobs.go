@@ -96,12 +96,18 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 
 // admit is validate, and then refuses a job whose handler the owner of its
 // partition p does not serve. A handler this worker does not serve is
-// accepted when that owner publishes it (workers differ during a rolling
-// upgrade): what this worker cannot check, the payload's shape and the
-// handler's limits, is left to the owner's plugin.
+// refused when a member publishes it internal, and accepted when that
+// owner publishes it (workers differ during a rolling upgrade): what this
+// worker cannot check, the payload's shape and the handler's limits, is
+// left to the owner's plugin.
 func (ji *jobIntake) admit(j *workerpb.Job, id string, p int, handlers map[string]host.HandlerInfo) error {
-	if _, ok := handlers[j.Handler]; !ok && ji.catalog.ownerServes(j.Handler, p, handlers) {
-		return ji.check(j, id, host.HandlerInfo{})
+	if _, ok := handlers[j.Handler]; !ok {
+		if ji.catalog.internal(j.Handler, handlers) {
+			return ji.check(j, id, host.HandlerInfo{Internal: true})
+		}
+		if ji.catalog.ownerServes(j.Handler, p, handlers) {
+			return ji.check(j, id, host.HandlerInfo{})
+		}
 	}
 	if err := ji.validate(j, id, handlers); err != nil {
 		return err
@@ -118,15 +124,18 @@ func (ji *jobIntake) validate(j *workerpb.Job, id string, handlers map[string]ho
 }
 
 // check validates a job's key, payload and options against what its
-// handler h declares.
+// handler h declares; a handler declared internal is refused.
 func (ji *jobIntake) check(j *workerpb.Job, id string, h host.HandlerInfo) error {
 	if err := validateID(id); err != nil {
 		return err
 	}
+	if h.Internal {
+		return internalHandlerError{handler: j.Handler}
+	}
 	if err := validateKey(j.Key); err != nil {
 		return err
 	}
-	if err := checkPayload(j.Payload, ji.cfg.MaxPayloadBytes, shapeOf(h.PayloadShape)); err != nil {
+	if err := checkPayload(j.Payload, ji.cfg.MaxPayloadBytes, shapeOf(declOf(h))); err != nil {
 		return err
 	}
 	return validateOptions(j.MaxAttempts, j.TimeoutMs, ji.cfg.MaxAttemptsLimit, h.Timeout)
@@ -176,6 +185,8 @@ func (ji *jobIntake) results(ctx context.Context, ids, keys []string, wait time.
 				r.State = workerpb.JobResult_UNKNOWN
 			case st.Dead:
 				r.State = workerpb.JobResult_DEAD
+			case st.Rejected:
+				r.State = workerpb.JobResult_REJECTED
 			case st.Finished:
 				r.State = workerpb.JobResult_DONE
 			default:

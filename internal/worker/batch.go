@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -103,12 +102,12 @@ func (wk *work) runnable() []store.Job {
 }
 
 // buildRequest turns jobs into a plugin request, with the state of every
-// entity they touch.
-func buildRequest(jobs []store.Job, snap store.Snapshot) *pluginpb.HandleRequest {
+// entity they touch; entity maps a handler to its entity type.
+func buildRequest(jobs []store.Job, snap store.Snapshot, entity func(handler string) string) *pluginpb.HandleRequest {
 	req := &pluginpb.HandleRequest{}
 	seen := map[store.EntityRef]bool{}
 	for _, j := range jobs {
-		ref := store.EntityRef{Type: plugins.EntityType(j.Handler), Key: j.Key}
+		ref := store.EntityRef{Type: entity(j.Handler), Key: j.Key}
 		if !seen[ref] {
 			seen[ref] = true
 			req.Entities = append(req.Entities, &pluginpb.Entity{Type: ref.Type, Key: ref.Key, State: snap.States[ref]})
@@ -181,9 +180,12 @@ var waitHandler = &pluginpb.Outcome{Status: pluginpb.Outcome_STATUS_UNSPECIFIED,
 // retried: that job is parked with a backoff and holds its key, and the
 // key's later jobs wait behind it, so none commits before it. A job that
 // fails for good, or whose attempts are spent, is dead-lettered with its
-// error history and its key moves on. Emitted jobs get ids derived from
-// their parent's, so a re-run of the same parent emits the same ids.
-func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*store.Batch, error) {
+// error history and its key moves on; a job its handler rejected is
+// finished with the reason, nothing else of it committed, and its key
+// moves on. Emitted jobs get ids derived from
+// their parent's, so a re-run of the same parent emits the same ids. A
+// state is written to the entity type entity maps the job's handler to.
+func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, entity func(handler string) string) (*store.Batch, error) {
 	b := &store.Batch{Acked: wk.acked, Attempts: map[string]int{}, Unparked: wk.dropped}
 	stateAt := map[store.EntityRef]int{}
 	nowMs := rp.now.UnixMilli()
@@ -249,7 +251,7 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*s
 				b.Attempts[j.ID] = j.Attempt
 				unpark(j)
 				if o.StateChanged {
-					ref := store.EntityRef{Type: plugins.EntityType(j.Handler), Key: j.Key}
+					ref := store.EntityRef{Type: entity(j.Handler), Key: j.Key}
 					if n, ok := stateAt[ref]; ok {
 						b.States[n].Value = o.State
 					} else {
@@ -263,6 +265,9 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy) (*s
 				for n, e := range o.Emits {
 					b.Emits = append(b.Emits, store.Job{ID: store.EmittedID(j.ID, n), Handler: e.Handler, Key: e.Key, Payload: e.Payload})
 				}
+			case pluginpb.Outcome_REJECTED:
+				b.Rejected = append(b.Rejected, store.Rejection{JobID: j.ID, Attempts: j.Attempt, Reason: o.Error})
+				unpark(j)
 			case pluginpb.Outcome_RETRY:
 				j.Errors = append(append([]string(nil), j.Errors...), fmt.Sprintf("attempt %d: %s", j.Attempt, o.Error))
 				if j.Attempt >= rp.maxAttempts(j) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -26,8 +27,8 @@ func BenchmarkPlanAndBuildBatch(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		wk := planWork(nil, stream, snap)
-		_ = buildRequest(wk.runnable(), snap)
-		if _, err := buildBatch(wk, out, rp); err != nil {
+		_ = buildRequest(wk.runnable(), snap, plugins.EntityType)
+		if _, err := buildBatch(wk, out, rp, plugins.EntityType); err != nil {
 			b.Fatal(err)
 		}
 	}

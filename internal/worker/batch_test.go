@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -29,7 +30,7 @@ func TestBuildBatch(t *testing.T) {
 	if len(run) != 5 {
 		t.Fatalf("runnable %d jobs, want 5 (finished and held left out)", len(run))
 	}
-	req := buildRequest(run, snap)
+	req := buildRequest(run, snap, plugins.EntityType)
 	if len(req.Entities) != 2 {
 		t.Fatalf("request has %d entities, want 2", len(req.Entities))
 	}
@@ -43,7 +44,7 @@ func TestBuildBatch(t *testing.T) {
 	now := time.UnixMilli(1_000_000)
 	rp := retryPolicy{maxAttempts: func(store.Job) int { return 3 }, base: time.Second, max: time.Minute, now: now,
 		jitter: func(int64) int64 { return 0 }}
-	b, err := buildBatch(wk, out, rp)
+	b, err := buildBatch(wk, out, rp, plugins.EntityType)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -272,7 +272,7 @@ func (rt *callRouter) await(ctx context.Context, job *workerpb.Job, durable bool
 }
 
 func finished(r *workerpb.JobResult) bool {
-	return r.State == workerpb.JobResult_DONE || r.State == workerpb.JobResult_DEAD
+	return r.State == workerpb.JobResult_DONE || r.State == workerpb.JobResult_DEAD || r.State == workerpb.JobResult_REJECTED
 }
 
 // callWaiters wakes Calls waiting on this worker when their job commits.
@@ -335,5 +335,8 @@ func (c *callWaiters) committed(b *store.Batch) {
 	}
 	for _, d := range b.Dead {
 		c.wake(d.Job.ID, &workerpb.JobResult{Id: d.Job.ID, State: workerpb.JobResult_DEAD, Error: d.Error, Attempts: int32(d.Job.Attempt)})
+	}
+	for _, r := range b.Rejected {
+		c.wake(r.JobID, &workerpb.JobResult{Id: r.JobID, State: workerpb.JobResult_REJECTED, Error: r.Reason, Attempts: int32(max(r.Attempts, 1))})
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/plugins"
 )
 
 // callDirect runs a Call on this owner without passing it through the
@@ -25,7 +24,8 @@ import (
 func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *workerpb.CallResponse, ok bool, err error) {
 	now := time.Now()
 	grant, owned := rt.grants.grantOf(p)
-	if !owned || in.NotBeforeMs > now.UnixMilli() || rt.intake.validate(in, in.Id, rt.intake.handlers()) != nil {
+	hs := rt.intake.handlers()
+	if !owned || in.NotBeforeMs > now.UnixMilli() || rt.intake.validate(in, in.Id, hs) != nil {
 		return nil, false, nil // the queue path schedules it, or says what is wrong
 	}
 	j := store.Job{ID: in.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload, Attempt: 1,
@@ -33,7 +33,7 @@ func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (
 	mu := &rt.direct.mu[p%len(rt.direct.mu)]
 	mu.Lock()
 	defer mu.Unlock()
-	entity := plugins.EntityType(j.Handler)
+	entity := entityOf(hs)(j.Handler)
 	ref := store.EntityRef{Type: entity, Key: j.Key}
 	// A cached state saves a read; the commit's guard then also does the
 	// look ViewForCall would have done.
@@ -72,7 +72,7 @@ func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (
 	} else {
 		rt.direct.states.put(ref, grant, guard.State, guard.HasState)
 	}
-	if slices.Contains(b.Done, j.ID) || len(b.Dead) > 0 {
+	if slices.Contains(b.Done, j.ID) || len(b.Dead) > 0 || len(b.Rejected) > 0 {
 		r := <-done // the commit has just sent it
 		return &workerpb.CallResponse{Id: j.ID, Result: r, ServedBy: rt.cfg.ID}, true, nil
 	}

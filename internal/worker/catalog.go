@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/corralhq/corral/internal/handlerset"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/sharding"
 )
@@ -27,13 +28,24 @@ type handlerCatalog struct {
 	}
 }
 
-// localSet is what this worker serves, as it publishes it.
+// localSet is what this worker serves, as it publishes it: with each
+// handler's plugin, whether it is internal, and the entity type it
+// declares when that is not its name's default, so that a worker without
+// the handler still refuses it at submit and knows its entity.
 func localSet(hs map[string]host.HandlerInfo) handlerset.Set {
 	m := make(map[string]handlerset.Served, len(hs))
+	decls := map[string]handlerset.Decl{}
 	for name, h := range hs {
 		m[name] = handlerset.Served{Plugin: h.Plugin, Version: h.Version}
+		d := handlerset.Decl{Internal: h.Internal}
+		if h.Entity != "" && h.Entity != plugins.EntityType(name) {
+			d.Entity = h.Entity
+		}
+		if d != (handlerset.Decl{}) {
+			decls[name] = d
+		}
 	}
-	return handlerset.New(m)
+	return handlerset.New(m).WithDecls(decls)
 }
 
 // serves says whether worker id serves handler; known is false when the
@@ -80,7 +92,7 @@ func (c *handlerCatalog) known(handler string, local map[string]host.HandlerInfo
 	return c.view.handlerSets().served[handler]
 }
 
-// all lists every handler this worker or a member serves.
+// all lists every handler this worker or a member serves, sorted.
 func (c *handlerCatalog) all(local map[string]host.HandlerInfo) []string {
 	set := map[string]bool{}
 	for h := range local {
@@ -97,12 +109,67 @@ func (c *handlerCatalog) all(local map[string]host.HandlerInfo) []string {
 	return out
 }
 
+// submittable lists the handlers of all that are not internal: those a
+// submitter may name.
+func (c *handlerCatalog) submittable(local map[string]host.HandlerInfo) []string {
+	var out []string
+	for _, h := range c.all(local) {
+		if !c.internal(h, local) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// internal says whether handler is declared internal: by this worker's
+// plugin when it serves it, else by a member that publishes it so.
+func (c *handlerCatalog) internal(handler string, local map[string]host.HandlerInfo) bool {
+	if h, ok := local[handler]; ok {
+		return h.Internal
+	}
+	for _, s := range c.view.handlerSets().sets {
+		if s.Decl(handler).Internal {
+			return true
+		}
+	}
+	return false
+}
+
+// entities lists, sorted, the entity types the handlers of this worker
+// and of the members read and write: what they declare, else their
+// names' default. A worker that lacks a plugin still knows its entities,
+// so coordinator state may ask any worker.
+func (c *handlerCatalog) entities(local map[string]host.HandlerInfo) []string {
+	set := map[string]bool{}
+	entity := entityOf(local)
+	for h := range local {
+		set[entity(h)] = true
+	}
+	for _, s := range c.view.handlerSets().sets {
+		for _, p := range s {
+			for _, h := range p.Handlers {
+				if e := p.Decls[h].Entity; e != "" {
+					set[e] = true
+				} else {
+					set[plugins.EntityType(h)] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for e := range set {
+		out = append(out, e)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // unknownHere explains a job whose handler this worker does not serve:
 // no worker serves it, or some do (a rolling upgrade is under way).
 func (c *handlerCatalog) unknownHere(handler string, local map[string]host.HandlerInfo) error {
 	with, without := c.servedBy(handler, local)
 	if len(with) == 0 {
-		return fmt.Errorf("%w %q (this cluster serves: %s)", ErrUnknownHandler, handler, strings.Join(c.all(local), ", "))
+		return fmt.Errorf("%w %q (this cluster serves: %s)", ErrUnknownHandler, handler, strings.Join(c.submittable(local), ", "))
 	}
 	return fmt.Errorf("%w %q on worker %s, which took the job; workers with it: %s; workers without it: %s. Submit it once every worker serves it ('coordinator status' lists the differences)",
 		ErrUnknownHandler, handler, c.self, strings.Join(with, ", "), strings.Join(without, ", "))

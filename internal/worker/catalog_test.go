@@ -158,3 +158,68 @@ func TestReloadPublishesTheNewHandlerSet(t *testing.T) {
 		t.Fatalf("published %v (member: %v) after the reload, want shop@2 with order.reserve", s, ok)
 	}
 }
+
+// TestCatalogKeepsDeclarationsAcrossWorkers: a worker that lacks a plugin
+// still refuses a submitted job for a handler a member publishes internal
+// (even when the key's owner serves it), leaves that handler out of the
+// ones it says may be submitted, and knows the entity types the member's
+// handlers declare, so state of a declared entity may be asked of any
+// worker. Emits to the internal handler stay allowed.
+func TestCatalogKeepsDeclarationsAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	ring, err := sharding.NewRing(cfg.Ring, []string{"w1", "w2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := map[string]host.HandlerInfo{
+		"stock.add":      {Plugin: "inv", Version: "1", Entity: "inventory"},
+		"order.reserved": {Plugin: "inv", Version: "1", Entity: "order", Internal: true},
+		"donor.donate":   {Plugin: "donations", Version: "1", Entity: "donor"},
+	}
+	plain := map[string]host.HandlerInfo{"donor.donate": {Plugin: "donations", Version: "1", Entity: "donor"}}
+	metas := map[string]map[string]string{}
+	for id, hs := range map[string]map[string]host.HandlerInfo{"w1": inv, "w2": plain} {
+		if metas[id], err = localSet(hs).Meta(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := metas["w1"]["plugin-inv"]; got != "inv@1 order.reserved!,stock.add=inventory" {
+		t.Fatalf("w1 publishes %q, want order.reserved internal and stock.add's entity", got)
+	}
+	view := catalogView{ring: ring, mh: readHandlers(membersWithMeta(metas))}
+	c2 := &handlerCatalog{self: "w2", local: staticHandlers{hs: plain}, view: view}
+	ownedByW1 := -1
+	for p := range cfg.Ring.Partitions {
+		if ring.OwnerOf(p) == "w1" {
+			ownedByW1 = p
+			break
+		}
+	}
+	ji := &jobIntake{cfg: cfg, catalog: c2}
+	job := &workerpb.Job{Handler: "order.reserved", Key: "o-1", Payload: []byte(`{}`)}
+	err = ji.admit(job, "j1", ownedByW1, plain)
+	if !errors.Is(err, ErrInternalHandler) || err.Error() != "handler order.reserved is internal: only other handlers may emit it" {
+		t.Fatalf("on w2, an internal handler of w1's: %v", err)
+	}
+	if err := ji.admit(&workerpb.Job{Handler: "stock.add", Key: "s-1", Payload: []byte(`{}`)}, "j2", ownedByW1, plain); err != nil {
+		t.Fatalf("on w2, a public handler of w1's owner: %v", err)
+	}
+	err = c2.unknownHere("stock.ad", plain)
+	if !strings.Contains(err.Error(), "(this cluster serves: donor.donate, stock.add)") {
+		t.Fatalf("unknown handler on w2: %v, want the internal order.reserved left out", err)
+	}
+	if got := strings.Join(c2.entities(plain), ","); got != "donor,inventory,order" {
+		t.Fatalf("entities known on w2 = %s", got)
+	}
+	if err := checkEntity("inventory", c2.entities(plain)); err != nil {
+		t.Fatalf("state of inventory on w2: %v", err)
+	}
+	if err := checkEntity("stock", c2.entities(plain)); !errors.Is(err, ErrUnknownEntity) ||
+		!strings.Contains(err.Error(), "(this cluster's entities: donor, inventory, order)") {
+		t.Fatalf("state of stock on w2: %v", err)
+	}
+	if !c2.known("order.reserved", plain) {
+		t.Fatal("an emit to w1's internal order.reserved is refused on w2")
+	}
+}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -299,13 +298,14 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	if r.checkFinished {
 		load = e.store.Load
 	}
-	snap, err := load(ctx, p, all, plugins.EntityType)
+	hs := e.plugins.Handlers()
+	entities := entityOf(hs)
+	snap, err := load(ctx, p, all, entities)
 	if err != nil {
 		log.Warn("load failed", "err", err)
 		return false
 	}
 	wk := planWork(keyRuns, stream, snap)
-	hs := e.plugins.Handlers()
 	jobs, outcomes := unserved(wk, hs)
 	if len(jobs) > 0 {
 		ran, progress, callErr := e.runIsolated(ctx, jobs, snap, r.isolate)
@@ -319,7 +319,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 		}
 		maps.Copy(outcomes, ran)
 	}
-	batch, err := buildBatch(wk, outcomes, e.batchPolicy(now, hs))
+	batch, err := buildBatch(wk, outcomes, e.batchPolicy(now, hs), entities)
 	if err != nil {
 		log.Error("bad plugin reply", "err", err)
 		return false
@@ -431,14 +431,16 @@ var errNotRun = errors.New("call not run directly")
 // the commit is refused if its key's line or state changed meanwhile.
 // errNotRun means nothing was written; any other error is the commit's.
 func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j store.Job, guard *store.Guard, now time.Time) (*store.Batch, error) {
-	ref := store.EntityRef{Type: plugins.EntityType(j.Handler), Key: j.Key}
+	hs := e.plugins.Handlers()
+	entities := entityOf(hs)
+	ref := store.EntityRef{Type: entities(j.Handler), Key: j.Key}
 	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: guard.State}}
 	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
 	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, snap, false)
 	if !progress {
 		return nil, errNotRun // the plugin is down: the queue keeps the job
 	}
-	b, err := buildBatch(wk, outcomes, e.batchPolicy(now, e.plugins.Handlers()))
+	b, err := buildBatch(wk, outcomes, e.batchPolicy(now, hs), entities)
 	if err != nil {
 		return nil, errNotRun
 	}
@@ -538,7 +540,7 @@ func (e *executor) call(ctx context.Context, jobs []store.Job, snap store.Snapsh
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	resp, err := e.handleObserved(ctx, buildRequest(jobs, snap))
+	resp, err := e.handleObserved(ctx, buildRequest(jobs, snap, entityOf(e.plugins.Handlers())))
 	e.lastLoop.Store(time.Now().UnixNano()) // a slow plugin is not a stalled loop
 	if err != nil {
 		return err

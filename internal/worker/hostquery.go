@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -18,14 +19,41 @@ type hostQueries struct {
 	pluginpb.UnimplementedHostServer
 	store      *store.Store
 	partitions int
+	entities   atomic.Pointer[func() []string] // the cluster's entity types, once a Worker is given
+}
+
+// HostQueries is the query service a worker offers its plugins
+// (plugins/host.Config.Host).
+type HostQueries interface {
+	pluginpb.HostServer
+	// KnownEntities lists the entity types of the handlers of the
+	// cluster's workers, once ServeEntitiesOf has named the worker: the
+	// plugin host then lets a query for them through even when its own
+	// plugins do not declare them (plugins/host.EntityLister).
+	KnownEntities() []string
+	// ServeEntitiesOf makes KnownEntities w's: its handlers' entity types
+	// and those its members publish.
+	ServeEntitiesOf(w *Worker)
 }
 
 // NewHostQueries returns the query service a worker offers its plugins
 // (plugins/host.Config.Host).
-func NewHostQueries(rdb redis.UniversalClient, partitions int) pluginpb.HostServer {
+func NewHostQueries(rdb redis.UniversalClient, partitions int) HostQueries {
 	cfg := store.DefaultConfig()
 	cfg.Partitions = partitions
 	return &hostQueries{store: store.New(rdb, cfg), partitions: partitions}
+}
+
+func (h *hostQueries) KnownEntities() []string {
+	if f := h.entities.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
+}
+
+func (h *hostQueries) ServeEntitiesOf(w *Worker) {
+	f := w.entities
+	h.entities.Store(&f)
 }
 
 // GetState reads one entity's committed state.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -62,7 +63,7 @@ func TestRepeatedIDRunsOnce(t *testing.T) {
 		"a": {JobId: "a", Status: pluginpb.Outcome_OK},
 		"b": {JobId: "b", Status: pluginpb.Outcome_OK},
 	}
-	b, err := buildBatch(wk, out, retryPolicy{maxAttempts: func(store.Job) int { return 3 }})
+	b, err := buildBatch(wk, out, retryPolicy{maxAttempts: func(store.Job) int { return 3 }}, plugins.EntityType)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,6 +87,13 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	for h, n := range count {
 		m.m.DeadLettered(h, n)
 	}
+	clear(count)
+	for _, r := range b.Rejected {
+		count[handlerOf[r.JobID]]++
+	}
+	for h, n := range count {
+		m.m.Rejected(h, n)
+	}
 }
 
 // registryAPI lets countingRegistry embed the interface under another name.

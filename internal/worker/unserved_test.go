@@ -13,6 +13,7 @@ import (
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -41,7 +42,7 @@ func TestBuildBatchWaitsForHandler(t *testing.T) {
 		t.Fatalf("ran %v, want only a: b is not served here and c waits behind it", ids)
 	}
 	outcomes["a"] = &pluginpb.Outcome{JobId: "a", Status: pluginpb.Outcome_OK}
-	b, err := buildBatch(wk, outcomes, testPolicy(now))
+	b, err := buildBatch(wk, outcomes, testPolicy(now), plugins.EntityType)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestBuildBatchWaitsForHandler(t *testing.T) {
 		j.StreamID = ""
 		wk := planWork([]store.KeyRun{{Key: "k", Jobs: []store.Job{j}}}, nil, store.Snapshot{})
 		_, outcomes := unserved(wk, map[string]host.HandlerInfo{"donor.donate": {}})
-		b, err := buildBatch(wk, outcomes, testPolicy(at))
+		b, err := buildBatch(wk, outcomes, testPolicy(at), plugins.EntityType)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +105,7 @@ func TestBuildBatchRefusesEmitToUnknownHandler(t *testing.T) {
 		wk := planWork(nil, stream, store.Snapshot{})
 		rp := e.batchPolicy(now, e.plugins.Handlers())
 		rp.maxAttempts = func(store.Job) int { return 3 }
-		b, err := buildBatch(wk, map[string]*pluginpb.Outcome{"p1": typo("p1")}, rp)
+		b, err := buildBatch(wk, map[string]*pluginpb.Outcome{"p1": typo("p1")}, rp, plugins.EntityType)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +159,7 @@ func TestGaveUpAfterOneAttempt(t *testing.T) {
 	rp := testPolicy(time.Now())
 	rp.maxAttempts = func(store.Job) int { return 1 }
 	b, err := buildBatch(planWork(nil, stream, store.Snapshot{}),
-		map[string]*pluginpb.Outcome{"x": {JobId: "x", Status: pluginpb.Outcome_RETRY, Error: "boom"}}, rp)
+		map[string]*pluginpb.Outcome{"x": {JobId: "x", Status: pluginpb.Outcome_RETRY, Error: "boom"}}, rp, plugins.EntityType)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/corralhq/corral/internal/jsonscan"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins/host"
 )
 
 // Limits of submitted jobs.
@@ -31,7 +34,18 @@ var (
 	ErrInvalidID        = errors.New("invalid job id")
 	ErrInvalidPayload   = errors.New("invalid payload")
 	ErrPayloadTooLarge  = errors.New("payload too large")
+	// ErrInternalHandler: the handler runs only jobs other handlers emit.
+	ErrInternalHandler = errors.New("internal handler")
 )
+
+// internalHandlerError refuses a job submitted to an internal handler.
+type internalHandlerError struct{ handler string }
+
+func (e internalHandlerError) Error() string {
+	return fmt.Sprintf("handler %s is internal: only other handlers may emit it", e.handler)
+}
+
+func (e internalHandlerError) Is(target error) bool { return target == ErrInternalHandler }
 
 func validateKey(key string) error {
 	switch {
@@ -97,12 +111,24 @@ var (
 	ErrInvalidOption = errors.New("invalid job option")
 )
 
-// validateShape checks payload against a handler's declared shape: a JSON
-// object mapping each required field to its JSON type. An empty shape, or
-// one that is not such an object, accepts anything (the plugin host
-// reports bad declarations).
-func validateShape(payload []byte, shape string) error {
-	_, err := shapeOf(shape).check(payload)
+// shapeDecl is a handler's declaration of its payload, as the plugin host
+// reports it: required fields and optional fields, each a JSON object
+// mapping field names to JSON types, and whether no other field may come.
+type shapeDecl struct {
+	required, optional string
+	closed             bool
+}
+
+// declOf is the shape h declares.
+func declOf(h host.HandlerInfo) shapeDecl {
+	return shapeDecl{required: h.PayloadShape, optional: h.PayloadOptional, closed: h.PayloadClosed}
+}
+
+// validateShape checks payload against a declared shape. A declaration
+// that is not such an object declares nothing (the plugin host reports
+// bad declarations); one that declares nothing accepts anything.
+func validateShape(payload []byte, d shapeDecl) error {
+	_, err := shapeOf(d).check(payload)
 	return err
 }
 
@@ -123,16 +149,19 @@ func checkPayload(p []byte, max int, shape *payloadShape) error {
 }
 
 // payloadShape is a declared shape, parsed once: its fields sorted by name
-// (so the first missing one reported is always the same) and their types.
+// (so the first missing one reported is always the same), their types and
+// whether each is required.
 type payloadShape struct {
-	decl   string
-	fields []string
-	types  []string
+	decl     string // the required fields' declaration, for messages
+	fields   []string
+	types    []string
+	required []bool
+	closed   bool
 }
 
 // shapes caches parsed shapes by their declaration; handlers declare few.
 var (
-	shapes     sync.Map // declaration → *payloadShape (nil: accepts anything)
+	shapes     sync.Map // shapeDecl → *payloadShape (nil: accepts anything)
 	shapeCount atomic.Int32
 )
 
@@ -140,27 +169,46 @@ const maxCachedShapes = 1024
 
 // shapeOf parses a shape declaration, or returns nil when it accepts
 // anything.
-func shapeOf(decl string) *payloadShape {
-	if decl == "" {
+func shapeOf(d shapeDecl) *payloadShape {
+	if d == (shapeDecl{}) {
 		return nil
 	}
-	if v, ok := shapes.Load(decl); ok {
+	if v, ok := shapes.Load(d); ok {
 		return v.(*payloadShape)
 	}
-	var want map[string]string
+	var required, optional map[string]string
+	if json.Unmarshal([]byte(d.required), &required) != nil {
+		required = nil
+	}
+	if json.Unmarshal([]byte(d.optional), &optional) != nil {
+		optional = nil
+	}
 	var sh *payloadShape
-	if err := json.Unmarshal([]byte(decl), &want); err == nil && len(want) > 0 {
-		sh = &payloadShape{decl: decl}
-		for f := range want {
+	if len(required) > 0 || len(optional) > 0 || d.closed {
+		sh = &payloadShape{decl: d.required, closed: d.closed}
+		if len(required) == 0 {
+			sh.decl = "{}"
+		}
+		for f := range required {
 			sh.fields = append(sh.fields, f)
+		}
+		for f := range optional {
+			if _, dup := required[f]; !dup {
+				sh.fields = append(sh.fields, f)
+			}
 		}
 		sort.Strings(sh.fields)
 		for _, f := range sh.fields {
-			sh.types = append(sh.types, want[f])
+			typ, req := required[f]
+			if !req {
+				typ = optional[f]
+			}
+			sh.types = append(sh.types, typ)
+			sh.required = append(sh.required, req)
 		}
 	}
 	if shapeCount.Load() < maxCachedShapes {
-		if _, loaded := shapes.LoadOrStore(decl, sh); !loaded {
+		if _, loaded := shapes.LoadOrStore(d, sh); !loaded {
 			shapeCount.Add(1)
 		}
 	}
@@ -180,6 +228,7 @@ func (s *payloadShape) check(payload []byte) (valid bool, err error) {
 	} else {
 		vals = small[:len(s.fields)]
 	}
+	var unknown []byte // the first field the shape does not name, when closed
 	valid, isObject := jsonscan.Object(payload, func(m jsonscan.Member) {
 		key := m.Key
 		if m.NeedsUnquote {
@@ -192,8 +241,11 @@ func (s *payloadShape) check(payload []byte) (valid bool, err error) {
 		for i, f := range s.fields {
 			if f == string(key) {
 				vals[i] = m.Value // a repeated field: the last one counts, as in encoding/json
-				break
+				return
 			}
+		}
+		if s.closed && unknown == nil {
+			unknown = key
 		}
 	})
 	if !valid {
@@ -203,21 +255,35 @@ func (s *payloadShape) check(payload []byte) (valid bool, err error) {
 		return true, fmt.Errorf("%w: want a JSON object with %s", ErrPayloadShape, s.decl)
 	}
 	for i, f := range s.fields {
-		if vals[i] == nil {
+		switch {
+		case vals[i] == nil && s.required[i] && unknown != nil:
+			// Most likely misspelled: say both.
+			return true, fmt.Errorf("%w: field %q is missing (want %s), and field %q is not one the handler takes",
+				ErrPayloadShape, f, s.types[i], unknown)
+		case vals[i] == nil && s.required[i]:
 			return true, fmt.Errorf("%w: field %q is missing (want %s)", ErrPayloadShape, f, s.types[i])
+		case vals[i] == nil, !s.required[i] && string(vals[i]) == "null":
+			continue // an optional field may be absent, or null for absent
 		}
-		if t := jsonType(vals[i]); !typeMatches(t, s.types[i]) {
-			return true, fmt.Errorf("%w: field %q is %s, want %s", ErrPayloadShape, f, t, s.types[i])
+		if !typeMatches(jsonType(vals[i]), s.types[i]) {
+			return true, fmt.Errorf("%w: field %q is %s; want %s", ErrPayloadShape, f, describe(vals[i]), s.types[i])
 		}
+	}
+	if unknown != nil {
+		return true, fmt.Errorf("%w: field %q is not one the handler takes (it takes: %s)", ErrPayloadShape, unknown, strings.Join(s.fields, ", "))
 	}
 	return true, nil
 }
 
-// jsonType names the JSON type of a valid JSON value.
+// jsonType names the JSON type of a valid JSON value as a shape does. A
+// number is "integer" when it is written without a fraction or an exponent
+// and fits an int64, else "number" when it fits a float64, else "" (it
+// matches no type): what encoding/json decodes into an int64 and a
+// float64, so a payload the shape accepts decodes in a Go handler.
 func jsonType(raw []byte) string {
 	s := bytes.TrimSpace(raw)
 	if len(s) == 0 {
-		return "nothing"
+		return ""
 	}
 	switch s[0] {
 	case '{':
@@ -231,18 +297,70 @@ func jsonType(raw []byte) string {
 	case 'n':
 		return "null"
 	}
-	if bytes.ContainsAny(s, ".eE") {
-		var f float64
-		if json.Unmarshal(s, &f) == nil && f == float64(int64(f)) && !bytes.Contains(s, []byte(".")) {
-			return "integer"
-		}
-		return "number"
+	exp := bytes.ContainsAny(s, "eE")
+	switch {
+	case !exp && bytes.IndexByte(s, '.') < 0 && fitsInt64(s):
+		return "integer"
+	case !exp && len(s) <= 300, fitsFloat64(s):
+		return "number" // 300 digits are far inside float64's range
 	}
-	return "integer"
+	return ""
 }
 
+// fitsInt64 reports whether s, a JSON number without a fraction or an
+// exponent (so without leading zeros), is within the int64 range.
+func fitsInt64(s []byte) bool {
+	limit := "9223372036854775807"
+	if s[0] == '-' {
+		s, limit = s[1:], "9223372036854775808"
+	}
+	return len(s) < len(limit) || len(s) == len(limit) && string(s) <= limit
+}
+
+// fitsFloat64 reports whether the JSON number s is within the float64
+// range, as encoding/json decides it.
+func fitsFloat64(s []byte) bool {
+	_, err := strconv.ParseFloat(string(s), 64)
+	return err == nil
+}
+
+// typeMatches says whether a value of JSON type got (jsonType) fits the
+// type a shape wants: the same, an integer where a number will do, or
+// anything where "any" will.
 func typeMatches(got, want string) bool {
-	return got == want || want == "number" && got == "integer"
+	return want == "any" || got != "" && (got == want || want == "number" && got == "integer")
+}
+
+// describe says what a value is for an error message, e.g. `1e3, a
+// number with a fraction or an exponent`.
+func describe(raw []byte) string {
+	s := bytes.TrimSpace(raw)
+	typ := jsonType(s)
+	switch {
+	case typ == "":
+		return shown(s) + ", a number outside the float64 range"
+	case typ == "number" && bytes.ContainsAny(s, ".eE"):
+		return shown(s) + ", a number with a fraction or an exponent"
+	case typ == "number":
+		return shown(s) + ", a number outside the int64 range"
+	case typ == "object" || typ == "array" || typ == "integer":
+		return shown(s) + ", an " + typ
+	}
+	return shown(s) + ", a " + typ
+}
+
+// shown is a JSON value as an error message quotes it: cut after 40
+// bytes.
+func shown(v []byte) string {
+	const max = 40
+	if len(v) <= max {
+		return string(v)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return string(v[:cut]) + "…"
 }
 
 // validateOptions checks a submitter's overrides against their limits.

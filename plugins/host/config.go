@@ -61,7 +61,10 @@ type Config struct {
 	CacheDir string
 
 	// Host, when set, is offered to every plugin through go-plugin's broker
-	// for read-only queries from handlers (pluginpb.Host).
+	// for read-only queries from handlers (pluginpb.Host). A query for an
+	// entity type no handler declares is refused (ErrUnknownEntity, as
+	// gRPC NotFound) before it reaches Host, unless Host is an
+	// EntityLister that lists it.
 	Host pluginpb.HostServer
 }
 

@@ -20,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -215,9 +218,9 @@ func TestDonationsPlugin(t *testing.T) {
 
 	hs := m.Handlers()
 	want := HandlerInfo{Plugin: "donations", Version: "0.1.0", Timeout: 5 * time.Second, MaxAttempts: 5,
-		PayloadShape: `{"amount_cents":"integer","campaign":"string"}`}
+		PayloadShape: `{"amount_cents":"integer","campaign":"string"}`, PayloadClosed: true, Entity: "donor"}
 	wantCredit := want
-	wantCredit.PayloadShape = `{"amount_cents":"integer","donor":"string"}`
+	wantCredit.PayloadShape, wantCredit.Entity, wantCredit.Internal = `{"amount_cents":"integer","donor":"string"}`, "campaign", true
 	wantReport := want
 	wantReport.PayloadShape = `{"campaign":"string"}`
 	if len(hs) != 3 || hs["donor.donate"] != want || hs["campaign.credit"] != wantCredit || hs["donor.report"] != wantReport {
@@ -519,6 +522,8 @@ func TestCheckReply(t *testing.T) {
 		{"too many", []*pluginpb.Outcome{ok("a"), ok("b"), ok("c")}, false},
 		{"swapped", []*pluginpb.Outcome{ok("b"), ok("a")}, false},
 		{"no status", []*pluginpb.Outcome{ok("a"), {JobId: "b"}}, false},
+		{"rejected", []*pluginpb.Outcome{ok("a"), {JobId: "b", Status: pluginpb.Outcome_REJECTED, Error: "no"}}, true},
+		{"unknown status", []*pluginpb.Outcome{ok("a"), {JobId: "b", Status: 9}}, false},
 	}
 	for _, tt := range tests {
 		err := checkReply(req, &pluginpb.HandleResponse{Outcomes: tt.outs})
@@ -530,10 +535,24 @@ func TestCheckReply(t *testing.T) {
 
 func TestEntitiesOf(t *testing.T) {
 	t.Parallel()
-	all := []*pluginpb.Entity{{Type: "donor", Key: "a"}, {Type: "campaign", Key: "a"}, {Type: "donor", Key: "b"}}
-	got := entitiesOf(all, []*pluginpb.Job{{Handler: "donor.donate", Key: "a"}, {Handler: "donor.donate", Key: "c"}})
-	if len(got) != 1 || got[0] != all[0] {
-		t.Fatalf("entitiesOf = %v", got)
+	routes := map[string]route{
+		"donor.donate": {info: HandlerInfo{Entity: "donor"}},
+		"stock.add":    {info: HandlerInfo{Entity: "inventory"}},
+	}
+	all := []*pluginpb.Entity{{Type: "donor", Key: "a"}, {Type: "campaign", Key: "a"}, {Type: "donor", Key: "b"},
+		{Type: "stock", Key: "s"}, {Type: "inventory", Key: "s"}}
+	got := entitiesOf(all, []*pluginpb.Job{{Handler: "donor.donate", Key: "a"}, {Handler: "donor.donate", Key: "c"},
+		{Handler: "stock.add", Key: "s"}}, routes)
+	if len(got) != 2 || got[0] != all[0] || got[1] != all[4] {
+		t.Fatalf("entitiesOf = %v, want donor a and inventory s (stock.add declares entity inventory)", got)
+	}
+	if es := entitiesIn(routes); strings.Join(es, ",") != "donor,inventory" {
+		t.Fatalf("entitiesIn = %v", es)
+	}
+	before := &pluginpb.DescribeResponse{Handlers: []*pluginpb.HandlerSpec{{Name: "stock.add"}, {Name: "donor.donate"}}}
+	after := &pluginpb.DescribeResponse{Handlers: []*pluginpb.HandlerSpec{{Name: "stock.add", Entity: "inventory"}, {Name: "donor.donate", Entity: "donor"}}}
+	if mv := movedEntities(before, after); len(mv) != 1 || mv[0] != [3]string{"stock.add", "stock", "inventory"} {
+		t.Fatalf("movedEntities = %v, want stock.add from stock to inventory only", mv)
 	}
 }
 
@@ -629,3 +648,57 @@ func TestPluginDiesWithWorker(t *testing.T) {
 	})
 	outlived = false
 }
+
+// fakeHost answers every query with one campaign's state.
+type fakeHost struct {
+	pluginpb.UnimplementedHostServer
+}
+
+func (fakeHost) GetState(_ context.Context, req *pluginpb.HostGetStateRequest) (*pluginpb.HostGetStateResponse, error) {
+	return &pluginpb.HostGetStateResponse{Found: true, State: []byte(`{"total_cents":700,"count":2}`)}, nil
+}
+
+// TestHostQueryRefusesUndeclaredEntity: a handler's query for a declared
+// entity reaches Config.Host; one for an entity no handler declares is
+// refused with the declared ones named.
+func TestHostQueryRefusesUndeclaredEntity(t *testing.T) {
+	donations, _ := buildPlugins(t)
+	cfg := DefaultConfig()
+	cfg.Paths = []string{donations}
+	cfg.Logger = testLogger(t)
+	cfg.Host = fakeHost{}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	out := mustHandle(t, m, &pluginpb.HandleRequest{Jobs: []*pluginpb.Job{job("r1", "donor.report", "alice", `{"campaign":"water"}`)}})
+	if out[0].GetStatus() != pluginpb.Outcome_OK || !strings.Contains(string(out[0].GetResult()), `"total_cents":700`) {
+		t.Fatalf("donor.report = %v %s %s, want OK with the campaign's state", out[0].GetStatus(), out[0].GetResult(), out[0].GetError())
+	}
+	_, err = m.cfg.Host.GetState(context.Background(), &pluginpb.HostGetStateRequest{Entity: "campaigns", Key: "water"})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `unknown entity "campaigns" (the handlers declare: campaign, donor)`) {
+		t.Fatalf("query of an undeclared entity: %v", err)
+	}
+
+	// A Host that lists the cluster's other entities lets them through.
+	m.cfg.Host = declaredEntities{HostServer: listingHost{entities: []string{"inventory", "donor"}}, m: m}
+	if _, err := m.cfg.Host.GetState(context.Background(), &pluginpb.HostGetStateRequest{Entity: "inventory", Key: "sku-1"}); err != nil {
+		t.Fatalf("query of an entity another worker's plugin declares: %v", err)
+	}
+	_, err = m.cfg.Host.GetState(context.Background(), &pluginpb.HostGetStateRequest{Entity: "stock", Key: "sku-1"})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `unknown entity "stock" (the handlers declare: campaign, donor, inventory)`) {
+		t.Fatalf("query of an entity nobody declares: %v", err)
+	}
+}
+
+// listingHost is a fakeHost that knows entity types of other workers.
+type listingHost struct {
+	fakeHost
+	entities []string
+}
+
+func (l listingHost) KnownEntities() []string { return l.entities }

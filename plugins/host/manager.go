@@ -49,7 +49,19 @@ type HandlerInfo struct {
 	// PayloadShape is the declared payload shape, a JSON object mapping
 	// required fields to JSON types; "" when none was declared.
 	PayloadShape string
-	Concurrency  int // hint: batches at once; 0: the caller's default
+	// PayloadOptional maps the payload's optional fields to JSON types
+	// ("any" for any), as PayloadShape; "" when none was declared.
+	PayloadOptional string
+	// PayloadClosed: a payload may hold no field but those of
+	// PayloadShape and PayloadOptional.
+	PayloadClosed bool
+	Concurrency   int // hint: batches at once; 0: the caller's default
+	// Entity is the entity type the handler reads and writes: the one it
+	// declared, else its name up to the first dot (plugins.EntityOf).
+	Entity string
+	// Internal: only jobs emitted by other handlers run it; Submit and
+	// Call refuse it.
+	Internal bool
 }
 
 type route struct {
@@ -126,7 +138,11 @@ func New(cfg Config) (*Manager, error) {
 			checksums[abs] = sum
 		}
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, now: time.Now, checksums: checksums}, nil
+	m := &Manager{cfg: cfg, log: cfg.Logger, now: time.Now, checksums: checksums}
+	if cfg.Host != nil {
+		m.cfg.Host = declaredEntities{HostServer: cfg.Host, m: m}
+	}
+	return m, nil
 }
 
 // Start launches every plugin and learns its handlers. If any plugin fails
@@ -186,12 +202,16 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 					ErrDuplicateHandler, h.GetName(), other.info.Plugin, other.sup.path, d.GetName(), s.path)
 			}
 			routes[h.GetName()] = route{sup: s, info: HandlerInfo{
-				Plugin:       d.GetName(),
-				Version:      d.GetVersion(),
-				Timeout:      time.Duration(h.GetTimeoutMs()) * time.Millisecond,
-				MaxAttempts:  int(h.GetMaxAttempts()),
-				PayloadShape: h.GetPayloadShape(),
-				Concurrency:  int(h.GetConcurrency()),
+				Plugin:          d.GetName(),
+				Version:         d.GetVersion(),
+				Timeout:         time.Duration(h.GetTimeoutMs()) * time.Millisecond,
+				MaxAttempts:     int(h.GetMaxAttempts()),
+				PayloadShape:    h.GetPayloadShape(),
+				PayloadOptional: h.GetPayloadOptional(),
+				PayloadClosed:   h.GetPayloadClosed(),
+				Concurrency:     int(h.GetConcurrency()),
+				Entity:          plugins.EntityOf(h),
+				Internal:        h.GetInternal(),
 			}}
 		}
 	}
@@ -283,6 +303,10 @@ func (m *Manager) ReloadChanges(ctx context.Context) ([]PluginChange, error) {
 	changes := make([]PluginChange, len(sups))
 	for i, s := range sups {
 		old, oldBin := s.replace(next[i])
+		for _, mv := range movedEntities(old, descs[i]) {
+			m.log.Warn("plugin reload: a handler now reads and writes another entity type; states saved under the old one stay there",
+				"plugin", descs[i].GetName(), "handler", mv[0], "was", mv[1], "now", mv[2])
+		}
 		changes[i] = PluginChange{Name: descs[i].GetName(), From: old.GetVersion(), To: descs[i].GetVersion(),
 			FromSHA256: oldBin.hex(), ToSHA256: next[i].bin.hex()}
 		m.log.Info("plugin reloaded", "plugin", descs[i].GetName(), "from", old.GetVersion(),
@@ -293,6 +317,22 @@ func (m *Manager) ReloadChanges(ctx context.Context) ([]PluginChange, error) {
 	m.log.Info("plugins reloaded", "plugins", m.Plugins(), "took", m.now().Sub(start).Round(time.Millisecond))
 	sort.Slice(changes, func(i, j int) bool { return changes[i].Name < changes[j].Name })
 	return changes, nil
+}
+
+// movedEntities lists the handlers whose entity type differs between two
+// descriptions of a plugin, as {handler, before, after}.
+func movedEntities(before, after *pluginpb.DescribeResponse) [][3]string {
+	was := make(map[string]string, len(before.GetHandlers()))
+	for _, h := range before.GetHandlers() {
+		was[h.GetName()] = plugins.EntityOf(h)
+	}
+	var out [][3]string
+	for _, h := range after.GetHandlers() {
+		if e, ok := was[h.GetName()]; ok && e != plugins.EntityOf(h) {
+			out = append(out, [3]string{h.GetName(), e, plugins.EntityOf(h)})
+		}
+	}
+	return out
 }
 
 // Degraded reports whether a plugin is past its restart intensity
@@ -354,6 +394,27 @@ func (m *Manager) Handlers() map[string]HandlerInfo {
 	return out
 }
 
+// Entities returns the entity types the handlers read and write, sorted
+// and each once. Empty before Start.
+func (m *Manager) Entities() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return entitiesIn(m.routes)
+}
+
+func entitiesIn(routes map[string]route) []string {
+	seen := make(map[string]bool, len(routes))
+	out := make([]string, 0, len(routes))
+	for _, r := range routes {
+		if e := r.info.Entity; !seen[e] {
+			seen[e] = true
+			out = append(out, e)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Plugins returns "name@version" of every plugin, sorted.
 func (m *Manager) Plugins() []string {
 	m.mu.RLock()
@@ -404,7 +465,7 @@ func (m *Manager) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*plu
 		c.timeout = max(c.timeout, orDefault(r.info.Timeout, m.cfg.CallTimeout))
 	}
 	for _, c := range calls {
-		c.req.Entities = entitiesOf(req.GetEntities(), c.req.Jobs)
+		c.req.Entities = entitiesOf(req.GetEntities(), c.req.Jobs, routes)
 	}
 
 	errs := make([]error, len(calls))
@@ -449,13 +510,13 @@ func orDefault(d, fallback time.Duration) time.Duration {
 	return fallback
 }
 
-// entitiesOf keeps the entities that jobs touch, so a plugin sees no state
-// that is not its own.
-func entitiesOf(all []*pluginpb.Entity, jobs []*pluginpb.Job) []*pluginpb.Entity {
+// entitiesOf keeps the entities that jobs touch, by the entity types their
+// handlers declare, so a plugin sees no state that is not its own.
+func entitiesOf(all []*pluginpb.Entity, jobs []*pluginpb.Job, routes map[string]route) []*pluginpb.Entity {
 	type entityKey struct{ typ, key string }
 	touched := make(map[entityKey]bool, len(jobs))
 	for _, j := range jobs {
-		touched[entityKey{plugins.EntityType(j.GetHandler()), j.GetKey()}] = true
+		touched[entityKey{routes[j.GetHandler()].info.Entity, j.GetKey()}] = true
 	}
 	var out []*pluginpb.Entity
 	for _, e := range all {
@@ -536,7 +597,7 @@ func checkReply(req *pluginpb.HandleRequest, resp *pluginpb.HandleResponse) erro
 			return fmt.Errorf("%w: outcome %d is for job %q, want job %q", ErrBadReply, i, o.GetJobId(), jobs[i].GetId())
 		}
 		switch o.GetStatus() {
-		case pluginpb.Outcome_OK, pluginpb.Outcome_RETRY, pluginpb.Outcome_FAIL:
+		case pluginpb.Outcome_OK, pluginpb.Outcome_RETRY, pluginpb.Outcome_FAIL, pluginpb.Outcome_REJECTED:
 		default:
 			return fmt.Errorf("%w: job %q has status %v", ErrBadReply, o.GetJobId(), o.GetStatus())
 		}

@@ -385,7 +385,9 @@ func TestPythonPlugin(t *testing.T) {
 		t.Fatalf("Plugins() = %v", got)
 	}
 	if hp, hg := mp.Handlers(), mg.Handlers(); hp["donor.donate"].PayloadShape != hg["donor.donate"].PayloadShape ||
-		hp["campaign.credit"].Timeout != hg["campaign.credit"].Timeout {
+		hp["campaign.credit"].Timeout != hg["campaign.credit"].Timeout ||
+		hp["donor.donate"].PayloadClosed != hg["donor.donate"].PayloadClosed || !hp["donor.donate"].PayloadClosed ||
+		hp["campaign.credit"].Internal != hg["campaign.credit"].Internal || !hp["campaign.credit"].Internal {
 		t.Fatalf("Python declares %+v, Go %+v", hp, hg)
 	}
 	checkDonationOutcomes(t, mustHandle(t, mp, donationBatch()))

@@ -38,6 +38,10 @@ const (
 	Outcome_OK                 Outcome_Status = 1 // commit state, result and emits
 	Outcome_RETRY              Outcome_Status = 2 // try again later (after retry_after_ms, if set)
 	Outcome_FAIL               Outcome_Status = 3 // do not retry: dead-letter the job
+	// A business "no" (out of stock, over the limit): the job finishes
+	// with error as its reason and nothing else is committed (no state,
+	// result or emits). Never retried, never dead-lettered.
+	Outcome_REJECTED Outcome_Status = 4
 )
 
 // Enum value maps for Outcome_Status.
@@ -47,12 +51,14 @@ var (
 		1: "OK",
 		2: "RETRY",
 		3: "FAIL",
+		4: "REJECTED",
 	}
 	Outcome_Status_value = map[string]int32{
 		"STATUS_UNSPECIFIED": 0,
 		"OK":                 1,
 		"RETRY":              2,
 		"FAIL":               3,
+		"REJECTED":           4,
 	}
 )
 
@@ -286,15 +292,29 @@ func (x *DescribeResponse) GetHandlers() []*HandlerSpec {
 type HandlerSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "entity.action", e.g. "donor.donate". The part before the first dot is
-	// the entity type whose state the handler reads and writes.
+	// the entity type whose state the handler reads and writes, unless
+	// entity names another.
 	Name        string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	TimeoutMs   int64  `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`       // deadline of one Handle call; 0 = host default
 	MaxAttempts int32  `protobuf:"varint,3,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"` // attempts before dead-lettering; 0 = host default
 	// Optional shape of the payload, checked at submit: a JSON object mapping
 	// each required field to its JSON type ("string", "integer", "number",
 	// "boolean", "object", "array"), e.g. {"amount_cents":"integer"}.
-	PayloadShape  string `protobuf:"bytes,4,opt,name=payload_shape,json=payloadShape,proto3" json:"payload_shape,omitempty"`
-	Concurrency   int32  `protobuf:"varint,5,opt,name=concurrency,proto3" json:"concurrency,omitempty"` // hint: batches of this handler run at once; 0 = host default
+	PayloadShape string `protobuf:"bytes,4,opt,name=payload_shape,json=payloadShape,proto3" json:"payload_shape,omitempty"`
+	Concurrency  int32  `protobuf:"varint,5,opt,name=concurrency,proto3" json:"concurrency,omitempty"` // hint: batches of this handler run at once; 0 = host default
+	// The entity type whose state the handler reads and writes, e.g.
+	// "inventory" for "stock.add"; "" = the part of name before the first dot.
+	Entity string `protobuf:"bytes,6,opt,name=entity,proto3" json:"entity,omitempty"`
+	// Optional payload fields and their JSON types, in payload_shape's form
+	// (plus "any" for a field of any type): checked at submit when present.
+	PayloadOptional string `protobuf:"bytes,7,opt,name=payload_optional,json=payloadOptional,proto3" json:"payload_optional,omitempty"`
+	// When true, a payload may hold no other fields than those of
+	// payload_shape and payload_optional: a job with another one is refused
+	// at submit, naming it.
+	PayloadClosed bool `protobuf:"varint,8,opt,name=payload_closed,json=payloadClosed,proto3" json:"payload_closed,omitempty"`
+	// When true, only jobs emitted by other handlers run this handler:
+	// Submit and Call refuse it.
+	Internal      bool `protobuf:"varint,9,opt,name=internal,proto3" json:"internal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -362,6 +382,34 @@ func (x *HandlerSpec) GetConcurrency() int32 {
 		return x.Concurrency
 	}
 	return 0
+}
+
+func (x *HandlerSpec) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *HandlerSpec) GetPayloadOptional() string {
+	if x != nil {
+		return x.PayloadOptional
+	}
+	return ""
+}
+
+func (x *HandlerSpec) GetPayloadClosed() bool {
+	if x != nil {
+		return x.PayloadClosed
+	}
+	return false
+}
+
+func (x *HandlerSpec) GetInternal() bool {
+	if x != nil {
+		return x.Internal
+	}
+	return false
 }
 
 // Entity is the state of one entity before the batch.
@@ -643,7 +691,7 @@ type Outcome struct {
 	State         []byte                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`                                    // the entity's state after this job
 	Result        []byte                 `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`                                  // optional JSON result for the submitter
 	Emits         []*Emit                `protobuf:"bytes,6,rep,name=emits,proto3" json:"emits,omitempty"`
-	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"` // reason for RETRY or FAIL
+	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"` // reason for RETRY, FAIL or REJECTED
 	RetryAfterMs  int64                  `protobuf:"varint,8,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -794,14 +842,18 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x129\n" +
-	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\xaa\x01\n" +
+	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\xb0\x02\n" +
 	"\vHandlerSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12!\n" +
 	"\fmax_attempts\x18\x03 \x01(\x05R\vmaxAttempts\x12#\n" +
 	"\rpayload_shape\x18\x04 \x01(\tR\fpayloadShape\x12 \n" +
-	"\vconcurrency\x18\x05 \x01(\x05R\vconcurrency\"D\n" +
+	"\vconcurrency\x18\x05 \x01(\x05R\vconcurrency\x12\x16\n" +
+	"\x06entity\x18\x06 \x01(\tR\x06entity\x12)\n" +
+	"\x10payload_optional\x18\a \x01(\tR\x0fpayloadOptional\x12%\n" +
+	"\x0epayload_closed\x18\b \x01(\bR\rpayloadClosed\x12\x1a\n" +
+	"\binternal\x18\t \x01(\bR\binternal\"D\n" +
 	"\x06Entity\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -820,7 +872,7 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x04Emit\x12\x18\n" +
 	"\ahandler\x18\x01 \x01(\tR\ahandler\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\xd6\x02\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\xe4\x02\n" +
 	"\aOutcome\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .corral.plugin.v1.Outcome.StatusR\x06status\x12#\n" +
@@ -829,12 +881,13 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x06result\x18\x05 \x01(\fR\x06result\x12,\n" +
 	"\x05emits\x18\x06 \x03(\v2\x16.corral.plugin.v1.EmitR\x05emits\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12$\n" +
-	"\x0eretry_after_ms\x18\b \x01(\x03R\fretryAfterMs\"=\n" +
+	"\x0eretry_after_ms\x18\b \x01(\x03R\fretryAfterMs\"K\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x06\n" +
 	"\x02OK\x10\x01\x12\t\n" +
 	"\x05RETRY\x10\x02\x12\b\n" +
-	"\x04FAIL\x10\x03\"G\n" +
+	"\x04FAIL\x10\x03\x12\f\n" +
+	"\bREJECTED\x10\x04\"G\n" +
 	"\x0eHandleResponse\x125\n" +
 	"\boutcomes\x18\x01 \x03(\v2\x19.corral.plugin.v1.OutcomeR\boutcomes2\xa9\x01\n" +
 	"\aHandler\x12Q\n" +

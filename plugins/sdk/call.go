@@ -65,8 +65,9 @@ func (c *Call) Handler() string { return c.job.GetHandler() }
 func (c *Call) Key() string { return c.job.GetKey() }
 
 // Entity is the type of the entity whose state Load and Save read and
-// write: the handler name up to the first dot, "donor" for "donor.donate"
-// (see plugins.EntityType).
+// write: the one the handler declares with the Entity option, else the
+// handler name up to the first dot, "donor" for "donor.donate" (see
+// plugins.EntityType).
 func (c *Call) Entity() string { return c.entity }
 
 // Attempt is 1 on the job's first attempt, 2 on the second, and so on up
@@ -102,7 +103,11 @@ func (c *Call) Logger() *slog.Logger {
 // decode, so the error is already marked with Fail: return it as is, and
 // the job is dead-lettered with "decode HANDLER payload: ..." as the
 // reason. To have such jobs refused at submit instead, declare the
-// payload's shape (ShapeOf).
+// payload's shape with ShapeOf of v's type: the worker then admits only
+// payloads that decode into it, and, since ShapeOf declares
+// NoUnknownFields, none with a field that Decode would ignore, so a
+// misspelled field is refused rather than read as a zero value. Emitted
+// jobs are not checked at submit.
 func (c *Call) Decode(v any) error {
 	p := c.job.GetPayload()
 	if len(p) == 0 {
@@ -175,10 +180,14 @@ func (c *Call) Save(v any) error {
 // and each emitted job runs once. A job's emits to one key run in the
 // order emitted.
 //
-// Emitted jobs skip the checks of submit: an emit to a handler that no
-// plugin serves is dead-lettered when it runs, and its payload is not
-// checked against the handler's shape. Emit itself returns a Fail error
-// for an empty handler or key, or a payload that does not marshal.
+// The handler may be Internal: only emitted jobs run such a handler.
+// Emitted jobs skip the other checks of submit: their payload is not
+// checked against the handler's shape. An emit to a handler that no worker of the
+// cluster serves (a typo) fails this job's attempt when it commits:
+// nothing of the attempt is kept, and the job is retried and in the end
+// dead-lettered with an error naming the unknown handler. Emit itself
+// returns a Fail error for an empty handler or key, or a payload that
+// does not marshal.
 func (c *Call) Emit(handler, key string, payload any) error {
 	if handler == "" {
 		return Failf("emit from %s: empty handler name", c.Handler())
@@ -203,7 +212,9 @@ func (c *Call) Emit(handler, key string, payload any) error {
 // The result takes effect only if the handler returns nil: then it is
 // committed in the job's record and kept for 24 h (worker
 // --result-retention). A failed job has no result: its dead letter keeps
-// its error history instead. A v that does not marshal is a Fail error.
+// its error history instead; nor has a rejected one, whose answer is the
+// reason it was rejected with (Reject). A v that does not marshal is a
+// Fail error.
 func (c *Call) SetResult(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -47,10 +47,13 @@
 // # Handlers, entities and keys
 //
 // A handler is a HandlerFunc, func(*Call) error, declared with Handler
-// under a name "entity.action". The part of the name before the first dot
-// is the entity type whose state the handler reads and writes
+// under a name "entity.action". By default the part of the name before the
+// first dot is the entity type whose state the handler reads and writes
 // (plugins.EntityType): "counter.add" and "counter.reset" both work on
 // counter entities, and a name without a dot is an entity type of its own.
+// A handler whose name says what it does rather than what it works on
+// declares its entity type with Entity: "stock.add" and "stock.reserve",
+// both declared Entity("inventory"), share the inventory entity of a key.
 // Typed builds a HandlerFunc from a function of a typed payload and state.
 //
 // The submitter chooses each job's key, and the key names the entity: a
@@ -68,15 +71,23 @@
 // use.
 //
 // One binary may serve any number of handlers of any entity types; two
-// plugins of one worker may not serve the same handler name.
+// plugins of one worker may not serve the same handler name. coordinator
+// state, and Call.Query, refuse an entity type that no handler works on,
+// naming the ones that some handler does.
+//
+// A handler declared Internal runs only the jobs other handlers emit to
+// it: one step of a workflow that must not be started from outside. The
+// worker refuses its jobs at submit and call.
 //
 // # The life of a job
 //
 // Submit. The worker checks a job before it queues it: the handler is
-// served, the key is not empty (at most 1024 bytes), the payload is JSON
-// of at most 1 MiB (worker --max-payload) and has the handler's declared
-// shape (ShapeOf, PayloadShape). A job that fails a check is refused to
-// its submitter with the reason and never reaches the plugin.
+// served and not Internal, the key is not empty (at most 1024 bytes), the
+// payload is JSON of at most 1 MiB (worker --max-payload) and has the
+// handler's declared shape (ShapeOf, PayloadShape, OptionalFields; with
+// NoUnknownFields, the default of ShapeOf, no other field). A job that
+// fails a check is refused to its submitter with the reason, naming the
+// field at fault, and never reaches the plugin.
 //
 // Run. The owner of the key's partition reads up to 256 jobs at a time
 // (worker --batch), loads the state of every entity they touch, and sends
@@ -91,6 +102,12 @@
 //     jobs it emitted are committed together with the job's finished
 //     record, in one atomic commit of the whole batch, fenced so that only
 //     the partition's current owner can make it.
+//   - an error made by Reject or Rejectf: a business "no" (out of stock,
+//     over a limit). The job is finished as rejected, with the reason as
+//     its answer in place of a result, and the key moves on to its next
+//     job; it is never retried and never dead-lettered. The submitter gets
+//     the reason: coordinator call and submit --wait print it and exit
+//     non-zero, and GetResult reports the job REJECTED.
 //   - an error made by Fail or Failf (also the error of Decode or Payload
 //     for a payload that does not decode): the job failed for good. It is
 //     dead-lettered at once with its error history, and the key moves on
@@ -105,7 +122,9 @@
 //     with "gave up after N attempts".
 //
 // A job that does not return nil changes nothing: what it saved, set or
-// emitted is thrown away, and later jobs of the batch do not see it.
+// emitted is thrown away, and later jobs of the batch do not see it. When
+// an error's chain holds more than one of these marks, Fail wins over
+// Reject, and Reject over RetryAfter.
 //
 // After the commit. Emitted jobs are relayed to the partitions of their
 // keys (at once, or within a second when a worker failed in between) and
@@ -155,7 +174,20 @@
 //   - Concurrency(n): a hint of how many batches to run at once; today's
 //     worker does not act on it.
 //   - ShapeOf[T]() or PayloadShape(fields): the payload's required fields
-//     and their JSON types, checked by the worker at submit.
+//     and their JSON types, checked by the worker at submit. "integer" is
+//     a whole number written without a fraction or an exponent that fits
+//     an int64, "number" one that fits a float64, so that a payload the
+//     worker admits decodes in the handler.
+//   - OptionalFields(fields): fields a payload may have, checked when
+//     present ("any" for any type). ShapeOf makes a struct's omitempty
+//     fields optional.
+//   - NoUnknownFields(): refuse a payload with a field the shape does not
+//     name, which Decode would ignore; the default of ShapeOf, undone by
+//     AllowUnknownFields().
+//   - Entity(name): the entity type the handler reads and writes, when it
+//     is not the handler name up to the first dot.
+//   - Internal(): only jobs emitted by other handlers run the handler;
+//     submit and call refuse it.
 //
 // # Testing without a cluster
 //
@@ -163,8 +195,9 @@
 // the way the worker does over gRPC: Plugin.Describe shows what the plugin
 // declares, and Plugin.Handle runs a batch and returns one pluginpb.Outcome
 // per job, which holds everything the job would commit: its Status (OK,
-// RETRY or FAIL), State when StateChanged, Result, Emits, and for RETRY or
-// FAIL its Error and RetryAfterMs.
+// RETRY, FAIL or REJECTED), State when StateChanged, Result, Emits, for
+// RETRY or FAIL its Error and RetryAfterMs, and for REJECTED the reason in
+// its Error.
 //
 //	p := sdk.New("counters", "test", sdk.Handler("counter.add", sdk.Typed(add)))
 //	resp, err := p.Handle(ctx, &pluginpb.HandleRequest{
@@ -174,7 +207,8 @@
 //	// resp.Outcomes[0]: Status OK, State {"total":3}, Result {"total":3}
 //
 // What the worker does with outcomes (backoff, counting attempts,
-// dead-lettering, relaying emits) is not part of Handle; set Job.Attempt
+// dead-lettering, relaying emits) and with declarations (checking shapes,
+// refusing internal handlers) is not part of Handle; set Job.Attempt
 // to test a handler's behaviour on a later attempt (it is 0 when unset).
 // Call.Query needs the worker's query service: under a bare Handle call it
 // returns ErrNoHost, and the job is retried. To test a handler that

@@ -21,7 +21,7 @@ var ErrUnknownHandler = errors.New("unknown handler")
 //
 // It is found through wrapping (errors.As), so fmt.Errorf("donate: %w",
 // sdk.Fail(err)) fails the job for good too; when an error's chain holds
-// both a FailError and a RetryError, the FailError wins.
+// a FailError and a RejectError or RetryError, the FailError wins.
 type FailError struct {
 	Err error // the cause; its message is the dead letter's reason
 }
@@ -53,6 +53,52 @@ func Fail(err error) error {
 // Failf is Fail(fmt.Errorf(format, args...)).
 func Failf(format string, args ...any) error {
 	return Fail(fmt.Errorf(format, args...))
+}
+
+// RejectError is a business "no": its outcome is REJECTED, with Reason,
+// and the worker finishes the job with Reason as its answer, committing
+// nothing else of it. Handlers make one with Reject or Rejectf; errors.As
+// finds it through wrapping, so fmt.Errorf("reserve: %w",
+// sdk.Reject("out of stock")) rejects the job too, with the whole message
+// as the reason. When an error's chain holds a FailError as well, the
+// FailError wins; a RejectError wins over a RetryError.
+type RejectError struct {
+	Reason string // the job's answer, as its submitter sees it
+}
+
+// Error is the reason, without anything added.
+func (e *RejectError) Error() string { return e.Reason }
+
+// Reject refuses the job for a reason of the business (out of stock, over
+// a limit, already cancelled), which is the job's answer. The worker
+// finishes the job as rejected with reason, commits nothing else of it
+// (not the state it saved, its result or its emits), never retries it and
+// never dead-letters it; the key moves on to its next job. The submitter
+// sees the reason: coordinator call and submit --wait print "job ID was
+// rejected: REASON" and exit non-zero, coordinator result does the same
+// later, and GetResult and Call report the job REJECTED with the reason as
+// its error. A job sent again with the same id, within the dedup window,
+// gets the same answer without running again.
+//
+//	if s.OnHand < in.Qty {
+//		return s, sdk.Rejectf("out of stock: %d left", s.OnHand)
+//	}
+//
+// Reject is for an answer, not a failure: return an error to have the job
+// tried again (something may change: a timeout, a service down), and Fail
+// for a job that can never succeed and someone should look at (a malformed
+// payload, a bug), which goes to the dead-letter store. Reject("") rejects
+// with the reason "rejected".
+func Reject(reason string) error {
+	if reason == "" {
+		reason = "rejected"
+	}
+	return &RejectError{Reason: reason}
+}
+
+// Rejectf is Reject(fmt.Sprintf(format, args...)).
+func Rejectf(format string, args ...any) error {
+	return Reject(fmt.Sprintf(format, args...))
 }
 
 // RetryError asks the worker to try a job again no sooner than After from

@@ -18,8 +18,9 @@ type payment struct {
 var errBankDown = errors.New("bank unreachable")
 
 // pay shows every way a job can end. The worker commits an OK job,
-// dead-letters a FAIL job at once, and tries a RETRY job again after its
-// backoff (or RetryAfterMs, when longer) until its attempts run out.
+// finishes a REJECTED job with its reason and nothing else, dead-letters a
+// FAIL job at once, and tries a RETRY job again after its backoff (or
+// RetryAfterMs, when longer) until its attempts run out.
 func pay(c *sdk.Call) error {
 	p, err := sdk.Payload[payment](c)
 	if err != nil {
@@ -28,6 +29,8 @@ func pay(c *sdk.Call) error {
 	switch {
 	case p.AmountCents <= 0:
 		return sdk.Failf("amount must be positive, got %d", p.AmountCents) // FAIL
+	case p.AmountCents > 100_000:
+		return sdk.Rejectf("over the limit of %d cents", 100_000) // REJECTED: an answer, not a failure
 	case p.Currency == "XAU":
 		return sdk.RetryAfter(errors.New("gold desk opens at nine"), 90*time.Second) // RETRY, at least 90 s later
 	case p.Currency == "ZZZ":
@@ -39,7 +42,8 @@ func pay(c *sdk.Call) error {
 }
 
 // The outcome of a job is decided by what its handler returns: nil, a
-// Fail error, a RetryAfter error, any other error, or a panic.
+// Reject error, a Fail error, a RetryAfter error, any other error, or a
+// panic.
 func Example_outcomes() {
 	p := sdk.New("payments", "1.0.0", sdk.Handler("account.pay", pay))
 
@@ -51,6 +55,7 @@ func Example_outcomes() {
 			{Id: "p4", Handler: "account.pay", Key: "acct-3", Payload: []byte(`{"amount_cents":500,"currency":"ZZZ"}`), Attempt: 1},
 			{Id: "p5", Handler: "account.pay", Key: "acct-4", Payload: []byte(`{"amount_cents":500}`), Attempt: 1},
 			{Id: "p6", Handler: "account.refund", Key: "acct-1", Payload: []byte(`{}`), Attempt: 1},
+			{Id: "p7", Handler: "account.pay", Key: "acct-5", Payload: []byte(`{"amount_cents":500000,"currency":"EUR"}`), Attempt: 1},
 		},
 	})
 	for _, o := range resp.Outcomes {
@@ -70,6 +75,37 @@ func Example_outcomes() {
 	// p4 RETRY after 0ms: convert ZZZ: bank unreachable
 	// p5 RETRY after 0ms: handler panicked: no currency
 	// p6 FAIL unknown handler "account.refund": plugin payments does not serve it
+	// p7 REJECTED over the limit of 100000 cents
+}
+
+// Reject says no for a reason of the business. The job is finished with
+// the reason as its answer, which coordinator call prints ("job r1 was
+// rejected: out of stock: 3 left"); nothing else of it counts, not even
+// the state it saved, so the next job of the key sees the stock as it
+// was. The worker never retries a rejected job nor dead-letters it.
+func ExampleReject() {
+	reserve := sdk.Typed(func(c *sdk.Call, in take, s stock) (stock, error) {
+		s.OnHand -= in.Qty
+		if s.OnHand < 0 {
+			return s, sdk.Rejectf("out of stock: %d left", s.OnHand+in.Qty)
+		}
+		return s, nil
+	})
+	p := sdk.New("shop", "1.0.0", sdk.Handler("stock.reserve", reserve))
+
+	resp, _ := p.Handle(context.Background(), &pluginpb.HandleRequest{
+		Entities: []*pluginpb.Entity{{Type: "stock", Key: "sku-1", State: []byte(`{"on_hand":3}`)}},
+		Jobs: []*pluginpb.Job{
+			{Id: "r1", Handler: "stock.reserve", Key: "sku-1", Payload: []byte(`{"qty":5}`), Attempt: 1},
+			{Id: "r2", Handler: "stock.reserve", Key: "sku-1", Payload: []byte(`{"qty":2}`), Attempt: 1},
+		},
+	})
+	for _, o := range resp.Outcomes {
+		fmt.Printf("%s %v error=%q state=%s\n", o.JobId, o.Status, o.Error, o.State)
+	}
+	// Output:
+	// r1 REJECTED error="out of stock: 3 left" state=
+	// r2 OK error="" state={"on_hand":1}
 }
 
 // Fail is for input that will never become good. It is found through

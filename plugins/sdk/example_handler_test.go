@@ -39,7 +39,7 @@ func ExampleHandler() {
 
 // One plugin may serve handlers of several entity types. Describe is what
 // the worker asks a plugin it launched; the entity type of each handler is
-// its name up to the first dot.
+// its name up to the first dot, unless it declares another (Entity).
 func ExampleNew() {
 	noop := func(*sdk.Call) error { return nil }
 	p := sdk.New("shop", "2.1.0",

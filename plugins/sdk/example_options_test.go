@@ -95,25 +95,33 @@ type signup struct {
 	Score    float64   `json:"score"`
 	Tags     []string  `json:"tags"`
 	At       time.Time `json:"at"`
-	Referrer string    `json:"referrer,omitempty"` // optional: not in the shape
+	Referrer string    `json:"referrer,omitempty"` // optional: checked when present
 	Internal string    `json:"-"`                  // never in JSON
 }
 
 // ShapeOf derives the required fields and their JSON types from a struct,
-// as encoding/json would marshal it. The worker refuses a submitted job
-// whose payload lacks one of them, or has one of another type.
+// as encoding/json would marshal it, makes its omitempty fields optional,
+// and closes the shape. The worker refuses a submitted job whose payload
+// lacks a required field, has one of another type (1.5 or 1e3 for an
+// integer), or has a field the struct does not.
 func ExampleShapeOf() {
 	noop := func(*sdk.Call) error { return nil }
 	p := sdk.New("accounts", "1.0.0", sdk.Handler("account.signup", noop, sdk.ShapeOf[signup]()))
 
 	desc, _ := p.Describe(context.Background(), &pluginpb.DescribeRequest{})
-	fmt.Println(desc.Handlers[0].PayloadShape)
+	h := desc.Handlers[0]
+	fmt.Println("required", h.PayloadShape)
+	fmt.Println("optional", h.PayloadOptional)
+	fmt.Println("closed", h.PayloadClosed)
 	// Output:
-	// {"age":"integer","at":"string","email":"string","score":"number","tags":"array"}
+	// required {"age":"integer","at":"string","email":"string","score":"number","tags":"array"}
+	// optional {"referrer":"string"}
+	// closed true
 }
 
 // PayloadShape declares the required fields by hand, e.g. for a payload
-// that no Go struct describes.
+// that no Go struct describes. Other fields are let through unless the
+// handler declares NoUnknownFields.
 func ExamplePayloadShape() {
 	noop := func(*sdk.Call) error { return nil }
 	p := sdk.New("donations", "1.0.0", sdk.Handler("donor.donate", noop,

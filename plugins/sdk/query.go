@@ -79,7 +79,10 @@ func (h *hostConns) client(id uint32) (pluginpb.HostClient, error) {
 // job: ErrNoHost when the worker offers no query service (see "Testing
 // without a cluster" in the package documentation), a gRPC error when the
 // query failed (an empty entity type, an invalid key, Redis unreachable),
-// and a JSON error when the state does not unmarshal into v.
+// and a JSON error when the state does not unmarshal into v. An entity
+// type that no handler of the cluster works on (by its name or its
+// Entity) is refused with a NotFound error naming the ones that are: a
+// misspelled type would otherwise read as "no state" for ever.
 func (c *Call) Query(entity, key string, v any) (found bool, err error) {
 	if c.host == nil {
 		return false, ErrNoHost

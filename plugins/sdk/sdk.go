@@ -22,6 +22,9 @@ import (
 //   - an error made by Fail or Failf, found anywhere in the error's chain:
 //     the job is dead-lettered at once. Call.Decode, Payload and the other
 //     helpers return such errors for problems that retrying cannot fix.
+//   - an error made by Reject or Rejectf: a business "no". The job is
+//     finished as rejected, with the error's reason as its answer; it is
+//     neither retried nor dead-lettered.
 //   - an error made by RetryAfter: the attempt failed, and the next one
 //     comes no sooner than the error's delay.
 //   - any other error, or a panic: the attempt failed, and the next one
@@ -30,7 +33,8 @@ import (
 //
 // After the last attempt (MaxAttempts, default 5) a failed job is
 // dead-lettered. Whatever the error, nothing the job saved, set or emitted
-// is kept.
+// is kept. When an error's chain holds more than one of these, Fail wins
+// over Reject, and Reject over RetryAfter.
 //
 // A HandlerFunc may run more than once for one job (see "Effects happen
 // once; runs may not" in the package documentation), so its only effects
@@ -47,15 +51,32 @@ type HandlerDef struct {
 	timeout      time.Duration
 	maxAttempts  int
 	concurrency  int
-	payloadShape string // JSON object: field → JSON type; "" when undeclared
-	shapeErr     error  // a bad PayloadShape, reported by New
+	payloadShape string // JSON object: required field → JSON type; "" when undeclared
+	// payloadOptional is the optional fields' declaration, as payloadShape.
+	payloadOptional string
+	unknownFields   int    // unknownUndeclared, refuseUnknown or allowUnknown
+	fromStruct      bool   // the shape comes from ShapeOf
+	shapeErr        error  // a bad shape declaration, reported by New
+	entity          string // declared entity type; "" for the name's prefix
+	entitySet       bool   // Entity was given, maybe with an empty name
+	internal        bool   // only emitted jobs run it
+}
+
+// entityType is the entity type the handler reads and writes.
+func (h *HandlerDef) entityType() string {
+	if h.entity != "" {
+		return h.entity
+	}
+	return plugins.EntityType(h.name)
 }
 
 // Option is a declaration about one handler, passed to Handler: Timeout,
-// MaxAttempts, Concurrency, PayloadShape or ShapeOf. The plugin sends its
-// handlers' options to the worker when the worker launches it (Describe),
-// and they apply to every job of the handler. Of two options of the same
-// kind, the later wins.
+// MaxAttempts, Concurrency, Entity, Internal, and the payload's shape:
+// PayloadShape or ShapeOf, OptionalFields, NoUnknownFields and
+// AllowUnknownFields. The plugin sends its handlers' options to the worker
+// when the worker launches it (Describe), and they apply to every job of
+// the handler. Of two options of the same kind, the later wins
+// (NoUnknownFields and AllowUnknownFields are one kind).
 type Option func(*HandlerDef)
 
 // Timeout declares the deadline of a Handle call that carries jobs of
@@ -107,15 +128,50 @@ func Concurrency(n int) Option {
 	return func(h *HandlerDef) { h.concurrency = n }
 }
 
+// Entity declares the entity type whose state the handler reads and
+// writes, for a handler whose name does not start with it. By default a
+// handler works on the entity type its name names before the first dot
+// ("stock" for "stock.add", see plugins.EntityType); with Entity it works
+// on name instead, keyed by the job's key as always:
+//
+//	sdk.Handler("stock.add", add, sdk.Entity("inventory"))
+//	sdk.Handler("stock.reserve", reserve, sdk.Entity("inventory"))
+//
+// Handlers that declare the same entity share its state: the worker hands
+// each job the state of (name, key) and commits what it saves there, and
+// coordinator state and Call.Query read it by that name. Call.Entity
+// reports it. The worker refuses coordinator state and Call.Query of an
+// entity type no handler declares, or gets by default, naming the types
+// it knows.
+//
+// Changing a handler's entity moves no state: what was saved under the
+// old type stays there (a hot reload that does it logs a warning). New
+// panics on an empty name.
+func Entity(name string) Option {
+	return func(h *HandlerDef) { h.entity, h.entitySet = name, true }
+}
+
+// Internal declares a handler that only jobs emitted by other handlers
+// (Call.Emit) may run: one step of a workflow that must not be started
+// from outside. The worker refuses its jobs at Submit and Call, nothing
+// written, with "handler order.reserved is internal: only other handlers
+// may emit it", and leaves it out of the handlers an unknown-handler error
+// lists; emitted jobs run as usual.
+//
+//	sdk.Handler("order.reserved", reserved, sdk.Internal())
+func Internal() Option {
+	return func(h *HandlerDef) { h.internal = true }
+}
+
 // Handler declares a handler for New or Serve: jobs submitted (or
 // emitted) to name run fn, under the options opts.
 //
-// name is "entity.action", e.g. "donor.donate": the part before the first
-// dot is the entity type whose state fn reads and writes (see
-// plugins.EntityType), and the whole name is what submitters and
-// Call.Emit address, matched exactly. A name without a dot is an entity
-// type of its own. Handler checks nothing; New panics on an empty name, a
-// nil fn or a bad option.
+// name is "entity.action", e.g. "donor.donate": unless the handler
+// declares another with Entity, the part before the first dot is the
+// entity type whose state fn reads and writes (see plugins.EntityType),
+// and the whole name is what submitters and Call.Emit address, matched
+// exactly. A name without a dot is an entity type of its own. Handler
+// checks nothing; New panics on an empty name, a nil fn or a bad option.
 func Handler(name string, fn HandlerFunc, opts ...Option) HandlerDef {
 	h := HandlerDef{name: name, fn: fn}
 	for _, o := range opts {
@@ -154,8 +210,9 @@ type entityKey struct{ typ, key string }
 //
 // Like http.ServeMux, New panics on a programming error: an empty plugin
 // name, a handler with an empty name or a nil function, a negative
-// Timeout, MaxAttempts or Concurrency, a bad PayloadShape, ShapeOf of a
-// type that is not a struct, or a handler declared twice.
+// Timeout, MaxAttempts or Concurrency, a bad PayloadShape or
+// OptionalFields, ShapeOf of a type that is not a struct, an empty Entity
+// name, or a handler declared twice.
 func New(name, version string, handlers ...HandlerDef) *Plugin {
 	if name == "" {
 		panic("sdk.New: empty plugin name")
@@ -171,6 +228,8 @@ func New(name, version string, handlers ...HandlerDef) *Plugin {
 			panic(fmt.Sprintf("sdk.New: handler %q has a negative timeout, max attempts or concurrency", h.name))
 		case h.shapeErr != nil:
 			panic(fmt.Sprintf("sdk.New: handler %q: %v", h.name, h.shapeErr))
+		case h.entitySet && h.entity == "":
+			panic(fmt.Sprintf("sdk.New: handler %q declares an empty entity name", h.name))
 		}
 		if _, dup := p.handlers[h.name]; dup {
 			panic(fmt.Sprintf("sdk.New: handler %q declared twice", h.name))
@@ -183,20 +242,26 @@ func New(name, version string, handlers ...HandlerDef) *Plugin {
 
 // Describe answers the worker's first call to a plugin it launched: the
 // plugin's name and version, and its handlers in declaration order, each
-// with its options (TimeoutMs, MaxAttempts, PayloadShape as a JSON object,
-// Concurrency; 0 or "" when not declared). The worker routes jobs to the
-// plugin by these names and checks submitted payloads against the shapes.
+// with its options (TimeoutMs, MaxAttempts, PayloadShape and
+// PayloadOptional as JSON objects, PayloadClosed, Concurrency, Entity,
+// Internal; 0, "" or false when not declared). The worker routes jobs to
+// the plugin by these names, checks submitted payloads against the shapes
+// and refuses submitted jobs of internal handlers.
 // A test may call it to check what a plugin declares.
 func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
 	resp := &pluginpb.DescribeResponse{Name: p.name, Version: p.version}
 	for _, name := range p.order {
 		h := p.handlers[name]
 		resp.Handlers = append(resp.Handlers, &pluginpb.HandlerSpec{
-			Name:         h.name,
-			TimeoutMs:    h.timeout.Milliseconds(),
-			MaxAttempts:  int32(h.maxAttempts),
-			PayloadShape: h.payloadShape,
-			Concurrency:  int32(h.concurrency),
+			Name:            h.name,
+			TimeoutMs:       h.timeout.Milliseconds(),
+			MaxAttempts:     int32(h.maxAttempts),
+			PayloadShape:    h.payloadShape,
+			Concurrency:     int32(h.concurrency),
+			Entity:          h.entity,
+			Internal:        h.internal,
+			PayloadOptional: h.payloadOptional,
+			PayloadClosed:   h.closed(),
 		})
 	}
 	return resp, nil
@@ -214,11 +279,13 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 //   - RETRY with Error for any other error or a panic, and RetryAfterMs
 //     for an error made by RetryAfter;
 //   - FAIL with Error for an error made by Fail or Failf, and for a job
-//     whose handler this plugin does not serve (ErrUnknownHandler).
+//     whose handler this plugin does not serve (ErrUnknownHandler);
+//   - REJECTED with Error, the reason, for an error made by Reject or
+//     Rejectf.
 //
 // A job sees the state saved by the earlier OK jobs of its entity in the
-// batch; a RETRY or FAIL outcome carries only its error, and what that job
-// saved is not seen by any other.
+// batch; a RETRY, FAIL or REJECTED outcome carries only its error, and
+// what that job saved is not seen by any other.
 //
 // If ctx is done before a job starts, Handle stops and returns ctx's error
 // as a gRPC status, and no outcomes: the worker then handles the batch as
@@ -249,7 +316,7 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 			Error:  fmt.Sprintf("%v %q: plugin %s does not serve it", ErrUnknownHandler, job.GetHandler(), p.name),
 		}
 	}
-	ek := entityKey{plugins.EntityType(job.GetHandler()), job.GetKey()}
+	ek := entityKey{h.entityType(), job.GetKey()}
 	c := &Call{
 		ctx:    ctx,
 		job:    job,
@@ -261,6 +328,7 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 	err := invoke(h.fn, c)
 	out := &pluginpb.Outcome{JobId: job.GetId()}
 	var fail *FailError
+	var reject *RejectError
 	var retry *RetryError
 	switch {
 	case err == nil:
@@ -274,6 +342,9 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 		out.Emits = c.emits
 	case errors.As(err, &fail):
 		out.Status = pluginpb.Outcome_FAIL
+		out.Error = err.Error()
+	case errors.As(err, &reject):
+		out.Status = pluginpb.Outcome_REJECTED
 		out.Error = err.Error()
 	case errors.As(err, &retry):
 		out.Status = pluginpb.Outcome_RETRY

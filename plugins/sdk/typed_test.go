@@ -47,6 +47,9 @@ func TestShapeOf(t *testing.T) {
 	if h.payloadShape != want {
 		t.Fatalf("shape = %s\nwant    %s", h.payloadShape, want)
 	}
+	if wantOpt := `{"any":"any","doc":"any","note":"string"}`; h.payloadOptional != wantOpt || !h.closed() {
+		t.Fatalf("optional = %s, closed %v; want %s, closed", h.payloadOptional, h.closed(), wantOpt)
+	}
 	var bad HandlerDef
 	ShapeOf[int]()(&bad)
 	PayloadShape(map[string]string{"n": "int"})(&bad)

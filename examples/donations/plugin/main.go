@@ -4,7 +4,8 @@
 //
 // donor.donate (key: donor) adds a donation to the donor's totals and
 // credits the campaign with an emitted campaign.credit job (key: campaign),
-// so the campaign's partition applies it exactly once.
+// so the campaign's partition applies it exactly once. campaign.credit is
+// internal: the worker refuses it from Submit and Call.
 package main
 
 import (
@@ -35,7 +36,9 @@ func newPlugin() *sdk.Plugin {
 	return sdk.New("donations", version,
 		// The worker refuses a donation without these fields at submit.
 		sdk.Handler(ledger.HandlerDonate, donate, append(limits, sdk.ShapeOf[ledger.Donation]())...),
-		sdk.Handler(ledger.HandlerCredit, credit, append(limits, sdk.ShapeOf[ledger.Credit]())...),
+		// Only donor.donate emits credits: one submitted from outside
+		// would credit a campaign without a donation.
+		sdk.Handler(ledger.HandlerCredit, credit, append(limits, sdk.ShapeOf[ledger.Credit](), sdk.Internal())...),
 		sdk.Handler(ledger.HandlerReport, report, append(limits, sdk.ShapeOf[ledger.ReportQuery]())...),
 	)
 }
