@@ -32,6 +32,12 @@ const (
 	JobResult_DONE              JobResult_State = 3
 	JobResult_DEAD              JobResult_State = 4 // dead-lettered
 	JobResult_REJECTED          JobResult_State = 5 // finished: its handler refused it (error says why); nothing else was committed
+	JobResult_CANCELLED         JobResult_State = 6 // finished: cancelled before it ran (or before its retry); nothing of it was committed
+	// The states below are told apart by GetJobs and ListJobs; GetResult
+	// and Call say QUEUED for all of them.
+	JobResult_DELAYED  JobResult_State = 7 // held until its not-before time
+	JobResult_RETRYING JobResult_State = 8 // failed an attempt; waits for the next, holding its key
+	JobResult_RUNNING  JobResult_State = 9 // in a batch its partition's owner is running now
 )
 
 // Enum value maps for JobResult_State.
@@ -43,6 +49,10 @@ var (
 		3: "DONE",
 		4: "DEAD",
 		5: "REJECTED",
+		6: "CANCELLED",
+		7: "DELAYED",
+		8: "RETRYING",
+		9: "RUNNING",
 	}
 	JobResult_State_value = map[string]int32{
 		"STATE_UNSPECIFIED": 0,
@@ -51,6 +61,10 @@ var (
 		"DONE":              3,
 		"DEAD":              4,
 		"REJECTED":          5,
+		"CANCELLED":         6,
+		"DELAYED":           7,
+		"RETRYING":          8,
+		"RUNNING":           9,
 	}
 )
 
@@ -218,11 +232,14 @@ func (x *SubmitRequest) GetJobs() []*Job {
 }
 
 type SubmitResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	Duplicate     bool                   `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"` // already submitted with the same content
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`          // non-empty when this job was rejected; nothing written
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Duplicate bool                   `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"` // already submitted with the same content
+	Error     string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`          // non-empty when this job was rejected; nothing written
+	// For a duplicate: the state of the job already submitted under the id
+	// (QUEUED while not finished, DONE, DEAD, REJECTED or CANCELLED).
+	State         JobResult_State `protobuf:"varint,5,opt,name=state,proto3,enum=corral.worker.v1.JobResult_State" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -283,6 +300,13 @@ func (x *SubmitResult) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *SubmitResult) GetState() JobResult_State {
+	if x != nil {
+		return x.State
+	}
+	return JobResult_STATE_UNSPECIFIED
 }
 
 type SubmitResponse struct {
@@ -1925,6 +1949,591 @@ func (x *PluginChange) GetToSha256() string {
 	return ""
 }
 
+type ListJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         JobResult_State        `protobuf:"varint,1,opt,name=state,proto3,enum=corral.worker.v1.JobResult_State" json:"state,omitempty"` // QUEUED, DELAYED, RETRYING, RUNNING, DONE, DEAD, REJECTED or CANCELLED
+	Handler       string                 `protobuf:"bytes,2,opt,name=handler,proto3" json:"handler,omitempty"`                                    // only jobs of this handler
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`                                            // only jobs of this key (and so of its partition)
+	Partition     *int32                 `protobuf:"varint,4,opt,name=partition,proto3,oneof" json:"partition,omitempty"`                         // only jobs of this partition
+	Limit         int32                  `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`                                       // 0 = 100
+	After         string                 `protobuf:"bytes,6,opt,name=after,proto3" json:"after,omitempty"`                                        // cursor from the previous page
+	Local         bool                   `protobuf:"varint,7,opt,name=local,proto3" json:"local,omitempty"`                                       // RUNNING: this worker's batches only (how workers ask each other)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsRequest) Reset() {
+	*x = ListJobsRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsRequest) ProtoMessage() {}
+
+func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
+func (*ListJobsRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListJobsRequest) GetState() JobResult_State {
+	if x != nil {
+		return x.State
+	}
+	return JobResult_STATE_UNSPECIFIED
+}
+
+func (x *ListJobsRequest) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetPartition() int32 {
+	if x != nil && x.Partition != nil {
+		return *x.Partition
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+// JobInfo is what is known about one job.
+type JobInfo struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	State           JobResult_State        `protobuf:"varint,2,opt,name=state,proto3,enum=corral.worker.v1.JobResult_State" json:"state,omitempty"`
+	Handler         string                 `protobuf:"bytes,3,opt,name=handler,proto3" json:"handler,omitempty"`
+	Key             string                 `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	Partition       int32                  `protobuf:"varint,5,opt,name=partition,proto3" json:"partition,omitempty"`
+	Attempts        int32                  `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`                      // attempts made; for RUNNING, the attempt that runs
+	NextRunMs       int64                  `protobuf:"varint,7,opt,name=next_run_ms,json=nextRunMs,proto3" json:"next_run_ms,omitempty"` // DELAYED, RETRYING: when it runs next (unix ms)
+	Errors          []string               `protobuf:"bytes,8,rep,name=errors,proto3" json:"errors,omitempty"`                           // error history, oldest first (kept while it retries and once dead)
+	Error           string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`                             // last error; the handler's reason for REJECTED
+	Result          []byte                 `protobuf:"bytes,10,opt,name=result,proto3" json:"result,omitempty"`
+	Payload         []byte                 `protobuf:"bytes,11,opt,name=payload,proto3" json:"payload,omitempty"` // when the job's body is at hand (delayed, retrying, waiting, dead)
+	SubmittedAtMs   int64                  `protobuf:"varint,12,opt,name=submitted_at_ms,json=submittedAtMs,proto3" json:"submitted_at_ms,omitempty"`
+	FinishedAtMs    int64                  `protobuf:"varint,13,opt,name=finished_at_ms,json=finishedAtMs,proto3" json:"finished_at_ms,omitempty"`
+	Note            string                 `protobuf:"bytes,14,opt,name=note,proto3" json:"note,omitempty"`                                               // more about the state, e.g. what a queued job waits for
+	Worker          string                 `protobuf:"bytes,15,opt,name=worker,proto3" json:"worker,omitempty"`                                           // RUNNING: the worker running it
+	CancelRequested bool                   `protobuf:"varint,16,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"` // a cancel waits to be applied by the owner
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *JobInfo) Reset() {
+	*x = JobInfo{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobInfo) ProtoMessage() {}
+
+func (x *JobInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
+func (*JobInfo) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *JobInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JobInfo) GetState() JobResult_State {
+	if x != nil {
+		return x.State
+	}
+	return JobResult_STATE_UNSPECIFIED
+}
+
+func (x *JobInfo) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *JobInfo) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *JobInfo) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *JobInfo) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *JobInfo) GetNextRunMs() int64 {
+	if x != nil {
+		return x.NextRunMs
+	}
+	return 0
+}
+
+func (x *JobInfo) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+func (x *JobInfo) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *JobInfo) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *JobInfo) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *JobInfo) GetSubmittedAtMs() int64 {
+	if x != nil {
+		return x.SubmittedAtMs
+	}
+	return 0
+}
+
+func (x *JobInfo) GetFinishedAtMs() int64 {
+	if x != nil {
+		return x.FinishedAtMs
+	}
+	return 0
+}
+
+func (x *JobInfo) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *JobInfo) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *JobInfo) GetCancelRequested() bool {
+	if x != nil {
+		return x.CancelRequested
+	}
+	return false
+}
+
+type ListJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*JobInfo             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Next          string                 `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`               // cursor of the next page; empty at the end
+	Unreachable   []string               `protobuf:"bytes,3,rep,name=unreachable,proto3" json:"unreachable,omitempty"` // RUNNING: members that could not be asked, with why
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsResponse) Reset() {
+	*x = ListJobsResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsResponse) ProtoMessage() {}
+
+func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
+func (*ListJobsResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListJobsResponse) GetJobs() []*JobInfo {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+func (x *ListJobsResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+func (x *ListJobsResponse) GetUnreachable() []string {
+	if x != nil {
+		return x.Unreachable
+	}
+	return nil
+}
+
+type GetJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobsRequest) Reset() {
+	*x = GetJobsRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobsRequest) ProtoMessage() {}
+
+func (x *GetJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobsRequest.ProtoReflect.Descriptor instead.
+func (*GetJobsRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetJobsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type GetJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*JobInfo             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"` // one per id, in request order; UNKNOWN when there is no such job
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobsResponse) Reset() {
+	*x = GetJobsResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobsResponse) ProtoMessage() {}
+
+func (x *GetJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobsResponse.ProtoReflect.Descriptor instead.
+func (*GetJobsResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetJobsResponse) GetJobs() []*JobInfo {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type CancelJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	WaitMs        int64                  `protobuf:"varint,2,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"` // how long to wait for the owners to apply the cancels; 0 = 10s
+	Forwarded     bool                   `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`         // set by a worker forwarding to the owner: do not forward again
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobsRequest) Reset() {
+	*x = CancelJobsRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobsRequest) ProtoMessage() {}
+
+func (x *CancelJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobsRequest.ProtoReflect.Descriptor instead.
+func (*CancelJobsRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CancelJobsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *CancelJobsRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *CancelJobsRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type CancelResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	State         JobResult_State        `protobuf:"varint,2,opt,name=state,proto3,enum=corral.worker.v1.JobResult_State" json:"state,omitempty"` // the job's state now: CANCELLED, or the state that kept it from being cancelled
+	Cancelled     bool                   `protobuf:"varint,3,opt,name=cancelled,proto3" json:"cancelled,omitempty"`                               // this request cancelled it (false: it was cancelled before, ran, or the cancel is pending)
+	Pending       bool                   `protobuf:"varint,4,opt,name=pending,proto3" json:"pending,omitempty"`                                   // recorded but not applied before the wait ended; the owner applies it when it reaches the job
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`                                    // one line for a person
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelResult) Reset() {
+	*x = CancelResult{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelResult) ProtoMessage() {}
+
+func (x *CancelResult) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelResult.ProtoReflect.Descriptor instead.
+func (*CancelResult) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CancelResult) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CancelResult) GetState() JobResult_State {
+	if x != nil {
+		return x.State
+	}
+	return JobResult_STATE_UNSPECIFIED
+}
+
+func (x *CancelResult) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
+func (x *CancelResult) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *CancelResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type CancelJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*CancelResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"` // one per id, in request order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobsResponse) Reset() {
+	*x = CancelJobsResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobsResponse) ProtoMessage() {}
+
+func (x *CancelJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobsResponse.ProtoReflect.Descriptor instead.
+func (*CancelJobsResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CancelJobsResponse) GetResults() []*CancelResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
@@ -1940,12 +2549,13 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\":\n" +
 	"\rSubmitRequest\x12)\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x15.corral.worker.v1.JobR\x04jobs\"p\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x15.corral.worker.v1.JobR\x04jobs\"\xa9\x01\n" +
 	"\fSubmitResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"J\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x127\n" +
+	"\x05state\x18\x05 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\"J\n" +
 	"\x0eSubmitResponse\x128\n" +
 	"\aresults\x18\x01 \x03(\v2\x1e.corral.worker.v1.SubmitResultR\aresults\"=\n" +
 	"\x0fGetStateRequest\x12\x16\n" +
@@ -2029,13 +2639,13 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\tlocations\x18\x01 \x03(\v2\x1a.corral.worker.v1.LocationR\tlocations\"=\n" +
 	"\x10GetResultRequest\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
-	"\await_ms\x18\x02 \x01(\x03R\x06waitMs\"\xf9\x01\n" +
+	"\await_ms\x18\x02 \x01(\x03R\x06waitMs\"\xb1\x02\n" +
 	"\tJobResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
 	"\x05state\x18\x02 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\x12\x16\n" +
 	"\x06result\x18\x03 \x01(\fR\x06result\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
-	"\battempts\x18\x05 \x01(\x05R\battempts\"Y\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\"\x90\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aUNKNOWN\x10\x01\x12\n" +
@@ -2043,7 +2653,11 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x06QUEUED\x10\x02\x12\b\n" +
 	"\x04DONE\x10\x03\x12\b\n" +
 	"\x04DEAD\x10\x04\x12\f\n" +
-	"\bREJECTED\x10\x05\"J\n" +
+	"\bREJECTED\x10\x05\x12\r\n" +
+	"\tCANCELLED\x10\x06\x12\v\n" +
+	"\aDELAYED\x10\a\x12\f\n" +
+	"\bRETRYING\x10\b\x12\v\n" +
+	"\aRUNNING\x10\t\"J\n" +
 	"\x11GetResultResponse\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.corral.worker.v1.JobResultR\aresults\"V\n" +
 	"\x16ListDeadLettersRequest\x12\x14\n" +
@@ -2080,7 +2694,55 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"to_version\x18\x03 \x01(\tR\ttoVersion\x12\x1f\n" +
 	"\vfrom_sha256\x18\x04 \x01(\tR\n" +
 	"fromSha256\x12\x1b\n" +
-	"\tto_sha256\x18\x05 \x01(\tR\btoSha2562\xa4\a\n" +
+	"\tto_sha256\x18\x05 \x01(\tR\btoSha256\"\xe9\x01\n" +
+	"\x0fListJobsRequest\x127\n" +
+	"\x05state\x18\x01 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\x12\x18\n" +
+	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12!\n" +
+	"\tpartition\x18\x04 \x01(\x05H\x00R\tpartition\x88\x01\x01\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\x12\x14\n" +
+	"\x05after\x18\x06 \x01(\tR\x05after\x12\x14\n" +
+	"\x05local\x18\a \x01(\bR\x05localB\f\n" +
+	"\n" +
+	"_partition\"\xdd\x03\n" +
+	"\aJobInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
+	"\x05state\x18\x02 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\x12\x18\n" +
+	"\ahandler\x18\x03 \x01(\tR\ahandler\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\tR\x03key\x12\x1c\n" +
+	"\tpartition\x18\x05 \x01(\x05R\tpartition\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\x05R\battempts\x12\x1e\n" +
+	"\vnext_run_ms\x18\a \x01(\x03R\tnextRunMs\x12\x16\n" +
+	"\x06errors\x18\b \x03(\tR\x06errors\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12\x16\n" +
+	"\x06result\x18\n" +
+	" \x01(\fR\x06result\x12\x18\n" +
+	"\apayload\x18\v \x01(\fR\apayload\x12&\n" +
+	"\x0fsubmitted_at_ms\x18\f \x01(\x03R\rsubmittedAtMs\x12$\n" +
+	"\x0efinished_at_ms\x18\r \x01(\x03R\ffinishedAtMs\x12\x12\n" +
+	"\x04note\x18\x0e \x01(\tR\x04note\x12\x16\n" +
+	"\x06worker\x18\x0f \x01(\tR\x06worker\x12)\n" +
+	"\x10cancel_requested\x18\x10 \x01(\bR\x0fcancelRequested\"w\n" +
+	"\x10ListJobsResponse\x12-\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x19.corral.worker.v1.JobInfoR\x04jobs\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\x12 \n" +
+	"\vunreachable\x18\x03 \x03(\tR\vunreachable\"\"\n" +
+	"\x0eGetJobsRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"@\n" +
+	"\x0fGetJobsResponse\x12-\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x19.corral.worker.v1.JobInfoR\x04jobs\"\\\n" +
+	"\x11CancelJobsRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
+	"\await_ms\x18\x02 \x01(\x03R\x06waitMs\x12\x1c\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"\xa9\x01\n" +
+	"\fCancelResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
+	"\x05state\x18\x02 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\x12\x1c\n" +
+	"\tcancelled\x18\x03 \x01(\bR\tcancelled\x12\x18\n" +
+	"\apending\x18\x04 \x01(\bR\apending\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"N\n" +
+	"\x12CancelJobsResponse\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.corral.worker.v1.CancelResultR\aresults2\xa0\t\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -2092,7 +2754,11 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x0fListDeadLetters\x12(.corral.worker.v1.ListDeadLettersRequest\x1a).corral.worker.v1.ListDeadLettersResponse\x12W\n" +
 	"\x11ReplayDeadLetters\x12\x1f.corral.worker.v1.DeadLetterIDs\x1a!.corral.worker.v1.DeadLetterCount\x12V\n" +
 	"\x10PurgeDeadLetters\x12\x1f.corral.worker.v1.DeadLetterIDs\x1a!.corral.worker.v1.DeadLetterCount\x12`\n" +
-	"\rReloadPlugins\x12&.corral.worker.v1.ReloadPluginsRequest\x1a'.corral.worker.v1.ReloadPluginsResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
+	"\rReloadPlugins\x12&.corral.worker.v1.ReloadPluginsRequest\x1a'.corral.worker.v1.ReloadPluginsResponse\x12Q\n" +
+	"\bListJobs\x12!.corral.worker.v1.ListJobsRequest\x1a\".corral.worker.v1.ListJobsResponse\x12N\n" +
+	"\aGetJobs\x12 .corral.worker.v1.GetJobsRequest\x1a!.corral.worker.v1.GetJobsResponse\x12W\n" +
+	"\n" +
+	"CancelJobs\x12#.corral.worker.v1.CancelJobsRequest\x1a$.corral.worker.v1.CancelJobsResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
 
 var (
 	file_api_workerpb_worker_proto_rawDescOnce sync.Once
@@ -2107,7 +2773,7 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_api_workerpb_worker_proto_goTypes = []any{
 	(JobResult_State)(0),            // 0: corral.worker.v1.JobResult.State
 	(*Job)(nil),                     // 1: corral.worker.v1.Job
@@ -2140,50 +2806,71 @@ var file_api_workerpb_worker_proto_goTypes = []any{
 	(*ReloadPluginsRequest)(nil),    // 28: corral.worker.v1.ReloadPluginsRequest
 	(*ReloadPluginsResponse)(nil),   // 29: corral.worker.v1.ReloadPluginsResponse
 	(*PluginChange)(nil),            // 30: corral.worker.v1.PluginChange
-	nil,                             // 31: corral.worker.v1.MemberStatus.BreakersEntry
+	(*ListJobsRequest)(nil),         // 31: corral.worker.v1.ListJobsRequest
+	(*JobInfo)(nil),                 // 32: corral.worker.v1.JobInfo
+	(*ListJobsResponse)(nil),        // 33: corral.worker.v1.ListJobsResponse
+	(*GetJobsRequest)(nil),          // 34: corral.worker.v1.GetJobsRequest
+	(*GetJobsResponse)(nil),         // 35: corral.worker.v1.GetJobsResponse
+	(*CancelJobsRequest)(nil),       // 36: corral.worker.v1.CancelJobsRequest
+	(*CancelResult)(nil),            // 37: corral.worker.v1.CancelResult
+	(*CancelJobsResponse)(nil),      // 38: corral.worker.v1.CancelJobsResponse
+	nil,                             // 39: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
 	1,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
-	3,  // 1: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
-	6,  // 2: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
-	9,  // 3: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	31, // 4: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
-	11, // 5: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
-	10, // 6: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
-	1,  // 7: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
-	21, // 8: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
-	18, // 9: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
-	0,  // 10: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
-	21, // 11: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
-	24, // 12: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
-	30, // 13: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
-	2,  // 14: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	5,  // 15: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	8,  // 16: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	13, // 17: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	15, // 18: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	17, // 19: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	20, // 20: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	23, // 21: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	26, // 22: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	26, // 23: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	28, // 24: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	4,  // 25: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	7,  // 26: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	12, // 27: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	14, // 28: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	16, // 29: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	19, // 30: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	22, // 31: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	25, // 32: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	27, // 33: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	27, // 34: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	29, // 35: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	0,  // 1: corral.worker.v1.SubmitResult.state:type_name -> corral.worker.v1.JobResult.State
+	3,  // 2: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
+	6,  // 3: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
+	9,  // 4: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
+	39, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	11, // 6: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
+	10, // 7: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
+	1,  // 8: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
+	21, // 9: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
+	18, // 10: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
+	0,  // 11: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
+	21, // 12: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
+	24, // 13: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
+	30, // 14: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
+	0,  // 15: corral.worker.v1.ListJobsRequest.state:type_name -> corral.worker.v1.JobResult.State
+	0,  // 16: corral.worker.v1.JobInfo.state:type_name -> corral.worker.v1.JobResult.State
+	32, // 17: corral.worker.v1.ListJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
+	32, // 18: corral.worker.v1.GetJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
+	0,  // 19: corral.worker.v1.CancelResult.state:type_name -> corral.worker.v1.JobResult.State
+	37, // 20: corral.worker.v1.CancelJobsResponse.results:type_name -> corral.worker.v1.CancelResult
+	2,  // 21: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	5,  // 22: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	8,  // 23: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	13, // 24: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	15, // 25: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	17, // 26: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	20, // 27: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	23, // 28: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	26, // 29: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	26, // 30: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	28, // 31: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	31, // 32: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
+	34, // 33: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
+	36, // 34: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
+	4,  // 35: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	7,  // 36: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	12, // 37: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	14, // 38: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	16, // 39: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	19, // 40: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	22, // 41: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	25, // 42: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	27, // 43: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	27, // 44: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	29, // 45: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	33, // 46: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
+	35, // 47: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
+	38, // 48: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
+	35, // [35:49] is the sub-list for method output_type
+	21, // [21:35] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -2191,13 +2878,14 @@ func file_api_workerpb_worker_proto_init() {
 	if File_api_workerpb_worker_proto != nil {
 		return
 	}
+	file_api_workerpb_worker_proto_msgTypes[30].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

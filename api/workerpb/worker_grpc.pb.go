@@ -32,6 +32,9 @@ const (
 	Worker_ReplayDeadLetters_FullMethodName = "/corral.worker.v1.Worker/ReplayDeadLetters"
 	Worker_PurgeDeadLetters_FullMethodName  = "/corral.worker.v1.Worker/PurgeDeadLetters"
 	Worker_ReloadPlugins_FullMethodName     = "/corral.worker.v1.Worker/ReloadPlugins"
+	Worker_ListJobs_FullMethodName          = "/corral.worker.v1.Worker/ListJobs"
+	Worker_GetJobs_FullMethodName           = "/corral.worker.v1.Worker/GetJobs"
+	Worker_CancelJobs_FullMethodName        = "/corral.worker.v1.Worker/CancelJobs"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -66,6 +69,17 @@ type WorkerClient interface {
 	// ReloadPlugins relaunches this worker's plugins from their binaries (hot
 	// upgrade): in-flight batches finish on the old version.
 	ReloadPlugins(ctx context.Context, in *ReloadPluginsRequest, opts ...grpc.CallOption) (*ReloadPluginsResponse, error)
+	// ListJobs pages through the jobs in one state, partition by partition.
+	// RUNNING asks every member for the jobs of the batches it has in flight.
+	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
+	// GetJobs describes jobs by id: state, handler, key, partition, attempts,
+	// next run, error history, result, submission and finish times.
+	GetJobs(ctx context.Context, in *GetJobsRequest, opts ...grpc.CallOption) (*GetJobsResponse, error)
+	// CancelJobs cancels queued, delayed and retrying jobs. The owner of each
+	// job's partition applies the cancel in a fenced commit, so a job either
+	// runs or is cancelled, never both; a job in a batch in flight is
+	// answered once that batch has committed.
+	CancelJobs(ctx context.Context, in *CancelJobsRequest, opts ...grpc.CallOption) (*CancelJobsResponse, error)
 }
 
 type workerClient struct {
@@ -175,6 +189,33 @@ func (c *workerClient) ReloadPlugins(ctx context.Context, in *ReloadPluginsReque
 	return out, nil
 }
 
+func (c *workerClient) ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error) {
+	out := new(ListJobsResponse)
+	err := c.cc.Invoke(ctx, Worker_ListJobs_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) GetJobs(ctx context.Context, in *GetJobsRequest, opts ...grpc.CallOption) (*GetJobsResponse, error) {
+	out := new(GetJobsResponse)
+	err := c.cc.Invoke(ctx, Worker_GetJobs_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) CancelJobs(ctx context.Context, in *CancelJobsRequest, opts ...grpc.CallOption) (*CancelJobsResponse, error) {
+	out := new(CancelJobsResponse)
+	err := c.cc.Invoke(ctx, Worker_CancelJobs_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility
@@ -207,6 +248,17 @@ type WorkerServer interface {
 	// ReloadPlugins relaunches this worker's plugins from their binaries (hot
 	// upgrade): in-flight batches finish on the old version.
 	ReloadPlugins(context.Context, *ReloadPluginsRequest) (*ReloadPluginsResponse, error)
+	// ListJobs pages through the jobs in one state, partition by partition.
+	// RUNNING asks every member for the jobs of the batches it has in flight.
+	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
+	// GetJobs describes jobs by id: state, handler, key, partition, attempts,
+	// next run, error history, result, submission and finish times.
+	GetJobs(context.Context, *GetJobsRequest) (*GetJobsResponse, error)
+	// CancelJobs cancels queued, delayed and retrying jobs. The owner of each
+	// job's partition applies the cancel in a fenced commit, so a job either
+	// runs or is cancelled, never both; a job in a batch in flight is
+	// answered once that batch has committed.
+	CancelJobs(context.Context, *CancelJobsRequest) (*CancelJobsResponse, error)
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -246,6 +298,15 @@ func (UnimplementedWorkerServer) PurgeDeadLetters(context.Context, *DeadLetterID
 }
 func (UnimplementedWorkerServer) ReloadPlugins(context.Context, *ReloadPluginsRequest) (*ReloadPluginsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReloadPlugins not implemented")
+}
+func (UnimplementedWorkerServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListJobs not implemented")
+}
+func (UnimplementedWorkerServer) GetJobs(context.Context, *GetJobsRequest) (*GetJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetJobs not implemented")
+}
+func (UnimplementedWorkerServer) CancelJobs(context.Context, *CancelJobsRequest) (*CancelJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelJobs not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 
@@ -458,6 +519,60 @@ func _Worker_ReloadPlugins_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_ListJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ListJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ListJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ListJobs(ctx, req.(*ListJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_GetJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).GetJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_GetJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).GetJobs(ctx, req.(*GetJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_CancelJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).CancelJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_CancelJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).CancelJobs(ctx, req.(*CancelJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -508,6 +623,18 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReloadPlugins",
 			Handler:    _Worker_ReloadPlugins_Handler,
+		},
+		{
+			MethodName: "ListJobs",
+			Handler:    _Worker_ListJobs_Handler,
+		},
+		{
+			MethodName: "GetJobs",
+			Handler:    _Worker_GetJobs_Handler,
+		},
+		{
+			MethodName: "CancelJobs",
+			Handler:    _Worker_CancelJobs_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -32,13 +32,19 @@ type Rule struct {
 // rules has one entry per RPC of the worker service; a method missing here
 // is refused to everyone (and fails TestEveryMethodHasARole).
 var rules = map[string]Rule{
-	workerpb.Worker_Status_FullMethodName:            {Least: pki.RoleRead, Peer: true},
-	workerpb.Worker_GetState_FullMethodName:          {Least: pki.RoleRead},
-	workerpb.Worker_GetResult_FullMethodName:         {Least: pki.RoleRead},
-	workerpb.Worker_Locate_FullMethodName:            {Least: pki.RoleRead},
-	workerpb.Worker_ListDeadLetters_FullMethodName:   {Least: pki.RoleRead},
-	workerpb.Worker_Submit_FullMethodName:            {Least: pki.RoleSubmit},
-	workerpb.Worker_Call_FullMethodName:              {Least: pki.RoleSubmit, Peer: true},
+	workerpb.Worker_Status_FullMethodName:          {Least: pki.RoleRead, Peer: true},
+	workerpb.Worker_GetState_FullMethodName:        {Least: pki.RoleRead},
+	workerpb.Worker_GetResult_FullMethodName:       {Least: pki.RoleRead},
+	workerpb.Worker_Locate_FullMethodName:          {Least: pki.RoleRead},
+	workerpb.Worker_ListDeadLetters_FullMethodName: {Least: pki.RoleRead},
+	// A worker lists the jobs running on each of its peers.
+	workerpb.Worker_ListJobs_FullMethodName: {Least: pki.RoleRead, Peer: true},
+	workerpb.Worker_GetJobs_FullMethodName:  {Least: pki.RoleRead},
+	workerpb.Worker_Submit_FullMethodName:   {Least: pki.RoleSubmit},
+	workerpb.Worker_Call_FullMethodName:     {Least: pki.RoleSubmit, Peer: true},
+	// Cancel is the submitter's undo: whoever may send a job may withdraw
+	// one before it runs. Like Call it is forwarded to the partition's owner.
+	workerpb.Worker_CancelJobs_FullMethodName:        {Least: pki.RoleSubmit, Peer: true},
 	workerpb.Worker_Drain_FullMethodName:             {Least: pki.RoleAdmin},
 	workerpb.Worker_ReloadPlugins_FullMethodName:     {Least: pki.RoleAdmin},
 	workerpb.Worker_ReplayDeadLetters_FullMethodName: {Least: pki.RoleAdmin},
