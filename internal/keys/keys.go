@@ -95,3 +95,11 @@ func IDs(g int) IDGroup {
 
 // Reserved holds the content hash of the one job the id names.
 func (g IDGroup) Reserved(id string) string { return g.prefix + id }
+
+// Cancels holds the cancels asked for jobs of the partition (score: when
+// asked, unix ms), until the owner applies them in a commit.
+func (k Partition) Cancels() string { return k.prefix + "cancel" }
+
+// Finished logs the jobs each commit finished, one entry per commit (see
+// store's finished log), kept as long as their records.
+func (k Partition) Finished() string { return k.prefix + "fin" }

@@ -29,14 +29,15 @@ type Guard struct {
 	Entity   EntityRef // the job's entity; its Key is the job's key
 	HasState bool
 	State    []byte
-	ID, Hash string
+	ID       string
+	Hash     string // the record's "h": content hash and meta (see recordHash)
 }
 
 // NewGuard is the guard of a direct call of job that ran on state
 // (has: the entity had one).
 func NewGuard(job Job, entity string, state []byte, has bool) *Guard {
 	return &Guard{Entity: EntityRef{Type: entity, Key: job.Key}, HasState: has, State: state,
-		ID: job.ID, Hash: job.ContentHash()}
+		ID: job.ID, Hash: recordHash(job.ContentHash(), &job)}
 }
 
 // ViewForCall looks at job's partition for a direct call: one pipelined

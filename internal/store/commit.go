@@ -18,6 +18,9 @@ const (
 	statusDone     = "d"
 	statusDead     = "x"
 	statusRejected = "n" // finished: its handler refused it; the record's "m" says why
+	// statusCancelled: finished by a cancel before it ran (or before its
+	// next attempt); nothing else of it was committed.
+	statusCancelled = "c"
 )
 
 // ErrAlreadyFinished means a commit carried a job id that an earlier
@@ -111,6 +114,10 @@ type Batch struct {
 	// Guard, for a job that never was in the queue (a direct call), makes
 	// the commit check first that it may still skip the queue.
 	Guard *Guard
+	Cancels
+	// Records holds, by job id, the record "h" (see recordHash) of jobs
+	// the batch finishes that have no record yet: emitted jobs.
+	Records map[string]string
 }
 
 // DeadRecord is a dead letter as stored.
@@ -175,24 +182,40 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	}
 	emitted := emitCounts(b.Emits)
 	for _, id := range b.Done {
-		c.add(secFinish, []string{k.Job(id)}, id, statusDone, max(b.Attempts[id], 1), emitted[id])
+		c.add(secFinish, []string{k.Job(id)}, id, statusDone, max(b.Attempts[id], 1), emitted[id], b.Records[id])
 		if s.cfg.Audit {
 			c.add(secAudit, nil, id)
 		}
 	}
 	for _, d := range b.Dead {
-		c.add(secFinish, []string{k.Job(d.Job.ID)}, d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0)
+		c.add(secFinish, []string{k.Job(d.Job.ID)}, d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0, b.Records[d.Job.ID])
 		rec, _ := json.Marshal(DeadRecord{ID: d.Job.ID, Handler: d.Job.Handler, Key: d.Job.Key, Payload: d.Job.Payload,
 			Attempts: d.Job.Attempt, Errors: d.Job.Errors, DeadAtMs: now, Partition: partition,
 			MaxAttempts: d.Job.MaxAttempts, TimeoutMs: d.Job.TimeoutMs})
 		c.add(secDead, nil, d.Job.ID, rec)
 	}
 	for _, r := range b.Rejected {
-		c.add(secFinish, []string{k.Job(r.JobID)}, r.JobID, statusRejected, max(r.Attempts, 1), 0)
+		c.add(secFinish, []string{k.Job(r.JobID)}, r.JobID, statusRejected, max(r.Attempts, 1), 0, b.Records[r.JobID])
 		if s.cfg.Audit {
 			c.add(secAudit, nil, r.JobID)
 		}
 		c.add(secReason, []string{k.Job(r.JobID)}, r.Reason)
+	}
+	for _, cn := range b.Cancelled {
+		c.add(secFinish, []string{k.Job(cn.JobID)}, cn.JobID, statusCancelled, cn.Attempts, 0, b.Records[cn.JobID])
+		if cn.Error != "" {
+			c.add(secReason, []string{k.Job(cn.JobID)}, cn.Error)
+		}
+		c.add(secSettle, nil, cn.JobID)
+	}
+	for _, id := range b.Revoked {
+		c.add(secRevoke, []string{k.Job(id)}, id)
+	}
+	for _, w := range b.Unwaited {
+		c.add(secUnwait, []string{k.Waiting(w.Key), k.Job(w.ID)}, w.ID, w.Attempts, w.Record)
+	}
+	for _, id := range b.Settled {
+		c.add(secSettle, nil, id)
 	}
 	for _, id := range b.Unparked {
 		c.add(secUnpark, nil, id)
@@ -239,6 +262,10 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	}
 	if min, ok := afterID(b.Acked); ok {
 		header[argTrimMin] = min
+	}
+	header[argLogMin] = ""
+	if keep := s.logRetention(); keep > 0 && now > keep.Milliseconds() {
+		header[argLogMin] = itoa(now - keep.Milliseconds())
 	}
 	return c.layout(k, header)
 }

@@ -40,6 +40,8 @@ var commitFixedKeys = []struct {
 	{"bodiesKey", keys.Partition.Bodies},
 	{"delayedKey", keys.Partition.Delayed},
 	{"commitsKey", keys.Partition.Commits},
+	{"cancelsKey", keys.Partition.Cancels},
+	{"finishedKey", keys.Partition.Finished},
 }
 
 // The commit's header args, by position.
@@ -51,6 +53,7 @@ const (
 	argAuditMax         // entries kept in the audit stream, about; "0": no audit
 	argTrimMin          // the stream id right after the last acked one, "" if the acks are not in stream order
 	argSeen             // commits this worker saw acknowledged under the grant
+	argLogMin           // the finished log's entries before this stream id may go; "" keeps them all
 	numHeaderArgs
 )
 
@@ -62,6 +65,7 @@ var commitHeaderArgs = [numHeaderArgs]string{
 	argAuditMax:  "auditMax",
 	argTrimMin:   "trimMin",
 	argSeen:      "seen",
+	argLogMin:    "logMin",
 }
 
 // commitSection is one part of a commit. The script binds each item's
@@ -79,13 +83,16 @@ type commitSection struct {
 // The sections of a commit, in the order they run.
 const (
 	secGuard  = iota // a direct call's guard; refuses the batch (BUSY) unless it may still skip the queue
-	secFinish        // a done, dead or rejected job's status; refuses the batch (ALREADY) if it was finished before
+	secFinish        // a done, dead, rejected or cancelled job's status; refuses the batch (ALREADY) if it was finished before
 	secAudit         // an audit entry for a done or rejected job (only with audit on)
 	secDead          // a dead letter (audited with audit on)
 	secUnpark        // drops a finished job's parked entry and body
 	secState         // an entity's new state
 	secResult        // a finished job's result
-	secReason        // a rejected job's reason
+	secReason        // a rejected job's reason, a cancelled one's last error
+	secRevoke        // cancels a delayed job, if it is still delayed
+	secUnwait        // cancels a job waiting behind its key's hold that the batch did not read
+	secSettle        // drops a cancel asked for a job the batch cancelled, or found finished or gone
 	secAck           // a stream entry to remove from the queue
 	secOutbox        // the batch's emitted jobs, as one outbox entry
 	secTrim          // drops the first n jobs waiting behind a key
@@ -134,23 +141,34 @@ end`,
 	secFinish: {
 		// The status is set only if the record has none yet (a replayed
 		// dead letter's record has none again); the same record again in
-		// the batch is a duplicate and changes nothing.
+		// the batch is a duplicate and changes nothing. One HSET writes the
+		// finish time and what else the record keeps: attempts past the
+		// first, the count of jobs emitted and, for a job whose record the
+		// commit creates (an emitted one), its meta (see recordHash).
 		name: "finish",
 		keys: []string{"recKey"},
-		args: []string{"id", "status", "attempts", "emitted"},
+		args: []string{"id", "status", "attempts", "emitted", "meta"},
 		each: `
 if not mine[recKey] then
   if redis.call('HSETNX', recKey, 's', status) == 0 then
     for _, r in ipairs(claimed) do
-      redis.call('HDEL', r, 's', 'a', 'e')
+      redis.call('HDEL', r, 's', 'a', 'e', 'f')
+      if metaSet[r] then redis.call('HDEL', r, 'h') end
       redis.call('PERSIST', r)
     end
     return redis.error_reply('ALREADY ' .. id)
   end
   claimed[#claimed + 1], mine[recKey] = recKey, true
-  if attempts ~= '1' then redis.call('HSET', recKey, 'a', attempts) end
-  if emitted ~= '0' then redis.call('HSET', recKey, 'e', emitted) end
+  local f = {'f', now}
+  if attempts ~= '1' then f[#f + 1], f[#f + 2] = 'a', attempts end
+  if emitted ~= '0' then f[#f + 1], f[#f + 2] = 'e', emitted end
+  if meta ~= '' then
+    f[#f + 1], f[#f + 2] = 'h', meta
+    metaSet[recKey] = true
+  end
+  redis.call('HSET', recKey, unpack(f))
   if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTL) end
+  finished[#finished + 1] = status .. id
 end`,
 	},
 	secAudit: {
@@ -210,6 +228,38 @@ end`,
 		args: []string{"reason"},
 		each: `
 redis.call('HSET', recKey, 'm', reason)`,
+	},
+	secRevoke: {
+		// Only while it is delayed: a submission or a relay into the
+		// partition moves a due delayed job to the queue, and the cancel
+		// then waits for the batch that reads it.
+		name: "revoke",
+		keys: []string{"recKey"},
+		args: []string{"id"},
+		each: `
+if redis.call('ZREM', delayedKey, id) == 1 then
+  redis.call('HDEL', bodiesKey, id)
+  cancelJob(recKey, id, '0', '')
+end`,
+	},
+	secUnwait: {
+		// Only the owner's commits touch a key's line, and the batch did
+		// not read this job: it is still there, behind the jobs the key
+		// plans below trim.
+		name: "unwait",
+		keys: []string{"waitKey", "recKey"},
+		args: []string{"id", "attempts", "meta"},
+		each: `
+if redis.call('LREM', waitKey, 1, id) == 1 then
+  redis.call('HDEL', bodiesKey, id)
+  cancelJob(recKey, id, attempts, meta)
+end`,
+	},
+	secSettle: {
+		name: "settle",
+		args: []string{"id"},
+		each: `
+redis.call('ZREM', cancelsKey, id)`,
 	},
 	secAck: {
 		// The acked entries were read in one go from where the last commit
@@ -337,7 +387,34 @@ if wantKeys ~= #KEYS or wantArgs ~= #ARGV then
   return redis.error_reply('LAYOUT ' .. #KEYS .. ' keys and ' .. #ARGV .. ' args, want ' .. wantKeys .. ' and ' .. wantArgs)
 end
 doneTTL, resultTTL = tonumber(doneTTL), tonumber(resultTTL)
-local claimed, mine, mset, acked = {}, {}, {}, {}
+local claimed, mine, mset, acked, metaSet, finished = {}, {}, {}, {}, {}, {}
+-- finishes a job as cancelled, unless it finished before, and settles its cancel
+local function cancelJob(recKey, id, attempts, meta)
+  if redis.call('HSETNX', recKey, 's', 'c') == 1 then
+    if meta ~= '' then
+      redis.call('HSET', recKey, 'f', now, 'a', attempts, 'h', meta)
+    else
+      redis.call('HSET', recKey, 'f', now, 'a', attempts)
+    end
+    if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTL) end
+    finished[#finished + 1] = 'c' .. id
+  end
+  redis.call('ZREM', cancelsKey, id)
+end
+`
+
+// commitEpilogue logs the jobs the commit finished, as one entry of the
+// partition's finished log: "<status><id>" for each, space-separated (ids
+// hold no space). jobs list reads done, rejected and cancelled jobs from
+// it; records it names that expired are passed over.
+const commitEpilogue = `
+if #finished > 0 then
+  if logMin ~= '' then
+    redis.call('XADD', finishedKey, 'MINID', '~', logMin, '*', 'f', table.concat(finished, ' '))
+  else
+    redis.call('XADD', finishedKey, '*', 'f', table.concat(finished, ' '))
+  end
+end
 `
 
 // commitLua writes the commit script from the tables above.
@@ -373,6 +450,7 @@ func commitLua() string {
 			fmt.Fprintf(&b, "if count[%d] > 0 then\n%send\n", i+1, luaIndent(s.after, "  "))
 		}
 	}
+	b.WriteString(commitEpilogue)
 	b.WriteString("redis.call('SET', commitsKey, grant .. ' ' .. (commits + 1))\nreturn commits + 1\n")
 	return b.String()
 }

@@ -73,9 +73,11 @@ func TestCommitLayoutAgrees(t *testing.T) {
 	park.Attempt, park.NotBefore, park.WaitingSince = 2, now+60_000, now-1_000
 	dead := mk("c1", "c")
 	dead.Attempt = 3
+	credit := Job{ID: EmittedID("p1", 0), Handler: "campaign.credit", Key: "water", SubmittedAt: now - 5}
 	b := &Batch{
 		Guard:    NewGuard(mk("g1", "g"), "donor", []byte(`{"g":0}`), true),
-		Done:     []string{"g1", "a1", "h1"},
+		Done:     []string{"g1", "a1", "h1", credit.ID},
+		Records:  map[string]string{credit.ID: recordHash(credit.ContentHash(), &credit)},
 		Attempts: map[string]int{"h1": 2},
 		Dead:     []DeadJob{{Job: dead, Error: "no"}},
 		Rejected: []Rejection{{JobID: "r1", Attempts: 2, Reason: "out of stock: 3 left"}},
@@ -87,6 +89,12 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		Keys: []KeyPlan{
 			{Key: "b", Park: &park, Front: []Job{mk("b2", "b"), mk("b3", "b")}, Back: []Job{mk("b4", "b")}},
 			{Key: "h", Trim: 1, Next: true},
+		},
+		Cancels: Cancels{
+			Cancelled: []Cancellation{{JobID: "x1", Attempts: 1, Error: "attempt 1: boom"}},
+			Revoked:   []string{"d1"},
+			Unwaited:  []WaitingJob{{ID: "w2", Key: "w", Attempts: 0}},
+			Settled:   []string{"s1"},
 		},
 	}
 	ks, args, err := s.commitLayout(p, grant, 0, b, now)
@@ -114,7 +122,8 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		header[n] = str(args[i])
 	}
 	wantHeader := map[string]string{"grant": "7:n", "now": itoa(now), "doneTTL": itoa(int64(cfg.DoneRetention.Seconds())),
-		"resultTTL": itoa(int64(cfg.ResultRetention.Seconds())), "auditMax": itoa(cfg.AuditMax), "trimMin": "6-1"}
+		"resultTTL": itoa(int64(cfg.ResultRetention.Seconds())), "auditMax": itoa(cfg.AuditMax), "trimMin": "6-1",
+		"logMin": itoa(now - max(cfg.DoneRetention, cfg.ResultRetention).Milliseconds())}
 	for n, want := range wantHeader {
 		if header[n] != want {
 			t.Errorf("header %s = %q, want %q", n, header[n], want)
@@ -168,9 +177,11 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("guard", i, "state", it["state"], string(g.State))
 		check("guard", i, "hash", it["hash"], g.Hash)
 	}
-	wantFinish := [][4]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1"}, {"h1", "d", "2", "0"}, {"c1", "x", "3", "0"}, {"r1", "n", "2", "0"}}
+	wantFinish := [][5]string{{"g1", "d", "1", "0", ""}, {"a1", "d", "1", "1", ""}, {"h1", "d", "2", "0", ""},
+		{credit.ID, "d", "1", "0", b.Records[credit.ID]}, {"c1", "x", "3", "0", ""}, {"r1", "n", "2", "0", ""}, {"x1", "c", "1", "0", ""}}
 	wantAudit := append(append([]string(nil), b.Done...), "r1")
-	for sec, n := range map[string]int{"finish": len(wantFinish), "audit": len(wantAudit), "reason": 1, "dead": 1, "park": 1} {
+	for sec, n := range map[string]int{"finish": len(wantFinish), "audit": len(wantAudit), "reason": 2, "dead": 1, "park": 1,
+		"revoke": 1, "unwait": 1, "settle": 2} {
 		if len(items[sec]) != n {
 			t.Errorf("%d %s items, want %d", len(items[sec]), sec, n)
 		}
@@ -182,13 +193,32 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("finish", i, "status", it["status"], w[1])
 		check("finish", i, "attempts", it["attempts"], w[2])
 		check("finish", i, "emitted", it["emitted"], w[3])
+		check("finish", i, "meta", it["meta"], w[4])
+	}
+	if m, ok := parseRecordHash(b.Records[credit.ID]); !ok || m.Handler != credit.Handler || m.Key != credit.Key || m.SubmittedAt != credit.SubmittedAt {
+		t.Errorf("an emitted job's record meta reads back as %+v %v", m, ok)
+	}
+	for i, it := range items["revoke"] {
+		check("revoke", i, "recKey", it["recKey"], k.Job("d1"))
+		check("revoke", i, "id", it["id"], "d1")
+	}
+	for i, it := range items["unwait"] {
+		check("unwait", i, "waitKey", it["waitKey"], k.Waiting("w"))
+		check("unwait", i, "recKey", it["recKey"], k.Job("w2"))
+		check("unwait", i, "id", it["id"], "w2")
+		check("unwait", i, "attempts", it["attempts"], "0")
+		check("unwait", i, "meta", it["meta"], "")
+	}
+	for i, it := range items["settle"] {
+		check("settle", i, "id", it["id"], []string{"x1", "s1"}[i])
 	}
 	for i, it := range items["audit"] {
 		check("audit", i, "id", it["id"], wantAudit[i])
 	}
 	for i, it := range items["reason"] {
-		check("reason", i, "recKey", it["recKey"], k.Job("r1"))
-		check("reason", i, "reason", it["reason"], "out of stock: 3 left")
+		id, reason := []string{"r1", "x1"}[i], []string{"out of stock: 3 left", "attempt 1: boom"}[i]
+		check("reason", i, "recKey", it["recKey"], k.Job(id))
+		check("reason", i, "reason", it["reason"], reason)
 	}
 	for i, it := range items["dead"] {
 		var rec DeadRecord
@@ -252,7 +282,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 // shape fails the commit before Redis sees it.
 func TestCommitItemOfWrongShape(t *testing.T) {
 	var c commitArgs
-	c.add(secFinish, nil, "a1", statusDone, 1, 0)
+	c.add(secFinish, nil, "a1", statusDone, 1, 0, "")
 	if _, _, err := c.layout(keys.For(0), [numHeaderArgs]any{}); err == nil || !strings.Contains(err.Error(), "finish") {
 		t.Fatalf("layout of a finish item without its key: %v, want errCommitLayout", err)
 	}

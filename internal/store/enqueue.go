@@ -33,17 +33,26 @@ var ErrConflict = errors.New("job id already used with different content")
 // ARGV[1] job count, ARGV[2] now unix ms, then per job: content hash, due
 // unix ms ("0" = now), then for a job due now the packed stream entry
 // field "j", for a delayed one its body (delayedBody) and its id.
-// Returns the jobs not enqueued, as pairs: job number (from 1) and 0 if
-// the same job was already submitted, -1 if the id was used for other
-// content.
+// The record's "h" is the content hash with the job's meta after it (see
+// recordHash); two submissions are the same job when their first 32
+// characters, the content hash, agree.
+// Returns the jobs not enqueued, as pairs: job number (from 1) and, if
+// the same job was already submitted, how it ended (an End: 0 not yet), or
+// -1 if the id was used for other content.
 var enqueueScript = redis.NewScript(releaseDueLua + `
 releaseDue(KEYS[2], KEYS[3], KEYS[1], ARGV[2], -1)
+local ended = {d = 1, x = 2, n = 3, c = 4}
 local out, a = {}, 3
 for i = 1, tonumber(ARGV[1]) do
   local rec, hash, due = KEYS[3 + i], ARGV[a], ARGV[a + 1]
   if redis.call('HSETNX', rec, 'h', hash) == 0 then
     out[#out + 1] = i
-    out[#out + 1] = (redis.call('HGET', rec, 'h') == hash) and 0 or -1
+    local cur = redis.call('HGET', rec, 'h')
+    if cur and cur:sub(1, 32) == hash:sub(1, 32) then
+      out[#out + 1] = ended[redis.call('HGET', rec, 's')] or 0
+    else
+      out[#out + 1] = -1
+    end
   elseif due == '0' then
     redis.call('XADD', KEYS[1], '*', 'j', ARGV[a + 2])
   else
@@ -162,8 +171,21 @@ const enqueueChunk = 512
 // EnqueueResult tells what happened to one job.
 type EnqueueResult struct {
 	Duplicate bool  // already submitted with the same content; not enqueued again
+	End       End   // for a duplicate: how the job already submitted ended, if it did
 	Err       error // ErrConflict or a Redis error
 }
+
+// End is how a finished job ended, as its record says.
+type End int
+
+// The ends of a job; the enqueue script numbers them the same.
+const (
+	NotEnded End = iota
+	EndedDone
+	EndedDead
+	EndedRejected
+	EndedCancelled
+)
 
 // Enqueue reserves the jobs' ids for the cluster (see reserveScript), then
 // appends the jobs to their partitions' streams in one pipeline; a job
@@ -229,10 +251,11 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 			var hash string
 			hash, scratch = contentHash(j, scratch)
 			ks = append(ks, k.Job(j.ID))
+			rh := recordHash(hash, j)
 			if j.NotBefore > now {
-				args = append(args, hash, itoa(j.NotBefore), delayedBody(j), j.ID)
+				args = append(args, rh, itoa(j.NotBefore), delayedBody(j), j.ID)
 			} else {
-				args = append(args, hash, "0", packJob(j))
+				args = append(args, rh, "0", packJob(j))
 			}
 		}
 		calls = append(calls, call{idx: group, keys: ks, args: args, wave: wave})
@@ -290,7 +313,7 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 			if code < 0 {
 				out[i].Err = fmt.Errorf("job %q: %w", jobs[i].ID, ErrConflict)
 			} else {
-				out[i].Duplicate = true
+				out[i].Duplicate, out[i].End = true, End(code)
 			}
 		}
 	}

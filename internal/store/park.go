@@ -56,6 +56,13 @@ func (s *Store) LoadParked(ctx context.Context, partition int, now int64, maxKey
 	if err != nil || len(heads) == 0 {
 		return nil, err
 	}
+	return s.keyRuns(ctx, partition, heads, maxWaiting)
+}
+
+// keyRuns is each parked job of heads with up to maxWaiting of the jobs
+// waiting behind it.
+func (s *Store) keyRuns(ctx context.Context, partition int, heads []Job, maxWaiting int64) ([]KeyRun, error) {
+	k := keys.For(partition)
 	pipe := s.rdb.Pipeline()
 	lists := make([]*redis.StringSliceCmd, len(heads))
 	lens := make([]*redis.IntCmd, len(heads))

@@ -161,7 +161,7 @@ func (s *Store) load(ctx context.Context, partition int, jobs []Job, entityOf fu
 		snap.States[ref] = b
 	}
 	for i, j := range jobs[:len(statusCmds)] {
-		if st := statusCmds[i].Val(); st == statusDone || st == statusDead || st == statusRejected {
+		if st := statusCmds[i].Val(); st == statusDone || st == statusDead || st == statusRejected || st == statusCancelled {
 			snap.Finished[j.ID] = true
 		}
 	}
