@@ -298,7 +298,7 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 			case statusCancelled:
 				st.Finished, st.Cancelled, st.Error = true, true, rec["m"]
 			}
-			if st.Finished && !st.Cancelled && st.Attempts == 0 {
+			if _, ok := rec["a"]; st.Finished && !ok {
 				st.Attempts = 1 // the commit records attempts only past the first
 			}
 			if r, ok := rec["r"]; ok {

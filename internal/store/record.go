@@ -60,3 +60,7 @@ func parseRecordHash(h string) (m recordMeta, ok bool) {
 	}
 	return recordMeta{SubmittedAt: at, Handler: rest[:hl], Key: rest[hl:]}, true
 }
+
+// RecordHashOf is the record "h" of job j: what the commit that finishes
+// an emitted job, which has no record before, writes (see Batch.Records).
+func RecordHashOf(j Job) string { return recordHash(j.ContentHash(), &j) }
