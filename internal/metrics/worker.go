@@ -35,6 +35,7 @@ type Worker struct {
 
 	committed, retried, dead, rejected *prometheus.CounterVec
 	deadDropped                        *prometheus.CounterVec
+	cancelled                          *prometheus.CounterVec
 	commitSeconds                      prometheus.Histogram
 	handlerSeconds                     prometheus.Histogram
 	membershipChanges                  prometheus.Counter
@@ -60,6 +61,8 @@ func NewWorker(workerID string, src Source) *Worker {
 			Help: "Jobs moved to the dead-letter stream, per handler."}, []string{"handler"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_jobs_rejected_total",
 			Help: "Jobs their handler rejected (sdk.Reject), finished with a reason, per handler."}, []string{"handler"}),
+		cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_jobs_cancelled_total",
+			Help: "Jobs cancelled before they ran (or before their next attempt) by a fenced commit, per handler."}, []string{"handler"}),
 		deadDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_dead_letters_dropped_total",
 			Help: "Dead letters dropped by the owner's sweep: reason \"age\" past --dead-retention, \"cap\" past --dead-max."}, []string{"reason"}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_commit_seconds",
@@ -73,7 +76,7 @@ func NewWorker(workerID string, src Source) *Worker {
 		lagErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_queue_lag_errors_total",
 			Help: "Scrapes whose queue lag could not be read from Redis."}),
 	}
-	reg.MustRegister(m.committed, m.retried, m.dead, m.rejected, m.deadDropped, m.commitSeconds, m.handlerSeconds,
+	reg.MustRegister(m.committed, m.retried, m.dead, m.rejected, m.cancelled, m.deadDropped, m.commitSeconds, m.handlerSeconds,
 		m.membershipChanges, m.members, m.lagErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_worker_info", Help: "Always 1; labels name the worker.",
@@ -121,6 +124,11 @@ func (m *Worker) DeadLettered(handler string, n int) { m.dead.WithLabelValues(ha
 
 // Rejected counts n jobs of handler their handler rejected.
 func (m *Worker) Rejected(handler string, n int) { m.rejected.WithLabelValues(handler).Add(float64(n)) }
+
+// Cancelled counts n jobs of handler cancelled before they ran.
+func (m *Worker) Cancelled(handler string, n int) {
+	m.cancelled.WithLabelValues(handler).Add(float64(n))
+}
 
 // DeadDropped counts n dead letters dropped for reason ("age" or "cap").
 func (m *Worker) DeadDropped(reason string, n int) {

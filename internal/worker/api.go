@@ -22,6 +22,9 @@ type API struct {
 	report *reporter
 	reload func(ctx context.Context) (*workerpb.ReloadPluginsResponse, error)
 	drain  func(ctx context.Context) int
+
+	inspect *inspector // lists and describes jobs
+	cancel  *canceller // cancels them
 }
 
 // API returns the gRPC service of this worker.

@@ -87,11 +87,20 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 	for n, r := range enq {
 		res := results[slots[n]]
 		res.Duplicate = r.Duplicate
+		if r.Duplicate {
+			res.State = endState[r.End]
+		}
 		if r.Err != nil {
 			res.Error = r.Err.Error()
 		}
 	}
 	return &workerpb.SubmitResponse{Results: results}, nil
+}
+
+// endState is the state a duplicate's End says its job is in.
+var endState = map[store.End]workerpb.JobResult_State{
+	store.NotEnded: workerpb.JobResult_QUEUED, store.EndedDone: workerpb.JobResult_DONE, store.EndedDead: workerpb.JobResult_DEAD,
+	store.EndedRejected: workerpb.JobResult_REJECTED, store.EndedCancelled: workerpb.JobResult_CANCELLED,
 }
 
 // admit is validate, and then refuses a job whose handler the owner of its
@@ -187,6 +196,8 @@ func (ji *jobIntake) results(ctx context.Context, ids, keys []string, wait time.
 				r.State = workerpb.JobResult_DEAD
 			case st.Rejected:
 				r.State = workerpb.JobResult_REJECTED
+			case st.Cancelled:
+				r.State = workerpb.JobResult_CANCELLED
 			case st.Finished:
 				r.State = workerpb.JobResult_DONE
 			default:

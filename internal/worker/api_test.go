@@ -2,20 +2,26 @@ package worker
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/plugins/host"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 // TestGetStateRefusesBadRequests: an empty entity type or an invalid key
 // is InvalidArgument, answered before the store is read (this API has
-// none).
+// none; its catalog knows the entity donor).
 func TestGetStateRefusesBadRequests(t *testing.T) {
 	t.Parallel()
-	a := &API{id: "w1"}
+	local := staticHandlers{hs: map[string]host.HandlerInfo{"donor.donate": {}}}
+	cfg := DefaultConfig()
+	cfg.ID = "w1"
+	a := &API{id: "w1", intake: &jobIntake{plugins: local,
+		catalog: &handlerCatalog{self: "w1", local: local, view: newMembership(cfg, slog.Default())}}}
 	for name, req := range map[string]*workerpb.GetStateRequest{
 		"empty entity":       {Entity: "", Keys: []string{"alice"}},
 		"empty key":          {Entity: "donor", Keys: []string{"alice", ""}},

@@ -272,7 +272,8 @@ func (rt *callRouter) await(ctx context.Context, job *workerpb.Job, durable bool
 }
 
 func finished(r *workerpb.JobResult) bool {
-	return r.State == workerpb.JobResult_DONE || r.State == workerpb.JobResult_DEAD || r.State == workerpb.JobResult_REJECTED
+	return r.State == workerpb.JobResult_DONE || r.State == workerpb.JobResult_DEAD || r.State == workerpb.JobResult_REJECTED ||
+		r.State == workerpb.JobResult_CANCELLED
 }
 
 // callWaiters wakes Calls waiting on this worker when their job commits.
@@ -338,5 +339,11 @@ func (c *callWaiters) committed(b *store.Batch) {
 	}
 	for _, r := range b.Rejected {
 		c.wake(r.JobID, &workerpb.JobResult{Id: r.JobID, State: workerpb.JobResult_REJECTED, Error: r.Reason, Attempts: int32(max(r.Attempts, 1))})
+	}
+	for _, r := range b.Cancelled {
+		c.wake(r.JobID, &workerpb.JobResult{Id: r.JobID, State: workerpb.JobResult_CANCELLED, Error: r.Error, Attempts: int32(r.Attempts)})
+	}
+	for _, w := range b.Unwaited {
+		c.wake(w.ID, &workerpb.JobResult{Id: w.ID, State: workerpb.JobResult_CANCELLED, Attempts: int32(w.Attempts)})
 	}
 }

@@ -71,6 +71,9 @@ type executor struct {
 	lastLoop  atomic.Int64 // unix nanos of the last executor round
 	committed atomic.Int64 // jobs done
 	fenced    atomic.Int64 // commits refused by the fence
+
+	running running     // the jobs of the batches in flight and the direct calls
+	cancels cancelMarks // partitions with cancels to apply
 }
 
 func newExecutor(cfg Config, log *slog.Logger, st batchStore, plugins pluginCaller, g partitionGrants, lh interface{ Valid() bool }, commits commitObserver) *executor {
@@ -145,7 +148,7 @@ func (e *executor) run(ctx context.Context) {
 			finish(<-done)
 		}
 	}()
-	var lastDue time.Time
+	var lastDue, lastCancelSweep time.Time
 	for ctx.Err() == nil {
 		e.lastLoop.Store(time.Now().UnixNano())
 		for more := true; more; {
@@ -204,6 +207,19 @@ func (e *executor) run(ctx context.Context) {
 					}
 					e.log.Warn("releasing delayed jobs failed", "partition", p, "err", err)
 				}
+			}
+		}
+		if now.Sub(lastCancelSweep) >= cancelSweepEvery {
+			e.sweepCancels(ctx, parts)
+			lastCancelSweep = now
+		}
+		for _, p := range parts {
+			if _, ok := parked[p]; !ok && e.cancels.isFresh(p) {
+				// Cancels were asked: p gets a batch, with no parked job due.
+				if parked == nil {
+					parked = map[int]bool{}
+				}
+				parked[p] = false
 			}
 		}
 		block := e.cfg.ReadBlock
@@ -287,13 +303,28 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 			return false
 		}
 	}
+	var cw *cancelWork
+	if e.cancels.take(p) {
+		var err error
+		if cw, err = e.loadCancels(ctx, p, keyRuns, stream); err != nil {
+			log.Warn("load cancels failed", "err", err)
+			e.cancels.mark(p)
+			return false
+		}
+		if cw != nil {
+			keyRuns = append(keyRuns, cw.runs...)
+		}
+	}
 	all := append([]store.Job(nil), stream...)
 	for _, kr := range keyRuns {
 		all = append(all, kr.Jobs...)
 	}
-	if len(all) == 0 {
+	if len(all) == 0 && cw.empty() {
+		e.cancels.keep(p, cw != nil && cw.left > 0)
 		return true
 	}
+	committed := false
+	defer func() { e.cancelled(ctx, p, cw, all, committed) }()
 	load := e.store.LoadOptimistic
 	if r.checkFinished {
 		load = e.store.Load
@@ -306,7 +337,10 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 		return false
 	}
 	wk := planWork(keyRuns, stream, snap)
+	cw.apply(wk)
 	jobs, outcomes := unserved(wk, hs)
+	e.running.start(p, jobs)
+	defer e.running.end(p)
 	if len(jobs) > 0 {
 		ran, progress, callErr := e.runIsolated(ctx, jobs, snap, r.isolate)
 		r.isolate = callErr != nil && isOutage(callErr)
@@ -324,6 +358,8 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 		log.Error("bad plugin reply", "err", err)
 		return false
 	}
+	cw.addTo(batch)
+	batch.Records = emittedRecords(all, batch)
 	if !e.lease.Valid() {
 		log.Warn("lease not trusted any more; not committing")
 		return false
@@ -339,6 +375,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 			// failover could still lose it. They read the result later.
 			log.Warn("commit not acknowledged by the replicas in time; its callers are not told", "err", err)
 			e.commits.statesWritten(batch.States)
+			committed = true
 			return true
 		case isFenced(err):
 			e.fenced.Add(1)
@@ -353,6 +390,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 		return false
 	}
 	r.checkFinished = false
+	committed = true
 	e.commits.statesWritten(batch.States)
 	e.done(p, all, batch)
 	for _, d := range batch.Dead {
@@ -436,6 +474,8 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	ref := store.EntityRef{Type: entities(j.Handler), Key: j.Key}
 	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: guard.State}}
 	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
+	e.running.startCall(j)
+	defer e.running.endCall(j.ID)
 	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, snap, false)
 	if !progress {
 		return nil, errNotRun // the plugin is down: the queue keeps the job

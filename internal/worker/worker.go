@@ -100,6 +100,9 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		report: &reporter{cfg: cfg, store: w.store, registry: registry, holders: claims, peers: peers, grants: g,
 			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
 		reload: w.ReloadPlugins, drain: w.Drain}
+	w.api.inspect = &inspector{cfg: cfg, log: log, store: w.store, running: &w.exec.running, registry: registry, peers: peers}
+	w.api.cancel = &canceller{cfg: cfg, log: log, store: w.store, grants: g, view: view, peers: peers, holders: claims,
+		exec: w.exec, inspect: w.api.inspect}
 	return w, nil
 }
 
