@@ -67,13 +67,15 @@ Flags:`)
 		if resp.Durable {
 			how = "through the queue (owner unreachable)"
 		}
-		fmt.Fprintf(stderr, "job %s %s, served %s %s\n", resp.Id, r.State, how, resp.ServedBy)
+		fmt.Fprintf(stderr, "job %s %s, served %s %s\n", resp.Id, client.StateName(r.State), how, resp.ServedBy)
 	}
 	switch r.State {
 	case workerpb.JobResult_DEAD:
 		return fmt.Errorf("job %s was dead-lettered after %s: %s", resp.Id, cli.Attempts(r.Attempts), r.Error)
 	case workerpb.JobResult_REJECTED:
 		return rejected(resp.Id, r.Error)
+	case workerpb.JobResult_CANCELLED:
+		return cancelled(resp.Id, r.Error)
 	}
 	if len(r.Result) == 0 {
 		fmt.Fprintln(stdout, "null")

@@ -25,6 +25,7 @@ Commands:
   call     run one job synchronously on its key's owner and print its result (or why it was rejected)
   result   print a job's result: result [--wait D] ID
   dlq      dead letters: dlq list | show ID | replay ID...|--all | purge ID...|--all
+  jobs     look at and cancel jobs: jobs list --state S | show ID | cancel ID...
   status   members, partitions per member, queue depth; warns when workers serve different handlers
   locate   partition, owner and epoch of keys: locate KEY [KEY...]
   drain    hand a worker's partitions off and stop it claiming: drain WORKER
@@ -116,6 +117,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 		return resultCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "dlq":
 		return dlqCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "jobs":
+		return jobsCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "status":
 		return statusCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "locate":

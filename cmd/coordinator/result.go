@@ -17,7 +17,7 @@ func resultCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	fs := flag.NewFlagSet("result", flag.ContinueOnError)
 	wait := fs.Duration("wait", 0, "wait up to this long for an unfinished job")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator result [--wait D] ID\n\nPrints a finished job's result (JSON), or why it has none: a job that was\ndead-lettered, or that its handler rejected (with the handler's reason),\nexits non-zero.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: coordinator result [--wait D] ID\n\nPrints a finished job's result (JSON), or why it has none: a job that was\ndead-lettered, that its handler rejected (with the handler's reason) or\nthat was cancelled, or one not finished yet (with its state, as 'jobs\nshow' names it), exits non-zero.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
@@ -43,6 +43,37 @@ func rejected(id, reason string) error {
 	return fmt.Errorf("job %s was rejected: %s", id, reason)
 }
 
+// cancelled is the error of a job that was cancelled before it ran.
+func cancelled(id, lastErr string) error {
+	if lastErr != "" {
+		return fmt.Errorf("job %s was cancelled (its last attempt had failed: %s)", id, lastErr)
+	}
+	return fmt.Errorf("job %s was cancelled", id)
+}
+
+// unfinished says what a job not finished does now, in the words of
+// 'jobs show': queued, delayed until, retrying at, running on.
+func unfinished(ctx context.Context, c *client.Client, id string) string {
+	js, err := c.Jobs(ctx, id)
+	if err != nil || len(js) != 1 {
+		return "it stays queued"
+	}
+	j := js[0]
+	out := client.StateName(j.State)
+	switch j.State {
+	case workerpb.JobResult_DELAYED:
+		out += " until " + msTime(j.NextRunMs)
+	case workerpb.JobResult_RETRYING:
+		out += fmt.Sprintf(" (attempt %d at %s)", j.Attempts+1, msTime(j.NextRunMs))
+	case workerpb.JobResult_RUNNING:
+		out += " on " + j.Worker
+	}
+	if j.CancelRequested {
+		out += "; a cancel of it waits to be applied"
+	}
+	return out
+}
+
 // printResult prints a job's result and fails unless the job is done.
 func printResult(ctx context.Context, c *client.Client, id string, wait time.Duration, stdout io.Writer) error {
 	rs, err := c.Results(ctx, wait, id)
@@ -65,11 +96,14 @@ func printResult(ctx context.Context, c *client.Client, id string, wait time.Dur
 		return fmt.Errorf("job %s was dead-lettered after %s: %s ('coordinator dlq show %s')", id, cli.Attempts(r.Attempts), r.Error, id)
 	case workerpb.JobResult_REJECTED:
 		return rejected(id, r.Error)
+	case workerpb.JobResult_CANCELLED:
+		return cancelled(id, r.Error)
 	case workerpb.JobResult_QUEUED:
+		now := unfinished(ctx, c, id)
 		if wait > 0 {
-			return fmt.Errorf("job %s is not finished after %v; it stays queued", id, wait)
+			return fmt.Errorf("job %s is not finished after %v: %s", id, wait, now)
 		}
-		return fmt.Errorf("job %s is not finished yet", id)
+		return fmt.Errorf("job %s is not finished yet: %s", id, now)
 	}
 	return errors.New("no job " + id + " (never submitted, or its record expired)")
 }

@@ -18,7 +18,7 @@ import (
 func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting, and the\nplugin versions each runs (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nWarns when the workers serve different handlers or plugin versions (from\nthe handler set each publishes in its Consul service meta).")
+		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting in them\n(WAITING: queued, delayed and retrying jobs, and emitted ones not relayed\nyet; 'coordinator jobs list' lists them), and the plugin versions each\nruns (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nWarns when the workers serve different handlers or plugin versions (from\nthe handler set each publishes in its Consul service meta).")
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -34,7 +34,7 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Id < st.Members[j].Id })
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tADDRESS\tPARTITIONS\tQUEUED\tCOMMITTED\tFENCED\tPLUGINS\tBREAKERS")
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tPARTITIONS\tWAITING\tCOMMITTED\tFENCED\tPLUGINS\tBREAKERS")
 	owned := 0
 	for _, m := range st.Members {
 		if m.Error != "" {

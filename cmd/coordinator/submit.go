@@ -165,7 +165,7 @@ Flags:
 	}
 	note := ""
 	if r.Duplicate {
-		note = " (duplicate: already submitted, not enqueued again)"
+		note = " (duplicate: already submitted, not enqueued again; " + client.StateName(r.State) + ")"
 	}
 	if *wait {
 		fmt.Fprintf(stderr, "%s partition=%d%s\n", r.Id, r.Partition, note)

@@ -137,10 +137,32 @@ func (c *canceller) applyIn(ctx context.Context, p int, ids []string, forwarded 
 		c.exec.kickCancels(p)
 		return c.await(ctx, p, ids)
 	}
-	if rs, ok := c.forward(ctx, p, ids); ok {
+	rs, ok := c.forward(ctx, p, ids)
+	if !ok {
+		return c.await(ctx, p, ids)
+	}
+	// The owner answers within one call's deadline; what it left pending
+	// is waited for here, for the rest of the caller's wait.
+	var left []string
+	for _, r := range rs {
+		if r.Pending {
+			left = append(left, r.Id)
+		}
+	}
+	if len(left) == 0 || ctx.Err() != nil {
 		return rs
 	}
-	return c.await(ctx, p, ids)
+	more := c.await(ctx, p, left)
+	byID := make(map[string]*workerpb.CancelResult, len(more))
+	for _, r := range more {
+		byID[r.Id] = r
+	}
+	for i, r := range rs {
+		if m := byID[r.Id]; m != nil {
+			rs[i] = m
+		}
+	}
+	return rs
 }
 
 // forward asks the owner the ring names, and once more the holder Redis
@@ -179,12 +201,13 @@ func (c *canceller) forward(ctx context.Context, p int, ids []string) (rs []*wor
 	return nil, false
 }
 
-// forwardTo sends ids to the worker at addr with the caller's role,
-// leaving it a little less time than this call has, to answer in.
+// forwardTo sends ids to the worker at addr with the caller's role. The
+// owner waits less than a peer call's deadline (and than this call has
+// left), so that it answers in time, with what it left pending.
 func (c *canceller) forwardTo(ctx context.Context, addr string, ids []string) ([]*workerpb.CancelResult, error) {
-	wait := defaultCancelWait
+	wait := c.cfg.Breaker.Timeout * 3 / 4
 	if dl, ok := ctx.Deadline(); ok {
-		wait = time.Until(dl) * 9 / 10
+		wait = min(wait, time.Until(dl)*9/10)
 	}
 	var out []*workerpb.CancelResult
 	err := c.peers.Call(authz.Forward(ctx), addr, func(ctx context.Context, w workerpb.WorkerClient) error {
