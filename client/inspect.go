@@ -78,10 +78,14 @@ func (c *Client) Cancel(ctx context.Context, wait time.Duration, ids ...string) 
 		at[id] = append(at[id], i)
 	}
 	ask := ids
-	for first := true; ; first = false {
+	tries := 0
+	for {
 		slice := max(min(time.Until(deadline), waitSlice), time.Millisecond)
 		var got []*workerpb.CancelResult
+		asked := tries > 0
 		err := c.any(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+			asked = asked || tries > 0
+			tries++
 			r, err := w.CancelJobs(ctx, &workerpb.CancelJobsRequest{Ids: ask, WaitMs: slice.Milliseconds()})
 			if err == nil {
 				got = r.Results
@@ -96,8 +100,9 @@ func (c *Client) Cancel(ctx context.Context, wait time.Duration, ids ...string) 
 		}
 		var left []string
 		for _, r := range got {
-			if !first && r.State == workerpb.JobResult_CANCELLED {
-				// Applied since the last call, which had asked for it.
+			if asked && r.State == workerpb.JobResult_CANCELLED {
+				// Applied since an earlier call (or a try on a worker that
+				// did not answer in time) asked for it.
 				r.Cancelled, r.Message = true, "cancelled"
 			}
 			for _, i := range at[r.Id] {

@@ -268,10 +268,14 @@ func (c *canceller) await(ctx context.Context, p int, ids []string) []*workerpb.
 	return c.pending(p, ids, out)
 }
 
+// pendingLook bounds the look at the jobs whose cancels are pending, so
+// that a wait of one call's deadline still answers within it.
+const pendingLook = 250 * time.Millisecond
+
 // pending fills in the cancels of ids not applied in time, with what
-// their jobs do now.
+// their jobs do now, as far as it can tell within pendingLook.
 func (c *canceller) pending(p int, ids []string, out []*workerpb.CancelResult) []*workerpb.CancelResult {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), pendingLook)
 	defer cancel()
 	var left []string
 	for i, r := range out {
