@@ -29,15 +29,14 @@ type Guard struct {
 	Entity   EntityRef // the job's entity; its Key is the job's key
 	HasState bool
 	State    []byte
-	ID       string
-	Hash     string // the record's "h": content hash and meta (see recordHash)
+	ID, Hash string
 }
 
 // NewGuard is the guard of a direct call of job that ran on state
 // (has: the entity had one).
 func NewGuard(job Job, entity string, state []byte, has bool) *Guard {
 	return &Guard{Entity: EntityRef{Type: entity, Key: job.Key}, HasState: has, State: state,
-		ID: job.ID, Hash: recordHash(job.ContentHash(), &job)}
+		ID: job.ID, Hash: job.ContentHash()}
 }
 
 // ViewForCall looks at job's partition for a direct call: one pipelined

@@ -26,10 +26,10 @@ type Cancels struct {
 	Cancelled []Cancellation
 	// Revoked are delayed jobs to cancel, each only if it is still delayed
 	// when the commit runs; else its cancel stays for a later batch.
-	Revoked []string
+	Revoked []Job
 	// Unwaited are jobs waiting behind a held key that the batch did not
 	// read: they leave the key's line and finish as cancelled.
-	Unwaited []WaitingJob
+	Unwaited []Job
 	// Settled are cancels asked for jobs found finished, or gone: dropped.
 	Settled []string
 }
@@ -39,13 +39,6 @@ type Cancellation struct {
 	JobID    string
 	Attempts int    // attempts made before the cancel
 	Error    string // its last error, kept as the record's reason
-}
-
-// WaitingJob is a job waiting behind its key's hold.
-type WaitingJob struct {
-	ID, Key  string
-	Attempts int    // attempts made
-	Record   string // the record "h" to write if it has no record (an emitted job); "" otherwise
 }
 
 // RequestCancels records that jobs of partition p are to be cancelled; the

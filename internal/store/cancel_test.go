@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -119,7 +118,7 @@ func TestCancelDelayed(t *testing.T) {
 	if _, err := s.Enqueue(ctx, []store.Job{job("x", "other", p)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CommitBatch(ctx, p, grant, &store.Batch{Cancels: store.Cancels{Revoked: []string{"d1", "d2"}}}); err != nil {
+	if err := s.CommitBatch(ctx, p, grant, &store.Batch{Cancels: store.Cancels{Revoked: []store.Job{reqs[0].Job, reqs[1].Job}}}); err != nil {
 		t.Fatal(err)
 	}
 	if st1, st2 := statusOf(t, s, p, "d1"), statusOf(t, s, p, "d2"); st1 != "c" || st2 != "" {
@@ -176,7 +175,7 @@ func TestCancelRetrying(t *testing.T) {
 	b := &store.Batch{Done: []string{"r2", "r3"}, Unparked: []string{"r1", "r2", "r3"},
 		Keys: []store.KeyPlan{{Key: "k", Trim: 2, Next: true}},
 		Cancels: store.Cancels{Cancelled: []store.Cancellation{{JobID: "r1", Attempts: 1, Error: "attempt 1: boom"}},
-			Unwaited: []store.WaitingJob{{ID: "r4", Key: "k"}}}}
+			Unwaited: []store.Job{js[3]}}}
 	if err := s.CommitBatch(ctx, p, grant, b); err != nil {
 		t.Fatal(err)
 	}
@@ -236,9 +235,10 @@ func TestCancelTooLate(t *testing.T) {
 	}
 }
 
-// TestRecordKeepsMeta: a job's record tells its handler, key and
-// submission time, and when it finished; an emitted job's record gets
-// them from the commit that finishes it.
+// TestRecordKeepsMeta: a finished job's record tells its handler, key,
+// submission time and when it finished, written by the commit that
+// finishes it (an emitted job has no record before), and stays in
+// Redis's compact encoding.
 func TestRecordKeepsMeta(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
@@ -249,8 +249,7 @@ func TestRecordKeepsMeta(t *testing.T) {
 	s.Enqueue(ctx, []store.Job{j})
 	child := store.Job{ID: store.EmittedID("m0", 0), Handler: "campaign.credit", Key: "water", SubmittedAt: 1_700_000_000_456}
 	before := time.Now().UnixMilli()
-	err := s.CommitBatch(ctx, p, grant, &store.Batch{Done: []string{"m1", child.ID},
-		Records: map[string]string{child.ID: store.RecordHashOf(child)}})
+	err := s.CommitBatch(ctx, p, grant, &store.Batch{Done: []string{"m1", child.ID}, Jobs: []store.Job{j, child}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +264,10 @@ func TestRecordKeepsMeta(t *testing.T) {
 			t.Errorf("%s described as %+v", want.ID, got)
 		}
 	}
-	if h := s.Client().HGet(ctx, keys.For(p).Job("m1"), "h").Val(); !strings.HasPrefix(h, j.ContentHash()) {
-		t.Errorf("m1's record hash %q does not start with its content hash", h)
+	if h := s.Client().HGet(ctx, keys.For(p).Job("m1"), "h").Val(); h != j.ContentHash() {
+		t.Errorf("m1's record hash %q, want its content hash", h)
+	}
+	if enc := s.Client().ObjectEncoding(ctx, keys.For(p).Job("m1")).Val(); enc != "listpack" {
+		t.Errorf("m1's record is encoded %s, want listpack (its values over hash-max-listpack-value?)", enc)
 	}
 }

@@ -115,9 +115,11 @@ type Batch struct {
 	// the commit check first that it may still skip the queue.
 	Guard *Guard
 	Cancels
-	// Records holds, by job id, the record "h" (see recordHash) of jobs
-	// the batch finishes that have no record yet: emitted jobs.
-	Records map[string]string
+	// Jobs are the jobs the batch read (from the queue, parked or
+	// waiting): the record of each one it finishes keeps its handler, key
+	// and submission time, for jobs list and show. A job not among them
+	// finishes without.
+	Jobs []Job
 }
 
 // DeadRecord is a dead letter as stored.
@@ -181,38 +183,51 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 			g.Entity.Key, directLookahead, has, g.State, g.Hash)
 	}
 	emitted := emitCounts(b.Emits)
+	jobs := make(map[string]*Job, len(b.Jobs))
+	for i := range b.Jobs {
+		jobs[b.Jobs[i].ID] = &b.Jobs[i]
+	}
+	// finish adds the finish of job id: its status, attempts, the jobs it
+	// emitted and what the record keeps of it.
+	finish := func(id, status string, attempts, emitted int) {
+		var handler, key, submitted string
+		if j := jobs[id]; j != nil {
+			handler, key, submitted = j.Handler, j.Key, itoa(j.SubmittedAt)
+		}
+		c.add(secFinish, []string{k.Job(id)}, id, status, attempts, emitted, handler, key, submitted)
+	}
 	for _, id := range b.Done {
-		c.add(secFinish, []string{k.Job(id)}, id, statusDone, max(b.Attempts[id], 1), emitted[id], b.Records[id])
+		finish(id, statusDone, max(b.Attempts[id], 1), emitted[id])
 		if s.cfg.Audit {
 			c.add(secAudit, nil, id)
 		}
 	}
 	for _, d := range b.Dead {
-		c.add(secFinish, []string{k.Job(d.Job.ID)}, d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0, b.Records[d.Job.ID])
+		finish(d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0)
 		rec, _ := json.Marshal(DeadRecord{ID: d.Job.ID, Handler: d.Job.Handler, Key: d.Job.Key, Payload: d.Job.Payload,
 			Attempts: d.Job.Attempt, Errors: d.Job.Errors, DeadAtMs: now, Partition: partition,
 			MaxAttempts: d.Job.MaxAttempts, TimeoutMs: d.Job.TimeoutMs})
 		c.add(secDead, nil, d.Job.ID, rec)
 	}
 	for _, r := range b.Rejected {
-		c.add(secFinish, []string{k.Job(r.JobID)}, r.JobID, statusRejected, max(r.Attempts, 1), 0, b.Records[r.JobID])
+		finish(r.JobID, statusRejected, max(r.Attempts, 1), 0)
 		if s.cfg.Audit {
 			c.add(secAudit, nil, r.JobID)
 		}
 		c.add(secReason, []string{k.Job(r.JobID)}, r.Reason)
 	}
 	for _, cn := range b.Cancelled {
-		c.add(secFinish, []string{k.Job(cn.JobID)}, cn.JobID, statusCancelled, cn.Attempts, 0, b.Records[cn.JobID])
+		finish(cn.JobID, statusCancelled, cn.Attempts, 0)
 		if cn.Error != "" {
 			c.add(secReason, []string{k.Job(cn.JobID)}, cn.Error)
 		}
 		c.add(secSettle, nil, cn.JobID)
 	}
-	for _, id := range b.Revoked {
-		c.add(secRevoke, []string{k.Job(id)}, id)
+	for _, j := range b.Revoked {
+		c.add(secRevoke, []string{k.Job(j.ID)}, j.ID, j.Handler, j.Key, itoa(j.SubmittedAt))
 	}
 	for _, w := range b.Unwaited {
-		c.add(secUnwait, []string{k.Waiting(w.Key), k.Job(w.ID)}, w.ID, w.Attempts, w.Record)
+		c.add(secUnwait, []string{k.Waiting(w.Key), k.Job(w.ID)}, w.ID, max(w.Attempt-1, 0), w.Handler, w.Key, itoa(w.SubmittedAt))
 	}
 	for _, id := range b.Settled {
 		c.add(secSettle, nil, id)

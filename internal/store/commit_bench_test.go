@@ -46,7 +46,7 @@ func enqueueAndCommit(b *testing.B, s *store.Store) {
 		if _, err := s.LoadOptimistic(ctx, p, got, func(string) string { return "donor" }); err != nil {
 			b.Fatal(err)
 		}
-		batch := &store.Batch{Attempts: map[string]int{}}
+		batch := &store.Batch{Attempts: map[string]int{}, Jobs: got}
 		for i, j := range got {
 			batch.Done = append(batch.Done, j.ID)
 			batch.Acked = append(batch.Acked, j.StreamID)

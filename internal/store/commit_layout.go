@@ -142,18 +142,15 @@ end`,
 		// The status is set only if the record has none yet (a replayed
 		// dead letter's record has none again); the same record again in
 		// the batch is a duplicate and changes nothing. One HSET writes the
-		// finish time and what else the record keeps: attempts past the
-		// first, the count of jobs emitted and, for a job whose record the
-		// commit creates (an emitted one), its meta (see recordHash).
+		// finish time and what else the record keeps (see record.go).
 		name: "finish",
 		keys: []string{"recKey"},
-		args: []string{"id", "status", "attempts", "emitted", "meta"},
+		args: []string{"id", "status", "attempts", "emitted", "handler", "key", "submitted"},
 		each: `
 if not mine[recKey] then
   if redis.call('HSETNX', recKey, 's', status) == 0 then
     for _, r in ipairs(claimed) do
-      redis.call('HDEL', r, 's', 'a', 'e', 'f')
-      if metaSet[r] then redis.call('HDEL', r, 'h') end
+      redis.call('HDEL', r, 's', 'a', 'e', 'f', 'n', 'k', 't')
       redis.call('PERSIST', r)
     end
     return redis.error_reply('ALREADY ' .. id)
@@ -162,9 +159,9 @@ if not mine[recKey] then
   local f = {'f', now}
   if attempts ~= '1' then f[#f + 1], f[#f + 2] = 'a', attempts end
   if emitted ~= '0' then f[#f + 1], f[#f + 2] = 'e', emitted end
-  if meta ~= '' then
-    f[#f + 1], f[#f + 2] = 'h', meta
-    metaSet[recKey] = true
+  if handler ~= '' then
+    local n = #f
+    f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6] = 'n', handler, 'k', key, 't', submitted
   end
   redis.call('HSET', recKey, unpack(f))
   if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTL) end
@@ -235,11 +232,11 @@ redis.call('HSET', recKey, 'm', reason)`,
 		// then waits for the batch that reads it.
 		name: "revoke",
 		keys: []string{"recKey"},
-		args: []string{"id"},
+		args: []string{"id", "handler", "key", "submitted"},
 		each: `
 if redis.call('ZREM', delayedKey, id) == 1 then
   redis.call('HDEL', bodiesKey, id)
-  cancelJob(recKey, id, '0', '')
+  cancelJob(recKey, id, '0', handler, key, submitted)
 end`,
 	},
 	secUnwait: {
@@ -248,11 +245,11 @@ end`,
 		// plans below trim.
 		name: "unwait",
 		keys: []string{"waitKey", "recKey"},
-		args: []string{"id", "attempts", "meta"},
+		args: []string{"id", "attempts", "handler", "key", "submitted"},
 		each: `
 if redis.call('LREM', waitKey, 1, id) == 1 then
   redis.call('HDEL', bodiesKey, id)
-  cancelJob(recKey, id, attempts, meta)
+  cancelJob(recKey, id, attempts, handler, key, submitted)
 end`,
 	},
 	secSettle: {
@@ -387,15 +384,11 @@ if wantKeys ~= #KEYS or wantArgs ~= #ARGV then
   return redis.error_reply('LAYOUT ' .. #KEYS .. ' keys and ' .. #ARGV .. ' args, want ' .. wantKeys .. ' and ' .. wantArgs)
 end
 doneTTL, resultTTL = tonumber(doneTTL), tonumber(resultTTL)
-local claimed, mine, mset, acked, metaSet, finished = {}, {}, {}, {}, {}, {}
+local claimed, mine, mset, acked, finished = {}, {}, {}, {}, {}
 -- finishes a job as cancelled, unless it finished before, and settles its cancel
-local function cancelJob(recKey, id, attempts, meta)
+local function cancelJob(recKey, id, attempts, handler, key, submitted)
   if redis.call('HSETNX', recKey, 's', 'c') == 1 then
-    if meta ~= '' then
-      redis.call('HSET', recKey, 'f', now, 'a', attempts, 'h', meta)
-    else
-      redis.call('HSET', recKey, 'f', now, 'a', attempts)
-    end
+    redis.call('HSET', recKey, 'f', now, 'a', attempts, 'n', handler, 'k', key, 't', submitted)
     if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTL) end
     finished[#finished + 1] = 'c' .. id
   end

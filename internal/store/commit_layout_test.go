@@ -74,10 +74,14 @@ func TestCommitLayoutAgrees(t *testing.T) {
 	dead := mk("c1", "c")
 	dead.Attempt = 3
 	credit := Job{ID: EmittedID("p1", 0), Handler: "campaign.credit", Key: "water", SubmittedAt: now - 5}
+	later := mk("d1", "d")
+	later.SubmittedAt = now + 9
+	waiting := mk("w2", "w")
+	waiting.Handler, waiting.Attempt, waiting.SubmittedAt = "campaign.credit", 3, now-7
 	b := &Batch{
 		Guard:    NewGuard(mk("g1", "g"), "donor", []byte(`{"g":0}`), true),
 		Done:     []string{"g1", "a1", "h1", credit.ID},
-		Records:  map[string]string{credit.ID: recordHash(credit.ContentHash(), &credit)},
+		Jobs:     []Job{credit},
 		Attempts: map[string]int{"h1": 2},
 		Dead:     []DeadJob{{Job: dead, Error: "no"}},
 		Rejected: []Rejection{{JobID: "r1", Attempts: 2, Reason: "out of stock: 3 left"}},
@@ -92,8 +96,8 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		},
 		Cancels: Cancels{
 			Cancelled: []Cancellation{{JobID: "x1", Attempts: 1, Error: "attempt 1: boom"}},
-			Revoked:   []string{"d1"},
-			Unwaited:  []WaitingJob{{ID: "w2", Key: "w", Attempts: 0}},
+			Revoked:   []Job{later},
+			Unwaited:  []Job{waiting},
 			Settled:   []string{"s1"},
 		},
 	}
@@ -177,8 +181,8 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("guard", i, "state", it["state"], string(g.State))
 		check("guard", i, "hash", it["hash"], g.Hash)
 	}
-	wantFinish := [][5]string{{"g1", "d", "1", "0", ""}, {"a1", "d", "1", "1", ""}, {"h1", "d", "2", "0", ""},
-		{credit.ID, "d", "1", "0", b.Records[credit.ID]}, {"c1", "x", "3", "0", ""}, {"r1", "n", "2", "0", ""}, {"x1", "c", "1", "0", ""}}
+	wantFinish := [][7]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1"}, {"h1", "d", "2", "0"},
+		{credit.ID, "d", "1", "0", credit.Handler, credit.Key, itoa(credit.SubmittedAt)}, {"c1", "x", "3", "0"}, {"r1", "n", "2", "0"}, {"x1", "c", "1", "0"}}
 	wantAudit := append(append([]string(nil), b.Done...), "r1")
 	for sec, n := range map[string]int{"finish": len(wantFinish), "audit": len(wantAudit), "reason": 2, "dead": 1, "park": 1,
 		"revoke": 1, "unwait": 1, "settle": 2} {
@@ -193,21 +197,28 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("finish", i, "status", it["status"], w[1])
 		check("finish", i, "attempts", it["attempts"], w[2])
 		check("finish", i, "emitted", it["emitted"], w[3])
-		check("finish", i, "meta", it["meta"], w[4])
-	}
-	if m, ok := parseRecordHash(b.Records[credit.ID]); !ok || m.Handler != credit.Handler || m.Key != credit.Key || m.SubmittedAt != credit.SubmittedAt {
-		t.Errorf("an emitted job's record meta reads back as %+v %v", m, ok)
+		if w[4] == "" {
+			w[6] = "" // a job not among the batch's: no meta
+		}
+		check("finish", i, "handler", it["handler"], w[4])
+		check("finish", i, "key", it["key"], w[5])
+		check("finish", i, "submitted", it["submitted"], w[6])
 	}
 	for i, it := range items["revoke"] {
 		check("revoke", i, "recKey", it["recKey"], k.Job("d1"))
 		check("revoke", i, "id", it["id"], "d1")
+		check("revoke", i, "handler", it["handler"], later.Handler)
+		check("revoke", i, "key", it["key"], "d")
+		check("revoke", i, "submitted", it["submitted"], itoa(later.SubmittedAt))
 	}
 	for i, it := range items["unwait"] {
 		check("unwait", i, "waitKey", it["waitKey"], k.Waiting("w"))
 		check("unwait", i, "recKey", it["recKey"], k.Job("w2"))
 		check("unwait", i, "id", it["id"], "w2")
-		check("unwait", i, "attempts", it["attempts"], "0")
-		check("unwait", i, "meta", it["meta"], "")
+		check("unwait", i, "attempts", it["attempts"], "2")
+		check("unwait", i, "handler", it["handler"], "campaign.credit")
+		check("unwait", i, "key", it["key"], "w")
+		check("unwait", i, "submitted", it["submitted"], itoa(waiting.SubmittedAt))
 	}
 	for i, it := range items["settle"] {
 		check("settle", i, "id", it["id"], []string{"x1", "s1"}[i])
@@ -282,7 +293,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 // shape fails the commit before Redis sees it.
 func TestCommitItemOfWrongShape(t *testing.T) {
 	var c commitArgs
-	c.add(secFinish, nil, "a1", statusDone, 1, 0, "")
+	c.add(secFinish, nil, "a1", statusDone, 1, 0, "", "", "")
 	if _, _, err := c.layout(keys.For(0), [numHeaderArgs]any{}); err == nil || !strings.Contains(err.Error(), "finish") {
 		t.Fatalf("layout of a finish item without its key: %v, want errCommitLayout", err)
 	}

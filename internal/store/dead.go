@@ -19,7 +19,7 @@ import (
 // fresh attempt count. The job counts as submitted now for its key's order.
 //
 // KEYS[1] job record, KEYS[2] stream, KEYS[3] dead letters, KEYS[4] dead index
-// ARGV[1] id, ARGV[2] the record's "h" (see recordHash), ARGV[3..] stream entry fields
+// ARGV[1] id, ARGV[2] content hash, ARGV[3..] stream entry fields
 // Returns 1 if replayed, 0 if no such dead letter.
 var replayScript = redis.NewScript(`
 if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
@@ -195,7 +195,7 @@ func (s *Store) ReplayDead(ctx context.Context, ids []string) (int, error) {
 			k := keys.For(r.Partition)
 			j := Job{ID: r.ID, Handler: r.Handler, Key: r.Key, Payload: r.Payload, Attempt: 1, SubmittedAt: now,
 				MaxAttempts: r.MaxAttempts, TimeoutMs: r.TimeoutMs, Partition: r.Partition}
-			args := append([]any{j.ID, recordHash(j.ContentHash(), &j)}, j.streamFields()...)
+			args := append([]any{j.ID, j.ContentHash()}, j.streamFields()...)
 			cmds[i] = replayScript.EvalSha(ctx, pipe, []string{k.Job(j.ID), k.Queue(), k.Dead(), k.DeadIndex()}, args...)
 		}
 		return cmds

@@ -33,9 +33,6 @@ var ErrConflict = errors.New("job id already used with different content")
 // ARGV[1] job count, ARGV[2] now unix ms, then per job: content hash, due
 // unix ms ("0" = now), then for a job due now the packed stream entry
 // field "j", for a delayed one its body (delayedBody) and its id.
-// The record's "h" is the content hash with the job's meta after it (see
-// recordHash); two submissions are the same job when their first 32
-// characters, the content hash, agree.
 // Returns the jobs not enqueued, as pairs: job number (from 1) and, if
 // the same job was already submitted, how it ended (an End: 0 not yet), or
 // -1 if the id was used for other content.
@@ -47,8 +44,7 @@ for i = 1, tonumber(ARGV[1]) do
   local rec, hash, due = KEYS[3 + i], ARGV[a], ARGV[a + 1]
   if redis.call('HSETNX', rec, 'h', hash) == 0 then
     out[#out + 1] = i
-    local cur = redis.call('HGET', rec, 'h')
-    if cur and cur:sub(1, 32) == hash:sub(1, 32) then
+    if redis.call('HGET', rec, 'h') == hash then
       out[#out + 1] = ended[redis.call('HGET', rec, 's')] or 0
     else
       out[#out + 1] = -1
@@ -251,11 +247,10 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 			var hash string
 			hash, scratch = contentHash(j, scratch)
 			ks = append(ks, k.Job(j.ID))
-			rh := recordHash(hash, j)
 			if j.NotBefore > now {
-				args = append(args, rh, itoa(j.NotBefore), delayedBody(j), j.ID)
+				args = append(args, hash, itoa(j.NotBefore), delayedBody(j), j.ID)
 			} else {
-				args = append(args, rh, "0", packJob(j))
+				args = append(args, hash, "0", packJob(j))
 			}
 		}
 		calls = append(calls, call{idx: group, keys: ks, args: args, wave: wave})

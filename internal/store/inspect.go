@@ -66,9 +66,8 @@ type JobInfo struct {
 
 // fromRecord fills in what a job's record says.
 func (j *JobInfo) fromRecord(rec map[string]string) {
-	if m, ok := parseRecordHash(rec["h"]); ok {
-		j.Handler, j.Key, j.SubmittedAt = m.Handler, m.Key, m.SubmittedAt
-	}
+	j.Handler, j.Key = rec["n"], rec["k"]
+	j.SubmittedAt, _ = strconv.ParseInt(rec["t"], 10, 64)
 	j.FinishedAt, _ = strconv.ParseInt(rec["f"], 10, 64)
 	switch rec["s"] {
 	case statusDone:
@@ -208,12 +207,13 @@ func (s *Store) Describe(ctx context.Context, ids []string) ([]JobInfo, error) {
 // a cancel waits for it; and reads the dead letters of dead ones.
 func (s *Store) place(ctx context.Context, out []JobInfo) error {
 	type look struct {
-		i                int
-		delayed, parked  *redis.FloatCmd
-		cancel           *redis.FloatCmd
-		body, dead, hold *redis.StringCmd
+		i               int
+		delayed, parked *redis.FloatCmd
+		cancel          *redis.FloatCmd
+		body, dead      *redis.StringCmd
 	}
 	var looks []*look
+	var queued []int // in their queues
 	pipe := s.rdb.Pipeline()
 	for i := range out {
 		j := &out[i]
@@ -229,9 +229,6 @@ func (s *Store) place(ctx context.Context, out []JobInfo) error {
 			l.parked = pipe.ZScore(ctx, k.Parked(), j.ID)
 			l.cancel = pipe.ZScore(ctx, k.Cancels(), j.ID)
 			l.body = pipe.HGet(ctx, k.Bodies(), j.ID)
-			if j.Key != "" {
-				l.hold = pipe.HGet(ctx, k.Holds(), j.Key)
-			}
 		}
 		looks = append(looks, l)
 	}
@@ -254,11 +251,9 @@ func (s *Store) place(ctx context.Context, out []JobInfo) error {
 		body, hasBody := l.body.Val(), l.body.Err() == nil
 		switch {
 		case l.delayed.Err() == nil && hasBody:
-			var b Job
-			if err := unpackJob([]byte(body), &b); err == nil {
-				j.fromBody(b)
-			}
-			j.State, j.NextRun = StateDelayed, int64(l.delayed.Val())
+			cr := j.CancelRequested
+			*j = delayedInfo(j.Partition, j.ID, body, int64(l.delayed.Val()))
+			j.CancelRequested = cr
 		case hasBody:
 			b, err := decodeJob(j.Partition, body)
 			if err != nil {
@@ -270,11 +265,57 @@ func (s *Store) place(ctx context.Context, out []JobInfo) error {
 			}
 			j.fromBody(b)
 			j.Note = "waits behind its key's held job"
-			if l.hold != nil && l.hold.Val() != "" {
-				j.Note = "waits behind job " + l.hold.Val() + " of its key"
+			if head, err := s.rdb.HGet(ctx, keys.For(j.Partition).Holds(), j.Key).Result(); err == nil {
+				j.Note = "waits behind job " + head + " of its key"
 			}
 		case j.Note == "":
 			j.Note = "in its partition's queue"
+			queued = append(queued, l.i)
+		}
+	}
+	return s.findQueued(ctx, out, queued)
+}
+
+// queueScan bounds how far Describe reads a partition's queue for a job.
+const queueScan = 100_000
+
+// findQueued reads the jobs of out at queued, which are in their
+// partitions' queues, from the queues: a stream entry is found only by
+// reading from the head, up to queueScan entries.
+func (s *Store) findQueued(ctx context.Context, out []JobInfo, queued []int) error {
+	byPart := map[int]map[string]int{}
+	for _, i := range queued {
+		p := out[i].Partition
+		if byPart[p] == nil {
+			byPart[p] = map[string]int{}
+		}
+		byPart[p][out[i].ID] = i
+	}
+	for p, want := range byPart {
+		from, whole := "-", false
+		for read := 0; read < queueScan && len(want) > 0 && !whole; {
+			msgs, err := s.rdb.XRangeN(ctx, keys.For(p).Queue(), from, "+", listChunk).Result()
+			if err != nil {
+				return fmt.Errorf("store: read the queue of partition %d: %w", p, err)
+			}
+			for _, m := range msgs {
+				b := jobFromStream(p, m.ID, m.Values)
+				if i, ok := want[b.ID]; ok {
+					out[i].fromBody(b)
+					delete(want, b.ID)
+				}
+			}
+			whole = len(msgs) < listChunk
+			if !whole {
+				read += len(msgs)
+				from = "(" + msgs[len(msgs)-1].ID
+			}
+		}
+		for _, i := range want {
+			out[i].Note = fmt.Sprintf("in its partition's queue, past its first %d entries", queueScan)
+			if whole {
+				out[i].Note = "left its partition's queue while it was looked for: in a batch now, or finished"
+			}
 		}
 	}
 	return nil
@@ -698,34 +739,31 @@ func (s *Store) delayedInfos(ctx context.Context, p int, zs []redis.Z) ([]JobInf
 	}
 	k := keys.For(p)
 	ids := members(zs)
-	pipe := s.rdb.Pipeline()
-	bodies := pipe.HMGet(ctx, k.Bodies(), ids...)
-	recs := make([]*redis.StringCmd, len(ids))
-	for i, id := range ids {
-		recs[i] = pipe.HGet(ctx, k.Job(id), "h")
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	bodies, err := s.rdb.HMGet(ctx, k.Bodies(), ids...).Result()
+	if err != nil {
 		return nil, fmt.Errorf("store: read delayed jobs of partition %d: %w", p, err)
 	}
 	out := make([]JobInfo, 0, len(ids))
-	for i, v := range bodies.Val() {
+	for i, v := range bodies {
 		str, ok := v.(string)
 		if !ok {
 			continue // moved to the queue meanwhile
 		}
-		var b Job
-		if err := unpackJob([]byte(str), &b); err != nil {
-			continue
-		}
-		j := JobInfo{ID: ids[i], Partition: p}
-		if m, ok := parseRecordHash(recs[i].Val()); ok {
-			j.SubmittedAt = m.SubmittedAt
-		}
-		j.fromBody(b)
-		j.State, j.NextRun = StateDelayed, int64(zs[i].Score)
-		out = append(out, j)
+		out = append(out, delayedInfo(p, ids[i], str, int64(zs[i].Score)))
 	}
 	return out, nil
+}
+
+// delayedInfo reads a delayed job's body. It counts as submitted when it
+// falls due (its body says so), so its submission time is not known.
+func delayedInfo(p int, id, body string, due int64) JobInfo {
+	j := JobInfo{ID: id, Partition: p}
+	var b Job
+	if err := unpackJob([]byte(body), &b); err == nil {
+		j.fromBody(b)
+	}
+	j.State, j.NextRun, j.SubmittedAt = StateDelayed, due, 0
+	return j
 }
 
 // deadInfos reads dead letters and their records.

@@ -104,7 +104,7 @@ func measureMemory(b *testing.B, n int) {
 				if len(js) == 0 {
 					break
 				}
-				batch := &store.Batch{}
+				batch := &store.Batch{Jobs: js}
 				for _, j := range js {
 					batch.Done = append(batch.Done, j.ID)
 					batch.Acked = append(batch.Acked, j.StreamID)

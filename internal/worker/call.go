@@ -344,6 +344,6 @@ func (c *callWaiters) committed(b *store.Batch) {
 		c.wake(r.JobID, &workerpb.JobResult{Id: r.JobID, State: workerpb.JobResult_CANCELLED, Error: r.Error, Attempts: int32(r.Attempts)})
 	}
 	for _, w := range b.Unwaited {
-		c.wake(w.ID, &workerpb.JobResult{Id: w.ID, State: workerpb.JobResult_CANCELLED, Attempts: int32(w.Attempts)})
+		c.wake(w.ID, &workerpb.JobResult{Id: w.ID, State: workerpb.JobResult_CANCELLED, Attempts: int32(max(w.Attempt-1, 0))})
 	}
 }

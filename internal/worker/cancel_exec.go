@@ -109,9 +109,6 @@ type cancelWork struct {
 	store.Cancels
 	unparked []string // the jobs to cancel that were parked or waiting: their bodies go
 	left     int      // cancels of jobs not read yet: a later batch applies them
-	// revokedHandler names the handler of each delayed job to cancel, for
-	// the metric once the commit says which it cancelled.
-	revokedHandler map[string]string
 }
 
 // loadCancels reads the cancels waiting in partition p and plans them
@@ -126,7 +123,7 @@ func (e *executor) loadCancels(ctx context.Context, p int, runs []store.KeyRun, 
 	if err != nil || len(reqs) == 0 {
 		return nil, err
 	}
-	cw := &cancelWork{take: map[string]bool{}, revokedHandler: map[string]string{}}
+	cw := &cancelWork{take: map[string]bool{}}
 	inBatch := map[string]bool{}
 	heldInBatch := map[string]bool{}
 	for _, r := range runs {
@@ -160,16 +157,11 @@ func (e *executor) loadCancels(ctx context.Context, p int, runs []store.KeyRun, 
 		case r.Place == store.CancelFinished || r.Place == store.CancelGone:
 			cw.Settled = append(cw.Settled, r.ID)
 		case r.Place == store.CancelDelayed:
-			cw.Revoked = append(cw.Revoked, r.ID)
-			cw.revokedHandler[r.ID] = r.Job.Handler
+			cw.Revoked = append(cw.Revoked, r.Job)
 		case inBatch[r.ID]:
 			cw.take[r.ID] = true
 		case r.Place == store.CancelWaiting:
-			w := store.WaitingJob{ID: r.ID, Key: r.Job.Key, Attempts: max(r.Job.Attempt-1, 0)}
-			if _, _, emitted := store.ParentID(r.ID); emitted {
-				w.Record = store.RecordHashOf(r.Job)
-			}
-			cw.Unwaited = append(cw.Unwaited, w)
+			cw.Unwaited = append(cw.Unwaited, r.Job)
 		default:
 			cw.left++ // further down the queue
 		}
@@ -248,19 +240,22 @@ func (e *executor) cancelled(ctx context.Context, p int, cw *cancelWork, jobs []
 	for _, c := range cw.Cancelled {
 		count[handlerOf[c.JobID]]++
 	}
+	for _, j := range cw.Unwaited {
+		count[j.Handler]++
+	}
 	if len(cw.Revoked) > 0 {
 		// A delayed job is cancelled only if it was still delayed.
 		if st, ok := e.store.(interface {
 			StatusesIn(ctx context.Context, ids []string, partitions []int) ([]store.JobStatus, error)
 		}); ok {
-			parts := make([]int, len(cw.Revoked))
-			for i := range parts {
-				parts[i] = p
+			ids, parts := make([]string, len(cw.Revoked)), make([]int, len(cw.Revoked))
+			for i, j := range cw.Revoked {
+				ids[i], parts[i] = j.ID, p
 			}
-			if sts, err := st.StatusesIn(ctx, cw.Revoked, parts); err == nil {
-				for _, s := range sts {
+			if sts, err := st.StatusesIn(ctx, ids, parts); err == nil {
+				for i, s := range sts {
 					if s.Cancelled {
-						count[cw.revokedHandler[s.ID]]++
+						count[cw.Revoked[i].Handler]++
 					}
 				}
 			}
@@ -269,38 +264,4 @@ func (e *executor) cancelled(ctx context.Context, p int, cw *cancelWork, jobs []
 	for h, n := range count {
 		e.metrics.m.Cancelled(h, n)
 	}
-}
-
-// emittedRecords is the record "h" of each emitted job of jobs that b
-// finishes: it has no record before its commit.
-func emittedRecords(jobs []store.Job, b *store.Batch) map[string]string {
-	var finishing map[string]bool
-	var out map[string]string
-	for _, j := range jobs {
-		if _, _, ok := store.ParentID(j.ID); !ok {
-			continue
-		}
-		if finishing == nil {
-			finishing = map[string]bool{}
-			for _, id := range b.Done {
-				finishing[id] = true
-			}
-			for _, d := range b.Dead {
-				finishing[d.Job.ID] = true
-			}
-			for _, r := range b.Rejected {
-				finishing[r.JobID] = true
-			}
-			for _, c := range b.Cancelled {
-				finishing[c.JobID] = true
-			}
-		}
-		if finishing[j.ID] {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[j.ID] = store.RecordHashOf(j)
-		}
-	}
-	return out
 }

@@ -359,7 +359,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 		return false
 	}
 	cw.addTo(batch)
-	batch.Records = emittedRecords(all, batch)
+	batch.Jobs = all
 	if !e.lease.Valid() {
 		log.Warn("lease not trusted any more; not committing")
 		return false
@@ -485,7 +485,7 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 		return nil, errNotRun
 	}
 	b.Unparked = nil // never parked: there is no parked entry to drop
-	b.Guard = guard
+	b.Guard, b.Jobs = guard, []store.Job{j}
 	if !e.lease.Valid() {
 		return nil, errNotRun
 	}
