@@ -109,6 +109,7 @@ type cancelWork struct {
 	store.Cancels
 	unparked []string // the jobs to cancel that were parked or waiting: their bodies go
 	left     int      // cancels of jobs not read yet: a later batch applies them
+	more     bool     // more cancels wait than one batch loads: the next batch goes on at once
 }
 
 // loadCancels reads the cancels waiting in partition p and plans them
@@ -123,7 +124,7 @@ func (e *executor) loadCancels(ctx context.Context, p int, runs []store.KeyRun, 
 	if err != nil || len(reqs) == 0 {
 		return nil, err
 	}
-	cw := &cancelWork{take: map[string]bool{}}
+	cw := &cancelWork{take: map[string]bool{}, more: int64(len(reqs)) >= e.cfg.BatchSize}
 	inBatch := map[string]bool{}
 	heldInBatch := map[string]bool{}
 	for _, r := range runs {
@@ -224,8 +225,10 @@ func (e *executor) cancelled(ctx context.Context, p int, cw *cancelWork, jobs []
 	if cw == nil {
 		return
 	}
+	if !committed || cw.more {
+		e.cancels.mark(p) // the next batch tries again, or goes on
+	}
 	if !committed {
-		e.cancels.mark(p) // the next batch tries again
 		return
 	}
 	e.cancels.keep(p, cw.left > 0)

@@ -185,3 +185,40 @@ func TestExecutorFindsCancelsItWasNotToldOf(t *testing.T) {
 		t.Fatalf("%d jobs still delayed", n)
 	}
 }
+
+// TestExecutorAppliesManyCancels: more cancels than one batch loads are
+// applied by the batches that follow at once, not a sweep later.
+func TestExecutorAppliesManyCancels(t *testing.T) {
+	t.Parallel()
+	plugin := &gatedPlugin{}
+	commits := &commitLog{}
+	e, p := executorSetup(t, 0, func(s *store.Store) batchStore { return s }, plugin, commits)
+	e.cfg.BatchSize = 4
+	rs := e.store.(*store.Store)
+	var jobs []store.Job
+	var ids []string
+	for i := range 20 {
+		id := "d" + string(rune('a'+i))
+		ids = append(ids, id)
+		jobs = append(jobs, store.Job{ID: id, Handler: "donor.donate", Key: "k", Payload: []byte(`{}`), Attempt: 1,
+			SubmittedAt: time.Now().UnixMilli(), NotBefore: time.Now().Add(time.Hour).UnixMilli(), Partition: p})
+	}
+	if _, err := rs.Enqueue(context.Background(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	runExecutor(t, e)
+	start := time.Now()
+	askCancel(t, e, p, ids...)
+	waitUntil(t, "20 delayed jobs cancelled", func() bool {
+		n, _ := rs.Client().ZCard(context.Background(), keys.For(p).Delayed()).Result()
+		return n == 0
+	})
+	if el := time.Since(start); el > cancelSweepEvery {
+		t.Errorf("20 cancels in batches of 4 took %v, more than a sweep", el)
+	}
+	for _, id := range ids {
+		if st := recordStatus(t, e, p, id); st != "c" {
+			t.Errorf("%s's status %q", id, st)
+		}
+	}
+}
