@@ -140,6 +140,11 @@ func TestJobsInspectAndCancel(t *testing.T) {
 	}
 	if out, err := c.coordinator("jobs", "list", "--state", "retrying", "--key", "s"); err != nil || !strings.Contains(out, "stuck-1") {
 		t.Errorf("jobs list --state retrying --key s: %q %v", out, err)
+	} else {
+		t.Logf("jobs list --state retrying --key s:\n%s", out)
+	}
+	if out, err := c.coordinator("jobs", "show", "stuck-1"); err == nil {
+		t.Logf("jobs show stuck-1:\n%s", out)
 	}
 	if out, err := c.coordinator("jobs", "cancel", "stuck-1"); err != nil || strings.TrimSpace(out) != "stuck-1: cancelled" {
 		t.Fatalf("jobs cancel stuck-1: %q %v", out, err)
