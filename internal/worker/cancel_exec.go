@@ -17,7 +17,8 @@ import (
 // cancel waits for the next batch, which finds it done (too late) or
 // parked for a retry (cancelled then).
 
-// cancelStore is what the executor needs of the store for cancels.
+// cancelStore is what the executor needs of the store for cancels (part
+// of batchStore).
 type cancelStore interface {
 	PendingCancels(ctx context.Context, parts []int) (map[int]bool, error)
 	LoadCancels(ctx context.Context, p int, max int64) ([]store.CancelRequest, error)
@@ -86,11 +87,7 @@ func (e *executor) kickCancels(p int) { e.cancels.mark(p) }
 
 // sweepCancels marks the partitions of parts that have cancels waiting.
 func (e *executor) sweepCancels(ctx context.Context, parts []int) {
-	cs, ok := e.store.(cancelStore)
-	if !ok {
-		return
-	}
-	pending, err := cs.PendingCancels(ctx, parts)
+	pending, err := e.store.PendingCancels(ctx, parts)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Warn("looking for cancels failed", "err", err)
@@ -116,11 +113,7 @@ type cancelWork struct {
 // around the batch: the due lines it loaded (runs) and the jobs read
 // from the queue (stream).
 func (e *executor) loadCancels(ctx context.Context, p int, runs []store.KeyRun, stream []store.Job) (*cancelWork, error) {
-	cs, ok := e.store.(cancelStore)
-	if !ok {
-		return nil, nil
-	}
-	reqs, err := cs.LoadCancels(ctx, p, e.cfg.BatchSize)
+	reqs, err := e.store.LoadCancels(ctx, p, e.cfg.BatchSize)
 	if err != nil || len(reqs) == 0 {
 		return nil, err
 	}
@@ -144,7 +137,7 @@ func (e *executor) loadCancels(ctx context.Context, p int, runs []store.KeyRun, 
 		}
 	}
 	if len(heads) > 0 {
-		if cw.runs, err = cs.KeyRunsOf(ctx, p, heads, e.cfg.BatchSize); err != nil {
+		if cw.runs, err = e.store.KeyRunsOf(ctx, p, heads, e.cfg.BatchSize); err != nil {
 			return nil, err
 		}
 		for _, r := range cw.runs {

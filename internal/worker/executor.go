@@ -24,6 +24,7 @@ type batchStore interface {
 	Load(ctx context.Context, p int, jobs []store.Job, entityOf func(handler string) string) (store.Snapshot, error)
 	LoadOptimistic(ctx context.Context, p int, jobs []store.Job, entityOf func(handler string) string) (store.Snapshot, error)
 	CommitBatch(ctx context.Context, p int, grant lease.Grant, b *store.Batch) error
+	cancelStore
 }
 
 // pluginCaller runs jobs on the handler plugins.
