@@ -294,18 +294,18 @@ return 1
 
 // FireTicks fires the jobs of schedule sc's ticks and records next as its
 // last tick, under grant of its partition (see tickScript); with no jobs
-// it records ticks skipped. The jobs' ids are first reserved in the
-// cluster like a submitted job's: a tick's id that names another job
-// (which only a schedule replaced within a second could do) is not fired,
-// and comes back in refused. It returns an error wrapping lease.ErrFenced
-// for a stale grant, ErrScheduleChanged or ErrTickMoved; then nothing was
-// fired.
-func (s *Store) FireTicks(ctx context.Context, grant lease.Grant, sc StoredSchedule, next LastTick, jobs []Job) (refused []string, err error) {
+// it records ticks skipped. It returns sc as it is now. The jobs' ids are
+// first reserved in the cluster like a submitted job's: a tick's id that
+// names another job (which only a schedule replaced within a second could
+// do) is not fired, and comes back in refused. It returns an error
+// wrapping lease.ErrFenced for a stale grant, ErrScheduleChanged or
+// ErrTickMoved; then nothing was fired.
+func (s *Store) FireTicks(ctx context.Context, grant lease.Grant, sc StoredSchedule, next LastTick, jobs []Job) (_ StoredSchedule, refused []string, err error) {
 	p := sc.Partition
 	if len(jobs) > 0 {
 		errs, err := s.reserve(ctx, jobs, time.Now().UnixMilli())
 		if err != nil {
-			return nil, fmt.Errorf("store: reserve the ids of schedule %q's ticks: %w", sc.Name, err)
+			return sc, nil, fmt.Errorf("store: reserve the ids of schedule %q's ticks: %w", sc.Name, err)
 		}
 		kept := jobs[:0:0]
 		for i, e := range errs {
@@ -315,7 +315,7 @@ func (s *Store) FireTicks(ctx context.Context, grant lease.Grant, sc StoredSched
 			case isConflict(e):
 				refused = append(refused, jobs[i].ID)
 			default:
-				return nil, e
+				return sc, nil, e
 			}
 		}
 		jobs = kept
@@ -329,11 +329,12 @@ func (s *Store) FireTicks(ctx context.Context, grant lease.Grant, sc StoredSched
 		grant.String(), sc.Name, sc.raw, sc.rawLast, next.String(), packed).Err()
 	switch {
 	case err == nil:
-		return refused, nil
+		sc.Last, sc.rawLast = next, next.String()
+		return sc, refused, nil
 	case strings.HasPrefix(err.Error(), "CHANGED"):
-		return nil, fmt.Errorf("store: ticks of schedule %q: %w", sc.Name, ErrScheduleChanged)
+		return sc, nil, fmt.Errorf("store: ticks of schedule %q: %w", sc.Name, ErrScheduleChanged)
 	case strings.HasPrefix(err.Error(), "LASTTICK"):
-		return nil, fmt.Errorf("store: ticks of schedule %q: %w (%s)", sc.Name, ErrTickMoved, err.Error())
+		return sc, nil, fmt.Errorf("store: ticks of schedule %q: %w (%s)", sc.Name, ErrTickMoved, err.Error())
 	}
-	return nil, fenceErr("ticks of schedule "+strconv.Quote(sc.Name), p, grant, err)
+	return sc, nil, fenceErr("ticks of schedule "+strconv.Quote(sc.Name), p, grant, err)
 }

@@ -110,7 +110,7 @@ func TestTickScriptIsFenced(t *testing.T) {
 	}
 	read := readOne(t, s, p)
 	const pay = `{"amount_cents":1}`
-	if refused, err := s.FireTicks(ctx, g1, read, store.LastTick{Through: 11, Fired: 11}, []store.Job{tickJob(10, pay), tickJob(11, pay)}); err != nil || refused != nil {
+	if _, refused, err := s.FireTicks(ctx, g1, read, store.LastTick{Through: 11, Fired: 11}, []store.Job{tickJob(10, pay), tickJob(11, pay)}); err != nil || refused != nil {
 		t.Fatalf("fire under the current grant: %v %v", refused, err)
 	}
 	outbox := func() int64 { return rdb.XLen(ctx, k.Outbox()).Val() }
@@ -118,7 +118,7 @@ func TestTickScriptIsFenced(t *testing.T) {
 		t.Fatalf("outbox holds %d entries, want 1 (two ticks, one entry)", n)
 	}
 	// The same call again, as after a lost reply: the last tick moved.
-	if _, err := s.FireTicks(ctx, g1, read, store.LastTick{Through: 11, Fired: 11}, []store.Job{tickJob(10, pay), tickJob(11, pay)}); !errors.Is(err, store.ErrTickMoved) {
+	if _, _, err := s.FireTicks(ctx, g1, read, store.LastTick{Through: 11, Fired: 11}, []store.Job{tickJob(10, pay), tickJob(11, pay)}); !errors.Is(err, store.ErrTickMoved) {
 		t.Fatalf("the same ticks again: %v", err)
 	}
 
@@ -133,7 +133,7 @@ func TestTickScriptIsFenced(t *testing.T) {
 		t.Fatalf("last tick %+v", fresh.Last)
 	}
 	for _, sc := range []store.StoredSchedule{read, fresh} {
-		_, err := s.FireTicks(ctx, g1, sc, store.LastTick{Through: 12, Fired: 12}, []store.Job{tickJob(12, pay)})
+		_, _, err := s.FireTicks(ctx, g1, sc, store.LastTick{Through: 12, Fired: 12}, []store.Job{tickJob(12, pay)})
 		if !errors.Is(err, lease.ErrFenced) {
 			t.Fatalf("a stale grant fired a tick: %v", err)
 		}
@@ -146,7 +146,7 @@ func TestTickScriptIsFenced(t *testing.T) {
 	if _, err := s.SetSchedulePaused(ctx, p, "nightly", true, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.FireTicks(ctx, g2, fresh, store.LastTick{Through: 12, Fired: 12}, []store.Job{tickJob(12, pay)}); !errors.Is(err, store.ErrScheduleChanged) {
+	if _, _, err := s.FireTicks(ctx, g2, fresh, store.LastTick{Through: 12, Fired: 12}, []store.Job{tickJob(12, pay)}); !errors.Is(err, store.ErrScheduleChanged) {
 		t.Fatalf("a tick of a paused schedule: %v", err)
 	}
 	if _, err := s.SetSchedulePaused(ctx, p, "nightly", false, time.Now()); err != nil {
@@ -155,7 +155,7 @@ func TestTickScriptIsFenced(t *testing.T) {
 
 	// Skipping only: the last tick moves, nothing is fired.
 	fresh = readOne(t, s, p)
-	if _, err := s.FireTicks(ctx, g2, fresh, store.LastTick{Through: 20, Fired: 11}, nil); err != nil {
+	if _, _, err := s.FireTicks(ctx, g2, fresh, store.LastTick{Through: 20, Fired: 11}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := readOne(t, s, p).Last; got != (store.LastTick{Through: 20, Fired: 11}) || outbox() != 1 {
@@ -167,7 +167,7 @@ func TestTickScriptIsFenced(t *testing.T) {
 		t.Fatalf("enqueue %v %v", res, err)
 	}
 	fresh = readOne(t, s, p)
-	refused, err := s.FireTicks(ctx, g2, fresh, store.LastTick{Through: 22, Fired: 22}, []store.Job{tickJob(21, pay), tickJob(22, pay)})
+	_, refused, err := s.FireTicks(ctx, g2, fresh, store.LastTick{Through: 22, Fired: 22}, []store.Job{tickJob(21, pay), tickJob(22, pay)})
 	if err != nil || len(refused) != 1 || refused[0] != "s~nightly~21" {
 		t.Fatalf("refused %v, %v", refused, err)
 	}
