@@ -11,11 +11,11 @@ import (
 )
 
 // TestGetStateRefusesBadRequests: an empty entity type or an invalid key
-// is InvalidArgument, answered before the store is read (this API has
-// none).
+// is InvalidArgument, answered before the store is read (nothing listens
+// at this API's Redis address).
 func TestGetStateRefusesBadRequests(t *testing.T) {
 	t.Parallel()
-	a := &API{id: "w1"}
+	a := submitWorker(t, "127.0.0.1:1").API()
 	for name, req := range map[string]*workerpb.GetStateRequest{
 		"empty entity":       {Entity: "", Keys: []string{"alice"}},
 		"empty key":          {Entity: "donor", Keys: []string{"alice", ""}},
