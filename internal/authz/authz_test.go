@@ -54,10 +54,11 @@ func TestEveryMethodHasARole(t *testing.T) {
 func TestRoleTable(t *testing.T) {
 	t.Parallel()
 	want := map[pki.Role][]string{
-		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters"},
-		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "Submit", "Call"},
-		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "Submit", "Call",
-			"Drain", "ReloadPlugins", "ReplayDeadLetters", "PurgeDeadLetters"},
+		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListSchedules"},
+		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListSchedules", "Submit", "Call"},
+		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListSchedules", "Submit", "Call",
+			"Drain", "ReloadPlugins", "ReplayDeadLetters", "PurgeDeadLetters",
+			"AddSchedule", "PauseSchedule", "ResumeSchedule", "DeleteSchedule"},
 		pki.RolePeer: {"Status", "Call"},
 	}
 	for _, role := range pki.Roles {
