@@ -3,7 +3,6 @@ package host
 import (
 	"bufio"
 	"crypto/sha256"
-	"debug/buildinfo"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -90,12 +89,4 @@ func fileSHA256(path string) ([]byte, error) {
 		return nil, err
 	}
 	return h.Sum(nil), nil
-}
-
-// isGoBinary reports whether path is a Go executable. go-plugin's AutoMTLS
-// needs the plugin to answer the host's certificate with its own, which Go
-// plugins do and the plain-gRPC plugins of other languages usually do not.
-func isGoBinary(path string) bool {
-	_, err := buildinfo.ReadFile(path)
-	return err == nil
 }

@@ -229,7 +229,7 @@ func (s *supervisor) exec(ctx context.Context, file, label string, bin *binary, 
 		Plugins:          plugins.HostPluginSet(s.m.cfg.Host),
 		Cmd:              cmd,
 		SecureConfig:     secure,
-		AutoMTLS:         isGoBinary(file),
+		AutoMTLS:         true, // every plugin, whatever its language: docs/plugins.md#security
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  plugins.DialOptions(s.m.cfg.MaxMessageBytes),
 		StartTimeout:     s.m.cfg.StartTimeout,
