@@ -74,6 +74,7 @@ type cluster struct {
 	mu      sync.Mutex
 	workers map[string]*exec.Cmd
 	flags   []string
+	env     []string     // more environment for every worker (secrets: they stay out of the process list)
 	pki     *testenv.PKI // set by withTLS: workers serve mutual TLS, clients present an admin certificate
 }
 
@@ -119,8 +120,8 @@ func (c *cluster) launch(id string, r workerRun) {
 	}
 	args = append(args, r.args...)
 	cmd := exec.Command(filepath.Join(c.bins, "worker"), args...)
-	if len(r.env) > 0 {
-		cmd.Env = append(os.Environ(), r.env...)
+	if env := append(append([]string{}, c.env...), r.env...); len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
