@@ -124,6 +124,7 @@ EOT
           "--advertise", "${NOMAD_ADDR_grpc}",
           "--metrics", "0.0.0.0:${NOMAD_PORT_metrics}",
           "--redis", var.redis,
+          "--redis-username", "corral-worker", # deploy/redis/users.acl
           "--consul", "127.0.0.1:8500",
           "--partitions", "${var.partitions}",
           "--tls-cert", "secrets/tls/worker.pem",
