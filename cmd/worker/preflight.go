@@ -68,7 +68,7 @@ func checkEvictionPolicy(ctx context.Context, rdb redis.UniversalClient) error {
 func checkNodeEvictionPolicy(ctx context.Context, rdb redis.Cmdable, where string) error {
 	policy, err := evictionPolicy(ctx, rdb)
 	if err != nil {
-		return fmt.Errorf("cannot read Redis maxmemory-policy%s (INFO memory, then CONFIG GET): %w; let the worker's Redis user run INFO memory (deploy/redis/users.acl: +info|memory)", where, err)
+		return fmt.Errorf("cannot read Redis maxmemory-policy%s (INFO memory, then CONFIG GET): %w; let the worker's Redis user run INFO (deploy/redis/users.acl grants it)", where, err)
 	}
 	var why string
 	switch {
