@@ -24,6 +24,7 @@ import (
 
 	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/testenv"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -76,8 +77,9 @@ func sha256Hex(t *testing.T, path string) string {
 }
 
 type echoResult struct {
-	Pid     int    `json:"pid"`
-	Version string `json:"version"`
+	Pid     int      `json:"pid"`
+	Version string   `json:"version"`
+	Env     []string `json:"env"`
 }
 
 func chaosCall(t *testing.T, m *Manager, handler, payload string) (echoResult, error) {
@@ -500,6 +502,28 @@ func checkRequiresMTLS(t *testing.T, path string) {
 	}
 	// The worker's own connection still works.
 	checkDonationOutcomes(t, mustHandle(t, m, donationBatch()))
+}
+
+// TestWithheldEnv: a plugin gets the worker's environment but the
+// variables Config.WithheldEnv names, and the AutoMTLS certificate.
+func TestWithheldEnv(t *testing.T) {
+	_, chaos := buildPlugins(t)
+	t.Setenv("CORRAL_TEST_SECRET", "s3cret")
+	t.Setenv("CORRAL_TEST_PLAIN", "plain")
+	m := startWith(t, func(c *Config) { c.WithheldEnv = []string{"CORRAL_TEST_SECRET"} }, chaos)
+	r, err := chaosCall(t, m, "chaos.echo", "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(r.Env, "\n")
+	if strings.Contains(got, "CORRAL_TEST_SECRET") || strings.Contains(got, "s3cret") {
+		t.Errorf("the plugin was handed a withheld variable:\n%s", got)
+	}
+	for _, want := range []string{"CORRAL_TEST_PLAIN=plain", "PLUGIN_CLIENT_CERT=", plugins.MaxMessageEnv + "="} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the plugin's environment lacks %s", want)
+		}
+	}
 }
 
 // TestKillMidCall SIGKILLs chaos while it works on a batch: the call is
