@@ -17,12 +17,12 @@ fi
 # tests run their own servers on other ports, so it is left alone.
 
 # The Python example plugin (examples/python-donations) and its tests need
-# gRPC for the system Python.
-if command -v apt-get >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1; then
-  echo "deps: installing python3-grpcio and python3-protobuf from the OS packages"
+# gRPC for the system Python, and its cryptography for go-plugin's AutoMTLS.
+if command -v apt-get >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import grpc, google.protobuf, cryptography' >/dev/null 2>&1; then
+  echo "deps: installing python3-grpcio, python3-protobuf and python3-cryptography from the OS packages"
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-grpcio python3-protobuf >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-grpcio python3-protobuf python3-cryptography >/dev/null
 fi
 
 # The dashboard's browser test (e2e/ui_test.go) drives headless Chromium.

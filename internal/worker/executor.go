@@ -464,6 +464,10 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 		return nil, err
 	}
 	e.done(p, []store.Job{j}, b)
+	for _, d := range b.Dead {
+		e.log.Warn("job dead-lettered", "partition", p, "grant", grant.String(), "job", d.Job.ID, "handler", d.Job.Handler,
+			"attempt", d.Job.Attempt, "err", d.Error, "call", true)
+	}
 	return b, nil
 }
 
