@@ -2534,6 +2534,419 @@ func (x *CancelJobsResponse) GetResults() []*CancelResult {
 	return nil
 }
 
+// Schedule is a schedule's definition and where it stands.
+type Schedule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // letters, digits and . _ : / -, starting with a letter
+	Cron          string                 `protobuf:"bytes,2,opt,name=cron,proto3" json:"cron,omitempty"` // five fields, six with seconds first, or @hourly, @every 10s, ...
+	Tz            string                 `protobuf:"bytes,3,opt,name=tz,proto3" json:"tz,omitempty"`     // IANA time zone the expression is read in; empty = UTC
+	Handler       string                 `protobuf:"bytes,4,opt,name=handler,proto3" json:"handler,omitempty"`
+	Key           string                 `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,6,opt,name=payload,proto3" json:"payload,omitempty"`                // JSON document, the same for every tick
+	CatchUp       string                 `protobuf:"bytes,7,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"` // none, one (default) or all: what to do with ticks missed in an outage
+	Paused        bool                   `protobuf:"varint,8,opt,name=paused,proto3" json:"paused,omitempty"`
+	CreatedMs     int64                  `protobuf:"varint,9,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	Partition     int32                  `protobuf:"varint,10,opt,name=partition,proto3" json:"partition,omitempty"`                          // where it lives (the partition of its name)
+	LastTickMs    int64                  `protobuf:"varint,11,opt,name=last_tick_ms,json=lastTickMs,proto3" json:"last_tick_ms,omitempty"`    // the last tick handled (fired or skipped); 0 = none yet
+	LastFiredMs   int64                  `protobuf:"varint,12,opt,name=last_fired_ms,json=lastFiredMs,proto3" json:"last_fired_ms,omitempty"` // the last tick fired; its job id is s~NAME~(last_fired_ms/1000)
+	NextTickMs    int64                  `protobuf:"varint,13,opt,name=next_tick_ms,json=nextTickMs,proto3" json:"next_tick_ms,omitempty"`    // when it fires next; 0 when paused
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *Schedule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Schedule) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *Schedule) GetTz() string {
+	if x != nil {
+		return x.Tz
+	}
+	return ""
+}
+
+func (x *Schedule) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *Schedule) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Schedule) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Schedule) GetCatchUp() string {
+	if x != nil {
+		return x.CatchUp
+	}
+	return ""
+}
+
+func (x *Schedule) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Schedule) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *Schedule) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *Schedule) GetLastTickMs() int64 {
+	if x != nil {
+		return x.LastTickMs
+	}
+	return 0
+}
+
+func (x *Schedule) GetLastFiredMs() int64 {
+	if x != nil {
+		return x.LastFiredMs
+	}
+	return 0
+}
+
+func (x *Schedule) GetNextTickMs() int64 {
+	if x != nil {
+		return x.NextTickMs
+	}
+	return 0
+}
+
+type AddScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"` // name, cron, tz, handler, key, payload, catch_up
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddScheduleRequest) Reset() {
+	*x = AddScheduleRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddScheduleRequest) ProtoMessage() {}
+
+func (x *AddScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddScheduleRequest.ProtoReflect.Descriptor instead.
+func (*AddScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *AddScheduleRequest) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type AddScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"` // false: it existed already with this definition
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddScheduleResponse) Reset() {
+	*x = AddScheduleResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddScheduleResponse) ProtoMessage() {}
+
+func (x *AddScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddScheduleResponse.ProtoReflect.Descriptor instead.
+func (*AddScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *AddScheduleResponse) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+func (x *AddScheduleResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type ListSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"` // these only; empty = all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListSchedulesRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+type ListSchedulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*Schedule            `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"` // sorted by name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+type ScheduleName struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleName) Reset() {
+	*x = ScheduleName{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleName) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleName) ProtoMessage() {}
+
+func (x *ScheduleName) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleName.ProtoReflect.Descriptor instead.
+func (*ScheduleName) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ScheduleName) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       bool                   `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteScheduleResponse) Reset() {
+	*x = DeleteScheduleResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteScheduleResponse) ProtoMessage() {}
+
+func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DeleteScheduleResponse) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
@@ -2742,7 +3155,38 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\apending\x18\x04 \x01(\bR\apending\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\"N\n" +
 	"\x12CancelJobsResponse\x128\n" +
-	"\aresults\x18\x01 \x03(\v2\x1e.corral.worker.v1.CancelResultR\aresults2\xa0\t\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.corral.worker.v1.CancelResultR\aresults\"\xe0\x02\n" +
+	"\bSchedule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04cron\x18\x02 \x01(\tR\x04cron\x12\x0e\n" +
+	"\x02tz\x18\x03 \x01(\tR\x02tz\x12\x18\n" +
+	"\ahandler\x18\x04 \x01(\tR\ahandler\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\x12\x18\n" +
+	"\apayload\x18\x06 \x01(\fR\apayload\x12\x19\n" +
+	"\bcatch_up\x18\a \x01(\tR\acatchUp\x12\x16\n" +
+	"\x06paused\x18\b \x01(\bR\x06paused\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\t \x01(\x03R\tcreatedMs\x12\x1c\n" +
+	"\tpartition\x18\n" +
+	" \x01(\x05R\tpartition\x12 \n" +
+	"\flast_tick_ms\x18\v \x01(\x03R\n" +
+	"lastTickMs\x12\"\n" +
+	"\rlast_fired_ms\x18\f \x01(\x03R\vlastFiredMs\x12 \n" +
+	"\fnext_tick_ms\x18\r \x01(\x03R\n" +
+	"nextTickMs\"L\n" +
+	"\x12AddScheduleRequest\x126\n" +
+	"\bschedule\x18\x01 \x01(\v2\x1a.corral.worker.v1.ScheduleR\bschedule\"g\n" +
+	"\x13AddScheduleResponse\x126\n" +
+	"\bschedule\x18\x01 \x01(\v2\x1a.corral.worker.v1.ScheduleR\bschedule\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\",\n" +
+	"\x14ListSchedulesRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"Q\n" +
+	"\x15ListSchedulesResponse\x128\n" +
+	"\tschedules\x18\x01 \x03(\v2\x1a.corral.worker.v1.ScheduleR\tschedules\"\"\n" +
+	"\fScheduleName\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"2\n" +
+	"\x16DeleteScheduleResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\bR\adeleted2\xd5\f\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -2758,7 +3202,12 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\bListJobs\x12!.corral.worker.v1.ListJobsRequest\x1a\".corral.worker.v1.ListJobsResponse\x12N\n" +
 	"\aGetJobs\x12 .corral.worker.v1.GetJobsRequest\x1a!.corral.worker.v1.GetJobsResponse\x12W\n" +
 	"\n" +
-	"CancelJobs\x12#.corral.worker.v1.CancelJobsRequest\x1a$.corral.worker.v1.CancelJobsResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
+	"CancelJobs\x12#.corral.worker.v1.CancelJobsRequest\x1a$.corral.worker.v1.CancelJobsResponse\x12Z\n" +
+	"\vAddSchedule\x12$.corral.worker.v1.AddScheduleRequest\x1a%.corral.worker.v1.AddScheduleResponse\x12`\n" +
+	"\rListSchedules\x12&.corral.worker.v1.ListSchedulesRequest\x1a'.corral.worker.v1.ListSchedulesResponse\x12K\n" +
+	"\rPauseSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a\x1a.corral.worker.v1.Schedule\x12L\n" +
+	"\x0eResumeSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a\x1a.corral.worker.v1.Schedule\x12Z\n" +
+	"\x0eDeleteSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a(.corral.worker.v1.DeleteScheduleResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
 
 var (
 	file_api_workerpb_worker_proto_rawDescOnce sync.Once
@@ -2773,7 +3222,7 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_api_workerpb_worker_proto_goTypes = []any{
 	(JobResult_State)(0),            // 0: corral.worker.v1.JobResult.State
 	(*Job)(nil),                     // 1: corral.worker.v1.Job
@@ -2814,7 +3263,14 @@ var file_api_workerpb_worker_proto_goTypes = []any{
 	(*CancelJobsRequest)(nil),       // 36: corral.worker.v1.CancelJobsRequest
 	(*CancelResult)(nil),            // 37: corral.worker.v1.CancelResult
 	(*CancelJobsResponse)(nil),      // 38: corral.worker.v1.CancelJobsResponse
-	nil,                             // 39: corral.worker.v1.MemberStatus.BreakersEntry
+	(*Schedule)(nil),                // 39: corral.worker.v1.Schedule
+	(*AddScheduleRequest)(nil),      // 40: corral.worker.v1.AddScheduleRequest
+	(*AddScheduleResponse)(nil),     // 41: corral.worker.v1.AddScheduleResponse
+	(*ListSchedulesRequest)(nil),    // 42: corral.worker.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),   // 43: corral.worker.v1.ListSchedulesResponse
+	(*ScheduleName)(nil),            // 44: corral.worker.v1.ScheduleName
+	(*DeleteScheduleResponse)(nil),  // 45: corral.worker.v1.DeleteScheduleResponse
+	nil,                             // 46: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
 	1,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
@@ -2822,7 +3278,7 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	3,  // 2: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
 	6,  // 3: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
 	9,  // 4: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	39, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	46, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
 	11, // 6: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
 	10, // 7: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
 	1,  // 8: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
@@ -2838,39 +3294,52 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	32, // 18: corral.worker.v1.GetJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
 	0,  // 19: corral.worker.v1.CancelResult.state:type_name -> corral.worker.v1.JobResult.State
 	37, // 20: corral.worker.v1.CancelJobsResponse.results:type_name -> corral.worker.v1.CancelResult
-	2,  // 21: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	5,  // 22: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	8,  // 23: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	13, // 24: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	15, // 25: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	17, // 26: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	20, // 27: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	23, // 28: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	26, // 29: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	26, // 30: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	28, // 31: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	31, // 32: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
-	34, // 33: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
-	36, // 34: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
-	4,  // 35: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	7,  // 36: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	12, // 37: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	14, // 38: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	16, // 39: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	19, // 40: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	22, // 41: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	25, // 42: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	27, // 43: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	27, // 44: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	29, // 45: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	33, // 46: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
-	35, // 47: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
-	38, // 48: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
-	35, // [35:49] is the sub-list for method output_type
-	21, // [21:35] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	39, // 21: corral.worker.v1.AddScheduleRequest.schedule:type_name -> corral.worker.v1.Schedule
+	39, // 22: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
+	39, // 23: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
+	2,  // 24: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	5,  // 25: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	8,  // 26: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	13, // 27: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	15, // 28: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	17, // 29: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	20, // 30: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	23, // 31: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	26, // 32: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	26, // 33: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	28, // 34: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	31, // 35: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
+	34, // 36: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
+	36, // 37: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
+	40, // 38: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
+	42, // 39: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
+	44, // 40: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
+	44, // 41: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
+	44, // 42: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
+	4,  // 43: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	7,  // 44: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	12, // 45: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	14, // 46: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	16, // 47: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	19, // 48: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	22, // 49: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	25, // 50: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	27, // 51: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	27, // 52: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	29, // 53: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	33, // 54: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
+	35, // 55: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
+	38, // 56: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
+	41, // 57: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
+	43, // 58: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
+	39, // 59: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
+	39, // 60: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
+	45, // 61: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
+	43, // [43:62] is the sub-list for method output_type
+	24, // [24:43] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -2885,7 +3354,7 @@ func file_api_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

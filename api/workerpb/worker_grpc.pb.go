@@ -35,6 +35,11 @@ const (
 	Worker_ListJobs_FullMethodName          = "/corral.worker.v1.Worker/ListJobs"
 	Worker_GetJobs_FullMethodName           = "/corral.worker.v1.Worker/GetJobs"
 	Worker_CancelJobs_FullMethodName        = "/corral.worker.v1.Worker/CancelJobs"
+	Worker_AddSchedule_FullMethodName       = "/corral.worker.v1.Worker/AddSchedule"
+	Worker_ListSchedules_FullMethodName     = "/corral.worker.v1.Worker/ListSchedules"
+	Worker_PauseSchedule_FullMethodName     = "/corral.worker.v1.Worker/PauseSchedule"
+	Worker_ResumeSchedule_FullMethodName    = "/corral.worker.v1.Worker/ResumeSchedule"
+	Worker_DeleteSchedule_FullMethodName    = "/corral.worker.v1.Worker/DeleteSchedule"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -80,6 +85,16 @@ type WorkerClient interface {
 	// runs or is cancelled, never both; a job in a batch in flight is
 	// answered once that batch has committed.
 	CancelJobs(ctx context.Context, in *CancelJobsRequest, opts ...grpc.CallOption) (*CancelJobsResponse, error)
+	// Schedules (cron in the cluster): each lives in the partition of its
+	// name, whose owner fires its ticks as jobs with ids derived from the
+	// schedule and the tick ("s~NAME~UNIX"). Add is idempotent: the same
+	// definition again changes nothing; another one under the name is
+	// refused (AlreadyExists).
+	AddSchedule(ctx context.Context, in *AddScheduleRequest, opts ...grpc.CallOption) (*AddScheduleResponse, error)
+	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
+	PauseSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error)
+	ResumeSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error)
+	DeleteSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*DeleteScheduleResponse, error)
 }
 
 type workerClient struct {
@@ -216,6 +231,51 @@ func (c *workerClient) CancelJobs(ctx context.Context, in *CancelJobsRequest, op
 	return out, nil
 }
 
+func (c *workerClient) AddSchedule(ctx context.Context, in *AddScheduleRequest, opts ...grpc.CallOption) (*AddScheduleResponse, error) {
+	out := new(AddScheduleResponse)
+	err := c.cc.Invoke(ctx, Worker_AddSchedule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error) {
+	out := new(ListSchedulesResponse)
+	err := c.cc.Invoke(ctx, Worker_ListSchedules_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) PauseSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error) {
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, Worker_PauseSchedule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) ResumeSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error) {
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, Worker_ResumeSchedule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) DeleteSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*DeleteScheduleResponse, error) {
+	out := new(DeleteScheduleResponse)
+	err := c.cc.Invoke(ctx, Worker_DeleteSchedule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility
@@ -259,6 +319,16 @@ type WorkerServer interface {
 	// runs or is cancelled, never both; a job in a batch in flight is
 	// answered once that batch has committed.
 	CancelJobs(context.Context, *CancelJobsRequest) (*CancelJobsResponse, error)
+	// Schedules (cron in the cluster): each lives in the partition of its
+	// name, whose owner fires its ticks as jobs with ids derived from the
+	// schedule and the tick ("s~NAME~UNIX"). Add is idempotent: the same
+	// definition again changes nothing; another one under the name is
+	// refused (AlreadyExists).
+	AddSchedule(context.Context, *AddScheduleRequest) (*AddScheduleResponse, error)
+	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
+	PauseSchedule(context.Context, *ScheduleName) (*Schedule, error)
+	ResumeSchedule(context.Context, *ScheduleName) (*Schedule, error)
+	DeleteSchedule(context.Context, *ScheduleName) (*DeleteScheduleResponse, error)
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -307,6 +377,21 @@ func (UnimplementedWorkerServer) GetJobs(context.Context, *GetJobsRequest) (*Get
 }
 func (UnimplementedWorkerServer) CancelJobs(context.Context, *CancelJobsRequest) (*CancelJobsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelJobs not implemented")
+}
+func (UnimplementedWorkerServer) AddSchedule(context.Context, *AddScheduleRequest) (*AddScheduleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AddSchedule not implemented")
+}
+func (UnimplementedWorkerServer) ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSchedules not implemented")
+}
+func (UnimplementedWorkerServer) PauseSchedule(context.Context, *ScheduleName) (*Schedule, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PauseSchedule not implemented")
+}
+func (UnimplementedWorkerServer) ResumeSchedule(context.Context, *ScheduleName) (*Schedule, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResumeSchedule not implemented")
+}
+func (UnimplementedWorkerServer) DeleteSchedule(context.Context, *ScheduleName) (*DeleteScheduleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteSchedule not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 
@@ -573,6 +658,96 @@ func _Worker_CancelJobs_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_AddSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).AddSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_AddSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).AddSchedule(ctx, req.(*AddScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_ListSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ListSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ListSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ListSchedules(ctx, req.(*ListSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_PauseSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleName)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).PauseSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_PauseSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).PauseSchedule(ctx, req.(*ScheduleName))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_ResumeSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleName)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ResumeSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ResumeSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ResumeSchedule(ctx, req.(*ScheduleName))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_DeleteSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleName)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).DeleteSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_DeleteSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).DeleteSchedule(ctx, req.(*ScheduleName))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -635,6 +810,26 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJobs",
 			Handler:    _Worker_CancelJobs_Handler,
+		},
+		{
+			MethodName: "AddSchedule",
+			Handler:    _Worker_AddSchedule_Handler,
+		},
+		{
+			MethodName: "ListSchedules",
+			Handler:    _Worker_ListSchedules_Handler,
+		},
+		{
+			MethodName: "PauseSchedule",
+			Handler:    _Worker_PauseSchedule_Handler,
+		},
+		{
+			MethodName: "ResumeSchedule",
+			Handler:    _Worker_ResumeSchedule_Handler,
+		},
+		{
+			MethodName: "DeleteSchedule",
+			Handler:    _Worker_DeleteSchedule_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

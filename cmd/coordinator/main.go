@@ -30,6 +30,8 @@ Commands:
   locate   partition, owner and epoch of keys: locate KEY [KEY...]
   drain    hand a worker's partitions off and stop it claiming: drain WORKER
   reload   relaunch workers' plugins from their binaries (hot upgrade): reload [WORKER...]
+  schedule jobs submitted at every tick of a cron expression:
+           schedule add NAME --cron EXPR ... | list | show NAME | pause NAME | resume NAME | delete NAME
   certs    make TLS certificates: certs init | issue --role R --name N | show FILE
 
 Global flags:
@@ -127,6 +129,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 		return drainCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "reload":
 		return reloadCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "schedule":
+		return scheduleCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "certs":
 		return certsCmd(rest, stdout, stderr)
 	case "help":

@@ -54,10 +54,11 @@ func TestEveryMethodHasARole(t *testing.T) {
 func TestRoleTable(t *testing.T) {
 	t.Parallel()
 	want := map[pki.Role][]string{
-		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs"},
-		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "Submit", "Call", "CancelJobs"},
-		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "Submit", "Call", "CancelJobs",
-			"Drain", "ReloadPlugins", "ReplayDeadLetters", "PurgeDeadLetters"},
+		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules"},
+		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "Submit", "Call", "CancelJobs"},
+		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "Submit", "Call", "CancelJobs",
+			"Drain", "ReloadPlugins", "ReplayDeadLetters", "PurgeDeadLetters",
+			"AddSchedule", "PauseSchedule", "ResumeSchedule", "DeleteSchedule"},
 		pki.RolePeer: {"Status", "Call", "ListJobs", "CancelJobs"},
 	}
 	for _, role := range pki.Roles {

@@ -14,14 +14,14 @@ import (
 
 // TestGetStateRefusesBadRequests: an empty entity type or an invalid key
 // is InvalidArgument, answered before the store is read (this API has
-// none; its catalog knows the entity donor).
+// none).
 func TestGetStateRefusesBadRequests(t *testing.T) {
 	t.Parallel()
-	local := staticHandlers{hs: map[string]host.HandlerInfo{"donor.donate": {}}}
 	cfg := DefaultConfig()
 	cfg.ID = "w1"
-	a := &API{id: "w1", intake: &jobIntake{plugins: local,
-		catalog: &handlerCatalog{self: "w1", local: local, view: newMembership(cfg, slog.Default())}}}
+	hs := staticHandlers{hs: map[string]host.HandlerInfo{"donor.give": {}, "stock.add": {Entity: "inventory"}}}
+	view := newMembership(cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	a := &API{id: "w1", intake: &jobIntake{cfg: cfg, plugins: hs, catalog: &handlerCatalog{self: "w1", local: hs, view: view}}}
 	for name, req := range map[string]*workerpb.GetStateRequest{
 		"empty entity":       {Entity: "", Keys: []string{"alice"}},
 		"empty key":          {Entity: "donor", Keys: []string{"alice", ""}},
@@ -31,5 +31,20 @@ func TestGetStateRefusesBadRequests(t *testing.T) {
 		if _, err := a.GetState(context.Background(), req); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
 		}
+	}
+}
+
+// TestGetStateRefusesUnknownEntity: an entity no handler reads or writes
+// is NotFound, with the known ones (declared or by prefix) named.
+func TestGetStateRefusesUnknownEntity(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.ID = "w1"
+	hs := staticHandlers{hs: map[string]host.HandlerInfo{"donor.give": {}, "stock.add": {Entity: "inventory"}}}
+	view := newMembership(cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	a := &API{id: "w1", intake: &jobIntake{cfg: cfg, plugins: hs, catalog: &handlerCatalog{self: "w1", local: hs, view: view}}}
+	_, err := a.GetState(context.Background(), &workerpb.GetStateRequest{Entity: "stock", Keys: []string{"widget"}})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "donor, inventory") {
+		t.Errorf("entity stock: %v, want NotFound naming donor, inventory", err)
 	}
 }
