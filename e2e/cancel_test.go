@@ -75,7 +75,7 @@ func addPayload(seq int64, poison string) string {
 // read certificate may look but not cancel.
 func TestJobsInspectAndCancel(t *testing.T) {
 	const P = 4
-	c := newTLSCluster(t, "--partitions", fmt.Sprint(P), "--retry-backoff", "300ms", "--retry-backoff-max", "1s")
+	c := newCluster(t, "--partitions", fmt.Sprint(P), "--retry-backoff", "300ms", "--retry-backoff-max", "1s")
 	plugin := chaosPlugin(t, c)
 	c.startWith("w1", plugin)
 	c.startWith("w2", plugin)
