@@ -218,6 +218,35 @@ func TestRedisLeastPrivilege(t *testing.T) {
 	if out, err := c.coordinator("dlq", "purge", "--all"); err != nil || strings.TrimSpace(out) != "purged 2" {
 		t.Fatalf("dlq purge: %q %v", out, err)
 	}
+	// Inspection and cancel: every listing (the running one asks each
+	// member), a job shown in each kind of state, and a delayed job
+	// cancelled by its partition's owner in a fenced commit.
+	if out, err := c.coordinator("submit", "--handler", "donor.donate", "--key", "acl-cancel", "--id", "acl-cancel-1", "--in", "1h",
+		"--payload", `{"amount_cents": 7, "campaign": "acl-cancelled"}`); err != nil {
+		t.Fatalf("delayed submit to cancel: %v (%s)", err, out)
+	}
+	for _, st := range []string{"queued", "delayed", "retrying", "running", "done", "dead", "rejected", "cancelled"} {
+		if out, err := c.coordinator("jobs", "list", "--state", st); err != nil {
+			t.Fatalf("jobs list --state %s: %v (%s)", st, err, out)
+		}
+	}
+	if out, err := c.coordinator("jobs", "list", "--state", "delayed", "--key", "acl-cancel"); err != nil || !strings.Contains(out, "acl-cancel-1") {
+		t.Fatalf("jobs list --state delayed --key acl-cancel: %q %v", out, err)
+	}
+	for _, id := range []string{"acl-cancel-1", "acl-held-2", "acl-late-1"} {
+		if out, err := c.coordinator("jobs", "show", id); err != nil {
+			t.Fatalf("jobs show %s: %v (%s)", id, err, out)
+		}
+	}
+	if _, err := c.coordinator("jobs", "show", "acl-nope"); err == nil || !strings.Contains(err.Error(), "no job acl-nope") {
+		t.Fatalf("jobs show of an unknown job: %v, want no job", err)
+	}
+	if out, err := c.coordinator("jobs", "cancel", "acl-cancel-1"); err != nil || strings.TrimSpace(out) != "acl-cancel-1: cancelled" {
+		t.Fatalf("jobs cancel acl-cancel-1: %q %v", out, err)
+	}
+	if out, err := c.coordinator("jobs", "list", "--state", "cancelled"); err != nil || !strings.Contains(out, "acl-cancel-1") {
+		t.Fatalf("jobs list --state cancelled: %q %v", out, err)
+	}
 	out, err := c.coordinator("result", "--wait", "20s", "acl-late-1")
 	if err != nil {
 		t.Fatalf("result of the delayed job: %q %v", out, err)
