@@ -1925,6 +1925,281 @@ func (x *PluginChange) GetToSha256() string {
 	return ""
 }
 
+// HandlerFlowRequest names a handler and, for LimitHandler, the limits to
+// change; a limit not set is kept.
+type HandlerFlowRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Handler        string                 `protobuf:"bytes,1,opt,name=handler,proto3" json:"handler,omitempty"`
+	SetConcurrency bool                   `protobuf:"varint,2,opt,name=set_concurrency,json=setConcurrency,proto3" json:"set_concurrency,omitempty"`
+	Concurrency    int32                  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"` // attempts in flight in the cluster; 0 = back to the declared one
+	SetRate        bool                   `protobuf:"varint,4,opt,name=set_rate,json=setRate,proto3" json:"set_rate,omitempty"`
+	Rate           float64                `protobuf:"fixed64,5,opt,name=rate,proto3" json:"rate,omitempty"`  // jobs per second; 0 = no rate limit
+	Burst          int32                  `protobuf:"varint,6,opt,name=burst,proto3" json:"burst,omitempty"` // tokens the bucket holds; 0 = a second's worth
+	Clear          bool                   `protobuf:"varint,7,opt,name=clear,proto3" json:"clear,omitempty"` // drop every limit set at runtime (not a pause)
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HandlerFlowRequest) Reset() {
+	*x = HandlerFlowRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandlerFlowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandlerFlowRequest) ProtoMessage() {}
+
+func (x *HandlerFlowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandlerFlowRequest.ProtoReflect.Descriptor instead.
+func (*HandlerFlowRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *HandlerFlowRequest) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *HandlerFlowRequest) GetSetConcurrency() bool {
+	if x != nil {
+		return x.SetConcurrency
+	}
+	return false
+}
+
+func (x *HandlerFlowRequest) GetConcurrency() int32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+func (x *HandlerFlowRequest) GetSetRate() bool {
+	if x != nil {
+		return x.SetRate
+	}
+	return false
+}
+
+func (x *HandlerFlowRequest) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *HandlerFlowRequest) GetBurst() int32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *HandlerFlowRequest) GetClear() bool {
+	if x != nil {
+		return x.Clear
+	}
+	return false
+}
+
+// HandlerFlow is what controls a handler's flow now.
+type HandlerFlow struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Handler             string                 `protobuf:"bytes,1,opt,name=handler,proto3" json:"handler,omitempty"`
+	Paused              bool                   `protobuf:"varint,2,opt,name=paused,proto3" json:"paused,omitempty"`
+	PausedAtMs          int64                  `protobuf:"varint,3,opt,name=paused_at_ms,json=pausedAtMs,proto3" json:"paused_at_ms,omitempty"`
+	Concurrency         int32                  `protobuf:"varint,4,opt,name=concurrency,proto3" json:"concurrency,omitempty"`                                            // in force: the runtime one, else the declared one; 0 = none
+	DeclaredConcurrency int32                  `protobuf:"varint,5,opt,name=declared_concurrency,json=declaredConcurrency,proto3" json:"declared_concurrency,omitempty"` // what its plugin declares (as this worker knows it)
+	Rate                float64                `protobuf:"fixed64,6,opt,name=rate,proto3" json:"rate,omitempty"`                                                         // 0 = none
+	Burst               int32                  `protobuf:"varint,7,opt,name=burst,proto3" json:"burst,omitempty"`
+	InFlight            int64                  `protobuf:"varint,8,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"` // concurrency slots held now
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *HandlerFlow) Reset() {
+	*x = HandlerFlow{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandlerFlow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandlerFlow) ProtoMessage() {}
+
+func (x *HandlerFlow) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandlerFlow.ProtoReflect.Descriptor instead.
+func (*HandlerFlow) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *HandlerFlow) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *HandlerFlow) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *HandlerFlow) GetPausedAtMs() int64 {
+	if x != nil {
+		return x.PausedAtMs
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetConcurrency() int32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetDeclaredConcurrency() int32 {
+	if x != nil {
+		return x.DeclaredConcurrency
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetBurst() int32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetInFlight() int64 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+type HandlerFlowsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandlerFlowsRequest) Reset() {
+	*x = HandlerFlowsRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandlerFlowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandlerFlowsRequest) ProtoMessage() {}
+
+func (x *HandlerFlowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandlerFlowsRequest.ProtoReflect.Descriptor instead.
+func (*HandlerFlowsRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{32}
+}
+
+type HandlerFlowsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Flows         []*HandlerFlow         `protobuf:"bytes,1,rep,name=flows,proto3" json:"flows,omitempty"` // handlers paused or limited, by name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandlerFlowsResponse) Reset() {
+	*x = HandlerFlowsResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandlerFlowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandlerFlowsResponse) ProtoMessage() {}
+
+func (x *HandlerFlowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandlerFlowsResponse.ProtoReflect.Descriptor instead.
+func (*HandlerFlowsResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *HandlerFlowsResponse) GetFlows() []*HandlerFlow {
+	if x != nil {
+		return x.Flows
+	}
+	return nil
+}
+
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
@@ -2080,7 +2355,29 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"to_version\x18\x03 \x01(\tR\ttoVersion\x12\x1f\n" +
 	"\vfrom_sha256\x18\x04 \x01(\tR\n" +
 	"fromSha256\x12\x1b\n" +
-	"\tto_sha256\x18\x05 \x01(\tR\btoSha2562\xa4\a\n" +
+	"\tto_sha256\x18\x05 \x01(\tR\btoSha256\"\xd4\x01\n" +
+	"\x12HandlerFlowRequest\x12\x18\n" +
+	"\ahandler\x18\x01 \x01(\tR\ahandler\x12'\n" +
+	"\x0fset_concurrency\x18\x02 \x01(\bR\x0esetConcurrency\x12 \n" +
+	"\vconcurrency\x18\x03 \x01(\x05R\vconcurrency\x12\x19\n" +
+	"\bset_rate\x18\x04 \x01(\bR\asetRate\x12\x12\n" +
+	"\x04rate\x18\x05 \x01(\x01R\x04rate\x12\x14\n" +
+	"\x05burst\x18\x06 \x01(\x05R\x05burst\x12\x14\n" +
+	"\x05clear\x18\a \x01(\bR\x05clear\"\xfd\x01\n" +
+	"\vHandlerFlow\x12\x18\n" +
+	"\ahandler\x18\x01 \x01(\tR\ahandler\x12\x16\n" +
+	"\x06paused\x18\x02 \x01(\bR\x06paused\x12 \n" +
+	"\fpaused_at_ms\x18\x03 \x01(\x03R\n" +
+	"pausedAtMs\x12 \n" +
+	"\vconcurrency\x18\x04 \x01(\x05R\vconcurrency\x121\n" +
+	"\x14declared_concurrency\x18\x05 \x01(\x05R\x13declaredConcurrency\x12\x12\n" +
+	"\x04rate\x18\x06 \x01(\x01R\x04rate\x12\x14\n" +
+	"\x05burst\x18\a \x01(\x05R\x05burst\x12\x1b\n" +
+	"\tin_flight\x18\b \x01(\x03R\binFlight\"\x15\n" +
+	"\x13HandlerFlowsRequest\"K\n" +
+	"\x14HandlerFlowsResponse\x123\n" +
+	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows2\x83\n" +
+	"\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -2092,7 +2389,11 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x0fListDeadLetters\x12(.corral.worker.v1.ListDeadLettersRequest\x1a).corral.worker.v1.ListDeadLettersResponse\x12W\n" +
 	"\x11ReplayDeadLetters\x12\x1f.corral.worker.v1.DeadLetterIDs\x1a!.corral.worker.v1.DeadLetterCount\x12V\n" +
 	"\x10PurgeDeadLetters\x12\x1f.corral.worker.v1.DeadLetterIDs\x1a!.corral.worker.v1.DeadLetterCount\x12`\n" +
-	"\rReloadPlugins\x12&.corral.worker.v1.ReloadPluginsRequest\x1a'.corral.worker.v1.ReloadPluginsResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
+	"\rReloadPlugins\x12&.corral.worker.v1.ReloadPluginsRequest\x1a'.corral.worker.v1.ReloadPluginsResponse\x12S\n" +
+	"\fPauseHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12T\n" +
+	"\rResumeHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12S\n" +
+	"\fLimitHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12]\n" +
+	"\fHandlerFlows\x12%.corral.worker.v1.HandlerFlowsRequest\x1a&.corral.worker.v1.HandlerFlowsResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
 
 var (
 	file_api_workerpb_worker_proto_rawDescOnce sync.Once
@@ -2107,7 +2408,7 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_api_workerpb_worker_proto_goTypes = []any{
 	(JobResult_State)(0),            // 0: corral.worker.v1.JobResult.State
 	(*Job)(nil),                     // 1: corral.worker.v1.Job
@@ -2140,14 +2441,18 @@ var file_api_workerpb_worker_proto_goTypes = []any{
 	(*ReloadPluginsRequest)(nil),    // 28: corral.worker.v1.ReloadPluginsRequest
 	(*ReloadPluginsResponse)(nil),   // 29: corral.worker.v1.ReloadPluginsResponse
 	(*PluginChange)(nil),            // 30: corral.worker.v1.PluginChange
-	nil,                             // 31: corral.worker.v1.MemberStatus.BreakersEntry
+	(*HandlerFlowRequest)(nil),      // 31: corral.worker.v1.HandlerFlowRequest
+	(*HandlerFlow)(nil),             // 32: corral.worker.v1.HandlerFlow
+	(*HandlerFlowsRequest)(nil),     // 33: corral.worker.v1.HandlerFlowsRequest
+	(*HandlerFlowsResponse)(nil),    // 34: corral.worker.v1.HandlerFlowsResponse
+	nil,                             // 35: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
 	1,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
 	3,  // 1: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
 	6,  // 2: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
 	9,  // 3: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	31, // 4: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	35, // 4: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
 	11, // 5: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
 	10, // 6: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
 	1,  // 7: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
@@ -2157,33 +2462,42 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	21, // 11: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
 	24, // 12: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
 	30, // 13: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
-	2,  // 14: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	5,  // 15: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	8,  // 16: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	13, // 17: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	15, // 18: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	17, // 19: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	20, // 20: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	23, // 21: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	26, // 22: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	26, // 23: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	28, // 24: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	4,  // 25: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	7,  // 26: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	12, // 27: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	14, // 28: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	16, // 29: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	19, // 30: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	22, // 31: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	25, // 32: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	27, // 33: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	27, // 34: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	29, // 35: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	32, // 14: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
+	2,  // 15: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	5,  // 16: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	8,  // 17: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	13, // 18: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	15, // 19: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	17, // 20: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	20, // 21: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	23, // 22: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	26, // 23: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	26, // 24: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	28, // 25: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	31, // 26: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	31, // 27: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	31, // 28: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	33, // 29: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
+	4,  // 30: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	7,  // 31: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	12, // 32: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	14, // 33: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	16, // 34: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	19, // 35: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	22, // 36: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	25, // 37: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	27, // 38: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	27, // 39: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	29, // 40: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	32, // 41: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
+	32, // 42: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
+	32, // 43: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
+	34, // 44: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
+	30, // [30:45] is the sub-list for method output_type
+	15, // [15:30] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -2197,7 +2511,7 @@ func file_api_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

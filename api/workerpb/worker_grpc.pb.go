@@ -32,6 +32,10 @@ const (
 	Worker_ReplayDeadLetters_FullMethodName = "/corral.worker.v1.Worker/ReplayDeadLetters"
 	Worker_PurgeDeadLetters_FullMethodName  = "/corral.worker.v1.Worker/PurgeDeadLetters"
 	Worker_ReloadPlugins_FullMethodName     = "/corral.worker.v1.Worker/ReloadPlugins"
+	Worker_PauseHandler_FullMethodName      = "/corral.worker.v1.Worker/PauseHandler"
+	Worker_ResumeHandler_FullMethodName     = "/corral.worker.v1.Worker/ResumeHandler"
+	Worker_LimitHandler_FullMethodName      = "/corral.worker.v1.Worker/LimitHandler"
+	Worker_HandlerFlows_FullMethodName      = "/corral.worker.v1.Worker/HandlerFlows"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -66,6 +70,16 @@ type WorkerClient interface {
 	// ReloadPlugins relaunches this worker's plugins from their binaries (hot
 	// upgrade): in-flight batches finish on the old version.
 	ReloadPlugins(ctx context.Context, in *ReloadPluginsRequest, opts ...grpc.CallOption) (*ReloadPluginsResponse, error)
+	// PauseHandler makes a handler's jobs wait, across the cluster, without
+	// spending attempts; ResumeHandler lets them go on in per-key order.
+	PauseHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error)
+	ResumeHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error)
+	// LimitHandler sets or lifts a handler's cluster-wide concurrency and
+	// rate limits.
+	LimitHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error)
+	// HandlerFlows lists the handlers paused or limited, with the slots
+	// their jobs hold now.
+	HandlerFlows(ctx context.Context, in *HandlerFlowsRequest, opts ...grpc.CallOption) (*HandlerFlowsResponse, error)
 }
 
 type workerClient struct {
@@ -175,6 +189,42 @@ func (c *workerClient) ReloadPlugins(ctx context.Context, in *ReloadPluginsReque
 	return out, nil
 }
 
+func (c *workerClient) PauseHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error) {
+	out := new(HandlerFlow)
+	err := c.cc.Invoke(ctx, Worker_PauseHandler_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) ResumeHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error) {
+	out := new(HandlerFlow)
+	err := c.cc.Invoke(ctx, Worker_ResumeHandler_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) LimitHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error) {
+	out := new(HandlerFlow)
+	err := c.cc.Invoke(ctx, Worker_LimitHandler_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) HandlerFlows(ctx context.Context, in *HandlerFlowsRequest, opts ...grpc.CallOption) (*HandlerFlowsResponse, error) {
+	out := new(HandlerFlowsResponse)
+	err := c.cc.Invoke(ctx, Worker_HandlerFlows_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility
@@ -207,6 +257,16 @@ type WorkerServer interface {
 	// ReloadPlugins relaunches this worker's plugins from their binaries (hot
 	// upgrade): in-flight batches finish on the old version.
 	ReloadPlugins(context.Context, *ReloadPluginsRequest) (*ReloadPluginsResponse, error)
+	// PauseHandler makes a handler's jobs wait, across the cluster, without
+	// spending attempts; ResumeHandler lets them go on in per-key order.
+	PauseHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error)
+	ResumeHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error)
+	// LimitHandler sets or lifts a handler's cluster-wide concurrency and
+	// rate limits.
+	LimitHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error)
+	// HandlerFlows lists the handlers paused or limited, with the slots
+	// their jobs hold now.
+	HandlerFlows(context.Context, *HandlerFlowsRequest) (*HandlerFlowsResponse, error)
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -246,6 +306,18 @@ func (UnimplementedWorkerServer) PurgeDeadLetters(context.Context, *DeadLetterID
 }
 func (UnimplementedWorkerServer) ReloadPlugins(context.Context, *ReloadPluginsRequest) (*ReloadPluginsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReloadPlugins not implemented")
+}
+func (UnimplementedWorkerServer) PauseHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PauseHandler not implemented")
+}
+func (UnimplementedWorkerServer) ResumeHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResumeHandler not implemented")
+}
+func (UnimplementedWorkerServer) LimitHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LimitHandler not implemented")
+}
+func (UnimplementedWorkerServer) HandlerFlows(context.Context, *HandlerFlowsRequest) (*HandlerFlowsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HandlerFlows not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 
@@ -458,6 +530,78 @@ func _Worker_ReloadPlugins_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_PauseHandler_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandlerFlowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).PauseHandler(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_PauseHandler_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).PauseHandler(ctx, req.(*HandlerFlowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_ResumeHandler_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandlerFlowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ResumeHandler(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ResumeHandler_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ResumeHandler(ctx, req.(*HandlerFlowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_LimitHandler_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandlerFlowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).LimitHandler(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_LimitHandler_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).LimitHandler(ctx, req.(*HandlerFlowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_HandlerFlows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandlerFlowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).HandlerFlows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_HandlerFlows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).HandlerFlows(ctx, req.(*HandlerFlowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -508,6 +652,22 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReloadPlugins",
 			Handler:    _Worker_ReloadPlugins_Handler,
+		},
+		{
+			MethodName: "PauseHandler",
+			Handler:    _Worker_PauseHandler_Handler,
+		},
+		{
+			MethodName: "ResumeHandler",
+			Handler:    _Worker_ResumeHandler_Handler,
+		},
+		{
+			MethodName: "LimitHandler",
+			Handler:    _Worker_LimitHandler_Handler,
+		},
+		{
+			MethodName: "HandlerFlows",
+			Handler:    _Worker_HandlerFlows_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -22,6 +22,7 @@ type API struct {
 	report *reporter
 	reload func(ctx context.Context) (*workerpb.ReloadPluginsResponse, error)
 	drain  func(ctx context.Context) int
+	flow   *flowControl // pause, resume and limits of handlers
 }
 
 // API returns the gRPC service of this worker.
