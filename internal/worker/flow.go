@@ -285,7 +285,7 @@ func (f *flowControl) admit(ctx context.Context, jobs []store.Job, hs map[string
 	}
 	used := map[string]int{}
 	ranks := map[string]int{} // jobs of the handler held back so far
-	var stopped *string // the key whose job was held back
+	var stopped *string       // the key whose job was held back
 	for i := range jobs {
 		j := jobs[i]
 		if stopped != nil && j.Key == *stopped {

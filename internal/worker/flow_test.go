@@ -46,7 +46,9 @@ func (f *fakeFlowStore) TakeTokens(_ context.Context, h string, _ float64, _, n 
 	return got, 10 * time.Millisecond, nil
 }
 
-func (f *fakeFlowStore) WakeParked(context.Context, int, map[string]bool, int64) (int, error) { return 0, nil }
+func (f *fakeFlowStore) WakeParked(context.Context, int, map[string]bool, int64) (int, error) {
+	return 0, nil
+}
 
 func flowJobs(spec ...string) []store.Job {
 	var out []store.Job
