@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -17,17 +18,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// QueueFullReason is the ErrorInfo reason of a Submit refused because a
-// partition's queue is at --max-queue-depth (code ResourceExhausted):
-// clients back off and send the same ids again.
-const QueueFullReason = "QUEUE_FULL"
-
 // queueFullStatus is the one-line ResourceExhausted answer to a submission
 // a full partition refused, with the partition and depth as details.
 func queueFullStatus(e *store.QueueFullError) error {
 	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
 		"queue full: %v; nothing was rejected: send the same jobs again later", e))
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: QueueFullReason, Domain: "corral",
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: peer.QueueFullReason, Domain: "corral",
 		Metadata: map[string]string{"partition": strconv.Itoa(e.Partition), "depth": strconv.FormatInt(e.Depth, 10),
 			"max": strconv.FormatInt(e.Max, 10)}}); err == nil {
 		st = d
