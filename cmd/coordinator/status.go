@@ -18,7 +18,7 @@ import (
 func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting, and the\nplugin versions each runs (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nWarns when the workers serve different handlers or plugin versions (from\nthe handler set each publishes in its Consul service meta).")
+		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting, and the\nplugin versions each runs (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nLists the handlers paused or limited (coordinator handler). Warns when the\nworkers serve different handlers or plugin versions (from the handler set\neach publishes in its Consul service meta).")
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -59,6 +59,7 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 			fmt.Fprintln(stdout, line)
 		}
 	}
+	printFlows(ctx, c, stdout)
 	members, err := c.Members(ctx)
 	if err != nil {
 		return err
