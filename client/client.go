@@ -65,8 +65,8 @@ type Client struct {
 	retry RetryConfig
 	// onFull is Config.OnQueueFull.
 	onFull func(QueueFull)
-	log   *slog.Logger
-	next  atomic.Uint64
+	log    *slog.Logger
+	next   atomic.Uint64
 }
 
 // New connects to Consul (lazily) and prepares per-worker breakers.
