@@ -51,22 +51,84 @@ type flowControl struct {
 
 	settings atomic.Pointer[map[string]store.FlowSettings] // nil until loaded
 	mu       sync.Mutex                                    // serializes apply
-	paused   map[string]bool                               // paused as last applied
+	applied  map[string]store.FlowSettings                 // as last applied
+
+	sched flowSchedule
+}
+
+// flowSchedule places held-back jobs in time, per handler: each takes the
+// next place, spaced by how fast the handler's limit lets jobs through
+// (1/rate, or a call's duration over the concurrency), so this worker
+// looks at a handler's backlog about as fast as the cluster can run it.
+// It lives in memory: a new owner starts a schedule of its own.
+type flowSchedule struct {
+	mu   sync.Mutex
+	next map[string]time.Time     // per handler: the last place given
+	call map[string]time.Duration // per handler: a call's duration, smoothed
+}
+
+// place gives a held-back job of handler h its time: after the last one
+// given, spaced by spacing, and not before earliest.
+func (s *flowSchedule) place(h string, spacing time.Duration, earliest time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next == nil {
+		s.next = map[string]time.Time{}
+	}
+	t := s.next[h]
+	if t.Before(earliest) {
+		t = earliest
+	}
+	t = t.Add(max(spacing, minSpacing))
+	s.next[h] = t
+	return t
+}
+
+// observe smooths the duration of a call with jobs of h.
+func (s *flowSchedule) observe(h string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.call == nil {
+		s.call = map[string]time.Duration{}
+	}
+	if old, ok := s.call[h]; ok {
+		d = (3*old + d) / 4
+	}
+	s.call[h] = d
+}
+
+func (s *flowSchedule) callTime(h string) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d, ok := s.call[h]; ok {
+		return d
+	}
+	return callGuess
+}
+
+// forget drops h's schedule: its limits changed.
+func (s *flowSchedule) forget(h string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.next, h)
 }
 
 // flowPoll is how often a worker reads the flow settings: a pause, resume
 // or limit set through another worker takes effect here this soon.
 const flowPoll = 500 * time.Millisecond
 
-// Recheck times of a job held back: a paused handler's jobs are woken by
-// the resume, so they are looked at rarely; a job at a concurrency limit
-// soon (a slot frees when a call ends); a job over the rate when the
-// bucket will have a token for it.
+// Recheck times of a job held back. A paused handler's jobs are woken by
+// the resume (and a limit's change), so they are looked at rarely. A job
+// at a limit takes the next place in its handler's schedule here, which
+// moves at the rate the limit lets jobs through (see flowSchedule), so a
+// backlog is looked at about as fast as it can run, not all at once.
 const (
-	pauseRecheck      = 30 * time.Second
-	concurrencyWait   = 50 * time.Millisecond
-	concurrencyMax    = 2 * time.Second
-	rateRecheckMax    = 10 * time.Second
+	pauseRecheck = 30 * time.Second
+	// callGuess is a call's duration before one was measured.
+	callGuess = 50 * time.Millisecond
+	// minSpacing bounds how often a handler's held-back jobs are looked
+	// at, per worker.
+	minSpacing        = 2 * time.Millisecond
 	flowReleaseBudget = 2 * time.Second
 )
 
@@ -99,18 +161,17 @@ func (f *flowControl) apply(ctx context.Context, s map[string]store.FlowSettings
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.settings.Store(&s)
+	// Handlers resumed, or whose limits changed while not paused: their
+	// parked jobs may be scheduled far ahead for the old limits.
 	resumed := map[string]bool{}
-	for h := range f.paused {
-		if !s[h].Paused {
+	for h, old := range f.applied {
+		cur := s[h]
+		if !cur.Paused && (old.Paused || old.Concurrency != cur.Concurrency || old.Rate != cur.Rate || old.Burst != cur.Burst) {
 			resumed[h] = true
+			f.sched.forget(h)
 		}
 	}
-	f.paused = map[string]bool{}
-	for h, fs := range s {
-		if fs.Paused {
-			f.paused[h] = true
-		}
-	}
+	f.applied = s
 	if len(resumed) == 0 || f.grants == nil {
 		return
 	}
@@ -125,7 +186,7 @@ func (f *flowControl) apply(ctx context.Context, s map[string]store.FlowSettings
 		}
 		woken += n
 	}
-	f.log.Info("handlers resumed; their waiting jobs go on", "handlers", sortedKeys(resumed), "woken_here", woken)
+	f.log.Info("handlers resumed or their limits changed; their waiting jobs are looked at again", "handlers", sortedKeys(resumed), "woken_here", woken)
 }
 
 // update applies one handler's new settings at once, before the next poll.
@@ -210,6 +271,7 @@ type admission struct {
 	// slots are the concurrency slots the run jobs hold, per handler,
 	// given back by release once the plugin call returned.
 	slots map[string][]string
+	at    time.Time // when the slots were taken
 }
 
 // release gives back the slots the admitted jobs held.
@@ -217,9 +279,11 @@ func (f *flowControl) release(ctx context.Context, a admission) {
 	if len(a.slots) == 0 {
 		return
 	}
+	took := time.Since(a.at)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flowReleaseBudget)
 	defer cancel()
 	for h, s := range a.slots {
+		f.sched.observe(h, took)
 		if err := f.store.ReleaseSlots(ctx, h, s); err != nil {
 			f.log.Warn("giving back concurrency slots failed; they free themselves when their lease ends", "handler", h, "slots", len(s), "lease", f.slotLease, "err", err)
 		}
@@ -253,7 +317,7 @@ func (f *flowControl) admit(ctx context.Context, jobs []store.Job, hs map[string
 	if len(demand) == 0 {
 		return admission{run: jobs}, nil
 	}
-	a := admission{wait: map[string]int64{}, slots: map[string][]string{}}
+	a := admission{wait: map[string]int64{}, slots: map[string][]string{}, at: now}
 	budget := map[string]int{}
 	retryIn := map[string]time.Duration{} // rate: until the bucket's next token
 	for h, n := range demand {
@@ -302,9 +366,9 @@ func (f *flowControl) admit(ctx context.Context, jobs []store.Job, hs map[string
 			a.run = append(a.run, j)
 			continue
 		}
-		reason, wait := f.holdBack(l, ranks[j.Handler], retryIn[j.Handler])
+		reason, at := f.holdBack(j.Handler, l, now, retryIn[j.Handler])
 		ranks[j.Handler]++
-		a.wait[j.ID] = now.Add(wait).UnixMilli()
+		a.wait[j.ID] = at.UnixMilli()
 		f.metrics.flowWaited(j.Handler, reason)
 		stopped = &jobs[i].Key
 	}
@@ -315,20 +379,20 @@ func (f *flowControl) admit(ctx context.Context, jobs []store.Job, hs map[string
 	return a, nil
 }
 
-// holdBack says why a job of a handler with limits l waits, and for how
-// long before it is looked at again: rank is how many of its handler's
-// jobs this batch held back before it, so a backlog spreads over time
-// instead of coming back at once.
-func (f *flowControl) holdBack(l flowLimit, rank int, tokenIn time.Duration) (string, time.Duration) {
+// holdBack says why a job of handler h with limits l waits, and when it
+// is looked at again: a paused handler's in pauseRecheck (the resume wakes
+// it sooner), a limited one at its place in the handler's schedule, not
+// before the bucket's next token (tokenIn).
+func (f *flowControl) holdBack(h string, l flowLimit, now time.Time, tokenIn time.Duration) (string, time.Time) {
 	switch {
 	case l.paused:
-		return flowPaused, pauseRecheck + jitter(pauseRecheck/10)
+		return flowPaused, now.Add(pauseRecheck + jitter(pauseRecheck/10))
 	case l.rate > 0 && (l.concurrency == 0 || tokenIn > 0):
-		d := tokenIn + time.Duration(float64(rank)/l.rate*float64(time.Second))
-		return flowRate, min(d, rateRecheckMax) + jitter(min(d/10+time.Millisecond, time.Second))
+		spacing := time.Duration(float64(time.Second) / l.rate)
+		return flowRate, f.sched.place(h, spacing, now.Add(tokenIn))
 	default:
-		d := concurrencyWait * time.Duration(1+rank/max(l.concurrency, 1))
-		return flowConcurrency, min(d, concurrencyMax) + jitter(d/2+time.Millisecond)
+		spacing := f.sched.callTime(h) / time.Duration(max(l.concurrency, 1))
+		return flowConcurrency, f.sched.place(h, spacing, now)
 	}
 }
 
