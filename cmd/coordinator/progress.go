@@ -100,7 +100,8 @@ func (p *fileProgress) queueFull(q client.QueueFull) {
 
 // update shows settled lines (answered, rejected or skipped) of the
 // file; the caller holds the submission's lock, so lines print in order.
-func (p *fileProgress) update(settled int, st submitStats) {
+// A plain line is printed at most every few seconds, unless final.
+func (p *fileProgress) update(settled int, st submitStats, final bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
@@ -117,7 +118,7 @@ func (p *fileProgress) update(settled int, st submitStats) {
 		p.bar.Set64(int64(settled))
 		return
 	}
-	if now.Sub(p.lastLine) < p.every {
+	if now.Sub(p.lastLine) < p.every && (!final || p.lastLine.IsZero()) {
 		return
 	}
 	p.lastLine = now

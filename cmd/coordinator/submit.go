@@ -242,7 +242,7 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 				case <-t.C:
 				}
 				mu.Lock()
-				prog.update(reports.n, st)
+				prog.update(reports.n, st, false)
 				mu.Unlock()
 			}
 		}()
@@ -252,7 +252,7 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 				close(stopProgress)
 				<-progressDone
 				mu.Lock()
-				prog.update(reports.n, st)
+				prog.update(reports.n, st, true)
 				mu.Unlock()
 				prog.finish()
 			})
