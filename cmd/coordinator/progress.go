@@ -118,7 +118,10 @@ func (p *fileProgress) update(settled int, st submitStats, final bool) {
 		p.bar.Set64(int64(settled))
 		return
 	}
-	if now.Sub(p.lastLine) < p.every && (!final || p.lastLine.IsZero()) {
+	switch {
+	case final && p.lastLine.IsZero():
+		return // a short submission: its summary says it all
+	case !final && now.Sub(p.lastLine) < p.every:
 		return
 	}
 	p.lastLine = now
