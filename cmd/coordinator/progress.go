@@ -38,6 +38,7 @@ const plainEvery = 2 * time.Second
 // chooses the bar when w is a terminal.
 func newFileProgress(w io.Writer, path string) *fileProgress {
 	p := &fileProgress{w: w, total: -1, start: time.Now(), every: plainEvery}
+	p.lastLine = p.start // the first line after plainEvery
 	if path != "-" {
 		if n, err := countLines(path); err == nil {
 			p.total = n
@@ -119,7 +120,7 @@ func (p *fileProgress) update(settled int, st submitStats, final bool) {
 		return
 	}
 	switch {
-	case final && p.lastLine.IsZero():
+	case final && p.lastLine.Equal(p.start):
 		return // a short submission: its summary says it all
 	case !final && now.Sub(p.lastLine) < p.every:
 		return
