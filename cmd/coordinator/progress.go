@@ -108,7 +108,7 @@ func (p *fileProgress) update(settled int, st submitStats, final bool) {
 	now := time.Now()
 	held := ""
 	if !p.fullAt.IsZero() && now.Sub(p.fullAt) < 3*time.Second {
-		held = fmt.Sprintf("held back: partition %d holds %d jobs (its limit)", p.full.Partition, p.full.Depth)
+		held = fmt.Sprintf("held back: partition %d holds %d jobs, its limit %d", p.full.Partition, p.full.Depth, p.full.Max)
 	}
 	if p.bar != nil {
 		desc := "submitting"
