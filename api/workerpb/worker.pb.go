@@ -1925,6 +1925,419 @@ func (x *PluginChange) GetToSha256() string {
 	return ""
 }
 
+// Schedule is a schedule's definition and where it stands.
+type Schedule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // letters, digits and . _ : / -, starting with a letter
+	Cron          string                 `protobuf:"bytes,2,opt,name=cron,proto3" json:"cron,omitempty"` // five fields, six with seconds first, or @hourly, @every 10s, ...
+	Tz            string                 `protobuf:"bytes,3,opt,name=tz,proto3" json:"tz,omitempty"`     // IANA time zone the expression is read in; empty = UTC
+	Handler       string                 `protobuf:"bytes,4,opt,name=handler,proto3" json:"handler,omitempty"`
+	Key           string                 `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,6,opt,name=payload,proto3" json:"payload,omitempty"`                // JSON document, the same for every tick
+	CatchUp       string                 `protobuf:"bytes,7,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"` // none, one (default) or all: what to do with ticks missed in an outage
+	Paused        bool                   `protobuf:"varint,8,opt,name=paused,proto3" json:"paused,omitempty"`
+	CreatedMs     int64                  `protobuf:"varint,9,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	Partition     int32                  `protobuf:"varint,10,opt,name=partition,proto3" json:"partition,omitempty"`                          // where it lives (the partition of its name)
+	LastTickMs    int64                  `protobuf:"varint,11,opt,name=last_tick_ms,json=lastTickMs,proto3" json:"last_tick_ms,omitempty"`    // the last tick handled (fired or skipped); 0 = none yet
+	LastFiredMs   int64                  `protobuf:"varint,12,opt,name=last_fired_ms,json=lastFiredMs,proto3" json:"last_fired_ms,omitempty"` // the last tick fired; its job id is s~NAME~(last_fired_ms/1000)
+	NextTickMs    int64                  `protobuf:"varint,13,opt,name=next_tick_ms,json=nextTickMs,proto3" json:"next_tick_ms,omitempty"`    // when it fires next; 0 when paused
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Schedule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Schedule) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *Schedule) GetTz() string {
+	if x != nil {
+		return x.Tz
+	}
+	return ""
+}
+
+func (x *Schedule) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *Schedule) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Schedule) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Schedule) GetCatchUp() string {
+	if x != nil {
+		return x.CatchUp
+	}
+	return ""
+}
+
+func (x *Schedule) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Schedule) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *Schedule) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *Schedule) GetLastTickMs() int64 {
+	if x != nil {
+		return x.LastTickMs
+	}
+	return 0
+}
+
+func (x *Schedule) GetLastFiredMs() int64 {
+	if x != nil {
+		return x.LastFiredMs
+	}
+	return 0
+}
+
+func (x *Schedule) GetNextTickMs() int64 {
+	if x != nil {
+		return x.NextTickMs
+	}
+	return 0
+}
+
+type AddScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"` // name, cron, tz, handler, key, payload, catch_up
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddScheduleRequest) Reset() {
+	*x = AddScheduleRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddScheduleRequest) ProtoMessage() {}
+
+func (x *AddScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddScheduleRequest.ProtoReflect.Descriptor instead.
+func (*AddScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AddScheduleRequest) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type AddScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"` // false: it existed already with this definition
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddScheduleResponse) Reset() {
+	*x = AddScheduleResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddScheduleResponse) ProtoMessage() {}
+
+func (x *AddScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddScheduleResponse.ProtoReflect.Descriptor instead.
+func (*AddScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AddScheduleResponse) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+func (x *AddScheduleResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type ListSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"` // these only; empty = all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListSchedulesRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+type ListSchedulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*Schedule            `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"` // sorted by name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+type ScheduleName struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleName) Reset() {
+	*x = ScheduleName{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleName) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleName) ProtoMessage() {}
+
+func (x *ScheduleName) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleName.ProtoReflect.Descriptor instead.
+func (*ScheduleName) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ScheduleName) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       bool                   `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteScheduleResponse) Reset() {
+	*x = DeleteScheduleResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteScheduleResponse) ProtoMessage() {}
+
+func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *DeleteScheduleResponse) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
 // HandlerFlowRequest names a handler and, for LimitHandler, the limits to
 // change; a limit not set is kept.
 type HandlerFlowRequest struct {
@@ -1942,7 +2355,7 @@ type HandlerFlowRequest struct {
 
 func (x *HandlerFlowRequest) Reset() {
 	*x = HandlerFlowRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[30]
+	mi := &file_api_workerpb_worker_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2367,7 @@ func (x *HandlerFlowRequest) String() string {
 func (*HandlerFlowRequest) ProtoMessage() {}
 
 func (x *HandlerFlowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[30]
+	mi := &file_api_workerpb_worker_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2380,7 @@ func (x *HandlerFlowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandlerFlowRequest.ProtoReflect.Descriptor instead.
 func (*HandlerFlowRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{30}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HandlerFlowRequest) GetHandler() string {
@@ -2036,7 +2449,7 @@ type HandlerFlow struct {
 
 func (x *HandlerFlow) Reset() {
 	*x = HandlerFlow{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[31]
+	mi := &file_api_workerpb_worker_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2461,7 @@ func (x *HandlerFlow) String() string {
 func (*HandlerFlow) ProtoMessage() {}
 
 func (x *HandlerFlow) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[31]
+	mi := &file_api_workerpb_worker_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2474,7 @@ func (x *HandlerFlow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandlerFlow.ProtoReflect.Descriptor instead.
 func (*HandlerFlow) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{31}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HandlerFlow) GetHandler() string {
@@ -2128,7 +2541,7 @@ type HandlerFlowsRequest struct {
 
 func (x *HandlerFlowsRequest) Reset() {
 	*x = HandlerFlowsRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[32]
+	mi := &file_api_workerpb_worker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2553,7 @@ func (x *HandlerFlowsRequest) String() string {
 func (*HandlerFlowsRequest) ProtoMessage() {}
 
 func (x *HandlerFlowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[32]
+	mi := &file_api_workerpb_worker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2566,7 @@ func (x *HandlerFlowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandlerFlowsRequest.ProtoReflect.Descriptor instead.
 func (*HandlerFlowsRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{32}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{39}
 }
 
 type HandlerFlowsResponse struct {
@@ -2165,7 +2578,7 @@ type HandlerFlowsResponse struct {
 
 func (x *HandlerFlowsResponse) Reset() {
 	*x = HandlerFlowsResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[33]
+	mi := &file_api_workerpb_worker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2590,7 @@ func (x *HandlerFlowsResponse) String() string {
 func (*HandlerFlowsResponse) ProtoMessage() {}
 
 func (x *HandlerFlowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[33]
+	mi := &file_api_workerpb_worker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2603,7 @@ func (x *HandlerFlowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandlerFlowsResponse.ProtoReflect.Descriptor instead.
 func (*HandlerFlowsResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{33}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HandlerFlowsResponse) GetFlows() []*HandlerFlow {
@@ -2355,7 +2768,38 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"to_version\x18\x03 \x01(\tR\ttoVersion\x12\x1f\n" +
 	"\vfrom_sha256\x18\x04 \x01(\tR\n" +
 	"fromSha256\x12\x1b\n" +
-	"\tto_sha256\x18\x05 \x01(\tR\btoSha256\"\xd4\x01\n" +
+	"\tto_sha256\x18\x05 \x01(\tR\btoSha256\"\xe0\x02\n" +
+	"\bSchedule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04cron\x18\x02 \x01(\tR\x04cron\x12\x0e\n" +
+	"\x02tz\x18\x03 \x01(\tR\x02tz\x12\x18\n" +
+	"\ahandler\x18\x04 \x01(\tR\ahandler\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\x12\x18\n" +
+	"\apayload\x18\x06 \x01(\fR\apayload\x12\x19\n" +
+	"\bcatch_up\x18\a \x01(\tR\acatchUp\x12\x16\n" +
+	"\x06paused\x18\b \x01(\bR\x06paused\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\t \x01(\x03R\tcreatedMs\x12\x1c\n" +
+	"\tpartition\x18\n" +
+	" \x01(\x05R\tpartition\x12 \n" +
+	"\flast_tick_ms\x18\v \x01(\x03R\n" +
+	"lastTickMs\x12\"\n" +
+	"\rlast_fired_ms\x18\f \x01(\x03R\vlastFiredMs\x12 \n" +
+	"\fnext_tick_ms\x18\r \x01(\x03R\n" +
+	"nextTickMs\"L\n" +
+	"\x12AddScheduleRequest\x126\n" +
+	"\bschedule\x18\x01 \x01(\v2\x1a.corral.worker.v1.ScheduleR\bschedule\"g\n" +
+	"\x13AddScheduleResponse\x126\n" +
+	"\bschedule\x18\x01 \x01(\v2\x1a.corral.worker.v1.ScheduleR\bschedule\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\",\n" +
+	"\x14ListSchedulesRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"Q\n" +
+	"\x15ListSchedulesResponse\x128\n" +
+	"\tschedules\x18\x01 \x03(\v2\x1a.corral.worker.v1.ScheduleR\tschedules\"\"\n" +
+	"\fScheduleName\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"2\n" +
+	"\x16DeleteScheduleResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\bR\adeleted\"\xd4\x01\n" +
 	"\x12HandlerFlowRequest\x12\x18\n" +
 	"\ahandler\x18\x01 \x01(\tR\ahandler\x12'\n" +
 	"\x0fset_concurrency\x18\x02 \x01(\bR\x0esetConcurrency\x12 \n" +
@@ -2376,8 +2820,7 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\tin_flight\x18\b \x01(\x03R\binFlight\"\x15\n" +
 	"\x13HandlerFlowsRequest\"K\n" +
 	"\x14HandlerFlowsResponse\x123\n" +
-	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows2\x83\n" +
-	"\n" +
+	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows2\xb8\r\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -2389,7 +2832,12 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x0fListDeadLetters\x12(.corral.worker.v1.ListDeadLettersRequest\x1a).corral.worker.v1.ListDeadLettersResponse\x12W\n" +
 	"\x11ReplayDeadLetters\x12\x1f.corral.worker.v1.DeadLetterIDs\x1a!.corral.worker.v1.DeadLetterCount\x12V\n" +
 	"\x10PurgeDeadLetters\x12\x1f.corral.worker.v1.DeadLetterIDs\x1a!.corral.worker.v1.DeadLetterCount\x12`\n" +
-	"\rReloadPlugins\x12&.corral.worker.v1.ReloadPluginsRequest\x1a'.corral.worker.v1.ReloadPluginsResponse\x12S\n" +
+	"\rReloadPlugins\x12&.corral.worker.v1.ReloadPluginsRequest\x1a'.corral.worker.v1.ReloadPluginsResponse\x12Z\n" +
+	"\vAddSchedule\x12$.corral.worker.v1.AddScheduleRequest\x1a%.corral.worker.v1.AddScheduleResponse\x12`\n" +
+	"\rListSchedules\x12&.corral.worker.v1.ListSchedulesRequest\x1a'.corral.worker.v1.ListSchedulesResponse\x12K\n" +
+	"\rPauseSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a\x1a.corral.worker.v1.Schedule\x12L\n" +
+	"\x0eResumeSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a\x1a.corral.worker.v1.Schedule\x12Z\n" +
+	"\x0eDeleteSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a(.corral.worker.v1.DeleteScheduleResponse\x12S\n" +
 	"\fPauseHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12T\n" +
 	"\rResumeHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12S\n" +
 	"\fLimitHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12]\n" +
@@ -2408,7 +2856,7 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_api_workerpb_worker_proto_goTypes = []any{
 	(JobResult_State)(0),            // 0: corral.worker.v1.JobResult.State
 	(*Job)(nil),                     // 1: corral.worker.v1.Job
@@ -2441,18 +2889,25 @@ var file_api_workerpb_worker_proto_goTypes = []any{
 	(*ReloadPluginsRequest)(nil),    // 28: corral.worker.v1.ReloadPluginsRequest
 	(*ReloadPluginsResponse)(nil),   // 29: corral.worker.v1.ReloadPluginsResponse
 	(*PluginChange)(nil),            // 30: corral.worker.v1.PluginChange
-	(*HandlerFlowRequest)(nil),      // 31: corral.worker.v1.HandlerFlowRequest
-	(*HandlerFlow)(nil),             // 32: corral.worker.v1.HandlerFlow
-	(*HandlerFlowsRequest)(nil),     // 33: corral.worker.v1.HandlerFlowsRequest
-	(*HandlerFlowsResponse)(nil),    // 34: corral.worker.v1.HandlerFlowsResponse
-	nil,                             // 35: corral.worker.v1.MemberStatus.BreakersEntry
+	(*Schedule)(nil),                // 31: corral.worker.v1.Schedule
+	(*AddScheduleRequest)(nil),      // 32: corral.worker.v1.AddScheduleRequest
+	(*AddScheduleResponse)(nil),     // 33: corral.worker.v1.AddScheduleResponse
+	(*ListSchedulesRequest)(nil),    // 34: corral.worker.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),   // 35: corral.worker.v1.ListSchedulesResponse
+	(*ScheduleName)(nil),            // 36: corral.worker.v1.ScheduleName
+	(*DeleteScheduleResponse)(nil),  // 37: corral.worker.v1.DeleteScheduleResponse
+	(*HandlerFlowRequest)(nil),      // 38: corral.worker.v1.HandlerFlowRequest
+	(*HandlerFlow)(nil),             // 39: corral.worker.v1.HandlerFlow
+	(*HandlerFlowsRequest)(nil),     // 40: corral.worker.v1.HandlerFlowsRequest
+	(*HandlerFlowsResponse)(nil),    // 41: corral.worker.v1.HandlerFlowsResponse
+	nil,                             // 42: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
 	1,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
 	3,  // 1: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
 	6,  // 2: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
 	9,  // 3: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	35, // 4: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	42, // 4: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
 	11, // 5: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
 	10, // 6: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
 	1,  // 7: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
@@ -2462,42 +2917,55 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	21, // 11: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
 	24, // 12: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
 	30, // 13: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
-	32, // 14: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
-	2,  // 15: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	5,  // 16: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	8,  // 17: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	13, // 18: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	15, // 19: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	17, // 20: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	20, // 21: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	23, // 22: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	26, // 23: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	26, // 24: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	28, // 25: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	31, // 26: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	31, // 27: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	31, // 28: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	33, // 29: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
-	4,  // 30: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	7,  // 31: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	12, // 32: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	14, // 33: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	16, // 34: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	19, // 35: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	22, // 36: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	25, // 37: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	27, // 38: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	27, // 39: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	29, // 40: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	32, // 41: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
-	32, // 42: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
-	32, // 43: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
-	34, // 44: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
-	30, // [30:45] is the sub-list for method output_type
-	15, // [15:30] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	31, // 14: corral.worker.v1.AddScheduleRequest.schedule:type_name -> corral.worker.v1.Schedule
+	31, // 15: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
+	31, // 16: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
+	39, // 17: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
+	2,  // 18: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	5,  // 19: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	8,  // 20: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	13, // 21: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	15, // 22: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	17, // 23: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	20, // 24: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	23, // 25: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	26, // 26: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	26, // 27: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	28, // 28: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	32, // 29: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
+	34, // 30: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
+	36, // 31: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
+	36, // 32: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
+	36, // 33: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
+	38, // 34: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	38, // 35: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	38, // 36: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	40, // 37: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
+	4,  // 38: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	7,  // 39: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	12, // 40: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	14, // 41: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	16, // 42: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	19, // 43: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	22, // 44: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	25, // 45: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	27, // 46: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	27, // 47: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	29, // 48: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	33, // 49: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
+	35, // 50: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
+	31, // 51: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
+	31, // 52: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
+	37, // 53: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
+	39, // 54: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
+	39, // 55: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
+	39, // 56: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
+	41, // 57: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
+	38, // [38:58] is the sub-list for method output_type
+	18, // [18:38] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -2511,7 +2979,7 @@ func file_api_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,11 @@ const (
 	Worker_ReplayDeadLetters_FullMethodName = "/corral.worker.v1.Worker/ReplayDeadLetters"
 	Worker_PurgeDeadLetters_FullMethodName  = "/corral.worker.v1.Worker/PurgeDeadLetters"
 	Worker_ReloadPlugins_FullMethodName     = "/corral.worker.v1.Worker/ReloadPlugins"
+	Worker_AddSchedule_FullMethodName       = "/corral.worker.v1.Worker/AddSchedule"
+	Worker_ListSchedules_FullMethodName     = "/corral.worker.v1.Worker/ListSchedules"
+	Worker_PauseSchedule_FullMethodName     = "/corral.worker.v1.Worker/PauseSchedule"
+	Worker_ResumeSchedule_FullMethodName    = "/corral.worker.v1.Worker/ResumeSchedule"
+	Worker_DeleteSchedule_FullMethodName    = "/corral.worker.v1.Worker/DeleteSchedule"
 	Worker_PauseHandler_FullMethodName      = "/corral.worker.v1.Worker/PauseHandler"
 	Worker_ResumeHandler_FullMethodName     = "/corral.worker.v1.Worker/ResumeHandler"
 	Worker_LimitHandler_FullMethodName      = "/corral.worker.v1.Worker/LimitHandler"
@@ -70,6 +75,16 @@ type WorkerClient interface {
 	// ReloadPlugins relaunches this worker's plugins from their binaries (hot
 	// upgrade): in-flight batches finish on the old version.
 	ReloadPlugins(ctx context.Context, in *ReloadPluginsRequest, opts ...grpc.CallOption) (*ReloadPluginsResponse, error)
+	// Schedules (cron in the cluster): each lives in the partition of its
+	// name, whose owner fires its ticks as jobs with ids derived from the
+	// schedule and the tick ("s~NAME~UNIX"). Add is idempotent: the same
+	// definition again changes nothing; another one under the name is
+	// refused (AlreadyExists).
+	AddSchedule(ctx context.Context, in *AddScheduleRequest, opts ...grpc.CallOption) (*AddScheduleResponse, error)
+	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
+	PauseSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error)
+	ResumeSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error)
+	DeleteSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*DeleteScheduleResponse, error)
 	// PauseHandler makes a handler's jobs wait, across the cluster, without
 	// spending attempts; ResumeHandler lets them go on in per-key order.
 	PauseHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error)
@@ -189,6 +204,51 @@ func (c *workerClient) ReloadPlugins(ctx context.Context, in *ReloadPluginsReque
 	return out, nil
 }
 
+func (c *workerClient) AddSchedule(ctx context.Context, in *AddScheduleRequest, opts ...grpc.CallOption) (*AddScheduleResponse, error) {
+	out := new(AddScheduleResponse)
+	err := c.cc.Invoke(ctx, Worker_AddSchedule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error) {
+	out := new(ListSchedulesResponse)
+	err := c.cc.Invoke(ctx, Worker_ListSchedules_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) PauseSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error) {
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, Worker_PauseSchedule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) ResumeSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error) {
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, Worker_ResumeSchedule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) DeleteSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*DeleteScheduleResponse, error) {
+	out := new(DeleteScheduleResponse)
+	err := c.cc.Invoke(ctx, Worker_DeleteSchedule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *workerClient) PauseHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error) {
 	out := new(HandlerFlow)
 	err := c.cc.Invoke(ctx, Worker_PauseHandler_FullMethodName, in, out, opts...)
@@ -257,6 +317,16 @@ type WorkerServer interface {
 	// ReloadPlugins relaunches this worker's plugins from their binaries (hot
 	// upgrade): in-flight batches finish on the old version.
 	ReloadPlugins(context.Context, *ReloadPluginsRequest) (*ReloadPluginsResponse, error)
+	// Schedules (cron in the cluster): each lives in the partition of its
+	// name, whose owner fires its ticks as jobs with ids derived from the
+	// schedule and the tick ("s~NAME~UNIX"). Add is idempotent: the same
+	// definition again changes nothing; another one under the name is
+	// refused (AlreadyExists).
+	AddSchedule(context.Context, *AddScheduleRequest) (*AddScheduleResponse, error)
+	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
+	PauseSchedule(context.Context, *ScheduleName) (*Schedule, error)
+	ResumeSchedule(context.Context, *ScheduleName) (*Schedule, error)
+	DeleteSchedule(context.Context, *ScheduleName) (*DeleteScheduleResponse, error)
 	// PauseHandler makes a handler's jobs wait, across the cluster, without
 	// spending attempts; ResumeHandler lets them go on in per-key order.
 	PauseHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error)
@@ -306,6 +376,21 @@ func (UnimplementedWorkerServer) PurgeDeadLetters(context.Context, *DeadLetterID
 }
 func (UnimplementedWorkerServer) ReloadPlugins(context.Context, *ReloadPluginsRequest) (*ReloadPluginsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReloadPlugins not implemented")
+}
+func (UnimplementedWorkerServer) AddSchedule(context.Context, *AddScheduleRequest) (*AddScheduleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AddSchedule not implemented")
+}
+func (UnimplementedWorkerServer) ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSchedules not implemented")
+}
+func (UnimplementedWorkerServer) PauseSchedule(context.Context, *ScheduleName) (*Schedule, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PauseSchedule not implemented")
+}
+func (UnimplementedWorkerServer) ResumeSchedule(context.Context, *ScheduleName) (*Schedule, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResumeSchedule not implemented")
+}
+func (UnimplementedWorkerServer) DeleteSchedule(context.Context, *ScheduleName) (*DeleteScheduleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteSchedule not implemented")
 }
 func (UnimplementedWorkerServer) PauseHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method PauseHandler not implemented")
@@ -530,6 +615,96 @@ func _Worker_ReloadPlugins_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_AddSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).AddSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_AddSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).AddSchedule(ctx, req.(*AddScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_ListSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ListSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ListSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ListSchedules(ctx, req.(*ListSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_PauseSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleName)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).PauseSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_PauseSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).PauseSchedule(ctx, req.(*ScheduleName))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_ResumeSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleName)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ResumeSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ResumeSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ResumeSchedule(ctx, req.(*ScheduleName))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_DeleteSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScheduleName)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).DeleteSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_DeleteSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).DeleteSchedule(ctx, req.(*ScheduleName))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Worker_PauseHandler_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(HandlerFlowRequest)
 	if err := dec(in); err != nil {
@@ -652,6 +827,26 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReloadPlugins",
 			Handler:    _Worker_ReloadPlugins_Handler,
+		},
+		{
+			MethodName: "AddSchedule",
+			Handler:    _Worker_AddSchedule_Handler,
+		},
+		{
+			MethodName: "ListSchedules",
+			Handler:    _Worker_ListSchedules_Handler,
+		},
+		{
+			MethodName: "PauseSchedule",
+			Handler:    _Worker_PauseSchedule_Handler,
+		},
+		{
+			MethodName: "ResumeSchedule",
+			Handler:    _Worker_ResumeSchedule_Handler,
+		},
+		{
+			MethodName: "DeleteSchedule",
+			Handler:    _Worker_DeleteSchedule_Handler,
 		},
 		{
 			MethodName: "PauseHandler",

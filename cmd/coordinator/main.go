@@ -29,6 +29,8 @@ Commands:
   locate   partition, owner and epoch of keys: locate KEY [KEY...]
   drain    hand a worker's partitions off and stop it claiming: drain WORKER
   reload   relaunch workers' plugins from their binaries (hot upgrade): reload [WORKER...]
+  schedule jobs submitted at every tick of a cron expression:
+           schedule add NAME --cron EXPR ... | list | show NAME | pause NAME | resume NAME | delete NAME
   handler  flow control across the cluster: handler pause|resume H, handler limit H
            [--concurrency N] [--rate R [--burst B]] [--clear], handler list
   certs    make TLS certificates: certs init | issue --role R --name N | show FILE
@@ -131,6 +133,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 		return drainCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "reload":
 		return reloadCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "schedule":
+		return scheduleCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "handler":
 		return handlerCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "certs":

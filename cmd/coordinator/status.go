@@ -18,7 +18,7 @@ import (
 func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting, and the\nplugin versions each runs (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nLists the handlers paused or limited (coordinator handler). Warns when the\nworkers serve different handlers or plugin versions (from the handler set\neach publishes in its Consul service meta).")
+		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting, and the\nplugin versions each runs (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nLists the handlers paused or limited (coordinator handler). Warns when the\nworkers serve different handlers or plugin versions (from the handler set\neach publishes in its Consul service meta), and how many schedules there\nare, naming the paused ones.")
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -54,6 +54,9 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "partitions: %d (%d owned), jobs waiting: %d\n", st.Partitions, owned, st.TotalDepth)
+	if line := scheduleSummary(ctx, c); line != "" {
+		fmt.Fprintln(stdout, line)
+	}
 	for _, m := range st.Members {
 		for _, line := range filesNotRunning(m) {
 			fmt.Fprintln(stdout, line)

@@ -43,10 +43,17 @@ var rules = map[string]Rule{
 	workerpb.Worker_ReloadPlugins_FullMethodName:     {Least: pki.RoleAdmin},
 	workerpb.Worker_ReplayDeadLetters_FullMethodName: {Least: pki.RoleAdmin},
 	workerpb.Worker_PurgeDeadLetters_FullMethodName:  {Least: pki.RoleAdmin},
-	workerpb.Worker_PauseHandler_FullMethodName:      {Least: pki.RoleAdmin},
-	workerpb.Worker_ResumeHandler_FullMethodName:     {Least: pki.RoleAdmin},
-	workerpb.Worker_LimitHandler_FullMethodName:      {Least: pki.RoleAdmin},
-	workerpb.Worker_HandlerFlows_FullMethodName:      {Least: pki.RoleRead},
+	// A schedule submits jobs for as long as it lives, past the
+	// certificate that added it: operators' business, like a drain.
+	workerpb.Worker_ListSchedules_FullMethodName:  {Least: pki.RoleRead},
+	workerpb.Worker_AddSchedule_FullMethodName:    {Least: pki.RoleAdmin},
+	workerpb.Worker_PauseSchedule_FullMethodName:  {Least: pki.RoleAdmin},
+	workerpb.Worker_ResumeSchedule_FullMethodName: {Least: pki.RoleAdmin},
+	workerpb.Worker_DeleteSchedule_FullMethodName: {Least: pki.RoleAdmin},
+	workerpb.Worker_PauseHandler_FullMethodName:   {Least: pki.RoleAdmin},
+	workerpb.Worker_ResumeHandler_FullMethodName:  {Least: pki.RoleAdmin},
+	workerpb.Worker_LimitHandler_FullMethodName:   {Least: pki.RoleAdmin},
+	workerpb.Worker_HandlerFlows_FullMethodName:   {Least: pki.RoleRead},
 }
 
 // RuleOf returns the rule of a full method name ("/pkg.Service/Method").

@@ -54,10 +54,12 @@ func TestEveryMethodHasARole(t *testing.T) {
 func TestRoleTable(t *testing.T) {
 	t.Parallel()
 	want := map[pki.Role][]string{
-		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters"},
-		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "Submit", "Call"},
-		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "Submit", "Call",
-			"Drain", "ReloadPlugins", "ReplayDeadLetters", "PurgeDeadLetters"},
+		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListSchedules", "HandlerFlows"},
+		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListSchedules", "HandlerFlows", "Submit", "Call"},
+		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListSchedules", "HandlerFlows", "Submit", "Call",
+			"Drain", "ReloadPlugins", "ReplayDeadLetters", "PurgeDeadLetters",
+			"AddSchedule", "PauseSchedule", "ResumeSchedule", "DeleteSchedule",
+			"PauseHandler", "ResumeHandler", "LimitHandler"},
 		pki.RolePeer: {"Status", "Call"},
 	}
 	for _, role := range pki.Roles {

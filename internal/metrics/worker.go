@@ -40,6 +40,7 @@ type Worker struct {
 	membershipChanges                  prometheus.Counter
 	members                            prometheus.Gauge
 	lagErrors                          prometheus.Counter
+	schedule                           scheduleCounters
 }
 
 // latencyBuckets span a fast local commit (a fraction of a millisecond) to
@@ -78,6 +79,7 @@ func NewWorker(workerID string, src Source) *Worker {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_worker_info", Help: "Always 1; labels name the worker.",
 			ConstLabels: prometheus.Labels{"worker": workerID}}, func() float64 { return 1 }))
+	m.schedule = newScheduleCounters(reg)
 	counter := func(name, help string, f func() int64) {
 		if f != nil {
 			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},

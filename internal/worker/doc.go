@@ -17,6 +17,8 @@
 //     owner, or enqueues it and waits (peerCaller, callRunner, callIntake).
 //   - jobIntake: validates and enqueues submitted jobs, reads results.
 //   - relay: moves emitted jobs from the outboxes, trims dead letters.
+//   - scheduler: fires the schedules of the owned partitions, each tick
+//     under the partition's grant (scheduleStore).
 //   - health: the Consul check, from what the others report.
 //
 // Worker.Start starts the plugin host, /metrics, the gRPC API and the

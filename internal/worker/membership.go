@@ -35,28 +35,34 @@ type membership struct {
 	ringIDs  string                             // members the current ring was built from (ownership loop only)
 	ringSet  bool                               // ringIDs is set (ownership loop only)
 
-	// After Consul comes back (an agent restart forgets every service),
-	// members re-register one by one; until graceUntil the members seen
-	// before stay on the ring if their leases live, so the partitions do
-	// not move back and forth meanwhile.
-	graceFor     time.Duration
-	graceMembers atomic.Pointer[[]discovery.Member]
-	graceUntil   atomic.Int64 // since clock
-	clock        time.Time    // monotonic origin of graceUntil
+	grace recoveryGrace
+}
+
+// recoveryGrace: after Consul comes back (an agent restart forgets every
+// service), members re-register one by one; until the grace ends the
+// members seen before stay on the ring if their leases live, so the
+// partitions do not move back and forth meanwhile.
+type recoveryGrace struct {
+	length  time.Duration
+	members atomic.Pointer[[]discovery.Member]
+	until   atomic.Int64 // since clock
+	clock   time.Time    // monotonic origin of until
 }
 
 func newMembership(cfg Config, log *slog.Logger) *membership {
-	return &membership{self: cfg.ID, ringCfg: cfg.Ring, log: log, graceFor: cfg.CheckTTL, clock: time.Now()}
+	m := &membership{self: cfg.ID, ringCfg: cfg.Ring, log: log}
+	m.grace.length, m.grace.clock = cfg.CheckTTL, time.Now()
+	return m
 }
 
 // observe records a membership snapshot from Consul.
 func (m *membership) observe(snap discovery.Snapshot) {
 	ms := snap.Members
 	if prev := m.members.Load(); snap.Recovered && prev != nil {
-		m.graceMembers.Store(prev)
-		m.graceUntil.Store(int64(time.Since(m.clock) + m.graceFor))
+		m.grace.members.Store(prev)
+		m.grace.until.Store(int64(time.Since(m.grace.clock) + m.grace.length))
 		m.log.Info("Consul answers again; keeping the members seen before on the ring while they register again",
-			"grace", m.graceFor)
+			"grace", m.grace.length)
 	}
 	addrs := make(map[string]string, len(ms))
 	for _, mb := range ms {
@@ -134,8 +140,8 @@ func (m *membership) refresh(ctx context.Context, alive func(context.Context, []
 		return
 	}
 	members := *mp
-	if time.Since(m.clock) < time.Duration(m.graceUntil.Load()) {
-		if g := m.graceMembers.Load(); g != nil {
+	if time.Since(m.grace.clock) < time.Duration(m.grace.until.Load()) {
+		if g := m.grace.members.Load(); g != nil {
 			members = withMissing(members, *g)
 		}
 	}

@@ -47,6 +47,7 @@ func (w *Worker) serveMetrics(addr string) error {
 	w.exec.metrics = r.metrics
 	w.flow.metrics = r.metrics
 	w.relay.metrics = r.metrics
+	w.sched.metrics = r.metrics
 	// Count membership snapshots by wrapping the registry, not by editing
 	// the membership loop.
 	w.registry = countingRegistry{registryAPI: w.registry, m: r.metrics}

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/corralhq/corral/internal/jsonscan"
+	"github.com/corralhq/corral/internal/schedule"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 )
@@ -390,6 +391,9 @@ func validateResultID(id string) error {
 			break
 		}
 		id = parent
+	}
+	if schedule.IsTickBase(id) {
+		return nil // a schedule's tick, or a job one emitted
 	}
 	if id == "" {
 		return fmt.Errorf("%w: id is empty", ErrInvalidID)

@@ -51,6 +51,7 @@ type Worker struct {
 	own    *ownership   // claims and releases, on the ring's say
 	exec   *executor    // runs the owned partitions' batches
 	relay  *relay       // moves emitted jobs to their partitions
+	sched  *scheduler   // fires the owned partitions' schedules
 	flow   *flowControl // holds back paused and limited handlers' jobs
 	health *health      // the Consul check
 	api    *API         // the gRPC service: intake, call router, reporter
@@ -90,6 +91,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	}
 	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
+	w.sched = newScheduler(cfg, log, w.store, g, keeper, w.relay)
 	w.flow = newFlowControl(log, w.store, handlers, g, keeper.Token(), cfg.StallTimeout)
 	w.exec.flow = w.flow
 	w.health = &health{cfg: cfg, log: log, registry: registry, lease: keeper, own: w.own, grants: g,
