@@ -100,7 +100,9 @@ func TestCallWhileOwnerStopped(t *testing.T) {
 	}
 	// A client of its own, to see its breakers change state.
 	var clientLog syncBuffer
-	cl, err := client.New(client.Config{ConsulAddr: c.consul.Addr, Logger: slog.New(slog.NewTextHandler(&clientLog, nil))})
+	cfg := c.clientConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(&clientLog, nil))
+	cl, err := client.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,9 +74,13 @@ type cluster struct {
 	mu      sync.Mutex
 	workers map[string]*exec.Cmd
 	flags   []string
-	pki     *testenv.PKI // set by withTLS: workers serve mutual TLS, clients present an admin certificate
+	env     []string     // more environment for every worker (secrets: they stay out of the process list)
+	pki     *testenv.PKI // workers serve mutual TLS with certificates of this CA, clients present an admin one; nil: plaintext
 }
 
+// newCluster starts Redis and Consul for a cluster whose workers serve
+// mutual TLS, as a production cluster does: every e2e test runs with TLS
+// on unless it builds its cluster otherwise.
 func newCluster(t *testing.T, workerFlags ...string) *cluster {
 	if testing.Short() {
 		t.Skip("end-to-end test; run without -short")
@@ -84,6 +88,7 @@ func newCluster(t *testing.T, workerFlags ...string) *cluster {
 	c := &cluster{t: t, bins: buildBinaries(t), dir: t.TempDir(), workers: map[string]*exec.Cmd{}, flags: workerFlags}
 	c.redis = testenv.StartRedis(t, testenv.RedisOptions{AppendOnly: true})
 	c.consul = testenv.StartConsul(t)
+	c.pki = testenv.NewPKI(t)
 	t.Cleanup(c.stopAll)
 	return c
 }
@@ -119,8 +124,8 @@ func (c *cluster) launch(id string, r workerRun) {
 	}
 	args = append(args, r.args...)
 	cmd := exec.Command(filepath.Join(c.bins, "worker"), args...)
-	if len(r.env) > 0 {
-		cmd.Env = append(os.Environ(), r.env...)
+	if env := append(append([]string{}, c.env...), r.env...); len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -189,16 +194,23 @@ func (c *cluster) dumpLogs() {
 
 func (c *cluster) client() *client.Client {
 	c.t.Helper()
-	cfg := client.Config{ConsulAddr: c.consul.Addr}
-	if c.pki != nil {
-		cfg.TLS = c.pki.ClientTLS(c.t, pki.RoleAdmin)
-	}
-	cl, err := client.New(cfg)
+	cl, err := client.New(c.clientConfig())
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(cl.Close)
 	return cl
+}
+
+// clientConfig is a Go client's configuration for c, with an admin
+// certificate when the workers serve TLS.
+func (c *cluster) clientConfig() client.Config {
+	c.t.Helper()
+	cfg := client.Config{ConsulAddr: c.consul.Addr}
+	if c.pki != nil {
+		cfg.TLS = c.pki.ClientTLS(c.t, pki.RoleAdmin)
+	}
+	return cfg
 }
 
 func (c *cluster) waitMembers(ok func(ids []string) bool, what string) {

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/testenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -172,7 +174,7 @@ func TestDeclarationsAcrossPluginSets(t *testing.T) {
 	c.launch("w2", workerRun{})
 	cl := c.client()
 	waitOwners(t, cl, 2)
-	w2 := dialPlain(t, addrsOf(t, cl)["w2"])
+	w2 := c.dialWorker(addrsOf(t, cl)["w2"])
 	onW1 := keyOwnedBy(t, cl, "w1", "o")
 
 	const internal = "handler order.reserved is internal: only other handlers may emit it"
@@ -209,13 +211,18 @@ func TestDeclarationsAcrossPluginSets(t *testing.T) {
 	}
 }
 
-// dialPlain connects to one worker of a cluster without TLS.
-func dialPlain(t *testing.T, addr string) workerpb.WorkerClient {
-	t.Helper()
-	conn, err := grpc.Dial(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+// dialWorker connects to one worker of c, with an admin certificate when
+// the workers serve TLS.
+func (c *cluster) dialWorker(addr string) workerpb.WorkerClient {
+	c.t.Helper()
+	creds := insecure.NewCredentials()
+	if c.pki != nil {
+		creds = credentials.NewTLS(c.pki.ClientTLS(c.t, pki.RoleAdmin))
 	}
-	t.Cleanup(func() { conn.Close() })
+	conn, err := grpc.Dial(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
 	return workerpb.NewWorkerClient(conn)
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/testenv"
+	"github.com/hashicorp/consul/api"
 )
 
 // TestFirstPlugin follows the README's "Your first plugin": a plugin built
@@ -109,6 +112,35 @@ func TestFirstPlugin(t *testing.T) {
 	}
 	if status := coordinator("status"); strings.Count(status, "inventory@") != 2 {
 		t.Errorf("status should show the inventory plugin on both workers:\n%s", status)
+	}
+	// /metrics has no authentication: the local cluster binds it to
+	// loopback (a worker logs the address it bound, Consul has the one it
+	// publishes).
+	consul, err := api.NewClient(&api.Config{Address: consulAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _, err := consul.Health().Service(discovery.DefaultService, "", true, nil)
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("workers in Consul: %d, %v", len(entries), err)
+	}
+	bound := regexp.MustCompile(`msg="serving metrics" .*\baddr=(\S+)`)
+	for _, en := range entries {
+		b, err := os.ReadFile(filepath.Join(e.state, "logs", en.Service.ID+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := bound.FindSubmatch(b)
+		if m == nil {
+			t.Errorf("worker %s logged no metrics address", en.Service.ID)
+			continue
+		}
+		for _, addr := range []string{string(m[1]), en.Service.Meta["metrics"]} {
+			host, _, err := net.SplitHostPort(addr)
+			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+				t.Errorf("worker %s: /metrics on %q (bound; published %q), want loopback", en.Service.ID, addr, en.Service.Meta["metrics"])
+			}
+		}
 	}
 
 	// up again keeps the running cluster: nothing restarted, nothing added.

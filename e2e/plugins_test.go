@@ -219,8 +219,8 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 // TestPythonPluginCluster runs the cluster with the Python donations
 // plugin: the same donations give the same totals as with the Go one.
 func TestPythonPluginCluster(t *testing.T) {
-	if err := exec.Command("/usr/bin/python3", "-c", "import grpc, google.protobuf").Run(); err != nil {
-		t.Skip("no /usr/bin/python3 with grpc and protobuf; run make deps (apt-get install python3-grpcio python3-protobuf)")
+	if err := exec.Command("/usr/bin/python3", "-c", "import grpc, google.protobuf, cryptography").Run(); err != nil {
+		t.Skip("no /usr/bin/python3 with grpc, protobuf and cryptography; run make deps (apt-get install python3-grpcio python3-protobuf python3-cryptography)")
 	}
 	c := newCluster(t, "--audit")
 	root, err := testenv.RepoRoot()

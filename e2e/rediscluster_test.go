@@ -17,10 +17,18 @@ import (
 // Cluster: submit, fenced commit, outbox relay to other partitions, and a
 // graceful hand-off. Redis Cluster refuses any command or script whose keys
 // span hash slots, so exact totals prove the job path stays within one
-// slot per command.
+// slot per command. The workers log in as the least-privilege user of
+// deploy/redis/users.acl, which must be enough on a cluster too.
 func TestRedisCluster(t *testing.T) {
-	rc := testenv.StartRedisCluster(t)
-	c := newCluster(t, "--redis", strings.Join(rc.Addrs, ","), "--audit")
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	workerPass, adminPass := "w-"+randomHex(t), "a-"+randomHex(t)
+	rc := testenv.StartRedisCluster(t, testenv.RedisClusterOptions{ACLFile: redisACLFile(t, root, workerPass, adminPass),
+		Username: redisAdminUser, Password: adminPass})
+	c := newCluster(t, "--redis", strings.Join(rc.Addrs, ","), "--audit", "--redis-username", redisWorkerUser)
+	c.env = []string{"CORRAL_REDIS_PASSWORD=" + workerPass}
 	c.start("w1")
 	c.start("w2")
 
@@ -60,12 +68,13 @@ func TestRedisCluster(t *testing.T) {
 	// Every master holds part of the keyspace, so the run crossed nodes.
 	var sizes []int64
 	for _, addr := range rc.Addrs {
-		node := redis.NewClient(&redis.Options{Addr: addr})
+		node := redis.NewClient(&redis.Options{Addr: addr, Username: redisAdminUser, Password: adminPass})
 		n, err := node.DBSize(ctx).Result()
-		node.Close()
 		if err != nil {
 			t.Fatalf("DBSIZE on %s: %v", addr, err)
 		}
+		checkNoACLDenials(t, node)
+		node.Close()
 		if n == 0 {
 			t.Errorf("master %s holds no keys; the keyspace did not spread", addr)
 		}

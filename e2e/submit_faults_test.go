@@ -18,6 +18,7 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/examples/donations/ledger"
+	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/testenv"
 )
 
@@ -32,7 +33,9 @@ func (c *cluster) launchArgs(id string, extra ...string) {
 
 // coordinatorCmd is the coordinator command for c, not yet started.
 func (c *cluster) coordinatorCmd(args ...string) *exec.Cmd {
-	return exec.Command(filepath.Join(c.bins, "coordinator"), append([]string{"--consul", c.consul.Addr}, args...)...)
+	cmd := exec.Command(filepath.Join(c.bins, "coordinator"), append([]string{"--consul", c.consul.Addr}, args...)...)
+	cmd.Env = append(os.Environ(), c.coordinatorEnv(pki.RoleAdmin)...)
+	return cmd
 }
 
 // logCounter counts log records whose message and attributes mention all
@@ -117,7 +120,9 @@ func TestSubmitWithoutIDOnceThroughSlowWorker(t *testing.T) {
 	c.waitMembers(func(ids []string) bool { return len(ids) == 2 }, "two workers healthy")
 
 	logs := &logCounter{}
-	cl, err := client.New(client.Config{ConsulAddr: c.consul.Addr, Logger: slog.New(logs)})
+	cfg := c.clientConfig()
+	cfg.Logger = slog.New(logs)
+	cl, err := client.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

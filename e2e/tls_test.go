@@ -24,15 +24,6 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// newTLSCluster is newCluster whose workers serve mutual TLS with
-// certificates from a CA of the test's own; its clients and coordinator
-// runs present an admin certificate.
-func newTLSCluster(t *testing.T, workerFlags ...string) *cluster {
-	c := newCluster(t, workerFlags...)
-	c.pki = testenv.NewPKI(t)
-	return c
-}
-
 // coordinatorEnv is the environment that makes a coordinator run present a
 // certificate of role (or, on a plaintext cluster, look for none).
 func (c *cluster) coordinatorEnv(role pki.Role) []string {
@@ -97,7 +88,7 @@ func wantDenied(t *testing.T, what string, err error, parts ...string) {
 // through a worker that forwards to the owner) but cannot drain, reload or
 // purge, directly or through another worker; admin can.
 func TestTLSRoles(t *testing.T) {
-	c := newTLSCluster(t)
+	c := newCluster(t)
 	c.start("w1")
 	c.start("w2")
 	cl := c.client()
@@ -172,7 +163,7 @@ func TestTLSRoles(t *testing.T) {
 // Strangers are refused at the handshake, each with a message that names
 // the reason, at once (a certificate does not mend with retries).
 func TestTLSRefusesStrangers(t *testing.T) {
-	c := newTLSCluster(t)
+	c := newCluster(t)
 	c.start("w1")
 	roots := c.pki.ClientTLS(t, pki.RoleAdmin).RootCAs
 
@@ -256,7 +247,7 @@ func TestWorkerTLSStartChecks(t *testing.T) {
 // handshake on, while a load of submissions runs through the workers:
 // nothing acknowledged is lost or applied twice.
 func TestTLSRotateUnderLoad(t *testing.T) {
-	c := newTLSCluster(t, "--audit")
+	c := newCluster(t, "--audit")
 	threeWorkers(c)
 	before := c.waitBalanced("w1", "w2", "w3")
 	cl := c.client()

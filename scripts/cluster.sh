@@ -281,8 +281,10 @@ start_workers() {
     local pid="$CORRAL_STATE/worker-$i.pid"
     alive "$pid" "$CORRAL_BIN/worker" && continue
     worker_certs "worker-$i"
+    # /metrics on a free loopback port (published in Consul meta): it has
+    # no authentication. CORRAL_WORKER_FLAGS="--metrics ..." overrides it.
     "$CORRAL_BIN/worker" --id "worker-$i" --listen "127.0.0.1:$((CORRAL_WORKER_PORT + i))" "${args[@]}" \
-      "${worker_tls[@]}" ${CORRAL_WORKER_FLAGS:-} >"$CORRAL_STATE/logs/worker-$i.log" 2>&1 &
+      --metrics 127.0.0.1:0 "${worker_tls[@]}" ${CORRAL_WORKER_FLAGS:-} >"$CORRAL_STATE/logs/worker-$i.log" 2>&1 &
     echo $! >"$pid"
     started+=("$i")
   done

@@ -33,3 +33,8 @@ bin/coordinator status
 echo
 awk -v n="$N" -v s="$start" -v e="$end" 'BEGIN { printf "demo: %d donations submitted, processed and verified in %.1fs (%.0f donations/s end to end)\n", n, e - s, n / (e - s) }'
 echo "demo: the cluster keeps running: Consul UI at http://$CORRAL_CONSUL_ADDR/ui; 'make down' stops it"
+# Each worker publishes its dashboard in its Consul service meta "ui".
+ui=$(curl -fsS "http://$CORRAL_CONSUL_ADDR/v1/health/service/corral-worker?passing" 2>/dev/null |
+  grep -o '"ui":"[^"]*"' | head -1 | sed 's/"ui":"\(.*\)"/\1/' || true)
+[ -n "$ui" ] || ui='(see the "ui" meta of a corral-worker service in Consul)'
+echo "demo: dashboard (partition map, throughput, dead letters) at $ui"

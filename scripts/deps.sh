@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Corral's cluster and tests need and is not there yet:
-# redis-server from the OS packages, and the pinned Consul agent built from
-# the Go module proxy into bin/consul (a consul already on PATH is used).
+# redis-server and chromium from the OS packages, and the pinned Consul agent
+# built from the Go module proxy into bin/consul (a consul already on PATH is
+# used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
@@ -16,12 +17,20 @@ fi
 # tests run their own servers on other ports, so it is left alone.
 
 # The Python example plugin (examples/python-donations) and its tests need
-# gRPC for the system Python.
-if command -v apt-get >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1; then
-  echo "deps: installing python3-grpcio and python3-protobuf from the OS packages"
+# gRPC for the system Python, and its cryptography for go-plugin's AutoMTLS.
+if command -v apt-get >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import grpc, google.protobuf, cryptography' >/dev/null 2>&1; then
+  echo "deps: installing python3-grpcio, python3-protobuf and python3-cryptography from the OS packages"
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-grpcio python3-protobuf >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-grpcio python3-protobuf python3-cryptography >/dev/null
+fi
+
+# The dashboard's browser test (e2e/ui_test.go) drives headless Chromium.
+if command -v apt-get >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  echo "deps: installing chromium from the OS packages"
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
 if [ -x bin/consul ]; then

@@ -88,6 +88,8 @@ func run() error {
 	consulToken := fs.String("consul-token", "", "Consul ACL token (env CONSUL_HTTP_TOKEN)")
 	fs.Var(&plugins, "plugin", "handler plugin binary to launch, PATH or PATH@sha256=HEX (repeatable)")
 	hcfg := host.DefaultConfig()
+	// The plugins are not handed the worker's credentials.
+	hcfg.WithheldEnv = []string{"CORRAL_REDIS_PASSWORD", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_AUTH"}
 	fs.StringVar(&hcfg.ChecksumFile, "plugin-checksums", "", "file of pinned plugin SHA-256s in sha256sum format, re-read at every start and reload")
 	fs.StringVar(&hcfg.CacheDir, "plugin-cache-dir", "", "folder for private copies of the plugin binaries launched, which a crashed plugin is relaunched from; must allow executing files (default: the system's temporary folder)")
 	fs.IntVar(&hcfg.MaxRestarts, "plugin-max-restarts", hcfg.MaxRestarts, "restart intensity: more plugin restarts than this within --plugin-restart-window mark the worker degraded")

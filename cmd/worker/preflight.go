@@ -49,8 +49,11 @@ func checkConsulToken(ctx context.Context, addr, token string) error {
 // key, leases and fencing epochs among them, a volatile-* one the keys
 // with a TTL, leases and finished job ids among them; either breaks
 // fencing or dedup silently. With noeviction a full Redis refuses writes,
-// which the worker reports and retries. The policy is read with CONFIG
-// GET, or from INFO memory where CONFIG is not allowed (managed Redis).
+// which the worker reports and retries. The policy is read from INFO
+// memory, which the least-privilege user of deploy/redis/users.acl may
+// run, or else with CONFIG GET (a Redis older than 4.0 has no
+// maxmemory_policy line); CONFIG is not granted there, since CONFIG GET
+// reads the server's passwords too.
 func checkEvictionPolicy(ctx context.Context, rdb redis.UniversalClient) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -65,7 +68,7 @@ func checkEvictionPolicy(ctx context.Context, rdb redis.UniversalClient) error {
 func checkNodeEvictionPolicy(ctx context.Context, rdb redis.Cmdable, where string) error {
 	policy, err := evictionPolicy(ctx, rdb)
 	if err != nil {
-		return fmt.Errorf("cannot read Redis maxmemory-policy%s (CONFIG GET and INFO memory): %w", where, err)
+		return fmt.Errorf("cannot read Redis maxmemory-policy%s (INFO memory, then CONFIG GET): %w; let the worker's Redis user run INFO (deploy/redis/users.acl grants it)", where, err)
 	}
 	var why string
 	switch {
@@ -82,17 +85,21 @@ func checkNodeEvictionPolicy(ctx context.Context, rdb redis.Cmdable, where strin
 }
 
 func evictionPolicy(ctx context.Context, rdb redis.Cmdable) (string, error) {
-	if m, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil && m["maxmemory-policy"] != "" {
+	info, infoErr := rdb.Info(ctx, "memory").Result()
+	if infoErr == nil {
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:"); ok {
+				return v, nil
+			}
+		}
+		infoErr = errors.New("INFO memory has no maxmemory_policy")
+	}
+	m, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+	if err == nil && m["maxmemory-policy"] != "" {
 		return m["maxmemory-policy"], nil
 	}
-	info, err := rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return "", err
+	if err == nil {
+		err = errors.New("CONFIG GET has no maxmemory-policy")
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:"); ok {
-			return v, nil
-		}
-	}
-	return "", errors.New("INFO memory has no maxmemory_policy")
+	return "", fmt.Errorf("%w; %w", infoErr, err)
 }

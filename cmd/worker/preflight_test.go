@@ -10,8 +10,8 @@ import (
 )
 
 // TestRefusesEvictingRedis: a Redis that may evict keys (leases, epochs)
-// stops the worker at start with a sentence, whether or not CONFIG is
-// allowed to it; noeviction passes.
+// stops the worker at start with a sentence, whether it may run INFO or
+// CONFIG; noeviction passes.
 func TestRefusesEvictingRedis(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs redis-server")
@@ -25,7 +25,13 @@ func TestRefusesEvictingRedis(t *testing.T) {
 	}
 	limited := redis.NewClient(&redis.Options{Addr: r.Addr, Username: "app", Password: "secret"})
 	defer limited.Close()
-	clients := map[string]redis.UniversalClient{"admin": admin, "without CONFIG": limited}
+	// And one that may not run INFO: the policy comes from CONFIG GET.
+	if err := admin.Do(ctx, "ACL", "SETUSER", "noinfo", "on", ">secret", "~*", "&*", "+@all", "-info").Err(); err != nil {
+		t.Fatal(err)
+	}
+	noInfo := redis.NewClient(&redis.Options{Addr: r.Addr, Username: "noinfo", Password: "secret"})
+	defer noInfo.Close()
+	clients := map[string]redis.UniversalClient{"admin": admin, "without CONFIG": limited, "without INFO": noInfo}
 
 	for name, rdb := range clients {
 		if err := checkEvictionPolicy(ctx, rdb); err != nil {

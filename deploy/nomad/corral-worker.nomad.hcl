@@ -122,8 +122,9 @@ EOT
           "--id", "${node.unique.name}-${NOMAD_ALLOC_INDEX}",
           "--listen", "0.0.0.0:${NOMAD_PORT_grpc}",
           "--advertise", "${NOMAD_ADDR_grpc}",
-          "--metrics", "0.0.0.0:${NOMAD_PORT_metrics}",
+          "--metrics", "${NOMAD_ADDR_metrics}", # the host's address only: no authentication
           "--redis", var.redis,
+          "--redis-username", "corral-worker", # deploy/redis/users.acl
           "--consul", "127.0.0.1:8500",
           "--partitions", "${var.partitions}",
           "--tls-cert", "secrets/tls/worker.pem",

@@ -11,11 +11,16 @@ same state, byte for byte, so a cluster may run either:
 The worker starts it with the magic cookie CORRAL_PLUGIN=handler; it then
 serves the Handler gRPC service (plugins/pluginpb/handler.proto) and the
 go-plugin plumbing (health, shutdown, stdio) on a Unix socket in a private
-folder, and prints go-plugin's handshake line on stdout. Logs go to stderr
-as JSON lines, which the worker folds into its own log. Needs Debian's
-python3-grpcio and python3-protobuf; see docs/plugins.md.
+folder, and prints go-plugin's handshake line on stdout. The worker speaks
+go-plugin's AutoMTLS: it hands its one-time certificate over in
+PLUGIN_CLIENT_CERT, and the plugin answers with a one-time certificate of
+its own in the handshake line; only the worker can then call it. Logs go to
+stderr as JSON lines, which the worker folds into its own log. Needs
+Debian's python3-grpcio, python3-protobuf and python3-cryptography; see
+docs/plugins.md.
 """
 
+import base64
 import json
 import os
 import shutil
@@ -23,7 +28,7 @@ import sys
 import tempfile
 import threading
 from concurrent import futures
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 # The generated modules sit beside this file; leave no __pycache__ there.
 sys.dont_write_bytecode = True
@@ -173,6 +178,49 @@ class Donations(pb_grpc.HandlerServicer):
                           result=result, emits=emits)
 
 
+def auto_mtls(client_pem):
+    """go-plugin's AutoMTLS, plugin side: a one-time self-signed certificate
+    for "localhost" (the name the worker checks), trusted by the worker
+    because the handshake line carries it, and the server credentials that
+    accept only the worker's certificate. Returns the credentials and the
+    certificate as the handshake line's sixth field: DER in base64 without
+    padding, as go-plugin reads it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(seconds=30))
+        # Trusted by one worker for this process's life only; a year
+        # outlives any process without ever expiring under it.
+        .not_valid_after(now + timedelta(days=366))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    creds = grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=client_pem.encode(),
+                                        require_client_auth=True)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return creds, base64.b64encode(der).decode().rstrip("=")
+
+
 def raw_unary(fn):
     # go-plugin's own services, served without their generated code: the
     # messages are tiny and fixed.
@@ -217,15 +265,22 @@ def main():
             "StreamStdio": grpc.unary_stream_rpc_method_handler(stdio)}),
     ])
 
-    # A Unix socket in a folder only this user can open: without AutoMTLS
-    # (a Go-only feature) that is what keeps other local users out.
+    # A Unix socket in a folder only this user can open, and mutual TLS
+    # with the worker's certificate when it sends one (it always does; run
+    # by another host without AutoMTLS, the plugin serves plaintext).
     folder = tempfile.mkdtemp(prefix="corral-py-plugin-")
     sock = os.path.join(folder, "plugin.sock")
-    server.add_insecure_port("unix:" + sock)
+    client_pem = os.environ.get("PLUGIN_CLIENT_CERT", "")
+    server_cert = ""
+    if client_pem:
+        creds, server_cert = auto_mtls(client_pem)
+        server.add_secure_port("unix:" + sock, creds)
+    else:
+        server.add_insecure_port("unix:" + sock)
     server.start()
-    sys.stdout.write("1|1|unix|%s|grpc\n" % sock)
+    sys.stdout.write("1|1|unix|%s|grpc|%s\n" % (sock, server_cert))
     sys.stdout.flush()
-    log("info", "plugin serving", version=VERSION, socket=sock, pid=os.getpid())
+    log("info", "plugin serving", version=VERSION, socket=sock, pid=os.getpid(), mtls=bool(client_pem))
     try:
         done.wait()
     except KeyboardInterrupt:

@@ -58,8 +58,11 @@ func (r *RedisFlags) Options() (*redis.UniversalOptions, error) {
 	if pass == "" {
 		pass = os.Getenv("CORRAL_REDIS_PASSWORD")
 	}
+	// DisableIdentity: no CLIENT SETINFO on each connection, so the
+	// least-privilege user of deploy/redis/users.acl needs no CLIENT
+	// command on any Redis version (7.0 has no SETINFO to grant).
 	opts := &redis.UniversalOptions{Addrs: addrs, Username: r.Username, Password: pass,
-		IsClusterMode: r.Cluster || len(addrs) > 1}
+		IsClusterMode: r.Cluster || len(addrs) > 1, DisableIdentity: true}
 	if r.TLS || r.CA != "" || r.Cert != "" || r.Key != "" || r.ServerName != "" {
 		cfg, err := r.tlsConfig()
 		if err != nil {

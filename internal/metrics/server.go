@@ -18,16 +18,32 @@ import (
 // Server serves /metrics of one registry. Start it once; Stop is safe to
 // call twice or before Start.
 type Server struct {
-	lis  net.Listener
-	srv  *http.Server
-	log  *slog.Logger
-	once sync.Once
+	lis   net.Listener
+	srv   *http.Server
+	log   *slog.Logger
+	once  sync.Once
+	stops []func()
 }
 
 // Option changes what a Server serves.
 type Option func(*options)
 
-type options struct{ profiles bool }
+type options struct {
+	profiles bool
+	mounts   []mount
+}
+
+type mount struct {
+	pattern, what string
+	h             http.Handler
+}
+
+// WithHandler also serves h at pattern (a ServeMux pattern such as
+// "/ui/"); what names it on the index page. A handler with a Stop method
+// is stopped with the server.
+func WithHandler(pattern, what string, h http.Handler) Option {
+	return func(o *options) { o.mounts = append(o.mounts, mount{pattern, what, h}) }
+}
 
 // WithProfiles also serves Go's profiler at /debug/pprof/. Off by default:
 // a profile shows code paths and data, and a CPU profile or trace costs
@@ -58,6 +74,14 @@ func Listen(addr string, reg *prometheus.Registry, logger *slog.Logger, opts ...
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		index += ", Go profiles at /debug/pprof/"
 	}
+	var stops []func()
+	for _, m := range o.mounts {
+		mux.Handle(m.pattern, m.h)
+		index += ", " + m.what + " at " + m.pattern
+		if s, ok := m.h.(interface{ Stop() }); ok {
+			stops = append(stops, s.Stop)
+		}
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -65,7 +89,7 @@ func Listen(addr string, reg *prometheus.Registry, logger *slog.Logger, opts ...
 		}
 		fmt.Fprintln(w, index)
 	})
-	return &Server{lis: lis, log: logger,
+	return &Server{lis: lis, log: logger, stops: stops,
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 
@@ -88,6 +112,9 @@ func (s *Server) Stop() {
 		defer cancel()
 		if err := s.srv.Shutdown(ctx); err != nil {
 			s.srv.Close()
+		}
+		for _, stop := range s.stops {
+			stop()
 		}
 	})
 }

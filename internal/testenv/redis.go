@@ -30,8 +30,10 @@ type RedisConfig struct {
 	Port       int    // 0: a free port, retried on another if lost to a race
 	AppendOnly bool   // AOF on with appendfsync everysec
 	Fsync      string // appendfsync policy with AppendOnly: "everysec" (default), "always" or "no"
-	Password   string // requirepass, if set
+	Password   string // requirepass, if set; with ACLFile, the password of Username
 	ReplicaOf  string // host:port of a primary to replicate, if set
+	ACLFile    string // users from this file (--aclfile) instead of requirepass
+	Username   string // with ACLFile: the user the harness logs in as (it needs PING, SAVE, ...)
 }
 
 // RedisServer is a redis-server process bound to 127.0.0.1 with RDB
@@ -93,7 +95,10 @@ func (s *RedisServer) args() []string {
 		"--save", "", "--appendonly", aof, "--appendfsync", fsync,
 		"--daemonize", "no", "--logfile", "",
 	}
-	if s.cfg.Password != "" {
+	switch {
+	case s.cfg.ACLFile != "":
+		args = append(args, "--aclfile", s.cfg.ACLFile)
+	case s.cfg.Password != "":
 		args = append(args, "--requirepass", s.cfg.Password, "--masterauth", s.cfg.Password)
 	}
 	if host, port, err := net.SplitHostPort(s.cfg.ReplicaOf); err == nil {
@@ -112,7 +117,7 @@ func (s *RedisServer) start(ctx context.Context) error {
 	s.proc = p
 	s.mu.Unlock()
 	for {
-		if err := redisPing(ctx, s.Addr, s.cfg.Password); err == nil {
+		if err := redisPing(ctx, s.Addr, s.cfg.Username, s.cfg.Password); err == nil {
 			return nil
 		}
 		select {
@@ -129,7 +134,7 @@ func (s *RedisServer) start(ctx context.Context) error {
 
 // redisPing sends PING (after AUTH if needed) and expects PONG; a server
 // still loading its AOF answers LOADING and is not ready.
-func redisPing(ctx context.Context, addr, password string) error {
+func redisPing(ctx context.Context, addr, username, password string) error {
 	d := net.Dialer{Timeout: time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -151,7 +156,11 @@ func redisPing(ctx context.Context, addr, password string) error {
 		return strings.TrimSpace(line), err
 	}
 	if password != "" {
-		if line, err := send("AUTH", password); err != nil || line != "+OK" {
+		auth := []string{"AUTH", password}
+		if username != "" {
+			auth = []string{"AUTH", username, password}
+		}
+		if line, err := send(auth...); err != nil || line != "+OK" {
 			return fmt.Errorf("AUTH: %q %v", line, err)
 		}
 	}
@@ -210,7 +219,7 @@ func (s *RedisServer) Restart(ctx context.Context) error {
 // SaveRDB writes the data set to path, consistent at one moment: SAVE
 // (the server blocks while it writes), then a copy of its dump.rdb.
 func (s *RedisServer) SaveRDB(ctx context.Context, path string) error {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.cfg.Password})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Username: s.cfg.Username, Password: s.cfg.Password})
 	defer c.Close()
 	if err := c.Save(ctx).Err(); err != nil {
 		return fmt.Errorf("testenv: redis SAVE: %w", err)
@@ -259,6 +268,7 @@ func copyFile(src, dst string) error {
 type Redis struct {
 	Addr     string // 127.0.0.1:port
 	Dir      string
+	Username string // "" for the default user
 	Password string
 	Server   *RedisServer
 }
@@ -270,6 +280,11 @@ type RedisOptions struct {
 	Port       int    // 0: a free port
 	Password   string // requirepass
 	ReplicaOf  string // host:port of a primary (or a proxy to it) to replicate
+	// ACLFile loads the server's users from this file (--aclfile) instead
+	// of setting requirepass; Username and Password are then the user the
+	// test's own clients log in as, one with every permission.
+	ACLFile  string
+	Username string
 }
 
 // StartRedis starts a redis-server in a directory of t.TempDir() and stops
@@ -290,7 +305,8 @@ func StartRedis(t testing.TB, opts ...RedisOptions) *Redis {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	srv, err := StartRedisServer(ctx, RedisConfig{Binary: bin, Dir: t.TempDir(), Port: o.Port,
-		AppendOnly: o.AppendOnly, Fsync: o.Fsync, Password: o.Password, ReplicaOf: o.ReplicaOf})
+		AppendOnly: o.AppendOnly, Fsync: o.Fsync, Password: o.Password, ReplicaOf: o.ReplicaOf,
+		ACLFile: o.ACLFile, Username: o.Username})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -302,13 +318,13 @@ func StartRedis(t testing.TB, opts ...RedisOptions) *Redis {
 			t.Logf("redis-server %s, last lines of %s:\n%s", srv.Addr, srv.LogFile, logTail(srv.LogFile, 40))
 		}
 	})
-	return &Redis{Addr: srv.Addr, Dir: srv.Dir, Password: o.Password, Server: srv}
+	return &Redis{Addr: srv.Addr, Dir: srv.Dir, Username: o.Username, Password: o.Password, Server: srv}
 }
 
 // Client returns a client of the server, closed when the test ends.
 func (r *Redis) Client(t testing.TB) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.Password})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, Username: r.Username, Password: r.Password})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -395,7 +411,7 @@ func StartRedisReplica(t testing.TB, primary string, o RedisOptions) *Redis {
 // Promote makes a replica a primary (REPLICAOF NO ONE), as a failover does.
 func (r *Redis) Promote(t testing.TB) {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: r.Password})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, Username: r.Username, Password: r.Password})
 	defer c.Close()
 	if err := c.SlaveOf(context.Background(), "NO", "ONE").Err(); err != nil {
 		t.Fatalf("testenv: promote replica %s: %v", r.Addr, err)

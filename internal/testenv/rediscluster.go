@@ -21,15 +21,31 @@ import (
 type RedisCluster struct {
 	Addrs []string // the masters' host:port
 	Dir   string
+	opts  RedisClusterOptions
 	procs []*process
 	logs  []string
+}
+
+// RedisClusterOptions adjusts StartRedisCluster; the zero value is fine.
+type RedisClusterOptions struct {
+	// ACLFile loads every node's users from this file (--aclfile);
+	// Username and Password are then the user the harness and its clients
+	// log in as, one with every permission.
+	ACLFile            string
+	Username, Password string
 }
 
 // StartRedisCluster starts three cluster-enabled redis-servers on free
 // ports, joins them with `redis-cli --cluster create`, waits until every
 // node reports cluster_state:ok, and stops them when the test ends.
-func StartRedisCluster(t testing.TB) *RedisCluster {
+func StartRedisCluster(t testing.TB, opts ...RedisClusterOptions) *RedisCluster {
 	t.Helper()
+	var o RedisClusterOptions
+	if len(opts) > 1 {
+		t.Fatalf("testenv: StartRedisCluster takes at most one RedisClusterOptions")
+	} else if len(opts) == 1 {
+		o = opts[0]
+	}
 	bin, err := RedisBinary()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
@@ -46,7 +62,7 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 	if err != nil {
 		t.Fatalf("testenv: redis cluster: %v", err)
 	}
-	c := &RedisCluster{Dir: t.TempDir()}
+	c := &RedisCluster{Dir: t.TempDir(), opts: o}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
 			p.stop(stopGrace)
@@ -68,26 +84,33 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 			"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-port", strconv.Itoa(bus), "--cluster-node-timeout", "2000"}
+		if o.ACLFile != "" {
+			args = append(args, "--aclfile", o.ACLFile)
+		}
 		log := filepath.Join(dir, "redis.log")
 		p, err := startProcess(bin, args, dir, log)
 		if err != nil {
 			t.Fatalf("testenv: redis cluster node: %v", err)
 		}
 		c.procs, c.logs, c.Addrs = append(c.procs, p), append(c.logs, log), append(c.Addrs, addr)
-		for redisPing(ctx, addr, "") != nil {
+		for redisPing(ctx, addr, o.Username, o.Password) != nil {
 			if p.exited() || ctx.Err() != nil {
 				t.Fatalf("testenv: redis cluster node %s did not start; last lines of %s:\n%s", addr, log, logTail(log, 20))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	create := exec.CommandContext(ctx, cli, append(append([]string{"--cluster", "create"}, c.Addrs...),
+	var auth []string
+	if o.Password != "" {
+		auth = []string{"--user", o.Username, "--pass", o.Password, "--no-auth-warning"}
+	}
+	create := exec.CommandContext(ctx, cli, append(append(append(auth, "--cluster", "create"), c.Addrs...),
 		"--cluster-replicas", "0", "--cluster-yes")...)
 	if out, err := create.CombinedOutput(); err != nil {
 		t.Fatalf("testenv: redis-cli --cluster create: %v\n%s", err, out)
 	}
 	for _, addr := range c.Addrs {
-		rc := redis.NewClient(&redis.Options{Addr: addr})
+		rc := redis.NewClient(&redis.Options{Addr: addr, Username: o.Username, Password: o.Password})
 		for {
 			info, _ := rc.ClusterInfo(ctx).Result()
 			if strings.Contains(info, "cluster_state:ok") {
@@ -108,7 +131,7 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 // ends.
 func (c *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
 	t.Helper()
-	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs})
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, Username: c.opts.Username, Password: c.opts.Password})
 	t.Cleanup(func() { rc.Close() })
 	return rc
 }

@@ -75,6 +75,8 @@ type executor struct {
 	lastLoop  atomic.Int64 // unix nanos of the last executor round
 	committed atomic.Int64 // jobs done
 	fenced    atomic.Int64 // commits refused by the fence
+	retried   atomic.Int64 // jobs scheduled for another attempt
+	dead      atomic.Int64 // jobs dead-lettered
 }
 
 func newExecutor(cfg Config, log *slog.Logger, st batchStore, plugins pluginCaller, g partitionGrants, lh interface{ Valid() bool }, commits commitObserver) *executor {
@@ -89,6 +91,9 @@ func (e *executor) lastRound() time.Time { return time.Unix(0, e.lastLoop.Load()
 
 // counts says how many jobs committed and how many commits were fenced.
 func (e *executor) counts() (committed, fenced int64) { return e.committed.Load(), e.fenced.Load() }
+
+// failures says how many jobs were retried and how many dead-lettered.
+func (e *executor) failures() (retried, dead int64) { return e.retried.Load(), e.dead.Load() }
 
 // releaseMax is how many due delayed jobs a partition releases per round.
 const releaseMax = 1024
@@ -436,6 +441,8 @@ func logWaiting(log *slog.Logger, waiting []store.Job, bound time.Duration, now 
 // call: it counts the jobs and tells the observer.
 func (e *executor) done(p int, jobs []store.Job, b *store.Batch) {
 	e.committed.Add(int64(len(b.Done)))
+	e.retried.Add(int64(len(b.Retries)))
+	e.dead.Add(int64(len(b.Dead)))
 	e.metrics.observeBatch(jobs, b)
 	e.commits.committed(p, jobs, b)
 }
@@ -479,6 +486,10 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 		return nil, err
 	}
 	e.done(p, []store.Job{j}, b)
+	for _, d := range b.Dead {
+		e.log.Warn("job dead-lettered", "partition", p, "grant", grant.String(), "job", d.Job.ID, "handler", d.Job.Handler,
+			"attempt", d.Job.Attempt, "err", d.Error, "call", true)
+	}
 	return b, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/ui"
 )
 
 // Version is the worker's release, shown in Consul service meta. Set it at
@@ -34,6 +35,9 @@ func (w *Worker) serveMetrics(addr string) error {
 	if w.cfg.Pprof {
 		opts = append(opts, metrics.WithProfiles())
 	}
+	// The dashboard rides on the metrics listener: plain HTTP, read-only,
+	// loopback unless --metrics says otherwise (docs/security.md).
+	opts = append(opts, metrics.WithHandler(ui.Prefix, "dashboard", ui.New(w.cfg.ID, uiSource{r: r, dead: w.store})))
 	srv, err := metrics.Listen(addr, m.Registry(), w.log, opts...)
 	if err != nil {
 		return err

@@ -56,8 +56,9 @@ func (r *reporter) memberStatus(ctx context.Context) (*workerpb.MemberStatus, er
 		return nil, err
 	}
 	committed, fenced := r.exec.counts()
+	retried, dead := r.exec.failures()
 	ms := &workerpb.MemberStatus{Id: r.cfg.ID, Address: r.cfg.Advertise, Plugins: r.handlers.Plugins(),
-		Committed: committed, Fenced: fenced, Breakers: r.breakerStates()}
+		Committed: committed, Fenced: fenced, Retried: retried, DeadLettered: dead, Breakers: r.breakerStates()}
 	ms.Draining = r.own.draining.Load()
 	ms.LeaseRemainingMs = max(r.lease.Remaining(), 0).Milliseconds()
 	if d, ok := r.handlers.(interface{ Degraded() (bool, string) }); ok {
@@ -228,6 +229,7 @@ func (r *reporter) serviceMeta() (map[string]string, error) {
 	meta["version"] = Version
 	if a := r.metricsAddr(); a != "" {
 		meta["metrics"] = a
+		meta["ui"] = "http://" + a + "/ui/"
 	}
 	return meta, nil
 }

@@ -308,6 +308,7 @@ func TestServiceMeta(t *testing.T) {
 	}
 	r.metrics = &workerMetrics{addr: "10.0.0.1:9100"}
 	want["metrics"] = "10.0.0.1:9100"
+	want["ui"] = "http://10.0.0.1:9100/ui/"
 	check("with metrics")
 	if got := r.serviceTags(); !slices.Equal(got, []string{"corral-worker", "metrics"}) {
 		t.Errorf("tags %v with metrics", got)

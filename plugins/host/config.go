@@ -66,6 +66,12 @@ type Config struct {
 	// gRPC NotFound) before it reaches Host, unless Host is an
 	// EntityLister that lists it.
 	Host pluginpb.HostServer
+
+	// WithheldEnv names environment variables of the worker that the
+	// plugins are not given (the worker's own credentials): a plugin that
+	// logs or dumps its environment cannot leak what it never had. The
+	// rest of the environment is passed on.
+	WithheldEnv []string
 }
 
 // DefaultConfig returns a Config with every field but Paths set.

@@ -26,7 +26,7 @@
 // reload, which refuses it if it does not come up; PluginStatus reports
 // such files. Binaries may be pinned by SHA-256 (Config.Checksums,
 // Config.ChecksumFile) and are then refused with ErrChecksumMismatch when
-// they differ. Go plugins talk to the worker over go-plugin's AutoMTLS.
+// they differ. Every plugin talks to the worker over go-plugin's AutoMTLS.
 //
 //	cfg := host.DefaultConfig()
 //	cfg.Paths = []string{"bin/donations-plugin"}

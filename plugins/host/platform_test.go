@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,10 +18,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/testenv"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -73,8 +77,9 @@ func sha256Hex(t *testing.T, path string) string {
 }
 
 type echoResult struct {
-	Pid     int    `json:"pid"`
-	Version string `json:"version"`
+	Pid     int      `json:"pid"`
+	Version string   `json:"version"`
+	Env     []string `json:"env"`
 }
 
 func chaosCall(t *testing.T, m *Manager, handler, payload string) (echoResult, error) {
@@ -364,8 +369,8 @@ func pythonPlugin(t testing.TB) string {
 	if testing.Short() {
 		t.Skip("runs plugin processes")
 	}
-	if err := exec.Command("/usr/bin/python3", "-c", "import grpc, google.protobuf").Run(); err != nil {
-		t.Skip("no /usr/bin/python3 with grpc and protobuf; run make deps (apt-get install python3-grpcio python3-protobuf)")
+	if err := exec.Command("/usr/bin/python3", "-c", "import grpc, google.protobuf, cryptography").Run(); err != nil {
+		t.Skip("no /usr/bin/python3 with grpc, protobuf and cryptography; run make deps (apt-get install python3-grpcio python3-protobuf python3-cryptography)")
 	}
 	path, err := filepath.Abs("../../examples/python-donations/donations_plugin.py")
 	if err != nil {
@@ -442,11 +447,17 @@ func TestPythonPlugin(t *testing.T) {
 	t.Logf("Python plugin stopped in %v", time.Since(start))
 }
 
-// TestGoPluginRequiresMTLS dials a Go plugin's address as another local
-// process would, without the worker's certificate: AutoMTLS refuses it.
-func TestGoPluginRequiresMTLS(t *testing.T) {
+// TestPluginRequiresMTLS dials a plugin's address as another local
+// process would, without the worker's certificate: AutoMTLS refuses it, for
+// the Go plugin and the Python one alike.
+func TestPluginRequiresMTLS(t *testing.T) {
 	donations, _ := buildPlugins(t)
-	m := startWith(t, nil, donations)
+	t.Run("go", func(t *testing.T) { checkRequiresMTLS(t, donations) })
+	t.Run("python", func(t *testing.T) { checkRequiresMTLS(t, pythonPlugin(t)) })
+}
+
+func checkRequiresMTLS(t *testing.T, path string) {
+	m := startWith(t, nil, path)
 	sup := m.sups[0]
 	sup.mu.Lock()
 	rc := sup.cur.client.ReattachConfig()
@@ -454,23 +465,65 @@ func TestGoPluginRequiresMTLS(t *testing.T) {
 	if rc == nil || rc.Addr == nil {
 		t.Fatal("no plugin address")
 	}
-	conn, err := grpc.Dial(rc.Addr.Network()+"://"+rc.Addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, rc.Addr.Network(), rc.Addr.String())
-		}))
+	// A stranger with a certificate of its own, trusting anything the
+	// plugin presents, is refused too.
+	stranger, err := pki.NewCA("stranger", time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if _, err := pluginpb.NewHandlerClient(conn).Describe(ctx, &pluginpb.DescribeRequest{}); err == nil {
-		t.Fatal("a client without the worker's certificate called the plugin")
-	} else {
-		t.Logf("plaintext call refused: %v", err)
+	is, err := stranger.Issue(pki.Request{Name: "stranger", Role: pki.RoleAdmin, NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, creds := range map[string]credentials.TransportCredentials{
+		"plaintext": insecure.NewCredentials(),
+		"a certificate not the worker's": credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair},
+			InsecureSkipVerify: true, ServerName: "localhost"}),
+	} {
+		conn, err := grpc.Dial("passthrough:///plugin", grpc.WithTransportCredentials(creds),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, rc.Addr.Network(), rc.Addr.String())
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err = pluginpb.NewHandlerClient(conn).Describe(ctx, &pluginpb.DescribeRequest{})
+		cancel()
+		conn.Close()
+		if err == nil {
+			t.Fatalf("a client with %s called the plugin", what)
+		}
+		t.Logf("call with %s refused: %v", what, err)
 	}
 	// The worker's own connection still works.
 	checkDonationOutcomes(t, mustHandle(t, m, donationBatch()))
+}
+
+// TestWithheldEnv: a plugin gets the worker's environment but the
+// variables Config.WithheldEnv names, and the AutoMTLS certificate.
+func TestWithheldEnv(t *testing.T) {
+	_, chaos := buildPlugins(t)
+	t.Setenv("CORRAL_TEST_SECRET", "s3cret")
+	t.Setenv("CORRAL_TEST_PLAIN", "plain")
+	m := startWith(t, func(c *Config) { c.WithheldEnv = []string{"CORRAL_TEST_SECRET"} }, chaos)
+	r, err := chaosCall(t, m, "chaos.echo", "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(r.Env, "\n")
+	if strings.Contains(got, "CORRAL_TEST_SECRET") || strings.Contains(got, "s3cret") {
+		t.Errorf("the plugin was handed a withheld variable:\n%s", got)
+	}
+	for _, want := range []string{"CORRAL_TEST_PLAIN=plain", "PLUGIN_CLIENT_CERT=", plugins.MaxMessageEnv + "="} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the plugin's environment lacks %s", want)
+		}
+	}
 }
 
 // TestKillMidCall SIGKILLs chaos while it works on a batch: the call is

@@ -3,13 +3,13 @@ package host
 import (
 	"bufio"
 	"crypto/sha256"
-	"debug/buildinfo"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -92,10 +92,14 @@ func fileSHA256(path string) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-// isGoBinary reports whether path is a Go executable. go-plugin's AutoMTLS
-// needs the plugin to answer the host's certificate with its own, which Go
-// plugins do and the plain-gRPC plugins of other languages usually do not.
-func isGoBinary(path string) bool {
-	_, err := buildinfo.ReadFile(path)
-	return err == nil
+// pluginEnv is env without the variables named in withheld.
+func pluginEnv(env, withheld []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(withheld, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

@@ -221,7 +221,7 @@ func (s *supervisor) exec(ctx context.Context, file, label string, bin *binary, 
 		return changed()
 	}
 	cmd := exec.Command(file)
-	cmd.Env = append(cmd.Env, plugins.MaxMessageEnv+"="+strconv.Itoa(s.m.cfg.MaxMessageBytes))
+	cmd.Env = append(pluginEnv(os.Environ(), s.m.cfg.WithheldEnv), plugins.MaxMessageEnv+"="+strconv.Itoa(s.m.cfg.MaxMessageBytes))
 	dieWithParent(cmd)
 	tail := &stderrTail{}
 	client := plugin.NewClient(&plugin.ClientConfig{
@@ -229,7 +229,8 @@ func (s *supervisor) exec(ctx context.Context, file, label string, bin *binary, 
 		Plugins:          plugins.HostPluginSet(s.m.cfg.Host),
 		Cmd:              cmd,
 		SecureConfig:     secure,
-		AutoMTLS:         isGoBinary(file),
+		AutoMTLS:         true, // every plugin, whatever its language: docs/plugins.md#security
+		SkipHostEnv:      true, // cmd.Env has the environment, less Config.WithheldEnv
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		GRPCDialOptions:  plugins.DialOptions(s.m.cfg.MaxMessageBytes),
 		StartTimeout:     s.m.cfg.StartTimeout,

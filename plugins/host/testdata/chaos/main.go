@@ -40,6 +40,7 @@ type echoResult struct {
 	Entities []string        `json:"entities"`
 	Pid      int             `json:"pid"`
 	Version  string          `json:"version"`
+	Env      []string        `json:"env,omitempty"` // the plugin's environment
 }
 
 func (chaos) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
@@ -52,7 +53,7 @@ func (chaos) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*pluginpb
 		o := &pluginpb.Outcome{JobId: j.GetId(), Status: pluginpb.Outcome_OK}
 		switch j.GetHandler() {
 		case "chaos.echo":
-			o.Result, _ = json.Marshal(echoResult{Payload: j.GetPayload(), Entities: ents, Pid: os.Getpid(), Version: version})
+			o.Result, _ = json.Marshal(echoResult{Payload: j.GetPayload(), Entities: ents, Pid: os.Getpid(), Version: version, Env: os.Environ()})
 		case "chaos.slow": // payload: milliseconds to take
 			var ms int
 			_ = json.Unmarshal(j.GetPayload(), &ms)

@@ -1,0 +1,189 @@
+// Corral dashboard: polls the worker's JSON once a second and draws the
+// members, the partition map and the throughput plot. Everything shown is
+// set with textContent, never parsed as HTML.
+"use strict";
+
+const state = { cluster: null, samples: [], dead: [], deadNext: "" };
+window.corral = state; // for the browser tests and the curious
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+
+// colorOf gives each worker id a stable hue.
+function colorOf(id) {
+  if (!id) return "#9e9e9e";
+  let h = 0;
+  for (const c of id) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return "hsl(" + (h % 360) + ", 55%, 42%)";
+}
+
+function showTab() {
+  const tab = (location.hash || "#cluster").slice(1);
+  for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== tab;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.tab === tab);
+  if (tab === "dead" && state.dead.length === 0) loadDead(true);
+}
+
+function fmtMs(ms) {
+  if (ms <= 0) return "expired";
+  return (ms / 1000).toFixed(1) + " s";
+}
+
+function renderMembers(v) {
+  const body = $("members").tBodies[0];
+  body.replaceChildren();
+  for (const m of v.members || []) {
+    const tr = el("tr");
+    const id = el("td");
+    const sw = el("i");
+    sw.style.background = colorOf(m.id);
+    sw.style.display = "inline-block";
+    sw.style.width = "10px";
+    sw.style.height = "10px";
+    sw.style.marginRight = "5px";
+    id.append(sw, m.id + (m.id === v.self ? " (this worker)" : ""), el("div", m.address, "muted"));
+    tr.append(id);
+    const health = el("td", m.health, m.health === "ok" ? "health-ok" : (m.health === "unreachable" || m.health === "no lease") ? "health-bad" : "health-warn");
+    if (m.error) health.title = m.error;
+    tr.append(health);
+    tr.append(el("td", m.error ? "?" : fmtMs(m.lease_remaining_ms)));
+    tr.append(el("td", m.partitions));
+    tr.append(el("td", m.committed + (m.retried || m.dead_lettered ? " (" + m.retried + " retried, " + m.dead_lettered + " dead)" : "")));
+    const plugins = el("td");
+    for (const p of m.plugins || []) plugins.append(el("div", p.name + (p.version ? "@" + p.version : "") + (p.refused ? " — refused: " + p.refused : "")));
+    tr.append(plugins);
+    const br = el("td");
+    for (const [peer, st] of Object.entries(m.breakers || {})) br.append(el("div", peer + ": " + st, st === "closed" ? "" : "health-warn"));
+    tr.append(br);
+    body.append(tr);
+  }
+}
+
+function renderMap(v) {
+  const map = $("map");
+  const cells = v.cells || [];
+  while (map.children.length > cells.length) map.lastChild.remove();
+  while (map.children.length < cells.length) map.append(el("div", null, "cell"));
+  const owners = {};
+  let moving = 0;
+  cells.forEach((c, i) => {
+    const d = map.children[i];
+    d.className = "cell" + (c.owner ? "" : " free") + (c.owner !== c.ring_owner ? " moving" : "");
+    if (c.owner !== c.ring_owner) moving++;
+    d.dataset.partition = c.partition;
+    d.dataset.owner = c.owner;
+    d.dataset.epoch = c.epoch;
+    d.style.background = colorOf(c.owner);
+    d.title = "partition " + c.partition + "\nowner " + (c.owner || "none") + "\nring owner " + (c.ring_owner || "none") +
+      "\nepoch " + c.epoch + "\ndepth " + (c.depth < 0 ? "unknown" : c.depth);
+    d.replaceChildren(el("b", c.partition), el("div", "e" + c.epoch), el("div", "d" + (c.depth < 0 ? "?" : c.depth)));
+    owners[c.owner || ""] = (owners[c.owner || ""] || 0) + 1;
+  });
+  const legend = $("legend");
+  legend.replaceChildren();
+  for (const [o, n] of Object.entries(owners).sort()) {
+    const s = el("span");
+    const sw = el("i");
+    sw.style.background = colorOf(o);
+    s.append(sw, (o || "unclaimed") + ": " + n);
+    legend.append(s);
+  }
+  $("map-summary").textContent = cells.length + " partitions, " + (v.total_depth || 0) + " jobs waiting" + (moving ? ", " + moving + " moving" : "");
+}
+
+function renderPlot() {
+  const W = 800, H = 260, top = 20, bottom = 240;
+  const s = state.samples;
+  const span = 300; // seconds shown
+  const now = s.length ? s[s.length - 1].at_ms : Date.now();
+  const from = now - span * 1000;
+  const shown = s.filter((x) => x.at_ms >= from);
+  const failed = (x) => x.retried + x.dead;
+  const maxL = Math.max(1, ...shown.map((x) => Math.max(x.committed, failed(x))));
+  const maxR = Math.max(1, ...shown.map((x) => x.depth));
+  const X = (t) => ((t - from) / (span * 1000)) * W;
+  const Y = (v, max) => bottom - (v / max) * (bottom - top);
+  const pts = (f, max) => shown.map((x) => X(x.at_ms).toFixed(1) + "," + Y(f(x), max).toFixed(1)).join(" ");
+  $("line-committed").setAttribute("points", pts((x) => x.committed, maxL));
+  $("line-failed").setAttribute("points", pts(failed, maxL));
+  $("line-depth").setAttribute("points", pts((x) => x.depth, maxR));
+  $("ymax-left").textContent = Math.round(maxL) + " jobs/s";
+  $("ymax-right").textContent = maxR + " waiting";
+  $("xspan").textContent = "last " + span / 60 + " min";
+  const grid = $("grid");
+  if (!grid.children.length) {
+    for (let i = 0; i <= 4; i++) {
+      const l = document.createElementNS("http://www.w3.org/2000/svg", "line");
+      const y = top + (i * (bottom - top)) / 4;
+      l.setAttribute("x1", 0); l.setAttribute("x2", W); l.setAttribute("y1", y); l.setAttribute("y2", y);
+      grid.append(l);
+    }
+  }
+  const last = s[s.length - 1];
+  if (last) {
+    $("now-committed").textContent = last.committed.toFixed(0);
+    $("now-failed").textContent = failed(last).toFixed(0);
+    $("now-depth").textContent = last.depth;
+  }
+}
+
+async function getJSON(path) {
+  const r = await fetch(path, { cache: "no-store" });
+  if (!r.ok) throw new Error(path + ": " + r.status + " " + (await r.text()));
+  return r.json();
+}
+
+async function poll() {
+  try {
+    const [v, t] = await Promise.all([getJSON("api/cluster"), getJSON("api/throughput")]);
+    state.cluster = v;
+    state.samples = t.samples || [];
+    renderMembers(v);
+    renderMap(v);
+    renderPlot();
+    $("status").textContent = (v.error ? "stale: " + v.error : "live") + " — via " + v.self + " at " + new Date(v.at_ms).toLocaleTimeString();
+  } catch (e) {
+    $("status").textContent = "cannot reach the worker: " + e.message;
+  }
+}
+
+async function loadDead(fresh) {
+  if (fresh) { state.dead = []; state.deadNext = ""; }
+  try {
+    const page = await getJSON("api/dead?limit=50" + (state.deadNext ? "&after=" + encodeURIComponent(state.deadNext) : ""));
+    state.dead = state.dead.concat(page.dead);
+    state.deadNext = page.next;
+  } catch (e) {
+    $("status").textContent = "dead letters: " + e.message;
+    return;
+  }
+  const body = $("dead-table").tBodies[0];
+  body.replaceChildren();
+  if (!state.dead.length) {
+    const tr = el("tr");
+    const td = el("td", "no dead letters");
+    td.colSpan = 7;
+    tr.append(td);
+    body.append(tr);
+  }
+  for (const d of state.dead) {
+    const tr = el("tr");
+    tr.append(el("td", new Date(d.dead_at_ms).toLocaleString()), el("td", d.id), el("td", d.handler), el("td", d.key),
+      el("td", d.partition), el("td", d.attempts), el("td", (d.errors || []).slice(-1)[0] || "", "err"));
+    body.append(tr);
+  }
+  $("dead-more").hidden = !state.deadNext;
+}
+
+window.addEventListener("hashchange", showTab);
+$("dead-refresh").addEventListener("click", () => loadDead(true));
+$("dead-more").addEventListener("click", () => loadDead(false));
+showTab();
+poll();
+setInterval(poll, 1000);
