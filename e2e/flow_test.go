@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/testenv"
@@ -145,7 +147,8 @@ func TestFlowConcurrencyLimit(t *testing.T) {
 	st, _ := c.coordinator("status")
 	waitCount(t, rdb, "flowtest:ran:slow.run", slowN, 90*time.Second)
 	slowDone := time.Since(start)
-	peak, _ := rdb.Get(context.Background(), "flowtest:peak").Int()
+	peakF, _ := rdb.ZScore(context.Background(), "flowtest:peak", "peak").Result()
+	peak := int(peakF)
 	t.Logf("fast jobs done in %v (slow ones done then: %d of %d); slow jobs done in %v; peak in flight %d", fastDone, slowThen, slowN, slowDone, peak)
 	if peak > 2 {
 		t.Fatalf("%d slow.run calls in flight at once, over the limit of 2", peak)
@@ -405,4 +408,69 @@ func usedMemory(info string) string {
 		}
 	}
 	return ""
+}
+
+// TestFlowUnderRedisACL: pausing, limiting, waking and refusing at a full
+// queue all run with the worker's least-privilege Redis user: a run of
+// donations under a concurrency and rate limit, with their campaign
+// credits paused until some partitions are full, ends with every total
+// right and no command refused by Redis.
+func TestFlowUnderRedisACL(t *testing.T) {
+	lc := newLockedCluster(t, "--partitions", "4", "--max-queue-depth", "300")
+	c := lc.cluster
+	admin := c.redis.Client(t)
+	t.Cleanup(func() {
+		if t.Failed() {
+			checkNoACLDenials(t, admin)
+		}
+	})
+	c.start("w1")
+	c.start("w2")
+	for _, args := range [][]string{
+		{"handler", "limit", "donor.donate", "--concurrency", "2", "--rate", "300", "--burst", "50"},
+		{"handler", "pause", "campaign.credit"},
+	} {
+		if out, err := c.coordinator(args...); err != nil {
+			t.Fatalf("%v: %v (%s)", args, err, out)
+		}
+	}
+	time.Sleep(time.Second)
+	cl := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	jobs, exp := workload.Generate(workload.Spec{Seed: 11, Donations: 1500, Donors: 200, Campaigns: 6})
+	submitted := make(chan struct{})
+	go func() {
+		defer close(submitted)
+		submitWithRetry(ctx, t, cl, jobs)
+	}()
+	// The credits pile up in their campaigns' partitions until the
+	// donations there are refused.
+	testenv.Eventually(t, time.Minute, func() error {
+		for p := range 4 {
+			k := keys.For(p)
+			q, _ := admin.XLen(ctx, k.Queue()).Result()
+			b, _ := admin.HLen(ctx, k.Bodies()).Result()
+			if q+b >= 300 {
+				return nil
+			}
+		}
+		return errors.New("no partition full yet")
+	})
+	out, err := c.coordinator("status")
+	if err != nil || !strings.Contains(out, "campaign.credit: paused") || !strings.Contains(out, "donor.donate: concurrency 2") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{{"handler", "resume", "campaign.credit"}, {"handler", "limit", "donor.donate", "--clear"}} {
+		if out, err := c.coordinator(args...); err != nil {
+			t.Fatalf("%v: %v (%s)", args, err, out)
+		}
+	}
+	<-submitted
+	rep, err := workload.WaitFor(ctx, cl, exp)
+	if err != nil || !rep.OK() {
+		t.Fatalf("totals after flow control with the least-privilege Redis user: %s %v", rep, err)
+	}
+	t.Logf("%s", rep)
+	checkNoACLDenials(t, admin)
 }

@@ -60,45 +60,52 @@ func (s *Store) FlowSettings(ctx context.Context) (map[string]FlowSettings, erro
 	return out, nil
 }
 
+// setFlowScript replaces a handler's flow settings if they are still
+// what the caller read (compare and set), so two updates at once do not
+// lose one.
+//
+// KEYS[1] the settings hash (keys.FlowSettings).
+// ARGV[1] handler, ARGV[2] the settings read ("" = none), ARGV[3] the new
+// ones ("" = delete).
+// Returns 1 when set, 0 when they changed meanwhile.
+var setFlowScript = redis.NewScript(`
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return 1
+`)
+
 // UpdateFlow changes handler's flow settings with change, atomically
 // against other updates, and returns them as stored. Settings that end up
 // controlling nothing are deleted.
 func (s *Store) UpdateFlow(ctx context.Context, handler string, change func(*FlowSettings)) (FlowSettings, error) {
-	var out FlowSettings
-	tx := func(tx *redis.Tx) error {
+	for range 10 {
+		old, err := s.rdb.HGet(ctx, keys.FlowSettings, handler).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return FlowSettings{}, fmt.Errorf("store: read flow settings of handler %q: %w", handler, err)
+		}
 		var f FlowSettings
-		v, err := tx.HGet(ctx, keys.FlowSettings, handler).Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-		case err != nil:
-			return err
-		default:
-			if err := json.Unmarshal([]byte(v), &f); err != nil {
-				return fmt.Errorf("flow settings of handler %q: %w", handler, err)
+		if old != "" {
+			if err := json.Unmarshal([]byte(old), &f); err != nil {
+				return FlowSettings{}, fmt.Errorf("store: flow settings of handler %q: %w", handler, err)
 			}
 		}
 		change(&f)
-		out = f
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			if f.IsZero() {
-				p.HDel(ctx, keys.FlowSettings, handler)
-				return nil
-			}
+		next := ""
+		if !f.IsZero() {
 			b, _ := json.Marshal(f)
-			p.HSet(ctx, keys.FlowSettings, handler, b)
-			return nil
-		})
-		return err
-	}
-	for range 10 {
-		err := s.rdb.Watch(ctx, tx, keys.FlowSettings)
-		if errors.Is(err, redis.TxFailedErr) {
-			continue // another update came between: read it again
+			next = string(b)
 		}
+		ok, err := setFlowScript.Run(ctx, s.rdb, []string{keys.FlowSettings}, handler, old, next).Int()
 		if err != nil {
 			return FlowSettings{}, fmt.Errorf("store: update flow settings of handler %q: %w", handler, err)
 		}
-		return out, nil
+		if ok == 1 {
+			return f, nil
+		}
 	}
 	return FlowSettings{}, fmt.Errorf("store: update flow settings of handler %q: too many concurrent updates", handler)
 }
@@ -150,13 +157,19 @@ func (s *Store) ReleaseSlots(ctx context.Context, handler string, slots []string
 	return nil
 }
 
-// SlotsHeld is how many of handler's slots are held now, by Redis's clock.
+// slotsHeldScript counts the slots whose lease has not ended, by Redis's
+// clock.
+//
+// KEYS[1] the handler's slots. Returns the count.
+var slotsHeldScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+`)
+
+// SlotsHeld is how many of handler's slots are held now.
 func (s *Store) SlotsHeld(ctx context.Context, handler string) (int64, error) {
-	t, err := s.rdb.Time(ctx).Result()
-	if err != nil {
-		return 0, fmt.Errorf("store: read Redis's clock: %w", err)
-	}
-	n, err := s.rdb.ZCount(ctx, keys.ForHandler(handler).Slots(), "("+itoa(t.UnixMilli()), "+inf").Result()
+	n, err := slotsHeldScript.Run(ctx, s.rdb, []string{keys.ForHandler(handler).Slots()}).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("store: count slots of handler %q: %w", handler, err)
 	}

@@ -2,8 +2,8 @@
 // handlers measure themselves in the Redis that FLOWTEST_REDIS names:
 //
 //   - slow.run sleeps the payload's ms and counts the calls in flight
-//     across every plugin process (flowtest:inflight, its peak in
-//     flowtest:peak);
+//     across every plugin process (flowtest:inflight, its peak the score
+//     of member "peak" of flowtest:peak);
 //   - fast.run and tick.run record the unix ms they ran at
 //     (flowtest:ran:HANDLER);
 //   - seq.apply keeps, per key, the last sequence number applied and the
@@ -22,13 +22,6 @@ import (
 )
 
 var rdb = redis.NewClient(&redis.Options{Addr: os.Getenv("FLOWTEST_REDIS")})
-
-// enter counts a call in flight and keeps the peak.
-var enter = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
-return n
-`)
 
 // Slow is the payload of slow.run.
 type Slow struct {
@@ -57,7 +50,12 @@ func main() {
 
 func slow(c *sdk.Call, p Slow, s struct{}) (struct{}, error) {
 	ctx := context.Background()
-	if err := enter.Run(ctx, rdb, []string{"flowtest:inflight", "flowtest:peak"}).Err(); err != nil {
+	n, err := rdb.Incr(ctx, "flowtest:inflight").Result()
+	if err != nil {
+		return s, err
+	}
+	// The peak is the score of one member, raised only (GT).
+	if err := rdb.ZAddArgs(ctx, "flowtest:peak", redis.ZAddArgs{GT: true, Members: []redis.Z{{Score: float64(n), Member: "peak"}}}).Err(); err != nil {
 		return s, err
 	}
 	time.Sleep(time.Duration(p.Ms) * time.Millisecond)
