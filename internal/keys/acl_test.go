@@ -100,7 +100,7 @@ func TestWorkerACLCoversKeys(t *testing.T) {
 	acl := readWorkerACL(t)
 	all := append([]string{keys.Meta, keys.Lease("0123abcd")}, builtKeys(t, keys.For(12))...)
 	all = append(all, builtKeys(t, keys.IDs(5))...)
-	all = append(all, keys.FlowSettings)
+	all = append(all, keys.SchedulesChanged, keys.FlowSettings)
 	all = append(all, builtKeys(t, keys.ForHandler("mail.send"))...)
 	used := map[string]bool{}
 	for _, k := range all {
