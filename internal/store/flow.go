@@ -146,6 +146,37 @@ func (s *Store) AcquireSlots(ctx context.Context, handler string, limit, n int, 
 	return res, nil
 }
 
+// renewSlotsScript extends the leases of slots still held; a slot whose
+// lease ended and was dropped is not taken again.
+//
+// KEYS[1] the handler's slots. ARGV[1] lease ms, ARGV[2...] the slots.
+// Returns how many were extended.
+var renewSlotsScript = redis.NewScript(`
+local t = redis.call('TIME')
+local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local n = 0
+for i = 2, #ARGV do
+  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', expires, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[1]))
+return n
+`)
+
+// RenewSlots extends the leases of slots held, while their calls run; it
+// says how many were still held.
+func (s *Store) RenewSlots(ctx context.Context, handler string, slots []string, lease time.Duration) (int, error) {
+	args := make([]any, 0, 1+len(slots))
+	args = append(args, max(lease.Milliseconds(), 1))
+	for _, m := range slots {
+		args = append(args, m)
+	}
+	n, err := renewSlotsScript.Run(ctx, s.rdb, []string{keys.ForHandler(handler).Slots()}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("store: renew slots of handler %q: %w", handler, err)
+	}
+	return n, nil
+}
+
 // ReleaseSlots gives back slots AcquireSlots granted.
 func (s *Store) ReleaseSlots(ctx context.Context, handler string, slots []string) error {
 	if len(slots) == 0 {

@@ -13,8 +13,9 @@ import (
 )
 
 // TestSlotsBoundHoldersAndExpire: a handler's semaphore grants at most its
-// limit across holders, a release frees slots, and a holder that never
-// releases loses its slots when their lease ends.
+// limit across holders, a release frees slots, a renewal keeps them, and a
+// holder that neither renews nor releases loses its slots when their lease
+// ends.
 func TestSlotsBoundHoldersAndExpire(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
@@ -38,10 +39,22 @@ func TestSlotsBoundHoldersAndExpire(t *testing.T) {
 	if held, _ := s.SlotsHeld(ctx, "mail.send"); held != 2 {
 		t.Fatalf("held %d after a release, want 2", held)
 	}
-	time.Sleep(400 * time.Millisecond) // b's lease ends
+	// Renewed, b's slot outlives its first lease.
+	time.Sleep(200 * time.Millisecond)
+	if n, err := s.RenewSlots(ctx, "mail.send", b, 300*time.Millisecond); err != nil || n != 1 {
+		t.Fatalf("renewed %d, %v; want 1", n, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if held, _ := s.SlotsHeld(ctx, "mail.send"); held != 2 {
+		t.Fatalf("held %d after a renewal, want 2", held)
+	}
+	time.Sleep(200 * time.Millisecond) // b's renewed lease ends
 	c, err := s.AcquireSlots(ctx, "mail.send", 3, 5, "w3~3", time.Minute)
 	if err != nil || len(c) != 2 {
 		t.Fatalf("after a lease ended got %v, %v; want 2 slots", c, err)
+	}
+	if n, _ := s.RenewSlots(ctx, "mail.send", b, time.Minute); n != 0 {
+		t.Fatalf("an expired slot was renewed")
 	}
 }
 

@@ -22,6 +22,7 @@ type flowStore interface {
 	FlowSettings(ctx context.Context) (map[string]store.FlowSettings, error)
 	AcquireSlots(ctx context.Context, handler string, limit, n int, holder string, lease time.Duration) ([]string, error)
 	ReleaseSlots(ctx context.Context, handler string, slots []string) error
+	RenewSlots(ctx context.Context, handler string, slots []string, lease time.Duration) (int, error)
 	TakeTokens(ctx context.Context, handler string, rate float64, burst, n int) (int, time.Duration, error)
 	WakeParked(ctx context.Context, partition int, handlers map[string]bool, now int64) (int, error)
 }
@@ -44,8 +45,9 @@ type flowControl struct {
 	// process); seq makes each acquisition's names unique.
 	holder string
 	seq    atomic.Uint64
-	// slotLease is how long a slot lives when its holder never gives it
-	// back (a worker killed mid-call): longer than any plugin call.
+	// slotLease is how long a slot lives unless renewed: its holder renews
+	// it while the call runs, so a killed worker's slots free themselves
+	// this soon.
 	slotLease time.Duration
 	metrics   *workerMetrics // nil: not measured
 
@@ -131,6 +133,10 @@ const (
 	minSpacing        = 2 * time.Millisecond
 	flowReleaseBudget = 2 * time.Second
 )
+
+// slotLease is how long a concurrency slot lives unless its holder renews
+// it (every third of it while the call runs).
+const slotLease = 10 * time.Second
 
 // Reasons a job is held back, as the metrics label them.
 const (
@@ -272,12 +278,16 @@ type admission struct {
 	// given back by release once the plugin call returned.
 	slots map[string][]string
 	at    time.Time // when the slots were taken
+	stop  func()    // stops renewing the slots; nil when none are held
 }
 
 // release gives back the slots the admitted jobs held.
 func (f *flowControl) release(ctx context.Context, a admission) {
 	if len(a.slots) == 0 {
 		return
+	}
+	if a.stop != nil {
+		a.stop()
 	}
 	took := time.Since(a.at)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flowReleaseBudget)
@@ -373,10 +383,42 @@ func (f *flowControl) admit(ctx context.Context, jobs []store.Job, hs map[string
 		stopped = &jobs[i].Key
 	}
 	f.giveBack(ctx, a, budget, limits, used)
+	if len(a.slots) > 0 {
+		a.stop = f.keepSlots(ctx, a.slots)
+	}
 	if f.log.Enabled(ctx, slog.LevelDebug) && len(a.wait) > 0 {
 		f.log.Debug("jobs held back by a pause or limit; they wait without spending attempts", "held", len(a.wait), "run", len(a.run), "ranks", ranks)
 	}
 	return a, nil
+}
+
+// keepSlots renews slots' leases every third of a lease until stop is
+// called, so a call longer than a lease keeps its slots.
+func (f *flowControl) keepSlots(ctx context.Context, slots map[string][]string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(f.slotLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for h, s := range slots {
+				n, err := f.store.RenewSlots(ctx, h, s, f.slotLease)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					f.log.Warn("renewing concurrency slots failed; a call longer than their lease may pass the limit", "handler", h, "err", err)
+				case err == nil && n < len(s):
+					f.log.Warn("concurrency slots expired during a call; the limit may be passed until it ends", "handler", h, "lost", len(s)-n)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // holdBack says why a job of handler h with limits l waits, and when it

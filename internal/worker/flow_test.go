@@ -39,6 +39,10 @@ func (f *fakeFlowStore) ReleaseSlots(_ context.Context, h string, slots []string
 	return nil
 }
 
+func (f *fakeFlowStore) RenewSlots(_ context.Context, _ string, slots []string, _ time.Duration) (int, error) {
+	return len(slots), nil
+}
+
 func (f *fakeFlowStore) TakeTokens(_ context.Context, h string, _ float64, _, n int) (int, time.Duration, error) {
 	f.calls++
 	got := min(n, f.tokens[h])
@@ -135,6 +139,7 @@ func TestAdmitIdleTouchesNothing(t *testing.T) {
 	// A declared concurrency is a limit.
 	fs.held = map[string]int{}
 	a, _ = f.admit(context.Background(), jobs, map[string]host.HandlerInfo{"mail.send": {Concurrency: 1}}, time.Now())
+	f.release(context.Background(), a)
 	if len(a.run) != 2 || fs.calls != 1 {
 		t.Fatalf("declared: run %d, %d calls", len(a.run), fs.calls)
 	}

@@ -92,7 +92,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
 	w.sched = newScheduler(cfg, log, w.store, g, keeper, w.relay)
-	w.flow = newFlowControl(log, w.store, handlers, g, keeper.Token(), cfg.StallTimeout)
+	w.flow = newFlowControl(log, w.store, handlers, g, keeper.Token(), slotLease)
 	w.exec.flow = w.flow
 	w.health = &health{cfg: cfg, log: log, registry: registry, lease: keeper, own: w.own, grants: g,
 		store: w.store, plugins: handlers, work: w.exec}
