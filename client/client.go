@@ -35,6 +35,9 @@ type Config struct {
 	// call; the zero value takes DefaultRetry().
 	Retry  RetryConfig
 	Logger *slog.Logger
+	// OnQueueFull, when set, hears of each refusal by a full queue before
+	// the client backs off and sends the jobs again (to show the wait).
+	OnQueueFull func(QueueFull)
 	// TLS, when set, is the client side of mutual TLS: the certificate
 	// (its role decides what the workers allow) and the CA the workers'
 	// certificates must chain to (LoadTLS builds one from files). Nil
@@ -60,8 +63,10 @@ type Client struct {
 	}
 	pool  *peer.Pool
 	retry RetryConfig
-	log   *slog.Logger
-	next  atomic.Uint64
+	// onFull is Config.OnQueueFull.
+	onFull func(QueueFull)
+	log    *slog.Logger
+	next   atomic.Uint64
 }
 
 // New connects to Consul (lazily) and prepares per-worker breakers.
@@ -96,7 +101,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{members: c, pool: pool, retry: cfg.Retry, log: cfg.Logger}, nil
+	return &Client{members: c, pool: pool, retry: cfg.Retry, log: cfg.Logger, onFull: cfg.OnQueueFull}, nil
 }
 
 // Close releases connections.

@@ -25,12 +25,22 @@ type RetryConfig struct {
 	// For bounds the retries: no try starts later than this after the
 	// first one. The context's deadline bounds them as well.
 	For time.Duration
+	// FullFor bounds the retries while a partition's queue is full
+	// (ResourceExhausted, --max-queue-depth): a bulk load into a slow
+	// cluster backs off (from Backoff, doubling up to fullMaxBackoff) and
+	// sends the same ids again for this long after the first refusal,
+	// then fails with ErrQueueFull. 0 does not retry a full queue.
+	FullFor time.Duration
 }
 
+// fullMaxBackoff is the longest wait between tries at a full queue.
+const fullMaxBackoff = 2 * time.Second
+
 // DefaultRetry waits 50 ms, then twice as long per try up to 1 s, and
-// gives up after 30 s: longer than a Redis restart from a small AOF.
+// gives up after 30 s: longer than a Redis restart from a small AOF. At a
+// full queue it waits up to 10 minutes for the cluster to catch up.
 func DefaultRetry() RetryConfig {
-	return RetryConfig{Backoff: 50 * time.Millisecond, MaxBackoff: time.Second, For: 30 * time.Second}
+	return RetryConfig{Backoff: 50 * time.Millisecond, MaxBackoff: time.Second, For: 30 * time.Second, FullFor: 10 * time.Minute}
 }
 
 // Validate explains what is wrong with r.
@@ -42,6 +52,9 @@ func (r RetryConfig) Validate() error {
 	if r.For < 0 {
 		errs = append(errs, fmt.Errorf("retry duration must not be negative, got %v (0 tries once)", r.For))
 	}
+	if r.FullFor < 0 {
+		errs = append(errs, fmt.Errorf("the wait at a full queue must not be negative, got %v (0 does not wait)", r.FullFor))
+	}
 	return errors.Join(errs...)
 }
 
@@ -52,8 +65,31 @@ func (c *Client) retrying(ctx context.Context, op func(ctx context.Context) erro
 	giveUp := time.Now().Add(c.retry.For)
 	wait := c.retry.Backoff
 	var cause error // the last failure that came from a worker, not a breaker
+	var fullSince time.Time
+	fullWait := c.retry.Backoff
 	for {
 		err := op(ctx)
+		if q, full := IsQueueFull(err); full {
+			// The cluster is healthy but behind: back off and send the
+			// same ids again, for longer than an outage is waited out.
+			now := time.Now()
+			if fullSince.IsZero() {
+				fullSince = now
+			}
+			d := fullWait/2 + rand.N(fullWait/2+1)
+			if ctx.Err() != nil || now.Add(d).After(fullSince.Add(c.retry.FullFor)) {
+				return fmt.Errorf("%w for %v: %w", ErrQueueFull, now.Sub(fullSince).Round(time.Millisecond), err)
+			}
+			if c.onFull != nil {
+				c.onFull(q)
+			}
+			c.log.Debug("client: a partition's queue is full, sending again later", "partition", q.Partition, "depth", q.Depth, "in", d)
+			if !sleepCtx(ctx, d) {
+				return err
+			}
+			fullWait = min(2*fullWait, fullMaxBackoff)
+			continue
+		}
 		if err == nil || !peer.Fault(err) || errors.Is(err, ErrTLS) {
 			return err
 		}
@@ -130,4 +166,16 @@ func withIDs(jobs []*workerpb.Job) []*workerpb.Job {
 		return jobs
 	}
 	return out
+}
+
+// sleepCtx waits d, or until ctx ends (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -2947,6 +2947,281 @@ func (x *DeleteScheduleResponse) GetDeleted() bool {
 	return false
 }
 
+// HandlerFlowRequest names a handler and, for LimitHandler, the limits to
+// change; a limit not set is kept.
+type HandlerFlowRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Handler        string                 `protobuf:"bytes,1,opt,name=handler,proto3" json:"handler,omitempty"`
+	SetConcurrency bool                   `protobuf:"varint,2,opt,name=set_concurrency,json=setConcurrency,proto3" json:"set_concurrency,omitempty"`
+	Concurrency    int32                  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"` // attempts in flight in the cluster; 0 = back to the declared one
+	SetRate        bool                   `protobuf:"varint,4,opt,name=set_rate,json=setRate,proto3" json:"set_rate,omitempty"`
+	Rate           float64                `protobuf:"fixed64,5,opt,name=rate,proto3" json:"rate,omitempty"`  // jobs per second; 0 = no rate limit
+	Burst          int32                  `protobuf:"varint,6,opt,name=burst,proto3" json:"burst,omitempty"` // tokens the bucket holds; 0 = a second's worth
+	Clear          bool                   `protobuf:"varint,7,opt,name=clear,proto3" json:"clear,omitempty"` // drop every limit set at runtime (not a pause)
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HandlerFlowRequest) Reset() {
+	*x = HandlerFlowRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandlerFlowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandlerFlowRequest) ProtoMessage() {}
+
+func (x *HandlerFlowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandlerFlowRequest.ProtoReflect.Descriptor instead.
+func (*HandlerFlowRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *HandlerFlowRequest) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *HandlerFlowRequest) GetSetConcurrency() bool {
+	if x != nil {
+		return x.SetConcurrency
+	}
+	return false
+}
+
+func (x *HandlerFlowRequest) GetConcurrency() int32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+func (x *HandlerFlowRequest) GetSetRate() bool {
+	if x != nil {
+		return x.SetRate
+	}
+	return false
+}
+
+func (x *HandlerFlowRequest) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *HandlerFlowRequest) GetBurst() int32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *HandlerFlowRequest) GetClear() bool {
+	if x != nil {
+		return x.Clear
+	}
+	return false
+}
+
+// HandlerFlow is what controls a handler's flow now.
+type HandlerFlow struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Handler             string                 `protobuf:"bytes,1,opt,name=handler,proto3" json:"handler,omitempty"`
+	Paused              bool                   `protobuf:"varint,2,opt,name=paused,proto3" json:"paused,omitempty"`
+	PausedAtMs          int64                  `protobuf:"varint,3,opt,name=paused_at_ms,json=pausedAtMs,proto3" json:"paused_at_ms,omitempty"`
+	Concurrency         int32                  `protobuf:"varint,4,opt,name=concurrency,proto3" json:"concurrency,omitempty"`                                            // in force: the runtime one, else the declared one; 0 = none
+	DeclaredConcurrency int32                  `protobuf:"varint,5,opt,name=declared_concurrency,json=declaredConcurrency,proto3" json:"declared_concurrency,omitempty"` // what its plugin declares (as this worker knows it)
+	Rate                float64                `protobuf:"fixed64,6,opt,name=rate,proto3" json:"rate,omitempty"`                                                         // 0 = none
+	Burst               int32                  `protobuf:"varint,7,opt,name=burst,proto3" json:"burst,omitempty"`
+	InFlight            int64                  `protobuf:"varint,8,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"` // concurrency slots held now
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *HandlerFlow) Reset() {
+	*x = HandlerFlow{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandlerFlow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandlerFlow) ProtoMessage() {}
+
+func (x *HandlerFlow) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandlerFlow.ProtoReflect.Descriptor instead.
+func (*HandlerFlow) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *HandlerFlow) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *HandlerFlow) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *HandlerFlow) GetPausedAtMs() int64 {
+	if x != nil {
+		return x.PausedAtMs
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetConcurrency() int32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetDeclaredConcurrency() int32 {
+	if x != nil {
+		return x.DeclaredConcurrency
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetBurst() int32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *HandlerFlow) GetInFlight() int64 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+type HandlerFlowsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandlerFlowsRequest) Reset() {
+	*x = HandlerFlowsRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandlerFlowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandlerFlowsRequest) ProtoMessage() {}
+
+func (x *HandlerFlowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandlerFlowsRequest.ProtoReflect.Descriptor instead.
+func (*HandlerFlowsRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{47}
+}
+
+type HandlerFlowsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Flows         []*HandlerFlow         `protobuf:"bytes,1,rep,name=flows,proto3" json:"flows,omitempty"` // handlers paused or limited, by name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandlerFlowsResponse) Reset() {
+	*x = HandlerFlowsResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandlerFlowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandlerFlowsResponse) ProtoMessage() {}
+
+func (x *HandlerFlowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandlerFlowsResponse.ProtoReflect.Descriptor instead.
+func (*HandlerFlowsResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *HandlerFlowsResponse) GetFlows() []*HandlerFlow {
+	if x != nil {
+		return x.Flows
+	}
+	return nil
+}
+
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
@@ -3186,7 +3461,28 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\fScheduleName\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"2\n" +
 	"\x16DeleteScheduleResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\bR\adeleted2\xd5\f\n" +
+	"\adeleted\x18\x01 \x01(\bR\adeleted\"\xd4\x01\n" +
+	"\x12HandlerFlowRequest\x12\x18\n" +
+	"\ahandler\x18\x01 \x01(\tR\ahandler\x12'\n" +
+	"\x0fset_concurrency\x18\x02 \x01(\bR\x0esetConcurrency\x12 \n" +
+	"\vconcurrency\x18\x03 \x01(\x05R\vconcurrency\x12\x19\n" +
+	"\bset_rate\x18\x04 \x01(\bR\asetRate\x12\x12\n" +
+	"\x04rate\x18\x05 \x01(\x01R\x04rate\x12\x14\n" +
+	"\x05burst\x18\x06 \x01(\x05R\x05burst\x12\x14\n" +
+	"\x05clear\x18\a \x01(\bR\x05clear\"\xfd\x01\n" +
+	"\vHandlerFlow\x12\x18\n" +
+	"\ahandler\x18\x01 \x01(\tR\ahandler\x12\x16\n" +
+	"\x06paused\x18\x02 \x01(\bR\x06paused\x12 \n" +
+	"\fpaused_at_ms\x18\x03 \x01(\x03R\n" +
+	"pausedAtMs\x12 \n" +
+	"\vconcurrency\x18\x04 \x01(\x05R\vconcurrency\x121\n" +
+	"\x14declared_concurrency\x18\x05 \x01(\x05R\x13declaredConcurrency\x12\x12\n" +
+	"\x04rate\x18\x06 \x01(\x01R\x04rate\x12\x14\n" +
+	"\x05burst\x18\a \x01(\x05R\x05burst\x12\x1b\n" +
+	"\tin_flight\x18\b \x01(\x03R\binFlight\"\x15\n" +
+	"\x13HandlerFlowsRequest\"K\n" +
+	"\x14HandlerFlowsResponse\x123\n" +
+	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows2\xb4\x0f\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -3207,7 +3503,11 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\rListSchedules\x12&.corral.worker.v1.ListSchedulesRequest\x1a'.corral.worker.v1.ListSchedulesResponse\x12K\n" +
 	"\rPauseSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a\x1a.corral.worker.v1.Schedule\x12L\n" +
 	"\x0eResumeSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a\x1a.corral.worker.v1.Schedule\x12Z\n" +
-	"\x0eDeleteSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a(.corral.worker.v1.DeleteScheduleResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
+	"\x0eDeleteSchedule\x12\x1e.corral.worker.v1.ScheduleName\x1a(.corral.worker.v1.DeleteScheduleResponse\x12S\n" +
+	"\fPauseHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12T\n" +
+	"\rResumeHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12S\n" +
+	"\fLimitHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12]\n" +
+	"\fHandlerFlows\x12%.corral.worker.v1.HandlerFlowsRequest\x1a&.corral.worker.v1.HandlerFlowsResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
 
 var (
 	file_api_workerpb_worker_proto_rawDescOnce sync.Once
@@ -3222,7 +3522,7 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_api_workerpb_worker_proto_goTypes = []any{
 	(JobResult_State)(0),            // 0: corral.worker.v1.JobResult.State
 	(*Job)(nil),                     // 1: corral.worker.v1.Job
@@ -3270,7 +3570,11 @@ var file_api_workerpb_worker_proto_goTypes = []any{
 	(*ListSchedulesResponse)(nil),   // 43: corral.worker.v1.ListSchedulesResponse
 	(*ScheduleName)(nil),            // 44: corral.worker.v1.ScheduleName
 	(*DeleteScheduleResponse)(nil),  // 45: corral.worker.v1.DeleteScheduleResponse
-	nil,                             // 46: corral.worker.v1.MemberStatus.BreakersEntry
+	(*HandlerFlowRequest)(nil),      // 46: corral.worker.v1.HandlerFlowRequest
+	(*HandlerFlow)(nil),             // 47: corral.worker.v1.HandlerFlow
+	(*HandlerFlowsRequest)(nil),     // 48: corral.worker.v1.HandlerFlowsRequest
+	(*HandlerFlowsResponse)(nil),    // 49: corral.worker.v1.HandlerFlowsResponse
+	nil,                             // 50: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
 	1,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
@@ -3278,7 +3582,7 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	3,  // 2: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
 	6,  // 3: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
 	9,  // 4: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	46, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	50, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
 	11, // 6: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
 	10, // 7: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
 	1,  // 8: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
@@ -3297,49 +3601,58 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	39, // 21: corral.worker.v1.AddScheduleRequest.schedule:type_name -> corral.worker.v1.Schedule
 	39, // 22: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
 	39, // 23: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
-	2,  // 24: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	5,  // 25: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	8,  // 26: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	13, // 27: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	15, // 28: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	17, // 29: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	20, // 30: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	23, // 31: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	26, // 32: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	26, // 33: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	28, // 34: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	31, // 35: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
-	34, // 36: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
-	36, // 37: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
-	40, // 38: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
-	42, // 39: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
-	44, // 40: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
-	44, // 41: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
-	44, // 42: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
-	4,  // 43: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	7,  // 44: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	12, // 45: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	14, // 46: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	16, // 47: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	19, // 48: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	22, // 49: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	25, // 50: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	27, // 51: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	27, // 52: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	29, // 53: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	33, // 54: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
-	35, // 55: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
-	38, // 56: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
-	41, // 57: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
-	43, // 58: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
-	39, // 59: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
-	39, // 60: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
-	45, // 61: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
-	43, // [43:62] is the sub-list for method output_type
-	24, // [24:43] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	47, // 24: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
+	2,  // 25: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	5,  // 26: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	8,  // 27: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	13, // 28: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	15, // 29: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	17, // 30: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	20, // 31: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	23, // 32: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	26, // 33: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	26, // 34: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	28, // 35: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	31, // 36: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
+	34, // 37: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
+	36, // 38: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
+	40, // 39: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
+	42, // 40: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
+	44, // 41: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
+	44, // 42: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
+	44, // 43: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
+	46, // 44: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	46, // 45: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	46, // 46: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	48, // 47: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
+	4,  // 48: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	7,  // 49: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	12, // 50: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	14, // 51: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	16, // 52: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	19, // 53: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	22, // 54: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	25, // 55: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	27, // 56: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	27, // 57: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	29, // 58: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	33, // 59: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
+	35, // 60: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
+	38, // 61: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
+	41, // 62: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
+	43, // 63: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
+	39, // 64: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
+	39, // 65: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
+	45, // 66: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
+	47, // 67: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
+	47, // 68: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
+	47, // 69: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
+	49, // 70: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
+	48, // [48:71] is the sub-list for method output_type
+	25, // [25:48] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -3354,7 +3667,7 @@ func file_api_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   46,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

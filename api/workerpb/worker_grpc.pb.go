@@ -40,6 +40,10 @@ const (
 	Worker_PauseSchedule_FullMethodName     = "/corral.worker.v1.Worker/PauseSchedule"
 	Worker_ResumeSchedule_FullMethodName    = "/corral.worker.v1.Worker/ResumeSchedule"
 	Worker_DeleteSchedule_FullMethodName    = "/corral.worker.v1.Worker/DeleteSchedule"
+	Worker_PauseHandler_FullMethodName      = "/corral.worker.v1.Worker/PauseHandler"
+	Worker_ResumeHandler_FullMethodName     = "/corral.worker.v1.Worker/ResumeHandler"
+	Worker_LimitHandler_FullMethodName      = "/corral.worker.v1.Worker/LimitHandler"
+	Worker_HandlerFlows_FullMethodName      = "/corral.worker.v1.Worker/HandlerFlows"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -95,6 +99,16 @@ type WorkerClient interface {
 	PauseSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error)
 	ResumeSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*Schedule, error)
 	DeleteSchedule(ctx context.Context, in *ScheduleName, opts ...grpc.CallOption) (*DeleteScheduleResponse, error)
+	// PauseHandler makes a handler's jobs wait, across the cluster, without
+	// spending attempts; ResumeHandler lets them go on in per-key order.
+	PauseHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error)
+	ResumeHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error)
+	// LimitHandler sets or lifts a handler's cluster-wide concurrency and
+	// rate limits.
+	LimitHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error)
+	// HandlerFlows lists the handlers paused or limited, with the slots
+	// their jobs hold now.
+	HandlerFlows(ctx context.Context, in *HandlerFlowsRequest, opts ...grpc.CallOption) (*HandlerFlowsResponse, error)
 }
 
 type workerClient struct {
@@ -276,6 +290,42 @@ func (c *workerClient) DeleteSchedule(ctx context.Context, in *ScheduleName, opt
 	return out, nil
 }
 
+func (c *workerClient) PauseHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error) {
+	out := new(HandlerFlow)
+	err := c.cc.Invoke(ctx, Worker_PauseHandler_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) ResumeHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error) {
+	out := new(HandlerFlow)
+	err := c.cc.Invoke(ctx, Worker_ResumeHandler_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) LimitHandler(ctx context.Context, in *HandlerFlowRequest, opts ...grpc.CallOption) (*HandlerFlow, error) {
+	out := new(HandlerFlow)
+	err := c.cc.Invoke(ctx, Worker_LimitHandler_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) HandlerFlows(ctx context.Context, in *HandlerFlowsRequest, opts ...grpc.CallOption) (*HandlerFlowsResponse, error) {
+	out := new(HandlerFlowsResponse)
+	err := c.cc.Invoke(ctx, Worker_HandlerFlows_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility
@@ -329,6 +379,16 @@ type WorkerServer interface {
 	PauseSchedule(context.Context, *ScheduleName) (*Schedule, error)
 	ResumeSchedule(context.Context, *ScheduleName) (*Schedule, error)
 	DeleteSchedule(context.Context, *ScheduleName) (*DeleteScheduleResponse, error)
+	// PauseHandler makes a handler's jobs wait, across the cluster, without
+	// spending attempts; ResumeHandler lets them go on in per-key order.
+	PauseHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error)
+	ResumeHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error)
+	// LimitHandler sets or lifts a handler's cluster-wide concurrency and
+	// rate limits.
+	LimitHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error)
+	// HandlerFlows lists the handlers paused or limited, with the slots
+	// their jobs hold now.
+	HandlerFlows(context.Context, *HandlerFlowsRequest) (*HandlerFlowsResponse, error)
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -392,6 +452,18 @@ func (UnimplementedWorkerServer) ResumeSchedule(context.Context, *ScheduleName) 
 }
 func (UnimplementedWorkerServer) DeleteSchedule(context.Context, *ScheduleName) (*DeleteScheduleResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteSchedule not implemented")
+}
+func (UnimplementedWorkerServer) PauseHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PauseHandler not implemented")
+}
+func (UnimplementedWorkerServer) ResumeHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResumeHandler not implemented")
+}
+func (UnimplementedWorkerServer) LimitHandler(context.Context, *HandlerFlowRequest) (*HandlerFlow, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LimitHandler not implemented")
+}
+func (UnimplementedWorkerServer) HandlerFlows(context.Context, *HandlerFlowsRequest) (*HandlerFlowsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HandlerFlows not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 
@@ -748,6 +820,78 @@ func _Worker_DeleteSchedule_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_PauseHandler_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandlerFlowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).PauseHandler(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_PauseHandler_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).PauseHandler(ctx, req.(*HandlerFlowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_ResumeHandler_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandlerFlowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ResumeHandler(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ResumeHandler_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ResumeHandler(ctx, req.(*HandlerFlowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_LimitHandler_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandlerFlowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).LimitHandler(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_LimitHandler_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).LimitHandler(ctx, req.(*HandlerFlowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_HandlerFlows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandlerFlowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).HandlerFlows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_HandlerFlows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).HandlerFlows(ctx, req.(*HandlerFlowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -830,6 +974,22 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSchedule",
 			Handler:    _Worker_DeleteSchedule_Handler,
+		},
+		{
+			MethodName: "PauseHandler",
+			Handler:    _Worker_PauseHandler_Handler,
+		},
+		{
+			MethodName: "ResumeHandler",
+			Handler:    _Worker_ResumeHandler_Handler,
+		},
+		{
+			MethodName: "LimitHandler",
+			Handler:    _Worker_LimitHandler_Handler,
+		},
+		{
+			MethodName: "HandlerFlows",
+			Handler:    _Worker_HandlerFlows_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

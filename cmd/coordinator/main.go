@@ -32,6 +32,8 @@ Commands:
   reload   relaunch workers' plugins from their binaries (hot upgrade): reload [WORKER...]
   schedule jobs submitted at every tick of a cron expression:
            schedule add NAME --cron EXPR ... | list | show NAME | pause NAME | resume NAME | delete NAME
+  handler  flow control across the cluster: handler pause|resume H, handler limit H
+           [--concurrency N] [--rate R [--burst B]] [--clear], handler list
   certs    make TLS certificates: certs init | issue --role R --name N | show FILE
 
 Global flags:
@@ -40,6 +42,9 @@ Global flags:
   --timeout D          deadline of the whole command (default 30s; submit --file has none)
   --retry-for D        how long submit and call try again, with the same job ids, while no
                        worker can take them (workers down, Redis restarting) (default 30s)
+  --full-wait D        how long submit (and a call's fallback to the queue) backs off and sends
+                       the same jobs again while a partition's queue is full (worker
+                       --max-queue-depth) (default 10m; 0 does not wait)
   --tls-cert FILE      client certificate for the workers' mutual TLS; its role (read, submit
                        or admin) decides what the workers allow (env CORRAL_TLS_CERT)
   --tls-key FILE       its private key (env CORRAL_TLS_KEY)
@@ -65,6 +70,7 @@ type globals struct {
 	token    string
 	timeout  time.Duration
 	retryFor time.Duration
+	fullWait time.Duration
 	tls      cli.TLSFlags
 	tlsFrom  *string // where the client's certificate came from, once a client was made
 }
@@ -78,6 +84,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.StringVar(&g.token, "consul-token", os.Getenv("CONSUL_HTTP_TOKEN"), "")
 	fs.DurationVar(&g.timeout, "timeout", 30*time.Second, "")
 	fs.DurationVar(&g.retryFor, "retry-for", client.DefaultRetry().For, "")
+	fs.DurationVar(&g.fullWait, "full-wait", client.DefaultRetry().FullFor, "")
 	g.tls.Register(fs, "")
 	g.tlsFrom = new(string)
 	if err := fs.Parse(args); err != nil {
@@ -94,7 +101,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	defer stop()
 	newClient := func() (*client.Client, error) {
 		retry := client.DefaultRetry()
-		retry.For = g.retryFor
+		retry.For, retry.FullFor = g.retryFor, g.fullWait
 		tlsCfg, from, err := g.tls.ClientConfig()
 		if err != nil {
 			return nil, err
@@ -131,6 +138,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 		return reloadCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "schedule":
 		return scheduleCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "handler":
+		return handlerCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "certs":
 		return certsCmd(rest, stdout, stderr)
 	case "help":

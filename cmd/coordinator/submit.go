@@ -106,6 +106,14 @@ still cannot be delivered, its lines and every later line of the same keys
 are not sent, and the command says how many lines were not sent and where
 the first of them is: send the same file again to finish.
 
+When a partition's queue is full (worker --max-queue-depth), the worker
+refuses with ResourceExhausted and the call backs off and is sent again,
+with the same ids, for up to --full-wait (a global flag, default 10m): a
+bulk load into a slow cluster slows down instead of filling Redis. Without
+--quiet, progress goes to stderr: a bar with the rate and the time left on
+a terminal, else a line every 2s; both say when a full queue holds the
+submission back.
+
 Flags:
 `)
 		fs.PrintDefaults()
@@ -211,11 +219,46 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 		stop     atomic.Bool // a lane failed, or rejected a job under --on-error stop
 		wg       sync.WaitGroup
 		lanes    [submitLanes]submitLane
-		lastSeen = start
 		parser   lineParser
 		ids      fileIDs
 		reports  = lineReports{w: stderr, next: 1}
+		prog     *fileProgress
+		stopProg = func() {}
 	)
+	if !quiet {
+		prog = newFileProgress(stderr, path)
+		c.OnQueueFull(prog.queueFull)
+		reports.before = prog.clear
+		stopProgress := make(chan struct{})
+		progressDone := make(chan struct{})
+		go func() {
+			defer close(progressDone)
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stopProgress:
+					return
+				case <-t.C:
+				}
+				mu.Lock()
+				prog.update(reports.n, st, false)
+				mu.Unlock()
+			}
+		}()
+		var once sync.Once
+		stopProg = func() {
+			once.Do(func() {
+				close(stopProgress)
+				<-progressDone
+				mu.Lock()
+				prog.update(reports.n, st, true)
+				mu.Unlock()
+				prog.finish()
+			})
+		}
+		defer stopProg()
+	}
 	send := func(b submitLane) {
 		res, err := sub.Submit(ctx, b.jobs)
 		mu.Lock()
@@ -326,15 +369,10 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 		if len(lanes[l].jobs) >= submitBatch || lanes[l].bytes >= submitBatchBytes {
 			flush(l)
 		}
-		if !quiet && time.Since(lastSeen) > time.Second {
-			lastSeen = time.Now()
-			mu.Lock()
-			fmt.Fprintf(stderr, "... %d lines, %d submitted\n", st.lines, st.submitted)
-			mu.Unlock()
-		}
 	}
 	scanErr := sc.Err()
 	finish()
+	stopProg()
 	reports.flush()
 	if fatal != nil {
 		notRead := ""
@@ -377,6 +415,8 @@ func submitFile(ctx context.Context, c *client.Client, path string, stopOnError,
 // The caller serializes its calls.
 type lineReports struct {
 	w       io.Writer
+	before  func()         // called before a report is printed; nil: nothing
+	n       int            // lines settled
 	next    int            // the first line not settled yet
 	settled []bool         // settled[i]: line next+i is settled
 	msgs    map[int]string // reports of settled lines not printed yet
@@ -397,6 +437,9 @@ func (r *lineReports) settleOne(l int, msg string) {
 	for len(r.settled) <= l-r.next {
 		r.settled = append(r.settled, false)
 	}
+	if !r.settled[l-r.next] {
+		r.n++
+	}
 	r.settled[l-r.next] = true
 	if msg != "" {
 		if r.msgs == nil {
@@ -407,6 +450,9 @@ func (r *lineReports) settleOne(l int, msg string) {
 	n := 0
 	for n < len(r.settled) && r.settled[n] {
 		if m, ok := r.msgs[r.next+n]; ok {
+			if r.before != nil {
+				r.before()
+			}
 			fmt.Fprintln(r.w, m)
 			delete(r.msgs, r.next+n)
 		}

@@ -117,6 +117,8 @@ func run() error {
 		"most dead letters kept per partition; past it the oldest are dropped (counted in corral_dead_letters_dropped_total)")
 	fs.DurationVar(&cfg.RetryBackoff, "retry-backoff", cfg.RetryBackoff, "wait before a failed job's second attempt; doubles per attempt, jittered")
 	fs.DurationVar(&cfg.RetryBackoffMax, "retry-backoff-max", cfg.RetryBackoffMax, "longest wait between attempts")
+	fs.Int64Var(&cfg.Store.MaxQueueDepth, "max-queue-depth", cfg.Store.MaxQueueDepth,
+		"backpressure: a partition holding this many jobs (queued, delayed, parked, waiting) refuses more submits with ResourceExhausted until its owner works some off; clients back off and send the same ids again. 0 is no limit")
 	fs.BoolVar(&cfg.Store.Audit, "audit", false, "record (partition, epoch, job id) of every commit in an audit stream")
 	fs.IntVar(&cfg.Store.WaitReplicas, "redis-wait-replicas", 0, "wait (Redis WAIT) until this many replicas have every enqueue and commit before acknowledging it, so a promoted replica loses no acknowledged write; 0 is off. One primary with replicas only, not Redis Cluster")
 	fs.DurationVar(&cfg.Store.WaitTimeout, "redis-wait-timeout", 500*time.Millisecond, "longest wait for --redis-wait-replicas; a submit not replicated in time is reported unavailable and retried by the client")

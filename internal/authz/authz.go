@@ -56,6 +56,10 @@ var rules = map[string]Rule{
 	workerpb.Worker_PauseSchedule_FullMethodName:  {Least: pki.RoleAdmin},
 	workerpb.Worker_ResumeSchedule_FullMethodName: {Least: pki.RoleAdmin},
 	workerpb.Worker_DeleteSchedule_FullMethodName: {Least: pki.RoleAdmin},
+	workerpb.Worker_PauseHandler_FullMethodName:   {Least: pki.RoleAdmin},
+	workerpb.Worker_ResumeHandler_FullMethodName:  {Least: pki.RoleAdmin},
+	workerpb.Worker_LimitHandler_FullMethodName:   {Least: pki.RoleAdmin},
+	workerpb.Worker_HandlerFlows_FullMethodName:   {Least: pki.RoleRead},
 }
 
 // RuleOf returns the rule of a full method name ("/pkg.Service/Method").

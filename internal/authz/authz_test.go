@@ -54,11 +54,12 @@ func TestEveryMethodHasARole(t *testing.T) {
 func TestRoleTable(t *testing.T) {
 	t.Parallel()
 	want := map[pki.Role][]string{
-		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules"},
-		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "Submit", "Call", "CancelJobs"},
-		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "Submit", "Call", "CancelJobs",
+		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows"},
+		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows", "Submit", "Call", "CancelJobs"},
+		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows", "Submit", "Call", "CancelJobs",
 			"Drain", "ReloadPlugins", "ReplayDeadLetters", "PurgeDeadLetters",
-			"AddSchedule", "PauseSchedule", "ResumeSchedule", "DeleteSchedule"},
+			"AddSchedule", "PauseSchedule", "ResumeSchedule", "DeleteSchedule",
+			"PauseHandler", "ResumeHandler", "LimitHandler"},
 		pki.RolePeer: {"Status", "Call", "ListJobs", "CancelJobs"},
 	}
 	for _, role := range pki.Roles {

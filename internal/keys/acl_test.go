@@ -128,6 +128,7 @@ func TestWorkerACLCoversKeys(t *testing.T) {
 	all := append([]string{keys.Meta, keys.SchedulesChanged, keys.Lease("0123abcd")}, builtKeys(t, keys.For(12))...)
 	all = append(all, literalKeys(t)...)
 	all = append(all, builtKeys(t, keys.IDs(5))...)
+	all = append(all, builtKeys(t, keys.ForHandler("mail.send"))...)
 	used := map[string]bool{}
 	for _, k := range all {
 		ok := false

@@ -6,6 +6,7 @@ package peer
 import (
 	"context"
 	"fmt"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"log/slog"
 	"strings"
 	"sync"
@@ -126,6 +127,10 @@ func Fault(err error) bool {
 	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition,
 		codes.OutOfRange, codes.Unimplemented, codes.PermissionDenied, codes.Unauthenticated, codes.Canceled:
 		return false
+	case codes.ResourceExhausted:
+		// A full queue: the peer is well and another would answer the
+		// same. Any other exhaustion is the peer's own.
+		return !QueueFull(err)
 	}
 	return true
 }
@@ -140,4 +145,22 @@ func HandshakeFailed(err error) bool {
 	}
 	msg := status.Convert(err).Message()
 	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ")
+}
+
+// QueueFullReason is the ErrorInfo reason of a ResourceExhausted that a
+// worker answers when a partition's queue is at --max-queue-depth.
+const QueueFullReason = "QUEUE_FULL"
+
+// QueueFull reports whether err is a worker's refusal for a full queue.
+func QueueFull(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Reason == QueueFullReason {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"errors"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -27,6 +28,7 @@ func TestFault(t *testing.T) {
 		status.Error(codes.NotFound, "no such job"),
 		status.Error(codes.FailedPrecondition, "not the owner"),
 		status.Error(codes.Canceled, "caller gave up"),
+		queueFull(),
 	}
 	for _, err := range peerFaults {
 		if !Fault(err) {
@@ -38,4 +40,10 @@ func TestFault(t *testing.T) {
 			t.Errorf("Fault(%v) = true, want false", err)
 		}
 	}
+}
+
+// queueFull is a worker's refusal for a full queue.
+func queueFull() error {
+	st, _ := status.New(codes.ResourceExhausted, "queue full").WithDetails(&errdetails.ErrorInfo{Reason: QueueFullReason})
+	return st.Err()
 }

@@ -28,20 +28,34 @@ var ErrConflict = errors.New("job id already used with different content")
 //
 // The partition's delayed jobs due at now go first (see releaseDueLua).
 //
+// With a depth limit, the partition's depth (its stream's length and its
+// delayed, parked and waiting jobs, all in bodies) is counted first, in
+// O(1); a new job that would pass the limit stops the call there.
+//
 // KEYS[1] partition stream, KEYS[2] delayed set, KEYS[3] bodies, then
 // KEYS[3+i] the job record of job i.
-// ARGV[1] job count, ARGV[2] now unix ms, then per job: content hash, due
-// unix ms ("0" = now), then for a job due now the packed stream entry
-// field "j", for a delayed one its body (delayedBody) and its id.
+// ARGV[1] job count, ARGV[2] now unix ms, ARGV[3] depth limit ("0" =
+// none), then per job: content hash, due unix ms ("0" = now), then for a
+// job due now the packed stream entry field "j", for a delayed one its
+// body (delayedBody) and its id.
 // Returns the jobs not enqueued, as pairs: job number (from 1) and, if
-// the same job was already submitted, how it ended (an End: 0 not yet), or
-// -1 if the id was used for other content.
+// the same job was already submitted, how it ended (an End: 0 not yet),
+// -1 if the id was used for other content, or -2 - depth if the queue was
+// full: that job and every later one of the call were not enqueued (the
+// last pair).
 var enqueueScript = redis.NewScript(releaseDueLua + `
 releaseDue(KEYS[2], KEYS[3], KEYS[1], ARGV[2], -1)
 local ended = {d = 1, x = 2, n = 3, c = 4}
-local out, a = {}, 3
+local out, a = {}, 4
+local limit, depth = tonumber(ARGV[3]), 0
+if limit > 0 then depth = redis.call('XLEN', KEYS[1]) + redis.call('HLEN', KEYS[3]) end
 for i = 1, tonumber(ARGV[1]) do
   local rec, hash, due = KEYS[3 + i], ARGV[a], ARGV[a + 1]
+  if limit > 0 and depth >= limit and redis.call('EXISTS', rec) == 0 then
+    out[#out + 1] = i
+    out[#out + 1] = -2 - depth
+    return out
+  end
   if redis.call('HSETNX', rec, 'h', hash) == 0 then
     out[#out + 1] = i
     if redis.call('HGET', rec, 'h') == hash then
@@ -51,9 +65,11 @@ for i = 1, tonumber(ARGV[1]) do
     end
   elseif due == '0' then
     redis.call('XADD', KEYS[1], '*', 'j', ARGV[a + 2])
+    depth = depth + 1
   else
     redis.call('ZADD', KEYS[2], due, ARGV[a + 3])
     redis.call('HSET', KEYS[3], ARGV[a + 3], ARGV[a + 2])
+    depth = depth + 1
   end
   a = a + ((due == '0') and 3 or 4)
 end
@@ -240,8 +256,8 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		k := keys.For(p)
 		ks := make([]string, 3, 3+len(group))
 		ks[0], ks[1], ks[2] = k.Queue(), k.Delayed(), k.Bodies()
-		args := make([]any, 2, 2+3*len(group))
-		args[0], args[1] = len(group), now
+		args := make([]any, 3, 3+3*len(group))
+		args[0], args[1], args[2] = len(group), now, s.cfg.MaxQueueDepth
 		for _, i := range group {
 			j := &jobs[i]
 			var hash string
@@ -280,10 +296,18 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		}
 		// A call that failed stops the enqueue here: the partition's next
 		// call would put later jobs ahead of the failed call's, which the
-		// caller sends again. The calls that ran dedup that resend.
+		// caller sends again. The calls that ran dedup that resend. A full
+		// queue stops it the same way.
 		for n := range calls {
 			if c := calls[n].cmd; calls[n].wave == wave && c.Err() != nil {
 				return nil, fmt.Errorf("store: enqueue in partition %d: %w", jobs[calls[n].idx[0]].Partition, c.Err())
+			}
+		}
+		for n := range calls {
+			if calls[n].wave == wave {
+				if depth, full := queueFull(calls[n].cmd); full {
+					return nil, &QueueFullError{Partition: jobs[calls[n].idx[0]].Partition, Depth: depth, Max: s.cfg.MaxQueueDepth}
+				}
 			}
 		}
 	}
@@ -313,6 +337,20 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		}
 	}
 	return out, nil
+}
+
+// queueFull reads an enqueue call's reply: whether the queue was full,
+// and its depth then (the last pair's code is -2 - depth).
+func queueFull(c *redis.Cmd) (int64, bool) {
+	res, err := c.Slice()
+	if err != nil || len(res) < 2 {
+		return 0, false
+	}
+	code, _ := res[len(res)-1].(int64)
+	if code > -2 {
+		return 0, false
+	}
+	return -2 - code, true
 }
 
 // contentHash is j.ContentHash() hashed from one reused buffer, without

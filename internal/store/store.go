@@ -42,14 +42,24 @@ type Config struct {
 	// replica promoted after a failover has every acknowledged write.
 	WaitReplicas int
 	WaitTimeout  time.Duration
+	// MaxQueueDepth, above 0, bounds a partition's depth (its queued,
+	// delayed, parked and waiting jobs) at submit: a submission that would
+	// pass it is refused with ErrQueueFull, and the client sends it again
+	// later. Jobs emitted by committed jobs, and retries, are not refused.
+	MaxQueueDepth int64
 }
 
 // DefaultConfig returns the retention a user would expect: a day for ids
 // and results, a week for dead letters.
 func DefaultConfig() Config {
 	return Config{Partitions: 64, DoneRetention: 24 * time.Hour, ResultRetention: 24 * time.Hour,
-		AuditMax: 100_000, DeadRetention: 7 * 24 * time.Hour, DeadMax: 10_000}
+		AuditMax: 100_000, DeadRetention: 7 * 24 * time.Hour, DeadMax: 10_000, MaxQueueDepth: DefaultMaxQueueDepth}
 }
+
+// DefaultMaxQueueDepth is generous: a day's backlog of a busy partition
+// fits, while a runaway bulk load stops at about 100 MB of Redis per
+// partition instead of filling it.
+const DefaultMaxQueueDepth = 100_000
 
 // Validate explains retentions that cannot work. Redis keeps TTLs in
 // whole seconds, so windows are at least a second.
@@ -72,6 +82,9 @@ func (c Config) Validate() error {
 	}
 	if c.WaitReplicas < 0 {
 		errs = append(errs, fmt.Errorf("replicas to wait for must be 0 (off) or more, got %d", c.WaitReplicas))
+	}
+	if c.MaxQueueDepth < 0 {
+		errs = append(errs, fmt.Errorf("max queue depth must be 0 (no limit) or more, got %d", c.MaxQueueDepth))
 	}
 	if c.WaitReplicas > 0 && c.WaitTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("waiting for %d replicas needs a positive wait timeout", c.WaitReplicas))

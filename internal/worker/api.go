@@ -23,8 +23,9 @@ type API struct {
 	reload func(ctx context.Context) (*workerpb.ReloadPluginsResponse, error)
 	drain  func(ctx context.Context) int
 
-	inspect *inspector // lists and describes jobs
-	cancel  *canceller // cancels them
+	inspect *inspector   // lists and describes jobs
+	cancel  *canceller   // cancels them
+	flow    *flowControl // pause, resume and limits of handlers
 }
 
 // API returns the gRPC service of this worker.

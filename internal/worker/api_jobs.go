@@ -73,6 +73,9 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 	}
 	enq, err := ji.store.Enqueue(ctx, jobs)
 	if err != nil {
+		if full := (*store.QueueFullError)(nil); errors.As(err, &full) {
+			return nil, queueFullStatus(full)
+		}
 		return nil, status.Errorf(codes.Unavailable, "enqueue: %v", err)
 	}
 	// Only bad input is a job's own error. Anything else (Redis loading,

@@ -32,6 +32,9 @@ type work struct {
 	// waiting are the jobs buildBatch parked to wait for a worker that
 	// serves their handler, for the log.
 	waiting []store.Job
+	// flowUntil are the jobs flow control held back (outcome waitFlow):
+	// id → when to look at them again (unix ms).
+	flowUntil map[string]int64
 }
 
 // planWork orders a partition batch: the due parked jobs of held keys with
@@ -212,6 +215,14 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 			if o == notRun {
 				r := j
 				r.NotBefore = nowMs
+				parked, front = &r, kw.run[i+1:]
+				break jobs
+			}
+			if o == waitFlow {
+				// Held back by a pause or limit: parked on its key as it
+				// is, no attempt spent, its key's later jobs behind it.
+				r := j
+				r.NotBefore = max(wk.flowUntil[j.ID], nowMs)
 				parked, front = &r, kw.run[i+1:]
 				break jobs
 			}

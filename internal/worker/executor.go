@@ -69,6 +69,10 @@ type executor struct {
 		unknownEmit(parent, handler string, local map[string]host.HandlerInfo) error
 	}
 
+	// flow holds back jobs of paused or limited handlers; nil holds
+	// back nothing.
+	flow *flowControl
+
 	lastLoop  atomic.Int64 // unix nanos of the last executor round
 	committed atomic.Int64 // jobs done
 	fenced    atomic.Int64 // commits refused by the fence
@@ -345,10 +349,23 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	wk := planWork(keyRuns, stream, snap)
 	cw.apply(wk)
 	jobs, outcomes := unserved(wk, hs)
+	adm, err := e.flow.admit(ctx, jobs, hs, now)
+	if err != nil {
+		log.Warn("flow control could not ask Redis for slots or tokens; batch will be read again", "err", err)
+		return false
+	}
+	if len(adm.wait) > 0 {
+		wk.flowUntil = adm.wait
+		for id := range adm.wait {
+			outcomes[id] = waitFlow
+		}
+	}
+	jobs = adm.run
 	e.running.start(p, jobs)
 	defer e.running.end(p)
 	if len(jobs) > 0 {
 		ran, progress, callErr := e.runIsolated(ctx, jobs, snap, r.isolate)
+		e.flow.release(ctx, adm)
 		r.isolate = callErr != nil && isOutage(callErr)
 		if !progress {
 			log.Warn("plugin unavailable; batch will be read again", "jobs", len(jobs), "first_job", jobs[0].ID, "err", callErr)
@@ -482,9 +499,14 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	ref := store.EntityRef{Type: entities(j.Handler), Key: j.Key}
 	snap := store.Snapshot{States: map[store.EntityRef][]byte{ref: guard.State}}
 	wk := &work{keys: []*keyWork{{key: j.Key, run: []store.Job{j}}}}
+	adm, err := e.flow.admit(ctx, []store.Job{j}, hs, now)
+	if err != nil || len(adm.run) == 0 {
+		return nil, errNotRun // paused or at a limit: the queue keeps the job, and it waits there
+	}
 	e.running.startCall(j)
 	defer e.running.endCall(j.ID)
 	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, snap, false)
+	e.flow.release(ctx, adm)
 	if !progress {
 		return nil, errNotRun // the plugin is down: the queue keeps the job
 	}

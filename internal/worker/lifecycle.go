@@ -77,6 +77,9 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err := w.store.EnsurePartitions(ctx); err != nil {
 		return err
 	}
+	if err := w.flow.refresh(ctx); err != nil {
+		return fmt.Errorf("worker: read the handlers' flow settings: %w", err)
+	}
 	w.exec.lastLoop.Store(time.Now().UnixNano())
 	w.keeper.RenewOnlyWhile(func() bool {
 		return time.Since(w.exec.lastRound()) < w.cfg.StallTimeout
@@ -113,6 +116,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	w.goLoop(func() { w.exec.run(runCtx) })
 	w.goLoop(func() { w.relay.run(runCtx) })
 	w.goLoop(func() { w.sched.run(runCtx) })
+	w.goLoop(func() { w.flow.run(runCtx) })
 	w.goLoop(func() { w.health.run(runCtx) })
 	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.Ring.Partitions, "token", w.keeper.Token())
 	return nil

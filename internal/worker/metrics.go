@@ -18,6 +18,7 @@ var Version = "dev"
 // nothing, so workers built without metrics (tests) need no set-up.
 type workerMetrics struct {
 	m    *metrics.Worker
+	flow *metrics.Flow
 	addr string // advertised /metrics address, for Consul meta
 }
 
@@ -46,8 +47,9 @@ func (w *Worker) serveMetrics(addr string) error {
 		srv.Stop()
 		return err
 	}
-	r.metrics = &workerMetrics{m: m, addr: metrics.AdvertiseAddr(srv.Addr(), host)}
+	r.metrics = &workerMetrics{m: m, flow: metrics.NewFlow(m.Registry()), addr: metrics.AdvertiseAddr(srv.Addr(), host)}
 	w.exec.metrics = r.metrics
+	w.flow.metrics = r.metrics
 	w.relay.metrics = r.metrics
 	w.sched.metrics = r.metrics
 	// Count membership snapshots by wrapping the registry, not by editing

@@ -48,12 +48,13 @@ type Worker struct {
 	keeper   *lease.Keeper
 	peers    *peer.Pool
 
-	own    *ownership // claims and releases, on the ring's say
-	exec   *executor  // runs the owned partitions' batches
-	relay  *relay     // moves emitted jobs to their partitions
-	sched  *scheduler // fires the owned partitions' schedules
-	health *health    // the Consul check
-	api    *API       // the gRPC service: intake, call router, reporter
+	own    *ownership   // claims and releases, on the ring's say
+	exec   *executor    // runs the owned partitions' batches
+	relay  *relay       // moves emitted jobs to their partitions
+	sched  *scheduler   // fires the owned partitions' schedules
+	flow   *flowControl // holds back paused and limited handlers' jobs
+	health *health      // the Consul check
+	api    *API         // the gRPC service: intake, call router, reporter
 
 	life lifecycle // what Start started, for Stop
 }
@@ -91,6 +92,8 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
 	w.sched = newScheduler(cfg, log, w.store, g, keeper, w.relay)
+	w.flow = newFlowControl(log, w.store, handlers, g, keeper.Token(), slotLease)
+	w.exec.flow = w.flow
 	w.health = &health{cfg: cfg, log: log, registry: registry, lease: keeper, own: w.own, grants: g,
 		store: w.store, plugins: handlers, work: w.exec}
 	catalog := &handlerCatalog{self: cfg.ID, local: handlers, view: view}
@@ -101,7 +104,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 			holders: claims, exec: w.exec, store: w.store, intake: intake},
 		report: &reporter{cfg: cfg, store: w.store, registry: registry, holders: claims, peers: peers, grants: g,
 			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
-		reload: w.ReloadPlugins, drain: w.Drain}
+		reload: w.ReloadPlugins, drain: w.Drain, flow: w.flow}
 	w.api.inspect = &inspector{cfg: cfg, log: log, store: w.store, running: &w.exec.running, registry: registry, peers: peers}
 	w.api.cancel = &canceller{cfg: cfg, log: log, store: w.store, grants: g, view: view, peers: peers, holders: claims,
 		exec: w.exec, inspect: w.api.inspect}

@@ -55,7 +55,7 @@ type HandlerInfo struct {
 	// PayloadClosed: a payload may hold no field but those of
 	// PayloadShape and PayloadOptional.
 	PayloadClosed bool
-	Concurrency   int // hint: batches at once; 0: the caller's default
+	Concurrency   int // attempts in flight in the cluster at once; 0: no limit
 	// Entity is the entity type the handler reads and writes: the one it
 	// declared, else its name up to the first dot (plugins.EntityOf).
 	Entity string

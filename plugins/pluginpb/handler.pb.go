@@ -301,7 +301,7 @@ type HandlerSpec struct {
 	// each required field to its JSON type ("string", "integer", "number",
 	// "boolean", "object", "array"), e.g. {"amount_cents":"integer"}.
 	PayloadShape string `protobuf:"bytes,4,opt,name=payload_shape,json=payloadShape,proto3" json:"payload_shape,omitempty"`
-	Concurrency  int32  `protobuf:"varint,5,opt,name=concurrency,proto3" json:"concurrency,omitempty"` // hint: batches of this handler run at once; 0 = host default
+	Concurrency  int32  `protobuf:"varint,5,opt,name=concurrency,proto3" json:"concurrency,omitempty"` // attempts in flight in the cluster at once; 0 = no limit
 	// The entity type whose state the handler reads and writes, e.g.
 	// "inventory" for "stock.add"; "" = the part of name before the first dot.
 	Entity string `protobuf:"bytes,6,opt,name=entity,proto3" json:"entity,omitempty"`

@@ -171,8 +171,9 @@
 //     (default 10 s).
 //   - MaxAttempts(n): attempts before dead-lettering (default 5). A
 //     submitter may set its own, 1 to 100, per job.
-//   - Concurrency(n): a hint of how many batches to run at once; today's
-//     worker does not act on it.
+//   - Concurrency(n): at most n attempts of the handler in flight across
+//     the cluster at once; the others wait without spending attempts
+//     (`coordinator handler limit` overrides it at runtime).
 //   - ShapeOf[T]() or PayloadShape(fields): the payload's required fields
 //     and their JSON types, checked by the worker at submit. "integer" is
 //     a whole number written without a fraction or an exponent that fits

@@ -77,8 +77,9 @@ func ExampleMaxAttempts() {
 	// mailbox.deliver 1
 }
 
-// Concurrency is a hint that the worker receives but does not act on yet:
-// its --parallel setting bounds the batches in flight for every handler.
+// Concurrency(1) lets one transcode run at a time in the whole cluster:
+// the workers hold a Redis slot per attempt in flight, and the other jobs
+// of the handler wait, without spending attempts, for a slot.
 func ExampleConcurrency() {
 	noop := func(*sdk.Call) error { return nil }
 	p := sdk.New("media", "1.0.0", sdk.Handler("video.transcode", noop, sdk.Concurrency(1)))

@@ -117,13 +117,13 @@ func MaxAttempts(n int) Option {
 	return func(h *HandlerDef) { h.maxAttempts = n }
 }
 
-// Concurrency declares a hint: how many batches with jobs of this handler
-// the worker should run at once. Zero, the default, leaves it to the
-// worker.
-//
-// The worker receives the hint but does not act on it yet: how many
-// partition batches run at once is the worker's --parallel setting
-// (default 8), for all handlers alike. New panics on a negative n.
+// Concurrency declares a cluster-wide limit: at most n attempts of this
+// handler in flight at once across all workers (for a handler that calls
+// a service which takes only so many requests). Jobs over the limit wait,
+// parked on their keys without spending attempts, while other handlers
+// and keys go on. Zero, the default, sets no limit. An operator may
+// override it at runtime with `coordinator handler limit H --concurrency
+// N`. New panics on a negative n.
 func Concurrency(n int) Option {
 	return func(h *HandlerDef) { h.concurrency = n }
 }

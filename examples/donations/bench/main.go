@@ -75,15 +75,6 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 	ingest := time.Since(t0)
 	fmt.Printf("pre-loaded %d donations in %.2fs (%.0f jobs/s enqueue, pipelined)\n", n, ingest.Seconds(), float64(n)/ingest.Seconds())
 
-	tlsCfg, _, err := tlsFlags.ClientConfig()
-	if err != nil {
-		return err
-	}
-	c, err := client.New(client.Config{ConsulAddr: consul, TLS: tlsCfg})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 	cmdsBefore, err := commandCalls(ctx, rdb)
 	if err != nil {
 		return err
@@ -95,6 +86,17 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 		return fmt.Errorf("start workers (%s): %w", start, err)
 	}
 	started := time.Since(t1)
+	// The client is made once the workers run: they make the local
+	// cluster's certificates on their first start.
+	tlsCfg, _, err := tlsFlags.ClientConfig()
+	if err != nil {
+		return err
+	}
+	c, err := client.New(client.Config{ConsulAddr: consul, TLS: tlsCfg})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	ps, err := findProcs(state)
 	if err != nil {
 		return fmt.Errorf("find the cluster's processes: %w", err)
