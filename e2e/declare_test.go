@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,17 +149,13 @@ func TestHandlerDeclarations(t *testing.T) {
 			t.Errorf("call: %q, want %q", msg, want)
 		}
 		// r-3 emitted order.reserved for o-1: it runs.
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		testenv.Eventually(t, 20*time.Second, func() error {
 			out, err := c.coordinator("state", "order", "o-1")
-			if err == nil && strings.TrimSpace(out) == `{"lines":1,"qty":2}` {
-				break
+			if err != nil || strings.TrimSpace(out) != `{"lines":1,"qty":2}` {
+				return fmt.Errorf("the emitted order.reserved did not commit: state order o-1 = %q %v", out, err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the emitted order.reserved did not commit: state order o-1 = %q %v", out, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 	})
 }
 
@@ -178,20 +175,16 @@ func TestDeclarationsAcrossPluginSets(t *testing.T) {
 	onW1 := keyOwnedBy(t, cl, "w1", "o")
 
 	const internal = "handler order.reserved is internal: only other handlers may emit it"
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		resp, err := w2.Submit(ctx, &workerpb.SubmitRequest{Jobs: []*workerpb.Job{
 			{Id: "x-1", Handler: "order.reserved", Key: onW1, Payload: []byte(`{"sku":"sku-1","qty":1}`)}}})
 		cancel()
-		if err == nil && resp.Results[0].Error == internal {
-			break
+		if err != nil || resp.Results[0].Error != internal {
+			return fmt.Errorf("w2's Submit of order.reserved for a key of w1: %v %v, want %q", resp, err, internal)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("w2's Submit of order.reserved for a key of w1: %v %v, want %q", resp, err, internal)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := w2.Call(ctx, &workerpb.CallRequest{Job: &workerpb.Job{Handler: "order.reserved", Key: onW1,

@@ -17,6 +17,7 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/testenv"
 )
 
 // keyOwnedBy finds a key, named prefix-N, whose partition the ring and
@@ -27,53 +28,45 @@ func keyOwnedBy(t *testing.T, cl *client.Client, owner, prefix string) string {
 	for i := range 200 {
 		keys = append(keys, fmt.Sprintf("%s-%d", prefix, i))
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var key string
+	testenv.Eventually(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		locs, err := cl.Locate(ctx, keys...)
 		cancel()
 		for _, l := range locs {
 			if l.Owner == owner && l.RingOwner == owner {
-				return l.Key
+				key = l.Key
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no key %s-N owned by %s within 30s (last locate error: %v)", prefix, owner, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("no key %s-N owned by %s (last locate error: %v)", prefix, owner, err)
+	})
+	return key
 }
 
 // waitLog waits until worker id's log matches re.
 func (c *cluster) waitLog(id string, re *regexp.Regexp, what string) {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, _ := os.ReadFile(filepath.Join(c.dir, id+".log"))
-		if re.Match(b) {
-			return
+	testenv.Eventually(c.t, 30*time.Second, func() error {
+		if b, _ := os.ReadFile(filepath.Join(c.dir, id+".log")); !re.Match(b) {
+			return fmt.Errorf("worker %s did not log %s", id, what)
 		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("worker %s did not log %s within 30s", id, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // waitStatus waits until `coordinator status` output satisfies ok.
 func (c *cluster) waitStatus(ok func(out string) bool, what string) string {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := c.coordinator("status")
-		if err == nil && ok(out) {
-			return out
+	var out string
+	testenv.Eventually(c.t, 30*time.Second, func() error {
+		var err error
+		if out, err = c.coordinator("status"); err != nil || !ok(out) {
+			return fmt.Errorf("status did not show %s: %v\n%s", what, err, out)
 		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("status did not show %s within 30s: %v\n%s", what, err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return out
 }
 
 // TestMixedPluginSets runs two workers with different plugin sets: w1
