@@ -126,7 +126,7 @@ func TestJobLimits(t *testing.T) {
 		{[]store.Job{{Handler: "a.slow", TimeoutMs: 9000}}, 5 * time.Second},
 		{[]store.Job{{Handler: "a.open", TimeoutMs: 300}, {Handler: "a.open"}}, 0},
 	} {
-		if got := w.callTimeout(tc.jobs); got != tc.want {
+		if got := callTimeout(tc.jobs, w.plugins.Handlers()); got != tc.want {
 			t.Errorf("callTimeout(%+v) = %v, want %v", tc.jobs, got, tc.want)
 		}
 	}

@@ -364,7 +364,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	e.running.start(p, jobs)
 	defer e.running.end(p)
 	if len(jobs) > 0 {
-		ran, progress, callErr := e.runIsolated(ctx, jobs, snap, r.isolate)
+		ran, progress, callErr := e.runIsolated(ctx, jobs, hs, snap, r.isolate)
 		e.flow.release(ctx, adm)
 		r.isolate = callErr != nil && isOutage(callErr)
 		if !progress {
@@ -505,7 +505,7 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	}
 	e.running.startCall(j)
 	defer e.running.endCall(j.ID)
-	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, snap, false)
+	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, hs, snap, false)
 	e.flow.release(ctx, adm)
 	if !progress {
 		return nil, errNotRun // the plugin is down: the queue keeps the job
@@ -565,10 +565,10 @@ func (e *executor) handleObserved(ctx context.Context, req *pluginpb.HandleReque
 // the keys not run yet are marked not run and err says the plugin is
 // unavailable, so the next batch is isolated again. progress is false when
 // no job got an outcome, so there is nothing to commit.
-func (e *executor) runIsolated(ctx context.Context, jobs []store.Job, snap store.Snapshot, isolate bool) (out map[string]*pluginpb.Outcome, progress bool, err error) {
+func (e *executor) runIsolated(ctx context.Context, jobs []store.Job, hs map[string]host.HandlerInfo, snap store.Snapshot, isolate bool) (out map[string]*pluginpb.Outcome, progress bool, err error) {
 	out = make(map[string]*pluginpb.Outcome, len(jobs))
 	if !isolate {
-		if err = e.call(ctx, jobs, snap, out); err == nil {
+		if err = e.call(ctx, jobs, hs, snap, out); err == nil {
 			return out, true, nil
 		}
 		if isOutage(err) {
@@ -585,7 +585,7 @@ func (e *executor) runIsolated(ctx context.Context, jobs []store.Job, snap store
 			out[j.ID] = notRun
 			continue
 		}
-		jerr := e.call(ctx, jobs[i:i+1], snap, out)
+		jerr := e.call(ctx, jobs[i:i+1], hs, snap, out)
 		switch {
 		case jerr == nil:
 			progress = true
@@ -607,14 +607,14 @@ func isOutage(err error) bool {
 }
 
 // call runs jobs in one plugin call with their deadline and records their
-// outcomes in out.
-func (e *executor) call(ctx context.Context, jobs []store.Job, snap store.Snapshot, out map[string]*pluginpb.Outcome) error {
-	if d := e.callTimeout(jobs); d > 0 {
+// outcomes in out. hs is the handler table the batch was planned with.
+func (e *executor) call(ctx context.Context, jobs []store.Job, hs map[string]host.HandlerInfo, snap store.Snapshot, out map[string]*pluginpb.Outcome) error {
+	if d := callTimeout(jobs, hs); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	resp, err := e.handleObserved(ctx, buildRequest(jobs, snap, entityOf(e.plugins.Handlers())))
+	resp, err := e.handleObserved(ctx, buildRequest(jobs, snap, entityOf(hs)))
 	e.lastLoop.Store(time.Now().UnixNano()) // a slow plugin is not a stalled loop
 	if err != nil {
 		return err
@@ -641,10 +641,9 @@ var errBadReply = errors.New("plugin reply does not match the jobs sent")
 // callTimeout is the deadline of a call when a job in it overrides its
 // handler's timeout: the longest of the jobs' own timeouts, each at most
 // its handler's. Zero leaves the handlers' timeouts to the plugin host.
-func (e *executor) callTimeout(jobs []store.Job) time.Duration {
+func callTimeout(jobs []store.Job, hs map[string]host.HandlerInfo) time.Duration {
 	var d time.Duration
 	override := false
-	hs := e.plugins.Handlers()
 	for _, j := range jobs {
 		t := hs[j.Handler].Timeout
 		if j.TimeoutMs > 0 {
