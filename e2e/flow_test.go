@@ -181,7 +181,7 @@ func TestFlowRateLimit(t *testing.T) {
 	if out, err := c.coordinator("handler", "limit", "tick.run", "--rate", "100"); err != nil || !strings.Contains(out, "rate 100/s, burst 100") {
 		t.Fatalf("limit: %q %v", out, err)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // workers read the flow settings every 500 ms: two reads; no worker reports which it has read
 	const n = 2500
 	var jobs []*workerpb.Job
 	for i := range n {
@@ -219,7 +219,7 @@ func TestFlowPauseResume(t *testing.T) {
 	if out, err := c.coordinator("handler", "pause", "seq.apply"); err != nil || !strings.Contains(out, "seq.apply: paused since") {
 		t.Fatalf("pause: %q %v", out, err)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // workers read the flow settings every 500 ms: two reads; no worker reports which it has read
 	const keysN, perKey = 50, 20
 	var jobs []*workerpb.Job
 	for n := 1; n <= perKey; n++ {
@@ -232,7 +232,7 @@ func TestFlowPauseResume(t *testing.T) {
 	}
 	submitJobs(t, c, jobs)
 	waitCount(t, rdb, "flowtest:ran:fast.run", 100, 30*time.Second)
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // the paused jobs would run now if the pause did not hold
 	cl := c.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -293,7 +293,7 @@ func TestFlowBackpressure(t *testing.T) {
 	if _, err := c.coordinator("handler", "pause", "seq.apply"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // workers read the flow settings every 500 ms: two reads; no worker reports which it has read
 	file := filepath.Join(c.dir, "jobs.jsonl")
 	f, err := os.Create(file)
 	if err != nil {
@@ -434,7 +434,7 @@ func TestFlowUnderRedisACL(t *testing.T) {
 			t.Fatalf("%v: %v (%s)", args, err, out)
 		}
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // workers read the flow settings every 500 ms: two reads; no worker reports which it has read
 	cl := c.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

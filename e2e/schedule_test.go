@@ -54,7 +54,7 @@ func TestScheduleTicksOnceAcrossFaults(t *testing.T) {
 		"--key", "sched-all", "--payload", `{"amount_cents":1,"campaign":"sched"}`, "--catch-up", "all"); err != nil || !strings.Contains(out, "nothing changed") {
 		t.Fatalf("the same schedule again: %q %v", out, err)
 	}
-	time.Sleep(6 * time.Second)
+	time.Sleep(6 * time.Second) // ticks fire for a while before the faults
 
 	// SIGKILL of the owner: another worker takes the partition and fires
 	// the ticks of the gap; w1 comes back and takes it again.
@@ -73,7 +73,7 @@ func TestScheduleTicksOnceAcrossFaults(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(5 * time.Second)
+	time.Sleep(5 * time.Second) // ticks fire for a while under w1 again
 
 	// SIGSTOP of the owner in the middle of a tick script, until its lease
 	// lapsed and the others took over; the held script then reaches Redis
@@ -92,7 +92,7 @@ func TestScheduleTicksOnceAcrossFaults(t *testing.T) {
 	c.signal("w1", syscall.SIGCONT)
 	t.Logf("w1 stopped mid-tick for %v; its tick script was refused as fenced", time.Since(stopped).Round(time.Millisecond))
 	c.waitBalanced("w1", "w2", "w3")
-	time.Sleep(5 * time.Second)
+	time.Sleep(5 * time.Second) // ticks fire for a while after the SIGSTOP
 
 	// Pause, resume and delete take effect at once.
 	pausing := time.Now()
@@ -100,7 +100,7 @@ func TestScheduleTicksOnceAcrossFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	paused := time.Now()
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // ticks would fire now if the pause did not hold
 	status, err := c.coordinator("status")
 	if err != nil || !strings.Contains(status, "schedules: 2 (1 paused: "+all+")") {
 		t.Errorf("status does not count the schedules and name the paused one: %v\n%s", err, status)
@@ -110,7 +110,7 @@ func TestScheduleTicksOnceAcrossFaults(t *testing.T) {
 		t.Fatalf("resume: %q %v", out, err)
 	}
 	resumed := time.Now()
-	time.Sleep(4 * time.Second)
+	time.Sleep(4 * time.Second) // ticks fire for a while after the resume
 	if _, err := c.coordinator("schedule", "delete", none); err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestScheduleOnRedisCluster(t *testing.T) {
 	time.Sleep(time.Second) // a tick committed just before the delete may still be on its way
 	waitState(t, c, "donor", "cluster-sched", &donor, func() bool { return true })
 	count := donor.Count
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // ticks would fire now if the delete did not hold
 	waitState(t, c, "donor", "cluster-sched", &donor, func() bool { return true })
 	if donor.Count != count {
 		t.Errorf("the deleted schedule went on: %d ticks, then %d", count, donor.Count)
