@@ -187,40 +187,48 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	for i := range b.Jobs {
 		jobs[b.Jobs[i].ID] = &b.Jobs[i]
 	}
+	var results map[string][]byte
+	if len(b.Results) > 0 {
+		results = make(map[string][]byte, len(b.Results))
+		for _, r := range b.Results {
+			results[r.JobID] = r.Value
+		}
+	}
 	// finish adds the finish of job id: its status, attempts, the jobs it
-	// emitted and what the record keeps of it.
-	finish := func(id, status string, attempts, emitted int) {
+	// emitted, what the record keeps of it and its answer (a result, a
+	// reason; "" for none).
+	finish := func(id, status string, attempts, emitted int, answer any) {
 		var handler, key, submitted string
 		if j := jobs[id]; j != nil {
 			handler, key, submitted = j.Handler, j.Key, itoa(j.SubmittedAt)
 		}
-		c.add(secFinish, []string{k.Job(id)}, id, status, attempts, emitted, handler, key, submitted)
+		c.add(secFinish, []string{k.Job(id)}, id, status, attempts, emitted, handler, key, submitted, answer)
 	}
 	for _, id := range b.Done {
-		finish(id, statusDone, max(b.Attempts[id], 1), emitted[id])
+		var answer any = ""
+		if r, ok := results[id]; ok {
+			answer = r
+		}
+		finish(id, statusDone, max(b.Attempts[id], 1), emitted[id], answer)
 		if s.cfg.Audit {
 			c.add(secAudit, nil, id)
 		}
 	}
 	for _, d := range b.Dead {
-		finish(d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0)
+		finish(d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0, "")
 		rec, _ := json.Marshal(DeadRecord{ID: d.Job.ID, Handler: d.Job.Handler, Key: d.Job.Key, Payload: d.Job.Payload,
 			Attempts: d.Job.Attempt, Errors: d.Job.Errors, DeadAtMs: now, Partition: partition,
 			MaxAttempts: d.Job.MaxAttempts, TimeoutMs: d.Job.TimeoutMs})
 		c.add(secDead, nil, d.Job.ID, rec)
 	}
 	for _, r := range b.Rejected {
-		finish(r.JobID, statusRejected, max(r.Attempts, 1), 0)
+		finish(r.JobID, statusRejected, max(r.Attempts, 1), 0, r.Reason)
 		if s.cfg.Audit {
 			c.add(secAudit, nil, r.JobID)
 		}
-		c.add(secReason, []string{k.Job(r.JobID)}, r.Reason)
 	}
 	for _, cn := range b.Cancelled {
-		finish(cn.JobID, statusCancelled, cn.Attempts, 0)
-		if cn.Error != "" {
-			c.add(secReason, []string{k.Job(cn.JobID)}, cn.Error)
-		}
+		finish(cn.JobID, statusCancelled, cn.Attempts, 0, cn.Error)
 		c.add(secSettle, nil, cn.JobID)
 	}
 	for _, j := range b.Revoked {
@@ -237,9 +245,6 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	}
 	for _, w := range b.States {
 		c.add(secState, []string{k.State(w.Entity.Type, w.Entity.Key)}, w.Value)
-	}
-	for _, r := range b.Results {
-		c.add(secResult, []string{k.Job(r.JobID)}, r.Value)
 	}
 	for _, id := range b.Acked {
 		c.add(secAck, nil, id)

@@ -88,8 +88,6 @@ const (
 	secDead          // a dead letter (audited with audit on)
 	secUnpark        // drops a finished job's parked entry and body
 	secState         // an entity's new state
-	secResult        // a finished job's result
-	secReason        // a rejected job's reason, a cancelled one's last error
 	secRevoke        // cancels a delayed job, if it is still delayed
 	secUnwait        // cancels a job waiting behind its key's hold that the batch did not read
 	secSettle        // drops a cancel asked for a job the batch cancelled, or found finished or gone
@@ -142,15 +140,18 @@ end`,
 		// The status is set only if the record has none yet (a replayed
 		// dead letter's record has none again); the same record again in
 		// the batch is a duplicate and changes nothing. One HSET writes the
-		// finish time and what else the record keeps (see record.go).
+		// finish time and what else the record keeps (see record.go),
+		// answer included: a done job's result ("r", kept for the longer
+		// of the result and the done retention), a rejected job's reason or
+		// a cancelled one's last error ("m"); "" is none.
 		name: "finish",
 		keys: []string{"recKey"},
-		args: []string{"id", "status", "attempts", "emitted", "handler", "key", "submitted"},
+		args: []string{"id", "status", "attempts", "emitted", "handler", "key", "submitted", "answer"},
 		each: `
 if not mine[recKey] then
   if redis.call('HSETNX', recKey, 's', status) == 0 then
     for _, r in ipairs(claimed) do
-      redis.call('HDEL', r, 's', 'a', 'e', 'f', 'n', 'k', 't')
+      redis.call('HDEL', r, 's', 'a', 'e', 'f', 'n', 'k', 't', 'r', 'm')
       redis.call('PERSIST', r)
     end
     return redis.error_reply('ALREADY ' .. id)
@@ -163,8 +164,19 @@ if not mine[recKey] then
     local n = #f
     f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6] = 'n', handler, 'k', key, 't', submitted
   end
+  local ttl = doneTTL -- 0: for ever
+  if answer ~= '' and status == 'd' then
+    f[#f + 1], f[#f + 2] = 'r', answer
+    if doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL) then ttl = resultTTL end
+  elseif answer ~= '' then
+    f[#f + 1], f[#f + 2] = 'm', answer
+  end
   redis.call('HSET', recKey, unpack(f))
-  if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTL) end
+  if ttl > 0 then
+    redis.call('EXPIRE', recKey, ttl)
+  elseif doneTTL > 0 then
+    redis.call('PERSIST', recKey) -- a replayed dead letter's record had the done retention
+  end
   finished[#finished + 1] = status .. id
 end`,
 	},
@@ -205,27 +217,7 @@ end`,
 		after: `
 if #mset > 0 then redis.call('MSET', unpack(mset)) end`,
 	},
-	secResult: {
-		// Kept for the longer of the result and the done retention.
-		name: "result",
-		keys: []string{"recKey"},
-		args: []string{"value"},
-		each: `
-redis.call('HSET', recKey, 'r', value)
-if doneTTL > 0 and resultTTL == 0 then
-  redis.call('PERSIST', recKey)
-elseif doneTTL > 0 and resultTTL > doneTTL then
-  redis.call('EXPIRE', recKey, resultTTL)
-end`,
-	},
-	secReason: {
-		// Kept as long as the record: it is the job's answer.
-		name: "reason",
-		keys: []string{"recKey"},
-		args: []string{"reason"},
-		each: `
-redis.call('HSET', recKey, 'm', reason)`,
-	},
+
 	secRevoke: {
 		// Only while it is delayed: a submission or a relay into the
 		// partition moves a due delayed job to the queue, and the cancel
