@@ -47,7 +47,7 @@ func (w *Worker) serveMetrics(addr string) error {
 		srv.Stop()
 		return err
 	}
-	r.metrics = &workerMetrics{m: m, flow: metrics.NewFlow(m.Registry()), addr: metrics.AdvertiseAddr(srv.Addr(), host)}
+	r.metrics = &workerMetrics{m: m, flow: metrics.NewFlow(m.Registry(), w.flow.inForce), addr: metrics.AdvertiseAddr(srv.Addr(), host)}
 	w.exec.metrics = r.metrics
 	w.flow.metrics = r.metrics
 	w.relay.metrics = r.metrics
