@@ -64,6 +64,7 @@ type ownership struct {
 	lease  leaseHolder
 	grants *grants
 	view   *membership
+	deaths *deathWatch // nil when takeover waits for lease expiry alone
 
 	draining atomic.Bool // handing off; claim nothing
 	// reconcileMu keeps a drain from racing a reconcile that already
@@ -115,9 +116,20 @@ const sweepEvery = 5 * time.Second
 
 // watchMembers records every membership change; the ownership loop turns
 // it into a ring.
+// It also keeps the death watch on the members, until snaps ends.
 func (o *ownership) watchMembers(snaps <-chan discovery.Snapshot) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		if o.deaths != nil {
+			o.deaths.stop()
+		}
+	}()
 	for snap := range snaps {
 		o.view.observe(snap)
+		if o.deaths != nil {
+			o.deaths.update(ctx, snap.Members)
+		}
 		o.wake()
 	}
 }
