@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/audit"
+	"github.com/corralhq/corral/internal/testenv"
+)
+
+// 10. Fast failover and its bound. A worker paused (SIGSTOP) for 500 ms
+// is alive: its port still accepts, so no peer takes it for dead, and no
+// partition changes owner more than once. A worker killed (SIGKILL)
+// refuses connections at once: a peer ends its lease on that evidence,
+// and its partitions move under new epochs without waiting for the lease
+// to expire. Every job is applied exactly once throughout. The test
+// checks who took what and how often, never how fast (make
+// bench-failover times it).
+func TestFaultFastFailover(t *testing.T) {
+	c := faultCluster(t, testenv.RedisOptions{})
+	threeWorkers(c)
+	start := c.waitBalanced("w1", "w2", "w3")
+	l := startLoad(t, c, loadSize())
+	settle(c, l, "w1", "w2", "w3")
+
+	pauses := 1
+	if faultsLong {
+		pauses = 3
+	}
+	for round := 1; round <= pauses; round++ {
+		before := c.epochs()
+		c.signal("w1", syscall.SIGSTOP)
+		time.Sleep(500 * time.Millisecond) // the length of the pause
+		c.signal("w1", syscall.SIGCONT)
+		settle(c, l, "w1", "w2", "w3")
+		moves, flapped := 0, []string{}
+		for p, e := range c.epochs() {
+			switch d := e - before[p]; {
+			case d > 1:
+				flapped = append(flapped, fmt.Sprintf("p%d: %d grants", p, d))
+				moves++
+			case d == 1:
+				moves++
+			}
+		}
+		t.Logf("round %d: w1 paused for 500ms: %d partitions changed owner", round, moves)
+		if len(flapped) > 0 {
+			t.Errorf("round %d: partitions changed owner more than once after one pause: %s", round, strings.Join(flapped, ", "))
+		}
+	}
+	for _, id := range []string{"w2", "w3"} {
+		if b := grepLines(burials(c.workerLog(id)), "peer=w1 "); b != "" {
+			t.Errorf("%s took the paused w1 for dead:\n%s", id, b)
+		}
+	}
+
+	hs := settle(c, l, "w1", "w2", "w3")
+	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
+	c.signal("w2", syscall.SIGKILL)
+	l.probe(moved)
+	after := c.waitBalanced("w1", "w3")
+	for p, e := range moved {
+		if after[p].Epoch <= e {
+			t.Errorf("partition %d, held by the killed w2 under epoch %d, is now held under epoch %d: not a new grant", p, e, after[p].Epoch)
+		}
+	}
+	buried := grepLines(burials(c.workerLog("w1")+c.workerLog("w3")), "peer=w2 ")
+	if buried == "" {
+		t.Errorf("no peer ended the killed w2's lease on its refused port; its partitions waited for the lease to expire")
+	}
+	t.Logf("evidence of w2's death:\n%s", buried)
+	l.waitMore(t, faultRate) // a second of load after the takeover, on a quick machine
+	verify(t, c, "SIGSTOP 500ms, then SIGKILL", l, fault, moved, start)
+}
+
+// burials are the lines of a worker's log where it ended a peer's lease
+// on the evidence of its refused port.
+func burials(log string) string { return grepLines(log, "refuses connections") }
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
