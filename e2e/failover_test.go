@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,7 +53,7 @@ func TestFaultFastFailover(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"w2", "w3"} {
-		if b := grepLines(burials(c.workerLog(id)), "peer=w1 "); b != "" {
+		if b := burialsOf(c.workerLog(id), "w1"); b != "" {
 			t.Errorf("%s took the paused w1 for dead:\n%s", id, b)
 		}
 	}
@@ -67,7 +68,7 @@ func TestFaultFastFailover(t *testing.T) {
 			t.Errorf("partition %d, held by the killed w2 under epoch %d, is now held under epoch %d: not a new grant", p, e, after[p].Epoch)
 		}
 	}
-	buried := grepLines(burials(c.workerLog("w1")+c.workerLog("w3")), "peer=w2 ")
+	buried := burialsOf(c.workerLog("w1")+c.workerLog("w3"), "w2")
 	if buried == "" {
 		t.Errorf("no peer ended the killed w2's lease on its refused port; its partitions waited for the lease to expire")
 	}
@@ -76,15 +77,13 @@ func TestFaultFastFailover(t *testing.T) {
 	verify(t, c, "SIGSTOP 500ms, then SIGKILL", l, fault, moved, start)
 }
 
-// burials are the lines of a worker's log where it ended a peer's lease
-// on the evidence of its refused port.
-func burials(log string) string { return grepLines(log, "refuses connections") }
-
-// grepLines returns the lines of s that contain sub.
-func grepLines(s, sub string) string {
+// burialsOf returns the lines of a worker's log where it ended peer's
+// lease on the evidence of its refused port.
+func burialsOf(log, peer string) string {
+	named := regexp.MustCompile(`peer=` + regexp.QuoteMeta(peer) + `(\s|$)`)
 	var out []string
-	for _, line := range strings.Split(s, "\n") {
-		if strings.Contains(line, sub) {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "refuses connections") && named.MatchString(line) {
 			out = append(out, line)
 		}
 	}
