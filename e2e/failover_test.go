@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/audit"
+	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/testenv"
 )
 
@@ -75,6 +77,85 @@ func TestFaultFastFailover(t *testing.T) {
 	t.Logf("evidence of w2's death:\n%s", buried)
 	l.waitMore(t, faultRate) // a second of load after the takeover, on a quick machine
 	verify(t, c, "SIGSTOP 500ms, then SIGKILL", l, fault, moved, start)
+}
+
+// 11. False evidence of death: a live worker's lease is buried as if its
+// port had refused (a port closed by a process that lives on, a forged
+// reset). Its partitions move away and back, each at most twice; its
+// stale commits are fenced; a second burial of the same lease is refused,
+// so the same lie cannot make the partitions flap; every job is applied
+// exactly once.
+func TestFaultFalseDeath(t *testing.T) {
+	c := faultCluster(t, testenv.RedisOptions{})
+	threeWorkers(c)
+	start := c.waitBalanced("w1", "w2", "w3")
+	l := startLoad(t, c, loadSize())
+	hs := settle(c, l, "w1", "w2", "w3")
+	var token string
+	for _, h := range hs {
+		if lease.WorkerID(h.Token) == "w1" {
+			token = h.Token
+		}
+	}
+	ctx := context.Background()
+	rdb := c.redis.Client(t)
+	before := c.epochs()
+	fault, moved := time.Now(), audit.HeldBy(hs, "w1")
+	if ok, err := lease.Bury(ctx, rdb, token); err != nil || !ok {
+		t.Fatalf("bury w1's live lease %s: %v %v", token, ok, err)
+	}
+	l.probe(moved)
+	// w1 takes its lease again and its partitions come back.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if alive, err := lease.Alive(ctx, rdb, token); err != nil || !alive {
+			return fmt.Errorf("w1's lease not taken again: %v %v", alive, err)
+		}
+		return nil
+	})
+	c.waitHeldAsBefore(hs)
+	l.waitMore(t, faultRate)
+	once := c.epochs()
+	moves := 0
+	for p, e := range once {
+		if d := e - before[p]; d > 2 {
+			t.Errorf("partition %d: %d grants after one false death, want at most 2 (away and back)", p, d)
+		} else if d > 0 {
+			moves++
+		}
+	}
+	t.Logf("one false death of w1: %d partitions changed owner", moves)
+	if ok, err := lease.Bury(ctx, rdb, token); err != nil || ok {
+		t.Fatalf("second burial of w1's lease: %v %v, want refused (buried once already)", ok, err)
+	}
+	l.waitMore(t, faultRate)
+	c.waitHeldAsBefore(hs)
+	for p, e := range c.epochs() {
+		if e != once[p] {
+			t.Errorf("partition %d changed owner after a refused second burial (epoch %d → %d)", p, once[p], e)
+		}
+	}
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
+	verify(t, c, "false death", l, fault, moved, start)
+}
+
+// waitHeldAsBefore waits until every partition is held by the worker that
+// held it in hs: the same members make the same ring, so a worker that
+// comes back gets back exactly what it had.
+func (c *cluster) waitHeldAsBefore(hs map[int]lease.Holder) {
+	c.t.Helper()
+	rdb := c.redis.Client(c.t)
+	testenv.Eventually(c.t, 30*time.Second, func() error {
+		now, err := audit.Holders(context.Background(), rdb, len(hs))
+		if err != nil {
+			return err
+		}
+		for p, h := range hs {
+			if lease.WorkerID(now[p].Token) != lease.WorkerID(h.Token) {
+				return fmt.Errorf("partition %d held by %q, before by %q", p, now[p].Token, h.Token)
+			}
+		}
+		return nil
+	})
 }
 
 // burialsOf returns the lines of a worker's log where it ended peer's
