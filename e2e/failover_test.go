@@ -138,6 +138,46 @@ func TestFaultFalseDeath(t *testing.T) {
 	verify(t, c, "false death", l, fault, moved, start)
 }
 
+// 12. A worker cut off from its peers is not dead: each worker is
+// advertised through a proxy, and w2's is cut, its connections reset
+// midway (the watch connections end), and healed. Dials to w2 hang, they
+// are not refused: nobody buries w2, no partition changes owner more than
+// once, and every job is applied exactly once.
+func TestFaultPeerCutIsNotDeath(t *testing.T) {
+	c := faultCluster(t, testenv.RedisOptions{})
+	peers := map[string]*testenv.Proxy{}
+	for _, id := range []string{"w1", "w2", "w3"} {
+		peers[id] = c.startAdvertised(id)
+	}
+	start := c.waitBalanced("w1", "w2", "w3")
+	l := startLoad(t, c, loadSize())
+	hs := settle(c, l, "w1", "w2", "w3")
+	before := c.epochs()
+	fault, moved := time.Now(), audit.HeldBy(hs, "w2")
+	peers["w2"].Cut()
+	time.Sleep(2 * time.Second) // half the length of the cut
+	peers["w2"].Reset()
+	time.Sleep(2 * time.Second) // the other half
+	peers["w2"].Heal()
+	c.waitBalanced("w1", "w2", "w3")
+	l.waitMore(t, faultRate) // a second of load, on a quick machine
+	moves := 0
+	for p, e := range c.epochs() {
+		if d := e - before[p]; d > 1 {
+			t.Errorf("partition %d: %d grants after one peer cut, want at most 1", p, d)
+		} else if d == 1 {
+			moves++
+		}
+	}
+	t.Logf("w2 cut off from its peers for 4s: %d partitions changed owner", moves)
+	for _, id := range []string{"w1", "w3"} {
+		if b := burialsOf(c.workerLog(id), "w2"); b != "" {
+			t.Errorf("%s took w2, cut off but alive, for dead:\n%s", id, b)
+		}
+	}
+	verify(t, c, "peer cut, not death", l, fault, moved, start)
+}
+
 // waitHeldAsBefore waits until every partition is held by the worker that
 // held it in hs: the same members make the same ring, so a worker that
 // comes back gets back exactly what it had.
