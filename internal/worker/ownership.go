@@ -115,8 +115,8 @@ func (o *ownership) claimCounts() (takeovers, handoffs int64) {
 const sweepEvery = 5 * time.Second
 
 // watchMembers records every membership change; the ownership loop turns
-// it into a ring.
-// It also keeps the death watch on the members, until snaps ends.
+// it into a ring. It also points the death watch at the members, and
+// stops it when snaps ends.
 func (o *ownership) watchMembers(snaps <-chan discovery.Snapshot) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() {
