@@ -89,6 +89,7 @@ type ownershipStats struct {
 	takeovers atomic.Int64 // claims from a holder whose lease was gone
 	handoffs  atomic.Int64 // claims of partitions released by their holder
 	moves     atomic.Int64 // partitions claimed or given up
+	buried    atomic.Int64 // peers' leases ended early on a refused port
 }
 
 // consulState records whether Consul takes our check updates.
@@ -108,6 +109,9 @@ func newOwnership(cfg Config, log *slog.Logger, claims claimStore, lh leaseHolde
 func (o *ownership) claimCounts() (takeovers, handoffs int64) {
 	return o.stats.takeovers.Load(), o.stats.handoffs.Load()
 }
+
+// burials says how many dead peers' leases this worker ended early.
+func (o *ownership) burials() int64 { return o.stats.buried.Load() }
 
 // sweepEvery is how often a worker reads every partition's owner key to
 // release those that name it but that it does not process (a claim whose

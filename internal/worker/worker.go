@@ -93,6 +93,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		w.own.deaths = newDeathWatch(cfg.ID, log, func(ctx context.Context, token string) (bool, error) {
 			buried, err := lease.Bury(ctx, rdb, token)
 			if buried {
+				w.own.stats.buried.Add(1)
 				w.own.wake()
 			}
 			return buried, err
