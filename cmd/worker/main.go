@@ -105,6 +105,8 @@ func run() error {
 		"how long a job whose handler this worker does not serve waits, parked and without spending attempts, for an owner that serves it (a rolling upgrade adding the handler) before it is dead-lettered")
 	fs.DurationVar(&cfg.Lease.TTL, "lease-ttl", cfg.Lease.TTL, "liveness lease TTL in Redis")
 	fs.DurationVar(&cfg.Lease.RenewEvery, "lease-renew", cfg.Lease.RenewEvery, "lease renewal interval")
+	fs.BoolVar(&cfg.FailoverOnRefused, "failover-on-refused", cfg.FailoverOnRefused,
+		"take a dead peer's partitions over as soon as its gRPC port, which accepted this worker's watch connection, refuses connections (a killed process), instead of waiting for its lease TTL; a paused or unreachable peer is not taken for dead. false waits for the lease")
 	fs.DurationVar(&cfg.CheckTTL, "check-ttl", cfg.CheckTTL, "TTL of the worker's Consul check")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a job loop stuck this long lets the lease lapse so its partitions move")
 	fs.DurationVar(&cfg.Store.DoneRetention, "dedup-window", cfg.Store.DoneRetention,

@@ -60,6 +60,10 @@ type Config struct {
 	// not come. Longer than any plugin call's deadline.
 	StallTimeout time.Duration
 	ClaimEvery   time.Duration // how often ownership is reconciled without a membership change
+	// FailoverOnRefused takes a peer's partitions over as soon as its gRPC
+	// port, which accepted this worker's connection, refuses connections
+	// (the process is gone), instead of waiting for its lease to expire.
+	FailoverOnRefused bool
 }
 
 // DefaultConfig returns settings that suit a small cluster.
@@ -81,6 +85,7 @@ func DefaultConfig() Config {
 		CheckTTL:           3 * time.Second,
 		StallTimeout:       30 * time.Second,
 		ClaimEvery:         200 * time.Millisecond,
+		FailoverOnRefused:  true,
 	}
 }
 

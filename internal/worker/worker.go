@@ -89,6 +89,16 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		keeper: keeper, peers: peers,
 		own: newOwnership(cfg, log, claims, keeper, g, view),
 	}
+	if cfg.FailoverOnRefused {
+		w.own.deaths = newDeathWatch(cfg.ID, log, func(ctx context.Context, token string) (bool, error) {
+			buried, err := lease.Bury(ctx, rdb, token)
+			if buried {
+				w.own.stats.buried.Add(1)
+				w.own.wake()
+			}
+			return buried, err
+		})
+	}
 	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
 	w.sched = newScheduler(cfg, log, w.store, g, keeper, w.relay)
