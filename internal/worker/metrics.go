@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/metrics"
@@ -51,6 +52,7 @@ func (w *Worker) serveMetrics(addr string) error {
 	w.exec.metrics = r.metrics
 	w.flow.metrics = r.metrics
 	w.relay.metrics = r.metrics
+	w.api.router.metrics = r.metrics
 	w.sched.metrics = r.metrics
 	// Count membership snapshots by wrapping the registry, not by editing
 	// the membership loop.
@@ -69,20 +71,34 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	if m == nil {
 		return
 	}
-	handlerOf := make(map[string]string, len(jobs))
-	for _, j := range jobs {
-		handlerOf[j.ID] = j.Handler
+	byID := make(map[string]*store.Job, len(jobs))
+	for i := range jobs {
+		byID[jobs[i].ID] = &jobs[i]
 	}
+	handlerOf := func(id string) string {
+		if j := byID[id]; j != nil {
+			return j.Handler
+		}
+		return ""
+	}
+	now := time.Now()
 	count := map[string]int{}
 	for _, id := range b.Done {
-		count[handlerOf[id]]++
+		count[handlerOf(id)]++
+		// A delayed job is timed from when it fell due, not from its
+		// submission.
+		if j := byID[id]; j != nil && j.SubmittedAt > 0 {
+			m.m.ObserveSubmitToCommit(j.Handler, now.Sub(time.UnixMilli(max(j.SubmittedAt, j.NotBefore))))
+		}
 	}
 	for h, n := range count {
 		m.m.Committed(h, n)
 	}
 	clear(count)
+	failed := map[string]int{}
 	for _, j := range b.Retries {
 		count[j.Handler]++
+		failed[j.Handler]++
 	}
 	for h, n := range count {
 		m.m.Retried(h, n)
@@ -90,13 +106,17 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	clear(count)
 	for _, d := range b.Dead {
 		count[d.Job.Handler]++
+		failed[d.Job.Handler]++
 	}
 	for h, n := range count {
 		m.m.DeadLettered(h, n)
 	}
+	for h, n := range failed {
+		m.m.Failed(h, n)
+	}
 	clear(count)
 	for _, r := range b.Rejected {
-		count[handlerOf[r.JobID]]++
+		count[handlerOf(r.JobID)]++
 	}
 	for h, n := range count {
 		m.m.Rejected(h, n)
