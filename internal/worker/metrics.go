@@ -38,7 +38,11 @@ func (w *Worker) serveMetrics(addr string) error {
 	}
 	// The dashboard rides on the metrics listener: plain HTTP, read-only,
 	// loopback unless --metrics says otherwise (docs/security.md).
-	opts = append(opts, metrics.WithHandler(ui.Prefix, "dashboard", ui.New(w.cfg.ID, uiSource{r: r, dead: w.store})))
+	actions := ui.Actions{Allowed: w.cfg.TLS == nil}
+	if !actions.Allowed {
+		actions.Why = "with TLS on, replaying and purging dead letters needs an admin certificate, which this plain-HTTP dashboard cannot see: use 'coordinator dlq replay|purge'"
+	}
+	opts = append(opts, metrics.WithHandler(ui.Prefix, "dashboard", ui.New(w.cfg.ID, uiSource{r: r, dead: w.store, api: w.api}, actions)))
 	srv, err := metrics.Listen(addr, m.Registry(), w.log, opts...)
 	if err != nil {
 		return err
