@@ -114,6 +114,11 @@ func TestDashboardReplaysDeadLetter(t *testing.T) {
 		}
 		return nil
 	})
+	// Finished twice (dead, then done), it is listed once by the CLI too.
+	out, err := c.coordinator("jobs", "list", "--state", "done", "--key", "ui-account")
+	if err != nil || strings.Count(out, "ui-dead-1 ") != 1 {
+		t.Errorf("jobs list --state done --key ui-account: %v\n%s", err, out)
+	}
 }
 
 // pageJS evaluates expr in the page, waiting for the promise it may
