@@ -235,3 +235,40 @@ type submittedJSON struct {
 	State     string      `json:"state,omitempty"` // a duplicate's state
 	Result    *resultJSON `json:"result,omitempty"`
 }
+
+// reloadJSON is one worker's line of reload.
+type reloadJSON struct {
+	Worker  string             `json:"worker"`
+	Error   string             `json:"error,omitempty"` // the reload failed
+	Plugins []string           `json:"plugins"`         // name@version running after it
+	Changes []pluginChangeJSON `json:"changes"`
+}
+
+type pluginChangeJSON struct {
+	Name        string `json:"name"`
+	FromVersion string `json:"from_version"`
+	ToVersion   string `json:"to_version"`
+	FromSha256  string `json:"from_sha256"`
+	ToSha256    string `json:"to_sha256"`
+}
+
+func toReloadJSON(worker string, resp *workerpb.ReloadPluginsResponse) reloadJSON {
+	out := reloadJSON{Worker: worker, Plugins: append([]string{}, resp.GetPlugins()...), Changes: []pluginChangeJSON{}}
+	for _, c := range resp.GetChanges() {
+		out.Changes = append(out.Changes, pluginChangeJSON{Name: c.GetName(), FromVersion: c.GetFromVersion(),
+			ToVersion: c.GetToVersion(), FromSha256: c.GetFromSha256(), ToSha256: c.GetToSha256()})
+	}
+	return out
+}
+
+// certJSON is one file of certs show.
+type certJSON struct {
+	File     string   `json:"file"`
+	Type     string   `json:"type"` // "certificate", or the PEM block's type
+	Name     string   `json:"name,omitempty"`
+	Role     string   `json:"role,omitempty"` // read, submit, admin, peer, or CA
+	Hosts    []string `json:"hosts,omitempty"`
+	Issuer   string   `json:"issuer,omitempty"`
+	NotAfter string   `json:"not_after,omitempty"`
+	State    string   `json:"state,omitempty"` // valid, EXPIRED, not yet valid
+}

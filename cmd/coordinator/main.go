@@ -59,7 +59,8 @@ Without --tls-* flags, the admin certificate of the local cluster (scripts/clust
 Output:
   -o, --output table|json  on every command that prints data (status, locate,
                        jobs, dlq, schedule list|show, handler, result, state,
-                       call, submit, drain): table for people, json for scripts.
+                       call, submit, drain, reload, certs show): table for
+                       people, json for scripts.
                        JSON field names are snake_case and stable (README,
                        "Output formats").
 

@@ -80,12 +80,18 @@ func TestJSONShapes(t *testing.T) {
 	wantKeys(t, "submitted", keysOf(t, submittedJSON{ID: "j"}), "id", "partition", "duplicate")
 	wantKeys(t, "cancel", keysOf(t, cancelJSON{}), "id", "state", "cancelled", "pending", "message")
 	wantKeys(t, "state", keysOf(t, stateJSON{State: json.RawMessage(`{}`)}), "entity", "key", "state")
+	rl := toReloadJSON("w1", &workerpb.ReloadPluginsResponse{Plugins: []string{"donations@0.2.0"},
+		Changes: []*workerpb.PluginChange{{Name: "donations", FromVersion: "0.1.0", ToVersion: "0.2.0"}}})
+	wantKeys(t, "reload", keysOf(t, rl), "worker", "plugins", "changes")
+	wantKeys(t, "plugin change", keysOf(t, rl.Changes[0]), "name", "from_version", "to_version", "from_sha256", "to_sha256")
+	wantKeys(t, "certificate", keysOf(t, certJSON{File: "a.pem", Type: "certificate", Name: "a", Role: "read", Hosts: []string{"h"},
+		Issuer: "ca", NotAfter: "2027-01-01T00:00:00Z", State: "valid"}), "file", "type", "name", "role", "hosts", "issuer", "not_after", "state")
 }
 
 // Every field name is snake_case: lower-case letters, digits and underscores.
 func TestJSONNamesAreSnakeCase(t *testing.T) {
 	for _, v := range []any{memberJSON{}, statusJSON{}, partitionJSON{}, pluginJSON{}, flowJSON{}, locationJSON{}, jobJSON{},
-		deadLetterJSON{}, resultJSON{}, stateJSON{}, cancelJSON{}, submittedJSON{}} {
+		deadLetterJSON{}, resultJSON{}, stateJSON{}, cancelJSON{}, submittedJSON{}, reloadJSON{}, pluginChangeJSON{}, certJSON{Hosts: []string{}}} {
 		b, _ := json.Marshal(v)
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)
