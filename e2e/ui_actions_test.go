@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/testenv"
 )
 
@@ -127,4 +131,58 @@ func pageJS[T any](browser context.Context, expr string) (T, error) {
 	ctx, cancel := context.WithTimeout(browser, 10*time.Second)
 	defer cancel()
 	return chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+}
+
+// TestDashboardOverTLSActsForAdmins: with --metrics-tls the metrics
+// address speaks mutual TLS with the cluster's certificates: any of them
+// reads /metrics and the dashboard, only an admin one replays and purges,
+// and a client without one is refused at the handshake.
+func TestDashboardOverTLSActsForAdmins(t *testing.T) {
+	c := newCluster(t, "--metrics", "127.0.0.1:0", "--metrics-tls", "--partitions", "8")
+	c.start("w1")
+	url := uiURL(t, c, "w1")
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("ui meta %s, want https", url)
+	}
+	base := strings.TrimSuffix(url, "/ui/")
+	as := func(role pki.Role) *http.Client {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: c.pki.ClientTLS(t, role)}}
+	}
+	do := func(cl *http.Client, method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if method == http.MethodPost {
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Corral-Action", "purge")
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	reader, admin := as(pki.RoleRead), as(pki.RoleAdmin)
+	if code, body := do(reader, http.MethodGet, "/metrics", ""); code != 200 || !strings.Contains(body, "corral_partitions_owned") {
+		t.Errorf("GET /metrics with a read certificate: %d", code)
+	}
+	if code, body := do(reader, http.MethodGet, "/ui/api/config", ""); code != 200 || !strings.Contains(body, `"actions":false`) {
+		t.Errorf("a reader's dashboard config: %d %s", code, body)
+	}
+	if code, body := do(reader, http.MethodPost, "/ui/api/dead/purge", `{"ids":["nope"]}`); code != http.StatusForbidden || !strings.Contains(body, "not admin") {
+		t.Errorf("a purge with a read certificate: %d %s, want 403", code, body)
+	}
+	if code, body := do(admin, http.MethodGet, "/ui/api/config", ""); code != 200 || !strings.Contains(body, `"actions":true`) {
+		t.Errorf("an admin's dashboard config: %d %s", code, body)
+	}
+	if code, body := do(admin, http.MethodPost, "/ui/api/dead/purge", `{"ids":["nope"]}`); code != 200 || !strings.Contains(body, `"count":0`) {
+		t.Errorf("a purge with an admin certificate: %d %s, want 200 and nothing purged", code, body)
+	}
+	// No certificate: the handshake fails.
+	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.pki.ClientTLS(t, pki.RoleRead).RootCAs}}}
+	if resp, err := plain.Get(base + "/metrics"); err == nil {
+		resp.Body.Close()
+		t.Errorf("GET /metrics without a client certificate: %s, want a refused handshake", resp.Status)
+	}
 }

@@ -151,7 +151,7 @@ func uiURL(t *testing.T, c *cluster, id string) string {
 	}
 	for _, e := range entries {
 		if e.Service.ID == id || strings.HasSuffix(e.Service.ID, id) {
-			if u := e.Service.Meta["ui"]; strings.HasPrefix(u, "http://") && strings.HasSuffix(u, "/ui/") {
+			if u := e.Service.Meta["ui"]; (strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")) && strings.HasSuffix(u, "/ui/") {
 				return u
 			}
 			t.Fatalf("service %s meta %v: no ui URL", e.Service.ID, e.Service.Meta)

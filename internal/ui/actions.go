@@ -23,8 +23,26 @@ type Actions struct {
 	// on, only an admin certificate may, and the dashboard, served in
 	// plain HTTP on the metrics address, cannot see one.
 	Allowed bool
+	// Admin, when set, allows them to each request it accepts (the
+	// worker's: a client certificate of role admin, on a dashboard served
+	// with mutual TLS).
+	Admin func(r *http.Request) error
 	// Why is told to the user when they are off.
 	Why string
+}
+
+// allowed says whether r may act, and why not.
+func (a Actions) allowed(r *http.Request) (bool, string) {
+	if a.Allowed {
+		return true, ""
+	}
+	if a.Admin != nil {
+		if err := a.Admin(r); err != nil {
+			return false, a.Why + ": " + err.Error()
+		}
+		return true, ""
+	}
+	return false, a.Why
 }
 
 type idsRequest struct {
@@ -32,7 +50,8 @@ type idsRequest struct {
 }
 
 func (s *Server) config(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"self": s.self, "actions": s.actions.Allowed, "actions_off": s.actions.Why})
+	ok, why := s.actions.allowed(r)
+	writeJSON(w, map[string]any{"self": s.self, "actions": ok, "actions_off": why})
 }
 
 // deadAction answers POST api/dead/replay and api/dead/purge.
@@ -43,8 +62,8 @@ func (s *Server) deadAction(replay bool) http.HandlerFunc {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
 			return
 		}
-		if !s.actions.Allowed {
-			http.Error(w, s.actions.Why, http.StatusForbidden)
+		if ok, why := s.actions.allowed(r); !ok {
+			http.Error(w, why, http.StatusForbidden)
 			return
 		}
 		if r.Header.Get(actionHeader) == "" || r.Header.Get("Content-Type") != "application/json" || !sameOrigin(r) {

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -273,5 +274,39 @@ func TestJobsAPI(t *testing.T) {
 	get(t, s, "/ui/api/dead/show?id=j1", &d)
 	if len(d.Errors) != 2 {
 		t.Errorf("dead letter %+v", d)
+	}
+}
+
+// TestActionsForAdminsOnly: with an Admin check (the worker's: an admin
+// client certificate), each request is judged on its own, in the page's
+// config and in the action.
+func TestActionsForAdminsOnly(t *testing.T) {
+	admin := func(r *http.Request) error {
+		if r.Header.Get("X-Test-Role") != "admin" {
+			return errors.New("the certificate's role is read, not admin")
+		}
+		return nil
+	}
+	s := New("a", &fakeSource{}, Actions{Admin: admin, Why: "needs an admin certificate"})
+	defer s.Stop()
+	h := map[string]string{"Content-Type": "application/json", actionHeader: "purge"}
+	if rec := post(s, "/ui/api/dead/purge", `{"ids":["j1"]}`, h); rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "not admin") {
+		t.Errorf("purge by a reader: %d %s", rec.Code, rec.Body)
+	}
+	h["X-Test-Role"] = "admin"
+	if rec := post(s, "/ui/api/dead/purge", `{"ids":["j1"]}`, h); rec.Code != 200 {
+		t.Errorf("purge by an admin: %d %s", rec.Code, rec.Body)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/ui/api/config", nil)
+	req.Header.Set("X-Test-Role", "admin")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	if !strings.Contains(rec.Body.String(), `"actions":true`) {
+		t.Errorf("an admin's config: %s", rec.Body)
+	}
+	var cfg struct{ Actions bool }
+	get(t, s, "/ui/api/config", &cfg)
+	if cfg.Actions {
+		t.Errorf("a reader's config offers the actions")
 	}
 }

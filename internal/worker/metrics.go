@@ -2,11 +2,15 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/metrics"
+	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/ui"
 )
@@ -39,8 +43,13 @@ func (w *Worker) serveMetrics(addr string) error {
 	// The dashboard rides on the metrics listener: plain HTTP, read-only,
 	// loopback unless --metrics says otherwise (docs/security.md).
 	actions := ui.Actions{Allowed: w.cfg.TLS == nil}
-	if !actions.Allowed {
-		actions.Why = "with TLS on, replaying and purging dead letters needs an admin certificate, which this plain-HTTP dashboard cannot see: use 'coordinator dlq replay|purge'"
+	switch {
+	case w.cfg.MetricsTLS:
+		opts = append(opts, metrics.WithTLS(metricsTLS(w.cfg.TLS)))
+		actions.Admin = adminOnly
+		actions.Why = "replaying and purging dead letters needs an admin certificate"
+	case !actions.Allowed:
+		actions.Why = "with TLS on, replaying and purging dead letters needs an admin certificate, which this plain-HTTP dashboard cannot see: start the worker with --metrics-tls, or use 'coordinator dlq replay|purge'"
 	}
 	opts = append(opts, metrics.WithHandler(ui.Prefix, "dashboard", ui.New(w.cfg.ID, uiSource{r: r, dead: w.store, api: w.api}, actions)))
 	srv, err := metrics.Listen(addr, m.Registry(), w.log, opts...)
@@ -151,4 +160,38 @@ func (c countingRegistry) Watch(ctx context.Context) <-chan discovery.Snapshot {
 		}
 	}()
 	return out
+}
+
+// metricsTLS is the API's mutual TLS for the metrics listener: HTTP/1.1,
+// a client certificate of the cluster's CA required.
+func metricsTLS(id *pki.Identity) *tls.Config {
+	api := id.ServerConfig()
+	return &tls.Config{
+		MinVersion: api.MinVersion,
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			c, err := api.GetConfigForClient(h)
+			if err != nil {
+				return nil, err
+			}
+			c = c.Clone()
+			c.NextProtos = []string{"http/1.1"}
+			return c, nil
+		},
+	}
+}
+
+// adminOnly lets a dashboard request act when its client certificate
+// names the admin role.
+func adminOnly(r *http.Request) error {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return errors.New("no client certificate")
+	}
+	role, err := pki.RoleOf(r.TLS.PeerCertificates[0])
+	if err != nil {
+		return err
+	}
+	if role != pki.RoleAdmin {
+		return fmt.Errorf("the certificate's role is %s, not admin", role)
+	}
+	return nil
 }

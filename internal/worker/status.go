@@ -240,7 +240,11 @@ func (r *reporter) serviceMeta() (map[string]string, error) {
 	meta["version"] = Version
 	if a := r.metricsAddr(); a != "" {
 		meta["metrics"] = a
-		meta["ui"] = "http://" + a + "/ui/"
+		scheme := "http://"
+		if r.cfg.MetricsTLS {
+			scheme = "https://"
+		}
+		meta["ui"] = scheme + a + "/ui/"
 	}
 	return meta, nil
 }
