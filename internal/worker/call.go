@@ -137,19 +137,16 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 	}
 	start := time.Now()
 	resp, err := rt.route(ctx, job, p, false)
-	if rt.metrics != nil {
+	// Answered calls only: a failed one took no path to its end.
+	if rt.metrics != nil && resp != nil {
 		path := "direct"
 		switch {
-		case resp != nil && resp.Durable:
+		case resp.Durable:
 			path = "fallback"
-		case resp != nil && resp.ServedBy != rt.cfg.ID:
+		case resp.ServedBy != rt.cfg.ID:
 			path = "forwarded"
-		case resp == nil:
-			path = "failed"
 		}
-		if path != "failed" {
-			rt.metrics.m.ObserveCall(path, time.Since(start))
-		}
+		rt.metrics.m.ObserveCall(path, time.Since(start))
 	}
 	return resp, err
 }
