@@ -3,7 +3,7 @@ export GOTOOLCHAIN := local
 GO ?= go
 BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench bin/callbench bin/failbench
 
-.PHONY: help deps build test fuzz test-short bench bench-tls bench-failover test-faults-long up down demo vet fmt proto clean
+.PHONY: help deps build test fuzz test-short bench bench-tls bench-failover test-faults-long up down demo vet fmt proto clean check-deploy
 
 help: ## list the targets and the local cluster's variables
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,6 +78,9 @@ demo: deps build ## up with the donations plugin, submit donations, verify every
 vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+check-deploy: ## check deploy/prometheus/alerts.yml and deploy/grafana/corral.json with Prometheus's own parsers (a module of its own)
+	cd deploy/prometheus/rulecheck && $(GO) test -count=1 ./...
 
 proto: ## regenerate the gRPC code (needs protoc, protoc-gen-go, protoc-gen-go-grpc)
 	protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative \

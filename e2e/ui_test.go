@@ -63,6 +63,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	if members, err := chromedp.Run(browser, chromedp.Evaluate[int](`document.querySelectorAll('#members tbody tr').length`)); err != nil || members != 3 {
 		t.Errorf("members table has %d rows (err %v), want 3", members, err)
 	}
+	// With TLS on, the page cannot tell an admin: replay and purge are off,
+	// and the worker refuses them.
+	if off, err := chromedp.Run(browser, chromedp.Evaluate[bool](`fetch('api/config').then(r => r.json()).then(c => !c.actions && c.actions_off.includes('admin'))`, chromedp.EvalAwaitPromise)); err != nil || !off {
+		t.Errorf("a TLS cluster's dashboard offers replay and purge (err %v)", err)
+	}
+	if code, err := chromedp.Run(browser, chromedp.Evaluate[int](`fetch('api/dead/purge', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-Corral-Action': 'purge'}, body: '{"ids":["x"]}'}).then(r => r.status)`, chromedp.EvalAwaitPromise)); err != nil || code != 403 {
+		t.Errorf("a purge on a TLS cluster's dashboard answered %d (err %v), want 403", code, err)
+	}
 
 	// The throughput plot rises while donations are submitted.
 	if _, err := chromedp.Run(browser, chromedp.Evaluate[string](`location.hash = '#throughput'`)); err != nil {
@@ -143,7 +151,7 @@ func uiURL(t *testing.T, c *cluster, id string) string {
 	}
 	for _, e := range entries {
 		if e.Service.ID == id || strings.HasSuffix(e.Service.ID, id) {
-			if u := e.Service.Meta["ui"]; strings.HasPrefix(u, "http://") && strings.HasSuffix(u, "/ui/") {
+			if u := e.Service.Meta["ui"]; (strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")) && strings.HasSuffix(u, "/ui/") {
 				return u
 			}
 			t.Fatalf("service %s meta %v: no ui URL", e.Service.ID, e.Service.Meta)
@@ -154,7 +162,8 @@ func uiURL(t *testing.T, c *cluster, id string) string {
 }
 
 // newBrowser starts headless Chromium for the test. On failure it saves a
-// screenshot and says where.
+// screenshot and the page's HTML in the test's state folder
+// (failureDir) and says where.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	path := chromiumPath()
@@ -178,25 +187,40 @@ func newBrowser(t *testing.T) context.Context {
 		if !t.Failed() {
 			return
 		}
-		dir := os.Getenv("CORRAL_E2E_ARTIFACTS")
-		if dir == "" {
-			dir, _ = os.MkdirTemp("", "corral-ui-artifacts")
-		}
+		dir := failureDir(t)
 		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 		defer scancel()
-		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(90))
+		if html, err := chromedp.Run(sctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "page.html"), []byte(html), 0o644)
+		}
+		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Logf("no screenshot: %v", err)
 			return
 		}
-		file := filepath.Join(dir, t.Name()+".png")
+		file := filepath.Join(dir, "page.png")
 		if err := os.WriteFile(file, png, 0o644); err != nil {
 			t.Logf("no screenshot: %v", err)
 			return
 		}
-		t.Logf("screenshot of the page at failure: %s", file)
+		t.Logf("screenshot of the page at failure: %s (and page.html beside it)", file)
 	})
 	return ctx
+}
+
+// failureDir is the test's state folder for what a failure leaves to look
+// at: $CORRAL_E2E_ARTIFACTS/TEST, else corral-e2e-state/TEST in the
+// system's temporary folder. Unlike t.TempDir it outlives the test.
+func failureDir(t *testing.T) string {
+	root := os.Getenv("CORRAL_E2E_ARTIFACTS")
+	if root == "" {
+		root = filepath.Join(os.TempDir(), "corral-e2e-state")
+	}
+	dir := filepath.Join(root, strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("no state folder %s: %v", dir, err)
+	}
+	return dir
 }
 
 func chromiumPath() string {

@@ -129,6 +129,7 @@ func run() error {
 	var tlsFlags cli.TLSFlags
 	tlsFlags.Register(fs, "serve the gRPC API without TLS on a non-loopback --listen address: anyone who reaches it may call every RPC")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the --metrics address")
+	fs.BoolVar(&cfg.MetricsTLS, "metrics-tls", false, "serve the --metrics address (metrics, dashboard) with mutual TLS, with the worker's certificate: clients present one of the cluster's CA; the dashboard's replay and purge need an admin one")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(os.Args[1:]); err != nil {

@@ -27,6 +27,11 @@ type Config struct {
 	MetricsAddr string
 	// Pprof also serves Go's profiler at /debug/pprof/ on MetricsAddr.
 	Pprof bool
+	// MetricsTLS serves MetricsAddr (metrics, dashboard, profiles) with
+	// mutual TLS, like the API: any certificate of the cluster's CA may
+	// read, and the dashboard's dead-letter actions need an admin one.
+	// Needs TLS.
+	MetricsTLS bool
 	// TLS is this worker's certificate and the cluster's CA: the gRPC API
 	// then requires client certificates and checks each call against the
 	// caller's role, and calls to peers present the certificate. Nil serves
@@ -92,6 +97,9 @@ func DefaultConfig() Config {
 // Validate explains settings that cannot work together.
 func (c Config) Validate() error {
 	var errs []error
+	if c.MetricsTLS && c.TLS == nil {
+		errs = append(errs, errors.New("metrics over TLS needs the worker's TLS certificate (--tls-cert, --tls-key, --tls-ca)"))
+	}
 	if c.ID == "" {
 		errs = append(errs, errors.New("worker id must not be empty"))
 	}

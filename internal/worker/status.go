@@ -13,6 +13,7 @@ import (
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/peer"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,6 +26,8 @@ type reporter struct {
 	cfg   Config
 	store interface {
 		Depth(ctx context.Context, parts []int) (map[int]int64, error)
+		Backlogs(ctx context.Context, parts []int) (map[int]store.Backlog, error)
+		OldestOutbox(ctx context.Context, parts []int) (time.Time, error)
 	}
 	registry interface {
 		Healthy(ctx context.Context) ([]discovery.Member, error)
@@ -167,21 +170,29 @@ func (r *reporter) metricsSource() metrics.Source {
 		Moves:           r.own.stats.moves.Load,
 		PartitionsOwned: func() int { return len(r.grants.snapshot()) },
 		LeaseRemaining:  r.lease.Remaining,
-		QueueLag: func(ctx context.Context) (int64, error) {
+		Backlog: func(ctx context.Context) (metrics.Backlog, error) {
+			var out metrics.Backlog
 			owned := r.grants.snapshot()
 			if len(owned) == 0 {
-				return 0, nil
+				return out, nil
 			}
 			parts := make([]int, 0, len(owned))
 			for p := range owned {
 				parts = append(parts, p)
 			}
-			depth, err := r.store.Depth(ctx, parts)
-			var n int64
-			for _, d := range depth {
-				n += d
+			bs, err := r.store.Backlogs(ctx, parts)
+			if err != nil {
+				return out, err
 			}
-			return n, err
+			for _, b := range bs {
+				out.Jobs += b.Depth()
+				out.Outbox += b.Outbox
+				out.Dead += b.Dead
+			}
+			if out.Outbox > 0 {
+				out.OldestOutbox, err = r.store.OldestOutbox(ctx, parts)
+			}
+			return out, err
 		},
 		Breakers: func() []metrics.PeerBreaker {
 			states := r.peers.Breakers().States()
@@ -229,7 +240,11 @@ func (r *reporter) serviceMeta() (map[string]string, error) {
 	meta["version"] = Version
 	if a := r.metricsAddr(); a != "" {
 		meta["metrics"] = a
-		meta["ui"] = "http://" + a + "/ui/"
+		scheme := "http://"
+		if r.cfg.MetricsTLS {
+			scheme = "https://"
+		}
+		meta["ui"] = scheme + a + "/ui/"
 	}
 	return meta, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/peer"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -50,6 +51,18 @@ func (d *depthStore) Depth(_ context.Context, parts []int) (map[int]int64, error
 	}
 	return out, nil
 }
+
+// Backlogs answers the depths as queued jobs.
+func (d *depthStore) Backlogs(ctx context.Context, parts []int) (map[int]store.Backlog, error) {
+	depth, err := d.Depth(ctx, parts)
+	out := map[int]store.Backlog{}
+	for p, n := range depth {
+		out[p] = store.Backlog{Queued: n}
+	}
+	return out, err
+}
+
+func (d *depthStore) OldestOutbox(context.Context, []int) (time.Time, error) { return time.Time{}, nil }
 
 type fixedMembers struct {
 	members []discovery.Member
