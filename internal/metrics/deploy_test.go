@@ -28,7 +28,7 @@ func exported(t *testing.T) map[string]bool {
 		Breakers:       func() []metrics.PeerBreaker { return []metrics.PeerBreaker{{Peer: "p"}} },
 		PluginRestarts: func() int64 { return 0 },
 	})
-	f := metrics.NewFlow(m.Registry())
+	f := metrics.NewFlow(m.Registry(), func() []metrics.FlowInForce { return []metrics.FlowInForce{{Handler: "h", Paused: true}} })
 	f.Waited("h", "paused", 1)
 	f.Slots("h", 1)
 	m.Committed("h", 1)
