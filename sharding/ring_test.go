@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/buraksezer/consistent"
+	"github.com/cespare/xxhash/v2"
 )
 
 func ids(n int) []string {
@@ -160,7 +161,6 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.Partitions = 0 }, "partitions must be between"},
 		{func(c *Config) { c.Partitions = MaxPartitions + 1 }, "partitions must be between"},
-		{func(c *Config) { c.ReplicationFactor = 0 }, "replication factor"},
 		{func(c *Config) { c.Load = 1 }, "load must be"},
 	} {
 		cfg := DefaultConfig()
@@ -177,3 +177,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("an empty member id must be refused")
 	}
 }
+
+type hasher struct{}
+
+func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
