@@ -67,9 +67,9 @@ func mustRing(t testing.TB, partitions int, members []string) *Ring {
 	return r
 }
 
-// measureCell builds the ring of n members over p partitions, then every
-// ring one join or one leave away from it (leavers: all members up to 10,
-// then 10 spread over the list; joiners: 5 new names).
+// measureCell builds the ring of n members over p partitions, then rings
+// one join or one leave away from it (joiners: 5 new names; leavers: every
+// member below 20 members, every ⌊n/10⌋-th from there on).
 func measureCell(t testing.TB, n, p int) cell {
 	members := memberIDs(n + 5)
 	base := members[:n]
