@@ -118,12 +118,14 @@ func (r *Ring) Loads() map[string]int {
 	return loads
 }
 
-// MaxLoad is the bound no member exceeds: ⌈Load × P / M⌉.
+// MaxLoad is the bound no member exceeds: ⌈Load × P / M⌉ (never below
+// ⌈P / M⌉, whatever the float rounding, so every partition has room).
 func (r *Ring) MaxLoad() int {
-	if len(r.members) == 0 {
+	m := len(r.members)
+	if m == 0 {
 		return 0
 	}
-	return int(math.Ceil(r.cfg.Load * float64(r.cfg.Partitions) / float64(len(r.members))))
+	return max(int(math.Ceil(r.cfg.Load*float64(r.cfg.Partitions)/float64(m))), (r.cfg.Partitions+m-1)/m)
 }
 
 // Move is a partition changing owner. From or To is "" when the partition
