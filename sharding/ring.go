@@ -48,6 +48,10 @@ type Ring struct {
 // duplicates do not matter). An empty member list gives a ring where no
 // partition has an owner.
 func NewRing(cfg Config, members []string) (*Ring, error) {
+	return newRing(cfg, members, defaultPlacer)
+}
+
+func newRing(cfg Config, members []string, place placer) (*Ring, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sharding: %w", err)
 	}
@@ -63,7 +67,7 @@ func NewRing(cfg Config, members []string) (*Ring, error) {
 			return nil, errors.New("sharding: empty member id")
 		}
 	}
-	for p, m := range place(ids, cfg.Partitions, r.MaxLoad()) {
+	for p, m := range place(ids, cfg, r.MaxLoad()) {
 		r.owners[p] = ids[m]
 	}
 	return r, nil

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/buraksezer/consistent"
-	"github.com/cespare/xxhash/v2"
 )
 
 func ids(n int) []string {
@@ -177,7 +176,3 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("an empty member id must be refused")
 	}
 }
-
-type hasher struct{}
-
-func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }

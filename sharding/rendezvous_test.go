@@ -6,7 +6,10 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// place gives each of partitions partitions a member, as an index into ids
+// place is the rendezvous placement with a cap that the ring-based one
+// (ringplace.go) replaced; the tests keep it to compare the two.
+//
+// It gives each of partitions partitions a member, as an index into ids
 // (sorted, distinct, non-empty), no member taking more than limit.
 //
 // It is rendezvous hashing with a cap: every (partition, member) pair has a
@@ -15,15 +18,27 @@ import (
 // whose member is full. A partition goes to its best-scoring member that
 // still has room, so a member that joins takes the pairs it wins and a member
 // that leaves frees only its own; the cap only moves the overflow.
-func place(ids []string, partitions, limit int) []int32 {
-	f := filler{ids: ids, seeds: make([]uint64, len(ids)), loads: make([]int, len(ids)), limit: limit}
+func place(ids []string, cfg Config, limit int) []int32 {
+	partitions := cfg.Partitions
+	owners := make([]int32, partitions)
+	pending := make([]int, partitions)
+	for p := range pending {
+		pending[p] = p
+	}
+	fill(ids, owners, make([]int, len(ids)), pending, limit)
+	return owners
+}
+
+// fill places the pending partitions as place does, on members already
+// holding loads, and records them in owners and loads.
+func fill(ids []string, owners []int32, loads []int, pending []int, limit int) {
+	f := filler{ids: ids, seeds: make([]uint64, len(ids)), loads: loads, limit: limit}
 	for i, id := range ids {
 		f.seeds[i] = xxhash.Sum64String(id)
 	}
-	owners := make([]int32, partitions)
-	h := make(candidates, partitions)
-	for p := range h {
-		h[p] = f.best(p)
+	h := make(candidates, len(pending))
+	for i, p := range pending {
+		h[i] = f.best(p)
 	}
 	heap.Init(&h)
 	for h.Len() > 0 {
@@ -39,7 +54,6 @@ func place(ids []string, partitions, limit int) []int32 {
 		f.loads[c.member]++
 		heap.Pop(&h)
 	}
-	return owners
 }
 
 type filler struct {
