@@ -162,9 +162,10 @@ var placerVariants = []struct {
 	{"consistent-rf200-spillbyscore", ringPlacer{replicas: 200, unbounded: true, spill: fill}.place},
 }
 
-// TestPlacerVariants prints the grid for the other placements (run it
-// alone, -run TestPlacerVariants -v); it checks no bound, only that each
-// variant stays within the cap.
+// TestPlacerVariants prints the grid for the other placements
+// (CORRAL_PLACER_VARIANTS=1 go test -run 'TestBalanceGrid|TestPlacerVariants'
+// -v prints them beside the production one); it checks no movement bound,
+// only that each variant stays within the cap.
 func TestPlacerVariants(t *testing.T) {
 	if os.Getenv("CORRAL_PLACER_VARIANTS") == "" {
 		t.Skip("a minute or two of measurement; set CORRAL_PLACER_VARIANTS=1")
