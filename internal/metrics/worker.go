@@ -71,7 +71,7 @@ func NewWorker(workerID string, src Source) *Worker {
 		handlerSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_handler_call_seconds",
 			Help: "Duration of one batched handler plugin call.", Buckets: latencyBuckets}),
 		membershipChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_membership_changes_total",
-			Help: "Membership snapshots from Consul that rebuilt the ring."}),
+			Help: "Changes of the live members that rebuilt the ring (a snapshot naming the same members counts nothing)."}),
 		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_members",
 			Help: "Healthy workers in the last membership snapshot."}),
 		lagErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_queue_lag_errors_total",
@@ -143,11 +143,11 @@ func (m *Worker) ObserveCommit(d time.Duration) { m.commitSeconds.Observe(d.Seco
 // ObserveHandlerCall records the duration of one plugin call.
 func (m *Worker) ObserveHandlerCall(d time.Duration) { m.handlerSeconds.Observe(d.Seconds()) }
 
-// MembershipChanged records a new membership snapshot of n healthy workers.
-func (m *Worker) MembershipChanged(n int) {
-	m.membershipChanges.Inc()
-	m.members.Set(float64(n))
-}
+// MembershipChanged records a ring rebuilt for a changed set of live members.
+func (m *Worker) MembershipChanged() { m.membershipChanges.Inc() }
+
+// Members records a membership snapshot of n healthy workers.
+func (m *Worker) Members(n int) { m.members.Set(float64(n)) }
 
 var lagDesc = prometheus.NewDesc("corral_queue_lag_jobs",
 	"Jobs waiting in the partitions this worker owns (queues and outboxes).", nil, nil)

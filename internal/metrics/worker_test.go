@@ -30,7 +30,8 @@ func TestNamesAndValues(t *testing.T) {
 	m.Rejected("stock.reserve", 2)
 	m.ObserveCommit(3 * time.Millisecond)
 	m.ObserveHandlerCall(time.Millisecond)
-	m.MembershipChanged(3)
+	m.Members(3)
+	m.MembershipChanged()
 
 	want := `
 # HELP corral_commits_fenced_total Batch commits rejected because another worker holds a newer epoch.
@@ -54,7 +55,7 @@ corral_lease_remaining_seconds 1.5
 # HELP corral_members Healthy workers in the last membership snapshot.
 # TYPE corral_members gauge
 corral_members 3
-# HELP corral_membership_changes_total Membership snapshots from Consul that rebuilt the ring.
+# HELP corral_membership_changes_total Changes of the live members that rebuilt the ring (a snapshot naming the same members counts nothing).
 # TYPE corral_membership_changes_total counter
 corral_membership_changes_total 1
 # HELP corral_partition_moves_total Partitions this worker claimed or released.
