@@ -67,6 +67,16 @@ func (k Partition) State(entity, key string) string {
 	return k.prefix + "st:" + entity + ":" + key
 }
 
+// Entities indexes the keys of entity type entity that have state in the
+// partition: a sorted set whose members all score 0, so it pages in key
+// order (ZRANGEBYLEX) and a key present for a whole listing is listed once.
+func (k Partition) Entities(entity string) string { return k.prefix + "ents:" + entity }
+
+// Expiring orders the states written with a time to live by when they
+// expire (score: unix ms; member: entity type, NUL, key), so commits can
+// drop expired keys from their entity's index.
+func (k Partition) Expiring() string { return k.prefix + "stexp" }
+
 // Lease is a worker's liveness lease, named by its token.
 func Lease(token string) string { return "corral:lease:" + token }
 
