@@ -62,6 +62,12 @@ type HandlerInfo struct {
 	// Internal: only jobs emitted by other handlers run it; Submit and
 	// Call refuse it.
 	Internal bool
+	// StateTTL, when positive: the state of the handler's entity expires
+	// after that long without a commit of one of its jobs.
+	StateTTL time.Duration
+	// Broadcast: the handler runs once on every member of a group
+	// (coordinator broadcast), with no state; Submit and Call refuse it.
+	Broadcast bool
 }
 
 type route struct {
@@ -212,6 +218,8 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 				Concurrency:     int(h.GetConcurrency()),
 				Entity:          plugins.EntityOf(h),
 				Internal:        h.GetInternal(),
+				StateTTL:        time.Duration(h.GetStateTtlMs()) * time.Millisecond,
+				Broadcast:       h.GetBroadcast(),
 			}}
 		}
 	}
