@@ -33,7 +33,7 @@ func TestBroadcastAndTTLDeclarations(t *testing.T) {
 	}
 	out := handle(t, p, &pluginpb.HandleRequest{
 		Entities: []*pluginpb.Entity{{Type: "cache", Key: "", State: []byte(`{"x":1}`)}},
-		Jobs: []*pluginpb.Job{{Id: "b1", Handler: "cache.invalidate"}, {Id: "b1", Handler: "cache.bad"}},
+		Jobs:     []*pluginpb.Job{{Id: "b1", Handler: "cache.invalidate"}, {Id: "b1", Handler: "cache.bad"}},
 	})
 	if out[0].GetStatus() != pluginpb.Outcome_OK || string(out[0].GetResult()) != `{"id":"b1"}` || loaded {
 		t.Errorf("broadcast run: %v (loaded state: %v)", out[0], loaded)
