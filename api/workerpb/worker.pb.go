@@ -3521,8 +3521,7 @@ type DeleteEntityResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	Existed       bool                   `protobuf:"varint,3,opt,name=existed,proto3" json:"existed,omitempty"`                                   // the entity had state when the delete committed
-	State         JobResult_State        `protobuf:"varint,4,opt,name=state,proto3,enum=corral.worker.v1.JobResult_State" json:"state,omitempty"` // DONE once committed; QUEUED if the wait ran out
+	State         JobResult_State        `protobuf:"varint,3,opt,name=state,proto3,enum=corral.worker.v1.JobResult_State" json:"state,omitempty"` // DONE once committed; QUEUED if the wait ran out
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3569,13 +3568,6 @@ func (x *DeleteEntityResponse) GetPartition() int32 {
 		return x.Partition
 	}
 	return 0
-}
-
-func (x *DeleteEntityResponse) GetExisted() bool {
-	if x != nil {
-		return x.Existed
-	}
-	return false
 }
 
 func (x *DeleteEntityResponse) GetState() JobResult_State {
@@ -4125,12 +4117,11 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x0e\n" +
 	"\x02id\x18\x03 \x01(\tR\x02id\x12\x17\n" +
-	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\"\x97\x01\n" +
+	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\"}\n" +
 	"\x14DeleteEntityResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
-	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x18\n" +
-	"\aexisted\x18\x03 \x01(\bR\aexisted\x127\n" +
-	"\x05state\x18\x04 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\"\x8b\x01\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x127\n" +
+	"\x05state\x18\x03 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\"\x8b\x01\n" +
 	"\x10BroadcastRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x18\n" +
