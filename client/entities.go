@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/jobid"
 )
 
 // ListEntities asks a worker for one page of the keys of an entity type
@@ -29,11 +30,27 @@ func (c *Client) ListEntities(ctx context.Context, entity, prefix string, limit 
 // reply comes once it committed, or with state QUEUED when wait (0: 10 s)
 // ran out first.
 func (c *Client) DeleteEntity(ctx context.Context, entity, key, id string, wait time.Duration) (*workerpb.DeleteEntityResponse, error) {
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	if id == "" {
+		id = jobid.New(time.Now()) // sent again with the same id, it deletes once
+	}
+	deadline := time.Now().Add(wait)
 	var out *workerpb.DeleteEntityResponse
 	err := c.any(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
-		resp, err := w.DeleteEntity(ctx, &workerpb.DeleteEntityRequest{Entity: entity, Key: key, Id: id, WaitMs: wait.Milliseconds()})
+		resp, err := w.DeleteEntity(ctx, &workerpb.DeleteEntityRequest{Entity: entity, Key: key, Id: id,
+			WaitMs: min(wait, waitSlice).Milliseconds()})
 		out = resp
 		return err
 	})
+	if err != nil || out.State != workerpb.JobResult_QUEUED || time.Until(deadline) <= 0 {
+		return out, err
+	}
+	// Waited in slices, as Results does, within the breakers' deadline.
+	rs, err := c.Results(ctx, time.Until(deadline), out.Id)
+	if err == nil && len(rs) == 1 {
+		out.State = rs[0].State
+	}
 	return out, err
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -129,6 +130,7 @@ func run() error {
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the --metrics address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	groups := fs.String("groups", "", "named groups this worker joins, comma-separated (coordinator broadcast --group G runs on their members); published in its Consul meta and tags")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -139,6 +141,9 @@ func run() error {
 		return errors.New("at least one --plugin is required (see --help)")
 	}
 	cfg.Store.Partitions = cfg.Ring.Partitions
+	if *groups != "" {
+		cfg.Groups = strings.Split(*groups, ",")
+	}
 	if *consulToken == "" {
 		*consulToken = os.Getenv("CONSUL_HTTP_TOKEN")
 	}

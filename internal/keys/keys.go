@@ -77,6 +77,10 @@ func (k Partition) Entities(entity string) string { return k.prefix + "ents:" + 
 // drop expired keys from their entity's index.
 func (k Partition) Expiring() string { return k.prefix + "stexp" }
 
+// Broadcast records that member ran (or is running) broadcast id, so the
+// id runs there once however often it is sent.
+func Broadcast(member, id string) string { return "corral:bc:" + member + ":" + id }
+
 // Lease is a worker's liveness lease, named by its token.
 func Lease(token string) string { return "corral:lease:" + token }
 

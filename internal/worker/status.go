@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -227,6 +228,9 @@ func (r *reporter) serviceMeta() (map[string]string, error) {
 	}
 	meta["partitions"] = fmt.Sprint(r.cfg.Ring.Partitions)
 	meta["version"] = Version
+	if len(r.cfg.Groups) > 0 {
+		meta[metaGroups] = strings.Join(r.cfg.Groups, ",")
+	}
 	if a := r.metricsAddr(); a != "" {
 		meta["metrics"] = a
 		meta["ui"] = "http://" + a + "/ui/"
@@ -236,8 +240,9 @@ func (r *reporter) serviceMeta() (map[string]string, error) {
 
 // serviceTags lets a scrape config select workers that serve metrics.
 func (r *reporter) serviceTags() []string {
+	tags := []string{"corral-worker"}
 	if r.metricsAddr() != "" {
-		return []string{"corral-worker", "metrics"}
+		tags = append(tags, "metrics")
 	}
-	return []string{"corral-worker"}
+	return append(tags, groupTags(r.cfg.Groups)...)
 }
