@@ -41,13 +41,14 @@ type broadcastPeers interface {
 // live members of a group as they are when it starts, and runs a
 // member's part on this worker, once per id (recorded in Redis).
 type broadcaster struct {
-	self      string
-	log       *slog.Logger
-	view      *membership
-	peers     broadcastPeers
-	store     broadcastStore
-	plugins   Handlers
-	retention time.Duration // how long a member remembers an id it ran
+	self       string
+	log        *slog.Logger
+	view       *membership
+	peers      broadcastPeers
+	store      broadcastStore
+	plugins    Handlers
+	retention  time.Duration // how long a member remembers an id it ran
+	maxPayload int
 }
 
 // Broadcast runs a broadcast handler once on every live member of a group.
@@ -67,10 +68,20 @@ func (b *broadcaster) broadcast(ctx context.Context, req *workerpb.BroadcastRequ
 	if req.Handler == "" {
 		return nil, status.Error(codes.InvalidArgument, "broadcast needs a handler")
 	}
-	if h, ok := b.plugins.Handlers()[req.Handler]; ok && !h.Broadcast {
+	h, served := b.plugins.Handlers()[req.Handler]
+	if served && !h.Broadcast {
 		return nil, status.Errorf(codes.InvalidArgument, "handler %s is not a broadcast handler (sdk.Broadcast); submit its jobs instead", req.Handler)
 	}
-	if err := validatePayload(req.Payload, 1<<20); err != nil {
+	if len(req.Payload) == 0 {
+		req.Payload = []byte(`{}`) // a broadcast often needs no arguments
+	}
+	// Checked against the handler's declared shape when this worker serves
+	// it, else only as JSON: each member's plugin decodes it anyway.
+	var shape *payloadShape
+	if served {
+		shape = shapeOf(declOf(h))
+	}
+	if err := checkPayload(req.Payload, b.maxPayload, shape); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	id := req.Id
