@@ -116,12 +116,16 @@ func TestBroadcastToGroupWithAMemberKilled(t *testing.T) {
 	}
 	// No group: every live worker, w4 included.
 	c.waitMembers(func(ids []string) bool { return !contains(ids, "w3") }, "w3 gone from Consul")
-	out, err = c.coordinator("broadcast", "--handler", "cache.invalidate", "--id", "all-1")
+	out, err = c.coordinator("broadcast", "--handler", "cache.invalidate", "--payload", `{"prefix":""}`, "--id", "all-1")
 	if err != nil || strings.Count(out, " ran ") != 3 {
 		t.Fatalf("broadcast to every worker: %v\n%s", err, out)
 	}
 	if n := len(runsIn(t, runs("w4"))); n != 1 {
 		t.Errorf("w4 ran %d broadcasts, want only the one to every worker", n)
+	}
+	// A payload the handler's shape refuses runs nowhere.
+	if _, err := c.coordinator("broadcast", "--handler", "cache.invalidate", "--payload", `{}`); err == nil || !strings.Contains(err.Error(), `"prefix" is missing`) {
+		t.Errorf("broadcast of a payload without its required field: %v", err)
 	}
 	// A job handler is not broadcast, nor a broadcast handler submitted.
 	if _, err := c.coordinator("broadcast", "--handler", "session.visit"); err == nil || !strings.Contains(err.Error(), "not a broadcast handler") {

@@ -287,7 +287,7 @@ func TestRedisLeastPrivilege(t *testing.T) {
 	if out, err := c.coordinator("result", "--wait", "20s", "acl-visit-1"); err != nil {
 		t.Fatalf("result of the TTL'd entity's job: %q %v", out, err)
 	}
-	if out, err := c.coordinator("broadcast", "--handler", "cache.invalidate", "--id", "acl-bc-1"); err != nil {
+	if out, err := c.coordinator("broadcast", "--handler", "cache.invalidate", "--payload", `{"prefix":"x"}`, "--id", "acl-bc-1"); err != nil {
 		t.Fatalf("broadcast: %q %v", out, err)
 	}
 	t.Logf("least-privilege run: %s", rep)
