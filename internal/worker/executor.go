@@ -685,6 +685,9 @@ func (e *executor) retryPolicy(now time.Time) retryPolicy {
 func (e *executor) batchPolicy(now time.Time, hs map[string]host.HandlerInfo) retryPolicy {
 	rp := e.retryPolicy(now)
 	rp.checkEmit = func(parent, handler string) error {
+		if hs[handler].Broadcast {
+			return fmt.Errorf("job %s emitted a job for broadcast handler %q, which runs only by coordinator broadcast; nothing of this attempt was committed", parent, handler)
+		}
 		if e.catalog != nil {
 			if e.catalog.known(handler, hs) {
 				return nil
