@@ -44,6 +44,9 @@ func TestBroadcastToGroupWithAMemberKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	if out, err := c.coordinator("status"); err != nil || !strings.Contains(out, "groups: cache (w1, w2, w3), web (w1, w2, w3, w4)") {
+		t.Errorf("status does not name the groups: %v\n%s", err, out)
+	}
 	// A fast broadcast first, to measure the round trip.
 	start := time.Now()
 	resp, err := cl.Broadcast(ctx, "cache", "cache.invalidate", []byte(`{"prefix":"stock:"}`), "warm-1", 0)
