@@ -62,7 +62,9 @@ func (k Partition) Audit() string { return k.prefix + "audit" }
 // Job is the idempotency record of a job id: content hash and status.
 func (k Partition) Job(id string) string { return k.prefix + "job:" + id }
 
-// State holds an entity's committed state.
+// State holds an entity's committed state. The commit script builds the
+// names of State and Entities from a partition's prefix too, to drop
+// expired keys from the index (store's commit layout, section "state").
 func (k Partition) State(entity, key string) string {
 	return k.prefix + "st:" + entity + ":" + key
 }
