@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,6 +126,26 @@ func TestBroadcastToGroupWithAMemberKilled(t *testing.T) {
 	}
 	if n := len(runsIn(t, runs("w4"))); n != 1 {
 		t.Errorf("w4 ran %d broadcasts, want only the one to every worker", n)
+	}
+	// A member that hangs (SIGSTOP) is reported once the member timeout
+	// passes, not waited for.
+	c.signal("w2", syscall.SIGSTOP)
+	start = time.Now()
+	r, err := workerpb.NewWorkerClient(conn).Broadcast(ctx, &workerpb.BroadcastRequest{Group: "cache", Handler: "cache.invalidate",
+		Payload: []byte(`{"prefix":""}`), Id: "hung-1", TimeoutMs: 1000})
+	took := time.Since(start)
+	c.signal("w2", syscall.SIGCONT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("broadcast hung-1 with w2 stopped: answered after %v: %v", took.Round(time.Millisecond), r.Members)
+	for _, m := range r.Members {
+		if m.Member == "w2" && m.Outcome != workerpb.BroadcastMemberResult_UNREACHABLE || m.Member == "w1" && m.Outcome != workerpb.BroadcastMemberResult_RAN {
+			t.Errorf("with w2 stopped: %v", r.Members)
+		}
+	}
+	if took > 3*time.Second {
+		t.Errorf("a stopped member held the broadcast %v with a member timeout of 1 s", took)
 	}
 	// A payload the handler's shape refuses runs nowhere.
 	if _, err := c.coordinator("broadcast", "--handler", "cache.invalidate", "--payload", `{}`); err == nil || !strings.Contains(err.Error(), `"prefix" is missing`) {
