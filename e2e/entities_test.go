@@ -69,6 +69,16 @@ func TestEntitiesListWhileCommitting(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d donors submitted and committed in %v", donors, time.Since(start).Round(time.Millisecond))
+	quiet := time.Now()
+	if n, err := countDonors(ctx, c); err != nil || n != donors {
+		t.Fatalf("a quiet listing found %d donors (%v)", n, err)
+	}
+	t.Logf("a quiet listing of %d donors through the Go client, pages of 10,000: %v", donors, time.Since(quiet).Round(time.Millisecond))
+	quiet = time.Now()
+	if out, err := c.coordinator("entities", "list", "donor", "--limit", "0"); err != nil || len(strings.Fields(out)) != donors {
+		t.Fatalf("a quiet entities list: %d keys, %v", len(strings.Fields(out)), err)
+	}
+	t.Logf("a quiet entities list donor --limit 0 (pages of 1,000): %v", time.Since(quiet).Round(time.Millisecond))
 
 	// Donations keep coming, to listed donors and to new ones, during
 	// the listing.
