@@ -36,6 +36,7 @@ type Worker struct {
 	committed, retried, dead, rejected *prometheus.CounterVec
 	deadDropped                        *prometheus.CounterVec
 	cancelled                          *prometheus.CounterVec
+	broadcasts                         *prometheus.CounterVec
 	commitSeconds                      prometheus.Histogram
 	handlerSeconds                     prometheus.Histogram
 	membershipChanges                  prometheus.Counter
@@ -64,6 +65,8 @@ func NewWorker(workerID string, src Source) *Worker {
 			Help: "Jobs their handler rejected (sdk.Reject), finished with a reason, per handler."}, []string{"handler"}),
 		cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_jobs_cancelled_total",
 			Help: "Jobs cancelled before they ran (or before their next attempt) by a fenced commit, per handler."}, []string{"handler"}),
+		broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_broadcast_runs_total",
+			Help: "Broadcasts this worker was asked to run as a member, per handler and outcome: ran, already (ran under that id before) or failed."}, []string{"handler", "outcome"}),
 		deadDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_dead_letters_dropped_total",
 			Help: "Dead letters dropped by the owner's sweep: reason \"age\" past --dead-retention, \"cap\" past --dead-max."}, []string{"reason"}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_commit_seconds",
@@ -77,7 +80,7 @@ func NewWorker(workerID string, src Source) *Worker {
 		lagErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_queue_lag_errors_total",
 			Help: "Scrapes whose queue lag could not be read from Redis."}),
 	}
-	reg.MustRegister(m.committed, m.retried, m.dead, m.rejected, m.cancelled, m.deadDropped, m.commitSeconds, m.handlerSeconds,
+	reg.MustRegister(m.committed, m.retried, m.dead, m.rejected, m.cancelled, m.broadcasts, m.deadDropped, m.commitSeconds, m.handlerSeconds,
 		m.membershipChanges, m.members, m.lagErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_worker_info", Help: "Always 1; labels name the worker.",
@@ -130,6 +133,11 @@ func (m *Worker) Rejected(handler string, n int) { m.rejected.WithLabelValues(ha
 // Cancelled counts n jobs of handler cancelled before they ran.
 func (m *Worker) Cancelled(handler string, n int) {
 	m.cancelled.WithLabelValues(handler).Add(float64(n))
+}
+
+// BroadcastRun counts one member's run of a broadcast of handler, by outcome.
+func (m *Worker) BroadcastRun(handler, outcome string) {
+	m.broadcasts.WithLabelValues(handler, outcome).Inc()
 }
 
 // DeadDropped counts n dead letters dropped for reason ("age" or "cap").

@@ -32,8 +32,15 @@ func TestNamesAndValues(t *testing.T) {
 	m.ObserveHandlerCall(time.Millisecond)
 	m.Members(3)
 	m.MembershipChanged()
+	m.BroadcastRun("cache.invalidate", "ran")
+	m.BroadcastRun("cache.invalidate", "ran")
+	m.BroadcastRun("cache.invalidate", "already")
 
 	want := `
+# HELP corral_broadcast_runs_total Broadcasts this worker was asked to run as a member, per handler and outcome: ran, already (ran under that id before) or failed.
+# TYPE corral_broadcast_runs_total counter
+corral_broadcast_runs_total{handler="cache.invalidate",outcome="already"} 1
+corral_broadcast_runs_total{handler="cache.invalidate",outcome="ran"} 2
 # HELP corral_commits_fenced_total Batch commits rejected because another worker holds a newer epoch.
 # TYPE corral_commits_fenced_total counter
 corral_commits_fenced_total 2
@@ -74,7 +81,7 @@ corral_plugin_restarts_total 1
 # TYPE corral_queue_lag_jobs gauge
 corral_queue_lag_jobs 42
 `
-	names := []string{"corral_commits_fenced_total", "corral_jobs_committed_total", "corral_jobs_dead_lettered_total",
+	names := []string{"corral_broadcast_runs_total", "corral_commits_fenced_total", "corral_jobs_committed_total", "corral_jobs_dead_lettered_total",
 		"corral_jobs_rejected_total", "corral_jobs_retried_total", "corral_lease_remaining_seconds", "corral_members", "corral_membership_changes_total",
 		"corral_partition_moves_total", "corral_partitions_owned", "corral_peer_breaker_state",
 		"corral_plugin_restarts_total", "corral_queue_lag_jobs"}

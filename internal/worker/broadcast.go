@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ type broadcaster struct {
 	plugins    Handlers
 	retention  time.Duration // how long a member remembers an id it ran
 	maxPayload int
+	metrics    *workerMetrics // nil: not counted
 }
 
 // Broadcast runs a broadcast handler once on every live member of a group.
@@ -158,7 +160,10 @@ func (b *broadcaster) runOn(ctx context.Context, m discovery.Member, req *worker
 
 // run runs a broadcast here, unless this member ran its id before. A run
 // that fails forgets the id, so sending it again runs it again.
-func (b *broadcaster) run(ctx context.Context, req *workerpb.RunBroadcastRequest) *workerpb.BroadcastMemberResult {
+func (b *broadcaster) run(ctx context.Context, req *workerpb.RunBroadcastRequest) (r *workerpb.BroadcastMemberResult) {
+	if b.metrics != nil {
+		defer func() { b.metrics.m.BroadcastRun(req.Handler, strings.ToLower(r.Outcome.String())) }()
+	}
 	failed := func(format string, args ...any) *workerpb.BroadcastMemberResult {
 		return &workerpb.BroadcastMemberResult{Member: b.self, Outcome: workerpb.BroadcastMemberResult_FAILED, Error: fmt.Sprintf(format, args...)}
 	}
@@ -174,13 +179,13 @@ func (b *broadcaster) run(ctx context.Context, req *workerpb.RunBroadcastRequest
 		return failed("%v", err)
 	}
 	if !claimed {
-		r := &workerpb.BroadcastMemberResult{Member: b.self, Outcome: workerpb.BroadcastMemberResult_ALREADY, Result: rec.Result}
+		r = &workerpb.BroadcastMemberResult{Member: b.self, Outcome: workerpb.BroadcastMemberResult_ALREADY, Result: rec.Result}
 		if !rec.Done {
 			r.Error = "this member started this id before and did not report how it ended; not run again"
 		}
 		return r
 	}
-	r := b.call(ctx, req, h)
+	r = b.call(ctx, req, h)
 	if r.Outcome == workerpb.BroadcastMemberResult_RAN {
 		// Recorded with a context of its own: the run happened even if the
 		// caller gave up meanwhile.

@@ -52,6 +52,7 @@ func (w *Worker) serveMetrics(addr string) error {
 	w.flow.metrics = r.metrics
 	w.relay.metrics = r.metrics
 	w.sched.metrics = r.metrics
+	w.api.bcast.metrics = r.metrics
 	// The members gauge follows every snapshot, by wrapping the registry;
 	// the change counter only the snapshots that rebuilt the ring.
 	w.registry = countingRegistry{registryAPI: w.registry, m: r.metrics}
