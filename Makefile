@@ -1,7 +1,7 @@
 # Corral — run `make help` for the targets.
 export GOTOOLCHAIN := local
 GO ?= go
-BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench bin/callbench bin/failbench
+BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/sessions-plugin bin/loadgen bin/verify bin/bench bin/callbench bin/failbench
 
 .PHONY: help deps build test fuzz test-short bench bench-tls bench-failover test-faults-long up down demo vet fmt proto clean check-deploy
 
@@ -29,6 +29,7 @@ build: ## build the binaries into bin/
 	$(GO) build -o bin/worker ./cmd/worker
 	$(GO) build -o bin/coordinator ./cmd/coordinator
 	$(GO) build -o bin/donations-plugin ./examples/donations/plugin
+	$(GO) build -o bin/sessions-plugin ./examples/sessions
 	$(GO) build -o bin/loadgen ./examples/donations/loadgen
 	$(GO) build -o bin/verify ./examples/donations/verify
 	$(GO) build -o bin/bench ./examples/donations/bench

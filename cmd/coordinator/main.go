@@ -34,6 +34,10 @@ Commands:
            schedule add NAME --cron EXPR ... | list | show NAME | pause NAME | resume NAME | delete NAME
   handler  flow control across the cluster: handler pause|resume H, handler limit H
            [--concurrency N] [--rate R [--burst B]] [--clear], handler list
+  entities keys of an entity type with state, and deletes: entities list ENTITY [--prefix P]
+           [--limit N] [--after CURSOR] | delete ENTITY KEY
+  broadcast run a broadcast handler once on every worker of a group: broadcast [--group G]
+           --handler H [--payload JSON] [--id ID]
   certs    make TLS certificates: certs init | issue --role R --name N | show FILE
   completion  print a shell completion script: completion bash|zsh|fish
 
@@ -173,6 +177,10 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 		return scheduleCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "handler":
 		return handlerCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "entities":
+		return entitiesCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "broadcast":
+		return broadcastCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "certs":
 		return certsCmd(rest, stdout, stderr)
 	case "completion":

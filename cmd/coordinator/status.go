@@ -19,7 +19,7 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator status [-o table|json]\n\nLists healthy members, the partitions each owns, the jobs waiting in them\n(WAITING: queued, delayed and retrying jobs, and emitted ones not relayed\nyet; 'coordinator jobs list' lists them), and the plugin versions each\nruns (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nLists the handlers paused or limited (coordinator handler). Warns when the\nworkers serve different handlers or plugin versions (from the handler set\neach publishes in its Consul service meta), and tells how many schedules\nthere are, naming the paused ones.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: coordinator status [-o table|json]\n\nLists healthy members, the partitions each owns, the jobs waiting in them\n(WAITING: queued, delayed and retrying jobs, and emitted ones not relayed\nyet; 'coordinator jobs list' lists them), and the plugin versions each\nruns (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nLists the handlers paused or limited (coordinator handler). Warns when the\nworkers serve different handlers or plugin versions (from the handler set\neach publishes in its Consul service meta), and tells how many schedules\nthere are, naming the paused ones. Names the groups workers joined\n(worker --groups) with their members.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
@@ -71,6 +71,9 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	members, err := c.Members(ctx)
 	if err != nil {
 		return err
+	}
+	if line := groupSummary(members); line != "" {
+		fmt.Fprintln(stdout, line)
 	}
 	if lines := handlerDifferences(members); len(lines) > 0 {
 		fmt.Fprintln(stdout, "WARNING: the workers serve different handlers:")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -132,6 +133,7 @@ func run() error {
 	fs.BoolVar(&cfg.MetricsTLS, "metrics-tls", false, "serve the --metrics address (metrics, dashboard) with mutual TLS, with the worker's certificate: clients present one of the cluster's CA; the dashboard's replay and purge need an admin one")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	groups := fs.String("groups", "", "named groups this worker joins, comma-separated (coordinator broadcast --group G runs on their members); published in its Consul meta and tags")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -142,6 +144,9 @@ func run() error {
 		return errors.New("at least one --plugin is required (see --help)")
 	}
 	cfg.Store.Partitions = cfg.Ring.Partitions
+	if *groups != "" {
+		cfg.Groups = strings.Split(*groups, ",")
+	}
 	if *consulToken == "" {
 		*consulToken = os.Getenv("CONSUL_HTTP_TOKEN")
 	}

@@ -37,6 +37,7 @@ func exported(t *testing.T) map[string]bool {
 	m.Rejected("h", 1)
 	m.Cancelled("h", 1)
 	m.Failed("h", 1)
+	m.BroadcastRun("h", "ran")
 	m.DeadDropped("age", 1)
 	m.ObserveSubmitToCommit("h", time.Second)
 	m.ObserveCall("direct", time.Second)

@@ -49,6 +49,7 @@ type Worker struct {
 	submitToCommit                     *prometheus.HistogramVec
 	calls                              *prometheus.CounterVec
 	callSeconds                        *prometheus.HistogramVec
+	broadcasts                         *prometheus.CounterVec
 	commitSeconds                      prometheus.Histogram
 	handlerSeconds                     prometheus.Histogram
 	membershipChanges                  prometheus.Counter
@@ -96,6 +97,8 @@ func NewWorker(workerID string, src Source) *Worker {
 		callSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corral_call_seconds",
 			Help: "Duration of a synchronous call taken from a client, per path (see corral_calls_total).", Buckets: latencyBuckets},
 			[]string{"path"}),
+		broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_broadcast_runs_total",
+			Help: "Broadcasts this worker was asked to run as a member, per handler and outcome: ran, already (ran under that id before) or failed."}, []string{"handler", "outcome"}),
 		deadDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_dead_letters_dropped_total",
 			Help: "Dead letters dropped by the owner's sweep: reason \"age\" past --dead-retention, \"cap\" past --dead-max."}, []string{"reason"}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_commit_seconds",
@@ -103,13 +106,13 @@ func NewWorker(workerID string, src Source) *Worker {
 		handlerSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_handler_call_seconds",
 			Help: "Duration of one batched handler plugin call.", Buckets: latencyBuckets}),
 		membershipChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_membership_changes_total",
-			Help: "Membership snapshots from Consul that rebuilt the ring."}),
+			Help: "Changes of the live members that rebuilt the ring (a snapshot naming the same members counts nothing)."}),
 		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_members",
 			Help: "Healthy workers in the last membership snapshot."}),
 		lagErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_queue_lag_errors_total",
 			Help: "Scrapes whose queue lag could not be read from Redis."}),
 	}
-	reg.MustRegister(m.committed, m.retried, m.dead, m.rejected, m.cancelled, m.failed, m.submitToCommit, m.calls, m.callSeconds, m.deadDropped, m.commitSeconds, m.handlerSeconds,
+	reg.MustRegister(m.committed, m.retried, m.dead, m.rejected, m.cancelled, m.broadcasts, m.failed, m.submitToCommit, m.calls, m.callSeconds, m.deadDropped, m.commitSeconds, m.handlerSeconds,
 		m.membershipChanges, m.members, m.lagErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_worker_info", Help: "Always 1; labels name the worker.",
@@ -180,6 +183,11 @@ func (m *Worker) ObserveCall(path string, d time.Duration) {
 	m.callSeconds.WithLabelValues(path).Observe(d.Seconds())
 }
 
+// BroadcastRun counts one member's run of a broadcast of handler, by outcome.
+func (m *Worker) BroadcastRun(handler, outcome string) {
+	m.broadcasts.WithLabelValues(handler, outcome).Inc()
+}
+
 // DeadDropped counts n dead letters dropped for reason ("age" or "cap").
 func (m *Worker) DeadDropped(reason string, n int) {
 	m.deadDropped.WithLabelValues(reason).Add(float64(n))
@@ -191,11 +199,11 @@ func (m *Worker) ObserveCommit(d time.Duration) { m.commitSeconds.Observe(d.Seco
 // ObserveHandlerCall records the duration of one plugin call.
 func (m *Worker) ObserveHandlerCall(d time.Duration) { m.handlerSeconds.Observe(d.Seconds()) }
 
-// MembershipChanged records a new membership snapshot of n healthy workers.
-func (m *Worker) MembershipChanged(n int) {
-	m.membershipChanges.Inc()
-	m.members.Set(float64(n))
-}
+// MembershipChanged records a ring rebuilt for a changed set of live members.
+func (m *Worker) MembershipChanged() { m.membershipChanges.Inc() }
+
+// Members records a membership snapshot of n healthy workers.
+func (m *Worker) Members(n int) { m.members.Set(float64(n)) }
 
 var (
 	lagDesc = prometheus.NewDesc("corral_queue_lag_jobs",

@@ -32,13 +32,21 @@ func TestNamesAndValues(t *testing.T) {
 	m.Rejected("stock.reserve", 2)
 	m.ObserveCommit(3 * time.Millisecond)
 	m.ObserveHandlerCall(time.Millisecond)
-	m.MembershipChanged(3)
+	m.Members(3)
+	m.MembershipChanged()
+	m.BroadcastRun("cache.invalidate", "ran")
+	m.BroadcastRun("cache.invalidate", "ran")
+	m.BroadcastRun("cache.invalidate", "already")
 	m.Failed("donor.donate", 2)
 	m.ObserveSubmitToCommit("donor.donate", 20*time.Millisecond)
 	m.ObserveCall("direct", time.Millisecond)
 	m.ObserveCall("fallback", time.Second)
 
 	want := `
+# HELP corral_broadcast_runs_total Broadcasts this worker was asked to run as a member, per handler and outcome: ran, already (ran under that id before) or failed.
+# TYPE corral_broadcast_runs_total counter
+corral_broadcast_runs_total{handler="cache.invalidate",outcome="already"} 1
+corral_broadcast_runs_total{handler="cache.invalidate",outcome="ran"} 2
 # HELP corral_commits_fenced_total Batch commits rejected because another worker holds a newer epoch.
 # TYPE corral_commits_fenced_total counter
 corral_commits_fenced_total 2
@@ -60,7 +68,7 @@ corral_lease_remaining_seconds 1.5
 # HELP corral_members Healthy workers in the last membership snapshot.
 # TYPE corral_members gauge
 corral_members 3
-# HELP corral_membership_changes_total Membership snapshots from Consul that rebuilt the ring.
+# HELP corral_membership_changes_total Changes of the live members that rebuilt the ring (a snapshot naming the same members counts nothing).
 # TYPE corral_membership_changes_total counter
 corral_membership_changes_total 1
 # HELP corral_partition_moves_total Partitions this worker claimed or released.
@@ -92,7 +100,7 @@ corral_jobs_failed_total{handler="donor.donate"} 2
 corral_calls_total{path="direct"} 1
 corral_calls_total{path="fallback"} 1
 `
-	names := []string{"corral_commits_fenced_total", "corral_jobs_committed_total", "corral_jobs_dead_lettered_total",
+	names := []string{"corral_broadcast_runs_total", "corral_commits_fenced_total", "corral_jobs_committed_total", "corral_jobs_dead_lettered_total",
 		"corral_jobs_rejected_total", "corral_jobs_retried_total", "corral_lease_remaining_seconds", "corral_members", "corral_membership_changes_total",
 		"corral_partition_moves_total", "corral_partitions_owned", "corral_peer_breaker_state",
 		"corral_plugin_restarts_total", "corral_queue_lag_jobs", "corral_relay_backlog_entries", "corral_dead_letters",

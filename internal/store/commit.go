@@ -43,10 +43,31 @@ func packEmits(emits []Job) []byte {
 	return b
 }
 
-// StateWrite replaces an entity's state.
+// StateWrite replaces an entity's state, deletes it, or only renews its
+// time to live.
 type StateWrite struct {
 	Entity EntityRef
 	Value  []byte
+	// Delete removes the state (and the key from its entity's index);
+	// Value is then ignored.
+	Delete bool
+	// Touch renews the time to live of the state as it is; Value is then
+	// ignored. Only with a TTL.
+	Touch bool
+	// TTL, when positive, makes the state expire after that long without
+	// another commit of the entity.
+	TTL time.Duration
+}
+
+// op is how the commit script names what w does.
+func (w StateWrite) op() string {
+	switch {
+	case w.Delete:
+		return "d"
+	case w.Touch:
+		return "t"
+	}
+	return "w"
 }
 
 // Result is a job's result, kept in its record for the longer of
@@ -244,7 +265,8 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 		c.add(secUnpark, nil, id)
 	}
 	for _, w := range b.States {
-		c.add(secState, []string{k.State(w.Entity.Type, w.Entity.Key)}, w.Value)
+		c.add(secState, []string{k.State(w.Entity.Type, w.Entity.Key), k.Entities(w.Entity.Type)},
+			w.op(), w.Entity.Type, w.Entity.Key, w.Value, w.TTL.Milliseconds())
 	}
 	for _, id := range b.Acked {
 		c.add(secAck, nil, id)

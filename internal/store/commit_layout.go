@@ -42,6 +42,7 @@ var commitFixedKeys = []struct {
 	{"commitsKey", keys.Partition.Commits},
 	{"cancelsKey", keys.Partition.Cancels},
 	{"finishedKey", keys.Partition.Finished},
+	{"expiringKey", keys.Partition.Expiring},
 }
 
 // The commit's header args, by position.
@@ -204,18 +205,54 @@ redis.call('ZREM', parkedKey, id)
 redis.call('HDEL', bodiesKey, id)`,
 	},
 	secState: {
-		// States are written together, by one MSET per 1000 of them.
+		// States are written together, by one MSET per 1000 of them, and
+		// their keys added to their entity's index by one ZADD per 1000. A
+		// state with a time to live is set with it, and listed in
+		// expiringKey; its index entry goes once it expired (after, a few
+		// per commit). Each entity appears once in a batch.
 		name: "state",
-		keys: []string{"stateKey"},
-		args: []string{"value"},
+		keys: []string{"stateKey", "indexKey"},
+		args: []string{"op", "entity", "key", "value", "ttl"},
 		each: `
-mset[#mset + 1], mset[#mset + 2] = stateKey, value
-if #mset >= 2000 then
-  redis.call('MSET', unpack(mset))
-  mset = {}
+if op == 'd' then
+  redis.call('DEL', stateKey)
+  redis.call('ZREM', indexKey, key)
+  redis.call('ZREM', expiringKey, entity .. '\0' .. key)
+elseif op == 't' then
+  if redis.call('PEXPIRE', stateKey, ttl) == 1 then
+    redis.call('ZADD', expiringKey, now + tonumber(ttl), entity .. '\0' .. key)
+  end
+else
+  if ttl ~= '0' then
+    redis.call('SET', stateKey, value, 'PX', ttl)
+    redis.call('ZADD', expiringKey, now + tonumber(ttl), entity .. '\0' .. key)
+  else
+    mset[#mset + 1], mset[#mset + 2] = stateKey, value
+    if #mset >= 2000 then
+      redis.call('MSET', unpack(mset))
+      mset = {}
+    end
+  end
+  local ix = index[indexKey]
+  if not ix then ix = {}; index[indexKey] = ix end
+  ix[#ix + 1], ix[#ix + 2] = 0, key
+  if #ix >= 2000 then
+    redis.call('ZADD', indexKey, unpack(ix))
+    index[indexKey] = nil
+  end
 end`,
 		after: `
-if #mset > 0 then redis.call('MSET', unpack(mset)) end`,
+if #mset > 0 then redis.call('MSET', unpack(mset)) end
+for ixKey, ix in pairs(index) do redis.call('ZADD', ixKey, unpack(ix)) end
+local prefix = string.sub(epochKey, 1, -6)
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiringKey, '-inf', now, 'LIMIT', 0, 16)) do
+  local sep = string.find(m, '\0', 1, true)
+  local e, key = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+  if redis.call('EXISTS', prefix .. 'st:' .. e .. ':' .. key) == 0 then
+    redis.call('ZREM', prefix .. 'ents:' .. e, key)
+  end
+  redis.call('ZREM', expiringKey, m)
+end`,
 	},
 
 	secRevoke: {
@@ -376,7 +413,7 @@ if wantKeys ~= #KEYS or wantArgs ~= #ARGV then
   return redis.error_reply('LAYOUT ' .. #KEYS .. ' keys and ' .. #ARGV .. ' args, want ' .. wantKeys .. ' and ' .. wantArgs)
 end
 doneTTL, resultTTL = tonumber(doneTTL), tonumber(resultTTL)
-local claimed, mine, mset, acked, finished = {}, {}, {}, {}, {}
+local claimed, mine, mset, acked, finished, index = {}, {}, {}, {}, {}, {}
 -- finishes a job as cancelled, unless it finished before, and settles its cancel
 local function cancelJob(recKey, id, attempts, handler, key, submitted)
   if redis.call('HSETNX', recKey, 's', 'c') == 1 then

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
@@ -143,6 +144,9 @@ func (ji *jobIntake) check(j *workerpb.Job, id string, h host.HandlerInfo) error
 	}
 	if h.Internal {
 		return internalHandlerError{handler: j.Handler}
+	}
+	if h.Broadcast {
+		return fmt.Errorf("%w: handler %s is a broadcast handler: run it with coordinator broadcast", ErrUnknownHandler, j.Handler)
 	}
 	if err := validateKey(j.Key); err != nil {
 		return err

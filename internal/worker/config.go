@@ -17,6 +17,10 @@ import (
 type Config struct {
 	ID        string // unique, stable name of this worker in Consul and on the ring
 	Advertise string // host:port others dial for the gRPC API
+	// Groups are the named groups this worker joins, published in its
+	// Consul service meta and tags: a broadcast to a group runs on its
+	// members.
+	Groups []string
 
 	// Listener is where Start serves the gRPC API until Stop; nil serves
 	// nothing (the caller may serve API() itself).
@@ -102,6 +106,9 @@ func (c Config) Validate() error {
 	}
 	if c.ID == "" {
 		errs = append(errs, errors.New("worker id must not be empty"))
+	}
+	if err := validateGroups(c.Groups); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Ring.Validate(); err != nil {
 		errs = append(errs, err)

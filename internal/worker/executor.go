@@ -427,11 +427,22 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 // does not serve (hs): it gets the waitHandler outcome and neither it nor
 // the key's later jobs run. It returns the jobs to run and the outcomes
 // of the waiting ones.
+//
+// A job that deletes its key's state (store.DeleteHandler) runs no plugin:
+// it gets the deleteState outcome, and the key's later jobs wait for the
+// next batch (notRun), which loads the state the delete left: none.
 func unserved(wk *work, hs map[string]host.HandlerInfo) ([]store.Job, map[string]*pluginpb.Outcome) {
 	out := map[string]*pluginpb.Outcome{}
 	var run []store.Job
 	for _, kw := range wk.keys {
-		for _, j := range kw.run {
+		for i, j := range kw.run {
+			if j.Handler == store.DeleteHandler {
+				out[j.ID] = deleteState
+				if i+1 < len(kw.run) {
+					out[kw.run[i+1].ID] = notRun
+				}
+				break
+			}
 			if _, ok := hs[j.Handler]; !ok {
 				out[j.ID] = waitHandler
 				break
@@ -674,6 +685,9 @@ func (e *executor) retryPolicy(now time.Time) retryPolicy {
 func (e *executor) batchPolicy(now time.Time, hs map[string]host.HandlerInfo) retryPolicy {
 	rp := e.retryPolicy(now)
 	rp.checkEmit = func(parent, handler string) error {
+		if hs[handler].Broadcast {
+			return fmt.Errorf("job %s emitted a job for broadcast handler %q, which runs only by coordinator broadcast; nothing of this attempt was committed", parent, handler)
+		}
 		if e.catalog != nil {
 			if e.catalog.known(handler, hs) {
 				return nil
@@ -685,6 +699,7 @@ func (e *executor) batchPolicy(now time.Time, hs map[string]host.HandlerInfo) re
 		}
 		return fmt.Errorf("job %s emitted a job for handler %q, which this worker does not serve; nothing of this attempt was committed", parent, handler)
 	}
+	rp.stateTTL = func(handler string) time.Duration { return hs[handler].StateTTL }
 	return rp
 }
 

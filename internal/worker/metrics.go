@@ -67,9 +67,11 @@ func (w *Worker) serveMetrics(addr string) error {
 	w.relay.metrics = r.metrics
 	w.api.router.metrics = r.metrics
 	w.sched.metrics = r.metrics
-	// Count membership snapshots by wrapping the registry, not by editing
-	// the membership loop.
+	w.api.bcast.metrics = r.metrics
+	// The members gauge follows every snapshot, by wrapping the registry;
+	// the change counter only the snapshots that rebuilt the ring.
 	w.registry = countingRegistry{registryAPI: w.registry, m: r.metrics}
+	w.api.report.view.changed = r.metrics.m.MembershipChanged
 	srv.Start()
 	w.life.metrics = srv
 	w.log.Info("serving metrics", "addr", srv.Addr(), "advertised", r.metrics.addr)
@@ -139,7 +141,7 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 // registryAPI lets countingRegistry embed the interface under another name.
 type registryAPI = Registry
 
-// countingRegistry counts the membership snapshots the worker consumes.
+// countingRegistry records the size of each membership snapshot the worker consumes.
 type countingRegistry struct {
 	registryAPI
 	m *workerMetrics
@@ -151,7 +153,7 @@ func (c countingRegistry) Watch(ctx context.Context) <-chan discovery.Snapshot {
 	go func() {
 		defer close(out)
 		for snap := range in {
-			c.m.m.MembershipChanged(len(snap.Members))
+			c.m.m.Members(len(snap.Members))
 			select {
 			case out <- snap:
 			case <-ctx.Done():

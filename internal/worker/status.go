@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -238,6 +239,9 @@ func (r *reporter) serviceMeta() (map[string]string, error) {
 	}
 	meta["partitions"] = fmt.Sprint(r.cfg.Ring.Partitions)
 	meta["version"] = Version
+	if len(r.cfg.Groups) > 0 {
+		meta[metaGroups] = strings.Join(r.cfg.Groups, ",")
+	}
 	if a := r.metricsAddr(); a != "" {
 		meta["metrics"] = a
 		scheme := "http://"
@@ -251,8 +255,9 @@ func (r *reporter) serviceMeta() (map[string]string, error) {
 
 // serviceTags lets a scrape config select workers that serve metrics.
 func (r *reporter) serviceTags() []string {
+	tags := []string{"corral-worker"}
 	if r.metricsAddr() != "" {
-		return []string{"corral-worker", "metrics"}
+		tags = append(tags, "metrics")
 	}
-	return []string{"corral-worker"}
+	return append(tags, groupTags(r.cfg.Groups)...)
 }

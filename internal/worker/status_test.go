@@ -291,8 +291,8 @@ func TestLocate(t *testing.T) {
 }
 
 // TestServiceMeta: the Consul meta names the partitions, the version and
-// the handler set, and the metrics address and tag only when metrics are
-// served.
+// the handler set, the metrics address and tag only when metrics are
+// served, and the groups joined, in the meta and as tags.
 func TestServiceMeta(t *testing.T) {
 	t.Parallel()
 	r := testReporter(t)
@@ -325,5 +325,11 @@ func TestServiceMeta(t *testing.T) {
 	check("with metrics")
 	if got := r.serviceTags(); !slices.Equal(got, []string{"corral-worker", "metrics"}) {
 		t.Errorf("tags %v with metrics", got)
+	}
+	r.cfg.Groups = []string{"cache", "web"}
+	want[metaGroups] = "cache,web"
+	check("with groups")
+	if got := r.serviceTags(); !slices.Equal(got, []string{"corral-worker", "metrics", "group:cache", "group:web"}) {
+		t.Errorf("tags %v with groups", got)
 	}
 }

@@ -116,6 +116,8 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
 		reload: w.ReloadPlugins, drain: w.Drain, flow: w.flow}
 	w.api.inspect = &inspector{cfg: cfg, log: log, store: w.store, running: &w.exec.running, registry: registry, peers: peers}
+	w.api.bcast = &broadcaster{self: cfg.ID, log: log, view: view, peers: peers, store: w.store, plugins: handlers,
+		retention: cfg.Store.DoneRetention, maxPayload: cfg.MaxPayloadBytes}
 	w.api.cancel = &canceller{cfg: cfg, log: log, store: w.store, grants: g, view: view, peers: peers, holders: claims,
 		exec: w.exec, inspect: w.api.inspect}
 	return w, nil

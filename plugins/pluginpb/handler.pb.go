@@ -314,7 +314,15 @@ type HandlerSpec struct {
 	PayloadClosed bool `protobuf:"varint,8,opt,name=payload_closed,json=payloadClosed,proto3" json:"payload_closed,omitempty"`
 	// When true, only jobs emitted by other handlers run this handler:
 	// Submit and Call refuse it.
-	Internal      bool `protobuf:"varint,9,opt,name=internal,proto3" json:"internal,omitempty"`
+	Internal bool `protobuf:"varint,9,opt,name=internal,proto3" json:"internal,omitempty"`
+	// When set, an entity's state that no job of this handler's entity has
+	// committed for this long expires (Redis EXPIRE, set with each commit of
+	// the entity); 0 = kept for ever.
+	StateTtlMs int64 `protobuf:"varint,10,opt,name=state_ttl_ms,json=stateTtlMs,proto3" json:"state_ttl_ms,omitempty"`
+	// When true, the handler is a broadcast handler: it runs once on every
+	// member of a group (coordinator broadcast), with no entity state, and
+	// Submit and Call refuse it.
+	Broadcast     bool `protobuf:"varint,11,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -408,6 +416,20 @@ func (x *HandlerSpec) GetPayloadClosed() bool {
 func (x *HandlerSpec) GetInternal() bool {
 	if x != nil {
 		return x.Internal
+	}
+	return false
+}
+
+func (x *HandlerSpec) GetStateTtlMs() int64 {
+	if x != nil {
+		return x.StateTtlMs
+	}
+	return 0
+}
+
+func (x *HandlerSpec) GetBroadcast() bool {
+	if x != nil {
+		return x.Broadcast
 	}
 	return false
 }
@@ -842,7 +864,7 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x129\n" +
-	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\xb0\x02\n" +
+	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\xf0\x02\n" +
 	"\vHandlerSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -853,7 +875,11 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x06entity\x18\x06 \x01(\tR\x06entity\x12)\n" +
 	"\x10payload_optional\x18\a \x01(\tR\x0fpayloadOptional\x12%\n" +
 	"\x0epayload_closed\x18\b \x01(\bR\rpayloadClosed\x12\x1a\n" +
-	"\binternal\x18\t \x01(\bR\binternal\"D\n" +
+	"\binternal\x18\t \x01(\bR\binternal\x12 \n" +
+	"\fstate_ttl_ms\x18\n" +
+	" \x01(\x03R\n" +
+	"stateTtlMs\x12\x1c\n" +
+	"\tbroadcast\x18\v \x01(\bR\tbroadcast\"D\n" +
 	"\x06Entity\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +

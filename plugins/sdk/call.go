@@ -30,6 +30,8 @@ type Call struct {
 	changed bool
 	result  []byte
 	emits   []*pluginpb.Emit
+
+	broadcast bool // a broadcast handler's run: no state, no emits
 }
 
 // Context is the context of the Handle call that runs the job. It is
@@ -152,6 +154,9 @@ func (c *Call) Load(v any) (found bool, err error) {
 // payloads and states together, must fit in one gRPC message (64 MiB by
 // default, worker --plugin-max-message).
 func (c *Call) Save(v any) error {
+	if c.broadcast {
+		return Failf("save from broadcast handler %s: a broadcast has no entity state", c.Handler())
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return Fail(fmt.Errorf("save %s %q state: %w", c.entity, c.Key(), err))
@@ -189,6 +194,9 @@ func (c *Call) Save(v any) error {
 // returns a Fail error for an empty handler or key, or a payload that
 // does not marshal.
 func (c *Call) Emit(handler, key string, payload any) error {
+	if c.broadcast {
+		return Failf("emit %s from broadcast handler %s: a broadcast emits no jobs", handler, c.Handler())
+	}
 	if handler == "" {
 		return Failf("emit from %s: empty handler name", c.Handler())
 	}
