@@ -20,8 +20,9 @@ func broadcastCmd(ctx context.Context, g globals, newClient func() (*client.Clie
 	payload := fs.String("payload", "{}", "JSON payload")
 	id := fs.String("id", "", "the broadcast's id: a member runs an id once, however often it is sent (default: a new one)")
 	timeout := fs.Duration("member-timeout", 10*time.Second, "how long to wait for each member; one that does not answer is reported unreachable")
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: coordinator broadcast [--group G] --handler H [--payload JSON] [--id ID] [--member-timeout D]
+		fmt.Fprintln(stderr, `Usage: coordinator broadcast [--group G] --handler H [--payload JSON] [--id ID] [--member-timeout D] [-o table|json]
 
 Runs a broadcast handler once on every live worker of group G (every live
 worker without --group), for cache invalidation, configuration reload or
@@ -60,8 +61,11 @@ Flags:`)
 		return grpcMessage(err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tOUTCOME\tTOOK\tRESULT OR ERROR")
+	if !out.json() {
+		fmt.Fprintln(tw, "MEMBER\tOUTCOME\tTOOK\tRESULT OR ERROR")
+	}
 	bad := 0
+	js := broadcastJSON{ID: resp.Id, Members: []broadcastMemberJSON{}}
 	for _, m := range resp.Members {
 		text := string(m.Result)
 		if m.Error != "" {
@@ -72,7 +76,19 @@ Flags:`)
 		default:
 			bad++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", m.Member, outcomeName(m.Outcome), time.Duration(m.TookMs)*time.Millisecond, text)
+		mj := broadcastMemberJSON{Member: m.Member, Outcome: outcomeName(m.Outcome), TookMs: m.TookMs, Error: m.Error}
+		if len(m.Result) > 0 {
+			mj.Result = rawJSON(m.Result)
+		}
+		js.Members = append(js.Members, mj)
+		if !out.json() {
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", m.Member, outcomeName(m.Outcome), time.Duration(m.TookMs)*time.Millisecond, text)
+		}
+	}
+	if out.json() {
+		if err := printJSON(stdout, js); err != nil {
+			return err
+		}
 	}
 	tw.Flush()
 	fmt.Fprintf(stderr, "broadcast %s: %d members, %d did not run it\n", resp.Id, len(resp.Members), bad)

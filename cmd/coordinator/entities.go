@@ -44,8 +44,9 @@ func entitiesList(ctx context.Context, g globals, newClient func() (*client.Clie
 	prefix := fs.String("prefix", "", "only keys starting with it")
 	limit := fs.Int("limit", 1000, "keys to print (0: all of them)")
 	after := fs.String("after", "", "go on from the cursor a listing printed")
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: coordinator entities list ENTITY [--prefix P] [--limit N] [--after CURSOR]
+		fmt.Fprintln(stderr, `Usage: coordinator entities list ENTITY [--prefix P] [--limit N] [--after CURSOR] [-o table|json]
 
 Prints the keys of ENTITY that have state, one per line, partition by
 partition and in key order within a partition. Each partition's owner
@@ -55,7 +56,8 @@ listing is printed exactly once, however many jobs commit meanwhile; one
 created or deleted during it may or may not be.
 
 When more keys are left than --limit, the command prints a cursor on
-stderr: --after CURSOR goes on from there.
+stderr: --after CURSOR goes on from there. With -o json it prints
+{"entity", "keys": [...], "next": CURSOR or ""} instead.
 
 Flags:`)
 		fs.PrintDefaults()
@@ -73,6 +75,7 @@ Flags:`)
 	}
 	defer release()
 	n, cursor := 0, *after
+	listed := []string{}
 	for *limit == 0 || n < *limit {
 		page := 1000
 		if *limit > 0 {
@@ -83,13 +86,20 @@ Flags:`)
 			return grpcMessage(err)
 		}
 		for _, k := range resp.Keys {
-			fmt.Fprintln(stdout, k.Key)
+			if out.json() {
+				listed = append(listed, k.Key)
+			} else {
+				fmt.Fprintln(stdout, k.Key)
+			}
 		}
 		n += len(resp.Keys)
 		cursor = resp.Next
 		if cursor == "" {
 			break
 		}
+	}
+	if out.json() {
+		return printJSON(stdout, entitiesJSON{Entity: entity, Keys: listed, Next: cursor})
 	}
 	if n == 0 && cursor == "" {
 		fmt.Fprintf(stderr, "no %s has state\n", entity)
@@ -104,8 +114,9 @@ func entitiesDelete(ctx context.Context, g globals, newClient func() (*client.Cl
 	fs := flag.NewFlagSet("entities delete", flag.ContinueOnError)
 	id := fs.String("id", "", "the delete's job id: sent again with the same id, it deletes once (default: a new one)")
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the delete to commit")
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: coordinator entities delete [--id ID] [--wait D] ENTITY KEY
+		fmt.Fprintln(stderr, `Usage: coordinator entities delete [--id ID] [--wait D] [-o table|json] ENTITY KEY
 
 Deletes the state of ENTITY KEY. The delete is a job on the key's
 partition, committed by its owner under its fencing token, after the jobs
@@ -135,6 +146,9 @@ Flags:`)
 	if resp.State != workerpb.JobResult_DONE {
 		return fmt.Errorf("delete %s is %s after %v: it commits when the partition's owner reaches it (coordinator result %s)",
 			resp.Id, client.StateName(resp.State), *wait, resp.Id)
+	}
+	if out.json() {
+		return printJSON(stdout, entityDeleteJSON{Entity: fs.Arg(0), Key: fs.Arg(1), ID: resp.Id, Partition: resp.Partition})
 	}
 	fmt.Fprintf(stdout, "deleted %s %q (job %s, partition %d)\n", fs.Arg(0), fs.Arg(1), resp.Id, resp.Partition)
 	return nil

@@ -272,3 +272,29 @@ type certJSON struct {
 	NotAfter string   `json:"not_after,omitempty"`
 	State    string   `json:"state,omitempty"` // valid, EXPIRED, not yet valid
 }
+
+type entitiesJSON struct {
+	Entity string   `json:"entity"`
+	Keys   []string `json:"keys"`
+	Next   string   `json:"next"` // "" when the listing is complete
+}
+
+type entityDeleteJSON struct {
+	Entity    string `json:"entity"`
+	Key       string `json:"key"`
+	ID        string `json:"id"` // the delete's job id
+	Partition int32  `json:"partition"`
+}
+
+type broadcastJSON struct {
+	ID      string                `json:"id"`
+	Members []broadcastMemberJSON `json:"members"`
+}
+
+type broadcastMemberJSON struct {
+	Member  string `json:"member"`
+	Outcome string `json:"outcome"` // ran, already, failed, unreachable
+	TookMs  int64  `json:"took_ms"`
+	Result  any    `json:"result,omitempty"` // the handler's result: JSON as is, other bytes as a string
+	Error   string `json:"error,omitempty"`
+}

@@ -86,12 +86,17 @@ func TestJSONShapes(t *testing.T) {
 	wantKeys(t, "plugin change", keysOf(t, rl.Changes[0]), "name", "from_version", "to_version", "from_sha256", "to_sha256")
 	wantKeys(t, "certificate", keysOf(t, certJSON{File: "a.pem", Type: "certificate", Name: "a", Role: "read", Hosts: []string{"h"},
 		Issuer: "ca", NotAfter: "2027-01-01T00:00:00Z", State: "valid"}), "file", "type", "name", "role", "hosts", "issuer", "not_after", "state")
+	wantKeys(t, "entities", keysOf(t, entitiesJSON{Entity: "donor", Keys: []string{"alice"}}), "entity", "keys", "next")
+	wantKeys(t, "entity delete", keysOf(t, entityDeleteJSON{}), "entity", "key", "id", "partition")
+	wantKeys(t, "broadcast", keysOf(t, broadcastJSON{Members: []broadcastMemberJSON{}}), "id", "members")
+	wantKeys(t, "broadcast member", keysOf(t, broadcastMemberJSON{Result: json.RawMessage(`1`), Error: "x"}), "member", "outcome", "took_ms", "result", "error")
 }
 
 // Every field name is snake_case: lower-case letters, digits and underscores.
 func TestJSONNamesAreSnakeCase(t *testing.T) {
 	for _, v := range []any{memberJSON{}, statusJSON{}, partitionJSON{}, pluginJSON{}, flowJSON{}, locationJSON{}, jobJSON{},
-		deadLetterJSON{}, resultJSON{}, stateJSON{}, cancelJSON{}, submittedJSON{}, reloadJSON{}, pluginChangeJSON{}, certJSON{Hosts: []string{}}} {
+		deadLetterJSON{}, resultJSON{}, stateJSON{}, cancelJSON{}, submittedJSON{}, reloadJSON{}, pluginChangeJSON{}, certJSON{Hosts: []string{}},
+		entitiesJSON{}, entityDeleteJSON{}, broadcastJSON{}, broadcastMemberJSON{}} {
 		b, _ := json.Marshal(v)
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)
