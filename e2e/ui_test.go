@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,6 +61,32 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		return nil
 	})
+	// Each owner has a color of its own, the same on each of its cells.
+	colors, err := chromedp.Run(browser, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#map .cell')).map(c => c.dataset.owner + '=' + c.style.background)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	colorOf, ownerOf := map[string]string{}, map[string]string{}
+	for _, oc := range colors {
+		o, col, _ := strings.Cut(oc, "=")
+		if prev, ok := colorOf[o]; ok && prev != col {
+			t.Errorf("owner %s drawn in %s and %s", o, prev, col)
+		}
+		if prev, ok := ownerOf[col]; ok && prev != o {
+			t.Errorf("owners %s and %s drawn in the same color %s", prev, o, col)
+		}
+		colorOf[o], ownerOf[col] = col, o
+	}
+	// ... and one that an eye tells apart from the others'.
+	for a, ca := range colorOf {
+		for b, cb := range colorOf {
+			if a < b {
+				if d := rgbDistance(t, ca, cb); d < 80 {
+					t.Errorf("owners %s (%s) and %s (%s) are drawn in colors %.0f apart in RGB, too close to tell", a, ca, b, cb, d)
+				}
+			}
+		}
+	}
 	if members, err := chromedp.Run(browser, chromedp.Evaluate[int](`document.querySelectorAll('#members tbody tr').length`)); err != nil || members != 3 {
 		t.Errorf("members table has %d rows (err %v), want 3", members, err)
 	}
@@ -233,6 +260,19 @@ func chromiumPath() string {
 		}
 	}
 	return ""
+}
+
+// rgbDistance is the Euclidean distance of two CSS colors "rgb(r, g, b)".
+func rgbDistance(t *testing.T, a, b string) float64 {
+	t.Helper()
+	var x, y [3]float64
+	if _, err := fmt.Sscanf(a, "rgb(%f, %f, %f)", &x[0], &x[1], &x[2]); err != nil {
+		t.Fatalf("color %q: %v", a, err)
+	}
+	if _, err := fmt.Sscanf(b, "rgb(%f, %f, %f)", &y[0], &y[1], &y[2]); err != nil {
+		t.Fatalf("color %q: %v", b, err)
+	}
+	return math.Sqrt((x[0]-y[0])*(x[0]-y[0]) + (x[1]-y[1])*(x[1]-y[1]) + (x[2]-y[2])*(x[2]-y[2]))
 }
 
 // pageOwners reads the owner of each cell of the partition map.

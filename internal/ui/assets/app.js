@@ -15,12 +15,29 @@ function el(tag, text, cls) {
   return e;
 }
 
-// colorOf gives each worker id a stable hue.
+// colorOf gives each worker a color of its own for as long as the page is
+// open: the first ten seen (in id order at first sight) get distinct
+// colors of a qualitative palette, later ones a hue from a mixed hash.
+const palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const colors = new Map();
+
+function noteWorkers(ids) {
+  for (const id of [...new Set(ids)].filter(id => id && !colors.has(id)).sort()) {
+    if (colors.size < palette.length) {
+      colors.set(id, palette[colors.size]);
+      continue;
+    }
+    let h = 2166136261;
+    for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+    h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0;
+    colors.set(id, "hsl(" + (h % 360) + ", 55%, 42%)");
+  }
+}
+
 function colorOf(id) {
   if (!id) return "#9e9e9e";
-  let h = 0;
-  for (const c of id) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return "hsl(" + (h % 360) + ", 55%, 42%)";
+  noteWorkers([id]);
+  return colors.get(id);
 }
 
 function showTab() {
@@ -36,6 +53,7 @@ function fmtMs(ms) {
 }
 
 function renderMembers(v) {
+  noteWorkers((v.members || []).map(m => m.id));
   const body = $("members").tBodies[0];
   body.replaceChildren();
   for (const m of v.members || []) {
