@@ -232,6 +232,7 @@ func run() error {
 		return err
 	}
 	if cfg.Tracer != nil {
+		tracing.LogErrors(logger)
 		logger.Info("tracing jobs: OTLP over HTTP", "endpoint", tracing.Endpoint())
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

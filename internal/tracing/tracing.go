@@ -8,9 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -67,6 +69,12 @@ func Endpoint() string {
 		}
 	}
 	return "https://localhost:4318"
+}
+
+// LogErrors sends OpenTelemetry's own errors (an export that failed, a
+// full queue) to log instead of the standard logger.
+func LogErrors(log *slog.Logger) {
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing", "err", err) }))
 }
 
 // Tracer starts Corral's spans. nil is tracing off.

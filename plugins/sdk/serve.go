@@ -81,6 +81,7 @@ func startTracing(name string, log *slog.Logger) func() {
 	if tr == nil {
 		return func() {}
 	}
+	tracing.LogErrors(log)
 	otel.SetTracerProvider(tr.Provider())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
