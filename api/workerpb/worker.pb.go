@@ -151,14 +151,17 @@ func (BroadcastMemberResult_Outcome) EnumDescriptor() ([]byte, []int) {
 }
 
 type Job struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                         // idempotency key; generated when empty
-	Handler       string                 `protobuf:"bytes,2,opt,name=handler,proto3" json:"handler,omitempty"`                               // "entity.action"
-	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`                                       // entity key; decides the partition
-	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`                               // JSON document
-	NotBeforeMs   int64                  `protobuf:"varint,5,opt,name=not_before_ms,json=notBeforeMs,proto3" json:"not_before_ms,omitempty"` // unix ms; held until then (delayed job); 0 = now
-	MaxAttempts   int32                  `protobuf:"varint,6,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`   // overrides the handler's, within limits; 0 = handler's
-	TimeoutMs     int64                  `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`         // overrides the handler's, within limits; 0 = handler's
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                         // idempotency key; generated when empty
+	Handler     string                 `protobuf:"bytes,2,opt,name=handler,proto3" json:"handler,omitempty"`                               // "entity.action"
+	Key         string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`                                       // entity key; decides the partition
+	Payload     []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`                               // JSON document
+	NotBeforeMs int64                  `protobuf:"varint,5,opt,name=not_before_ms,json=notBeforeMs,proto3" json:"not_before_ms,omitempty"` // unix ms; held until then (delayed job); 0 = now
+	MaxAttempts int32                  `protobuf:"varint,6,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`   // overrides the handler's, within limits; 0 = handler's
+	TimeoutMs   int64                  `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`         // overrides the handler's, within limits; 0 = handler's
+	// W3C traceparent of the submitter's span: the job's spans join its
+	// trace when the worker traces. Empty: a traced worker starts a trace.
+	Traceparent   string `protobuf:"bytes,8,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -240,6 +243,13 @@ func (x *Job) GetTimeoutMs() int64 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *Job) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 type SubmitRequest struct {
@@ -3845,7 +3855,7 @@ var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x19api/workerpb/worker.proto\x12\x10corral.worker.v1\"\xc1\x01\n" +
+	"\x19api/workerpb/worker.proto\x12\x10corral.worker.v1\"\xe3\x01\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x10\n" +
@@ -3854,7 +3864,8 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\rnot_before_ms\x18\x05 \x01(\x03R\vnotBeforeMs\x12!\n" +
 	"\fmax_attempts\x18\x06 \x01(\x05R\vmaxAttempts\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\":\n" +
+	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\x12 \n" +
+	"\vtraceparent\x18\b \x01(\tR\vtraceparent\":\n" +
 	"\rSubmitRequest\x12)\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x15.corral.worker.v1.JobR\x04jobs\"\xa9\x01\n" +
 	"\fSubmitResult\x12\x0e\n" +

@@ -154,7 +154,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 func runCommand(ctx context.Context, cmd string, rest []string, g globals, newClient func() (*client.Client, error), stdin io.Reader, stdout, stderr io.Writer, fs *flag.FlagSet) error {
 	switch cmd {
 	case "submit":
-		return submitCmd(ctx, g, newClient, rest, stdin, stdout, stderr)
+		return tracedSubmit(ctx, func(ctx context.Context) error { return submitCmd(ctx, g, newClient, rest, stdin, stdout, stderr) })
 	case "state":
 		return stateCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "call":

@@ -24,6 +24,8 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/internal/jsonscan"
+	"github.com/corralhq/corral/internal/tracing"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // submitBatch is how many jobs go in one Submit call from a file. A call
@@ -63,6 +65,29 @@ type fileJob struct {
 	Handler string          `json:"handler"`
 	Key     string          `json:"key"`
 	Payload json.RawMessage `json:"payload"`
+}
+
+// tracedSubmit runs a submit under a corral.submit span, when the
+// environment asks for traces (see internal/tracing), so the jobs' spans
+// on the workers join its trace; the span is flushed before it returns.
+func tracedSubmit(ctx context.Context, run func(context.Context) error) error {
+	tr, err := tracing.FromEnv(ctx, "corral-coordinator")
+	if err != nil || tr == nil {
+		if err != nil {
+			return err
+		}
+		return run(ctx)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		tr.Shutdown(sctx) // best effort: a collector that is down does not fail the submit
+	}()
+	sctx, span := tr.Start(ctx, tracing.SpanSubmit)
+	err = run(sctx)
+	tracing.Fail(span, err)
+	span.End()
+	return err
 }
 
 func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -172,6 +197,8 @@ Flags:
 		return err
 	}
 	r := res[0]
+	trace.SpanFromContext(ctx).SetAttributes(tracing.AttrJobID.String(r.Id), tracing.AttrHandler.String(*handler),
+		tracing.AttrPartition.Int(int(r.Partition)))
 	if r.Error != "" {
 		return errors.New(r.Error)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/cli"
+	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/internal/worker"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/redis/go-redis/v9"
@@ -229,6 +230,23 @@ func run() error {
 		return err
 	}
 	cfg.Listener, cfg.MetricsAddr = lis, *metricsAddr
+	// Off unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER=otlp
+	// asks for traces (see internal/tracing).
+	if cfg.Tracer, err = tracing.FromEnv(ctx, "corral-worker"); err != nil {
+		lis.Close()
+		return err
+	}
+	if cfg.Tracer != nil {
+		tracing.LogErrors(logger)
+		logger.Info("tracing jobs: OTLP over HTTP", "endpoint", tracing.Endpoint())
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := cfg.Tracer.Shutdown(sctx); err != nil {
+				logger.Warn("tracing: flushing spans at exit", "err", err)
+			}
+		}()
+	}
 	w, err := worker.New(cfg, rdb, registry, plugs, logger)
 	if err != nil {
 		lis.Close()

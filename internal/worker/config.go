@@ -10,6 +10,7 @@ import (
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/sharding"
 )
 
@@ -29,6 +30,10 @@ type Config struct {
 	// port 0 for a free one), published in Consul meta "metrics"; "" serves
 	// none.
 	MetricsAddr string
+
+	// Tracer traces jobs (see internal/tracing); nil, the default, is
+	// tracing off: no span is started and no traceparent stored.
+	Tracer *tracing.Tracer
 	// Pprof also serves Go's profiler at /debug/pprof/ on MetricsAddr.
 	Pprof bool
 	// MetricsTLS serves MetricsAddr (metrics, dashboard, profiles) with

@@ -101,6 +101,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	}
 	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
+	w.exec.tracer = cfg.Tracer
 	w.sched = newScheduler(cfg, log, w.store, g, keeper, w.relay)
 	w.flow = newFlowControl(log, w.store, handlers, g, keeper.Token(), slotLease)
 	w.exec.flow = w.flow
@@ -108,7 +109,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		store: w.store, plugins: handlers, work: w.exec}
 	catalog := &handlerCatalog{self: cfg.ID, local: handlers, view: view}
 	w.exec.catalog = catalog
-	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers, catalog: catalog}
+	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers, catalog: catalog, tracer: cfg.Tracer}
 	w.api = &API{id: cfg.ID, store: w.store, intake: intake,
 		router: &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: peers, budget: breaker.DefaultBudget(),
 			holders: claims, exec: w.exec, store: w.store, intake: intake},

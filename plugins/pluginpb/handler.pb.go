@@ -503,6 +503,9 @@ type Job struct {
 	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`  // JSON document
 	Attempt       int32                  `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"` // 1 on the first delivery
 	SubmittedAtMs int64                  `protobuf:"varint,6,opt,name=submitted_at_ms,json=submittedAtMs,proto3" json:"submitted_at_ms,omitempty"`
+	// W3C traceparent of the job's corral.plugin span, when the worker
+	// traces; a handler's own spans are its children. Empty: not traced.
+	Traceparent   string `protobuf:"bytes,7,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +580,13 @@ func (x *Job) GetSubmittedAtMs() int64 {
 		return x.SubmittedAtMs
 	}
 	return 0
+}
+
+func (x *Job) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 type HandleRequest struct {
@@ -883,14 +893,15 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x06Entity\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\fR\x05state\"\x9d\x01\n" +
+	"\x05state\x18\x03 \x01(\fR\x05state\"\xbf\x01\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\x05R\aattempt\x12&\n" +
-	"\x0fsubmitted_at_ms\x18\x06 \x01(\x03R\rsubmittedAtMs\"\x98\x01\n" +
+	"\x0fsubmitted_at_ms\x18\x06 \x01(\x03R\rsubmittedAtMs\x12 \n" +
+	"\vtraceparent\x18\a \x01(\tR\vtraceparent\"\x98\x01\n" +
 	"\rHandleRequest\x124\n" +
 	"\bentities\x18\x01 \x03(\v2\x18.corral.plugin.v1.EntityR\bentities\x12)\n" +
 	"\x04jobs\x18\x02 \x03(\v2\x15.corral.plugin.v1.JobR\x04jobs\x12&\n" +

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/corralhq/corral/plugins/pluginpb"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Call is one job as its handler sees it: what the job is (ID, Handler,
@@ -42,6 +43,18 @@ type Call struct {
 // return once it is done: a call that overruns its deadline fails as a
 // whole, and the worker replaces the plugin process.
 func (c *Call) Context() context.Context { return c.ctx }
+
+// SpanContext is the span the worker runs the job under (its
+// corral.plugin span) when the worker traces jobs; it is invalid
+// otherwise. Context carries it too, so a handler's own spans are its
+// children:
+//
+//	ctx, span := otel.Tracer("donations").Start(c.Context(), "charge card")
+//	defer span.End()
+//
+// Under Serve, spans go where the worker's do: Serve sets OpenTelemetry's
+// global tracer provider from the same OTEL_* environment variables.
+func (c *Call) SpanContext() trace.SpanContext { return trace.SpanContextFromContext(c.ctx) }
 
 // Job is the job exactly as the worker sent it, with the fields that have
 // no method of their own, such as SubmittedAtMs: when the job was

@@ -8,8 +8,10 @@ import (
 	"runtime/debug"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/status"
 
+	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -350,8 +352,12 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 		}
 	}
 	ek := entityKey{h.entityType(), job.GetKey()}
+	jctx := ctx
+	if tp := job.GetTraceparent(); tp != "" {
+		jctx = trace.ContextWithRemoteSpanContext(ctx, tracing.Parse(tp))
+	}
 	c := &Call{
-		ctx:       ctx,
+		ctx:       jctx,
 		job:       job,
 		entity:    ek.typ,
 		state:     states[ek],
