@@ -3222,6 +3222,215 @@ func (x *HandlerFlowsResponse) GetFlows() []*HandlerFlow {
 	return nil
 }
 
+type SubscribeRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Topics []string               `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	// Where to start in each topic's partitions that positions does not
+	// name: after the messages committed before this Unix ms; 0 = now.
+	FromMs int64 `protobuf:"varint,2,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
+	// Resume after these messages (one per topic and partition at most).
+	Positions     []*TopicPosition `protobuf:"bytes,3,rep,name=positions,proto3" json:"positions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeRequest) Reset() {
+	*x = SubscribeRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeRequest) ProtoMessage() {}
+
+func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *SubscribeRequest) GetTopics() []string {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
+func (x *SubscribeRequest) GetPositions() []*TopicPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
+
+// TopicPosition is a message's place: its topic, the partition of the job
+// that published it and its id in that partition's stream of the topic.
+type TopicPosition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicPosition) Reset() {
+	*x = TopicPosition{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicPosition) ProtoMessage() {}
+
+func (x *TopicPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicPosition.ProtoReflect.Descriptor instead.
+func (*TopicPosition) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *TopicPosition) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicPosition) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *TopicPosition) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TopicMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`                        // Redis stream id: "<commit unix ms>-<seq>"
+	Message       []byte                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`              // as published (JSON)
+	JobId         string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`     // the job that published it
+	FromMs        int64                  `protobuf:"varint,6,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"` // set only on the first, marker message
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicMessage) Reset() {
+	*x = TopicMessage{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicMessage) ProtoMessage() {}
+
+func (x *TopicMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicMessage.ProtoReflect.Descriptor instead.
+func (*TopicMessage) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *TopicMessage) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicMessage) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *TopicMessage) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TopicMessage) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *TopicMessage) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *TopicMessage) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
@@ -3482,7 +3691,22 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\tin_flight\x18\b \x01(\x03R\binFlight\"\x15\n" +
 	"\x13HandlerFlowsRequest\"K\n" +
 	"\x14HandlerFlowsResponse\x123\n" +
-	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows2\xb4\x0f\n" +
+	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows\"\x82\x01\n" +
+	"\x10SubscribeRequest\x12\x16\n" +
+	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\x17\n" +
+	"\afrom_ms\x18\x02 \x01(\x03R\x06fromMs\x12=\n" +
+	"\tpositions\x18\x03 \x03(\v2\x1f.corral.worker.v1.TopicPositionR\tpositions\"S\n" +
+	"\rTopicPosition\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\"\x9c\x01\n" +
+	"\fTopicMessage\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\fR\amessage\x12\x15\n" +
+	"\x06job_id\x18\x05 \x01(\tR\x05jobId\x12\x17\n" +
+	"\afrom_ms\x18\x06 \x01(\x03R\x06fromMs2\x87\x10\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -3507,7 +3731,8 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\fPauseHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12T\n" +
 	"\rResumeHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12S\n" +
 	"\fLimitHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12]\n" +
-	"\fHandlerFlows\x12%.corral.worker.v1.HandlerFlowsRequest\x1a&.corral.worker.v1.HandlerFlowsResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
+	"\fHandlerFlows\x12%.corral.worker.v1.HandlerFlowsRequest\x1a&.corral.worker.v1.HandlerFlowsResponse\x12Q\n" +
+	"\tSubscribe\x12\".corral.worker.v1.SubscribeRequest\x1a\x1e.corral.worker.v1.TopicMessage0\x01B)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
 
 var (
 	file_api_workerpb_worker_proto_rawDescOnce sync.Once
@@ -3522,7 +3747,7 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_api_workerpb_worker_proto_goTypes = []any{
 	(JobResult_State)(0),            // 0: corral.worker.v1.JobResult.State
 	(*Job)(nil),                     // 1: corral.worker.v1.Job
@@ -3574,7 +3799,10 @@ var file_api_workerpb_worker_proto_goTypes = []any{
 	(*HandlerFlow)(nil),             // 47: corral.worker.v1.HandlerFlow
 	(*HandlerFlowsRequest)(nil),     // 48: corral.worker.v1.HandlerFlowsRequest
 	(*HandlerFlowsResponse)(nil),    // 49: corral.worker.v1.HandlerFlowsResponse
-	nil,                             // 50: corral.worker.v1.MemberStatus.BreakersEntry
+	(*SubscribeRequest)(nil),        // 50: corral.worker.v1.SubscribeRequest
+	(*TopicPosition)(nil),           // 51: corral.worker.v1.TopicPosition
+	(*TopicMessage)(nil),            // 52: corral.worker.v1.TopicMessage
+	nil,                             // 53: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
 	1,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
@@ -3582,7 +3810,7 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	3,  // 2: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
 	6,  // 3: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
 	9,  // 4: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	50, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	53, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
 	11, // 6: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
 	10, // 7: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
 	1,  // 8: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
@@ -3602,57 +3830,60 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	39, // 22: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
 	39, // 23: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
 	47, // 24: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
-	2,  // 25: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	5,  // 26: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	8,  // 27: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	13, // 28: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	15, // 29: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	17, // 30: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	20, // 31: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	23, // 32: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	26, // 33: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	26, // 34: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	28, // 35: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	31, // 36: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
-	34, // 37: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
-	36, // 38: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
-	40, // 39: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
-	42, // 40: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
-	44, // 41: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
-	44, // 42: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
-	44, // 43: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
-	46, // 44: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	46, // 45: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	46, // 46: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	48, // 47: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
-	4,  // 48: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	7,  // 49: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	12, // 50: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	14, // 51: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	16, // 52: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	19, // 53: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	22, // 54: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	25, // 55: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	27, // 56: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	27, // 57: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	29, // 58: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	33, // 59: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
-	35, // 60: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
-	38, // 61: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
-	41, // 62: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
-	43, // 63: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
-	39, // 64: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
-	39, // 65: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
-	45, // 66: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
-	47, // 67: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
-	47, // 68: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
-	47, // 69: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
-	49, // 70: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
-	48, // [48:71] is the sub-list for method output_type
-	25, // [25:48] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	51, // 25: corral.worker.v1.SubscribeRequest.positions:type_name -> corral.worker.v1.TopicPosition
+	2,  // 26: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	5,  // 27: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	8,  // 28: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	13, // 29: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	15, // 30: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	17, // 31: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	20, // 32: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	23, // 33: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	26, // 34: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	26, // 35: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	28, // 36: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	31, // 37: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
+	34, // 38: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
+	36, // 39: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
+	40, // 40: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
+	42, // 41: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
+	44, // 42: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
+	44, // 43: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
+	44, // 44: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
+	46, // 45: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	46, // 46: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	46, // 47: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	48, // 48: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
+	50, // 49: corral.worker.v1.Worker.Subscribe:input_type -> corral.worker.v1.SubscribeRequest
+	4,  // 50: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	7,  // 51: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	12, // 52: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	14, // 53: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	16, // 54: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	19, // 55: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	22, // 56: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	25, // 57: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	27, // 58: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	27, // 59: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	29, // 60: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	33, // 61: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
+	35, // 62: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
+	38, // 63: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
+	41, // 64: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
+	43, // 65: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
+	39, // 66: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
+	39, // 67: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
+	45, // 68: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
+	47, // 69: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
+	47, // 70: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
+	47, // 71: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
+	49, // 72: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
+	52, // 73: corral.worker.v1.Worker.Subscribe:output_type -> corral.worker.v1.TopicMessage
+	50, // [50:74] is the sub-list for method output_type
+	26, // [26:50] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -3667,7 +3898,7 @@ func file_api_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   50,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

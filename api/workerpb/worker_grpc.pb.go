@@ -44,6 +44,7 @@ const (
 	Worker_ResumeHandler_FullMethodName     = "/corral.worker.v1.Worker/ResumeHandler"
 	Worker_LimitHandler_FullMethodName      = "/corral.worker.v1.Worker/LimitHandler"
 	Worker_HandlerFlows_FullMethodName      = "/corral.worker.v1.Worker/HandlerFlows"
+	Worker_Subscribe_FullMethodName         = "/corral.worker.v1.Worker/Subscribe"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -109,6 +110,13 @@ type WorkerClient interface {
 	// HandlerFlows lists the handlers paused or limited, with the slots
 	// their jobs hold now.
 	HandlerFlows(ctx context.Context, in *HandlerFlowsRequest, opts ...grpc.CallOption) (*HandlerFlowsResponse, error)
+	// Subscribe streams the messages handlers publish to topics (sdk
+	// Call.Publish). A message goes out only once its job has committed,
+	// in commit order per topic and partition. The first message sent is a
+	// marker with only from_ms set: the subscription is live from then. A
+	// subscriber whose stream breaks subscribes again, to any worker, with
+	// the positions of the last messages it received and that from_ms.
+	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (Worker_SubscribeClient, error)
 }
 
 type workerClient struct {
@@ -326,6 +334,38 @@ func (c *workerClient) HandlerFlows(ctx context.Context, in *HandlerFlowsRequest
 	return out, nil
 }
 
+func (c *workerClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (Worker_SubscribeClient, error) {
+	stream, err := c.cc.NewStream(ctx, &Worker_ServiceDesc.Streams[0], Worker_Subscribe_FullMethodName, opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &workerSubscribeClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type Worker_SubscribeClient interface {
+	Recv() (*TopicMessage, error)
+	grpc.ClientStream
+}
+
+type workerSubscribeClient struct {
+	grpc.ClientStream
+}
+
+func (x *workerSubscribeClient) Recv() (*TopicMessage, error) {
+	m := new(TopicMessage)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility
@@ -389,6 +429,13 @@ type WorkerServer interface {
 	// HandlerFlows lists the handlers paused or limited, with the slots
 	// their jobs hold now.
 	HandlerFlows(context.Context, *HandlerFlowsRequest) (*HandlerFlowsResponse, error)
+	// Subscribe streams the messages handlers publish to topics (sdk
+	// Call.Publish). A message goes out only once its job has committed,
+	// in commit order per topic and partition. The first message sent is a
+	// marker with only from_ms set: the subscription is live from then. A
+	// subscriber whose stream breaks subscribes again, to any worker, with
+	// the positions of the last messages it received and that from_ms.
+	Subscribe(*SubscribeRequest, Worker_SubscribeServer) error
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -464,6 +511,9 @@ func (UnimplementedWorkerServer) LimitHandler(context.Context, *HandlerFlowReque
 }
 func (UnimplementedWorkerServer) HandlerFlows(context.Context, *HandlerFlowsRequest) (*HandlerFlowsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HandlerFlows not implemented")
+}
+func (UnimplementedWorkerServer) Subscribe(*SubscribeRequest, Worker_SubscribeServer) error {
+	return status.Errorf(codes.Unimplemented, "method Subscribe not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 
@@ -892,6 +942,27 @@ func _Worker_HandlerFlows_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SubscribeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WorkerServer).Subscribe(m, &workerSubscribeServer{stream})
+}
+
+type Worker_SubscribeServer interface {
+	Send(*TopicMessage) error
+	grpc.ServerStream
+}
+
+type workerSubscribeServer struct {
+	grpc.ServerStream
+}
+
+func (x *workerSubscribeServer) Send(m *TopicMessage) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -992,6 +1063,12 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Worker_HandlerFlows_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Subscribe",
+			Handler:       _Worker_Subscribe_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "api/workerpb/worker.proto",
 }

@@ -60,6 +60,8 @@ var rules = map[string]Rule{
 	workerpb.Worker_ResumeHandler_FullMethodName:  {Least: pki.RoleAdmin},
 	workerpb.Worker_LimitHandler_FullMethodName:   {Least: pki.RoleAdmin},
 	workerpb.Worker_HandlerFlows_FullMethodName:   {Least: pki.RoleRead},
+	// Published messages are read, like results and states.
+	workerpb.Worker_Subscribe_FullMethodName: {Least: pki.RoleRead},
 }
 
 // RuleOf returns the rule of a full method name ("/pkg.Service/Method").

@@ -103,3 +103,8 @@ func (k Partition) Cancels() string { return k.prefix + "cancel" }
 // Finished logs the jobs each commit finished, one entry per commit (see
 // store's finished log), kept as long as their records.
 func (k Partition) Finished() string { return k.prefix + "fin" }
+
+// Topic is the partition's stream of the messages its committed jobs
+// published to topic: a topic has one stream per partition, so a commit
+// appends to it in its own slot, and a subscriber reads all of them.
+func (k Partition) Topic(topic string) string { return k.prefix + "topic:" + topic }

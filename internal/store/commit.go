@@ -115,6 +115,9 @@ type Batch struct {
 	// the commit check first that it may still skip the queue.
 	Guard *Guard
 	Cancels
+	// Publications are the messages the batch's done jobs published, in
+	// order, sent to their topics' subscribers by the commit.
+	Publications []Publication
 	// Jobs are the jobs the batch read (from the queue, parked or
 	// waiting): the record of each one it finishes keeps its handler, key
 	// and submission time, for jobs list and show. A job not among them
@@ -250,6 +253,7 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 		}
 		c.add(secOutbox, nil, packEmits(b.Emits))
 	}
+	s.addPublications(&c, k, b.Publications)
 	for _, kp := range b.Keys {
 		wl := k.Waiting(kp.Key)
 		if kp.Trim > 0 {

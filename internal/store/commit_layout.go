@@ -100,6 +100,7 @@ const (
 	secBack          // a job to wait at the back of a key's line
 	secPark          // a job that holds its key until notBefore
 	secNext          // a key whose parked job finished: park the next one as due, or lift the hold
+	secTopic         // a message a done job published to a topic (see topics.go)
 	numSections
 )
 
@@ -328,6 +329,7 @@ else
   redis.call('HDEL', holdsKey, key)
 end`,
 	},
+	secTopic: publishSection,
 }
 
 // luaPackedKey is the key of a job packed for a stream entry (see packJob):

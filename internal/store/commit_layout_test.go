@@ -101,6 +101,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 			Settled:   []string{"s1"},
 		},
 	}
+	b.Publications = []Publication{{Topic: "gifts", JobID: "a1", Message: []byte(`{"n":1}`)}}
 	ks, args, err := s.commitLayout(p, grant, 0, b, now)
 	if err != nil {
 		t.Fatal(err)
@@ -252,6 +253,12 @@ func TestCommitLayoutAgrees(t *testing.T) {
 	}
 	for i, it := range items["ack"] {
 		check("ack", i, "streamID", it["streamID"], b.Acked[i])
+	}
+	for i, it := range items["publish"] {
+		check("publish", i, "topicKey", it["topicKey"], k.Topic("gifts"))
+		check("publish", i, "jobID", it["jobID"], "a1")
+		check("publish", i, "message", it["message"], `{"n":1}`)
+		check("publish", i, "keepMs", it["keepMs"], itoa(cfg.TopicRetention.Milliseconds()))
 	}
 	for i, it := range items["outbox"] {
 		check("outbox", i, "jobs", it["jobs"], string(packEmits(b.Emits)))

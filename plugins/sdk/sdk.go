@@ -340,6 +340,7 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 		}
 		out.Result = c.result
 		out.Emits = c.emits
+		out.Publications = c.pubs
 	case errors.As(err, &fail):
 		out.Status = pluginpb.Outcome_FAIL
 		out.Error = err.Error()

@@ -1,0 +1,208 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// Publication is a message a done job published to a topic.
+type Publication struct {
+	Topic   string
+	JobID   string
+	Message []byte
+}
+
+// publishSection is the commit's part that publishes: each message goes to
+// its topic's stream in the partition (so the commit stays in one slot),
+// trimmed of what is older than the topic retention, and the stream
+// expires with it when nothing more is published.
+var publishSection = commitSection{
+	name: "publish",
+	keys: []string{"topicKey"},
+	args: []string{"jobID", "message", "keepMs"},
+	each: `
+redis.call('XADD', topicKey, 'MINID', '~', tonumber(now) - tonumber(keepMs), '*', 'j', jobID, 'm', message)
+redis.call('PEXPIRE', topicKey, keepMs)`,
+}
+
+// addPublications adds the batch's messages to the commit, in order.
+func (s *Store) addPublications(c *commitArgs, k keys.Partition, pubs []Publication) {
+	keep := max(s.cfg.TopicRetention.Milliseconds(), 1)
+	for _, p := range pubs {
+		c.add(secTopic, []string{k.Topic(p.Topic)}, p.JobID, p.Message, keep)
+	}
+}
+
+// TopicCursor is where a subscriber is in one partition's stream of a
+// topic: after the message with stream id ID.
+type TopicCursor struct {
+	Topic     string
+	Partition int
+	ID        string
+}
+
+// TopicMessage is a published message as read back.
+type TopicMessage struct {
+	Topic     string
+	Partition int
+	ID        string // stream id in the partition's stream of the topic
+	JobID     string
+	Message   []byte
+}
+
+// topicPoll is how often a read on Redis Cluster looks for new messages:
+// there one blocking read cannot wait on several slots.
+const topicPoll = 10 * time.Millisecond
+
+// ReadTopics returns the messages after the cursors, up to count per
+// stream, waiting up to block for one when there are none. Messages of
+// one stream come in its order; those of several streams by stream id,
+// which is about commit order across partitions.
+func (s *Store) ReadTopics(ctx context.Context, from []TopicCursor, count int64, block time.Duration) ([]TopicMessage, error) {
+	if len(from) == 0 {
+		return nil, nil
+	}
+	if isCluster(s.rdb) {
+		return s.readTopicsEach(ctx, from, count, block)
+	}
+	streams := make([]string, 0, 2*len(from))
+	for _, c := range from {
+		streams = append(streams, keys.For(c.Partition).Topic(c.Topic))
+	}
+	for _, c := range from {
+		streams = append(streams, c.ID)
+	}
+	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: streams, Count: count, Block: block}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: read topics: %w", err)
+	}
+	byKey := make(map[string]TopicCursor, len(from))
+	for _, c := range from {
+		byKey[keys.For(c.Partition).Topic(c.Topic)] = c
+	}
+	var out []TopicMessage
+	for _, st := range res {
+		out = appendTopicMessages(out, byKey[st.Stream], st.Messages)
+	}
+	sortTopicMessages(out)
+	return out, nil
+}
+
+// readTopicsEach is ReadTopics on Redis Cluster: one non-blocking read
+// per partition (its topics share its slot), sent in one pipeline, again
+// every topicPoll until a message comes or block has passed.
+func (s *Store) readTopicsEach(ctx context.Context, from []TopicCursor, count int64, block time.Duration) ([]TopicMessage, error) {
+	byPartition := map[int][]TopicCursor{}
+	for _, c := range from {
+		byPartition[c.Partition] = append(byPartition[c.Partition], c)
+	}
+	deadline := time.Now().Add(block)
+	for {
+		pipe := s.rdb.Pipeline()
+		cmds := map[int]*redis.XStreamSliceCmd{}
+		for p, cs := range byPartition {
+			streams := make([]string, 0, 2*len(cs))
+			for _, c := range cs {
+				streams = append(streams, keys.For(p).Topic(c.Topic))
+			}
+			for _, c := range cs {
+				streams = append(streams, c.ID)
+			}
+			cmds[p] = pipe.XRead(ctx, &redis.XReadArgs{Streams: streams, Count: count, Block: -1})
+		}
+		pipe.Exec(ctx) // errors are per command, below; "no entries" is redis.Nil
+		var out []TopicMessage
+		for p, cmd := range cmds {
+			if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, fmt.Errorf("store: read topics of partition %d: %w", p, err)
+			}
+			for _, st := range cmd.Val() {
+				for _, c := range byPartition[p] {
+					if keys.For(p).Topic(c.Topic) == st.Stream {
+						out = appendTopicMessages(out, c, st.Messages)
+					}
+				}
+			}
+		}
+		if len(out) > 0 || !time.Now().Before(deadline) {
+			sortTopicMessages(out)
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(topicPoll):
+		}
+	}
+}
+
+func appendTopicMessages(out []TopicMessage, c TopicCursor, msgs []redis.XMessage) []TopicMessage {
+	for _, m := range msgs {
+		job, _ := m.Values["j"].(string)
+		body, _ := m.Values["m"].(string)
+		out = append(out, TopicMessage{Topic: c.Topic, Partition: c.Partition, ID: m.ID, JobID: job, Message: []byte(body)})
+	}
+	return out
+}
+
+// sortTopicMessages orders messages by stream id, keeping each stream's
+// own order.
+func sortTopicMessages(ms []TopicMessage) {
+	slices.SortStableFunc(ms, func(a, b TopicMessage) int {
+		am, as := splitStreamID(a.ID)
+		bm, bs := splitStreamID(b.ID)
+		return cmp.Or(cmp.Compare(am, bm), cmp.Compare(as, bs), cmp.Compare(a.Partition, b.Partition))
+	})
+}
+
+func splitStreamID(id string) (ms, seq uint64) {
+	a, b, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(a, 10, 64)
+	seq, _ = strconv.ParseUint(b, 10, 64)
+	return ms, seq
+}
+
+// TopicStart is the cursor of a subscription that starts at Unix ms
+// fromMs: after every message committed before it.
+func TopicStart(fromMs int64) string {
+	if fromMs <= 0 {
+		return "0-0"
+	}
+	return strconv.FormatInt(fromMs-1, 10) + "-18446744073709551615"
+}
+
+// Now is Redis's clock in Unix ms: the commits' clock, by which a
+// subscription that starts now is placed.
+func (s *Store) Now(ctx context.Context) (int64, error) {
+	t, err := s.rdb.Time(ctx).Result()
+	if err != nil {
+		return 0, fmt.Errorf("store: time: %w", err)
+	}
+	return t.UnixMilli(), nil
+}
+
+// CloneClient is a client of the same Redis as rdb, with its own pool of
+// poolSize connections: subscribers' blocking reads hold a connection
+// each, and must not starve the job path of its own.
+func CloneClient(rdb redis.UniversalClient, poolSize int) redis.UniversalClient {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		o := *c.Options()
+		o.PoolSize = poolSize
+		return redis.NewClient(&o)
+	case *redis.ClusterClient:
+		o := *c.Options()
+		o.PoolSize = poolSize
+		return redis.NewClusterClient(&o)
+	}
+	return rdb
+}

@@ -1,0 +1,71 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/store"
+)
+
+// TestPublishWithCommit: a batch's messages reach their topic only when
+// the batch commits; a fenced commit publishes nothing, and a reader
+// resumes from its cursor without loss or repeat.
+func TestPublishWithCommit(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	rdb := s.Client()
+	const p = 3
+	start, err := s.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := lease.Claim(ctx, rdb, p, "old~1", "")
+	if _, err := s.Enqueue(ctx, []store.Job{job("j1", "alice", p), job("j2", "alice", p)}); err != nil {
+		t.Fatal(err)
+	}
+	read, err := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+	if err != nil || len(read[p]) != 2 {
+		t.Fatalf("read: %v %v", read, err)
+	}
+	batch := &store.Batch{
+		Done:  []string{"j1", "j2"},
+		Acked: []string{read[p][0].StreamID, read[p][1].StreamID},
+		Publications: []store.Publication{
+			{Topic: "gifts", JobID: "j1", Message: []byte(`1`)},
+			{Topic: "gifts", JobID: "j2", Message: []byte(`2`)},
+			{Topic: "other", JobID: "j2", Message: []byte(`"x"`)},
+		},
+	}
+	if _, err := lease.Claim(ctx, rdb, p, "new~1", "old~1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitBatch(ctx, p, old, batch); !errors.Is(err, lease.ErrFenced) {
+		t.Fatalf("stale commit: %v, want ErrFenced", err)
+	}
+	from := []store.TopicCursor{{Topic: "gifts", Partition: p, ID: store.TopicStart(start)}, {Topic: "gifts", Partition: 5, ID: store.TopicStart(start)}}
+	msgs, err := s.ReadTopics(ctx, from, 100, 20*time.Millisecond)
+	if err != nil || len(msgs) != 0 {
+		t.Fatalf("a fenced commit published %v (%v)", msgs, err)
+	}
+	h, _ := lease.HolderOf(ctx, rdb, p)
+	if err := s.CommitBatch(ctx, p, h.Grant, batch); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err = s.ReadTopics(ctx, from[:1], 1, time.Second)
+	if err != nil || len(msgs) != 1 || string(msgs[0].Message) != "1" || msgs[0].JobID != "j1" || msgs[0].Partition != p {
+		t.Fatalf("first message: %+v %v", msgs, err)
+	}
+	from[0].ID = msgs[0].ID
+	msgs, err = s.ReadTopics(ctx, from, 100, time.Second)
+	if err != nil || len(msgs) != 1 || string(msgs[0].Message) != "2" || msgs[0].Topic != "gifts" {
+		t.Fatalf("resumed: %+v %v", msgs, err)
+	}
+	ttl := rdb.PTTL(ctx, keys.For(p).Topic("gifts")).Val()
+	if ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("topic stream TTL %v, want the topic retention", ttl)
+	}
+}
