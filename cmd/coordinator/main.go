@@ -34,6 +34,7 @@ Commands:
            schedule add NAME --cron EXPR ... | list | show NAME | pause NAME | resume NAME | delete NAME
   handler  flow control across the cluster: handler pause|resume H, handler limit H
            [--concurrency N] [--rate R [--burst B]] [--clear], handler list
+  watch    print the messages handlers publish to topics as they commit: watch TOPIC [TOPIC...]
   certs    make TLS certificates: certs init | issue --role R --name N | show FILE
 
 Global flags:
@@ -140,6 +141,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 		return scheduleCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "handler":
 		return handlerCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "watch":
+		return watchCmd(ctx, newClient, rest, stdout, stderr)
 	case "certs":
 		return certsCmd(rest, stdout, stderr)
 	case "help":

@@ -94,6 +94,16 @@ func (p *Pool) Call(ctx context.Context, addr string, fn func(ctx context.Contex
 	})
 }
 
+// Stream returns a client of the worker at addr for a long-lived stream,
+// which no breaker deadline may cut.
+func (p *Pool) Stream(addr string) (workerpb.WorkerClient, error) {
+	c, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return workerpb.NewWorkerClient(c), nil
+}
+
 // Forget closes the connection to a peer that left.
 func (p *Pool) Forget(addr string) {
 	p.mu.Lock()

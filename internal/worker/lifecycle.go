@@ -171,6 +171,10 @@ func (w *Worker) stopServices() {
 		w.life.api.Stop()
 		w.life.api = nil
 	}
+	if w.topicsRedis != nil && w.topicsRedis != w.store.Client() {
+		w.topicsRedis.Close() // after the API: no subscription reads any more
+		w.topicsRedis = nil
+	}
 	if w.life.metrics != nil {
 		w.life.metrics.Stop()
 		w.life.metrics = nil

@@ -56,6 +56,8 @@ type Worker struct {
 	health *health      // the Consul check
 	api    *API         // the gRPC service: intake, call router, reporter
 
+	topicsRedis redis.UniversalClient // subscriptions' own pool, closed on Stop
+
 	life lifecycle // what Start started, for Stop
 }
 
@@ -105,6 +107,8 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		report: &reporter{cfg: cfg, store: w.store, registry: registry, holders: claims, peers: peers, grants: g,
 			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
 		reload: w.ReloadPlugins, drain: w.Drain, flow: w.flow}
+	w.topicsRedis = store.CloneClient(rdb, maxSubscriptions)
+	w.api.topics = newTopicServer(log, cfg.Ring.Partitions, store.New(w.topicsRedis, cfg.Store))
 	w.api.inspect = &inspector{cfg: cfg, log: log, store: w.store, running: &w.exec.running, registry: registry, peers: peers}
 	w.api.cancel = &canceller{cfg: cfg, log: log, store: w.store, grants: g, view: view, peers: peers, holders: claims,
 		exec: w.exec, inspect: w.api.inspect}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/corralhq/corral/client"
+)
+
+const watchUsage = `Usage: coordinator watch [flags] TOPIC [TOPIC...]
+
+Prints the messages handlers publish to the topics (sdk Call.Publish), one
+line each, as they are committed: a job's messages go out only if the job
+commits, so a job retried or a worker fenced off publishes nothing twice.
+Messages come in commit order per topic and partition, so in job order per
+key. When the worker serving the watch fails, it goes on from another one
+where it was, losing and repeating nothing. It runs until interrupted,
+--count messages have come or --for has passed (--timeout does not apply).
+
+Each line is the message's JSON, or with --verbose:
+  TOPIC PARTITION MESSAGE-ID JOB-ID JSON
+
+Flags:
+`
+
+func watchCmd(ctx context.Context, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	count := fs.Int("count", 0, "stop after this many messages (0: no limit)")
+	dur := fs.Duration("for", 0, "stop after this long (0: until interrupted)")
+	fromMs := fs.Int64("from-ms", 0, "start with the messages committed from this Unix ms, within the topic retention (0: now)")
+	verbose := fs.Bool("verbose", false, "print each message's topic, partition, id and job before it")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, watchUsage)
+		fs.PrintDefaults()
+	}
+	if done, err := parse(fs, args, stderr); done || err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errors.New("watch needs at least one TOPIC")
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if *dur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *dur)
+		defer cancel()
+	}
+	return watchTopics(ctx, c, fs.Args(), *fromMs, *count, *verbose, stdout, stderr)
+}
+
+// errWatchDone ends a watch that has printed its --count messages.
+var errWatchDone = errors.New("watch: count reached")
+
+// watchTopics prints the topics' messages until ctx is done or count of
+// them were printed; an interrupt or --for is a normal end.
+// It notes on stderr each worker that serves the watch.
+func watchTopics(ctx context.Context, c *client.Client, topics []string, fromMs int64, count int, verbose bool, stdout, stderr io.Writer) error {
+	out := stdout
+	n := 0
+	sub := &client.Subscription{Topics: topics, From: client.Cursor{FromMs: fromMs}}
+	sub.Connected = func(worker string, fromMs int64) {
+		fmt.Fprintf(stderr, "watching %s on worker %s, from %s\n", strings.Join(topics, " "), worker, time.UnixMilli(fromMs).UTC().Format(time.RFC3339Nano))
+	}
+	err := c.Subscribe(ctx, sub, func(m client.Message) error {
+		if verbose {
+			fmt.Fprintf(out, "%s %d %s %s %s\n", m.Topic, m.Partition, m.ID, m.JobID, m.Data)
+		} else {
+			fmt.Fprintf(out, "%s\n", m.Data)
+		}
+		n++
+		if count > 0 && n >= count {
+			return errWatchDone
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errWatchDone), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return nil
+	}
+	return err
+}
