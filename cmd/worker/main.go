@@ -115,6 +115,8 @@ func run() error {
 		"how long dead letters are kept before the partition's owner drops them")
 	fs.Int64Var(&cfg.Store.DeadMax, "dead-max", cfg.Store.DeadMax,
 		"most dead letters kept per partition; past it the oldest are dropped (counted in corral_dead_letters_dropped_total)")
+	fs.DurationVar(&cfg.Store.TopicRetention, "topic-retention", cfg.Store.TopicRetention,
+		"how long a published message is kept, for subscribers that resume after a broken connection (coordinator watch, the client's Subscribe); a topic nobody publishes to is gone after it too")
 	fs.DurationVar(&cfg.RetryBackoff, "retry-backoff", cfg.RetryBackoff, "wait before a failed job's second attempt; doubles per attempt, jittered")
 	fs.DurationVar(&cfg.RetryBackoffMax, "retry-backoff-max", cfg.RetryBackoffMax, "longest wait between attempts")
 	fs.Int64Var(&cfg.Store.MaxQueueDepth, "max-queue-depth", cfg.Store.MaxQueueDepth,
