@@ -69,3 +69,43 @@ func TestPublishWithCommit(t *testing.T) {
 		t.Fatalf("topic stream TTL %v, want the topic retention", ttl)
 	}
 }
+
+// TestWaitFinished: a wait placed before a job finishes is woken by the
+// commit that finishes it, not by commits of other jobs.
+func TestWaitFinished(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	const p = 2
+	g, _ := lease.Claim(ctx, s.Client(), p, "w~1", "")
+	if _, err := s.Enqueue(ctx, []store.Job{job("other", "bob", p), job("mine", "alice", p)}); err != nil {
+		t.Fatal(err)
+	}
+	read, err := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+	if err != nil || len(read[p]) != 2 {
+		t.Fatalf("read: %v %v", read, err)
+	}
+	from, err := s.FinishedFrom(ctx, []int{0, p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"mine": true}
+	if err := s.CommitBatch(ctx, p, g, &store.Batch{Done: []string{"other"}, Acked: []string{read[p][0].StreamID}}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.WaitFinished(ctx, from, want, 50*time.Millisecond); ok || err != nil {
+		t.Fatalf("woken by another job's commit: %v %v", ok, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		done <- s.CommitBatch(ctx, p, g, &store.Batch{Done: []string{"mine"}, Acked: []string{read[p][1].StreamID}})
+	}()
+	start := time.Now()
+	ok, err := s.WaitFinished(ctx, from, want, 5*time.Second)
+	if !ok || err != nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("wait: %v %v after %v", ok, err, time.Since(start))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -108,7 +108,9 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
 		reload: w.ReloadPlugins, drain: w.Drain, flow: w.flow}
 	w.topicsRedis = store.CloneClient(rdb, maxSubscriptions)
-	w.api.topics = newTopicServer(log, cfg.Ring.Partitions, store.New(w.topicsRedis, cfg.Store))
+	waits := store.New(w.topicsRedis, cfg.Store)
+	w.api.topics = newTopicServer(log, cfg.Ring.Partitions, waits)
+	intake.commits = waits
 	w.api.inspect = &inspector{cfg: cfg, log: log, store: w.store, running: &w.exec.running, registry: registry, peers: peers}
 	w.api.cancel = &canceller{cfg: cfg, log: log, store: w.store, grants: g, view: view, peers: peers, holders: claims,
 		exec: w.exec, inspect: w.api.inspect}
