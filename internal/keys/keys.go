@@ -108,3 +108,9 @@ func (k Partition) Finished() string { return k.prefix + "fin" }
 // published to topic: a topic has one stream per partition, so a commit
 // appends to it in its own slot, and a subscriber reads all of them.
 func (k Partition) Topic(topic string) string { return k.prefix + "topic:" + topic }
+
+// Watched holds the entity states someone watches (coordinator watch
+// --entity): member the state's key, score when the watch lapses (unix
+// ms) unless renewed. A commit publishes a state only while it is
+// watched.
+func (k Partition) Watched() string { return k.prefix + "watched" }

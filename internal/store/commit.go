@@ -118,6 +118,10 @@ type Batch struct {
 	// Publications are the messages the batch's done jobs published, in
 	// order, sent to their topics' subscribers by the commit.
 	Publications []Publication
+	// StateSteps are the states the batch's jobs wrote, one per job that
+	// wrote one, in order (States has only the last of each entity):
+	// what a watcher of an entity sees.
+	StateSteps []StateWrite
 	// Jobs are the jobs the batch read (from the queue, parked or
 	// waiting): the record of each one it finishes keeps its handler, key
 	// and submission time, for jobs list and show. A job not among them
@@ -254,6 +258,7 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 		c.add(secOutbox, nil, packEmits(b.Emits))
 	}
 	s.addPublications(&c, k, b.Publications)
+	s.addStateWatches(&c, k, b.StateSteps)
 	for _, kp := range b.Keys {
 		wl := k.Waiting(kp.Key)
 		if kp.Trim > 0 {

@@ -69,15 +69,17 @@ var commitHeaderArgs = [numHeaderArgs]string{
 }
 
 // commitSection is one part of a commit. The script binds each item's
-// keys and args to Lua locals of these names and runs each on them; after,
-// if set, runs once when the section had items. Sections run in table
+// keys and args to Lua locals of these names and runs each on them; before
+// and after, if set, run once before and after its items (before may
+// declare locals for them). Sections run in table
 // order, which is also the order of their KEYS and ARGV.
 type commitSection struct {
-	name  string
-	keys  []string
-	args  []string
-	each  string
-	after string
+	name   string
+	keys   []string
+	args   []string
+	before string
+	each   string
+	after  string
 }
 
 // The sections of a commit, in the order they run.
@@ -101,6 +103,7 @@ const (
 	secPark          // a job that holds its key until notBefore
 	secNext          // a key whose parked job finished: park the next one as due, or lift the hold
 	secTopic         // a message a done job published to a topic (see topics.go)
+	secWatch         // a state written, published if someone watches it (see topics.go)
 	numSections
 )
 
@@ -330,6 +333,7 @@ else
 end`,
 	},
 	secTopic: publishSection,
+	secWatch: watchSection,
 }
 
 // luaPackedKey is the key of a job packed for a stream entry (see packJob):
@@ -431,7 +435,11 @@ func commitLua() string {
 	fmt.Fprintf(&b, "local header, k, a = %d, %d, %d\n", numHeaderArgs, len(commitFixedKeys)+1, numHeaderArgs+numSections+1)
 	b.WriteString(commitPrologue)
 	for i, s := range commitSections {
-		fmt.Fprintf(&b, "-- %s\nfor _ = 1, count[%d] do\n", s.name, i+1)
+		fmt.Fprintf(&b, "-- %s\n", s.name)
+		if s.before != "" {
+			b.WriteString(luaIndent(s.before, ""))
+		}
+		fmt.Fprintf(&b, "for _ = 1, count[%d] do\n", i+1)
 		luaBind(&b, "  ", s.keys, "KEYS", "k")
 		luaBind(&b, "  ", s.args, "ARGV", "a")
 		b.WriteString(luaIndent(s.each, "  "))

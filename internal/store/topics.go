@@ -34,6 +34,80 @@ redis.call('XADD', topicKey, 'MINID', '~', tonumber(now) - tonumber(keepMs), '*'
 redis.call('PEXPIRE', topicKey, keepMs)`,
 }
 
+// StateTopic is the built-in topic of an entity's committed states, which
+// a commit publishes only while someone watches the entity (see Watch).
+// Its "$" keeps it apart from the topics handlers publish to.
+func StateTopic(entity, key string) string { return "$state:" + entity + ":" + key }
+
+// watchSection is the commit's part that publishes watched states: each
+// state a job of the batch wrote, in order, goes to the entity's state
+// topic if the entity is watched. With nobody watching the partition it
+// costs one EXISTS per commit. A job's state that a later job of the batch
+// replaced carries its value; the last one (value "") is read back from
+// the state the commit wrote, so it is not sent twice.
+var watchSection = commitSection{
+	name: "watch",
+	keys: []string{"watchedKey", "stateKey", "topicKey"},
+	args: []string{"value", "keepMs"},
+	before: `
+local watching = nil`,
+	each: `
+if watching == nil then watching = redis.call('EXISTS', watchedKey) == 1 end
+if watching then
+  local till = tonumber(redis.call('ZSCORE', watchedKey, stateKey))
+  if till and till > tonumber(now) then
+    if value == '' then value = redis.call('GET', stateKey) end
+    redis.call('XADD', topicKey, 'MINID', '~', tonumber(now) - tonumber(keepMs), '*', 'm', value)
+    redis.call('PEXPIRE', topicKey, keepMs)
+  end
+end`,
+}
+
+// addStateWatches adds every state a job of the batch wrote, in order.
+func (s *Store) addStateWatches(c *commitArgs, k keys.Partition, steps []StateWrite) {
+	if len(steps) == 0 {
+		return
+	}
+	keep := max(s.cfg.TopicRetention.Milliseconds(), 1)
+	last := make(map[EntityRef]int, len(steps))
+	for i, w := range steps {
+		last[w.Entity] = i
+	}
+	for i, w := range steps {
+		var v []byte
+		if last[w.Entity] != i {
+			v = w.Value
+		}
+		c.add(secWatch, []string{k.Watched(), k.State(w.Entity.Type, w.Entity.Key), k.Topic(StateTopic(w.Entity.Type, w.Entity.Key))}, v, keep)
+	}
+}
+
+// watchScript registers or renews a watch of an entity's states until
+// ARGV[2] (unix ms), dropping the lapsed ones, and keeps the set as long as
+// its latest watch (every watch has the same TTL).
+//
+// KEYS[1] the partition's watched set, ARGV[1] the state's key, ARGV[2]
+// the watch's end, ARGV[3] now (unix ms), ARGV[4] its TTL ms.
+var watchScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`)
+
+// Watch registers interest in an entity's states for ttl: until then, the
+// commits of the key's partition publish each state of it to its state
+// topic. A watcher renews it while it watches.
+func (s *Store) Watch(ctx context.Context, partition int, entity, key string, ttl time.Duration) error {
+	k := keys.For(partition)
+	now := time.Now().UnixMilli()
+	err := s.runScript(ctx, watchScript, []string{k.Watched()}, k.State(entity, key), now+ttl.Milliseconds(), now, ttl.Milliseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("store: watch %s %q: %w", entity, key, err)
+	}
+	return nil
+}
+
 // addPublications adds the batch's messages to the commit, in order.
 func (s *Store) addPublications(c *commitArgs, k keys.Partition, pubs []Publication) {
 	keep := max(s.cfg.TopicRetention.Milliseconds(), 1)

@@ -109,3 +109,45 @@ func TestWaitFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatchedStates: a commit publishes an entity's states, each job's in
+// order, only while someone watches the entity.
+func TestWatchedStates(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	const p = 4
+	g, _ := lease.Claim(ctx, s.Client(), p, "w~1", "")
+	alice := store.EntityRef{Type: "donor", Key: "alice"}
+	commit := func(id string, values ...string) {
+		t.Helper()
+		if _, err := s.Enqueue(ctx, []store.Job{job(id, "alice", p)}); err != nil {
+			t.Fatal(err)
+		}
+		read, err := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+		if err != nil || len(read[p]) != 1 {
+			t.Fatalf("read: %v %v", read, err)
+		}
+		b := &store.Batch{Done: []string{id}, Acked: []string{read[p][0].StreamID}}
+		for _, v := range values {
+			b.StateSteps = append(b.StateSteps, store.StateWrite{Entity: alice, Value: []byte(v)})
+		}
+		b.States = []store.StateWrite{b.StateSteps[len(b.StateSteps)-1]}
+		if err := s.CommitBatch(ctx, p, g, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start, _ := s.Now(ctx)
+	from := []store.TopicCursor{{Topic: store.StateTopic("donor", "alice"), Partition: p, ID: store.TopicStart(start)}}
+	commit("j1", `{"n":1}`)
+	if msgs, err := s.ReadTopics(ctx, from, 10, 10*time.Millisecond); err != nil || len(msgs) != 0 {
+		t.Fatalf("an unwatched state was published: %v %v", msgs, err)
+	}
+	if err := s.Watch(ctx, p, "donor", "alice", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	commit("j2", `{"n":2}`, `{"n":3}`)
+	msgs, err := s.ReadTopics(ctx, from, 10, time.Second)
+	if err != nil || len(msgs) != 2 || string(msgs[0].Message) != `{"n":2}` || string(msgs[1].Message) != `{"n":3}` {
+		t.Fatalf("watched states: %+v %v", msgs, err)
+	}
+}

@@ -273,6 +273,7 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 						stateAt[ref] = len(b.States)
 						b.States = append(b.States, store.StateWrite{Entity: ref, Value: o.State})
 					}
+					b.StateSteps = append(b.StateSteps, store.StateWrite{Entity: ref, Value: o.State})
 				}
 				if len(o.Result) > 0 {
 					b.Results = append(b.Results, store.Result{JobID: j.ID, Value: o.Result})
