@@ -38,9 +38,15 @@ type TopicPartition struct {
 	Partition int
 }
 
-// Subscription asks for the messages of Topics from From on.
+// Subscription asks for the messages of Topics from From on, and for the
+// committed states of the entity (Entity, Key) if set.
 type Subscription struct {
 	Topics []string
+	// Entity and Key, when set, watch that entity: every state its jobs
+	// commit, each job's in order, comes as a Message of topic
+	// "$state:ENTITY:KEY" whose Data is the state. The commits publish
+	// them only while some subscription watches the entity.
+	Entity, Key string
 	// From is where to start; the zero Cursor starts with the messages
 	// committed from the moment the first worker answers.
 	From Cursor
@@ -119,7 +125,7 @@ func (c *Client) subscribeOn(ctx context.Context, id, addr string, sub *Subscrip
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req := &workerpb.SubscribeRequest{Topics: sub.Topics, FromMs: sub.From.FromMs}
+	req := &workerpb.SubscribeRequest{Topics: sub.Topics, FromMs: sub.From.FromMs, Entity: sub.Entity, Key: sub.Key}
 	for tp, pos := range sub.From.Positions {
 		req.Positions = append(req.Positions, &workerpb.TopicPosition{Topic: tp.Topic, Partition: int32(tp.Partition), Id: pos})
 	}

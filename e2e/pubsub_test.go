@@ -235,3 +235,74 @@ func TestPublishOnlyCommitted(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchEntity: `coordinator watch --entity donor --key alice` prints
+// alice's state after each of 1,000 donations, in order, each once
+// (batches that run several of her jobs included), and nothing of other
+// donors.
+func TestWatchEntity(t *testing.T) {
+	c := newCluster(t)
+	c.start("w1")
+	c.start("w2")
+	const n = 1000
+	cmd := exec.Command(filepath.Join(c.bins, "coordinator"), "--consul", c.consul.Addr, "watch", "--count", fmt.Sprint(n), "--for", "120s", "--entity", "donor", "--key", "alice")
+	cmd.Env = append(os.Environ(), c.coordinatorEnv(pki.RoleRead)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	watching := make(chan struct{}, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "watching") {
+				select {
+				case watching <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case <-watching:
+	case <-time.After(30 * time.Second):
+		t.Fatal("coordinator watch did not start in 30s")
+	}
+	var jobs []*workerpb.Job
+	for i := range n {
+		for _, donor := range []string{"alice", "bob"} {
+			jobs = append(jobs, &workerpb.Job{Id: fmt.Sprintf("gift-%s-%d", donor, i), Handler: "donor.donate", Key: donor,
+				Payload: []byte(`{"amount_cents":100,"campaign":"water"}`)})
+		}
+	}
+	submitJobs(t, c, jobs)
+	sc := bufio.NewScanner(stdout)
+	var want int64 = 1
+	for sc.Scan() {
+		var s struct {
+			TotalCents int64 `json:"total_cents"`
+			Count      int64 `json:"count"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			t.Fatalf("watch printed %q: %v", sc.Text(), err)
+		}
+		if s.Count != want || s.TotalCents != 100*want {
+			t.Fatalf("state %d printed %s: a state lost, repeated or out of order", want, sc.Text())
+		}
+		want++
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	if want != n+1 {
+		t.Fatalf("watch printed %d states of %d", want-1, n)
+	}
+}

@@ -10,10 +10,13 @@ const MaxTopicBytes = 200
 
 // CheckTopic says why topic cannot name a topic, or nil: a topic is a
 // non-empty name of at most MaxTopicBytes bytes with no space or control
-// character, e.g. "donations" or "campaign.totals".
+// character, not starting with "$", e.g. "donations" or "campaign.totals".
 func CheckTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("empty topic name")
+	}
+	if topic[0] == '$' {
+		return fmt.Errorf("topic name %q starts with $, kept for the built-in topics", topic)
 	}
 	if len(topic) > MaxTopicBytes {
 		return fmt.Errorf("topic name of %d bytes, over the limit of %d", len(topic), MaxTopicBytes)

@@ -3229,7 +3229,12 @@ type SubscribeRequest struct {
 	// name: after the messages committed before this Unix ms; 0 = now.
 	FromMs int64 `protobuf:"varint,2,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
 	// Resume after these messages (one per topic and partition at most).
-	Positions     []*TopicPosition `protobuf:"bytes,3,rep,name=positions,proto3" json:"positions,omitempty"`
+	Positions []*TopicPosition `protobuf:"bytes,3,rep,name=positions,proto3" json:"positions,omitempty"`
+	// Watch an entity's committed states, each job's in order, as messages
+	// of topic "$state:ENTITY:KEY" (with or without topics). A commit
+	// publishes them only while some subscription watches the entity.
+	Entity        string `protobuf:"bytes,4,opt,name=entity,proto3" json:"entity,omitempty"`
+	Key           string `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3283,6 +3288,20 @@ func (x *SubscribeRequest) GetPositions() []*TopicPosition {
 		return x.Positions
 	}
 	return nil
+}
+
+func (x *SubscribeRequest) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *SubscribeRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
 }
 
 // TopicPosition is a message's place: its topic, the partition of the job
@@ -3691,11 +3710,13 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\tin_flight\x18\b \x01(\x03R\binFlight\"\x15\n" +
 	"\x13HandlerFlowsRequest\"K\n" +
 	"\x14HandlerFlowsResponse\x123\n" +
-	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows\"\x82\x01\n" +
+	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows\"\xac\x01\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\x17\n" +
 	"\afrom_ms\x18\x02 \x01(\x03R\x06fromMs\x12=\n" +
-	"\tpositions\x18\x03 \x03(\v2\x1f.corral.worker.v1.TopicPositionR\tpositions\"S\n" +
+	"\tpositions\x18\x03 \x03(\v2\x1f.corral.worker.v1.TopicPositionR\tpositions\x12\x16\n" +
+	"\x06entity\x18\x04 \x01(\tR\x06entity\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\"S\n" +
 	"\rTopicPosition\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x0e\n" +

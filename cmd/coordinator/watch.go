@@ -13,6 +13,7 @@ import (
 )
 
 const watchUsage = `Usage: coordinator watch [flags] TOPIC [TOPIC...]
+       coordinator watch [flags] --entity ENTITY --key KEY
 
 Prints the messages handlers publish to the topics (sdk Call.Publish), one
 line each, as they are committed: a job's messages go out only if the job
@@ -22,8 +23,13 @@ key. When the worker serving the watch fails, it goes on from another one
 where it was, losing and repeating nothing. It runs until interrupted,
 --count messages have come or --for has passed (--timeout does not apply).
 
+With --entity and --key it prints the entity's state after each job that
+changes it, in order, as each commits (its jobs publish their states only
+while someone watches it).
+
 Each line is the message's JSON, or with --verbose:
   TOPIC PARTITION MESSAGE-ID JOB-ID JSON
+(an entity's states come as topic $state:ENTITY:KEY, with no job id)
 
 Flags:
 `
@@ -34,6 +40,8 @@ func watchCmd(ctx context.Context, newClient func() (*client.Client, error), arg
 	dur := fs.Duration("for", 0, "stop after this long (0: until interrupted)")
 	fromMs := fs.Int64("from-ms", 0, "start with the messages committed from this Unix ms, within the topic retention (0: now)")
 	verbose := fs.Bool("verbose", false, "print each message's topic, partition, id and job before it")
+	entity := fs.String("entity", "", "watch this entity type's states (with --key)")
+	key := fs.String("key", "", "the key of the entity to watch")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, watchUsage)
 		fs.PrintDefaults()
@@ -41,9 +49,12 @@ func watchCmd(ctx context.Context, newClient func() (*client.Client, error), arg
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	if (*entity == "") != (*key == "") {
+		return errors.New("watch: --entity and --key go together")
+	}
+	if fs.NArg() == 0 && *entity == "" {
 		fs.Usage()
-		return errors.New("watch needs at least one TOPIC")
+		return errors.New("watch needs at least one TOPIC, or --entity and --key")
 	}
 	c, err := newClient()
 	if err != nil {
@@ -55,7 +66,8 @@ func watchCmd(ctx context.Context, newClient func() (*client.Client, error), arg
 		ctx, cancel = context.WithTimeout(ctx, *dur)
 		defer cancel()
 	}
-	return watchTopics(ctx, c, fs.Args(), *fromMs, *count, *verbose, stdout, stderr)
+	sub := &client.Subscription{Topics: fs.Args(), From: client.Cursor{FromMs: *fromMs}, Entity: *entity, Key: *key}
+	return watchTopics(ctx, c, sub, *count, *verbose, stdout, stderr)
 }
 
 // errWatchDone ends a watch that has printed its --count messages.
@@ -64,16 +76,23 @@ var errWatchDone = errors.New("watch: count reached")
 // watchTopics prints the topics' messages until ctx is done or count of
 // them were printed; an interrupt or --for is a normal end.
 // It notes on stderr each worker that serves the watch.
-func watchTopics(ctx context.Context, c *client.Client, topics []string, fromMs int64, count int, verbose bool, stdout, stderr io.Writer) error {
+func watchTopics(ctx context.Context, c *client.Client, sub *client.Subscription, count int, verbose bool, stdout, stderr io.Writer) error {
 	out := stdout
 	n := 0
-	sub := &client.Subscription{Topics: topics, From: client.Cursor{FromMs: fromMs}}
+	what := strings.Join(sub.Topics, " ")
+	if sub.Entity != "" {
+		what = strings.TrimSpace(what + " " + sub.Entity + " " + sub.Key)
+	}
 	sub.Connected = func(worker string, fromMs int64) {
-		fmt.Fprintf(stderr, "watching %s on worker %s, from %s\n", strings.Join(topics, " "), worker, time.UnixMilli(fromMs).UTC().Format(time.RFC3339Nano))
+		fmt.Fprintf(stderr, "watching %s on worker %s, from %s\n", what, worker, time.UnixMilli(fromMs).UTC().Format(time.RFC3339Nano))
 	}
 	err := c.Subscribe(ctx, sub, func(m client.Message) error {
 		if verbose {
-			fmt.Fprintf(out, "%s %d %s %s %s\n", m.Topic, m.Partition, m.ID, m.JobID, m.Data)
+			job := m.JobID
+			if job == "" {
+				job = "-"
+			}
+			fmt.Fprintf(out, "%s %d %s %s %s\n", m.Topic, m.Partition, m.ID, job, m.Data)
 		} else {
 			fmt.Fprintf(out, "%s\n", m.Data)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins"
+	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -33,7 +34,13 @@ const subscribeCount = 256
 type topicStore interface {
 	ReadTopics(ctx context.Context, from []store.TopicCursor, count int64, block time.Duration) ([]store.TopicMessage, error)
 	Now(ctx context.Context) (int64, error)
+	Watch(ctx context.Context, partition int, entity, key string, ttl time.Duration) error
 }
+
+// watchTTL is how long an entity watch lasts unless renewed; a
+// subscription renews it every watchTTL/3 while it lives, so the commits
+// stop publishing the entity's states soon after its last watcher left.
+const watchTTL = 15 * time.Second
 
 // topicServer serves subscriptions: it reads the topics' streams of every
 // partition from the subscriber's positions and sends what it reads. Any
@@ -49,8 +56,17 @@ func newTopicServer(log *slog.Logger, partitions int, st topicStore) *topicServe
 	return &topicServer{log: log, partitions: partitions, store: st, slots: make(chan struct{}, maxSubscriptions)}
 }
 
-// Subscribe serves the Subscribe RPC.
+// Subscribe serves the Subscribe RPC. An entity to watch must be one a
+// handler of the cluster writes.
 func (a *API) Subscribe(req *workerpb.SubscribeRequest, stream workerpb.Worker_SubscribeServer) error {
+	if req.Entity != "" || req.Key != "" {
+		if err := checkEntity(req.Entity, a.intake.catalog.entities(a.intake.handlers())); err != nil {
+			return status.Error(codes.InvalidArgument, "watch: "+err.Error())
+		}
+		if err := validateKey(req.Key); err != nil {
+			return status.Error(codes.InvalidArgument, "watch: "+err.Error())
+		}
+	}
 	return a.topics.serve(req, stream)
 }
 
@@ -65,8 +81,8 @@ func cursorKey(topic string, partition int) string { return topic + "\x00" + str
 // subscribeCursors checks a request and places it in every partition of
 // each topic: at its position there, else at its start.
 func (t *topicServer) subscribeCursors(req *workerpb.SubscribeRequest, fromMs int64) (*cursors, error) {
-	if len(req.Topics) == 0 {
-		return nil, fmt.Errorf("subscribe: name at least one topic")
+	if len(req.Topics) == 0 && req.Entity == "" {
+		return nil, fmt.Errorf("subscribe: name at least one topic, or an entity to watch")
 	}
 	if len(req.Topics) > maxSubscribedTopics {
 		return nil, fmt.Errorf("subscribe: %d topics, over the limit of %d per subscription", len(req.Topics), maxSubscribedTopics)
@@ -85,6 +101,12 @@ func (t *topicServer) subscribeCursors(req *workerpb.SubscribeRequest, fromMs in
 			c.idx[k] = len(c.at)
 			c.at = append(c.at, store.TopicCursor{Topic: topic, Partition: p, ID: start})
 		}
+	}
+	if req.Entity != "" {
+		p := sharding.PartitionOf(req.Key, t.partitions)
+		topic := store.StateTopic(req.Entity, req.Key)
+		c.idx[cursorKey(topic, p)] = len(c.at)
+		c.at = append(c.at, store.TopicCursor{Topic: topic, Partition: p, ID: start})
 	}
 	for _, pos := range req.Positions {
 		i, ok := c.idx[cursorKey(pos.Topic, int(pos.Partition))]
@@ -112,6 +134,17 @@ func validStreamID(id string) bool {
 
 func (t *topicServer) serve(req *workerpb.SubscribeRequest, stream workerpb.Worker_SubscribeServer) error {
 	ctx := stream.Context()
+	if req.Entity != "" {
+		// Registered before the subscription is placed: every state
+		// committed from its start on is published.
+		p := sharding.PartitionOf(req.Key, t.partitions)
+		if err := t.store.Watch(ctx, p, req.Entity, req.Key, watchTTL); err != nil {
+			return status.Errorf(codes.Unavailable, "subscribe: %v", err)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go t.renewWatch(wctx, p, req.Entity, req.Key)
+	}
 	fromMs := req.FromMs
 	if fromMs <= 0 {
 		now, err := t.store.Now(ctx)
@@ -147,6 +180,22 @@ func (t *topicServer) serve(req *workerpb.SubscribeRequest, stream workerpb.Work
 				return err
 			}
 			cur.at[cur.idx[cursorKey(m.Topic, m.Partition)]].ID = m.ID
+		}
+	}
+}
+
+// renewWatch renews an entity watch until ctx ends.
+func (t *topicServer) renewWatch(ctx context.Context, p int, entity, key string) {
+	tick := time.NewTicker(watchTTL / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := t.store.Watch(ctx, p, entity, key, watchTTL); err != nil && ctx.Err() == nil {
+				t.log.Warn("renewing an entity watch failed; its states go unpublished if it lapses", "entity", entity, "key", key, "err", err)
+			}
 		}
 	}
 }
