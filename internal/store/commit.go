@@ -155,6 +155,15 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Gran
 		return fmt.Errorf("store: commit partition %d: %w", partition, err)
 	}
 	n, err := s.runScript(ctx, commitScript, ks, args...).Int64()
+	if err != nil && strings.HasPrefix(err.Error(), "WATCHED") {
+		// Watchers came: send it again with its states (a new layout
+		// sends them now).
+		s.watchers.saw(partition)
+		if ks, args, err = s.commitLayout(partition, grant, seen, b, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("store: commit partition %d: %w", partition, err)
+		}
+		n, err = s.runScript(ctx, commitScript, ks, args...).Int64()
+	}
 	if err == nil {
 		s.commits.saw(partition, grant, n)
 	}
@@ -258,7 +267,7 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 		c.add(secOutbox, nil, packEmits(b.Emits))
 	}
 	s.addPublications(&c, k, b.Publications)
-	s.addStateWatches(&c, k, b.StateSteps)
+	s.addStateWatches(&c, partition, k, b.StateSteps)
 	for _, kp := range b.Keys {
 		wl := k.Waiting(kp.Key)
 		if kp.Trim > 0 {

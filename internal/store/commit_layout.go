@@ -84,7 +84,8 @@ type commitSection struct {
 
 // The sections of a commit, in the order they run.
 const (
-	secGuard  = iota // a direct call's guard; refuses the batch (BUSY) unless it may still skip the queue
+	secCheck  = iota // refuses a batch that left out its states (WATCHED) while its partition has watchers (see topics.go)
+	secGuard         // a direct call's guard; refuses the batch (BUSY) unless it may still skip the queue
 	secFinish        // a done, dead, rejected or cancelled job's status; refuses the batch (ALREADY) if it was finished before
 	secAudit         // an audit entry for a done or rejected job (only with audit on)
 	secDead          // a dead letter (audited with audit on)
@@ -113,6 +114,7 @@ const (
 // front, back, park, next) each run for every key in turn; an item touches
 // one key's line and hold, so per key they keep the order of a KeyPlan.
 var commitSections = [numSections]commitSection{
+	secCheck: watchedSection,
 	secGuard: {
 		// Refuses the batch (BUSY) unless the queue holds at most
 		// lookahead entries, none of key, key is not held, no delayed job

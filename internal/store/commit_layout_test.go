@@ -102,6 +102,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		},
 	}
 	b.Publications = []Publication{{Topic: "gifts", JobID: "a1", Message: []byte(`{"n":1}`)}}
+	s.watchers.saw(p)
 	b.StateSteps = []StateWrite{{Entity: EntityRef{Type: "donor", Key: "a"}, Value: []byte(`{"a":0}`)}, b.States[0]}
 	ks, args, err := s.commitLayout(p, grant, 0, b, now)
 	if err != nil {
@@ -260,6 +261,10 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("publish", i, "jobID", it["jobID"], "a1")
 		check("publish", i, "message", it["message"], `{"n":1}`)
 		check("publish", i, "keepMs", it["keepMs"], itoa(cfg.TopicRetention.Milliseconds()))
+	}
+	for i, it := range items["watched"] {
+		check("watched", i, "watchedKey", it["watchedKey"], k.Watched())
+		check("watched", i, "sent", it["sent"], "1")
 	}
 	for i, it := range items["watch"] {
 		check("watch", i, "watchedKey", it["watchedKey"], k.Watched())

@@ -111,6 +111,9 @@ type Store struct {
 	rdb     redis.UniversalClient
 	cfg     Config
 	commits commitsSeen
+	// watchers is, per partition, whether entity watchers were there
+	// lately (see watchedSection).
+	watchers watchersSeen
 }
 
 // New returns a Store over rdb.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -63,11 +64,60 @@ if watching then
 end`,
 }
 
-// addStateWatches adds every state a job of the batch wrote, in order.
-func (s *Store) addStateWatches(c *commitArgs, k keys.Partition, steps []StateWrite) {
+// watchedSection keeps the states of a batch off the wire while nobody
+// watches its partition: a commit sends them only while its worker has
+// seen watchers there lately (watchersSeen), and otherwise this one item,
+// which refuses the batch, before anything is written, if the partition
+// has watchers after all. The worker then sends it again with its states.
+var watchedSection = commitSection{
+	name: "watched",
+	keys: []string{"watchedKey"},
+	args: []string{"sent"},
+	each: `
+if sent == '0' and redis.call('EXISTS', watchedKey) == 1 then
+  return redis.error_reply('WATCHED by a subscriber')
+end`,
+}
+
+// watchersSeenFor is how long a worker sends its commits' states after it
+// last found watchers in their partition; then one commit goes without,
+// and is refused and sent again if they are still there.
+const watchersSeenFor = 30 * time.Second
+
+// watchersSeen is, per partition, until when its commits send their
+// states for watchers.
+type watchersSeen struct {
+	mu    sync.Mutex
+	until map[int]time.Time
+}
+
+func (w *watchersSeen) lately(p int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return time.Now().Before(w.until[p])
+}
+
+func (w *watchersSeen) saw(p int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.until == nil {
+		w.until = map[int]time.Time{}
+	}
+	w.until[p] = time.Now().Add(watchersSeenFor)
+}
+
+// addStateWatches adds every state a job of the batch wrote, in order,
+// if the partition had watchers lately; else only the check that it has
+// none.
+func (s *Store) addStateWatches(c *commitArgs, p int, k keys.Partition, steps []StateWrite) {
 	if len(steps) == 0 {
 		return
 	}
+	if !s.watchers.lately(p) {
+		c.add(secCheck, []string{k.Watched()}, "0")
+		return
+	}
+	c.add(secCheck, []string{k.Watched()}, "1")
 	keep := max(s.cfg.TopicRetention.Milliseconds(), 1)
 	last := make(map[EntityRef]int, len(steps))
 	for i, w := range steps {
