@@ -38,6 +38,13 @@ type TopicPartition struct {
 	Partition int
 }
 
+// ClusterTopic is the built-in topic of cluster events: each message is
+// a JSON object with "kind" (member.joined, member.left, partition.moved,
+// partition.released, breaker.opened, breaker.closed, plugin.restarted,
+// plugin.reloaded) and what goes with it ("member", "partition", "from",
+// "to", "epoch", "plugin", "detail"), and "by", the worker that saw it.
+const ClusterTopic = "$cluster"
+
 // Subscription asks for the messages of Topics from From on, and for the
 // committed states of the entity (Entity, Key) if set.
 type Subscription struct {

@@ -306,3 +306,71 @@ func TestWatchEntity(t *testing.T) {
 		t.Fatalf("watch printed %d states of %d", want-1, n)
 	}
 }
+
+// TestClusterEvents: a subscriber to the cluster's events hears a worker
+// join, and, when it is SIGKILLed, leave and its partitions move to the
+// survivor with their new epochs; coordinator status shows the last ones.
+func TestClusterEvents(t *testing.T) {
+	c := newCluster(t)
+	c.start("w1")
+	cl := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type event struct {
+		Kind      string `json:"kind"`
+		Member    string `json:"member"`
+		Partition *int   `json:"partition"`
+		From, To  string
+		Epoch     int64
+	}
+	events := make(chan event, 1024)
+	live := make(chan struct{}, 1)
+	sub := &client.Subscription{Topics: []string{client.ClusterTopic}, Connected: func(string, int64) {
+		select {
+		case live <- struct{}{}:
+		default:
+		}
+	}}
+	go cl.Subscribe(ctx, sub, func(m client.Message) error {
+		var e event
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			t.Errorf("event %s: %v", m.Data, err)
+		}
+		events <- e
+		return nil
+	})
+	<-live
+	await := func(what string, ok func(event) bool) {
+		t.Helper()
+		deadline := time.After(60 * time.Second)
+		for {
+			select {
+			case e := <-events:
+				if ok(e) {
+					t.Logf("%s: %+v", what, e)
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s in 60s", what)
+			}
+		}
+	}
+	c.start("w2")
+	await("w2 joined", func(e event) bool { return e.Kind == "member.joined" && e.Member == "w2" })
+	await("a partition moved to w2", func(e event) bool { return e.Kind == "partition.moved" && e.To == "w2" && e.Epoch > 0 })
+	time.Sleep(2 * time.Second) // w2 claims its share
+	c.signal("w2", syscall.SIGKILL)
+	// Its partitions move when its lease lapses, and Consul drops it when
+	// its check does: in either order.
+	left, moved := false, false
+	await("w2 left and a partition moved from w2 to w1", func(e event) bool {
+		left = left || e.Kind == "member.left" && e.Member == "w2"
+		moved = moved || e.Kind == "partition.moved" && e.From == "w2" && e.To == "w1"
+		return left && moved
+	})
+	out, err := c.coordinator("status")
+	if err != nil || !strings.Contains(out, "recent cluster events") || !strings.Contains(out, "from w2 to w1") {
+		t.Fatalf("status does not show the events: %v\n%s", err, out)
+	}
+	t.Logf("status:\n%s", out)
+}

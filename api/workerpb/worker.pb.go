@@ -865,10 +865,13 @@ func (x *PluginInfo) GetRefusedSha256() string {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partitions    int32                  `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"` // P
-	Members       []*MemberStatus        `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
-	TotalDepth    int64                  `protobuf:"varint,3,opt,name=total_depth,json=totalDepth,proto3" json:"total_depth,omitempty"` // jobs waiting in all partitions (cluster only)
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Partitions int32                  `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"` // P
+	Members    []*MemberStatus        `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	TotalDepth int64                  `protobuf:"varint,3,opt,name=total_depth,json=totalDepth,proto3" json:"total_depth,omitempty"` // jobs waiting in all partitions (cluster only)
+	// The last cluster events, oldest first (cluster only): messages of the
+	// built-in topic "$cluster", a JSON object each.
+	RecentEvents  []*TopicMessage `protobuf:"bytes,4,rep,name=recent_events,json=recentEvents,proto3" json:"recent_events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -922,6 +925,13 @@ func (x *StatusResponse) GetTotalDepth() int64 {
 		return x.TotalDepth
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetRecentEvents() []*TopicMessage {
+	if x != nil {
+		return x.RecentEvents
+	}
+	return nil
 }
 
 type CallRequest struct {
@@ -3520,14 +3530,15 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
 	"\x04path\x18\x04 \x01(\tR\x04path\x12\x18\n" +
 	"\arefused\x18\x05 \x01(\tR\arefused\x12%\n" +
-	"\x0erefused_sha256\x18\x06 \x01(\tR\rrefusedSha256\"\x8b\x01\n" +
+	"\x0erefused_sha256\x18\x06 \x01(\tR\rrefusedSha256\"\xd0\x01\n" +
 	"\x0eStatusResponse\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
 	"partitions\x128\n" +
 	"\amembers\x18\x02 \x03(\v2\x1e.corral.worker.v1.MemberStatusR\amembers\x12\x1f\n" +
 	"\vtotal_depth\x18\x03 \x01(\x03R\n" +
-	"totalDepth\"s\n" +
+	"totalDepth\x12C\n" +
+	"\rrecent_events\x18\x04 \x03(\v2\x1e.corral.worker.v1.TopicMessageR\frecentEvents\"s\n" +
 	"\vCallRequest\x12'\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.corral.worker.v1.JobR\x03job\x12\x1d\n" +
 	"\n" +
@@ -3834,77 +3845,78 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	53, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
 	11, // 6: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
 	10, // 7: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
-	1,  // 8: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
-	21, // 9: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
-	18, // 10: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
-	0,  // 11: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
-	21, // 12: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
-	24, // 13: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
-	30, // 14: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
-	0,  // 15: corral.worker.v1.ListJobsRequest.state:type_name -> corral.worker.v1.JobResult.State
-	0,  // 16: corral.worker.v1.JobInfo.state:type_name -> corral.worker.v1.JobResult.State
-	32, // 17: corral.worker.v1.ListJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
-	32, // 18: corral.worker.v1.GetJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
-	0,  // 19: corral.worker.v1.CancelResult.state:type_name -> corral.worker.v1.JobResult.State
-	37, // 20: corral.worker.v1.CancelJobsResponse.results:type_name -> corral.worker.v1.CancelResult
-	39, // 21: corral.worker.v1.AddScheduleRequest.schedule:type_name -> corral.worker.v1.Schedule
-	39, // 22: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
-	39, // 23: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
-	47, // 24: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
-	51, // 25: corral.worker.v1.SubscribeRequest.positions:type_name -> corral.worker.v1.TopicPosition
-	2,  // 26: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	5,  // 27: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	8,  // 28: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	13, // 29: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	15, // 30: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	17, // 31: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	20, // 32: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	23, // 33: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	26, // 34: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	26, // 35: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	28, // 36: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	31, // 37: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
-	34, // 38: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
-	36, // 39: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
-	40, // 40: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
-	42, // 41: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
-	44, // 42: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
-	44, // 43: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
-	44, // 44: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
-	46, // 45: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	46, // 46: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	46, // 47: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	48, // 48: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
-	50, // 49: corral.worker.v1.Worker.Subscribe:input_type -> corral.worker.v1.SubscribeRequest
-	4,  // 50: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	7,  // 51: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	12, // 52: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	14, // 53: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	16, // 54: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	19, // 55: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	22, // 56: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	25, // 57: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	27, // 58: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	27, // 59: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	29, // 60: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	33, // 61: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
-	35, // 62: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
-	38, // 63: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
-	41, // 64: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
-	43, // 65: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
-	39, // 66: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
-	39, // 67: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
-	45, // 68: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
-	47, // 69: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
-	47, // 70: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
-	47, // 71: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
-	49, // 72: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
-	52, // 73: corral.worker.v1.Worker.Subscribe:output_type -> corral.worker.v1.TopicMessage
-	50, // [50:74] is the sub-list for method output_type
-	26, // [26:50] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	52, // 8: corral.worker.v1.StatusResponse.recent_events:type_name -> corral.worker.v1.TopicMessage
+	1,  // 9: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
+	21, // 10: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
+	18, // 11: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
+	0,  // 12: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
+	21, // 13: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
+	24, // 14: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
+	30, // 15: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
+	0,  // 16: corral.worker.v1.ListJobsRequest.state:type_name -> corral.worker.v1.JobResult.State
+	0,  // 17: corral.worker.v1.JobInfo.state:type_name -> corral.worker.v1.JobResult.State
+	32, // 18: corral.worker.v1.ListJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
+	32, // 19: corral.worker.v1.GetJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
+	0,  // 20: corral.worker.v1.CancelResult.state:type_name -> corral.worker.v1.JobResult.State
+	37, // 21: corral.worker.v1.CancelJobsResponse.results:type_name -> corral.worker.v1.CancelResult
+	39, // 22: corral.worker.v1.AddScheduleRequest.schedule:type_name -> corral.worker.v1.Schedule
+	39, // 23: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
+	39, // 24: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
+	47, // 25: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
+	51, // 26: corral.worker.v1.SubscribeRequest.positions:type_name -> corral.worker.v1.TopicPosition
+	2,  // 27: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	5,  // 28: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	8,  // 29: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	13, // 30: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	15, // 31: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	17, // 32: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	20, // 33: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	23, // 34: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	26, // 35: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	26, // 36: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	28, // 37: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	31, // 38: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
+	34, // 39: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
+	36, // 40: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
+	40, // 41: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
+	42, // 42: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
+	44, // 43: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
+	44, // 44: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
+	44, // 45: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
+	46, // 46: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	46, // 47: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	46, // 48: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	48, // 49: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
+	50, // 50: corral.worker.v1.Worker.Subscribe:input_type -> corral.worker.v1.SubscribeRequest
+	4,  // 51: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	7,  // 52: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	12, // 53: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	14, // 54: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	16, // 55: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	19, // 56: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	22, // 57: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	25, // 58: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	27, // 59: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	27, // 60: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	29, // 61: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	33, // 62: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
+	35, // 63: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
+	38, // 64: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
+	41, // 65: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
+	43, // 66: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
+	39, // 67: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
+	39, // 68: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
+	45, // 69: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
+	47, // 70: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
+	47, // 71: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
+	47, // 72: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
+	49, // 73: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
+	52, // 74: corral.worker.v1.Worker.Subscribe:output_type -> corral.worker.v1.TopicMessage
+	51, // [51:75] is the sub-list for method output_type
+	27, // [27:51] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }

@@ -63,6 +63,7 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 		}
 	}
 	printFlows(ctx, c, stdout)
+	printEvents(st.RecentEvents, stdout)
 	members, err := c.Members(ctx)
 	if err != nil {
 		return err

@@ -23,6 +23,10 @@ key. When the worker serving the watch fails, it goes on from another one
 where it was, losing and repeating nothing. It runs until interrupted,
 --count messages have come or --for has passed (--timeout does not apply).
 
+With --cluster it prints the cluster's events in words: members joined and
+left, partitions moved (with the old and new owner and the new epoch) or
+released, breakers opened and closed, plugins restarted and reloaded.
+
 With --entity and --key it prints the entity's state after each job that
 changes it, in order, as each commits (its jobs publish their states only
 while someone watches it).
@@ -41,6 +45,7 @@ func watchCmd(ctx context.Context, newClient func() (*client.Client, error), arg
 	fromMs := fs.Int64("from-ms", 0, "start with the messages committed from this Unix ms, within the topic retention (0: now)")
 	verbose := fs.Bool("verbose", false, "print each message's topic, partition, id and job before it")
 	entity := fs.String("entity", "", "watch this entity type's states (with --key)")
+	cluster := fs.Bool("cluster", false, "watch the cluster's events: members joined and left, partitions moved, breakers opened and closed, plugins restarted and reloaded")
 	key := fs.String("key", "", "the key of the entity to watch")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, watchUsage)
@@ -52,9 +57,9 @@ func watchCmd(ctx context.Context, newClient func() (*client.Client, error), arg
 	if (*entity == "") != (*key == "") {
 		return errors.New("watch: --entity and --key go together")
 	}
-	if fs.NArg() == 0 && *entity == "" {
+	if fs.NArg() == 0 && *entity == "" && !*cluster {
 		fs.Usage()
-		return errors.New("watch needs at least one TOPIC, or --entity and --key")
+		return errors.New("watch needs at least one TOPIC, --entity and --key, or --cluster")
 	}
 	c, err := newClient()
 	if err != nil {
@@ -66,7 +71,11 @@ func watchCmd(ctx context.Context, newClient func() (*client.Client, error), arg
 		ctx, cancel = context.WithTimeout(ctx, *dur)
 		defer cancel()
 	}
-	sub := &client.Subscription{Topics: fs.Args(), From: client.Cursor{FromMs: *fromMs}, Entity: *entity, Key: *key}
+	topics := fs.Args()
+	if *cluster {
+		topics = append(topics, client.ClusterTopic)
+	}
+	sub := &client.Subscription{Topics: topics, From: client.Cursor{FromMs: *fromMs}, Entity: *entity, Key: *key}
 	return watchTopics(ctx, c, sub, *count, *verbose, stdout, stderr)
 }
 
@@ -87,6 +96,10 @@ func watchTopics(ctx context.Context, c *client.Client, sub *client.Subscription
 		fmt.Fprintf(stderr, "watching %s on worker %s, from %s\n", what, worker, time.UnixMilli(fromMs).UTC().Format(time.RFC3339Nano))
 	}
 	err := c.Subscribe(ctx, sub, func(m client.Message) error {
+		if m.Topic == client.ClusterTopic && !verbose {
+			fmt.Fprintln(out, eventLine(m.ID, m.Data))
+			return nil
+		}
 		if verbose {
 			job := m.JobID
 			if job == "" {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -214,6 +215,12 @@ func run() error {
 	}
 	queries := worker.NewHostQueries(rdb, cfg.Ring.Partitions)
 	hcfg.Host = queries
+	var restarted atomic.Pointer[func(plugin, version string)] // the worker's, once it is made
+	hcfg.OnRestart = func(plugin, version string) {
+		if f := restarted.Load(); f != nil {
+			(*f)(plugin, version)
+		}
+	}
 	plugs, err := host.New(hcfg)
 	if err != nil {
 		return err
@@ -230,6 +237,8 @@ func run() error {
 	}
 	// Handlers may query the entities of other workers' plugins too.
 	queries.ServeEntitiesOf(w)
+	onRestart := w.PluginRestarted
+	restarted.Store(&onRestart)
 	// SIGHUP: hot upgrade of the plugins (Reload logs what it did), and the
 	// TLS certificate and CA read again for the handshakes that follow.
 	hup := make(chan os.Signal, 1)

@@ -6,6 +6,11 @@ package keys
 
 import "strconv"
 
+// Events is the stream of cluster events (members joined and left,
+// partitions moved, breakers opened and closed, plugins restarted and
+// reloaded), capped by length. Workers append to it outside the job path.
+const Events = "corral:events"
+
 // Meta holds cluster-wide settings fixed at creation (the partition count).
 const Meta = "corral:meta"
 

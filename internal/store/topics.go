@@ -183,6 +183,15 @@ type TopicMessage struct {
 	Message   []byte
 }
 
+// streamOf is the stream a cursor reads: the topic's stream in its
+// partition, or for the cluster topic (partition -1) the events stream.
+func streamOf(c TopicCursor) string {
+	if c.Partition < 0 {
+		return keys.Events
+	}
+	return keys.For(c.Partition).Topic(c.Topic)
+}
+
 // topicPoll is how often a read on Redis Cluster looks for new messages:
 // there one blocking read cannot wait on several slots.
 const topicPoll = 10 * time.Millisecond
@@ -200,7 +209,7 @@ func (s *Store) ReadTopics(ctx context.Context, from []TopicCursor, count int64,
 	}
 	streams := make([]string, 0, 2*len(from))
 	for _, c := range from {
-		streams = append(streams, keys.For(c.Partition).Topic(c.Topic))
+		streams = append(streams, streamOf(c))
 	}
 	for _, c := range from {
 		streams = append(streams, c.ID)
@@ -211,7 +220,7 @@ func (s *Store) ReadTopics(ctx context.Context, from []TopicCursor, count int64,
 	}
 	byKey := make(map[string]TopicCursor, len(from))
 	for _, c := range from {
-		byKey[keys.For(c.Partition).Topic(c.Topic)] = c
+		byKey[streamOf(c)] = c
 	}
 	var out []TopicMessage
 	for _, st := range res {
@@ -236,7 +245,7 @@ func (s *Store) readTopicsEach(ctx context.Context, from []TopicCursor, count in
 		for p, cs := range byPartition {
 			streams := make([]string, 0, 2*len(cs))
 			for _, c := range cs {
-				streams = append(streams, keys.For(p).Topic(c.Topic))
+				streams = append(streams, streamOf(c))
 			}
 			for _, c := range cs {
 				streams = append(streams, c.ID)
@@ -251,7 +260,7 @@ func (s *Store) readTopicsEach(ctx context.Context, from []TopicCursor, count in
 			}
 			for _, st := range cmd.Val() {
 				for _, c := range byPartition[p] {
-					if keys.For(p).Topic(c.Topic) == st.Stream {
+					if streamOf(c) == st.Stream {
 						out = appendTopicMessages(out, c, st.Messages)
 					}
 				}

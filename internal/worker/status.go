@@ -13,10 +13,15 @@ import (
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/peer"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
+
+// statusEvents is how many of the last cluster events a cluster status
+// shows.
+const statusEvents = 8
 
 // reporter tells what this worker and the cluster look like from here:
 // the Status and Locate RPCs, the Prometheus source and the Consul meta.
@@ -25,6 +30,10 @@ type reporter struct {
 	cfg   Config
 	store interface {
 		Depth(ctx context.Context, parts []int) (map[int]int64, error)
+	}
+	// events, when set, reads the last cluster events for the status.
+	events interface {
+		RecentEvents(ctx context.Context, n int64) ([]store.TopicMessage, error)
 	}
 	registry interface {
 		Healthy(ctx context.Context) ([]discovery.Member, error)
@@ -116,6 +125,14 @@ func (r *reporter) clusterStatus(ctx context.Context) (*workerpb.StatusResponse,
 		}()
 	}
 	wg.Wait()
+	if r.events != nil {
+		// Best effort: a status without its events is still a status.
+		if evs, err := r.events.RecentEvents(ctx, statusEvents); err == nil {
+			for _, e := range evs {
+				resp.RecentEvents = append(resp.RecentEvents, &workerpb.TopicMessage{Topic: e.Topic, Partition: -1, Id: e.ID, Message: e.Message})
+			}
+		}
+	}
 	return resp, nil
 }
 

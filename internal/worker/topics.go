@@ -90,6 +90,13 @@ func (t *topicServer) subscribeCursors(req *workerpb.SubscribeRequest, fromMs in
 	c := &cursors{idx: map[string]int{}}
 	start := store.TopicStart(fromMs)
 	for _, topic := range req.Topics {
+		if topic == store.ClusterTopic {
+			if _, dup := c.idx[cursorKey(topic, -1)]; !dup {
+				c.idx[cursorKey(topic, -1)] = len(c.at)
+				c.at = append(c.at, store.TopicCursor{Topic: topic, Partition: -1, ID: start})
+			}
+			continue
+		}
 		if err := plugins.CheckTopic(topic); err != nil {
 			return nil, fmt.Errorf("subscribe: %w", err)
 		}
