@@ -374,3 +374,46 @@ func TestClusterEvents(t *testing.T) {
 	}
 	t.Logf("status:\n%s", out)
 }
+
+// TestHandlerSubscription: a handler that subscribes to a topic runs once
+// per message, in each key's order, though the workers consuming it come
+// and go (one is SIGKILLed half-way).
+func TestHandlerSubscription(t *testing.T) {
+	c := pubsubCluster(t, 3)
+	cl := c.client()
+	time.Sleep(2 * time.Second) // the subscription starts when its consumer first sees it
+	const keys, perKey = 20, 25
+	submitJobs(t, c, seqJobs(keys, 0, perKey/2))
+	time.Sleep(time.Second)
+	c.signal("w3", syscall.SIGKILL)
+	submitJobs(t, c, seqJobs(keys, perKey/2, perKey-perKey/2))
+	var last string
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := cl.State(ctx, "tally", "seq")
+		if err != nil || len(st) != 1 || !st[0].Found {
+			return fmt.Errorf("tally: %v %v", st, err)
+		}
+		last = string(st[0].State)
+		var s struct {
+			Count int    `json:"count"`
+			Bad   string `json:"bad"`
+		}
+		json.Unmarshal(st[0].State, &s)
+		if s.Bad != "" {
+			t.Fatalf("subscribed handler saw %s", s.Bad)
+		}
+		if s.Count < keys*perKey {
+			return fmt.Errorf("tally counted %d of %d", s.Count, keys*perKey)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // a message run twice would be counted by now
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := cl.State(ctx, "tally", "seq")
+	if err != nil || string(st[0].State) != last {
+		t.Fatalf("tally changed after every message was counted: %s, then %v %v", last, st, err)
+	}
+}

@@ -119,3 +119,11 @@ func (k Partition) Topic(topic string) string { return k.prefix + "topic:" + top
 // ms) unless renewed. A commit publishes a state only while it is
 // watched.
 func (k Partition) Watched() string { return k.prefix + "watched" }
+
+// Consumer is where handler's subscription to topic is in the topic's
+// streams: partition → last message id made a job, and "from", the unix ms
+// it started at. It lives in the partition PartitionOf("t~TOPIC~HANDLER"),
+// whose owner consumes it.
+func (k Partition) Consumer(handler, topic string) string {
+	return k.prefix + "consumer:" + handler + ":" + topic
+}

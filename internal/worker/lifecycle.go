@@ -120,6 +120,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	w.goLoop(func() { w.flow.run(runCtx) })
 	w.goLoop(func() { w.health.run(runCtx) })
 	w.goLoop(func() { w.events.run(runCtx) })
+	w.goLoop(func() { w.consume.run(runCtx) })
 	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.Ring.Partitions, "token", w.keeper.Token())
 	return nil
 }

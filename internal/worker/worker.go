@@ -58,6 +58,7 @@ type Worker struct {
 
 	topicsRedis redis.UniversalClient // subscriptions' own pool, closed on Stop
 	events      *clusterEvents        // what this worker sees happen to the cluster
+	consume     *consumers            // handlers' subscriptions to topics
 
 	life lifecycle // what Start started, for Stop
 }
@@ -124,6 +125,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	waits := store.New(w.topicsRedis, cfg.Store)
 	w.api.topics = newTopicServer(log, cfg.Ring.Partitions, waits)
 	intake.commits = waits
+	w.consume = &consumers{log: log, partitions: cfg.Ring.Partitions, handlers: intake.handlers, grants: g, topics: waits, store: w.store}
 	w.api.inspect = &inspector{cfg: cfg, log: log, store: w.store, running: &w.exec.running, registry: registry, peers: peers}
 	w.api.cancel = &canceller{cfg: cfg, log: log, store: w.store, grants: g, view: view, peers: peers, holders: claims,
 		exec: w.exec, inspect: w.api.inspect}

@@ -62,6 +62,8 @@ type HandlerInfo struct {
 	// Internal: only jobs emitted by other handlers run it; Submit and
 	// Call refuse it.
 	Internal bool
+	// Subscribes are the topics whose messages become its jobs.
+	Subscribes []string
 }
 
 type route struct {
@@ -212,6 +214,7 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 				Concurrency:     int(h.GetConcurrency()),
 				Entity:          plugins.EntityOf(h),
 				Internal:        h.GetInternal(),
+				Subscribes:      h.GetSubscribes(),
 			}}
 		}
 	}

@@ -314,7 +314,10 @@ type HandlerSpec struct {
 	PayloadClosed bool `protobuf:"varint,8,opt,name=payload_closed,json=payloadClosed,proto3" json:"payload_closed,omitempty"`
 	// When true, only jobs emitted by other handlers run this handler:
 	// Submit and Call refuse it.
-	Internal      bool `protobuf:"varint,9,opt,name=internal,proto3" json:"internal,omitempty"`
+	Internal bool `protobuf:"varint,9,opt,name=internal,proto3" json:"internal,omitempty"`
+	// Topics whose messages each become a job of this handler, key the
+	// topic, payload the message, once each (see sdk.Subscribe).
+	Subscribes    []string `protobuf:"bytes,10,rep,name=subscribes,proto3" json:"subscribes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,6 +413,13 @@ func (x *HandlerSpec) GetInternal() bool {
 		return x.Internal
 	}
 	return false
+}
+
+func (x *HandlerSpec) GetSubscribes() []string {
+	if x != nil {
+		return x.Subscribes
+	}
+	return nil
 }
 
 // Entity is the state of one entity before the batch.
@@ -904,7 +914,7 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x129\n" +
-	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\xb0\x02\n" +
+	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\xd0\x02\n" +
 	"\vHandlerSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -915,7 +925,11 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x06entity\x18\x06 \x01(\tR\x06entity\x12)\n" +
 	"\x10payload_optional\x18\a \x01(\tR\x0fpayloadOptional\x12%\n" +
 	"\x0epayload_closed\x18\b \x01(\bR\rpayloadClosed\x12\x1a\n" +
-	"\binternal\x18\t \x01(\bR\binternal\"D\n" +
+	"\binternal\x18\t \x01(\bR\binternal\x12\x1e\n" +
+	"\n" +
+	"subscribes\x18\n" +
+	" \x03(\tR\n" +
+	"subscribes\"D\n" +
 	"\x06Entity\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +

@@ -60,6 +60,7 @@ type HandlerDef struct {
 	entity          string // declared entity type; "" for the name's prefix
 	entitySet       bool   // Entity was given, maybe with an empty name
 	internal        bool   // only emitted jobs run it
+	subscribes      []string
 }
 
 // entityType is the entity type the handler reads and writes.
@@ -163,6 +164,17 @@ func Internal() Option {
 	return func(h *HandlerDef) { h.internal = true }
 }
 
+// Subscribe makes every message published to topics (Call.Publish) a job
+// of the handler once it has committed: key the topic, payload the
+// message, id "t~TOPIC~PARTITION~MESSAGE-ID", so each message runs once,
+// and a topic's messages one after the other in each partition's commit
+// order (they share a key). The cluster consumes a subscription from when
+// a worker serving the handler first sees it declared, keeping its place
+// in Redis. Such a handler is usually Internal as well.
+func Subscribe(topics ...string) Option {
+	return func(h *HandlerDef) { h.subscribes = append(h.subscribes, topics...) }
+}
+
 // Handler declares a handler for New or Serve: jobs submitted (or
 // emitted) to name run fn, under the options opts.
 //
@@ -260,6 +272,7 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 			Concurrency:     int32(h.concurrency),
 			Entity:          h.entity,
 			Internal:        h.internal,
+			Subscribes:      h.subscribes,
 			PayloadOptional: h.payloadOptional,
 			PayloadClosed:   h.closed(),
 		})

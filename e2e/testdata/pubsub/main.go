@@ -4,6 +4,9 @@
 //   - seq.publish keeps a count per key and publishes {key, n, count} to
 //     topic "seq" for every job: n is the job's place in its key's
 //     submissions, count how many of the key's jobs committed before it;
+//   - tally.count subscribes to topic "seq": it counts the messages, per
+//     key the last n, and marks itself bad when one comes out of order or
+//     twice;
 //   - flaky.publish publishes {id, attempt} to topic "flaky" on every
 //     attempt, and asks for a retry on the first, so only the second
 //     attempt's message may ever reach a subscriber.
@@ -11,6 +14,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/corralhq/corral/plugins/sdk"
@@ -43,6 +47,7 @@ func main() {
 	sdk.New("pubsubtest", "0.1.0",
 		sdk.Handler("seq.publish", sdk.Typed(publish)),
 		sdk.Handler("flaky.publish", flaky),
+		sdk.Handler("tally.count", sdk.Typed(tally), sdk.Subscribe("seq"), sdk.Internal()),
 	).Serve()
 }
 
@@ -62,4 +67,25 @@ func flaky(c *sdk.Call) error {
 		return sdk.RetryAfter(errors.New("first attempts always fail"), 10*time.Millisecond)
 	}
 	return nil
+}
+
+// Tally is the state of tally.count.
+type Tally struct {
+	Count int            `json:"count"`
+	Last  map[string]int `json:"last"`
+	Bad   string         `json:"bad,omitempty"`
+}
+
+func tally(c *sdk.Call, m Published, s Tally) (Tally, error) {
+	if s.Last == nil {
+		s.Last = map[string]int{}
+	}
+	if last, ok := s.Last[m.Key]; (ok && m.N != last+1) || (!ok && m.N != 0) {
+		if s.Bad == "" {
+			s.Bad = fmt.Sprintf("key %s: message %d after %d (job %s)", m.Key, m.N, last, c.ID())
+		}
+	}
+	s.Last[m.Key] = m.N
+	s.Count++
+	return s, nil
 }
