@@ -62,6 +62,11 @@ type Subscription struct {
 	Connected func(worker string, fromMs int64)
 }
 
+// subscribeSilence is how long a subscription waits for anything from
+// its worker (a message, or the heartbeat it sends every 2 s) before it
+// takes the worker for hung (stopped, cut off) and moves to another.
+const subscribeSilence = 8 * time.Second
+
 // subscribeBackoff is the wait before trying again once every worker
 // refused or failed a subscription, doubling up to subscribeBackoffMax.
 const (
@@ -130,6 +135,7 @@ func (c *Client) subscribeOn(ctx context.Context, id, addr string, sub *Subscrip
 	if err != nil {
 		return false, status.Error(codes.Unavailable, err.Error())
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req := &workerpb.SubscribeRequest{Topics: sub.Topics, FromMs: sub.From.FromMs, Entity: sub.Entity, Key: sub.Key}
@@ -140,13 +146,25 @@ func (c *Client) subscribeOn(ctx context.Context, id, addr string, sub *Subscrip
 	if err != nil {
 		return false, err
 	}
+	// A worker that stops answering (SIGSTOP, a cut network) ends the
+	// stream by silence: no message and no heartbeat.
+	silence := time.AfterFunc(subscribeSilence, cancel)
+	defer silence.Stop()
 	for {
 		m, err := stream.Recv()
+		silence.Stop() // fn's time is not the worker's silence
+		if err != nil && ctx.Err() != nil && parent.Err() == nil {
+			return got, status.Errorf(codes.Unavailable, "worker %s sent nothing for %v", id, subscribeSilence)
+		}
 		if errors.Is(err, io.EOF) {
 			return got, status.Error(codes.Unavailable, "the worker ended the subscription")
 		}
 		if err != nil {
 			return got, err
+		}
+		if m.Topic == "" && m.FromMs == 0 {
+			silence.Reset(subscribeSilence)
+			continue // a heartbeat
 		}
 		if m.Topic == "" {
 			got = true
@@ -154,6 +172,7 @@ func (c *Client) subscribeOn(ctx context.Context, id, addr string, sub *Subscrip
 			if sub.Connected != nil {
 				sub.Connected(id, m.FromMs)
 			}
+			silence.Reset(subscribeSilence)
 			continue
 		}
 		msg := Message{Topic: m.Topic, Partition: int(m.Partition), ID: m.Id, JobID: m.JobId, Data: m.Message}
@@ -161,5 +180,6 @@ func (c *Client) subscribeOn(ctx context.Context, id, addr string, sub *Subscrip
 			return got, &handlerError{err: err}
 		}
 		sub.From.Positions[TopicPartition{Topic: m.Topic, Partition: int(m.Partition)}] = m.Id
+		silence.Reset(subscribeSilence)
 	}
 }

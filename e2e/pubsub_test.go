@@ -417,3 +417,60 @@ func TestHandlerSubscription(t *testing.T) {
 		t.Fatalf("tally changed after every message was counted: %s, then %v %v", last, st, err)
 	}
 }
+
+// TestSubscribeAcrossStop: the worker serving a subscription is frozen
+// (SIGSTOP): its silence (no heartbeat) moves the subscription to another
+// worker, which goes on where it was, nothing lost or repeated.
+func TestSubscribeAcrossStop(t *testing.T) {
+	c := pubsubCluster(t, 3)
+	cl := c.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	next := map[string]int{}
+	bad, total := "", 0
+	connected := make(chan string, 16)
+	sub := &client.Subscription{Topics: []string{"seq"}, Connected: func(worker string, _ int64) { connected <- worker }}
+	go cl.Subscribe(ctx, sub, func(m client.Message) error {
+		var s seqMessage
+		json.Unmarshal(m.Data, &s)
+		mu.Lock()
+		defer mu.Unlock()
+		if s.N != next[s.Key] && bad == "" {
+			bad = fmt.Sprintf("key %s: message %d after %d of its messages", s.Key, s.N, next[s.Key])
+		}
+		next[s.Key]++
+		total++
+		return nil
+	})
+	serving := <-connected
+	const keys, perKey = 20, 25
+	submitJobs(t, c, seqJobs(keys, 0, perKey/2))
+	c.signal(serving, syscall.SIGSTOP)
+	stopped := time.Now()
+	defer c.signal(serving, syscall.SIGCONT)
+	select {
+	case w := <-connected:
+		t.Logf("the subscription moved from frozen %s to %s after %v", serving, w, time.Since(stopped).Round(time.Millisecond))
+	case <-time.After(60 * time.Second):
+		t.Fatal("the subscription stayed on the frozen worker for 60s")
+	}
+	submitJobs(t, c, seqJobs(keys, perKey/2, perKey-perKey/2))
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if bad != "" {
+			t.Fatal(bad)
+		}
+		if total < keys*perKey {
+			return fmt.Errorf("%d of %d messages", total, keys*perKey)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // a message delivered twice would come by now
+	mu.Lock()
+	defer mu.Unlock()
+	if total != keys*perKey || bad != "" {
+		t.Fatalf("%d messages, want %d (%s)", total, keys*perKey, bad)
+	}
+}

@@ -113,7 +113,8 @@ type WorkerClient interface {
 	// Subscribe streams the messages handlers publish to topics (sdk
 	// Call.Publish). A message goes out only once its job has committed,
 	// in commit order per topic and partition. The first message sent is a
-	// marker with only from_ms set: the subscription is live from then. A
+	// marker with only from_ms set: the subscription is live from then; an
+	// empty message is a heartbeat, sent every 2 s while no message is. A
 	// subscriber whose stream breaks subscribes again, to any worker, with
 	// the positions of the last messages it received and that from_ms.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (Worker_SubscribeClient, error)
@@ -432,7 +433,8 @@ type WorkerServer interface {
 	// Subscribe streams the messages handlers publish to topics (sdk
 	// Call.Publish). A message goes out only once its job has committed,
 	// in commit order per topic and partition. The first message sent is a
-	// marker with only from_ms set: the subscription is live from then. A
+	// marker with only from_ms set: the subscription is live from then; an
+	// empty message is a heartbeat, sent every 2 s while no message is. A
 	// subscriber whose stream breaks subscribes again, to any worker, with
 	// the positions of the last messages it received and that from_ms.
 	Subscribe(*SubscribeRequest, Worker_SubscribeServer) error

@@ -181,6 +181,13 @@ func (t *topicServer) serve(req *workerpb.SubscribeRequest, stream workerpb.Work
 		if err != nil {
 			return status.Errorf(codes.Unavailable, "subscribe: %v", err)
 		}
+		if len(msgs) == 0 {
+			// A heartbeat: the subscriber tells a quiet topic from a
+			// worker that stopped answering.
+			if err := stream.Send(&workerpb.TopicMessage{}); err != nil {
+				return err
+			}
+		}
 		for _, m := range msgs {
 			err := stream.Send(&workerpb.TopicMessage{Topic: m.Topic, Partition: int32(m.Partition), Id: m.ID, Message: m.Message, JobId: m.JobID})
 			if err != nil {
