@@ -368,8 +368,18 @@ func TestClusterEvents(t *testing.T) {
 		moved = moved || e.Kind == "partition.moved" && e.From == "w2" && e.To == "w1"
 		return left && moved
 	})
+	// w1's plugin dies: the next batch relaunches it.
+	for _, pid := range c.pluginPids("w1") {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	submitJobs(t, c, []*workerpb.Job{{Id: "after-plugin-kill", Handler: "donor.donate", Key: "carol", Payload: []byte(`{"amount_cents":1,"campaign":"water"}`)}})
+	await("w1's plugin restarted", func(e event) bool { return e.Kind == "plugin.restarted" && e.Member == "w1" })
+	if _, err := c.coordinator("reload"); err != nil {
+		t.Fatal(err)
+	}
+	await("w1's plugin reloaded", func(e event) bool { return e.Kind == "plugin.reloaded" && e.Member == "w1" })
 	out, err := c.coordinator("status")
-	if err != nil || !strings.Contains(out, "recent cluster events") || !strings.Contains(out, "from w2 to w1") {
+	if err != nil || !strings.Contains(out, "recent cluster events") || !strings.Contains(out, "plugin.reloaded donations") {
 		t.Fatalf("status does not show the events: %v\n%s", err, out)
 	}
 	t.Logf("status:\n%s", out)
