@@ -1,9 +1,9 @@
 # Corral — run `make help` for the targets.
 export GOTOOLCHAIN := local
 GO ?= go
-BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/loadgen bin/verify bin/bench bin/callbench bin/failbench
+BINARIES := bin/worker bin/coordinator bin/donations-plugin bin/sessions-plugin bin/loadgen bin/verify bin/bench bin/callbench bin/failbench
 
-.PHONY: help deps build test fuzz test-short bench bench-tls bench-failover test-faults-long up down demo vet fmt proto clean
+.PHONY: help deps build test fuzz test-short bench bench-tls bench-failover test-faults-long up down demo vet fmt proto clean check-deploy
 
 help: ## list the targets and the local cluster's variables
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +29,7 @@ build: ## build the binaries into bin/
 	$(GO) build -o bin/worker ./cmd/worker
 	$(GO) build -o bin/coordinator ./cmd/coordinator
 	$(GO) build -o bin/donations-plugin ./examples/donations/plugin
+	$(GO) build -o bin/sessions-plugin ./examples/sessions
 	$(GO) build -o bin/loadgen ./examples/donations/loadgen
 	$(GO) build -o bin/verify ./examples/donations/verify
 	$(GO) build -o bin/bench ./examples/donations/bench
@@ -78,6 +79,9 @@ demo: deps build ## up with the donations plugin, submit donations, verify every
 vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+check-deploy: ## check deploy/prometheus/alerts.yml and deploy/grafana/corral.json with Prometheus's own parsers (a module of its own)
+	cd deploy/prometheus/rulecheck && $(GO) test -count=1 ./...
 
 proto: ## regenerate the gRPC code (needs protoc, protoc-gen-go, protoc-gen-go-grpc)
 	protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative \

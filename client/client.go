@@ -163,7 +163,9 @@ func (c *Client) onEach(ctx context.Context, ms []discovery.Member, start int, f
 // to the next worker and after a backoff, with the same ids (see
 // RetryConfig); when it had to be sent again, a job found already enqueued
 // is reported as enqueued, not as a duplicate, as the earlier try may have
-// enqueued it.
+// enqueued it. An OpenTelemetry span in ctx goes with the jobs as their
+// traceparent (Job.Traceparent, unless set), so a worker that traces puts
+// their spans in the caller's trace.
 func (c *Client) Submit(ctx context.Context, jobs []*workerpb.Job) ([]*workerpb.SubmitResult, error) {
 	return c.submit(ctx, jobs, c.any)
 }

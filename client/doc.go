@@ -11,4 +11,14 @@
 //		return err
 //	}
 //	c, err := client.New(client.Config{ConsulAddr: "127.0.0.1:8500", TLS: tlsCfg})
+//
+// Besides jobs (Submit, Call, Results, Cancel), it pages through an entity
+// type's keys (ListEntities), deletes an entity's state in order with its
+// key's jobs (DeleteEntity, admin role) and runs a broadcast handler on
+// every member of a group (Broadcast):
+//
+//	resp, err := c.Broadcast(ctx, "cache", "cache.invalidate", []byte(`{"prefix":"price:"}`), "inv-42", 0)
+//	for _, m := range resp.GetMembers() {
+//		fmt.Println(m.Member, m.Outcome, string(m.Result), m.Error)
+//	}
 package client

@@ -10,6 +10,7 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/internal/peer"
+	"github.com/corralhq/corral/internal/tracing"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -118,7 +119,7 @@ func (c *Client) retrying(ctx context.Context, op func(ctx context.Context) erro
 // submit names the jobs that have no id, then sends them through send,
 // again and again while no worker can take them.
 func (c *Client) submit(ctx context.Context, jobs []*workerpb.Job, send func(context.Context, func(context.Context, workerpb.WorkerClient) error) error) ([]*workerpb.SubmitResult, error) {
-	jobs = withIDs(jobs)
+	jobs = withTrace(withIDs(jobs), tracing.FromContext(ctx))
 	req := &workerpb.SubmitRequest{Jobs: jobs}
 	var out []*workerpb.SubmitResult
 	tries := 0
@@ -160,6 +161,31 @@ func withIDs(jobs []*workerpb.Job) []*workerpb.Job {
 		}
 		j = proto.Clone(j).(*workerpb.Job)
 		j.Id = NewJobID()
+		out[i] = j
+	}
+	if out == nil {
+		return jobs
+	}
+	return out
+}
+
+// withTrace has the jobs without a traceparent carry tp, the caller's
+// span: a traced worker then puts the jobs' spans in the caller's trace.
+// Without a span in the caller's context (tp ""), jobs go as they are.
+func withTrace(jobs []*workerpb.Job, tp string) []*workerpb.Job {
+	if tp == "" {
+		return jobs
+	}
+	var out []*workerpb.Job
+	for i, j := range jobs {
+		if j.Traceparent != "" {
+			continue
+		}
+		if out == nil {
+			out = append([]*workerpb.Job(nil), jobs...)
+		}
+		j = proto.Clone(j).(*workerpb.Job)
+		j.Traceparent = tp
 		out[i] = j
 	}
 	if out == nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/pki"
@@ -46,7 +47,7 @@ func flowPlugin(t *testing.T, c *cluster) string {
 // flowCluster starts n workers running the flow plugin, which measures
 // itself in the cluster's Redis.
 func flowCluster(t *testing.T, n int, flags ...string) (*cluster, *redis.Client) {
-	c := newCluster(t, flags...)
+	c := newCluster(t, append([]string{"--metrics", "127.0.0.1:0"}, flags...)...)
 	plugin := flowPlugin(t, c)
 	for i := 1; i <= n; i++ {
 		c.launch(fmt.Sprintf("w%d", i), workerRun{plugin: plugin, env: []string{"FLOWTEST_REDIS=" + c.redis.Addr}})
@@ -109,6 +110,32 @@ func submitJobs(t *testing.T, c *cluster, jobs []*workerpb.Job) {
 	}
 }
 
+// waitFlowInForce waits until each of n healthy workers says on its
+// /metrics that it applies the flow control of handler at value.
+func waitFlowInForce(t *testing.T, c *cluster, n int, handler, control string, value float64) {
+	t.Helper()
+	series := fmt.Sprintf(`corral_flow_in_force{control=%q,handler=%q}`, control, handler)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		entries, _, err := c.consul.Client(t).Health().Service(discovery.DefaultService, "", true, nil)
+		if err != nil {
+			return err
+		}
+		if len(entries) < n {
+			return fmt.Errorf("%d healthy workers of %d", len(entries), n)
+		}
+		for _, e := range entries {
+			addr := e.Service.Meta["metrics"]
+			if addr == "" {
+				return fmt.Errorf("worker %s publishes no metrics address", e.Service.ID)
+			}
+			if got := scrape(t, addr)[series]; got != value {
+				return fmt.Errorf("worker %s: %s = %v, want %v", e.Service.ID, series, got, value)
+			}
+		}
+		return nil
+	})
+}
+
 func waitCount(t *testing.T, rdb *redis.Client, key string, want int64, within time.Duration) {
 	t.Helper()
 	testenv.Eventually(t, within, func() error {
@@ -130,7 +157,7 @@ func TestFlowConcurrencyLimit(t *testing.T) {
 	if err != nil || !strings.Contains(out, "slow.run: concurrency 2") {
 		t.Fatalf("limit: %q %v", out, err)
 	}
-	time.Sleep(time.Second) // every worker reads the settings within half a second
+	waitFlowInForce(t, c, 3, "slow.run", "concurrency", 2)
 	const slowN, fastN = 40, 400
 	var jobs []*workerpb.Job
 	for i := range slowN {
@@ -181,7 +208,7 @@ func TestFlowRateLimit(t *testing.T) {
 	if out, err := c.coordinator("handler", "limit", "tick.run", "--rate", "100"); err != nil || !strings.Contains(out, "rate 100/s, burst 100") {
 		t.Fatalf("limit: %q %v", out, err)
 	}
-	time.Sleep(time.Second) // workers read the flow settings every 500 ms: two reads; no worker reports which it has read
+	waitFlowInForce(t, c, 2, "tick.run", "rate", 100)
 	const n = 2500
 	var jobs []*workerpb.Job
 	for i := range n {
@@ -219,7 +246,7 @@ func TestFlowPauseResume(t *testing.T) {
 	if out, err := c.coordinator("handler", "pause", "seq.apply"); err != nil || !strings.Contains(out, "seq.apply: paused since") {
 		t.Fatalf("pause: %q %v", out, err)
 	}
-	time.Sleep(time.Second) // workers read the flow settings every 500 ms: two reads; no worker reports which it has read
+	waitFlowInForce(t, c, 2, "seq.apply", "paused", 1)
 	const keysN, perKey = 50, 20
 	var jobs []*workerpb.Job
 	for n := 1; n <= perKey; n++ {
@@ -283,17 +310,17 @@ func TestFlowPauseResume(t *testing.T) {
 	}
 }
 
-// TestFlowBackpressure: a submit --file of 50,000 jobs for a paused
+// TestFlowBackpressure: a submit --file of 500,000 jobs for a paused
 // handler fills each partition to --max-queue-depth and no further while
 // the command backs off; resumed, it completes, and every job is applied
 // once, in per-key order.
 func TestFlowBackpressure(t *testing.T) {
-	const parts, depth, keysN, perKey = 4, 2000, 500, 100
+	const parts, depth, keysN, perKey = 4, 2000, 5000, 100
 	c, rdb := flowCluster(t, 2, "--partitions", strconv.Itoa(parts), "--max-queue-depth", strconv.Itoa(depth))
 	if _, err := c.coordinator("handler", "pause", "seq.apply"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // workers read the flow settings every 500 ms: two reads; no worker reports which it has read
+	waitFlowInForce(t, c, 2, "seq.apply", "paused", 1)
 	file := filepath.Join(c.dir, "jobs.jsonl")
 	f, err := os.Create(file)
 	if err != nil {
@@ -362,7 +389,7 @@ func TestFlowBackpressure(t *testing.T) {
 		if err != nil {
 			t.Fatalf("submit --file: %v\n%s\n%s", err, out.String(), errb.String())
 		}
-	case <-time.After(3 * time.Minute):
+	case <-time.After(8 * time.Minute):
 		t.Fatalf("submit --file did not finish after the resume:\n%s", errb.String())
 	}
 	if !strings.Contains(out.String(), fmt.Sprintf("submitted %d,", keysN*perKey)) {
@@ -376,7 +403,7 @@ func TestFlowBackpressure(t *testing.T) {
 	for k := range keysN {
 		all = append(all, fmt.Sprintf("k%d", k))
 	}
-	testenv.Eventually(t, 3*time.Minute, func() error {
+	testenv.Eventually(t, 6*time.Minute, func() error {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		states, err := cl.State(sctx, "seq", all...)
@@ -416,7 +443,7 @@ func usedMemory(info string) string {
 // credits paused until some partitions are full, ends with every total
 // right and no command refused by Redis.
 func TestFlowUnderRedisACL(t *testing.T) {
-	lc := newLockedCluster(t, "--partitions", "4", "--max-queue-depth", "300")
+	lc := newLockedCluster(t, "--partitions", "4", "--max-queue-depth", "300", "--metrics", "127.0.0.1:0")
 	c := lc.cluster
 	admin := c.redis.Client(t)
 	t.Cleanup(func() {
@@ -434,7 +461,8 @@ func TestFlowUnderRedisACL(t *testing.T) {
 			t.Fatalf("%v: %v (%s)", args, err, out)
 		}
 	}
-	time.Sleep(time.Second) // workers read the flow settings every 500 ms: two reads; no worker reports which it has read
+	waitFlowInForce(t, c, 2, "donor.donate", "concurrency", 2)
+	waitFlowInForce(t, c, 2, "campaign.credit", "paused", 1)
 	cl := c.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

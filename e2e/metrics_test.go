@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/testenv"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 // TestMetricsMoveAsJobsCommit finds a worker's /metrics address in its
@@ -79,6 +81,33 @@ func TestMetricsMoveAsJobsCommit(t *testing.T) {
 	}
 	if after["corral_commits_fenced_total"] != 0 || after["corral_partition_moves_total"] < 64 {
 		t.Errorf("fenced %v, moves %v: want 0 and ≥64", after["corral_commits_fenced_total"], after["corral_partition_moves_total"])
+	}
+	if k := `corral_submit_to_commit_seconds_count{handler="donor.donate"}`; after[k]-before[k] != n {
+		t.Errorf("%s moved by %v, want %d", k, after[k]-before[k], n)
+	}
+	for _, k := range []string{"corral_dead_letters", "corral_relay_backlog_entries", "corral_relay_lag_seconds"} {
+		if v, ok := after[k]; !ok || v != 0 {
+			t.Errorf("%s = %v (present %v) after every job committed, want 0", k, v, ok)
+		}
+	}
+	// One worker owns every key: a call runs directly.
+	if _, err := cl.Call(ctx, &workerpb.Job{Handler: "donor.donate", Key: "metrics-caller", Payload: []byte(`{"amount_cents":1,"campaign":"c0"}`)}); err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	calls := scrape(t, addr)
+	if k := `corral_calls_total{path="direct"}`; calls[k]-after[k] != 1 || calls[`corral_call_seconds_count{path="direct"}`] < 1 {
+		t.Errorf("%s moved by %v after one call, want 1", k, calls[k]-after[k])
+	}
+	// The names and labels follow Prometheus's conventions, as promtool
+	// check metrics says them.
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.New(resp.Body).Lint()
+	resp.Body.Close()
+	if err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", problems, err)
 	}
 	if after["corral_lease_remaining_seconds"] <= 0 {
 		t.Errorf("corral_lease_remaining_seconds = %v, want > 0 on a healthy worker", after["corral_lease_remaining_seconds"])

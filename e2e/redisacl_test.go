@@ -145,7 +145,7 @@ func checkNoACLDenials(t *testing.T, admin redis.Cmdable) {
 func TestRedisLeastPrivilege(t *testing.T) {
 	lc := newLockedCluster(t, "--audit", "--retry-backoff", "20ms", "--retry-backoff-max", "100ms")
 	c := lc.cluster
-	c.flags = append(c.flags, "--plugin", chaosPlugin(t, c))
+	c.flags = append(c.flags, "--plugin", chaosPlugin(t, c), "--plugin", sessionsPlugin(t, c))
 	admin := c.redis.Client(t)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -271,6 +271,24 @@ func TestRedisLeastPrivilege(t *testing.T) {
 	waitState(t, c, "account", "acl-held", &held, func() bool { return held.Count == 1 })
 	if held.TotalCents != 20 || held.OutOfOrder != 0 {
 		t.Errorf("account acl-held = %+v, want only its second job, in order", held)
+	}
+	// Entities and broadcasts: a listing, a fenced delete, a state with a
+	// TTL and a broadcast, under the worker's user.
+	if out, err := c.coordinator("entities", "list", "donor", "--limit", "5"); err != nil || len(strings.Fields(out)) != 5 {
+		t.Fatalf("entities list donor --limit 5: %q %v", out, err)
+	}
+	if out, err := c.coordinator("entities", "delete", "donor", "acl-caller-5"); err != nil {
+		t.Fatalf("entities delete: %q %v", out, err)
+	}
+	if out, err := c.coordinator("submit", "--handler", "session.visit", "--key", "acl-session", "--id", "acl-visit-1",
+		"--payload", `{"page":"/"}`); err != nil {
+		t.Fatalf("submit of a TTL'd entity's job: %q %v", out, err)
+	}
+	if out, err := c.coordinator("result", "--wait", "20s", "acl-visit-1"); err != nil {
+		t.Fatalf("result of the TTL'd entity's job: %q %v", out, err)
+	}
+	if out, err := c.coordinator("broadcast", "--handler", "cache.invalidate", "--payload", `{"prefix":"x"}`, "--id", "acl-bc-1"); err != nil {
+		t.Fatalf("broadcast: %q %v", out, err)
 	}
 	t.Logf("least-privilege run: %s", rep)
 	checkNoACLDenials(t, admin)

@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/testenv"
 	"github.com/redis/go-redis/v9"
@@ -28,7 +30,8 @@ func TestRedisCluster(t *testing.T) {
 	rc := testenv.StartRedisCluster(t, testenv.RedisClusterOptions{ACLFile: redisACLFile(t, root, workerPass, adminPass),
 		Username: redisAdminUser, Password: adminPass})
 	c := newCluster(t, "--redis", strings.Join(rc.Addrs, ","), "--audit", "--redis-username", redisWorkerUser)
-	c.env = []string{"CORRAL_REDIS_PASSWORD=" + workerPass}
+	c.env = []string{"CORRAL_REDIS_PASSWORD=" + workerPass, "CORRAL_SESSION_TTL=1s"}
+	c.flags = append(c.flags, "--plugin", sessionsPlugin(t, c))
 	c.start("w1")
 	c.start("w2")
 
@@ -64,6 +67,31 @@ func TestRedisCluster(t *testing.T) {
 		TotalCents int64 `json:"total_cents"`
 	}
 	waitState(t, c, "donor", "after-drain", &donor, func() bool { return donor.TotalCents == 300 })
+
+	// Entities: a listing, a delete, and states with a TTL whose expired
+	// keys later commits drop from their partitions' indexes.
+	if out, err := c.coordinator("entities", "list", "donor"); err != nil || len(strings.Fields(out)) < 60 {
+		t.Errorf("entities list donor on Redis Cluster: %v (%d keys)", err, len(strings.Fields(out)))
+	}
+	if out, err := c.coordinator("entities", "delete", "donor", "after-drain"); err != nil {
+		t.Errorf("entities delete on Redis Cluster: %v (%s)", err, out)
+	}
+	visit := func(prefix string, n int) {
+		var vs []*workerpb.Job
+		for i := range n {
+			vs = append(vs, &workerpb.Job{Id: fmt.Sprintf("%s-v%d", prefix, i), Handler: "session.visit", Key: fmt.Sprintf("%s-%d", prefix, i), Payload: []byte(`{"page":"/"}`)})
+		}
+		submitWithRetry(ctx, t, cl, vs)
+		if _, err := cl.Results(ctx, 20*time.Second, vs[len(vs)-1].Id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	visit("brief", 20)
+	time.Sleep(1500 * time.Millisecond)
+	visit("later", 200)
+	if out, err := c.coordinator("entities", "list", "session"); err != nil || strings.Contains(out, "brief-") {
+		t.Errorf("entities list session after the TTL: %v\n%s", err, out)
+	}
 
 	// Every master holds part of the keyspace, so the run crossed nodes.
 	var sizes []int64

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,8 +61,42 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		return nil
 	})
+	// Each owner has a color of its own, the same on each of its cells.
+	colors, err := chromedp.Run(browser, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#map .cell')).map(c => c.dataset.owner + '=' + c.style.background)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	colorOf, ownerOf := map[string]string{}, map[string]string{}
+	for _, oc := range colors {
+		o, col, _ := strings.Cut(oc, "=")
+		if prev, ok := colorOf[o]; ok && prev != col {
+			t.Errorf("owner %s drawn in %s and %s", o, prev, col)
+		}
+		if prev, ok := ownerOf[col]; ok && prev != o {
+			t.Errorf("owners %s and %s drawn in the same color %s", prev, o, col)
+		}
+		colorOf[o], ownerOf[col] = col, o
+	}
+	// ... and one that an eye tells apart from the others'.
+	for a, ca := range colorOf {
+		for b, cb := range colorOf {
+			if a < b {
+				if d := rgbDistance(t, ca, cb); d < 80 {
+					t.Errorf("owners %s (%s) and %s (%s) are drawn in colors %.0f apart in RGB, too close to tell", a, ca, b, cb, d)
+				}
+			}
+		}
+	}
 	if members, err := chromedp.Run(browser, chromedp.Evaluate[int](`document.querySelectorAll('#members tbody tr').length`)); err != nil || members != 3 {
 		t.Errorf("members table has %d rows (err %v), want 3", members, err)
+	}
+	// With TLS on, the page cannot tell an admin: replay and purge are off,
+	// and the worker refuses them.
+	if off, err := chromedp.Run(browser, chromedp.Evaluate[bool](`fetch('api/config').then(r => r.json()).then(c => !c.actions && c.actions_off.includes('admin'))`, chromedp.EvalAwaitPromise)); err != nil || !off {
+		t.Errorf("a TLS cluster's dashboard offers replay and purge (err %v)", err)
+	}
+	if code, err := chromedp.Run(browser, chromedp.Evaluate[int](`fetch('api/dead/purge', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-Corral-Action': 'purge'}, body: '{"ids":["x"]}'}).then(r => r.status)`, chromedp.EvalAwaitPromise)); err != nil || code != 403 {
+		t.Errorf("a purge on a TLS cluster's dashboard answered %d (err %v), want 403", code, err)
 	}
 
 	// The throughput plot rises while donations are submitted.
@@ -143,7 +178,7 @@ func uiURL(t *testing.T, c *cluster, id string) string {
 	}
 	for _, e := range entries {
 		if e.Service.ID == id || strings.HasSuffix(e.Service.ID, id) {
-			if u := e.Service.Meta["ui"]; strings.HasPrefix(u, "http://") && strings.HasSuffix(u, "/ui/") {
+			if u := e.Service.Meta["ui"]; (strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")) && strings.HasSuffix(u, "/ui/") {
 				return u
 			}
 			t.Fatalf("service %s meta %v: no ui URL", e.Service.ID, e.Service.Meta)
@@ -154,7 +189,8 @@ func uiURL(t *testing.T, c *cluster, id string) string {
 }
 
 // newBrowser starts headless Chromium for the test. On failure it saves a
-// screenshot and says where.
+// screenshot and the page's HTML in the test's state folder
+// (failureDir) and says where.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	path := chromiumPath()
@@ -178,25 +214,40 @@ func newBrowser(t *testing.T) context.Context {
 		if !t.Failed() {
 			return
 		}
-		dir := os.Getenv("CORRAL_E2E_ARTIFACTS")
-		if dir == "" {
-			dir, _ = os.MkdirTemp("", "corral-ui-artifacts")
-		}
+		dir := failureDir(t)
 		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 		defer scancel()
-		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(90))
+		if html, err := chromedp.Run(sctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "page.html"), []byte(html), 0o644)
+		}
+		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Logf("no screenshot: %v", err)
 			return
 		}
-		file := filepath.Join(dir, t.Name()+".png")
+		file := filepath.Join(dir, "page.png")
 		if err := os.WriteFile(file, png, 0o644); err != nil {
 			t.Logf("no screenshot: %v", err)
 			return
 		}
-		t.Logf("screenshot of the page at failure: %s", file)
+		t.Logf("screenshot of the page at failure: %s (and page.html beside it)", file)
 	})
 	return ctx
+}
+
+// failureDir is the test's state folder for what a failure leaves to look
+// at: $CORRAL_E2E_ARTIFACTS/TEST, else corral-e2e-state/TEST in the
+// system's temporary folder. Unlike t.TempDir it outlives the test.
+func failureDir(t *testing.T) string {
+	root := os.Getenv("CORRAL_E2E_ARTIFACTS")
+	if root == "" {
+		root = filepath.Join(os.TempDir(), "corral-e2e-state")
+	}
+	dir := filepath.Join(root, strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("no state folder %s: %v", dir, err)
+	}
+	return dir
 }
 
 func chromiumPath() string {
@@ -209,6 +260,19 @@ func chromiumPath() string {
 		}
 	}
 	return ""
+}
+
+// rgbDistance is the Euclidean distance of two CSS colors "rgb(r, g, b)".
+func rgbDistance(t *testing.T, a, b string) float64 {
+	t.Helper()
+	var x, y [3]float64
+	if _, err := fmt.Sscanf(a, "rgb(%f, %f, %f)", &x[0], &x[1], &x[2]); err != nil {
+		t.Fatalf("color %q: %v", a, err)
+	}
+	if _, err := fmt.Sscanf(b, "rgb(%f, %f, %f)", &y[0], &y[1], &y[2]); err != nil {
+		t.Fatalf("color %q: %v", b, err)
+	}
+	return math.Sqrt((x[0]-y[0])*(x[0]-y[0]) + (x[1]-y[1])*(x[1]-y[1]) + (x[2]-y[2])*(x[2]-y[2]))
 }
 
 // pageOwners reads the owner of each cell of the partition map.

@@ -11,7 +11,11 @@ trap 'scripts/cluster.sh down >/dev/null' EXIT
 scripts/cluster.sh down >/dev/null
 scripts/cluster.sh services
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
+# The burn-down, then latency at half its rate (BENCH_FLAGS="-load 0.8"
+# changes the share), then the totals checked.
 bin/bench -n "${BENCH_DONATIONS:-300000}" -start "scripts/cluster.sh workers 3" ${BENCH_FLAGS:-}
+# Calls on an idle cluster: every queue empty first.
+bin/bench -wait-drained
 bin/callbench -n "${BENCH_CALLS:-2000}"
 # Ingest: `coordinator submit --file` of loadgen donations into the bench
 # cluster while its three workers drain them as they come (timed from the
@@ -24,3 +28,6 @@ bin/coordinator submit --quiet --file "$CORRAL_STATE/ingest.jsonl" >/dev/null
 ingest_end=$(date +%s.%N)
 awk -v n="$ingest_n" -v s="$ingest_start" -v e="$ingest_end" \
   'BEGIN { printf "submit --file ingest: %d jobs in %.2fs: %.0f jobs/s\n", n, e - s, n / (e - s) }'
+# The machine's speed again: a figure far from the first one means the
+# machine was busy with something else during the run.
+bin/bench -speed

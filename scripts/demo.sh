@@ -35,6 +35,16 @@ awk -v n="$N" -v s="$start" -v e="$end" 'BEGIN { printf "demo: %d donations subm
 echo "demo: the cluster keeps running: Consul UI at http://$CORRAL_CONSUL_ADDR/ui; 'make down' stops it"
 # Each worker publishes its dashboard in its Consul service meta "ui".
 ui=$(curl -fsS "http://$CORRAL_CONSUL_ADDR/v1/health/service/corral-worker?passing" 2>/dev/null |
-  grep -o '"ui":"[^"]*"' | head -1 | sed 's/"ui":"\(.*\)"/\1/' || true)
+  grep -o '"ui": *"[^"]*"' | head -1 | sed 's/"ui": *"\(.*\)"/\1/' || true)
 [ -n "$ui" ] || ui='(see the "ui" meta of a corral-worker service in Consul)'
 echo "demo: dashboard (partition map, throughput, dead letters) at $ui"
+# A picture of the dashboard, when a headless Chromium is at hand (make deps
+# installs it): the page as it is a few seconds after the demo.
+chrome=$(command -v chromium || command -v chromium-browser || true)
+if [ -n "$chrome" ] && [[ "$ui" == http* ]]; then
+  shot="$CORRAL_STATE/dashboard.png"
+  if timeout 60 "$chrome" --headless=new --no-sandbox --disable-gpu --hide-scrollbars \
+      --window-size=1400,1100 --virtual-time-budget=8000 --screenshot="$shot" "$ui" >/dev/null 2>&1; then
+    echo "demo: dashboard screenshot at $shot"
+  fi
+fi

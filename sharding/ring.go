@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-
-	"github.com/buraksezer/consistent"
-	"github.com/cespare/xxhash/v2"
 )
 
 // Config shapes the ring. Every worker of a cluster must use the same values,
@@ -16,15 +13,15 @@ import (
 type Config struct {
 	// Partitions is P, fixed when the cluster is created.
 	Partitions int
-	// ReplicationFactor is the number of virtual nodes per member.
-	ReplicationFactor int
-	// Load bounds any member's share at Load × the average.
+	// Load bounds any member's share at ⌈Load × P / members⌉ partitions.
+	// Closer to 1 evens the shares out but moves more partitions on a
+	// membership change (docs/scaling.md measures both).
 	Load float64
 }
 
 // DefaultConfig returns the settings Corral ships with.
 func DefaultConfig() Config {
-	return Config{Partitions: DefaultPartitions, ReplicationFactor: 20, Load: 1.25}
+	return Config{Partitions: DefaultPartitions, Load: 1.10}
 }
 
 // Validate explains what is wrong with c.
@@ -33,22 +30,11 @@ func (c Config) Validate() error {
 	if c.Partitions < 1 || c.Partitions > MaxPartitions {
 		errs = append(errs, fmt.Errorf("partitions must be between 1 and %d, got %d", MaxPartitions, c.Partitions))
 	}
-	if c.ReplicationFactor < 1 {
-		errs = append(errs, fmt.Errorf("replication factor must be at least 1, got %d", c.ReplicationFactor))
-	}
 	if c.Load <= 1 || math.IsNaN(c.Load) || math.IsInf(c.Load, 0) {
-		errs = append(errs, fmt.Errorf("load must be a finite number above 1 (1.25 is usual), got %v", c.Load))
+		errs = append(errs, fmt.Errorf("load must be a finite number above 1 (1.10 is usual), got %v", c.Load))
 	}
 	return errors.Join(errs...)
 }
-
-type member string
-
-func (m member) String() string { return string(m) }
-
-type hasher struct{}
-
-func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
 
 // Ring is an immutable placement of partitions on members. Build a new one
 // when membership changes.
@@ -62,6 +48,10 @@ type Ring struct {
 // duplicates do not matter). An empty member list gives a ring where no
 // partition has an owner.
 func NewRing(cfg Config, members []string) (*Ring, error) {
+	return newRing(cfg, members, defaultPlacer)
+}
+
+func newRing(cfg Config, members []string, place placer) (*Ring, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sharding: %w", err)
 	}
@@ -72,21 +62,13 @@ func NewRing(cfg Config, members []string) (*Ring, error) {
 	if len(ids) == 0 {
 		return r, nil
 	}
-	ms := make([]consistent.Member, len(ids))
-	for i, id := range ids {
+	for _, id := range ids {
 		if id == "" {
 			return nil, errors.New("sharding: empty member id")
 		}
-		ms[i] = member(id)
 	}
-	c := consistent.New(ms, consistent.Config{
-		Hasher:            hasher{},
-		PartitionCount:    cfg.Partitions,
-		ReplicationFactor: cfg.ReplicationFactor,
-		Load:              cfg.Load,
-	})
-	for p := range r.owners {
-		r.owners[p] = c.GetPartitionOwner(p).String()
+	for p, m := range place(ids, cfg, r.MaxLoad()) {
+		r.owners[p] = ids[m]
 	}
 	return r, nil
 }
@@ -140,12 +122,14 @@ func (r *Ring) Loads() map[string]int {
 	return loads
 }
 
-// MaxLoad is the bound no member exceeds: ⌈Load × P / M⌉.
+// MaxLoad is the bound no member exceeds: ⌈Load × P / M⌉ (never below
+// ⌈P / M⌉, whatever the float rounding, so every partition has room).
 func (r *Ring) MaxLoad() int {
-	if len(r.members) == 0 {
+	m := len(r.members)
+	if m == 0 {
 		return 0
 	}
-	return int(math.Ceil(r.cfg.Load * float64(r.cfg.Partitions) / float64(len(r.members))))
+	return max(int(math.Ceil(r.cfg.Load*float64(r.cfg.Partitions)/float64(m))), (r.cfg.Partitions+m-1)/m)
 }
 
 // Move is a partition changing owner. From or To is "" when the partition

@@ -160,7 +160,6 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.Partitions = 0 }, "partitions must be between"},
 		{func(c *Config) { c.Partitions = MaxPartitions + 1 }, "partitions must be between"},
-		{func(c *Config) { c.ReplicationFactor = 0 }, "replication factor"},
 		{func(c *Config) { c.Load = 1 }, "load must be"},
 	} {
 		cfg := DefaultConfig()

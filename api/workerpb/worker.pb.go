@@ -95,15 +95,73 @@ func (JobResult_State) EnumDescriptor() ([]byte, []int) {
 	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{20, 0}
 }
 
+type BroadcastMemberResult_Outcome int32
+
+const (
+	BroadcastMemberResult_OUTCOME_UNSPECIFIED BroadcastMemberResult_Outcome = 0
+	BroadcastMemberResult_RAN                 BroadcastMemberResult_Outcome = 1 // ran now
+	BroadcastMemberResult_ALREADY             BroadcastMemberResult_Outcome = 2 // had run under this id before; not run again
+	BroadcastMemberResult_FAILED              BroadcastMemberResult_Outcome = 3 // ran and returned an error, or could not run
+	BroadcastMemberResult_UNREACHABLE         BroadcastMemberResult_Outcome = 4 // no answer within the timeout (dead, cut off, slow)
+)
+
+// Enum value maps for BroadcastMemberResult_Outcome.
+var (
+	BroadcastMemberResult_Outcome_name = map[int32]string{
+		0: "OUTCOME_UNSPECIFIED",
+		1: "RAN",
+		2: "ALREADY",
+		3: "FAILED",
+		4: "UNREACHABLE",
+	}
+	BroadcastMemberResult_Outcome_value = map[string]int32{
+		"OUTCOME_UNSPECIFIED": 0,
+		"RAN":                 1,
+		"ALREADY":             2,
+		"FAILED":              3,
+		"UNREACHABLE":         4,
+	}
+)
+
+func (x BroadcastMemberResult_Outcome) Enum() *BroadcastMemberResult_Outcome {
+	p := new(BroadcastMemberResult_Outcome)
+	*p = x
+	return p
+}
+
+func (x BroadcastMemberResult_Outcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BroadcastMemberResult_Outcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_workerpb_worker_proto_enumTypes[1].Descriptor()
+}
+
+func (BroadcastMemberResult_Outcome) Type() protoreflect.EnumType {
+	return &file_api_workerpb_worker_proto_enumTypes[1]
+}
+
+func (x BroadcastMemberResult_Outcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BroadcastMemberResult_Outcome.Descriptor instead.
+func (BroadcastMemberResult_Outcome) EnumDescriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{58, 0}
+}
+
 type Job struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                         // idempotency key; generated when empty
-	Handler       string                 `protobuf:"bytes,2,opt,name=handler,proto3" json:"handler,omitempty"`                               // "entity.action"
-	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`                                       // entity key; decides the partition
-	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`                               // JSON document
-	NotBeforeMs   int64                  `protobuf:"varint,5,opt,name=not_before_ms,json=notBeforeMs,proto3" json:"not_before_ms,omitempty"` // unix ms; held until then (delayed job); 0 = now
-	MaxAttempts   int32                  `protobuf:"varint,6,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`   // overrides the handler's, within limits; 0 = handler's
-	TimeoutMs     int64                  `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`         // overrides the handler's, within limits; 0 = handler's
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                         // idempotency key; generated when empty
+	Handler     string                 `protobuf:"bytes,2,opt,name=handler,proto3" json:"handler,omitempty"`                               // "entity.action"
+	Key         string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`                                       // entity key; decides the partition
+	Payload     []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`                               // JSON document
+	NotBeforeMs int64                  `protobuf:"varint,5,opt,name=not_before_ms,json=notBeforeMs,proto3" json:"not_before_ms,omitempty"` // unix ms; held until then (delayed job); 0 = now
+	MaxAttempts int32                  `protobuf:"varint,6,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`   // overrides the handler's, within limits; 0 = handler's
+	TimeoutMs   int64                  `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`         // overrides the handler's, within limits; 0 = handler's
+	// W3C traceparent of the submitter's span: the job's spans join its
+	// trace when the worker traces. Empty: a traced worker starts a trace.
+	Traceparent   string `protobuf:"bytes,8,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -185,6 +243,13 @@ func (x *Job) GetTimeoutMs() int64 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *Job) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 type SubmitRequest struct {
@@ -3460,11 +3525,575 @@ func (x *TopicMessage) GetFromMs() int64 {
 	return 0
 }
 
+type ListEntitiesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entity        string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	Prefix        string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"` // only keys starting with it
+	Limit         int32                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`  // keys per page; 0 = 1000
+	After         string                 `protobuf:"bytes,4,opt,name=after,proto3" json:"after,omitempty"`   // the cursor a previous page returned; "" = from the start
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEntitiesRequest) Reset() {
+	*x = ListEntitiesRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEntitiesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEntitiesRequest) ProtoMessage() {}
+
+func (x *ListEntitiesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEntitiesRequest.ProtoReflect.Descriptor instead.
+func (*ListEntitiesRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ListEntitiesRequest) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *ListEntitiesRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListEntitiesRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListEntitiesRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+type EntityKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntityKey) Reset() {
+	*x = EntityKey{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntityKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntityKey) ProtoMessage() {}
+
+func (x *EntityKey) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntityKey.ProtoReflect.Descriptor instead.
+func (*EntityKey) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *EntityKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *EntityKey) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+type ListEntitiesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*EntityKey           `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Next          string                 `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"` // cursor of the next page; "" when the listing is complete
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEntitiesResponse) Reset() {
+	*x = ListEntitiesResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEntitiesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEntitiesResponse) ProtoMessage() {}
+
+func (x *ListEntitiesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEntitiesResponse.ProtoReflect.Descriptor instead.
+func (*ListEntitiesResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ListEntitiesResponse) GetKeys() []*EntityKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ListEntitiesResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+type DeleteEntityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entity        string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`                        // the delete job's id; "" = a generated one
+	WaitMs        int64                  `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"` // how long to wait for the commit; 0 = 10 s
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteEntityRequest) Reset() {
+	*x = DeleteEntityRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEntityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEntityRequest) ProtoMessage() {}
+
+func (x *DeleteEntityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEntityRequest.ProtoReflect.Descriptor instead.
+func (*DeleteEntityRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *DeleteEntityRequest) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *DeleteEntityRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DeleteEntityRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteEntityRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type DeleteEntityResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	State         JobResult_State        `protobuf:"varint,3,opt,name=state,proto3,enum=corral.worker.v1.JobResult_State" json:"state,omitempty"` // DONE once committed; QUEUED if the wait ran out
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteEntityResponse) Reset() {
+	*x = DeleteEntityResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEntityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEntityResponse) ProtoMessage() {}
+
+func (x *DeleteEntityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEntityResponse.ProtoReflect.Descriptor instead.
+func (*DeleteEntityResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *DeleteEntityResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteEntityResponse) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *DeleteEntityResponse) GetState() JobResult_State {
+	if x != nil {
+		return x.State
+	}
+	return JobResult_STATE_UNSPECIFIED
+}
+
+type BroadcastRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"` // "" = every live member
+	Handler       string                 `protobuf:"bytes,2,opt,name=handler,proto3" json:"handler,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Id            string                 `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`                                 // "" = a generated one; the same id runs nowhere twice
+	TimeoutMs     int64                  `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"` // per member; 0 = 10 s
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastRequest) Reset() {
+	*x = BroadcastRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastRequest) ProtoMessage() {}
+
+func (x *BroadcastRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastRequest.ProtoReflect.Descriptor instead.
+func (*BroadcastRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *BroadcastRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *BroadcastRequest) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *BroadcastRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *BroadcastRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BroadcastRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type BroadcastMemberResult struct {
+	state         protoimpl.MessageState        `protogen:"open.v1"`
+	Member        string                        `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Outcome       BroadcastMemberResult_Outcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=corral.worker.v1.BroadcastMemberResult_Outcome" json:"outcome,omitempty"`
+	Result        []byte                        `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	Error         string                        `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	TookMs        int64                         `protobuf:"varint,5,opt,name=took_ms,json=tookMs,proto3" json:"took_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastMemberResult) Reset() {
+	*x = BroadcastMemberResult{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastMemberResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastMemberResult) ProtoMessage() {}
+
+func (x *BroadcastMemberResult) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastMemberResult.ProtoReflect.Descriptor instead.
+func (*BroadcastMemberResult) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *BroadcastMemberResult) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *BroadcastMemberResult) GetOutcome() BroadcastMemberResult_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return BroadcastMemberResult_OUTCOME_UNSPECIFIED
+}
+
+func (x *BroadcastMemberResult) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *BroadcastMemberResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *BroadcastMemberResult) GetTookMs() int64 {
+	if x != nil {
+		return x.TookMs
+	}
+	return 0
+}
+
+type RunBroadcastRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Handler       string                 `protobuf:"bytes,1,opt,name=handler,proto3" json:"handler,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunBroadcastRequest) Reset() {
+	*x = RunBroadcastRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunBroadcastRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunBroadcastRequest) ProtoMessage() {}
+
+func (x *RunBroadcastRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunBroadcastRequest.ProtoReflect.Descriptor instead.
+func (*RunBroadcastRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *RunBroadcastRequest) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *RunBroadcastRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *RunBroadcastRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type BroadcastResponse struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Id            string                   `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Members       []*BroadcastMemberResult `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastResponse) Reset() {
+	*x = BroadcastResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastResponse) ProtoMessage() {}
+
+func (x *BroadcastResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastResponse.ProtoReflect.Descriptor instead.
+func (*BroadcastResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *BroadcastResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BroadcastResponse) GetMembers() []*BroadcastMemberResult {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x19api/workerpb/worker.proto\x12\x10corral.worker.v1\"\xc1\x01\n" +
+	"\x19api/workerpb/worker.proto\x12\x10corral.worker.v1\"\xe3\x01\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x10\n" +
@@ -3473,7 +4102,8 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\rnot_before_ms\x18\x05 \x01(\x03R\vnotBeforeMs\x12!\n" +
 	"\fmax_attempts\x18\x06 \x01(\x05R\vmaxAttempts\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\":\n" +
+	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\x12 \n" +
+	"\vtraceparent\x18\b \x01(\tR\vtraceparent\":\n" +
 	"\rSubmitRequest\x12)\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x15.corral.worker.v1.JobR\x04jobs\"\xa9\x01\n" +
 	"\fSubmitResult\x12\x0e\n" +
@@ -3738,7 +4368,54 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x02id\x18\x03 \x01(\tR\x02id\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\fR\amessage\x12\x15\n" +
 	"\x06job_id\x18\x05 \x01(\tR\x05jobId\x12\x17\n" +
-	"\afrom_ms\x18\x06 \x01(\x03R\x06fromMs2\x87\x10\n" +
+	"\afrom_ms\x18\x06 \x01(\x03R\x06fromMs\"q\n" +
+	"\x13ListEntitiesRequest\x12\x16\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x14\n" +
+	"\x05after\x18\x04 \x01(\tR\x05after\";\n" +
+	"\tEntityKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\"[\n" +
+	"\x14ListEntitiesResponse\x12/\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1b.corral.worker.v1.EntityKeyR\x04keys\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"h\n" +
+	"\x13DeleteEntityRequest\x12\x16\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x17\n" +
+	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\"}\n" +
+	"\x14DeleteEntityResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x127\n" +
+	"\x05state\x18\x03 \x01(\x0e2!.corral.worker.v1.JobResult.StateR\x05state\"\x8b\x01\n" +
+	"\x10BroadcastRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
+	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x05 \x01(\x03R\ttimeoutMs\"\x98\x02\n" +
+	"\x15BroadcastMemberResult\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12I\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2/.corral.worker.v1.BroadcastMemberResult.OutcomeR\aoutcome\x12\x16\n" +
+	"\x06result\x18\x03 \x01(\fR\x06result\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x17\n" +
+	"\atook_ms\x18\x05 \x01(\x03R\x06tookMs\"U\n" +
+	"\aOutcome\x12\x17\n" +
+	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\a\n" +
+	"\x03RAN\x10\x01\x12\v\n" +
+	"\aALREADY\x10\x02\x12\n" +
+	"\n" +
+	"\x06FAILED\x10\x03\x12\x0f\n" +
+	"\vUNREACHABLE\x10\x04\"Y\n" +
+	"\x13RunBroadcastRequest\x12\x18\n" +
+	"\ahandler\x18\x01 \x01(\tR\ahandler\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\"f\n" +
+	"\x11BroadcastResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12A\n" +
+	"\amembers\x18\x02 \x03(\v2'.corral.worker.v1.BroadcastMemberResultR\amembers2\xfb\x12\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -3764,7 +4441,11 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\rResumeHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12S\n" +
 	"\fLimitHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12]\n" +
 	"\fHandlerFlows\x12%.corral.worker.v1.HandlerFlowsRequest\x1a&.corral.worker.v1.HandlerFlowsResponse\x12Q\n" +
-	"\tSubscribe\x12\".corral.worker.v1.SubscribeRequest\x1a\x1e.corral.worker.v1.TopicMessage0\x01B)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
+	"\tSubscribe\x12\".corral.worker.v1.SubscribeRequest\x1a\x1e.corral.worker.v1.TopicMessage0\x01\x12]\n" +
+	"\fListEntities\x12%.corral.worker.v1.ListEntitiesRequest\x1a&.corral.worker.v1.ListEntitiesResponse\x12]\n" +
+	"\fDeleteEntity\x12%.corral.worker.v1.DeleteEntityRequest\x1a&.corral.worker.v1.DeleteEntityResponse\x12T\n" +
+	"\tBroadcast\x12\".corral.worker.v1.BroadcastRequest\x1a#.corral.worker.v1.BroadcastResponse\x12^\n" +
+	"\fRunBroadcast\x12%.corral.worker.v1.RunBroadcastRequest\x1a'.corral.worker.v1.BroadcastMemberResultB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
 
 var (
 	file_api_workerpb_worker_proto_rawDescOnce sync.Once
@@ -3778,145 +4459,167 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 	return file_api_workerpb_worker_proto_rawDescData
 }
 
-var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_api_workerpb_worker_proto_goTypes = []any{
-	(JobResult_State)(0),            // 0: corral.worker.v1.JobResult.State
-	(*Job)(nil),                     // 1: corral.worker.v1.Job
-	(*SubmitRequest)(nil),           // 2: corral.worker.v1.SubmitRequest
-	(*SubmitResult)(nil),            // 3: corral.worker.v1.SubmitResult
-	(*SubmitResponse)(nil),          // 4: corral.worker.v1.SubmitResponse
-	(*GetStateRequest)(nil),         // 5: corral.worker.v1.GetStateRequest
-	(*EntityState)(nil),             // 6: corral.worker.v1.EntityState
-	(*GetStateResponse)(nil),        // 7: corral.worker.v1.GetStateResponse
-	(*StatusRequest)(nil),           // 8: corral.worker.v1.StatusRequest
-	(*PartitionStatus)(nil),         // 9: corral.worker.v1.PartitionStatus
-	(*MemberStatus)(nil),            // 10: corral.worker.v1.MemberStatus
-	(*PluginInfo)(nil),              // 11: corral.worker.v1.PluginInfo
-	(*StatusResponse)(nil),          // 12: corral.worker.v1.StatusResponse
-	(*CallRequest)(nil),             // 13: corral.worker.v1.CallRequest
-	(*CallResponse)(nil),            // 14: corral.worker.v1.CallResponse
-	(*DrainRequest)(nil),            // 15: corral.worker.v1.DrainRequest
-	(*DrainResponse)(nil),           // 16: corral.worker.v1.DrainResponse
-	(*LocateRequest)(nil),           // 17: corral.worker.v1.LocateRequest
-	(*Location)(nil),                // 18: corral.worker.v1.Location
-	(*LocateResponse)(nil),          // 19: corral.worker.v1.LocateResponse
-	(*GetResultRequest)(nil),        // 20: corral.worker.v1.GetResultRequest
-	(*JobResult)(nil),               // 21: corral.worker.v1.JobResult
-	(*GetResultResponse)(nil),       // 22: corral.worker.v1.GetResultResponse
-	(*ListDeadLettersRequest)(nil),  // 23: corral.worker.v1.ListDeadLettersRequest
-	(*DeadLetter)(nil),              // 24: corral.worker.v1.DeadLetter
-	(*ListDeadLettersResponse)(nil), // 25: corral.worker.v1.ListDeadLettersResponse
-	(*DeadLetterIDs)(nil),           // 26: corral.worker.v1.DeadLetterIDs
-	(*DeadLetterCount)(nil),         // 27: corral.worker.v1.DeadLetterCount
-	(*ReloadPluginsRequest)(nil),    // 28: corral.worker.v1.ReloadPluginsRequest
-	(*ReloadPluginsResponse)(nil),   // 29: corral.worker.v1.ReloadPluginsResponse
-	(*PluginChange)(nil),            // 30: corral.worker.v1.PluginChange
-	(*ListJobsRequest)(nil),         // 31: corral.worker.v1.ListJobsRequest
-	(*JobInfo)(nil),                 // 32: corral.worker.v1.JobInfo
-	(*ListJobsResponse)(nil),        // 33: corral.worker.v1.ListJobsResponse
-	(*GetJobsRequest)(nil),          // 34: corral.worker.v1.GetJobsRequest
-	(*GetJobsResponse)(nil),         // 35: corral.worker.v1.GetJobsResponse
-	(*CancelJobsRequest)(nil),       // 36: corral.worker.v1.CancelJobsRequest
-	(*CancelResult)(nil),            // 37: corral.worker.v1.CancelResult
-	(*CancelJobsResponse)(nil),      // 38: corral.worker.v1.CancelJobsResponse
-	(*Schedule)(nil),                // 39: corral.worker.v1.Schedule
-	(*AddScheduleRequest)(nil),      // 40: corral.worker.v1.AddScheduleRequest
-	(*AddScheduleResponse)(nil),     // 41: corral.worker.v1.AddScheduleResponse
-	(*ListSchedulesRequest)(nil),    // 42: corral.worker.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),   // 43: corral.worker.v1.ListSchedulesResponse
-	(*ScheduleName)(nil),            // 44: corral.worker.v1.ScheduleName
-	(*DeleteScheduleResponse)(nil),  // 45: corral.worker.v1.DeleteScheduleResponse
-	(*HandlerFlowRequest)(nil),      // 46: corral.worker.v1.HandlerFlowRequest
-	(*HandlerFlow)(nil),             // 47: corral.worker.v1.HandlerFlow
-	(*HandlerFlowsRequest)(nil),     // 48: corral.worker.v1.HandlerFlowsRequest
-	(*HandlerFlowsResponse)(nil),    // 49: corral.worker.v1.HandlerFlowsResponse
-	(*SubscribeRequest)(nil),        // 50: corral.worker.v1.SubscribeRequest
-	(*TopicPosition)(nil),           // 51: corral.worker.v1.TopicPosition
-	(*TopicMessage)(nil),            // 52: corral.worker.v1.TopicMessage
-	nil,                             // 53: corral.worker.v1.MemberStatus.BreakersEntry
+	(JobResult_State)(0),               // 0: corral.worker.v1.JobResult.State
+	(BroadcastMemberResult_Outcome)(0), // 1: corral.worker.v1.BroadcastMemberResult.Outcome
+	(*Job)(nil),                        // 2: corral.worker.v1.Job
+	(*SubmitRequest)(nil),              // 3: corral.worker.v1.SubmitRequest
+	(*SubmitResult)(nil),               // 4: corral.worker.v1.SubmitResult
+	(*SubmitResponse)(nil),             // 5: corral.worker.v1.SubmitResponse
+	(*GetStateRequest)(nil),            // 6: corral.worker.v1.GetStateRequest
+	(*EntityState)(nil),                // 7: corral.worker.v1.EntityState
+	(*GetStateResponse)(nil),           // 8: corral.worker.v1.GetStateResponse
+	(*StatusRequest)(nil),              // 9: corral.worker.v1.StatusRequest
+	(*PartitionStatus)(nil),            // 10: corral.worker.v1.PartitionStatus
+	(*MemberStatus)(nil),               // 11: corral.worker.v1.MemberStatus
+	(*PluginInfo)(nil),                 // 12: corral.worker.v1.PluginInfo
+	(*StatusResponse)(nil),             // 13: corral.worker.v1.StatusResponse
+	(*CallRequest)(nil),                // 14: corral.worker.v1.CallRequest
+	(*CallResponse)(nil),               // 15: corral.worker.v1.CallResponse
+	(*DrainRequest)(nil),               // 16: corral.worker.v1.DrainRequest
+	(*DrainResponse)(nil),              // 17: corral.worker.v1.DrainResponse
+	(*LocateRequest)(nil),              // 18: corral.worker.v1.LocateRequest
+	(*Location)(nil),                   // 19: corral.worker.v1.Location
+	(*LocateResponse)(nil),             // 20: corral.worker.v1.LocateResponse
+	(*GetResultRequest)(nil),           // 21: corral.worker.v1.GetResultRequest
+	(*JobResult)(nil),                  // 22: corral.worker.v1.JobResult
+	(*GetResultResponse)(nil),          // 23: corral.worker.v1.GetResultResponse
+	(*ListDeadLettersRequest)(nil),     // 24: corral.worker.v1.ListDeadLettersRequest
+	(*DeadLetter)(nil),                 // 25: corral.worker.v1.DeadLetter
+	(*ListDeadLettersResponse)(nil),    // 26: corral.worker.v1.ListDeadLettersResponse
+	(*DeadLetterIDs)(nil),              // 27: corral.worker.v1.DeadLetterIDs
+	(*DeadLetterCount)(nil),            // 28: corral.worker.v1.DeadLetterCount
+	(*ReloadPluginsRequest)(nil),       // 29: corral.worker.v1.ReloadPluginsRequest
+	(*ReloadPluginsResponse)(nil),      // 30: corral.worker.v1.ReloadPluginsResponse
+	(*PluginChange)(nil),               // 31: corral.worker.v1.PluginChange
+	(*ListJobsRequest)(nil),            // 32: corral.worker.v1.ListJobsRequest
+	(*JobInfo)(nil),                    // 33: corral.worker.v1.JobInfo
+	(*ListJobsResponse)(nil),           // 34: corral.worker.v1.ListJobsResponse
+	(*GetJobsRequest)(nil),             // 35: corral.worker.v1.GetJobsRequest
+	(*GetJobsResponse)(nil),            // 36: corral.worker.v1.GetJobsResponse
+	(*CancelJobsRequest)(nil),          // 37: corral.worker.v1.CancelJobsRequest
+	(*CancelResult)(nil),               // 38: corral.worker.v1.CancelResult
+	(*CancelJobsResponse)(nil),         // 39: corral.worker.v1.CancelJobsResponse
+	(*Schedule)(nil),                   // 40: corral.worker.v1.Schedule
+	(*AddScheduleRequest)(nil),         // 41: corral.worker.v1.AddScheduleRequest
+	(*AddScheduleResponse)(nil),        // 42: corral.worker.v1.AddScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 43: corral.worker.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 44: corral.worker.v1.ListSchedulesResponse
+	(*ScheduleName)(nil),               // 45: corral.worker.v1.ScheduleName
+	(*DeleteScheduleResponse)(nil),     // 46: corral.worker.v1.DeleteScheduleResponse
+	(*HandlerFlowRequest)(nil),         // 47: corral.worker.v1.HandlerFlowRequest
+	(*HandlerFlow)(nil),                // 48: corral.worker.v1.HandlerFlow
+	(*HandlerFlowsRequest)(nil),        // 49: corral.worker.v1.HandlerFlowsRequest
+	(*HandlerFlowsResponse)(nil),       // 50: corral.worker.v1.HandlerFlowsResponse
+	(*SubscribeRequest)(nil),           // 51: corral.worker.v1.SubscribeRequest
+	(*TopicPosition)(nil),              // 52: corral.worker.v1.TopicPosition
+	(*TopicMessage)(nil),               // 53: corral.worker.v1.TopicMessage
+	(*ListEntitiesRequest)(nil),        // 54: corral.worker.v1.ListEntitiesRequest
+	(*EntityKey)(nil),                  // 55: corral.worker.v1.EntityKey
+	(*ListEntitiesResponse)(nil),       // 56: corral.worker.v1.ListEntitiesResponse
+	(*DeleteEntityRequest)(nil),        // 57: corral.worker.v1.DeleteEntityRequest
+	(*DeleteEntityResponse)(nil),       // 58: corral.worker.v1.DeleteEntityResponse
+	(*BroadcastRequest)(nil),           // 59: corral.worker.v1.BroadcastRequest
+	(*BroadcastMemberResult)(nil),      // 60: corral.worker.v1.BroadcastMemberResult
+	(*RunBroadcastRequest)(nil),        // 61: corral.worker.v1.RunBroadcastRequest
+	(*BroadcastResponse)(nil),          // 62: corral.worker.v1.BroadcastResponse
+	nil,                                // 63: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
-	1,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
+	2,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
 	0,  // 1: corral.worker.v1.SubmitResult.state:type_name -> corral.worker.v1.JobResult.State
-	3,  // 2: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
-	6,  // 3: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
-	9,  // 4: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	53, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
-	11, // 6: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
-	10, // 7: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
-	52, // 8: corral.worker.v1.StatusResponse.recent_events:type_name -> corral.worker.v1.TopicMessage
-	1,  // 9: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
-	21, // 10: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
-	18, // 11: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
+	4,  // 2: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
+	7,  // 3: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
+	10, // 4: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
+	63, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	12, // 6: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
+	11, // 7: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
+	53, // 8: corral.worker.v1.StatusResponse.recent_events:type_name -> corral.worker.v1.TopicMessage
+	2,  // 9: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
+	22, // 10: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
+	19, // 11: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
 	0,  // 12: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
-	21, // 13: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
-	24, // 14: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
-	30, // 15: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
+	22, // 13: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
+	25, // 14: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
+	31, // 15: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
 	0,  // 16: corral.worker.v1.ListJobsRequest.state:type_name -> corral.worker.v1.JobResult.State
 	0,  // 17: corral.worker.v1.JobInfo.state:type_name -> corral.worker.v1.JobResult.State
-	32, // 18: corral.worker.v1.ListJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
-	32, // 19: corral.worker.v1.GetJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
+	33, // 18: corral.worker.v1.ListJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
+	33, // 19: corral.worker.v1.GetJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
 	0,  // 20: corral.worker.v1.CancelResult.state:type_name -> corral.worker.v1.JobResult.State
-	37, // 21: corral.worker.v1.CancelJobsResponse.results:type_name -> corral.worker.v1.CancelResult
-	39, // 22: corral.worker.v1.AddScheduleRequest.schedule:type_name -> corral.worker.v1.Schedule
-	39, // 23: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
-	39, // 24: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
-	47, // 25: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
-	51, // 26: corral.worker.v1.SubscribeRequest.positions:type_name -> corral.worker.v1.TopicPosition
-	2,  // 27: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	5,  // 28: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	8,  // 29: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	13, // 30: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	15, // 31: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	17, // 32: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	20, // 33: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	23, // 34: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	26, // 35: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	26, // 36: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	28, // 37: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	31, // 38: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
-	34, // 39: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
-	36, // 40: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
-	40, // 41: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
-	42, // 42: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
-	44, // 43: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
-	44, // 44: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
-	44, // 45: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
-	46, // 46: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	46, // 47: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	46, // 48: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	48, // 49: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
-	50, // 50: corral.worker.v1.Worker.Subscribe:input_type -> corral.worker.v1.SubscribeRequest
-	4,  // 51: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	7,  // 52: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	12, // 53: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	14, // 54: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	16, // 55: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	19, // 56: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	22, // 57: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	25, // 58: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	27, // 59: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	27, // 60: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	29, // 61: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	33, // 62: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
-	35, // 63: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
-	38, // 64: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
-	41, // 65: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
-	43, // 66: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
-	39, // 67: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
-	39, // 68: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
-	45, // 69: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
-	47, // 70: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
-	47, // 71: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
-	47, // 72: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
-	49, // 73: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
-	52, // 74: corral.worker.v1.Worker.Subscribe:output_type -> corral.worker.v1.TopicMessage
-	51, // [51:75] is the sub-list for method output_type
-	27, // [27:51] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	38, // 21: corral.worker.v1.CancelJobsResponse.results:type_name -> corral.worker.v1.CancelResult
+	40, // 22: corral.worker.v1.AddScheduleRequest.schedule:type_name -> corral.worker.v1.Schedule
+	40, // 23: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
+	40, // 24: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
+	48, // 25: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
+	52, // 26: corral.worker.v1.SubscribeRequest.positions:type_name -> corral.worker.v1.TopicPosition
+	55, // 27: corral.worker.v1.ListEntitiesResponse.keys:type_name -> corral.worker.v1.EntityKey
+	0,  // 28: corral.worker.v1.DeleteEntityResponse.state:type_name -> corral.worker.v1.JobResult.State
+	1,  // 29: corral.worker.v1.BroadcastMemberResult.outcome:type_name -> corral.worker.v1.BroadcastMemberResult.Outcome
+	60, // 30: corral.worker.v1.BroadcastResponse.members:type_name -> corral.worker.v1.BroadcastMemberResult
+	3,  // 31: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	6,  // 32: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	9,  // 33: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	14, // 34: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	16, // 35: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	18, // 36: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	21, // 37: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	24, // 38: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	27, // 39: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	27, // 40: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	29, // 41: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	32, // 42: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
+	35, // 43: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
+	37, // 44: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
+	41, // 45: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
+	43, // 46: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
+	45, // 47: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
+	45, // 48: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
+	45, // 49: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
+	47, // 50: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	47, // 51: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	47, // 52: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	49, // 53: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
+	51, // 54: corral.worker.v1.Worker.Subscribe:input_type -> corral.worker.v1.SubscribeRequest
+	54, // 55: corral.worker.v1.Worker.ListEntities:input_type -> corral.worker.v1.ListEntitiesRequest
+	57, // 56: corral.worker.v1.Worker.DeleteEntity:input_type -> corral.worker.v1.DeleteEntityRequest
+	59, // 57: corral.worker.v1.Worker.Broadcast:input_type -> corral.worker.v1.BroadcastRequest
+	61, // 58: corral.worker.v1.Worker.RunBroadcast:input_type -> corral.worker.v1.RunBroadcastRequest
+	5,  // 59: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	8,  // 60: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	13, // 61: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	15, // 62: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	17, // 63: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	20, // 64: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	23, // 65: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	26, // 66: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	28, // 67: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	28, // 68: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	30, // 69: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	34, // 70: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
+	36, // 71: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
+	39, // 72: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
+	42, // 73: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
+	44, // 74: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
+	40, // 75: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
+	40, // 76: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
+	46, // 77: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
+	48, // 78: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
+	48, // 79: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
+	48, // 80: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
+	50, // 81: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
+	53, // 82: corral.worker.v1.Worker.Subscribe:output_type -> corral.worker.v1.TopicMessage
+	56, // 83: corral.worker.v1.Worker.ListEntities:output_type -> corral.worker.v1.ListEntitiesResponse
+	58, // 84: corral.worker.v1.Worker.DeleteEntity:output_type -> corral.worker.v1.DeleteEntityResponse
+	62, // 85: corral.worker.v1.Worker.Broadcast:output_type -> corral.worker.v1.BroadcastResponse
+	60, // 86: corral.worker.v1.Worker.RunBroadcast:output_type -> corral.worker.v1.BroadcastMemberResult
+	59, // [59:87] is the sub-list for method output_type
+	31, // [31:59] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -3930,8 +4633,8 @@ func file_api_workerpb_worker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   53,
+			NumEnums:      2,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

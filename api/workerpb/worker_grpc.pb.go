@@ -45,6 +45,10 @@ const (
 	Worker_LimitHandler_FullMethodName      = "/corral.worker.v1.Worker/LimitHandler"
 	Worker_HandlerFlows_FullMethodName      = "/corral.worker.v1.Worker/HandlerFlows"
 	Worker_Subscribe_FullMethodName         = "/corral.worker.v1.Worker/Subscribe"
+	Worker_ListEntities_FullMethodName      = "/corral.worker.v1.Worker/ListEntities"
+	Worker_DeleteEntity_FullMethodName      = "/corral.worker.v1.Worker/DeleteEntity"
+	Worker_Broadcast_FullMethodName         = "/corral.worker.v1.Worker/Broadcast"
+	Worker_RunBroadcast_FullMethodName      = "/corral.worker.v1.Worker/RunBroadcast"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -118,6 +122,21 @@ type WorkerClient interface {
 	// subscriber whose stream breaks subscribes again, to any worker, with
 	// the positions of the last messages it received and that from_ms.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (Worker_SubscribeClient, error)
+	// ListEntities pages through the keys of one entity type that have
+	// state, partition by partition and in key order within a partition:
+	// each key present for the whole listing is returned exactly once.
+	ListEntities(ctx context.Context, in *ListEntitiesRequest, opts ...grpc.CallOption) (*ListEntitiesResponse, error)
+	// DeleteEntity deletes an entity's state. The delete is a job on the
+	// key's partition, committed by its owner under its grant, in order with
+	// the key's other jobs; the reply comes once it has committed.
+	DeleteEntity(ctx context.Context, in *DeleteEntityRequest, opts ...grpc.CallOption) (*DeleteEntityResponse, error)
+	// Broadcast runs a broadcast handler once on every live member of a
+	// group (every member when no group is named), once per member and id,
+	// and reports each member's result or error.
+	Broadcast(ctx context.Context, in *BroadcastRequest, opts ...grpc.CallOption) (*BroadcastResponse, error)
+	// RunBroadcast runs a broadcast on this worker (a member's part of
+	// Broadcast, called by the worker that fans it out).
+	RunBroadcast(ctx context.Context, in *RunBroadcastRequest, opts ...grpc.CallOption) (*BroadcastMemberResult, error)
 }
 
 type workerClient struct {
@@ -367,6 +386,42 @@ func (x *workerSubscribeClient) Recv() (*TopicMessage, error) {
 	return m, nil
 }
 
+func (c *workerClient) ListEntities(ctx context.Context, in *ListEntitiesRequest, opts ...grpc.CallOption) (*ListEntitiesResponse, error) {
+	out := new(ListEntitiesResponse)
+	err := c.cc.Invoke(ctx, Worker_ListEntities_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) DeleteEntity(ctx context.Context, in *DeleteEntityRequest, opts ...grpc.CallOption) (*DeleteEntityResponse, error) {
+	out := new(DeleteEntityResponse)
+	err := c.cc.Invoke(ctx, Worker_DeleteEntity_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) Broadcast(ctx context.Context, in *BroadcastRequest, opts ...grpc.CallOption) (*BroadcastResponse, error) {
+	out := new(BroadcastResponse)
+	err := c.cc.Invoke(ctx, Worker_Broadcast_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerClient) RunBroadcast(ctx context.Context, in *RunBroadcastRequest, opts ...grpc.CallOption) (*BroadcastMemberResult, error) {
+	out := new(BroadcastMemberResult)
+	err := c.cc.Invoke(ctx, Worker_RunBroadcast_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility
@@ -438,6 +493,21 @@ type WorkerServer interface {
 	// subscriber whose stream breaks subscribes again, to any worker, with
 	// the positions of the last messages it received and that from_ms.
 	Subscribe(*SubscribeRequest, Worker_SubscribeServer) error
+	// ListEntities pages through the keys of one entity type that have
+	// state, partition by partition and in key order within a partition:
+	// each key present for the whole listing is returned exactly once.
+	ListEntities(context.Context, *ListEntitiesRequest) (*ListEntitiesResponse, error)
+	// DeleteEntity deletes an entity's state. The delete is a job on the
+	// key's partition, committed by its owner under its grant, in order with
+	// the key's other jobs; the reply comes once it has committed.
+	DeleteEntity(context.Context, *DeleteEntityRequest) (*DeleteEntityResponse, error)
+	// Broadcast runs a broadcast handler once on every live member of a
+	// group (every member when no group is named), once per member and id,
+	// and reports each member's result or error.
+	Broadcast(context.Context, *BroadcastRequest) (*BroadcastResponse, error)
+	// RunBroadcast runs a broadcast on this worker (a member's part of
+	// Broadcast, called by the worker that fans it out).
+	RunBroadcast(context.Context, *RunBroadcastRequest) (*BroadcastMemberResult, error)
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -516,6 +586,18 @@ func (UnimplementedWorkerServer) HandlerFlows(context.Context, *HandlerFlowsRequ
 }
 func (UnimplementedWorkerServer) Subscribe(*SubscribeRequest, Worker_SubscribeServer) error {
 	return status.Errorf(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedWorkerServer) ListEntities(context.Context, *ListEntitiesRequest) (*ListEntitiesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListEntities not implemented")
+}
+func (UnimplementedWorkerServer) DeleteEntity(context.Context, *DeleteEntityRequest) (*DeleteEntityResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteEntity not implemented")
+}
+func (UnimplementedWorkerServer) Broadcast(context.Context, *BroadcastRequest) (*BroadcastResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Broadcast not implemented")
+}
+func (UnimplementedWorkerServer) RunBroadcast(context.Context, *RunBroadcastRequest) (*BroadcastMemberResult, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RunBroadcast not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 
@@ -965,6 +1047,78 @@ func (x *workerSubscribeServer) Send(m *TopicMessage) error {
 	return x.ServerStream.SendMsg(m)
 }
 
+func _Worker_ListEntities_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEntitiesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).ListEntities(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_ListEntities_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).ListEntities(ctx, req.(*ListEntitiesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_DeleteEntity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteEntityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).DeleteEntity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_DeleteEntity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).DeleteEntity(ctx, req.(*DeleteEntityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_Broadcast_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BroadcastRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).Broadcast(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_Broadcast_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).Broadcast(ctx, req.(*BroadcastRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Worker_RunBroadcast_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunBroadcastRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).RunBroadcast(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_RunBroadcast_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).RunBroadcast(ctx, req.(*RunBroadcastRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1063,6 +1217,22 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HandlerFlows",
 			Handler:    _Worker_HandlerFlows_Handler,
+		},
+		{
+			MethodName: "ListEntities",
+			Handler:    _Worker_ListEntities_Handler,
+		},
+		{
+			MethodName: "DeleteEntity",
+			Handler:    _Worker_DeleteEntity_Handler,
+		},
+		{
+			MethodName: "Broadcast",
+			Handler:    _Worker_Broadcast_Handler,
+		},
+		{
+			MethodName: "RunBroadcast",
+			Handler:    _Worker_RunBroadcast_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -17,7 +17,7 @@ import (
 func callCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("call", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: coordinator [--timeout D] call --handler H --key K --payload JSON [--id ID]
+		fmt.Fprintln(stderr, `Usage: coordinator [--timeout D] call --handler H --key K --payload JSON [--id ID] [-o table|json]
 
 Runs one job synchronously on the owner of its key, in order with that key's
 queued jobs, and prints its result (JSON) when it has committed. When the owner
@@ -29,6 +29,9 @@ A job its handler rejects (sdk.Reject, e.g. "out of stock: 3 left") prints
 the reason and exits non-zero; it is finished, not retried nor
 dead-lettered, and a call with the same --id gets the same answer.
 
+With -o json it prints {id, state, result, error, attempts, served_by,
+durable} whatever the outcome, and still exits non-zero unless it is done.
+
 Flags:`)
 		fs.PrintDefaults()
 	}
@@ -37,6 +40,7 @@ Flags:`)
 	payload := fs.String("payload", "{}", "JSON payload")
 	id := fs.String("id", "", "job id (idempotency key); generated when empty")
 	verbose := fs.Bool("v", false, "also print the job id, who served it and how, on stderr")
+	out := outputFlag(fs, outputTable)
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
 	}
@@ -68,6 +72,17 @@ Flags:`)
 			how = "through the queue (owner unreachable)"
 		}
 		fmt.Fprintf(stderr, "job %s %s, served %s %s\n", resp.Id, client.StateName(r.State), how, resp.ServedBy)
+	}
+	if out.json() {
+		j := toResultJSON(r)
+		j.ID, j.ServedBy, j.Durable = resp.Id, resp.ServedBy, &resp.Durable
+		if err := printJSON(stdout, j); err != nil {
+			return err
+		}
+		if r.State != workerpb.JobResult_DONE {
+			return fmt.Errorf("job %s is %s", resp.Id, client.StateName(r.State))
+		}
+		return nil
 	}
 	switch r.State {
 	case workerpb.JobResult_DEAD:

@@ -22,7 +22,7 @@ import (
 
 const certsUsage = `Usage: coordinator certs init  [--dir D] [--host H]... [--valid-for D]
        coordinator certs issue [--dir D] --role ROLE --name NAME [--host H]... [--valid-for D]
-       coordinator certs show  FILE...
+       coordinator certs show  [-o table|json] FILE...
 
 Makes the certificates of the workers' mutual TLS with a private CA kept
 in --dir (default $CORRAL_STATE/tls, else .corral/tls).
@@ -55,6 +55,7 @@ func certsCmd(args []string, stdout, stderr io.Writer) error {
 	role := fs.String("role", "", "issue: read, submit, admin or peer")
 	name := fs.String("name", "", "issue: the certificate's name: a worker's id, or who holds a client certificate; also its file name")
 	validFor := fs.Duration("valid-for", pki.DefaultCertValidFor, "how long the certificates are valid")
+	out := outputFlag(fs, outputTable)
 	if len(args) == 0 {
 		fs.Usage()
 		return errors.New("certs needs init, issue or show")
@@ -109,10 +110,19 @@ func certsCmd(args []string, stdout, stderr io.Writer) error {
 		if fs.NArg() == 0 {
 			return errors.New("certs show needs a certificate file")
 		}
+		rows := []certJSON{}
 		for _, f := range fs.Args() {
-			if err := showCert(stdout, f); err != nil {
+			c, err := readCert(f)
+			if err != nil {
 				return err
 			}
+			rows = append(rows, c)
+		}
+		if out.json() {
+			return printJSON(stdout, rows)
+		}
+		for _, c := range rows {
+			printCert(stdout, c)
 		}
 		return nil
 	}
@@ -120,22 +130,22 @@ func certsCmd(args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown certs command %q", sub)
 }
 
-func showCert(w io.Writer, path string) error {
+// readCert reads what certs show prints of a PEM file.
+func readCert(path string) (certJSON, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return err
+		return certJSON{}, err
 	}
 	block, _ := pem.Decode(b)
 	if block == nil {
-		return fmt.Errorf("%s: no PEM certificate", path)
+		return certJSON{}, fmt.Errorf("%s: no PEM certificate", path)
 	}
 	if block.Type != "CERTIFICATE" {
-		fmt.Fprintf(w, "%s\t(%s, not a certificate)\n", filepath.Base(path), strings.ToLower(block.Type))
-		return nil
+		return certJSON{File: filepath.Base(path), Type: strings.ToLower(block.Type)}, nil
 	}
 	c, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return certJSON{}, fmt.Errorf("%s: %w", path, err)
 	}
 	role := "CA"
 	if !c.IsCA {
@@ -155,9 +165,18 @@ func showCert(w io.Writer, path string) error {
 	} else if now.Before(c.NotBefore) {
 		state = "not yet valid"
 	}
-	fmt.Fprintf(w, "%s\tname %q\trole %s\thosts %s\tissuer %q\tuntil %s (%s)\n", filepath.Base(path), c.Subject.CommonName, role,
-		strings.Join(hosts, ","), c.Issuer.CommonName, c.NotAfter.UTC().Format(time.RFC3339), state)
-	return nil
+	return certJSON{File: filepath.Base(path), Type: "certificate", Name: c.Subject.CommonName, Role: role, Hosts: hosts,
+		Issuer: c.Issuer.CommonName, NotAfter: c.NotAfter.UTC().Format(time.RFC3339), State: state}, nil
+}
+
+// printCert prints one file of certs show as a line.
+func printCert(w io.Writer, c certJSON) {
+	if c.Type != "certificate" {
+		fmt.Fprintf(w, "%s\t(%s, not a certificate)\n", c.File, c.Type)
+		return
+	}
+	fmt.Fprintf(w, "%s\tname %q\trole %s\thosts %s\tissuer %q\tuntil %s (%s)\n", c.File, c.Name, c.Role,
+		strings.Join(c.Hosts, ","), c.Issuer, c.NotAfter, c.State)
 }
 
 // explainTLS adds to an error what the client presented, when the workers

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -54,6 +55,15 @@ func TestCertsCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "role read") || !strings.Contains(out.String(), "not a certificate") {
 		t.Errorf("show: %s", out.String())
+	}
+	out.Reset()
+	if err := run("show", "-o", "json", pki.CertFile(dir, "read"), pki.KeyFile(dir, "read")); err != nil {
+		t.Fatal(err)
+	}
+	var shown []certJSON
+	if err := json.Unmarshal(out.Bytes(), &shown); err != nil || len(shown) != 2 || shown[0].Role != "read" || shown[0].Name != "read" ||
+		shown[0].State != "valid" || shown[1].Type == "certificate" {
+		t.Errorf("show -o json: %v %s", err, out.String())
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,10 +14,10 @@ import (
 	"github.com/corralhq/corral/client"
 )
 
-const dlqUsage = `Usage: coordinator dlq list [--limit N]   (oldest first)
-       coordinator dlq show ID
-       coordinator dlq replay ID... | --all
-       coordinator dlq purge ID... | --all
+const dlqUsage = `Usage: coordinator dlq list [--limit N] [-o table|json]   (oldest first)
+       coordinator dlq show [-o json|table] ID
+       coordinator dlq replay [-o table|json] ID... | --all
+       coordinator dlq purge [-o table|json] ID... | --all
 
 Dead letters are jobs that failed for good or spent their attempts; each
 keeps its error history. replay submits them again with fresh attempts.
@@ -38,6 +37,11 @@ func dlqCmd(ctx context.Context, g globals, newClient func() (*client.Client, er
 	fs.Usage = func() { fmt.Fprintln(stderr, dlqUsage) }
 	limit := fs.Int("limit", 100, "with list: dead letters to print")
 	all := fs.Bool("all", false, "with replay or purge: every dead letter")
+	def := outputTable
+	if sub == "show" {
+		def = outputJSON
+	}
+	out := outputFlag(fs, def)
 	if done, err := parse(fs, args[1:], stderr); done || err != nil {
 		return err
 	}
@@ -62,6 +66,13 @@ func dlqCmd(ctx context.Context, g globals, newClient func() (*client.Client, er
 				break
 			}
 		}
+		if out.json() {
+			rows := []deadLetterJSON{}
+			for _, d := range all {
+				rows = append(rows, toDeadLetterJSON(d))
+			}
+			return printJSON(stdout, map[string]any{"dead_letters": rows, "more": after != ""})
+		}
 		if len(all) == 0 {
 			fmt.Fprintln(stderr, "no dead letters")
 			return nil
@@ -82,13 +93,10 @@ func dlqCmd(ctx context.Context, g globals, newClient func() (*client.Client, er
 		if len(dead) == 0 {
 			return fmt.Errorf("no dead letter %s", ids[0])
 		}
-		d := dead[0]
-		out, _ := json.MarshalIndent(map[string]any{
-			"id": d.Id, "handler": d.Handler, "key": d.Key, "payload": json.RawMessage(d.Payload), "attempts": d.Attempts,
-			"errors": d.Errors, "dead_at": time.UnixMilli(d.DeadAtMs).UTC().Format(time.RFC3339Nano), "partition": d.Partition,
-		}, "", "  ")
-		fmt.Fprintln(stdout, string(out))
-		return nil
+		if out.json() {
+			return printJSON(stdout, toDeadLetterJSON(dead[0]))
+		}
+		return printFields(stdout, toDeadLetterJSON(dead[0]))
 	case "replay", "purge":
 		if *all == (len(ids) > 0) {
 			return fmt.Errorf("dlq %s needs IDs or --all", sub)
@@ -102,7 +110,13 @@ func dlqCmd(ctx context.Context, g globals, newClient func() (*client.Client, er
 			return err
 		}
 		verb := map[string]string{"replay": "replayed", "purge": "purged"}[sub]
-		fmt.Fprintf(stdout, "%s %d\n", verb, n)
+		if out.json() {
+			if err := printJSON(stdout, map[string]int64{verb: int64(n)}); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(stdout, "%s %d\n", verb, n)
+		}
 		if !*all && int(n) < len(ids) {
 			return fmt.Errorf("%d of %d ids were not in the dead-letter store", len(ids)-int(n), len(ids))
 		}

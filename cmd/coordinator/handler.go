@@ -17,6 +17,8 @@ const handlerUsage = `Usage: coordinator handler pause H
        coordinator handler resume H
        coordinator handler limit H [--concurrency N] [--rate R [--burst B]] [--clear]
        coordinator handler list
+Each takes -o table|json (--output): json prints the handler's flow
+settings (a list of them for list).
 
 Flow control of a handler across the whole cluster, kept in Redis; every
 worker applies a change within a second. Needs an admin certificate (list:
@@ -53,6 +55,7 @@ func handlerCmd(ctx context.Context, g globals, newClient func() (*client.Client
 			fs.PrintDefaults()
 		}
 	}
+	out := outputFlag(fs, outputTable)
 	var concurrency, burst int
 	var rate float64
 	var clear bool
@@ -100,6 +103,13 @@ func handlerCmd(ctx context.Context, g globals, newClient func() (*client.Client
 		if err != nil {
 			return err
 		}
+		if out.json() {
+			rows := []flowJSON{}
+			for _, f := range flows {
+				rows = append(rows, toFlowJSON(f))
+			}
+			return printJSON(stdout, rows)
+		}
 		if len(flows) == 0 {
 			fmt.Fprintln(stdout, "no handler is paused or limited")
 		}
@@ -129,6 +139,9 @@ func handlerCmd(ctx context.Context, g globals, newClient func() (*client.Client
 	}
 	if err != nil {
 		return err
+	}
+	if out.json() {
+		return printJSON(stdout, toFlowJSON(f))
 	}
 	fmt.Fprintln(stdout, describeFlow(f, time.Now()))
 	return nil

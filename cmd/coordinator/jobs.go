@@ -60,8 +60,9 @@ func jobsList(ctx context.Context, g globals, newClient func() (*client.Client, 
 	partition := fs.Int("partition", -1, "only jobs of this partition")
 	limit := fs.Int("limit", 100, "jobs to print")
 	after := fs.String("after", "", "go on from the cursor a listing printed")
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: coordinator jobs list --state S [--handler H] [--key K] [--partition P] [--limit N] [--after CURSOR]
+		fmt.Fprintln(stderr, `Usage: coordinator jobs list --state S [--handler H] [--key K] [--partition P] [--limit N] [--after CURSOR] [-o table|json]
 
 Lists the jobs in one state, partition by partition: queued ones in queue
 order and then those waiting behind a job of their key, delayed ones by due
@@ -109,13 +110,21 @@ Flags:`)
 	}
 	var jobs []*workerpb.JobInfo
 	unreachable := map[string]bool{}
+	seen := map[string]bool{}
 	for len(jobs) < *limit {
 		req.Limit = int32(min(*limit-len(jobs), 500))
 		resp, err := c.ListJobs(ctx, req)
 		if err != nil {
 			return err
 		}
-		jobs = append(jobs, resp.Jobs...)
+		for _, j := range resp.Jobs {
+			// A job finished twice (dead, then replayed and done) is in
+			// its partition's finish log twice: list it once.
+			if !seen[j.Id] {
+				seen[j.Id] = true
+				jobs = append(jobs, j)
+			}
+		}
 		for _, u := range resp.Unreachable {
 			unreachable[u] = true
 		}
@@ -126,6 +135,16 @@ Flags:`)
 	}
 	for u := range unreachable {
 		fmt.Fprintf(stderr, "could not ask %s which jobs it runs: its jobs show as Redis has them\n", u)
+	}
+	if out.json() {
+		rows := []jobJSON{}
+		for _, j := range jobs {
+			rows = append(rows, toJobJSON(j))
+		}
+		if err := printJSON(stdout, map[string]any{"jobs": rows, "next": req.After}); err != nil {
+			return err
+		}
+		return nil
 	}
 	if len(jobs) == 0 && req.After == "" {
 		fmt.Fprintf(stderr, "no %s jobs\n", client.StateName(st))
@@ -173,15 +192,19 @@ func msTime(ms int64) string {
 
 func jobsShow(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("jobs show", flag.ContinueOnError)
+	out := outputFlag(fs, outputJSON)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: coordinator jobs show ID
+		fmt.Fprintln(stderr, `Usage: coordinator jobs show [-o json|table] ID
 
 Prints what is known of a job, as JSON: its state, handler, key, partition,
 attempts, next run (delayed, retrying), error history, result, payload (when
 its body is at hand), when it was submitted and finished, and whether a
 cancel waits to be applied. A job in a batch in flight is "running", with
 the worker that runs it. A job nobody knows (never submitted, or its record
-expired after the dedup window) exits non-zero.`)
+expired after the dedup window) exits non-zero.
+
+Flags:`)
+		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -209,29 +232,10 @@ expired after the dedup window) exits non-zero.`)
 		}
 		return fmt.Errorf("no job %s (never submitted, or its record expired)", j.Id)
 	}
-	out := map[string]any{"id": j.Id, "state": client.StateName(j.State), "handler": j.Handler, "key": j.Key,
-		"partition": j.Partition, "attempts": j.Attempts}
-	if j.Partition < 0 {
-		delete(out, "partition")
+	if out.json() {
+		return printJSON(stdout, toJobJSON(j))
 	}
-	put := func(k string, v any, ok bool) {
-		if ok {
-			out[k] = v
-		}
-	}
-	put("next_run", msTime(j.NextRunMs), j.NextRunMs > 0)
-	put("errors", j.Errors, len(j.Errors) > 0)
-	put("error", j.Error, j.Error != "")
-	put("result", rawJSON(j.Result), len(j.Result) > 0)
-	put("payload", rawJSON(j.Payload), len(j.Payload) > 0)
-	put("submitted_at", msTime(j.SubmittedAtMs), j.SubmittedAtMs > 0)
-	put("finished_at", msTime(j.FinishedAtMs), j.FinishedAtMs > 0)
-	put("note", j.Note, j.Note != "")
-	put("worker", j.Worker, j.Worker != "")
-	put("cancel_requested", true, j.CancelRequested)
-	b, _ := json.MarshalIndent(out, "", "  ")
-	fmt.Fprintln(stdout, string(b))
-	return nil
+	return printFields(stdout, toJobJSON(j))
 }
 
 // rawJSON is b as JSON if it is, else as a string.
@@ -245,8 +249,9 @@ func rawJSON(b []byte) any {
 func jobsCancel(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("jobs cancel", flag.ContinueOnError)
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the owners to apply the cancels")
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: coordinator jobs cancel [--wait D] ID...
+		fmt.Fprintln(stderr, `Usage: coordinator jobs cancel [--wait D] [-o table|json] ID...
 
 Cancels queued, delayed and retrying jobs. The owner of each job's partition
 applies the cancel in the same fenced commit that would otherwise have run
@@ -286,8 +291,19 @@ Flags:`)
 		return err
 	}
 	notCancelled, pending := 0, 0
+	if out.json() {
+		rows := []cancelJSON{}
+		for _, r := range rs {
+			rows = append(rows, cancelJSON{ID: r.Id, State: client.StateName(r.State), Cancelled: r.Cancelled, Pending: r.Pending, Message: r.Message})
+		}
+		if err := printJSON(stdout, rows); err != nil {
+			return err
+		}
+	}
 	for _, r := range rs {
-		fmt.Fprintf(stdout, "%s: %s\n", r.Id, r.Message)
+		if !out.json() {
+			fmt.Fprintf(stdout, "%s: %s\n", r.Id, r.Message)
+		}
 		switch {
 		case r.Pending:
 			pending++

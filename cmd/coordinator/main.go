@@ -34,8 +34,13 @@ Commands:
            schedule add NAME --cron EXPR ... | list | show NAME | pause NAME | resume NAME | delete NAME
   handler  flow control across the cluster: handler pause|resume H, handler limit H
            [--concurrency N] [--rate R [--burst B]] [--clear], handler list
+  entities keys of an entity type with state, and deletes: entities list ENTITY [--prefix P]
+           [--limit N] [--after CURSOR] | delete ENTITY KEY
+  broadcast run a broadcast handler once on every worker of a group: broadcast [--group G]
+           --handler H [--payload JSON] [--id ID]
   watch    print the messages handlers publish to topics as they commit: watch TOPIC [TOPIC...]
   certs    make TLS certificates: certs init | issue --role R --name N | show FILE
+  completion  print a shell completion script: completion bash|zsh|fish
 
 Global flags:
   --consul ADDR        Consul agent HTTP address (env CORRAL_CONSUL_ADDR, default 127.0.0.1:8500)
@@ -56,14 +61,46 @@ Global flags:
 Without --tls-* flags, the admin certificate of the local cluster (scripts/cluster.sh,
 "make up") is used when it is there: $CORRAL_STATE/tls, else .corral/tls; else plaintext.
 
-Run "coordinator COMMAND --help" for a command's flags.
+Output:
+  -o, --output table|json  on every command that prints data (status, locate,
+                       jobs, dlq, schedule list|show, handler, result, state,
+                       call, submit, drain, reload, certs show): table for
+                       people, json for scripts.
+                       JSON field names are snake_case and stable (README,
+                       "Output formats").
+
+Exit codes:
+  0  the command did what it was asked
+  1  it failed: an error from the cluster or the network, or a job that is
+     not done (result, call, submit --wait: dead, rejected, cancelled,
+     not finished)
+  2  the command line is wrong: an unknown command or flag, or a flag value
+     that does not parse
+
+Run "coordinator COMMAND --help" for a command's flags, and
+"coordinator completion bash|zsh|fish" for a shell completion script.
 `
 
 func main() {
 	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "coordinator:", cli.Explain(err))
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// usageError is a wrong command line: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// exitCode is the exit status of a failed command (see usage).
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
 }
 
 type globals struct {
@@ -92,11 +129,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return err
+		return usageError{err}
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return errors.New("no command given")
+		return usageError{errors.New("no command given")}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -118,7 +155,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 func runCommand(ctx context.Context, cmd string, rest []string, g globals, newClient func() (*client.Client, error), stdin io.Reader, stdout, stderr io.Writer, fs *flag.FlagSet) error {
 	switch cmd {
 	case "submit":
-		return submitCmd(ctx, g, newClient, rest, stdin, stdout, stderr)
+		return tracedSubmit(ctx, func(ctx context.Context) error { return submitCmd(ctx, g, newClient, rest, stdin, stdout, stderr) })
 	case "state":
 		return stateCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "call":
@@ -141,16 +178,22 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 		return scheduleCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "handler":
 		return handlerCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "entities":
+		return entitiesCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "broadcast":
+		return broadcastCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "watch":
 		return watchCmd(ctx, newClient, rest, stdout, stderr)
 	case "certs":
 		return certsCmd(rest, stdout, stderr)
+	case "completion":
+		return completionCmd(rest, stdout, stderr)
 	case "help":
 		fs.Usage()
 		return nil
 	}
 	fs.Usage()
-	return fmt.Errorf("unknown command %q", cmd)
+	return usageError{fmt.Errorf("unknown command %q", cmd)}
 }
 
 // connect opens a client and a context bounded by --timeout; done releases
@@ -171,5 +214,8 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (done bool, err er
 	if errors.Is(err, flag.ErrHelp) {
 		return true, nil
 	}
-	return false, err
+	if err != nil {
+		return false, usageError{err}
+	}
+	return false, nil
 }

@@ -17,8 +17,10 @@ import (
 // the hot upgrade SIGHUP does, for workers on other machines.
 func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator reload [WORKER...]\n\nRelaunches the plugins of the given workers (default: every healthy worker)\nfrom their binaries without restarting them, as SIGHUP does: batches in\nflight finish on the old version, new batches go to the new one. Prints\neach worker's old and new plugin versions. A worker whose new plugin fails\nto start keeps the old one and reports why (with the plugin's exit status\nand last stderr lines); crashes then relaunch the old one too.")
+		fmt.Fprintln(stderr, "Usage: coordinator reload [-o table|json] [WORKER...]\n\nRelaunches the plugins of the given workers (default: every healthy worker)\nfrom their binaries without restarting them, as SIGHUP does: batches in\nflight finish on the old version, new batches go to the new one. Prints\neach worker's old and new plugin versions. A worker whose new plugin fails\nto start keeps the old one and reports why (with the plugin's exit status\nand last stderr lines); crashes then relaunch the old one too.\n\nFlags:")
+		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -38,6 +40,7 @@ func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	}
 	all := len(want) == 0
 	var failed []string
+	rows := []reloadJSON{}
 	for _, m := range members {
 		if !all && !want[m.ID] {
 			continue
@@ -45,15 +48,29 @@ func reloadCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 		delete(want, m.ID)
 		resp, err := c.ReloadPluginsReport(ctx, m.Address)
 		if err != nil {
-			fmt.Fprintf(stdout, "%s\tFAILED: %s\n", m.ID, status.Convert(err).Message())
+			rows = append(rows, reloadJSON{Worker: m.ID, Error: status.Convert(err).Message(), Plugins: []string{}, Changes: []pluginChangeJSON{}})
+			if !out.json() {
+				fmt.Fprintf(stdout, "%s\tFAILED: %s\n", m.ID, status.Convert(err).Message())
+			}
 			failed = append(failed, m.ID)
 			continue
 		}
-		fmt.Fprintf(stdout, "%s\t%s\n", m.ID, reloadSummary(resp))
+		rows = append(rows, toReloadJSON(m.ID, resp))
+		if !out.json() {
+			fmt.Fprintf(stdout, "%s\t%s\n", m.ID, reloadSummary(resp))
+		}
 	}
 	for id := range want {
-		fmt.Fprintf(stdout, "%s\tFAILED: %v\n", id, client.ErrUnknownWorker)
+		rows = append(rows, reloadJSON{Worker: id, Error: client.ErrUnknownWorker.Error(), Plugins: []string{}, Changes: []pluginChangeJSON{}})
+		if !out.json() {
+			fmt.Fprintf(stdout, "%s\tFAILED: %v\n", id, client.ErrUnknownWorker)
+		}
 		failed = append(failed, id)
+	}
+	if out.json() {
+		if err := printJSON(stdout, rows); err != nil {
+			return err
+		}
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("reload failed on %s", strings.Join(failed, ", "))

@@ -16,8 +16,9 @@ import (
 func resultCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("result", flag.ContinueOnError)
 	wait := fs.Duration("wait", 0, "wait up to this long for an unfinished job")
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator result [--wait D] ID\n\nPrints a finished job's result (JSON), or why it has none: a job that was\ndead-lettered, that its handler rejected (with the handler's reason) or\nthat was cancelled, or one not finished yet (with its state, as 'jobs\nshow' names it), exits non-zero.\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: coordinator result [--wait D] [-o table|json] ID\n\nPrints a finished job's result (JSON), or why it has none: a job that was\ndead-lettered, that its handler rejected (with the handler's reason) or\nthat was cancelled, or one not finished yet (with its state, as 'jobs\nshow' names it), exits non-zero.\nWith -o json it prints {id, state, result, error, attempts} whatever the\nstate, and still exits non-zero unless the job is done.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
@@ -34,6 +35,25 @@ func resultCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, g.timeout+*wait)
 	defer cancel()
+	if out.json() {
+		rs, err := c.Results(ctx, *wait, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if len(rs) != 1 {
+			return fmt.Errorf("asked for one result, got %d", len(rs))
+		}
+		if rs[0].Id == "" {
+			rs[0].Id = fs.Arg(0)
+		}
+		if err := printJSON(stdout, toResultJSON(rs[0])); err != nil {
+			return err
+		}
+		if rs[0].State != workerpb.JobResult_DONE {
+			return fmt.Errorf("job %s is %s", fs.Arg(0), client.StateName(rs[0].State))
+		}
+		return nil
+	}
 	return printResult(ctx, c, fs.Arg(0), *wait, stdout)
 }
 

@@ -19,8 +19,8 @@ import (
 )
 
 const scheduleUsage = `Usage: coordinator schedule add NAME --cron EXPR [--tz ZONE] --handler H --key K --payload JSON [--catch-up none|one|all]
-       coordinator schedule list
-       coordinator schedule show NAME
+       coordinator schedule list [-o table|json]
+       coordinator schedule show [-o json|table] NAME
        coordinator schedule pause NAME
        coordinator schedule resume NAME
        coordinator schedule delete NAME
@@ -65,7 +65,7 @@ const scheduleOneUsage = `Usage: coordinator schedule %s NAME
 %s`
 
 var scheduleOneHelp = map[string]string{
-	"show": `Prints schedule NAME as JSON: its definition, where it lives, its last
+	"show": `Prints schedule NAME as JSON (-o table: one field a line): its definition, where it lives, its last
 tick handled and fired (with that job's id) and its next tick.`,
 	"pause": `Pauses schedule NAME at once: no tick fires until it is resumed, not even
 one its owner is firing at this moment.`,
@@ -172,8 +172,10 @@ func scheduleAdd(ctx context.Context, g globals, newClient func() (*client.Clien
 
 func scheduleList(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator schedule list\n\nLists every schedule, sorted by name: its expression and zone, its job,\nits catch-up, whether it is paused, the last tick it fired and the next.")
+		fmt.Fprintln(stderr, "Usage: coordinator schedule list [-o table|json]\n\nLists every schedule, sorted by name: its expression and zone, its job,\nits catch-up, whether it is paused, the last tick it fired and the next.\n\nFlags:")
+		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -190,6 +192,13 @@ func scheduleList(ctx context.Context, g globals, newClient func() (*client.Clie
 	scs, err := c.Schedules(ctx)
 	if err != nil {
 		return err
+	}
+	if out.json() {
+		rows := []map[string]any{}
+		for _, s := range scs {
+			rows = append(rows, scheduleJSON(s))
+		}
+		return printJSON(stdout, rows)
 	}
 	if len(scs) == 0 {
 		fmt.Fprintln(stderr, "no schedules")
@@ -216,6 +225,10 @@ func printSchedules(w io.Writer, scs []*workerpb.Schedule) {
 
 func scheduleOne(ctx context.Context, g globals, newClient func() (*client.Client, error), sub string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(sub, flag.ContinueOnError)
+	var out *output
+	if sub == "show" {
+		out = outputFlag(fs, outputJSON)
+	}
 	fs.Usage = func() { fmt.Fprintf(stderr, scheduleOneUsage+"\n", sub, scheduleOneHelp[sub]) }
 	name, done, err := parseNamed(fs, args, stderr)
 	if done || err != nil {
@@ -235,8 +248,10 @@ func scheduleOne(ctx context.Context, g globals, newClient func() (*client.Clien
 		if len(scs) == 0 {
 			return fmt.Errorf("no schedule %s", name)
 		}
-		out, _ := json.MarshalIndent(scheduleJSON(scs[0]), "", "  ")
-		fmt.Fprintln(stdout, string(out))
+		if out.json() {
+			return printJSON(stdout, scheduleJSON(scs[0]))
+		}
+		return printFields(stdout, scheduleJSON(scs[0]))
 	case "pause":
 		if _, err := c.PauseSchedule(ctx, name); err != nil {
 			return err

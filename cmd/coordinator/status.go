@@ -17,8 +17,10 @@ import (
 
 func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coordinator status\n\nLists healthy members, the partitions each owns, the jobs waiting in them\n(WAITING: queued, delayed and retrying jobs, and emitted ones not relayed\nyet; 'coordinator jobs list' lists them), and the plugin versions each\nruns (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nLists the handlers paused or limited (coordinator handler). Warns when the\nworkers serve different handlers or plugin versions (from the handler set\neach publishes in its Consul service meta), and tells how many schedules\nthere are, naming the paused ones.")
+		fmt.Fprintln(stderr, "Usage: coordinator status [-o table|json]\n\nLists healthy members, the partitions each owns, the jobs waiting in them\n(WAITING: queued, delayed and retrying jobs, and emitted ones not relayed\nyet; 'coordinator jobs list' lists them), and the plugin versions each\nruns (name@version and the binary's sha256 prefix).\nA plugin whose path holds a file it does not run (a failed reload, or a\nnew file not reloaded yet) is listed below the table with the reason.\nLists the handlers paused or limited (coordinator handler). Warns when the\nworkers serve different handlers or plugin versions (from the handler set\neach publishes in its Consul service meta), and tells how many schedules\nthere are, naming the paused ones. Names the groups workers joined\n(worker --groups) with their members.\n\nFlags:")
+		fs.PrintDefaults()
 	}
 	if done, err := parse(fs, args, stderr); done || err != nil {
 		return err
@@ -33,6 +35,9 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 		return err
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Id < st.Members[j].Id })
+	if out.json() {
+		return printStatusJSON(ctx, c, st, stdout)
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tADDRESS\tPARTITIONS\tWAITING\tCOMMITTED\tFENCED\tPLUGINS\tBREAKERS")
 	owned := 0
@@ -67,6 +72,9 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	members, err := c.Members(ctx)
 	if err != nil {
 		return err
+	}
+	if line := groupSummary(members); line != "" {
+		fmt.Fprintln(stdout, line)
 	}
 	if lines := handlerDifferences(members); len(lines) > 0 {
 		fmt.Fprintln(stdout, "WARNING: the workers serve different handlers:")
@@ -159,4 +167,34 @@ func pluginSummary(m *workerpb.MemberStatus) string {
 		out += " (" + strings.Join(notes, ", ") + ")"
 	}
 	return out
+}
+
+// printStatusJSON prints what status prints, as one JSON object.
+func printStatusJSON(ctx context.Context, c *client.Client, st *workerpb.StatusResponse, stdout io.Writer) error {
+	out := statusJSON{Partitions: st.Partitions, JobsWaiting: st.TotalDepth, Members: []memberJSON{},
+		HandlerFlows: []flowJSON{}, PausedSchedules: []string{}, HandlerDifferences: []string{}}
+	for _, m := range st.Members {
+		out.Members = append(out.Members, toMemberJSON(m))
+		out.Owned += len(m.Partitions)
+	}
+	if scs, err := c.Schedules(ctx); err == nil {
+		n := len(scs)
+		out.Schedules = &n
+		for _, s := range scs {
+			if s.Paused {
+				out.PausedSchedules = append(out.PausedSchedules, s.Name)
+			}
+		}
+	}
+	if flows, err := c.HandlerFlows(ctx); err == nil {
+		for _, f := range flows {
+			out.HandlerFlows = append(out.HandlerFlows, toFlowJSON(f))
+		}
+	}
+	members, err := c.Members(ctx)
+	if err != nil {
+		return err
+	}
+	out.HandlerDifferences = append(out.HandlerDifferences, handlerDifferences(members)...)
+	return printJSON(stdout, out)
 }

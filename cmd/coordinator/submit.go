@@ -24,6 +24,8 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/internal/jsonscan"
+	"github.com/corralhq/corral/internal/tracing"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // submitBatch is how many jobs go in one Submit call from a file. A call
@@ -65,6 +67,29 @@ type fileJob struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
+// tracedSubmit runs a submit under a corral.submit span, when the
+// environment asks for traces (see internal/tracing), so the jobs' spans
+// on the workers join its trace; the span is flushed before it returns.
+func tracedSubmit(ctx context.Context, run func(context.Context) error) error {
+	tr, err := tracing.FromEnv(ctx, "corral-coordinator")
+	if err != nil || tr == nil {
+		if err != nil {
+			return err
+		}
+		return run(ctx)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		tr.Shutdown(sctx) // best effort: a collector that is down does not fail the submit
+	}()
+	sctx, span := tr.Start(ctx, tracing.SpanSubmit)
+	err = run(sctx)
+	tracing.Fail(span, err)
+	span.End()
+	return err
+}
+
 func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
 	handler := fs.String("handler", "", "handler name, e.g. donor.donate")
@@ -74,6 +99,7 @@ func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	file := fs.String("file", "", `JSON lines file of {"id","handler","key","payload"} (- for stdin)`)
 	onError := fs.String("on-error", "skip", "with --file: on a bad line or rejected job, skip (report and go on) or stop")
 	quiet := fs.Bool("quiet", false, "with --file: print only the summary")
+	out := outputFlag(fs, outputTable)
 	in := fs.Duration("in", 0, "delay: run the job this long from now (e.g. 30s)")
 	at := fs.String("at", "", "delay: run the job at this time (RFC 3339)")
 	wait := fs.Bool("wait", false, "wait for the job to finish and print its result (a rejection's reason, or a dead letter's error, exits non-zero)")
@@ -81,7 +107,7 @@ func submitCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	maxAttempts := fs.Int("max-attempts", 0, "attempts before dead-lettering (0: the handler's)")
 	jobTimeout := fs.Duration("job-timeout", 0, "deadline of one attempt, at most the handler's (0: the handler's)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: coordinator submit --handler H --key K --payload JSON [--id ID] [--in D | --at T] [--wait [--timeout D]]
+		fmt.Fprint(stderr, `Usage: coordinator submit --handler H --key K --payload JSON [--id ID] [--in D | --at T] [--wait [--timeout D]] [-o table|json]
        coordinator submit --file F.jsonl [--on-error skip|stop]
 
 The id is the job's idempotency key: a job sent again with the same id and
@@ -133,6 +159,9 @@ Flags:
 		if *handler != "" || *key != "" || *payload != "" || *id != "" {
 			return errors.New("give either --file or --handler/--key/--payload, not both")
 		}
+		if out.json() {
+			return errors.New("-o json prints one job's submission; --file prints progress and a summary for people")
+		}
 		return submitFile(ctx, c, *file, *onError == "stop", *quiet, stdin, stdout, stderr)
 	}
 	if *in < 0 {
@@ -168,12 +197,41 @@ Flags:
 		return err
 	}
 	r := res[0]
+	trace.SpanFromContext(ctx).SetAttributes(tracing.AttrJobID.String(r.Id), tracing.AttrHandler.String(*handler),
+		tracing.AttrPartition.Int(int(r.Partition)))
 	if r.Error != "" {
 		return errors.New(r.Error)
 	}
 	note := ""
 	if r.Duplicate {
 		note = " (duplicate: already submitted, not enqueued again; " + client.StateName(r.State) + ")"
+	}
+	if out.json() {
+		s := submittedJSON{ID: r.Id, Partition: r.Partition, Duplicate: r.Duplicate}
+		if r.Duplicate {
+			s.State = client.StateName(r.State)
+		}
+		var waitErr error
+		if *wait {
+			wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), *waitTimeout+g.timeout)
+			defer wcancel()
+			rs, err := c.Results(wctx, *waitTimeout, r.Id)
+			if err != nil {
+				return err
+			}
+			if len(rs) == 1 {
+				rj := toResultJSON(rs[0])
+				rj.ID = r.Id
+				s.Result = &rj
+				if rs[0].State != workerpb.JobResult_DONE {
+					waitErr = fmt.Errorf("job %s is %s", r.Id, rj.State)
+				}
+			}
+		}
+		if err := printJSON(stdout, s); err != nil {
+			return err
+		}
+		return waitErr
 	}
 	if *wait {
 		fmt.Fprintf(stderr, "%s partition=%d%s\n", r.Id, r.Partition, note)

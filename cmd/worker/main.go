@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/cli"
+	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/internal/worker"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/redis/go-redis/v9"
@@ -106,6 +108,8 @@ func run() error {
 		"how long a job whose handler this worker does not serve waits, parked and without spending attempts, for an owner that serves it (a rolling upgrade adding the handler) before it is dead-lettered")
 	fs.DurationVar(&cfg.Lease.TTL, "lease-ttl", cfg.Lease.TTL, "liveness lease TTL in Redis")
 	fs.DurationVar(&cfg.Lease.RenewEvery, "lease-renew", cfg.Lease.RenewEvery, "lease renewal interval")
+	fs.BoolVar(&cfg.FailoverOnRefused, "failover-on-refused", cfg.FailoverOnRefused,
+		"take a dead peer's partitions over as soon as its gRPC port, which accepted this worker's watch connection, refuses connections (a killed process), instead of waiting for its lease TTL; a paused or unreachable peer is not taken for dead. false waits for the lease")
 	fs.DurationVar(&cfg.CheckTTL, "check-ttl", cfg.CheckTTL, "TTL of the worker's Consul check")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a job loop stuck this long lets the lease lapse so its partitions move")
 	fs.DurationVar(&cfg.Store.DoneRetention, "dedup-window", cfg.Store.DoneRetention,
@@ -130,8 +134,10 @@ func run() error {
 	var tlsFlags cli.TLSFlags
 	tlsFlags.Register(fs, "serve the gRPC API without TLS on a non-loopback --listen address: anyone who reaches it may call every RPC")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the --metrics address")
+	fs.BoolVar(&cfg.MetricsTLS, "metrics-tls", false, "serve the --metrics address (metrics, dashboard) with mutual TLS, with the worker's certificate: clients present one of the cluster's CA; the dashboard's replay and purge need an admin one")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	groups := fs.String("groups", "", "named groups this worker joins, comma-separated (coordinator broadcast --group G runs on their members); published in its Consul meta and tags")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -142,6 +148,9 @@ func run() error {
 		return errors.New("at least one --plugin is required (see --help)")
 	}
 	cfg.Store.Partitions = cfg.Ring.Partitions
+	if *groups != "" {
+		cfg.Groups = strings.Split(*groups, ",")
+	}
 	if *consulToken == "" {
 		*consulToken = os.Getenv("CONSUL_HTTP_TOKEN")
 	}
@@ -230,6 +239,23 @@ func run() error {
 		return err
 	}
 	cfg.Listener, cfg.MetricsAddr = lis, *metricsAddr
+	// Off unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER=otlp
+	// asks for traces (see internal/tracing).
+	if cfg.Tracer, err = tracing.FromEnv(ctx, "corral-worker"); err != nil {
+		lis.Close()
+		return err
+	}
+	if cfg.Tracer != nil {
+		tracing.LogErrors(logger)
+		logger.Info("tracing jobs: OTLP over HTTP", "endpoint", tracing.Endpoint())
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := cfg.Tracer.Shutdown(sctx); err != nil {
+				logger.Warn("tracing: flushing spans at exit", "err", err)
+			}
+		}()
+	}
 	w, err := worker.New(cfg, rdb, registry, plugs, logger)
 	if err != nil {
 		lis.Close()

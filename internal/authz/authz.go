@@ -61,7 +61,14 @@ var rules = map[string]Rule{
 	workerpb.Worker_LimitHandler_FullMethodName:   {Least: pki.RoleAdmin},
 	workerpb.Worker_HandlerFlows_FullMethodName:   {Least: pki.RoleRead},
 	// Published messages are read, like results and states.
-	workerpb.Worker_Subscribe_FullMethodName: {Least: pki.RoleRead},
+	workerpb.Worker_Subscribe_FullMethodName:    {Least: pki.RoleRead},
+	workerpb.Worker_ListEntities_FullMethodName: {Least: pki.RoleRead},
+	// Deleting state undoes what jobs did: operators' business.
+	workerpb.Worker_DeleteEntity_FullMethodName: {Least: pki.RoleAdmin},
+	// A broadcast runs a handler, as a submitted job does; each member's
+	// part is sent by the worker that fans it out.
+	workerpb.Worker_Broadcast_FullMethodName:    {Least: pki.RoleSubmit},
+	workerpb.Worker_RunBroadcast_FullMethodName: {Least: pki.RoleAdmin, Peer: true},
 }
 
 // RuleOf returns the rule of a full method name ("/pkg.Service/Method").

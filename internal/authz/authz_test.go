@@ -54,13 +54,13 @@ func TestEveryMethodHasARole(t *testing.T) {
 func TestRoleTable(t *testing.T) {
 	t.Parallel()
 	want := map[pki.Role][]string{
-		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows"},
-		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows", "Submit", "Call", "CancelJobs"},
-		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows", "Submit", "Call", "CancelJobs",
+		pki.RoleRead:   {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows", "ListEntities"},
+		pki.RoleSubmit: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows", "ListEntities", "Submit", "Call", "CancelJobs", "Broadcast"},
+		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows", "ListEntities", "Submit", "Call", "CancelJobs", "Broadcast",
 			"Drain", "ReloadPlugins", "ReplayDeadLetters", "PurgeDeadLetters",
 			"AddSchedule", "PauseSchedule", "ResumeSchedule", "DeleteSchedule",
-			"PauseHandler", "ResumeHandler", "LimitHandler"},
-		pki.RolePeer: {"Status", "Call", "ListJobs", "CancelJobs"},
+			"PauseHandler", "ResumeHandler", "LimitHandler", "DeleteEntity", "RunBroadcast"},
+		pki.RolePeer: {"Status", "Call", "ListJobs", "CancelJobs", "RunBroadcast"},
 	}
 	for _, role := range pki.Roles {
 		allowed := map[string]bool{}

@@ -125,7 +125,7 @@ func literalKeys(t *testing.T) []string {
 // pattern is there that no key needs.
 func TestWorkerACLCoversKeys(t *testing.T) {
 	acl := readWorkerACL(t)
-	all := append([]string{keys.Meta, keys.SchedulesChanged, keys.Lease("0123abcd")}, builtKeys(t, keys.For(12))...)
+	all := append([]string{keys.Meta, keys.SchedulesChanged, keys.Lease("0123abcd"), keys.Broadcast("w1", "b-1")}, builtKeys(t, keys.For(12))...)
 	all = append(all, literalKeys(t)...)
 	all = append(all, builtKeys(t, keys.IDs(5))...)
 	all = append(all, builtKeys(t, keys.ForHandler("mail.send"))...)

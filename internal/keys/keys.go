@@ -67,10 +67,26 @@ func (k Partition) Audit() string { return k.prefix + "audit" }
 // Job is the idempotency record of a job id: content hash and status.
 func (k Partition) Job(id string) string { return k.prefix + "job:" + id }
 
-// State holds an entity's committed state.
+// State holds an entity's committed state. The commit script builds the
+// names of State and Entities from a partition's prefix too, to drop
+// expired keys from the index (store's commit layout, section "state").
 func (k Partition) State(entity, key string) string {
 	return k.prefix + "st:" + entity + ":" + key
 }
+
+// Entities indexes the keys of entity type entity that have state in the
+// partition: a sorted set whose members all score 0, so it pages in key
+// order (ZRANGEBYLEX) and a key present for a whole listing is listed once.
+func (k Partition) Entities(entity string) string { return k.prefix + "ents:" + entity }
+
+// Expiring orders the states written with a time to live by when they
+// expire (score: unix ms; member: entity type, NUL, key), so commits can
+// drop expired keys from their entity's index.
+func (k Partition) Expiring() string { return k.prefix + "stexp" }
+
+// Broadcast records that member ran (or is running) broadcast id, so the
+// id runs there once however often it is sent.
+func Broadcast(member, id string) string { return "corral:bc:" + member + ":" + id }
 
 // Lease is a worker's liveness lease, named by its token.
 func Lease(token string) string { return "corral:lease:" + token }

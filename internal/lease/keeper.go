@@ -150,6 +150,10 @@ func (k *Keeper) renew(ctx context.Context) error {
 	}
 	if !ok {
 		k.markLost()
+		if buried, _ := Buried(rctx, k.rdb, k.token); buried {
+			k.logger.Warn("a peer ended this worker's lease early, taking the worker for dead; taking a lease again, the partitions come back once",
+				"token", k.token)
+		}
 		// A fresh lease with the same token lets the worker claim again;
 		// the epochs fence anything it did under the old one.
 		if _, err := k.rdb.SetNX(rctx, keys.Lease(k.token), k.value, k.cfg.TTL).Result(); err != nil {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,7 @@ type Option func(*options)
 type options struct {
 	profiles bool
 	mounts   []mount
+	tls      *tls.Config
 }
 
 type mount struct {
@@ -44,6 +46,10 @@ type mount struct {
 func WithHandler(pattern, what string, h http.Handler) Option {
 	return func(o *options) { o.mounts = append(o.mounts, mount{pattern, what, h}) }
 }
+
+// WithTLS serves over TLS with cfg (for the worker: mutual TLS with the
+// cluster's certificates), instead of plain HTTP.
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 
 // WithProfiles also serves Go's profiler at /debug/pprof/. Off by default:
 // a profile shows code paths and data, and a CPU profile or trace costs
@@ -63,6 +69,9 @@ func Listen(addr string, reg *prometheus.Registry, logger *slog.Logger, opts ...
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	if o.tls != nil {
+		lis = tls.NewListener(lis, o.tls)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

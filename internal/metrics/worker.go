@@ -20,12 +20,21 @@ type Source struct {
 	Fenced          func() int64 // commits rejected by the fencing epoch, cumulative
 	Moves           func() int64 // partitions claimed or released, cumulative
 	PartitionsOwned func() int
-	// QueueLag returns the jobs waiting in the owned partitions (queue and
-	// outbox). Called with a short deadline on each scrape.
-	QueueLag       func(ctx context.Context) (int64, error)
+	// Backlog reads what waits in the owned partitions. Called with a
+	// short deadline on each scrape.
+	Backlog        func(ctx context.Context) (Backlog, error)
 	LeaseRemaining func() time.Duration
 	Breakers       func() []PeerBreaker
 	PluginRestarts func() int64
+}
+
+// Backlog is what waits in the partitions a worker owns, read at scrape
+// time.
+type Backlog struct {
+	Jobs         int64     // queued, delayed, parked and waiting jobs, and outbox entries
+	Outbox       int64     // outbox entries not relayed yet
+	OldestOutbox time.Time // when the oldest of them was written; zero when none
+	Dead         int64     // dead letters kept
 }
 
 // Worker holds one worker's collectors in a registry of its own, so two
@@ -36,6 +45,11 @@ type Worker struct {
 	committed, retried, dead, rejected *prometheus.CounterVec
 	deadDropped                        *prometheus.CounterVec
 	cancelled                          *prometheus.CounterVec
+	failed                             *prometheus.CounterVec
+	submitToCommit                     *prometheus.HistogramVec
+	calls                              *prometheus.CounterVec
+	callSeconds                        *prometheus.HistogramVec
+	broadcasts                         *prometheus.CounterVec
 	commitSeconds                      prometheus.Histogram
 	handlerSeconds                     prometheus.Histogram
 	membershipChanges                  prometheus.Counter
@@ -47,6 +61,14 @@ type Worker struct {
 // latencyBuckets span a fast local commit (a fraction of a millisecond) to
 // a plugin call cut at its deadline (seconds).
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// waitBuckets span a job committed in the batch after its submission
+// (milliseconds) to one that waited behind a backlog, retries or a paused
+// handler (an hour).
+var waitBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
+
+// CallPaths are the values of the path label of the call metrics.
+var CallPaths = []string{"direct", "forwarded", "fallback"}
 
 // NewWorker registers the worker's collectors, the Go runtime's and the
 // process's.
@@ -64,6 +86,19 @@ func NewWorker(workerID string, src Source) *Worker {
 			Help: "Jobs their handler rejected (sdk.Reject), finished with a reason, per handler."}, []string{"handler"}),
 		cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_jobs_cancelled_total",
 			Help: "Jobs cancelled before they ran (or before their next attempt) by a fenced commit, per handler."}, []string{"handler"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_jobs_failed_total",
+			Help: "Failed attempts (the plugin answered retry or fail, crashed or timed out), per handler; each is retried or dead-lettered."}, []string{"handler"}),
+		submitToCommit: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corral_submit_to_commit_seconds",
+			Help:    "Time from a job's submission (or its not-before time, if later) to the commit that applied it, per handler.",
+			Buckets: waitBuckets}, []string{"handler"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_calls_total",
+			Help: "Synchronous calls this worker took from a client, per path: direct (it owns the key), forwarded (to the owner), fallback (the durable queue)."},
+			[]string{"path"}),
+		callSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corral_call_seconds",
+			Help: "Duration of a synchronous call taken from a client, per path (see corral_calls_total).", Buckets: latencyBuckets},
+			[]string{"path"}),
+		broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_broadcast_runs_total",
+			Help: "Broadcasts this worker was asked to run as a member, per handler and outcome: ran, already (ran under that id before) or failed."}, []string{"handler", "outcome"}),
 		deadDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_dead_letters_dropped_total",
 			Help: "Dead letters dropped by the owner's sweep: reason \"age\" past --dead-retention, \"cap\" past --dead-max."}, []string{"reason"}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_commit_seconds",
@@ -71,13 +106,13 @@ func NewWorker(workerID string, src Source) *Worker {
 		handlerSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "corral_handler_call_seconds",
 			Help: "Duration of one batched handler plugin call.", Buckets: latencyBuckets}),
 		membershipChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_membership_changes_total",
-			Help: "Membership snapshots from Consul that rebuilt the ring."}),
+			Help: "Changes of the live members that rebuilt the ring (a snapshot naming the same members counts nothing)."}),
 		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "corral_members",
 			Help: "Healthy workers in the last membership snapshot."}),
 		lagErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "corral_queue_lag_errors_total",
 			Help: "Scrapes whose queue lag could not be read from Redis."}),
 	}
-	reg.MustRegister(m.committed, m.retried, m.dead, m.rejected, m.cancelled, m.deadDropped, m.commitSeconds, m.handlerSeconds,
+	reg.MustRegister(m.committed, m.retried, m.dead, m.rejected, m.cancelled, m.broadcasts, m.failed, m.submitToCommit, m.calls, m.callSeconds, m.deadDropped, m.commitSeconds, m.handlerSeconds,
 		m.membershipChanges, m.members, m.lagErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "corral_worker_info", Help: "Always 1; labels name the worker.",
@@ -101,8 +136,8 @@ func NewWorker(workerID string, src Source) *Worker {
 			Help: "Time this worker still trusts its liveness lease; 0 means it stopped committing."},
 			func() float64 { return max(src.LeaseRemaining().Seconds(), 0) }))
 	}
-	if src.QueueLag != nil {
-		reg.MustRegister(&lagCollector{read: src.QueueLag, errors: m.lagErrors})
+	if src.Backlog != nil {
+		reg.MustRegister(&backlogCollector{read: src.Backlog, errors: m.lagErrors, now: time.Now})
 	}
 	if src.Breakers != nil {
 		reg.MustRegister(&breakerCollector{read: src.Breakers})
@@ -132,6 +167,27 @@ func (m *Worker) Cancelled(handler string, n int) {
 	m.cancelled.WithLabelValues(handler).Add(float64(n))
 }
 
+// Failed counts n failed attempts of handler.
+func (m *Worker) Failed(handler string, n int) { m.failed.WithLabelValues(handler).Add(float64(n)) }
+
+// ObserveSubmitToCommit records how long a job of handler waited from its
+// submission to its commit.
+func (m *Worker) ObserveSubmitToCommit(handler string, d time.Duration) {
+	m.submitToCommit.WithLabelValues(handler).Observe(max(d.Seconds(), 0))
+}
+
+// ObserveCall records a synchronous call taken from a client, by path
+// (one of CallPaths).
+func (m *Worker) ObserveCall(path string, d time.Duration) {
+	m.calls.WithLabelValues(path).Inc()
+	m.callSeconds.WithLabelValues(path).Observe(d.Seconds())
+}
+
+// BroadcastRun counts one member's run of a broadcast of handler, by outcome.
+func (m *Worker) BroadcastRun(handler, outcome string) {
+	m.broadcasts.WithLabelValues(handler, outcome).Inc()
+}
+
 // DeadDropped counts n dead letters dropped for reason ("age" or "cap").
 func (m *Worker) DeadDropped(reason string, n int) {
 	m.deadDropped.WithLabelValues(reason).Add(float64(n))
@@ -143,34 +199,55 @@ func (m *Worker) ObserveCommit(d time.Duration) { m.commitSeconds.Observe(d.Seco
 // ObserveHandlerCall records the duration of one plugin call.
 func (m *Worker) ObserveHandlerCall(d time.Duration) { m.handlerSeconds.Observe(d.Seconds()) }
 
-// MembershipChanged records a new membership snapshot of n healthy workers.
-func (m *Worker) MembershipChanged(n int) {
-	m.membershipChanges.Inc()
-	m.members.Set(float64(n))
-}
+// MembershipChanged records a ring rebuilt for a changed set of live members.
+func (m *Worker) MembershipChanged() { m.membershipChanges.Inc() }
 
-var lagDesc = prometheus.NewDesc("corral_queue_lag_jobs",
-	"Jobs waiting in the partitions this worker owns (queues and outboxes).", nil, nil)
+// Members records a membership snapshot of n healthy workers.
+func (m *Worker) Members(n int) { m.members.Set(float64(n)) }
 
-// lagCollector reads the lag from Redis at scrape time; one pipelined round
-// trip per scrape, nothing on the job path.
-type lagCollector struct {
-	read   func(ctx context.Context) (int64, error)
+var (
+	lagDesc = prometheus.NewDesc("corral_queue_lag_jobs",
+		"Jobs waiting in the partitions this worker owns (queues, delayed, parked and waiting jobs, and outboxes).", nil, nil)
+	relayBacklogDesc = prometheus.NewDesc("corral_relay_backlog_entries",
+		"Outbox entries (each the jobs one commit emitted) of the partitions this worker owns not relayed yet.", nil, nil)
+	relayLagDesc = prometheus.NewDesc("corral_relay_lag_seconds",
+		"Age of the oldest outbox entry of the partitions this worker owns not relayed yet; 0 when none waits.", nil, nil)
+	deadDesc = prometheus.NewDesc("corral_dead_letters",
+		"Dead letters kept in the partitions this worker owns.", nil, nil)
+)
+
+// backlogCollector reads the backlog from Redis at scrape time; pipelined
+// round trips per scrape, nothing on the job path.
+type backlogCollector struct {
+	read   func(ctx context.Context) (Backlog, error)
 	errors prometheus.Counter
+	now    func() time.Time
 }
 
-func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lagDesc
+	ch <- relayBacklogDesc
+	ch <- relayLagDesc
+	ch <- deadDesc
+}
 
-func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	n, err := c.read(ctx)
+	b, err := c.read(ctx)
 	if err != nil {
 		// No sample rather than a wrong one; the error counter says why.
 		c.errors.Inc()
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(n))
+	var lag float64
+	if !b.OldestOutbox.IsZero() {
+		lag = max(c.now().Sub(b.OldestOutbox).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(b.Jobs))
+	ch <- prometheus.MustNewConstMetric(relayBacklogDesc, prometheus.GaugeValue, float64(b.Outbox))
+	ch <- prometheus.MustNewConstMetric(relayLagDesc, prometheus.GaugeValue, lag)
+	ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(b.Dead))
 }
 
 var breakerDesc = prometheus.NewDesc("corral_peer_breaker_state",

@@ -19,10 +19,12 @@ func TestNamesAndValues(t *testing.T) {
 		Fenced:          func() int64 { return 2 },
 		Moves:           func() int64 { return 7 },
 		PartitionsOwned: func() int { return 21 },
-		QueueLag:        func(context.Context) (int64, error) { return 42, nil },
-		LeaseRemaining:  func() time.Duration { return 1500 * time.Millisecond },
-		Breakers:        func() []metrics.PeerBreaker { return []metrics.PeerBreaker{{Peer: "10.0.0.2:7070", State: 2}} },
-		PluginRestarts:  func() int64 { return 1 },
+		Backlog: func(context.Context) (metrics.Backlog, error) {
+			return metrics.Backlog{Jobs: 42, Outbox: 3, OldestOutbox: time.Now().Add(-time.Hour), Dead: 4}, nil
+		},
+		LeaseRemaining: func() time.Duration { return 1500 * time.Millisecond },
+		Breakers:       func() []metrics.PeerBreaker { return []metrics.PeerBreaker{{Peer: "10.0.0.2:7070", State: 2}} },
+		PluginRestarts: func() int64 { return 1 },
 	})
 	m.Committed("donor.donate", 3)
 	m.Retried("donor.donate", 1)
@@ -30,9 +32,21 @@ func TestNamesAndValues(t *testing.T) {
 	m.Rejected("stock.reserve", 2)
 	m.ObserveCommit(3 * time.Millisecond)
 	m.ObserveHandlerCall(time.Millisecond)
-	m.MembershipChanged(3)
+	m.Members(3)
+	m.MembershipChanged()
+	m.BroadcastRun("cache.invalidate", "ran")
+	m.BroadcastRun("cache.invalidate", "ran")
+	m.BroadcastRun("cache.invalidate", "already")
+	m.Failed("donor.donate", 2)
+	m.ObserveSubmitToCommit("donor.donate", 20*time.Millisecond)
+	m.ObserveCall("direct", time.Millisecond)
+	m.ObserveCall("fallback", time.Second)
 
 	want := `
+# HELP corral_broadcast_runs_total Broadcasts this worker was asked to run as a member, per handler and outcome: ran, already (ran under that id before) or failed.
+# TYPE corral_broadcast_runs_total counter
+corral_broadcast_runs_total{handler="cache.invalidate",outcome="already"} 1
+corral_broadcast_runs_total{handler="cache.invalidate",outcome="ran"} 2
 # HELP corral_commits_fenced_total Batch commits rejected because another worker holds a newer epoch.
 # TYPE corral_commits_fenced_total counter
 corral_commits_fenced_total 2
@@ -54,7 +68,7 @@ corral_lease_remaining_seconds 1.5
 # HELP corral_members Healthy workers in the last membership snapshot.
 # TYPE corral_members gauge
 corral_members 3
-# HELP corral_membership_changes_total Membership snapshots from Consul that rebuilt the ring.
+# HELP corral_membership_changes_total Changes of the live members that rebuilt the ring (a snapshot naming the same members counts nothing).
 # TYPE corral_membership_changes_total counter
 corral_membership_changes_total 1
 # HELP corral_partition_moves_total Partitions this worker claimed or released.
@@ -69,18 +83,38 @@ corral_peer_breaker_state{peer="10.0.0.2:7070"} 2
 # HELP corral_plugin_restarts_total Handler plugin processes relaunched after a crash.
 # TYPE corral_plugin_restarts_total counter
 corral_plugin_restarts_total 1
-# HELP corral_queue_lag_jobs Jobs waiting in the partitions this worker owns (queues and outboxes).
+# HELP corral_queue_lag_jobs Jobs waiting in the partitions this worker owns (queues, delayed, parked and waiting jobs, and outboxes).
 # TYPE corral_queue_lag_jobs gauge
 corral_queue_lag_jobs 42
+# HELP corral_relay_backlog_entries Outbox entries (each the jobs one commit emitted) of the partitions this worker owns not relayed yet.
+# TYPE corral_relay_backlog_entries gauge
+corral_relay_backlog_entries 3
+# HELP corral_dead_letters Dead letters kept in the partitions this worker owns.
+# TYPE corral_dead_letters gauge
+corral_dead_letters 4
+# HELP corral_jobs_failed_total Failed attempts (the plugin answered retry or fail, crashed or timed out), per handler; each is retried or dead-lettered.
+# TYPE corral_jobs_failed_total counter
+corral_jobs_failed_total{handler="donor.donate"} 2
+# HELP corral_calls_total Synchronous calls this worker took from a client, per path: direct (it owns the key), forwarded (to the owner), fallback (the durable queue).
+# TYPE corral_calls_total counter
+corral_calls_total{path="direct"} 1
+corral_calls_total{path="fallback"} 1
 `
-	names := []string{"corral_commits_fenced_total", "corral_jobs_committed_total", "corral_jobs_dead_lettered_total",
+	names := []string{"corral_broadcast_runs_total", "corral_commits_fenced_total", "corral_jobs_committed_total", "corral_jobs_dead_lettered_total",
 		"corral_jobs_rejected_total", "corral_jobs_retried_total", "corral_lease_remaining_seconds", "corral_members", "corral_membership_changes_total",
 		"corral_partition_moves_total", "corral_partitions_owned", "corral_peer_breaker_state",
-		"corral_plugin_restarts_total", "corral_queue_lag_jobs"}
+		"corral_plugin_restarts_total", "corral_queue_lag_jobs", "corral_relay_backlog_entries", "corral_dead_letters",
+		"corral_jobs_failed_total", "corral_calls_total"}
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := testutil.GatherAndCount(m.Registry(), "corral_commit_seconds", "corral_handler_call_seconds"); err != nil || n != 2 {
+	if n, err := testutil.GatherAndCount(m.Registry(), "corral_relay_lag_seconds"); err != nil || n != 1 {
+		t.Fatalf("relay lag: %d series, err %v", n, err)
+	}
+	if v := gaugeValue(t, m, "corral_relay_lag_seconds"); v < 3599 || v > 3700 {
+		t.Fatalf("relay lag %v s, want about an hour", v)
+	}
+	if n, err := testutil.GatherAndCount(m.Registry(), "corral_commit_seconds", "corral_handler_call_seconds", "corral_submit_to_commit_seconds", "corral_call_seconds"); err != nil || n != 5 {
 		t.Fatalf("histograms: %d series, err %v", n, err)
 	}
 	if problems, err := testutil.GatherAndLint(m.Registry()); err != nil || len(problems) > 0 {
@@ -91,9 +125,9 @@ corral_queue_lag_jobs 42
 func TestLagErrorLeavesNoSample(t *testing.T) {
 	t.Parallel()
 	m := metrics.NewWorker("w1", metrics.Source{
-		QueueLag: func(context.Context) (int64, error) { return 0, errors.New("redis down") },
+		Backlog: func(context.Context) (metrics.Backlog, error) { return metrics.Backlog{}, errors.New("redis down") },
 	})
-	if n, _ := testutil.GatherAndCount(m.Registry(), "corral_queue_lag_jobs"); n != 0 {
+	if n, _ := testutil.GatherAndCount(m.Registry(), "corral_queue_lag_jobs", "corral_dead_letters", "corral_relay_lag_seconds"); n != 0 {
 		t.Fatalf("a lag that could not be read gave %d samples, want none", n)
 	}
 	if n, _ := testutil.GatherAndCount(m.Registry(), "corral_queue_lag_errors_total"); n != 1 {
@@ -136,4 +170,19 @@ func TestAdvertiseAddr(t *testing.T) {
 			t.Errorf("AdvertiseAddr(%q, %q) = %q, want %q", tc.bound, tc.host, got, tc.want)
 		}
 	}
+}
+
+func gaugeValue(t *testing.T, m *metrics.Worker, name string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
 }

@@ -104,6 +104,17 @@ func (p *Pool) Stream(addr string) (workerpb.WorkerClient, error) {
 	return workerpb.NewWorkerClient(c), nil
 }
 
+// CallDirect runs fn against the worker at addr bounded by ctx alone, not
+// through its breaker: for calls whose length is a handler's, not a sign
+// of the peer's health (a broadcast's part).
+func (p *Pool) CallDirect(ctx context.Context, addr string, fn func(ctx context.Context, w workerpb.WorkerClient) error) error {
+	c, err := p.conn(addr)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, workerpb.NewWorkerClient(c))
+}
+
 // Forget closes the connection to a peer that left.
 func (p *Pool) Forget(addr string) {
 	p.mu.Lock()

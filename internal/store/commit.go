@@ -43,10 +43,31 @@ func packEmits(emits []Job) []byte {
 	return b
 }
 
-// StateWrite replaces an entity's state.
+// StateWrite replaces an entity's state, deletes it, or only renews its
+// time to live.
 type StateWrite struct {
 	Entity EntityRef
 	Value  []byte
+	// Delete removes the state (and the key from its entity's index);
+	// Value is then ignored.
+	Delete bool
+	// Touch renews the time to live of the state as it is; Value is then
+	// ignored. Only with a TTL.
+	Touch bool
+	// TTL, when positive, makes the state expire after that long without
+	// another commit of the entity.
+	TTL time.Duration
+}
+
+// op is how the commit script names what w does.
+func (w StateWrite) op() string {
+	switch {
+	case w.Delete:
+		return "d"
+	case w.Touch:
+		return "t"
+	}
+	return "w"
 }
 
 // Result is a job's result, kept in its record for the longer of
@@ -203,40 +224,48 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	for i := range b.Jobs {
 		jobs[b.Jobs[i].ID] = &b.Jobs[i]
 	}
+	var results map[string][]byte
+	if len(b.Results) > 0 {
+		results = make(map[string][]byte, len(b.Results))
+		for _, r := range b.Results {
+			results[r.JobID] = r.Value
+		}
+	}
 	// finish adds the finish of job id: its status, attempts, the jobs it
-	// emitted and what the record keeps of it.
-	finish := func(id, status string, attempts, emitted int) {
+	// emitted, what the record keeps of it and its answer (a result, a
+	// reason; "" for none).
+	finish := func(id, status string, attempts, emitted int, answer any) {
 		var handler, key, submitted string
 		if j := jobs[id]; j != nil {
 			handler, key, submitted = j.Handler, j.Key, itoa(j.SubmittedAt)
 		}
-		c.add(secFinish, []string{k.Job(id)}, id, status, attempts, emitted, handler, key, submitted)
+		c.add(secFinish, []string{k.Job(id)}, id, status, attempts, emitted, handler, key, submitted, answer)
 	}
 	for _, id := range b.Done {
-		finish(id, statusDone, max(b.Attempts[id], 1), emitted[id])
+		var answer any = ""
+		if r, ok := results[id]; ok {
+			answer = r
+		}
+		finish(id, statusDone, max(b.Attempts[id], 1), emitted[id], answer)
 		if s.cfg.Audit {
 			c.add(secAudit, nil, id)
 		}
 	}
 	for _, d := range b.Dead {
-		finish(d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0)
+		finish(d.Job.ID, statusDead, max(d.Job.Attempt, 1), 0, "")
 		rec, _ := json.Marshal(DeadRecord{ID: d.Job.ID, Handler: d.Job.Handler, Key: d.Job.Key, Payload: d.Job.Payload,
 			Attempts: d.Job.Attempt, Errors: d.Job.Errors, DeadAtMs: now, Partition: partition,
 			MaxAttempts: d.Job.MaxAttempts, TimeoutMs: d.Job.TimeoutMs})
 		c.add(secDead, nil, d.Job.ID, rec)
 	}
 	for _, r := range b.Rejected {
-		finish(r.JobID, statusRejected, max(r.Attempts, 1), 0)
+		finish(r.JobID, statusRejected, max(r.Attempts, 1), 0, r.Reason)
 		if s.cfg.Audit {
 			c.add(secAudit, nil, r.JobID)
 		}
-		c.add(secReason, []string{k.Job(r.JobID)}, r.Reason)
 	}
 	for _, cn := range b.Cancelled {
-		finish(cn.JobID, statusCancelled, cn.Attempts, 0)
-		if cn.Error != "" {
-			c.add(secReason, []string{k.Job(cn.JobID)}, cn.Error)
-		}
+		finish(cn.JobID, statusCancelled, cn.Attempts, 0, cn.Error)
 		c.add(secSettle, nil, cn.JobID)
 	}
 	for _, j := range b.Revoked {
@@ -252,10 +281,8 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 		c.add(secUnpark, nil, id)
 	}
 	for _, w := range b.States {
-		c.add(secState, []string{k.State(w.Entity.Type, w.Entity.Key)}, w.Value)
-	}
-	for _, r := range b.Results {
-		c.add(secResult, []string{k.Job(r.JobID)}, r.Value)
+		c.add(secState, []string{k.State(w.Entity.Type, w.Entity.Key), k.Entities(w.Entity.Type)},
+			w.op(), w.Entity.Type, w.Entity.Key, w.Value, w.TTL.Milliseconds())
 	}
 	for _, id := range b.Acked {
 		c.add(secAck, nil, id)

@@ -42,6 +42,7 @@ var commitFixedKeys = []struct {
 	{"commitsKey", keys.Partition.Commits},
 	{"cancelsKey", keys.Partition.Cancels},
 	{"finishedKey", keys.Partition.Finished},
+	{"expiringKey", keys.Partition.Expiring},
 }
 
 // The commit's header args, by position.
@@ -91,8 +92,6 @@ const (
 	secDead          // a dead letter (audited with audit on)
 	secUnpark        // drops a finished job's parked entry and body
 	secState         // an entity's new state
-	secResult        // a finished job's result
-	secReason        // a rejected job's reason, a cancelled one's last error
 	secRevoke        // cancels a delayed job, if it is still delayed
 	secUnwait        // cancels a job waiting behind its key's hold that the batch did not read
 	secSettle        // drops a cancel asked for a job the batch cancelled, or found finished or gone
@@ -148,15 +147,18 @@ end`,
 		// The status is set only if the record has none yet (a replayed
 		// dead letter's record has none again); the same record again in
 		// the batch is a duplicate and changes nothing. One HSET writes the
-		// finish time and what else the record keeps (see record.go).
+		// finish time and what else the record keeps (see record.go),
+		// answer included: a done job's result ("r", kept for the longer
+		// of the result and the done retention), a rejected job's reason or
+		// a cancelled one's last error ("m"); "" is none.
 		name: "finish",
 		keys: []string{"recKey"},
-		args: []string{"id", "status", "attempts", "emitted", "handler", "key", "submitted"},
+		args: []string{"id", "status", "attempts", "emitted", "handler", "key", "submitted", "answer"},
 		each: `
 if not mine[recKey] then
   if redis.call('HSETNX', recKey, 's', status) == 0 then
     for _, r in ipairs(claimed) do
-      redis.call('HDEL', r, 's', 'a', 'e', 'f', 'n', 'k', 't')
+      redis.call('HDEL', r, 's', 'a', 'e', 'f', 'n', 'k', 't', 'r', 'm')
       redis.call('PERSIST', r)
     end
     return redis.error_reply('ALREADY ' .. id)
@@ -169,8 +171,19 @@ if not mine[recKey] then
     local n = #f
     f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6] = 'n', handler, 'k', key, 't', submitted
   end
+  local ttl = doneTTL -- 0: for ever
+  if answer ~= '' and status == 'd' then
+    f[#f + 1], f[#f + 2] = 'r', answer
+    if doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL) then ttl = resultTTL end
+  elseif answer ~= '' then
+    f[#f + 1], f[#f + 2] = 'm', answer
+  end
   redis.call('HSET', recKey, unpack(f))
-  if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTL) end
+  if ttl > 0 then
+    redis.call('EXPIRE', recKey, ttl)
+  elseif doneTTL > 0 then
+    redis.call('PERSIST', recKey) -- a replayed dead letter's record had the done retention
+  end
   finished[#finished + 1] = status .. id
 end`,
 	},
@@ -198,40 +211,56 @@ redis.call('ZREM', parkedKey, id)
 redis.call('HDEL', bodiesKey, id)`,
 	},
 	secState: {
-		// States are written together, by one MSET per 1000 of them.
+		// States are written together, by one MSET per 1000 of them, and
+		// their keys added to their entity's index by one ZADD per 1000. A
+		// state with a time to live is set with it, and listed in
+		// expiringKey; its index entry goes once it expired (after, a few
+		// per commit). Each entity appears once in a batch.
 		name: "state",
-		keys: []string{"stateKey"},
-		args: []string{"value"},
+		keys: []string{"stateKey", "indexKey"},
+		args: []string{"op", "entity", "key", "value", "ttl"},
 		each: `
-mset[#mset + 1], mset[#mset + 2] = stateKey, value
-if #mset >= 2000 then
-  redis.call('MSET', unpack(mset))
-  mset = {}
+if op == 'd' then
+  redis.call('DEL', stateKey)
+  redis.call('ZREM', indexKey, key)
+  redis.call('ZREM', expiringKey, entity .. '\0' .. key)
+elseif op == 't' then
+  if redis.call('PEXPIRE', stateKey, ttl) == 1 then
+    redis.call('ZADD', expiringKey, now + tonumber(ttl), entity .. '\0' .. key)
+  end
+else
+  if ttl ~= '0' then
+    redis.call('SET', stateKey, value, 'PX', ttl)
+    redis.call('ZADD', expiringKey, now + tonumber(ttl), entity .. '\0' .. key)
+  else
+    mset[#mset + 1], mset[#mset + 2] = stateKey, value
+    if #mset >= 2000 then
+      redis.call('MSET', unpack(mset))
+      mset = {}
+    end
+  end
+  local ix = index[indexKey]
+  if not ix then ix = {}; index[indexKey] = ix end
+  ix[#ix + 1], ix[#ix + 2] = 0, key
+  if #ix >= 2000 then
+    redis.call('ZADD', indexKey, unpack(ix))
+    index[indexKey] = nil
+  end
 end`,
 		after: `
-if #mset > 0 then redis.call('MSET', unpack(mset)) end`,
-	},
-	secResult: {
-		// Kept for the longer of the result and the done retention.
-		name: "result",
-		keys: []string{"recKey"},
-		args: []string{"value"},
-		each: `
-redis.call('HSET', recKey, 'r', value)
-if doneTTL > 0 and resultTTL == 0 then
-  redis.call('PERSIST', recKey)
-elseif doneTTL > 0 and resultTTL > doneTTL then
-  redis.call('EXPIRE', recKey, resultTTL)
+if #mset > 0 then redis.call('MSET', unpack(mset)) end
+for ixKey, ix in pairs(index) do redis.call('ZADD', ixKey, unpack(ix)) end
+local prefix = string.sub(epochKey, 1, -6)
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiringKey, '-inf', now, 'LIMIT', 0, 16)) do
+  local sep = string.find(m, '\0', 1, true)
+  local e, key = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+  if redis.call('EXISTS', prefix .. 'st:' .. e .. ':' .. key) == 0 then
+    redis.call('ZREM', prefix .. 'ents:' .. e, key)
+  end
+  redis.call('ZREM', expiringKey, m)
 end`,
 	},
-	secReason: {
-		// Kept as long as the record: it is the job's answer.
-		name: "reason",
-		keys: []string{"recKey"},
-		args: []string{"reason"},
-		each: `
-redis.call('HSET', recKey, 'm', reason)`,
-	},
+
 	secRevoke: {
 		// Only while it is delayed: a submission or a relay into the
 		// partition moves a due delayed job to the queue, and the cancel
@@ -392,7 +421,7 @@ if wantKeys ~= #KEYS or wantArgs ~= #ARGV then
   return redis.error_reply('LAYOUT ' .. #KEYS .. ' keys and ' .. #ARGV .. ' args, want ' .. wantKeys .. ' and ' .. wantArgs)
 end
 doneTTL, resultTTL = tonumber(doneTTL), tonumber(resultTTL)
-local claimed, mine, mset, acked, finished = {}, {}, {}, {}, {}
+local claimed, mine, mset, acked, finished, index = {}, {}, {}, {}, {}, {}
 -- finishes a job as cancelled, unless it finished before, and settles its cancel
 local function cancelJob(recKey, id, attempts, handler, key, submitted)
   if redis.call('HSETNX', recKey, 's', 'c') == 1 then

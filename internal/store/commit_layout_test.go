@@ -184,10 +184,11 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("guard", i, "state", it["state"], string(g.State))
 		check("guard", i, "hash", it["hash"], g.Hash)
 	}
-	wantFinish := [][7]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1"}, {"h1", "d", "2", "0"},
-		{credit.ID, "d", "1", "0", credit.Handler, credit.Key, itoa(credit.SubmittedAt)}, {"c1", "x", "3", "0"}, {"r1", "n", "2", "0"}, {"x1", "c", "1", "0"}}
+	wantFinish := [][8]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1", "", "", "", "ra"}, {"h1", "d", "2", "0"},
+		{credit.ID, "d", "1", "0", credit.Handler, credit.Key, itoa(credit.SubmittedAt)}, {"c1", "x", "3", "0"},
+		{"r1", "n", "2", "0", "", "", "", "out of stock: 3 left"}, {"x1", "c", "1", "0", "", "", "", "attempt 1: boom"}}
 	wantAudit := append(append([]string(nil), b.Done...), "r1")
-	for sec, n := range map[string]int{"finish": len(wantFinish), "audit": len(wantAudit), "reason": 2, "dead": 1, "park": 1,
+	for sec, n := range map[string]int{"finish": len(wantFinish), "audit": len(wantAudit), "dead": 1, "park": 1,
 		"revoke": 1, "unwait": 1, "settle": 2} {
 		if len(items[sec]) != n {
 			t.Errorf("%d %s items, want %d", len(items[sec]), sec, n)
@@ -206,6 +207,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("finish", i, "handler", it["handler"], w[4])
 		check("finish", i, "key", it["key"], w[5])
 		check("finish", i, "submitted", it["submitted"], w[6])
+		check("finish", i, "answer", it["answer"], w[7])
 	}
 	for i, it := range items["revoke"] {
 		check("revoke", i, "recKey", it["recKey"], k.Job("d1"))
@@ -229,11 +231,6 @@ func TestCommitLayoutAgrees(t *testing.T) {
 	for i, it := range items["audit"] {
 		check("audit", i, "id", it["id"], wantAudit[i])
 	}
-	for i, it := range items["reason"] {
-		id, reason := []string{"r1", "x1"}[i], []string{"out of stock: 3 left", "attempt 1: boom"}[i]
-		check("reason", i, "recKey", it["recKey"], k.Job(id))
-		check("reason", i, "reason", it["reason"], reason)
-	}
 	for i, it := range items["dead"] {
 		var rec DeadRecord
 		if err := json.Unmarshal([]byte(it["record"]), &rec); err != nil {
@@ -248,10 +245,6 @@ func TestCommitLayoutAgrees(t *testing.T) {
 	for i, it := range items["state"] {
 		check("state", i, "stateKey", it["stateKey"], k.State("donor", "a"))
 		check("state", i, "value", it["value"], `{"a":1}`)
-	}
-	for i, it := range items["result"] {
-		check("result", i, "recKey", it["recKey"], k.Job("a1"))
-		check("result", i, "value", it["value"], "ra")
 	}
 	for i, it := range items["ack"] {
 		check("ack", i, "streamID", it["streamID"], b.Acked[i])
@@ -312,7 +305,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 // shape fails the commit before Redis sees it.
 func TestCommitItemOfWrongShape(t *testing.T) {
 	var c commitArgs
-	c.add(secFinish, nil, "a1", statusDone, 1, 0, "", "", "")
+	c.add(secFinish, nil, "a1", statusDone, 1, 0, "", "", "", "")
 	if _, _, err := c.layout(keys.For(0), [numHeaderArgs]any{}); err == nil || !strings.Contains(err.Error(), "finish") {
 		t.Fatalf("layout of a finish item without its key: %v, want errCommitLayout", err)
 	}

@@ -29,6 +29,10 @@ type Job struct {
 	// (unix ms; it does not serve the handler): the job waits, parked,
 	// without spending attempts, for an owner that does. 0: not waiting.
 	WaitingSince int64
+	// Trace is the W3C traceparent the job's spans descend from (for an
+	// emitted job, the span its parent ran under, which they link to).
+	// Empty when tracing is off: nothing of it is stored then.
+	Trace string
 }
 
 // ContentHash identifies what a job does, so a resubmission of the same id
@@ -54,9 +58,14 @@ func (j *Job) streamFields() []any {
 
 // packJob encodes what a stream entry carries: a format byte, then id,
 // handler, key and payload as length-prefixed bytes, then submitted-at,
-// attempt, max attempts and timeout as varints, then the error history.
+// attempt, max attempts and timeout as varints, then the error history,
+// then, only for a traced job, packedTrace and its traceparent: an
+// untraced job is not one byte longer.
 func packJob(j *Job) []byte {
 	n := 1 + 5*binary.MaxVarintLen64 + len(j.ID) + len(j.Handler) + len(j.Key) + len(j.Payload) + 4*binary.MaxVarintLen64
+	if j.Trace != "" {
+		n += 1 + binary.MaxVarintLen64 + len(j.Trace)
+	}
 	for _, e := range j.Errors {
 		n += binary.MaxVarintLen64 + len(e)
 	}
@@ -77,11 +86,19 @@ func packJob(j *Job) []byte {
 		b = binary.AppendUvarint(b, uint64(len(e)))
 		b = append(b, e...)
 	}
+	if j.Trace != "" {
+		b = append(b, packedTrace)
+		b = binary.AppendUvarint(b, uint64(len(j.Trace)))
+		b = append(b, j.Trace...)
+	}
 	return b
 }
 
 // packedJobV1 is the first byte of a packed job.
 const packedJobV1 = 1
+
+// packedTrace tags the optional traceparent after a packed job's errors.
+const packedTrace = 't'
 
 // errBadPackedJob means a stream entry's "j" field cannot be decoded.
 var errBadPackedJob = errors.New("malformed packed job")
@@ -142,6 +159,17 @@ func unpackJob(b []byte, j *Job) error {
 		}
 		j.Errors = append(j.Errors, string(e))
 	}
+	if len(b) > 0 {
+		if b[0] != packedTrace {
+			return errBadPackedJob
+		}
+		b = b[1:]
+		t, ok := bytesField()
+		if !ok {
+			return errBadPackedJob
+		}
+		j.Trace = string(t)
+	}
 	return nil
 }
 
@@ -177,12 +205,13 @@ type body struct {
 	TimeoutMs   int64    `json:"o,omitempty"`
 	Errors      []string `json:"e,omitempty"`
 	Waiting     int64    `json:"w,omitempty"`
+	Trace       string   `json:"tp,omitempty"`
 }
 
 func (j *Job) encode() string {
 	b, _ := json.Marshal(body{ID: j.ID, Handler: j.Handler, Key: j.Key, Payload: j.Payload, Attempt: j.Attempt,
 		SubmittedAt: j.SubmittedAt, NotBefore: j.NotBefore, MaxAttempts: j.MaxAttempts, TimeoutMs: j.TimeoutMs, Errors: j.Errors,
-		Waiting: j.WaitingSince})
+		Waiting: j.WaitingSince, Trace: j.Trace})
 	return string(b)
 }
 
@@ -193,7 +222,7 @@ func decodeJob(partition int, s string) (Job, error) {
 	}
 	j := Job{ID: b.ID, Handler: b.Handler, Key: b.Key, Payload: b.Payload, Attempt: b.Attempt, SubmittedAt: b.SubmittedAt,
 		NotBefore: b.NotBefore, MaxAttempts: b.MaxAttempts, TimeoutMs: b.TimeoutMs, Errors: b.Errors, Partition: partition,
-		WaitingSince: b.Waiting}
+		WaitingSince: b.Waiting, Trace: b.Trace}
 	if j.Attempt < 1 {
 		j.Attempt = 1
 	}

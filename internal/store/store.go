@@ -173,6 +173,7 @@ type Backlog struct {
 	Queued int64 // stream entries not yet committed
 	Outbox int64 // outbox entries not yet relayed (one per emitting commit)
 	Bodies int64 // delayed, parked and waiting jobs
+	Dead   int64 // dead letters kept (not part of Depth: nothing waits on them)
 }
 
 // Depth is the backlog's total (see Store.Depth).
@@ -184,18 +185,20 @@ func (s *Store) Backlogs(ctx context.Context, partitions []int) (map[int]Backlog
 	qs := make([]*redis.IntCmd, len(partitions))
 	os := make([]*redis.IntCmd, len(partitions))
 	bs := make([]*redis.IntCmd, len(partitions))
+	ds := make([]*redis.IntCmd, len(partitions))
 	for i, p := range partitions {
 		k := keys.For(p)
 		qs[i] = pipe.XLen(ctx, k.Queue())
 		os[i] = pipe.XLen(ctx, k.Outbox())
 		bs[i] = pipe.HLen(ctx, k.Bodies())
+		ds[i] = pipe.ZCard(ctx, k.DeadIndex())
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("store: depth: %w", err)
 	}
 	out := make(map[int]Backlog, len(partitions))
 	for i, p := range partitions {
-		out[p] = Backlog{Queued: qs[i].Val(), Outbox: os[i].Val(), Bodies: bs[i].Val()}
+		out[p] = Backlog{Queued: qs[i].Val(), Outbox: os[i].Val(), Bodies: bs[i].Val(), Dead: ds[i].Val()}
 	}
 	return out, nil
 }
@@ -284,3 +287,30 @@ func hasNoScript(cmds []*redis.Cmd) bool {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// OldestOutbox is the time the oldest outbox entry of partitions was
+// written (its stream id's milliseconds), zero when every outbox is empty:
+// how far the relay is behind. One pipelined read.
+func (s *Store) OldestOutbox(ctx context.Context, partitions []int) (time.Time, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(partitions))
+	for i, p := range partitions {
+		cmds[i] = pipe.XRangeN(ctx, keys.For(p).Outbox(), "-", "+", 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return time.Time{}, fmt.Errorf("store: oldest outbox entry: %w", err)
+	}
+	var oldest int64
+	for _, c := range cmds {
+		for _, m := range c.Val() {
+			ms, _, _ := strings.Cut(m.ID, "-")
+			if v, err := strconv.ParseInt(ms, 10, 64); err == nil && (oldest == 0 || v < oldest) {
+				oldest = v
+			}
+		}
+	}
+	if oldest == 0 {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(oldest), nil
+}

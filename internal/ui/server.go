@@ -19,22 +19,25 @@ const Prefix = "/ui/"
 // keepSamples is the throughput history: ten minutes of seconds.
 const keepSamples = 600
 
-// Server serves the dashboard's pages and JSON. It only reads: every
-// route answers GET and HEAD, nothing else.
+// Server serves the dashboard's pages and JSON. It reads, with GET and
+// HEAD; its only writes are the dead-letter actions (actions.go), POSTs
+// allowed when actions says so.
 type Server struct {
+	self    string
 	src     Source
+	actions Actions
 	sampler *sampler
 	mux     *http.ServeMux
 }
 
 // New builds the dashboard of worker self reading src. Stop ends its
 // sampling.
-func New(self string, src Source) *Server {
-	return newServer(self, src, time.Now)
+func New(self string, src Source, actions Actions) *Server {
+	return newServer(self, src, actions, time.Now)
 }
 
-func newServer(self string, src Source, now func() time.Time) *Server {
-	s := &Server{src: src, sampler: newSampler(src, self, keepSamples, now), mux: http.NewServeMux()}
+func newServer(self string, src Source, actions Actions, now func() time.Time) *Server {
+	s := &Server{self: self, src: src, actions: actions, sampler: newSampler(src, self, keepSamples, now), mux: http.NewServeMux()}
 	static, _ := fs.Sub(assets, "assets")
 	s.mux.Handle(Prefix, http.StripPrefix(Prefix, http.FileServerFS(static)))
 	s.mux.HandleFunc(Prefix+"api/cluster", func(w http.ResponseWriter, r *http.Request) {
@@ -46,20 +49,28 @@ func newServer(self string, src Source, now func() time.Time) *Server {
 		writeJSON(w, map[string]any{"interval_ms": s.sampler.interval.Milliseconds(), "samples": s.sampler.samples()})
 	})
 	s.mux.HandleFunc(Prefix+"api/dead", s.deadLetters)
+	s.mux.HandleFunc(Prefix+"api/dead/show", s.showDead)
+	s.mux.HandleFunc(Prefix+"api/dead/replay", s.deadAction(true))
+	s.mux.HandleFunc(Prefix+"api/dead/purge", s.deadAction(false))
+	s.mux.HandleFunc(Prefix+"api/jobs", s.listJobs)
+	s.mux.HandleFunc(Prefix+"api/job", s.showJob)
+	s.mux.HandleFunc(Prefix+"api/config", s.config)
 	return s
 }
 
-// ServeHTTP answers reads only, with headers that keep the pages from
-// loading anything but their own files or being framed by another site.
+// ServeHTTP answers reads, and the POSTs of the actions, with headers that
+// keep the pages from loading anything but their own files or being
+// framed by another site.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	action := r.URL.Path == Prefix+"api/dead/replay" || r.URL.Path == Prefix+"api/dead/purge"
+	if !action && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
-		http.Error(w, "the dashboard is read-only", http.StatusMethodNotAllowed)
+		http.Error(w, "the dashboard only reads, but for replaying and purging dead letters", http.StatusMethodNotAllowed)
 		return
 	}
 	s.mux.ServeHTTP(w, r)

@@ -18,6 +18,17 @@ type Source interface {
 	// DeadLetters pages through the dead letters, oldest first; after is
 	// the cursor a previous page returned, "" at the start and the end.
 	DeadLetters(ctx context.Context, limit int, after string) ([]DeadLetter, string, error)
+	// DeadLetter reads one dead letter; nil when there is none.
+	DeadLetter(ctx context.Context, id string) (*DeadLetter, error)
+	// ReplayDead and PurgeDead are the dlq replay and purge of ids; they
+	// return how many there were.
+	ReplayDead(ctx context.Context, ids []string) (int, error)
+	PurgeDead(ctx context.Context, ids []string) (int, error)
+	// ListJobs and GetJobs are the ListJobs and GetJobs RPCs.
+	ListJobs(ctx context.Context, req *workerpb.ListJobsRequest) (*workerpb.ListJobsResponse, error)
+	GetJobs(ctx context.Context, ids []string) ([]*workerpb.JobInfo, error)
+	// Emitted are the known jobs that job id emitted, in order.
+	Emitted(ctx context.Context, id string) ([]*workerpb.JobInfo, error)
 }
 
 // Holder is one partition's claim.

@@ -27,6 +27,7 @@ type API struct {
 	cancel  *canceller   // cancels them
 	flow    *flowControl // pause, resume and limits of handlers
 	topics  *topicServer // subscriptions to published messages
+	bcast   *broadcaster // runs broadcast handlers on group members
 }
 
 // API returns the gRPC service of this worker.

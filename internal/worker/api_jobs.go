@@ -3,13 +3,17 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/jobid"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/sharding"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -29,6 +33,7 @@ type jobIntake struct {
 		Handlers() map[string]host.HandlerInfo
 	}
 	catalog *handlerCatalog // which worker serves which handler
+	tracer  *tracing.Tracer // nil: tracing off
 	// commits, when set, tells waits for results of the commits that
 	// finish jobs, instead of their polling every resultPoll.
 	commits finishedLogs
@@ -81,7 +86,14 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 			TimeoutMs: in.TimeoutMs, Partition: p})
 		slots = append(slots, i)
 	}
+	var spans []trace.Span
+	if ji.tracer != nil {
+		spans = ji.startEnqueue(ctx, req.Jobs, slots, jobs)
+	}
 	enq, err := ji.store.Enqueue(ctx, jobs)
+	if spans != nil {
+		endEnqueue(spans, enq, err)
+	}
 	if err != nil {
 		if full := (*store.QueueFullError)(nil); errors.As(err, &full) {
 			return nil, queueFullStatus(full)
@@ -108,6 +120,36 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 		}
 	}
 	return &workerpb.SubmitResponse{Results: results}, nil
+}
+
+// startEnqueue starts a corral.enqueue span per valid job, under the
+// traceparent it was submitted with (a new trace without one), and has the
+// job carry the span's traceparent to its batch, plugin call and commit.
+func (ji *jobIntake) startEnqueue(ctx context.Context, in []*workerpb.Job, slots []int, jobs []store.Job) []trace.Span {
+	spans := make([]trace.Span, len(jobs))
+	for n := range jobs {
+		j := &jobs[n]
+		sctx, span := ji.tracer.StartFrom(ctx, tracing.SpanEnqueue, in[slots[n]].GetTraceparent(), false,
+			tracing.AttrJobID.String(j.ID), tracing.AttrHandler.String(j.Handler), tracing.AttrPartition.Int(j.Partition))
+		j.Trace = tracing.FromContext(sctx)
+		spans[n] = span
+	}
+	return spans
+}
+
+// endEnqueue ends the enqueue spans with what became of their jobs.
+func endEnqueue(spans []trace.Span, enq []store.EnqueueResult, err error) {
+	for n, s := range spans {
+		switch {
+		case err != nil:
+			tracing.Fail(s, err)
+		case n < len(enq) && enq[n].Err != nil:
+			tracing.Fail(s, enq[n].Err)
+		case n < len(enq) && enq[n].Duplicate:
+			s.SetAttributes(attribute.Bool("corral.job.duplicate", true))
+		}
+		s.End()
+	}
 }
 
 // endState is the state a duplicate's End says its job is in.
@@ -153,6 +195,9 @@ func (ji *jobIntake) check(j *workerpb.Job, id string, h host.HandlerInfo) error
 	}
 	if h.Internal {
 		return internalHandlerError{handler: j.Handler}
+	}
+	if h.Broadcast {
+		return fmt.Errorf("%w: handler %s is a broadcast handler: run it with coordinator broadcast", ErrUnknownHandler, j.Handler)
 	}
 	if err := validateKey(j.Key); err != nil {
 		return err

@@ -134,6 +134,9 @@ type retryPolicy struct {
 	// checkEmit refuses a job's emitted job whose handler no worker
 	// serves; nil accepts every emit.
 	checkEmit func(parent, handler string) error
+	// stateTTL is how long a handler's entity states live after its
+	// commit (0: for ever); nil: for ever.
+	stateTTL func(handler string) time.Duration
 }
 
 // handlerRecheck is how long a job that waits for its handler stays
@@ -179,6 +182,11 @@ var notRun = &pluginpb.Outcome{Status: pluginpb.Outcome_STATUS_UNSPECIFIED, Erro
 // retry policy's handlerWait.
 var waitHandler = &pluginpb.Outcome{Status: pluginpb.Outcome_STATUS_UNSPECIFIED, Error: "handler not served here"}
 
+// deleteState marks a job of store.DeleteHandler: it ran no plugin, and
+// commits the deletion of the state its payload's entity type has at its
+// key.
+var deleteState = &pluginpb.Outcome{Status: pluginpb.Outcome_OK}
+
 // buildBatch turns plugin outcomes into one fenced commit. Every stream
 // entry read is acked. Per key, jobs apply in order until one must be
 // retried: that job is parked with a backoff and holds its key, and the
@@ -192,6 +200,21 @@ var waitHandler = &pluginpb.Outcome{Status: pluginpb.Outcome_STATUS_UNSPECIFIED,
 func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, entity func(handler string) string) (*store.Batch, error) {
 	b := &store.Batch{Acked: wk.acked, Attempts: map[string]int{}, Unparked: wk.dropped}
 	stateAt := map[store.EntityRef]int{}
+	// state adds what a job does to its entity's state: one write per
+	// entity in a batch, the last job's; a touch only renews the TTL of
+	// what is there, so it never replaces a write or a delete.
+	state := func(w store.StateWrite) {
+		n, ok := stateAt[w.Entity]
+		switch {
+		case !ok:
+			stateAt[w.Entity] = len(b.States)
+			b.States = append(b.States, w)
+		case w.Touch:
+			b.States[n].TTL = w.TTL
+		default:
+			b.States[n] = w
+		}
+	}
 	nowMs := rp.now.UnixMilli()
 	// A parked or waiting job (not read from the stream) that finishes takes
 	// its parked entry and body with it; stream jobs have neither.
@@ -257,6 +280,13 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 					}
 				}
 			}
+			if o == deleteState {
+				b.Done = append(b.Done, j.ID)
+				b.Attempts[j.ID] = j.Attempt
+				unpark(j)
+				state(store.StateWrite{Entity: store.EntityRef{Type: string(j.Payload), Key: j.Key}, Delete: true})
+				continue
+			}
 			if o.Status == pluginpb.Outcome_OK {
 				o = checkPublications(o)
 			}
@@ -265,15 +295,17 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 				b.Done = append(b.Done, j.ID)
 				b.Attempts[j.ID] = j.Attempt
 				unpark(j)
-				if o.StateChanged {
-					ref := store.EntityRef{Type: entity(j.Handler), Key: j.Key}
-					if n, ok := stateAt[ref]; ok {
-						b.States[n].Value = o.State
-					} else {
-						stateAt[ref] = len(b.States)
-						b.States = append(b.States, store.StateWrite{Entity: ref, Value: o.State})
-					}
+				var ttl time.Duration
+				if rp.stateTTL != nil {
+					ttl = rp.stateTTL(j.Handler)
+				}
+				ref := store.EntityRef{Type: entity(j.Handler), Key: j.Key}
+				switch {
+				case o.StateChanged:
+					state(store.StateWrite{Entity: ref, Value: o.State, TTL: ttl})
 					b.StateSteps = append(b.StateSteps, store.StateWrite{Entity: ref, Value: o.State})
+				case ttl > 0:
+					state(store.StateWrite{Entity: ref, Touch: true, TTL: ttl})
 				}
 				if len(o.Result) > 0 {
 					b.Results = append(b.Results, store.Result{JobID: j.ID, Value: o.Result})

@@ -47,11 +47,12 @@ type callRouter struct {
 	holders interface {
 		Holders(ctx context.Context, parts []int) (map[int]string, error)
 	}
-	exec   callRunner
-	store  callStore
-	intake callIntake
-	calls  callWaiters // Calls waiting on this worker for their job's commit
-	direct directPath
+	exec    callRunner
+	store   callStore
+	intake  callIntake
+	calls   callWaiters // Calls waiting on this worker for their job's commit
+	direct  directPath
+	metrics *workerMetrics
 }
 
 // ringView is the cluster as the router sees it.
@@ -130,13 +131,36 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
+	if req.Forwarded {
+		// Counted where the client's call came in, not again here.
+		return rt.route(ctx, job, p, true)
+	}
+	start := time.Now()
+	resp, err := rt.route(ctx, job, p, false)
+	// Answered calls only: a failed one took no path to its end.
+	if rt.metrics != nil && resp != nil {
+		path := "direct"
+		switch {
+		case resp.Durable:
+			path = "fallback"
+		case resp.ServedBy != rt.cfg.ID:
+			path = "forwarded"
+		}
+		rt.metrics.m.ObserveCall(path, time.Since(start))
+	}
+	return resp, err
+}
+
+// route runs the call here when this worker owns p, else forwards it to
+// the owner, else takes the durable path.
+func (rt *callRouter) route(ctx context.Context, job *workerpb.Job, p int, forwarded bool) (*workerpb.CallResponse, error) {
 	if _, owned := rt.grants.grantOf(p); owned {
 		if resp, ok, err := rt.callDirect(ctx, job, p); ok {
 			return resp, err
 		}
 		return rt.callHere(ctx, job, false)
 	}
-	if req.Forwarded {
+	if forwarded {
 		return nil, status.Errorf(codes.FailedPrecondition, "%v %d (worker %s)", ErrNotOwner, p, rt.cfg.ID)
 	}
 	if resp, done, err := rt.callOwner(ctx, job, p); done {

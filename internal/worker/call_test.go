@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,8 +11,10 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/breaker"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/sharding"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -89,7 +92,7 @@ func TestCallFallsBackWhenOwnerIsDown(t *testing.T) {
 	peers, intake := &downPeers{}, &queueIntake{}
 	rt := &callRouter{cfg: cfg, log: slog.New(slog.NewTextHandler(testWriter{t}, nil)), grants: noGrants{},
 		view: fixedRing{ring: ring, addrs: map[string]string{"other": "127.0.0.1:1"}}, peers: peers,
-		budget: breaker.DefaultBudget(), intake: intake}
+		budget: breaker.DefaultBudget(), intake: intake, metrics: &workerMetrics{m: metrics.NewWorker("self", metrics.Source{})}}
 	resp, err := rt.call(context.Background(), &workerpb.CallRequest{TimeoutMs: 5000,
 		Job: &workerpb.Job{Id: "c1", Handler: "donor.donate", Key: "alice", Payload: []byte(`{}`)}})
 	if err != nil {
@@ -103,5 +106,9 @@ func TestCallFallsBackWhenOwnerIsDown(t *testing.T) {
 	}
 	if len(intake.submitted) != 1 || intake.submitted[0].Id != "c1" {
 		t.Fatalf("enqueued %v, want c1 once", intake.submitted)
+	}
+	want := "# HELP corral_calls_total Synchronous calls this worker took from a client, per path: direct (it owns the key), forwarded (to the owner), fallback (the durable queue).\n# TYPE corral_calls_total counter\ncorral_calls_total{path=\"fallback\"} 1\n"
+	if err := testutil.GatherAndCompare(rt.metrics.m.Registry(), strings.NewReader(want), "corral_calls_total"); err != nil {
+		t.Fatalf("the fallback call was not counted as one: %v", err)
 	}
 }

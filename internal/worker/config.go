@@ -10,6 +10,7 @@ import (
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/sharding"
 )
 
@@ -17,6 +18,10 @@ import (
 type Config struct {
 	ID        string // unique, stable name of this worker in Consul and on the ring
 	Advertise string // host:port others dial for the gRPC API
+	// Groups are the named groups this worker joins, published in its
+	// Consul service meta and tags: a broadcast to a group runs on its
+	// members.
+	Groups []string
 
 	// Listener is where Start serves the gRPC API until Stop; nil serves
 	// nothing (the caller may serve API() itself).
@@ -25,8 +30,17 @@ type Config struct {
 	// port 0 for a free one), published in Consul meta "metrics"; "" serves
 	// none.
 	MetricsAddr string
+
+	// Tracer traces jobs (see internal/tracing); nil, the default, is
+	// tracing off: no span is started and no traceparent stored.
+	Tracer *tracing.Tracer
 	// Pprof also serves Go's profiler at /debug/pprof/ on MetricsAddr.
 	Pprof bool
+	// MetricsTLS serves MetricsAddr (metrics, dashboard, profiles) with
+	// mutual TLS, like the API: any certificate of the cluster's CA may
+	// read, and the dashboard's dead-letter actions need an admin one.
+	// Needs TLS.
+	MetricsTLS bool
 	// TLS is this worker's certificate and the cluster's CA: the gRPC API
 	// then requires client certificates and checks each call against the
 	// caller's role, and calls to peers present the certificate. Nil serves
@@ -60,6 +74,10 @@ type Config struct {
 	// not come. Longer than any plugin call's deadline.
 	StallTimeout time.Duration
 	ClaimEvery   time.Duration // how often ownership is reconciled without a membership change
+	// FailoverOnRefused takes a peer's partitions over as soon as its gRPC
+	// port, which accepted this worker's connection, refuses connections
+	// (the process is gone), instead of waiting for its lease to expire.
+	FailoverOnRefused bool
 }
 
 // DefaultConfig returns settings that suit a small cluster.
@@ -81,14 +99,21 @@ func DefaultConfig() Config {
 		CheckTTL:           3 * time.Second,
 		StallTimeout:       30 * time.Second,
 		ClaimEvery:         200 * time.Millisecond,
+		FailoverOnRefused:  true,
 	}
 }
 
 // Validate explains settings that cannot work together.
 func (c Config) Validate() error {
 	var errs []error
+	if c.MetricsTLS && c.TLS == nil {
+		errs = append(errs, errors.New("metrics over TLS needs the worker's TLS certificate (--tls-cert, --tls-key, --tls-ca)"))
+	}
 	if c.ID == "" {
 		errs = append(errs, errors.New("worker id must not be empty"))
+	}
+	if err := validateGroups(c.Groups); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Ring.Validate(); err != nil {
 		errs = append(errs, err)

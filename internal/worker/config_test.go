@@ -26,6 +26,7 @@ func TestConfigRetentions(t *testing.T) {
 		{"no audit cap", func(c *Config) { c.Store.Audit, c.Store.AuditMax = true, 0 }, "audit"},
 		{"dead letters kept for ever", func(c *Config) { c.Store.DeadRetention = 0 }, "dead-letter retention"},
 		{"no dead-letter cap", func(c *Config) { c.Store.DeadMax = 0 }, "dead letters"},
+		{"metrics over TLS without a certificate", func(c *Config) { c.MetricsTLS = true }, "metrics over TLS needs the worker's TLS certificate"},
 	} {
 		cfg := base
 		c.edit(&cfg)

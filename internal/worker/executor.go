@@ -11,6 +11,7 @@ import (
 
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -61,7 +62,8 @@ type executor struct {
 	grants  partitionGrants
 	lease   interface{ Valid() bool } // commits only while the lease is trusted
 	commits commitObserver
-	metrics *workerMetrics // nil: not measured
+	metrics *workerMetrics  // nil: not measured
+	tracer  *tracing.Tracer // nil: tracing off
 	// catalog knows the handlers other workers serve, so a job may emit
 	// to them; nil: only this worker's handlers.
 	catalog interface {
@@ -363,12 +365,16 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	jobs = adm.run
 	e.running.start(p, jobs)
 	defer e.running.end(p)
+	bt := startBatchTrace(ctx, e.tracer, p, jobs)
+	var traceErr error = errNotCommitted
+	defer func() { bt.end(outcomes, traceErr) }()
 	if len(jobs) > 0 {
-		ran, progress, callErr := e.runIsolated(ctx, jobs, hs, snap, r.isolate)
+		ran, progress, callErr := e.runIsolated(ctx, jobs, hs, snap, r.isolate, bt)
 		e.flow.release(ctx, adm)
 		r.isolate = callErr != nil && isOutage(callErr)
 		if !progress {
 			log.Warn("plugin unavailable; batch will be read again", "jobs", len(jobs), "first_job", jobs[0].ID, "err", callErr)
+			traceErr = callErr
 			return false
 		}
 		if callErr != nil {
@@ -383,6 +389,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	}
 	cw.addTo(batch)
 	batch.Jobs = all
+	bt.emits(batch)
 	if !e.lease.Valid() {
 		log.Warn("lease not trusted any more; not committing")
 		return false
@@ -391,7 +398,11 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 		log.Info("partition given up during the batch; not committing")
 		return false
 	}
-	if err := e.commitObserved(ctx, p, r.grant, batch); err != nil {
+	commitSpans := bt.startCommit(p)
+	err = e.commitObserved(ctx, p, r.grant, batch)
+	endSpans(commitSpans, err)
+	traceErr = err
+	if err != nil {
 		switch {
 		case errors.Is(err, store.ErrNotReplicated):
 			// Committed on the primary; its waiters are not told, as a
@@ -399,6 +410,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 			log.Warn("commit not acknowledged by the replicas in time; its callers are not told", "err", err)
 			e.commits.statesWritten(batch.States)
 			committed = true
+			traceErr = nil
 			return true
 		case isFenced(err):
 			e.fenced.Add(1)
@@ -427,11 +439,22 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 // does not serve (hs): it gets the waitHandler outcome and neither it nor
 // the key's later jobs run. It returns the jobs to run and the outcomes
 // of the waiting ones.
+//
+// A job that deletes its key's state (store.DeleteHandler) runs no plugin:
+// it gets the deleteState outcome, and the key's later jobs wait for the
+// next batch (notRun), which loads the state the delete left: none.
 func unserved(wk *work, hs map[string]host.HandlerInfo) ([]store.Job, map[string]*pluginpb.Outcome) {
 	out := map[string]*pluginpb.Outcome{}
 	var run []store.Job
 	for _, kw := range wk.keys {
-		for _, j := range kw.run {
+		for i, j := range kw.run {
+			if j.Handler == store.DeleteHandler {
+				out[j.ID] = deleteState
+				if i+1 < len(kw.run) {
+					out[kw.run[i+1].ID] = notRun
+				}
+				break
+			}
 			if _, ok := hs[j.Handler]; !ok {
 				out[j.ID] = waitHandler
 				break
@@ -505,7 +528,7 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	}
 	e.running.startCall(j)
 	defer e.running.endCall(j.ID)
-	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, hs, snap, false)
+	outcomes, progress, _ := e.runIsolated(ctx, []store.Job{j}, hs, snap, false, nil)
 	e.flow.release(ctx, adm)
 	if !progress {
 		return nil, errNotRun // the plugin is down: the queue keeps the job
@@ -565,10 +588,10 @@ func (e *executor) handleObserved(ctx context.Context, req *pluginpb.HandleReque
 // the keys not run yet are marked not run and err says the plugin is
 // unavailable, so the next batch is isolated again. progress is false when
 // no job got an outcome, so there is nothing to commit.
-func (e *executor) runIsolated(ctx context.Context, jobs []store.Job, hs map[string]host.HandlerInfo, snap store.Snapshot, isolate bool) (out map[string]*pluginpb.Outcome, progress bool, err error) {
+func (e *executor) runIsolated(ctx context.Context, jobs []store.Job, hs map[string]host.HandlerInfo, snap store.Snapshot, isolate bool, bt *batchTrace) (out map[string]*pluginpb.Outcome, progress bool, err error) {
 	out = make(map[string]*pluginpb.Outcome, len(jobs))
 	if !isolate {
-		if err = e.call(ctx, jobs, hs, snap, out); err == nil {
+		if err = e.call(ctx, jobs, hs, snap, out, bt); err == nil {
 			return out, true, nil
 		}
 		if isOutage(err) {
@@ -585,7 +608,7 @@ func (e *executor) runIsolated(ctx context.Context, jobs []store.Job, hs map[str
 			out[j.ID] = notRun
 			continue
 		}
-		jerr := e.call(ctx, jobs[i:i+1], hs, snap, out)
+		jerr := e.call(ctx, jobs[i:i+1], hs, snap, out, bt)
 		switch {
 		case jerr == nil:
 			progress = true
@@ -608,14 +631,19 @@ func isOutage(err error) bool {
 
 // call runs jobs in one plugin call with their deadline and records their
 // outcomes in out. hs is the handler table the batch was planned with.
-func (e *executor) call(ctx context.Context, jobs []store.Job, hs map[string]host.HandlerInfo, snap store.Snapshot, out map[string]*pluginpb.Outcome) error {
+func (e *executor) call(ctx context.Context, jobs []store.Job, hs map[string]host.HandlerInfo, snap store.Snapshot, out map[string]*pluginpb.Outcome, bt *batchTrace) error {
 	if d := callTimeout(jobs, hs); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	resp, err := e.handleObserved(ctx, buildRequest(jobs, snap, entityOf(hs)))
+	req := buildRequest(jobs, snap, entityOf(hs))
+	spans := bt.startPlugin(req)
+	resp, err := e.handleObserved(ctx, req)
 	e.lastLoop.Store(time.Now().UnixNano()) // a slow plugin is not a stalled loop
+	if spans != nil {
+		endSpans(spans, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -637,6 +665,10 @@ func (e *executor) call(ctx context.Context, jobs []store.Job, hs map[string]hos
 }
 
 var errBadReply = errors.New("plugin reply does not match the jobs sent")
+
+// errNotCommitted marks the batch spans of a batch left uncommitted, to be
+// read again.
+var errNotCommitted = errors.New("batch not committed; it will be read again")
 
 // callTimeout is the deadline of a call when a job in it overrides its
 // handler's timeout: the longest of the jobs' own timeouts, each at most
@@ -674,6 +706,9 @@ func (e *executor) retryPolicy(now time.Time) retryPolicy {
 func (e *executor) batchPolicy(now time.Time, hs map[string]host.HandlerInfo) retryPolicy {
 	rp := e.retryPolicy(now)
 	rp.checkEmit = func(parent, handler string) error {
+		if hs[handler].Broadcast {
+			return fmt.Errorf("job %s emitted a job for broadcast handler %q, which runs only by coordinator broadcast; nothing of this attempt was committed", parent, handler)
+		}
 		if e.catalog != nil {
 			if e.catalog.known(handler, hs) {
 				return nil
@@ -685,6 +720,7 @@ func (e *executor) batchPolicy(now time.Time, hs map[string]host.HandlerInfo) re
 		}
 		return fmt.Errorf("job %s emitted a job for handler %q, which this worker does not serve; nothing of this attempt was committed", parent, handler)
 	}
+	rp.stateTTL = func(handler string) time.Duration { return hs[handler].StateTTL }
 	return rp
 }
 

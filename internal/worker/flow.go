@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
@@ -208,6 +209,20 @@ func (f *flowControl) update(ctx context.Context, handler string, fs store.FlowS
 		next[handler] = fs
 	}
 	f.apply(ctx, next)
+}
+
+// inForce lists the runtime settings applied here, by handler, for the
+// corral_flow_in_force metric.
+func (f *flowControl) inForce() []metrics.FlowInForce {
+	cur := f.settings.Load()
+	if cur == nil {
+		return nil
+	}
+	out := make([]metrics.FlowInForce, 0, len(*cur))
+	for h, s := range *cur {
+		out = append(out, metrics.FlowInForce{Handler: h, Paused: s.Paused, Concurrency: s.Concurrency, Rate: s.Rate})
+	}
+	return out
 }
 
 // run polls the settings until ctx ends.

@@ -37,6 +37,7 @@ type ownershipState interface {
 	mayOwn() stepDown
 	noteConsul(ok bool)
 	claimCounts() (takeovers, handoffs int64)
+	burials() int64
 }
 
 // workState is what health reads of the executor.
@@ -145,8 +146,8 @@ func (h *health) check(ctx context.Context) (discovery.Status, string) {
 
 	committed, fenced := h.work.counts()
 	takeovers, handoffs := h.own.claimCounts()
-	out := fmt.Sprintf("%s; owns %d partitions; %s; %s; committed %d, fenced %d; claims: %d takeovers from dead holders, %d handoffs",
-		leaseState, len(owned), lag, plugins, committed, fenced, takeovers, handoffs)
+	out := fmt.Sprintf("%s; owns %d partitions; %s; %s; committed %d, fenced %d; claims: %d takeovers from dead holders, %d handoffs; dead peers found by their refused port: %d",
+		leaseState, len(owned), lag, plugins, committed, fenced, takeovers, handoffs, h.own.burials())
 	if len(problems) > 0 {
 		out = strings.Join(problems, "; ") + " | " + out
 	}

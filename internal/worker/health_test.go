@@ -28,6 +28,7 @@ type fakeOwnership struct{ step stepDown }
 func (f fakeOwnership) mayOwn() stepDown                   { return f.step }
 func (fakeOwnership) noteConsul(bool)                      {}
 func (fakeOwnership) claimCounts() (int64, int64)          { return 2, 5 }
+func (fakeOwnership) burials() int64                       { return 1 }
 func (f fakeOwnership) withStep(s stepDown) ownershipState { f.step = s; return f }
 
 type fakeGrants map[int]lease.Grant
@@ -79,7 +80,7 @@ func TestHealthCheck(t *testing.T) {
 	}{
 		{"working", func(*health) {}, discovery.StatusPassing,
 			[]string{"lease ok", "owns 2 partitions", "queue lag 8 jobs (most in p2: 5)", "plugins donations@1.0.0 (3 restarts)",
-				"committed 40, fenced 1", "2 takeovers", "5 handoffs"}},
+				"committed 40, fenced 1", "2 takeovers", "5 handoffs", "refused port: 1"}},
 		{"draining", func(h *health) { h.own = fakeOwnership{}.withStep(stepDraining) }, discovery.StatusCritical,
 			[]string{"draining: partitions handed off"}},
 		{"lease lost", func(h *health) {

@@ -34,6 +34,7 @@ type membership struct {
 	ring     atomic.Pointer[sharding.Ring]      // nil until built, or when no member is live
 	ringIDs  string                             // members the current ring was built from (ownership loop only)
 	ringSet  bool                               // ringIDs is set (ownership loop only)
+	changed  func()                             // called when the ring is rebuilt; set before Start
 
 	grace recoveryGrace
 }
@@ -166,10 +167,16 @@ func (m *membership) refresh(ctx context.Context, alive func(context.Context, []
 	if key == m.ringIDs && m.ringSet {
 		return
 	}
+	var before []string
+	if m.ringIDs != "" {
+		before = strings.Split(m.ringIDs, ",")
+	}
+	joined, left := memberChanges(before, ids)
 	if len(ids) == 0 {
 		m.ringIDs, m.ringSet = key, true
 		m.ring.Store(nil)
-		m.log.Info("membership changed: no live member")
+		m.log.Info("membership changed: no live member", "left", strings.Join(left, ","))
+		m.notifyChanged()
 		return
 	}
 	ring, err := sharding.NewRing(m.ringCfg, ids)
@@ -180,7 +187,31 @@ func (m *membership) refresh(ctx context.Context, alive func(context.Context, []
 	m.ringIDs, m.ringSet = key, true
 	old := m.ring.Swap(ring)
 	moved := len(sharding.Moves(old, ring))
-	m.log.Info("membership changed", "members", key, "partitions_moved", moved, "mine", len(ring.PartitionsOf(m.self)))
+	m.log.Info("membership changed", "joined", strings.Join(joined, ","), "left", strings.Join(left, ","),
+		"members", len(ids), "partitions_moved", moved, "mine", len(ring.PartitionsOf(m.self)))
+	m.notifyChanged()
+}
+
+func (m *membership) notifyChanged() {
+	if m.changed != nil {
+		m.changed()
+	}
+}
+
+// memberChanges names the members of after missing from before (joined)
+// and those of before missing from after (left); both inputs are sorted.
+func memberChanges(before, after []string) (joined, left []string) {
+	for _, id := range after {
+		if _, found := slices.BinarySearch(before, id); !found {
+			joined = append(joined, id)
+		}
+	}
+	for _, id := range before {
+		if _, found := slices.BinarySearch(after, id); !found {
+			left = append(left, id)
+		}
+	}
+	return joined, left
 }
 
 // withMissing returns ms plus the members of extra whose IDs ms lacks.

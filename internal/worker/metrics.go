@@ -2,10 +2,15 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"net/http"
+	"time"
 
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/metrics"
+	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/ui"
 )
@@ -37,7 +42,16 @@ func (w *Worker) serveMetrics(addr string) error {
 	}
 	// The dashboard rides on the metrics listener: plain HTTP, read-only,
 	// loopback unless --metrics says otherwise (docs/security.md).
-	opts = append(opts, metrics.WithHandler(ui.Prefix, "dashboard", ui.New(w.cfg.ID, uiSource{r: r, dead: w.store})))
+	actions := ui.Actions{Allowed: w.cfg.TLS == nil}
+	switch {
+	case w.cfg.MetricsTLS:
+		opts = append(opts, metrics.WithTLS(metricsTLS(w.cfg.TLS)))
+		actions.Admin = adminOnly
+		actions.Why = "replaying and purging dead letters needs an admin certificate"
+	case !actions.Allowed:
+		actions.Why = "with TLS on, replaying and purging dead letters needs an admin certificate, which this plain-HTTP dashboard cannot see: start the worker with --metrics-tls, or use 'coordinator dlq replay|purge'"
+	}
+	opts = append(opts, metrics.WithHandler(ui.Prefix, "dashboard", ui.New(w.cfg.ID, uiSource{r: r, dead: w.store, api: w.api}, actions)))
 	srv, err := metrics.Listen(addr, m.Registry(), w.log, opts...)
 	if err != nil {
 		return err
@@ -47,14 +61,17 @@ func (w *Worker) serveMetrics(addr string) error {
 		srv.Stop()
 		return err
 	}
-	r.metrics = &workerMetrics{m: m, flow: metrics.NewFlow(m.Registry()), addr: metrics.AdvertiseAddr(srv.Addr(), host)}
+	r.metrics = &workerMetrics{m: m, flow: metrics.NewFlow(m.Registry(), w.flow.inForce), addr: metrics.AdvertiseAddr(srv.Addr(), host)}
 	w.exec.metrics = r.metrics
 	w.flow.metrics = r.metrics
 	w.relay.metrics = r.metrics
+	w.api.router.metrics = r.metrics
 	w.sched.metrics = r.metrics
-	// Count membership snapshots by wrapping the registry, not by editing
-	// the membership loop.
+	w.api.bcast.metrics = r.metrics
+	// The members gauge follows every snapshot, by wrapping the registry;
+	// the change counter only the snapshots that rebuilt the ring.
 	w.registry = countingRegistry{registryAPI: w.registry, m: r.metrics}
+	w.api.report.view.changed = r.metrics.m.MembershipChanged
 	srv.Start()
 	w.life.metrics = srv
 	w.log.Info("serving metrics", "addr", srv.Addr(), "advertised", r.metrics.addr)
@@ -69,20 +86,34 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	if m == nil {
 		return
 	}
-	handlerOf := make(map[string]string, len(jobs))
-	for _, j := range jobs {
-		handlerOf[j.ID] = j.Handler
+	byID := make(map[string]*store.Job, len(jobs))
+	for i := range jobs {
+		byID[jobs[i].ID] = &jobs[i]
 	}
+	handlerOf := func(id string) string {
+		if j := byID[id]; j != nil {
+			return j.Handler
+		}
+		return ""
+	}
+	now := time.Now()
 	count := map[string]int{}
 	for _, id := range b.Done {
-		count[handlerOf[id]]++
+		count[handlerOf(id)]++
+		// A delayed job is timed from when it fell due, not from its
+		// submission.
+		if j := byID[id]; j != nil && j.SubmittedAt > 0 {
+			m.m.ObserveSubmitToCommit(j.Handler, now.Sub(time.UnixMilli(max(j.SubmittedAt, j.NotBefore))))
+		}
 	}
 	for h, n := range count {
 		m.m.Committed(h, n)
 	}
 	clear(count)
+	failed := map[string]int{}
 	for _, j := range b.Retries {
 		count[j.Handler]++
+		failed[j.Handler]++
 	}
 	for h, n := range count {
 		m.m.Retried(h, n)
@@ -90,13 +121,17 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	clear(count)
 	for _, d := range b.Dead {
 		count[d.Job.Handler]++
+		failed[d.Job.Handler]++
 	}
 	for h, n := range count {
 		m.m.DeadLettered(h, n)
 	}
+	for h, n := range failed {
+		m.m.Failed(h, n)
+	}
 	clear(count)
 	for _, r := range b.Rejected {
-		count[handlerOf[r.JobID]]++
+		count[handlerOf(r.JobID)]++
 	}
 	for h, n := range count {
 		m.m.Rejected(h, n)
@@ -106,7 +141,7 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 // registryAPI lets countingRegistry embed the interface under another name.
 type registryAPI = Registry
 
-// countingRegistry counts the membership snapshots the worker consumes.
+// countingRegistry records the size of each membership snapshot the worker consumes.
 type countingRegistry struct {
 	registryAPI
 	m *workerMetrics
@@ -118,7 +153,7 @@ func (c countingRegistry) Watch(ctx context.Context) <-chan discovery.Snapshot {
 	go func() {
 		defer close(out)
 		for snap := range in {
-			c.m.m.MembershipChanged(len(snap.Members))
+			c.m.m.Members(len(snap.Members))
 			select {
 			case out <- snap:
 			case <-ctx.Done():
@@ -127,4 +162,38 @@ func (c countingRegistry) Watch(ctx context.Context) <-chan discovery.Snapshot {
 		}
 	}()
 	return out
+}
+
+// metricsTLS is the API's mutual TLS for the metrics listener: HTTP/1.1,
+// a client certificate of the cluster's CA required.
+func metricsTLS(id *pki.Identity) *tls.Config {
+	api := id.ServerConfig()
+	return &tls.Config{
+		MinVersion: api.MinVersion,
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			c, err := api.GetConfigForClient(h)
+			if err != nil {
+				return nil, err
+			}
+			c = c.Clone()
+			c.NextProtos = []string{"http/1.1"}
+			return c, nil
+		},
+	}
+}
+
+// adminOnly lets a dashboard request act when its client certificate
+// names the admin role.
+func adminOnly(r *http.Request) error {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return errors.New("no client certificate")
+	}
+	role, err := pki.RoleOf(r.TLS.PeerCertificates[0])
+	if err != nil {
+		return err
+	}
+	if role != pki.RoleAdmin {
+		return fmt.Errorf("the certificate's role is %s, not admin", role)
+	}
+	return nil
 }

@@ -65,6 +65,7 @@ type ownership struct {
 	lease  leaseHolder
 	grants *grants
 	view   *membership
+	deaths *deathWatch // nil when takeover waits for lease expiry alone
 
 	draining atomic.Bool // handing off; claim nothing
 	// reconcileMu keeps a drain from racing a reconcile that already
@@ -92,6 +93,7 @@ type ownershipStats struct {
 	takeovers atomic.Int64 // claims from a holder whose lease was gone
 	handoffs  atomic.Int64 // claims of partitions released by their holder
 	moves     atomic.Int64 // partitions claimed or given up
+	buried    atomic.Int64 // peers' leases ended early on a refused port
 }
 
 // consulState records whether Consul takes our check updates.
@@ -112,18 +114,32 @@ func (o *ownership) claimCounts() (takeovers, handoffs int64) {
 	return o.stats.takeovers.Load(), o.stats.handoffs.Load()
 }
 
+// burials says how many dead peers' leases this worker ended early.
+func (o *ownership) burials() int64 { return o.stats.buried.Load() }
+
 // sweepEvery is how often a worker reads every partition's owner key to
 // release those that name it but that it does not process (a claim whose
 // reply was lost, a release that failed).
 const sweepEvery = 5 * time.Second
 
 // watchMembers records every membership change; the ownership loop turns
-// it into a ring.
+// it into a ring. It also points the death watch at the members, and
+// stops it when snaps ends.
 func (o *ownership) watchMembers(snaps <-chan discovery.Snapshot) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		if o.deaths != nil {
+			o.deaths.stop()
+		}
+	}()
 	for snap := range snaps {
 		o.view.observe(snap)
 		if o.events != nil {
 			o.events.observe(snap)
+		}
+		if o.deaths != nil {
+			o.deaths.update(ctx, snap.Members)
 		}
 		o.wake()
 	}

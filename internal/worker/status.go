@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,8 @@ type reporter struct {
 	cfg   Config
 	store interface {
 		Depth(ctx context.Context, parts []int) (map[int]int64, error)
+		Backlogs(ctx context.Context, parts []int) (map[int]store.Backlog, error)
+		OldestOutbox(ctx context.Context, parts []int) (time.Time, error)
 	}
 	// events, when set, reads the last cluster events for the status.
 	events interface {
@@ -184,21 +187,29 @@ func (r *reporter) metricsSource() metrics.Source {
 		Moves:           r.own.stats.moves.Load,
 		PartitionsOwned: func() int { return len(r.grants.snapshot()) },
 		LeaseRemaining:  r.lease.Remaining,
-		QueueLag: func(ctx context.Context) (int64, error) {
+		Backlog: func(ctx context.Context) (metrics.Backlog, error) {
+			var out metrics.Backlog
 			owned := r.grants.snapshot()
 			if len(owned) == 0 {
-				return 0, nil
+				return out, nil
 			}
 			parts := make([]int, 0, len(owned))
 			for p := range owned {
 				parts = append(parts, p)
 			}
-			depth, err := r.store.Depth(ctx, parts)
-			var n int64
-			for _, d := range depth {
-				n += d
+			bs, err := r.store.Backlogs(ctx, parts)
+			if err != nil {
+				return out, err
 			}
-			return n, err
+			for _, b := range bs {
+				out.Jobs += b.Depth()
+				out.Outbox += b.Outbox
+				out.Dead += b.Dead
+			}
+			if out.Outbox > 0 {
+				out.OldestOutbox, err = r.store.OldestOutbox(ctx, parts)
+			}
+			return out, err
 		},
 		Breakers: func() []metrics.PeerBreaker {
 			states := r.peers.Breakers().States()
@@ -244,17 +255,25 @@ func (r *reporter) serviceMeta() (map[string]string, error) {
 	}
 	meta["partitions"] = fmt.Sprint(r.cfg.Ring.Partitions)
 	meta["version"] = Version
+	if len(r.cfg.Groups) > 0 {
+		meta[metaGroups] = strings.Join(r.cfg.Groups, ",")
+	}
 	if a := r.metricsAddr(); a != "" {
 		meta["metrics"] = a
-		meta["ui"] = "http://" + a + "/ui/"
+		scheme := "http://"
+		if r.cfg.MetricsTLS {
+			scheme = "https://"
+		}
+		meta["ui"] = scheme + a + "/ui/"
 	}
 	return meta, nil
 }
 
 // serviceTags lets a scrape config select workers that serve metrics.
 func (r *reporter) serviceTags() []string {
+	tags := []string{"corral-worker"}
 	if r.metricsAddr() != "" {
-		return []string{"corral-worker", "metrics"}
+		tags = append(tags, "metrics")
 	}
-	return []string{"corral-worker"}
+	return append(tags, groupTags(r.cfg.Groups)...)
 }

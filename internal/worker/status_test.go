@@ -17,6 +17,7 @@ import (
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/peer"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -50,6 +51,18 @@ func (d *depthStore) Depth(_ context.Context, parts []int) (map[int]int64, error
 	}
 	return out, nil
 }
+
+// Backlogs answers the depths as queued jobs.
+func (d *depthStore) Backlogs(ctx context.Context, parts []int) (map[int]store.Backlog, error) {
+	depth, err := d.Depth(ctx, parts)
+	out := map[int]store.Backlog{}
+	for p, n := range depth {
+		out[p] = store.Backlog{Queued: n}
+	}
+	return out, err
+}
+
+func (d *depthStore) OldestOutbox(context.Context, []int) (time.Time, error) { return time.Time{}, nil }
 
 type fixedMembers struct {
 	members []discovery.Member
@@ -278,8 +291,8 @@ func TestLocate(t *testing.T) {
 }
 
 // TestServiceMeta: the Consul meta names the partitions, the version and
-// the handler set, and the metrics address and tag only when metrics are
-// served.
+// the handler set, the metrics address and tag only when metrics are
+// served, and the groups joined, in the meta and as tags.
 func TestServiceMeta(t *testing.T) {
 	t.Parallel()
 	r := testReporter(t)
@@ -312,5 +325,11 @@ func TestServiceMeta(t *testing.T) {
 	check("with metrics")
 	if got := r.serviceTags(); !slices.Equal(got, []string{"corral-worker", "metrics"}) {
 		t.Errorf("tags %v with metrics", got)
+	}
+	r.cfg.Groups = []string{"cache", "web"}
+	want[metaGroups] = "cache,web"
+	check("with groups")
+	if got := r.serviceTags(); !slices.Equal(got, []string{"corral-worker", "metrics", "group:cache", "group:web"}) {
+		t.Errorf("tags %v with groups", got)
 	}
 }

@@ -105,8 +105,19 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	}
 	events.store = w.store
 	w.events, w.own.events = events, events
+	if cfg.FailoverOnRefused {
+		w.own.deaths = newDeathWatch(cfg.ID, log, func(ctx context.Context, token string) (bool, error) {
+			buried, err := lease.Bury(ctx, rdb, token)
+			if buried {
+				w.own.stats.buried.Add(1)
+				w.own.wake()
+			}
+			return buried, err
+		})
+	}
 	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
+	w.exec.tracer = cfg.Tracer
 	w.sched = newScheduler(cfg, log, w.store, g, keeper, w.relay)
 	w.flow = newFlowControl(log, w.store, handlers, g, keeper.Token(), slotLease)
 	w.exec.flow = w.flow
@@ -114,7 +125,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		store: w.store, plugins: handlers, work: w.exec}
 	catalog := &handlerCatalog{self: cfg.ID, local: handlers, view: view}
 	w.exec.catalog = catalog
-	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers, catalog: catalog}
+	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers, catalog: catalog, tracer: cfg.Tracer}
 	w.api = &API{id: cfg.ID, store: w.store, intake: intake,
 		router: &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: peers, budget: breaker.DefaultBudget(),
 			holders: claims, exec: w.exec, store: w.store, intake: intake},
@@ -127,6 +138,8 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	intake.commits = waits
 	w.consume = &consumers{log: log, partitions: cfg.Ring.Partitions, handlers: intake.handlers, grants: g, topics: waits, store: w.store}
 	w.api.inspect = &inspector{cfg: cfg, log: log, store: w.store, running: &w.exec.running, registry: registry, peers: peers}
+	w.api.bcast = &broadcaster{self: cfg.ID, log: log, view: view, peers: peers, store: w.store, plugins: handlers,
+		retention: cfg.Store.DoneRetention, maxPayload: cfg.MaxPayloadBytes}
 	w.api.cancel = &canceller{cfg: cfg, log: log, store: w.store, grants: g, view: view, peers: peers, holders: claims,
 		exec: w.exec, inspect: w.api.inspect}
 	return w, nil

@@ -27,6 +27,9 @@ var (
 	ErrBadReply = errors.New("plugin sent a bad reply")
 	// ErrDuplicateHandler: two plugins declare the same handler.
 	ErrDuplicateHandler = errors.New("handler served by two plugins")
+	// ErrReservedHandler: a plugin declares a handler whose name starts
+	// with "~", kept for the jobs the worker runs itself (an entity delete).
+	ErrReservedHandler = errors.New("reserved handler name")
 	// ErrPluginUnavailable: a plugin's process is down and could not be
 	// relaunched yet.
 	ErrPluginUnavailable = errors.New("plugin unavailable")
@@ -64,6 +67,12 @@ type HandlerInfo struct {
 	Internal bool
 	// Subscribes are the topics whose messages become its jobs.
 	Subscribes []string
+	// StateTTL, when positive: the state of the handler's entity expires
+	// after that long without a commit of one of its jobs.
+	StateTTL time.Duration
+	// Broadcast: the handler runs once on every member of a group
+	// (coordinator broadcast), with no state; Submit and Call refuse it.
+	Broadcast bool
 }
 
 type route struct {
@@ -199,6 +208,10 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 	for i, s := range sups {
 		d := descs[i]
 		for _, h := range d.GetHandlers() {
+			if strings.HasPrefix(h.GetName(), "~") {
+				return nil, fmt.Errorf("host: %w: plugin %s (%s) declares %q; names starting with ~ are the worker's own",
+					ErrReservedHandler, d.GetName(), s.path, h.GetName())
+			}
 			if other, dup := routes[h.GetName()]; dup {
 				return nil, fmt.Errorf("host: %w: %s is declared by plugin %s (%s) and plugin %s (%s)",
 					ErrDuplicateHandler, h.GetName(), other.info.Plugin, other.sup.path, d.GetName(), s.path)
@@ -215,6 +228,8 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 				Entity:          plugins.EntityOf(h),
 				Internal:        h.GetInternal(),
 				Subscribes:      h.GetSubscribes(),
+				StateTTL:        time.Duration(h.GetStateTtlMs()) * time.Millisecond,
+				Broadcast:       h.GetBroadcast(),
 			}}
 		}
 	}

@@ -315,9 +315,17 @@ type HandlerSpec struct {
 	// When true, only jobs emitted by other handlers run this handler:
 	// Submit and Call refuse it.
 	Internal bool `protobuf:"varint,9,opt,name=internal,proto3" json:"internal,omitempty"`
+	// When set, an entity's state that no job of this handler's entity has
+	// committed for this long expires (Redis EXPIRE, set with each commit of
+	// the entity); 0 = kept for ever.
+	StateTtlMs int64 `protobuf:"varint,10,opt,name=state_ttl_ms,json=stateTtlMs,proto3" json:"state_ttl_ms,omitempty"`
+	// When true, the handler is a broadcast handler: it runs once on every
+	// member of a group (coordinator broadcast), with no entity state, and
+	// Submit and Call refuse it.
+	Broadcast bool `protobuf:"varint,11,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
 	// Topics whose messages each become a job of this handler, key the
 	// topic, payload the message, once each (see sdk.Subscribe).
-	Subscribes    []string `protobuf:"bytes,10,rep,name=subscribes,proto3" json:"subscribes,omitempty"`
+	Subscribes    []string `protobuf:"bytes,12,rep,name=subscribes,proto3" json:"subscribes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -415,6 +423,20 @@ func (x *HandlerSpec) GetInternal() bool {
 	return false
 }
 
+func (x *HandlerSpec) GetStateTtlMs() int64 {
+	if x != nil {
+		return x.StateTtlMs
+	}
+	return 0
+}
+
+func (x *HandlerSpec) GetBroadcast() bool {
+	if x != nil {
+		return x.Broadcast
+	}
+	return false
+}
+
 func (x *HandlerSpec) GetSubscribes() []string {
 	if x != nil {
 		return x.Subscribes
@@ -491,6 +513,9 @@ type Job struct {
 	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`  // JSON document
 	Attempt       int32                  `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"` // 1 on the first delivery
 	SubmittedAtMs int64                  `protobuf:"varint,6,opt,name=submitted_at_ms,json=submittedAtMs,proto3" json:"submitted_at_ms,omitempty"`
+	// W3C traceparent of the job's corral.plugin span, when the worker
+	// traces; a handler's own spans are its children. Empty: not traced.
+	Traceparent   string `protobuf:"bytes,7,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +590,13 @@ func (x *Job) GetSubmittedAtMs() int64 {
 		return x.SubmittedAtMs
 	}
 	return 0
+}
+
+func (x *Job) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 type HandleRequest struct {
@@ -914,7 +946,7 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x129\n" +
-	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\xd0\x02\n" +
+	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\x90\x03\n" +
 	"\vHandlerSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -925,22 +957,26 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x06entity\x18\x06 \x01(\tR\x06entity\x12)\n" +
 	"\x10payload_optional\x18\a \x01(\tR\x0fpayloadOptional\x12%\n" +
 	"\x0epayload_closed\x18\b \x01(\bR\rpayloadClosed\x12\x1a\n" +
-	"\binternal\x18\t \x01(\bR\binternal\x12\x1e\n" +
+	"\binternal\x18\t \x01(\bR\binternal\x12 \n" +
+	"\fstate_ttl_ms\x18\n" +
+	" \x01(\x03R\n" +
+	"stateTtlMs\x12\x1c\n" +
+	"\tbroadcast\x18\v \x01(\bR\tbroadcast\x12\x1e\n" +
 	"\n" +
-	"subscribes\x18\n" +
-	" \x03(\tR\n" +
+	"subscribes\x18\f \x03(\tR\n" +
 	"subscribes\"D\n" +
 	"\x06Entity\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\fR\x05state\"\x9d\x01\n" +
+	"\x05state\x18\x03 \x01(\fR\x05state\"\xbf\x01\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\x05R\aattempt\x12&\n" +
-	"\x0fsubmitted_at_ms\x18\x06 \x01(\x03R\rsubmittedAtMs\"\x98\x01\n" +
+	"\x0fsubmitted_at_ms\x18\x06 \x01(\x03R\rsubmittedAtMs\x12 \n" +
+	"\vtraceparent\x18\a \x01(\tR\vtraceparent\"\x98\x01\n" +
 	"\rHandleRequest\x124\n" +
 	"\bentities\x18\x01 \x03(\v2\x18.corral.plugin.v1.EntityR\bentities\x12)\n" +
 	"\x04jobs\x18\x02 \x03(\v2\x15.corral.plugin.v1.JobR\x04jobs\x12&\n" +

@@ -8,6 +8,7 @@ import (
 
 	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Call is one job as its handler sees it: what the job is (ID, Handler,
@@ -32,6 +33,8 @@ type Call struct {
 	result  []byte
 	emits   []*pluginpb.Emit
 	pubs    []*pluginpb.Publication
+
+	broadcast bool // a broadcast handler's run: no state, no emits
 }
 
 // Context is the context of the Handle call that runs the job. It is
@@ -42,6 +45,18 @@ type Call struct {
 // return once it is done: a call that overruns its deadline fails as a
 // whole, and the worker replaces the plugin process.
 func (c *Call) Context() context.Context { return c.ctx }
+
+// SpanContext is the span the worker runs the job under (its
+// corral.plugin span) when the worker traces jobs; it is invalid
+// otherwise. Context carries it too, so a handler's own spans are its
+// children:
+//
+//	ctx, span := otel.Tracer("donations").Start(c.Context(), "charge card")
+//	defer span.End()
+//
+// Under Serve, spans go where the worker's do: Serve sets OpenTelemetry's
+// global tracer provider from the same OTEL_* environment variables.
+func (c *Call) SpanContext() trace.SpanContext { return trace.SpanContextFromContext(c.ctx) }
 
 // Job is the job exactly as the worker sent it, with the fields that have
 // no method of their own, such as SubmittedAtMs: when the job was
@@ -154,6 +169,9 @@ func (c *Call) Load(v any) (found bool, err error) {
 // payloads and states together, must fit in one gRPC message (64 MiB by
 // default, worker --plugin-max-message).
 func (c *Call) Save(v any) error {
+	if c.broadcast {
+		return Failf("save from broadcast handler %s: a broadcast has no entity state", c.Handler())
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return Fail(fmt.Errorf("save %s %q state: %w", c.entity, c.Key(), err))
@@ -191,6 +209,9 @@ func (c *Call) Save(v any) error {
 // returns a Fail error for an empty handler or key, or a payload that
 // does not marshal.
 func (c *Call) Emit(handler, key string, payload any) error {
+	if c.broadcast {
+		return Failf("emit %s from broadcast handler %s: a broadcast emits no jobs", handler, c.Handler())
+	}
 	if handler == "" {
 		return Failf("emit from %s: empty handler name", c.Handler())
 	}

@@ -8,8 +8,10 @@ import (
 	"runtime/debug"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/status"
 
+	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
@@ -61,6 +63,8 @@ type HandlerDef struct {
 	entitySet       bool   // Entity was given, maybe with an empty name
 	internal        bool   // only emitted jobs run it
 	subscribes      []string
+	stateTTL        time.Duration
+	broadcast       bool // runs on group members, with no state
 }
 
 // entityType is the entity type the handler reads and writes.
@@ -175,6 +179,33 @@ func Subscribe(topics ...string) Option {
 	return func(h *HandlerDef) { h.subscribes = append(h.subscribes, topics...) }
 }
 
+// StateTTL declares that the state of the handler's entity expires after
+// d without a job: each commit of one of the entity's jobs by this
+// handler sets the state's time to live to d again (Redis EXPIRE), saved
+// or not, and a state no job touched for d is gone, as if never saved —
+// for sessions, carts, rate windows. Declare the same d on every handler
+// of the entity: a commit by a handler without StateTTL keeps a saved
+// state for ever. New panics on a negative d; zero, the default, keeps
+// states for ever.
+//
+//	sdk.Handler("session.touch", touch, sdk.StateTTL(30*time.Minute))
+func StateTTL(d time.Duration) Option {
+	return func(h *HandlerDef) { h.stateTTL = d }
+}
+
+// Broadcast declares a broadcast handler: it does not run submitted jobs
+// but coordinator broadcast, once on every live worker of a group (or
+// every worker), for cache invalidation, configuration reload or warm-up.
+// It gets no entity state (Call.Load finds none, Call.Save and Call.Emit
+// fail the run) and its Call.Key is empty; Call.ID is the broadcast's id,
+// the same on every member, and a member runs an id once. What it sets
+// with Call.SetResult is each member's reply. Submit and Call refuse it.
+//
+//	sdk.Handler("cache.invalidate", invalidate, sdk.Broadcast())
+func Broadcast() Option {
+	return func(h *HandlerDef) { h.broadcast = true }
+}
+
 // Handler declares a handler for New or Serve: jobs submitted (or
 // emitted) to name run fn, under the options opts.
 //
@@ -236,8 +267,10 @@ func New(name, version string, handlers ...HandlerDef) *Plugin {
 			panic("sdk.New: handler with an empty name")
 		case h.fn == nil:
 			panic(fmt.Sprintf("sdk.New: handler %q has a nil function", h.name))
-		case h.timeout < 0 || h.maxAttempts < 0 || h.concurrency < 0:
-			panic(fmt.Sprintf("sdk.New: handler %q has a negative timeout, max attempts or concurrency", h.name))
+		case h.timeout < 0 || h.maxAttempts < 0 || h.concurrency < 0 || h.stateTTL < 0:
+			panic(fmt.Sprintf("sdk.New: handler %q has a negative timeout, max attempts, concurrency or state TTL", h.name))
+		case h.broadcast && h.stateTTL > 0:
+			panic(fmt.Sprintf("sdk.New: broadcast handler %q has no state to expire", h.name))
 		case h.shapeErr != nil:
 			panic(fmt.Sprintf("sdk.New: handler %q: %v", h.name, h.shapeErr))
 		case h.entitySet && h.entity == "":
@@ -275,6 +308,8 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 			Subscribes:      h.subscribes,
 			PayloadOptional: h.payloadOptional,
 			PayloadClosed:   h.closed(),
+			StateTtlMs:      h.stateTTL.Milliseconds(),
+			Broadcast:       h.broadcast,
 		})
 	}
 	return resp, nil
@@ -330,13 +365,21 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 		}
 	}
 	ek := entityKey{h.entityType(), job.GetKey()}
+	jctx := ctx
+	if tp := job.GetTraceparent(); tp != "" {
+		jctx = trace.ContextWithRemoteSpanContext(ctx, tracing.Parse(tp))
+	}
 	c := &Call{
-		ctx:    ctx,
-		job:    job,
-		entity: ek.typ,
-		state:  states[ek],
-		base:   p.log,
-		host:   func() (pluginpb.HostClient, error) { return p.host.client(hostID) },
+		ctx:       jctx,
+		job:       job,
+		entity:    ek.typ,
+		state:     states[ek],
+		base:      p.log,
+		host:      func() (pluginpb.HostClient, error) { return p.host.client(hostID) },
+		broadcast: h.broadcast,
+	}
+	if h.broadcast {
+		c.entity, c.state = "", nil
 	}
 	err := invoke(h.fn, c)
 	out := &pluginpb.Outcome{JobId: job.GetId()}

@@ -1,17 +1,21 @@
 package sdk
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/plugins"
+	"go.opentelemetry.io/otel"
 )
 
 // Serve is the whole main of most plugins: it builds a plugin of handlers
@@ -50,6 +54,7 @@ func (p *Plugin) Serve() {
 	slog.SetDefault(logger)
 	p.log = logger.With("plugin", p.name)
 	startProfile()
+	defer startTracing(p.name, logger)()
 
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: plugins.Handshake,
@@ -62,6 +67,27 @@ func (p *Plugin) Serve() {
 			JSONFormat: true,
 		}),
 	})
+}
+
+// startTracing sets OpenTelemetry's global tracer provider to an OTLP
+// exporter when the environment (the worker's) asks for traces, so a
+// handler's spans started from Call.Context go where the worker's go. It
+// returns what flushes them at exit.
+func startTracing(name string, log *slog.Logger) func() {
+	tr, err := tracing.FromEnv(context.Background(), name)
+	if err != nil {
+		log.Warn("tracing off", "err", err)
+	}
+	if tr == nil {
+		return func() {}
+	}
+	tracing.LogErrors(log)
+	otel.SetTracerProvider(tr.Provider())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		tr.Shutdown(ctx)
+	}
 }
 
 func programName() string {

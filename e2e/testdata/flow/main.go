@@ -3,7 +3,11 @@
 //
 //   - slow.run sleeps the payload's ms and counts the calls in flight
 //     across every plugin process (flowtest:inflight, its peak the score
-//     of member "peak" of flowtest:peak);
+//     of member "peak" of flowtest:peak); each call is also kept as a
+//     span: while it runs, field "<job id> <pid> <start ms>" of flowtest:open
+//     holds "<start ms> <worker pid>"; when it ends, "<job id> <start ms>
+//     <end ms>" is pushed to flowtest:spans (a call whose process is
+//     killed stays open);
 //   - fast.run and tick.run record the unix ms they ran at
 //     (flowtest:ran:HANDLER);
 //   - seq.apply keeps, per key, the last sequence number applied and the
@@ -50,6 +54,16 @@ func main() {
 
 func slow(c *sdk.Call, p Slow, s struct{}) (struct{}, error) {
 	ctx := context.Background()
+	start := time.Now().UnixMilli()
+	call := c.ID() + " " + strconv.Itoa(os.Getpid()) + " " + strconv.FormatInt(start, 10)
+	if err := rdb.HSet(ctx, "flowtest:open", call, strconv.FormatInt(start, 10)+" "+strconv.Itoa(os.Getppid())).Err(); err != nil {
+		return s, err
+	}
+	defer func() {
+		end := time.Now().UnixMilli()
+		rdb.HDel(ctx, "flowtest:open", call)
+		rdb.RPush(ctx, "flowtest:spans", c.ID()+" "+strconv.FormatInt(start, 10)+" "+strconv.FormatInt(end, 10))
+	}()
 	n, err := rdb.Incr(ctx, "flowtest:inflight").Result()
 	if err != nil {
 		return s, err

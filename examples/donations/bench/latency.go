@@ -17,8 +17,13 @@ import (
 const sampleEvery = 20
 
 // latencies are the sampled times from a donation's submission to its own
-// commit and to the commit of the campaign credit it emits.
-type latencies struct{ donation, credit []time.Duration }
+// commit and to the commit of the campaign credit it emits, and the rate
+// the donations were in fact submitted at (lower than asked when enqueue
+// cannot keep up).
+type latencies struct {
+	donation, credit []time.Duration
+	submitted        float64
+}
 
 // sample is one donation whose commits are being watched for.
 type sample struct {
@@ -75,6 +80,9 @@ func latencyUnderLoad(ctx context.Context, st *store.Store, jobs []*workerpb.Job
 					credit: store.EmittedID(jobs[i].Id, 0), crPart: sharding.PartitionOf(d.Campaign, partitions)})
 			}
 			next = due
+			if next == len(jobs) {
+				lat.submitted = float64(len(jobs)) / time.Since(start).Seconds()
+			}
 		}
 		if len(open) > 0 {
 			var err error

@@ -2,9 +2,13 @@
 // into the partition queues, starts the workers with a command you give,
 // and reports how fast they drain (every donation and the campaign credit
 // it emits), with the Redis commands, CPU time and worker memory it took.
-// Then it submits a steady stream beside the running workers to measure
-// job latency under load, and checks every total. It prints figures; it
-// asserts none.
+// Then it submits a steady stream of half that rate (the share -load sets)
+// beside the running workers to measure job latency on a cluster that keeps
+// up, and checks every total. It prints how fast the machine was beside
+// its figures, and asserts none.
+//
+// With -speed it prints only the machine's speed; with -wait-drained it
+// only waits until every queue of the cluster is empty.
 package main
 
 import (
@@ -34,17 +38,53 @@ func main() {
 	partitions := flag.Int("partitions", sharding.DefaultPartitions, "partition count of the cluster")
 	start := flag.String("start", "scripts/cluster.sh workers 3", "command that starts the workers")
 	state := flag.String("state", cli.Env("CORRAL_STATE", ".corral"), "cluster state folder with the pid files, for CPU and memory figures (env CORRAL_STATE)")
-	rate := flag.Int("rate", 15000, "donations/s submitted while latency is measured")
+	load := flag.Float64("load", 0.5, "latency is measured at this share of the burn-down's donations/s")
+	rate := flag.Int("rate", 0, "donations/s submitted while latency is measured (0: -load × the burn-down)")
 	loadFor := flag.Duration("load-for", 5*time.Second, "how long latency is measured under load")
+	speedOnly := flag.Bool("speed", false, "only print the machine's speed (Redis round trip, CPU)")
+	waitOnly := flag.Bool("wait-drained", false, "only wait until the cluster's queues are empty")
 	tlsFlags.Register(flag.CommandLine, "dial the workers in plaintext (or CORRAL_TLS=off)")
 	flag.Parse()
-	if err := run(*redisAddr, *consul, *n, *partitions, *start, *state, *rate, *loadFor); err != nil {
+	var err error
+	switch {
+	case *speedOnly:
+		err = printSpeed(*redisAddr)
+	case *waitOnly:
+		err = printDrained(*redisAddr, *partitions)
+	default:
+		err = run(*redisAddr, *consul, *n, *partitions, *start, *state, *load, *rate, *loadFor)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(redisAddr, consul string, n, partitions int, start, state string, rate int, loadFor time.Duration) error {
+func printSpeed(redisAddr string) error {
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	sp, err := measureSpeed(context.Background(), rdb)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("machine speed: %s\n", sp)
+	return nil
+}
+
+func printDrained(redisAddr string, partitions int) error {
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	cfg := store.DefaultConfig()
+	cfg.Partitions = partitions
+	took, err := waitDrained(context.Background(), store.New(rdb, cfg), partitions, time.Second, 5*time.Minute)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("queues empty after %.1fs (and for 1s since)\n", took.Seconds())
+	return nil
+}
+
+func run(redisAddr, consul string, n, partitions int, start, state string, load float64, rate int, loadFor time.Duration) error {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
@@ -65,9 +105,17 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 		return fmt.Errorf("the queues are not empty (%d jobs, err %v): run the benchmark on a fresh cluster", d, err)
 	}
 
-	loadN := int(float64(rate) * loadFor.Seconds())
-	generated, exp := workload.Generate(workload.Spec{Seed: uint64(time.Now().UnixNano()), Donations: n + loadN, Donors: n / 10, Campaigns: 50})
-	jobs, later := generated[:n], generated[n:]
+	sp, err := measureSpeed(ctx, rdb)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("machine speed: %s\n", sp)
+
+	// The latency load's donations continue this sequence once the
+	// burn-down has set their number (Generate's output for more donations
+	// starts with its output for fewer).
+	spec := workload.Spec{Seed: uint64(time.Now().UnixNano()), Donations: n, Donors: n / 10, Campaigns: 50}
+	jobs, _ := workload.Generate(spec)
 	t0 := time.Now()
 	if err := preload(ctx, st, jobs, partitions); err != nil {
 		return err
@@ -134,7 +182,13 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 	// The benchmark's own depth polls and the first INFO are not the jobs'.
 	redisCalls := callsBetween(cmdsBefore, cmdsAfter, polls*3*int64(partitions)+1)
 
-	lat, err := latencyUnderLoad(ctx, st, later, partitions, rate)
+	burnDown := float64(n) / (drain - firstDrop).Seconds()
+	if rate == 0 {
+		rate = max(1, int(load*burnDown))
+	}
+	spec.Donations = n + int(float64(rate)*loadFor.Seconds())
+	generated, exp := workload.Generate(spec)
+	lat, err := latencyUnderLoad(ctx, st, generated[n:], partitions, rate)
 	if err != nil {
 		return err
 	}
@@ -165,14 +219,17 @@ func run(redisAddr, consul string, n, partitions int, start, state string, rate 
 	fmt.Printf("| burn-down, donations/s (%d pre-loaded) | %.0f |\n", n, float64(n)/processing.Seconds())
 	fmt.Printf("| burn-down, jobs/s (donations + campaign credits) | %.0f |\n", jobsDone/processing.Seconds())
 	fmt.Printf("| enqueue, jobs/s (pipelined, grouped by partition) | %.0f |\n", float64(n)/ingest.Seconds())
-	fmt.Printf("| job latency under load, p50 / p99 (%d donations/s; submit → donation commit) | %s / %s |\n", rate, ms(lat.donation, 0.50), ms(lat.donation, 0.99))
-	fmt.Printf("| end-to-end latency under load, p50 / p99 (submit → its campaign credit commit) | %s / %s |\n", ms(lat.credit, 0.50), ms(lat.credit, 0.99))
+	fmt.Printf("| job latency at %.0f%% load, p50 / p99 (%d donations/s for %v, %.0f/s submitted; submit → donation commit) | %s / %s |\n",
+		100*float64(rate)/burnDown, rate, loadFor, lat.submitted, ms(lat.donation, 0.50), ms(lat.donation, 0.99))
+	fmt.Printf("| end-to-end latency at that load, p50 / p99 (submit → its campaign credit commit) | %s / %s |\n", ms(lat.credit, 0.50), ms(lat.credit, 0.99))
 	fmt.Printf("| Redis commands per job (Lua's included) | %.1f |\n", float64(redisCalls)/jobsDone)
 	fmt.Printf("| CPU per job: redis / workers / plugins / total | %.1f / %.1f / %.1f / %.1f µs |\n",
 		(cpu1.redis-cpu0.redis)/jobsDone*1e6, (cpu1.workers-cpu0.workers)/jobsDone*1e6, (cpu1.plugins-cpu0.plugins)/jobsDone*1e6,
 		(cpu1.redis+cpu1.workers+cpu1.plugins-cpu0.redis-cpu0.workers-cpu0.plugins)/jobsDone*1e6)
 	fmt.Printf("| peak RSS: worker / plugin (largest of %d each) | %.0f / %.0f MiB |\n", len(ps.workers),
 		float64(peakRSS(ps.workers))/(1<<20), float64(peakRSS(ps.plugins))/(1<<20))
+	fmt.Printf("| machine: Redis PING round trip, p50 | %.0f µs |\n", float64(sp.pingP50.Nanoseconds())/1e3)
+	fmt.Printf("| machine: sha256 of %d MiB on one core (best of 3) | %.0f ms |\n", shaMiB, float64(sp.sha.Microseconds())/1e3)
 	fmt.Printf("\nRedis time by command during the burn-down (EVALSHA includes its scripts' commands):\n%s", topCommands(cmdsBefore, cmdsAfter, jobsDone, 10))
 	fmt.Println()
 	if !rep.OK() {

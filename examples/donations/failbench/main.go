@@ -6,7 +6,10 @@
 // from the audit stream, whose ids are Redis timestamps). Right after each
 // fault it puts one job in every moved partition, so the figure is the
 // time to resume, not the time until the load happens to hit a partition.
-// It prints p50/p99/max; it asserts nothing about time.
+// It prints p50/p99/max; it asserts nothing about time. Then it pauses a
+// worker with SIGSTOP for 200 ms and for 500 ms (-pauses) and counts the
+// owner changes that follow (epoch increments): a paused worker is alive,
+// and a pause shorter than the lease should move nothing.
 package main
 
 import (
@@ -44,6 +47,7 @@ type config struct {
 	workers int
 	flags   string
 	keep    bool
+	pauses  string
 }
 
 func main() {
@@ -54,6 +58,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 3, "workers in the cluster")
 	flag.StringVar(&cfg.flags, "worker-flags", "", "extra worker flags, e.g. \"--lease-ttl 1s --lease-renew 200ms\"")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the state directory (logs) afterwards")
+	flag.StringVar(&cfg.pauses, "pauses", "200ms,500ms", "SIGSTOP pauses to count false takeovers after, comma-separated (\"\" for none)")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "failbench:", err)
@@ -129,6 +134,7 @@ func run(cfg config) error {
 		cfg.workers, sharding.DefaultPartitions, cfg.rate, cfg.rounds, runtime.NumCPU())
 
 	results := map[string][]time.Duration{}
+	pauseStats := map[time.Duration]struct{ parts, moves, rounds int }{}
 	for r := 1; r <= cfg.rounds; r++ {
 		for k, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 			victim := ids[(2*r+k)%len(ids)]
@@ -142,6 +148,32 @@ func run(cfg config) error {
 			fmt.Printf("  round %d: %s %s: %d partitions moved, %s\n", r, name, victim, len(d), audit.Percentiles(d))
 		}
 	}
+	var pauses []string
+	for _, f := range strings.Split(cfg.pauses, ",") {
+		if f == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f)
+		if err != nil {
+			close(stop)
+			return fmt.Errorf("-pauses: %w", err)
+		}
+		for r := 1; r <= cfg.rounds; r++ {
+			victim := ids[r%len(ids)]
+			parts, moves, err := b.pause(ids, victim, d)
+			if err != nil {
+				close(stop)
+				return fmt.Errorf("round %d, SIGSTOP of %s for %v: %w", r, victim, d, err)
+			}
+			fmt.Printf("  round %d: SIGSTOP %s for %v: %d partitions changed owner (%d epoch increments)\n", r, victim, d, parts, moves)
+			pst := pauseStats[d]
+			pst.parts += parts
+			pst.moves += moves
+			pst.rounds++
+			pauseStats[d] = pst
+		}
+		pauses = append(pauses, f)
+	}
 	close(stop)
 	<-loadDone
 
@@ -153,6 +185,11 @@ func run(cfg config) error {
 		d := results[name]
 		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 		fmt.Printf("failover after %s: %s\n", name, audit.Percentiles(d))
+	}
+	for _, f := range pauses {
+		d, _ := time.ParseDuration(f)
+		pst := pauseStats[d]
+		fmt.Printf("false takeovers after a %v SIGSTOP: %d partition owner changes (%d epoch increments) in %d rounds\n", d, pst.parts, pst.moves, pst.rounds)
 	}
 	fmt.Printf("audit: %d commits, duplicated %d, epoch regressions %d, fenced rejections %d\n",
 		chk.Commits, chk.Duplicated, len(chk.Regressions), mustFenced(b))
@@ -197,6 +234,43 @@ func (b *bench) round(ids []string, victim string, sig syscall.Signal) ([]time.D
 		return got, fmt.Errorf("only %d of %d moved partitions committed again within 15s", len(got), len(moved))
 	}
 	return got, b.start(victim)
+}
+
+// pause stops victim for d, lets it go on, waits two lease TTLs and counts
+// the partitions whose epoch changed meanwhile, and the epoch increments
+// (more than one per partition would be flapping).
+func (b *bench) pause(ids []string, victim string, d time.Duration) (parts, moves int, err error) {
+	if _, err := b.balanced(ids); err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(500 * time.Millisecond)
+	before, err := audit.Holders(context.Background(), b.rdb, sharding.DefaultPartitions)
+	if err != nil {
+		return 0, 0, err
+	}
+	cmd := b.workers[victim]
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(d)
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(3 * time.Second)
+	if _, err := b.balanced(ids); err != nil {
+		return 0, 0, err
+	}
+	after, err := audit.Holders(context.Background(), b.rdb, sharding.DefaultPartitions)
+	if err != nil {
+		return 0, 0, err
+	}
+	for p, h := range after {
+		if n := int(h.Epoch - before[p].Epoch); n > 0 {
+			parts++
+			moves += n
+		}
+	}
+	return parts, moves, nil
 }
 
 // failover reads the audit streams of the moved partitions from the fault

@@ -3,7 +3,7 @@
 // set with textContent, never parsed as HTML.
 "use strict";
 
-const state = { cluster: null, samples: [], dead: [], deadNext: "" };
+const state = { cluster: null, samples: [], dead: [], deadNext: "", config: null, jobs: [], jobsNext: "", job: null };
 window.corral = state; // for the browser tests and the curious
 
 const $ = (id) => document.getElementById(id);
@@ -15,12 +15,29 @@ function el(tag, text, cls) {
   return e;
 }
 
-// colorOf gives each worker id a stable hue.
+// colorOf gives each worker a color of its own for as long as the page is
+// open: the first ten seen (in id order at first sight) get distinct
+// colors of a qualitative palette, later ones a hue from a mixed hash.
+const palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const colors = new Map();
+
+function noteWorkers(ids) {
+  for (const id of [...new Set(ids)].filter(id => id && !colors.has(id)).sort()) {
+    if (colors.size < palette.length) {
+      colors.set(id, palette[colors.size]);
+      continue;
+    }
+    let h = 2166136261;
+    for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+    h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0;
+    colors.set(id, "hsl(" + (h % 360) + ", 55%, 42%)");
+  }
+}
+
 function colorOf(id) {
   if (!id) return "#9e9e9e";
-  let h = 0;
-  for (const c of id) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return "hsl(" + (h % 360) + ", 55%, 42%)";
+  noteWorkers([id]);
+  return colors.get(id);
 }
 
 function showTab() {
@@ -36,6 +53,7 @@ function fmtMs(ms) {
 }
 
 function renderMembers(v) {
+  noteWorkers((v.members || []).map(m => m.id));
   const body = $("members").tBodies[0];
   body.replaceChildren();
   for (const m of v.members || []) {
@@ -168,22 +186,221 @@ async function loadDead(fresh) {
   if (!state.dead.length) {
     const tr = el("tr");
     const td = el("td", "no dead letters");
-    td.colSpan = 7;
+    td.colSpan = 8;
     tr.append(td);
     body.append(tr);
   }
   for (const d of state.dead) {
     const tr = el("tr");
-    tr.append(el("td", new Date(d.dead_at_ms).toLocaleString()), el("td", d.id), el("td", d.handler), el("td", d.key),
+    tr.dataset.id = d.id;
+    const pick = el("input");
+    pick.type = "checkbox";
+    pick.className = "dead-pick";
+    pick.value = d.id;
+    pick.disabled = !actionsOn();
+    pick.addEventListener("change", deadSelectionChanged);
+    const cell = el("td");
+    cell.append(pick);
+    const link = el("a", d.id, "dead");
+    link.addEventListener("click", () => showDead(d.id));
+    const idCell = el("td");
+    idCell.append(link);
+    tr.append(cell, el("td", new Date(d.dead_at_ms).toLocaleString()), idCell, el("td", d.handler), el("td", d.key),
       el("td", d.partition), el("td", d.attempts), el("td", (d.errors || []).slice(-1)[0] || "", "err"));
     body.append(tr);
   }
+  $("dead-all").checked = false;
   $("dead-more").hidden = !state.deadNext;
+  deadSelectionChanged();
+}
+
+function actionsOn() { return !!(state.config && state.config.actions); }
+
+function selectedDead() {
+  return Array.from(document.querySelectorAll(".dead-pick:checked")).map((c) => c.value);
+}
+
+function deadSelectionChanged() {
+  const n = selectedDead().length;
+  $("dead-replay").disabled = $("dead-purge").disabled = !actionsOn() || n === 0;
+  $("dead-replay").textContent = "Replay selected" + (n ? " (" + n + ")" : "");
+  $("dead-purge").textContent = "Purge selected" + (n ? " (" + n + ")" : "");
+}
+
+// askDead shows the confirmation of an action on the selected letters;
+// nothing is sent until it is confirmed.
+function askDead(action) {
+  const ids = selectedDead();
+  if (!ids.length) return;
+  state.pending = { action, ids };
+  const what = action === "replay" ? "Replay (submit again with fresh attempts)" : "Purge (delete for good)";
+  $("dead-confirm-text").textContent = what + " " + ids.length + " dead letter" + (ids.length > 1 ? "s" : "") + ": " + ids.join(", ") + "?";
+  $("dead-confirm").hidden = false;
+}
+
+async function confirmDead() {
+  const p = state.pending;
+  $("dead-confirm").hidden = true;
+  state.pending = null;
+  if (!p) return;
+  try {
+    const r = await fetch("api/dead/" + p.action, {
+      method: "POST", cache: "no-store",
+      headers: { "Content-Type": "application/json", "X-Corral-Action": p.action },
+      body: JSON.stringify({ ids: p.ids }),
+    });
+    if (!r.ok) throw new Error(r.status + " " + (await r.text()));
+    const res = await r.json();
+    $("dead-message").textContent = (p.action === "replay" ? "replayed " : "purged ") + res.count + " of " + p.ids.length;
+  } catch (e) {
+    $("dead-message").textContent = p.action + " failed: " + e.message;
+  }
+  $("dead-detail").hidden = true;
+  loadDead(true);
+}
+
+function fieldRows(tbody, rows) {
+  tbody.replaceChildren();
+  for (const [k, v] of rows) {
+    if (v === undefined || v === null || v === "") continue;
+    const tr = el("tr");
+    tr.append(el("th", k), el("td", v));
+    tbody.append(tr);
+  }
+}
+
+async function showDead(id) {
+  try {
+    const d = await getJSON("api/dead/show?id=" + encodeURIComponent(id));
+    $("dead-detail-id").textContent = d.id;
+    fieldRows($("dead-fields").tBodies[0], [["handler", d.handler], ["key", d.key], ["partition", d.partition],
+      ["attempts", d.attempts], ["dead at", new Date(d.dead_at_ms).toLocaleString()], ["payload", d.payload_bytes + " bytes"]]);
+    $("dead-errors").replaceChildren(...(d.errors || []).map((e) => el("li", e, "err")));
+    $("dead-detail").hidden = false;
+  } catch (e) {
+    $("dead-message").textContent = e.message;
+  }
+}
+
+function fmtTime(ms) { return ms > 0 ? new Date(ms).toLocaleString() : ""; }
+
+async function searchJobs(fresh) {
+  if (fresh) { state.jobs = []; state.jobsNext = ""; }
+  const q = new URLSearchParams({ state: $("jobs-state").value, limit: "50" });
+  if ($("jobs-handler").value.trim()) q.set("handler", $("jobs-handler").value.trim());
+  if ($("jobs-key").value.trim()) q.set("key", $("jobs-key").value.trim());
+  if (state.jobsNext) q.set("after", state.jobsNext);
+  const body = $("jobs-table").tBodies[0];
+  try {
+    const page = await getJSON("api/jobs?" + q.toString());
+    // A job finished twice (dead, then replayed and done) is in the
+    // finish log twice: show it once.
+    const seen = new Set(state.jobs.map((j) => j.id));
+    state.jobs = state.jobs.concat(page.jobs.filter((j) => !seen.has(j.id) && seen.add(j.id)));
+    state.jobsNext = page.next;
+    if ((page.unreachable || []).length) $("status").textContent = "could not ask " + page.unreachable.join(", ") + " which jobs they run";
+  } catch (e) {
+    body.replaceChildren();
+    const tr = el("tr");
+    const td = el("td", e.message, "err");
+    td.colSpan = 8;
+    tr.append(td);
+    body.append(tr);
+    return;
+  }
+  body.replaceChildren();
+  if (!state.jobs.length) {
+    const tr = el("tr");
+    const td = el("td", "no " + $("jobs-state").value + " jobs");
+    td.colSpan = 8;
+    tr.append(td);
+    body.append(tr);
+  }
+  for (const j of state.jobs) {
+    const tr = el("tr");
+    tr.dataset.id = j.id;
+    const idCell = el("td");
+    const link = el("a", j.id, "job");
+    link.addEventListener("click", () => showJob(j.id));
+    idCell.append(link);
+    const when = j.next_run_ms || j.finished_at_ms || j.submitted_at_ms;
+    tr.append(idCell, el("td", j.state), el("td", j.handler), el("td", j.key), el("td", j.partition >= 0 ? j.partition : ""),
+      el("td", j.attempts), el("td", fmtTime(when)), el("td", [j.note, j.state !== "done" ? j.error : ""].filter(Boolean).join("; ")));
+    body.append(tr);
+  }
+  $("jobs-more").hidden = !state.jobsNext;
+}
+
+async function showJob(id) {
+  $("job-id").value = id;
+  const panel = $("job-detail");
+  try {
+    const v = await getJSON("api/job?id=" + encodeURIComponent(id));
+    state.job = v;
+    const j = v.job;
+    $("job-detail-id").textContent = j.id;
+    fieldRows($("job-fields").tBodies[0], [["state", j.state + (j.cancel_requested ? " (a cancel waits to be applied)" : "")],
+      ["handler", j.handler], ["key", j.key], ["partition", j.partition >= 0 ? j.partition : ""], ["attempts", j.attempts],
+      ["next run", fmtTime(j.next_run_ms)], ["submitted", fmtTime(j.submitted_at_ms)], ["finished", fmtTime(j.finished_at_ms)],
+      ["worker", j.worker], ["note", j.note], ["error", j.error], ["payload", j.payload_bytes ? j.payload_bytes + " bytes" : ""]]);
+    $("job-errors").replaceChildren(...(j.errors || []).map((e) => el("li", e, "err")));
+    if (!(j.errors || []).length) $("job-errors").append(el("li", "none", "muted"));
+    $("job-result").textContent = j.result === undefined ? "(none)" : JSON.stringify(j.result, null, 2);
+    const body = $("job-emitted").tBodies[0];
+    body.replaceChildren();
+    for (const e of v.emitted || []) {
+      const tr = el("tr");
+      const idCell = el("td");
+      const link = el("a", e.id, "job");
+      link.addEventListener("click", () => showJob(e.id));
+      idCell.append(link);
+      tr.append(idCell, el("td", e.state), el("td", e.handler), el("td", e.key), el("td", e.attempts));
+      body.append(tr);
+    }
+    if (!(v.emitted || []).length) {
+      const tr = el("tr");
+      const td = el("td", "none known");
+      td.colSpan = 5;
+      tr.append(td);
+      body.append(tr);
+    }
+  } catch (e) {
+    $("job-detail-id").textContent = id;
+    fieldRows($("job-fields").tBodies[0], [["not found", e.message]]);
+    $("job-errors").replaceChildren();
+    $("job-result").textContent = "";
+    $("job-emitted").tBodies[0].replaceChildren();
+  }
+  panel.hidden = false;
+}
+
+async function loadConfig() {
+  try {
+    state.config = await getJSON("api/config");
+  } catch (e) {
+    state.config = { actions: false, actions_off: e.message };
+  }
+  if (!actionsOn()) {
+    $("dead-actions").hidden = true;
+    $("dead-help").textContent = "Oldest first. " + (state.config.actions_off || "Replay and purge are off here.");
+  }
+  deadSelectionChanged();
 }
 
 window.addEventListener("hashchange", showTab);
 $("dead-refresh").addEventListener("click", () => loadDead(true));
 $("dead-more").addEventListener("click", () => loadDead(false));
-showTab();
+$("dead-replay").addEventListener("click", () => askDead("replay"));
+$("dead-purge").addEventListener("click", () => askDead("purge"));
+$("dead-confirm-yes").addEventListener("click", confirmDead);
+$("dead-confirm-no").addEventListener("click", () => { $("dead-confirm").hidden = true; state.pending = null; });
+$("dead-all").addEventListener("change", () => {
+  for (const c of document.querySelectorAll(".dead-pick")) c.checked = $("dead-all").checked && !c.disabled;
+  deadSelectionChanged();
+});
+$("jobs-search").addEventListener("submit", (e) => { e.preventDefault(); searchJobs(true); });
+$("jobs-more").addEventListener("click", () => searchJobs(false));
+$("job-find").addEventListener("submit", (e) => { e.preventDefault(); if ($("job-id").value.trim()) showJob($("job-id").value.trim()); });
+loadConfig().then(showTab);
 poll();
 setInterval(poll, 1000);

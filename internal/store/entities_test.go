@@ -1,0 +1,132 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/sharding"
+)
+
+// commitStates commits writes in their keys' partitions, claiming each.
+func commitStates(t *testing.T, s *store.Store, writes ...store.StateWrite) {
+	t.Helper()
+	ctx := context.Background()
+	byP := map[int][]store.StateWrite{}
+	for _, w := range writes {
+		p := sharding.PartitionOf(w.Entity.Key, s.Partitions())
+		byP[p] = append(byP[p], w)
+	}
+	for p, ws := range byP {
+		g, err := lease.Claim(ctx, s.Client(), p, "w~1", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CommitBatch(ctx, p, g, &store.Batch{States: ws}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lease.Release(ctx, s.Client(), p, "w~1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func listEntities(t *testing.T, s *store.Store, entity, prefix string, limit int) []string {
+	t.Helper()
+	var out []string
+	cursor := ""
+	for range 10000 {
+		page, next, err := s.ListEntities(context.Background(), entity, prefix, cursor, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > limit {
+			t.Fatalf("page of %d keys, limit %d", len(page), limit)
+		}
+		for _, k := range page {
+			out = append(out, k.Key)
+		}
+		if next == "" {
+			return out
+		}
+		cursor = next
+	}
+	t.Fatal("the listing never ended")
+	return nil
+}
+
+func TestListEntitiesPagesEachKeyOnce(t *testing.T) {
+	s := setup(t)
+	var writes []store.StateWrite
+	var want []string
+	for i := range 250 {
+		key := fmt.Sprintf("k%03d", i)
+		want = append(want, key)
+		writes = append(writes, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: key}, Value: []byte(`{}`)})
+	}
+	writes = append(writes, store.StateWrite{Entity: store.EntityRef{Type: "campaign", Key: "k001"}, Value: []byte(`{}`)})
+	commitStates(t, s, writes...)
+	for _, limit := range []int{1, 7, 100, 1000} {
+		got := listEntities(t, s, "donor", "", limit)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("limit %d: listed %d keys, want %d (%v...)", limit, len(got), len(want), got[:min(5, len(got))])
+		}
+	}
+	if got := listEntities(t, s, "donor", "k01", 3); len(got) != 10 {
+		t.Errorf("prefix k01: %v, want the 10 keys k010..k019", got)
+	}
+	if got := listEntities(t, s, "campaign", "", 10); !slices.Equal(got, []string{"k001"}) {
+		t.Errorf("campaign keys: %v", got)
+	}
+	if _, _, err := s.ListEntities(context.Background(), "donor", "", "not-a-cursor", 10); err == nil {
+		t.Error("a bad cursor was accepted")
+	}
+}
+
+func TestDeleteAndExpireLeaveTheIndex(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	ref := func(k string) store.EntityRef { return store.EntityRef{Type: "donor", Key: k} }
+	commitStates(t, s,
+		store.StateWrite{Entity: ref("keep"), Value: []byte(`1`)},
+		store.StateWrite{Entity: ref("gone"), Value: []byte(`1`)},
+		store.StateWrite{Entity: ref("brief"), Value: []byte(`1`), TTL: 300 * time.Millisecond})
+	p := sharding.PartitionOf("brief", s.Partitions())
+	if ttl := s.Client().PTTL(ctx, keys.For(p).State("donor", "brief")).Val(); ttl <= 0 || ttl > 300*time.Millisecond {
+		t.Fatalf("TTL of a state written with one: %v", ttl)
+	}
+	commitStates(t, s, store.StateWrite{Entity: ref("gone"), Delete: true},
+		store.StateWrite{Entity: ref("brief"), Touch: true, TTL: 400 * time.Millisecond})
+	if ttl := s.Client().PTTL(ctx, keys.For(p).State("donor", "brief")).Val(); ttl <= 300*time.Millisecond {
+		t.Fatalf("TTL after a touch: %v", ttl)
+	}
+	if got := listEntities(t, s, "donor", "", 10); !slices.Equal(sortedKeys(got), []string{"brief", "keep"}) {
+		t.Fatalf("after a delete: %v", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := listEntities(t, s, "donor", "", 10); !slices.Equal(got, []string{"keep"}) {
+		t.Fatalf("after the TTL: %v", got)
+	}
+	// The next commit of a state in brief's partition drops it from the index.
+	other := ""
+	for i := 0; other == ""; i++ {
+		if k := fmt.Sprint("other-", i); sharding.PartitionOf(k, s.Partitions()) == p {
+			other = k
+		}
+	}
+	commitStates(t, s, store.StateWrite{Entity: ref(other), Value: []byte(`1`)})
+	if ks := s.Client().ZRange(ctx, keys.For(p).Entities("donor"), 0, -1).Val(); slices.Contains(ks, "brief") {
+		t.Errorf("index of partition %d still holds the expired key: %v", p, ks)
+	}
+	if n := s.Client().ZCard(ctx, keys.For(p).Expiring()).Val(); n != 0 {
+		t.Errorf("%d states still listed as expiring", n)
+	}
+}
+
+func sortedKeys(s []string) []string { slices.Sort(s); return s }

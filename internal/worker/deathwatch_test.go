@@ -1,0 +1,88 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/discovery"
+)
+
+// TestDeathWatchBuriesOnlyAPortThatClosed: a peer whose port accepted the
+// watch and then refuses (a killed process) is buried; one that keeps
+// accepting without a word (a paused process) is not, nor one whose port
+// never accepted (an address this worker cannot reach).
+func TestDeathWatchBuriesOnlyAPortThatClosed(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	buried := map[string]int{}
+	w := newDeathWatch("self", slog.New(slog.NewTextHandler(testWriter{t}, nil)), func(_ context.Context, tok string) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		buried[tok]++
+		return true, nil
+	})
+	defer w.stop()
+	listen := func() (net.Listener, func()) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conns []net.Conn
+		var cmu sync.Mutex
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				cmu.Lock()
+				conns = append(conns, c)
+				cmu.Unlock()
+			}
+		}()
+		// kill closes the port and every connection, as the kernel does for
+		// a killed process.
+		return ln, func() {
+			ln.Close()
+			cmu.Lock()
+			defer cmu.Unlock()
+			for _, c := range conns {
+				c.Close()
+			}
+		}
+	}
+	dead, kill := listen()
+	paused, stopPaused := listen()
+	defer stopPaused()
+	never, _ := listen()
+	neverAddr := never.Addr().String()
+	never.Close()
+	member := func(id, addr string) discovery.Member {
+		return discovery.Member{ID: id, Address: addr, Meta: map[string]string{metaLease: id + "~1"}}
+	}
+	ctx := context.Background()
+	w.update(ctx, []discovery.Member{member("self", "127.0.0.1:1"), member("dead", dead.Addr().String()),
+		member("paused", paused.Addr().String()), member("never", neverAddr)})
+	time.Sleep(300 * time.Millisecond) // the watches connect
+	kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := buried["dead~1"]
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if buried["dead~1"] != 1 || len(buried) != 1 {
+		t.Fatalf("buried %v; want the killed peer once and no other", buried)
+	}
+}

@@ -1,0 +1,241 @@
+package sharding
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The placement's promises, checked over the whole grid below (N members,
+// P partitions; the ideal movement of a join is P/(N+1), of a leave what the
+// leaver held):
+//
+//   - balance: no member owns more than ⌈1.10 × P/N⌉ partitions;
+//   - where members hold 50 partitions or more (P/N ≥ 50), a join or a leave
+//     moves at most ⌈1.50 × ideal⌉ partitions;
+//   - below that, at most ⌊2.5 × ideal⌋ + 6. With few partitions per member
+//     the bound binds on many members: the ring walks a partition whose
+//     owner is full on to the next virtual node, so a change that fills or
+//     frees one slot shifts the partitions after it, and a change of the
+//     bound (⌈1.10 × P/N⌉ steps down as N grows) makes every member at it
+//     hand one partition on.
+const (
+	maxLoadBound    = 1.10
+	movedBound      = 1.50
+	movedBoundFewer = 2.5
+	fewerSlack      = 6
+	manyPerMember   = 50
+)
+
+var (
+	gridMembers    = []int{2, 3, 4, 5, 7, 10, 16, 25, 50, 100}
+	gridPartitions = []int{64, 256, 1024, 4096}
+)
+
+// cell is what one (members, partitions) point of the grid measured. Moves
+// are the worst over the joins and leaves tried.
+type cell struct {
+	members, partitions int
+	build               time.Duration // one NewRing plus Moves, averaged
+	maxLoad, minLoad    int
+	joinMoved           int
+	joinIdeal           float64
+	leaveMoved          int
+	leaveIdeal          int // what that leaver held
+}
+
+func (c cell) mean() float64 { return float64(c.partitions) / float64(c.members) }
+
+// memberIDs are names shaped like the ids workers register in Consul.
+func memberIDs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("corral-worker-10.0.%d.%d-7070", i/250, i%250+1)
+	}
+	return out
+}
+
+func mustRing(t testing.TB, partitions int, members []string) *Ring {
+	t.Helper()
+	return mustRingWith(t, defaultPlacer, partitions, members)
+}
+
+func mustRingWith(t testing.TB, place placer, partitions int, members []string) *Ring {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Partitions = partitions
+	r, err := newRing(cfg, members, place)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// measureCell builds the ring of n members over p partitions, then rings
+// one join or one leave away from it (joiners: 5 new names; leavers: every
+// member below 20 members, every ⌊n/10⌋-th from there on).
+func measureCell(t testing.TB, place placer, n, p int) cell {
+	mustRing := func(t testing.TB, p int, members []string) *Ring { return mustRingWith(t, place, p, members) }
+	members := memberIDs(n + 5)
+	base := members[:n]
+	c := cell{members: n, partitions: p, minLoad: math.MaxInt}
+	start := time.Now()
+	r := mustRing(t, p, base)
+	builds := 1
+	for _, l := range r.Loads() {
+		c.maxLoad = max(c.maxLoad, l)
+		c.minLoad = min(c.minLoad, l)
+	}
+	c.joinIdeal = float64(p) / float64(n+1)
+	for _, joiner := range members[n:] {
+		next := mustRing(t, p, append(base[:n:n], joiner))
+		builds++
+		c.joinMoved = max(c.joinMoved, len(Moves(r, next)))
+	}
+	step := max(1, n/10)
+	worst := -1.0
+	for i := 0; i < n; i += step {
+		rest := append(base[:i:i], base[i+1:]...)
+		next := mustRing(t, p, rest)
+		builds++
+		moved, held := len(Moves(r, next)), len(r.PartitionsOf(base[i]))
+		if ratio := float64(moved) / float64(max(held, 1)); ratio > worst {
+			worst, c.leaveMoved, c.leaveIdeal = ratio, moved, held
+		}
+	}
+	c.build = time.Since(start) / time.Duration(builds)
+	return c
+}
+
+// movedLimit is the most partitions a change with this ideal may move.
+func (c cell) movedLimit(ideal float64) int {
+	if c.mean() >= manyPerMember {
+		return int(math.Ceil(movedBound * ideal))
+	}
+	return int(movedBoundFewer*ideal) + fewerSlack
+}
+
+func (c cell) check(t *testing.T) {
+	t.Helper()
+	if limit := int(math.Ceil(maxLoadBound * c.mean())); c.maxLoad > limit {
+		t.Errorf("N=%d P=%d: a member owns %d partitions, bound ⌈%.2f × %.2f⌉ = %d", c.members, c.partitions, c.maxLoad, maxLoadBound, c.mean(), limit)
+	}
+	if limit := c.movedLimit(c.joinIdeal); c.joinMoved > limit {
+		t.Errorf("N=%d P=%d: a join moved %d partitions, ideal %.2f, bound %d", c.members, c.partitions, c.joinMoved, c.joinIdeal, limit)
+	}
+	if limit := c.movedLimit(float64(c.leaveIdeal)); c.leaveMoved > limit {
+		t.Errorf("N=%d P=%d: a leave moved %d partitions, the leaver held %d, bound %d", c.members, c.partitions, c.leaveMoved, c.leaveIdeal, limit)
+	}
+}
+
+func (c cell) row() string {
+	return fmt.Sprintf("| %d | %d | %s | %.2f | %.2f | %d / %.1f = %.2f | %d / %d = %.2f |",
+		c.partitions, c.members, c.build.Round(time.Microsecond),
+		float64(c.maxLoad)/c.mean(), float64(c.minLoad)/c.mean(),
+		c.joinMoved, c.joinIdeal, float64(c.joinMoved)/c.joinIdeal,
+		c.leaveMoved, c.leaveIdeal, float64(c.leaveMoved)/float64(max(c.leaveIdeal, 1)))
+}
+
+// TestBalanceGrid sweeps members × partitions and fails past the bounds
+// above. With -v it prints the table docs/scaling.md shows.
+func TestBalanceGrid(t *testing.T) {
+	t.Logf("production:\n%s", gridTable(t, defaultPlacer, true))
+}
+
+// placerVariants are the placements TestPlacerVariants compares with the
+// production one.
+var placerVariants = []struct {
+	name  string
+	place placer
+}{
+	{"rendezvous", place},
+	{"consistent-bounded-rf20", ringPlacer{replicas: 20}.place},
+	{"consistent-bounded-rf50", ringPlacer{replicas: 50}.place},
+	{"consistent-bounded-rf200", ringPlacer{replicas: 200}.place},
+	{"consistent-rf200-ringorder", ringPlacer{replicas: 200, unbounded: true}.place},
+	{"consistent-rf200-ringorder-byring", ringPlacer{replicas: 200, unbounded: true, byRing: true}.place},
+	{"consistent-rf200-spillbyscore", ringPlacer{replicas: 200, unbounded: true, spill: fill}.place},
+}
+
+// TestPlacerVariants prints the grid for the other placements
+// (CORRAL_PLACER_VARIANTS=1 go test -run 'TestBalanceGrid|TestPlacerVariants'
+// -v prints them beside the production one); it checks no movement bound,
+// only that each variant stays within the cap.
+func TestPlacerVariants(t *testing.T) {
+	if os.Getenv("CORRAL_PLACER_VARIANTS") == "" {
+		t.Skip("a minute or two of measurement; set CORRAL_PLACER_VARIANTS=1")
+	}
+	for _, v := range placerVariants {
+		t.Logf("%s:\n%s", v.name, gridTable(t, v.place, false))
+	}
+}
+
+func gridTable(t *testing.T, place placer, check bool) string {
+	t.Helper()
+	var rows []string
+	var sumJoin, sumLeave float64
+	var passed int
+	for _, p := range gridPartitions {
+		for _, n := range gridMembers {
+			c := measureCell(t, place, n, p)
+			if check {
+				c.check(t)
+			} else if limit := int(math.Ceil(maxLoadBound * c.mean())); c.maxLoad > limit {
+				t.Errorf("N=%d P=%d: a member owns %d partitions, bound %d", n, p, c.maxLoad, limit)
+			}
+			if c.joinMoved <= c.movedLimit(c.joinIdeal) && c.leaveMoved <= c.movedLimit(float64(c.leaveIdeal)) {
+				passed++
+			}
+			sumJoin += float64(c.joinMoved) / c.joinIdeal
+			sumLeave += float64(c.leaveMoved) / float64(max(c.leaveIdeal, 1))
+			rows = append(rows, c.row())
+		}
+	}
+	cells := float64(len(rows))
+	return fmt.Sprintf("| P | N | time per change | max/mean | min/mean | join: moved / ideal | leave: moved / ideal |\n|---|---|---|---|---|---|---|\n%s\nwithin the movement bounds: %d of %d; mean join moved/ideal %.2f, mean leave moved/held %.2f",
+		strings.Join(rows, "\n"), passed, len(rows), sumJoin/cells, sumLeave/cells)
+}
+
+// TestSameMembersSamePlacement: every worker sees the members in its own
+// order, sometimes with an id twice, and must place alike.
+func TestSameMembersSamePlacement(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct{ members, partitions int }{{3, 64}, {16, 1024}, {100, 4096}} {
+		members := memberIDs(tc.members)
+		want := mustRing(t, tc.partitions, members)
+		for range 5 {
+			view := append(slices.Clone(members), members[rng.IntN(len(members))])
+			rng.Shuffle(len(view), func(i, j int) { view[i], view[j] = view[j], view[i] })
+			if moves := Moves(want, mustRing(t, tc.partitions, view)); len(moves) != 0 {
+				t.Fatalf("N=%d P=%d: a reordered view places %d partitions differently", tc.members, tc.partitions, len(moves))
+			}
+		}
+	}
+}
+
+// TestRingOrderSpill exercises the path the production placement takes only
+// when the ring's bound rounds above ⌈Load × P/N⌉: with an unbounded ring
+// every overfull owner hands partitions on in the order
+// GetClosestNForPartition gives, and the cap must still hold.
+func TestRingOrderSpill(t *testing.T) {
+	t.Parallel()
+	place := ringPlacer{replicas: 20, unbounded: true}.place
+	for _, tc := range []struct{ members, partitions int }{{1, 64}, {3, 64}, {7, 64}, {16, 1024}} {
+		ids := memberIDs(tc.members)
+		r := mustRingWith(t, place, tc.partitions, ids)
+		for id, n := range r.Loads() {
+			if n > r.MaxLoad() {
+				t.Errorf("N=%d P=%d: %s owns %d, bound %d", tc.members, tc.partitions, id, n, r.MaxLoad())
+			}
+		}
+		if moves := Moves(r, mustRingWith(t, place, tc.partitions, slices.Clone(ids))); len(moves) != 0 {
+			t.Errorf("N=%d P=%d: the same members placed %d partitions differently", tc.members, tc.partitions, len(moves))
+		}
+	}
+}
