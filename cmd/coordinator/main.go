@@ -64,7 +64,8 @@ Without --tls-* flags, the admin certificate of the local cluster (scripts/clust
 Output:
   -o, --output table|json  on every command that prints data (status, locate,
                        jobs, dlq, schedule list|show, handler, result, state,
-                       call, submit, drain, reload, certs show): table for
+                       call, submit, drain, reload, certs show, entities,
+                       broadcast, watch): table for
                        people, json for scripts.
                        JSON field names are snake_case and stable (README,
                        "Output formats").
@@ -183,7 +184,7 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 	case "broadcast":
 		return broadcastCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "watch":
-		return watchCmd(ctx, newClient, rest, stdout, stderr)
+		return watchCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "certs":
 		return certsCmd(rest, stdout, stderr)
 	case "completion":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,12 +34,14 @@ while someone watches it).
 
 Each line is the message's JSON, or with --verbose:
   TOPIC PARTITION MESSAGE-ID JOB-ID JSON
-(an entity's states come as topic $state:ENTITY:KEY, with no job id)
+(an entity's states come as topic $state:ENTITY:KEY, with no job id).
+With -o json each line is one JSON object (NDJSON), cluster events too:
+  {"topic", "partition", "id", "job_id"?, "committed_at", "message"}
 
 Flags:
 `
 
-func watchCmd(ctx context.Context, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
+func watchCmd(ctx context.Context, g globals, newClient func() (*client.Client, error), args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	count := fs.Int("count", 0, "stop after this many messages (0: no limit)")
 	dur := fs.Duration("for", 0, "stop after this long (0: until interrupted)")
@@ -47,6 +50,7 @@ func watchCmd(ctx context.Context, newClient func() (*client.Client, error), arg
 	entity := fs.String("entity", "", "watch this entity type's states (with --key)")
 	cluster := fs.Bool("cluster", false, "watch the cluster's events: members joined and left, partitions moved, breakers opened and closed, plugins restarted and reloaded")
 	key := fs.String("key", "", "the key of the entity to watch")
+	out := outputFlag(fs, outputTable)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, watchUsage)
 		fs.PrintDefaults()
@@ -76,16 +80,17 @@ func watchCmd(ctx context.Context, newClient func() (*client.Client, error), arg
 		topics = append(topics, client.ClusterTopic)
 	}
 	sub := &client.Subscription{Topics: topics, From: client.Cursor{FromMs: *fromMs}, Entity: *entity, Key: *key}
-	return watchTopics(ctx, c, sub, *count, *verbose, stdout, stderr)
+	return watchTopics(ctx, c, sub, *count, *verbose, out.json(), stdout, stderr)
 }
 
 // errWatchDone ends a watch that has printed its --count messages.
 var errWatchDone = errors.New("watch: count reached")
 
 // watchTopics prints the topics' messages until ctx is done or count of
-// them were printed; an interrupt or --for is a normal end.
+// them were printed; an interrupt or --for is a normal end. With asJSON
+// each message is one line of JSON (topicMessageJSON).
 // It notes on stderr each worker that serves the watch.
-func watchTopics(ctx context.Context, c *client.Client, sub *client.Subscription, count int, verbose bool, stdout, stderr io.Writer) error {
+func watchTopics(ctx context.Context, c *client.Client, sub *client.Subscription, count int, verbose, asJSON bool, stdout, stderr io.Writer) error {
 	out := stdout
 	n := 0
 	what := strings.Join(sub.Topics, " ")
@@ -96,17 +101,23 @@ func watchTopics(ctx context.Context, c *client.Client, sub *client.Subscription
 		fmt.Fprintf(stderr, "watching %s on worker %s, from %s\n", what, worker, time.UnixMilli(fromMs).UTC().Format(time.RFC3339Nano))
 	}
 	err := c.Subscribe(ctx, sub, func(m client.Message) error {
-		if m.Topic == client.ClusterTopic && !verbose {
+		switch {
+		case asJSON:
+			b, err := json.Marshal(toTopicMessageJSON(m.Topic, m.Partition, m.ID, m.JobID, m.Data))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s\n", b)
+		case m.Topic == client.ClusterTopic && !verbose:
 			fmt.Fprintln(out, eventLine(m.ID, m.Data))
 			return nil
-		}
-		if verbose {
+		case verbose:
 			job := m.JobID
 			if job == "" {
 				job = "-"
 			}
 			fmt.Fprintf(out, "%s %d %s %s %s\n", m.Topic, m.Partition, m.ID, job, m.Data)
-		} else {
+		default:
 			fmt.Fprintf(out, "%s\n", m.Data)
 		}
 		n++
