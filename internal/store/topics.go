@@ -106,6 +106,10 @@ func (w *watchersSeen) saw(p int) {
 	w.until[p] = time.Now().Add(watchersSeenFor)
 }
 
+// deletedState is the message a watcher of an entity gets when a job
+// deletes its state (coordinator entities delete).
+var deletedState = []byte("null")
+
 // addStateWatches adds every state a job of the batch wrote, in order,
 // if the partition had watchers lately; else only the check that it has
 // none.
@@ -125,7 +129,10 @@ func (s *Store) addStateWatches(c *commitArgs, p int, k keys.Partition, steps []
 	}
 	for i, w := range steps {
 		var v []byte
-		if last[w.Entity] != i {
+		switch {
+		case w.Delete:
+			v = deletedState // the state is gone: watchers see null
+		case last[w.Entity] != i:
 			v = w.Value
 		}
 		c.add(secWatch, []string{k.Watched(), k.State(w.Entity.Type, w.Entity.Key), k.Topic(StateTopic(w.Entity.Type, w.Entity.Key))}, v, keep)

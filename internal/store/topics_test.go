@@ -129,6 +129,10 @@ func TestWatchedStates(t *testing.T) {
 		}
 		b := &store.Batch{Done: []string{id}, Acked: []string{read[p][0].StreamID}}
 		for _, v := range values {
+			if v == "DELETE" { // an entity delete (coordinator entities delete)
+				b.StateSteps = append(b.StateSteps, store.StateWrite{Entity: alice, Delete: true})
+				continue
+			}
 			b.StateSteps = append(b.StateSteps, store.StateWrite{Entity: alice, Value: []byte(v)})
 		}
 		b.States = []store.StateWrite{b.StateSteps[len(b.StateSteps)-1]}
@@ -149,5 +153,16 @@ func TestWatchedStates(t *testing.T) {
 	msgs, err := s.ReadTopics(ctx, from, 10, time.Second)
 	if err != nil || len(msgs) != 2 || string(msgs[0].Message) != `{"n":2}` || string(msgs[1].Message) != `{"n":3}` {
 		t.Fatalf("watched states: %+v %v", msgs, err)
+	}
+	// A delete after a write in one batch: the watcher sees the write,
+	// then null; the state is gone.
+	from[0].ID = msgs[1].ID
+	commit("j3", `{"n":4}`, "DELETE")
+	msgs, err = s.ReadTopics(ctx, from, 10, time.Second)
+	if err != nil || len(msgs) != 2 || string(msgs[0].Message) != `{"n":4}` || string(msgs[1].Message) != "null" {
+		t.Fatalf("watched states of a delete: %+v %v", msgs, err)
+	}
+	if got, err := s.States(ctx, "donor", []string{"alice"}, func(string) int { return p }); err != nil || got[0] != nil {
+		t.Fatalf("state after the delete: %q, %v", got, err)
 	}
 }

@@ -284,7 +284,9 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 				b.Done = append(b.Done, j.ID)
 				b.Attempts[j.ID] = j.Attempt
 				unpark(j)
-				state(store.StateWrite{Entity: store.EntityRef{Type: string(j.Payload), Key: j.Key}, Delete: true})
+				del := store.StateWrite{Entity: store.EntityRef{Type: string(j.Payload), Key: j.Key}, Delete: true}
+				state(del)
+				b.StateSteps = append(b.StateSteps, del)
 				continue
 			}
 			if o.Status == pluginpb.Outcome_OK {
