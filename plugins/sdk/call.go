@@ -244,8 +244,12 @@ func (c *Call) Emit(handler, key string, payload any) error {
 // subscribers that resume after a broken connection; a topic needs no
 // declaring. Publish returns a Fail error for a topic name that is empty,
 // over 200 bytes or has spaces (plugins.CheckTopic), or a msg that does
-// not marshal.
+// not marshal, and fails the run of a broadcast handler, which commits
+// nothing.
 func (c *Call) Publish(topic string, msg any) error {
+	if c.broadcast {
+		return Failf("publish to %s from broadcast handler %s: a broadcast commits nothing to publish with", topic, c.Handler())
+	}
 	if err := plugins.CheckTopic(topic); err != nil {
 		return Failf("publish from %s: %v", c.Handler(), err)
 	}

@@ -196,8 +196,8 @@ func StateTTL(d time.Duration) Option {
 // Broadcast declares a broadcast handler: it does not run submitted jobs
 // but coordinator broadcast, once on every live worker of a group (or
 // every worker), for cache invalidation, configuration reload or warm-up.
-// It gets no entity state (Call.Load finds none, Call.Save and Call.Emit
-// fail the run) and its Call.Key is empty; Call.ID is the broadcast's id,
+// It gets no entity state (Call.Load finds none, Call.Save, Call.Emit and
+// Call.Publish fail the run) and its Call.Key is empty; Call.ID is the broadcast's id,
 // the same on every member, and a member runs an id once. What it sets
 // with Call.SetResult is each member's reply. Submit and Call refuse it.
 //
@@ -271,6 +271,8 @@ func New(name, version string, handlers ...HandlerDef) *Plugin {
 			panic(fmt.Sprintf("sdk.New: handler %q has a negative timeout, max attempts, concurrency or state TTL", h.name))
 		case h.broadcast && h.stateTTL > 0:
 			panic(fmt.Sprintf("sdk.New: broadcast handler %q has no state to expire", h.name))
+		case h.broadcast && len(h.subscribes) > 0:
+			panic(fmt.Sprintf("sdk.New: broadcast handler %q runs no jobs, so no topic's messages", h.name))
 		case h.shapeErr != nil:
 			panic(fmt.Sprintf("sdk.New: handler %q: %v", h.name, h.shapeErr))
 		case h.entitySet && h.entity == "":
