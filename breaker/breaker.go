@@ -34,6 +34,9 @@ type Config struct {
 	IsSuccessful func(error) bool
 	// Logger receives state changes; nil means slog.Default().
 	Logger *slog.Logger
+	// OnStateChange, if set, hears of every state change of a peer's
+	// breaker, on a goroutine of its own.
+	OnStateChange func(peer string, from, to State)
 }
 
 // DefaultConfig returns breakers that open after 5 consecutive failures and
@@ -110,6 +113,9 @@ func (s *Set) get(peer string) *gobreaker.CircuitBreaker[struct{}] {
 		// Runs under the breaker's own lock: log only, never call back in.
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			s.log.Info("peer breaker changed state", "peer", name, "from", from.String(), "to", to.String())
+			if f := s.cfg.OnStateChange; f != nil {
+				go f(name, from, to) // not under the breaker's lock
+			}
 		},
 		IsSuccessful: s.cfg.IsSuccessful,
 		// A caller giving up says nothing about the peer.

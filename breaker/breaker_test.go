@@ -116,3 +116,30 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("zero config: %v", err)
 	}
 }
+
+// TestStateChangesAreTold: OnStateChange hears a peer's breaker open.
+func TestStateChangesAreTold(t *testing.T) {
+	t.Parallel()
+	cfg := fastConfig()
+	told := make(chan State, 4)
+	cfg.OnStateChange = func(peer string, _, to State) {
+		if peer == "p1" {
+			told <- to
+		}
+	}
+	s, err := NewSet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range cfg.FailureThreshold {
+		s.Do(context.Background(), "p1", func(context.Context) error { return errDown })
+	}
+	select {
+	case st := <-told:
+		if st != StateOpen {
+			t.Fatalf("told %v, want open", st)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the breaker opened untold")
+	}
+}

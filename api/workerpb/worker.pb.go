@@ -147,7 +147,7 @@ func (x BroadcastMemberResult_Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BroadcastMemberResult_Outcome.Descriptor instead.
 func (BroadcastMemberResult_Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{55, 0}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{58, 0}
 }
 
 type Job struct {
@@ -930,10 +930,13 @@ func (x *PluginInfo) GetRefusedSha256() string {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partitions    int32                  `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"` // P
-	Members       []*MemberStatus        `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
-	TotalDepth    int64                  `protobuf:"varint,3,opt,name=total_depth,json=totalDepth,proto3" json:"total_depth,omitempty"` // jobs waiting in all partitions (cluster only)
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Partitions int32                  `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"` // P
+	Members    []*MemberStatus        `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	TotalDepth int64                  `protobuf:"varint,3,opt,name=total_depth,json=totalDepth,proto3" json:"total_depth,omitempty"` // jobs waiting in all partitions (cluster only)
+	// The last cluster events, oldest first (cluster only): messages of the
+	// built-in topic "$cluster", a JSON object each.
+	RecentEvents  []*TopicMessage `protobuf:"bytes,4,rep,name=recent_events,json=recentEvents,proto3" json:"recent_events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -987,6 +990,13 @@ func (x *StatusResponse) GetTotalDepth() int64 {
 		return x.TotalDepth
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetRecentEvents() []*TopicMessage {
+	if x != nil {
+		return x.RecentEvents
+	}
+	return nil
 }
 
 type CallRequest struct {
@@ -3287,6 +3297,234 @@ func (x *HandlerFlowsResponse) GetFlows() []*HandlerFlow {
 	return nil
 }
 
+type SubscribeRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Topics []string               `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	// Where to start in each topic's partitions that positions does not
+	// name: after the messages committed before this Unix ms; 0 = now.
+	FromMs int64 `protobuf:"varint,2,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
+	// Resume after these messages (one per topic and partition at most).
+	Positions []*TopicPosition `protobuf:"bytes,3,rep,name=positions,proto3" json:"positions,omitempty"`
+	// Watch an entity's committed states, each job's in order, as messages
+	// of topic "$state:ENTITY:KEY" (with or without topics). A commit
+	// publishes them only while some subscription watches the entity.
+	Entity        string `protobuf:"bytes,4,opt,name=entity,proto3" json:"entity,omitempty"`
+	Key           string `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeRequest) Reset() {
+	*x = SubscribeRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeRequest) ProtoMessage() {}
+
+func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *SubscribeRequest) GetTopics() []string {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
+func (x *SubscribeRequest) GetPositions() []*TopicPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *SubscribeRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// TopicPosition is a message's place: its topic, the partition of the job
+// that published it and its id in that partition's stream of the topic.
+type TopicPosition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicPosition) Reset() {
+	*x = TopicPosition{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicPosition) ProtoMessage() {}
+
+func (x *TopicPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicPosition.ProtoReflect.Descriptor instead.
+func (*TopicPosition) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *TopicPosition) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicPosition) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *TopicPosition) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TopicMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`                        // Redis stream id: "<commit unix ms>-<seq>"
+	Message       []byte                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`              // as published (JSON)
+	JobId         string                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`     // the job that published it
+	FromMs        int64                  `protobuf:"varint,6,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"` // set only on the first, marker message
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicMessage) Reset() {
+	*x = TopicMessage{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicMessage) ProtoMessage() {}
+
+func (x *TopicMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicMessage.ProtoReflect.Descriptor instead.
+func (*TopicMessage) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *TopicMessage) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicMessage) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *TopicMessage) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TopicMessage) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *TopicMessage) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *TopicMessage) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
 type ListEntitiesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entity        string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
@@ -3299,7 +3537,7 @@ type ListEntitiesRequest struct {
 
 func (x *ListEntitiesRequest) Reset() {
 	*x = ListEntitiesRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[49]
+	mi := &file_api_workerpb_worker_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3549,7 @@ func (x *ListEntitiesRequest) String() string {
 func (*ListEntitiesRequest) ProtoMessage() {}
 
 func (x *ListEntitiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[49]
+	mi := &file_api_workerpb_worker_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +3562,7 @@ func (x *ListEntitiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntitiesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntitiesRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{49}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListEntitiesRequest) GetEntity() string {
@@ -3365,7 +3603,7 @@ type EntityKey struct {
 
 func (x *EntityKey) Reset() {
 	*x = EntityKey{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[50]
+	mi := &file_api_workerpb_worker_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3377,7 +3615,7 @@ func (x *EntityKey) String() string {
 func (*EntityKey) ProtoMessage() {}
 
 func (x *EntityKey) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[50]
+	mi := &file_api_workerpb_worker_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3390,7 +3628,7 @@ func (x *EntityKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityKey.ProtoReflect.Descriptor instead.
 func (*EntityKey) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{50}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *EntityKey) GetKey() string {
@@ -3417,7 +3655,7 @@ type ListEntitiesResponse struct {
 
 func (x *ListEntitiesResponse) Reset() {
 	*x = ListEntitiesResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[51]
+	mi := &file_api_workerpb_worker_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3429,7 +3667,7 @@ func (x *ListEntitiesResponse) String() string {
 func (*ListEntitiesResponse) ProtoMessage() {}
 
 func (x *ListEntitiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[51]
+	mi := &file_api_workerpb_worker_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3442,7 +3680,7 @@ func (x *ListEntitiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntitiesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntitiesResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{51}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListEntitiesResponse) GetKeys() []*EntityKey {
@@ -3471,7 +3709,7 @@ type DeleteEntityRequest struct {
 
 func (x *DeleteEntityRequest) Reset() {
 	*x = DeleteEntityRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[52]
+	mi := &file_api_workerpb_worker_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3483,7 +3721,7 @@ func (x *DeleteEntityRequest) String() string {
 func (*DeleteEntityRequest) ProtoMessage() {}
 
 func (x *DeleteEntityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[52]
+	mi := &file_api_workerpb_worker_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3496,7 +3734,7 @@ func (x *DeleteEntityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntityRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEntityRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{52}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DeleteEntityRequest) GetEntity() string {
@@ -3538,7 +3776,7 @@ type DeleteEntityResponse struct {
 
 func (x *DeleteEntityResponse) Reset() {
 	*x = DeleteEntityResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[53]
+	mi := &file_api_workerpb_worker_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3550,7 +3788,7 @@ func (x *DeleteEntityResponse) String() string {
 func (*DeleteEntityResponse) ProtoMessage() {}
 
 func (x *DeleteEntityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[53]
+	mi := &file_api_workerpb_worker_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3563,7 +3801,7 @@ func (x *DeleteEntityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntityResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEntityResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{53}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeleteEntityResponse) GetId() string {
@@ -3600,7 +3838,7 @@ type BroadcastRequest struct {
 
 func (x *BroadcastRequest) Reset() {
 	*x = BroadcastRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[54]
+	mi := &file_api_workerpb_worker_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3612,7 +3850,7 @@ func (x *BroadcastRequest) String() string {
 func (*BroadcastRequest) ProtoMessage() {}
 
 func (x *BroadcastRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[54]
+	mi := &file_api_workerpb_worker_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3625,7 +3863,7 @@ func (x *BroadcastRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastRequest.ProtoReflect.Descriptor instead.
 func (*BroadcastRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{54}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *BroadcastRequest) GetGroup() string {
@@ -3676,7 +3914,7 @@ type BroadcastMemberResult struct {
 
 func (x *BroadcastMemberResult) Reset() {
 	*x = BroadcastMemberResult{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[55]
+	mi := &file_api_workerpb_worker_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3688,7 +3926,7 @@ func (x *BroadcastMemberResult) String() string {
 func (*BroadcastMemberResult) ProtoMessage() {}
 
 func (x *BroadcastMemberResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[55]
+	mi := &file_api_workerpb_worker_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3701,7 +3939,7 @@ func (x *BroadcastMemberResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastMemberResult.ProtoReflect.Descriptor instead.
 func (*BroadcastMemberResult) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{55}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *BroadcastMemberResult) GetMember() string {
@@ -3750,7 +3988,7 @@ type RunBroadcastRequest struct {
 
 func (x *RunBroadcastRequest) Reset() {
 	*x = RunBroadcastRequest{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[56]
+	mi := &file_api_workerpb_worker_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3762,7 +4000,7 @@ func (x *RunBroadcastRequest) String() string {
 func (*RunBroadcastRequest) ProtoMessage() {}
 
 func (x *RunBroadcastRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[56]
+	mi := &file_api_workerpb_worker_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3775,7 +4013,7 @@ func (x *RunBroadcastRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunBroadcastRequest.ProtoReflect.Descriptor instead.
 func (*RunBroadcastRequest) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{56}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RunBroadcastRequest) GetHandler() string {
@@ -3809,7 +4047,7 @@ type BroadcastResponse struct {
 
 func (x *BroadcastResponse) Reset() {
 	*x = BroadcastResponse{}
-	mi := &file_api_workerpb_worker_proto_msgTypes[57]
+	mi := &file_api_workerpb_worker_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3821,7 +4059,7 @@ func (x *BroadcastResponse) String() string {
 func (*BroadcastResponse) ProtoMessage() {}
 
 func (x *BroadcastResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_workerpb_worker_proto_msgTypes[57]
+	mi := &file_api_workerpb_worker_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3834,7 +4072,7 @@ func (x *BroadcastResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BroadcastResponse.ProtoReflect.Descriptor instead.
 func (*BroadcastResponse) Descriptor() ([]byte, []int) {
-	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{57}
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *BroadcastResponse) GetId() string {
@@ -3922,14 +4160,15 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
 	"\x04path\x18\x04 \x01(\tR\x04path\x12\x18\n" +
 	"\arefused\x18\x05 \x01(\tR\arefused\x12%\n" +
-	"\x0erefused_sha256\x18\x06 \x01(\tR\rrefusedSha256\"\x8b\x01\n" +
+	"\x0erefused_sha256\x18\x06 \x01(\tR\rrefusedSha256\"\xd0\x01\n" +
 	"\x0eStatusResponse\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
 	"partitions\x128\n" +
 	"\amembers\x18\x02 \x03(\v2\x1e.corral.worker.v1.MemberStatusR\amembers\x12\x1f\n" +
 	"\vtotal_depth\x18\x03 \x01(\x03R\n" +
-	"totalDepth\"s\n" +
+	"totalDepth\x12C\n" +
+	"\rrecent_events\x18\x04 \x03(\v2\x1e.corral.worker.v1.TopicMessageR\frecentEvents\"s\n" +
 	"\vCallRequest\x12'\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.corral.worker.v1.JobR\x03job\x12\x1d\n" +
 	"\n" +
@@ -4112,7 +4351,24 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\tin_flight\x18\b \x01(\x03R\binFlight\"\x15\n" +
 	"\x13HandlerFlowsRequest\"K\n" +
 	"\x14HandlerFlowsResponse\x123\n" +
-	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows\"q\n" +
+	"\x05flows\x18\x01 \x03(\v2\x1d.corral.worker.v1.HandlerFlowR\x05flows\"\xac\x01\n" +
+	"\x10SubscribeRequest\x12\x16\n" +
+	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\x17\n" +
+	"\afrom_ms\x18\x02 \x01(\x03R\x06fromMs\x12=\n" +
+	"\tpositions\x18\x03 \x03(\v2\x1f.corral.worker.v1.TopicPositionR\tpositions\x12\x16\n" +
+	"\x06entity\x18\x04 \x01(\tR\x06entity\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\"S\n" +
+	"\rTopicPosition\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\"\x9c\x01\n" +
+	"\fTopicMessage\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\fR\amessage\x12\x15\n" +
+	"\x06job_id\x18\x05 \x01(\tR\x05jobId\x12\x17\n" +
+	"\afrom_ms\x18\x06 \x01(\x03R\x06fromMs\"q\n" +
 	"\x13ListEntitiesRequest\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x14\n" +
@@ -4159,7 +4415,7 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x02id\x18\x03 \x01(\tR\x02id\"f\n" +
 	"\x11BroadcastResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12A\n" +
-	"\amembers\x18\x02 \x03(\v2'.corral.worker.v1.BroadcastMemberResultR\amembers2\xa8\x12\n" +
+	"\amembers\x18\x02 \x03(\v2'.corral.worker.v1.BroadcastMemberResultR\amembers2\xfb\x12\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -4184,7 +4440,8 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\fPauseHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12T\n" +
 	"\rResumeHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12S\n" +
 	"\fLimitHandler\x12$.corral.worker.v1.HandlerFlowRequest\x1a\x1d.corral.worker.v1.HandlerFlow\x12]\n" +
-	"\fHandlerFlows\x12%.corral.worker.v1.HandlerFlowsRequest\x1a&.corral.worker.v1.HandlerFlowsResponse\x12]\n" +
+	"\fHandlerFlows\x12%.corral.worker.v1.HandlerFlowsRequest\x1a&.corral.worker.v1.HandlerFlowsResponse\x12Q\n" +
+	"\tSubscribe\x12\".corral.worker.v1.SubscribeRequest\x1a\x1e.corral.worker.v1.TopicMessage0\x01\x12]\n" +
 	"\fListEntities\x12%.corral.worker.v1.ListEntitiesRequest\x1a&.corral.worker.v1.ListEntitiesResponse\x12]\n" +
 	"\fDeleteEntity\x12%.corral.worker.v1.DeleteEntityRequest\x1a&.corral.worker.v1.DeleteEntityResponse\x12T\n" +
 	"\tBroadcast\x12\".corral.worker.v1.BroadcastRequest\x1a#.corral.worker.v1.BroadcastResponse\x12^\n" +
@@ -4203,7 +4460,7 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_api_workerpb_worker_proto_goTypes = []any{
 	(JobResult_State)(0),               // 0: corral.worker.v1.JobResult.State
 	(BroadcastMemberResult_Outcome)(0), // 1: corral.worker.v1.BroadcastMemberResult.Outcome
@@ -4256,16 +4513,19 @@ var file_api_workerpb_worker_proto_goTypes = []any{
 	(*HandlerFlow)(nil),                // 48: corral.worker.v1.HandlerFlow
 	(*HandlerFlowsRequest)(nil),        // 49: corral.worker.v1.HandlerFlowsRequest
 	(*HandlerFlowsResponse)(nil),       // 50: corral.worker.v1.HandlerFlowsResponse
-	(*ListEntitiesRequest)(nil),        // 51: corral.worker.v1.ListEntitiesRequest
-	(*EntityKey)(nil),                  // 52: corral.worker.v1.EntityKey
-	(*ListEntitiesResponse)(nil),       // 53: corral.worker.v1.ListEntitiesResponse
-	(*DeleteEntityRequest)(nil),        // 54: corral.worker.v1.DeleteEntityRequest
-	(*DeleteEntityResponse)(nil),       // 55: corral.worker.v1.DeleteEntityResponse
-	(*BroadcastRequest)(nil),           // 56: corral.worker.v1.BroadcastRequest
-	(*BroadcastMemberResult)(nil),      // 57: corral.worker.v1.BroadcastMemberResult
-	(*RunBroadcastRequest)(nil),        // 58: corral.worker.v1.RunBroadcastRequest
-	(*BroadcastResponse)(nil),          // 59: corral.worker.v1.BroadcastResponse
-	nil,                                // 60: corral.worker.v1.MemberStatus.BreakersEntry
+	(*SubscribeRequest)(nil),           // 51: corral.worker.v1.SubscribeRequest
+	(*TopicPosition)(nil),              // 52: corral.worker.v1.TopicPosition
+	(*TopicMessage)(nil),               // 53: corral.worker.v1.TopicMessage
+	(*ListEntitiesRequest)(nil),        // 54: corral.worker.v1.ListEntitiesRequest
+	(*EntityKey)(nil),                  // 55: corral.worker.v1.EntityKey
+	(*ListEntitiesResponse)(nil),       // 56: corral.worker.v1.ListEntitiesResponse
+	(*DeleteEntityRequest)(nil),        // 57: corral.worker.v1.DeleteEntityRequest
+	(*DeleteEntityResponse)(nil),       // 58: corral.worker.v1.DeleteEntityResponse
+	(*BroadcastRequest)(nil),           // 59: corral.worker.v1.BroadcastRequest
+	(*BroadcastMemberResult)(nil),      // 60: corral.worker.v1.BroadcastMemberResult
+	(*RunBroadcastRequest)(nil),        // 61: corral.worker.v1.RunBroadcastRequest
+	(*BroadcastResponse)(nil),          // 62: corral.worker.v1.BroadcastResponse
+	nil,                                // 63: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
 	2,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
@@ -4273,89 +4533,93 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	4,  // 2: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
 	7,  // 3: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
 	10, // 4: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	60, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	63, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
 	12, // 6: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
 	11, // 7: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
-	2,  // 8: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
-	22, // 9: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
-	19, // 10: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
-	0,  // 11: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
-	22, // 12: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
-	25, // 13: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
-	31, // 14: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
-	0,  // 15: corral.worker.v1.ListJobsRequest.state:type_name -> corral.worker.v1.JobResult.State
-	0,  // 16: corral.worker.v1.JobInfo.state:type_name -> corral.worker.v1.JobResult.State
-	33, // 17: corral.worker.v1.ListJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
-	33, // 18: corral.worker.v1.GetJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
-	0,  // 19: corral.worker.v1.CancelResult.state:type_name -> corral.worker.v1.JobResult.State
-	38, // 20: corral.worker.v1.CancelJobsResponse.results:type_name -> corral.worker.v1.CancelResult
-	40, // 21: corral.worker.v1.AddScheduleRequest.schedule:type_name -> corral.worker.v1.Schedule
-	40, // 22: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
-	40, // 23: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
-	48, // 24: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
-	52, // 25: corral.worker.v1.ListEntitiesResponse.keys:type_name -> corral.worker.v1.EntityKey
-	0,  // 26: corral.worker.v1.DeleteEntityResponse.state:type_name -> corral.worker.v1.JobResult.State
-	1,  // 27: corral.worker.v1.BroadcastMemberResult.outcome:type_name -> corral.worker.v1.BroadcastMemberResult.Outcome
-	57, // 28: corral.worker.v1.BroadcastResponse.members:type_name -> corral.worker.v1.BroadcastMemberResult
-	3,  // 29: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
-	6,  // 30: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
-	9,  // 31: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
-	14, // 32: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
-	16, // 33: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
-	18, // 34: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
-	21, // 35: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
-	24, // 36: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
-	27, // 37: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	27, // 38: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
-	29, // 39: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
-	32, // 40: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
-	35, // 41: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
-	37, // 42: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
-	41, // 43: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
-	43, // 44: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
-	45, // 45: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
-	45, // 46: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
-	45, // 47: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
-	47, // 48: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	47, // 49: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	47, // 50: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
-	49, // 51: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
-	51, // 52: corral.worker.v1.Worker.ListEntities:input_type -> corral.worker.v1.ListEntitiesRequest
-	54, // 53: corral.worker.v1.Worker.DeleteEntity:input_type -> corral.worker.v1.DeleteEntityRequest
-	56, // 54: corral.worker.v1.Worker.Broadcast:input_type -> corral.worker.v1.BroadcastRequest
-	58, // 55: corral.worker.v1.Worker.RunBroadcast:input_type -> corral.worker.v1.RunBroadcastRequest
-	5,  // 56: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	8,  // 57: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	13, // 58: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	15, // 59: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	17, // 60: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	20, // 61: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	23, // 62: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	26, // 63: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	28, // 64: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	28, // 65: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	30, // 66: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	34, // 67: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
-	36, // 68: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
-	39, // 69: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
-	42, // 70: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
-	44, // 71: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
-	40, // 72: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
-	40, // 73: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
-	46, // 74: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
-	48, // 75: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
-	48, // 76: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
-	48, // 77: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
-	50, // 78: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
-	53, // 79: corral.worker.v1.Worker.ListEntities:output_type -> corral.worker.v1.ListEntitiesResponse
-	55, // 80: corral.worker.v1.Worker.DeleteEntity:output_type -> corral.worker.v1.DeleteEntityResponse
-	59, // 81: corral.worker.v1.Worker.Broadcast:output_type -> corral.worker.v1.BroadcastResponse
-	57, // 82: corral.worker.v1.Worker.RunBroadcast:output_type -> corral.worker.v1.BroadcastMemberResult
-	56, // [56:83] is the sub-list for method output_type
-	29, // [29:56] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	53, // 8: corral.worker.v1.StatusResponse.recent_events:type_name -> corral.worker.v1.TopicMessage
+	2,  // 9: corral.worker.v1.CallRequest.job:type_name -> corral.worker.v1.Job
+	22, // 10: corral.worker.v1.CallResponse.result:type_name -> corral.worker.v1.JobResult
+	19, // 11: corral.worker.v1.LocateResponse.locations:type_name -> corral.worker.v1.Location
+	0,  // 12: corral.worker.v1.JobResult.state:type_name -> corral.worker.v1.JobResult.State
+	22, // 13: corral.worker.v1.GetResultResponse.results:type_name -> corral.worker.v1.JobResult
+	25, // 14: corral.worker.v1.ListDeadLettersResponse.dead:type_name -> corral.worker.v1.DeadLetter
+	31, // 15: corral.worker.v1.ReloadPluginsResponse.changes:type_name -> corral.worker.v1.PluginChange
+	0,  // 16: corral.worker.v1.ListJobsRequest.state:type_name -> corral.worker.v1.JobResult.State
+	0,  // 17: corral.worker.v1.JobInfo.state:type_name -> corral.worker.v1.JobResult.State
+	33, // 18: corral.worker.v1.ListJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
+	33, // 19: corral.worker.v1.GetJobsResponse.jobs:type_name -> corral.worker.v1.JobInfo
+	0,  // 20: corral.worker.v1.CancelResult.state:type_name -> corral.worker.v1.JobResult.State
+	38, // 21: corral.worker.v1.CancelJobsResponse.results:type_name -> corral.worker.v1.CancelResult
+	40, // 22: corral.worker.v1.AddScheduleRequest.schedule:type_name -> corral.worker.v1.Schedule
+	40, // 23: corral.worker.v1.AddScheduleResponse.schedule:type_name -> corral.worker.v1.Schedule
+	40, // 24: corral.worker.v1.ListSchedulesResponse.schedules:type_name -> corral.worker.v1.Schedule
+	48, // 25: corral.worker.v1.HandlerFlowsResponse.flows:type_name -> corral.worker.v1.HandlerFlow
+	52, // 26: corral.worker.v1.SubscribeRequest.positions:type_name -> corral.worker.v1.TopicPosition
+	55, // 27: corral.worker.v1.ListEntitiesResponse.keys:type_name -> corral.worker.v1.EntityKey
+	0,  // 28: corral.worker.v1.DeleteEntityResponse.state:type_name -> corral.worker.v1.JobResult.State
+	1,  // 29: corral.worker.v1.BroadcastMemberResult.outcome:type_name -> corral.worker.v1.BroadcastMemberResult.Outcome
+	60, // 30: corral.worker.v1.BroadcastResponse.members:type_name -> corral.worker.v1.BroadcastMemberResult
+	3,  // 31: corral.worker.v1.Worker.Submit:input_type -> corral.worker.v1.SubmitRequest
+	6,  // 32: corral.worker.v1.Worker.GetState:input_type -> corral.worker.v1.GetStateRequest
+	9,  // 33: corral.worker.v1.Worker.Status:input_type -> corral.worker.v1.StatusRequest
+	14, // 34: corral.worker.v1.Worker.Call:input_type -> corral.worker.v1.CallRequest
+	16, // 35: corral.worker.v1.Worker.Drain:input_type -> corral.worker.v1.DrainRequest
+	18, // 36: corral.worker.v1.Worker.Locate:input_type -> corral.worker.v1.LocateRequest
+	21, // 37: corral.worker.v1.Worker.GetResult:input_type -> corral.worker.v1.GetResultRequest
+	24, // 38: corral.worker.v1.Worker.ListDeadLetters:input_type -> corral.worker.v1.ListDeadLettersRequest
+	27, // 39: corral.worker.v1.Worker.ReplayDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	27, // 40: corral.worker.v1.Worker.PurgeDeadLetters:input_type -> corral.worker.v1.DeadLetterIDs
+	29, // 41: corral.worker.v1.Worker.ReloadPlugins:input_type -> corral.worker.v1.ReloadPluginsRequest
+	32, // 42: corral.worker.v1.Worker.ListJobs:input_type -> corral.worker.v1.ListJobsRequest
+	35, // 43: corral.worker.v1.Worker.GetJobs:input_type -> corral.worker.v1.GetJobsRequest
+	37, // 44: corral.worker.v1.Worker.CancelJobs:input_type -> corral.worker.v1.CancelJobsRequest
+	41, // 45: corral.worker.v1.Worker.AddSchedule:input_type -> corral.worker.v1.AddScheduleRequest
+	43, // 46: corral.worker.v1.Worker.ListSchedules:input_type -> corral.worker.v1.ListSchedulesRequest
+	45, // 47: corral.worker.v1.Worker.PauseSchedule:input_type -> corral.worker.v1.ScheduleName
+	45, // 48: corral.worker.v1.Worker.ResumeSchedule:input_type -> corral.worker.v1.ScheduleName
+	45, // 49: corral.worker.v1.Worker.DeleteSchedule:input_type -> corral.worker.v1.ScheduleName
+	47, // 50: corral.worker.v1.Worker.PauseHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	47, // 51: corral.worker.v1.Worker.ResumeHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	47, // 52: corral.worker.v1.Worker.LimitHandler:input_type -> corral.worker.v1.HandlerFlowRequest
+	49, // 53: corral.worker.v1.Worker.HandlerFlows:input_type -> corral.worker.v1.HandlerFlowsRequest
+	51, // 54: corral.worker.v1.Worker.Subscribe:input_type -> corral.worker.v1.SubscribeRequest
+	54, // 55: corral.worker.v1.Worker.ListEntities:input_type -> corral.worker.v1.ListEntitiesRequest
+	57, // 56: corral.worker.v1.Worker.DeleteEntity:input_type -> corral.worker.v1.DeleteEntityRequest
+	59, // 57: corral.worker.v1.Worker.Broadcast:input_type -> corral.worker.v1.BroadcastRequest
+	61, // 58: corral.worker.v1.Worker.RunBroadcast:input_type -> corral.worker.v1.RunBroadcastRequest
+	5,  // 59: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	8,  // 60: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	13, // 61: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	15, // 62: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	17, // 63: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	20, // 64: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	23, // 65: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	26, // 66: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	28, // 67: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	28, // 68: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	30, // 69: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	34, // 70: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
+	36, // 71: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
+	39, // 72: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
+	42, // 73: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
+	44, // 74: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
+	40, // 75: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
+	40, // 76: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
+	46, // 77: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
+	48, // 78: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
+	48, // 79: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
+	48, // 80: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
+	50, // 81: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
+	53, // 82: corral.worker.v1.Worker.Subscribe:output_type -> corral.worker.v1.TopicMessage
+	56, // 83: corral.worker.v1.Worker.ListEntities:output_type -> corral.worker.v1.ListEntitiesResponse
+	58, // 84: corral.worker.v1.Worker.DeleteEntity:output_type -> corral.worker.v1.DeleteEntityResponse
+	62, // 85: corral.worker.v1.Worker.Broadcast:output_type -> corral.worker.v1.BroadcastResponse
+	60, // 86: corral.worker.v1.Worker.RunBroadcast:output_type -> corral.worker.v1.BroadcastMemberResult
+	59, // [59:87] is the sub-list for method output_type
+	31, // [31:59] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_api_workerpb_worker_proto_init() }
@@ -4370,7 +4634,7 @@ func file_api_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   59,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,7 @@ const (
 	Worker_ResumeHandler_FullMethodName     = "/corral.worker.v1.Worker/ResumeHandler"
 	Worker_LimitHandler_FullMethodName      = "/corral.worker.v1.Worker/LimitHandler"
 	Worker_HandlerFlows_FullMethodName      = "/corral.worker.v1.Worker/HandlerFlows"
+	Worker_Subscribe_FullMethodName         = "/corral.worker.v1.Worker/Subscribe"
 	Worker_ListEntities_FullMethodName      = "/corral.worker.v1.Worker/ListEntities"
 	Worker_DeleteEntity_FullMethodName      = "/corral.worker.v1.Worker/DeleteEntity"
 	Worker_Broadcast_FullMethodName         = "/corral.worker.v1.Worker/Broadcast"
@@ -113,6 +114,14 @@ type WorkerClient interface {
 	// HandlerFlows lists the handlers paused or limited, with the slots
 	// their jobs hold now.
 	HandlerFlows(ctx context.Context, in *HandlerFlowsRequest, opts ...grpc.CallOption) (*HandlerFlowsResponse, error)
+	// Subscribe streams the messages handlers publish to topics (sdk
+	// Call.Publish). A message goes out only once its job has committed,
+	// in commit order per topic and partition. The first message sent is a
+	// marker with only from_ms set: the subscription is live from then; an
+	// empty message is a heartbeat, sent every 2 s while no message is. A
+	// subscriber whose stream breaks subscribes again, to any worker, with
+	// the positions of the last messages it received and that from_ms.
+	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (Worker_SubscribeClient, error)
 	// ListEntities pages through the keys of one entity type that have
 	// state, partition by partition and in key order within a partition:
 	// each key present for the whole listing is returned exactly once.
@@ -345,6 +354,38 @@ func (c *workerClient) HandlerFlows(ctx context.Context, in *HandlerFlowsRequest
 	return out, nil
 }
 
+func (c *workerClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (Worker_SubscribeClient, error) {
+	stream, err := c.cc.NewStream(ctx, &Worker_ServiceDesc.Streams[0], Worker_Subscribe_FullMethodName, opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &workerSubscribeClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type Worker_SubscribeClient interface {
+	Recv() (*TopicMessage, error)
+	grpc.ClientStream
+}
+
+type workerSubscribeClient struct {
+	grpc.ClientStream
+}
+
+func (x *workerSubscribeClient) Recv() (*TopicMessage, error) {
+	m := new(TopicMessage)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func (c *workerClient) ListEntities(ctx context.Context, in *ListEntitiesRequest, opts ...grpc.CallOption) (*ListEntitiesResponse, error) {
 	out := new(ListEntitiesResponse)
 	err := c.cc.Invoke(ctx, Worker_ListEntities_FullMethodName, in, out, opts...)
@@ -444,6 +485,14 @@ type WorkerServer interface {
 	// HandlerFlows lists the handlers paused or limited, with the slots
 	// their jobs hold now.
 	HandlerFlows(context.Context, *HandlerFlowsRequest) (*HandlerFlowsResponse, error)
+	// Subscribe streams the messages handlers publish to topics (sdk
+	// Call.Publish). A message goes out only once its job has committed,
+	// in commit order per topic and partition. The first message sent is a
+	// marker with only from_ms set: the subscription is live from then; an
+	// empty message is a heartbeat, sent every 2 s while no message is. A
+	// subscriber whose stream breaks subscribes again, to any worker, with
+	// the positions of the last messages it received and that from_ms.
+	Subscribe(*SubscribeRequest, Worker_SubscribeServer) error
 	// ListEntities pages through the keys of one entity type that have
 	// state, partition by partition and in key order within a partition:
 	// each key present for the whole listing is returned exactly once.
@@ -534,6 +583,9 @@ func (UnimplementedWorkerServer) LimitHandler(context.Context, *HandlerFlowReque
 }
 func (UnimplementedWorkerServer) HandlerFlows(context.Context, *HandlerFlowsRequest) (*HandlerFlowsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HandlerFlows not implemented")
+}
+func (UnimplementedWorkerServer) Subscribe(*SubscribeRequest, Worker_SubscribeServer) error {
+	return status.Errorf(codes.Unimplemented, "method Subscribe not implemented")
 }
 func (UnimplementedWorkerServer) ListEntities(context.Context, *ListEntitiesRequest) (*ListEntitiesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListEntities not implemented")
@@ -974,6 +1026,27 @@ func _Worker_HandlerFlows_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SubscribeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WorkerServer).Subscribe(m, &workerSubscribeServer{stream})
+}
+
+type Worker_SubscribeServer interface {
+	Send(*TopicMessage) error
+	grpc.ServerStream
+}
+
+type workerSubscribeServer struct {
+	grpc.ServerStream
+}
+
+func (x *workerSubscribeServer) Send(m *TopicMessage) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 func _Worker_ListEntities_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListEntitiesRequest)
 	if err := dec(in); err != nil {
@@ -1162,6 +1235,12 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Worker_RunBroadcast_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Subscribe",
+			Handler:       _Worker_Subscribe_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "api/workerpb/worker.proto",
 }

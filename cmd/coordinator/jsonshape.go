@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,9 @@ type statusJSON struct {
 	Schedules          *int         `json:"schedules,omitempty"` // absent when the workers cannot say
 	PausedSchedules    []string     `json:"paused_schedules"`
 	HandlerDifferences []string     `json:"handler_differences"`
+	// RecentEvents are the cluster's last events (coordinator watch
+	// --cluster follows them), oldest first.
+	RecentEvents []topicMessageJSON `json:"recent_events"`
 }
 
 type memberJSON struct {
@@ -297,4 +301,27 @@ type broadcastMemberJSON struct {
 	TookMs  int64  `json:"took_ms"`
 	Result  any    `json:"result,omitempty"` // the handler's result: JSON as is, other bytes as a string
 	Error   string `json:"error,omitempty"`
+}
+
+// topicMessageJSON is one message as watch -o json prints it (one object
+// a line), and one of status's recent cluster events.
+type topicMessageJSON struct {
+	Topic       string          `json:"topic"`
+	Partition   int             `json:"partition"`
+	ID          string          `json:"id"`
+	JobID       string          `json:"job_id,omitempty"` // "" for an entity's states and cluster events
+	CommittedAt string          `json:"committed_at"`     // from the id's Unix ms
+	Message     json.RawMessage `json:"message"`
+}
+
+func toTopicMessageJSON(topic string, partition int, id, jobID string, msg []byte) topicMessageJSON {
+	out := topicMessageJSON{Topic: topic, Partition: partition, ID: id, JobID: jobID, Message: json.RawMessage(msg)}
+	if ms, err := strconv.ParseInt(strings.SplitN(id, "-", 2)[0], 10, 64); err == nil {
+		out.CommittedAt = msTime(ms)
+	}
+	if !json.Valid(msg) {
+		b, _ := json.Marshal(string(msg))
+		out.Message = b
+	}
+	return out
 }

@@ -38,6 +38,7 @@ Commands:
            [--limit N] [--after CURSOR] | delete ENTITY KEY
   broadcast run a broadcast handler once on every worker of a group: broadcast [--group G]
            --handler H [--payload JSON] [--id ID]
+  watch    print the messages handlers publish to topics as they commit: watch TOPIC [TOPIC...]
   certs    make TLS certificates: certs init | issue --role R --name N | show FILE
   completion  print a shell completion script: completion bash|zsh|fish
 
@@ -63,7 +64,8 @@ Without --tls-* flags, the admin certificate of the local cluster (scripts/clust
 Output:
   -o, --output table|json  on every command that prints data (status, locate,
                        jobs, dlq, schedule list|show, handler, result, state,
-                       call, submit, drain, reload, certs show): table for
+                       call, submit, drain, reload, certs show, entities,
+                       broadcast, watch): table for
                        people, json for scripts.
                        JSON field names are snake_case and stable (README,
                        "Output formats").
@@ -181,6 +183,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 		return entitiesCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "broadcast":
 		return broadcastCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "watch":
+		return watchCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "certs":
 		return certsCmd(rest, stdout, stderr)
 	case "completion":

@@ -50,7 +50,7 @@ func TestJSONShapes(t *testing.T) {
 		t.Errorf("member: %+v", mj)
 	}
 	st := statusJSON{Members: []memberJSON{mj}, HandlerFlows: []flowJSON{}, PausedSchedules: []string{}, HandlerDifferences: []string{}}
-	wantKeys(t, "status", keysOf(t, st), "partitions", "owned", "jobs_waiting", "members", "handler_flows", "paused_schedules", "handler_differences")
+	wantKeys(t, "status", keysOf(t, st), "partitions", "owned", "jobs_waiting", "members", "handler_flows", "paused_schedules", "handler_differences", "recent_events")
 	wantKeys(t, "partition", keysOf(t, mj.Partitions[0]), "partition", "epoch", "depth")
 
 	wantKeys(t, "location", keysOf(t, toLocationJSON(&workerpb.Location{Key: "alice"})), "key", "partition", "owner", "owner_address", "epoch", "ring_owner")
@@ -89,6 +89,14 @@ func TestJSONShapes(t *testing.T) {
 	wantKeys(t, "entities", keysOf(t, entitiesJSON{Entity: "donor", Keys: []string{"alice"}}), "entity", "keys", "next")
 	wantKeys(t, "entity delete", keysOf(t, entityDeleteJSON{}), "entity", "key", "id", "partition")
 	wantKeys(t, "broadcast", keysOf(t, broadcastJSON{Members: []broadcastMemberJSON{}}), "id", "members")
+	wantKeys(t, "watch message", keysOf(t, toTopicMessageJSON("donations", 3, "1767323045000-0", "j1", []byte(`{"a":1}`))),
+		"topic", "partition", "id", "job_id", "committed_at", "message")
+	ev := toTopicMessageJSON("$cluster", 0, "1767323045000-1", "", []byte(`{"kind":"member.joined"}`))
+	wantKeys(t, "cluster event", keysOf(t, ev), "topic", "partition", "id", "committed_at", "message")
+	if b, _ := json.Marshal(ev); !strings.Contains(string(b), `"message":{"kind":"member.joined"}`) ||
+		!strings.Contains(string(b), `"committed_at":"2026-01-02T03:04:05Z"`) {
+		t.Errorf("watch message JSON: %s", b)
+	}
 	wantKeys(t, "broadcast member", keysOf(t, broadcastMemberJSON{Result: json.RawMessage(`1`), Error: "x"}), "member", "outcome", "took_ms", "result", "error")
 }
 
@@ -96,7 +104,7 @@ func TestJSONShapes(t *testing.T) {
 func TestJSONNamesAreSnakeCase(t *testing.T) {
 	for _, v := range []any{memberJSON{}, statusJSON{}, partitionJSON{}, pluginJSON{}, flowJSON{}, locationJSON{}, jobJSON{},
 		deadLetterJSON{}, resultJSON{}, stateJSON{}, cancelJSON{}, submittedJSON{}, reloadJSON{}, pluginChangeJSON{}, certJSON{Hosts: []string{}},
-		entitiesJSON{}, entityDeleteJSON{}, broadcastJSON{}, broadcastMemberJSON{}} {
+		entitiesJSON{}, entityDeleteJSON{}, broadcastJSON{}, broadcastMemberJSON{}, topicMessageJSON{JobID: "j", Message: json.RawMessage(`1`)}} {
 		b, _ := json.Marshal(v)
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)

@@ -68,6 +68,7 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 		}
 	}
 	printFlows(ctx, c, stdout)
+	printEvents(st.RecentEvents, stdout)
 	members, err := c.Members(ctx)
 	if err != nil {
 		return err
@@ -171,7 +172,10 @@ func pluginSummary(m *workerpb.MemberStatus) string {
 // printStatusJSON prints what status prints, as one JSON object.
 func printStatusJSON(ctx context.Context, c *client.Client, st *workerpb.StatusResponse, stdout io.Writer) error {
 	out := statusJSON{Partitions: st.Partitions, JobsWaiting: st.TotalDepth, Members: []memberJSON{},
-		HandlerFlows: []flowJSON{}, PausedSchedules: []string{}, HandlerDifferences: []string{}}
+		HandlerFlows: []flowJSON{}, PausedSchedules: []string{}, HandlerDifferences: []string{}, RecentEvents: []topicMessageJSON{}}
+	for _, e := range st.RecentEvents {
+		out.RecentEvents = append(out.RecentEvents, toTopicMessageJSON(e.Topic, int(e.Partition), e.Id, e.JobId, e.Message))
+	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, toMemberJSON(m))
 		out.Owned += len(m.Partitions)

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -119,6 +120,8 @@ func run() error {
 		"how long dead letters are kept before the partition's owner drops them")
 	fs.Int64Var(&cfg.Store.DeadMax, "dead-max", cfg.Store.DeadMax,
 		"most dead letters kept per partition; past it the oldest are dropped (counted in corral_dead_letters_dropped_total)")
+	fs.DurationVar(&cfg.Store.TopicRetention, "topic-retention", cfg.Store.TopicRetention,
+		"how long a published message is kept, for subscribers that resume after a broken connection (coordinator watch, the client's Subscribe); a topic nobody publishes to is gone after it too")
 	fs.DurationVar(&cfg.RetryBackoff, "retry-backoff", cfg.RetryBackoff, "wait before a failed job's second attempt; doubles per attempt, jittered")
 	fs.DurationVar(&cfg.RetryBackoffMax, "retry-backoff-max", cfg.RetryBackoffMax, "longest wait between attempts")
 	fs.Int64Var(&cfg.Store.MaxQueueDepth, "max-queue-depth", cfg.Store.MaxQueueDepth,
@@ -221,6 +224,12 @@ func run() error {
 	}
 	queries := worker.NewHostQueries(rdb, cfg.Ring.Partitions)
 	hcfg.Host = queries
+	var restarted atomic.Pointer[func(plugin, version string)] // the worker's, once it is made
+	hcfg.OnRestart = func(plugin, version string) {
+		if f := restarted.Load(); f != nil {
+			(*f)(plugin, version)
+		}
+	}
 	plugs, err := host.New(hcfg)
 	if err != nil {
 		return err
@@ -254,6 +263,8 @@ func run() error {
 	}
 	// Handlers may query the entities of other workers' plugins too.
 	queries.ServeEntitiesOf(w)
+	onRestart := w.PluginRestarted
+	restarted.Store(&onRestart)
 	// SIGHUP: hot upgrade of the plugins (Reload logs what it did), and the
 	// TLS certificate and CA read again for the handshakes that follow.
 	hup := make(chan os.Signal, 1)

@@ -60,7 +60,9 @@ var rules = map[string]Rule{
 	workerpb.Worker_ResumeHandler_FullMethodName:  {Least: pki.RoleAdmin},
 	workerpb.Worker_LimitHandler_FullMethodName:   {Least: pki.RoleAdmin},
 	workerpb.Worker_HandlerFlows_FullMethodName:   {Least: pki.RoleRead},
-	workerpb.Worker_ListEntities_FullMethodName:   {Least: pki.RoleRead},
+	// Published messages are read, like results and states.
+	workerpb.Worker_Subscribe_FullMethodName:    {Least: pki.RoleRead},
+	workerpb.Worker_ListEntities_FullMethodName: {Least: pki.RoleRead},
 	// Deleting state undoes what jobs did: operators' business.
 	workerpb.Worker_DeleteEntity_FullMethodName: {Least: pki.RoleAdmin},
 	// A broadcast runs a handler, as a submitted job does; each member's

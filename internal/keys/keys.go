@@ -6,6 +6,11 @@ package keys
 
 import "strconv"
 
+// Events is the stream of cluster events (members joined and left,
+// partitions moved, breakers opened and closed, plugins restarted and
+// reloaded), capped by length. Workers append to it outside the job path.
+const Events = "corral:events"
+
 // Meta holds cluster-wide settings fixed at creation (the partition count).
 const Meta = "corral:meta"
 
@@ -119,3 +124,22 @@ func (k Partition) Cancels() string { return k.prefix + "cancel" }
 // Finished logs the jobs each commit finished, one entry per commit (see
 // store's finished log), kept as long as their records.
 func (k Partition) Finished() string { return k.prefix + "fin" }
+
+// Topic is the partition's stream of the messages its committed jobs
+// published to topic: a topic has one stream per partition, so a commit
+// appends to it in its own slot, and a subscriber reads all of them.
+func (k Partition) Topic(topic string) string { return k.prefix + "topic:" + topic }
+
+// Watched holds the entity states someone watches (coordinator watch
+// --entity): member the state's key, score when the watch lapses (unix
+// ms) unless renewed. A commit publishes a state only while it is
+// watched.
+func (k Partition) Watched() string { return k.prefix + "watched" }
+
+// Consumer is where handler's subscription to topic is in the topic's
+// streams: partition → last message id made a job, and "from", the unix ms
+// it started at. It lives in the partition PartitionOf("t~TOPIC~HANDLER"),
+// whose owner consumes it.
+func (k Partition) Consumer(handler, topic string) string {
+	return k.prefix + "consumer:" + handler + ":" + topic
+}

@@ -94,6 +94,16 @@ func (p *Pool) Call(ctx context.Context, addr string, fn func(ctx context.Contex
 	})
 }
 
+// Stream returns a client of the worker at addr for a long-lived stream,
+// which no breaker deadline may cut.
+func (p *Pool) Stream(addr string) (workerpb.WorkerClient, error) {
+	c, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return workerpb.NewWorkerClient(c), nil
+}
+
 // CallDirect runs fn against the worker at addr bounded by ctx alone, not
 // through its breaker: for calls whose length is a handler's, not a sign
 // of the peer's health (a broadcast's part).

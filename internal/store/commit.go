@@ -136,6 +136,13 @@ type Batch struct {
 	// the commit check first that it may still skip the queue.
 	Guard *Guard
 	Cancels
+	// Publications are the messages the batch's done jobs published, in
+	// order, sent to their topics' subscribers by the commit.
+	Publications []Publication
+	// StateSteps are the states the batch's jobs wrote, one per job that
+	// wrote one, in order (States has only the last of each entity):
+	// what a watcher of an entity sees.
+	StateSteps []StateWrite
 	// Jobs are the jobs the batch read (from the queue, parked or
 	// waiting): the record of each one it finishes keeps its handler, key
 	// and submission time, for jobs list and show. A job not among them
@@ -169,6 +176,15 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Gran
 		return fmt.Errorf("store: commit partition %d: %w", partition, err)
 	}
 	n, err := s.runScript(ctx, commitScript, ks, args...).Int64()
+	if err != nil && strings.HasPrefix(err.Error(), "WATCHED") {
+		// Watchers came: send it again with its states (a new layout
+		// sends them now).
+		s.watchers.saw(partition)
+		if ks, args, err = s.commitLayout(partition, grant, seen, b, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("store: commit partition %d: %w", partition, err)
+		}
+		n, err = s.runScript(ctx, commitScript, ks, args...).Int64()
+	}
 	if err == nil {
 		s.commits.saw(partition, grant, n)
 	}
@@ -277,6 +293,8 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 		}
 		c.add(secOutbox, nil, packEmits(b.Emits))
 	}
+	s.addPublications(&c, k, b.Publications)
+	s.addStateWatches(&c, partition, k, b.StateSteps)
 	for _, kp := range b.Keys {
 		wl := k.Waiting(kp.Key)
 		if kp.Trim > 0 {

@@ -70,20 +70,23 @@ var commitHeaderArgs = [numHeaderArgs]string{
 }
 
 // commitSection is one part of a commit. The script binds each item's
-// keys and args to Lua locals of these names and runs each on them; after,
-// if set, runs once when the section had items. Sections run in table
+// keys and args to Lua locals of these names and runs each on them; before
+// and after, if set, run once before and after its items (before may
+// declare locals for them). Sections run in table
 // order, which is also the order of their KEYS and ARGV.
 type commitSection struct {
-	name  string
-	keys  []string
-	args  []string
-	each  string
-	after string
+	name   string
+	keys   []string
+	args   []string
+	before string
+	each   string
+	after  string
 }
 
 // The sections of a commit, in the order they run.
 const (
-	secGuard  = iota // a direct call's guard; refuses the batch (BUSY) unless it may still skip the queue
+	secCheck  = iota // refuses a batch that left out its states (WATCHED) while its partition has watchers (see topics.go)
+	secGuard         // a direct call's guard; refuses the batch (BUSY) unless it may still skip the queue
 	secFinish        // a done, dead, rejected or cancelled job's status; refuses the batch (ALREADY) if it was finished before
 	secAudit         // an audit entry for a done or rejected job (only with audit on)
 	secDead          // a dead letter (audited with audit on)
@@ -99,6 +102,8 @@ const (
 	secBack          // a job to wait at the back of a key's line
 	secPark          // a job that holds its key until notBefore
 	secNext          // a key whose parked job finished: park the next one as due, or lift the hold
+	secTopic         // a message a done job published to a topic (see topics.go)
+	secWatch         // a state written, published if someone watches it (see topics.go)
 	numSections
 )
 
@@ -108,6 +113,7 @@ const (
 // front, back, park, next) each run for every key in turn; an item touches
 // one key's line and hold, so per key they keep the order of a KeyPlan.
 var commitSections = [numSections]commitSection{
+	secCheck: watchedSection,
 	secGuard: {
 		// Refuses the batch (BUSY) unless the queue holds at most
 		// lookahead entries, none of key, key is not held, no delayed job
@@ -357,6 +363,8 @@ else
   redis.call('HDEL', holdsKey, key)
 end`,
 	},
+	secTopic: publishSection,
+	secWatch: watchSection,
 }
 
 // luaPackedKey is the key of a job packed for a stream entry (see packJob):
@@ -458,7 +466,11 @@ func commitLua() string {
 	fmt.Fprintf(&b, "local header, k, a = %d, %d, %d\n", numHeaderArgs, len(commitFixedKeys)+1, numHeaderArgs+numSections+1)
 	b.WriteString(commitPrologue)
 	for i, s := range commitSections {
-		fmt.Fprintf(&b, "-- %s\nfor _ = 1, count[%d] do\n", s.name, i+1)
+		fmt.Fprintf(&b, "-- %s\n", s.name)
+		if s.before != "" {
+			b.WriteString(luaIndent(s.before, ""))
+		}
+		fmt.Fprintf(&b, "for _ = 1, count[%d] do\n", i+1)
 		luaBind(&b, "  ", s.keys, "KEYS", "k")
 		luaBind(&b, "  ", s.args, "ARGV", "a")
 		b.WriteString(luaIndent(s.each, "  "))

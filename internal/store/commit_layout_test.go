@@ -101,6 +101,9 @@ func TestCommitLayoutAgrees(t *testing.T) {
 			Settled:   []string{"s1"},
 		},
 	}
+	b.Publications = []Publication{{Topic: "gifts", JobID: "a1", Message: []byte(`{"n":1}`)}}
+	s.watchers.saw(p)
+	b.StateSteps = []StateWrite{{Entity: EntityRef{Type: "donor", Key: "a"}, Value: []byte(`{"a":0}`)}, b.States[0]}
 	ks, args, err := s.commitLayout(p, grant, 0, b, now)
 	if err != nil {
 		t.Fatal(err)
@@ -245,6 +248,22 @@ func TestCommitLayoutAgrees(t *testing.T) {
 	}
 	for i, it := range items["ack"] {
 		check("ack", i, "streamID", it["streamID"], b.Acked[i])
+	}
+	for i, it := range items["publish"] {
+		check("publish", i, "topicKey", it["topicKey"], k.Topic("gifts"))
+		check("publish", i, "jobID", it["jobID"], "a1")
+		check("publish", i, "message", it["message"], `{"n":1}`)
+		check("publish", i, "keepMs", it["keepMs"], itoa(cfg.TopicRetention.Milliseconds()))
+	}
+	for i, it := range items["watched"] {
+		check("watched", i, "watchedKey", it["watchedKey"], k.Watched())
+		check("watched", i, "sent", it["sent"], "1")
+	}
+	for i, it := range items["watch"] {
+		check("watch", i, "watchedKey", it["watchedKey"], k.Watched())
+		check("watch", i, "stateKey", it["stateKey"], k.State("donor", "a"))
+		check("watch", i, "topicKey", it["topicKey"], k.Topic(StateTopic("donor", "a")))
+		check("watch", i, "value", it["value"], []string{`{"a":0}`, ""}[i]) // the last one is read back
 	}
 	for i, it := range items["outbox"] {
 		check("outbox", i, "jobs", it["jobs"], string(packEmits(b.Emits)))

@@ -47,13 +47,18 @@ type Config struct {
 	// pass it is refused with ErrQueueFull, and the client sends it again
 	// later. Jobs emitted by committed jobs, and retries, are not refused.
 	MaxQueueDepth int64
+	// TopicRetention is how long a published message is kept in its
+	// topic's stream, for subscribers that resume after a broken
+	// connection; a topic nobody publishes to goes after it too.
+	TopicRetention time.Duration
 }
 
 // DefaultConfig returns the retention a user would expect: a day for ids
 // and results, a week for dead letters.
 func DefaultConfig() Config {
 	return Config{Partitions: 64, DoneRetention: 24 * time.Hour, ResultRetention: 24 * time.Hour,
-		AuditMax: 100_000, DeadRetention: 7 * 24 * time.Hour, DeadMax: 10_000, MaxQueueDepth: DefaultMaxQueueDepth}
+		AuditMax: 100_000, DeadRetention: 7 * 24 * time.Hour, DeadMax: 10_000, MaxQueueDepth: DefaultMaxQueueDepth,
+		TopicRetention: time.Hour}
 }
 
 // DefaultMaxQueueDepth is generous: a day's backlog of a busy partition
@@ -80,6 +85,9 @@ func (c Config) Validate() error {
 	if c.DeadMax < 1 {
 		errs = append(errs, fmt.Errorf("the cap on dead letters per partition (%d) must be at least 1", c.DeadMax))
 	}
+	if c.TopicRetention < time.Millisecond {
+		errs = append(errs, fmt.Errorf("topic retention (%v) must be at least 1ms: a published message is kept that long for subscribers that resume", c.TopicRetention))
+	}
 	if c.WaitReplicas < 0 {
 		errs = append(errs, fmt.Errorf("replicas to wait for must be 0 (off) or more, got %d", c.WaitReplicas))
 	}
@@ -103,6 +111,9 @@ type Store struct {
 	rdb     redis.UniversalClient
 	cfg     Config
 	commits commitsSeen
+	// watchers is, per partition, whether entity watchers were there
+	// lately (see watchedSection).
+	watchers watchersSeen
 }
 
 // New returns a Store over rdb.

@@ -26,6 +26,7 @@ type API struct {
 	inspect *inspector   // lists and describes jobs
 	cancel  *canceller   // cancels them
 	flow    *flowControl // pause, resume and limits of handlers
+	topics  *topicServer // subscriptions to published messages
 	bcast   *broadcaster // runs broadcast handlers on group members
 }
 

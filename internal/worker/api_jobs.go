@@ -34,6 +34,16 @@ type jobIntake struct {
 	}
 	catalog *handlerCatalog // which worker serves which handler
 	tracer  *tracing.Tracer // nil: tracing off
+	// commits, when set, tells waits for results of the commits that
+	// finish jobs, instead of their polling every resultPoll.
+	commits finishedLogs
+}
+
+// finishedLogs is what result waits need of the store: the partitions'
+// logs of finished jobs, which every commit appends to.
+type finishedLogs interface {
+	FinishedFrom(ctx context.Context, partitions []int) (map[int]string, error)
+	WaitFinished(ctx context.Context, from map[int]string, ids map[string]bool, block time.Duration) (bool, error)
 }
 
 func (ji *jobIntake) handlers() map[string]host.HandlerInfo { return ji.plugins.Handlers() }
@@ -198,7 +208,8 @@ func (ji *jobIntake) check(j *workerpb.Job, id string, h host.HandlerInfo) error
 	return validateOptions(j.MaxAttempts, j.TimeoutMs, ji.cfg.MaxAttemptsLimit, h.Timeout)
 }
 
-// resultPoll is how often GetResult re-reads jobs it waits for.
+// resultPoll is how often GetResult re-reads jobs it waits for when it
+// cannot wait on the finished logs.
 const resultPoll = 20 * time.Millisecond
 
 // GetResult reads jobs' status and results, waiting up to wait_ms for the
@@ -228,13 +239,19 @@ func (ji *jobIntake) results(ctx context.Context, ids, keys []string, wait time.
 		}
 	}
 	deadline := time.Now().Add(wait)
+	var from map[int]string // where the wait is in the finished logs
 	for {
+		if from == nil && wait > 0 && ji.commits != nil {
+			// Placed before the statuses are read: a job finishing
+			// between the two is in the logs after from.
+			from, _ = ji.commits.FinishedFrom(ctx, ji.waitPartitions(parts))
+		}
 		sts, err := ji.store.StatusesIn(ctx, ids, parts)
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "%v", err)
 		}
 		resp := &workerpb.GetResultResponse{Results: make([]*workerpb.JobResult, len(sts))}
-		pending := false
+		pending := map[string]bool{}
 		for i, st := range sts {
 			r := &workerpb.JobResult{Id: st.ID, Result: st.Result, Error: st.Error, Attempts: int32(st.Attempts)}
 			switch {
@@ -250,12 +267,24 @@ func (ji *jobIntake) results(ctx context.Context, ids, keys []string, wait time.
 				r.State = workerpb.JobResult_DONE
 			default:
 				r.State = workerpb.JobResult_QUEUED
-				pending = true
+				pending[st.ID] = true
 			}
 			resp.Results[i] = r
 		}
-		if !pending || time.Until(deadline) <= 0 {
+		if len(pending) == 0 || time.Until(deadline) <= 0 {
 			return resp, nil
+		}
+		if from != nil {
+			// Woken by the commit that finishes one of them; read again
+			// at least every resultRecheck, for a job finished otherwise.
+			_, err := ji.commits.WaitFinished(ctx, from, pending, min(resultRecheck, time.Until(deadline)))
+			if ctx.Err() != nil {
+				return resp, nil // what is known at the deadline; QUEUED says not finished
+			}
+			if err == nil {
+				continue
+			}
+			from = nil // Redis failed the wait: poll instead, and place it again
 		}
 		t := time.NewTimer(min(resultPoll, time.Until(deadline)))
 		select {
@@ -265,6 +294,29 @@ func (ji *jobIntake) results(ctx context.Context, ids, keys []string, wait time.
 		case <-t.C:
 		}
 	}
+}
+
+// resultRecheck is the longest a result wait goes without reading its
+// jobs' statuses again, though no commit named them.
+const resultRecheck = time.Second
+
+// waitPartitions are the partitions whose finished logs a wait reads: the
+// jobs' own when every key is known, else all of them.
+func (ji *jobIntake) waitPartitions(parts []int) []int {
+	var out []int
+	for _, p := range parts {
+		if p < 0 {
+			out = nil
+			break
+		}
+		out = append(out, p)
+	}
+	if out == nil {
+		for p := range ji.cfg.Ring.Partitions {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // ListDeadLetters pages through the dead-letter store, or shows given ids.

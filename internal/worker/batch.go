@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 )
 
@@ -283,8 +284,13 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 				b.Done = append(b.Done, j.ID)
 				b.Attempts[j.ID] = j.Attempt
 				unpark(j)
-				state(store.StateWrite{Entity: store.EntityRef{Type: string(j.Payload), Key: j.Key}, Delete: true})
+				del := store.StateWrite{Entity: store.EntityRef{Type: string(j.Payload), Key: j.Key}, Delete: true}
+				state(del)
+				b.StateSteps = append(b.StateSteps, del)
 				continue
+			}
+			if o.Status == pluginpb.Outcome_OK {
+				o = checkPublications(o)
 			}
 			switch o.Status {
 			case pluginpb.Outcome_OK:
@@ -299,6 +305,7 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 				switch {
 				case o.StateChanged:
 					state(store.StateWrite{Entity: ref, Value: o.State, TTL: ttl})
+					b.StateSteps = append(b.StateSteps, store.StateWrite{Entity: ref, Value: o.State})
 				case ttl > 0:
 					state(store.StateWrite{Entity: ref, Touch: true, TTL: ttl})
 				}
@@ -307,6 +314,9 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 				}
 				for n, e := range o.Emits {
 					b.Emits = append(b.Emits, store.Job{ID: store.EmittedID(j.ID, n), Handler: e.Handler, Key: e.Key, Payload: e.Payload})
+				}
+				for _, pub := range o.Publications {
+					b.Publications = append(b.Publications, store.Publication{Topic: pub.Topic, JobID: j.ID, Message: pub.Message})
 				}
 			case pluginpb.Outcome_REJECTED:
 				b.Rejected = append(b.Rejected, store.Rejection{JobID: j.ID, Attempts: j.Attempt, Reason: o.Error})
@@ -343,4 +353,16 @@ func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, ent
 		b.Keys = append(b.Keys, kp)
 	}
 	return b, nil
+}
+
+// checkPublications turns an outcome that publishes to a topic with a bad
+// name (a plugin not built with the SDK) into a retry of its job, with
+// the reason: nothing of the attempt commits.
+func checkPublications(o *pluginpb.Outcome) *pluginpb.Outcome {
+	for _, pub := range o.Publications {
+		if err := plugins.CheckTopic(pub.Topic); err != nil {
+			return &pluginpb.Outcome{JobId: o.JobId, Status: pluginpb.Outcome_RETRY, Error: "publish: " + err.Error()}
+		}
+	}
+	return o
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/peer"
+	"github.com/corralhq/corral/internal/store"
 	"google.golang.org/grpc"
 )
 
@@ -118,6 +119,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	w.goLoop(func() { w.sched.run(runCtx) })
 	w.goLoop(func() { w.flow.run(runCtx) })
 	w.goLoop(func() { w.health.run(runCtx) })
+	w.goLoop(func() { w.events.run(runCtx) })
+	w.goLoop(func() { w.consume.run(runCtx) })
 	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.Ring.Partitions, "token", w.keeper.Token())
 	return nil
 }
@@ -171,6 +174,10 @@ func (w *Worker) stopServices() {
 		w.life.api.Stop()
 		w.life.api = nil
 	}
+	if w.topicsRedis != nil && w.topicsRedis != w.store.Client() {
+		w.topicsRedis.Close() // after the API: no subscription reads any more
+		w.topicsRedis = nil
+	}
 	if w.life.metrics != nil {
 		w.life.metrics.Stop()
 		w.life.metrics = nil
@@ -190,6 +197,9 @@ func (w *Worker) ReloadPlugins(ctx context.Context) (*workerpb.ReloadPluginsResp
 	plugins, err := reloadPlugins(ctx, w.handlers)
 	if err != nil {
 		return nil, err
+	}
+	for _, c := range plugins.GetChanges() {
+		w.events.tell(store.ClusterEvent{Kind: "plugin.reloaded", Member: w.cfg.ID, Plugin: c.GetName(), From: c.GetFromVersion(), To: c.GetToVersion()})
 	}
 	w.life.regMu.Lock()
 	defer w.life.regMu.Unlock()

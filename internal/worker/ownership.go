@@ -16,6 +16,7 @@ import (
 
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -75,6 +76,9 @@ type ownership struct {
 	stats       ownershipStats
 
 	loop loopMemory // read and written by the ownership loop only
+	// events, when set, hears of membership snapshots and of the
+	// partitions this worker claims.
+	events *clusterEvents
 }
 
 // loopMemory is what the ownership loop carries from one round to the
@@ -131,6 +135,9 @@ func (o *ownership) watchMembers(snaps <-chan discovery.Snapshot) {
 	}()
 	for snap := range snaps {
 		o.view.observe(snap)
+		if o.events != nil {
+			o.events.observe(snap)
+		}
 		if o.deaths != nil {
 			o.deaths.update(ctx, snap.Members)
 		}
@@ -275,6 +282,9 @@ func (o *ownership) reconcile(ctx context.Context) error {
 			return err
 		}
 		o.grants.add(p, grant)
+		if o.events != nil {
+			o.events.tell(store.ClusterEvent{Kind: "partition.moved", Partition: &p, From: lease.WorkerID(expected), To: o.cfg.ID, Epoch: grant.Epoch})
+		}
 		if expected != "" && expected != o.lease.Token() {
 			o.stats.takeovers.Add(1)
 			got = append(got, fmt.Sprintf("%d@%s(from %s)", p, grant, lease.WorkerID(expected)))
@@ -312,6 +322,9 @@ func (o *ownership) release(ctx context.Context, parts []int) (int, error) {
 		o.grants.released(p)
 		if ok {
 			n++
+			if o.events != nil {
+				o.events.tell(store.ClusterEvent{Kind: "partition.released", Partition: &p, From: o.cfg.ID})
+			}
 		}
 	}
 	if len(failed) > 0 {

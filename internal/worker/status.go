@@ -20,6 +20,10 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// statusEvents is how many of the last cluster events a cluster status
+// shows.
+const statusEvents = 8
+
 // reporter tells what this worker and the cluster look like from here:
 // the Status and Locate RPCs, the Prometheus source and the Consul meta.
 // It only reads the other components.
@@ -29,6 +33,10 @@ type reporter struct {
 		Depth(ctx context.Context, parts []int) (map[int]int64, error)
 		Backlogs(ctx context.Context, parts []int) (map[int]store.Backlog, error)
 		OldestOutbox(ctx context.Context, parts []int) (time.Time, error)
+	}
+	// events, when set, reads the last cluster events for the status.
+	events interface {
+		RecentEvents(ctx context.Context, n int64) ([]store.TopicMessage, error)
 	}
 	registry interface {
 		Healthy(ctx context.Context) ([]discovery.Member, error)
@@ -120,6 +128,14 @@ func (r *reporter) clusterStatus(ctx context.Context) (*workerpb.StatusResponse,
 		}()
 	}
 	wg.Wait()
+	if r.events != nil {
+		// Best effort: a status without its events is still a status.
+		if evs, err := r.events.RecentEvents(ctx, statusEvents); err == nil {
+			for _, e := range evs {
+				resp.RecentEvents = append(resp.RecentEvents, &workerpb.TopicMessage{Topic: e.Topic, Partition: -1, Id: e.ID, Message: e.Message})
+			}
+		}
+	}
 	return resp, nil
 }
 

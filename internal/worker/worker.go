@@ -56,6 +56,10 @@ type Worker struct {
 	health *health      // the Consul check
 	api    *API         // the gRPC service: intake, call router, reporter
 
+	topicsRedis redis.UniversalClient // subscriptions' own pool, closed on Stop
+	events      *clusterEvents        // what this worker sees happen to the cluster
+	consume     *consumers            // handlers' subscriptions to topics
+
 	life lifecycle // what Start started, for Stop
 }
 
@@ -72,15 +76,25 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	if err != nil {
 		return nil, err
 	}
+	log := logger.With("worker", cfg.ID)
+	events := newClusterEvents(cfg.ID, log, nil)
+	bcfg := cfg.Breaker
+	bcfg.OnStateChange = func(peer string, _, to breaker.State) {
+		switch to {
+		case breaker.StateOpen:
+			events.tell(store.ClusterEvent{Kind: "breaker.opened", Member: cfg.ID, To: peer})
+		case breaker.StateClosed:
+			events.tell(store.ClusterEvent{Kind: "breaker.closed", Member: cfg.ID, To: peer})
+		}
+	}
 	var peerOpts []peer.Option
 	if cfg.TLS != nil {
 		peerOpts = append(peerOpts, peer.WithCredentials(cfg.TLS.ClientCredentials()))
 	}
-	peers, err := peer.NewPool(cfg.Breaker, logger, peerOpts...)
+	peers, err := peer.NewPool(bcfg, logger, peerOpts...)
 	if err != nil {
 		return nil, err
 	}
-	log := logger.With("worker", cfg.ID)
 	g := newGrants()
 	view := newMembership(cfg, log)
 	claims := redisClaims{rdb}
@@ -89,6 +103,8 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		keeper: keeper, peers: peers,
 		own: newOwnership(cfg, log, claims, keeper, g, view),
 	}
+	events.store = w.store
+	w.events, w.own.events = events, events
 	if cfg.FailoverOnRefused {
 		w.own.deaths = newDeathWatch(cfg.ID, log, func(ctx context.Context, token string) (bool, error) {
 			buried, err := lease.Bury(ctx, rdb, token)
@@ -113,9 +129,14 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	w.api = &API{id: cfg.ID, store: w.store, intake: intake,
 		router: &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: peers, budget: breaker.DefaultBudget(),
 			holders: claims, exec: w.exec, store: w.store, intake: intake},
-		report: &reporter{cfg: cfg, store: w.store, registry: registry, holders: claims, peers: peers, grants: g,
+		report: &reporter{cfg: cfg, store: w.store, events: w.store, registry: registry, holders: claims, peers: peers, grants: g,
 			view: view, exec: w.exec, own: w.own, lease: keeper, handlers: handlers},
 		reload: w.ReloadPlugins, drain: w.Drain, flow: w.flow}
+	w.topicsRedis = store.CloneClient(rdb, maxSubscriptions)
+	waits := store.New(w.topicsRedis, cfg.Store)
+	w.api.topics = newTopicServer(log, cfg.Ring.Partitions, waits)
+	intake.commits = waits
+	w.consume = &consumers{log: log, partitions: cfg.Ring.Partitions, handlers: intake.handlers, grants: g, topics: waits, store: w.store}
 	w.api.inspect = &inspector{cfg: cfg, log: log, store: w.store, running: &w.exec.running, registry: registry, peers: peers}
 	w.api.bcast = &broadcaster{self: cfg.ID, log: log, view: view, peers: peers, store: w.store, plugins: handlers,
 		retention: cfg.Store.DoneRetention, maxPayload: cfg.MaxPayloadBytes}
@@ -141,4 +162,10 @@ func (w *Worker) committed(p int, _ []store.Job, b *store.Batch) {
 	if len(b.Emits) > 0 {
 		w.relay.kick(p)
 	}
+}
+
+// PluginRestarted records that a plugin was relaunched after its process
+// died (plugins/host.Config.OnRestart).
+func (w *Worker) PluginRestarted(plugin, version string) {
+	w.events.tell(store.ClusterEvent{Kind: "plugin.restarted", Member: w.cfg.ID, Plugin: plugin, Detail: version})
 }

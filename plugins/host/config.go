@@ -45,6 +45,9 @@ type Config struct {
 	// up for RestartWindow.
 	MaxRestarts   int
 	RestartWindow time.Duration
+	// OnRestart, if set, hears of every plugin relaunched after its
+	// process died: its name and version.
+	OnRestart func(plugin, version string)
 
 	// MaxMessageBytes caps one gRPC message between worker and plugin. The
 	// plugin learns it from the environment (plugins.MaxMessageEnv), so

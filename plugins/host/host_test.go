@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -223,11 +224,11 @@ func TestDonationsPlugin(t *testing.T) {
 	wantCredit.PayloadShape, wantCredit.Entity, wantCredit.Internal = `{"amount_cents":"integer","donor":"string"}`, "campaign", true
 	wantReport := want
 	wantReport.PayloadShape = `{"campaign":"string"}`
-	if len(hs) != 3 || hs["donor.donate"] != want || hs["campaign.credit"] != wantCredit || hs["donor.report"] != wantReport {
+	if len(hs) != 3 || !reflect.DeepEqual(hs["donor.donate"], want) || !reflect.DeepEqual(hs["campaign.credit"], wantCredit) || !reflect.DeepEqual(hs["donor.report"], wantReport) {
 		t.Fatalf("Handlers() = %+v", hs)
 	}
 	hs["donor.donate"] = HandlerInfo{}
-	if m.Handlers()["donor.donate"] != want {
+	if !reflect.DeepEqual(m.Handlers()["donor.donate"], want) {
 		t.Fatal("Handlers() returned the manager's own map")
 	}
 	if got := m.Plugins(); len(got) != 1 || got[0] != "donations@0.1.0" {

@@ -65,6 +65,8 @@ type HandlerInfo struct {
 	// Internal: only jobs emitted by other handlers run it; Submit and
 	// Call refuse it.
 	Internal bool
+	// Subscribes are the topics whose messages become its jobs.
+	Subscribes []string
 	// StateTTL, when positive: the state of the handler's entity expires
 	// after that long without a commit of one of its jobs.
 	StateTTL time.Duration
@@ -225,6 +227,7 @@ func buildRoutes(sups []*supervisor, descs []*pluginpb.DescribeResponse) (map[st
 				Concurrency:     int(h.GetConcurrency()),
 				Entity:          plugins.EntityOf(h),
 				Internal:        h.GetInternal(),
+				Subscribes:      h.GetSubscribes(),
 				StateTTL:        time.Duration(h.GetStateTtlMs()) * time.Millisecond,
 				Broadcast:       h.GetBroadcast(),
 			}}

@@ -385,6 +385,9 @@ func (s *supervisor) ensureLocked() error {
 	s.cur, s.desc = p, p.desc
 	s.log.slog().Info("plugin restarted", "version", p.desc.GetVersion(), "pid", p.pid, "crashes", s.crashes,
 		"took", s.m.now().Sub(now).Round(time.Millisecond))
+	if f := s.m.cfg.OnRestart; f != nil {
+		go f(s.name(), p.desc.GetVersion()) // not under the supervisor's lock
+	}
 	return nil
 }
 

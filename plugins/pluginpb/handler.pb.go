@@ -86,7 +86,7 @@ func (x Outcome_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome_Status.Descriptor instead.
 func (Outcome_Status) EnumDescriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{9, 0}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type HostGetStateRequest struct {
@@ -322,7 +322,10 @@ type HandlerSpec struct {
 	// When true, the handler is a broadcast handler: it runs once on every
 	// member of a group (coordinator broadcast), with no entity state, and
 	// Submit and Call refuse it.
-	Broadcast     bool `protobuf:"varint,11,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
+	Broadcast bool `protobuf:"varint,11,opt,name=broadcast,proto3" json:"broadcast,omitempty"`
+	// Topics whose messages each become a job of this handler, key the
+	// topic, payload the message, once each (see sdk.Subscribe).
+	Subscribes    []string `protobuf:"bytes,12,rep,name=subscribes,proto3" json:"subscribes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,6 +435,13 @@ func (x *HandlerSpec) GetBroadcast() bool {
 		return x.Broadcast
 	}
 	return false
+}
+
+func (x *HandlerSpec) GetSubscribes() []string {
+	if x != nil {
+		return x.Subscribes
+	}
+	return nil
 }
 
 // Entity is the state of one entity before the batch.
@@ -715,6 +725,60 @@ func (x *Emit) GetPayload() []byte {
 	return nil
 }
 
+// Publication is a message for a topic's subscribers, delivered only if
+// the job that published it commits.
+type Publication struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"` // JSON document
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Publication) Reset() {
+	*x = Publication{}
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Publication) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Publication) ProtoMessage() {}
+
+func (x *Publication) ProtoReflect() protoreflect.Message {
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Publication.ProtoReflect.Descriptor instead.
+func (*Publication) Descriptor() ([]byte, []int) {
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Publication) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *Publication) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
 type Outcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -725,13 +789,14 @@ type Outcome struct {
 	Emits         []*Emit                `protobuf:"bytes,6,rep,name=emits,proto3" json:"emits,omitempty"`
 	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"` // reason for RETRY, FAIL or REJECTED
 	RetryAfterMs  int64                  `protobuf:"varint,8,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	Publications  []*Publication         `protobuf:"bytes,9,rep,name=publications,proto3" json:"publications,omitempty"` // messages for topics, sent once this job commits
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[9]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +808,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[9]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +821,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{9}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Outcome) GetJobId() string {
@@ -815,6 +880,13 @@ func (x *Outcome) GetRetryAfterMs() int64 {
 	return 0
 }
 
+func (x *Outcome) GetPublications() []*Publication {
+	if x != nil {
+		return x.Publications
+	}
+	return nil
+}
+
 type HandleResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Outcomes      []*Outcome             `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"` // one per job, in request order
@@ -824,7 +896,7 @@ type HandleResponse struct {
 
 func (x *HandleResponse) Reset() {
 	*x = HandleResponse{}
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[10]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +908,7 @@ func (x *HandleResponse) String() string {
 func (*HandleResponse) ProtoMessage() {}
 
 func (x *HandleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_pluginpb_handler_proto_msgTypes[10]
+	mi := &file_plugins_pluginpb_handler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +921,7 @@ func (x *HandleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleResponse.ProtoReflect.Descriptor instead.
 func (*HandleResponse) Descriptor() ([]byte, []int) {
-	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{10}
+	return file_plugins_pluginpb_handler_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HandleResponse) GetOutcomes() []*Outcome {
@@ -874,7 +946,7 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x129\n" +
-	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\xf0\x02\n" +
+	"\bhandlers\x18\x03 \x03(\v2\x1d.corral.plugin.v1.HandlerSpecR\bhandlers\"\x90\x03\n" +
 	"\vHandlerSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -889,7 +961,10 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\fstate_ttl_ms\x18\n" +
 	" \x01(\x03R\n" +
 	"stateTtlMs\x12\x1c\n" +
-	"\tbroadcast\x18\v \x01(\bR\tbroadcast\"D\n" +
+	"\tbroadcast\x18\v \x01(\bR\tbroadcast\x12\x1e\n" +
+	"\n" +
+	"subscribes\x18\f \x03(\tR\n" +
+	"subscribes\"D\n" +
 	"\x06Entity\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
@@ -909,7 +984,10 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x04Emit\x12\x18\n" +
 	"\ahandler\x18\x01 \x01(\tR\ahandler\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\xe4\x02\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"=\n" +
+	"\vPublication\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\"\xa7\x03\n" +
 	"\aOutcome\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .corral.plugin.v1.Outcome.StatusR\x06status\x12#\n" +
@@ -918,7 +996,8 @@ const file_plugins_pluginpb_handler_proto_rawDesc = "" +
 	"\x06result\x18\x05 \x01(\fR\x06result\x12,\n" +
 	"\x05emits\x18\x06 \x03(\v2\x16.corral.plugin.v1.EmitR\x05emits\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12$\n" +
-	"\x0eretry_after_ms\x18\b \x01(\x03R\fretryAfterMs\"K\n" +
+	"\x0eretry_after_ms\x18\b \x01(\x03R\fretryAfterMs\x12A\n" +
+	"\fpublications\x18\t \x03(\v2\x1d.corral.plugin.v1.PublicationR\fpublications\"K\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x06\n" +
 	"\x02OK\x10\x01\x12\t\n" +
@@ -946,7 +1025,7 @@ func file_plugins_pluginpb_handler_proto_rawDescGZIP() []byte {
 }
 
 var file_plugins_pluginpb_handler_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugins_pluginpb_handler_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_plugins_pluginpb_handler_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_plugins_pluginpb_handler_proto_goTypes = []any{
 	(Outcome_Status)(0),          // 0: corral.plugin.v1.Outcome.Status
 	(*HostGetStateRequest)(nil),  // 1: corral.plugin.v1.HostGetStateRequest
@@ -958,8 +1037,9 @@ var file_plugins_pluginpb_handler_proto_goTypes = []any{
 	(*Job)(nil),                  // 7: corral.plugin.v1.Job
 	(*HandleRequest)(nil),        // 8: corral.plugin.v1.HandleRequest
 	(*Emit)(nil),                 // 9: corral.plugin.v1.Emit
-	(*Outcome)(nil),              // 10: corral.plugin.v1.Outcome
-	(*HandleResponse)(nil),       // 11: corral.plugin.v1.HandleResponse
+	(*Publication)(nil),          // 10: corral.plugin.v1.Publication
+	(*Outcome)(nil),              // 11: corral.plugin.v1.Outcome
+	(*HandleResponse)(nil),       // 12: corral.plugin.v1.HandleResponse
 }
 var file_plugins_pluginpb_handler_proto_depIdxs = []int32{
 	5,  // 0: corral.plugin.v1.DescribeResponse.handlers:type_name -> corral.plugin.v1.HandlerSpec
@@ -967,18 +1047,19 @@ var file_plugins_pluginpb_handler_proto_depIdxs = []int32{
 	7,  // 2: corral.plugin.v1.HandleRequest.jobs:type_name -> corral.plugin.v1.Job
 	0,  // 3: corral.plugin.v1.Outcome.status:type_name -> corral.plugin.v1.Outcome.Status
 	9,  // 4: corral.plugin.v1.Outcome.emits:type_name -> corral.plugin.v1.Emit
-	10, // 5: corral.plugin.v1.HandleResponse.outcomes:type_name -> corral.plugin.v1.Outcome
-	3,  // 6: corral.plugin.v1.Handler.Describe:input_type -> corral.plugin.v1.DescribeRequest
-	8,  // 7: corral.plugin.v1.Handler.Handle:input_type -> corral.plugin.v1.HandleRequest
-	1,  // 8: corral.plugin.v1.Host.GetState:input_type -> corral.plugin.v1.HostGetStateRequest
-	4,  // 9: corral.plugin.v1.Handler.Describe:output_type -> corral.plugin.v1.DescribeResponse
-	11, // 10: corral.plugin.v1.Handler.Handle:output_type -> corral.plugin.v1.HandleResponse
-	2,  // 11: corral.plugin.v1.Host.GetState:output_type -> corral.plugin.v1.HostGetStateResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	10, // 5: corral.plugin.v1.Outcome.publications:type_name -> corral.plugin.v1.Publication
+	11, // 6: corral.plugin.v1.HandleResponse.outcomes:type_name -> corral.plugin.v1.Outcome
+	3,  // 7: corral.plugin.v1.Handler.Describe:input_type -> corral.plugin.v1.DescribeRequest
+	8,  // 8: corral.plugin.v1.Handler.Handle:input_type -> corral.plugin.v1.HandleRequest
+	1,  // 9: corral.plugin.v1.Host.GetState:input_type -> corral.plugin.v1.HostGetStateRequest
+	4,  // 10: corral.plugin.v1.Handler.Describe:output_type -> corral.plugin.v1.DescribeResponse
+	12, // 11: corral.plugin.v1.Handler.Handle:output_type -> corral.plugin.v1.HandleResponse
+	2,  // 12: corral.plugin.v1.Host.GetState:output_type -> corral.plugin.v1.HostGetStateResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_plugins_pluginpb_handler_proto_init() }
@@ -992,7 +1073,7 @@ func file_plugins_pluginpb_handler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugins_pluginpb_handler_proto_rawDesc), len(file_plugins_pluginpb_handler_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -48,3 +48,20 @@ func TestBroadcastAndTTLDeclarations(t *testing.T) {
 	}()
 	New("x", "1", Handler("a.b", func(*Call) error { return nil }, Broadcast(), StateTTL(time.Second)))
 }
+
+// A broadcast commits nothing, so it has nothing to publish with, and no
+// topic's messages can be its jobs.
+func TestBroadcastNeitherPublishesNorSubscribes(t *testing.T) {
+	t.Parallel()
+	p := New("caches", "1", Handler("cache.shout", func(c *Call) error { return c.Publish("caches", 1) }, Broadcast()))
+	out := handle(t, p, &pluginpb.HandleRequest{Jobs: []*pluginpb.Job{{Id: "b1", Handler: "cache.shout"}}})
+	if out[0].GetStatus() != pluginpb.Outcome_FAIL || len(out[0].GetPublications()) != 0 {
+		t.Errorf("a broadcast that publishes: %v, want FAIL", out[0])
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("New accepted a broadcast handler that subscribes to a topic")
+		}
+	}()
+	New("x", "1", Handler("a.b", func(*Call) error { return nil }, Broadcast(), Subscribe("caches")))
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/pluginpb"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -31,6 +32,7 @@ type Call struct {
 	changed bool
 	result  []byte
 	emits   []*pluginpb.Emit
+	pubs    []*pluginpb.Publication
 
 	broadcast bool // a broadcast handler's run: no state, no emits
 }
@@ -221,6 +223,41 @@ func (c *Call) Emit(handler, key string, payload any) error {
 		return Fail(fmt.Errorf("emit %s from %s: marshal payload: %w", handler, c.Handler(), err))
 	}
 	c.emits = append(c.emits, &pluginpb.Emit{Handler: handler, Key: key, Payload: b})
+	return nil
+}
+
+// Publish sends msg, marshalled to JSON, to the subscribers of topic
+// (coordinator watch TOPIC, the Go client's Subscribe) once this job
+// commits:
+//
+//	err := c.Publish("donations", Donated{Donor: c.Key(), AmountCents: d.AmountCents})
+//
+// If the handler returns nil, the messages are committed with the job, in
+// the same atomic commit, and delivered from then on; if it returns an
+// error, or the attempt is fenced (another worker took the partition over)
+// or retried, nothing of it is published, so a subscriber sees each
+// committed job's messages once. A subscriber gets a topic's messages in
+// commit order for each partition, so the messages of one key's jobs in
+// the order the jobs ran, and a job's messages in the order published.
+//
+// Messages are kept for an hour (worker --topic-retention) for
+// subscribers that resume after a broken connection; a topic needs no
+// declaring. Publish returns a Fail error for a topic name that is empty,
+// over 200 bytes or has spaces (plugins.CheckTopic), or a msg that does
+// not marshal, and fails the run of a broadcast handler, which commits
+// nothing.
+func (c *Call) Publish(topic string, msg any) error {
+	if c.broadcast {
+		return Failf("publish to %s from broadcast handler %s: a broadcast commits nothing to publish with", topic, c.Handler())
+	}
+	if err := plugins.CheckTopic(topic); err != nil {
+		return Failf("publish from %s: %v", c.Handler(), err)
+	}
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return Fail(fmt.Errorf("publish to %s from %s: marshal message: %w", topic, c.Handler(), err))
+	}
+	c.pubs = append(c.pubs, &pluginpb.Publication{Topic: topic, Message: b})
 	return nil
 }
 

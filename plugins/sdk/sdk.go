@@ -62,6 +62,7 @@ type HandlerDef struct {
 	entity          string // declared entity type; "" for the name's prefix
 	entitySet       bool   // Entity was given, maybe with an empty name
 	internal        bool   // only emitted jobs run it
+	subscribes      []string
 	stateTTL        time.Duration
 	broadcast       bool // runs on group members, with no state
 }
@@ -167,6 +168,17 @@ func Internal() Option {
 	return func(h *HandlerDef) { h.internal = true }
 }
 
+// Subscribe makes every message published to topics (Call.Publish) a job
+// of the handler once it has committed: key the topic, payload the
+// message, id "t~TOPIC~PARTITION~MESSAGE-ID", so each message runs once,
+// and a topic's messages one after the other in each partition's commit
+// order (they share a key). The cluster consumes a subscription from when
+// a worker serving the handler first sees it declared, keeping its place
+// in Redis. Such a handler is usually Internal as well.
+func Subscribe(topics ...string) Option {
+	return func(h *HandlerDef) { h.subscribes = append(h.subscribes, topics...) }
+}
+
 // StateTTL declares that the state of the handler's entity expires after
 // d without a job: each commit of one of the entity's jobs by this
 // handler sets the state's time to live to d again (Redis EXPIRE), saved
@@ -184,8 +196,8 @@ func StateTTL(d time.Duration) Option {
 // Broadcast declares a broadcast handler: it does not run submitted jobs
 // but coordinator broadcast, once on every live worker of a group (or
 // every worker), for cache invalidation, configuration reload or warm-up.
-// It gets no entity state (Call.Load finds none, Call.Save and Call.Emit
-// fail the run) and its Call.Key is empty; Call.ID is the broadcast's id,
+// It gets no entity state (Call.Load finds none, Call.Save, Call.Emit and
+// Call.Publish fail the run) and its Call.Key is empty; Call.ID is the broadcast's id,
 // the same on every member, and a member runs an id once. What it sets
 // with Call.SetResult is each member's reply. Submit and Call refuse it.
 //
@@ -259,6 +271,8 @@ func New(name, version string, handlers ...HandlerDef) *Plugin {
 			panic(fmt.Sprintf("sdk.New: handler %q has a negative timeout, max attempts, concurrency or state TTL", h.name))
 		case h.broadcast && h.stateTTL > 0:
 			panic(fmt.Sprintf("sdk.New: broadcast handler %q has no state to expire", h.name))
+		case h.broadcast && len(h.subscribes) > 0:
+			panic(fmt.Sprintf("sdk.New: broadcast handler %q runs no jobs, so no topic's messages", h.name))
 		case h.shapeErr != nil:
 			panic(fmt.Sprintf("sdk.New: handler %q: %v", h.name, h.shapeErr))
 		case h.entitySet && h.entity == "":
@@ -293,6 +307,7 @@ func (p *Plugin) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 			Concurrency:     int32(h.concurrency),
 			Entity:          h.entity,
 			Internal:        h.internal,
+			Subscribes:      h.subscribes,
 			PayloadOptional: h.payloadOptional,
 			PayloadClosed:   h.closed(),
 			StateTtlMs:      h.stateTTL.Milliseconds(),
@@ -383,6 +398,7 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 		}
 		out.Result = c.result
 		out.Emits = c.emits
+		out.Publications = c.pubs
 	case errors.As(err, &fail):
 		out.Status = pluginpb.Outcome_FAIL
 		out.Error = err.Error()
