@@ -30,6 +30,7 @@ var subcommands = map[string][]string{
 	"schedule":   {"add", "list", "show", "pause", "resume", "delete"},
 	"handler":    {"pause", "resume", "limit", "list"},
 	"certs":      {"init", "issue", "show"},
+	"entities":   {"list", "delete"},
 	"completion": {"bash", "zsh", "fish"},
 }
 
