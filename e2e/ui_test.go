@@ -167,6 +167,20 @@ func TestDashboardInBrowser(t *testing.T) {
 		return nil
 	})
 	t.Logf("the page moved w3's %d cells to %v %.1fs after SIGKILL", len(had), distinct(owners), time.Since(killed).Seconds())
+	// ... and its recent events say so, in words.
+	testenv.Eventually(t, 20*time.Second, func() error {
+		moved, err := chromedp.Run(browser, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#events li[data-kind="partition.moved"]')).map(li => li.textContent)`))
+		if err != nil {
+			return err
+		}
+		for _, m := range moved {
+			if strings.Contains(m, "from w3 to ") {
+				t.Logf("event on the page: %s", m)
+				return nil
+			}
+		}
+		return fmt.Errorf("no event of a partition moved from w3 among %q", moved)
+	})
 }
 
 // uiURL reads worker id's dashboard URL from its Consul service meta.

@@ -2,7 +2,10 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +22,17 @@ type ClusterView struct {
 	Error      string       `json:"error,omitempty"` // set when the cluster could not be read
 	Members    []MemberView `json:"members"`
 	Cells      []Cell       `json:"cells"`
+	// Events are the cluster's last events (members joined and left,
+	// partitions moved, breakers, plugin restarts and reloads), oldest
+	// first, as coordinator status shows them.
+	Events []EventView `json:"events"`
+}
+
+// EventView is one cluster event: when it was recorded and the event as
+// the workers wrote it (JSON with a "kind").
+type EventView struct {
+	AtMs  int64           `json:"at_ms"`
+	Event json.RawMessage `json:"event"`
 }
 
 // MemberView is one worker as the cluster page shows it.
@@ -204,6 +218,15 @@ func (s *sampler) collect() *ClusterView {
 func build(v *ClusterView, st *workerpb.StatusResponse, holders []Holder) {
 	v.Partitions = int(st.Partitions)
 	v.TotalDepth = st.TotalDepth
+	v.Events = []EventView{}
+	for _, e := range st.RecentEvents {
+		at, _ := strconv.ParseInt(strings.SplitN(e.Id, "-", 2)[0], 10, 64)
+		ev := EventView{AtMs: at, Event: json.RawMessage(e.Message)}
+		if !json.Valid(e.Message) {
+			ev.Event, _ = json.Marshal(map[string]string{"kind": "unreadable", "detail": string(e.Message)})
+		}
+		v.Events = append(v.Events, ev)
+	}
 	depth := map[int]int64{}
 	for _, m := range st.Members {
 		mv := MemberView{ID: m.Id, Address: m.Address, Error: m.Error, LeaseRemainingMs: m.LeaseRemainingMs,

@@ -30,6 +30,9 @@ func (f *fakeSource) Status(ctx context.Context) (*workerpb.StatusResponse, erro
 		{Id: "a", Committed: f.committed, Retried: f.retried, LeaseRemainingMs: 900,
 			Partitions: []*workerpb.PartitionStatus{{Partition: 0, Epoch: 3, Depth: 5}, {Partition: 1, Epoch: 1, Depth: 2}}},
 		{Id: "b", Error: "unavailable"},
+	}, RecentEvents: []*workerpb.TopicMessage{
+		{Id: "1700000000000-0", Message: []byte(`{"kind":"member.joined","member":"b"}`)},
+		{Id: "1700000000500-0", Message: []byte(`not json`)},
 	}}, nil
 }
 
@@ -93,6 +96,10 @@ func TestClusterView(t *testing.T) {
 	}
 	if v.Members[0].Health != "ok" || v.Members[1].Health != "unreachable" || v.TotalDepth != 7 {
 		t.Errorf("members %+v total %d", v.Members, v.TotalDepth)
+	}
+	if len(v.Events) != 2 || v.Events[0].AtMs != 1700000000000 || string(v.Events[0].Event) != `{"kind":"member.joined","member":"b"}` ||
+		!strings.Contains(string(v.Events[1].Event), `"kind":"unreadable"`) {
+		t.Errorf("events %+v", v.Events)
 	}
 }
 

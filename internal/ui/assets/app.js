@@ -115,6 +115,39 @@ function renderMap(v) {
   $("map-summary").textContent = cells.length + " partitions, " + (v.total_depth || 0) + " jobs waiting" + (moving ? ", " + moving + " moving" : "");
 }
 
+// eventText is one cluster event in words, as coordinator status says it.
+function eventText(e) {
+  const owner = o => o || "(released)";
+  switch (true) {
+    case e.kind === "member.joined" || e.kind === "member.left":
+      return e.kind + " " + e.member;
+    case e.kind === "partition.moved":
+      return "partition.moved " + e.partition + " from " + owner(e.from) + " to " + e.to + ", epoch " + e.epoch;
+    case e.kind === "partition.released":
+      return "partition.released " + e.partition + " by " + e.from;
+    case (e.kind || "").startsWith("breaker."):
+      return e.kind + " on " + e.member + " for peer " + e.to;
+    case e.kind === "plugin.restarted":
+      return "plugin.restarted " + e.plugin + "@" + e.detail + " on " + e.member;
+    case e.kind === "plugin.reloaded":
+      return "plugin.reloaded " + e.plugin + " " + e.from + " -> " + e.to + " on " + e.member;
+  }
+  return JSON.stringify(e);
+}
+
+function renderEvents(v) {
+  const list = $("events");
+  list.replaceChildren();
+  const evs = (v.events || []).slice().reverse();
+  if (evs.length === 0) list.append(el("li", "none recorded yet", "muted"));
+  for (const ev of evs) {
+    const li = el("li");
+    li.dataset.kind = ev.event.kind || "";
+    li.append(el("span", new Date(ev.at_ms).toLocaleTimeString() + " ", "muted"), eventText(ev.event));
+    list.append(li);
+  }
+}
+
 function renderPlot() {
   const W = 800, H = 260, top = 20, bottom = 240;
   const s = state.samples;
@@ -164,6 +197,7 @@ async function poll() {
     state.samples = t.samples || [];
     renderMembers(v);
     renderMap(v);
+    renderEvents(v);
     renderPlot();
     $("status").textContent = (v.error ? "stale: " + v.error : "live") + " — via " + v.self + " at " + new Date(v.at_ms).toLocaleTimeString();
   } catch (e) {
