@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/client"
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/examples/donations/workload"
 	"github.com/corralhq/corral/internal/keys"
@@ -130,6 +131,35 @@ func waitFlowInForce(t *testing.T, c *cluster, n int, handler, control string, v
 			}
 			if got := scrape(t, addr)[series]; got != value {
 				return fmt.Errorf("worker %s: %s = %v, want %v", e.Service.ID, series, got, value)
+			}
+		}
+		return nil
+	})
+}
+
+// waitSeqApplied waits until each of seq.apply's keys k0…k(keysN-1) has
+// applied its perKey jobs, and fails at once if one applied more.
+func waitSeqApplied(t *testing.T, cl *client.Client, keysN, perKey int, within time.Duration) {
+	t.Helper()
+	all := make([]string, keysN)
+	for k := range all {
+		all[k] = fmt.Sprintf("k%d", k)
+	}
+	testenv.Eventually(t, within, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		states, err := cl.State(ctx, "seq", all...)
+		if err != nil {
+			return err
+		}
+		for _, s := range states {
+			var a struct{ Last, Count int }
+			json.Unmarshal(s.State, &a)
+			if a.Last != perKey {
+				return fmt.Errorf("key %s at %d of %d", s.Key, a.Last, perKey)
+			}
+			if a.Count != perKey {
+				t.Fatalf("key %s applied %d jobs for %d", s.Key, a.Count, perKey)
 			}
 		}
 		return nil
@@ -280,27 +310,7 @@ func TestFlowPauseResume(t *testing.T) {
 		t.Fatalf("resume: %q %v", out, err)
 	}
 	resumed := time.Now()
-	var all []string
-	for k := range keysN {
-		all = append(all, fmt.Sprintf("k%d", k))
-	}
-	testenv.Eventually(t, 60*time.Second, func() error {
-		states, err := cl.State(ctx, "seq", all...)
-		if err != nil {
-			return err
-		}
-		for _, s := range states {
-			var a struct{ Last, Count int }
-			json.Unmarshal(s.State, &a)
-			if a.Last != perKey {
-				return fmt.Errorf("key %s at %d of %d", s.Key, a.Last, perKey)
-			}
-			if a.Count != perKey {
-				t.Fatalf("key %s applied %d jobs for %d", s.Key, a.Count, perKey)
-			}
-		}
-		return nil
-	})
+	waitSeqApplied(t, cl, keysN, perKey, 60*time.Second)
 	t.Logf("all applied %v after the resume", time.Since(resumed).Round(time.Millisecond))
 	if bad, _ := rdb.SMembers(context.Background(), "flowtest:bad").Result(); len(bad) > 0 {
 		t.Fatalf("out of order or twice: %v", bad)
@@ -399,29 +409,7 @@ func TestFlowBackpressure(t *testing.T) {
 	t.Logf("submit --file done %v after the start: %s; its last progress line: %s", time.Since(start).Round(time.Millisecond),
 		strings.TrimSpace(out.String()), lines[len(lines)-1])
 	cl := c.client()
-	var all []string
-	for k := range keysN {
-		all = append(all, fmt.Sprintf("k%d", k))
-	}
-	testenv.Eventually(t, 6*time.Minute, func() error {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		states, err := cl.State(sctx, "seq", all...)
-		if err != nil {
-			return err
-		}
-		for _, s := range states {
-			var a struct{ Last, Count int }
-			json.Unmarshal(s.State, &a)
-			if a.Last != perKey {
-				return fmt.Errorf("key %s at %d of %d", s.Key, a.Last, perKey)
-			}
-			if a.Count != perKey {
-				t.Fatalf("key %s applied %d jobs for %d", s.Key, a.Count, perKey)
-			}
-		}
-		return nil
-	})
+	waitSeqApplied(t, cl, keysN, perKey, 6*time.Minute)
 	if bad, _ := rdb.SMembers(ctx, "flowtest:bad").Result(); len(bad) > 0 {
 		t.Fatalf("out of order or twice: %v", bad[:min(len(bad), 10)])
 	}
