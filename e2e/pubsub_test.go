@@ -17,8 +17,10 @@ import (
 
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/client"
+	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/pki"
 	"github.com/corralhq/corral/internal/testenv"
+	"github.com/corralhq/corral/sharding"
 )
 
 // pubsubCluster starts n workers running the pubsub test plugin.
@@ -358,7 +360,38 @@ func TestClusterEvents(t *testing.T) {
 	c.start("w2")
 	await("w2 joined", func(e event) bool { return e.Kind == "member.joined" && e.Member == "w2" })
 	await("a partition moved to w2", func(e event) bool { return e.Kind == "partition.moved" && e.To == "w2" && e.Epoch > 0 })
-	time.Sleep(2 * time.Second) // w2 claims its share
+	// w2 claims its whole share before it is killed: every partition the
+	// ring of w1 and w2 gives it.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cl.Status(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("status: %v", err)
+		}
+		cfg := sharding.DefaultConfig()
+		cfg.Partitions = int(st.Partitions)
+		ring, err := sharding.NewRing(cfg, []string{"w1", "w2"})
+		if err != nil {
+			return err
+		}
+		owned := map[int]string{}
+		for _, m := range st.Members {
+			for _, p := range m.Partitions {
+				owned[int(p.Partition)] = m.Id
+			}
+		}
+		var missing []int
+		for _, p := range ring.PartitionsOf("w2") {
+			if owned[p] != "w2" {
+				missing = append(missing, p)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("w2 does not own yet partitions %v of its share %v", missing, ring.PartitionsOf("w2"))
+		}
+		return nil
+	})
 	c.signal("w2", syscall.SIGKILL)
 	// Its partitions move when its lease lapses, and Consul drops it when
 	// its check does: in either order.
@@ -391,10 +424,29 @@ func TestClusterEvents(t *testing.T) {
 func TestHandlerSubscription(t *testing.T) {
 	c := pubsubCluster(t, 3)
 	cl := c.client()
-	time.Sleep(2 * time.Second) // the subscription starts when its consumer first sees it
+	// The subscription starts when its consumer first sees it: it saves
+	// its place, "from" in the home partition's consumer hash. Messages
+	// published before then are not its to run.
+	rdb := c.redis.Client(t)
+	home := keys.For(sharding.PartitionOf("t~seq~tally.count", sharding.DefaultPartitions)).Consumer("tally.count", "seq")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if err := rdb.HGet(context.Background(), home, "from").Err(); err != nil {
+			return fmt.Errorf("the consumer of seq for tally.count has no place yet: HGET %s from: %v", home, err)
+		}
+		return nil
+	})
 	const keys, perKey = 20, 25
 	submitJobs(t, c, seqJobs(keys, 0, perKey/2))
-	time.Sleep(time.Second)
+	// w3 is killed half-way: once the subscribed handler is running.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := cl.State(ctx, "tally", "seq")
+		if err != nil || len(st) != 1 || !st[0].Found {
+			return fmt.Errorf("tally has counted nothing yet: %v %v", st, err)
+		}
+		return nil
+	})
 	c.signal("w3", syscall.SIGKILL)
 	submitJobs(t, c, seqJobs(keys, perKey/2, perKey-perKey/2))
 	var last string
