@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/discovery"
+	"github.com/corralhq/corral/internal/testenv"
 )
 
 // TestDeathWatchBuriesOnlyAPortThatClosed: a peer whose port accepted the
@@ -26,7 +28,9 @@ func TestDeathWatchBuriesOnlyAPortThatClosed(t *testing.T) {
 		return true, nil
 	})
 	defer w.stop()
-	listen := func() (net.Listener, func()) {
+	// listen returns a port, a kill for it and a count of the connections
+	// it has accepted.
+	listen := func() (net.Listener, func(), func() int) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -47,18 +51,22 @@ func TestDeathWatchBuriesOnlyAPortThatClosed(t *testing.T) {
 		// kill closes the port and every connection, as the kernel does for
 		// a killed process.
 		return ln, func() {
-			ln.Close()
-			cmu.Lock()
-			defer cmu.Unlock()
-			for _, c := range conns {
-				c.Close()
+				ln.Close()
+				cmu.Lock()
+				defer cmu.Unlock()
+				for _, c := range conns {
+					c.Close()
+				}
+			}, func() int {
+				cmu.Lock()
+				defer cmu.Unlock()
+				return len(conns)
 			}
-		}
 	}
-	dead, kill := listen()
-	paused, stopPaused := listen()
+	dead, kill, deadAccepted := listen()
+	paused, stopPaused, pausedAccepted := listen()
 	defer stopPaused()
-	never, _ := listen()
+	never, _, _ := listen()
 	neverAddr := never.Addr().String()
 	never.Close()
 	member := func(id, addr string) discovery.Member {
@@ -67,7 +75,13 @@ func TestDeathWatchBuriesOnlyAPortThatClosed(t *testing.T) {
 	ctx := context.Background()
 	w.update(ctx, []discovery.Member{member("self", "127.0.0.1:1"), member("dead", dead.Addr().String()),
 		member("paused", paused.Addr().String()), member("never", neverAddr)})
-	time.Sleep(300 * time.Millisecond) // the watches connect
+	// The watches connect: the ports of dead and paused have accepted them.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if d, p := deadAccepted(), pausedAccepted(); d == 0 || p == 0 {
+			return fmt.Errorf("connections accepted: dead %d, paused %d; want a watch's at each", d, p)
+		}
+		return nil
+	})
 	kill()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -77,8 +91,10 @@ func TestDeathWatchBuriesOnlyAPortThatClosed(t *testing.T) {
 		if n > 0 || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // the poll interval
 	}
+	// A deliberate negative-check window: no second burial of dead, and none
+	// of paused or never, comes within it.
 	time.Sleep(500 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
