@@ -10,6 +10,7 @@ import (
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/sharding"
 )
 
@@ -109,7 +110,13 @@ func TestDeleteAndExpireLeaveTheIndex(t *testing.T) {
 	if got := listEntities(t, s, "donor", "", 10); !slices.Equal(sortedKeys(got), []string{"brief", "keep"}) {
 		t.Fatalf("after a delete: %v", got)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// brief's touched TTL (400ms) runs out: its state key is gone.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := s.Client().Exists(ctx, keys.For(p).State("donor", "brief")).Val(); n != 0 {
+			return fmt.Errorf("brief's state is still there, TTL %v", s.Client().PTTL(ctx, keys.For(p).State("donor", "brief")).Val())
+		}
+		return nil
+	})
 	if got := listEntities(t, s, "donor", "", 10); !slices.Equal(got, []string{"keep"}) {
 		t.Fatalf("after the TTL: %v", got)
 	}
