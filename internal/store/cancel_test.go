@@ -114,7 +114,7 @@ func TestCancelDelayed(t *testing.T) {
 		}
 	}
 	// d2 falls due and a submission moves it to the queue before the commit.
-	time.Sleep(60 * time.Millisecond)
+	time.Sleep(60 * time.Millisecond) // d2's due time (50ms after it was made) waited out on purpose
 	if _, err := s.Enqueue(ctx, []store.Job{job("x", "other", p)}); err != nil {
 		t.Fatal(err)
 	}
