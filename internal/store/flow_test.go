@@ -40,15 +40,15 @@ func TestSlotsBoundHoldersAndExpire(t *testing.T) {
 		t.Fatalf("held %d after a release, want 2", held)
 	}
 	// Renewed, b's slot outlives its first lease.
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // part of b's 300ms lease goes by on purpose; the renewal comes before its end
 	if n, err := s.RenewSlots(ctx, "mail.send", b, 300*time.Millisecond); err != nil || n != 1 {
 		t.Fatalf("renewed %d, %v; want 1", n, err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // past the end of b's first lease on purpose: only the renewal holds the slot
 	if held, _ := s.SlotsHeld(ctx, "mail.send"); held != 2 {
 		t.Fatalf("held %d after a renewal, want 2", held)
 	}
-	time.Sleep(200 * time.Millisecond) // b's renewed lease ends
+	time.Sleep(200 * time.Millisecond) // b's renewed lease ends: waited out on purpose
 	c, err := s.AcquireSlots(ctx, "mail.send", 3, 5, "w3~3", time.Minute)
 	if err != nil || len(c) != 2 {
 		t.Fatalf("after a lease ended got %v, %v; want 2 slots", c, err)
@@ -79,7 +79,7 @@ func TestTokenBucketRate(t *testing.T) {
 			t.Fatal(err)
 		}
 		total += n
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // the pace of the takes in the measured second
 	}
 	if total < 45 || total > 56 {
 		t.Fatalf("took %d tokens in a second at 50/s", total)
