@@ -87,7 +87,28 @@ func TestRedisCluster(t *testing.T) {
 		}
 	}
 	visit("brief", 20)
-	time.Sleep(1500 * time.Millisecond)
+	// The brief sessions' states expire (their TTL is 1 s); the later
+	// commits then find them gone.
+	brief := make([]string, 20)
+	for i := range brief {
+		brief[i] = fmt.Sprintf("brief-%d", i)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		sts, err := cl.State(ctx, "session", brief...)
+		if err != nil {
+			return err
+		}
+		var alive []string
+		for _, st := range sts {
+			if st.Found {
+				alive = append(alive, st.Key)
+			}
+		}
+		if len(alive) > 0 {
+			return fmt.Errorf("brief sessions not expired yet: %v", alive)
+		}
+		return nil
+	})
 	visit("later", 200)
 	if out, err := c.coordinator("entities", "list", "session"); err != nil || strings.Contains(out, "brief-") {
 		t.Errorf("entities list session after the TTL: %v\n%s", err, out)
