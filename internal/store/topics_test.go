@@ -3,12 +3,15 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/testenv"
 )
 
 // TestPublishWithCommit: a batch's messages reach their topic only when
@@ -95,18 +98,35 @@ func TestWaitFinished(t *testing.T) {
 	if ok, err := s.WaitFinished(ctx, from, want, 50*time.Millisecond); ok || err != nil {
 		t.Fatalf("woken by another job's commit: %v %v", ok, err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		done <- s.CommitBatch(ctx, p, g, &store.Batch{Done: []string{"mine"}, Acked: []string{read[p][1].StreamID}})
-	}()
-	start := time.Now()
-	ok, err := s.WaitFinished(ctx, from, want, 5*time.Second)
-	if !ok || err != nil || time.Since(start) > 2*time.Second {
-		t.Fatalf("wait: %v %v after %v", ok, err, time.Since(start))
+	type waited struct {
+		ok  bool
+		err error
 	}
-	if err := <-done; err != nil {
+	woken := make(chan waited, 1)
+	start := time.Now()
+	go func() {
+		ok, err := s.WaitFinished(ctx, from, want, 5*time.Second)
+		woken <- waited{ok, err}
+	}()
+	// The wait is placed: its read blocks in Redis (this test's own server).
+	testenv.Eventually(t, 2*time.Second, func() error {
+		info, err := s.Client().Info(ctx, "clients").Result()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if n, ok := strings.CutPrefix(strings.TrimSpace(line), "blocked_clients:"); ok && n != "0" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no read blocked yet: %q", info)
+	})
+	if err := s.CommitBatch(ctx, p, g, &store.Batch{Done: []string{"mine"}, Acked: []string{read[p][1].StreamID}}); err != nil {
 		t.Fatal(err)
+	}
+	w := <-woken
+	if !w.ok || w.err != nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("wait: %v %v after %v", w.ok, w.err, time.Since(start))
 	}
 }
 
