@@ -110,21 +110,13 @@ Flags:`)
 	}
 	var jobs []*workerpb.JobInfo
 	unreachable := map[string]bool{}
-	seen := map[string]bool{}
 	for len(jobs) < *limit {
 		req.Limit = int32(min(*limit-len(jobs), 500))
 		resp, err := c.ListJobs(ctx, req)
 		if err != nil {
 			return err
 		}
-		for _, j := range resp.Jobs {
-			// A job finished twice (dead, then replayed and done) is in
-			// its partition's finish log twice: list it once.
-			if !seen[j.Id] {
-				seen[j.Id] = true
-				jobs = append(jobs, j)
-			}
-		}
+		jobs = append(jobs, resp.Jobs...)
 		for _, u := range resp.Unreachable {
 			unreachable[u] = true
 		}

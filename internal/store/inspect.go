@@ -837,13 +837,13 @@ func (s *Store) listFinished(ctx context.Context, p int, pos string, want, budge
 			if m.ID == from {
 				start = min(skip, len(all))
 			}
-			ids := make([]string, len(all)-start)
+			ids, ends := make([]string, len(all)-start), make([]string, len(all)-start)
 			for i, tok := range all[start:] {
 				if len(tok) > 1 {
-					ids[i] = tok[1:]
+					ids[i], ends[i] = tok[1:], tok[:1]
 				}
 			}
-			infos, err := s.finishedInfos(ctx, p, ids)
+			infos, err := s.finishedInfos(ctx, p, ids, ends)
 			if err != nil {
 				return l, err
 			}
@@ -866,9 +866,12 @@ func (s *Store) listFinished(ctx context.Context, p int, pos string, want, budge
 	}
 }
 
-// finishedInfos reads the records of finished jobs; an expired one is
-// left blank, in its place.
-func (s *Store) finishedInfos(ctx context.Context, p int, ids []string) ([]JobInfo, error) {
+// finishedInfos reads the records of finished jobs, each logged with how
+// it ended (ends[i], a record status). An expired record is left blank, in
+// its place, and so is one whose status is no longer the logged one: that
+// entry is a past end (a dead letter replayed since), listed by the entry
+// of the job's later end, if any.
+func (s *Store) finishedInfos(ctx context.Context, p int, ids, ends []string) ([]JobInfo, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -883,7 +886,7 @@ func (s *Store) finishedInfos(ctx context.Context, p int, ids []string) ([]JobIn
 	}
 	out := make([]JobInfo, len(ids))
 	for i, id := range ids {
-		if rec := recs[i].Val(); len(rec) > 0 {
+		if rec := recs[i].Val(); len(rec) > 0 && rec["s"] == ends[i] {
 			out[i] = JobInfo{ID: id, Partition: p}
 			out[i].fromRecord(rec)
 		}

@@ -289,3 +289,45 @@ func TestDescribeJobs(t *testing.T) {
 	j = byID[store.EmittedID("a00", 0)]
 	check("emitted", j.State == store.StateUnknown, "unknown: a00 emitted nothing")
 }
+
+// TestListJobsReplayedDeadLetterOnce: a job dead-lettered, replayed and
+// then done is in its partition's finished log twice, once per end; it is
+// listed once, as done, and no longer as dead.
+func TestListJobsReplayedDeadLetterOnce(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	p := 2
+	grant, err := lease.Claim(ctx, s.Client(), p, "w~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Enqueue(ctx, []store.Job{job("phoenix", "k", p)}); err != nil {
+		t.Fatal(err)
+	}
+	cursor := store.StartID
+	commit := func(finish func(b *store.Batch, j store.Job)) {
+		t.Helper()
+		read, err := s.Read(ctx, map[int]string{p: cursor}, 10, time.Millisecond)
+		if err != nil || len(read[p]) != 1 {
+			t.Fatalf("read %d jobs: %v", len(read[p]), err)
+		}
+		j := read[p][0]
+		cursor = j.StreamID
+		b := &store.Batch{Attempts: map[string]int{}, Jobs: read[p], Acked: []string{j.StreamID}}
+		finish(b, j)
+		if err := s.CommitBatch(ctx, p, grant, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(func(b *store.Batch, j store.Job) { b.Dead = []store.DeadJob{{Job: j, Error: "bad"}} })
+	if n, err := s.ReplayDead(ctx, []string{"phoenix"}); err != nil || n != 1 {
+		t.Fatalf("replayed %d: %v", n, err)
+	}
+	commit(func(b *store.Batch, j store.Job) { b.Done = []string{j.ID} })
+	for state, want := range map[store.JobState][]string{store.StateDone: {"phoenix"}, store.StateDead: {}} {
+		got, _ := listAll(t, s, store.ListQuery{State: state, Partition: -1}, 10)
+		if ids := infoIDs(got); !slices.Equal(ids, want) {
+			t.Errorf("%v: listed %v, want %v", state, ids, want)
+		}
+	}
+}

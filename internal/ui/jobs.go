@@ -86,15 +86,9 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), httpStatus(err))
 		return
 	}
-	// A job finished twice (dead, then replayed and done) is in its
-	// partition's finish log twice: list it once.
 	jobs := make([]Job, 0, len(resp.Jobs))
-	seen := map[string]bool{}
 	for _, j := range resp.Jobs {
-		if !seen[j.Id] {
-			seen[j.Id] = true
-			jobs = append(jobs, jobOf(j))
-		}
+		jobs = append(jobs, jobOf(j))
 	}
 	unreachable := resp.Unreachable
 	if unreachable == nil {
