@@ -255,7 +255,7 @@ func TestEntityTTLExpires(t *testing.T) {
 	start := time.Now()
 	for i := 0; time.Since(start) < 3500*time.Millisecond; i++ {
 		visit(fmt.Sprint("v-busy-", i), "busy")
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(400 * time.Millisecond) // the pace of busy's visits, well inside its 2 s TTL
 	}
 	sts, err := cl.State(ctx, "session", "idle", "busy")
 	if err != nil {
