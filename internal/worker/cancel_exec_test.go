@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,7 +66,27 @@ func (g *gatedPlugin) ran(id string) int {
 
 func recordStatus(t *testing.T, e *executor, p int, id string) string {
 	t.Helper()
-	return e.store.(*store.Store).Client().HGet(context.Background(), keys.For(p).Job(id), "s").Val()
+	return storeOf(e).Client().HGet(context.Background(), keys.For(p).Job(id), "s").Val()
+}
+
+// storeOf is the real store of e, under a sweepCounter or not.
+func storeOf(e *executor) *store.Store {
+	if c, ok := e.store.(*sweepCounter); ok {
+		return c.Store
+	}
+	return e.store.(*store.Store)
+}
+
+// sweepCounter is the real store, counting the executor's sweeps for
+// cancels it was not told of that have ended.
+type sweepCounter struct {
+	*store.Store
+	sweeps atomic.Int32
+}
+
+func (c *sweepCounter) PendingCancels(ctx context.Context, parts []int) (map[int]bool, error) {
+	defer c.sweeps.Add(1)
+	return c.Store.PendingCancels(ctx, parts)
 }
 
 func askCancel(t *testing.T, e *executor, p int, ids ...string) {
@@ -168,15 +189,18 @@ func TestExecutorFindsCancelsItWasNotToldOf(t *testing.T) {
 	t.Parallel()
 	plugin := &gatedPlugin{}
 	commits := &commitLog{}
-	e, p := executorSetup(t, 0, func(s *store.Store) batchStore { return s }, plugin, commits)
-	rs := e.store.(*store.Store)
+	sweeps := &sweepCounter{}
+	e, p := executorSetup(t, 0, func(s *store.Store) batchStore { sweeps.Store = s; return sweeps }, plugin, commits)
+	rs := sweeps.Store
 	later := store.Job{ID: "d1", Handler: "donor.donate", Key: "k", Payload: []byte(`{}`), Attempt: 1,
 		SubmittedAt: time.Now().UnixMilli(), NotBefore: time.Now().Add(time.Hour).UnixMilli(), Partition: p}
 	if _, err := rs.Enqueue(context.Background(), []store.Job{later}); err != nil {
 		t.Fatal(err)
 	}
 	runExecutor(t, e)
-	time.Sleep(50 * time.Millisecond)
+	// The executor's first sweep, at its start, is over: the cancel is found
+	// by a later one.
+	waitUntil(t, "the first sweep for cancels", func() bool { return sweeps.sweeps.Load() > 0 })
 	if err := rs.RequestCancels(context.Background(), p, []string{"d1"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
