@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,6 +157,45 @@ func TestSubscribeAcrossKill(t *testing.T) {
 	}
 }
 
+// startWatch runs coordinator watch ARGS with a read certificate, logs
+// its stderr, and returns it and its stdout once it says it is watching.
+func startWatch(t *testing.T, c *cluster, args ...string) (*exec.Cmd, io.Reader) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(c.bins, "coordinator"), append([]string{"--consul", c.consul.Addr, "watch"}, args...)...)
+	cmd.Env = append(os.Environ(), c.coordinatorEnv(pki.RoleRead)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	watching := make(chan struct{}, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			t.Logf("watch: %s", sc.Text())
+			if strings.HasPrefix(sc.Text(), "watching") {
+				select {
+				case watching <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case <-watching:
+	case <-time.After(30 * time.Second):
+		t.Fatal("coordinator watch did not start in 30s")
+	}
+	return cmd, stdout
+}
+
 func streamIDBefore(a, b string) bool {
 	var am, as, bm, bs uint64
 	fmt.Sscanf(a, "%d-%d", &am, &as)
@@ -169,38 +209,7 @@ func streamIDBefore(a, b string) bool {
 func TestPublishOnlyCommitted(t *testing.T) {
 	c := pubsubCluster(t, 2)
 	const n = 200
-	cmd := exec.Command(filepath.Join(c.bins, "coordinator"), "--consul", c.consul.Addr, "watch", "--verbose", "--count", fmt.Sprint(n+1), "--for", "20s", "flaky")
-	cmd.Env = append(os.Environ(), c.coordinatorEnv(pki.RoleRead)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	watching := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			t.Logf("watch: %s", sc.Text())
-			if strings.HasPrefix(sc.Text(), "watching") {
-				select {
-				case watching <- sc.Text():
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case <-watching:
-	case <-time.After(30 * time.Second):
-		t.Fatal("coordinator watch did not start in 30s")
-	}
+	cmd, stdout := startWatch(t, c, "--verbose", "--count", fmt.Sprint(n+1), "--for", "20s", "flaky")
 	var jobs []*workerpb.Job
 	for i := range n {
 		jobs = append(jobs, &workerpb.Job{Id: fmt.Sprintf("flaky-%d", i), Handler: "flaky.publish", Key: fmt.Sprintf("f%d", i%17), Payload: []byte(`{}`)})
@@ -247,37 +256,7 @@ func TestWatchEntity(t *testing.T) {
 	c.start("w1")
 	c.start("w2")
 	const n = 1000
-	cmd := exec.Command(filepath.Join(c.bins, "coordinator"), "--consul", c.consul.Addr, "watch", "--count", fmt.Sprint(n), "--for", "120s", "--entity", "donor", "--key", "alice")
-	cmd.Env = append(os.Environ(), c.coordinatorEnv(pki.RoleRead)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	watching := make(chan struct{}, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "watching") {
-				select {
-				case watching <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case <-watching:
-	case <-time.After(30 * time.Second):
-		t.Fatal("coordinator watch did not start in 30s")
-	}
+	cmd, stdout := startWatch(t, c, "--count", fmt.Sprint(n), "--for", "120s", "--entity", "donor", "--key", "alice")
 	var jobs []*workerpb.Job
 	for i := range n {
 		for _, donor := range []string{"alice", "bob"} {
