@@ -91,3 +91,33 @@ func (c *Client) ReloadPluginsReport(ctx context.Context, addr string) (*workerp
 	}
 	return out, nil
 }
+
+// Reshard asks the cluster to change its partition count to n, a multiple
+// of the current count (see docs/resharding.md), and reports the reshard.
+// n = 0 only reports it. The longest pause is the most any live worker
+// froze one of its partitions for a split, asked of every member.
+func (c *Client) Reshard(ctx context.Context, n int) (*workerpb.ReshardResponse, error) {
+	var out *workerpb.ReshardResponse
+	err := c.any(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
+		r, err := w.Reshard(ctx, &workerpb.ReshardRequest{Partitions: int32(n)})
+		out = r
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: reshard: %w", err)
+	}
+	ms, err := c.Members(ctx)
+	if err != nil {
+		return out, nil
+	}
+	for _, m := range ms {
+		_ = c.pool.Call(ctx, m.Address, func(ctx context.Context, w workerpb.WorkerClient) error {
+			r, err := w.Reshard(ctx, &workerpb.ReshardRequest{})
+			if err == nil && r.LongestPauseMs > out.LongestPauseMs {
+				out.LongestPauseMs = r.LongestPauseMs
+			}
+			return err
+		})
+	}
+	return out, nil
+}

@@ -6,11 +6,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/corralhq/corral/sharding"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -76,6 +78,17 @@ type cluster struct {
 	flags   []string
 	env     []string     // more environment for every worker (secrets: they stay out of the process list)
 	pki     *testenv.PKI // workers serve mutual TLS with certificates of this CA, clients present an admin one; nil: plaintext
+	// parts is the cluster's partition count when a test changed it
+	// (coordinator reshard); 0: sharding.DefaultPartitions.
+	parts atomic.Int64
+}
+
+// partitions is the cluster's partition count.
+func (c *cluster) partitions() int {
+	if n := c.parts.Load(); n > 0 {
+		return int(n)
+	}
+	return sharding.DefaultPartitions
 }
 
 // newCluster starts Redis and Consul for a cluster whose workers serve

@@ -63,7 +63,7 @@ func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 	rdb := c.redis.Client(c.t)
 	var settled map[int]lease.Holder
 	testenv.Eventually(c.t, 30*time.Second, func() error {
-		hs, err := audit.Holders(context.Background(), rdb, sharding.DefaultPartitions)
+		hs, err := audit.Holders(context.Background(), rdb, c.partitions())
 		per := map[string]int{}
 		if err == nil {
 			for _, h := range hs {
@@ -75,7 +75,7 @@ func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 				ok = ok && per[id] > 0
 				n += per[id]
 			}
-			if ok && n == sharding.DefaultPartitions {
+			if ok && n == c.partitions() {
 				settled = hs
 				return nil
 			}
@@ -259,7 +259,7 @@ func verify(t *testing.T, c *cluster, name string, l *load, fault time.Time, mov
 		t.Fatalf("%s: verify totals: %v", name, err)
 	}
 	rdb := c.redis.Client(t)
-	log, err := audit.Read(ctx, rdb, sharding.DefaultPartitions)
+	log, err := audit.Read(ctx, rdb, c.partitions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func verify(t *testing.T, c *cluster, name string, l *load, fault time.Time, mov
 	r := faultReport{name: name, attempted: l.attempted.Load(), acked: l.acked.Load(),
 		duplicated: chk.Duplicated, regressions: append(chk.Regressions, chk.Regrants...), missing: chk.Missing(ids)}
 	r.lost = len(r.missing)
-	r.outOfOrder = outOfOrder(log, jobs)
+	r.outOfOrder = outOfOrder(log, jobs) + acrossPartitions(log, jobs)
 	r.fenced, err = audit.FencedRejections(ctx, rdb)
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +280,7 @@ func verify(t *testing.T, c *cluster, name string, l *load, fault time.Time, mov
 		r.fenced += n
 	}
 	r.takeovers = c.takeovers()
-	after, err := audit.Holders(ctx, rdb, sharding.DefaultPartitions)
+	after, err := audit.Holders(ctx, rdb, c.partitions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,7 +617,7 @@ func TestFaultRedisRestart(t *testing.T) {
 	l.probe(map[int]int64{0: 0, 21: 0, 42: 0, 63: 0})
 	c.redis.Restart(t)
 	t.Logf("redis-server killed and back from its AOF in %v", time.Since(fault).Round(time.Millisecond))
-	after, err := audit.Holders(ctx, rdb, sharding.DefaultPartitions)
+	after, err := audit.Holders(ctx, rdb, c.partitions())
 	if err != nil {
 		t.Fatal(err)
 	}

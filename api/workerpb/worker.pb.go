@@ -4089,6 +4089,142 @@ func (x *BroadcastResponse) GetMembers() []*BroadcastMemberResult {
 	return nil
 }
 
+type ReshardRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partitions    int32                  `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"` // the new count, a multiple of the current; 0: report only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReshardRequest) Reset() {
+	*x = ReshardRequest{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshardRequest) ProtoMessage() {}
+
+func (x *ReshardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshardRequest.ProtoReflect.Descriptor instead.
+func (*ReshardRequest) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ReshardRequest) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+type ReshardResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Partitions     int32                  `protobuf:"varint,1,opt,name=partitions,proto3" json:"partitions,omitempty"`                                 // the count in force (the old one until the reshard ends)
+	To             int32                  `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`                                                 // the count a reshard under way goes to; 0: none under way
+	Split          int32                  `protobuf:"varint,3,opt,name=split,proto3" json:"split,omitempty"`                                           // old partitions split so far
+	Previous       int32                  `protobuf:"varint,4,opt,name=previous,proto3" json:"previous,omitempty"`                                     // the count before the last reshard that ended (0: never resharded)
+	LongestPauseMs int64                  `protobuf:"varint,5,opt,name=longest_pause_ms,json=longestPauseMs,proto3" json:"longest_pause_ms,omitempty"` // the longest a partition of the answering worker was frozen for its split
+	StartedMs      int64                  `protobuf:"varint,6,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`                  // unix ms the reshard under way (or the last) started
+	EndedMs        int64                  `protobuf:"varint,7,opt,name=ended_ms,json=endedMs,proto3" json:"ended_ms,omitempty"`                        // unix ms the last reshard ended
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReshardResponse) Reset() {
+	*x = ReshardResponse{}
+	mi := &file_api_workerpb_worker_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshardResponse) ProtoMessage() {}
+
+func (x *ReshardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_workerpb_worker_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshardResponse.ProtoReflect.Descriptor instead.
+func (*ReshardResponse) Descriptor() ([]byte, []int) {
+	return file_api_workerpb_worker_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ReshardResponse) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *ReshardResponse) GetTo() int32 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *ReshardResponse) GetSplit() int32 {
+	if x != nil {
+		return x.Split
+	}
+	return 0
+}
+
+func (x *ReshardResponse) GetPrevious() int32 {
+	if x != nil {
+		return x.Previous
+	}
+	return 0
+}
+
+func (x *ReshardResponse) GetLongestPauseMs() int64 {
+	if x != nil {
+		return x.LongestPauseMs
+	}
+	return 0
+}
+
+func (x *ReshardResponse) GetStartedMs() int64 {
+	if x != nil {
+		return x.StartedMs
+	}
+	return 0
+}
+
+func (x *ReshardResponse) GetEndedMs() int64 {
+	if x != nil {
+		return x.EndedMs
+	}
+	return 0
+}
+
 var File_api_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_api_workerpb_worker_proto_rawDesc = "" +
@@ -4415,7 +4551,22 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x02id\x18\x03 \x01(\tR\x02id\"f\n" +
 	"\x11BroadcastResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12A\n" +
-	"\amembers\x18\x02 \x03(\v2'.corral.worker.v1.BroadcastMemberResultR\amembers2\xfb\x12\n" +
+	"\amembers\x18\x02 \x03(\v2'.corral.worker.v1.BroadcastMemberResultR\amembers\"0\n" +
+	"\x0eReshardRequest\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x01 \x01(\x05R\n" +
+	"partitions\"\xd7\x01\n" +
+	"\x0fReshardResponse\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x01 \x01(\x05R\n" +
+	"partitions\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\x05R\x02to\x12\x14\n" +
+	"\x05split\x18\x03 \x01(\x05R\x05split\x12\x1a\n" +
+	"\bprevious\x18\x04 \x01(\x05R\bprevious\x12(\n" +
+	"\x10longest_pause_ms\x18\x05 \x01(\x03R\x0elongestPauseMs\x12\x1d\n" +
+	"\n" +
+	"started_ms\x18\x06 \x01(\x03R\tstartedMs\x12\x19\n" +
+	"\bended_ms\x18\a \x01(\x03R\aendedMs2\xcb\x13\n" +
 	"\x06Worker\x12K\n" +
 	"\x06Submit\x12\x1f.corral.worker.v1.SubmitRequest\x1a .corral.worker.v1.SubmitResponse\x12Q\n" +
 	"\bGetState\x12!.corral.worker.v1.GetStateRequest\x1a\".corral.worker.v1.GetStateResponse\x12K\n" +
@@ -4445,7 +4596,8 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\fListEntities\x12%.corral.worker.v1.ListEntitiesRequest\x1a&.corral.worker.v1.ListEntitiesResponse\x12]\n" +
 	"\fDeleteEntity\x12%.corral.worker.v1.DeleteEntityRequest\x1a&.corral.worker.v1.DeleteEntityResponse\x12T\n" +
 	"\tBroadcast\x12\".corral.worker.v1.BroadcastRequest\x1a#.corral.worker.v1.BroadcastResponse\x12^\n" +
-	"\fRunBroadcast\x12%.corral.worker.v1.RunBroadcastRequest\x1a'.corral.worker.v1.BroadcastMemberResultB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
+	"\fRunBroadcast\x12%.corral.worker.v1.RunBroadcastRequest\x1a'.corral.worker.v1.BroadcastMemberResult\x12N\n" +
+	"\aReshard\x12 .corral.worker.v1.ReshardRequest\x1a!.corral.worker.v1.ReshardResponseB)Z'github.com/corralhq/corral/api/workerpbb\x06proto3"
 
 var (
 	file_api_workerpb_worker_proto_rawDescOnce sync.Once
@@ -4460,7 +4612,7 @@ func file_api_workerpb_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_api_workerpb_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_api_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_api_workerpb_worker_proto_goTypes = []any{
 	(JobResult_State)(0),               // 0: corral.worker.v1.JobResult.State
 	(BroadcastMemberResult_Outcome)(0), // 1: corral.worker.v1.BroadcastMemberResult.Outcome
@@ -4525,7 +4677,9 @@ var file_api_workerpb_worker_proto_goTypes = []any{
 	(*BroadcastMemberResult)(nil),      // 60: corral.worker.v1.BroadcastMemberResult
 	(*RunBroadcastRequest)(nil),        // 61: corral.worker.v1.RunBroadcastRequest
 	(*BroadcastResponse)(nil),          // 62: corral.worker.v1.BroadcastResponse
-	nil,                                // 63: corral.worker.v1.MemberStatus.BreakersEntry
+	(*ReshardRequest)(nil),             // 63: corral.worker.v1.ReshardRequest
+	(*ReshardResponse)(nil),            // 64: corral.worker.v1.ReshardResponse
+	nil,                                // 65: corral.worker.v1.MemberStatus.BreakersEntry
 }
 var file_api_workerpb_worker_proto_depIdxs = []int32{
 	2,  // 0: corral.worker.v1.SubmitRequest.jobs:type_name -> corral.worker.v1.Job
@@ -4533,7 +4687,7 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	4,  // 2: corral.worker.v1.SubmitResponse.results:type_name -> corral.worker.v1.SubmitResult
 	7,  // 3: corral.worker.v1.GetStateResponse.states:type_name -> corral.worker.v1.EntityState
 	10, // 4: corral.worker.v1.MemberStatus.partitions:type_name -> corral.worker.v1.PartitionStatus
-	63, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
+	65, // 5: corral.worker.v1.MemberStatus.breakers:type_name -> corral.worker.v1.MemberStatus.BreakersEntry
 	12, // 6: corral.worker.v1.MemberStatus.plugin_info:type_name -> corral.worker.v1.PluginInfo
 	11, // 7: corral.worker.v1.StatusResponse.members:type_name -> corral.worker.v1.MemberStatus
 	53, // 8: corral.worker.v1.StatusResponse.recent_events:type_name -> corral.worker.v1.TopicMessage
@@ -4587,36 +4741,38 @@ var file_api_workerpb_worker_proto_depIdxs = []int32{
 	57, // 56: corral.worker.v1.Worker.DeleteEntity:input_type -> corral.worker.v1.DeleteEntityRequest
 	59, // 57: corral.worker.v1.Worker.Broadcast:input_type -> corral.worker.v1.BroadcastRequest
 	61, // 58: corral.worker.v1.Worker.RunBroadcast:input_type -> corral.worker.v1.RunBroadcastRequest
-	5,  // 59: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
-	8,  // 60: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
-	13, // 61: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
-	15, // 62: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
-	17, // 63: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
-	20, // 64: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
-	23, // 65: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
-	26, // 66: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
-	28, // 67: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	28, // 68: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
-	30, // 69: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
-	34, // 70: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
-	36, // 71: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
-	39, // 72: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
-	42, // 73: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
-	44, // 74: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
-	40, // 75: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
-	40, // 76: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
-	46, // 77: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
-	48, // 78: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
-	48, // 79: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
-	48, // 80: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
-	50, // 81: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
-	53, // 82: corral.worker.v1.Worker.Subscribe:output_type -> corral.worker.v1.TopicMessage
-	56, // 83: corral.worker.v1.Worker.ListEntities:output_type -> corral.worker.v1.ListEntitiesResponse
-	58, // 84: corral.worker.v1.Worker.DeleteEntity:output_type -> corral.worker.v1.DeleteEntityResponse
-	62, // 85: corral.worker.v1.Worker.Broadcast:output_type -> corral.worker.v1.BroadcastResponse
-	60, // 86: corral.worker.v1.Worker.RunBroadcast:output_type -> corral.worker.v1.BroadcastMemberResult
-	59, // [59:87] is the sub-list for method output_type
-	31, // [31:59] is the sub-list for method input_type
+	63, // 59: corral.worker.v1.Worker.Reshard:input_type -> corral.worker.v1.ReshardRequest
+	5,  // 60: corral.worker.v1.Worker.Submit:output_type -> corral.worker.v1.SubmitResponse
+	8,  // 61: corral.worker.v1.Worker.GetState:output_type -> corral.worker.v1.GetStateResponse
+	13, // 62: corral.worker.v1.Worker.Status:output_type -> corral.worker.v1.StatusResponse
+	15, // 63: corral.worker.v1.Worker.Call:output_type -> corral.worker.v1.CallResponse
+	17, // 64: corral.worker.v1.Worker.Drain:output_type -> corral.worker.v1.DrainResponse
+	20, // 65: corral.worker.v1.Worker.Locate:output_type -> corral.worker.v1.LocateResponse
+	23, // 66: corral.worker.v1.Worker.GetResult:output_type -> corral.worker.v1.GetResultResponse
+	26, // 67: corral.worker.v1.Worker.ListDeadLetters:output_type -> corral.worker.v1.ListDeadLettersResponse
+	28, // 68: corral.worker.v1.Worker.ReplayDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	28, // 69: corral.worker.v1.Worker.PurgeDeadLetters:output_type -> corral.worker.v1.DeadLetterCount
+	30, // 70: corral.worker.v1.Worker.ReloadPlugins:output_type -> corral.worker.v1.ReloadPluginsResponse
+	34, // 71: corral.worker.v1.Worker.ListJobs:output_type -> corral.worker.v1.ListJobsResponse
+	36, // 72: corral.worker.v1.Worker.GetJobs:output_type -> corral.worker.v1.GetJobsResponse
+	39, // 73: corral.worker.v1.Worker.CancelJobs:output_type -> corral.worker.v1.CancelJobsResponse
+	42, // 74: corral.worker.v1.Worker.AddSchedule:output_type -> corral.worker.v1.AddScheduleResponse
+	44, // 75: corral.worker.v1.Worker.ListSchedules:output_type -> corral.worker.v1.ListSchedulesResponse
+	40, // 76: corral.worker.v1.Worker.PauseSchedule:output_type -> corral.worker.v1.Schedule
+	40, // 77: corral.worker.v1.Worker.ResumeSchedule:output_type -> corral.worker.v1.Schedule
+	46, // 78: corral.worker.v1.Worker.DeleteSchedule:output_type -> corral.worker.v1.DeleteScheduleResponse
+	48, // 79: corral.worker.v1.Worker.PauseHandler:output_type -> corral.worker.v1.HandlerFlow
+	48, // 80: corral.worker.v1.Worker.ResumeHandler:output_type -> corral.worker.v1.HandlerFlow
+	48, // 81: corral.worker.v1.Worker.LimitHandler:output_type -> corral.worker.v1.HandlerFlow
+	50, // 82: corral.worker.v1.Worker.HandlerFlows:output_type -> corral.worker.v1.HandlerFlowsResponse
+	53, // 83: corral.worker.v1.Worker.Subscribe:output_type -> corral.worker.v1.TopicMessage
+	56, // 84: corral.worker.v1.Worker.ListEntities:output_type -> corral.worker.v1.ListEntitiesResponse
+	58, // 85: corral.worker.v1.Worker.DeleteEntity:output_type -> corral.worker.v1.DeleteEntityResponse
+	62, // 86: corral.worker.v1.Worker.Broadcast:output_type -> corral.worker.v1.BroadcastResponse
+	60, // 87: corral.worker.v1.Worker.RunBroadcast:output_type -> corral.worker.v1.BroadcastMemberResult
+	64, // 88: corral.worker.v1.Worker.Reshard:output_type -> corral.worker.v1.ReshardResponse
+	60, // [60:89] is the sub-list for method output_type
+	31, // [31:60] is the sub-list for method input_type
 	31, // [31:31] is the sub-list for extension type_name
 	31, // [31:31] is the sub-list for extension extendee
 	0,  // [0:31] is the sub-list for field type_name
@@ -4634,7 +4790,7 @@ func file_api_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_workerpb_worker_proto_rawDesc), len(file_api_workerpb_worker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   62,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -49,6 +49,7 @@ const (
 	Worker_DeleteEntity_FullMethodName      = "/corral.worker.v1.Worker/DeleteEntity"
 	Worker_Broadcast_FullMethodName         = "/corral.worker.v1.Worker/Broadcast"
 	Worker_RunBroadcast_FullMethodName      = "/corral.worker.v1.Worker/RunBroadcast"
+	Worker_Reshard_FullMethodName           = "/corral.worker.v1.Worker/Reshard"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -137,6 +138,10 @@ type WorkerClient interface {
 	// RunBroadcast runs a broadcast on this worker (a member's part of
 	// Broadcast, called by the worker that fans it out).
 	RunBroadcast(ctx context.Context, in *RunBroadcastRequest, opts ...grpc.CallOption) (*BroadcastMemberResult, error)
+	// Reshard changes the partition count of the running cluster to a
+	// multiple of it (partitions > 0), or only reports the reshard under way
+	// (partitions = 0). Each partition's owner splits it; jobs keep flowing.
+	Reshard(ctx context.Context, in *ReshardRequest, opts ...grpc.CallOption) (*ReshardResponse, error)
 }
 
 type workerClient struct {
@@ -422,6 +427,15 @@ func (c *workerClient) RunBroadcast(ctx context.Context, in *RunBroadcastRequest
 	return out, nil
 }
 
+func (c *workerClient) Reshard(ctx context.Context, in *ReshardRequest, opts ...grpc.CallOption) (*ReshardResponse, error) {
+	out := new(ReshardResponse)
+	err := c.cc.Invoke(ctx, Worker_Reshard_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility
@@ -508,6 +522,10 @@ type WorkerServer interface {
 	// RunBroadcast runs a broadcast on this worker (a member's part of
 	// Broadcast, called by the worker that fans it out).
 	RunBroadcast(context.Context, *RunBroadcastRequest) (*BroadcastMemberResult, error)
+	// Reshard changes the partition count of the running cluster to a
+	// multiple of it (partitions > 0), or only reports the reshard under way
+	// (partitions = 0). Each partition's owner splits it; jobs keep flowing.
+	Reshard(context.Context, *ReshardRequest) (*ReshardResponse, error)
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -598,6 +616,9 @@ func (UnimplementedWorkerServer) Broadcast(context.Context, *BroadcastRequest) (
 }
 func (UnimplementedWorkerServer) RunBroadcast(context.Context, *RunBroadcastRequest) (*BroadcastMemberResult, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RunBroadcast not implemented")
+}
+func (UnimplementedWorkerServer) Reshard(context.Context, *ReshardRequest) (*ReshardResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Reshard not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 
@@ -1119,6 +1140,24 @@ func _Worker_RunBroadcast_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_Reshard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReshardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).Reshard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_Reshard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).Reshard(ctx, req.(*ReshardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1233,6 +1272,10 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunBroadcast",
 			Handler:    _Worker_RunBroadcast_Handler,
+		},
+		{
+			MethodName: "Reshard",
+			Handler:    _Worker_Reshard_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

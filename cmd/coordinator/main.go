@@ -29,6 +29,7 @@ Commands:
   status   members, partitions per member, queue depth; warns when workers serve different handlers
   locate   partition, owner and epoch of keys: locate KEY [KEY...]
   drain    hand a worker's partitions off and stop it claiming: drain WORKER
+  reshard  change the partition count of the running cluster: reshard --partitions N
   reload   relaunch workers' plugins from their binaries (hot upgrade): reload [WORKER...]
   schedule jobs submitted at every tick of a cron expression:
            schedule add NAME --cron EXPR ... | list | show NAME | pause NAME | resume NAME | delete NAME
@@ -64,7 +65,7 @@ Without --tls-* flags, the admin certificate of the local cluster (scripts/clust
 Output:
   -o, --output table|json  on every command that prints data (status, locate,
                        jobs, dlq, schedule list|show, handler, result, state,
-                       call, submit, drain, reload, certs show, entities,
+                       call, submit, drain, reshard, reload, certs show, entities,
                        broadcast, watch): table for
                        people, json for scripts.
                        JSON field names are snake_case and stable (README,
@@ -171,6 +172,8 @@ func runCommand(ctx context.Context, cmd string, rest []string, g globals, newCl
 		return statusCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "locate":
 		return locateCmd(ctx, g, newClient, rest, stdout, stderr)
+	case "reshard":
+		return reshardCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "drain":
 		return drainCmd(ctx, g, newClient, rest, stdout, stderr)
 	case "reload":

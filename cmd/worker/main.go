@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/corralhq/corral/internal/routing"
 	"net"
 	"os"
 	"os/signal"
@@ -222,7 +223,8 @@ func run() error {
 			hcfg.Checksums[path] = sum
 		}
 	}
-	queries := worker.NewHostQueries(rdb, cfg.Ring.Partitions)
+	cfg.Routing = routing.New(cfg.Ring.Partitions)
+	queries := worker.NewHostQueries(rdb, cfg.Routing)
 	hcfg.Host = queries
 	var restarted atomic.Pointer[func(plugin, version string)] // the worker's, once it is made
 	hcfg.OnRestart = func(plugin, version string) {

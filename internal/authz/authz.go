@@ -44,8 +44,10 @@ var rules = map[string]Rule{
 	workerpb.Worker_Call_FullMethodName:     {Least: pki.RoleSubmit, Peer: true},
 	// Cancel is the submitter's undo: whoever may send a job may withdraw
 	// one before it runs. Like Call it is forwarded to the partition's owner.
-	workerpb.Worker_CancelJobs_FullMethodName:        {Least: pki.RoleSubmit, Peer: true},
-	workerpb.Worker_Drain_FullMethodName:             {Least: pki.RoleAdmin},
+	workerpb.Worker_CancelJobs_FullMethodName: {Least: pki.RoleSubmit, Peer: true},
+	workerpb.Worker_Drain_FullMethodName:      {Least: pki.RoleAdmin},
+	// Changing the partition count is an operator's act.
+	workerpb.Worker_Reshard_FullMethodName:           {Least: pki.RoleAdmin},
 	workerpb.Worker_ReloadPlugins_FullMethodName:     {Least: pki.RoleAdmin},
 	workerpb.Worker_ReplayDeadLetters_FullMethodName: {Least: pki.RoleAdmin},
 	workerpb.Worker_PurgeDeadLetters_FullMethodName:  {Least: pki.RoleAdmin},

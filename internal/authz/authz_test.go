@@ -59,7 +59,7 @@ func TestRoleTable(t *testing.T) {
 		pki.RoleAdmin: {"Status", "GetState", "GetResult", "Locate", "ListDeadLetters", "ListJobs", "GetJobs", "ListSchedules", "HandlerFlows", "ListEntities", "Submit", "Call", "CancelJobs", "Broadcast",
 			"Drain", "ReloadPlugins", "ReplayDeadLetters", "PurgeDeadLetters",
 			"AddSchedule", "PauseSchedule", "ResumeSchedule", "DeleteSchedule",
-			"PauseHandler", "ResumeHandler", "LimitHandler", "DeleteEntity", "RunBroadcast"},
+			"PauseHandler", "ResumeHandler", "LimitHandler", "DeleteEntity", "RunBroadcast", "Reshard"},
 		pki.RolePeer: {"Status", "Call", "ListJobs", "CancelJobs", "RunBroadcast"},
 	}
 	for _, role := range pki.Roles {

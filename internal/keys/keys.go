@@ -143,3 +143,16 @@ func (k Partition) Watched() string { return k.prefix + "watched" }
 func (k Partition) Consumer(handler, topic string) string {
 	return k.prefix + "consumer:" + handler + ":" + topic
 }
+
+// EntityTypes names every entity type that has ever had state: a worker
+// adds a type before its first commit that writes one, so a partition's
+// split (coordinator reshard) finds every index to move.
+const EntityTypes = "corral:etypes"
+
+// Split marks a partition being split by a reshard: "f<N>" while frozen,
+// "d<N>" once split to N partitions (see internal/routing).
+func (k Partition) Split() string { return k.prefix + "split" }
+
+// Import is a child partition's import token during its parent's split:
+// the grant of the splitter allowed to copy into it, or "done".
+func (k Partition) Import() string { return k.prefix + "import" }

@@ -170,6 +170,9 @@ type DeadRecord struct {
 // (another worker has been granted it since, or Redis lost the grant), or ErrAlreadyFinished if a job in it was finished by an earlier
 // commit; in both cases nothing was written.
 func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Grant, b *Batch) error {
+	if err := s.registerTypes(ctx, b.States); err != nil {
+		return err
+	}
 	seen := s.commits.seen(partition, grant)
 	ks, args, err := s.commitLayout(partition, grant, seen, b, time.Now().UnixMilli())
 	if err != nil {
@@ -365,4 +368,21 @@ func afterID(ids []string) (string, bool) {
 		prevMs, prevSeq = ms, seq
 	}
 	return strconv.FormatUint(prevMs, 10) + "-" + strconv.FormatUint(prevSeq+1, 10), true
+}
+
+// registerTypes records the entity types of writes this process has not
+// recorded yet (see keys.EntityTypes), before the commit that writes them:
+// a split then finds every state through its type's index.
+func (s *Store) registerTypes(ctx context.Context, writes []StateWrite) error {
+	for i := range writes {
+		typ := writes[i].Entity.Type
+		if _, ok := s.types.Load(typ); ok {
+			continue
+		}
+		if err := s.RegisterEntityType(ctx, typ); err != nil {
+			return err
+		}
+		s.types.Store(typ, true)
+	}
+	return nil
 }

@@ -22,6 +22,8 @@ import (
 // ARGV[1] id, ARGV[2] content hash, ARGV[3..] stream entry fields
 // Returns 1 if replayed, 0 if no such dead letter.
 var replayScript = redis.NewScript(`
+local sp = redis.call('GET', KEYS[5])
+if sp and string.sub(sp, 1, 1) == 'f' then return redis.error_reply('MOVING ' .. sp) end
 if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[1])
@@ -37,7 +39,7 @@ func (s *Store) DeadLetters(ctx context.Context, ids []string) ([]DeadRecord, er
 		return nil, nil
 	}
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, s.cfg.Partitions)
+	cmds := make([]*redis.SliceCmd, s.partitionCount())
 	for p := range cmds {
 		cmds[p] = pipe.HMGet(ctx, keys.For(p).Dead(), ids...)
 	}
@@ -91,8 +93,8 @@ func (s *Store) ListDead(ctx context.Context, limit int, after string) ([]DeadRe
 		id string
 	}
 	pipe := s.rdb.Pipeline()
-	later := make([]*redis.ZSliceCmd, s.cfg.Partitions)
-	ties := make([]*redis.ZSliceCmd, s.cfg.Partitions)
+	later := make([]*redis.ZSliceCmd, s.partitionCount())
+	ties := make([]*redis.ZSliceCmd, s.partitionCount())
 	for p := range later {
 		k := keys.For(p).DeadIndex()
 		min := "-inf"
@@ -167,7 +169,7 @@ func (s *Store) ListDead(ctx context.Context, limit int, after string) ([]DeadRe
 // AllDead returns the id of every dead letter.
 func (s *Store) AllDead(ctx context.Context) ([]string, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringSliceCmd, s.cfg.Partitions)
+	cmds := make([]*redis.StringSliceCmd, s.partitionCount())
 	for p := range cmds {
 		cmds[p] = pipe.ZRange(ctx, keys.For(p).DeadIndex(), 0, -1)
 	}
@@ -188,6 +190,12 @@ func (s *Store) ReplayDead(ctx context.Context, ids []string) (int, error) {
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
+	routes := s.routes()
+	for _, r := range recs {
+		if p := routes.PartitionOf(r.Key); p != r.Partition && (routes.Resharding() || routes.Prev > 0) {
+			return 0, fmt.Errorf("store: dead letter %q is in partition %d, but its key %q now belongs to partition %d (the partition was split by a reshard); submit the job again with a new id", r.ID, r.Partition, r.Key, p)
+		}
+	}
 	now := time.Now().UnixMilli()
 	cmds, err := s.evalPipelined(ctx, []*redis.Script{replayScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
 		cmds := make([]*redis.Cmd, len(recs))
@@ -196,7 +204,7 @@ func (s *Store) ReplayDead(ctx context.Context, ids []string) (int, error) {
 			j := Job{ID: r.ID, Handler: r.Handler, Key: r.Key, Payload: r.Payload, Attempt: 1, SubmittedAt: now,
 				MaxAttempts: r.MaxAttempts, TimeoutMs: r.TimeoutMs, Partition: r.Partition}
 			args := append([]any{j.ID, j.ContentHash()}, j.streamFields()...)
-			cmds[i] = replayScript.EvalSha(ctx, pipe, []string{k.Job(j.ID), k.Queue(), k.Dead(), k.DeadIndex()}, args...)
+			cmds[i] = replayScript.EvalSha(ctx, pipe, []string{k.Job(j.ID), k.Queue(), k.Dead(), k.DeadIndex(), k.Split()}, args...)
 		}
 		return cmds
 	})
@@ -259,7 +267,7 @@ type JobStatus struct {
 // pipeline in all.
 func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) ([]JobStatus, error) {
 	pipe := s.rdb.Pipeline()
-	P := s.cfg.Partitions
+	P := s.partitionCount()
 	cmds := make([]*redis.MapStringStringCmd, len(ids)*P)
 	for i, id := range ids {
 		for p := 0; p < P; p++ {

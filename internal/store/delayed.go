@@ -33,7 +33,11 @@ end
 // stream, under the owner's epoch: a delayed job counts as submitted when
 // it becomes due, so it never holds its key while it waits.
 //
-// KEYS[1] epoch, KEYS[2] delayed set, KEYS[3] bodies, KEYS[4] stream
+// A partition frozen for its split releases nothing: its queue must stay
+// drained while what it holds is copied to its children.
+//
+// KEYS[1] epoch, KEYS[2] delayed set, KEYS[3] bodies, KEYS[4] stream,
+// KEYS[5] split mark.
 // ARGV[1] the owner's grant (see lease.Grant), ARGV[2] now unix ms, ARGV[3] most jobs to move.
 // Returns the number of jobs moved, or an error "FENCED <current>".
 var releaseScript = redis.NewScript(releaseDueLua + `
@@ -41,6 +45,8 @@ local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(cur))
 end
+local sp = redis.call('GET', KEYS[5])
+if sp and string.sub(sp, 1, 1) == 'f' then return 0 end
 return releaseDue(KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3])
 `)
 
@@ -48,7 +54,7 @@ return releaseDue(KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3])
 // now (unix ms) into its stream, and returns how many it moved.
 func (s *Store) ReleaseDue(ctx context.Context, partition int, grant lease.Grant, now int64, max int64) (int, error) {
 	k := keys.For(partition)
-	n, err := releaseScript.Run(ctx, s.rdb, []string{k.Epoch(), k.Delayed(), k.Bodies(), k.Queue()}, grant.String(), itoa(now), max).Int()
+	n, err := releaseScript.Run(ctx, s.rdb, []string{k.Epoch(), k.Delayed(), k.Bodies(), k.Queue(), k.Split()}, grant.String(), itoa(now), max).Int()
 	if err != nil {
 		return 0, fenceErr("release delayed jobs", partition, grant, err)
 	}

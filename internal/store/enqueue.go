@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/routing"
 	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
 )
@@ -32,10 +33,13 @@ var ErrConflict = errors.New("job id already used with different content")
 // delayed, parked and waiting jobs, all in bodies) is counted first, in
 // O(1); a new job that would pass the limit stops the call there.
 //
-// KEYS[1] partition stream, KEYS[2] delayed set, KEYS[3] bodies, then
-// KEYS[3+i] the job record of job i.
+// A partition being split, or split to another count than the caller
+// routed by, refuses the call first (see splitCheckLua).
+//
+// KEYS[1] partition stream, KEYS[2] delayed set, KEYS[3] bodies, KEYS[4]
+// split mark, then KEYS[4+i] the job record of job i.
 // ARGV[1] job count, ARGV[2] now unix ms, ARGV[3] depth limit ("0" =
-// none), then per job: content hash, due unix ms ("0" = now), then for a
+// none), ARGV[4] the partition count the jobs were routed by, then per job: content hash, due unix ms ("0" = now), then for a
 // job due now the packed stream entry field "j", for a delayed one its
 // body (delayedBody) and its id.
 // Returns the jobs not enqueued, as pairs: job number (from 1) and, if
@@ -43,14 +47,16 @@ var ErrConflict = errors.New("job id already used with different content")
 // -1 if the id was used for other content, or -2 - depth if the queue was
 // full: that job and every later one of the call were not enqueued (the
 // last pair).
-var enqueueScript = redis.NewScript(releaseDueLua + `
+var enqueueScript = redis.NewScript(releaseDueLua + splitCheckLua + `
+local moving = splitCheck(KEYS[4], ARGV[4])
+if moving then return moving end
 releaseDue(KEYS[2], KEYS[3], KEYS[1], ARGV[2], -1)
 local ended = {d = 1, x = 2, n = 3, c = 4}
-local out, a = {}, 4
+local out, a = {}, 5
 local limit, depth = tonumber(ARGV[3]), 0
 if limit > 0 then depth = redis.call('XLEN', KEYS[1]) + redis.call('HLEN', KEYS[3]) end
 for i = 1, tonumber(ARGV[1]) do
-  local rec, hash, due = KEYS[3 + i], ARGV[a], ARGV[a + 1]
+  local rec, hash, due = KEYS[4 + i], ARGV[a], ARGV[a + 1]
   if limit > 0 and depth >= limit and redis.call('EXISTS', rec) == 0 then
     out[#out + 1] = i
     out[#out + 1] = -2 - depth
@@ -209,11 +215,15 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		return nil, nil
 	}
 	now := time.Now().UnixMilli()
+	routes := s.routes()
 	refused, err := s.reserve(ctx, jobs, now)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]EnqueueResult, len(jobs))
+	if err := s.priorRecords(ctx, routes, jobs, refused, out, now); err != nil {
+		return nil, err
+	}
 	// Group by partition, keeping submission order within each, so that
 	// per-key order holds and each script call touches one hash slot. A
 	// stable sort of the indexes by partition is one allocation, where a
@@ -223,6 +233,9 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		if refused[i] != nil {
 			out[i].Err = refused[i]
 			continue
+		}
+		if out[i].Duplicate || out[i].Err != nil {
+			continue // found in the partition its key had before a split
 		}
 		idx = append(idx, i)
 	}
@@ -254,10 +267,10 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		group := idx[start:end]
 		start = end
 		k := keys.For(p)
-		ks := make([]string, 3, 3+len(group))
-		ks[0], ks[1], ks[2] = k.Queue(), k.Delayed(), k.Bodies()
-		args := make([]any, 3, 3+3*len(group))
-		args[0], args[1], args[2] = len(group), now, s.cfg.MaxQueueDepth
+		ks := make([]string, 4, 4+len(group))
+		ks[0], ks[1], ks[2], ks[3] = k.Queue(), k.Delayed(), k.Bodies(), k.Split()
+		args := make([]any, 4, 4+3*len(group))
+		args[0], args[1], args[2], args[3] = len(group), now, s.cfg.MaxQueueDepth, routes.Modulus(p)
 		for _, i := range group {
 			j := &jobs[i]
 			var hash string
@@ -276,6 +289,10 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 	// script was loaded meanwhile), running the first again would put its
 	// jobs behind the later ones. So a partition's second call goes in the
 	// next pipeline, after the first has run.
+	// moved holds the partitions that refused their call because they are
+	// being split, or were split since the layout was read: their later
+	// calls are not sent, and all their jobs get the MovingError.
+	moved := map[int]error{}
 	for wave := 0; wave < waves; wave++ {
 		_, err := s.evalPipelined(ctx, []*redis.Script{enqueueScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
 			// After NOSCRIPT (Redis restarted, or the script was loaded while
@@ -284,6 +301,9 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 			cmds := make([]*redis.Cmd, 0, len(calls))
 			for n := range calls {
 				if c := calls[n].cmd; calls[n].wave != wave || c != nil && !isNoScript(c.Err()) {
+					continue
+				}
+				if moved[jobs[calls[n].idx[0]].Partition] != nil {
 					continue
 				}
 				calls[n].cmd = enqueueScript.EvalSha(ctx, pipe, calls[n].keys, calls[n].args...)
@@ -299,12 +319,17 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		// caller sends again. The calls that ran dedup that resend. A full
 		// queue stops it the same way.
 		for n := range calls {
-			if c := calls[n].cmd; calls[n].wave == wave && c.Err() != nil {
-				return nil, fmt.Errorf("store: enqueue in partition %d: %w", jobs[calls[n].idx[0]].Partition, c.Err())
+			if c := calls[n].cmd; calls[n].wave == wave && c != nil && c.Err() != nil {
+				p := jobs[calls[n].idx[0]].Partition
+				if err := movingErr(p, c.Err()); errors.Is(err, ErrMoving) {
+					moved[p] = err
+					continue
+				}
+				return nil, fmt.Errorf("store: enqueue in partition %d: %w", p, c.Err())
 			}
 		}
 		for n := range calls {
-			if calls[n].wave == wave {
+			if calls[n].wave == wave && calls[n].cmd != nil {
 				if depth, full := queueFull(calls[n].cmd); full {
 					return nil, &QueueFullError{Partition: jobs[calls[n].idx[0]].Partition, Depth: depth, Max: s.cfg.MaxQueueDepth}
 				}
@@ -312,6 +337,12 @@ func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error
 		}
 	}
 	for _, c := range calls {
+		if err := moved[jobs[c.idx[0]].Partition]; err != nil {
+			for _, i := range c.idx {
+				out[i].Err = err
+			}
+			continue
+		}
 		res, err := c.cmd.Slice()
 		if err == nil && len(res)%2 != 0 {
 			err = fmt.Errorf("odd reply of %d values", len(res))
@@ -378,4 +409,52 @@ func (s *Store) ReserveID(ctx context.Context, job Job) error {
 		return err
 	}
 	return errs[0]
+}
+
+// priorRecords looks for the records of jobs whose key moved to another
+// partition by a split (see routing.View.Parent): a job finished in the
+// parent before the split is a duplicate there, not a new job in the
+// child. Such a job gets its result in out and is not enqueued.
+func (s *Store) priorRecords(ctx context.Context, routes *routing.View, jobs []Job, refused []error, out []EnqueueResult, now int64) error {
+	var idx []int
+	var cmds []*redis.SliceCmd
+	var pipe redis.Pipeliner
+	for i := range jobs {
+		if refused[i] != nil {
+			continue
+		}
+		pp := routes.Parent(jobs[i].Key, jobs[i].Partition, now)
+		if pp < 0 {
+			continue
+		}
+		if pipe == nil {
+			pipe = s.rdb.Pipeline()
+		}
+		idx = append(idx, i)
+		cmds = append(cmds, pipe.HMGet(ctx, keys.For(pp).Job(jobs[i].ID), "h", "s"))
+	}
+	if pipe == nil {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("store: look for records in split partitions: %w", err)
+	}
+	ended := map[string]End{"d": EndedDone, "x": EndedDead, "n": EndedRejected, "c": EndedCancelled}
+	var scratch []byte
+	for n, i := range idx {
+		v := cmds[n].Val()
+		h, ok := v[0].(string)
+		if !ok {
+			continue
+		}
+		var hash string
+		hash, scratch = contentHash(&jobs[i], scratch)
+		if h != hash {
+			out[i].Err = fmt.Errorf("job %q: %w", jobs[i].ID, ErrConflict)
+			continue
+		}
+		st, _ := v[1].(string)
+		out[i].Duplicate, out[i].End = true, ended[st]
+	}
+	return nil
 }

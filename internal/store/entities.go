@@ -37,7 +37,7 @@ type EntityKey struct {
 // listing may or may not be in it. A key whose state expired but is still
 // indexed (the commits drop those a few at a time) is passed over.
 func (s *Store) ListEntities(ctx context.Context, entity, prefix, cursor string, limit int) ([]EntityKey, string, error) {
-	p, after, err := parseEntityCursor(cursor, s.cfg.Partitions)
+	p, after, err := parseEntityCursor(cursor, s.partitionCount())
 	if err != nil {
 		return nil, "", err
 	}
@@ -47,7 +47,7 @@ func (s *Store) ListEntities(ctx context.Context, entity, prefix, cursor string,
 		max = "(" + prefix + "\xff"
 	}
 	var out []EntityKey
-	for ; p < s.cfg.Partitions && len(out) < limit; p, after = p+1, "" {
+	for ; p < s.partitionCount() && len(out) < limit; p, after = p+1, "" {
 		k := keys.For(p)
 		min := "[" + prefix
 		if after != "" && after >= prefix {
@@ -80,7 +80,7 @@ func (s *Store) ListEntities(ctx context.Context, entity, prefix, cursor string,
 			return out, entityCursor(p, after), nil
 		}
 	}
-	if p >= s.cfg.Partitions {
+	if p >= s.partitionCount() {
 		return out, "", nil
 	}
 	return out, entityCursor(p, ""), nil

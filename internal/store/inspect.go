@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
-	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -141,7 +140,7 @@ func (j *JobInfo) parkedState(b Job, notBefore int64) {
 // record is looked for in every partition (an id does not name its key),
 // then its place in its partition, in three round trips in all.
 func (s *Store) Describe(ctx context.Context, ids []string) ([]JobInfo, error) {
-	P := s.cfg.Partitions
+	P := s.partitionCount()
 	pipe := s.rdb.Pipeline()
 	recs := make([]*redis.MapStringStringCmd, len(ids)*P)
 	// An emitted job has no record until it finishes; while it holds or
@@ -396,18 +395,25 @@ func (s *Store) ListJobs(ctx context.Context, q ListQuery) (jobs []JobInfo, next
 	var parts []int
 	switch {
 	case q.Key != "":
-		p := sharding.PartitionOf(q.Key, s.cfg.Partitions)
-		if q.Partition >= 0 && q.Partition != p {
+		routes := s.routes()
+		p := routes.PartitionOf(q.Key)
+		// A key moved by a reshard has its older jobs in its old partition.
+		if pp := routes.Parent(q.Key, p, time.Now().UnixMilli()); pp >= 0 && (q.Partition < 0 || q.Partition == pp) {
+			parts = append(parts, pp)
+		}
+		if q.Partition < 0 || q.Partition == p {
+			parts = append(parts, p)
+		}
+		if len(parts) == 0 {
 			return nil, "", nil
 		}
-		parts = []int{p}
 	case q.Partition >= 0:
-		if q.Partition >= s.cfg.Partitions {
-			return nil, "", fmt.Errorf("store: list jobs: no partition %d (there are %d)", q.Partition, s.cfg.Partitions)
+		if q.Partition >= s.partitionCount() {
+			return nil, "", fmt.Errorf("store: list jobs: no partition %d (there are %d)", q.Partition, s.partitionCount())
 		}
 		parts = []int{q.Partition}
 	default:
-		for p := 0; p < s.cfg.Partitions; p++ {
+		for p := 0; p < s.partitionCount(); p++ {
 			parts = append(parts, p)
 		}
 	}

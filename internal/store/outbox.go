@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/routing"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -21,21 +23,28 @@ import (
 // not finish unmarked, to be relayed again.
 // The target's due delayed jobs go first (see releaseDueLua).
 //
+// A target being split, or split to another count than the relay routed
+// by, refuses the call (see splitCheckLua). A mark holds the partition
+// count the jobs were routed by, so after a split the mark an entry left
+// in the parent is told from one for the parent's own keys.
+//
 // KEYS[1] target queue, KEYS[2] its delayed set, KEYS[3] its bodies,
-// KEYS[3+e] entry e's mark in the target partition.
-// ARGV[1] mark TTL s, ARGV[2] now unix ms, then per entry: n, then its n
-// packed jobs (packJob).
+// KEYS[4] its split mark, KEYS[4+e] entry e's mark in the target partition.
+// ARGV[1] mark TTL s, ARGV[2] now unix ms, ARGV[3] the partition count the
+// jobs were routed by, then per entry: n, then its n packed jobs (packJob).
 // Returns the number of jobs enqueued.
-var relayScript = redis.NewScript(releaseDueLua + `
+var relayScript = redis.NewScript(releaseDueLua + splitCheckLua + `
+local moving = splitCheck(KEYS[4], ARGV[3])
+if moving then return moving end
 releaseDue(KEYS[2], KEYS[3], KEYS[1], ARGV[2], -1)
-local a, added = 3, 0
-for e = 4, #KEYS do
+local a, added = 4, 0
+for e = 5, #KEYS do
   local n = tonumber(ARGV[a])
   if redis.call('EXPIRE', KEYS[e], ARGV[1]) == 0 then
     for i = a + 1, a + n do
       redis.call('XADD', KEYS[1], '*', 'j', ARGV[i])
     end
-    redis.call('SET', KEYS[e], '1', 'EX', ARGV[1])
+    redis.call('SET', KEYS[e], ARGV[3], 'EX', ARGV[1])
     added = added + n
   end
   a = a + 1 + n
@@ -98,6 +107,14 @@ func (s *Store) RelayMany(ctx context.Context, sources []RelaySource, max int64,
 	}
 	markTTL := int64(s.cfg.DoneRetention.Seconds())
 	now := time.Now().UnixMilli()
+	routes := s.routes()
+	// An entry relayed to a partition before that partition's split has
+	// its mark there, not in the child its jobs' keys now go to: such
+	// targets are looked up first, and skipped when the parent has it.
+	parentMarks, err := s.parentMarks(ctx, routes, sources, reads, partitionOf, now)
+	if err != nil {
+		return round, err
+	}
 	// One call per source and target partition for all the entries read,
 	// so a pipeline never holds two calls whose order matters.
 	type call struct {
@@ -142,13 +159,13 @@ func (s *Store) RelayMany(ctx context.Context, sources []RelaySource, max int64,
 			}
 			targetsOf[i][m] = order
 			for _, t := range order {
-				if held != nil && held(t) {
+				if held != nil && held(t) || parentMarks[p][msg.ID][t] {
 					continue
 				}
 				c := targets[t]
 				if c == nil {
 					tk := keys.For(t)
-					c = &call{target: t, keys: []string{tk.Queue(), tk.Delayed(), tk.Bodies()}, args: []any{markTTL, now}}
+					c = &call{target: t, keys: []string{tk.Queue(), tk.Delayed(), tk.Bodies(), tk.Split()}, args: []any{markTTL, now, routes.Modulus(t)}}
 					targets[t] = c
 					calls = append(calls, c)
 				}
@@ -176,6 +193,7 @@ func (s *Store) RelayMany(ctx context.Context, sources []RelaySource, max int64,
 			t := calls[i].target
 			n, err := c.Int()
 			if err != nil {
+				err = movingErr(t, err)
 				if _, seen := round.Failed[t]; !seen {
 					round.Failed[t] = err
 				}
@@ -242,4 +260,65 @@ func eachPacked(b []byte, fn func(raw []byte, j Job)) error {
 		fn(raw, j)
 	}
 	return nil
+}
+
+// parentMarks finds, for the entries read, the targets whose jobs were
+// relayed to their keys' parent partition before its split: source →
+// entry id → target partition.
+func (s *Store) parentMarks(ctx context.Context, routes *routing.View, sources []RelaySource, reads []*redis.XMessageSliceCmd, partitionOf func(string) int, now int64) (map[int]map[string]map[int]bool, error) {
+	type ask struct {
+		src    int
+		entry  string
+		target int
+		modN   string
+		cmd    *redis.StringCmd
+	}
+	var asks []*ask
+	var pipe redis.Pipeliner
+	for i, src := range sources {
+		for _, msg := range reads[i].Val() {
+			packed, ok := msg.Values["b"].(string)
+			if !ok {
+				continue
+			}
+			seen := map[int]bool{}
+			_ = eachPacked([]byte(packed), func(_ []byte, j Job) {
+				t := partitionOf(j.Key)
+				if seen[t] {
+					return
+				}
+				seen[t] = true
+				pp := routes.Parent(j.Key, t, now)
+				if pp < 0 {
+					return
+				}
+				if pipe == nil {
+					pipe = s.rdb.Pipeline()
+				}
+				asks = append(asks, &ask{src: src.Partition, entry: msg.ID, target: t, modN: strconv.Itoa(routes.Modulus(t)),
+					cmd: pipe.Get(ctx, keys.For(pp).Relayed(src.Partition, msg.ID))})
+			})
+		}
+	}
+	if pipe == nil {
+		return nil, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: read relay marks in split partitions: %w", err)
+	}
+	out := map[int]map[string]map[int]bool{}
+	for _, a := range asks {
+		v, err := a.cmd.Result()
+		if err != nil || v == a.modN {
+			continue // no mark, or one for the parent's own keys after its split
+		}
+		if out[a.src] == nil {
+			out[a.src] = map[string]map[int]bool{}
+		}
+		if out[a.src][a.entry] == nil {
+			out[a.src][a.entry] = map[int]bool{}
+		}
+		out[a.src][a.entry][a.target] = true
+	}
+	return out, nil
 }

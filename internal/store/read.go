@@ -186,7 +186,7 @@ func (s *Store) emittedStatuses(ctx context.Context, sts []JobStatus) error {
 		if st.Known || !ok {
 			continue
 		}
-		a := ask{i: i, n: n, recs: make([]*redis.SliceCmd, s.cfg.Partitions)}
+		a := ask{i: i, n: n, recs: make([]*redis.SliceCmd, s.partitionCount())}
 		for p := range a.recs {
 			a.recs[p] = pipe.HMGet(ctx, keys.For(p).Job(parent), "s", "e")
 		}

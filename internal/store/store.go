@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/routing"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -20,6 +22,9 @@ var ErrPartitionMismatch = errors.New("partition count mismatch")
 // job path writes has a retention or a cap; these are the ones a user sets.
 type Config struct {
 	Partitions int
+	// Routing, when set, is the live partition layout (it changes during a
+	// reshard); Partitions is then only the count a new cluster starts with.
+	Routing *routing.Table
 	// DoneRetention is the dedup window: how long a finished job id is
 	// remembered, so a job submitted, emitted or relayed again with the
 	// same id within it is not applied twice. A relay mark lives as long
@@ -114,6 +119,9 @@ type Store struct {
 	// watchers is, per partition, whether entity watchers were there
 	// lately (see watchedSection).
 	watchers watchersSeen
+	// types holds the entity types recorded in keys.EntityTypes by this
+	// process.
+	types sync.Map
 }
 
 // New returns a Store over rdb.
@@ -122,7 +130,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Store {
 }
 
 // Partitions is P.
-func (s *Store) Partitions() int { return s.cfg.Partitions }
+func (s *Store) Partitions() int { return s.partitionCount() }
 
 // Client is the underlying Redis client.
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
@@ -136,7 +144,10 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // EnsurePartitions records P on first start and refuses another P later:
-// changing it would move every key to another partition.
+// changing it would move every key to another partition. Once a cluster
+// was resharded (coordinator reshard), a worker with a Routing table
+// takes the count from the cluster's layout instead, whatever it was
+// started with.
 func (s *Store) EnsurePartitions(ctx context.Context) error {
 	if err := s.rdb.HSetNX(ctx, keys.Meta, "partitions", s.cfg.Partitions).Err(); err != nil {
 		return fmt.Errorf("store: record partition count: %w", err)
@@ -146,6 +157,9 @@ func (s *Store) EnsurePartitions(ctx context.Context) error {
 		return fmt.Errorf("store: read partition count: %w", err)
 	}
 	if got != s.cfg.Partitions {
+		if r, _ := s.rdb.HGet(ctx, keys.Meta, "resharded").Result(); r != "" && s.cfg.Routing != nil {
+			return nil // coordinator reshard changed it: the layout says how
+		}
 		return fmt.Errorf("%w: this cluster was created with %d partitions and this worker was started with %d; start it with --partitions %d (the count is fixed for a cluster's life)",
 			ErrPartitionMismatch, got, s.cfg.Partitions, got)
 	}

@@ -28,6 +28,7 @@ type API struct {
 	flow    *flowControl // pause, resume and limits of handlers
 	topics  *topicServer // subscriptions to published messages
 	bcast   *broadcaster // runs broadcast handlers on group members
+	reshard *resharder   // the partition layout and splits
 }
 
 // API returns the gRPC service of this worker.
@@ -79,7 +80,7 @@ func (a *API) Status(ctx context.Context, req *workerpb.StatusRequest) (*workerp
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	return &workerpb.StatusResponse{Partitions: int32(a.report.cfg.Ring.Partitions), Members: []*workerpb.MemberStatus{ms}}, nil
+	return &workerpb.StatusResponse{Partitions: int32(a.report.cfg.routing().Partitions()), Members: []*workerpb.MemberStatus{ms}}, nil
 }
 
 // Locate says where keys live: their partition, the worker holding the

@@ -78,8 +78,10 @@ func (a *API) DeleteEntity(ctx context.Context, req *workerpb.DeleteEntityReques
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	p := a.intake.partitionOf(req.Key)
-	enq, err := a.store.Enqueue(ctx, []store.Job{{ID: id, Handler: store.DeleteHandler, Key: req.Key,
-		Payload: []byte(req.Entity), Attempt: 1, SubmittedAt: now.UnixMilli(), Partition: p}})
+	jobs := []store.Job{{ID: id, Handler: store.DeleteHandler, Key: req.Key,
+		Payload: []byte(req.Entity), Attempt: 1, SubmittedAt: now.UnixMilli(), Partition: p}}
+	enq, err := a.intake.enqueue(ctx, jobs)
+	p = jobs[0].Partition
 	if err != nil {
 		if full := (*store.QueueFullError)(nil); errors.As(err, &full) {
 			return nil, queueFullStatus(full)

@@ -11,7 +11,6 @@ import (
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/tracing"
 	"github.com/corralhq/corral/plugins/host"
-	"github.com/corralhq/corral/sharding"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
@@ -37,6 +36,9 @@ type jobIntake struct {
 	// commits, when set, tells waits for results of the commits that
 	// finish jobs, instead of their polling every resultPoll.
 	commits finishedLogs
+	// layout, when set, reads the partition layout again (after a
+	// partition refused jobs because it was split).
+	layout func(context.Context)
 }
 
 // finishedLogs is what result waits need of the store: the partitions'
@@ -49,7 +51,7 @@ type finishedLogs interface {
 func (ji *jobIntake) handlers() map[string]host.HandlerInfo { return ji.plugins.Handlers() }
 
 func (ji *jobIntake) partitionOf(key string) int {
-	return sharding.PartitionOf(key, ji.cfg.Ring.Partitions)
+	return ji.cfg.routing().PartitionOf(key)
 }
 
 // Submit validates every job and enqueues the valid ones in one pipeline.
@@ -90,7 +92,10 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 	if ji.tracer != nil {
 		spans = ji.startEnqueue(ctx, req.Jobs, slots, jobs)
 	}
-	enq, err := ji.store.Enqueue(ctx, jobs)
+	enq, err := ji.enqueue(ctx, jobs)
+	for n := range jobs {
+		results[slots[n]].Partition = int32(jobs[n].Partition) // a split may have moved it
+	}
 	if spans != nil {
 		endEnqueue(spans, enq, err)
 	}
@@ -120,6 +125,51 @@ func (ji *jobIntake) submit(ctx context.Context, req *workerpb.SubmitRequest) (*
 		}
 	}
 	return &workerpb.SubmitResponse{Results: results}, nil
+}
+
+// movingRetry is how long a submission waits between tries while a
+// partition it writes to is being split.
+const movingRetry = 10 * time.Millisecond
+
+// enqueue is store.Enqueue that follows splits (coordinator reshard): the
+// jobs a partition refused because it is being split, or was split since
+// this worker last read the layout, are routed again and sent again until
+// they land, for as long as ctx lasts. Each refused job is one of the last
+// of its partition's in jobs, so they go again in the same order and
+// per-key order holds. A job's Partition is where it was enqueued.
+func (ji *jobIntake) enqueue(ctx context.Context, jobs []store.Job) ([]store.EnqueueResult, error) {
+	res, err := ji.store.Enqueue(ctx, jobs)
+	for err == nil {
+		var again []int
+		for i := range res {
+			if errors.Is(res[i].Err, store.ErrMoving) {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 {
+			return res, nil
+		}
+		sleep(ctx, movingRetry)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("enqueue: %w (%v)", ctx.Err(), res[again[0]].Err)
+		}
+		if ji.layout != nil {
+			ji.layout(ctx)
+		}
+		sub := make([]store.Job, len(again))
+		for n, i := range again {
+			sub[n] = jobs[i]
+			sub[n].Partition = ji.partitionOf(jobs[i].Key)
+		}
+		var r2 []store.EnqueueResult
+		if r2, err = ji.store.Enqueue(ctx, sub); err != nil {
+			break
+		}
+		for n, i := range again {
+			res[i], jobs[i].Partition = r2[n], sub[n].Partition
+		}
+	}
+	return nil, err
 }
 
 // startEnqueue starts a corral.enqueue span per valid job, under the
@@ -234,7 +284,11 @@ func (ji *jobIntake) results(ctx context.Context, ids, keys []string, wait time.
 		for i := range ids {
 			parts[i] = -1
 			if i < len(keys) && keys[i] != "" {
-				parts[i] = ji.partitionOf(keys[i])
+				v := ji.cfg.routing().Load()
+				parts[i] = v.PartitionOf(keys[i])
+				if v.Parent(keys[i], parts[i], time.Now().UnixMilli()) >= 0 {
+					parts[i] = -1 // its key moved by a reshard: the job may be in either
+				}
 			}
 		}
 	}
@@ -312,7 +366,7 @@ func (ji *jobIntake) waitPartitions(parts []int) []int {
 		out = append(out, p)
 	}
 	if out == nil {
-		for p := range ji.cfg.Ring.Partitions {
+		for p := range ji.cfg.routing().Partitions() {
 			out = append(out, p)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/schedule"
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -76,7 +75,7 @@ func (a *API) scheduleRecord(in *workerpb.Schedule, now time.Time) (store.Schedu
 
 // schedulePartition is the partition a schedule lives in.
 func (a *API) schedulePartition(name string) int {
-	return sharding.PartitionOf(name, a.report.cfg.Ring.Partitions)
+	return a.report.cfg.routing().PartitionOf(name)
 }
 
 // ListSchedules lists every schedule, or the named ones, sorted by name.
@@ -84,7 +83,7 @@ func (a *API) ListSchedules(ctx context.Context, req *workerpb.ListSchedulesRequ
 	var parts []int
 	want := map[string]bool{}
 	if len(req.Names) == 0 {
-		parts = make([]int, a.report.cfg.Ring.Partitions)
+		parts = make([]int, a.report.cfg.routing().Partitions())
 		for p := range parts {
 			parts[p] = p
 		}

@@ -39,7 +39,7 @@ type callRouter struct {
 	cfg    Config
 	log    *slog.Logger
 	grants interface {
-		grantOf(p int) (lease.Grant, bool)
+		activeGrant(p int) (lease.Grant, bool)
 	}
 	view    ringView
 	peers   peerCaller
@@ -75,6 +75,7 @@ type callRunner interface {
 type callStore interface {
 	ViewForCall(ctx context.Context, job store.Job, entity string) (*store.Guard, error)
 	ReserveID(ctx context.Context, job store.Job) error
+	HasRecord(ctx context.Context, p int, id string) (bool, error)
 }
 
 // callIntake enqueues a Call that takes the queue, and reads its result.
@@ -124,7 +125,7 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 	if err := validateKey(job.Key); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	p := sharding.PartitionOf(job.Key, rt.cfg.Ring.Partitions)
+	p := rt.cfg.routing().PartitionOf(job.Key)
 	if !req.Forwarded {
 		// Refused here, before a forward, when no owner could run it.
 		if err := rt.intake.admit(job, job.Id, p, rt.intake.handlers()); err != nil {
@@ -154,7 +155,7 @@ func (rt *callRouter) call(ctx context.Context, req *workerpb.CallRequest) (*wor
 // route runs the call here when this worker owns p, else forwards it to
 // the owner, else takes the durable path.
 func (rt *callRouter) route(ctx context.Context, job *workerpb.Job, p int, forwarded bool) (*workerpb.CallResponse, error) {
-	if _, owned := rt.grants.grantOf(p); owned {
+	if _, owned := rt.grants.activeGrant(p); owned {
 		if resp, ok, err := rt.callDirect(ctx, job, p); ok {
 			return resp, err
 		}

@@ -23,10 +23,17 @@ import (
 // waits for it like one that went through the queue.
 func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (resp *workerpb.CallResponse, ok bool, err error) {
 	now := time.Now()
-	grant, owned := rt.grants.grantOf(p)
+	grant, owned := rt.grants.activeGrant(p)
 	hs := rt.intake.handlers()
 	if !owned || in.NotBeforeMs > now.UnixMilli() || rt.intake.validate(in, in.Id, hs) != nil {
 		return nil, false, nil // the queue path schedules it, or says what is wrong
+	}
+	if pp := rt.cfg.routing().Load().Parent(in.Key, p, now.UnixMilli()); pp >= 0 {
+		// Its key moved here by a reshard: the same call may have committed
+		// in the old partition, and the queue path then says so.
+		if has, err := rt.store.HasRecord(ctx, pp, in.Id); has || err != nil {
+			return nil, false, nil
+		}
 	}
 	j := store.Job{ID: in.Id, Handler: in.Handler, Key: in.Key, Payload: in.Payload, Attempt: 1,
 		SubmittedAt: now.UnixMilli(), MaxAttempts: int(in.MaxAttempts), TimeoutMs: in.TimeoutMs, Partition: p}

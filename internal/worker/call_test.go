@@ -22,7 +22,7 @@ import (
 // noGrants owns nothing.
 type noGrants struct{}
 
-func (noGrants) grantOf(int) (lease.Grant, bool) { return lease.Grant{}, false }
+func (noGrants) activeGrant(int) (lease.Grant, bool) { return lease.Grant{}, false }
 
 // fixedRing is a ring of given members at fixed addresses.
 type fixedRing struct {

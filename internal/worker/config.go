@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/internal/routing"
 	"net"
 	"time"
 
@@ -16,6 +17,10 @@ import (
 
 // Config is everything a worker runs with.
 type Config struct {
+	// Routing is the live partition layout, shared by every part of the
+	// worker; New makes it from Ring.Partitions when nil. Start reads the
+	// cluster's own layout into it, and a reshard changes it.
+	Routing   *routing.Table
 	ID        string // unique, stable name of this worker in Consul and on the ring
 	Advertise string // host:port others dial for the gRPC API
 	// Groups are the named groups this worker joins, published in its
@@ -159,4 +164,13 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("read block (%v) must be positive and under half the check TTL (%v)", c.ReadBlock, c.CheckTTL))
 	}
 	return errors.Join(errs...)
+}
+
+// routing is c.Routing, or a fixed layout of Ring.Partitions for a Config
+// that was not through New (unit tests of one part).
+func (c Config) routing() *routing.Table {
+	if c.Routing != nil {
+		return c.Routing
+	}
+	return routing.New(c.Ring.Partitions)
 }

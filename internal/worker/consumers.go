@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"github.com/corralhq/corral/internal/routing"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -11,7 +12,6 @@ import (
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins"
 	"github.com/corralhq/corral/plugins/host"
-	"github.com/corralhq/corral/sharding"
 )
 
 // consumeBlock is how long one read of a subscription waits for messages.
@@ -28,11 +28,11 @@ const consumeIdle = time.Second
 // (so a message read twice, after a crash or a move, is enqueued once),
 // then save the place.
 type consumers struct {
-	log        *slog.Logger
-	partitions int
-	handlers   func() map[string]host.HandlerInfo
-	grants     interface{ snapshot() map[int]lease.Grant }
-	topics     interface { // over the subscriptions' own Redis pool
+	log      *slog.Logger
+	routes   *routing.Table
+	handlers func() map[string]host.HandlerInfo
+	grants   interface{ snapshot() map[int]lease.Grant }
+	topics   interface { // over the subscriptions' own Redis pool
 		ReadTopics(ctx context.Context, from []store.TopicCursor, count int64, block time.Duration) ([]store.TopicMessage, error)
 		Now(ctx context.Context) (int64, error)
 	}
@@ -48,7 +48,7 @@ type subscription struct{ handler, topic string }
 
 // homeOf is the partition that keeps a subscription's place.
 func (cs *consumers) homeOf(s subscription) int {
-	return sharding.PartitionOf("t~"+s.topic+"~"+s.handler, cs.partitions)
+	return cs.routes.PartitionOf("t~" + s.topic + "~" + s.handler)
 }
 
 // SubscriptionJobID is the id of the job that message id of topic's
@@ -94,6 +94,12 @@ func (cs *consumers) step(ctx context.Context, s subscription) error {
 	if err != nil {
 		return err
 	}
+	if pp := cs.routes.Load().Parent("t~"+s.topic+"~"+s.handler, home, time.Now().UnixMilli()); !ok && pp >= 0 {
+		// Its home moved by a reshard: go on from where the old home was.
+		if place, ok, err = cs.store.ConsumerAt(ctx, pp, s.handler, s.topic); err != nil {
+			return err
+		}
+	}
 	if !ok {
 		// First seen: it starts now.
 		if place.FromMs, err = cs.topics.Now(ctx); err != nil {
@@ -103,7 +109,7 @@ func (cs *consumers) step(ctx context.Context, s subscription) error {
 			return err
 		}
 	}
-	from := make([]store.TopicCursor, cs.partitions)
+	from := make([]store.TopicCursor, cs.routes.Partitions())
 	for p := range from {
 		id, ok := place.Positions[p]
 		if !ok {
@@ -116,7 +122,7 @@ func (cs *consumers) step(ctx context.Context, s subscription) error {
 		return err
 	}
 	now := time.Now().UnixMilli()
-	keyPart := sharding.PartitionOf(s.topic, cs.partitions)
+	keyPart := cs.routes.PartitionOf(s.topic)
 	jobs := make([]store.Job, len(msgs))
 	moved := map[int]string{}
 	for i, m := range msgs {

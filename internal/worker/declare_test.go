@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"github.com/corralhq/corral/internal/routing"
 	"log/slog"
 	"slices"
 	"strings"
@@ -293,7 +294,7 @@ func TestHostQueriesKnowTheClusterEntities(t *testing.T) {
 	w := declWorker(t)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	t.Cleanup(func() { rdb.Close() })
-	q := NewHostQueries(rdb, 16)
+	q := NewHostQueries(rdb, routing.New(16))
 	if es := q.KnownEntities(); len(es) != 0 {
 		t.Fatalf("entities before a worker is given: %v", es)
 	}

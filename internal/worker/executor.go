@@ -36,8 +36,8 @@ type pluginCaller interface {
 
 // partitionGrants is what the executor needs of the grants table.
 type partitionGrants interface {
-	snapshot() map[int]lease.Grant
-	grantOf(p int) (lease.Grant, bool)
+	active() map[int]lease.Grant
+	activeGrant(p int) (lease.Grant, bool)
 	drop(p int, grant lease.Grant)
 	runBatch(p int, grant lease.Grant, f func()) bool
 }
@@ -171,7 +171,7 @@ func (e *executor) run(ctx context.Context) {
 				more = false
 			}
 		}
-		owned := e.grants.snapshot()
+		owned := e.grants.active()
 		now := time.Now()
 		cursors := make(map[int]string, len(owned))
 		parts := make([]int, 0, len(owned))
@@ -261,7 +261,7 @@ func (e *executor) run(ctx context.Context) {
 			}
 			continue
 		}
-		owned = e.grants.snapshot() // a release may have happened during the read
+		owned = e.grants.active() // a release may have happened during the read
 		for p, jobs := range read {
 			r := runs[p]
 			if grant, ok := owned[p]; !ok || r == nil || r.grant != grant {
@@ -394,7 +394,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 		log.Warn("lease not trusted any more; not committing")
 		return false
 	}
-	if g, ok := e.grants.grantOf(p); !ok || g != r.grant {
+	if g, ok := e.grants.activeGrant(p); !ok || g != r.grant {
 		log.Info("partition given up during the batch; not committing")
 		return false
 	}
@@ -542,7 +542,14 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	if !e.lease.Valid() {
 		return nil, errNotRun
 	}
-	if err := e.commitObserved(ctx, p, grant, b); err != nil {
+	// Under runBatch, as a batch: a partition suspended for its split
+	// (or given up) meanwhile gets no commit, and its suspension waits for
+	// one in flight.
+	var err2 error
+	if !e.grants.runBatch(p, grant, func() { err2 = e.commitObserved(ctx, p, grant, b) }) {
+		return nil, errNotRun
+	}
+	if err := err2; err != nil {
 		if isFenced(err) {
 			e.fenced.Add(1)
 			e.grants.drop(p, grant)

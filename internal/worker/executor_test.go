@@ -171,7 +171,7 @@ func TestExecutorDropsFencedPartition(t *testing.T) {
 	e, p := executorSetup(t, 3, func(s *store.Store) batchStore { return fencedStore{s} }, plugin, commits)
 	runExecutor(t, e)
 	waitUntil(t, "the fenced partition dropped", func() bool {
-		_, ok := e.grants.grantOf(p)
+		_, ok := e.grants.activeGrant(p)
 		return !ok
 	})
 	if _, fenced := e.counts(); fenced != 1 {

@@ -19,10 +19,16 @@ type grants struct {
 	// batches is held (shared) while a batch runs, so giving a partition up
 	// waits for the batch in flight.
 	batches sync.RWMutex
+	// suspended holds owned partitions nothing may run in for now: a
+	// partition being split, while what it holds is copied.
+	suspended map[int]bool
+	// idle, when set, says an owned partition has nothing to run yet (a
+	// reshard's child whose parent is not split).
+	idle func(p int) bool
 }
 
 func newGrants() *grants {
-	return &grants{owned: map[int]lease.Grant{}, releasing: map[int]bool{}}
+	return &grants{owned: map[int]lease.Grant{}, releasing: map[int]bool{}, suspended: map[int]bool{}}
 }
 
 // grantOf is the grant partition p is held under, if it is.
@@ -47,6 +53,53 @@ func (g *grants) snapshot() map[int]lease.Grant {
 		out[p] = e
 	}
 	return out
+}
+
+// active is snapshot less the partitions nothing may run in now
+// (suspended, or idle): those the executor and direct calls serve.
+func (g *grants) active() map[int]lease.Grant {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[int]lease.Grant, len(g.owned))
+	for p, e := range g.owned {
+		if !g.stillLocked(p) {
+			out[p] = e
+		}
+	}
+	return out
+}
+
+// activeGrant is grantOf for a partition that may run jobs now.
+func (g *grants) activeGrant(p int) (lease.Grant, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e, ok := g.owned[p]
+	if !ok || g.stillLocked(p) {
+		return lease.Grant{}, false
+	}
+	return e, true
+}
+
+// stillLocked says p may not run jobs now (g.mu held).
+func (g *grants) stillLocked(p int) bool {
+	return g.suspended[p] || g.idle != nil && g.idle(p)
+}
+
+// suspend stops every batch and direct call of p and waits for those in
+// flight; p stays owned.
+func (g *grants) suspend(p int) {
+	g.mu.Lock()
+	g.suspended[p] = true
+	g.mu.Unlock()
+	g.batches.Lock()
+	g.batches.Unlock() //nolint:staticcheck // wait for the in-flight batch
+}
+
+// resume lets p run again.
+func (g *grants) resume(p int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.suspended, p)
 }
 
 func (g *grants) count() int {
@@ -122,7 +175,7 @@ func (g *grants) pending() []int {
 func (g *grants) runBatch(p int, grant lease.Grant, f func()) bool {
 	g.batches.RLock()
 	defer g.batches.RUnlock()
-	if cur, ok := g.grantOf(p); !ok || cur != grant {
+	if cur, ok := g.activeGrant(p); !ok || cur != grant {
 		return false
 	}
 	f()

@@ -2,11 +2,11 @@ package worker
 
 import (
 	"context"
+	"github.com/corralhq/corral/internal/routing"
 	"sync/atomic"
 
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/pluginpb"
-	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,9 +17,9 @@ import (
 // query must not see another batch's uncommitted work anyway.
 type hostQueries struct {
 	pluginpb.UnimplementedHostServer
-	store      *store.Store
-	partitions int
-	entities   atomic.Pointer[func() []string] // the cluster's entity types, once a Worker is given
+	store    *store.Store
+	routes   *routing.Table
+	entities atomic.Pointer[func() []string] // the cluster's entity types, once a Worker is given
 }
 
 // HostQueries is the query service a worker offers its plugins
@@ -38,10 +38,10 @@ type HostQueries interface {
 
 // NewHostQueries returns the query service a worker offers its plugins
 // (plugins/host.Config.Host).
-func NewHostQueries(rdb redis.UniversalClient, partitions int) HostQueries {
+func NewHostQueries(rdb redis.UniversalClient, routes *routing.Table) HostQueries {
 	cfg := store.DefaultConfig()
-	cfg.Partitions = partitions
-	return &hostQueries{store: store.New(rdb, cfg), partitions: partitions}
+	cfg.Routing = routes
+	return &hostQueries{store: store.New(rdb, cfg), routes: routes}
 }
 
 func (h *hostQueries) KnownEntities() []string {
@@ -64,7 +64,8 @@ func (h *hostQueries) GetState(ctx context.Context, req *pluginpb.HostGetStateRe
 	if err := validateKey(req.GetKey()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, "query: "+err.Error())
 	}
-	vals, err := h.store.States(ctx, req.GetEntity(), []string{req.GetKey()}, func(k string) int { return sharding.PartitionOf(k, h.partitions) })
+	routes := h.routes.Load()
+	vals, err := h.store.States(ctx, req.GetEntity(), []string{req.GetKey()}, routes.PartitionOf)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "query: %v", err)
 	}

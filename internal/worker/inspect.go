@@ -72,8 +72,8 @@ func (in *inspector) list(ctx context.Context, req *workerpb.ListJobsRequest) (*
 	part := -1
 	if req.Partition != nil {
 		part = int(*req.Partition)
-		if part < 0 || part >= in.cfg.Ring.Partitions {
-			return nil, status.Errorf(codes.InvalidArgument, "no partition %d: the cluster has %d (0 to %d)", part, in.cfg.Ring.Partitions, in.cfg.Ring.Partitions-1)
+		if part < 0 || part >= in.cfg.routing().Partitions() {
+			return nil, status.Errorf(codes.InvalidArgument, "no partition %d: the cluster has %d (0 to %d)", part, in.cfg.routing().Partitions(), in.cfg.routing().Partitions()-1)
 		}
 	}
 	limit := int(req.Limit)

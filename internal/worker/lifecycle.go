@@ -78,6 +78,14 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err := w.store.EnsurePartitions(ctx); err != nil {
 		return err
 	}
+	layout, err := w.store.Layout(ctx)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	if layout.P != w.cfg.Ring.Partitions {
+		w.log.Info("the cluster was resharded: using its partition count, not --partitions", "partitions", layout.P, "flag", w.cfg.Ring.Partitions)
+	}
+	w.cfg.routing().Store(layout)
 	if err := w.flow.refresh(ctx); err != nil {
 		return fmt.Errorf("worker: read the handlers' flow settings: %w", err)
 	}
@@ -121,7 +129,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	w.goLoop(func() { w.health.run(runCtx) })
 	w.goLoop(func() { w.events.run(runCtx) })
 	w.goLoop(func() { w.consume.run(runCtx) })
-	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.Ring.Partitions, "token", w.keeper.Token())
+	w.goLoop(func() { w.reshard.run(runCtx) })
+	w.log.Info("worker started", "advertise", w.cfg.Advertise, "partitions", w.cfg.routing().Partitions(), "token", w.keeper.Token())
 	return nil
 }
 

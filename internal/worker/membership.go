@@ -2,8 +2,10 @@ package worker
 
 import (
 	"context"
+	"github.com/corralhq/corral/internal/routing"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,6 +27,7 @@ const metaLease = "lease"
 type membership struct {
 	self    string
 	ringCfg sharding.Config
+	routes  *routing.Table // the partition count the ring places
 	log     *slog.Logger
 
 	members  atomic.Pointer[[]discovery.Member] // last healthy members Consul reported
@@ -51,7 +54,7 @@ type recoveryGrace struct {
 }
 
 func newMembership(cfg Config, log *slog.Logger) *membership {
-	m := &membership{self: cfg.ID, ringCfg: cfg.Ring, log: log}
+	m := &membership{self: cfg.ID, ringCfg: cfg.Ring, routes: cfg.Routing, log: log}
 	m.grace.length, m.grace.clock = cfg.CheckTTL, time.Now()
 	return m
 }
@@ -163,13 +166,17 @@ func (m *membership) refresh(ctx context.Context, alive func(context.Context, []
 		}
 	}
 	slices.Sort(ids)
-	key := strings.Join(ids, ",")
+	ringCfg := m.ringCfg
+	if m.routes != nil {
+		ringCfg.Partitions = m.routes.Partitions() // a reshard's children have owners from its start
+	}
+	key := strings.Join(ids, ",") + "/" + strconv.Itoa(ringCfg.Partitions)
 	if key == m.ringIDs && m.ringSet {
 		return
 	}
 	var before []string
 	if m.ringIDs != "" {
-		before = strings.Split(m.ringIDs, ",")
+		before = strings.Split(strings.Split(m.ringIDs, "/")[0], ",")
 	}
 	joined, left := memberChanges(before, ids)
 	if len(ids) == 0 {
@@ -179,7 +186,7 @@ func (m *membership) refresh(ctx context.Context, alive func(context.Context, []
 		m.notifyChanged()
 		return
 	}
-	ring, err := sharding.NewRing(m.ringCfg, ids)
+	ring, err := sharding.NewRing(ringCfg, ids)
 	if err != nil {
 		m.log.Error("cannot build ring", "err", err)
 		return

@@ -372,7 +372,7 @@ func (o *ownership) drain(ctx context.Context, announce func(context.Context)) i
 // another token or none (lost). A claim in flight cannot be among them:
 // claims and sweeps both run in the ownership loop.
 func (o *ownership) strays(ctx context.Context, owned map[int]lease.Grant) (stray, lost []int, err error) {
-	all := make([]int, o.cfg.Ring.Partitions)
+	all := make([]int, o.cfg.routing().Partitions())
 	for p := range all {
 		all[p] = p
 	}

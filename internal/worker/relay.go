@@ -8,7 +8,6 @@ import (
 
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/sharding"
 )
 
 // relayEvery sweeps all owned outboxes, for entries a previous owner left.
@@ -56,7 +55,7 @@ func (rl *relay) kick(p int) {
 }
 
 func (rl *relay) partitionOf(key string) int {
-	return sharding.PartitionOf(key, rl.cfg.Ring.Partitions)
+	return rl.cfg.routing().PartitionOf(key)
 }
 
 // relayHolds are the target partitions held back after a failure. Only

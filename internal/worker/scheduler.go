@@ -11,7 +11,6 @@ import (
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/schedule"
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/sharding"
 )
 
 // schedulePoll is how often the scheduler looks for partitions granted or
@@ -328,7 +327,7 @@ func (s *scheduler) tickJobs(sc store.StoredSchedule, ticks []time.Time, now tim
 	if len(ticks) == 0 {
 		return nil
 	}
-	p := sharding.PartitionOf(sc.Key, s.cfg.Ring.Partitions)
+	p := s.cfg.routing().PartitionOf(sc.Key)
 	jobs := make([]store.Job, len(ticks))
 	for i, t := range ticks {
 		jobs[i] = store.Job{ID: schedule.TickID(sc.Name, t), Handler: sc.Handler, Key: sc.Key, Payload: sc.Payload,

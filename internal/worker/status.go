@@ -15,7 +15,6 @@ import (
 	"github.com/corralhq/corral/internal/metrics"
 	"github.com/corralhq/corral/internal/peer"
 	"github.com/corralhq/corral/internal/store"
-	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -90,12 +89,12 @@ func (r *reporter) memberStatus(ctx context.Context) (*workerpb.MemberStatus, er
 // per-peer breakers so a dead peer answers fast, and adds the cluster's
 // total queue depth.
 func (r *reporter) clusterStatus(ctx context.Context) (*workerpb.StatusResponse, error) {
-	resp := &workerpb.StatusResponse{Partitions: int32(r.cfg.Ring.Partitions)}
+	resp := &workerpb.StatusResponse{Partitions: int32(r.cfg.routing().Partitions())}
 	members, err := r.registry.Healthy(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
 	}
-	all := make([]int, r.cfg.Ring.Partitions)
+	all := make([]int, r.cfg.routing().Partitions())
 	for p := range all {
 		all[p] = p
 	}
@@ -148,7 +147,7 @@ func (r *reporter) locate(ctx context.Context, keys []string) ([]*workerpb.Locat
 		if err := validateKey(k); err != nil {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
-		parts[i] = sharding.PartitionOf(k, r.cfg.Ring.Partitions)
+		parts[i] = r.cfg.routing().PartitionOf(k)
 	}
 	holders, err := r.holders.HoldersOf(ctx, parts)
 	if err != nil {
@@ -253,7 +252,7 @@ func (r *reporter) serviceMeta() (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: publish the handler set in Consul: %w", err)
 	}
-	meta["partitions"] = fmt.Sprint(r.cfg.Ring.Partitions)
+	meta["partitions"] = fmt.Sprint(r.cfg.routing().Partitions())
 	meta["version"] = Version
 	if len(r.cfg.Groups) > 0 {
 		meta[metaGroups] = strings.Join(r.cfg.Groups, ",")

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"github.com/corralhq/corral/internal/routing"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -11,7 +12,6 @@ import (
 	"github.com/corralhq/corral/api/workerpb"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins"
-	"github.com/corralhq/corral/sharding"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -46,14 +46,14 @@ const watchTTL = 15 * time.Second
 // partition from the subscriber's positions and sends what it reads. Any
 // worker serves any subscription; it writes nothing.
 type topicServer struct {
-	log        *slog.Logger
-	partitions int
-	store      topicStore
-	slots      chan struct{}
+	log    *slog.Logger
+	routes *routing.Table
+	store  topicStore
+	slots  chan struct{}
 }
 
-func newTopicServer(log *slog.Logger, partitions int, st topicStore) *topicServer {
-	return &topicServer{log: log, partitions: partitions, store: st, slots: make(chan struct{}, maxSubscriptions)}
+func newTopicServer(log *slog.Logger, routes *routing.Table, st topicStore) *topicServer {
+	return &topicServer{log: log, routes: routes, store: st, slots: make(chan struct{}, maxSubscriptions)}
 }
 
 // Subscribe serves the Subscribe RPC. An entity to watch must be one a
@@ -100,7 +100,7 @@ func (t *topicServer) subscribeCursors(req *workerpb.SubscribeRequest, fromMs in
 		if err := plugins.CheckTopic(topic); err != nil {
 			return nil, fmt.Errorf("subscribe: %w", err)
 		}
-		for p := range t.partitions {
+		for p := range t.routes.Partitions() {
 			k := cursorKey(topic, p)
 			if _, dup := c.idx[k]; dup {
 				break // the topic named twice
@@ -110,7 +110,7 @@ func (t *topicServer) subscribeCursors(req *workerpb.SubscribeRequest, fromMs in
 		}
 	}
 	if req.Entity != "" {
-		p := sharding.PartitionOf(req.Key, t.partitions)
+		p := t.routes.PartitionOf(req.Key)
 		topic := store.StateTopic(req.Entity, req.Key)
 		c.idx[cursorKey(topic, p)] = len(c.at)
 		c.at = append(c.at, store.TopicCursor{Topic: topic, Partition: p, ID: start})
@@ -119,7 +119,7 @@ func (t *topicServer) subscribeCursors(req *workerpb.SubscribeRequest, fromMs in
 		i, ok := c.idx[cursorKey(pos.Topic, int(pos.Partition))]
 		if !ok {
 			return nil, fmt.Errorf("subscribe: position in topic %q partition %d, which the subscription does not read (partitions 0-%d)",
-				pos.Topic, pos.Partition, t.partitions-1)
+				pos.Topic, pos.Partition, t.routes.Partitions()-1)
 		}
 		if !validStreamID(pos.Id) {
 			return nil, fmt.Errorf("subscribe: position %q in topic %q partition %d is not a message id (MS-SEQ)", pos.Id, pos.Topic, pos.Partition)
@@ -144,7 +144,7 @@ func (t *topicServer) serve(req *workerpb.SubscribeRequest, stream workerpb.Work
 	if req.Entity != "" {
 		// Registered before the subscription is placed: every state
 		// committed from its start on is published.
-		p := sharding.PartitionOf(req.Key, t.partitions)
+		p := t.routes.PartitionOf(req.Key)
 		if err := t.store.Watch(ctx, p, req.Entity, req.Key, watchTTL); err != nil {
 			return status.Errorf(codes.Unavailable, "subscribe: %v", err)
 		}

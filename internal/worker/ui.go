@@ -29,7 +29,7 @@ func (s uiSource) Status(ctx context.Context) (*workerpb.StatusResponse, error) 
 
 // Holders is Locate for every partition at once.
 func (s uiSource) Holders(ctx context.Context) ([]ui.Holder, error) {
-	parts := make([]int, s.r.cfg.Ring.Partitions)
+	parts := make([]int, s.r.cfg.routing().Partitions())
 	for p := range parts {
 		parts[p] = p
 	}

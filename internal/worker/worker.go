@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/corralhq/corral/internal/routing"
 	"log/slog"
 	"time"
 
@@ -14,7 +15,6 @@ import (
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/plugins/host"
 	"github.com/corralhq/corral/plugins/pluginpb"
-	"github.com/corralhq/corral/sharding"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -59,6 +59,7 @@ type Worker struct {
 	topicsRedis redis.UniversalClient // subscriptions' own pool, closed on Stop
 	events      *clusterEvents        // what this worker sees happen to the cluster
 	consume     *consumers            // handlers' subscriptions to topics
+	reshard     *resharder            // the routing table, and splits of our partitions
 
 	life lifecycle // what Start started, for Stop
 }
@@ -71,6 +72,10 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	if logger == nil {
 		logger = slog.Default()
 	}
+	if cfg.Routing == nil {
+		cfg.Routing = routing.New(cfg.Ring.Partitions)
+	}
+	cfg.Store.Routing = cfg.Routing
 	token := lease.NewToken(cfg.ID)
 	keeper, err := lease.NewKeeper(rdb, cfg.Lease, token, cfg.ID, time.Now, logger)
 	if err != nil {
@@ -115,6 +120,8 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 			return buried, err
 		})
 	}
+	g.idle = func(p int) bool { return cfg.routing().Load().Pending(p) }
+	w.reshard = &resharder{self: cfg.ID, log: log, routes: cfg.Routing, store: w.store, grants: g, changed: w.own.wake, events: events}
 	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
 	w.exec.tracer = cfg.Tracer
@@ -125,7 +132,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		store: w.store, plugins: handlers, work: w.exec}
 	catalog := &handlerCatalog{self: cfg.ID, local: handlers, view: view}
 	w.exec.catalog = catalog
-	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers, catalog: catalog, tracer: cfg.Tracer}
+	intake := &jobIntake{cfg: cfg, store: w.store, plugins: handlers, catalog: catalog, tracer: cfg.Tracer, layout: w.reshard.refresh}
 	w.api = &API{id: cfg.ID, store: w.store, intake: intake,
 		router: &callRouter{cfg: cfg, log: log, grants: g, view: view, peers: peers, budget: breaker.DefaultBudget(),
 			holders: claims, exec: w.exec, store: w.store, intake: intake},
@@ -134,9 +141,10 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		reload: w.ReloadPlugins, drain: w.Drain, flow: w.flow}
 	w.topicsRedis = store.CloneClient(rdb, maxSubscriptions)
 	waits := store.New(w.topicsRedis, cfg.Store)
-	w.api.topics = newTopicServer(log, cfg.Ring.Partitions, waits)
+	w.api.reshard = w.reshard
+	w.api.topics = newTopicServer(log, cfg.Routing, waits)
 	intake.commits = waits
-	w.consume = &consumers{log: log, partitions: cfg.Ring.Partitions, handlers: intake.handlers, grants: g, topics: waits, store: w.store}
+	w.consume = &consumers{log: log, routes: cfg.Routing, handlers: intake.handlers, grants: g, topics: waits, store: w.store}
 	w.api.inspect = &inspector{cfg: cfg, log: log, store: w.store, running: &w.exec.running, registry: registry, peers: peers}
 	w.api.bcast = &broadcaster{self: cfg.ID, log: log, view: view, peers: peers, store: w.store, plugins: handlers,
 		retention: cfg.Store.DoneRetention, maxPayload: cfg.MaxPayloadBytes}
@@ -145,7 +153,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	return w, nil
 }
 
-func (w *Worker) partitionOf(key string) int { return sharding.PartitionOf(key, w.cfg.Ring.Partitions) }
+func (w *Worker) partitionOf(key string) int { return w.cfg.routing().PartitionOf(key) }
 
 func isFenced(err error) bool { return errors.Is(err, lease.ErrFenced) }
 

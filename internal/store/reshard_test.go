@@ -1,0 +1,189 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/corralhq/corral/internal/keys"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/routing"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/internal/testenv"
+	"github.com/corralhq/corral/sharding"
+)
+
+// splitKey finds a key of old partition old (of P) that lands in q of N.
+func splitKey(prefix string, old, P, q, N int) string {
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("%s-%d", prefix, i)
+		if sharding.PartitionOf(k, P) == old && sharding.PartitionOf(k, N) == q {
+			return k
+		}
+	}
+}
+
+// TestSplitPartition splits partition 1 of 4 into 1 and 5 of 8 with a
+// key in every state: its states (one with a TTL), a delayed job, a parked
+// job with a job waiting behind it, a finished job. Afterwards the moving
+// key's things are in partition 5 and nowhere in 1, the staying key's are
+// untouched; enqueues were refused while frozen and, by a worker routing
+// by the old count, after; the finished job sent again is a duplicate; a
+// splitter with an older grant writes nothing.
+func TestSplitPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	ctx := context.Background()
+	rdb := testenv.StartRedis(t).Client(t)
+	routes := routing.New(4)
+	cfg := store.DefaultConfig()
+	cfg.Partitions, cfg.Routing = 4, routes
+	s := store.New(rdb, cfg)
+	if err := s.EnsurePartitions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const p, c = 1, 5
+	stay, move := splitKey("stay", p, 4, p, 8), splitKey("move", p, 4, c, 8)
+	grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// States, a finished job of each key, then a parked job of move with
+	// one waiting behind it, and a delayed job of each.
+	if _, err := s.Enqueue(ctx, []store.Job{job("fin-move", move, p), job("fin-stay", stay, p), job("park", move, p), job("wait", move, p)}); err != nil {
+		t.Fatal(err)
+	}
+	read, _ := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+	js := read[p]
+	far := time.Now().Add(time.Hour).UnixMilli()
+	parked := js[2]
+	parked.Attempt, parked.NotBefore = 2, far
+	b := &store.Batch{Done: []string{"fin-move", "fin-stay"}, Acked: []string{js[0].StreamID, js[1].StreamID, js[2].StreamID, js[3].StreamID},
+		States: []store.StateWrite{
+			{Entity: store.EntityRef{Type: "donor", Key: move}, Value: []byte("100")},
+			{Entity: store.EntityRef{Type: "donor", Key: stay}, Value: []byte("7")},
+			{Entity: store.EntityRef{Type: "session", Key: move}, Value: []byte("s"), TTL: time.Hour},
+		},
+		Keys: []store.KeyPlan{{Key: move, Park: &parked, Front: []store.Job{js[3]}}}}
+	if err := s.CommitBatch(ctx, p, grant, b); err != nil {
+		t.Fatal(err)
+	}
+	later := func(id, key string) store.Job {
+		j := job(id, key, p)
+		j.NotBefore = far
+		return j
+	}
+	if _, err := s.Enqueue(ctx, []store.Job{later("later-move", move), later("later-stay", stay)}); err != nil {
+		t.Fatal(err)
+	}
+
+	if n, err := s.StartReshard(ctx, 6); err == nil {
+		t.Fatalf("a reshard to 6 partitions (not a multiple of 4) was accepted (from %d)", n)
+	}
+	if _, err := s.StartReshard(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartReshard(ctx, 12); !errors.Is(err, store.ErrReshardBusy) {
+		t.Fatalf("a second reshard to another count: %v, want ErrReshardBusy", err)
+	}
+	v, err := s.Layout(ctx)
+	if err != nil || !v.Resharding() || v.N != 8 {
+		t.Fatalf("layout %+v %v, want a reshard to 8", v, err)
+	}
+	routes.Store(v)
+
+	if done, err := s.FreezeForSplit(ctx, p, grant, 8); err != nil || done {
+		t.Fatalf("freeze: done %v, %v", done, err)
+	}
+	res, err := s.Enqueue(ctx, []store.Job{job("during", stay, p)})
+	var mv *store.MovingError
+	if err != nil || !errors.As(res[0].Err, &mv) || !mv.Frozen {
+		t.Fatalf("enqueue while frozen: %+v %v, want a MovingError (frozen)", res, err)
+	}
+
+	// A newer grant of p (the splitter was taken over) fences the old one.
+	newer, err := lease.Claim(ctx, rdb, p, "w~2", "w~1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SplitPartition(ctx, p, grant, 8); !errors.Is(err, lease.ErrFenced) {
+		t.Fatalf("split under the old grant: %v, want fenced", err)
+	}
+	st, err := s.SplitPartition(ctx, p, newer, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("split: %+v", st)
+	if st.States != 2 || st.Delayed != 1 || st.Parked != 1 || st.Waiting != 1 {
+		t.Errorf("moved %+v, want 2 states, 1 delayed, 1 parked with 1 waiting", st)
+	}
+	// The old splitter, late, cannot write to the child any more.
+	if _, err := s.SplitPartition(ctx, p, grant, 8); err == nil {
+		t.Fatal("the old grant's split went through after the new one's")
+	}
+	kp, kc := keys.For(p), keys.For(c)
+	if got := rdb.Get(ctx, kc.State("donor", move)).Val(); got != "100" {
+		t.Errorf("moved state in %d = %q, want 100", c, got)
+	}
+	if ttl := rdb.PTTL(ctx, kc.State("session", move)).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("moved state with a TTL has TTL %v in %d", ttl, c)
+	}
+	if n := rdb.Exists(ctx, kp.State("donor", move), kp.State("session", move)).Val(); n != 0 {
+		t.Errorf("%d moved states left in %d", n, p)
+	}
+	if got := rdb.Get(ctx, kp.State("donor", stay)).Val(); got != "7" {
+		t.Errorf("staying state = %q, want 7", got)
+	}
+	if got := rdb.ZRange(ctx, kc.Entities("donor"), 0, -1).Val(); len(got) != 1 || got[0] != move {
+		t.Errorf("child's donor index %v, want [%s]", got, move)
+	}
+	if got := rdb.ZRange(ctx, kp.Entities("donor"), 0, -1).Val(); len(got) != 1 || got[0] != stay {
+		t.Errorf("parent's donor index %v, want [%s]", got, stay)
+	}
+	if got := rdb.ZRange(ctx, kc.Delayed(), 0, -1).Val(); len(got) != 1 || got[0] != "later-move" {
+		t.Errorf("child's delayed %v, want [later-move]", got)
+	}
+	if got := rdb.ZRange(ctx, kp.Delayed(), 0, -1).Val(); len(got) != 1 || got[0] != "later-stay" {
+		t.Errorf("parent's delayed %v, want [later-stay]", got)
+	}
+	runs, err := s.LoadParked(ctx, c, far, 10, 10)
+	if err != nil || len(runs) != 1 || len(runs[0].Jobs) != 2 || runs[0].Jobs[0].ID != "park" || runs[0].Jobs[1].ID != "wait" {
+		t.Fatalf("child's parked runs %+v %v, want park then wait", runs, err)
+	}
+	if runs, _ := s.LoadParked(ctx, p, far, 10, 10); len(runs) != 0 {
+		t.Errorf("parent still has parked runs %+v", runs)
+	}
+	if rdb.Exists(ctx, kc.Job("park"), kc.Job("later-move")).Val() != 2 || rdb.Exists(ctx, kp.Job("park"), kp.Job("later-move")).Val() != 0 {
+		t.Errorf("the records of moved jobs are not (only) in the child")
+	}
+
+	if ended, err := s.NoteSplitDone(ctx, p, 8); err != nil || ended {
+		t.Fatalf("note split: ended %v, %v (3 partitions are not split)", ended, err)
+	}
+	v, _ = s.Layout(ctx)
+	routes.Store(v)
+	if !v.Done[p] || v.PartitionOf(move) != c || v.PartitionOf(stay) != p {
+		t.Fatalf("layout after the split %+v: move → %d, stay → %d", v, v.PartitionOf(move), v.PartitionOf(stay))
+	}
+	// A worker that still routes by 4 is sent away from p.
+	stale := store.New(rdb, store.Config{Partitions: 4, DoneRetention: time.Hour, ResultRetention: time.Hour})
+	res, err = stale.Enqueue(ctx, []store.Job{job("stale", stay, p)})
+	if err != nil || !errors.As(res[0].Err, &mv) || mv.Frozen {
+		t.Fatalf("enqueue routed by the old count: %+v %v, want a MovingError (split)", res, err)
+	}
+	// Routed anew it goes in, and the job finished in p before is a
+	// duplicate, not a new job of the child.
+	res, err = s.Enqueue(ctx, []store.Job{job("stale", stay, p), job("fin-move", move, c), job("new-move", move, c)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != nil || res[0].Duplicate || !res[1].Duplicate || res[1].End != store.EndedDone || res[2].Duplicate || res[2].Err != nil {
+		t.Fatalf("enqueue after the split: %+v", res)
+	}
+	if n := rdb.XLen(ctx, kc.Queue()).Val(); n != 1 {
+		t.Errorf("child's queue holds %d jobs, want 1 (new-move)", n)
+	}
+}

@@ -1,0 +1,238 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corralhq/corral/api/workerpb"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/routing"
+	"github.com/corralhq/corral/internal/store"
+	"github.com/corralhq/corral/sharding"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// layoutEvery is how often a worker reads the partition layout: how soon
+// it learns of a reshard, and of each partition's split.
+const layoutEvery = 250 * time.Millisecond
+
+// drainWait bounds how long a partition frozen for its split waits for
+// its queue to empty; past it the freeze is lifted and tried again later.
+const drainWait = 10 * time.Second
+
+// reshardStore is what resharding needs of the store.
+type reshardStore interface {
+	Layout(ctx context.Context) (routing.View, error)
+	FreezeForSplit(ctx context.Context, p int, grant lease.Grant, n int) (bool, error)
+	Thaw(ctx context.Context, p int, grant lease.Grant, n int) error
+	QueueLength(ctx context.Context, p int) (int64, error)
+	SplitPartition(ctx context.Context, p int, grant lease.Grant, n int) (store.SplitStats, error)
+	NoteSplitDone(ctx context.Context, p, n int) (bool, error)
+}
+
+// resharder keeps the worker's routing table current and splits the
+// partitions it owns while a reshard is under way (see internal/routing
+// and docs/resharding.md): freeze, let the executor drain the queue,
+// suspend the partition, copy what moves to its children, mark it split.
+type resharder struct {
+	self   string
+	log    *slog.Logger
+	routes *routing.Table
+	store  reshardStore
+	grants *grants
+	// changed is called when the number of partitions changes (the ring
+	// must place the children).
+	changed func()
+	events  *clusterEvents
+
+	mu        sync.Mutex
+	splitting map[int]bool
+
+	splits       atomic.Int64 // partitions this worker split
+	longestPause atomic.Int64 // ms, the longest a partition of ours was frozen
+}
+
+func (r *resharder) run(ctx context.Context) {
+	t := time.NewTicker(layoutEvery)
+	defer t.Stop()
+	for {
+		r.refresh(ctx)
+		v := r.routes.Load()
+		if v.Resharding() {
+			for p, grant := range r.grants.snapshot() {
+				if p < v.P && !v.Done[p] && r.begin(p) {
+					go r.split(ctx, p, grant, v.N)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refresh reads the layout and installs it.
+func (r *resharder) refresh(ctx context.Context) {
+	v, err := r.store.Layout(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Debug("reading the partition layout failed", "err", err)
+		}
+		return
+	}
+	before := r.routes.Load().Partitions()
+	if r.routes.Store(v) {
+		if v.Partitions() != before {
+			r.log.Info("partition count changed", "partitions", v.Partitions(), "was", before, "resharding", v.Resharding())
+			if r.changed != nil {
+				r.changed()
+			}
+		}
+	}
+}
+
+func (r *resharder) begin(p int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.splitting == nil {
+		r.splitting = map[int]bool{}
+	}
+	if r.splitting[p] {
+		return false
+	}
+	r.splitting[p] = true
+	return true
+}
+
+func (r *resharder) end(p int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.splitting, p)
+}
+
+// split splits partition p, owned under grant, into its children under n
+// partitions. Any failure leaves p frozen or not, as it was, for the next
+// round (here or at p's next owner) to go on from.
+func (r *resharder) split(ctx context.Context, p int, grant lease.Grant, n int) {
+	defer r.end(p)
+	log := r.log.With("partition", p, "to", n)
+	done, err := r.store.FreezeForSplit(ctx, p, grant, n)
+	if err != nil {
+		if !isFenced(err) && ctx.Err() == nil {
+			log.Warn("freezing a partition for its split failed", "err", err)
+		}
+		return
+	}
+	if !done {
+		frozen := time.Now()
+		if !r.drain(ctx, p, grant, n) {
+			return
+		}
+		st, err := r.store.SplitPartition(ctx, p, grant, n)
+		if err != nil {
+			r.grants.resume(p)
+			if !isFenced(err) && ctx.Err() == nil {
+				log.Warn("splitting a partition failed; trying again", "err", err)
+			}
+			return
+		}
+		pause := time.Since(frozen)
+		r.splits.Add(1)
+		for {
+			old := r.longestPause.Load()
+			if pause.Milliseconds() <= old || r.longestPause.CompareAndSwap(old, pause.Milliseconds()) {
+				break
+			}
+		}
+		log.Info("partition split", "states", st.States, "delayed", st.Delayed, "parked", st.Parked, "waiting", st.Waiting,
+			"schedules", st.Schedules, "records", st.Records, "pause", pause.Round(time.Millisecond))
+		if r.events != nil {
+			r.events.tell(store.ClusterEvent{Kind: "partition.split", Partition: &p, Detail: "into " + strconv.Itoa(n) + " partitions", Member: r.self})
+		}
+	}
+	ended, err := r.store.NoteSplitDone(ctx, p, n)
+	r.refresh(ctx)
+	r.grants.resume(p)
+	if err != nil {
+		log.Warn("recording a partition's split failed; trying again", "err", err)
+		return
+	}
+	if ended {
+		log.Info("reshard done", "partitions", n)
+		if r.events != nil {
+			r.events.tell(store.ClusterEvent{Kind: "reshard.done", Detail: strconv.Itoa(n) + " partitions", Member: r.self})
+		}
+	}
+}
+
+// drain waits until frozen partition p's queue is empty, then suspends p
+// (no batch or direct call runs in it) and checks once more. False means
+// it gave up: p lost, or not drained in time (the freeze is lifted).
+func (r *resharder) drain(ctx context.Context, p int, grant lease.Grant, n int) bool {
+	deadline := time.Now().Add(drainWait)
+	for ctx.Err() == nil {
+		if g, ok := r.grants.grantOf(p); !ok || g != grant {
+			return false
+		}
+		if l, err := r.store.QueueLength(ctx, p); err == nil && l == 0 {
+			r.grants.suspend(p)
+			if l, err := r.store.QueueLength(ctx, p); err == nil && l == 0 {
+				return true
+			}
+			r.grants.resume(p)
+		}
+		if time.Now().After(deadline) {
+			if err := r.store.Thaw(ctx, p, grant, n); err != nil && !errors.Is(err, lease.ErrFenced) {
+				r.log.Warn("lifting a freeze failed", "partition", p, "err", err)
+			}
+			r.log.Warn("a partition frozen for its split did not drain in time; lifted the freeze, trying again later",
+				"partition", p, "waited", drainWait)
+			return false
+		}
+		sleep(ctx, 5*time.Millisecond)
+	}
+	return false
+}
+
+// Reshard starts a reshard to req.Partitions (a multiple of P) and
+// reports it, or only reports with req.Partitions = 0.
+func (a *API) Reshard(ctx context.Context, req *workerpb.ReshardRequest) (*workerpb.ReshardResponse, error) {
+	n := int(req.Partitions)
+	if n < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "reshard: %d partitions; give a positive multiple of the current count", n)
+	}
+	if n > 0 {
+		cur := a.reshard.routes.Load()
+		switch {
+		case n > sharding.MaxPartitions:
+			return nil, status.Errorf(codes.InvalidArgument, "reshard: %d partitions is more than the most a cluster may have (%d)", n, sharding.MaxPartitions)
+		case !cur.Resharding() && (n < cur.P || n%cur.P != 0):
+			return nil, status.Errorf(codes.InvalidArgument, "reshard: %d is not a multiple of the current %d partitions: a partition can only split into several, each key going to one of them", n, cur.P)
+		}
+		if _, err := a.store.StartReshard(ctx, n); err != nil {
+			switch {
+			case errors.Is(err, store.ErrReshardBusy):
+				return nil, status.Errorf(codes.FailedPrecondition, "reshard: %v; wait for it to end (coordinator reshard --watch)", err)
+			case strings.Contains(err.Error(), "multiple"):
+				return nil, status.Errorf(codes.InvalidArgument, "reshard: %v", err)
+			}
+			return nil, status.Errorf(codes.Unavailable, "reshard: %v", err)
+		}
+		a.reshard.refresh(ctx)
+	}
+	info, err := a.store.Reshard(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reshard: %v", err)
+	}
+	return &workerpb.ReshardResponse{Partitions: int32(info.Partitions), To: int32(info.To), Split: int32(info.Split),
+		Previous: int32(info.Previous), LongestPauseMs: a.reshard.longestPause.Load(), StartedMs: info.StartedMs, EndedMs: info.EndedMs}, nil
+}
