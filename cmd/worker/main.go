@@ -100,7 +100,7 @@ func run() error {
 	fs.DurationVar(&hcfg.RestartWindow, "plugin-restart-window", hcfg.RestartWindow, "window of the plugin restart intensity")
 	fs.IntVar(&hcfg.MaxMessageBytes, "plugin-max-message", hcfg.MaxMessageBytes, "largest gRPC message between worker and plugin, in bytes (both ends)")
 	fs.DurationVar(&hcfg.CallTimeout, "plugin-timeout", hcfg.CallTimeout, "deadline of a plugin call whose handlers declare no timeout")
-	fs.IntVar(&cfg.Ring.Partitions, "partitions", cfg.Ring.Partitions, "partition count P; fixed when the cluster is first created")
+	fs.IntVar(&cfg.Ring.Partitions, "partitions", cfg.Ring.Partitions, "partition count P of a new cluster; once the cluster exists its own count is used (coordinator reshard changes it)")
 	fs.Int64Var(&cfg.BatchSize, "batch", cfg.BatchSize, "jobs read per partition per round")
 	fs.IntVar(&cfg.Parallel, "parallel", cfg.Parallel, "partition batches processed at once")
 	fs.IntVar(&cfg.MaxAttempts, "max-attempts", cfg.MaxAttempts, "attempts before a job is dead-lettered, when its handler declares none")

@@ -591,16 +591,12 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 	}
 	// Copy, then drop from p, then let the children go live.
 	for c, ws := range copies {
-		for _, w := range ws {
-			if err := copyScript.Run(ctx, s.rdb, w.keys, w.args...).Err(); err != nil {
-				return st, fenceErr("copy into a child", c, grant, err)
-			}
+		if err := s.runWrites(ctx, copyScript, ws); err != nil {
+			return st, fenceErr("copy into a child", c, grant, err)
 		}
 	}
-	for _, w := range drops {
-		if err := dropScript.Run(ctx, s.rdb, w.keys, w.args...).Err(); err != nil {
-			return st, fenceErr("drop what moved", p, grant, err)
-		}
+	if err := s.runWrites(ctx, dropScript, drops); err != nil {
+		return st, fenceErr("drop what moved", p, grant, err)
 	}
 	for c := p + P; c < n; c += P {
 		if err := importDoneScript.Run(ctx, s.rdb, []string{keys.For(c).Import()}, g).Err(); err != nil {
@@ -713,4 +709,29 @@ func (s *Store) HasRecord(ctx context.Context, p int, id string) (bool, error) {
 		return false, fmt.Errorf("store: look for job %q in partition %d: %w", id, p, err)
 	}
 	return n > 0, nil
+}
+
+// runWrites runs script once per writes, pipelined: each call writes its
+// own keys, so their order does not matter, and each can run twice.
+func (s *Store) runWrites(ctx context.Context, script *redis.Script, ws []*writes) error {
+	for len(ws) > 0 {
+		batch := ws[:min(len(ws), 64)]
+		ws = ws[len(batch):]
+		cmds, err := s.evalPipelined(ctx, []*redis.Script{script}, func(pipe redis.Pipeliner) []*redis.Cmd {
+			cmds := make([]*redis.Cmd, len(batch))
+			for i, w := range batch {
+				cmds[i] = script.EvalSha(ctx, pipe, w.keys, w.args...)
+			}
+			return cmds
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			if err := c.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

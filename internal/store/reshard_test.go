@@ -13,6 +13,7 @@ import (
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/sharding"
+	"github.com/redis/go-redis/v9"
 )
 
 // splitKey finds a key of old partition old (of P) that lands in q of N.
@@ -36,8 +37,20 @@ func TestSplitPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs redis-server")
 	}
+	splitPartition(t, testenv.StartRedis(t).Client(t))
+}
+
+// TestSplitPartitionOnRedisCluster: the same where parent and child are
+// slots of their own, on different nodes: every script touches one.
+func TestSplitPartitionOnRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	splitPartition(t, testenv.StartRedisCluster(t).Client(t))
+}
+
+func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
-	rdb := testenv.StartRedis(t).Client(t)
 	routes := routing.New(4)
 	cfg := store.DefaultConfig()
 	cfg.Partitions, cfg.Routing = 4, routes
@@ -79,6 +92,13 @@ func TestSplitPartition(t *testing.T) {
 	if _, err := s.Enqueue(ctx, []store.Job{later("later-move", move), later("later-stay", stay)}); err != nil {
 		t.Fatal(err)
 	}
+	schedMove, schedStay := splitKey("sched-move", p, 4, c, 8), splitKey("sched-stay", p, 4, p, 8)
+	for _, name := range []string{schedMove, schedStay} {
+		if _, _, err := s.AddSchedule(ctx, p, store.ScheduleRecord{Name: name, Cron: "* * * * *", Handler: "donor.donate", Key: stay,
+			Payload: []byte(`{}`), CatchUp: "last", CreatedMs: 1, SinceMs: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if n, err := s.StartReshard(ctx, 6); err == nil {
 		t.Fatalf("a reshard to 6 partitions (not a multiple of 4) was accepted (from %d)", n)
@@ -117,8 +137,14 @@ func TestSplitPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("split: %+v", st)
-	if st.States != 2 || st.Delayed != 1 || st.Parked != 1 || st.Waiting != 1 {
-		t.Errorf("moved %+v, want 2 states, 1 delayed, 1 parked with 1 waiting", st)
+	if st.States != 2 || st.Delayed != 1 || st.Parked != 1 || st.Waiting != 1 || st.Schedules != 1 {
+		t.Errorf("moved %+v, want 2 states, 1 delayed, 1 parked with 1 waiting, 1 schedule", st)
+	}
+	for part, want := range map[int]string{p: schedStay, c: schedMove} {
+		scs, err := s.Schedules(ctx, []int{part})
+		if err != nil || len(scs) != 1 || scs[0].Name != want {
+			t.Errorf("schedules of partition %d: %+v %v, want only %s", part, scs, err, want)
+		}
 	}
 	// The old splitter, late, cannot write to the child any more.
 	if _, err := s.SplitPartition(ctx, p, grant, 8); err == nil {

@@ -160,7 +160,7 @@ func (s *Store) EnsurePartitions(ctx context.Context) error {
 		if r, _ := s.rdb.HGet(ctx, keys.Meta, "resharded").Result(); r != "" && s.cfg.Routing != nil {
 			return nil // coordinator reshard changed it: the layout says how
 		}
-		return fmt.Errorf("%w: this cluster was created with %d partitions and this worker was started with %d; start it with --partitions %d (the count is fixed for a cluster's life)",
+		return fmt.Errorf("%w: this cluster was created with %d partitions and this worker was started with %d; start it with --partitions %d (coordinator reshard changes a running cluster's count)",
 			ErrPartitionMismatch, got, s.cfg.Partitions, got)
 	}
 	return nil
