@@ -253,7 +253,7 @@ return 1
 // ARGV[1] the grant, then per write: op, key number, and its arguments:
 // S key value pttl (a state; pttl 0: none), Z key score member, H key
 // field value, L key n values... (the list replaced), R key pttl n
-// field value... (a record replaced).
+// field value... (a record replaced), D key - (a key deleted).
 var copyScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(redis.call('GET', KEYS[1])))
@@ -261,7 +261,10 @@ end
 local a = 2
 while a <= #ARGV do
   local op, key = ARGV[a], KEYS[tonumber(ARGV[a + 1])]
-  if op == 'S' then
+  if op == 'D' then
+    redis.call('DEL', key)
+    a = a + 3
+  elseif op == 'S' then
     if ARGV[a + 3] ~= '0' then
       redis.call('SET', key, ARGV[a + 2], 'PX', ARGV[a + 3])
     else
@@ -381,6 +384,17 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 			live[c] = true
 		} else {
 			st.Children++
+		}
+	}
+	// A child not live yet holds only what splits of p copied into it,
+	// maybe by an older grant, or by this one before p ran again: stale
+	// copies of jobs p has run since. It is emptied first, so it gets
+	// exactly what p holds now.
+	for c := p + P; c < n; c += P {
+		if !live[c] {
+			if err := s.wipeChild(ctx, c, g); err != nil {
+				return st, fenceErr("empty a child", c, grant, err)
+			}
 		}
 	}
 	copies := map[int][]*writes{}
@@ -734,4 +748,57 @@ func (s *Store) runWrites(ctx context.Context, script *redis.Script, ws []*write
 		}
 	}
 	return nil
+}
+
+// wipeChild deletes what copies wrote into child c (pending, so nothing
+// else wrote there): its delayed and parked jobs with their bodies,
+// records, holds and waiting lines, its states and their indexes, its
+// schedules. Under the import token g.
+func (s *Store) wipeChild(ctx context.Context, c int, g string) error {
+	k := keys.For(c)
+	types, err := s.rdb.SMembers(ctx, keys.EntityTypes).Result()
+	if err != nil {
+		return err
+	}
+	pipe := s.rdb.Pipeline()
+	delayed := pipe.ZRange(ctx, k.Delayed(), 0, -1)
+	parked := pipe.ZRange(ctx, k.Parked(), 0, -1)
+	holds := pipe.HKeys(ctx, k.Holds())
+	idx := make([]*redis.StringSliceCmd, len(types))
+	for i, typ := range types {
+		idx[i] = pipe.ZRange(ctx, k.Entities(typ), 0, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	var ws []*writes
+	del := func(key string) {
+		if len(ws) == 0 || ws[len(ws)-1].ops >= splitChunk {
+			ws = append(ws, newWrites(k.Import(), g))
+		}
+		ws[len(ws)-1].add("D", key, "-")
+	}
+	for _, id := range append(delayed.Val(), parked.Val()...) {
+		del(k.Job(id))
+	}
+	for _, key := range holds.Val() {
+		ids, err := s.rdb.LRange(ctx, k.Waiting(key), 0, -1).Result()
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			del(k.Job(id))
+		}
+		del(k.Waiting(key))
+	}
+	for i, typ := range types {
+		for _, key := range idx[i].Val() {
+			del(k.State(typ, key))
+		}
+		del(k.Entities(typ))
+	}
+	for _, key := range []string{k.Delayed(), k.Parked(), k.Holds(), k.Bodies(), k.Expiring(), k.Schedules(), k.ScheduleTicks()} {
+		del(key)
+	}
+	return s.runWrites(ctx, copyScript, ws)
 }

@@ -132,6 +132,14 @@ func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 	if _, err := s.SplitPartition(ctx, p, grant, 8); !errors.Is(err, lease.ErrFenced) {
 		t.Fatalf("split under the old grant: %v, want fenced", err)
 	}
+	// What an interrupted split left in the child: a parked job (and its
+	// state) that p has run since. The split redone must not keep it.
+	kc0 := keys.For(c)
+	rdb.ZAdd(ctx, kc0.Parked(), redis.Z{Score: 1, Member: "stale"})
+	rdb.HSet(ctx, kc0.Bodies(), "stale", `{"id":"stale","key":"gone"}`)
+	rdb.HSet(ctx, kc0.Job("stale"), "h", "x")
+	rdb.Set(ctx, kc0.State("donor", "gone"), "1", 0)
+	rdb.ZAdd(ctx, kc0.Entities("donor"), redis.Z{Member: "gone"})
 	st, err := s.SplitPartition(ctx, p, newer, 8)
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +192,9 @@ func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 	}
 	if rdb.Exists(ctx, kc.Job("park"), kc.Job("later-move")).Val() != 2 || rdb.Exists(ctx, kp.Job("park"), kp.Job("later-move")).Val() != 0 {
 		t.Errorf("the records of moved jobs are not (only) in the child")
+	}
+	if rdb.Exists(ctx, kc.Job("stale"), kc.State("donor", "gone")).Val() != 0 || rdb.ZScore(ctx, kc.Parked(), "stale").Err() == nil {
+		t.Errorf("what an interrupted split left in the child is still there")
 	}
 
 	if ended, err := s.NoteSplitDone(ctx, p, 8); err != nil || ended {
