@@ -9,10 +9,6 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// placer gives each of cfg.Partitions partitions a member, as an index into
-// ids (sorted, distinct, non-empty), no member taking more than limit.
-type placer func(ids []string, cfg Config, limit int) []int32
-
 type member string
 
 func (m member) String() string { return string(m) }
@@ -21,7 +17,10 @@ type hasher struct{}
 
 func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
 
-// ringPlacer places partitions with a cap on top of a buraksezer/consistent
+// ringPlacer is the placement NewRing used before stratifiedPlace
+// (place.go); the tests keep it, and variants of it, to compare.
+//
+// It places partitions with a cap on top of a buraksezer/consistent
 // ring: each partition's preference order of members is the one the ring
 // gives (GetPartitionOwner first, then GetClosestNForPartition: the members
 // that follow that owner), and each partition goes to the first member in
@@ -130,8 +129,3 @@ func (rp ringPlacer) place(ids []string, cfg Config, limit int) []int32 {
 	}
 	return owners
 }
-
-// defaultPlacer is the placement NewRing uses: the ring's own bounded load,
-// 100 virtual nodes per member (docs/scaling.md compares it with the other
-// placements in TestPlacerVariants).
-var defaultPlacer placer = ringPlacer{replicas: 100}.place
