@@ -16,20 +16,12 @@ import (
 // leaver held):
 //
 //   - balance: no member owns more than ⌈1.10 × P/N⌉ partitions;
-//   - where members hold 50 partitions or more (P/N ≥ 50), a join or a leave
-//     moves at most ⌈1.50 × ideal⌉ partitions;
-//   - below that, at most ⌊2.5 × ideal⌋ + 6. With few partitions per member
-//     the bound binds on many members: the ring walks a partition whose
-//     owner is full on to the next virtual node, so a change that fills or
-//     frees one slot shifts the partitions after it, and a change of the
-//     bound (⌈1.10 × P/N⌉ steps down as N grows) makes every member at it
-//     hand one partition on.
+//   - movement: a join or a leave moves at most ⌈1.25 × ideal⌉ partitions,
+//     but at the points of movedExceptions, where it may move the few more
+//     partitions named there.
 const (
-	maxLoadBound    = 1.10
-	movedBound      = 1.50
-	movedBoundFewer = 2.5
-	fewerSlack      = 6
-	manyPerMember   = 50
+	maxLoadBound = 1.10
+	movedBound   = 1.25
 )
 
 var (
@@ -37,17 +29,41 @@ var (
 	gridPartitions = []int{64, 256, 1024, 4096}
 )
 
-// cell is what one (members, partitions) point of the grid measured. Moves
-// are the worst over the joins and leaves tried.
+// movedExceptions are the points ({P, N}) where a change moves more than
+// ⌈1.25 × ideal⌉, with how many partitions more a join and a leave may
+// move: the worst measured, so the test fails if any gets worse. All are
+// points where members hold 41 partitions or fewer. There ⌈1.10 × P/N⌉ is
+// one to five partitions above the mean, and how many partitions prefer a
+// member spreads by about √(P/2N) (1.3 to 4.5 partitions), so one member in
+// four or five is at the cap: a newcomer that takes a partition from such a
+// member lets it take back one it had handed on (a second move), and where
+// ⌈1.10 × P/N⌉ steps down as N grows (46 → 45 from 100 to 101 members at
+// P = 4096, 11 → 9 from 7 to 8 at P = 64) every member at the old cap
+// hands one on. With 64 partitions, ⌈1.25 × ideal⌉ is 2 to 10 partitions,
+// so one such move is already past it.
+var movedExceptions = map[[2]int]struct{ join, leave int }{
+	{64, 7}:     {3, 1},
+	{64, 10}:    {1, 1},
+	{64, 16}:    {1, 1},
+	{64, 25}:    {0, 1},
+	{256, 25}:   {3, 0},
+	{256, 50}:   {0, 2},
+	{1024, 50}:  {1, 0},
+	{1024, 100}: {2, 3},
+	{4096, 100}: {3, 0},
+}
+
+// cell is what one (members, partitions) point of the grid measured.
 type cell struct {
 	members, partitions int
 	build               time.Duration // one NewRing plus Moves, averaged
 	maxLoad, minLoad    int
-	joinMoved           int
-	joinIdeal           float64
-	leaveMoved          int
-	leaveIdeal          int // what that leaver held
+	joins               []int   // partitions moved by each join tried
+	joinIdeal           float64 // P/(N+1)
+	leaves              []leave // each leave tried
 }
+
+type leave struct{ moved, held int }
 
 func (c cell) mean() float64 { return float64(c.partitions) / float64(c.members) }
 
@@ -95,29 +111,49 @@ func measureCell(t testing.TB, place placer, n, p int) cell {
 	for _, joiner := range members[n:] {
 		next := mustRing(t, p, append(base[:n:n], joiner))
 		builds++
-		c.joinMoved = max(c.joinMoved, len(Moves(r, next)))
+		c.joins = append(c.joins, len(Moves(r, next)))
 	}
 	step := max(1, n/10)
-	worst := -1.0
 	for i := 0; i < n; i += step {
 		rest := append(base[:i:i], base[i+1:]...)
 		next := mustRing(t, p, rest)
 		builds++
-		moved, held := len(Moves(r, next)), len(r.PartitionsOf(base[i]))
-		if ratio := float64(moved) / float64(max(held, 1)); ratio > worst {
-			worst, c.leaveMoved, c.leaveIdeal = ratio, moved, held
-		}
+		c.leaves = append(c.leaves, leave{moved: len(Moves(r, next)), held: len(r.PartitionsOf(base[i]))})
 	}
 	c.build = time.Since(start) / time.Duration(builds)
 	return c
 }
 
-// movedLimit is the most partitions a change with this ideal may move.
-func (c cell) movedLimit(ideal float64) int {
-	if c.mean() >= manyPerMember {
-		return int(math.Ceil(movedBound * ideal))
+// movedLimit is ⌈1.25 × ideal⌉, the most partitions a change with this
+// ideal may move.
+func movedLimit(ideal float64) int { return int(math.Ceil(movedBound * ideal)) }
+
+// worstJoin is the most partitions a join moved.
+func (c cell) worstJoin() int { return slices.Max(c.joins) }
+
+// worstLeave is the leave that moved the most per partition the leaver held.
+func (c cell) worstLeave() leave {
+	worst := c.leaves[0]
+	for _, l := range c.leaves[1:] {
+		if l.moved*max(worst.held, 1) > worst.moved*max(l.held, 1) {
+			worst = l
+		}
 	}
-	return int(movedBoundFewer*ideal) + fewerSlack
+	return worst
+}
+
+// within tells whether every join and leave of c stays within ⌈1.25 ×
+// ideal⌉ plus the extra partitions allowed (joinExtra, leaveExtra).
+func (c cell) within(joinExtra, leaveExtra int) bool {
+	if c.worstJoin() > movedLimit(c.joinIdeal)+joinExtra {
+		return false
+	}
+	for _, l := range c.leaves {
+		if l.moved > movedLimit(float64(l.held))+leaveExtra {
+			return false
+		}
+	}
+	return true
 }
 
 func (c cell) check(t *testing.T) {
@@ -125,20 +161,28 @@ func (c cell) check(t *testing.T) {
 	if limit := int(math.Ceil(maxLoadBound * c.mean())); c.maxLoad > limit {
 		t.Errorf("N=%d P=%d: a member owns %d partitions, bound ⌈%.2f × %.2f⌉ = %d", c.members, c.partitions, c.maxLoad, maxLoadBound, c.mean(), limit)
 	}
-	if limit := c.movedLimit(c.joinIdeal); c.joinMoved > limit {
-		t.Errorf("N=%d P=%d: a join moved %d partitions, ideal %.2f, bound %d", c.members, c.partitions, c.joinMoved, c.joinIdeal, limit)
+	extra := movedExceptions[[2]int{c.partitions, c.members}]
+	if moved, limit := c.worstJoin(), movedLimit(c.joinIdeal)+extra.join; moved > limit {
+		t.Errorf("N=%d P=%d: a join moved %d partitions, ideal %.2f, bound %d", c.members, c.partitions, moved, c.joinIdeal, limit)
 	}
-	if limit := c.movedLimit(float64(c.leaveIdeal)); c.leaveMoved > limit {
-		t.Errorf("N=%d P=%d: a leave moved %d partitions, the leaver held %d, bound %d", c.members, c.partitions, c.leaveMoved, c.leaveIdeal, limit)
+	for _, l := range c.leaves {
+		if limit := movedLimit(float64(l.held)) + extra.leave; l.moved > limit {
+			t.Errorf("N=%d P=%d: a leave moved %d partitions, the leaver held %d, bound %d", c.members, c.partitions, l.moved, l.held, limit)
+		}
 	}
 }
 
 func (c cell) row() string {
-	return fmt.Sprintf("| %d | %d | %s | %.2f | %.2f | %d / %.1f = %.2f | %d / %d = %.2f |",
+	j, l := c.worstJoin(), c.worstLeave()
+	mark := ""
+	if !c.within(0, 0) {
+		mark = " *"
+	}
+	return fmt.Sprintf("| %d | %d | %s | %.2f | %.2f | %d / %.1f = %.2f | %d / %d = %.2f |%s",
 		c.partitions, c.members, c.build.Round(time.Microsecond),
 		float64(c.maxLoad)/c.mean(), float64(c.minLoad)/c.mean(),
-		c.joinMoved, c.joinIdeal, float64(c.joinMoved)/c.joinIdeal,
-		c.leaveMoved, c.leaveIdeal, float64(c.leaveMoved)/float64(max(c.leaveIdeal, 1)))
+		j, c.joinIdeal, float64(j)/c.joinIdeal,
+		l.moved, l.held, float64(l.moved)/float64(max(l.held, 1)), mark)
 }
 
 // TestBalanceGrid sweeps members × partitions and fails past the bounds
@@ -153,12 +197,11 @@ var placerVariants = []struct {
 	name  string
 	place placer
 }{
+	{"ring-before", ringPlacer{replicas: 100}.place},
 	{"rendezvous", place},
-	{"consistent-bounded-rf20", ringPlacer{replicas: 20}.place},
-	{"consistent-bounded-rf50", ringPlacer{replicas: 50}.place},
+	{"stratified-one-pass", stratifiedOnePass},
+	{"ring-first-stratified", ringFirstStratified{replicas: 100}.place},
 	{"consistent-bounded-rf200", ringPlacer{replicas: 200}.place},
-	{"consistent-rf200-ringorder", ringPlacer{replicas: 200, unbounded: true}.place},
-	{"consistent-rf200-ringorder-byring", ringPlacer{replicas: 200, unbounded: true, byRing: true}.place},
 	{"consistent-rf200-spillbyscore", ringPlacer{replicas: 200, unbounded: true, spill: fill}.place},
 }
 
@@ -178,8 +221,9 @@ func TestPlacerVariants(t *testing.T) {
 func gridTable(t *testing.T, place placer, check bool) string {
 	t.Helper()
 	var rows []string
-	var sumJoin, sumLeave float64
-	var passed int
+	var sumJoin, sumLeave, worstJoin, worstLeave float64
+	var within []string
+	var worstMany [2]float64 // where P/N ≥ 50: join, leave
 	for _, p := range gridPartitions {
 		for _, n := range gridMembers {
 			c := measureCell(t, place, n, p)
@@ -188,17 +232,25 @@ func gridTable(t *testing.T, place placer, check bool) string {
 			} else if limit := int(math.Ceil(maxLoadBound * c.mean())); c.maxLoad > limit {
 				t.Errorf("N=%d P=%d: a member owns %d partitions, bound %d", n, p, c.maxLoad, limit)
 			}
-			if c.joinMoved <= c.movedLimit(c.joinIdeal) && c.leaveMoved <= c.movedLimit(float64(c.leaveIdeal)) {
-				passed++
+			if c.within(0, 0) {
+				within = append(within, fmt.Sprintf("%d×%d", p, n))
 			}
-			sumJoin += float64(c.joinMoved) / c.joinIdeal
-			sumLeave += float64(c.leaveMoved) / float64(max(c.leaveIdeal, 1))
+			j := float64(c.worstJoin()) / c.joinIdeal
+			l := c.worstLeave()
+			lr := float64(l.moved) / float64(max(l.held, 1))
+			sumJoin += j
+			sumLeave += lr
+			worstJoin, worstLeave = max(worstJoin, j), max(worstLeave, lr)
+			if c.mean() >= 50 {
+				worstMany = [2]float64{max(worstMany[0], j), max(worstMany[1], lr)}
+			}
 			rows = append(rows, c.row())
 		}
 	}
 	cells := float64(len(rows))
-	return fmt.Sprintf("| P | N | time per change | max/mean | min/mean | join: moved / ideal | leave: moved / ideal |\n|---|---|---|---|---|---|---|\n%s\nwithin the movement bounds: %d of %d; mean join moved/ideal %.2f, mean leave moved/held %.2f",
-		strings.Join(rows, "\n"), passed, len(rows), sumJoin/cells, sumLeave/cells)
+	return fmt.Sprintf("| P | N | time per change | max/mean | min/mean | join: moved / ideal | leave: moved / held |\n|---|---|---|---|---|---|---|\n%s\n"+
+		"within ⌈1.25 × ideal⌉ (joins and leaves): %d of %d (rows marked * are not); worst moved/ideal: join %.2f, leave %.2f (where P/N ≥ 50: %.2f, %.2f); mean: join %.2f, leave %.2f",
+		strings.Join(rows, "\n"), len(within), len(rows), worstJoin, worstLeave, worstMany[0], worstMany[1], sumJoin/cells, sumLeave/cells)
 }
 
 // TestSameMembersSamePlacement: every worker sees the members in its own
