@@ -45,10 +45,10 @@ func stratifiedPlace(ids []string, cfg Config, limit int) []int32 {
 	owners := make([]int32, partitions)
 	preferred := make([][]int32, n)
 	for p := range partitions {
-		best := 0
+		best, bestPos := 0, lists[0].position(p)
 		for m := 1; m < n; m++ {
-			if lists[m].before(&lists[best], p) {
-				best = m
+			if pos := lists[m].position(p); pos < bestPos || pos == bestPos && lists[m].before(&lists[best], p) {
+				best, bestPos = m, pos
 			}
 		}
 		owners[p] = int32(best)
