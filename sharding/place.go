@@ -1,7 +1,9 @@
 package sharding
 
 import (
+	"cmp"
 	"container/heap"
+	"slices"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -98,18 +100,19 @@ func (l *memberList) before(o *memberList, p int) bool {
 	return score(l.seed, p) > score(o.seed, p)
 }
 
-// sortByPosition orders ps as l lists them (insertion sort: a member's
-// partitions over the cap are a handful).
+// sortByPosition orders ps as l lists them.
 func sortByPosition(ps []int32, l *memberList) {
-	pos := make([]uint64, len(ps))
-	for i, p := range ps {
-		pos[i] = l.position(int(p))
+	type listed struct {
+		position  uint64
+		partition int32
 	}
-	for i := 1; i < len(ps); i++ {
-		for j := i; j > 0 && pos[j] < pos[j-1]; j-- {
-			pos[j], pos[j-1] = pos[j-1], pos[j]
-			ps[j], ps[j-1] = ps[j-1], ps[j]
-		}
+	byPos := make([]listed, len(ps))
+	for i, p := range ps {
+		byPos[i] = listed{l.position(int(p)), p}
+	}
+	slices.SortFunc(byPos, func(a, b listed) int { return cmp.Compare(a.position, b.position) })
+	for i, x := range byPos {
+		ps[i] = x.partition
 	}
 }
 
