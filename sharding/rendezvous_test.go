@@ -79,6 +79,15 @@ func (f *filler) best(p int) candidate {
 	return c
 }
 
+// score mixes a member's seed with a partition number (splitmix64's
+// finalizer), so a member's scores are independent of every other member's.
+func score(seed uint64, p int) uint64 {
+	z := seed ^ (uint64(p)+1)*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
 type candidate struct {
 	score     uint64
 	partition int

@@ -6,18 +6,18 @@ import (
 )
 
 // BenchmarkMembershipChange is everything one worker recomputes when a
-// member leaves: the new placement, the diff against the old one (for the
-// log line and the moves counter) and its own partitions. It reports the
+// member leaves: the new ring, the diff against the old one (for the log
+// line and the moves counter) and its own partitions. It reports the
 // partitions moved next to the time, for the production placement
-// ("stratified") and, in the same run, for the ring placement it replaced
-// ("ring": buraksezer/consistent, 100 virtual nodes, bounded load) and the
-// plain rendezvous placement both were compared with.
+// ("consistent") and, in the same run, for the placements it is compared
+// with: plain rendezvous hashing and rendezvous hashing on ranks
+// (rankplace_test.go).
 func BenchmarkMembershipChange(b *testing.B) {
 	for _, tc := range []struct{ partitions, members int }{{64, 3}, {1024, 10}, {4096, 10}, {4096, 100}} {
 		for _, pl := range []struct {
 			name  string
 			place placer
-		}{{"stratified", defaultPlacer}, {"ring", ringPlacer{replicas: 100}.place}, {"rendezvous", place}} {
+		}{{"consistent", defaultPlacer}, {"rendezvous", place}, {"rank-rendezvous", rankPlace}} {
 			b.Run(fmt.Sprintf("%s/P%d_M%d", pl.name, tc.partitions, tc.members), func(b *testing.B) {
 				benchChange(b, pl.place, tc.partitions, tc.members)
 			})

@@ -4,19 +4,16 @@ import (
 	"cmp"
 	"container/heap"
 	"slices"
+	"testing"
 
 	"github.com/cespare/xxhash/v2"
 )
 
-// placer gives each of cfg.Partitions partitions a member, as an index into
-// ids (sorted, distinct, non-empty), no member taking more than limit.
-type placer func(ids []string, cfg Config, limit int) []int32
-
-// defaultPlacer is the placement NewRing uses (docs/scaling.md compares it
-// with the others in TestPlacerVariants).
-var defaultPlacer placer = stratifiedPlace
-
-// stratifiedPlace is rendezvous hashing on ranks, with a cap.
+// rankPlace is rendezvous hashing on ranks, with a cap: a placement kept
+// here, beside the production ring (ringplace.go), to be measured against it
+// (TestPlacerVariants, BenchmarkMembershipChange; docs/scaling.md gives the
+// figures). It moves fewer partitions per change than the ring, but
+// placement stays on the buraksezer/consistent ring.
 //
 // Every member puts the P partitions in an order of its own, a pseudo-random
 // permutation keyed by its id alone (permutation below), so each member has
@@ -38,7 +35,7 @@ var defaultPlacer placer = stratifiedPlace
 // Everything depends on the member ids, P and limit alone, so every worker
 // that sees the same members places alike, and nothing is remembered from
 // one placement to the next.
-func stratifiedPlace(ids []string, cfg Config, limit int) []int32 {
+func rankPlace(ids []string, cfg Config, limit int) []int32 {
 	n, partitions := len(ids), cfg.Partitions
 	lists := make([]memberList, n)
 	for i, id := range ids {
@@ -219,15 +216,68 @@ func (pm *permutation) round(x uint64) uint64 {
 	return l<<pm.half | r
 }
 
-// score mixes a member's seed with a partition number, so a member's scores
-// are independent of every other member's.
-func score(seed uint64, p int) uint64 {
-	return mix64(seed ^ (uint64(p)+1)*0x9e3779b97f4a7c15)
-}
-
 // mix64 is splitmix64's finalizer.
 func mix64(z uint64) uint64 {
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
 	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
 	return z ^ (z >> 31)
+}
+
+// TestPermutationIsABijection: every member's list holds each partition
+// exactly once, whatever P (cycle walking when P is not a power of 4).
+func TestPermutationIsABijection(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{1, 2, 3, 5, 63, 64, 65, 1000, 4096, 5000} {
+		for seed := range uint64(4) {
+			pm := newPermutation(mix64(seed), n)
+			seen := make([]bool, n)
+			for x := range n {
+				y := pm.at(uint64(x))
+				if y >= uint64(n) || seen[y] {
+					t.Fatalf("n=%d seed=%d: %d maps to %d, out of range or taken", n, seed, x, y)
+				}
+				seen[y] = true
+			}
+		}
+	}
+}
+
+// TestEveryMemberListsEveryPosition: how many partitions prefer a member
+// spreads less than with independent scores, which is what the lists are
+// for (docs/scaling.md: variance about P/2N instead of P/N).
+func TestEveryMemberListsEveryPosition(t *testing.T) {
+	t.Parallel()
+	const partitions, n = 4096, 100
+	ids := memberIDs(n)
+	lists := make([]memberList, n)
+	for i, id := range ids {
+		lists[i] = newMemberList(id, partitions)
+	}
+	ranked, scored := make([]int, n), make([]int, n)
+	for p := range partitions {
+		b, s := 0, 0
+		for m := 1; m < n; m++ {
+			if lists[m].before(&lists[b], p) {
+				b = m
+			}
+			if score(lists[m].seed, p) > score(lists[s].seed, p) {
+				s = m
+			}
+		}
+		ranked[b]++
+		scored[s]++
+	}
+	variance := func(counts []int) float64 {
+		mean := float64(partitions) / n
+		var v float64
+		for _, c := range counts {
+			v += (float64(c) - mean) * (float64(c) - mean)
+		}
+		return v / n
+	}
+	vr, vs := variance(ranked), variance(scored)
+	t.Logf("variance of the partitions preferring a member: %.1f by position, %.1f by independent score (P/N = %.1f)", vr, vs, float64(partitions)/n)
+	if vr > 0.75*float64(partitions)/n {
+		t.Errorf("by position the variance is %.1f, expected about P/2N = %.1f", vr, float64(partitions)/(2*n))
+	}
 }

@@ -9,6 +9,10 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
+// placer gives each of cfg.Partitions partitions a member, as an index into
+// ids (sorted, distinct, non-empty), no member taking more than limit.
+type placer func(ids []string, cfg Config, limit int) []int32
+
 type member string
 
 func (m member) String() string { return string(m) }
@@ -17,10 +21,7 @@ type hasher struct{}
 
 func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
 
-// ringPlacer is the placement NewRing used before stratifiedPlace
-// (place.go); the tests keep it, and variants of it, to compare.
-//
-// It places partitions with a cap on top of a buraksezer/consistent
+// ringPlacer places partitions with a cap on top of a buraksezer/consistent
 // ring: each partition's preference order of members is the one the ring
 // gives (GetPartitionOwner first, then GetClosestNForPartition: the members
 // that follow that owner), and each partition goes to the first member in
@@ -130,67 +131,7 @@ func (rp ringPlacer) place(ids []string, cfg Config, limit int) []int32 {
 	return owners
 }
 
-// stratifiedOnePass is the production placement's preference (positions in
-// each member's own order of the partitions) with rendezvous's assignment:
-// (partition, member) pairs earliest position first, skipping a pair whose
-// partition is placed or whose member is full, instead of the production's
-// two passes.
-func stratifiedOnePass(ids []string, cfg Config, limit int) []int32 {
-	lists := make([]memberList, len(ids))
-	for i, id := range ids {
-		lists[i] = newMemberList(id, cfg.Partitions)
-	}
-	owners := make([]int32, cfg.Partitions)
-	pending := make([]int, cfg.Partitions)
-	for p := range pending {
-		pending[p] = p
-	}
-	spill(lists, owners, make([]int, len(ids)), pending, limit)
-	return owners
-}
-
-// ringFirstStratified is the production placement with the first choice
-// of each partition taken from a buraksezer/consistent ring instead
-// (GetPartitionOwner of an unbounded ring with replicas virtual nodes per
-// member): the member keeps the ones it lists earliest up to the cap, and
-// the rest spill as in production.
-type ringFirstStratified struct{ replicas int }
-
-func (rf ringFirstStratified) place(ids []string, cfg Config, limit int) []int32 {
-	n, partitions := len(ids), cfg.Partitions
-	ms := make([]consistent.Member, n)
-	index := make(map[string]int32, n)
-	lists := make([]memberList, n)
-	for i, id := range ids {
-		ms[i] = member(id)
-		index[id] = int32(i)
-		lists[i] = newMemberList(id, partitions)
-	}
-	c := consistent.New(ms, consistent.Config{
-		Hasher:            hasher{},
-		PartitionCount:    partitions,
-		ReplicationFactor: rf.replicas,
-		Load:              float64(n) + 1,
-	})
-	owners := make([]int32, partitions)
-	preferred := make([][]int32, n)
-	for p := range partitions {
-		m := index[c.GetPartitionOwner(p).String()]
-		owners[p] = m
-		preferred[m] = append(preferred[m], int32(p))
-	}
-	loads := make([]int, n)
-	var left []int
-	for m, ps := range preferred {
-		if len(ps) > limit {
-			sortByPosition(ps, &lists[m])
-			for _, p := range ps[limit:] {
-				left = append(left, int(p))
-			}
-			ps = ps[:limit]
-		}
-		loads[m] = len(ps)
-	}
-	spill(lists, owners, loads, left, limit)
-	return owners
-}
+// defaultPlacer is the placement NewRing uses: the ring's own bounded load,
+// 100 virtual nodes per member (docs/scaling.md compares it with the other
+// placements in TestPlacerVariants).
+var defaultPlacer placer = ringPlacer{replicas: 100}.place
