@@ -13,7 +13,7 @@ import (
 
 // The placement's promises, checked over the whole grid below (N members,
 // P partitions; the ideal movement of a join is P/(N+1), of a leave what the
-// leaver held):
+// leaver held), for every join and every leave tried:
 //
 //   - balance: no member owns more than ⌈1.10 × P/N⌉ partitions;
 //   - where members hold 50 partitions or more (P/N ≥ 50), a join or a leave
@@ -24,12 +24,16 @@ import (
 //     frees one slot shifts the partitions after it, and a change of the
 //     bound (⌈1.10 × P/N⌉ steps down as N grows) makes every member at it
 //     hand one partition on.
+//
+// The tables also count the points where every change stays within
+// ⌈1.25 × ideal⌉ (tightBound), to compare placements.
 const (
 	maxLoadBound    = 1.10
 	movedBound      = 1.50
 	movedBoundFewer = 2.5
 	fewerSlack      = 6
 	manyPerMember   = 50
+	tightBound      = 1.25
 )
 
 var (
@@ -37,17 +41,17 @@ var (
 	gridPartitions = []int{64, 256, 1024, 4096}
 )
 
-// cell is what one (members, partitions) point of the grid measured. Moves
-// are the worst over the joins and leaves tried.
+// cell is what one (members, partitions) point of the grid measured.
 type cell struct {
 	members, partitions int
 	build               time.Duration // one NewRing plus Moves, averaged
 	maxLoad, minLoad    int
-	joinMoved           int
-	joinIdeal           float64
-	leaveMoved          int
-	leaveIdeal          int // what that leaver held
+	joins               []int   // partitions moved by each join tried
+	joinIdeal           float64 // P/(N+1)
+	leaves              []leave // each leave tried
 }
+
+type leave struct{ moved, held int }
 
 func (c cell) mean() float64 { return float64(c.partitions) / float64(c.members) }
 
@@ -95,18 +99,14 @@ func measureCell(t testing.TB, place placer, n, p int) cell {
 	for _, joiner := range members[n:] {
 		next := mustRing(t, p, append(base[:n:n], joiner))
 		builds++
-		c.joinMoved = max(c.joinMoved, len(Moves(r, next)))
+		c.joins = append(c.joins, len(Moves(r, next)))
 	}
 	step := max(1, n/10)
-	worst := -1.0
 	for i := 0; i < n; i += step {
 		rest := append(base[:i:i], base[i+1:]...)
 		next := mustRing(t, p, rest)
 		builds++
-		moved, held := len(Moves(r, next)), len(r.PartitionsOf(base[i]))
-		if ratio := float64(moved) / float64(max(held, 1)); ratio > worst {
-			worst, c.leaveMoved, c.leaveIdeal = ratio, moved, held
-		}
+		c.leaves = append(c.leaves, leave{moved: len(Moves(r, next)), held: len(r.PartitionsOf(base[i]))})
 	}
 	c.build = time.Since(start) / time.Duration(builds)
 	return c
@@ -120,25 +120,65 @@ func (c cell) movedLimit(ideal float64) int {
 	return int(movedBoundFewer*ideal) + fewerSlack
 }
 
+// tightLimit is ⌈1.25 × ideal⌉.
+func tightLimit(ideal float64) int { return int(math.Ceil(tightBound * ideal)) }
+
+// worstJoin is the most partitions a join moved.
+func (c cell) worstJoin() int { return slices.Max(c.joins) }
+
+// worstLeave is the leave that moved the most per partition the leaver held.
+func (c cell) worstLeave() leave {
+	worst := c.leaves[0]
+	for _, l := range c.leaves[1:] {
+		if l.moved*max(worst.held, 1) > worst.moved*max(l.held, 1) {
+			worst = l
+		}
+	}
+	return worst
+}
+
+// within tells whether every join and leave of c moves at most what limit
+// allows for its ideal.
+func (c cell) within(limit func(ideal float64) int) bool {
+	if c.worstJoin() > limit(c.joinIdeal) {
+		return false
+	}
+	for _, l := range c.leaves {
+		if l.moved > limit(float64(l.held)) {
+			return false
+		}
+	}
+	return true
+}
+
 func (c cell) check(t *testing.T) {
 	t.Helper()
 	if limit := int(math.Ceil(maxLoadBound * c.mean())); c.maxLoad > limit {
 		t.Errorf("N=%d P=%d: a member owns %d partitions, bound ⌈%.2f × %.2f⌉ = %d", c.members, c.partitions, c.maxLoad, maxLoadBound, c.mean(), limit)
 	}
-	if limit := c.movedLimit(c.joinIdeal); c.joinMoved > limit {
-		t.Errorf("N=%d P=%d: a join moved %d partitions, ideal %.2f, bound %d", c.members, c.partitions, c.joinMoved, c.joinIdeal, limit)
+	for _, moved := range c.joins {
+		if limit := c.movedLimit(c.joinIdeal); moved > limit {
+			t.Errorf("N=%d P=%d: a join moved %d partitions, ideal %.2f, bound %d", c.members, c.partitions, moved, c.joinIdeal, limit)
+		}
 	}
-	if limit := c.movedLimit(float64(c.leaveIdeal)); c.leaveMoved > limit {
-		t.Errorf("N=%d P=%d: a leave moved %d partitions, the leaver held %d, bound %d", c.members, c.partitions, c.leaveMoved, c.leaveIdeal, limit)
+	for _, l := range c.leaves {
+		if limit := c.movedLimit(float64(l.held)); l.moved > limit {
+			t.Errorf("N=%d P=%d: a leave moved %d partitions, the leaver held %d, bound %d", c.members, c.partitions, l.moved, l.held, limit)
+		}
 	}
 }
 
 func (c cell) row() string {
-	return fmt.Sprintf("| %d | %d | %s | %.2f | %.2f | %d / %.1f = %.2f | %d / %d = %.2f |",
+	j, l := c.worstJoin(), c.worstLeave()
+	mark := ""
+	if !c.within(tightLimit) {
+		mark = " *"
+	}
+	return fmt.Sprintf("| %d | %d | %s | %.2f | %.2f | %d / %.1f = %.2f | %d / %d = %.2f |%s",
 		c.partitions, c.members, c.build.Round(time.Microsecond),
 		float64(c.maxLoad)/c.mean(), float64(c.minLoad)/c.mean(),
-		c.joinMoved, c.joinIdeal, float64(c.joinMoved)/c.joinIdeal,
-		c.leaveMoved, c.leaveIdeal, float64(c.leaveMoved)/float64(max(c.leaveIdeal, 1)))
+		j, c.joinIdeal, float64(j)/c.joinIdeal,
+		l.moved, l.held, float64(l.moved)/float64(max(l.held, 1)), mark)
 }
 
 // TestBalanceGrid sweeps members × partitions and fails past the bounds
@@ -153,6 +193,7 @@ var placerVariants = []struct {
 	name  string
 	place placer
 }{
+	{"rank-rendezvous", rankPlace},
 	{"rendezvous", place},
 	{"consistent-bounded-rf20", ringPlacer{replicas: 20}.place},
 	{"consistent-bounded-rf50", ringPlacer{replicas: 50}.place},
@@ -178,8 +219,9 @@ func TestPlacerVariants(t *testing.T) {
 func gridTable(t *testing.T, place placer, check bool) string {
 	t.Helper()
 	var rows []string
-	var sumJoin, sumLeave float64
-	var passed int
+	var sumJoin, sumLeave, worstJoin, worstLeave float64
+	var within, tight int
+	var worstMany [2]float64 // where P/N ≥ 50: join, leave
 	for _, p := range gridPartitions {
 		for _, n := range gridMembers {
 			c := measureCell(t, place, n, p)
@@ -188,17 +230,28 @@ func gridTable(t *testing.T, place placer, check bool) string {
 			} else if limit := int(math.Ceil(maxLoadBound * c.mean())); c.maxLoad > limit {
 				t.Errorf("N=%d P=%d: a member owns %d partitions, bound %d", n, p, c.maxLoad, limit)
 			}
-			if c.joinMoved <= c.movedLimit(c.joinIdeal) && c.leaveMoved <= c.movedLimit(float64(c.leaveIdeal)) {
-				passed++
+			if c.within(c.movedLimit) {
+				within++
 			}
-			sumJoin += float64(c.joinMoved) / c.joinIdeal
-			sumLeave += float64(c.leaveMoved) / float64(max(c.leaveIdeal, 1))
+			if c.within(tightLimit) {
+				tight++
+			}
+			j := float64(c.worstJoin()) / c.joinIdeal
+			l := c.worstLeave()
+			lr := float64(l.moved) / float64(max(l.held, 1))
+			sumJoin += j
+			sumLeave += lr
+			worstJoin, worstLeave = max(worstJoin, j), max(worstLeave, lr)
+			if c.mean() >= manyPerMember {
+				worstMany = [2]float64{max(worstMany[0], j), max(worstMany[1], lr)}
+			}
 			rows = append(rows, c.row())
 		}
 	}
 	cells := float64(len(rows))
-	return fmt.Sprintf("| P | N | time per change | max/mean | min/mean | join: moved / ideal | leave: moved / ideal |\n|---|---|---|---|---|---|---|\n%s\nwithin the movement bounds: %d of %d; mean join moved/ideal %.2f, mean leave moved/held %.2f",
-		strings.Join(rows, "\n"), passed, len(rows), sumJoin/cells, sumLeave/cells)
+	return fmt.Sprintf("| P | N | time per change | max/mean | min/mean | join: moved / ideal | leave: moved / held |\n|---|---|---|---|---|---|---|\n%s\n"+
+		"within the test's movement bounds: %d of %d; within ⌈1.25 × ideal⌉ (joins and leaves): %d (rows marked * are not); worst moved/ideal: join %.2f, leave %.2f (where P/N ≥ 50: %.2f, %.2f); mean: join %.2f, leave %.2f",
+		strings.Join(rows, "\n"), within, len(rows), tight, worstJoin, worstLeave, worstMany[0], worstMany[1], sumJoin/cells, sumLeave/cells)
 }
 
 // TestSameMembersSamePlacement: every worker sees the members in its own
