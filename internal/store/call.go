@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -56,12 +57,16 @@ func (s *Store) ViewForCall(ctx context.Context, job Job, entity string) (*Guard
 	due := pipe.ZRangeByScore(ctx, k.Delayed(), &redis.ZRangeBy{Min: "-inf", Max: itoa(time.Now().UnixMilli()), Count: 1})
 	state := pipe.Get(ctx, k.State(ref.Type, ref.Key))
 	rec := pipe.Exists(ctx, k.Job(job.ID))
+	split := pipe.Get(ctx, k.Split())
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("store: view partition %d for a call: %w", job.Partition, err)
 	}
 	entries := head.Val()
 	if len(entries) > directLookahead || held.Val() || len(due.Val()) > 0 || rec.Val() > 0 {
 		return nil, nil
+	}
+	if m := split.Val(); m != "" && (m[0] == 'f' || m[1:] != strconv.Itoa(s.routes().Modulus(job.Partition))) {
+		return nil, nil // being split, or split since the caller routed: the queue path routes it again
 	}
 	for _, m := range entries {
 		if jobFromStream(job.Partition, m.ID, m.Values).Key == job.Key {

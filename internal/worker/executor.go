@@ -546,7 +546,14 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	// (or given up) meanwhile gets no commit, and its suspension waits for
 	// one in flight.
 	var err2 error
-	if !e.grants.runBatch(p, grant, func() { err2 = e.commitObserved(ctx, p, grant, b) }) {
+	ran := e.grants.runBatch(p, grant, func() {
+		if e.cfg.routing().PartitionOf(j.Key) != p {
+			err2 = errNotRun // p was split while the plugin ran: the key is elsewhere now
+			return
+		}
+		err2 = e.commitObserved(ctx, p, grant, b)
+	})
+	if !ran || errors.Is(err2, errNotRun) {
 		return nil, errNotRun
 	}
 	if err := err2; err != nil {

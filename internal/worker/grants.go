@@ -95,6 +95,17 @@ func (g *grants) suspend(p int) {
 	g.batches.Unlock() //nolint:staticcheck // wait for the in-flight batch
 }
 
+// resumeIf lets the suspended partitions for which ok is true run again.
+func (g *grants) resumeIf(ok func(p int) bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for p := range g.suspended {
+		if ok(p) {
+			delete(g.suspended, p)
+		}
+	}
+}
+
 // resume lets p run again.
 func (g *grants) resume(p int) {
 	g.mu.Lock()

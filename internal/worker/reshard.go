@@ -65,6 +65,9 @@ func (r *resharder) run(ctx context.Context) {
 	for {
 		r.refresh(ctx)
 		v := r.routes.Load()
+		// A partition left suspended after its split (the layout could not
+		// be read then) runs again once the layout shows it split.
+		r.grants.resumeIf(func(p int) bool { return !r.busy(p) && (!v.Resharding() || p < len(v.Done) && v.Done[p]) })
 		if v.Resharding() {
 			for p, grant := range r.grants.snapshot() {
 				if p < v.P && !v.Done[p] && r.begin(p) {
@@ -113,6 +116,13 @@ func (r *resharder) begin(p int) bool {
 	return true
 }
 
+// busy reports whether a split of p is running here.
+func (r *resharder) busy(p int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.splitting[p]
+}
+
 func (r *resharder) end(p int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -159,13 +169,20 @@ func (r *resharder) split(ctx context.Context, p int, grant lease.Grant, n int) 
 			r.events.tell(store.ClusterEvent{Kind: "partition.split", Partition: &p, Detail: "into " + strconv.Itoa(n) + " partitions", Member: r.self})
 		}
 	}
+	// p stays suspended until this worker routes by its split: a direct
+	// call whose plugin ran across the split checks the routing before it
+	// commits, and must find its key moved.
 	ended, err := r.store.NoteSplitDone(ctx, p, n)
-	r.refresh(ctx)
-	r.grants.resume(p)
 	if err != nil {
 		log.Warn("recording a partition's split failed; trying again", "err", err)
 		return
 	}
+	r.refresh(ctx)
+	if v := r.routes.Load(); v.P != n && !(v.Resharding() && v.Done[p]) {
+		log.Warn("the layout read after a split does not show it yet; trying again")
+		return
+	}
+	r.grants.resume(p)
 	if ended {
 		log.Info("reshard done", "partitions", n)
 		if r.events != nil {
