@@ -90,14 +90,18 @@ func reshardStatus(t *testing.T, c *cluster) *workerpb.ReshardResponse {
 // rate for about two minutes, SIGKILL a worker half-way through the
 // splits, bring it back (started with the old --partitions, which the
 // cluster's own count overrides), and check everything the fault suite
-// checks: every acknowledged donation and its credit committed once, the
-// totals exact, no key's donations out of order, also across the
+// checks: every acknowledged donation and call and its credit committed
+// once, the totals exact, no key's donations out of order, also across the
 // partitions it moved between.
 func TestReshardUnderLoad(t *testing.T) {
 	c := faultCluster(t, testenv.RedisOptions{})
 	threeWorkers(c)
 	start := c.waitBalanced("w1", "w2", "w3")
 	l := startLoad(t, c, 2*60*faultRate)
+	// Synchronous calls beside it, one after the other: the direct path
+	// commits outside the queue, so it must not commit in a partition
+	// split under it.
+	l.calls = startCalls(t, c, l.seed, nil)
 	settle(c, l, "w1", "w2", "w3")
 	l.waitMore(t, 10*faultRate) // ten seconds of load before the reshard
 
@@ -146,7 +150,9 @@ func TestReshardUnderLoad(t *testing.T) {
 	case <-time.After(4 * time.Minute):
 		t.Fatalf("the load did not finish in 4 minutes: %d of %d donations acknowledged", l.acked.Load(), len(l.jobs))
 	}
+	calls := l.calls
 	rep := verify(t, c, "reshard 64→256 with a SIGKILL", l, fault, nil, start)
+	t.Logf("calls: %d acknowledged, %d by the durable path, %d attempts retried", len(calls.acked), calls.durable.Load(), calls.failed.Load())
 	if rep.acked != int64(len(l.jobs)) {
 		t.Errorf("%d of %d donations acknowledged", rep.acked, len(l.jobs))
 	}
