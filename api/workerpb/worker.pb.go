@@ -936,7 +936,12 @@ type StatusResponse struct {
 	TotalDepth int64                  `protobuf:"varint,3,opt,name=total_depth,json=totalDepth,proto3" json:"total_depth,omitempty"` // jobs waiting in all partitions (cluster only)
 	// The last cluster events, oldest first (cluster only): messages of the
 	// built-in topic "$cluster", a JSON object each.
-	RecentEvents  []*TopicMessage `protobuf:"bytes,4,rep,name=recent_events,json=recentEvents,proto3" json:"recent_events,omitempty"`
+	RecentEvents []*TopicMessage `protobuf:"bytes,4,rep,name=recent_events,json=recentEvents,proto3" json:"recent_events,omitempty"`
+	// A reshard under way (coordinator reshard): the count it comes from
+	// (partitions is already the new one: the new partitions have owners),
+	// and how many of the old partitions are split; 0 when none is.
+	ReshardFrom   int32 `protobuf:"varint,5,opt,name=reshard_from,json=reshardFrom,proto3" json:"reshard_from,omitempty"`
+	ReshardSplit  int32 `protobuf:"varint,6,opt,name=reshard_split,json=reshardSplit,proto3" json:"reshard_split,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -997,6 +1002,20 @@ func (x *StatusResponse) GetRecentEvents() []*TopicMessage {
 		return x.RecentEvents
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetReshardFrom() int32 {
+	if x != nil {
+		return x.ReshardFrom
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetReshardSplit() int32 {
+	if x != nil {
+		return x.ReshardSplit
+	}
+	return 0
 }
 
 type CallRequest struct {
@@ -4296,7 +4315,7 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
 	"\x04path\x18\x04 \x01(\tR\x04path\x12\x18\n" +
 	"\arefused\x18\x05 \x01(\tR\arefused\x12%\n" +
-	"\x0erefused_sha256\x18\x06 \x01(\tR\rrefusedSha256\"\xd0\x01\n" +
+	"\x0erefused_sha256\x18\x06 \x01(\tR\rrefusedSha256\"\x98\x02\n" +
 	"\x0eStatusResponse\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
@@ -4304,7 +4323,9 @@ const file_api_workerpb_worker_proto_rawDesc = "" +
 	"\amembers\x18\x02 \x03(\v2\x1e.corral.worker.v1.MemberStatusR\amembers\x12\x1f\n" +
 	"\vtotal_depth\x18\x03 \x01(\x03R\n" +
 	"totalDepth\x12C\n" +
-	"\rrecent_events\x18\x04 \x03(\v2\x1e.corral.worker.v1.TopicMessageR\frecentEvents\"s\n" +
+	"\rrecent_events\x18\x04 \x03(\v2\x1e.corral.worker.v1.TopicMessageR\frecentEvents\x12!\n" +
+	"\freshard_from\x18\x05 \x01(\x05R\vreshardFrom\x12#\n" +
+	"\rreshard_split\x18\x06 \x01(\x05R\freshardSplit\"s\n" +
 	"\vCallRequest\x12'\n" +
 	"\x03job\x18\x01 \x01(\v2\x15.corral.worker.v1.JobR\x03job\x12\x1d\n" +
 	"\n" +

@@ -26,6 +26,15 @@ type statusJSON struct {
 	// RecentEvents are the cluster's last events (coordinator watch
 	// --cluster follows them), oldest first.
 	RecentEvents []topicMessageJSON `json:"recent_events"`
+	// Reshard is a reshard under way; absent when none is.
+	Reshard *reshardProgressJSON `json:"reshard,omitempty"`
+}
+
+// reshardProgressJSON is a reshard under way, as status shows it.
+type reshardProgressJSON struct {
+	From  int32 `json:"from"`
+	To    int32 `json:"to"`
+	Split int32 `json:"split"`
 }
 
 type memberJSON struct {

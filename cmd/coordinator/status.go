@@ -59,6 +59,9 @@ func statusCmd(ctx context.Context, g globals, newClient func() (*client.Client,
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "partitions: %d (%d owned), jobs waiting: %d\n", st.Partitions, owned, st.TotalDepth)
+	if st.ReshardFrom > 0 {
+		fmt.Fprintf(stdout, "resharding %d → %d: %d of %d partitions split (coordinator reshard follows it)\n", st.ReshardFrom, st.Partitions, st.ReshardSplit, st.ReshardFrom)
+	}
 	if line := scheduleSummary(ctx, c); line != "" {
 		fmt.Fprintln(stdout, line)
 	}
@@ -175,6 +178,9 @@ func printStatusJSON(ctx context.Context, c *client.Client, st *workerpb.StatusR
 		HandlerFlows: []flowJSON{}, PausedSchedules: []string{}, HandlerDifferences: []string{}, RecentEvents: []topicMessageJSON{}}
 	for _, e := range st.RecentEvents {
 		out.RecentEvents = append(out.RecentEvents, toTopicMessageJSON(e.Topic, int(e.Partition), e.Id, e.JobId, e.Message))
+	}
+	if st.ReshardFrom > 0 {
+		out.Reshard = &reshardProgressJSON{From: st.ReshardFrom, To: st.Partitions, Split: st.ReshardSplit}
 	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, toMemberJSON(m))

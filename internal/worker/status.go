@@ -90,6 +90,14 @@ func (r *reporter) memberStatus(ctx context.Context) (*workerpb.MemberStatus, er
 // total queue depth.
 func (r *reporter) clusterStatus(ctx context.Context) (*workerpb.StatusResponse, error) {
 	resp := &workerpb.StatusResponse{Partitions: int32(r.cfg.routing().Partitions())}
+	if v := r.cfg.routing().Load(); v.Resharding() {
+		resp.ReshardFrom = int32(v.P)
+		for _, d := range v.Done {
+			if d {
+				resp.ReshardSplit++
+			}
+		}
+	}
 	members, err := r.registry.Healthy(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
