@@ -224,3 +224,81 @@ func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 		t.Errorf("child's queue holds %d jobs, want 1 (new-move)", n)
 	}
 }
+
+// TestRelayAcrossSplit: an outbox entry with jobs for partition p and for
+// another target A is relayed to p (marked there) while A is held back;
+// then p is split and the entry relayed again, its p jobs now routed to
+// p's child. The mark the entry left in p stops them going in twice; an
+// entry first relayed after the split reaches the child once.
+func TestRelayAcrossSplit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	ctx := context.Background()
+	rdb := testenv.StartRedis(t).Client(t)
+	routes := routing.New(4)
+	cfg := store.DefaultConfig()
+	cfg.Partitions, cfg.Routing = 4, routes
+	s := store.New(rdb, cfg)
+	if err := s.EnsurePartitions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const src, a, p, c = 0, 2, 1, 5
+	moving := splitKey("moving", p, 4, c, 8)
+	toA := splitKey("a", a, 4, a, 8)
+	es, _ := lease.Claim(ctx, rdb, src, "w~1", "")
+	emitJobs := func(id string, ks ...string) {
+		var emits []store.Job
+		for i, k := range ks {
+			emits = append(emits, store.Job{ID: fmt.Sprintf("%s/%d", id, i), Handler: "campaign.credit", Key: k, Payload: []byte(`{}`)})
+		}
+		if err := s.CommitBatch(ctx, src, es, &store.Batch{Emits: emits}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emitJobs("e1", moving, toA)
+	route := func(k string) int { return routes.Load().PartitionOf(k) }
+	holdA := func(t int) bool { return t == a }
+	r, err := s.RelayMany(ctx, []store.RelaySource{{Partition: src}}, 10, route, holdA)
+	if err != nil || r.Reached[p] != 1 || r.Sources[src].Kept != 1 {
+		t.Fatalf("first relay: %+v %v, want 1 job into %d and the entry kept for %d", r, err, p, a)
+	}
+	// p's job ran there, then p was split: its queue is empty again.
+	rdb.Del(ctx, keys.For(p).Queue())
+	if _, err := s.StartReshard(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	gp, _ := lease.Claim(ctx, rdb, p, "w~1", "")
+	if _, err := s.FreezeForSplit(ctx, p, gp, 8); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.Layout(ctx)
+	routes.Store(v)
+	// While p is frozen a relay to it is refused and kept.
+	emitJobs("e2", moving)
+	r, err = s.RelayMany(ctx, []store.RelaySource{{Partition: src}}, 10, route, holdA)
+	if err != nil || r.Failed[p] == nil || !errors.Is(r.Failed[p], store.ErrMoving) {
+		t.Fatalf("relay to a frozen partition: %+v %v, want it refused as moving", r, err)
+	}
+	if _, err := s.SplitPartition(ctx, p, gp, 8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NoteSplitDone(ctx, p, 8); err != nil {
+		t.Fatal(err)
+	}
+	v, _ = s.Layout(ctx)
+	routes.Store(v)
+	r, err = s.RelayMany(ctx, []store.RelaySource{{Partition: src}}, 10, route, nil)
+	if err != nil || len(r.Failed) > 0 {
+		t.Fatalf("relay after the split: %+v %v", r, err)
+	}
+	if n := rdb.XLen(ctx, keys.For(c).Queue()).Val(); n != 1 {
+		t.Errorf("child %d got %d jobs, want 1 (e2's; e1's went to %d before the split)", c, n, p)
+	}
+	if n := rdb.XLen(ctx, keys.For(a).Queue()).Val(); n != 1 {
+		t.Errorf("target %d got %d jobs, want 1", a, n)
+	}
+	if n := rdb.XLen(ctx, keys.For(src).Outbox()).Val(); n != 0 {
+		t.Errorf("%d outbox entries left", n)
+	}
+}
