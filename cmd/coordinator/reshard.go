@@ -29,7 +29,9 @@ is lost or applied twice, and each key's jobs keep their order.
 
 Without --partitions it reports the reshard under way, or the last one.
 Running it again with the same N follows a reshard started earlier; another
-N while one is under way is refused.
+N while one is under way is refused, and so is a new reshard within the dedup
+window (--dedup-window, 24h) after the last one ended: jobs finished before
+it are looked up in their keys' old partitions until then.
 
 Flags:`)
 		fs.PrintDefaults()

@@ -124,6 +124,10 @@ if cur then
 end
 local n = tonumber(ARGV[1])
 if n == p then return p end
+local window = tonumber(redis.call('HGET', KEYS[1], 'prior_until') or '0')
+if window > tonumber(ARGV[2]) then
+  return redis.error_reply('WINDOW ' .. window)
+end
 if n < p or n % p ~= 0 then
   return redis.error_reply('ERR the new partition count must be a multiple of ' .. p)
 end
@@ -134,9 +138,15 @@ return p
 // ErrReshardBusy means another reshard is under way.
 var ErrReshardBusy = errors.New("another reshard is under way")
 
+// ErrReshardTooSoon means the last reshard ended within the dedup window:
+// jobs are still looked up in their keys' old partitions.
+var ErrReshardTooSoon = errors.New("too soon after the last reshard")
+
 // StartReshard records a reshard to n partitions (a multiple of P) and
 // returns P. Asking again for the same n is a no-op; for another n while
-// one is under way it is ErrReshardBusy; n == P does nothing.
+// one is under way it is ErrReshardBusy, and within the dedup window after
+// the last one ended (while jobs are still looked up in their keys' old
+// partitions) ErrReshardTooSoon; n == P does nothing.
 func (s *Store) StartReshard(ctx context.Context, n int) (int, error) {
 	if n < 1 || n > sharding.MaxPartitions {
 		return 0, fmt.Errorf("store: reshard: %d partitions is out of range (1 to %d)", n, sharding.MaxPartitions)
@@ -145,6 +155,10 @@ func (s *Store) StartReshard(ctx context.Context, n int) (int, error) {
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "BUSY") {
 			return 0, fmt.Errorf("%w: %s", ErrReshardBusy, strings.TrimPrefix(err.Error(), "BUSY "))
+		}
+		if ms, ok := strings.CutPrefix(err.Error(), "WINDOW "); ok {
+			until, _ := strconv.ParseInt(ms, 10, 64)
+			return 0, fmt.Errorf("%w: jobs finished before it are looked up in their keys' old partitions until %s (the dedup window after it ended), and a second reshard before then would lose track of them", ErrReshardTooSoon, time.UnixMilli(until).UTC().Format(time.RFC3339))
 		}
 		return 0, fmt.Errorf("store: reshard: %w", err)
 	}

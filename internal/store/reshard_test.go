@@ -205,6 +205,22 @@ func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 	if !v.Done[p] || v.PartitionOf(move) != c || v.PartitionOf(stay) != p {
 		t.Fatalf("layout after the split %+v: move → %d, stay → %d", v, v.PartitionOf(move), v.PartitionOf(stay))
 	}
+	// The other three splits end the reshard; a second one must wait for
+	// the dedup window, while jobs are looked up in their old partitions.
+	for _, q := range []int{0, 2, 3} {
+		if _, err := s.NoteSplitDone(ctx, q, 8); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ = s.Layout(ctx); v.P != 8 || v.Resharding() || v.Prev != 4 {
+		t.Fatalf("layout after every split %+v, want 8 partitions, 4 before", v)
+	}
+	routes.Store(v)
+	if _, err := s.StartReshard(ctx, 16); !errors.Is(err, store.ErrReshardTooSoon) {
+		t.Fatalf("a second reshard within the dedup window: %v, want ErrReshardTooSoon", err)
+	} else {
+		t.Logf("second reshard refused: %v", err)
+	}
 	// A worker that still routes by 4 is sent away from p.
 	stale := store.New(rdb, store.Config{Partitions: 4, DoneRetention: time.Hour, ResultRetention: time.Hour})
 	res, err = stale.Enqueue(ctx, []store.Job{job("stale", stay, p)})

@@ -238,7 +238,9 @@ func (a *API) Reshard(ctx context.Context, req *workerpb.ReshardRequest) (*worke
 		if _, err := a.store.StartReshard(ctx, n); err != nil {
 			switch {
 			case errors.Is(err, store.ErrReshardBusy):
-				return nil, status.Errorf(codes.FailedPrecondition, "reshard: %v; wait for it to end (coordinator reshard --watch)", err)
+				return nil, status.Errorf(codes.FailedPrecondition, "reshard: %v; wait for it to end (coordinator reshard follows it)", err)
+			case errors.Is(err, store.ErrReshardTooSoon):
+				return nil, status.Errorf(codes.FailedPrecondition, "reshard: %v", err)
 			case strings.Contains(err.Error(), "multiple"):
 				return nil, status.Errorf(codes.InvalidArgument, "reshard: %v", err)
 			}
