@@ -21,8 +21,8 @@ func reshardCmd(ctx context.Context, g globals, newClient func() (*client.Client
 		fmt.Fprintln(stderr, `Usage: coordinator reshard [--partitions N] [--wait=false] [-o table|json]
 
 Changes the partition count of the running cluster to N, a multiple of the
-current count P: each partition's owner splits it into N/P partitions, one
-partition at a time, while jobs keep flowing. Submits to a partition being
+current count P: each partition's owner splits it into N/P partitions (all
+of them at once), while jobs keep flowing. Submits to a partition being
 split wait a moment (its queue drains, then its states, delayed and parked
 jobs and schedules are copied to its new partitions) and then go on; no job
 is lost or applied twice, and each key's jobs keep their order.

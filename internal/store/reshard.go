@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -815,4 +816,133 @@ func (s *Store) wipeChild(ctx context.Context, c int, g string) error {
 		del(key)
 	}
 	return s.runWrites(ctx, copyScript, ws)
+}
+
+// PrepareReshard makes sure a split finds every entity state: states
+// written before the entity-type set (keys.EntityTypes) or the per-type
+// indexes existed are found by one SCAN of the keyspace (each master's, on
+// Redis Cluster), their types recorded and their keys added to their
+// index. known names entity types the workers' handlers declare, which
+// tells a type from a key when a type holds a ':'. It returns how many
+// types there are and how many keys it added to an index.
+func (s *Store) PrepareReshard(ctx context.Context, known []string) (types, indexed int, err error) {
+	set := map[string]bool{}
+	for _, t := range known {
+		set[t] = true
+	}
+	have, err := s.rdb.SMembers(ctx, keys.EntityTypes).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: prepare reshard: %w", err)
+	}
+	for _, t := range have {
+		set[t] = true
+	}
+	// Index keys name their type whole.
+	err = s.scanAll(ctx, "corral:{p*}:ents:*", func(batch []string) error {
+		for _, k := range batch {
+			if _, rest, ok := strings.Cut(k, "}:ents:"); ok {
+				set[rest] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	err = s.scanAll(ctx, "corral:{p*}:st:*", func(batch []string) error {
+		pipe := s.rdb.Pipeline()
+		for _, k := range batch {
+			p, typ, key, ok := parseStateKey(k, set)
+			if !ok {
+				continue
+			}
+			set[typ] = true
+			pipe.ZAddNX(ctx, keys.For(p).Entities(typ), redis.Z{Member: key})
+		}
+		cmds, err := pipe.Exec(ctx)
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		for _, c := range cmds {
+			if n, _ := c.(*redis.IntCmd).Result(); n > 0 {
+				indexed++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	all := make([]any, 0, len(set))
+	for t := range set {
+		all = append(all, t)
+	}
+	if len(all) > 0 {
+		if err := s.rdb.SAdd(ctx, keys.EntityTypes, all...).Err(); err != nil {
+			return 0, 0, fmt.Errorf("store: prepare reshard: %w", err)
+		}
+	}
+	return len(all), indexed, nil
+}
+
+// parseStateKey splits "corral:{pN}:st:TYPE:KEY", preferring a known type
+// that prefixes the rest (a type may hold a ':'), else the first segment.
+func parseStateKey(k string, known map[string]bool) (p int, typ, key string, ok bool) {
+	rest, found := strings.CutPrefix(k, "corral:{p")
+	if !found {
+		return 0, "", "", false
+	}
+	num, rest, found := strings.Cut(rest, "}:st:")
+	if !found {
+		return 0, "", "", false
+	}
+	p, err := strconv.Atoi(num)
+	if err != nil {
+		return 0, "", "", false
+	}
+	best := ""
+	for t := range known {
+		if strings.HasPrefix(rest, t+":") && len(t) > len(best) {
+			best = t
+		}
+	}
+	if best == "" {
+		if best, _, found = strings.Cut(rest, ":"); !found {
+			return 0, "", "", false
+		}
+	}
+	return p, best, rest[len(best)+1:], true
+}
+
+// scanAll SCANs the whole keyspace (every master's on Redis Cluster) for
+// pattern, in batches.
+func (s *Store) scanAll(ctx context.Context, pattern string, fn func([]string) error) error {
+	scan := func(ctx context.Context, c redis.UniversalClient, fn func([]string) error) error {
+		var cursor uint64
+		for {
+			ks, next, err := c.Scan(ctx, cursor, pattern, 1000).Result()
+			if err != nil {
+				return fmt.Errorf("store: scan %s: %w", pattern, err)
+			}
+			if len(ks) > 0 {
+				if err := fn(ks); err != nil {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex // fn is not safe for concurrent use
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return scan(ctx, m, func(ks []string) error {
+				mu.Lock()
+				defer mu.Unlock()
+				return fn(ks)
+			})
+		})
+	}
+	return scan(ctx, s.rdb, fn)
 }

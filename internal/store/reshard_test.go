@@ -103,6 +103,14 @@ func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 	if n, err := s.StartReshard(ctx, 6); err == nil {
 		t.Fatalf("a reshard to 6 partitions (not a multiple of 4) was accepted (from %d)", n)
 	}
+	// A state from before entity types and indexes were recorded (a
+	// cluster that ran an older release): only the scan finds it.
+	kp0 := keys.For(p)
+	rdb.Set(ctx, kp0.State("legacy:type", move), "old", 0)
+	types, indexed, err := s.PrepareReshard(ctx, []string{"legacy:type"})
+	if err != nil || indexed != 1 || types < 3 {
+		t.Fatalf("prepare: %d types, %d keys indexed, %v; want the legacy state's key indexed", types, indexed, err)
+	}
 	if _, err := s.StartReshard(ctx, 8); err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +153,11 @@ func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 		t.Fatal(err)
 	}
 	t.Logf("split: %+v", st)
-	if st.States != 2 || st.Delayed != 1 || st.Parked != 1 || st.Waiting != 1 || st.Schedules != 1 {
-		t.Errorf("moved %+v, want 2 states, 1 delayed, 1 parked with 1 waiting, 1 schedule", st)
+	if got := rdb.Get(ctx, keys.For(c).State("legacy:type", move)).Val(); got != "old" {
+		t.Errorf("the legacy state in the child = %q, want old", got)
+	}
+	if st.States != 3 || st.Delayed != 1 || st.Parked != 1 || st.Waiting != 1 || st.Schedules != 1 {
+		t.Errorf("moved %+v, want 3 states, 1 delayed, 1 parked with 1 waiting, 1 schedule", st)
 	}
 	for part, want := range map[int]string{p: schedStay, c: schedMove} {
 		scs, err := s.Schedules(ctx, []int{part})

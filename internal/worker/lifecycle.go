@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +70,9 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 			}
 		}()
 		w.life.api = srv
+	}
+	if err := w.waitRedisLoaded(ctx); err != nil {
+		return fmt.Errorf("worker: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
@@ -228,4 +232,35 @@ func (w *Worker) ReloadPlugins(ctx context.Context) (*workerpb.ReloadPluginsResp
 	}
 	w.life.reg = &reg
 	return plugins, nil
+}
+
+// loadingWait bounds how long a starting worker waits for Redis to load
+// its dataset (a restart with a large AOF).
+const loadingWait = 5 * time.Minute
+
+// waitRedisLoaded waits while Redis answers LOADING, saying so every few
+// seconds; any other answer (or none) is for the start's own checks.
+func (w *Worker) waitRedisLoaded(ctx context.Context) error {
+	deadline := time.Now().Add(loadingWait)
+	var said time.Time
+	for {
+		pctx, cancel := context.WithTimeout(ctx, startTimeout)
+		err := w.store.Ping(pctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "LOADING") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w (still loading after %v)", err, loadingWait)
+		}
+		if time.Since(said) > 5*time.Second {
+			w.log.Info("Redis is loading its dataset; waiting for it", "waited_up_to", loadingWait)
+			said = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

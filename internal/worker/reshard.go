@@ -235,6 +235,19 @@ func (a *API) Reshard(ctx context.Context, req *workerpb.ReshardRequest) (*worke
 		case !cur.Resharding() && (n < cur.P || n%cur.P != 0):
 			return nil, status.Errorf(codes.InvalidArgument, "reshard: %d is not a multiple of the current %d partitions: a partition can only split into several, each key going to one of them", n, cur.P)
 		}
+		if !cur.Resharding() && n != cur.P {
+			// States written before entity types were recorded must be
+			// found by the splits: one scan of the keyspace, once.
+			var known []string
+			if a.intake != nil && a.intake.catalog != nil {
+				known = a.intake.catalog.entities(a.intake.handlers())
+			}
+			types, indexed, err := a.store.PrepareReshard(ctx, known)
+			if err != nil {
+				return nil, status.Errorf(codes.Unavailable, "reshard: %v", err)
+			}
+			a.reshard.log.Info("reshard prepared", "entity_types", types, "keys_indexed", indexed)
+		}
 		if _, err := a.store.StartReshard(ctx, n); err != nil {
 			switch {
 			case errors.Is(err, store.ErrReshardBusy):
