@@ -21,6 +21,9 @@ type View struct {
 	P    int    // partitions the cluster has (before the reshard under way)
 	N    int    // partitions a reshard under way goes to; 0: none
 	Done []bool // during a reshard: Done[p] once partition p (< P) is split
+	// Ready is true once every entity state is known to be indexed (see
+	// store.PrepareReshard): splits wait for it.
+	Ready bool
 	// Prev is the partition count before the last reshard that ended, and
 	// PriorUntil (unix ms) how long a key's partition under Prev is still
 	// looked at for records of jobs finished before it (the dedup window).
@@ -49,7 +52,7 @@ func (t *Table) Store(v View) bool {
 
 // Equal reports whether two views route every key alike.
 func (v View) Equal(o View) bool {
-	if v.P != o.P || v.N != o.N || v.Prev != o.Prev || v.PriorUntil != o.PriorUntil || len(v.Done) != len(o.Done) {
+	if v.P != o.P || v.N != o.N || v.Ready != o.Ready || v.Prev != o.Prev || v.PriorUntil != o.PriorUntil || len(v.Done) != len(o.Done) {
 		return false
 	}
 	for i := range v.Done {

@@ -65,7 +65,7 @@ func (s *Store) ViewForCall(ctx context.Context, job Job, entity string) (*Guard
 	if len(entries) > directLookahead || held.Val() || len(due.Val()) > 0 || rec.Val() > 0 {
 		return nil, nil
 	}
-	if m := split.Val(); m != "" && (m[0] == 'f' || m[1:] != strconv.Itoa(s.routes().Modulus(job.Partition))) {
+	if m := split.Val(); m != "" && (m[0] != 'd' || m[1:] != strconv.Itoa(s.routes().Modulus(job.Partition))) {
 		return nil, nil // being split, or split since the caller routed: the queue path routes it again
 	}
 	for _, m := range entries {

@@ -200,6 +200,9 @@ func (s *Store) CommitBatch(ctx context.Context, partition int, grant lease.Gran
 	if err != nil && strings.HasPrefix(err.Error(), "FENCED") {
 		return fmt.Errorf("store: commit partition %d under grant %v: %w (%s)", partition, grant, lease.ErrFenced, err.Error())
 	}
+	if err != nil && strings.HasPrefix(err.Error(), "SPLITTING") {
+		return fmt.Errorf("store: commit partition %d: %w", partition, ErrSplitting)
+	}
 	if err != nil && strings.HasPrefix(err.Error(), "LOST") {
 		return fmt.Errorf("store: commit partition %d under grant %v: %w: %w: Redis has %s of the %d commits acknowledged under it",
 			partition, grant, lease.ErrFenced, ErrLostCommits, strings.TrimPrefix(err.Error(), "LOST "), seen)

@@ -43,6 +43,7 @@ var commitFixedKeys = []struct {
 	{"cancelsKey", keys.Partition.Cancels},
 	{"finishedKey", keys.Partition.Finished},
 	{"expiringKey", keys.Partition.Expiring},
+	{"splitKey", keys.Partition.Split},
 }
 
 // The commit's header args, by position.
@@ -394,10 +395,16 @@ end
 // (commitsKey counts them, as "grant count"): if Redis lost one (a
 // restore, a replica promoted behind), the batch was built on state Redis
 // no longer has, and it is refused with LOST, as a stale owner's would be.
+// A partition whose split has copied it to its children commits nothing
+// more (SPLITTING): what it holds has copies there.
 const commitPrologue = `
 local cur = redis.call('GET', epochKey)
 if cur ~= grant then
   return redis.error_reply('FENCED ' .. tostring(cur))
+end
+local sp = redis.call('GET', splitKey)
+if sp and string.sub(sp, 1, 1) == 'c' then
+  return redis.error_reply('SPLITTING ' .. sp)
 end
 local commits = 0
 local seq = redis.call('GET', commitsKey)

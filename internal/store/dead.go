@@ -23,7 +23,7 @@ import (
 // Returns 1 if replayed, 0 if no such dead letter.
 var replayScript = redis.NewScript(`
 local sp = redis.call('GET', KEYS[5])
-if sp and string.sub(sp, 1, 1) == 'f' then return redis.error_reply('MOVING ' .. sp) end
+if sp and string.sub(sp, 1, 1) ~= 'd' then return redis.error_reply('MOVING ' .. sp) end
 if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[1])

@@ -46,7 +46,7 @@ if cur ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(cur))
 end
 local sp = redis.call('GET', KEYS[5])
-if sp and string.sub(sp, 1, 1) == 'f' then return 0 end
+if sp and (string.sub(sp, 1, 1) == 'f' or string.sub(sp, 1, 1) == 'c') then return 0 end
 return releaseDue(KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3])
 `)
 

@@ -208,14 +208,24 @@ const (
 // Enqueue reserves the jobs' ids for the cluster (see reserveScript), then
 // appends the jobs to their partitions' streams in one pipeline; a job
 // whose NotBefore is in the future is held in its partition's delayed set
-// instead. Each job's Partition must be set. A job whose id names another
-// job gets ErrConflict and is not enqueued.
+// instead. Each job's Partition must be set; with a live layout
+// (Config.Routing) the store sets it from the key instead, and the caller
+// finds where each job went there. A job whose id names another job gets
+// ErrConflict and is not enqueued.
 func (s *Store) Enqueue(ctx context.Context, jobs []Job) ([]EnqueueResult, error) {
 	if len(jobs) == 0 {
 		return nil, nil
 	}
 	now := time.Now().UnixMilli()
 	routes := s.routes()
+	if s.cfg.Routing != nil {
+		// Every job is placed by one view of the layout, the one whose
+		// counts the scripts check: a job placed by an older view would
+		// be checked against a newer one's count.
+		for i := range jobs {
+			jobs[i].Partition = routes.PartitionOf(jobs[i].Key)
+		}
+	}
 	refused, err := s.reserve(ctx, jobs, now)
 	if err != nil {
 		return nil, err

@@ -108,6 +108,12 @@ func (s *Store) RelayMany(ctx context.Context, sources []RelaySource, max int64,
 	markTTL := int64(s.cfg.DoneRetention.Seconds())
 	now := time.Now().UnixMilli()
 	routes := s.routes()
+	if s.cfg.Routing != nil {
+		// One view of the layout for the whole round: an entry's jobs for
+		// one partition must go in one call, under one mark, and the
+		// marks looked up in parents must be those of the same targets.
+		partitionOf = routes.PartitionOf
+	}
 	// An entry relayed to a partition before that partition's split has
 	// its mark there, not in the child its jobs' keys now go to: such
 	// targets are looked up first, and skipped when the parent has it.

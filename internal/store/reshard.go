@@ -16,6 +16,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// ErrSplitting means a partition refused a commit: its split has copied
+// what it holds to its children, and it runs nothing until the split ends.
+var ErrSplitting = errors.New("partition is being split")
+
 // ErrMoving means a partition refused jobs because it is being split
 // (frozen: try again shortly) or was split since the caller last looked
 // (read the layout again and route the jobs anew). The jobs were not
@@ -45,7 +49,7 @@ func movingErr(p int, err error) error {
 	}
 	msg := err.Error()
 	if rest, ok := strings.CutPrefix(msg, "MOVING "); ok {
-		return &MovingError{Partition: p, Frozen: strings.HasPrefix(rest, "f")}
+		return &MovingError{Partition: p, Frozen: !strings.HasPrefix(rest, "d")}
 	}
 	return err
 }
@@ -56,7 +60,7 @@ func movingErr(p int, err error) error {
 const splitCheckLua = `
 local function splitCheck(mark, modulus)
   local sp = redis.call('GET', mark)
-  if sp and (string.sub(sp, 1, 1) == 'f' or string.sub(sp, 2) ~= modulus) then
+  if sp and (string.sub(sp, 1, 1) ~= 'd' or string.sub(sp, 2) ~= modulus) then
     return redis.error_reply('MOVING ' .. sp)
   end
   return nil
@@ -97,6 +101,7 @@ func parseLayout(m map[string]string) (routing.View, error) {
 		return v, fmt.Errorf("store: corral:meta has no partition count")
 	}
 	v.N = int(num("reshard_to"))
+	v.Ready = m["indexed"] == "1"
 	v.Prev, v.PriorUntil = int(num("reshard_prev")), num("prior_until")
 	if v.N > v.P {
 		v.Done = make([]bool, v.P)
@@ -206,6 +211,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 local sp = redis.call('GET', KEYS[2])
 if sp == 'd' .. ARGV[2] then return 'done' end
+if sp == 'c' .. ARGV[2] then return 'copied' end
 redis.call('SET', KEYS[2], 'f' .. ARGV[2])
 return 'frozen'
 `)
@@ -222,23 +228,16 @@ func (s *Store) FreezeForSplit(ctx context.Context, p int, grant lease.Grant, n 
 	return r == "done", nil
 }
 
-// splitMarkScript marks a frozen partition split, under the owner's grant.
+// splitMarkScript moves a partition's split mark on, under the owner's
+// grant: to "c<N>" once its children have their copies (from then it
+// commits nothing), to "d<N>" once it is split.
 var splitMarkScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(redis.call('GET', KEYS[1])))
 end
-redis.call('SET', KEYS[2], 'd' .. ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3] .. ARGV[2])
 return 1
 `)
-
-// QueueLength is the number of entries in partition p's stream.
-func (s *Store) QueueLength(ctx context.Context, p int) (int64, error) {
-	n, err := s.rdb.XLen(ctx, keys.For(p).Queue()).Result()
-	if err != nil {
-		return 0, fmt.Errorf("store: length of partition %d's queue: %w", p, err)
-	}
-	return n, nil
-}
 
 // importClaimScript makes a child partition take copies from the grant
 // ARGV[1] (epoch ARGV[2]) only: a splitter with an older grant is refused
@@ -268,7 +267,8 @@ return 1
 // ARGV[1] the grant, then per write: op, key number, and its arguments:
 // S key value pttl (a state; pttl 0: none), Z key score member, H key
 // field value, L key n values... (the list replaced), R key pttl n
-// field value... (a record replaced), D key - (a key deleted).
+// field value... (a record replaced), D key - (a key deleted), Q key
+// packed (a queue entry appended).
 var copyScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(redis.call('GET', KEYS[1])))
@@ -278,6 +278,9 @@ while a <= #ARGV do
   local op, key = ARGV[a], KEYS[tonumber(ARGV[a + 1])]
   if op == 'D' then
     redis.call('DEL', key)
+    a = a + 3
+  elseif op == 'Q' then
+    redis.call('XADD', key, '*', 'j', ARGV[a + 2])
     a = a + 3
   elseif op == 'S' then
     if ARGV[a + 3] ~= '0' then
@@ -310,8 +313,8 @@ return 1
 
 // dropScript removes from the parent what its split copied, under the
 // owner's grant. KEYS[1] epoch, then the keys. ARGV[1] the grant, then per
-// removal: op, key number, argument: D key - (delete), Z key member
-// (ZREM), H key field (HDEL).
+// removal: op, key number, argument: D key - (delete), X key id (XDEL),
+// Z key member (ZREM), H key field (HDEL).
 var dropScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED ' .. tostring(redis.call('GET', KEYS[1])))
@@ -320,6 +323,8 @@ for a = 2, #ARGV, 3 do
   local op, key = ARGV[a], KEYS[tonumber(ARGV[a + 1])]
   if op == 'D' then
     redis.call('DEL', key)
+  elseif op == 'X' then
+    redis.call('XDEL', key, ARGV[a + 2])
   elseif op == 'Z' then
     redis.call('ZREM', key, ARGV[a + 2])
   else
@@ -358,26 +363,34 @@ func (w *writes) add(op, key string, args ...any) {
 
 // SplitStats is what one partition's split moved.
 type SplitStats struct {
-	States, Delayed, Parked, Waiting, Schedules, Records int
-	Children                                             int // children written to (not live before)
+	Queued, States, Delayed, Parked, Waiting, Schedules, Records int
+	Children                                                     int // children written to (not live before)
 }
+
+// splitStop, set by tests only, stops SplitPartition after a phase
+// ("copied", "dropped"), as a splitter that dies there would.
+var splitStop string
+
+var errSplitStopped = errors.New("store: split stopped (test)")
 
 // splitChunk bounds the writes of one copy or drop script call.
 const splitChunk = 256
 
-// SplitPartition moves what partition p (frozen, drained and not being
-// processed) holds for keys that now belong to its other children under
-// n partitions: entity states (with their index and expiry), delayed
-// jobs, parked jobs with their holds and waiting lines, their records, and
+// SplitPartition moves what partition p (frozen, and not being processed:
+// no batch or direct call runs in it) holds for keys that now belong to
+// its other children under n partitions: queued jobs (in stream order),
+// entity states (with their index and expiry), delayed jobs, parked jobs
+// with their holds and waiting lines, the records of those jobs, and
 // schedules. Each child first takes p's grant as its import token, so a
-// splitter with an older grant can no longer write to it; each item is
-// copied, then dropped from p, then the children go live and p is marked
-// split. Run again after a crash (by p's next owner), it copies again what
-// p still holds and skips the children that went live.
+// splitter with an older grant can no longer write to it, and is emptied
+// of what an interrupted split left; each item is copied, then dropped
+// from p, then the children go live and p is marked split. Run again
+// after a crash (by p's next owner), it copies again what p still holds
+// and skips the children that went live.
 //
-// What stays in p: the queue (drained), the outbox (relayed by its
-// routing), finished records, the finished log, dead letters, topics and
-// the audit. Readers look for those in a key's old partition too.
+// What stays in p: the outbox (relayed by the new routing), finished
+// records, the finished log, dead letters, topics and the audit. Readers
+// look for those in a key's old partition too.
 func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n int) (SplitStats, error) {
 	var st SplitStats
 	P := s.routes().P
@@ -386,9 +399,6 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 	}
 	k := keys.For(p)
 	g := grant.String()
-	if n, err := s.QueueLength(ctx, p); err != nil || n > 0 {
-		return st, fmt.Errorf("store: split partition %d: its queue holds %d jobs (err %v); it must be drained first", p, n, err)
-	}
 	live := map[int]bool{} // children whose import ended before
 	for c := p + P; c < n; c += P {
 		r, err := importClaimScript.Run(ctx, s.rdb, []string{keys.For(c).Import()}, g, grant.Epoch).Int()
@@ -405,8 +415,15 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 	// maybe by an older grant, or by this one before p ran again: stale
 	// copies of jobs p has run since. It is emptied first, so it gets
 	// exactly what p holds now.
+	// Copied already (by an earlier run, maybe under an older grant): the
+	// children have everything, and p may have dropped some of it since.
+	mark, err := s.rdb.Get(ctx, k.Split()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return st, fmt.Errorf("store: split %d: read its mark: %w", p, err)
+	}
+	copied := mark == "c"+strconv.Itoa(n)
 	for c := p + P; c < n; c += P {
-		if !live[c] {
+		if !live[c] && !copied {
 			if err := s.wipeChild(ctx, c, g); err != nil {
 				return st, fenceErr("empty a child", c, grant, err)
 			}
@@ -485,6 +502,25 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 				}
 				st.States++
 			}
+		}
+	}
+	// Queued jobs, in stream order: each child's in the order p had them.
+	queued, err := s.rdb.XRange(ctx, k.Queue(), "-", "+").Result()
+	if err != nil {
+		return st, fmt.Errorf("store: split %d: queue: %w", p, err)
+	}
+	for _, m := range queued {
+		j := jobFromStream(p, m.ID, m.Values)
+		packed, ok := m.Values["j"].(string)
+		c := childOf(j.Key)
+		if !ok || c == p {
+			continue // an entry that cannot be read stays, for the owner to report
+		}
+		drop().add("X", k.Queue(), m.ID)
+		if !live[c] {
+			target(c).add("Q", keys.For(c).Queue(), packed)
+			records[c] = append(records[c], j.ID)
+			st.Queued++
 		}
 	}
 	// Delayed jobs.
@@ -619,20 +655,33 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 		st.Schedules++
 	}
 	// Copy, then drop from p, then let the children go live.
-	for c, ws := range copies {
-		if err := s.runWrites(ctx, copyScript, ws); err != nil {
-			return st, fenceErr("copy into a child", c, grant, err)
+	if !copied {
+		for c, ws := range copies {
+			if err := s.runWrites(ctx, copyScript, ws); err != nil {
+				return st, fenceErr("copy into a child", c, grant, err)
+			}
 		}
+		// From here the children hold the only complete copy of what moves:
+		// p commits nothing more, and a split run again only drops.
+		if err := splitMarkScript.Run(ctx, s.rdb, []string{k.Epoch(), k.Split()}, g, n, "c").Err(); err != nil {
+			return st, fenceErr("mark copied", p, grant, err)
+		}
+	}
+	if splitStop == "copied" {
+		return st, errSplitStopped
 	}
 	if err := s.runWrites(ctx, dropScript, drops); err != nil {
 		return st, fenceErr("drop what moved", p, grant, err)
+	}
+	if splitStop == "dropped" {
+		return st, errSplitStopped
 	}
 	for c := p + P; c < n; c += P {
 		if err := importDoneScript.Run(ctx, s.rdb, []string{keys.For(c).Import()}, g).Err(); err != nil {
 			return st, fenceErr("end a child's import", c, grant, err)
 		}
 	}
-	if err := splitMarkScript.Run(ctx, s.rdb, []string{k.Epoch(), k.Split()}, g, n).Err(); err != nil {
+	if err := splitMarkScript.Run(ctx, s.rdb, []string{k.Epoch(), k.Split()}, g, n, "d").Err(); err != nil {
 		return st, fenceErr("mark split", p, grant, err)
 	}
 	if st.Schedules > 0 {
@@ -687,26 +736,6 @@ func bodyKey(body string) (string, error) {
 func (s *Store) RegisterEntityType(ctx context.Context, typ string) error {
 	if err := s.rdb.SAdd(ctx, keys.EntityTypes, typ).Err(); err != nil {
 		return fmt.Errorf("store: register entity type %q: %w", typ, err)
-	}
-	return nil
-}
-
-// thawScript lifts a freeze that did not finish (the partition could not
-// drain in time), under the owner's grant.
-var thawScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('FENCED ' .. tostring(redis.call('GET', KEYS[1])))
-end
-if redis.call('GET', KEYS[2]) == 'f' .. ARGV[2] then redis.call('DEL', KEYS[2]) end
-return 1
-`)
-
-// Thaw lifts partition p's freeze for a split to n that has not copied
-// anything yet: its jobs are accepted again, and the split is tried later.
-func (s *Store) Thaw(ctx context.Context, p int, grant lease.Grant, n int) error {
-	k := keys.For(p)
-	if err := thawScript.Run(ctx, s.rdb, []string{k.Epoch(), k.Split()}, grant.String(), n).Err(); err != nil {
-		return fenceErr("thaw", p, grant, err)
 	}
 	return nil
 }
@@ -766,7 +795,7 @@ func (s *Store) runWrites(ctx context.Context, script *redis.Script, ws []*write
 }
 
 // wipeChild deletes what copies wrote into child c (pending, so nothing
-// else wrote there): its delayed and parked jobs with their bodies,
+// else wrote there): its queue, its delayed and parked jobs with their bodies,
 // records, holds and waiting lines, its states and their indexes, its
 // schedules. Under the import token g.
 func (s *Store) wipeChild(ctx context.Context, c int, g string) error {
@@ -812,7 +841,7 @@ func (s *Store) wipeChild(ctx context.Context, c int, g string) error {
 		}
 		del(k.Entities(typ))
 	}
-	for _, key := range []string{k.Delayed(), k.Parked(), k.Holds(), k.Bodies(), k.Expiring(), k.Schedules(), k.ScheduleTicks()} {
+	for _, key := range []string{k.Queue(), k.Delayed(), k.Parked(), k.Holds(), k.Bodies(), k.Expiring(), k.Schedules(), k.ScheduleTicks()} {
 		del(key)
 	}
 	return s.runWrites(ctx, copyScript, ws)
@@ -822,7 +851,8 @@ func (s *Store) wipeChild(ctx context.Context, c int, g string) error {
 // written before the entity-type set (keys.EntityTypes) or the per-type
 // indexes existed are found by one SCAN of the keyspace (each master's, on
 // Redis Cluster), their types recorded and their keys added to their
-// index. known names entity types the workers' handlers declare, which
+// index; then corral:meta says "indexed", and splits may start. A cluster
+// created by this release says so from its start and needs no scan. known names entity types the workers' handlers declare, which
 // tells a type from a key when a type holds a ':'. It returns how many
 // types there are and how many keys it added to an index.
 func (s *Store) PrepareReshard(ctx context.Context, known []string) (types, indexed int, err error) {
@@ -881,6 +911,11 @@ func (s *Store) PrepareReshard(ctx context.Context, known []string) (types, inde
 		if err := s.rdb.SAdd(ctx, keys.EntityTypes, all...).Err(); err != nil {
 			return 0, 0, fmt.Errorf("store: prepare reshard: %w", err)
 		}
+	}
+	// From now on every state is indexed: the workers of this release
+	// index what they write.
+	if err := s.rdb.HSet(ctx, keys.Meta, "indexed", 1).Err(); err != nil {
+		return 0, 0, fmt.Errorf("store: prepare reshard: %w", err)
 	}
 	return len(all), indexed, nil
 }

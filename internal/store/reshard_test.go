@@ -123,6 +123,10 @@ func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 	}
 	routes.Store(v)
 
+	// Jobs still queued when the split comes: they move in order.
+	if _, err := s.Enqueue(ctx, []store.Job{job("q1-move", move, p), job("q1-stay", stay, p), job("q2-move", move, p)}); err != nil {
+		t.Fatal(err)
+	}
 	if done, err := s.FreezeForSplit(ctx, p, grant, 8); err != nil || done {
 		t.Fatalf("freeze: done %v, %v", done, err)
 	}
@@ -156,8 +160,28 @@ func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 	if got := rdb.Get(ctx, keys.For(c).State("legacy:type", move)).Val(); got != "old" {
 		t.Errorf("the legacy state in the child = %q, want old", got)
 	}
-	if st.States != 3 || st.Delayed != 1 || st.Parked != 1 || st.Waiting != 1 || st.Schedules != 1 {
-		t.Errorf("moved %+v, want 3 states, 1 delayed, 1 parked with 1 waiting, 1 schedule", st)
+	readIDs := func(part int) []string {
+		got, err := s.Read(ctx, map[int]string{part: store.StartID}, 100, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, j := range got[part] {
+			ids = append(ids, j.ID)
+		}
+		return ids
+	}
+	if got := fmt.Sprint(readIDs(c)); got != "[q1-move q2-move]" {
+		t.Errorf("child's queue %s, want [q1-move q2-move]", got)
+	}
+	if got := fmt.Sprint(readIDs(p)); got != "[q1-stay]" {
+		t.Errorf("parent's queue %s, want [q1-stay]", got)
+	}
+	if rdb.Exists(ctx, keys.For(c).Job("q1-move")).Val() != 1 || rdb.Exists(ctx, keys.For(p).Job("q1-move")).Val() != 0 {
+		t.Errorf("the record of a queued job that moved is not (only) in the child")
+	}
+	if st.Queued != 2 || st.States != 3 || st.Delayed != 1 || st.Parked != 1 || st.Waiting != 1 || st.Schedules != 1 {
+		t.Errorf("moved %+v, want 2 queued, 3 states, 1 delayed, 1 parked with 1 waiting, 1 schedule", st)
 	}
 	for part, want := range map[int]string{p: schedStay, c: schedMove} {
 		scs, err := s.Schedules(ctx, []int{part})
@@ -247,8 +271,8 @@ func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 	if res[0].Err != nil || res[0].Duplicate || !res[1].Duplicate || res[1].End != store.EndedDone || res[2].Duplicate || res[2].Err != nil {
 		t.Fatalf("enqueue after the split: %+v", res)
 	}
-	if n := rdb.XLen(ctx, kc.Queue()).Val(); n != 1 {
-		t.Errorf("child's queue holds %d jobs, want 1 (new-move)", n)
+	if n := rdb.XLen(ctx, kc.Queue()).Val(); n != 3 {
+		t.Errorf("child's queue holds %d jobs, want 3 (q1-move, q2-move, new-move)", n)
 	}
 }
 
@@ -327,5 +351,85 @@ func TestRelayAcrossSplit(t *testing.T) {
 	}
 	if n := rdb.XLen(ctx, keys.For(src).Outbox()).Val(); n != 0 {
 		t.Errorf("%d outbox entries left", n)
+	}
+}
+
+// TestSplitResumedAfterDrop: a splitter dies after its copies and drops,
+// before the children go live. Its partition commits nothing more; the
+// next owner finishes the split without emptying the children (they hold
+// the only copy now) and every moving job is in the child once.
+func TestSplitResumedAfterDrop(t *testing.T) {
+	for _, phase := range []string{"copied", "dropped"} {
+		t.Run(phase, func(t *testing.T) {
+			if testing.Short() {
+				t.Skip("needs redis-server")
+			}
+			ctx := context.Background()
+			rdb := testenv.StartRedis(t).Client(t)
+			routes := routing.New(4)
+			cfg := store.DefaultConfig()
+			cfg.Partitions, cfg.Routing = 4, routes
+			s := store.New(rdb, cfg)
+			if err := s.EnsurePartitions(ctx); err != nil {
+				t.Fatal(err)
+			}
+			const p, c = 1, 5
+			stay, move := splitKey("stay", p, 4, p, 8), splitKey("move", p, 4, c, 8)
+			a, _ := lease.Claim(ctx, rdb, p, "w~1", "")
+			if err := s.CommitBatch(ctx, p, a, &store.Batch{States: []store.StateWrite{{Entity: store.EntityRef{Type: "donor", Key: move}, Value: []byte("9")}}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Enqueue(ctx, []store.Job{job("m1", move, p), job("s1", stay, p), job("m2", move, p)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.StartReshard(ctx, 8); err != nil {
+				t.Fatal(err)
+			}
+			v, _ := s.Layout(ctx)
+			routes.Store(v)
+			if _, err := s.FreezeForSplit(ctx, p, a, 8); err != nil {
+				t.Fatal(err)
+			}
+			store.SetSplitStop(phase)
+			_, err := s.SplitPartition(ctx, p, a, 8)
+			store.SetSplitStop("")
+			if err == nil {
+				t.Fatal("the split was not stopped")
+			}
+			// The partition commits nothing more: its jobs have copies.
+			if err := s.CommitBatch(ctx, p, a, &store.Batch{Done: []string{"s1"}}); !errors.Is(err, store.ErrSplitting) {
+				t.Fatalf("commit in a copied partition: %v, want ErrSplitting", err)
+			}
+			b, err := lease.Claim(ctx, rdb, p, "w~2", "w~1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done, err := s.FreezeForSplit(ctx, p, b, 8); err != nil || done {
+				t.Fatalf("freeze by the next owner: done %v, %v", done, err)
+			}
+			if _, err := s.SplitPartition(ctx, p, b, 8); err != nil {
+				t.Fatal(err)
+			}
+			read := func(part int) string {
+				got, err := s.Read(ctx, map[int]string{part: store.StartID}, 100, -1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ids []string
+				for _, j := range got[part] {
+					ids = append(ids, j.ID)
+				}
+				return fmt.Sprint(ids)
+			}
+			if got := read(c); got != "[m1 m2]" {
+				t.Errorf("child's queue %s, want [m1 m2]", got)
+			}
+			if got := read(p); got != "[s1]" {
+				t.Errorf("parent's queue %s, want [s1]", got)
+			}
+			if got := rdb.Get(ctx, keys.For(c).State("donor", move)).Val(); got != "9" {
+				t.Errorf("moved state %q, want 9", got)
+			}
+		})
 	}
 }

@@ -149,8 +149,16 @@ func (s *Store) Ping(ctx context.Context) error {
 // takes the count from the cluster's layout instead, whatever it was
 // started with.
 func (s *Store) EnsurePartitions(ctx context.Context) error {
-	if err := s.rdb.HSetNX(ctx, keys.Meta, "partitions", s.cfg.Partitions).Err(); err != nil {
+	created, err := s.rdb.HSetNX(ctx, keys.Meta, "partitions", s.cfg.Partitions).Result()
+	if err != nil {
 		return fmt.Errorf("store: record partition count: %w", err)
+	}
+	if created {
+		// Every state of a cluster made by this release is indexed and its
+		// type recorded: a reshard needs no scan to find them.
+		if err := s.rdb.HSet(ctx, keys.Meta, "indexed", 1).Err(); err != nil {
+			return fmt.Errorf("store: record partition count: %w", err)
+		}
 	}
 	got, err := s.rdb.HGet(ctx, keys.Meta, "partitions").Int()
 	if err != nil {

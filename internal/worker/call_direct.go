@@ -69,7 +69,7 @@ func (rt *callRouter) callDirect(ctx context.Context, in *workerpb.Job, p int) (
 	}
 	if err != nil {
 		rt.direct.states.forget(ref)
-		if !errors.Is(err, store.ErrBusy) && !isFenced(err) {
+		if !errors.Is(err, store.ErrBusy) && !errors.Is(err, store.ErrSplitting) && !isFenced(err) {
 			rt.log.Warn("direct call: commit failed; taking the queue", "job", j.ID, "partition", p, "err", err)
 		}
 		return nil, false, nil

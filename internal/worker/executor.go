@@ -416,6 +416,8 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 			e.fenced.Add(1)
 			e.grants.drop(p, r.grant)
 			log.Warn("commit fenced: another worker owns the partition now; stopped it", "err", err)
+		case errors.Is(err, store.ErrSplitting):
+			log.Debug("commit refused: the partition is being split; its split ends it here", "err", err)
 		case errors.Is(err, store.ErrAlreadyFinished):
 			r.checkFinished = true
 			log.Warn("commit refused: a job in it was already finished; reloading with job statuses", "err", err)

@@ -23,24 +23,22 @@ import (
 // it learns of a reshard, and of each partition's split.
 const layoutEvery = 250 * time.Millisecond
 
-// drainWait bounds how long a partition frozen for its split waits for
-// its queue to empty; past it the freeze is lifted and tried again later.
-const drainWait = 10 * time.Second
+// splitsAtOnce bounds the splits a worker runs at once.
+const splitsAtOnce = 4
 
 // reshardStore is what resharding needs of the store.
 type reshardStore interface {
 	Layout(ctx context.Context) (routing.View, error)
 	FreezeForSplit(ctx context.Context, p int, grant lease.Grant, n int) (bool, error)
-	Thaw(ctx context.Context, p int, grant lease.Grant, n int) error
-	QueueLength(ctx context.Context, p int) (int64, error)
 	SplitPartition(ctx context.Context, p int, grant lease.Grant, n int) (store.SplitStats, error)
 	NoteSplitDone(ctx context.Context, p, n int) (bool, error)
+	PrepareReshard(ctx context.Context, known []string) (int, int, error)
 }
 
 // resharder keeps the worker's routing table current and splits the
 // partitions it owns while a reshard is under way (see internal/routing
-// and docs/resharding.md): freeze, let the executor drain the queue,
-// suspend the partition, copy what moves to its children, mark it split.
+// and docs/resharding.md): freeze, suspend the partition once its batch in
+// flight has ended, copy what moves to its children, mark it split.
 type resharder struct {
 	self   string
 	log    *slog.Logger
@@ -51,9 +49,12 @@ type resharder struct {
 	// must place the children).
 	changed func()
 	events  *clusterEvents
+	// entities, when set, lists the entity types the handlers declare.
+	entities func() []string
 
 	mu        sync.Mutex
 	splitting map[int]bool
+	slots     chan struct{} // splits running at once (splitsAtOnce)
 
 	splits       atomic.Int64 // partitions this worker split
 	longestPause atomic.Int64 // ms, the longest a partition of ours was frozen
@@ -68,7 +69,15 @@ func (r *resharder) run(ctx context.Context) {
 		// A partition left suspended after its split (the layout could not
 		// be read then) runs again once the layout shows it split.
 		r.grants.resumeIf(func(p int) bool { return !r.busy(p) && (!v.Resharding() || p < len(v.Done) && v.Done[p]) })
-		if v.Resharding() {
+		if v.Resharding() && !v.Ready {
+			// A cluster that ran an older release may hold states its
+			// splits cannot find yet: the owner of partition 0 scans for
+			// them once, and the splits wait for it.
+			if _, ok := r.grants.grantOf(0); ok && r.begin(-1) {
+				go r.prepare(ctx)
+			}
+		}
+		if v.Resharding() && v.Ready {
 			for p, grant := range r.grants.snapshot() {
 				if p < v.P && !v.Done[p] && r.begin(p) {
 					go r.split(ctx, p, grant, v.N)
@@ -116,6 +125,25 @@ func (r *resharder) begin(p int) bool {
 	return true
 }
 
+// prepare runs store.PrepareReshard (see run).
+func (r *resharder) prepare(ctx context.Context) {
+	defer r.end(-1)
+	start := time.Now()
+	var known []string
+	if r.entities != nil {
+		known = r.entities()
+	}
+	types, indexed, err := r.store.PrepareReshard(ctx, known)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("looking for unindexed entity states before the splits failed; trying again", "err", err)
+		}
+		return
+	}
+	r.log.Info("reshard prepared: every entity state indexed", "entity_types", types, "keys_indexed", indexed, "took", time.Since(start).Round(time.Millisecond))
+	r.refresh(ctx)
+}
+
 // busy reports whether a split of p is running here.
 func (r *resharder) busy(p int) bool {
 	r.mu.Lock()
@@ -134,6 +162,17 @@ func (r *resharder) end(p int) {
 // round (here or at p's next owner) to go on from.
 func (r *resharder) split(ctx context.Context, p int, grant lease.Grant, n int) {
 	defer r.end(p)
+	// A few splits at a time: a partition is frozen only while its own
+	// copy runs, not while every other one's does too.
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		return
+	}
+	if g, ok := r.grants.grantOf(p); !ok || g != grant {
+		return // given up while it waited
+	}
 	log := r.log.With("partition", p, "to", n)
 	done, err := r.store.FreezeForSplit(ctx, p, grant, n)
 	if err != nil {
@@ -144,9 +183,15 @@ func (r *resharder) split(ctx context.Context, p int, grant lease.Grant, n int) 
 	}
 	if !done {
 		frozen := time.Now()
-		if !r.drain(ctx, p, grant, n) {
+		// Nothing is added to a frozen partition's queue; once the batch
+		// in flight has ended nothing is taken from it either, and what
+		// it holds moves with the rest.
+		r.grants.suspend(p)
+		if g, ok := r.grants.grantOf(p); !ok || g != grant {
+			r.grants.resume(p)
 			return
 		}
+		suspended := time.Now()
 		st, err := r.store.SplitPartition(ctx, p, grant, n)
 		if err != nil {
 			r.grants.resume(p)
@@ -163,8 +208,9 @@ func (r *resharder) split(ctx context.Context, p int, grant lease.Grant, n int) 
 				break
 			}
 		}
-		log.Info("partition split", "states", st.States, "delayed", st.Delayed, "parked", st.Parked, "waiting", st.Waiting,
-			"schedules", st.Schedules, "records", st.Records, "pause", pause.Round(time.Millisecond))
+		log.Info("partition split", "queued", st.Queued, "states", st.States, "delayed", st.Delayed, "parked", st.Parked, "waiting", st.Waiting,
+			"schedules", st.Schedules, "records", st.Records, "pause", pause.Round(time.Millisecond),
+			"batch_wait", suspended.Sub(frozen).Round(time.Millisecond), "copy", time.Since(suspended).Round(time.Millisecond))
 		if r.events != nil {
 			r.events.tell(store.ClusterEvent{Kind: "partition.split", Partition: &p, Detail: "into " + strconv.Itoa(n) + " partitions", Member: r.self})
 		}
@@ -191,35 +237,6 @@ func (r *resharder) split(ctx context.Context, p int, grant lease.Grant, n int) 
 	}
 }
 
-// drain waits until frozen partition p's queue is empty, then suspends p
-// (no batch or direct call runs in it) and checks once more. False means
-// it gave up: p lost, or not drained in time (the freeze is lifted).
-func (r *resharder) drain(ctx context.Context, p int, grant lease.Grant, n int) bool {
-	deadline := time.Now().Add(drainWait)
-	for ctx.Err() == nil {
-		if g, ok := r.grants.grantOf(p); !ok || g != grant {
-			return false
-		}
-		if l, err := r.store.QueueLength(ctx, p); err == nil && l == 0 {
-			r.grants.suspend(p)
-			if l, err := r.store.QueueLength(ctx, p); err == nil && l == 0 {
-				return true
-			}
-			r.grants.resume(p)
-		}
-		if time.Now().After(deadline) {
-			if err := r.store.Thaw(ctx, p, grant, n); err != nil && !errors.Is(err, lease.ErrFenced) {
-				r.log.Warn("lifting a freeze failed", "partition", p, "err", err)
-			}
-			r.log.Warn("a partition frozen for its split did not drain in time; lifted the freeze, trying again later",
-				"partition", p, "waited", drainWait)
-			return false
-		}
-		sleep(ctx, 5*time.Millisecond)
-	}
-	return false
-}
-
 // Reshard starts a reshard to req.Partitions (a multiple of P) and
 // reports it, or only reports with req.Partitions = 0.
 func (a *API) Reshard(ctx context.Context, req *workerpb.ReshardRequest) (*workerpb.ReshardResponse, error) {
@@ -234,19 +251,6 @@ func (a *API) Reshard(ctx context.Context, req *workerpb.ReshardRequest) (*worke
 			return nil, status.Errorf(codes.InvalidArgument, "reshard: %d partitions is more than the most a cluster may have (%d)", n, sharding.MaxPartitions)
 		case !cur.Resharding() && (n < cur.P || n%cur.P != 0):
 			return nil, status.Errorf(codes.InvalidArgument, "reshard: %d is not a multiple of the current %d partitions: a partition can only split into several, each key going to one of them", n, cur.P)
-		}
-		if !cur.Resharding() && n != cur.P {
-			// States written before entity types were recorded must be
-			// found by the splits: one scan of the keyspace, once.
-			var known []string
-			if a.intake != nil && a.intake.catalog != nil {
-				known = a.intake.catalog.entities(a.intake.handlers())
-			}
-			types, indexed, err := a.store.PrepareReshard(ctx, known)
-			if err != nil {
-				return nil, status.Errorf(codes.Unavailable, "reshard: %v", err)
-			}
-			a.reshard.log.Info("reshard prepared", "entity_types", types, "keys_indexed", indexed)
 		}
 		if _, err := a.store.StartReshard(ctx, n); err != nil {
 			switch {

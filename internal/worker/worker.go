@@ -121,7 +121,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 		})
 	}
 	g.idle = func(p int) bool { return cfg.routing().Load().Pending(p) }
-	w.reshard = &resharder{self: cfg.ID, log: log, routes: cfg.Routing, store: w.store, grants: g, changed: w.own.wake, events: events}
+	w.reshard = &resharder{slots: make(chan struct{}, splitsAtOnce), self: cfg.ID, log: log, routes: cfg.Routing, store: w.store, grants: g, changed: w.own.wake, events: events}
 	w.relay = newRelay(cfg, log, w.store, g)
 	w.exec = newExecutor(cfg, log, w.store, handlers, g, keeper, w)
 	w.exec.tracer = cfg.Tracer
@@ -142,6 +142,7 @@ func New(cfg Config, rdb redis.UniversalClient, registry Registry, handlers Hand
 	w.topicsRedis = store.CloneClient(rdb, maxSubscriptions)
 	waits := store.New(w.topicsRedis, cfg.Store)
 	w.api.reshard = w.reshard
+	w.reshard.entities = w.entities
 	w.api.topics = newTopicServer(log, cfg.Routing, waits)
 	intake.commits = waits
 	w.consume = &consumers{log: log, routes: cfg.Routing, handlers: intake.handlers, grants: g, topics: waits, store: w.store}
