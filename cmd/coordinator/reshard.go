@@ -23,9 +23,9 @@ func reshardCmd(ctx context.Context, g globals, newClient func() (*client.Client
 Changes the partition count of the running cluster to N, a multiple of the
 current count P: each partition's owner splits it into N/P partitions (all
 of them at once), while jobs keep flowing. Submits to a partition being
-split wait a moment (its queue drains, then its states, delayed and parked
-jobs and schedules are copied to its new partitions) and then go on; no job
-is lost or applied twice, and each key's jobs keep their order.
+split wait a moment (its moving keys' queued jobs, states, delayed and
+parked jobs and schedules are copied to its new partitions) and then go on;
+no job is lost or applied twice, and each key's jobs keep their order.
 
 Without --partitions it reports the reshard under way, or the last one.
 Running it again with the same N follows a reshard started earlier; another
