@@ -57,6 +57,13 @@ type StateWrite struct {
 	// TTL, when positive, makes the state expire after that long without
 	// another commit of the entity.
 	TTL time.Duration
+	// Existed says the state was there when the batch was loaded, and so
+	// its key is in its entity's index: a write of it without a TTL
+	// leaves the index as it is. Nothing else drops the key from the
+	// index meanwhile: deletes are the owner's own commits, one batch of
+	// a partition at a time, and only those sweep out expired states (see
+	// the state section), not a direct call's.
+	Existed bool
 }
 
 // op is how the commit script names what w does.
@@ -66,6 +73,8 @@ func (w StateWrite) op() string {
 		return "d"
 	case w.Touch:
 		return "t"
+	case w.Existed && w.TTL <= 0:
+		return "u" // a write the entity's index has the key of already
 	}
 	return "w"
 }

@@ -66,7 +66,7 @@ func BenchmarkCommitDonations(b *testing.B) {
 			b.Fatalf("read %d jobs, %v", len(read[p]), err)
 		}
 		got := read[p]
-		_, err = s.LoadOptimistic(ctx, p, got, func(string) string { return "donor" })
+		snap, err := s.LoadOptimistic(ctx, p, got, func(string) string { return "donor" })
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -79,7 +79,8 @@ func BenchmarkCommitDonations(b *testing.B) {
 			ref := store.EntityRef{Type: "donor", Key: j.Key}
 			if !seen[j.Key] {
 				seen[j.Key] = true
-				batch.States = append(batch.States, store.StateWrite{Entity: ref, Value: []byte(`{"total_cents":123456,"donations":12}`)})
+				batch.States = append(batch.States, store.StateWrite{Entity: ref, Value: []byte(`{"total_cents":123456,"donations":12}`),
+					Existed: snap.States[ref] != nil})
 			}
 			batch.StateSteps = append(batch.StateSteps, store.StateWrite{Entity: ref, Value: []byte(`{"total_cents":123456,"donations":12}`)})
 			batch.Emits = append(batch.Emits, store.Job{ID: store.EmittedID(j.ID, 0), Handler: "campaign.credit", Key: "c7",

@@ -212,10 +212,13 @@ redis.call('HDEL', bodiesKey, id)`,
 	},
 	secState: {
 		// States are written together, by one MSET per 1000 of them, and
-		// their keys added to their entity's index by one ZADD per 1000. A
-		// state with a time to live is set with it, and listed in
-		// expiringKey; its index entry goes once it expired (after, a few
-		// per commit). Each entity appears once in a batch.
+		// their keys added to their entity's index by one ZADD per 1000,
+		// but for a state the batch loaded ("u"), whose key is there
+		// already. A state with a time to live is set with it, and listed
+		// in expiringKey; its index entry goes once it expired (after, a
+		// few per commit, by a batch's commit: a direct call's commit
+		// does not sweep, so no index entry goes between the load of a
+		// batch and its commit). Each entity appears once in a batch.
 		name: "state",
 		keys: []string{"stateKey", "indexKey"},
 		args: []string{"op", "entity", "key", "value", "ttl"},
@@ -239,25 +242,29 @@ else
       mset = {}
     end
   end
-  local ix = index[indexKey]
-  if not ix then ix = {}; index[indexKey] = ix end
-  ix[#ix + 1], ix[#ix + 2] = 0, key
-  if #ix >= 2000 then
-    redis.call('ZADD', indexKey, unpack(ix))
-    index[indexKey] = nil
+  if op == 'w' then
+    local ix = index[indexKey]
+    if not ix then ix = {}; index[indexKey] = ix end
+    ix[#ix + 1], ix[#ix + 2] = 0, key
+    if #ix >= 2000 then
+      redis.call('ZADD', indexKey, unpack(ix))
+      index[indexKey] = nil
+    end
   end
 end`,
 		after: `
 if #mset > 0 then redis.call('MSET', unpack(mset)) end
 for ixKey, ix in pairs(index) do redis.call('ZADD', ixKey, unpack(ix)) end
-local prefix = string.sub(epochKey, 1, -6)
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiringKey, '-inf', now, 'LIMIT', 0, 16)) do
-  local sep = string.find(m, '\0', 1, true)
-  local e, key = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-  if redis.call('EXISTS', prefix .. 'st:' .. e .. ':' .. key) == 0 then
-    redis.call('ZREM', prefix .. 'ents:' .. e, key)
+if not guarded then
+  local prefix = string.sub(epochKey, 1, -6)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiringKey, '-inf', now, 'LIMIT', 0, 16)) do
+    local sep = string.find(m, '\0', 1, true)
+    local e, key = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+    if redis.call('EXISTS', prefix .. 'st:' .. e .. ':' .. key) == 0 then
+      redis.call('ZREM', prefix .. 'ents:' .. e, key)
+    end
+    redis.call('ZREM', expiringKey, m)
   end
-  redis.call('ZREM', expiringKey, m)
 end`,
 	},
 
@@ -465,6 +472,7 @@ func commitLua() string {
 	b.WriteString("}\n")
 	fmt.Fprintf(&b, "local header, k, a = %d, %d, %d\n", numHeaderArgs, len(commitFixedKeys)+1, numHeaderArgs+numSections+1)
 	b.WriteString(commitPrologue)
+	fmt.Fprintf(&b, "local guarded = count[%d] > 0 -- a direct call's commit\n", secGuard+1)
 	for i, s := range commitSections {
 		fmt.Fprintf(&b, "-- %s\n", s.name)
 		if s.before != "" {

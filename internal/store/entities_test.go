@@ -137,3 +137,26 @@ func TestDeleteAndExpireLeaveTheIndex(t *testing.T) {
 }
 
 func sortedKeys(s []string) []string { slices.Sort(s); return s }
+
+// A write of a state the batch loaded (Existed) leaves the entity index
+// as it is: its key is there from the write that made the state. A write
+// with a TTL adds it all the same.
+func TestLoadedStateWriteLeavesTheIndex(t *testing.T) {
+	s := setup(t)
+	val := []byte(`{"n":1}`)
+	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "ann"}, Value: val})
+	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "ann"}, Value: val, Existed: true})
+	if got := listEntities(t, s, "donor", "", 10); !slices.Equal(got, []string{"ann"}) {
+		t.Fatalf("after a rewrite: %v, want [ann]", got)
+	}
+	// A key the index lacks stays out of it when written as loaded: the
+	// write did not touch the index.
+	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "bob"}, Value: val, Existed: true})
+	if got := listEntities(t, s, "donor", "", 10); !slices.Equal(got, []string{"ann"}) {
+		t.Fatalf("a write as loaded added to the index: %v", got)
+	}
+	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "bob"}, Value: val, Existed: true, TTL: time.Hour})
+	if got := listEntities(t, s, "donor", "", 10); len(got) != 2 || !slices.Contains(got, "bob") {
+		t.Fatalf("a write with a TTL: %v, want ann and bob", got)
+	}
+}

@@ -122,6 +122,13 @@ func buildRequest(jobs []store.Job, snap store.Snapshot, entity func(handler str
 	return req
 }
 
+// markLoaded marks the states b writes that snap loaded (store.StateWrite.Existed).
+func markLoaded(b *store.Batch, snap store.Snapshot) {
+	for i := range b.States {
+		b.States[i].Existed = snap.States[b.States[i].Entity] != nil
+	}
+}
+
 // retryPolicy decides how often and when a job is tried again.
 type retryPolicy struct {
 	maxAttempts func(j store.Job) int

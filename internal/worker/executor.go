@@ -389,6 +389,7 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	}
 	cw.addTo(batch)
 	batch.Jobs = all
+	markLoaded(batch, snap)
 	bt.emits(batch)
 	if !e.lease.Valid() {
 		log.Warn("lease not trusted any more; not committing")
@@ -539,6 +540,10 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	}
 	b.Unparked = nil // never parked: there is no parked entry to drop
 	b.Guard, b.Jobs = guard, []store.Job{j}
+	for i := range b.States {
+		// The guard makes the commit check the state is as it was.
+		b.States[i].Existed = guard.HasState && b.States[i].Entity == ref
+	}
 	if !e.lease.Valid() {
 		return nil, errNotRun
 	}
