@@ -242,13 +242,25 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	}
 	// finish adds the finish of job id: its status, attempts, the jobs it
 	// emitted, what the record keeps of it and its answer (a result, a
-	// reason; "" for none).
+	// reason; "" for none), and its entry in the finished log. A job
+	// finished twice in the batch keeps its first finish.
+	finishing := make(map[string]bool, len(b.Done)+len(b.Dead)+len(b.Rejected)+len(b.Cancelled))
+	var log strings.Builder
 	finish := func(id, status string, attempts, emitted int, answer any) {
+		if finishing[id] {
+			return
+		}
+		finishing[id] = true
 		var handler, key, submitted string
 		if j := jobs[id]; j != nil {
 			handler, key, submitted = j.Handler, j.Key, itoa(j.SubmittedAt)
 		}
-		c.add(secFinish, []string{k.Job(id)}, id, status, attempts, emitted, handler, key, submitted, answer)
+		c.add(secFinish, []string{k.Job(id)}, status, attempts, emitted, handler, key, submitted, answer)
+		if log.Len() > 0 {
+			log.WriteByte(' ')
+		}
+		log.WriteString(status)
+		log.WriteString(id)
 	}
 	for _, id := range b.Done {
 		var answer any = ""
@@ -293,8 +305,8 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 		c.add(secState, []string{k.State(w.Entity.Type, w.Entity.Key), k.Entities(w.Entity.Type)},
 			w.op(), w.Entity.Type, w.Entity.Key, w.Value, w.TTL.Milliseconds())
 	}
-	for _, id := range b.Acked {
-		c.add(secAck, nil, id)
+	if len(b.Acked) > 0 {
+		c.add(secAck, nil, strings.Join(b.Acked, " "))
 	}
 	if len(b.Emits) > 0 {
 		for i := range b.Emits {
@@ -332,7 +344,7 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	if min, ok := afterID(b.Acked); ok {
 		header[argTrimMin] = min
 	}
-	header[argLogMin] = ""
+	header[argFinished], header[argLogMin] = log.String(), ""
 	if keep := s.logRetention(); keep > 0 && now > keep.Milliseconds() {
 		header[argLogMin] = itoa(now - keep.Milliseconds())
 	}

@@ -55,6 +55,7 @@ const (
 	argTrimMin          // the stream id right after the last acked one, "" if the acks are not in stream order
 	argSeen             // commits this worker saw acknowledged under the grant
 	argLogMin           // the finished log's entries before this stream id may go; "" keeps them all
+	argFinished         // the finish section's entry of the finished log (see commitEpilogue), "" for none
 	numHeaderArgs
 )
 
@@ -67,6 +68,7 @@ var commitHeaderArgs = [numHeaderArgs]string{
 	argTrimMin:   "trimMin",
 	argSeen:      "seen",
 	argLogMin:    "logMin",
+	argFinished:  "finishedLog",
 }
 
 // commitSection is one part of a commit. The script binds each item's
@@ -95,7 +97,7 @@ const (
 	secRevoke        // cancels a delayed job, if it is still delayed
 	secUnwait        // cancels a job waiting behind its key's hold that the batch did not read
 	secSettle        // drops a cancel asked for a job the batch cancelled, or found finished or gone
-	secAck           // a stream entry to remove from the queue
+	secAck           // the stream entries to remove from the queue
 	secOutbox        // the batch's emitted jobs, as one outbox entry
 	secTrim          // drops the first n jobs waiting behind a key
 	secFront         // a job to wait at the front of a key's line
@@ -145,46 +147,48 @@ end`,
 	},
 	secFinish: {
 		// The status is set only if the record has none yet (a replayed
-		// dead letter's record has none again); the same record again in
-		// the batch is a duplicate and changes nothing. One HSET writes the
+		// dead letter's record has none again); each job is in the section
+		// once (commitLayout leaves out a repeat). One HSET writes the
 		// finish time and what else the record keeps (see record.go),
 		// answer included: a done job's result ("r", kept for the longer
 		// of the result and the done retention), a rejected job's reason or
-		// a cancelled one's last error ("m"); "" is none.
+		// a cancelled one's last error ("m"); "" is none. The HSET's
+		// arguments are laid out in one table for the whole section. If a
+		// job was finished before, the records the section claimed so far
+		// are given back and the batch is refused.
 		name: "finish",
 		keys: []string{"recKey"},
-		args: []string{"id", "status", "attempts", "emitted", "handler", "key", "submitted", "answer"},
+		args: []string{"status", "attempts", "emitted", "handler", "key", "submitted", "answer"},
+		before: `
+local claimed, nc, f = {}, 0, {'f', now}`,
 		each: `
-if not mine[recKey] then
-  if redis.call('HSETNX', recKey, 's', status) == 0 then
-    for _, r in ipairs(claimed) do
-      redis.call('HDEL', r, 's', 'a', 'e', 'f', 'n', 'k', 't', 'r', 'm')
-      redis.call('PERSIST', r)
-    end
-    return redis.error_reply('ALREADY ' .. id)
+if redis.call('HSETNX', recKey, 's', status) == 0 then
+  for i = 1, nc do
+    redis.call('HDEL', claimed[i], 's', 'a', 'e', 'f', 'n', 'k', 't', 'r', 'm')
+    redis.call('PERSIST', claimed[i])
   end
-  claimed[#claimed + 1], mine[recKey] = recKey, true
-  local f = {'f', now}
-  if attempts ~= '1' then f[#f + 1], f[#f + 2] = 'a', attempts end
-  if emitted ~= '0' then f[#f + 1], f[#f + 2] = 'e', emitted end
-  if handler ~= '' then
-    local n = #f
-    f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6] = 'n', handler, 'k', key, 't', submitted
-  end
-  local ttl = doneTTL -- 0: for ever
-  if answer ~= '' and status == 'd' then
-    f[#f + 1], f[#f + 2] = 'r', answer
-    if doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL) then ttl = resultTTL end
-  elseif answer ~= '' then
-    f[#f + 1], f[#f + 2] = 'm', answer
-  end
-  redis.call('HSET', recKey, unpack(f))
-  if ttl > 0 then
-    redis.call('EXPIRE', recKey, ttl)
-  elseif doneTTL > 0 then
-    redis.call('PERSIST', recKey) -- a replayed dead letter's record had the done retention
-  end
-  finished[#finished + 1] = status .. id
+  return redis.error_reply('ALREADY ' .. string.sub(recKey, #jobPrefix + 1))
+end
+nc = nc + 1
+claimed[nc] = recKey
+local n = 2
+if attempts ~= '1' then f[n + 1], f[n + 2], n = 'a', attempts, n + 2 end
+if emitted ~= '0' then f[n + 1], f[n + 2], n = 'e', emitted, n + 2 end
+if handler ~= '' then
+  f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6], n = 'n', handler, 'k', key, 't', submitted, n + 6
+end
+local ttl = doneTTL -- 0: for ever
+if answer ~= '' and status == 'd' then
+  f[n + 1], f[n + 2], n = 'r', answer, n + 2
+  if doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL) then ttl = resultTTL end
+elseif answer ~= '' then
+  f[n + 1], f[n + 2], n = 'm', answer, n + 2
+end
+redis.call('HSET', recKey, unpack(f, 1, n))
+if ttl > 0 then
+  redis.call('EXPIRE', recKey, ttl)
+elseif doneTTL > 0 then
+  redis.call('PERSIST', recKey) -- a replayed dead letter's record had the done retention
 end`,
 	},
 	secAudit: {
@@ -301,20 +305,21 @@ end`,
 redis.call('ZREM', cancelsKey, id)`,
 	},
 	secAck: {
-		// The acked entries were read in one go from where the last commit
-		// left the stream, so they are its head: one XTRIM MINID drops them
-		// for a fraction of what deleting each one costs. If the first is
-		// not the head any more, one XDEL per chunk (small enough for
-		// unpack) does it instead.
+		// One item: the ids of the entries, space-separated. The acked
+		// entries were read in one go from where the last commit left the
+		// stream, so they are its head: one XTRIM MINID drops them for a
+		// fraction of what deleting each one costs. If the first is not
+		// the head any more, one XDEL per chunk (small enough for unpack)
+		// does it instead.
 		name: "ack",
-		args: []string{"streamID"},
+		args: []string{"streamIDs"},
 		each: `
-acked[#acked + 1] = streamID`,
-		after: `
 local head = redis.call('XRANGE', queueKey, '-', '+', 'COUNT', 1)[1]
-if trimMin ~= '' and head and head[1] == acked[1] then
+if trimMin ~= '' and head and head[1] == string.match(streamIDs, '^%S+') then
   redis.call('XTRIM', queueKey, 'MINID', trimMin)
 else
+  local acked = {}
+  for id in string.gmatch(streamIDs, '%S+') do acked[#acked + 1] = id end
   for i = 1, #acked, ackChunk do
     redis.call('XDEL', queueKey, unpack(acked, i, math.min(i + ackChunk - 1, #acked)))
   end
@@ -428,7 +433,8 @@ if wantKeys ~= #KEYS or wantArgs ~= #ARGV then
   return redis.error_reply('LAYOUT ' .. #KEYS .. ' keys and ' .. #ARGV .. ' args, want ' .. wantKeys .. ' and ' .. wantArgs)
 end
 doneTTL, resultTTL = tonumber(doneTTL), tonumber(resultTTL)
-local claimed, mine, mset, acked, finished, index = {}, {}, {}, {}, {}, {}
+local mset, finished, index = {}, {}, {}
+local jobPrefix = string.sub(epochKey, 1, -6) .. 'job:'
 -- finishes a job as cancelled, unless it finished before, and settles its cancel
 local function cancelJob(recKey, id, attempts, handler, key, submitted)
   if redis.call('HSETNX', recKey, 's', 'c') == 1 then
@@ -443,13 +449,20 @@ end
 // commitEpilogue logs the jobs the commit finished, as one entry of the
 // partition's finished log: "<status><id>" for each, space-separated (ids
 // hold no space). jobs list reads done, rejected and cancelled jobs from
-// it; records it names that expired are passed over.
+// it; records it names that expired are passed over. The finish section's
+// jobs come laid out as one arg (finishedLog: the section finishes them
+// all or refuses the batch), the jobs cancelled by a revoke or an unwait
+// after them.
 const commitEpilogue = `
 if #finished > 0 then
+  if finishedLog ~= '' then table.insert(finished, 1, finishedLog) end
+  finishedLog = table.concat(finished, ' ')
+end
+if finishedLog ~= '' then
   if logMin ~= '' then
-    redis.call('XADD', finishedKey, 'MINID', '~', logMin, '*', 'f', table.concat(finished, ' '))
+    redis.call('XADD', finishedKey, 'MINID', '~', logMin, '*', 'f', finishedLog)
   else
-    redis.call('XADD', finishedKey, '*', 'f', table.concat(finished, ' '))
+    redis.call('XADD', finishedKey, '*', 'f', finishedLog)
   end
 end
 `
