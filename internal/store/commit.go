@@ -59,11 +59,16 @@ type StateWrite struct {
 	TTL time.Duration
 	// Existed says the state was there when the batch was loaded, and so
 	// its key is in its entity's index: a write of it without a TTL
-	// leaves the index as it is. Nothing else drops the key from the
-	// index meanwhile: deletes are the owner's own commits, one batch of
-	// a partition at a time, and only those sweep out expired states (see
-	// the state section), not a direct call's.
+	// leaves the index as it is (the commit's put section). Nothing else
+	// drops the key from the index meanwhile: deletes are the owner's own
+	// commits, one batch of a partition at a time, and only those sweep
+	// out expired states (see the state section), not a direct call's.
 	Existed bool
+}
+
+// put says w is a write of a loaded state without a TTL (see Existed).
+func (w StateWrite) put() bool {
+	return w.Existed && !w.Delete && !w.Touch && w.TTL <= 0
 }
 
 // op is how the commit script names what w does.
@@ -73,8 +78,6 @@ func (w StateWrite) op() string {
 		return "d"
 	case w.Touch:
 		return "t"
-	case w.Existed && w.TTL <= 0:
-		return "u" // a write the entity's index has the key of already
 	}
 	return "w"
 }
@@ -302,6 +305,10 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 		c.add(secUnpark, nil, id)
 	}
 	for _, w := range b.States {
+		if w.put() {
+			c.add(secPut, []string{k.State(w.Entity.Type, w.Entity.Key)}, w.Value)
+			continue
+		}
 		c.add(secState, []string{k.State(w.Entity.Type, w.Entity.Key), k.Entities(w.Entity.Type)},
 			w.op(), w.Entity.Type, w.Entity.Key, w.Value, w.TTL.Milliseconds())
 	}

@@ -94,6 +94,7 @@ const (
 	secDead          // a dead letter (audited with audit on)
 	secUnpark        // drops a finished job's parked entry and body
 	secState         // an entity's new state
+	secPut           // an entity's new state, of a state the batch loaded, without a time to live
 	secRevoke        // cancels a delayed job, if it is still delayed
 	secUnwait        // cancels a job waiting behind its key's hold that the batch did not read
 	secSettle        // drops a cancel asked for a job the batch cancelled, or found finished or gone
@@ -216,16 +217,32 @@ redis.call('HDEL', bodiesKey, id)`,
 	},
 	secState: {
 		// States are written together, by one MSET per 1000 of them, and
-		// their keys added to their entity's index by one ZADD per 1000,
-		// but for a state the batch loaded ("u"), whose key is there
-		// already. A state with a time to live is set with it, and listed
-		// in expiringKey; its index entry goes once it expired (after, a
-		// few per commit, by a batch's commit: a direct call's commit
-		// does not sweep, so no index entry goes between the load of a
-		// batch and its commit). Each entity appears once in a batch.
+		// their keys added to their entity's index by one ZADD per 1000
+		// (a state the batch loaded, written without a time to live, is
+		// in the put section instead). A state with a time to live is
+		// set with it, and listed in expiringKey; its index entry goes
+		// once it expired (sweepExpired, a few per commit, by a batch's
+		// commit: a direct call's commit does not sweep, so no index entry
+		// goes between the load of a batch and its commit). Each entity
+		// appears once in a batch, in this section or the put section.
 		name: "state",
 		keys: []string{"stateKey", "indexKey"},
 		args: []string{"op", "entity", "key", "value", "ttl"},
+		before: `
+local swept = false
+local function sweepExpired()
+  swept = true
+  if guarded then return end
+  local prefix = string.sub(epochKey, 1, -6)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiringKey, '-inf', now, 'LIMIT', 0, 16)) do
+    local sep = string.find(m, '\0', 1, true)
+    local e, key = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+    if redis.call('EXISTS', prefix .. 'st:' .. e .. ':' .. key) == 0 then
+      redis.call('ZREM', prefix .. 'ents:' .. e, key)
+    end
+    redis.call('ZREM', expiringKey, m)
+  end
+end`,
 		each: `
 if op == 'd' then
   redis.call('DEL', stateKey)
@@ -246,30 +263,39 @@ else
       mset = {}
     end
   end
-  if op == 'w' then
-    local ix = index[indexKey]
-    if not ix then ix = {}; index[indexKey] = ix end
-    ix[#ix + 1], ix[#ix + 2] = 0, key
-    if #ix >= 2000 then
-      redis.call('ZADD', indexKey, unpack(ix))
-      index[indexKey] = nil
-    end
+  local ix = index[indexKey]
+  if not ix then ix = {}; index[indexKey] = ix end
+  ix[#ix + 1], ix[#ix + 2] = 0, key
+  if #ix >= 2000 then
+    redis.call('ZADD', indexKey, unpack(ix))
+    index[indexKey] = nil
   end
 end`,
 		after: `
-if #mset > 0 then redis.call('MSET', unpack(mset)) end
+if #mset > 0 then
+  redis.call('MSET', unpack(mset))
+  mset = {}
+end
 for ixKey, ix in pairs(index) do redis.call('ZADD', ixKey, unpack(ix)) end
-if not guarded then
-  local prefix = string.sub(epochKey, 1, -6)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiringKey, '-inf', now, 'LIMIT', 0, 16)) do
-    local sep = string.find(m, '\0', 1, true)
-    local e, key = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-    if redis.call('EXISTS', prefix .. 'st:' .. e .. ':' .. key) == 0 then
-      redis.call('ZREM', prefix .. 'ents:' .. e, key)
-    end
-    redis.call('ZREM', expiringKey, m)
-  end
+sweepExpired()`,
+	},
+	secPut: {
+		// The common write: a state that was there when the batch was
+		// loaded, written without a time to live. Its key is in its
+		// entity's index already, so the item is the state's key and
+		// value alone. With the state section's, by one MSET per 1000.
+		name: "put",
+		keys: []string{"stateKey"},
+		args: []string{"value"},
+		each: `
+mset[#mset + 1], mset[#mset + 2] = stateKey, value
+if #mset >= 2000 then
+  redis.call('MSET', unpack(mset))
+  mset = {}
 end`,
+		after: `
+if #mset > 0 then redis.call('MSET', unpack(mset)) end
+if not swept then sweepExpired() end`,
 	},
 
 	secRevoke: {

@@ -86,7 +86,8 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		Dead:     []DeadJob{{Job: dead, Error: "no"}},
 		Rejected: []Rejection{{JobID: "r1", Attempts: 2, Reason: "out of stock: 3 left"}},
 		Acked:    []string{"5-0", "5-1", "6-0"},
-		States:   []StateWrite{{Entity: EntityRef{Type: "donor", Key: "a"}, Value: []byte(`{"a":1}`)}},
+		States: []StateWrite{{Entity: EntityRef{Type: "donor", Key: "a"}, Value: []byte(`{"a":1}`)},
+			{Entity: EntityRef{Type: "donor", Key: "e"}, Value: []byte(`{"e":1}`), Existed: true}},
 		Results:  []Result{{JobID: "a1", Value: []byte("ra")}},
 		Emits:    []Job{{ID: EmittedID("a1", 0), Handler: "campaign.credit", Key: "c", Payload: []byte(`{}`)}},
 		Unparked: []string{"h1"},
@@ -246,6 +247,10 @@ func TestCommitLayoutAgrees(t *testing.T) {
 	for i, it := range items["state"] {
 		check("state", i, "stateKey", it["stateKey"], k.State("donor", "a"))
 		check("state", i, "value", it["value"], `{"a":1}`)
+	}
+	for i, it := range items["put"] {
+		check("put", i, "stateKey", it["stateKey"], k.State("donor", "e"))
+		check("put", i, "value", it["value"], `{"e":1}`)
 	}
 	check("header", 0, "finishedLog", str(args[argFinished]), strings.Join(wantLog, " "))
 	for i, it := range items["ack"] {

@@ -145,9 +145,13 @@ func TestLoadedStateWriteLeavesTheIndex(t *testing.T) {
 	s := setup(t)
 	val := []byte(`{"n":1}`)
 	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "ann"}, Value: val})
-	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "ann"}, Value: val, Existed: true})
+	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "ann"}, Value: []byte(`{"n":2}`), Existed: true})
 	if got := listEntities(t, s, "donor", "", 10); !slices.Equal(got, []string{"ann"}) {
 		t.Fatalf("after a rewrite: %v, want [ann]", got)
+	}
+	p := sharding.PartitionOf("ann", s.Partitions())
+	if got, _ := s.Client().Get(context.Background(), keys.For(p).State("donor", "ann")).Result(); got != `{"n":2}` {
+		t.Fatalf("state after a rewrite: %s", got)
 	}
 	// A key the index lacks stays out of it when written as loaded: the
 	// write did not touch the index.
