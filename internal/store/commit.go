@@ -34,11 +34,16 @@ const ackChunk = 500
 // packed as for a stream entry (packJob), after its uvarint length. One
 // value to add, log and read back, however many jobs the batch emitted.
 func packEmits(emits []Job) []byte {
-	var b []byte
+	size := 0
 	for i := range emits {
-		j := packJob(&emits[i])
-		b = binary.AppendUvarint(b, uint64(len(j)))
-		b = append(b, j...)
+		size += binary.MaxVarintLen64 + packedSize(&emits[i])
+	}
+	b := make([]byte, 0, size)
+	var one []byte
+	for i := range emits {
+		one = appendPackedJob(one[:0], &emits[i])
+		b = binary.AppendUvarint(b, uint64(len(one)))
+		b = append(b, one...)
 	}
 	return b
 }
@@ -232,9 +237,9 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 			g.Entity.Key, directLookahead, has, g.State, g.Hash)
 	}
 	emitted := emitCounts(b.Emits)
-	jobs := make(map[string]*Job, len(b.Jobs))
+	jobs := make(map[string]int, len(b.Jobs)) // id → index in b.Jobs
 	for i := range b.Jobs {
-		jobs[b.Jobs[i].ID] = &b.Jobs[i]
+		jobs[b.Jobs[i].ID] = i
 	}
 	var results map[string][]byte
 	if len(b.Results) > 0 {
@@ -247,16 +252,29 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	// emitted, what the record keeps of it and its answer (a result, a
 	// reason; "" for none), and its entry in the finished log. A job
 	// finished twice in the batch keeps its first finish.
-	finishing := make(map[string]bool, len(b.Done)+len(b.Dead)+len(b.Rejected)+len(b.Cancelled))
+	finishes := len(b.Done) + len(b.Dead) + len(b.Rejected) + len(b.Cancelled)
+	c.reserve(secFinish, finishes)
+	finished := make([]bool, len(b.Jobs))
+	var others map[string]bool // finished ids not among b.Jobs
 	var log strings.Builder
+	log.Grow(finishes * 24)
 	finish := func(id, status string, attempts, emitted int, answer any) {
-		if finishing[id] {
-			return
-		}
-		finishing[id] = true
 		var handler, key, submitted string
-		if j := jobs[id]; j != nil {
+		if i, ok := jobs[id]; ok {
+			if finished[i] {
+				return
+			}
+			finished[i] = true
+			j := &b.Jobs[i]
 			handler, key, submitted = j.Handler, j.Key, itoa(j.SubmittedAt)
+		} else {
+			if others[id] {
+				return
+			}
+			if others == nil {
+				others = map[string]bool{}
+			}
+			others[id] = true
 		}
 		c.add(secFinish, []string{k.Job(id)}, status, attempts, emitted, handler, key, submitted, answer)
 		if log.Len() > 0 {
@@ -304,6 +322,7 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	for _, id := range b.Unparked {
 		c.add(secUnpark, nil, id)
 	}
+	c.reserve(secPut, len(b.States))
 	for _, w := range b.States {
 		if w.put() {
 			c.add(secPut, []string{k.State(w.Entity.Type, w.Entity.Key)}, w.Value)
@@ -364,7 +383,7 @@ func emitCounts(emits []Job) map[string]int {
 	if len(emits) == 0 {
 		return nil
 	}
-	n := map[string]int{}
+	n := make(map[string]int, len(emits))
 	for _, e := range emits {
 		if parent, i, ok := ParentID(e.ID); ok {
 			n[parent] = max(n[parent], i+1)

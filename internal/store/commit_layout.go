@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -600,6 +601,13 @@ func (c *commitArgs) add(sec int, keys []string, args ...any) {
 	c.keys[sec] = append(c.keys[sec], keys...)
 	c.args[sec] = append(c.args[sec], args...)
 	c.count[sec]++
+}
+
+// reserve makes room for n more items of section sec.
+func (c *commitArgs) reserve(sec, n int) {
+	s := &commitSections[sec]
+	c.keys[sec] = slices.Grow(c.keys[sec], n*len(s.keys))
+	c.args[sec] = slices.Grow(c.args[sec], n*len(s.args))
 }
 
 // layout is the script's KEYS and ARGV: partition k's fixed keys and the
