@@ -64,10 +64,11 @@ type StateWrite struct {
 	TTL time.Duration
 	// Existed says the state was there when the batch was loaded, and so
 	// its key is in its entity's index: a write of it without a TTL
-	// leaves the index as it is (the commit's put section). Nothing else
-	// drops the key from the index meanwhile: deletes are the owner's own
-	// commits, one batch of a partition at a time, and only those sweep
-	// out expired states (see the state section), not a direct call's.
+	// leaves the index as it is (the commit's put section). The caller
+	// sees to it that nothing drops the key from the index meanwhile:
+	// deletes are the owner's own commits, one batch of a partition at a
+	// time, and a commit that sweeps out expired states (a direct call's)
+	// between the load and the commit must have NoSweep.
 	Existed bool
 }
 
@@ -165,6 +166,11 @@ type Batch struct {
 	// and submission time, for jobs list and show. A job not among them
 	// finishes without.
 	Jobs []Job
+	// NoSweep leaves the states that expired by now in their entities'
+	// indexes for a later commit to drop (a few go with each commit
+	// otherwise): for a commit that may run between another batch's load
+	// and its commit (see StateWrite.Existed).
+	NoSweep bool
 }
 
 // DeadRecord is a dead letter as stored.
@@ -370,7 +376,10 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	if min, ok := afterID(b.Acked); ok {
 		header[argTrimMin] = min
 	}
-	header[argFinished], header[argLogMin] = log.String(), ""
+	header[argFinished], header[argLogMin], header[argSweep] = log.String(), "", "1"
+	if b.NoSweep {
+		header[argSweep] = "0"
+	}
 	if keep := s.logRetention(); keep > 0 && now > keep.Milliseconds() {
 		header[argLogMin] = itoa(now - keep.Milliseconds())
 	}

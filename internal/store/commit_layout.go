@@ -57,6 +57,7 @@ const (
 	argSeen             // commits this worker saw acknowledged under the grant
 	argLogMin           // the finished log's entries before this stream id may go; "" keeps them all
 	argFinished         // the finish section's entry of the finished log (see commitEpilogue), "" for none
+	argSweep            // "1": drop a few expired states from their entities' indexes; "0": not in this commit (Batch.NoSweep)
 	numHeaderArgs
 )
 
@@ -70,6 +71,7 @@ var commitHeaderArgs = [numHeaderArgs]string{
 	argSeen:      "seen",
 	argLogMin:    "logMin",
 	argFinished:  "finishedLog",
+	argSweep:     "sweep",
 }
 
 // commitSection is one part of a commit. The script binds each item's
@@ -222,10 +224,9 @@ redis.call('HDEL', bodiesKey, id)`,
 		// (a state the batch loaded, written without a time to live, is
 		// in the put section instead). A state with a time to live is
 		// set with it, and listed in expiringKey; its index entry goes
-		// once it expired (sweepExpired, a few per commit, by a batch's
-		// commit: a direct call's commit does not sweep, so no index entry
-		// goes between the load of a batch and its commit). Each entity
-		// appears once in a batch, in this section or the put section.
+		// once it expired (sweepExpired, a few per commit, but in a commit
+		// with Batch.NoSweep). Each entity appears once in a batch, in this
+		// section or the put section.
 		name: "state",
 		keys: []string{"stateKey", "indexKey"},
 		args: []string{"op", "entity", "key", "value", "ttl"},
@@ -233,7 +234,7 @@ redis.call('HDEL', bodiesKey, id)`,
 local swept = false
 local function sweepExpired()
   swept = true
-  if guarded then return end
+  if sweep ~= '1' then return end
   local prefix = string.sub(epochKey, 1, -6)
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiringKey, '-inf', now, 'LIMIT', 0, 16)) do
     local sep = string.find(m, '\0', 1, true)
@@ -512,7 +513,6 @@ func commitLua() string {
 	b.WriteString("}\n")
 	fmt.Fprintf(&b, "local header, k, a = %d, %d, %d\n", numHeaderArgs, len(commitFixedKeys)+1, numHeaderArgs+numSections+1)
 	b.WriteString(commitPrologue)
-	fmt.Fprintf(&b, "local guarded = count[%d] > 0 -- a direct call's commit\n", secGuard+1)
 	for i, s := range commitSections {
 		fmt.Fprintf(&b, "-- %s\n", s.name)
 		if s.before != "" {

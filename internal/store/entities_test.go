@@ -164,3 +164,47 @@ func TestLoadedStateWriteLeavesTheIndex(t *testing.T) {
 		t.Fatalf("a write with a TTL: %v, want ann and bob", got)
 	}
 }
+
+// A commit with NoSweep leaves an expired state's key in its index (the
+// next commit without drops it); a put (a state the batch loaded, written
+// without a TTL) sweeps as a state write does.
+func TestNoSweepLeavesExpiredKeys(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	ref := func(k string) store.EntityRef { return store.EntityRef{Type: "donor", Key: k} }
+	commitStates(t, s, store.StateWrite{Entity: ref("brief"), Value: []byte(`1`), TTL: 50 * time.Millisecond})
+	p := sharding.PartitionOf("brief", s.Partitions())
+	other := ""
+	for i := 0; other == ""; i++ {
+		if k := fmt.Sprint("other-", i); sharding.PartitionOf(k, s.Partitions()) == p {
+			other = k
+		}
+	}
+	commitStates(t, s, store.StateWrite{Entity: ref(other), Value: []byte(`1`)})
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := s.Client().Exists(ctx, keys.For(p).State("donor", "brief")).Val(); n != 0 {
+			return fmt.Errorf("brief's state is still there")
+		}
+		return nil
+	})
+	indexed := func() bool {
+		return slices.Contains(s.Client().ZRange(ctx, keys.For(p).Entities("donor"), 0, -1).Val(), "brief")
+	}
+	g, err := lease.Claim(ctx, s.Client(), p, "w~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := store.StateWrite{Entity: ref(other), Value: []byte(`2`), Existed: true}
+	if err := s.CommitBatch(ctx, p, g, &store.Batch{States: []store.StateWrite{put}, NoSweep: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !indexed() {
+		t.Fatalf("a commit with NoSweep dropped an expired key from the index")
+	}
+	if err := s.CommitBatch(ctx, p, g, &store.Batch{States: []store.StateWrite{put}}); err != nil {
+		t.Fatal(err)
+	}
+	if indexed() {
+		t.Fatalf("a put without NoSweep left an expired key in the index")
+	}
+}

@@ -83,6 +83,7 @@ type executor struct {
 
 	running running     // the jobs of the batches in flight and the direct calls
 	cancels cancelMarks // partitions with cancels to apply
+	sweeps  sweepGate   // direct calls' sweeps against batches' loaded states
 }
 
 func newExecutor(cfg Config, log *slog.Logger, st batchStore, plugins pluginCaller, g partitionGrants, lh interface{ Valid() bool }, commits commitObserver) *executor {
@@ -343,6 +344,8 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	}
 	hs := e.plugins.Handlers()
 	entities := entityOf(hs)
+	sweepTok := e.sweeps.batchStart(p)
+	defer e.sweeps.batchEnd(p)
 	snap, err := load(ctx, p, all, entities)
 	if err != nil {
 		log.Warn("load failed", "err", err)
@@ -389,7 +392,9 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	}
 	cw.addTo(batch)
 	batch.Jobs = all
-	markLoaded(batch, snap)
+	if e.sweeps.loadedStatesHold(p, sweepTok) {
+		markLoaded(batch, snap)
+	}
 	bt.emits(batch)
 	if !e.lease.Valid() {
 		log.Warn("lease not trusted any more; not committing")
@@ -547,7 +552,11 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	if !e.lease.Valid() {
 		return nil, errNotRun
 	}
-	if err := e.commitObserved(ctx, p, grant, b); err != nil {
+	sweep := e.sweeps.callStart(p)
+	b.NoSweep = !sweep
+	err = e.commitObserved(ctx, p, grant, b)
+	e.sweeps.callEnd(p, sweep)
+	if err != nil {
 		if isFenced(err) {
 			e.fenced.Add(1)
 			e.grants.drop(p, grant)
