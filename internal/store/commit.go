@@ -34,11 +34,16 @@ const ackChunk = 500
 // packed as for a stream entry (packJob), after its uvarint length. One
 // value to add, log and read back, however many jobs the batch emitted.
 func packEmits(emits []Job) []byte {
-	var b []byte
+	size := 0
 	for i := range emits {
-		j := packJob(&emits[i])
-		b = binary.AppendUvarint(b, uint64(len(j)))
-		b = append(b, j...)
+		size += binary.MaxVarintLen64 + packedSize(&emits[i])
+	}
+	b := make([]byte, 0, size)
+	var one []byte
+	for i := range emits {
+		one = appendPackedJob(one[:0], &emits[i])
+		b = binary.AppendUvarint(b, uint64(len(one)))
+		b = append(b, one...)
 	}
 	return b
 }
@@ -57,6 +62,19 @@ type StateWrite struct {
 	// TTL, when positive, makes the state expire after that long without
 	// another commit of the entity.
 	TTL time.Duration
+	// Existed says the state was there when the batch was loaded, and so
+	// its key is in its entity's index: a write of it without a TTL
+	// leaves the index as it is (the commit's put section). The caller
+	// sees to it that nothing drops the key from the index meanwhile:
+	// deletes are the owner's own commits, one batch of a partition at a
+	// time, and a commit that sweeps out expired states (a direct call's)
+	// between the load and the commit must have NoSweep.
+	Existed bool
+}
+
+// put says w is a write of a loaded state without a TTL (see Existed).
+func (w StateWrite) put() bool {
+	return w.Existed && !w.Delete && !w.Touch && w.TTL <= 0
 }
 
 // op is how the commit script names what w does.
@@ -148,6 +166,11 @@ type Batch struct {
 	// and submission time, for jobs list and show. A job not among them
 	// finishes without.
 	Jobs []Job
+	// NoSweep leaves the states that expired by now in their entities'
+	// indexes for a later commit to drop (a few go with each commit
+	// otherwise): for a commit that may run between another batch's load
+	// and its commit (see StateWrite.Existed).
+	NoSweep bool
 }
 
 // DeadRecord is a dead letter as stored.
@@ -226,9 +249,9 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 			g.Entity.Key, directLookahead, has, g.State, g.Hash)
 	}
 	emitted := emitCounts(b.Emits)
-	jobs := make(map[string]*Job, len(b.Jobs))
+	jobs := make(map[string]int, len(b.Jobs)) // id → index in b.Jobs
 	for i := range b.Jobs {
-		jobs[b.Jobs[i].ID] = &b.Jobs[i]
+		jobs[b.Jobs[i].ID] = i
 	}
 	var results map[string][]byte
 	if len(b.Results) > 0 {
@@ -239,13 +262,38 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	}
 	// finish adds the finish of job id: its status, attempts, the jobs it
 	// emitted, what the record keeps of it and its answer (a result, a
-	// reason; "" for none).
+	// reason; "" for none), and its entry in the finished log. A job
+	// finished twice in the batch keeps its first finish.
+	finishes := len(b.Done) + len(b.Dead) + len(b.Rejected) + len(b.Cancelled)
+	c.reserve(secFinish, finishes)
+	finished := make([]bool, len(b.Jobs))
+	var others map[string]bool // finished ids not among b.Jobs
+	var log strings.Builder
+	log.Grow(finishes * 24)
 	finish := func(id, status string, attempts, emitted int, answer any) {
 		var handler, key, submitted string
-		if j := jobs[id]; j != nil {
+		if i, ok := jobs[id]; ok {
+			if finished[i] {
+				return
+			}
+			finished[i] = true
+			j := &b.Jobs[i]
 			handler, key, submitted = j.Handler, j.Key, itoa(j.SubmittedAt)
+		} else {
+			if others[id] {
+				return
+			}
+			if others == nil {
+				others = map[string]bool{}
+			}
+			others[id] = true
 		}
-		c.add(secFinish, []string{k.Job(id)}, id, status, attempts, emitted, handler, key, submitted, answer)
+		c.add(secFinish, []string{k.Job(id)}, status, attempts, emitted, handler, key, submitted, answer)
+		if log.Len() > 0 {
+			log.WriteByte(' ')
+		}
+		log.WriteString(status)
+		log.WriteString(id)
 	}
 	for _, id := range b.Done {
 		var answer any = ""
@@ -286,12 +334,17 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	for _, id := range b.Unparked {
 		c.add(secUnpark, nil, id)
 	}
+	c.reserve(secPut, len(b.States))
 	for _, w := range b.States {
+		if w.put() {
+			c.add(secPut, []string{k.State(w.Entity.Type, w.Entity.Key)}, w.Value)
+			continue
+		}
 		c.add(secState, []string{k.State(w.Entity.Type, w.Entity.Key), k.Entities(w.Entity.Type)},
 			w.op(), w.Entity.Type, w.Entity.Key, w.Value, w.TTL.Milliseconds())
 	}
-	for _, id := range b.Acked {
-		c.add(secAck, nil, id)
+	if len(b.Acked) > 0 {
+		c.add(secAck, nil, strings.Join(b.Acked, " "))
 	}
 	if len(b.Emits) > 0 {
 		for i := range b.Emits {
@@ -329,7 +382,10 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	if min, ok := afterID(b.Acked); ok {
 		header[argTrimMin] = min
 	}
-	header[argLogMin] = ""
+	header[argFinished], header[argLogMin], header[argSweep] = log.String(), "", "1"
+	if b.NoSweep {
+		header[argSweep] = "0"
+	}
 	if keep := s.logRetention(); keep > 0 && now > keep.Milliseconds() {
 		header[argLogMin] = itoa(now - keep.Milliseconds())
 	}
@@ -342,7 +398,7 @@ func emitCounts(emits []Job) map[string]int {
 	if len(emits) == 0 {
 		return nil
 	}
-	n := map[string]int{}
+	n := make(map[string]int, len(emits))
 	for _, e := range emits {
 		if parent, i, ok := ParentID(e.ID); ok {
 			n[parent] = max(n[parent], i+1)

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,6 +57,8 @@ const (
 	argTrimMin          // the stream id right after the last acked one, "" if the acks are not in stream order
 	argSeen             // commits this worker saw acknowledged under the grant
 	argLogMin           // the finished log's entries before this stream id may go; "" keeps them all
+	argFinished         // the finish section's entry of the finished log (see commitEpilogue), "" for none
+	argSweep            // "1": drop a few expired states from their entities' indexes; "0": not in this commit (Batch.NoSweep)
 	numHeaderArgs
 )
 
@@ -68,6 +71,8 @@ var commitHeaderArgs = [numHeaderArgs]string{
 	argTrimMin:   "trimMin",
 	argSeen:      "seen",
 	argLogMin:    "logMin",
+	argFinished:  "finishedLog",
+	argSweep:     "sweep",
 }
 
 // commitSection is one part of a commit. The script binds each item's
@@ -93,10 +98,11 @@ const (
 	secDead          // a dead letter (audited with audit on)
 	secUnpark        // drops a finished job's parked entry and body
 	secState         // an entity's new state
+	secPut           // an entity's new state, of a state the batch loaded, without a time to live
 	secRevoke        // cancels a delayed job, if it is still delayed
 	secUnwait        // cancels a job waiting behind its key's hold that the batch did not read
 	secSettle        // drops a cancel asked for a job the batch cancelled, or found finished or gone
-	secAck           // a stream entry to remove from the queue
+	secAck           // the stream entries to remove from the queue
 	secOutbox        // the batch's emitted jobs, as one outbox entry
 	secTrim          // drops the first n jobs waiting behind a key
 	secFront         // a job to wait at the front of a key's line
@@ -146,46 +152,48 @@ end`,
 	},
 	secFinish: {
 		// The status is set only if the record has none yet (a replayed
-		// dead letter's record has none again); the same record again in
-		// the batch is a duplicate and changes nothing. One HSET writes the
+		// dead letter's record has none again); each job is in the section
+		// once (commitLayout leaves out a repeat). One HSET writes the
 		// finish time and what else the record keeps (see record.go),
 		// answer included: a done job's result ("r", kept for the longer
 		// of the result and the done retention), a rejected job's reason or
-		// a cancelled one's last error ("m"); "" is none.
+		// a cancelled one's last error ("m"); "" is none. The HSET's
+		// arguments are laid out in one table for the whole section. If a
+		// job was finished before, the records the section claimed so far
+		// are given back and the batch is refused.
 		name: "finish",
 		keys: []string{"recKey"},
-		args: []string{"id", "status", "attempts", "emitted", "handler", "key", "submitted", "answer"},
+		args: []string{"status", "attempts", "emitted", "handler", "key", "submitted", "answer"},
+		before: `
+local claimed, nc, f = {}, 0, {'f', now}`,
 		each: `
-if not mine[recKey] then
-  if redis.call('HSETNX', recKey, 's', status) == 0 then
-    for _, r in ipairs(claimed) do
-      redis.call('HDEL', r, 's', 'a', 'e', 'f', 'n', 'k', 't', 'r', 'm')
-      redis.call('PERSIST', r)
-    end
-    return redis.error_reply('ALREADY ' .. id)
+if redis.call('HSETNX', recKey, 's', status) == 0 then
+  for i = 1, nc do
+    redis.call('HDEL', claimed[i], 's', 'a', 'e', 'f', 'n', 'k', 't', 'r', 'm')
+    redis.call('PERSIST', claimed[i])
   end
-  claimed[#claimed + 1], mine[recKey] = recKey, true
-  local f = {'f', now}
-  if attempts ~= '1' then f[#f + 1], f[#f + 2] = 'a', attempts end
-  if emitted ~= '0' then f[#f + 1], f[#f + 2] = 'e', emitted end
-  if handler ~= '' then
-    local n = #f
-    f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6] = 'n', handler, 'k', key, 't', submitted
-  end
-  local ttl = doneTTL -- 0: for ever
-  if answer ~= '' and status == 'd' then
-    f[#f + 1], f[#f + 2] = 'r', answer
-    if doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL) then ttl = resultTTL end
-  elseif answer ~= '' then
-    f[#f + 1], f[#f + 2] = 'm', answer
-  end
-  redis.call('HSET', recKey, unpack(f))
-  if ttl > 0 then
-    redis.call('EXPIRE', recKey, ttl)
-  elseif doneTTL > 0 then
-    redis.call('PERSIST', recKey) -- a replayed dead letter's record had the done retention
-  end
-  finished[#finished + 1] = status .. id
+  return redis.error_reply('ALREADY ' .. string.sub(recKey, #jobPrefix + 1))
+end
+nc = nc + 1
+claimed[nc] = recKey
+local n = 2
+if attempts ~= '1' then f[n + 1], f[n + 2], n = 'a', attempts, n + 2 end
+if emitted ~= '0' then f[n + 1], f[n + 2], n = 'e', emitted, n + 2 end
+if handler ~= '' then
+  f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6], n = 'n', handler, 'k', key, 't', submitted, n + 6
+end
+local ttl = doneTTL -- 0: for ever
+if answer ~= '' and status == 'd' then
+  f[n + 1], f[n + 2], n = 'r', answer, n + 2
+  if doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL) then ttl = resultTTL end
+elseif answer ~= '' then
+  f[n + 1], f[n + 2], n = 'm', answer, n + 2
+end
+redis.call('HSET', recKey, unpack(f, 1, n))
+if ttl > 0 then
+  redis.call('EXPIRE', recKey, ttl)
+elseif doneTTL > 0 then
+  redis.call('PERSIST', recKey) -- a replayed dead letter's record had the done retention
 end`,
 	},
 	secAudit: {
@@ -213,13 +221,31 @@ redis.call('HDEL', bodiesKey, id)`,
 	},
 	secState: {
 		// States are written together, by one MSET per 1000 of them, and
-		// their keys added to their entity's index by one ZADD per 1000. A
-		// state with a time to live is set with it, and listed in
-		// expiringKey; its index entry goes once it expired (after, a few
-		// per commit). Each entity appears once in a batch.
+		// their keys added to their entity's index by one ZADD per 1000
+		// (a state the batch loaded, written without a time to live, is
+		// in the put section instead). A state with a time to live is
+		// set with it, and listed in expiringKey; its index entry goes
+		// once it expired (sweepExpired, a few per commit, but in a commit
+		// with Batch.NoSweep). Each entity appears once in a batch, in this
+		// section or the put section.
 		name: "state",
 		keys: []string{"stateKey", "indexKey"},
 		args: []string{"op", "entity", "key", "value", "ttl"},
+		before: `
+local swept = false
+local function sweepExpired()
+  swept = true
+  if sweep ~= '1' then return end
+  local prefix = string.sub(epochKey, 1, -6)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiringKey, '-inf', now, 'LIMIT', 0, 16)) do
+    local sep = string.find(m, '\0', 1, true)
+    local e, key = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+    if redis.call('EXISTS', prefix .. 'st:' .. e .. ':' .. key) == 0 then
+      redis.call('ZREM', prefix .. 'ents:' .. e, key)
+    end
+    redis.call('ZREM', expiringKey, m)
+  end
+end`,
 		each: `
 if op == 'd' then
   redis.call('DEL', stateKey)
@@ -249,17 +275,30 @@ else
   end
 end`,
 		after: `
-if #mset > 0 then redis.call('MSET', unpack(mset)) end
+if #mset > 0 then
+  redis.call('MSET', unpack(mset))
+  mset = {}
+end
 for ixKey, ix in pairs(index) do redis.call('ZADD', ixKey, unpack(ix)) end
-local prefix = string.sub(epochKey, 1, -6)
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', expiringKey, '-inf', now, 'LIMIT', 0, 16)) do
-  local sep = string.find(m, '\0', 1, true)
-  local e, key = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-  if redis.call('EXISTS', prefix .. 'st:' .. e .. ':' .. key) == 0 then
-    redis.call('ZREM', prefix .. 'ents:' .. e, key)
-  end
-  redis.call('ZREM', expiringKey, m)
+sweepExpired()`,
+	},
+	secPut: {
+		// The common write: a state that was there when the batch was
+		// loaded, written without a time to live. Its key is in its
+		// entity's index already, so the item is the state's key and
+		// value alone. With the state section's, by one MSET per 1000.
+		name: "put",
+		keys: []string{"stateKey"},
+		args: []string{"value"},
+		each: `
+mset[#mset + 1], mset[#mset + 2] = stateKey, value
+if #mset >= 2000 then
+  redis.call('MSET', unpack(mset))
+  mset = {}
 end`,
+		after: `
+if #mset > 0 then redis.call('MSET', unpack(mset)) end
+if not swept then sweepExpired() end`,
 	},
 
 	secRevoke: {
@@ -295,20 +334,21 @@ end`,
 redis.call('ZREM', cancelsKey, id)`,
 	},
 	secAck: {
-		// The acked entries were read in one go from where the last commit
-		// left the stream, so they are its head: one XTRIM MINID drops them
-		// for a fraction of what deleting each one costs. If the first is
-		// not the head any more, one XDEL per chunk (small enough for
-		// unpack) does it instead.
+		// One item: the ids of the entries, space-separated. The acked
+		// entries were read in one go from where the last commit left the
+		// stream, so they are its head: one XTRIM MINID drops them for a
+		// fraction of what deleting each one costs. If the first is not
+		// the head any more, one XDEL per chunk (small enough for unpack)
+		// does it instead.
 		name: "ack",
-		args: []string{"streamID"},
+		args: []string{"streamIDs"},
 		each: `
-acked[#acked + 1] = streamID`,
-		after: `
 local head = redis.call('XRANGE', queueKey, '-', '+', 'COUNT', 1)[1]
-if trimMin ~= '' and head and head[1] == acked[1] then
+if trimMin ~= '' and head and head[1] == string.match(streamIDs, '^%S+') then
   redis.call('XTRIM', queueKey, 'MINID', trimMin)
 else
+  local acked = {}
+  for id in string.gmatch(streamIDs, '%S+') do acked[#acked + 1] = id end
   for i = 1, #acked, ackChunk do
     redis.call('XDEL', queueKey, unpack(acked, i, math.min(i + ackChunk - 1, #acked)))
   end
@@ -428,7 +468,8 @@ if wantKeys ~= #KEYS or wantArgs ~= #ARGV then
   return redis.error_reply('LAYOUT ' .. #KEYS .. ' keys and ' .. #ARGV .. ' args, want ' .. wantKeys .. ' and ' .. wantArgs)
 end
 doneTTL, resultTTL = tonumber(doneTTL), tonumber(resultTTL)
-local claimed, mine, mset, acked, finished, index = {}, {}, {}, {}, {}, {}
+local mset, finished, index = {}, {}, {}
+local jobPrefix = string.sub(epochKey, 1, -6) .. 'job:'
 -- finishes a job as cancelled, unless it finished before, and settles its cancel
 local function cancelJob(recKey, id, attempts, handler, key, submitted)
   if redis.call('HSETNX', recKey, 's', 'c') == 1 then
@@ -443,13 +484,20 @@ end
 // commitEpilogue logs the jobs the commit finished, as one entry of the
 // partition's finished log: "<status><id>" for each, space-separated (ids
 // hold no space). jobs list reads done, rejected and cancelled jobs from
-// it; records it names that expired are passed over.
+// it; records it names that expired are passed over. The finish section's
+// jobs come laid out as one arg (finishedLog: the section finishes them
+// all or refuses the batch), the jobs cancelled by a revoke or an unwait
+// after them.
 const commitEpilogue = `
 if #finished > 0 then
+  if finishedLog ~= '' then table.insert(finished, 1, finishedLog) end
+  finishedLog = table.concat(finished, ' ')
+end
+if finishedLog ~= '' then
   if logMin ~= '' then
-    redis.call('XADD', finishedKey, 'MINID', '~', logMin, '*', 'f', table.concat(finished, ' '))
+    redis.call('XADD', finishedKey, 'MINID', '~', logMin, '*', 'f', finishedLog)
   else
-    redis.call('XADD', finishedKey, '*', 'f', table.concat(finished, ' '))
+    redis.call('XADD', finishedKey, '*', 'f', finishedLog)
   end
 end
 `
@@ -560,6 +608,13 @@ func (c *commitArgs) add(sec int, keys []string, args ...any) {
 	c.keys[sec] = append(c.keys[sec], keys...)
 	c.args[sec] = append(c.args[sec], args...)
 	c.count[sec]++
+}
+
+// reserve makes room for n more items of section sec.
+func (c *commitArgs) reserve(sec, n int) {
+	s := &commitSections[sec]
+	c.keys[sec] = slices.Grow(c.keys[sec], n*len(s.keys))
+	c.args[sec] = slices.Grow(c.args[sec], n*len(s.args))
 }
 
 // layout is the script's KEYS and ARGV: partition k's fixed keys and the

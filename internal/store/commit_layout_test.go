@@ -86,7 +86,8 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		Dead:     []DeadJob{{Job: dead, Error: "no"}},
 		Rejected: []Rejection{{JobID: "r1", Attempts: 2, Reason: "out of stock: 3 left"}},
 		Acked:    []string{"5-0", "5-1", "6-0"},
-		States:   []StateWrite{{Entity: EntityRef{Type: "donor", Key: "a"}, Value: []byte(`{"a":1}`)}},
+		States: []StateWrite{{Entity: EntityRef{Type: "donor", Key: "a"}, Value: []byte(`{"a":1}`)},
+			{Entity: EntityRef{Type: "donor", Key: "e"}, Value: []byte(`{"e":1}`), Existed: true}},
 		Results:  []Result{{JobID: "a1", Value: []byte("ra")}},
 		Emits:    []Job{{ID: EmittedID("a1", 0), Handler: "campaign.credit", Key: "c", Payload: []byte(`{}`)}},
 		Unparked: []string{"h1"},
@@ -194,10 +195,11 @@ func TestCommitLayoutAgrees(t *testing.T) {
 			t.Errorf("%d %s items, want %d", len(items[sec]), sec, n)
 		}
 	}
+	var wantLog []string
 	for i, it := range items["finish"] {
 		w := wantFinish[i]
-		check("finish", i, "recKey", it["recKey"], k.Job(it["id"]))
-		check("finish", i, "id", it["id"], w[0])
+		check("finish", i, "recKey", it["recKey"], k.Job(w[0]))
+		wantLog = append(wantLog, w[1]+w[0])
 		check("finish", i, "status", it["status"], w[1])
 		check("finish", i, "attempts", it["attempts"], w[2])
 		check("finish", i, "emitted", it["emitted"], w[3])
@@ -246,8 +248,13 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("state", i, "stateKey", it["stateKey"], k.State("donor", "a"))
 		check("state", i, "value", it["value"], `{"a":1}`)
 	}
+	for i, it := range items["put"] {
+		check("put", i, "stateKey", it["stateKey"], k.State("donor", "e"))
+		check("put", i, "value", it["value"], `{"e":1}`)
+	}
+	check("header", 0, "finishedLog", str(args[argFinished]), strings.Join(wantLog, " "))
 	for i, it := range items["ack"] {
-		check("ack", i, "streamID", it["streamID"], b.Acked[i])
+		check("ack", i, "streamIDs", it["streamIDs"], strings.Join(b.Acked, " "))
 	}
 	for i, it := range items["publish"] {
 		check("publish", i, "topicKey", it["topicKey"], k.Topic("gifts"))

@@ -137,3 +137,74 @@ func TestDeleteAndExpireLeaveTheIndex(t *testing.T) {
 }
 
 func sortedKeys(s []string) []string { slices.Sort(s); return s }
+
+// A write of a state the batch loaded (Existed) leaves the entity index
+// as it is: its key is there from the write that made the state. A write
+// with a TTL adds it all the same.
+func TestLoadedStateWriteLeavesTheIndex(t *testing.T) {
+	s := setup(t)
+	val := []byte(`{"n":1}`)
+	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "ann"}, Value: val})
+	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "ann"}, Value: []byte(`{"n":2}`), Existed: true})
+	if got := listEntities(t, s, "donor", "", 10); !slices.Equal(got, []string{"ann"}) {
+		t.Fatalf("after a rewrite: %v, want [ann]", got)
+	}
+	p := sharding.PartitionOf("ann", s.Partitions())
+	if got, _ := s.Client().Get(context.Background(), keys.For(p).State("donor", "ann")).Result(); got != `{"n":2}` {
+		t.Fatalf("state after a rewrite: %s", got)
+	}
+	// A key the index lacks stays out of it when written as loaded: the
+	// write did not touch the index.
+	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "bob"}, Value: val, Existed: true})
+	if got := listEntities(t, s, "donor", "", 10); !slices.Equal(got, []string{"ann"}) {
+		t.Fatalf("a write as loaded added to the index: %v", got)
+	}
+	commitStates(t, s, store.StateWrite{Entity: store.EntityRef{Type: "donor", Key: "bob"}, Value: val, Existed: true, TTL: time.Hour})
+	if got := listEntities(t, s, "donor", "", 10); len(got) != 2 || !slices.Contains(got, "bob") {
+		t.Fatalf("a write with a TTL: %v, want ann and bob", got)
+	}
+}
+
+// A commit with NoSweep leaves an expired state's key in its index (the
+// next commit without drops it); a put (a state the batch loaded, written
+// without a TTL) sweeps as a state write does.
+func TestNoSweepLeavesExpiredKeys(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	ref := func(k string) store.EntityRef { return store.EntityRef{Type: "donor", Key: k} }
+	commitStates(t, s, store.StateWrite{Entity: ref("brief"), Value: []byte(`1`), TTL: 50 * time.Millisecond})
+	p := sharding.PartitionOf("brief", s.Partitions())
+	other := ""
+	for i := 0; other == ""; i++ {
+		if k := fmt.Sprint("other-", i); sharding.PartitionOf(k, s.Partitions()) == p {
+			other = k
+		}
+	}
+	commitStates(t, s, store.StateWrite{Entity: ref(other), Value: []byte(`1`)})
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := s.Client().Exists(ctx, keys.For(p).State("donor", "brief")).Val(); n != 0 {
+			return fmt.Errorf("brief's state is still there")
+		}
+		return nil
+	})
+	indexed := func() bool {
+		return slices.Contains(s.Client().ZRange(ctx, keys.For(p).Entities("donor"), 0, -1).Val(), "brief")
+	}
+	g, err := lease.Claim(ctx, s.Client(), p, "w~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := store.StateWrite{Entity: ref(other), Value: []byte(`2`), Existed: true}
+	if err := s.CommitBatch(ctx, p, g, &store.Batch{States: []store.StateWrite{put}, NoSweep: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !indexed() {
+		t.Fatalf("a commit with NoSweep dropped an expired key from the index")
+	}
+	if err := s.CommitBatch(ctx, p, g, &store.Batch{States: []store.StateWrite{put}}); err != nil {
+		t.Fatal(err)
+	}
+	if indexed() {
+		t.Fatalf("a put without NoSweep left an expired key in the index")
+	}
+}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +134,33 @@ func TestResultOfEmittedJobBeforeItRuns(t *testing.T) {
 	}
 	if sts, _ := s.StatusesIn(ctx, []string{child}, nil); !sts[0].Finished {
 		t.Fatalf("after its commit: %+v, want done", sts[0])
+	}
+}
+
+// TestAlreadyFinishedGivesBackTheClaims: a batch that holds a job an
+// earlier commit finished is refused with that job's id, and the jobs
+// before it in the batch are left unfinished.
+func TestAlreadyFinishedGivesBackTheClaims(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	p := 4
+	epoch, _ := lease.Claim(ctx, s.Client(), p, "w~1", "")
+	if err := s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{"old"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{"new1", "new2", "old"},
+		Results: []store.Result{{JobID: "new1", Value: []byte("r")}}})
+	if !errors.Is(err, store.ErrAlreadyFinished) || !strings.Contains(err.Error(), "old") {
+		t.Fatalf("commit with a finished job: %v, want ErrAlreadyFinished naming old", err)
+	}
+	sts, err := s.StatusesIn(ctx, []string{"new1", "new2", "old"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sts[0].Finished || sts[1].Finished || !sts[2].Finished {
+		t.Fatalf("after the refused commit: %+v, want new1 and new2 unfinished, old finished", sts)
+	}
+	if n, _ := s.Client().Exists(ctx, keys.For(p).Job("new1")).Result(); n != 0 {
+		t.Fatalf("new1's record is left after the refused commit")
 	}
 }

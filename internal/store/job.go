@@ -62,6 +62,11 @@ func (j *Job) streamFields() []any {
 // then, only for a traced job, packedTrace and its traceparent: an
 // untraced job is not one byte longer.
 func packJob(j *Job) []byte {
+	return appendPackedJob(make([]byte, 0, packedSize(j)), j)
+}
+
+// packedSize is at least the length of j packed.
+func packedSize(j *Job) int {
 	n := 1 + 5*binary.MaxVarintLen64 + len(j.ID) + len(j.Handler) + len(j.Key) + len(j.Payload) + 4*binary.MaxVarintLen64
 	if j.Trace != "" {
 		n += 1 + binary.MaxVarintLen64 + len(j.Trace)
@@ -69,7 +74,11 @@ func packJob(j *Job) []byte {
 	for _, e := range j.Errors {
 		n += binary.MaxVarintLen64 + len(e)
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// appendPackedJob appends j packed (see packJob) to b.
+func appendPackedJob(b []byte, j *Job) []byte {
 	b = append(b, packedJobV1)
 	for _, f := range []string{j.ID, j.Handler, j.Key} {
 		b = binary.AppendUvarint(b, uint64(len(f)))

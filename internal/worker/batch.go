@@ -45,8 +45,12 @@ type work struct {
 // twice), does not run again: a repeated id is a duplicate, never a
 // reason to refuse the batch.
 func planWork(runs []store.KeyRun, stream []store.Job, snap store.Snapshot) *work {
-	wk := &work{}
-	seen := map[string]bool{}
+	n := len(stream)
+	for _, r := range runs {
+		n += len(r.Jobs)
+	}
+	wk := &work{acked: make([]string, 0, len(stream))}
+	seen := make(map[string]bool, n)
 	dup := func(id string) bool {
 		if seen[id] || snap.Finished[id] {
 			return true
@@ -54,7 +58,7 @@ func planWork(runs []store.KeyRun, stream []store.Job, snap store.Snapshot) *wor
 		seen[id] = true
 		return false
 	}
-	byKey := map[string]*keyWork{}
+	byKey := make(map[string]*keyWork, n)
 	get := func(key string) *keyWork {
 		kw := byKey[key]
 		if kw == nil {
@@ -98,7 +102,11 @@ func planWork(runs []store.KeyRun, stream []store.Job, snap store.Snapshot) *wor
 
 // runnable is every job to run, key by key.
 func (wk *work) runnable() []store.Job {
-	var out []store.Job
+	n := 0
+	for _, kw := range wk.keys {
+		n += len(kw.run)
+	}
+	out := make([]store.Job, 0, n)
 	for _, kw := range wk.keys {
 		out = append(out, kw.run...)
 	}
@@ -108,8 +116,8 @@ func (wk *work) runnable() []store.Job {
 // buildRequest turns jobs into a plugin request, with the state of every
 // entity they touch; entity maps a handler to its entity type.
 func buildRequest(jobs []store.Job, snap store.Snapshot, entity func(handler string) string) *pluginpb.HandleRequest {
-	req := &pluginpb.HandleRequest{}
-	seen := map[store.EntityRef]bool{}
+	req := &pluginpb.HandleRequest{Jobs: make([]*pluginpb.Job, 0, len(jobs)), Entities: make([]*pluginpb.Entity, 0, len(jobs))}
+	seen := make(map[store.EntityRef]bool, len(jobs))
 	for _, j := range jobs {
 		ref := store.EntityRef{Type: entity(j.Handler), Key: j.Key}
 		if !seen[ref] {
@@ -120,6 +128,13 @@ func buildRequest(jobs []store.Job, snap store.Snapshot, entity func(handler str
 			Attempt: int32(j.Attempt), SubmittedAtMs: j.SubmittedAt})
 	}
 	return req
+}
+
+// markLoaded marks the states b writes that snap loaded (store.StateWrite.Existed).
+func markLoaded(b *store.Batch, snap store.Snapshot) {
+	for i := range b.States {
+		b.States[i].Existed = snap.States[b.States[i].Entity] != nil
+	}
 }
 
 // retryPolicy decides how often and when a job is tried again.
@@ -198,8 +213,13 @@ var deleteState = &pluginpb.Outcome{Status: pluginpb.Outcome_OK}
 // their parent's, so a re-run of the same parent emits the same ids. A
 // state is written to the entity type entity maps the job's handler to.
 func buildBatch(wk *work, resp map[string]*pluginpb.Outcome, rp retryPolicy, entity func(handler string) string) (*store.Batch, error) {
-	b := &store.Batch{Acked: wk.acked, Attempts: map[string]int{}, Unparked: wk.dropped}
-	stateAt := map[store.EntityRef]int{}
+	n := 0
+	for _, kw := range wk.keys {
+		n += len(kw.run)
+	}
+	b := &store.Batch{Acked: wk.acked, Attempts: make(map[string]int, n), Unparked: wk.dropped,
+		Done: make([]string, 0, n), States: make([]store.StateWrite, 0, n), StateSteps: make([]store.StateWrite, 0, n)}
+	stateAt := make(map[store.EntityRef]int, n)
 	// state adds what a job does to its entity's state: one write per
 	// entity in a batch, the last job's; a touch only renews the TTL of
 	// what is there, so it never replaces a write or a delete.

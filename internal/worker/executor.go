@@ -83,6 +83,7 @@ type executor struct {
 
 	running running     // the jobs of the batches in flight and the direct calls
 	cancels cancelMarks // partitions with cancels to apply
+	sweeps  sweepGate   // direct calls' sweeps against batches' loaded states
 }
 
 func newExecutor(cfg Config, log *slog.Logger, st batchStore, plugins pluginCaller, g partitionGrants, lh interface{ Valid() bool }, commits commitObserver) *executor {
@@ -343,6 +344,8 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	}
 	hs := e.plugins.Handlers()
 	entities := entityOf(hs)
+	sweepTok := e.sweeps.batchStart(p)
+	defer e.sweeps.batchEnd(p)
 	snap, err := load(ctx, p, all, entities)
 	if err != nil {
 		log.Warn("load failed", "err", err)
@@ -389,6 +392,9 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 	}
 	cw.addTo(batch)
 	batch.Jobs = all
+	if e.sweeps.loadedStatesHold(p, sweepTok) {
+		markLoaded(batch, snap)
+	}
 	bt.emits(batch)
 	if !e.lease.Valid() {
 		log.Warn("lease not trusted any more; not committing")
@@ -541,6 +547,10 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 	}
 	b.Unparked = nil // never parked: there is no parked entry to drop
 	b.Guard, b.Jobs = guard, []store.Job{j}
+	for i := range b.States {
+		// The guard makes the commit check the state is as it was.
+		b.States[i].Existed = guard.HasState && b.States[i].Entity == ref
+	}
 	if !e.lease.Valid() {
 		return nil, errNotRun
 	}
@@ -553,7 +563,10 @@ func (e *executor) runCall(ctx context.Context, p int, grant lease.Grant, j stor
 			err2 = errNotRun // p was split while the plugin ran: the key is elsewhere now
 			return
 		}
+		sweep := e.sweeps.callStart(p)
+		b.NoSweep = !sweep
 		err2 = e.commitObserved(ctx, p, grant, b)
+		e.sweeps.callEnd(p, sweep)
 	})
 	if !ran || errors.Is(err2, errNotRun) {
 		return nil, errNotRun
