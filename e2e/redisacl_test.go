@@ -136,9 +136,10 @@ func checkNoACLDenials(t *testing.T, admin redis.Cmdable) {
 // every path of the job: submissions (some delayed), the relay of the
 // campaign.credit jobs they emit, calls (direct, forwarded, and one that
 // queries another partition), a drain and a worker joining (releases and
-// claims), dead letters listed, replayed and purged, and a key held by a
-// job that keeps failing while the key's next job waits behind it (the
-// chaos plugin runs beside the donations one). Every total must come
+// claims), a reshard from 64 to 128 partitions, dead letters listed,
+// replayed and purged, and a key held by a job that keeps failing while
+// the key's next job waits behind it (the chaos plugin runs beside the
+// donations one). Every total must come
 // out exact, and Redis must not have refused the worker anything. The
 // user can do no more than that: the default user is off, and other keys,
 // channels and commands are refused.
@@ -176,6 +177,13 @@ func TestRedisLeastPrivilege(t *testing.T) {
 			c.signal("w2", syscall.SIGTERM)
 		case 360:
 			c.start("w4")
+		case 420:
+			// The rest of the run on twice the partitions: every split's
+			// command is the worker user's too, with delayed jobs in flight.
+			if out, err := c.coordinator("reshard", "--partitions", "128"); err != nil {
+				t.Fatalf("reshard: %v (%s)", err, out)
+			}
+			c.parts.Store(128)
 		}
 	}
 

@@ -17,8 +17,9 @@ func reshardCmd(ctx context.Context, g globals, newClient func() (*client.Client
 	out := outputFlag(fs, outputTable)
 	n := fs.Int("partitions", 0, "the new partition count, a multiple of the current one; without it, report the reshard under way or the last one")
 	wait := fs.Bool("wait", true, "follow the reshard until every partition is split, printing progress to stderr")
+	stall := fs.Duration("stall", 2*time.Minute, "with --wait, give up following when no partition was split for this long (the reshard goes on)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: coordinator reshard [--partitions N] [--wait=false] [-o table|json]
+		fmt.Fprintln(stderr, `Usage: coordinator reshard [--partitions N] [--wait=false] [--stall D] [-o table|json]
 
 Changes the partition count of the running cluster to N, a multiple of the
 current count P: each partition's owner splits it into N/P partitions (all
@@ -58,11 +59,14 @@ Flags:`)
 		return err
 	}
 	if *wait && r.To > 0 {
-		last := int32(-1)
+		last, moved := int32(-1), time.Now()
 		for r.To > 0 {
 			if r.Split != last {
 				fmt.Fprintf(stderr, "reshard %d → %d: %d of %d partitions split (%s)\n", r.Partitions, r.To, r.Split, r.Partitions, time.Since(start).Round(100*time.Millisecond))
-				last = r.Split
+				last, moved = r.Split, time.Now()
+			}
+			if *stall > 0 && time.Since(moved) > *stall {
+				return fmt.Errorf("no partition was split for %v (%d of %d split): the reshard goes on, but something stops its splits; the workers' logs say what (\"splitting a partition failed\"); run coordinator reshard to follow it again", *stall, r.Split, r.Partitions)
 			}
 			select {
 			case <-outer.Done():
