@@ -94,8 +94,7 @@ func (c *Client) ReloadPluginsReport(ctx context.Context, addr string) (*workerp
 
 // Reshard asks the cluster to change its partition count to n, a multiple
 // of the current count (see docs/resharding.md), and reports the reshard.
-// n = 0 only reports it. The longest pause is the most any live worker
-// froze one of its partitions for a split, asked of every member.
+// n = 0 only reports it. LongestPauseMs is the answering worker's.
 func (c *Client) Reshard(ctx context.Context, n int) (*workerpb.ReshardResponse, error) {
 	var out *workerpb.ReshardResponse
 	err := c.any(ctx, func(ctx context.Context, w workerpb.WorkerClient) error {
@@ -106,18 +105,26 @@ func (c *Client) Reshard(ctx context.Context, n int) (*workerpb.ReshardResponse,
 	if err != nil {
 		return nil, fmt.Errorf("client: reshard: %w", err)
 	}
+	return out, nil
+}
+
+// ReshardLongestPause is the longest any live worker froze one of its
+// partitions for a split, asked of every member; members that do not
+// answer are left out.
+func (c *Client) ReshardLongestPause(ctx context.Context) (int64, error) {
 	ms, err := c.Members(ctx)
 	if err != nil {
-		return out, nil
+		return 0, fmt.Errorf("client: reshard pauses: %w", err)
 	}
+	var longest int64
 	for _, m := range ms {
 		_ = c.pool.Call(ctx, m.Address, func(ctx context.Context, w workerpb.WorkerClient) error {
 			r, err := w.Reshard(ctx, &workerpb.ReshardRequest{})
-			if err == nil && r.LongestPauseMs > out.LongestPauseMs {
-				out.LongestPauseMs = r.LongestPauseMs
+			if err == nil {
+				longest = max(longest, r.LongestPauseMs)
 			}
 			return err
 		})
 	}
-	return out, nil
+	return longest, nil
 }

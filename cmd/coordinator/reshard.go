@@ -81,6 +81,11 @@ Flags:`)
 			}
 		}
 	}
+	pctx, cancel := context.WithTimeout(outer, g.timeout)
+	defer cancel()
+	if longest, err := c.ReshardLongestPause(pctx); err == nil {
+		r.LongestPauseMs = max(r.LongestPauseMs, longest)
+	}
 	return printReshard(stdout, out, r)
 }
 

@@ -11,6 +11,7 @@
 package routing
 
 import (
+	"slices"
 	"sync/atomic"
 
 	"github.com/corralhq/corral/sharding"
@@ -52,15 +53,8 @@ func (t *Table) Store(v View) bool {
 
 // Equal reports whether two views route every key alike.
 func (v View) Equal(o View) bool {
-	if v.P != o.P || v.N != o.N || v.Ready != o.Ready || v.Prev != o.Prev || v.PriorUntil != o.PriorUntil || len(v.Done) != len(o.Done) {
-		return false
-	}
-	for i := range v.Done {
-		if v.Done[i] != o.Done[i] {
-			return false
-		}
-	}
-	return true
+	return v.P == o.P && v.N == o.N && v.Ready == o.Ready && v.Prev == o.Prev && v.PriorUntil == o.PriorUntil &&
+		slices.Equal(v.Done, o.Done)
 }
 
 // Resharding reports whether a reshard is under way.
@@ -103,6 +97,13 @@ func (v *View) Modulus(q int) int {
 // not done: it has an owner but nothing to run yet.
 func (v *View) Pending(q int) bool {
 	return v.Resharding() && q >= v.P && !v.split(q%v.P)
+}
+
+// Moved reports whether any key may live elsewhere than before, at now
+// (unix ms): a reshard is under way, or the last one's dedup window has
+// not passed. When it is false, Parent is -1 for every key.
+func (v *View) Moved(now int64) bool {
+	return v.Resharding() || v.Prev > 0 && now < v.PriorUntil
 }
 
 // Parent is the partition a key routed to q lived in before q's split

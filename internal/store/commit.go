@@ -438,7 +438,7 @@ func (s *Store) registerTypes(ctx context.Context, writes []StateWrite) error {
 		if _, ok := s.types.Load(typ); ok {
 			continue
 		}
-		if err := s.RegisterEntityType(ctx, typ); err != nil {
+		if err := s.registerEntityType(ctx, typ); err != nil {
 			return err
 		}
 		s.types.Store(typ, true)

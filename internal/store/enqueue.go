@@ -426,6 +426,9 @@ func (s *Store) ReserveID(ctx context.Context, job Job) error {
 // parent before the split is a duplicate there, not a new job in the
 // child. Such a job gets its result in out and is not enqueued.
 func (s *Store) priorRecords(ctx context.Context, routes *routing.View, jobs []Job, refused []error, out []EnqueueResult, now int64) error {
+	if !routes.Moved(now) {
+		return nil
+	}
 	var idx []int
 	var cmds []*redis.SliceCmd
 	var pipe redis.Pipeliner

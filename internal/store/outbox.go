@@ -272,6 +272,9 @@ func eachPacked(b []byte, fn func(raw []byte, j Job)) error {
 // relayed to their keys' parent partition before its split: source →
 // entry id → target partition.
 func (s *Store) parentMarks(ctx context.Context, routes *routing.View, sources []RelaySource, reads []*redis.XMessageSliceCmd, partitionOf func(string) int, now int64) (map[int]map[string]map[int]bool, error) {
+	if !routes.Moved(now) {
+		return nil, nil // no key has a parent: the entries are not decoded twice
+	}
 	type ask struct {
 		src    int
 		entry  string

@@ -551,50 +551,74 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 	if err != nil {
 		return st, fmt.Errorf("store: split %d: parked jobs: %w", p, err)
 	}
+	type heldKey struct {
+		id, body, key string
+		score         float64
+		c             int
+	}
+	var held []heldKey
 	if err := s.eachBody(ctx, p, parked, func(id string, score float64, body, key string) {
-		c := childOf(key)
-		if c == p {
-			return
+		if c := childOf(key); c != p {
+			held = append(held, heldKey{id: id, body: body, key: key, score: score, c: c})
 		}
-		wl, _ := s.rdb.LRange(ctx, k.Waiting(key), 0, -1).Result()
-		wbodies := []any{}
-		if len(wl) > 0 {
-			wbodies, _ = s.rdb.HMGet(ctx, k.Bodies(), wl...).Result()
+	}); err != nil {
+		return st, err
+	}
+	// Their waiting lines, then the lines' bodies: two round trips in all.
+	lines := make([][]string, len(held))
+	var bodies map[string]string
+	if len(held) > 0 {
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.StringSliceCmd, len(held))
+		for i, h := range held {
+			cmds[i] = pipe.LRange(ctx, k.Waiting(h.key), 0, -1)
 		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return st, fmt.Errorf("store: split %d: waiting lines: %w", p, err)
+		}
+		var ids []string
+		for i := range held {
+			lines[i] = cmds[i].Val()
+			ids = append(ids, lines[i]...)
+		}
+		if bodies, err = s.bodiesOf(ctx, p, ids); err != nil {
+			return st, err
+		}
+	}
+	for i, h := range held {
+		wl := lines[i]
 		d := drop()
-		d.add("Z", k.Parked(), id)
-		d.add("H", k.Bodies(), id)
-		d.add("H", k.Holds(), key)
-		d.add("D", k.Waiting(key), "-")
+		d.add("Z", k.Parked(), h.id)
+		d.add("H", k.Bodies(), h.id)
+		d.add("H", k.Holds(), h.key)
+		d.add("D", k.Waiting(h.key), "-")
 		for _, w := range wl {
 			d.add("H", k.Bodies(), w)
 		}
-		if live[c] {
-			return
+		if live[h.c] {
+			continue
 		}
-		ck := keys.For(c)
-		w := target(c)
-		w.add("Z", ck.Parked(), int64(score), id)
-		w.add("H", ck.Bodies(), id, body)
-		w.add("H", ck.Holds(), key, id)
+		ck := keys.For(h.c)
+		w := target(h.c)
+		w.add("Z", ck.Parked(), int64(h.score), h.id)
+		w.add("H", ck.Bodies(), h.id, h.body)
+		w.add("H", ck.Holds(), h.key, h.id)
 		if len(wl) > 0 {
 			args := []any{len(wl)}
 			for _, x := range wl {
 				args = append(args, x)
 			}
-			w.add("L", ck.Waiting(key), args...)
-			for i, x := range wl {
-				if b, ok := wbodies[i].(string); ok {
+			w.add("L", ck.Waiting(h.key), args...)
+			for _, x := range wl {
+				if b, ok := bodies[x]; ok {
 					w.add("H", ck.Bodies(), x, b)
 				}
 			}
 		}
-		records[c] = append(records[c], id)
-		records[c] = append(records[c], wl...)
+		records[h.c] = append(records[h.c], h.id)
+		records[h.c] = append(records[h.c], wl...)
 		st.Parked++
 		st.Waiting += len(wl)
-	}); err != nil {
-		return st, err
 	}
 	// The records of the jobs moved: they are not finished, so the child's
 	// commit will finish them.
@@ -693,30 +717,46 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 // eachBody calls fn with each member of a delayed or parked set of p, its
 // score, its body and its key. A member without a body is skipped.
 func (s *Store) eachBody(ctx context.Context, p int, zs []redis.Z, fn func(id string, score float64, body, key string)) error {
-	for len(zs) > 0 {
-		batch := zs[:min(len(zs), 1000)]
-		zs = zs[len(batch):]
-		ids := make([]string, len(batch))
-		for i, z := range batch {
-			ids[i], _ = z.Member.(string)
+	ids := make([]string, len(zs))
+	for i, z := range zs {
+		ids[i], _ = z.Member.(string)
+	}
+	bodies, err := s.bodiesOf(ctx, p, ids)
+	if err != nil {
+		return err
+	}
+	for i, id := range ids {
+		body, ok := bodies[id]
+		if !ok {
+			continue
 		}
-		vals, err := s.rdb.HMGet(ctx, keys.For(p).Bodies(), ids...).Result()
+		key, err := bodyKey(body)
 		if err != nil {
-			return fmt.Errorf("store: split %d: job bodies: %w", p, err)
+			return fmt.Errorf("store: split %d: job %q: %w", p, id, err)
 		}
-		for i, v := range vals {
-			body, ok := v.(string)
-			if !ok {
-				continue
-			}
-			key, err := bodyKey(body)
-			if err != nil {
-				return fmt.Errorf("store: split %d: job %q: %w", p, ids[i], err)
-			}
-			fn(ids[i], batch[i].Score, body, key)
-		}
+		fn(id, zs[i].Score, body, key)
 	}
 	return nil
+}
+
+// bodiesOf reads the bodies of ids in partition p; ids without one are
+// left out.
+func (s *Store) bodiesOf(ctx context.Context, p int, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), 1000)]
+		ids = ids[len(batch):]
+		vals, err := s.rdb.HMGet(ctx, keys.For(p).Bodies(), batch...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("store: split %d: job bodies: %w", p, err)
+		}
+		for i, v := range vals {
+			if b, ok := v.(string); ok {
+				out[batch[i]] = b
+			}
+		}
+	}
+	return out, nil
 }
 
 // bodyKey is the key of a job body: a packed stream entry (delayed jobs)
@@ -731,9 +771,9 @@ func bodyKey(body string) (string, error) {
 	return j.Key, err
 }
 
-// RegisterEntityType records that states of typ exist (see
+// registerEntityType records that states of typ exist (see
 // keys.EntityTypes).
-func (s *Store) RegisterEntityType(ctx context.Context, typ string) error {
+func (s *Store) registerEntityType(ctx context.Context, typ string) error {
 	if err := s.rdb.SAdd(ctx, keys.EntityTypes, typ).Err(); err != nil {
 		return fmt.Errorf("store: register entity type %q: %w", typ, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/corralhq/corral/internal/lease"
-	"github.com/corralhq/corral/internal/routing"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/testenv"
 	"github.com/corralhq/corral/sharding"
@@ -26,13 +25,7 @@ func BenchmarkSplitPartition(b *testing.B) {
 				b.StopTimer()
 				ctx := context.Background()
 				rdb := testenv.StartRedis(b).Client(b)
-				routes := routing.New(4)
-				cfg := store.DefaultConfig()
-				cfg.Partitions, cfg.Routing = 4, routes
-				s := store.New(rdb, cfg)
-				if err := s.EnsurePartitions(ctx); err != nil {
-					b.Fatal(err)
-				}
+				s, routes := layoutStore(b, rdb)
 				const p = 1
 				grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
 				if err != nil {

@@ -26,6 +26,20 @@ func splitKey(prefix string, old, P, q, N int) string {
 	}
 }
 
+// layoutStore is a store of a 4-partition cluster on rdb that routes by a
+// live layout, as a worker's does, and that layout.
+func layoutStore(t testing.TB, rdb redis.UniversalClient) (*store.Store, *routing.Table) {
+	t.Helper()
+	routes := routing.New(4)
+	cfg := store.DefaultConfig()
+	cfg.Partitions, cfg.Routing = 4, routes
+	s := store.New(rdb, cfg)
+	if err := s.EnsurePartitions(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s, routes
+}
+
 // TestSplitPartition splits partition 1 of 4 into 1 and 5 of 8 with a
 // key in every state: its states (one with a TTL), a delayed job, a parked
 // job with a job waiting behind it, a finished job. Afterwards the moving
@@ -51,13 +65,7 @@ func TestSplitPartitionOnRedisCluster(t *testing.T) {
 
 func splitPartition(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
-	routes := routing.New(4)
-	cfg := store.DefaultConfig()
-	cfg.Partitions, cfg.Routing = 4, routes
-	s := store.New(rdb, cfg)
-	if err := s.EnsurePartitions(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s, routes := layoutStore(t, rdb)
 	const p, c = 1, 5
 	stay, move := splitKey("stay", p, 4, p, 8), splitKey("move", p, 4, c, 8)
 	grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
@@ -287,13 +295,7 @@ func TestRelayAcrossSplit(t *testing.T) {
 	}
 	ctx := context.Background()
 	rdb := testenv.StartRedis(t).Client(t)
-	routes := routing.New(4)
-	cfg := store.DefaultConfig()
-	cfg.Partitions, cfg.Routing = 4, routes
-	s := store.New(rdb, cfg)
-	if err := s.EnsurePartitions(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s, routes := layoutStore(t, rdb)
 	const src, a, p, c = 0, 2, 1, 5
 	moving := splitKey("moving", p, 4, c, 8)
 	toA := splitKey("a", a, 4, a, 8)
@@ -366,13 +368,7 @@ func TestSplitResumedAfterDrop(t *testing.T) {
 			}
 			ctx := context.Background()
 			rdb := testenv.StartRedis(t).Client(t)
-			routes := routing.New(4)
-			cfg := store.DefaultConfig()
-			cfg.Partitions, cfg.Routing = 4, routes
-			s := store.New(rdb, cfg)
-			if err := s.EnsurePartitions(ctx); err != nil {
-				t.Fatal(err)
-			}
+			s, routes := layoutStore(t, rdb)
 			const p, c = 1, 5
 			stay, move := splitKey("stay", p, 4, p, 8), splitKey("move", p, 4, c, 8)
 			a, _ := lease.Claim(ctx, rdb, p, "w~1", "")

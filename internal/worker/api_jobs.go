@@ -154,12 +154,11 @@ func (ji *jobIntake) enqueue(ctx context.Context, jobs []store.Job) ([]store.Enq
 			return nil, fmt.Errorf("enqueue: %w (%v)", ctx.Err(), res[again[0]].Err)
 		}
 		if ji.layout != nil {
-			ji.layout(ctx)
+			ji.layout(ctx) // the store routes them again by what it reads
 		}
 		sub := make([]store.Job, len(again))
 		for n, i := range again {
 			sub[n] = jobs[i]
-			sub[n].Partition = ji.partitionOf(jobs[i].Key)
 		}
 		var r2 []store.EnqueueResult
 		if r2, err = ji.store.Enqueue(ctx, sub); err != nil {

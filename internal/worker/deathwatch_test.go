@@ -83,16 +83,14 @@ func TestDeathWatchBuriesOnlyAPortThatClosed(t *testing.T) {
 		return nil
 	})
 	kill()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		mu.Lock()
-		n := buried["dead~1"]
-		mu.Unlock()
-		if n > 0 || time.Now().After(deadline) {
-			break
+		defer mu.Unlock()
+		if buried["dead~1"] == 0 {
+			return fmt.Errorf("the killed peer is not buried yet: %v", buried)
 		}
-		time.Sleep(10 * time.Millisecond) // the poll interval
-	}
+		return nil
+	})
 	// A deliberate negative-check window: no second burial of dead, and none
 	// of paused or never, comes within it.
 	time.Sleep(500 * time.Millisecond)

@@ -91,8 +91,7 @@ func (g *grants) suspend(p int) {
 	g.mu.Lock()
 	g.suspended[p] = true
 	g.mu.Unlock()
-	g.batches.Lock()
-	g.batches.Unlock() //nolint:staticcheck // wait for the in-flight batch
+	g.waitBatches()
 }
 
 // resumeIf lets the suspended partitions for which ok is true run again.
@@ -157,9 +156,15 @@ func (g *grants) giveUp(parts []int) int {
 		g.releasing[p] = true
 	}
 	g.mu.Unlock()
-	g.batches.Lock()
-	g.batches.Unlock() //nolint:staticcheck // wait for the in-flight batch
+	g.waitBatches()
 	return n
+}
+
+// waitBatches waits for the batches in flight; those that start after see
+// the partitions given up or suspended.
+func (g *grants) waitBatches() {
+	g.batches.Lock()
+	g.batches.Unlock() //nolint:staticcheck // only the wait is wanted
 }
 
 // released records that Redis confirmed p's release.

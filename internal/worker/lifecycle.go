@@ -71,14 +71,11 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		}()
 		w.life.api = srv
 	}
-	if err := w.waitRedisLoaded(ctx); err != nil {
+	if err := w.pingRedis(ctx); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	if err := w.store.Ping(ctx); err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
 	if err := w.store.EnsurePartitions(ctx); err != nil {
 		return err
 	}
@@ -238,9 +235,9 @@ func (w *Worker) ReloadPlugins(ctx context.Context) (*workerpb.ReloadPluginsResp
 // its dataset (a restart with a large AOF).
 const loadingWait = 5 * time.Minute
 
-// waitRedisLoaded waits while Redis answers LOADING, saying so every few
-// seconds; any other answer (or none) is for the start's own checks.
-func (w *Worker) waitRedisLoaded(ctx context.Context) error {
+// pingRedis checks that Redis answers, waiting while it answers LOADING
+// (saying so every few seconds).
+func (w *Worker) pingRedis(ctx context.Context) error {
 	deadline := time.Now().Add(loadingWait)
 	var said time.Time
 	for {
@@ -248,7 +245,7 @@ func (w *Worker) waitRedisLoaded(ctx context.Context) error {
 		err := w.store.Ping(pctx)
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), "LOADING") {
-			return nil
+			return err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w (still loading after %v)", err, loadingWait)
