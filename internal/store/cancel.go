@@ -41,18 +41,48 @@ type Cancellation struct {
 	Error    string // its last error, kept as the record's reason
 }
 
+// requestCancelsScript records cancels of jobs in partition p, unless p
+// is being split (its jobs are being copied to its children: a cancel
+// added now would stay behind) or was split and a job is no longer in p
+// (it moved to a child, with its record or body): then it refuses with
+// MOVING, the caller finds the jobs again and asks there. Cancels recorded
+// before the split are copied with their jobs (SplitPartition).
+//
+// KEYS[1] cancels, KEYS[2] split mark, KEYS[3] bodies, then KEYS[3+i] the
+// record of job i. ARGV[1] now unix ms, then ARGV[1+i] the id of job i.
+var requestCancelsScript = redis.NewScript(`
+local sp = redis.call('GET', KEYS[2])
+if sp then
+  if string.sub(sp, 1, 1) ~= 'd' then return redis.error_reply('MOVING ' .. sp) end
+  for i = 2, #ARGV do
+    if redis.call('EXISTS', KEYS[2 + i]) == 0 and redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then
+      return redis.error_reply('MOVING ' .. sp)
+    end
+  end
+end
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[i]) end
+return 1
+`)
+
 // RequestCancels records that jobs of partition p are to be cancelled; the
 // owner applies it (see LoadCancels and Cancels). Asking again for the
-// same job keeps the first ask's time.
+// same job keeps the first ask's time. It fails with a MovingError, and
+// records nothing, while p is being split, or when p was split and a job
+// is no longer in it: find the jobs again and ask in their partitions.
 func (s *Store) RequestCancels(ctx context.Context, p int, ids []string, now time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	zs := make([]redis.Z, len(ids))
-	for i, id := range ids {
-		zs[i] = redis.Z{Score: float64(now.UnixMilli()), Member: id}
+	k := keys.For(p)
+	ks := make([]string, 0, 3+len(ids))
+	ks = append(ks, k.Cancels(), k.Split(), k.Bodies())
+	args := make([]any, 0, 1+len(ids))
+	args = append(args, now.UnixMilli())
+	for _, id := range ids {
+		ks = append(ks, k.Job(id))
+		args = append(args, id)
 	}
-	if err := s.rdb.ZAddNX(ctx, keys.For(p).Cancels(), zs...).Err(); err != nil {
+	if err := movingErr(p, s.runScript(ctx, requestCancelsScript, ks, args...).Err()); err != nil {
 		return fmt.Errorf("store: ask to cancel jobs of partition %d: %w", p, err)
 	}
 	return nil

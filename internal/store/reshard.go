@@ -363,8 +363,8 @@ func (w *writes) add(op, key string, args ...any) {
 
 // SplitStats is what one partition's split moved.
 type SplitStats struct {
-	Queued, States, Delayed, Parked, Waiting, Schedules, Records int
-	Children                                                     int // children written to (not live before)
+	Queued, States, Delayed, Parked, Waiting, Schedules, Records, Cancels int
+	Children                                                              int // children written to (not live before)
 }
 
 // splitStop, set by tests only, stops SplitPartition after a phase
@@ -447,6 +447,7 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 	}
 	childOf := func(key string) int { return sharding.PartitionOf(key, n) }
 	records := map[int][]string{} // child → ids whose record moves
+	moved := map[string]int{}     // id → child, of every job that moves
 	// Entity states.
 	types, err := s.rdb.SMembers(ctx, keys.EntityTypes).Result()
 	if err != nil {
@@ -517,6 +518,7 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 			continue // an entry that cannot be read stays, for the owner to report
 		}
 		drop().add("X", k.Queue(), m.ID)
+		moved[j.ID] = c
 		if !live[c] {
 			target(c).add("Q", keys.For(c).Queue(), packed)
 			records[c] = append(records[c], j.ID)
@@ -536,6 +538,7 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 		d := drop()
 		d.add("Z", k.Delayed(), id)
 		d.add("H", k.Bodies(), id)
+		moved[id] = c
 		if !live[c] {
 			w := target(c)
 			w.add("Z", keys.For(c).Delayed(), int64(score), id)
@@ -592,8 +595,10 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 		d.add("H", k.Bodies(), h.id)
 		d.add("H", k.Holds(), h.key)
 		d.add("D", k.Waiting(h.key), "-")
+		moved[h.id] = h.c
 		for _, w := range wl {
 			d.add("H", k.Bodies(), w)
+			moved[w] = h.c
 		}
 		if live[h.c] {
 			continue
@@ -649,6 +654,25 @@ func (s *Store) SplitPartition(ctx context.Context, p int, grant lease.Grant, n 
 			}
 			target(c).add("R", keys.For(c).Job(id), args...)
 			st.Records++
+		}
+	}
+	// Cancels asked for jobs that move, with the time they were asked:
+	// the child's owner applies them. A cancel asked from the freeze on is
+	// refused here (see requestCancelsScript), so none is missed.
+	cancels, err := s.rdb.ZRangeWithScores(ctx, k.Cancels(), 0, -1).Result()
+	if err != nil {
+		return st, fmt.Errorf("store: split %d: cancels: %w", p, err)
+	}
+	for _, z := range cancels {
+		id, _ := z.Member.(string)
+		c, ok := moved[id]
+		if !ok {
+			continue
+		}
+		drop().add("Z", k.Cancels(), id)
+		if !live[c] {
+			target(c).add("Z", keys.For(c).Cancels(), int64(z.Score), id)
+			st.Cancels++
 		}
 	}
 	// Schedules, by name.

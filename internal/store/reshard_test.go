@@ -429,3 +429,98 @@ func TestSplitResumedAfterDrop(t *testing.T) {
 		})
 	}
 }
+
+// TestCancelAcrossSplit: cancels asked in partition p before its split for
+// jobs that move (queued, delayed, parked and waiting behind it) follow
+// them to the child with the time they were asked, where its owner loads
+// them; the staying job's stays. A cancel asked while p is frozen, or
+// asked in p after the split for a job that left it, is refused as moving
+// (nothing recorded), so the caller finds the job again; one for a job
+// still in p goes in.
+func TestCancelAcrossSplit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	ctx := context.Background()
+	rdb := testenv.StartRedis(t).Client(t)
+	s, routes := layoutStore(t, rdb)
+	const p, c = 1, 5
+	stay, move := splitKey("stay", p, 4, p, 8), splitKey("move", p, 4, c, 8)
+	grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A parked job of move with one waiting behind it.
+	if _, err := s.Enqueue(ctx, []store.Job{job("park", move, p), job("wait", move, p)}); err != nil {
+		t.Fatal(err)
+	}
+	read, _ := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+	js := read[p]
+	far := time.Now().Add(time.Hour).UnixMilli()
+	parked := js[0]
+	parked.Attempt, parked.NotBefore = 2, far
+	if err := s.CommitBatch(ctx, p, grant, &store.Batch{Acked: []string{js[0].StreamID, js[1].StreamID},
+		Keys: []store.KeyPlan{{Key: move, Park: &parked, Front: []store.Job{js[1]}}}}); err != nil {
+		t.Fatal(err)
+	}
+	later := job("later-move", move, p)
+	later.NotBefore = far
+	if _, err := s.Enqueue(ctx, []store.Job{job("q-move", move, p), job("q-stay", stay, p), later}); err != nil {
+		t.Fatal(err)
+	}
+	asked := time.UnixMilli(1_700_000_000_000)
+	moving := []string{"q-move", "later-move", "park", "wait"}
+	if err := s.RequestCancels(ctx, p, append(moving, "q-stay"), asked); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := s.StartReshard(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.Layout(ctx)
+	routes.Store(v)
+	if _, err := s.FreezeForSplit(ctx, p, grant, 8); err != nil {
+		t.Fatal(err)
+	}
+	var mv *store.MovingError
+	if err := s.RequestCancels(ctx, p, []string{"q-stay"}, time.Now()); !errors.As(err, &mv) || !mv.Frozen {
+		t.Fatalf("cancel asked while p is frozen: %v, want a MovingError (frozen)", err)
+	}
+	st, err := s.SplitPartition(ctx, p, grant, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Cancels != len(moving) {
+		t.Errorf("split moved %d cancels, want %d", st.Cancels, len(moving))
+	}
+	for _, id := range moving {
+		score, err := rdb.ZScore(ctx, keys.For(c).Cancels(), id).Result()
+		if err != nil || int64(score) != asked.UnixMilli() {
+			t.Errorf("cancel of %s in the child: %v %v, want asked at %d", id, score, err, asked.UnixMilli())
+		}
+	}
+	if got := rdb.ZRange(ctx, keys.For(p).Cancels(), 0, -1).Val(); len(got) != 1 || got[0] != "q-stay" {
+		t.Errorf("parent's cancels %v, want [q-stay]", got)
+	}
+	if _, err := s.NoteSplitDone(ctx, p, 8); err != nil {
+		t.Fatal(err)
+	}
+	v, _ = s.Layout(ctx)
+	routes.Store(v)
+	loaded, err := s.LoadCancels(ctx, c, 10)
+	if err != nil || len(loaded) != len(moving) {
+		t.Fatalf("child's owner loads %+v %v, want the %d moved cancels", loaded, err, len(moving))
+	}
+	// Asked in p after the split (found there before it): refused for the
+	// job that left, taken for the one that stayed.
+	if err := s.RequestCancels(ctx, p, []string{"q-move"}, time.Now()); !errors.As(err, &mv) || mv.Frozen {
+		t.Fatalf("cancel asked in p for a job that moved: %v, want a MovingError (split)", err)
+	}
+	rdb.ZRem(ctx, keys.For(p).Cancels(), "q-stay")
+	if err := s.RequestCancels(ctx, p, []string{"q-stay"}, time.Now()); err != nil {
+		t.Fatalf("cancel asked in p for a job that stayed: %v", err)
+	}
+	if n := rdb.ZCard(ctx, keys.For(p).Cancels()).Val(); n != 1 {
+		t.Errorf("parent holds %d cancels, want 1 (q-stay)", n)
+	}
+}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -71,36 +72,51 @@ func (c *canceller) cancel(ctx context.Context, req *workerpb.CancelJobsRequest)
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	infos, err := c.store.Describe(ctx, req.Ids)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "%v", err)
-	}
-	resp := &workerpb.CancelJobsResponse{Results: make([]*workerpb.CancelResult, len(infos))}
-	byPart := map[int][]string{}
-	at := map[string][]int{} // an id asked twice is answered twice
-	for i := range infos {
-		j := &infos[i]
-		at[j.ID] = append(at[j.ID], i)
-		switch {
-		case j.Partition < 0:
-			resp.Results[i] = notFound(j)
-		case j.State.Finished():
-			resp.Results[i] = tooLate(j.ID, apiStates[j.State], false)
-		case len(at[j.ID]) == 1:
-			byPart[j.Partition] = append(byPart[j.Partition], j.ID)
+	// A job whose partition is being split, or that moved to a child
+	// since it was found, is found again: the cancel must be recorded
+	// where the job is.
+	var (
+		infos  []store.JobInfo
+		resp   *workerpb.CancelJobsResponse
+		byPart map[int][]string
+		at     map[string][]int // an id asked twice is answered twice
+	)
+	for {
+		var err error
+		if infos, err = c.store.Describe(ctx, req.Ids); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "%v", err)
 		}
-	}
-	if req.Forwarded {
-		for p := range byPart {
-			if _, owned := c.grants.grantOf(p); !owned {
-				return nil, status.Errorf(codes.FailedPrecondition, "%v %d (worker %s)", ErrNotOwner, p, c.cfg.ID)
+		resp = &workerpb.CancelJobsResponse{Results: make([]*workerpb.CancelResult, len(infos))}
+		byPart, at = map[int][]string{}, map[string][]int{}
+		for i := range infos {
+			j := &infos[i]
+			at[j.ID] = append(at[j.ID], i)
+			switch {
+			case j.Partition < 0:
+				resp.Results[i] = notFound(j)
+			case j.State.Finished():
+				resp.Results[i] = tooLate(j.ID, apiStates[j.State], false)
+			case len(at[j.ID]) == 1:
+				byPart[j.Partition] = append(byPart[j.Partition], j.ID)
 			}
 		}
-	}
-	now := time.Now()
-	for p, ids := range byPart {
-		if err := c.store.RequestCancels(ctx, p, ids, now); err != nil {
+		if req.Forwarded {
+			for p := range byPart {
+				if _, owned := c.grants.grantOf(p); !owned {
+					return nil, status.Errorf(codes.FailedPrecondition, "%v %d (worker %s)", ErrNotOwner, p, c.cfg.ID)
+				}
+			}
+		}
+		err = c.request(ctx, byPart)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrMoving) || ctx.Err() != nil {
 			return nil, status.Errorf(codes.Unavailable, "%v (no cancel was applied; send it again)", err)
+		}
+		select { // the split ends within a few hundred milliseconds
+		case <-ctx.Done():
+		case <-time.After(cancelPoll):
 		}
 	}
 	var mu sync.Mutex
@@ -126,6 +142,18 @@ func (c *canceller) cancel(ctx context.Context, req *workerpb.CancelJobsRequest)
 		}
 	}
 	return resp, nil
+}
+
+// request records the cancels of byPart's jobs in their partitions (a
+// cancel asked twice counts once).
+func (c *canceller) request(ctx context.Context, byPart map[int][]string) error {
+	now := time.Now()
+	for p, ids := range byPart {
+		if err := c.store.RequestCancels(ctx, p, ids, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // applyIn has the owner of partition p apply the cancels of ids: this

@@ -209,7 +209,7 @@ func (r *resharder) split(ctx context.Context, p int, grant lease.Grant, n int) 
 			}
 		}
 		log.Info("partition split", "queued", st.Queued, "states", st.States, "delayed", st.Delayed, "parked", st.Parked, "waiting", st.Waiting,
-			"schedules", st.Schedules, "records", st.Records, "pause", pause.Round(time.Millisecond),
+			"schedules", st.Schedules, "records", st.Records, "cancels", st.Cancels, "pause", pause.Round(time.Millisecond),
 			"batch_wait", suspended.Sub(frozen).Round(time.Millisecond), "copy", time.Since(suspended).Round(time.Millisecond))
 		if r.events != nil {
 			r.events.tell(store.ClusterEvent{Kind: "partition.split", Partition: &p, Detail: "into " + strconv.Itoa(n) + " partitions", Member: r.self})
