@@ -191,12 +191,24 @@ func (s *Store) ReplayDead(ctx context.Context, ids []string) (int, error) {
 		return 0, err
 	}
 	routes := s.routes()
+	now := time.Now().UnixMilli()
+	moved := 0
+	here := recs[:0:0]
 	for _, r := range recs {
 		if p := routes.PartitionOf(r.Key); p != r.Partition && (routes.Resharding() || routes.Prev > 0) {
-			return 0, fmt.Errorf("store: dead letter %q is in partition %d, but its key %q now belongs to partition %d (the partition was split by a reshard); submit the job again with a new id", r.ID, r.Partition, r.Key, p)
+			n, err := s.replayMoved(ctx, r, p, routes.Modulus(p), now)
+			if err != nil {
+				return moved, err
+			}
+			moved += n
+			continue
 		}
+		here = append(here, r)
 	}
-	now := time.Now().UnixMilli()
+	recs = here
+	if len(recs) == 0 {
+		return moved, nil
+	}
 	cmds, err := s.evalPipelined(ctx, []*redis.Script{replayScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
 		cmds := make([]*redis.Cmd, len(recs))
 		for i, r := range recs {
@@ -211,13 +223,72 @@ func (s *Store) ReplayDead(ctx context.Context, ids []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	n := moved
 	for i, c := range cmds {
 		v, err := c.Int()
 		if err != nil {
-			return n, fmt.Errorf("store: replay %q: %w", recs[i].ID, err)
+			return n, fmt.Errorf("store: replay %q: %w", recs[i].ID, movingErr(recs[i].Partition, err))
 		}
 		n += v
+	}
+	return n, nil
+}
+
+// replayMovedScript queues a dead letter's job again in the partition its
+// key moved to by a reshard (the dead letter stays in the old one, which
+// dropLetterScript then clears). A record of the id there with the same
+// content is this replay done before (a replay that stopped between the
+// two steps): nothing is queued twice.
+//
+// KEYS[1] job record, KEYS[2] stream, KEYS[3] split mark. ARGV[1] the
+// partition count the key was routed by, ARGV[2] content hash, ARGV[3..]
+// stream entry fields. Returns 1 if queued, 0 if queued before, -1 if the
+// id is taken there by other content.
+var replayMovedScript = redis.NewScript(splitCheckLua + `
+local moving = splitCheck(KEYS[3], ARGV[1])
+if moving then return moving end
+local h = redis.call('HGET', KEYS[1], 'h')
+if h then
+  if h == ARGV[2] then return 0 end
+  return -1
+end
+redis.call('HSET', KEYS[1], 'h', ARGV[2])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+return 1
+`)
+
+// dropLetterScript removes a dead letter replayed into another partition,
+// and its record, whose status would say dead. KEYS[1] dead letters,
+// KEYS[2] dead index, KEYS[3] job record; ARGV[1] id. Returns 1 if the
+// dead letter was there.
+var dropLetterScript = redis.NewScript(`
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+return 1
+`)
+
+// replayMoved replays dead letter r, in partition r.Partition, into
+// partition p where its key went by a reshard, routed by modulus: the job
+// is queued in p first, then the dead letter dropped, so a replay that
+// stops between the two leaves the letter and, sent again, queues
+// nothing twice. It returns 1 if it replayed the letter.
+func (s *Store) replayMoved(ctx context.Context, r DeadRecord, p, modulus int, now int64) (int, error) {
+	j := Job{ID: r.ID, Handler: r.Handler, Key: r.Key, Payload: r.Payload, Attempt: 1, SubmittedAt: now,
+		MaxAttempts: r.MaxAttempts, TimeoutMs: r.TimeoutMs, Partition: p}
+	k := keys.For(p)
+	args := append([]any{modulus, j.ContentHash()}, j.streamFields()...)
+	v, err := s.runScript(ctx, replayMovedScript, []string{k.Job(j.ID), k.Queue(), k.Split()}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("store: replay %q into partition %d: %w", r.ID, p, movingErr(p, err))
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("store: replay %q into partition %d: %w", r.ID, p, ErrConflict)
+	}
+	old := keys.For(r.Partition)
+	n, err := s.runScript(ctx, dropLetterScript, []string{old.Dead(), old.DeadIndex(), old.Job(r.ID)}, r.ID).Int()
+	if err != nil {
+		return 0, fmt.Errorf("store: replay %q: queued in partition %d, but its dead letter stays in %d (replay it again to drop it): %w", r.ID, p, r.Partition, err)
 	}
 	return n, nil
 }

@@ -524,3 +524,77 @@ func TestCancelAcrossSplit(t *testing.T) {
 		t.Errorf("parent holds %d cancels, want 1 (q-stay)", n)
 	}
 }
+
+// TestReplayDeadAcrossSplit: a dead letter of a key that moved by a
+// reshard is replayed into the key's new partition: queued there once,
+// the letter and its record gone from the old one. A replay that stopped
+// between its two steps (the letter left behind), sent again, drops the
+// letter and queues nothing twice.
+func TestReplayDeadAcrossSplit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	ctx := context.Background()
+	rdb := testenv.StartRedis(t).Client(t)
+	s, routes := layoutStore(t, rdb)
+	const p, c = 1, 5
+	move := splitKey("move", p, 4, c, 8)
+	grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Enqueue(ctx, []store.Job{job("dies", move, p)}); err != nil {
+		t.Fatal(err)
+	}
+	read, _ := s.Read(ctx, map[int]string{p: store.StartID}, 10, 10*time.Millisecond)
+	dead := read[p][0]
+	dead.Errors = []string{"boom"}
+	if err := s.CommitBatch(ctx, p, grant, &store.Batch{Acked: []string{dead.StreamID}, Dead: []store.DeadJob{{Job: dead, Error: "boom"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartReshard(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.Layout(ctx)
+	routes.Store(v)
+	if _, err := s.FreezeForSplit(ctx, p, grant, 8); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.ReplayDead(ctx, []string{"dies"}); !errors.Is(err, store.ErrMoving) || n != 0 {
+		t.Fatalf("replay while the key's partition is frozen: %d %v, want refused as moving", n, err)
+	}
+	if _, err := s.SplitPartition(ctx, p, grant, 8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NoteSplitDone(ctx, p, 8); err != nil {
+		t.Fatal(err)
+	}
+	v, _ = s.Layout(ctx)
+	routes.Store(v)
+	letter := rdb.HGet(ctx, keys.For(p).Dead(), "dies").Val()
+	if n, err := s.ReplayDead(ctx, []string{"dies"}); err != nil || n != 1 {
+		t.Fatalf("replay after the split: %d %v, want 1", n, err)
+	}
+	kp, kc := keys.For(p), keys.For(c)
+	if rdb.HExists(ctx, kp.Dead(), "dies").Val() || rdb.Exists(ctx, kp.Job("dies")).Val() != 0 {
+		t.Errorf("the dead letter or its record is still in the old partition")
+	}
+	if n := rdb.XLen(ctx, kc.Queue()).Val(); n != 1 {
+		t.Fatalf("the new partition's queue holds %d jobs, want the replayed one", n)
+	}
+	if got, err := s.Read(ctx, map[int]string{c: store.StartID}, 10, -1); err != nil || len(got[c]) != 1 || got[c][0].ID != "dies" || got[c][0].Attempt != 1 {
+		t.Errorf("replayed job in %d: %+v %v, want dies at attempt 1", c, got[c], err)
+	}
+	// Stopped between queueing and dropping: the letter is back in p.
+	rdb.HSet(ctx, kp.Dead(), "dies", letter)
+	rdb.ZAdd(ctx, kp.DeadIndex(), redis.Z{Score: 1, Member: "dies"})
+	if n, err := s.ReplayDead(ctx, []string{"dies"}); err != nil || n != 1 {
+		t.Fatalf("replay again: %d %v, want the letter dropped", n, err)
+	}
+	if n := rdb.XLen(ctx, kc.Queue()).Val(); n != 1 {
+		t.Errorf("the new partition's queue holds %d jobs after the replay sent again, want 1", n)
+	}
+	if rdb.HExists(ctx, kp.Dead(), "dies").Val() {
+		t.Errorf("the letter left behind was not dropped")
+	}
+}
