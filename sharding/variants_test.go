@@ -225,3 +225,132 @@ func (rp ringPlacer) firstChoices(ids []string, cfg Config) []int32 {
 	}
 	return first
 }
+
+// rankQuota walks the positions of the members' lists in step: at position
+// k each member, in the order of its seed, claims the partition it lists
+// there if that one is unclaimed and the member holds fewer than its quota
+// at k: what an average member holds by then, plus slack, at most limit.
+// Partitions no member claimed go, earliest listed first, to the member with
+// room that lists them earliest.
+func rankQuota(slack int) placer {
+	return func(ids []string, cfg Config, limit int) []int32 {
+		n, partitions := len(ids), cfg.Partitions
+		lists := make([]memberList, n)
+		order := make([]int, n)
+		at := make([][]int32, n) // partition at each position
+		for i, id := range ids {
+			lists[i] = newMemberList(id, partitions)
+			order[i] = i
+			at[i] = make([]int32, partitions)
+			for p := range partitions {
+				at[i][lists[i].position(p)] = int32(p)
+			}
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(lists[a].seed, lists[b].seed) })
+		owners := make([]int32, partitions)
+		for p := range owners {
+			owners[p] = -1
+		}
+		loads := make([]int, n)
+		mean := float64(partitions) / float64(n)
+		for k := range partitions {
+			target := mean * (1 - math.Pow(1-float64(k+1)/float64(partitions), float64(n)))
+			quota := min(limit, int(target)+slack)
+			for _, m := range order {
+				p := at[m][k]
+				if owners[p] < 0 && loads[m] < quota {
+					owners[p] = int32(m)
+					loads[m]++
+				}
+			}
+		}
+		var left []int
+		for p, o := range owners {
+			if o < 0 {
+				left = append(left, p)
+			}
+		}
+		if len(left) > 0 {
+			spill(lists, owners, loads, left, limit)
+		}
+		return owners
+	}
+}
+
+// rankRingSpill is rankPlace whose spilled partitions, earliest listed by
+// their first choice first, go to the first member with room in the order
+// an unbounded buraksezer/consistent ring gives the partition (its owner,
+// then GetClosestNForPartition).
+type rankRingSpill struct{ replicas int }
+
+func (rs rankRingSpill) place(ids []string, cfg Config, limit int) []int32 {
+	n, partitions := len(ids), cfg.Partitions
+	lists := make([]memberList, n)
+	for i, id := range ids {
+		lists[i] = newMemberList(id, partitions)
+	}
+	owners := make([]int32, partitions)
+	preferred := make([][]int32, n)
+	for p := range partitions {
+		best := 0
+		for m := 1; m < n; m++ {
+			if lists[m].before(&lists[best], p) {
+				best = m
+			}
+		}
+		owners[p] = int32(best)
+		preferred[best] = append(preferred[best], int32(p))
+	}
+	loads := make([]int, n)
+	type lost struct {
+		position  uint64
+		partition int
+	}
+	var left []lost
+	for m, ps := range preferred {
+		if len(ps) > limit {
+			sortByPosition(ps, &lists[m])
+			for _, p := range ps[limit:] {
+				left = append(left, lost{lists[m].position(int(p)), int(p)})
+			}
+			ps = ps[:limit]
+		}
+		loads[m] = len(ps)
+	}
+	if len(left) == 0 {
+		return owners
+	}
+	slices.SortFunc(left, func(a, b lost) int {
+		if c := cmp.Compare(a.position, b.position); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.partition, b.partition)
+	})
+	ms := make([]consistent.Member, n)
+	index := make(map[string]int32, n)
+	for i, id := range ids {
+		ms[i] = member(id)
+		index[id] = int32(i)
+	}
+	c := consistent.New(ms, consistent.Config{
+		Hasher:            hasher{},
+		PartitionCount:    partitions,
+		ReplicationFactor: rs.replicas,
+		Load:              float64(n) + 1,
+	})
+	for _, l := range left {
+		pref, err := c.GetClosestNForPartition(l.partition, n)
+		if err != nil {
+			panic(err)
+		}
+		for _, m := range pref {
+			i := index[m.String()]
+			if loads[i] < limit {
+				owners[l.partition] = i
+				loads[i]++
+				break
+			}
+		}
+	}
+	return owners
+}
