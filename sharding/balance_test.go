@@ -194,6 +194,17 @@ var placerVariants = []struct {
 	place placer
 }{
 	{"rank-rendezvous", rankPlace},
+	{"maglev", maglevPlace},
+	{"rank-ringspill20", rankRingSpill{replicas: 20}.place},
+	{"rank-ringspill100", rankRingSpill{replicas: 100}.place},
+	{"rank-quota2", rankQuota(2)},
+	{"rank-quota5", rankQuota(5)},
+	{"rank-spill-by-loss", rankSpillByLoss},
+	{"rank-margin", rankMargin},
+	{"rank-cap1.00", rankAlpha(1.00)},
+	{"rank-cap1.04", rankAlpha(1.04)},
+	{"rank-cap1.08", rankAlpha(1.08)},
+	{"ring100-rank", ringRankPlacer{replicas: 100}.place},
 	{"rendezvous", place},
 	{"consistent-bounded-rf20", ringPlacer{replicas: 20}.place},
 	{"consistent-bounded-rf50", ringPlacer{replicas: 50}.place},
@@ -205,13 +216,18 @@ var placerVariants = []struct {
 
 // TestPlacerVariants prints the grid for the other placements
 // (CORRAL_PLACER_VARIANTS=1 go test -run 'TestBalanceGrid|TestPlacerVariants'
-// -v prints them beside the production one); it checks no movement bound,
-// only that each variant stays within the cap.
+// -v prints them beside the production one; a comma-separated list of names
+// instead of 1 measures only those); it checks no movement bound, only that
+// each variant stays within the cap.
 func TestPlacerVariants(t *testing.T) {
 	if os.Getenv("CORRAL_PLACER_VARIANTS") == "" {
 		t.Skip("a minute or two of measurement; set CORRAL_PLACER_VARIANTS=1")
 	}
+	only := os.Getenv("CORRAL_PLACER_VARIANTS")
 	for _, v := range placerVariants {
+		if only != "1" && !slices.Contains(strings.Split(only, ","), v.name) {
+			continue
+		}
 		t.Logf("%s:\n%s", v.name, gridTable(t, v.place, false))
 	}
 }

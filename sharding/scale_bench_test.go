@@ -10,14 +10,15 @@ import (
 // line and the moves counter) and its own partitions. It reports the
 // partitions moved next to the time, for the production placement
 // ("consistent") and, in the same run, for the placements it is compared
-// with: plain rendezvous hashing and rendezvous hashing on ranks
-// (rankplace_test.go).
+// with: plain rendezvous hashing, rendezvous hashing on ranks
+// (rankplace_test.go) and ranks whose overflow follows the ring
+// (variants_test.go).
 func BenchmarkMembershipChange(b *testing.B) {
 	for _, tc := range []struct{ partitions, members int }{{64, 3}, {1024, 10}, {4096, 10}, {4096, 100}} {
 		for _, pl := range []struct {
 			name  string
 			place placer
-		}{{"consistent", defaultPlacer}, {"rendezvous", place}, {"rank-rendezvous", rankPlace}} {
+		}{{"consistent", defaultPlacer}, {"rendezvous", place}, {"rank-rendezvous", rankPlace}, {"rank-ringspill20", rankRingSpill{replicas: 20}.place}, {"rank-ringspill100", rankRingSpill{replicas: 100}.place}} {
 			b.Run(fmt.Sprintf("%s/P%d_M%d", pl.name, tc.partitions, tc.members), func(b *testing.B) {
 				benchChange(b, pl.place, tc.partitions, tc.members)
 			})
