@@ -83,8 +83,8 @@ func TestCancelQueued(t *testing.T) {
 		t.Fatalf("q2 and q1 submitted again: %+v %v, want duplicates, cancelled and done", res, err)
 	}
 	fin, _ := s.Client().XRange(ctx, keys.For(p).Finished(), "-", "+").Result()
-	if len(fin) != 1 || fin[0].Values["f"] != "dq1 cq2" {
-		t.Fatalf("finished log %+v, want one entry \"dq1 cq2\"", fin)
+	if len(fin) != 1 || fin[0].Values["g"] != "dq1 0 0 0  cq2 0 0 0 " {
+		t.Fatalf("finished log %+v, want one entry of q1 done and q2 cancelled", fin)
 	}
 }
 

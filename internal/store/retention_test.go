@@ -88,8 +88,12 @@ func TestFinishedRecordRetention(t *testing.T) {
 				}
 			}
 			rec, err := rdb.HGetAll(ctx, k.Job("res")).Result()
-			if err != nil || rec["s"] != "d" || rec["r"] != `{"total":1}` || rec["k"] != "b" || rec["n"] != "donor.donate" {
+			if err != nil || rec["s"] != "d" || rec["r"] != `{"total":1}` {
 				t.Fatalf("record of res: %v %v", rec, err)
+			}
+			// The handler and key are in the finished log, found by the record's finish time.
+			if infos, err := s.Describe(ctx, []string{"res"}); err != nil || infos[0].Key != "b" || infos[0].Handler != "donor.donate" {
+				t.Fatalf("res described as %+v %v", infos, err)
 			}
 			rec, err = rdb.HGetAll(ctx, k.Job("rej")).Result()
 			if err != nil || rec["s"] != "n" || rec["m"] != "over the limit" || rec["r"] != "" {
