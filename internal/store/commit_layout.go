@@ -268,7 +268,7 @@ else
   end
   local ix = index[indexKey]
   if not ix then ix = {}; index[indexKey] = ix end
-  ix[#ix + 1], ix[#ix + 2] = 0, key
+  ix[#ix + 1], ix[#ix + 2] = '0', key
   if #ix >= 2000 then
     redis.call('ZADD', indexKey, unpack(ix))
     index[indexKey] = nil
@@ -365,7 +365,7 @@ redis.call('XADD', outboxKey, '*', 'b', jobs)`,
 		keys: []string{"waitKey"},
 		args: []string{"n"},
 		each: `
-redis.call('LTRIM', waitKey, tonumber(n), -1)`,
+redis.call('LTRIM', waitKey, n, '-1')`,
 	},
 	secFront: {
 		name: "front",
