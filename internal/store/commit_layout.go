@@ -153,43 +153,39 @@ end`,
 	secFinish: {
 		// The status is set only if the record has none yet (a replayed
 		// dead letter's record has none again); each job is in the section
-		// once (commitLayout leaves out a repeat). One HSET writes the
-		// finish time (the finished log entry's millisecond, logMs) and
-		// what else the record keeps (see record.go), answer included: a
-		// done job's result ("r", kept for the longer of the result and the
+		// once (commitLayout leaves out a repeat). The status carries the
+		// finish time (the finished log entry's millisecond, logMs), the
+		// attempts and the emitted count (see record.go), so a job with
+		// no answer needs no more; an answer is one HSET more: a done
+		// job's result ("r", kept for the longer of the result and the
 		// done retention), a rejected job's reason or a cancelled one's
 		// last error ("m"); "" is none. The handler, key and submission
 		// time are in the job's item of the finished log (finishedLog).
-		// The HSET's arguments are laid out in one table for the whole
-		// section. If a job was finished before, the records the section
-		// claimed so far are given back and the batch is refused.
+		// If a job was finished before, the records the section claimed
+		// so far are given back and the batch is refused.
 		name: "finish",
 		keys: []string{"recKey"},
 		args: []string{"status", "attempts", "emitted", "answer"},
 		before: `
-local claimed, nc, f = {}, 0, {'f', logMs}
+local claimed, nc = {}, 0
 local longTTL = doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL)`,
 		each: `
-if redis.call('HSETNX', recKey, 's', status) == 0 then
+if redis.call('HSETNX', recKey, 's', status .. logMs .. ' ' .. attempts .. ' ' .. emitted) == 0 then
   for i = 1, nc do
-    redis.call('HDEL', claimed[i], 's', 'a', 'e', 'f', 'r', 'm')
+    redis.call('HDEL', claimed[i], 's', 'r', 'm')
     redis.call('PERSIST', claimed[i])
   end
   return redis.error_reply('ALREADY ' .. string.sub(recKey, #jobPrefix + 1))
 end
 nc = nc + 1
 claimed[nc] = recKey
-local n = 2
-if attempts ~= '1' then f[n + 1], f[n + 2], n = 'a', attempts, n + 2 end
-if emitted ~= '0' then f[n + 1], f[n + 2], n = 'e', emitted, n + 2 end
 local ttl = doneTTLArg -- "0": for ever
 if answer ~= '' and status == 'd' then
-  f[n + 1], f[n + 2], n = 'r', answer, n + 2
+  redis.call('HSET', recKey, 'r', answer)
   if longTTL then ttl = resultTTLArg end
 elseif answer ~= '' then
-  f[n + 1], f[n + 2], n = 'm', answer, n + 2
+  redis.call('HSET', recKey, 'm', answer)
 end
-redis.call('HSET', recKey, unpack(f, 1, n))
 if ttl ~= '0' then
   redis.call('EXPIRE', recKey, ttl)
 elseif doneTTL > 0 then
@@ -487,8 +483,7 @@ if count[finishSec] + count[revokeSec] + count[unwaitSec] > 0 then
 end
 -- finishes a job as cancelled, unless it finished before, and settles its cancel
 local function cancelJob(recKey, id, attempts, handler, key, submitted)
-  if redis.call('HSETNX', recKey, 's', 'c') == 1 then
-    redis.call('HSET', recKey, 'f', logMs, 'a', attempts)
+  if redis.call('HSETNX', recKey, 's', 'c' .. logMs .. ' ' .. attempts .. ' 0') == 1 then
     if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTLArg) end
     finished[#finished + 1] = 'c' .. id .. ' ' .. submitted .. ' ' .. #handler .. ' ' .. #key .. ' ' .. handler .. key
   end

@@ -117,6 +117,7 @@ func parseLogged(g string) []loggedJob {
 // its entry in the finished log: a finished record without "n" (see
 // record.go), with a finish time to find the entry at.
 func withMeta(rec map[string]string) bool {
+	unpackRecord(rec)
 	if _, ok := rec["n"]; ok || rec["s"] == "" || rec["f"] == "" {
 		return false
 	}

@@ -96,10 +96,10 @@ func TestFinishedJobsShowTheirMeta(t *testing.T) {
 	for id := range states {
 		ids = append(ids, id)
 		rec, err := rdb.HGetAll(ctx, keys.For(p).Job(id)).Result()
-		if err != nil || rec["f"] != entryMs {
+		if _, f, _, _ := recordOf(t, rdb, keys.For(p).Job(id)); err != nil || f != entryMs {
 			t.Errorf("record of %s: %v %v, want finished at %s", id, rec, err, entryMs)
 		}
-		for _, f := range []string{"n", "k", "t"} {
+		for _, f := range []string{"n", "k", "t", "f", "a", "e"} {
 			if _, ok := rec[f]; ok {
 				t.Errorf("record of %s keeps %q: %v", id, f, rec)
 			}
@@ -173,7 +173,7 @@ func TestFinishedLogAheadOfTheClock(t *testing.T) {
 		}
 	}
 	commitOne("a")
-	if f, _ := rdb.HGet(ctx, k.Job("a"), "f").Result(); f != ahead {
+	if _, f, _, _ := recordOf(t, rdb, k.Job("a")); f != ahead {
 		t.Errorf("a finished at %s, want the log's last millisecond %s", f, ahead)
 	}
 	got, err := s.Describe(ctx, []string{"a"})
@@ -250,4 +250,127 @@ func TestFinishedOldFormat(t *testing.T) {
 	if ok, err := s.WaitFinished(ctx, from, map[string]bool{"old2": true}, time.Second); err != nil || !ok {
 		t.Errorf("WaitFinished for old2: %v %v", ok, err)
 	}
+}
+
+// TestRecordFormsRead: every reader of a finished record's status (the
+// enqueue script's dedup, statuses, Done, the load's finished check, an
+// emitted job's status through its parent, jobs show and list) reads the
+// record a commit writes, its finish time, attempts and emitted count
+// packed in "s", and the same record in the form of a release before,
+// the status alone in "s" and the rest in fields of their own.
+func TestRecordFormsRead(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	p := 2
+	rdb := s.Client()
+	k := keys.For(p)
+	grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := []store.Job{job("o1", "k1", p), job("o2", "k2", p), job("o3", "k3", p), job("o4", "k4", p)}
+	for i := range jobs {
+		jobs[i].SubmittedAt = time.Now().UnixMilli()
+	}
+	if _, err := s.Enqueue(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	read, err := s.Read(ctx, map[int]string{p: store.StartID}, 10, time.Millisecond)
+	if err != nil || len(read[p]) != len(jobs) {
+		t.Fatalf("read %d jobs: %v", len(read[p]), err)
+	}
+	b := &store.Batch{Jobs: read[p], Attempts: map[string]int{"o1": 2},
+		Done:     []string{"o1", "o4"},
+		Results:  []store.Result{{JobID: "o4", Value: []byte(`"r4"`)}},
+		Emits:    []store.Job{{ID: store.EmittedID("o1", 0), Handler: "campaign.credit", Key: "c", Payload: []byte(`{}`)}},
+		Rejected: []store.Rejection{{JobID: "o2", Attempts: 3, Reason: "no"}},
+		Cancels:  store.Cancels{Cancelled: []store.Cancellation{{JobID: "o3", Attempts: 0, Error: "late"}}}}
+	for _, j := range read[p] {
+		b.Acked = append(b.Acked, j.StreamID)
+	}
+	if err := s.CommitBatch(ctx, p, grant, b); err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		end      store.End
+		state    store.JobState
+		attempts int
+		result   string
+		err      string
+	}
+	wants := map[string]want{
+		"o1": {store.EndedDone, store.StateDone, 2, "", ""},
+		"o2": {store.EndedRejected, store.StateRejected, 3, "", "no"},
+		"o3": {store.EndedCancelled, store.StateCancelled, 0, "", "late"},
+		"o4": {store.EndedDone, store.StateDone, 1, `"r4"`, ""},
+	}
+	ids := []string{"o1", "o2", "o3", "o4"}
+	check := func(form string) {
+		t.Helper()
+		res, err := s.Enqueue(ctx, jobs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			if w := wants[ids[i]]; !r.Duplicate || r.End != w.end {
+				t.Errorf("%s: %s submitted again: %+v, want a duplicate that ended %v", form, ids[i], r, w.end)
+			}
+		}
+		sts, err := s.StatusesIn(ctx, append(ids, store.EmittedID("o1", 0)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range sts[:len(ids)] {
+			if w := wants[ids[i]]; !st.Finished || st.Attempts != w.attempts || string(st.Result) != w.result || st.Error != w.err {
+				t.Errorf("%s: status of %s %+v, want finished, %d attempts, result %q, error %q", form, ids[i], st, w.attempts, w.result, w.err)
+			}
+		}
+		if !sts[len(ids)].Known {
+			t.Errorf("%s: o1's emitted job unknown, want known through its parent", form)
+		}
+		if done, err := s.Done(ctx, ids, []int{p, p, p, p}); err != nil || !done[0] || done[1] || done[2] || !done[3] {
+			t.Errorf("%s: done %v %v, want o1 and o4", form, done, err)
+		}
+		snap, err := s.Load(ctx, p, read[p], func(string) string { return "donor" })
+		if err != nil || len(snap.Finished) != len(ids) {
+			t.Errorf("%s: loaded as finished %v %v, want all", form, snap.Finished, err)
+		}
+		infos, err := s.Describe(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, j := range infos {
+			if w := wants[ids[i]]; j.State != w.state || j.Attempts != w.attempts || j.Key != jobs[i].Key ||
+				j.Handler != jobs[i].Handler || j.SubmittedAt != jobs[i].SubmittedAt || j.FinishedAt == 0 || string(j.Result) != w.result {
+				t.Errorf("%s: %s shown as %+v", form, ids[i], j)
+			}
+		}
+		for _, state := range []store.JobState{store.StateDone, store.StateRejected, store.StateCancelled} {
+			js, _ := listAll(t, s, store.ListQuery{State: state, Partition: p}, 10)
+			for _, j := range js {
+				if w := wants[j.ID]; j.State != w.state || j.Attempts != w.attempts || j.Key == "" || j.SubmittedAt == 0 {
+					t.Errorf("%s: %s listed as %+v", form, j.ID, j)
+				}
+			}
+		}
+	}
+	check("packed")
+	// The records as a release before wrote them.
+	for i, id := range ids {
+		st, f, a, e := recordOf(t, rdb, k.Job(id))
+		fields := []any{"s", st, "f", f, "n", jobs[i].Handler, "k", jobs[i].Key, "t", jobs[i].SubmittedAt}
+		if a != "1" {
+			fields = append(fields, "a", a)
+		}
+		if e != "0" {
+			fields = append(fields, "e", e)
+		}
+		if err := rdb.HSet(ctx, k.Job(id), fields...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _, _ := recordOf(t, rdb, k.Job(id)); got != st {
+			t.Fatalf("record of %s not rewritten", id)
+		}
+	}
+	check("fields")
 }

@@ -63,8 +63,10 @@ type JobInfo struct {
 	CancelRequested bool
 }
 
-// fromRecord fills in what a job's record says.
+// fromRecord fills in what a job's record says, unpacking rec (see
+// unpackRecord) on the way.
 func (j *JobInfo) fromRecord(rec map[string]string) {
+	unpackRecord(rec)
 	j.Handler, j.Key = rec["n"], rec["k"]
 	j.SubmittedAt, _ = strconv.ParseInt(rec["t"], 10, 64)
 	j.FinishedAt, _ = strconv.ParseInt(rec["f"], 10, 64)
@@ -901,7 +903,7 @@ func (s *Store) finishedInfos(ctx context.Context, p int, jobs []loggedJob) ([]J
 	var logged []int // records that leave their meta to an entry other than this one
 	for i, l := range jobs {
 		rec := recs[i].Val()
-		if len(rec) == 0 || rec["s"] != l.End {
+		if len(rec) == 0 || recordStatus(rec["s"]) != l.End {
 			continue
 		}
 		out[i] = JobInfo{ID: l.ID, Partition: p}
