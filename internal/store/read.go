@@ -201,8 +201,11 @@ func (s *Store) emittedStatuses(ctx context.Context, sts []JobStatus) error {
 	for _, a := range asks {
 		for _, c := range a.recs {
 			v := c.Val()
+			if len(v) != 2 {
+				continue
+			}
 			st, _ := v[0].(string)
-			if len(v) != 2 || recordStatus(st) != statusDone {
+			if recordStatus(st) != statusDone {
 				continue
 			}
 			e, _ := v[1].(string)
