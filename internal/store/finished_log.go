@@ -28,8 +28,8 @@ import (
 //	   submission time themselves
 //
 // An entry's id has the millisecond its jobs' records keep as their finish
-// time ("f"): the commit adds it as "<ms>-*", ms the later of Redis's time
-// and the last entry's.
+// time (see record.go): the commit adds it as "<ms>-*", ms the later of
+// Redis's time and the last entry's.
 
 // loggedJob is one job of a finished log's entry.
 type loggedJob struct {
@@ -113,9 +113,10 @@ func parseLogged(g string) []loggedJob {
 	return out
 }
 
-// withMeta says j's record leaves its handler, key and submission time to
-// its entry in the finished log: a finished record without "n" (see
-// record.go), with a finish time to find the entry at.
+// withMeta says a record (unpacked on the way, see unpackRecord) leaves
+// its job's handler, key and submission time to its entry in the finished
+// log: a finished record without "n", with a finish time to find the
+// entry at.
 func withMeta(rec map[string]string) bool {
 	unpackRecord(rec)
 	if _, ok := rec["n"]; ok || rec["s"] == "" || rec["f"] == "" {
