@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
+	"github.com/redis/go-redis/v9"
 )
 
 // cancelsOf lists the cancels waiting in partition p.
@@ -25,7 +27,23 @@ func cancelsOf(t *testing.T, s *store.Store, p int) []string {
 // statusOf is a job's record status ("" while unfinished).
 func statusOf(t *testing.T, s *store.Store, p int, id string) string {
 	t.Helper()
-	return s.Client().HGet(context.Background(), keys.For(p).Job(id), "s").Val()
+	st, _, _, _ := recordOf(t, s.Client(), keys.For(p).Job(id))
+	return st
+}
+
+// recordOf is what a job record's "s" says: its status ("" while
+// unfinished), finish time, attempts and emitted count.
+func recordOf(t *testing.T, rdb redis.Cmdable, key string) (status, finished, attempts, emitted string) {
+	t.Helper()
+	s := rdb.HGet(context.Background(), key, "s").Val()
+	if len(s) <= 1 {
+		return s, "", "", ""
+	}
+	f := strings.Fields(s[1:])
+	if len(f) != 3 {
+		t.Fatalf("record %s: status %q, want <status><ms> <attempts> <emitted>", key, s)
+	}
+	return s[:1], f[0], f[1], f[2]
 }
 
 func places(t *testing.T, s *store.Store, p int) map[string]store.CancelPlace {
@@ -83,8 +101,8 @@ func TestCancelQueued(t *testing.T) {
 		t.Fatalf("q2 and q1 submitted again: %+v %v, want duplicates, cancelled and done", res, err)
 	}
 	fin, _ := s.Client().XRange(ctx, keys.For(p).Finished(), "-", "+").Result()
-	if len(fin) != 1 || fin[0].Values["f"] != "dq1 cq2" {
-		t.Fatalf("finished log %+v, want one entry \"dq1 cq2\"", fin)
+	if len(fin) != 1 || fin[0].Values["g"] != "dq1 0 0 0  cq2 0 0 0 " {
+		t.Fatalf("finished log %+v, want one entry of q1 done and q2 cancelled", fin)
 	}
 }
 

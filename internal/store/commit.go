@@ -162,9 +162,9 @@ type Batch struct {
 	// what a watcher of an entity sees.
 	StateSteps []StateWrite
 	// Jobs are the jobs the batch read (from the queue, parked or
-	// waiting): the record of each one it finishes keeps its handler, key
-	// and submission time, for jobs list and show. A job not among them
-	// finishes without.
+	// waiting): the finished log keeps the handler, key and submission
+	// time of each one it finishes, for jobs list and show. A job not
+	// among them finishes without.
 	Jobs []Job
 	// NoSweep leaves the states that expired by now in their entities'
 	// indexes for a later commit to drop (a few go with each commit
@@ -261,24 +261,23 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 		}
 	}
 	// finish adds the finish of job id: its status, attempts, the jobs it
-	// emitted, what the record keeps of it and its answer (a result, a
-	// reason; "" for none), and its entry in the finished log. A job
-	// finished twice in the batch keeps its first finish.
+	// emitted and its answer (a result, a reason; "" for none), and its
+	// item of the finished log, with what the log keeps of it (see
+	// finished_log.go). A job finished twice in the batch keeps its first
+	// finish.
 	finishes := len(b.Done) + len(b.Dead) + len(b.Rejected) + len(b.Cancelled)
 	c.reserve(secFinish, finishes)
 	finished := make([]bool, len(b.Jobs))
 	var others map[string]bool // finished ids not among b.Jobs
-	var log strings.Builder
-	log.Grow(finishes * 24)
+	log := make([]byte, 0, finishes*48)
 	finish := func(id, status string, attempts, emitted int, answer any) {
-		var handler, key, submitted string
 		if i, ok := jobs[id]; ok {
 			if finished[i] {
 				return
 			}
 			finished[i] = true
 			j := &b.Jobs[i]
-			handler, key, submitted = j.Handler, j.Key, itoa(j.SubmittedAt)
+			log = appendLogged(log, status, id, j.SubmittedAt, j.Handler, j.Key)
 		} else {
 			if others[id] {
 				return
@@ -287,13 +286,9 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 				others = map[string]bool{}
 			}
 			others[id] = true
+			log = appendLogged(log, status, id, 0, "", "")
 		}
-		c.add(secFinish, []string{k.Job(id)}, status, attempts, emitted, handler, key, submitted, answer)
-		if log.Len() > 0 {
-			log.WriteByte(' ')
-		}
-		log.WriteString(status)
-		log.WriteString(id)
+		c.add(secFinish, []string{k.Job(id)}, status, attempts, emitted, answer)
 	}
 	for _, id := range b.Done {
 		var answer any = ""
@@ -382,7 +377,7 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	if min, ok := afterID(b.Acked); ok {
 		header[argTrimMin] = min
 	}
-	header[argFinished], header[argLogMin], header[argSweep] = log.String(), "", "1"
+	header[argFinished], header[argLogMin], header[argSweep] = log, "", "1"
 	if b.NoSweep {
 		header[argSweep] = "0"
 	}

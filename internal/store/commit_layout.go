@@ -153,44 +153,40 @@ end`,
 	secFinish: {
 		// The status is set only if the record has none yet (a replayed
 		// dead letter's record has none again); each job is in the section
-		// once (commitLayout leaves out a repeat). One HSET writes the
-		// finish time and what else the record keeps (see record.go),
-		// answer included: a done job's result ("r", kept for the longer
-		// of the result and the done retention), a rejected job's reason or
-		// a cancelled one's last error ("m"); "" is none. The HSET's
-		// arguments are laid out in one table for the whole section. If a
-		// job was finished before, the records the section claimed so far
-		// are given back and the batch is refused.
+		// once (commitLayout leaves out a repeat). The status carries the
+		// finish time (the finished log entry's millisecond, logMs), the
+		// attempts and the emitted count (see record.go), so a job with
+		// no answer needs no more; an answer is one HSET more: a done
+		// job's result ("r", kept for the longer of the result and the
+		// done retention), a rejected job's reason or a cancelled one's
+		// last error ("m"); "" is none. The handler, key and submission
+		// time are in the job's item of the finished log (finishedLog).
+		// If a job was finished before, the records the section claimed
+		// so far are given back and the batch is refused.
 		name: "finish",
 		keys: []string{"recKey"},
-		args: []string{"status", "attempts", "emitted", "handler", "key", "submitted", "answer"},
+		args: []string{"status", "attempts", "emitted", "answer"},
 		before: `
-local claimed, nc, f = {}, 0, {'f', now}`,
+local claimed, nc = {}, 0
+local longTTL = doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL)`,
 		each: `
-if redis.call('HSETNX', recKey, 's', status) == 0 then
+if redis.call('HSETNX', recKey, 's', status .. logMs .. ' ' .. attempts .. ' ' .. emitted) == 0 then
   for i = 1, nc do
-    redis.call('HDEL', claimed[i], 's', 'a', 'e', 'f', 'n', 'k', 't', 'r', 'm')
+    redis.call('HDEL', claimed[i], 's', 'r', 'm')
     redis.call('PERSIST', claimed[i])
   end
   return redis.error_reply('ALREADY ' .. string.sub(recKey, #jobPrefix + 1))
 end
 nc = nc + 1
 claimed[nc] = recKey
-local n = 2
-if attempts ~= '1' then f[n + 1], f[n + 2], n = 'a', attempts, n + 2 end
-if emitted ~= '0' then f[n + 1], f[n + 2], n = 'e', emitted, n + 2 end
-if handler ~= '' then
-  f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6], n = 'n', handler, 'k', key, 't', submitted, n + 6
-end
-local ttl = doneTTL -- 0: for ever
+local ttl = doneTTLArg -- "0": for ever
 if answer ~= '' and status == 'd' then
-  f[n + 1], f[n + 2], n = 'r', answer, n + 2
-  if doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL) then ttl = resultTTL end
+  redis.call('HSET', recKey, 'r', answer)
+  if longTTL then ttl = resultTTLArg end
 elseif answer ~= '' then
-  f[n + 1], f[n + 2], n = 'm', answer, n + 2
+  redis.call('HSET', recKey, 'm', answer)
 end
-redis.call('HSET', recKey, unpack(f, 1, n))
-if ttl > 0 then
+if ttl ~= '0' then
   redis.call('EXPIRE', recKey, ttl)
 elseif doneTTL > 0 then
   redis.call('PERSIST', recKey) -- a replayed dead letter's record had the done retention
@@ -268,7 +264,7 @@ else
   end
   local ix = index[indexKey]
   if not ix then ix = {}; index[indexKey] = ix end
-  ix[#ix + 1], ix[#ix + 2] = 0, key
+  ix[#ix + 1], ix[#ix + 2] = '0', key
   if #ix >= 2000 then
     redis.call('ZADD', indexKey, unpack(ix))
     index[indexKey] = nil
@@ -365,7 +361,7 @@ redis.call('XADD', outboxKey, '*', 'b', jobs)`,
 		keys: []string{"waitKey"},
 		args: []string{"n"},
 		each: `
-redis.call('LTRIM', waitKey, tonumber(n), -1)`,
+redis.call('LTRIM', waitKey, n, '-1')`,
 	},
 	secFront: {
 		name: "front",
@@ -467,37 +463,58 @@ end
 if wantKeys ~= #KEYS or wantArgs ~= #ARGV then
   return redis.error_reply('LAYOUT ' .. #KEYS .. ' keys and ' .. #ARGV .. ' args, want ' .. wantKeys .. ' and ' .. wantArgs)
 end
+-- the TTLs as given, for EXPIRE, and as numbers, to compare
+local doneTTLArg, resultTTLArg = doneTTL, resultTTL
 doneTTL, resultTTL = tonumber(doneTTL), tonumber(resultTTL)
 local mset, finished, index = {}, {}, {}
 local jobPrefix = string.sub(epochKey, 1, -6) .. 'job:'
+-- the millisecond of the finished log's entry (see commitEpilogue): the
+-- later of Redis's time and the last entry's, as XADD's '*' would take
+local logMs = ''
+if count[finishSec] + count[revokeSec] + count[unwaitSec] > 0 then
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last = redis.call('XREVRANGE', finishedKey, '+', '-', 'COUNT', 1)[1]
+  if last then
+    local lastMs = tonumber(string.match(last[1], '^%d+'))
+    if lastMs > ms then ms = lastMs end
+  end
+  logMs = string.format('%.0f', ms)
+end
 -- finishes a job as cancelled, unless it finished before, and settles its cancel
 local function cancelJob(recKey, id, attempts, handler, key, submitted)
-  if redis.call('HSETNX', recKey, 's', 'c') == 1 then
-    redis.call('HSET', recKey, 'f', now, 'a', attempts, 'n', handler, 'k', key, 't', submitted)
-    if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTL) end
-    finished[#finished + 1] = 'c' .. id
+  if redis.call('HSETNX', recKey, 's', 'c' .. logMs .. ' ' .. attempts .. ' 0') == 1 then
+    if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTLArg) end
+    finished[#finished + 1] = 'c' .. id .. ' ' .. submitted .. ' ' .. #handler .. ' ' .. #key .. ' ' .. handler .. key
   end
   redis.call('ZREM', cancelsKey, id)
 end
 `
 
 // commitEpilogue logs the jobs the commit finished, as one entry of the
-// partition's finished log: "<status><id>" for each, space-separated (ids
-// hold no space). jobs list reads done, rejected and cancelled jobs from
-// it; records it names that expired are passed over. The finish section's
-// jobs come laid out as one arg (finishedLog: the section finishes them
-// all or refuses the batch), the jobs cancelled by a revoke or an unwait
-// after them.
+// partition's finished log (see finished_log.go), at logMs: the item of
+// each job, space-separated. The finish section's jobs come laid out as
+// one arg (finishedLog: the section finishes them all or refuses the
+// batch), the jobs cancelled by a revoke or an unwait after them. Should
+// the stream refuse logMs (its last id past its last entry's, which no
+// commit leaves), the entry is added at Redis's time: the jobs' records
+// then do not find it, and show no handler, key or submission time.
 const commitEpilogue = `
 if #finished > 0 then
   if finishedLog ~= '' then table.insert(finished, 1, finishedLog) end
   finishedLog = table.concat(finished, ' ')
 end
 if finishedLog ~= '' then
-  if logMin ~= '' then
-    redis.call('XADD', finishedKey, 'MINID', '~', logMin, '*', 'f', finishedLog)
-  else
-    redis.call('XADD', finishedKey, '*', 'f', finishedLog)
+  local function logAt(id)
+    if logMin ~= '' then
+      return redis.pcall('XADD', finishedKey, 'MINID', '~', logMin, id, 'g', finishedLog)
+    end
+    return redis.pcall('XADD', finishedKey, id, 'g', finishedLog)
+  end
+  local added = logAt(logMs .. '-*')
+  if type(added) == 'table' and added.err then
+    added = logAt('*')
+    if type(added) == 'table' and added.err then return added end
   end
 end
 `
@@ -519,6 +536,7 @@ func commitLua() string {
 	}
 	b.WriteString("}\n")
 	fmt.Fprintf(&b, "local header, k, a = %d, %d, %d\n", numHeaderArgs, len(commitFixedKeys)+1, numHeaderArgs+numSections+1)
+	fmt.Fprintf(&b, "local finishSec, revokeSec, unwaitSec = %d, %d, %d\n", secFinish+1, secRevoke+1, secUnwait+1)
 	b.WriteString(commitPrologue)
 	for i, s := range commitSections {
 		fmt.Fprintf(&b, "-- %s\n", s.name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -185,6 +186,8 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("guard", i, "state", it["state"], string(g.State))
 		check("guard", i, "hash", it["hash"], g.Hash)
 	}
+	// id, status, attempts, emitted, handler, key, submitted, answer: the
+	// handler, key and submission time go to the finished log's item.
 	wantFinish := [][8]string{{"g1", "d", "1", "0"}, {"a1", "d", "1", "1", "", "", "", "ra"}, {"h1", "d", "2", "0"},
 		{credit.ID, "d", "1", "0", credit.Handler, credit.Key, itoa(credit.SubmittedAt)}, {"c1", "x", "3", "0"},
 		{"r1", "n", "2", "0", "", "", "", "out of stock: 3 left"}, {"x1", "c", "1", "0", "", "", "", "attempt 1: boom"}}
@@ -195,20 +198,16 @@ func TestCommitLayoutAgrees(t *testing.T) {
 			t.Errorf("%d %s items, want %d", len(items[sec]), sec, n)
 		}
 	}
-	var wantLog []string
+	var wantLog []loggedJob
 	for i, it := range items["finish"] {
 		w := wantFinish[i]
 		check("finish", i, "recKey", it["recKey"], k.Job(w[0]))
-		wantLog = append(wantLog, w[1]+w[0])
+		l := loggedJob{End: w[1], ID: w[0], Handler: w[4], Key: w[5], Meta: true}
+		l.SubmittedAt, _ = strconv.ParseInt(w[6], 10, 64) // a job not among the batch's: 0
+		wantLog = append(wantLog, l)
 		check("finish", i, "status", it["status"], w[1])
 		check("finish", i, "attempts", it["attempts"], w[2])
 		check("finish", i, "emitted", it["emitted"], w[3])
-		if w[4] == "" {
-			w[6] = "" // a job not among the batch's: no meta
-		}
-		check("finish", i, "handler", it["handler"], w[4])
-		check("finish", i, "key", it["key"], w[5])
-		check("finish", i, "submitted", it["submitted"], w[6])
 		check("finish", i, "answer", it["answer"], w[7])
 	}
 	for i, it := range items["revoke"] {
@@ -252,7 +251,9 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		check("put", i, "stateKey", it["stateKey"], k.State("donor", "e"))
 		check("put", i, "value", it["value"], `{"e":1}`)
 	}
-	check("header", 0, "finishedLog", str(args[argFinished]), strings.Join(wantLog, " "))
+	if got := loggedJobs(map[string]any{"g": str(args[argFinished])}); !reflect.DeepEqual(got, wantLog) {
+		t.Errorf("header finishedLog %q reads as %+v, want %+v", str(args[argFinished]), got, wantLog)
+	}
 	for i, it := range items["ack"] {
 		check("ack", i, "streamIDs", it["streamIDs"], strings.Join(b.Acked, " "))
 	}

@@ -84,14 +84,14 @@ func TestCommitEverySection(t *testing.T) {
 	}
 
 	for id, want := range map[string]string{"g1": "d", "a1": "d", "h1": "d", "h2": "d", "c1": "x", "r1": "n", "b1": "", "b2": "", "h3": ""} {
-		if st, _ := rdb.HGet(ctx, k.Job(id), "s").Result(); st != want {
+		if st, _, _, _ := recordOf(t, rdb, k.Job(id)); st != want {
 			t.Errorf("status of %s %q, want %q", id, st, want)
 		}
 	}
-	if a, _ := rdb.HGet(ctx, k.Job("h1"), "a").Result(); a != "2" {
+	if _, _, a, _ := recordOf(t, rdb, k.Job("h1")); a != "2" {
 		t.Errorf("attempts of h1 %q, want 2", a)
 	}
-	if e, _ := rdb.HGet(ctx, k.Job("a1"), "e").Result(); e != "1" {
+	if _, _, _, e := recordOf(t, rdb, k.Job("a1")); e != "1" {
 		t.Errorf("emitted count of a1 %q, want 1", e)
 	}
 	for id, want := range map[string]string{"a1": "ra", "g1": "rg"} {

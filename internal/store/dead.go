@@ -365,6 +365,7 @@ func (s *Store) StatusesIn(ctx context.Context, ids []string, partitions []int) 
 				continue
 			}
 			st.Known = true
+			unpackRecord(rec)
 			st.Attempts, _ = strconv.Atoi(rec["a"])
 			switch rec["s"] {
 			case statusDone:
@@ -501,7 +502,7 @@ func (s *Store) Done(ctx context.Context, ids []string, partitions []int) ([]boo
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("store: read job status: %w", err)
 		}
-		out[i] = c.Val() == statusDone
+		out[i] = recordStatus(c.Val()) == statusDone
 	}
 	return out, nil
 }

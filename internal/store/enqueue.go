@@ -65,7 +65,8 @@ for i = 1, tonumber(ARGV[1]) do
   if redis.call('HSETNX', rec, 'h', hash) == 0 then
     out[#out + 1] = i
     if redis.call('HGET', rec, 'h') == hash then
-      out[#out + 1] = ended[redis.call('HGET', rec, 's')] or 0
+      local st = redis.call('HGET', rec, 's')
+      out[#out + 1] = st and ended[string.sub(st, 1, 1)] or 0
     else
       out[#out + 1] = -1
     end
@@ -467,7 +468,7 @@ func (s *Store) priorRecords(ctx context.Context, routes *routing.View, jobs []J
 			continue
 		}
 		st, _ := v[1].(string)
-		out[i].Duplicate, out[i].End = true, ended[st]
+		out[i].Duplicate, out[i].End = true, ended[recordStatus(st)]
 	}
 	return nil
 }

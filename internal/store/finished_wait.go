@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/corralhq/corral/internal/keys"
@@ -73,9 +72,8 @@ func (s *Store) WaitFinished(ctx context.Context, from map[int]string, ids map[s
 			}
 			for _, m := range st.Messages {
 				from[p] = m.ID
-				f, _ := m.Values["f"].(string)
-				for _, tok := range strings.Fields(f) {
-					if len(tok) > 1 && ids[tok[1:]] {
+				for _, l := range loggedJobs(m.Values) {
+					if ids[l.ID] {
 						found = true
 					}
 				}

@@ -63,8 +63,10 @@ type JobInfo struct {
 	CancelRequested bool
 }
 
-// fromRecord fills in what a job's record says.
+// fromRecord fills in what a job's record says, unpacking rec (see
+// unpackRecord) on the way.
 func (j *JobInfo) fromRecord(rec map[string]string) {
+	unpackRecord(rec)
 	j.Handler, j.Key = rec["n"], rec["k"]
 	j.SubmittedAt, _ = strconv.ParseInt(rec["t"], 10, 64)
 	j.FinishedAt, _ = strconv.ParseInt(rec["f"], 10, 64)
@@ -138,7 +140,9 @@ func (j *JobInfo) parkedState(b Job, notBefore int64) {
 
 // Describe reads what Redis knows of jobs by id, in order: each id's
 // record is looked for in every partition (an id does not name its key),
-// then its place in its partition, in three round trips in all.
+// then its place in its partition, in three round trips in all (and one
+// more to the finished log for a finished job's handler, key and
+// submission time, see record.go).
 func (s *Store) Describe(ctx context.Context, ids []string) ([]JobInfo, error) {
 	P := s.partitionCount()
 	pipe := s.rdb.Pipeline()
@@ -164,12 +168,16 @@ func (s *Store) Describe(ctx context.Context, ids []string) ([]JobInfo, error) {
 	out := make([]JobInfo, len(ids))
 	var sts []JobStatus // emitted jobs not found: does a parent say it is queued?
 	var stIdx []int
+	var logged []int // finished, their handlers and keys in the finished log
 	for i, id := range ids {
 		j := JobInfo{ID: id, Partition: -1}
 		for p := 0; p < P; p++ {
 			if rec := recs[i*P+p].Val(); len(rec) > 0 {
 				j.Partition = p
 				j.fromRecord(rec)
+				if withMeta(rec) {
+					logged = append(logged, i)
+				}
 				break
 			}
 		}
@@ -197,6 +205,9 @@ func (s *Store) Describe(ctx context.Context, ids []string) ([]JobInfo, error) {
 				out[stIdx[n]].Note = "emitted by " + parent + "; on its way to its key's partition, or in its queue"
 			}
 		}
+	}
+	if err := s.fromLog(ctx, out, logged); err != nil {
+		return nil, err
 	}
 	return out, s.place(ctx, out)
 }
@@ -789,6 +800,7 @@ func (s *Store) deadInfos(ctx context.Context, p int, zs []redis.Z) ([]JobInfo, 
 		return nil, fmt.Errorf("store: read dead letters of partition %d: %w", p, err)
 	}
 	out := make([]JobInfo, 0, len(ids))
+	var logged []int // their submission times in the finished log
 	for i, v := range dead.Val() {
 		str, ok := v.(string)
 		if !ok {
@@ -800,11 +812,14 @@ func (s *Store) deadInfos(ctx context.Context, p int, zs []redis.Z) ([]JobInfo, 
 		}
 		j := JobInfo{ID: ids[i], Partition: p}
 		j.fromRecord(recs[i].Val())
+		if withMeta(recs[i].Val()) {
+			logged = append(logged, len(out))
+		}
 		j.State = StateDead
 		j.fromDead(r)
 		out = append(out, j)
 	}
-	return out, nil
+	return out, s.fromLog(ctx, out, logged)
 }
 
 func members(zs []redis.Z) []string {
@@ -837,19 +852,12 @@ func (s *Store) listFinished(ctx context.Context, p int, pos string, want, budge
 		}
 		take := min(len(msgs), n)
 		for mi, m := range msgs[:take] {
-			f, _ := m.Values["f"].(string)
-			all := strings.Fields(f)
+			all := loggedJobs(m.Values)
 			start := 0
 			if m.ID == from {
 				start = min(skip, len(all))
 			}
-			ids, ends := make([]string, len(all)-start), make([]string, len(all)-start)
-			for i, tok := range all[start:] {
-				if len(tok) > 1 {
-					ids[i], ends[i] = tok[1:], tok[:1]
-				}
-			}
-			infos, err := s.finishedInfos(ctx, p, ids, ends)
+			infos, err := s.finishedInfos(ctx, p, all[start:])
 			if err != nil {
 				return l, err
 			}
@@ -873,31 +881,42 @@ func (s *Store) listFinished(ctx context.Context, p int, pos string, want, budge
 }
 
 // finishedInfos reads the records of finished jobs, each logged with how
-// it ended (ends[i], a record status). An expired record is left blank, in
-// its place, and so is one whose status is no longer the logged one: that
-// entry is a past end (a dead letter replayed since), listed by the entry
-// of the job's later end, if any.
-func (s *Store) finishedInfos(ctx context.Context, p int, ids, ends []string) ([]JobInfo, error) {
-	if len(ids) == 0 {
+// it ended (a record status) and, in a "g" entry, its handler, key and
+// submission time. An expired record is left blank, in its place, and so
+// is one whose status is no longer the logged one: that entry is a past
+// end (a dead letter replayed since), listed by the entry of the job's
+// later end, if any.
+func (s *Store) finishedInfos(ctx context.Context, p int, jobs []loggedJob) ([]JobInfo, error) {
+	if len(jobs) == 0 {
 		return nil, nil
 	}
 	k := keys.For(p)
 	pipe := s.rdb.Pipeline()
-	recs := make([]*redis.MapStringStringCmd, len(ids))
-	for i, id := range ids {
-		recs[i] = pipe.HGetAll(ctx, k.Job(id))
+	recs := make([]*redis.MapStringStringCmd, len(jobs))
+	for i := range jobs {
+		recs[i] = pipe.HGetAll(ctx, k.Job(jobs[i].ID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("store: read finished jobs of partition %d: %w", p, err)
 	}
-	out := make([]JobInfo, len(ids))
-	for i, id := range ids {
-		if rec := recs[i].Val(); len(rec) > 0 && rec["s"] == ends[i] {
-			out[i] = JobInfo{ID: id, Partition: p}
-			out[i].fromRecord(rec)
+	out := make([]JobInfo, len(jobs))
+	var logged []int // records that leave their meta to an entry other than this one
+	for i, l := range jobs {
+		rec := recs[i].Val()
+		if len(rec) == 0 || recordStatus(rec["s"]) != l.End {
+			continue
+		}
+		out[i] = JobInfo{ID: l.ID, Partition: p}
+		out[i].fromRecord(rec)
+		if withMeta(rec) {
+			if l.Meta {
+				out[i].Handler, out[i].Key, out[i].SubmittedAt = l.Handler, l.Key, l.SubmittedAt
+			} else {
+				logged = append(logged, i)
+			}
 		}
 	}
-	return out, nil
+	return out, s.fromLog(ctx, out, logged)
 }
 
 // msTime writes unix ms as an RFC 3339 time, UTC.

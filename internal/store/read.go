@@ -161,7 +161,7 @@ func (s *Store) load(ctx context.Context, partition int, jobs []Job, entityOf fu
 		snap.States[ref] = b
 	}
 	for i, j := range jobs[:len(statusCmds)] {
-		if st := statusCmds[i].Val(); st == statusDone || st == statusDead || st == statusRejected || st == statusCancelled {
+		if st := recordStatus(statusCmds[i].Val()); st == statusDone || st == statusDead || st == statusRejected || st == statusCancelled {
 			snap.Finished[j.ID] = true
 		}
 	}
@@ -201,10 +201,15 @@ func (s *Store) emittedStatuses(ctx context.Context, sts []JobStatus) error {
 	for _, a := range asks {
 		for _, c := range a.recs {
 			v := c.Val()
-			if len(v) != 2 || v[0] != statusDone {
+			if len(v) != 2 {
+				continue
+			}
+			st, _ := v[0].(string)
+			if recordStatus(st) != statusDone {
 				continue
 			}
 			e, _ := v[1].(string)
+			e = packedEmitted(st, e)
 			if n, err := strconv.Atoi(e); err == nil && a.n < n {
 				sts[a.i].Known = true
 			}

@@ -1,18 +1,65 @@
 package store
 
+import "strings"
+
 // A job's record (keys.Partition.Job) is a hash:
 //
 //	h  its content hash, written when it is submitted (an emitted job has
 //	   none: its record is made by the commit that finishes it)
-//	s  how it finished (statusDone, ...); none while it is not finished
-//	f  when it finished, unix ms
-//	n  its handler, k its key, t when it was submitted (unix ms): written
-//	   when it finishes, for jobs list and jobs show
-//	a  attempts made, when not 1
-//	e  how many jobs it emitted
+//	s  how it finished, none while it is not finished: its status
+//	   (statusDone, ...), then when it finished (unix ms), its attempts
+//	   and how many jobs it emitted, "<status><ms> <attempts> <emitted>",
+//	   in the one field the commit's HSETNX writes (see recordStatus and
+//	   unpackRecord). Its finish time is the millisecond of the finished
+//	   log's entry that names it, where its handler, key and submission
+//	   time are (see finished_log.go)
 //	r  its result
 //	m  a rejected job's reason; a cancelled one's last error
+//
+// A record finished by a release before has the status alone in "s" and
+// the rest in fields of their own, read as they were:
+//
+//	f  when it finished, unix ms (the worker's clock)
+//	a  attempts made, when not 1
+//	e  how many jobs it emitted, when not 0
+//	n  its handler, k its key, t when it was submitted (unix ms)
 //
 // Each value is kept short (a key is as long as the job's key), so Redis
 // keeps the record in its compact encoding (hash-max-listpack-value, 64
 // bytes by default).
+
+// recordStatus is the status of a record's "s", packed or not: its first
+// byte ("" for none).
+func recordStatus(s string) string {
+	if len(s) > 1 {
+		return s[:1]
+	}
+	return s
+}
+
+// unpackRecord turns rec, a record as read by HGETALL, into the fields of
+// a record of a release before: the status alone in "s", the finish time
+// in "f", attempts in "a" and the emitted count in "e" ("e" left out when
+// 0). A record in that form is left as it is.
+func unpackRecord(rec map[string]string) {
+	s := rec["s"]
+	if len(s) <= 1 {
+		return
+	}
+	f, rest, _ := strings.Cut(s[1:], " ")
+	a, e, _ := strings.Cut(rest, " ")
+	rec["s"], rec["f"], rec["a"] = s[:1], f, a
+	if e != "" && e != "0" {
+		rec["e"] = e
+	}
+}
+
+// packedEmitted is how many jobs a record says its job emitted, from its
+// "s" and "e" (either form).
+func packedEmitted(s, e string) string {
+	if len(s) > 1 {
+		_, rest, _ := strings.Cut(s[1:], " ")
+		_, e, _ = strings.Cut(rest, " ")
+	}
+	return e
+}
