@@ -36,40 +36,73 @@ import (
 // that sees the same members places alike, and nothing is remembered from
 // one placement to the next.
 func rankPlace(ids []string, cfg Config, limit int) []int32 {
-	n, partitions := len(ids), cfg.Partitions
-	lists := make([]memberList, n)
+	lists := memberLists(ids, cfg.Partitions)
+	owners, preferred := firstChoices(lists, cfg.Partitions)
+	loads, left := capPreferred(lists, preferred, limit)
+	if len(left) > 0 {
+		spill(lists, owners, loads, spilledPartitions(left), limit)
+	}
+	return owners
+}
+
+// memberLists is every member's list of the partitions.
+func memberLists(ids []string, partitions int) []memberList {
+	lists := make([]memberList, len(ids))
 	for i, id := range ids {
 		lists[i] = newMemberList(id, partitions)
 	}
-	owners := make([]int32, partitions)
-	preferred := make([][]int32, n)
+	return lists
+}
+
+// firstChoices gives every partition to the member that lists it
+// earliest: the owners, and the partitions each member was given.
+func firstChoices(lists []memberList, partitions int) (owners []int32, preferred [][]int32) {
+	owners = make([]int32, partitions)
+	preferred = make([][]int32, len(lists))
 	for p := range partitions {
-		best, bestPos := 0, lists[0].position(p)
-		for m := 1; m < n; m++ {
-			if pos := lists[m].position(p); pos < bestPos || pos == bestPos && lists[m].before(&lists[best], p) {
-				best, bestPos = m, pos
+		best := 0
+		for m := 1; m < len(lists); m++ {
+			if lists[m].before(&lists[best], p) {
+				best = m
 			}
 		}
 		owners[p] = int32(best)
 		preferred[best] = append(preferred[best], int32(p))
 	}
-	loads := make([]int, n)
-	var left []int
+	return owners, preferred
+}
+
+// spilled is a partition a member preferred by more than the cap let go,
+// with the position at which that member lists it.
+type spilled struct {
+	position  uint64
+	partition int
+}
+
+// capPreferred has a member given more than limit partitions keep the
+// limit it lists earliest: the loads kept, and the partitions let go.
+func capPreferred(lists []memberList, preferred [][]int32, limit int) (loads []int, left []spilled) {
+	loads = make([]int, len(lists))
 	for m, ps := range preferred {
 		if len(ps) > limit {
-			// Keep the limit this member lists earliest.
 			sortByPosition(ps, &lists[m])
 			for _, p := range ps[limit:] {
-				left = append(left, int(p))
+				left = append(left, spilled{lists[m].position(int(p)), int(p)})
 			}
 			ps = ps[:limit]
 		}
 		loads[m] = len(ps)
 	}
-	if len(left) > 0 {
-		spill(lists, owners, loads, left, limit)
+	return loads, left
+}
+
+// spilledPartitions is the partitions of left, in its order.
+func spilledPartitions(left []spilled) []int {
+	ps := make([]int, len(left))
+	for i, l := range left {
+		ps[i] = l.partition
 	}
-	return owners
+	return ps
 }
 
 // memberList is one member's order of the partitions.

@@ -44,8 +44,9 @@ type ringPlacer struct {
 	spill func(ids []string, owners []int32, loads []int, pending []int, limit int)
 }
 
-func (rp ringPlacer) place(ids []string, cfg Config, limit int) []int32 {
-	n, partitions := len(ids), cfg.Partitions
+// ring is the buraksezer/consistent ring of ids, and each id's index.
+func (rp ringPlacer) ring(ids []string, cfg Config) (*consistent.Consistent, map[string]int32) {
+	n := len(ids)
 	ms := make([]consistent.Member, n)
 	index := make(map[string]int32, n)
 	for i, id := range ids {
@@ -57,12 +58,17 @@ func (rp ringPlacer) place(ids []string, cfg Config, limit int) []int32 {
 		// Above N, ⌈P/N × Load⌉ exceeds P and never binds.
 		load = float64(n) + 1
 	}
-	c := consistent.New(ms, consistent.Config{
+	return consistent.New(ms, consistent.Config{
 		Hasher:            hasher{},
-		PartitionCount:    partitions,
+		PartitionCount:    cfg.Partitions,
 		ReplicationFactor: rp.replicas,
 		Load:              load,
-	})
+	}), index
+}
+
+func (rp ringPlacer) place(ids []string, cfg Config, limit int) []int32 {
+	n, partitions := len(ids), cfg.Partitions
+	c, index := rp.ring(ids, cfg)
 
 	order := make([]int, partitions)
 	for p := range order {

@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"math"
 	"slices"
-
-	"github.com/buraksezer/consistent"
 )
 
 // maglevPlace is Maglev-style turn taking on the members' lists of
@@ -54,30 +52,16 @@ type ringRankPlacer struct{ replicas int }
 func (rr ringRankPlacer) place(ids []string, cfg Config, limit int) []int32 {
 	n, partitions := len(ids), cfg.Partitions
 	first := ringPlacer{replicas: rr.replicas, unbounded: true}.firstChoices(ids, cfg)
-	lists := make([]memberList, n)
-	for i, id := range ids {
-		lists[i] = newMemberList(id, partitions)
-	}
+	lists := memberLists(ids, partitions)
 	owners := make([]int32, partitions)
 	preferred := make([][]int32, n)
 	for p, m := range first {
 		owners[p] = m
 		preferred[m] = append(preferred[m], int32(p))
 	}
-	loads := make([]int, n)
-	var left []int
-	for m, ps := range preferred {
-		if len(ps) > limit {
-			sortByPosition(ps, &lists[m])
-			for _, p := range ps[limit:] {
-				left = append(left, int(p))
-			}
-			ps = ps[:limit]
-		}
-		loads[m] = len(ps)
-	}
+	loads, left := capPreferred(lists, preferred, limit)
 	if len(left) > 0 {
-		spill(lists, owners, loads, left, limit)
+		spill(lists, owners, loads, spilledPartitions(left), limit)
 	}
 	return owners
 }
@@ -97,10 +81,7 @@ func rankAlpha(alpha float64) placer {
 // minus its own) instead of those it lists earliest.
 func rankMargin(ids []string, cfg Config, limit int) []int32 {
 	n, partitions := len(ids), cfg.Partitions
-	lists := make([]memberList, n)
-	for i, id := range ids {
-		lists[i] = newMemberList(id, partitions)
-	}
+	lists := memberLists(ids, partitions)
 	owners := make([]int32, partitions)
 	margin := make([]uint64, partitions)
 	preferred := make([][]int32, n)
@@ -148,40 +129,10 @@ func rankMargin(ids []string, cfg Config, limit int) []int32 {
 // time in a fixed order, latest listed by their first choice first, each on
 // the member with room that lists it earliest.
 func rankSpillByLoss(ids []string, cfg Config, limit int) []int32 {
-	n, partitions := len(ids), cfg.Partitions
-	lists := make([]memberList, n)
-	for i, id := range ids {
-		lists[i] = newMemberList(id, partitions)
-	}
-	owners := make([]int32, partitions)
-	preferred := make([][]int32, n)
-	for p := range partitions {
-		best := 0
-		for m := 1; m < n; m++ {
-			if lists[m].before(&lists[best], p) {
-				best = m
-			}
-		}
-		owners[p] = int32(best)
-		preferred[best] = append(preferred[best], int32(p))
-	}
-	loads := make([]int, n)
-	type lost struct {
-		position  uint64
-		partition int
-	}
-	var left []lost
-	for m, ps := range preferred {
-		if len(ps) > limit {
-			sortByPosition(ps, &lists[m])
-			for _, p := range ps[limit:] {
-				left = append(left, lost{lists[m].position(int(p)), int(p)})
-			}
-			ps = ps[:limit]
-		}
-		loads[m] = len(ps)
-	}
-	slices.SortFunc(left, func(a, b lost) int {
+	lists := memberLists(ids, cfg.Partitions)
+	owners, preferred := firstChoices(lists, cfg.Partitions)
+	loads, left := capPreferred(lists, preferred, limit)
+	slices.SortFunc(left, func(a, b spilled) int {
 		if c := cmp.Compare(b.position, a.position); c != 0 {
 			return c
 		}
@@ -202,23 +153,7 @@ func rankSpillByLoss(ids []string, cfg Config, limit int) []int32 {
 
 // firstChoices is each partition's ring owner, as an index into ids.
 func (rp ringPlacer) firstChoices(ids []string, cfg Config) []int32 {
-	n := len(ids)
-	ms := make([]consistent.Member, n)
-	index := make(map[string]int32, n)
-	for i, id := range ids {
-		ms[i] = member(id)
-		index[id] = int32(i)
-	}
-	load := cfg.Load
-	if rp.unbounded {
-		load = float64(n) + 1
-	}
-	c := consistent.New(ms, consistent.Config{
-		Hasher:            hasher{},
-		PartitionCount:    cfg.Partitions,
-		ReplicationFactor: rp.replicas,
-		Load:              load,
-	})
+	c, index := rp.ring(ids, cfg)
 	first := make([]int32, cfg.Partitions)
 	for p := range first {
 		first[p] = index[c.GetPartitionOwner(p).String()]
@@ -284,60 +219,20 @@ func rankQuota(slack int) placer {
 type rankRingSpill struct{ replicas int }
 
 func (rs rankRingSpill) place(ids []string, cfg Config, limit int) []int32 {
-	n, partitions := len(ids), cfg.Partitions
-	lists := make([]memberList, n)
-	for i, id := range ids {
-		lists[i] = newMemberList(id, partitions)
-	}
-	owners := make([]int32, partitions)
-	preferred := make([][]int32, n)
-	for p := range partitions {
-		best := 0
-		for m := 1; m < n; m++ {
-			if lists[m].before(&lists[best], p) {
-				best = m
-			}
-		}
-		owners[p] = int32(best)
-		preferred[best] = append(preferred[best], int32(p))
-	}
-	loads := make([]int, n)
-	type lost struct {
-		position  uint64
-		partition int
-	}
-	var left []lost
-	for m, ps := range preferred {
-		if len(ps) > limit {
-			sortByPosition(ps, &lists[m])
-			for _, p := range ps[limit:] {
-				left = append(left, lost{lists[m].position(int(p)), int(p)})
-			}
-			ps = ps[:limit]
-		}
-		loads[m] = len(ps)
-	}
+	n := len(ids)
+	lists := memberLists(ids, cfg.Partitions)
+	owners, preferred := firstChoices(lists, cfg.Partitions)
+	loads, left := capPreferred(lists, preferred, limit)
 	if len(left) == 0 {
 		return owners
 	}
-	slices.SortFunc(left, func(a, b lost) int {
+	slices.SortFunc(left, func(a, b spilled) int {
 		if c := cmp.Compare(a.position, b.position); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.partition, b.partition)
 	})
-	ms := make([]consistent.Member, n)
-	index := make(map[string]int32, n)
-	for i, id := range ids {
-		ms[i] = member(id)
-		index[id] = int32(i)
-	}
-	c := consistent.New(ms, consistent.Config{
-		Hasher:            hasher{},
-		PartitionCount:    partitions,
-		ReplicationFactor: rs.replicas,
-		Load:              float64(n) + 1,
-	})
+	c, index := ringPlacer{replicas: rs.replicas, unbounded: true}.ring(ids, cfg)
 	for _, l := range left {
 		pref, err := c.GetClosestNForPartition(l.partition, n)
 		if err != nil {
