@@ -40,6 +40,38 @@ func layoutStore(t testing.TB, rdb redis.UniversalClient) (*store.Store, *routin
 	return s, routes
 }
 
+// reshardAndFreeze starts a reshard of layoutStore's 4 partitions to 8,
+// has routes follow the layout, and freezes p for its split under grant.
+func reshardAndFreeze(t *testing.T, s *store.Store, routes *routing.Table, p int, grant lease.Grant) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.StartReshard(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.Layout(ctx)
+	routes.Store(v)
+	if _, err := s.FreezeForSplit(ctx, p, grant, 8); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// splitAndNote splits the frozen p under grant, records the split and has
+// routes follow the layout.
+func splitAndNote(t *testing.T, s *store.Store, routes *routing.Table, p int, grant lease.Grant) store.SplitStats {
+	t.Helper()
+	ctx := context.Background()
+	st, err := s.SplitPartition(ctx, p, grant, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NoteSplitDone(ctx, p, 8); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.Layout(ctx)
+	routes.Store(v)
+	return st
+}
+
 // TestSplitPartition splits partition 1 of 4 into 1 and 5 of 8 with a
 // key in every state: its states (one with a TTL), a delayed job, a parked
 // job with a job waiting behind it, a finished job. Afterwards the moving
@@ -318,29 +350,15 @@ func TestRelayAcrossSplit(t *testing.T) {
 	}
 	// p's job ran there, then p was split: its queue is empty again.
 	rdb.Del(ctx, keys.For(p).Queue())
-	if _, err := s.StartReshard(ctx, 8); err != nil {
-		t.Fatal(err)
-	}
 	gp, _ := lease.Claim(ctx, rdb, p, "w~1", "")
-	if _, err := s.FreezeForSplit(ctx, p, gp, 8); err != nil {
-		t.Fatal(err)
-	}
-	v, _ := s.Layout(ctx)
-	routes.Store(v)
+	reshardAndFreeze(t, s, routes, p, gp)
 	// While p is frozen a relay to it is refused and kept.
 	emitJobs("e2", moving)
 	r, err = s.RelayMany(ctx, []store.RelaySource{{Partition: src}}, 10, route, holdA)
 	if err != nil || r.Failed[p] == nil || !errors.Is(r.Failed[p], store.ErrMoving) {
 		t.Fatalf("relay to a frozen partition: %+v %v, want it refused as moving", r, err)
 	}
-	if _, err := s.SplitPartition(ctx, p, gp, 8); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.NoteSplitDone(ctx, p, 8); err != nil {
-		t.Fatal(err)
-	}
-	v, _ = s.Layout(ctx)
-	routes.Store(v)
+	splitAndNote(t, s, routes, p, gp)
 	r, err = s.RelayMany(ctx, []store.RelaySource{{Partition: src}}, 10, route, nil)
 	if err != nil || len(r.Failed) > 0 {
 		t.Fatalf("relay after the split: %+v %v", r, err)
@@ -378,14 +396,7 @@ func TestSplitResumedAfterDrop(t *testing.T) {
 			if _, err := s.Enqueue(ctx, []store.Job{job("m1", move, p), job("s1", stay, p), job("m2", move, p)}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.StartReshard(ctx, 8); err != nil {
-				t.Fatal(err)
-			}
-			v, _ := s.Layout(ctx)
-			routes.Store(v)
-			if _, err := s.FreezeForSplit(ctx, p, a, 8); err != nil {
-				t.Fatal(err)
-			}
+			reshardAndFreeze(t, s, routes, p, a)
 			store.SetSplitStop(phase)
 			_, err := s.SplitPartition(ctx, p, a, 8)
 			store.SetSplitStop("")
@@ -474,22 +485,12 @@ func TestCancelAcrossSplit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := s.StartReshard(ctx, 8); err != nil {
-		t.Fatal(err)
-	}
-	v, _ := s.Layout(ctx)
-	routes.Store(v)
-	if _, err := s.FreezeForSplit(ctx, p, grant, 8); err != nil {
-		t.Fatal(err)
-	}
+	reshardAndFreeze(t, s, routes, p, grant)
 	var mv *store.MovingError
 	if err := s.RequestCancels(ctx, p, []string{"q-stay"}, time.Now()); !errors.As(err, &mv) || !mv.Frozen {
 		t.Fatalf("cancel asked while p is frozen: %v, want a MovingError (frozen)", err)
 	}
-	st, err := s.SplitPartition(ctx, p, grant, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := splitAndNote(t, s, routes, p, grant)
 	if st.Cancels != len(moving) {
 		t.Errorf("split moved %d cancels, want %d", st.Cancels, len(moving))
 	}
@@ -502,11 +503,6 @@ func TestCancelAcrossSplit(t *testing.T) {
 	if got := rdb.ZRange(ctx, keys.For(p).Cancels(), 0, -1).Val(); len(got) != 1 || got[0] != "q-stay" {
 		t.Errorf("parent's cancels %v, want [q-stay]", got)
 	}
-	if _, err := s.NoteSplitDone(ctx, p, 8); err != nil {
-		t.Fatal(err)
-	}
-	v, _ = s.Layout(ctx)
-	routes.Store(v)
 	loaded, err := s.LoadCancels(ctx, c, 10)
 	if err != nil || len(loaded) != len(moving) {
 		t.Fatalf("child's owner loads %+v %v, want the %d moved cancels", loaded, err, len(moving))
@@ -552,25 +548,11 @@ func TestReplayDeadAcrossSplit(t *testing.T) {
 	if err := s.CommitBatch(ctx, p, grant, &store.Batch{Acked: []string{dead.StreamID}, Dead: []store.DeadJob{{Job: dead, Error: "boom"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.StartReshard(ctx, 8); err != nil {
-		t.Fatal(err)
-	}
-	v, _ := s.Layout(ctx)
-	routes.Store(v)
-	if _, err := s.FreezeForSplit(ctx, p, grant, 8); err != nil {
-		t.Fatal(err)
-	}
+	reshardAndFreeze(t, s, routes, p, grant)
 	if n, err := s.ReplayDead(ctx, []string{"dies"}); !errors.Is(err, store.ErrMoving) || n != 0 {
 		t.Fatalf("replay while the key's partition is frozen: %d %v, want refused as moving", n, err)
 	}
-	if _, err := s.SplitPartition(ctx, p, grant, 8); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.NoteSplitDone(ctx, p, 8); err != nil {
-		t.Fatal(err)
-	}
-	v, _ = s.Layout(ctx)
-	routes.Store(v)
+	splitAndNote(t, s, routes, p, grant)
 	letter := rdb.HGet(ctx, keys.For(p).Dead(), "dies").Val()
 	if n, err := s.ReplayDead(ctx, []string{"dies"}); err != nil || n != 1 {
 		t.Fatalf("replay after the split: %d %v, want 1", n, err)
