@@ -15,7 +15,8 @@ import (
 // an entry for each commit that finished jobs, naming them in order. jobs
 // list reads done, rejected and cancelled jobs from it, WaitFinished waits
 // on it, and jobs show finds in it the handler, key and submission time
-// of a job whose record leaves them out (see record.go). An entry has one
+// of a job whose record leaves them out (see record.go and
+// JobInfo.fromRecord). An entry has one
 // field:
 //
 //	g  each job as "<status><id> <submitted> <hlen> <klen> <handler><key>",
@@ -111,18 +112,6 @@ func parseLogged(g string) []loggedJob {
 		}
 	}
 	return out
-}
-
-// withMeta says a record (unpacked on the way, see unpackRecord) leaves
-// its job's handler, key and submission time to its entry in the finished
-// log: a finished record without "n", with a finish time to find the
-// entry at.
-func withMeta(rec map[string]string) bool {
-	unpackRecord(rec)
-	if _, ok := rec["n"]; ok || rec["s"] == "" || rec["f"] == "" {
-		return false
-	}
-	return true
 }
 
 // fromLog fills in the handler, key and submission time of the jobs of

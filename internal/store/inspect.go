@@ -64,9 +64,14 @@ type JobInfo struct {
 }
 
 // fromRecord fills in what a job's record says, unpacking rec (see
-// unpackRecord) on the way.
-func (j *JobInfo) fromRecord(rec map[string]string) {
+// unpackRecord) on the way. inLog says the record leaves its job's handler,
+// key and submission time to its entry in the finished log (see
+// finished_log.go): a finished record without "n", with a finish time to
+// find the entry at.
+func (j *JobInfo) fromRecord(rec map[string]string) (inLog bool) {
 	unpackRecord(rec)
+	_, kept := rec["n"]
+	inLog = !kept && rec["s"] != "" && rec["f"] != ""
 	j.Handler, j.Key = rec["n"], rec["k"]
 	j.SubmittedAt, _ = strconv.ParseInt(rec["t"], 10, 64)
 	j.FinishedAt, _ = strconv.ParseInt(rec["f"], 10, 64)
@@ -91,6 +96,7 @@ func (j *JobInfo) fromRecord(rec map[string]string) {
 	if r, ok := rec["r"]; ok {
 		j.Result = []byte(r)
 	}
+	return inLog
 }
 
 // fromBody fills in what a job's body says: what a queued, parked or
@@ -174,8 +180,7 @@ func (s *Store) Describe(ctx context.Context, ids []string) ([]JobInfo, error) {
 		for p := 0; p < P; p++ {
 			if rec := recs[i*P+p].Val(); len(rec) > 0 {
 				j.Partition = p
-				j.fromRecord(rec)
-				if withMeta(rec) {
+				if j.fromRecord(rec) {
 					logged = append(logged, i)
 				}
 				break
@@ -811,8 +816,7 @@ func (s *Store) deadInfos(ctx context.Context, p int, zs []redis.Z) ([]JobInfo, 
 			continue
 		}
 		j := JobInfo{ID: ids[i], Partition: p}
-		j.fromRecord(recs[i].Val())
-		if withMeta(recs[i].Val()) {
+		if j.fromRecord(recs[i].Val()) {
 			logged = append(logged, len(out))
 		}
 		j.State = StateDead
@@ -907,8 +911,7 @@ func (s *Store) finishedInfos(ctx context.Context, p int, jobs []loggedJob) ([]J
 			continue
 		}
 		out[i] = JobInfo{ID: l.ID, Partition: p}
-		out[i].fromRecord(rec)
-		if withMeta(rec) {
+		if out[i].fromRecord(rec) {
 			if l.Meta {
 				out[i].Handler, out[i].Key, out[i].SubmittedAt = l.Handler, l.Key, l.SubmittedAt
 			} else {
