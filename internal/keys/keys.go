@@ -14,6 +14,10 @@ const Events = "corral:events"
 // Meta holds cluster-wide settings fixed at creation (the partition count).
 const Meta = "corral:meta"
 
+// Layout holds which worker should own each partition (lease.Layout): a
+// hash of its version (v) and its encoding (d).
+const Layout = "corral:layout"
+
 // Partition builds the keys of one partition.
 type Partition struct{ prefix string }
 

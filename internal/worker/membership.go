@@ -2,16 +2,16 @@ package worker
 
 import (
 	"context"
-	"github.com/corralhq/corral/internal/routing"
 	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/corralhq/corral/discovery"
 	"github.com/corralhq/corral/internal/handlerset"
+	"github.com/corralhq/corral/internal/lease"
+	"github.com/corralhq/corral/internal/routing"
 	"github.com/corralhq/corral/sharding"
 )
 
@@ -21,9 +21,9 @@ import (
 const metaLease = "lease"
 
 // membership is this worker's view of the cluster: the healthy members
-// Consul reports, their addresses, and the ring built from those whose
-// lease is alive. The ownership loop alone rebuilds the ring; anyone may
-// read it.
+// Consul reports, their addresses, and the ring built from the layout
+// stored in Redis (lease.Layout). The ownership loop alone rebuilds the
+// ring; anyone may read it.
 type membership struct {
 	self    string
 	ringCfg sharding.Config
@@ -35,39 +35,18 @@ type membership struct {
 	handlers atomic.Pointer[memberHandlers]     // what the members publish they serve
 	handDiff string                             // the differences last logged (observe only)
 	ring     atomic.Pointer[sharding.Ring]      // nil until built, or when no member is live
-	ringIDs  string                             // members the current ring was built from (ownership loop only)
-	ringSet  bool                               // ringIDs is set (ownership loop only)
+	layout   lease.Layout                       // the layout the ring was built from (ownership loop only)
+	ringSet  bool                               // a layout was installed (ownership loop only)
 	changed  func()                             // called when the ring is rebuilt; set before Start
-
-	grace recoveryGrace
-}
-
-// recoveryGrace: after Consul comes back (an agent restart forgets every
-// service), members re-register one by one; until the grace ends the
-// members seen before stay on the ring if their leases live, so the
-// partitions do not move back and forth meanwhile.
-type recoveryGrace struct {
-	length  time.Duration
-	members atomic.Pointer[[]discovery.Member]
-	until   atomic.Int64 // since clock
-	clock   time.Time    // monotonic origin of until
 }
 
 func newMembership(cfg Config, log *slog.Logger) *membership {
-	m := &membership{self: cfg.ID, ringCfg: cfg.Ring, routes: cfg.Routing, log: log}
-	m.grace.length, m.grace.clock = cfg.CheckTTL, time.Now()
-	return m
+	return &membership{self: cfg.ID, ringCfg: cfg.Ring, routes: cfg.Routing, log: log}
 }
 
 // observe records a membership snapshot from Consul.
 func (m *membership) observe(snap discovery.Snapshot) {
 	ms := snap.Members
-	if prev := m.members.Load(); snap.Recovered && prev != nil {
-		m.grace.members.Store(prev)
-		m.grace.until.Store(int64(time.Since(m.grace.clock) + m.grace.length))
-		m.log.Info("Consul answers again; keeping the members seen before on the ring while they register again",
-			"grace", m.grace.length)
-	}
 	addrs := make(map[string]string, len(ms))
 	for _, mb := range ms {
 		addrs[mb.ID] = mb.Address
@@ -134,68 +113,214 @@ func (m *membership) addressOf(id string) string {
 	return ""
 }
 
-// refresh rebuilds the ring from the healthy members whose Redis lease is
-// alive. A killed worker's lease expires a lease TTL after its last
-// renewal, sooner than Consul's check would notice, and a stopping
-// worker's lease is deleted on the spot.
-func (m *membership) refresh(ctx context.Context, alive func(context.Context, []string) (map[string]bool, error)) {
-	mp := m.members.Load()
-	if mp == nil {
-		return
+// layoutSource is what refresh needs of Redis: the members' leases and
+// the stored layout (lease.Layout).
+type layoutSource interface {
+	AliveTokens(ctx context.Context, tokens []string) (map[string]bool, error)
+	LoadLayout(ctx context.Context, known int64) (lease.Layout, bool, error)
+	SwapLayout(ctx context.Context, next lease.Layout) (lease.Layout, bool, error)
+}
+
+// selfState is what this worker says of itself to the layout: its lease
+// token, and whether it may own partitions (it holds its lease, is not
+// draining and Consul takes its check).
+type selfState struct {
+	token  string
+	canOwn bool
+}
+
+// swapTries bounds the compare-and-swaps of one refresh; peers that won
+// the others made the changes this worker wanted, or it tries again on
+// its next round.
+const swapTries = 3
+
+// refresh brings the stored layout up to date with what this worker knows,
+// and builds the ring from it:
+//
+//   - a member whose lease is gone (expired, deleted on stop, or buried by
+//     a death watch) leaves the layout, its partitions spread over the
+//     others;
+//   - this worker joins it once Consul lists it and it may own
+//     partitions, and leaves it when it may not (draining, no lease,
+//     Consul out); no worker adds or drops another live one, so a worker
+//     whose Consul view lags cannot undo what a newer view did;
+//   - a reshard's count of partitions is applied once this worker's routes
+//     have it.
+//
+// Each change is sharding.Settle of the layout before: exact shares, and
+// only the partitions that must move do. The first layout of a cluster is
+// the ring of the members Consul lists whose leases are alive.
+func (m *membership) refresh(ctx context.Context, st layoutSource, me selfState) {
+	parts := m.ringCfg.Partitions
+	if m.routes != nil {
+		parts = m.routes.Partitions() // a reshard's children have owners from its start
 	}
-	members := *mp
-	if time.Since(m.grace.clock) < time.Duration(m.grace.until.Load()) {
-		if g := m.grace.members.Load(); g != nil {
-			members = withMissing(members, *g)
+	known := m.layout.Version
+	for range swapTries {
+		l, changed, err := st.LoadLayout(ctx, known)
+		if err != nil {
+			m.log.Warn("cannot read the layout", "err", err)
+			return // our own lease lapses too if this lasts
+		}
+		if !changed {
+			l = m.layout
+		}
+		next, why, err := m.wanted(ctx, st, l, me, parts)
+		if err != nil {
+			m.log.Warn("cannot settle the layout", "err", err)
+			return
+		}
+		if next == nil {
+			m.install(l)
+			return
+		}
+		got, ok, err := st.SwapLayout(ctx, *next)
+		if err != nil {
+			m.log.Warn("cannot store the layout", "err", err)
+			return
+		}
+		if ok {
+			m.log.Info("layout changed", "version", got.Version, "why", why)
+			m.install(got)
+			return
+		}
+		known = -1 // changed meanwhile: read it whole again
+	}
+}
+
+// wanted is the layout that should follow l, and why, or nil when l is
+// right as it is.
+func (m *membership) wanted(ctx context.Context, st layoutSource, l lease.Layout, me selfState, parts int) (*lease.Layout, string, error) {
+	members := slices.Clone(l.Members)
+	var why []string
+	if l.Version == 0 {
+		if !me.canOwn || !m.listsSelf() {
+			return nil, "", nil
+		}
+		first, err := m.liveListed(ctx, st, me.token)
+		if err != nil {
+			return nil, "", err
+		}
+		members = first
+		why = append(why, "first layout of "+strconv.Itoa(len(first))+" members")
+	} else {
+		var tokens []string
+		for _, mb := range members {
+			if mb.ID != m.self {
+				tokens = append(tokens, mb.Token)
+			}
+		}
+		live, err := st.AliveTokens(ctx, tokens)
+		if err != nil {
+			return nil, "", err
+		}
+		members = slices.DeleteFunc(members, func(mb lease.Member) bool {
+			if mb.ID != m.self && !live[mb.Token] {
+				why = append(why, mb.ID+" left (lease gone)")
+				return true
+			}
+			return false
+		})
+		i := slices.IndexFunc(members, func(mb lease.Member) bool { return mb.ID == m.self })
+		switch {
+		case i >= 0 && !me.canOwn:
+			members = slices.Delete(members, i, i+1)
+			why = append(why, m.self+" stepped down")
+		case i >= 0 && members[i].Token != me.token:
+			members[i].Token = me.token
+			why = append(why, m.self+" came back")
+		case i < 0 && me.canOwn && m.listsSelf():
+			members = append(members, lease.Member{ID: m.self, Token: me.token})
+			slices.SortFunc(members, func(a, b lease.Member) int { return strings.Compare(a.ID, b.ID) })
+			why = append(why, m.self+" joined")
 		}
 	}
+	switch {
+	case len(l.Owners) > parts:
+		return nil, "", nil // our routes lag a reshard: wait for them
+	case len(l.Owners) < parts && l.Version > 0:
+		why = append(why, "partitions "+strconv.Itoa(len(l.Owners))+" → "+strconv.Itoa(parts))
+	}
+	if len(why) == 0 {
+		return nil, "", nil
+	}
+	cfg := m.ringCfg
+	cfg.Partitions = parts
+	next := lease.Layout{Version: l.Version, Members: members}
+	owners, err := sharding.Settle(cfg, next.IDs(), l.Owners)
+	if err != nil {
+		return nil, "", err
+	}
+	next.Owners = owners
+	return &next, strings.Join(why, "; "), nil
+}
+
+// listsSelf says whether Consul lists this worker as a healthy member.
+func (m *membership) listsSelf() bool {
+	if mp := m.members.Load(); mp != nil {
+		return slices.ContainsFunc(*mp, func(mb discovery.Member) bool { return mb.ID == m.self })
+	}
+	return false
+}
+
+// liveListed is this worker and the members Consul lists whose leases are
+// alive: the first layout starts from them, as the ring of every worker
+// of an earlier release does.
+func (m *membership) liveListed(ctx context.Context, st layoutSource, token string) ([]lease.Member, error) {
+	out := []lease.Member{{ID: m.self, Token: token}}
+	mp := m.members.Load()
+	if mp == nil {
+		return out, nil
+	}
 	var tokens []string
-	for _, mb := range members {
+	for _, mb := range *mp {
 		if tok := mb.Meta[metaLease]; tok != "" && mb.ID != m.self {
 			tokens = append(tokens, tok)
 		}
 	}
-	live, err := alive(ctx, tokens)
+	live, err := st.AliveTokens(ctx, tokens)
 	if err != nil {
-		return // cannot tell; our own lease lapses too if this lasts
+		return nil, err
 	}
-	ids := make([]string, 0, len(members))
-	for _, mb := range members {
-		if tok := mb.Meta[metaLease]; mb.ID == m.self || tok == "" || live[tok] {
-			ids = append(ids, mb.ID)
+	for _, mb := range *mp {
+		if tok := mb.Meta[metaLease]; mb.ID != m.self && live[tok] {
+			out = append(out, lease.Member{ID: mb.ID, Token: tok})
 		}
 	}
-	slices.Sort(ids)
-	ringCfg := m.ringCfg
-	if m.routes != nil {
-		ringCfg.Partitions = m.routes.Partitions() // a reshard's children have owners from its start
-	}
-	key := strings.Join(ids, ",") + "/" + strconv.Itoa(ringCfg.Partitions)
-	if key == m.ringIDs && m.ringSet {
+	slices.SortFunc(out, func(a, b lease.Member) int { return strings.Compare(a.ID, b.ID) })
+	return slices.CompactFunc(out, func(a, b lease.Member) bool { return a.ID == b.ID }), nil
+}
+
+// install makes l the ring in use, unless it is the one in use already or
+// was made for more partitions than this worker's routes know of (a
+// reshard they have not caught up with).
+func (m *membership) install(l lease.Layout) {
+	if l.Version == m.layout.Version && m.ringSet {
 		return
 	}
-	var before []string
-	if m.ringIDs != "" {
-		before = strings.Split(strings.Split(m.ringIDs, "/")[0], ",")
+	if m.routes != nil && len(l.Owners) > m.routes.Partitions() {
+		return
 	}
-	joined, left := memberChanges(before, ids)
-	if len(ids) == 0 {
-		m.ringIDs, m.ringSet = key, true
+	before := m.layout.IDs()
+	m.layout, m.ringSet = l, true
+	joined, left := memberChanges(before, l.IDs())
+	if len(l.Members) == 0 || len(l.Owners) == 0 {
 		m.ring.Store(nil)
 		m.log.Info("membership changed: no live member", "left", strings.Join(left, ","))
 		m.notifyChanged()
 		return
 	}
-	ring, err := sharding.NewRing(ringCfg, ids)
+	cfg := m.ringCfg
+	cfg.Partitions = len(l.Owners)
+	ring, err := sharding.Placed(cfg, l.IDs(), l.Owners)
 	if err != nil {
-		m.log.Error("cannot build ring", "err", err)
+		m.log.Error("cannot build ring from the layout", "version", l.Version, "err", err)
 		return
 	}
-	m.ringIDs, m.ringSet = key, true
 	old := m.ring.Swap(ring)
 	moved := len(sharding.Moves(old, ring))
-	m.log.Info("membership changed", "joined", strings.Join(joined, ","), "left", strings.Join(left, ","),
-		"members", len(ids), "partitions_moved", moved, "mine", len(ring.PartitionsOf(m.self)))
+	m.log.Info("membership changed", "layout", l.Version, "joined", strings.Join(joined, ","), "left", strings.Join(left, ","),
+		"members", len(l.Members), "partitions_moved", moved, "mine", len(ring.PartitionsOf(m.self)))
 	m.notifyChanged()
 }
 
@@ -219,15 +344,4 @@ func memberChanges(before, after []string) (joined, left []string) {
 		}
 	}
 	return joined, left
-}
-
-// withMissing returns ms plus the members of extra whose IDs ms lacks.
-func withMissing(ms, extra []discovery.Member) []discovery.Member {
-	out := slices.Clone(ms)
-	for _, e := range extra {
-		if !slices.ContainsFunc(ms, func(m discovery.Member) bool { return m.ID == e.ID }) {
-			out = append(out, e)
-		}
-	}
-	return out
 }

@@ -28,8 +28,11 @@ type claimStore interface {
 	// Holders returns the holder token of each partition ("" when free).
 	Holders(ctx context.Context, parts []int) (map[int]string, error)
 	AliveTokens(ctx context.Context, tokens []string) (map[string]bool, error)
-	// Events wakes the controller on releases and departures.
+	// Events wakes the controller on releases, departures and layout
+	// changes.
 	Events(ctx context.Context) <-chan string
+	LoadLayout(ctx context.Context, known int64) (lease.Layout, bool, error)
+	SwapLayout(ctx context.Context, next lease.Layout) (lease.Layout, bool, error)
 }
 
 // leaseHolder is this worker's liveness lease (lease.Keeper).
@@ -172,15 +175,36 @@ func (o *ownership) run(ctx context.Context) {
 		case <-events:
 		case <-t.C:
 		}
-		o.view.refresh(ctx, func(ctx context.Context, tokens []string) (map[string]bool, error) {
-			rctx, cancel := context.WithTimeout(ctx, o.cfg.ClaimEvery)
-			defer cancel()
-			return o.claims.AliveTokens(rctx, tokens)
-		})
+		o.refreshLayout(ctx, o.mayJoin())
 		if err := o.reconcile(ctx); err != nil && ctx.Err() == nil {
 			o.log.Warn("ownership reconcile failed", "err", err)
 		}
 	}
+}
+
+// layoutTimeout bounds one refresh of the layout, in claim rounds: a few
+// round trips to Redis.
+const layoutTimeout = 5
+
+// refreshLayout brings the layout up to date (membership.refresh) and
+// installs its ring. canOwn false takes this worker out of it.
+func (o *ownership) refreshLayout(ctx context.Context, canOwn bool) {
+	o.reconcileMu.Lock()
+	defer o.reconcileMu.Unlock()
+	o.refreshLocked(ctx, canOwn)
+}
+
+func (o *ownership) refreshLocked(ctx context.Context, canOwn bool) {
+	rctx, cancel := context.WithTimeout(ctx, layoutTimeout*o.cfg.ClaimEvery)
+	defer cancel()
+	o.view.refresh(rctx, o.claims, selfState{token: o.lease.Token(), canOwn: canOwn})
+}
+
+// mayJoin says whether this worker may be placed: it may own partitions
+// but for having no ring yet.
+func (o *ownership) mayJoin() bool {
+	s := o.mayOwn()
+	return s == noStepDown || s == stepNoRing
 }
 
 // mayOwn says whether this worker may hold partitions at all, and if not,
@@ -359,6 +383,7 @@ func (o *ownership) drain(ctx context.Context, announce func(context.Context)) i
 	o.reconcileMu.Lock()
 	defer o.reconcileMu.Unlock()
 	announce(ctx)
+	o.refreshLocked(ctx, false) // out of the layout: peers take up our partitions as we release them
 	n := o.releaseAll(ctx)
 	// No claims can follow: draining is set and the lease goes now.
 	o.lease.Stop()
@@ -484,6 +509,14 @@ func (c redisClaims) AliveTokens(ctx context.Context, tokens []string) (map[stri
 }
 
 func (c redisClaims) Events(ctx context.Context) <-chan string { return lease.Events(ctx, c.rdb) }
+
+func (c redisClaims) LoadLayout(ctx context.Context, known int64) (lease.Layout, bool, error) {
+	return lease.LoadLayout(ctx, c.rdb, known)
+}
+
+func (c redisClaims) SwapLayout(ctx context.Context, next lease.Layout) (lease.Layout, bool, error) {
+	return lease.SwapLayout(ctx, c.rdb, next)
+}
 
 func (c redisClaims) HoldersOf(ctx context.Context, parts []int) (map[int]lease.Holder, error) {
 	return lease.HoldersOf(ctx, c.rdb, parts)

@@ -16,6 +16,7 @@ import (
 // memClaims keeps partition holders in memory; a release of a partition
 // in failOnce fails the first time, as a dropped connection does.
 type memClaims struct {
+	memLayout
 	mu       sync.Mutex
 	holder   map[int]string
 	failOnce map[int]bool
@@ -53,14 +54,6 @@ func (m *memClaims) Holders(_ context.Context, parts []int) (map[int]string, err
 	out := make(map[int]string, len(parts))
 	for _, p := range parts {
 		out[p] = m.holder[p]
-	}
-	return out, nil
-}
-
-func (m *memClaims) AliveTokens(_ context.Context, tokens []string) (map[string]bool, error) {
-	out := map[string]bool{}
-	for _, t := range tokens {
-		out[t] = true
 	}
 	return out, nil
 }
