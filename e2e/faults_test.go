@@ -56,33 +56,38 @@ func (c *cluster) startVia(id, redisAddr, consulAddr string) {
 	c.launch(id, workerRun{redis: redisAddr, consul: consulAddr})
 }
 
-// waitBalanced waits until every partition is held by one of ids and each
-// of them holds some: the cluster has settled.
+// waitBalanced waits until the layout in Redis places the partitions on
+// ids exactly and every partition is held by the worker it names, and
+// returns the holders.
 func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 	c.t.Helper()
 	rdb := c.redis.Client(c.t)
+	want := slices.Sorted(slices.Values(ids))
 	var settled map[int]lease.Holder
 	testenv.Eventually(c.t, 30*time.Second, func() error {
-		hs, err := audit.Holders(context.Background(), rdb, c.partitions())
-		per := map[string]int{}
-		if err == nil {
-			for _, h := range hs {
-				per[lease.WorkerID(h.Token)]++
+		ctx := context.Background()
+		l, _, lerr := lease.LoadLayout(ctx, rdb, -1)
+		hs, err := audit.Holders(ctx, rdb, c.partitions())
+		if err == nil && lerr == nil && slices.Equal(l.IDs(), want) && len(l.Owners) == c.partitions() {
+			off := 0
+			for p, o := range l.Owners {
+				if lease.WorkerID(hs[p].Token) != o {
+					off++
+				}
 			}
-			ok := true
-			n := 0
-			for _, id := range ids {
-				ok = ok && per[id] > 0
-				n += per[id]
-			}
-			if ok && n == c.partitions() {
+			if off == 0 {
 				settled = hs
 				return nil
 			}
 		}
 		// What the logs say is read only if the wait fails.
 		return lazyError(func() string {
-			return fmt.Sprintf("partitions not settled on %v: partitions per holder %v, %v%s", ids, per, err, c.unsettled(hs, ids))
+			per := map[string]int{}
+			for _, h := range hs {
+				per[lease.WorkerID(h.Token)]++
+			}
+			return fmt.Sprintf("partitions not settled on %v: layout %d of %v (%v), partitions per holder %v, %v%s",
+				ids, l.Version, l.IDs(), lerr, per, err, c.unsettled(hs, ids))
 		})
 	})
 	return settled

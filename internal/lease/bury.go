@@ -12,7 +12,8 @@ import (
 // BuriedFor is how long a burial is remembered. A token is buried at most
 // once in that time: if its worker comes back (the evidence was false),
 // its lease is never ended early again, so a lying sign of death moves its
-// partitions away and back once, not over and over.
+// partitions away once (and it takes a share again when it rejoins), not
+// over and over.
 const BuriedFor = time.Hour
 
 // buriedKey marks a token whose lease was ended early. It sits beside the
@@ -28,7 +29,8 @@ func buriedKey(token string) string { return keys.Lease(token) + ":buried" }
 //
 // A false burial of a live worker is safe, not free: its commits are fenced
 // once its partitions are claimed, and it takes a lease again on its next
-// renewal (Keeper), so its partitions move away and back once.
+// renewal (Keeper), so its partitions move away once and it takes a share
+// again.
 func Bury(ctx context.Context, rdb redis.UniversalClient, token string) (bool, error) {
 	n, err := rdb.Exists(ctx, keys.Lease(token)).Result()
 	if err != nil {

@@ -151,7 +151,7 @@ func (k *Keeper) renew(ctx context.Context) error {
 	if !ok {
 		k.markLost()
 		if buried, _ := Buried(rctx, k.rdb, k.token); buried {
-			k.logger.Warn("a peer ended this worker's lease early, taking the worker for dead; taking a lease again, the partitions come back once",
+			k.logger.Warn("a peer ended this worker's lease early, taking the worker for dead; taking a lease again and rejoining",
 				"token", k.token)
 		}
 		// A fresh lease with the same token lets the worker claim again;

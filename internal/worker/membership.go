@@ -148,8 +148,11 @@ const swapTries = 3
 //     have it.
 //
 // Each change is sharding.Settle of the layout before: exact shares, and
-// only the partitions that must move do. The first layout of a cluster is
-// the ring of the members Consul lists whose leases are alive.
+// only the partitions that must move do. The first layout of a cluster
+// places every partition on the first worker that stores one; the others
+// join it. (Workers of an earlier release, which place by the ring of the
+// members they see, are never in it: between them the workers that are
+// want every partition, so none is left unowned while a cluster upgrades.)
 func (m *membership) refresh(ctx context.Context, st layoutSource, me selfState) {
 	parts := m.ringCfg.Partitions
 	if m.routes != nil {
@@ -197,12 +200,8 @@ func (m *membership) wanted(ctx context.Context, st layoutSource, l lease.Layout
 		if !me.canOwn || !m.listsSelf() {
 			return nil, "", nil
 		}
-		first, err := m.liveListed(ctx, st, me.token)
-		if err != nil {
-			return nil, "", err
-		}
-		members = first
-		why = append(why, "first layout of "+strconv.Itoa(len(first))+" members")
+		members = []lease.Member{{ID: m.self, Token: me.token}}
+		why = append(why, "first layout")
 	} else {
 		var tokens []string
 		for _, mb := range members {
@@ -261,34 +260,6 @@ func (m *membership) listsSelf() bool {
 		return slices.ContainsFunc(*mp, func(mb discovery.Member) bool { return mb.ID == m.self })
 	}
 	return false
-}
-
-// liveListed is this worker and the members Consul lists whose leases are
-// alive: the first layout starts from them, as the ring of every worker
-// of an earlier release does.
-func (m *membership) liveListed(ctx context.Context, st layoutSource, token string) ([]lease.Member, error) {
-	out := []lease.Member{{ID: m.self, Token: token}}
-	mp := m.members.Load()
-	if mp == nil {
-		return out, nil
-	}
-	var tokens []string
-	for _, mb := range *mp {
-		if tok := mb.Meta[metaLease]; tok != "" && mb.ID != m.self {
-			tokens = append(tokens, tok)
-		}
-	}
-	live, err := st.AliveTokens(ctx, tokens)
-	if err != nil {
-		return nil, err
-	}
-	for _, mb := range *mp {
-		if tok := mb.Meta[metaLease]; mb.ID != m.self && live[tok] {
-			out = append(out, lease.Member{ID: mb.ID, Token: tok})
-		}
-	}
-	slices.SortFunc(out, func(a, b lease.Member) int { return strings.Compare(a.ID, b.ID) })
-	return slices.CompactFunc(out, func(a, b lease.Member) bool { return a.ID == b.ID }), nil
 }
 
 // install makes l the ring in use, unless it is the one in use already or

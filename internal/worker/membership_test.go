@@ -134,12 +134,13 @@ func TestMembershipCountsRealChanges(t *testing.T) {
 	w1, w2, w3 := newTestMember("w1"), newTestMember("w2"), newTestMember("w3")
 	w1.sees("w1", "w2")
 	w2.sees("w1", "w2")
-	w1.refreshOn(st, true) // the first layout: w1 and w2, both listed and alive
-	w2.refreshOn(st, true)
+	w1.refreshOn(st, true) // the first layout: w1 alone
+	w2.refreshOn(st, true) // w2 joins it
+	w1.refreshOn(st, true) // w1 reads it
 	w1.refreshOn(st, true) // a new round, the same members
 	w2.refreshOn(st, true)
-	if w1.changes != 1 || w2.changes != 1 || st.swaps != 1 {
-		t.Fatalf("%d and %d changes counted, %d layouts stored, after one real change", w1.changes, w2.changes, st.swaps)
+	if w1.changes != 2 || w2.changes != 1 || st.swaps != 2 {
+		t.Fatalf("%d and %d changes counted, %d layouts stored, after two real changes", w1.changes, w2.changes, st.swaps)
 	}
 	if !slices.Equal(w1.owners(t), w2.owners(t)) {
 		t.Fatal("w1 and w2 place differently")
@@ -148,16 +149,16 @@ func TestMembershipCountsRealChanges(t *testing.T) {
 	w3.sees("w1", "w3")
 	w3.refreshOn(st, true) // drops w2, whose lease is gone, and joins
 	w1.refreshOn(st, true)
-	if w1.changes != 2 {
-		t.Fatalf("%d changes counted after two real changes", w1.changes)
+	if w1.changes != 3 {
+		t.Fatalf("%d changes counted after three real changes", w1.changes)
 	}
 	out := w1.logs.String()
 	t.Log(out)
 	if !strings.Contains(out, "joined=w3 left=w2") {
 		t.Errorf("the log does not name who joined and left:\n%s", out)
 	}
-	if strings.Count(out, "membership changed") != 2 {
-		t.Errorf("want two membership change lines:\n%s", out)
+	if strings.Count(out, "membership changed") != 3 {
+		t.Errorf("want three membership change lines:\n%s", out)
 	}
 }
 
@@ -214,6 +215,7 @@ func TestLayoutFollowsReshard(t *testing.T) {
 		w.sees("w1", "w2")
 		w.refreshOn(st, true)
 	}
+	w1.refreshOn(st, true) // reads w2's join
 	before := w1.owners(t)
 	w1.routes.Store(routing.View{P: 64, N: 256, Done: make([]bool, 64)})
 	w1.refreshOn(st, true)
