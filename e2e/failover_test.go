@@ -179,7 +179,6 @@ func TestFaultPeerCutIsNotDeath(t *testing.T) {
 	verify(t, c, "peer cut, not death", l, fault, moved, start)
 }
 
-
 // burialsOf returns the lines of a worker's log where it ended peer's
 // lease on the evidence of its refused port.
 func burialsOf(log, peer string) string {
