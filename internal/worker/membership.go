@@ -195,26 +195,28 @@ func (m *membership) refresh(ctx context.Context, st layoutSource, me selfState)
 // right as it is.
 func (m *membership) wanted(ctx context.Context, st layoutSource, l lease.Layout, me selfState, parts int) (*lease.Layout, string, error) {
 	members := slices.Clone(l.Members)
+	// Our own lease is read too: a worker whose lease a peer ended (or that
+	// expired while it was paused) joins again only once it has taken a new
+	// one, or it would be put back and taken out again.
+	tokens := []string{me.token}
+	for _, mb := range members {
+		tokens = append(tokens, mb.Token)
+	}
+	live, err := st.AliveTokens(ctx, tokens)
+	if err != nil {
+		return nil, "", err
+	}
+	mayJoin := me.canOwn && live[me.token] && m.listsSelf()
 	var why []string
 	if l.Version == 0 {
-		if !me.canOwn || !m.listsSelf() {
+		if !mayJoin {
 			return nil, "", nil
 		}
 		members = []lease.Member{{ID: m.self, Token: me.token}}
 		why = append(why, "first layout")
 	} else {
-		var tokens []string
-		for _, mb := range members {
-			if mb.ID != m.self {
-				tokens = append(tokens, mb.Token)
-			}
-		}
-		live, err := st.AliveTokens(ctx, tokens)
-		if err != nil {
-			return nil, "", err
-		}
 		members = slices.DeleteFunc(members, func(mb lease.Member) bool {
-			if mb.ID != m.self && !live[mb.Token] {
+			if !live[mb.Token] {
 				why = append(why, mb.ID+" left (lease gone)")
 				return true
 			}
@@ -225,10 +227,7 @@ func (m *membership) wanted(ctx context.Context, st layoutSource, l lease.Layout
 		case i >= 0 && !me.canOwn:
 			members = slices.Delete(members, i, i+1)
 			why = append(why, m.self+" stepped down")
-		case i >= 0 && members[i].Token != me.token:
-			members[i].Token = me.token
-			why = append(why, m.self+" came back")
-		case i < 0 && me.canOwn && m.listsSelf():
+		case i < 0 && mayJoin:
 			members = append(members, lease.Member{ID: m.self, Token: me.token})
 			slices.SortFunc(members, func(a, b lease.Member) int { return strings.Compare(a.ID, b.ID) })
 			why = append(why, m.self+" joined")

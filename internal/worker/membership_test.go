@@ -233,3 +233,33 @@ func TestLayoutFollowsReshard(t *testing.T) {
 		t.Fatal("w2 places differently from w1 once its routes caught up")
 	}
 }
+
+// TestLayoutRejoinWaitsForLease: a worker whose lease a peer ended, still
+// trusting it on its own clock, does not put itself back until its lease is
+// alive again, so it is taken out once and put back once.
+func TestLayoutRejoinWaitsForLease(t *testing.T) {
+	t.Parallel()
+	st := &memLayout{}
+	w1, w2 := newTestMember("w1"), newTestMember("w2")
+	for _, w := range []*testMember{w1, w2} {
+		w.sees("w1", "w2")
+		w.refreshOn(st, true)
+	}
+	st.kill(w1.token) // buried
+	w2.refreshOn(st, true)
+	if got := st.stored.IDs(); !slices.Equal(got, []string{"w2"}) {
+		t.Fatalf("members %v after w1's lease was ended", got)
+	}
+	swaps := st.swaps
+	w1.refreshOn(st, true) // w1 has not noticed yet
+	if st.swaps != swaps {
+		t.Fatalf("w1 put itself back with a lease that is gone: members %v", st.stored.IDs())
+	}
+	st.mu.Lock()
+	delete(st.dead, w1.token) // its keeper took the lease again
+	st.mu.Unlock()
+	w1.refreshOn(st, true)
+	if got := st.stored.IDs(); !slices.Equal(got, []string{"w1", "w2"}) || st.swaps != swaps+1 {
+		t.Fatalf("members %v after %d swaps once w1's lease is back", got, st.swaps-swaps)
+	}
+}
