@@ -167,7 +167,7 @@ func (w *Worker) Stop() {
 			}
 		}()
 		w.life.wg.Wait()
-		w.own.refreshLayout(ctx, false) // out of the layout: peers take up our partitions as we release them
+		w.own.refreshLayout(ctx, true) // out of the layout: peers take up our partitions as we release them
 		w.own.releaseAll(ctx)
 		w.keeper.Stop()
 		<-dereg

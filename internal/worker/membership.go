@@ -37,6 +37,7 @@ type membership struct {
 	ring     atomic.Pointer[sharding.Ring]      // nil until built, or when no member is live
 	layout   lease.Layout                       // the layout the ring was built from (ownership loop only)
 	ringSet  bool                               // a layout was installed (ownership loop only)
+	failing  bool                               // the last refresh failed; logged (ownership loop only)
 	changed  func()                             // called when the ring is rebuilt; set before Start
 }
 
@@ -122,11 +123,14 @@ type layoutSource interface {
 }
 
 // selfState is what this worker says of itself to the layout: its lease
-// token, and whether it may own partitions (it holds its lease, is not
-// draining and Consul takes its check).
+// token, whether it may own partitions (it holds its lease, is not
+// draining and Consul takes its check), and whether it is leaving
+// (draining, stopping, or out of Consul). A lease that lapses is no
+// reason to leave: peers take the worker out once its lease key is gone.
 type selfState struct {
 	token  string
 	canOwn bool
+	leave  bool
 }
 
 // swapTries bounds the compare-and-swaps of one refresh; peers that won
@@ -140,10 +144,10 @@ const swapTries = 3
 //   - a member whose lease is gone (expired, deleted on stop, or buried by
 //     a death watch) leaves the layout, its partitions spread over the
 //     others;
-//   - this worker joins it once Consul lists it and it may own
-//     partitions, and leaves it when it may not (draining, no lease,
-//     Consul out); no worker adds or drops another live one, so a worker
-//     whose Consul view lags cannot undo what a newer view did;
+//   - this worker joins it once Consul lists it, its lease is alive and it
+//     may own partitions, and leaves it when it drains, stops or is out of
+//     Consul; no worker adds or drops another live one, so a worker whose
+//     Consul view lags cannot undo what a newer view did;
 //   - a reshard's count of partitions is applied once this worker's routes
 //     have it.
 //
@@ -162,7 +166,7 @@ func (m *membership) refresh(ctx context.Context, st layoutSource, me selfState)
 	for range swapTries {
 		l, changed, err := st.LoadLayout(ctx, known)
 		if err != nil {
-			m.log.Warn("cannot read the layout", "err", err)
+			m.layoutFailed("cannot read the layout", err)
 			return // our own lease lapses too if this lasts
 		}
 		if !changed {
@@ -170,16 +174,17 @@ func (m *membership) refresh(ctx context.Context, st layoutSource, me selfState)
 		}
 		next, why, err := m.wanted(ctx, st, l, me, parts)
 		if err != nil {
-			m.log.Warn("cannot settle the layout", "err", err)
+			m.layoutFailed("cannot settle the layout", err)
 			return
 		}
+		m.failing = false
 		if next == nil {
 			m.install(l)
 			return
 		}
 		got, ok, err := st.SwapLayout(ctx, *next)
 		if err != nil {
-			m.log.Warn("cannot store the layout", "err", err)
+			m.layoutFailed("cannot store the layout", err)
 			return
 		}
 		if ok {
@@ -189,6 +194,15 @@ func (m *membership) refresh(ctx context.Context, st layoutSource, me selfState)
 		}
 		known = -1 // changed meanwhile: read it whole again
 	}
+}
+
+// layoutFailed logs the first failure of an episode; the ownership loop
+// retries every round.
+func (m *membership) layoutFailed(msg string, err error) {
+	if !m.failing {
+		m.log.Warn(msg+"; trying again every claim round", "err", err)
+	}
+	m.failing = true
 }
 
 // wanted is the layout that should follow l, and why, or nil when l is
@@ -206,7 +220,7 @@ func (m *membership) wanted(ctx context.Context, st layoutSource, l lease.Layout
 	if err != nil {
 		return nil, "", err
 	}
-	mayJoin := me.canOwn && live[me.token] && m.listsSelf()
+	mayJoin := me.canOwn && !me.leave && live[me.token] && m.listsSelf()
 	var why []string
 	if l.Version == 0 {
 		if !mayJoin {
@@ -224,7 +238,7 @@ func (m *membership) wanted(ctx context.Context, st layoutSource, l lease.Layout
 		})
 		i := slices.IndexFunc(members, func(mb lease.Member) bool { return mb.ID == m.self })
 		switch {
-		case i >= 0 && !me.canOwn:
+		case i >= 0 && me.leave:
 			members = slices.Delete(members, i, i+1)
 			why = append(why, m.self+" stepped down")
 		case i < 0 && mayJoin:

@@ -109,8 +109,10 @@ func (tm *testMember) sees(ids ...string) {
 	tm.observe(discovery.Snapshot{Members: ms})
 }
 
+// refreshOn refreshes the member's layout; canOwn false is a worker
+// draining (it leaves).
 func (tm *testMember) refreshOn(st *memLayout, canOwn bool) {
-	tm.refresh(context.Background(), st, selfState{token: tm.token, canOwn: canOwn})
+	tm.refresh(context.Background(), st, selfState{token: tm.token, canOwn: canOwn, leave: !canOwn})
 }
 
 func (tm *testMember) owners(t *testing.T) []string {

@@ -175,7 +175,7 @@ func (o *ownership) run(ctx context.Context) {
 		case <-events:
 		case <-t.C:
 		}
-		o.refreshLayout(ctx, o.mayJoin())
+		o.refreshLayout(ctx, false)
 		if err := o.reconcile(ctx); err != nil && ctx.Err() == nil {
 			o.log.Warn("ownership reconcile failed", "err", err)
 		}
@@ -187,17 +187,19 @@ func (o *ownership) run(ctx context.Context) {
 const layoutTimeout = 5
 
 // refreshLayout brings the layout up to date (membership.refresh) and
-// installs its ring. canOwn false takes this worker out of it.
-func (o *ownership) refreshLayout(ctx context.Context, canOwn bool) {
+// installs its ring. leave takes this worker out of it (it stops); so do
+// a drain and being out of Consul.
+func (o *ownership) refreshLayout(ctx context.Context, leave bool) {
 	o.reconcileMu.Lock()
 	defer o.reconcileMu.Unlock()
-	o.refreshLocked(ctx, canOwn)
+	o.refreshLocked(ctx, leave)
 }
 
-func (o *ownership) refreshLocked(ctx context.Context, canOwn bool) {
+func (o *ownership) refreshLocked(ctx context.Context, leave bool) {
 	rctx, cancel := context.WithTimeout(ctx, layoutTimeout*o.cfg.ClaimEvery)
 	defer cancel()
-	o.view.refresh(rctx, o.claims, selfState{token: o.lease.Token(), canOwn: canOwn})
+	leave = leave || o.draining.Load() || o.consul.out.Load()
+	o.view.refresh(rctx, o.claims, selfState{token: o.lease.Token(), canOwn: o.mayJoin(), leave: leave})
 }
 
 // mayJoin says whether this worker may be placed: it may own partitions
@@ -383,7 +385,7 @@ func (o *ownership) drain(ctx context.Context, announce func(context.Context)) i
 	o.reconcileMu.Lock()
 	defer o.reconcileMu.Unlock()
 	announce(ctx)
-	o.refreshLocked(ctx, false) // out of the layout: peers take up our partitions as we release them
+	o.refreshLocked(ctx, true) // out of the layout: peers take up our partitions as we release them
 	n := o.releaseAll(ctx)
 	// No claims can follow: draining is set and the lease goes now.
 	o.lease.Stop()
