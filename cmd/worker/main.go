@@ -1,5 +1,5 @@
 // Command worker runs one member of a Corral cluster: it registers in
-// Consul, owns the partitions the ring gives it, and runs their jobs
+// Consul, owns the partitions the layout in Redis gives it, and runs their jobs
 // through handler plugins, committing to Redis under fencing epochs.
 package main
 
@@ -29,9 +29,11 @@ import (
 const usage = `Usage: worker [flags] --plugin PATH[@sha256=HEX] [--plugin ...]
 
 Runs one Corral worker. Start as many as you like against the same Consul
-and Redis; they split the partitions between them and take over each
-other's partitions when one stops or dies. SIGTERM or SIGINT hands the
-partitions off gracefully.
+and Redis; they split the partitions between them evenly (each holds
+P/workers, rounded down or up; a worker that joins takes its share from
+the others and nothing else moves) and take over each other's partitions
+when one stops or dies. SIGTERM or SIGINT hands the partitions off
+gracefully.
 
 SIGHUP reloads the plugins from their binaries without a restart (so does
 coordinator reload): batches in flight finish on the old version, new ones
