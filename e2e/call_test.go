@@ -211,7 +211,8 @@ func callUntilDone(t *testing.T, cl *client.Client, lat *[]time.Duration, job *w
 	}
 }
 
-// waitOwners waits until the members own every partition and returns the
+// waitOwners waits until the members own every partition, each its share
+// (P/members rounded down or up: the layout has settled), and returns the
 // owner of each.
 func waitOwners(t *testing.T, cl *client.Client, members int) map[int]string {
 	t.Helper()
@@ -231,6 +232,12 @@ func waitOwners(t *testing.T, cl *client.Client, members int) map[int]string {
 		}
 		if len(st.Members) != members || len(owners) != int(st.Partitions) {
 			return fmt.Errorf("%d members own %d of %d partitions, want %d members owning all", len(st.Members), len(owners), st.Partitions, members)
+		}
+		lo, hi := int(st.Partitions)/members, (int(st.Partitions)+members-1)/members
+		for _, m := range st.Members {
+			if n := len(m.Partitions); n < lo || n > hi {
+				return fmt.Errorf("%s owns %d partitions, its share is %d to %d", m.Id, n, lo, hi)
+			}
 		}
 		return nil
 	})
