@@ -383,7 +383,11 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 		if callErr != nil {
 			log.Warn("plugin call failed; jobs isolated by key", "jobs", len(jobs), "err", callErr)
 		}
-		maps.Copy(outcomes, ran)
+		if len(outcomes) == 0 {
+			outcomes = ran // the usual batch: every job ran
+		} else {
+			maps.Copy(outcomes, ran)
+		}
 	}
 	batch, err := buildBatch(wk, outcomes, e.batchPolicy(now, hs), entities)
 	if err != nil {
@@ -453,7 +457,11 @@ func (e *executor) processPartition(ctx context.Context, p int, r *partitionRun,
 // next batch (notRun), which loads the state the delete left: none.
 func unserved(wk *work, hs map[string]host.HandlerInfo) ([]store.Job, map[string]*pluginpb.Outcome) {
 	out := map[string]*pluginpb.Outcome{}
-	var run []store.Job
+	n := 0
+	for _, kw := range wk.keys {
+		n += len(kw.run)
+	}
+	run := make([]store.Job, 0, n)
 	for _, kw := range wk.keys {
 		for i, j := range kw.run {
 			if j.Handler == store.DeleteHandler {
@@ -679,8 +687,28 @@ func (e *executor) call(ctx context.Context, jobs []store.Job, hs map[string]hos
 	if len(resp.Outcomes) != len(jobs) {
 		return errBadReply
 	}
+	// The outcomes come in the jobs' order (the plugin host checks it), so
+	// each is matched by its place; a reply in another order is matched
+	// by id.
+	for i, j := range jobs {
+		if resp.Outcomes[i].JobId != j.ID {
+			return matchByID(jobs, resp.Outcomes, out)
+		}
+	}
+	for i, j := range jobs {
+		o := resp.Outcomes[i]
+		if o.Status == pluginpb.Outcome_STATUS_UNSPECIFIED {
+			return errBadReply
+		}
+		out[j.ID] = o
+	}
+	return nil
+}
+
+// matchByID records each job's outcome, found by its id, in out.
+func matchByID(jobs []store.Job, outcomes []*pluginpb.Outcome, out map[string]*pluginpb.Outcome) error {
 	got := make(map[string]*pluginpb.Outcome, len(jobs))
-	for _, o := range resp.Outcomes {
+	for _, o := range outcomes {
 		got[o.JobId] = o
 	}
 	for _, j := range jobs {

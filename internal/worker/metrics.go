@@ -98,12 +98,21 @@ func (m *workerMetrics) observeBatch(jobs []store.Job, b *store.Batch) {
 	}
 	now := time.Now()
 	count := map[string]int{}
+	var observe map[string]func(time.Duration) // per handler, for the batch
 	for _, id := range b.Done {
 		count[handlerOf(id)]++
 		// A delayed job is timed from when it fell due, not from its
 		// submission.
 		if j := byID[id]; j != nil && j.SubmittedAt > 0 {
-			m.m.ObserveSubmitToCommit(j.Handler, now.Sub(time.UnixMilli(max(j.SubmittedAt, j.NotBefore))))
+			o := observe[j.Handler]
+			if o == nil {
+				if observe == nil {
+					observe = map[string]func(time.Duration){}
+				}
+				o = m.m.SubmitToCommit(j.Handler)
+				observe[j.Handler] = o
+			}
+			o(now.Sub(time.UnixMilli(max(j.SubmittedAt, j.NotBefore))))
 		}
 	}
 	for h, n := range count {

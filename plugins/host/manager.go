@@ -474,7 +474,7 @@ func (m *Manager) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*plu
 		}
 		c := bySup[r.sup]
 		if c == nil {
-			c = &call{sup: r.sup, req: &pluginpb.HandleRequest{}}
+			c = &call{sup: r.sup, req: &pluginpb.HandleRequest{Jobs: make([]*pluginpb.Job, 0, len(jobs))}, index: make([]int, 0, len(jobs))}
 			bySup[r.sup] = c
 			calls = append(calls, c)
 		}
@@ -536,7 +536,7 @@ func entitiesOf(all []*pluginpb.Entity, jobs []*pluginpb.Job, routes map[string]
 	for _, j := range jobs {
 		touched[entityKey{routes[j.GetHandler()].info.Entity, j.GetKey()}] = true
 	}
-	var out []*pluginpb.Entity
+	out := make([]*pluginpb.Entity, 0, len(all))
 	for _, e := range all {
 		if touched[entityKey{e.GetType(), e.GetKey()}] {
 			out = append(out, e)

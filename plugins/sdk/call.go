@@ -28,11 +28,14 @@ type Call struct {
 	log    *slog.Logger
 	host   func() (pluginpb.HostClient, error) // the host's query service
 
-	state   []byte // the entity's state, as saved by earlier jobs or Save
-	changed bool
-	result  []byte
-	emits   []*pluginpb.Emit
-	pubs    []*pluginpb.Publication
+	state []byte // the entity's state, as saved by earlier jobs or Save
+	// stateVal is the value state was marshalled from in this batch, when
+	// it is of a plain type (plainValue); nil otherwise.
+	stateVal any
+	changed  bool
+	result   []byte
+	emits    []*pluginpb.Emit
+	pubs     []*pluginpb.Publication
 
 	broadcast bool // a broadcast handler's run: no state, no emits
 }
@@ -149,6 +152,9 @@ func (c *Call) Load(v any) (found bool, err error) {
 	if len(c.state) == 0 {
 		return false, nil
 	}
+	if c.stateVal != nil && loadPlain(v, c.stateVal) {
+		return true, nil // what decoding c.state into v would give
+	}
 	if err := json.Unmarshal(c.state, v); err != nil {
 		// Not Fail: the state may be readable again once the plugin is fixed.
 		return false, fmt.Errorf("load %s %q state: %w", c.entity, c.Key(), err)
@@ -177,6 +183,7 @@ func (c *Call) Save(v any) error {
 		return Fail(fmt.Errorf("save %s %q state: %w", c.entity, c.Key(), err))
 	}
 	c.state = b
+	c.stateVal = plainValue(v)
 	c.changed = true
 	return nil
 }

@@ -346,18 +346,38 @@ func (p *Plugin) Handle(ctx context.Context, req *pluginpb.HandleRequest) (*plug
 	for _, e := range req.GetEntities() {
 		states[entityKey{e.GetType(), e.GetKey()}] = e.GetState()
 	}
-	resp := &pluginpb.HandleResponse{Outcomes: make([]*pluginpb.Outcome, 0, len(req.GetJobs()))}
-	for _, job := range req.GetJobs() {
+	jobs := req.GetJobs()
+	resp := &pluginpb.HandleResponse{Outcomes: make([]*pluginpb.Outcome, 0, len(jobs))}
+	hostID := req.GetHostServiceId()
+	b := &batch{
+		host: func() (pluginpb.HostClient, error) { return p.host.client(hostID) },
+		// One allocation each for the batch's outcomes and calls.
+		outs:  make([]pluginpb.Outcome, len(jobs)),
+		calls: make([]Call, len(jobs)),
+	}
+	for i, job := range jobs {
 		// Nobody reads the reply once the worker gave up; stop early.
 		if err := ctx.Err(); err != nil {
 			return nil, status.FromContextError(err).Err()
 		}
-		resp.Outcomes = append(resp.Outcomes, p.run(ctx, job, states, req.GetHostServiceId()))
+		resp.Outcomes = append(resp.Outcomes, p.run(ctx, job, states, b, i))
 	}
 	return resp, nil
 }
 
-func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKey][]byte, hostID uint32) *pluginpb.Outcome {
+// batch is what the jobs of one Handle call share: the host's query
+// service, and room for their outcomes and calls.
+type batch struct {
+	host  func() (pluginpb.HostClient, error)
+	outs  []pluginpb.Outcome
+	calls []Call
+	// saved holds, per entity whose state a job of the batch saved, the
+	// value saved when it is of a plain type (see plainValue).
+	saved map[entityKey]any
+}
+
+// run runs job, the i-th of b.
+func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKey][]byte, b *batch, i int) *pluginpb.Outcome {
 	h, ok := p.handlers[job.GetHandler()]
 	if !ok {
 		return &pluginpb.Outcome{
@@ -371,20 +391,23 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 	if tp := job.GetTraceparent(); tp != "" {
 		jctx = trace.ContextWithRemoteSpanContext(ctx, tracing.Parse(tp))
 	}
-	c := &Call{
+	c := &b.calls[i]
+	*c = Call{
 		ctx:       jctx,
 		job:       job,
 		entity:    ek.typ,
 		state:     states[ek],
+		stateVal:  b.saved[ek],
 		base:      p.log,
-		host:      func() (pluginpb.HostClient, error) { return p.host.client(hostID) },
+		host:      b.host,
 		broadcast: h.broadcast,
 	}
 	if h.broadcast {
-		c.entity, c.state = "", nil
+		c.entity, c.state, c.stateVal = "", nil, nil
 	}
 	err := invoke(h.fn, c)
-	out := &pluginpb.Outcome{JobId: job.GetId()}
+	out := &b.outs[i]
+	out.JobId = job.GetId()
 	var fail *FailError
 	var reject *RejectError
 	var retry *RetryError
@@ -395,6 +418,15 @@ func (p *Plugin) run(ctx context.Context, job *pluginpb.Job, states map[entityKe
 			out.StateChanged = true
 			out.State = c.state
 			states[ek] = c.state
+			switch {
+			case c.stateVal != nil:
+				if b.saved == nil {
+					b.saved = make(map[entityKey]any)
+				}
+				b.saved[ek] = c.stateVal
+			case b.saved != nil:
+				delete(b.saved, ek)
+			}
 		}
 		out.Result = c.result
 		out.Emits = c.emits
