@@ -79,7 +79,24 @@ func TestScheduleTicksOnceAcrossFaults(t *testing.T) {
 	})
 	others := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == owner })
 	t.Logf("%s's partition is %s's after w1 came back", all, owner)
-	time.Sleep(5 * time.Second) // ticks fire for a while under that owner
+	ticksOf := func() int64 { // the catch-up-all donor's count of ticks applied
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sts, err := cl.State(ctx, "donor", "sched-all")
+		if err != nil || len(sts) != 1 {
+			return -1
+		}
+		var d ledger.DonorState
+		json.Unmarshal(sts[0].State, &d)
+		return d.Count
+	}
+	under := ticksOf()
+	testenv.Eventually(t, 30*time.Second, func() error { // ticks fire for a while under that owner
+		if n := ticksOf(); n < under+3 {
+			return fmt.Errorf("%d ticks of %s applied, want %d", n, all, under+3)
+		}
+		return nil
+	})
 
 	// SIGSTOP of the owner in the middle of a tick script, until its lease
 	// lapsed and the others took over; the held script then reaches Redis
