@@ -52,25 +52,34 @@ func NewRing(cfg Config, members []string) (*Ring, error) {
 }
 
 func newRing(cfg Config, members []string, place placer) (*Ring, error) {
+	ids, err := checked(cfg, members)
+	if err != nil {
+		return nil, err
+	}
+	r := &Ring{cfg: cfg, members: ids, owners: make([]string, cfg.Partitions)}
+	if len(ids) == 0 {
+		return r, nil
+	}
+	for p, m := range place(ids, cfg, r.MaxLoad()) {
+		r.owners[p] = ids[m]
+	}
+	return r, nil
+}
+
+// checked validates cfg and returns members sorted, without duplicates
+// (workers list them in their own order, sometimes twice), refusing an
+// empty id.
+func checked(cfg Config, members []string) ([]string, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sharding: %w", err)
 	}
 	ids := slices.Clone(members)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	r := &Ring{cfg: cfg, members: ids, owners: make([]string, cfg.Partitions)}
-	if len(ids) == 0 {
-		return r, nil
+	if len(ids) > 0 && ids[0] == "" {
+		return nil, errors.New("sharding: empty member id")
 	}
-	for _, id := range ids {
-		if id == "" {
-			return nil, errors.New("sharding: empty member id")
-		}
-	}
-	for p, m := range place(ids, cfg, r.MaxLoad()) {
-		r.owners[p] = ids[m]
-	}
-	return r, nil
+	return ids, nil
 }
 
 // Config returns the settings the ring was built with.

@@ -1,7 +1,6 @@
 package sharding
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
@@ -27,12 +26,10 @@ import (
 // partition the owner of the partition it split from, then evens out by
 // moving new partitions only: an old one stays with the owner splitting it.
 func Settle(cfg Config, members, prev []string) ([]string, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("sharding: %w", err)
+	ids, err := checked(cfg, members)
+	if err != nil {
+		return nil, err
 	}
-	ids := slices.Clone(members)
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
 	n, parts := len(ids), cfg.Partitions
 	owners := make([]string, parts)
 	if n == 0 {
@@ -40,9 +37,6 @@ func Settle(cfg Config, members, prev []string) ([]string, error) {
 	}
 	index := make(map[string]int, n)
 	for i, id := range ids {
-		if id == "" {
-			return nil, errors.New("sharding: empty member id")
-		}
 		index[id] = i
 	}
 	kept := parts // partitions below kept existed before: given up last
@@ -148,15 +142,13 @@ func cmpScore(sa, sb uint64, a, b int) int {
 // Placed is the ring of a placement made elsewhere (Settle's): owners
 // gives each of cfg.Partitions partitions a member of members or "".
 func Placed(cfg Config, members, owners []string) (*Ring, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("sharding: %w", err)
+	ids, err := checked(cfg, members)
+	if err != nil {
+		return nil, err
 	}
 	if len(owners) != cfg.Partitions {
 		return nil, fmt.Errorf("sharding: a placement of %d partitions, want %d", len(owners), cfg.Partitions)
 	}
-	ids := slices.Clone(members)
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
 	for _, o := range owners {
 		if _, found := slices.BinarySearch(ids, o); o != "" && !found {
 			return nil, fmt.Errorf("sharding: partition owner %q is not a member", o)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -130,15 +131,7 @@ return {1, v}
 // It reports false, storing nothing, when the layout changed since; read
 // it again. The layout stored is returned with its new version.
 func SwapLayout(ctx context.Context, rdb redis.UniversalClient, next Layout) (Layout, bool, error) {
-	if !slices.IsSortedFunc(next.Members, func(a, b Member) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	}) {
+	if !slices.IsSortedFunc(next.Members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) }) {
 		return Layout{}, false, errors.New("lease: layout members are not sorted by id")
 	}
 	data, err := next.encode()
