@@ -288,7 +288,7 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 			others[id] = true
 			log = appendLogged(log, status, id, 0, "", "")
 		}
-		c.add(secFinish, []string{k.Job(id)}, status, attempts, emitted, answer)
+		c.add(secFinish, []string{k.Job(id)}, status, finishTail(attempts, emitted), answer)
 	}
 	for _, id := range b.Done {
 		var answer any = ""

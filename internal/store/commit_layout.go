@@ -154,38 +154,49 @@ end`,
 		// The status is set only if the record has none yet (a replayed
 		// dead letter's record has none again); each job is in the section
 		// once (commitLayout leaves out a repeat). The status carries the
-		// finish time (the finished log entry's millisecond, logMs), the
-		// attempts and the emitted count (see record.go), so a job with
-		// no answer needs no more; an answer is one HSET more: a done
-		// job's result ("r", kept for the longer of the result and the
-		// done retention), a rejected job's reason or a cancelled one's
-		// last error ("m"); "" is none. The handler, key and submission
-		// time are in the job's item of the finished log (finishedLog).
-		// If a job was finished before, the records the section claimed
-		// so far are given back and the batch is refused.
+		// finish time (the finished log entry's millisecond, logMs), then
+		// tail: " <attempts> <emitted>" (see record.go). A job with no
+		// answer needs one HSETNX; one with an answer (a done job's result,
+		// "r", kept for the longer of the result and the done retention;
+		// a rejected job's reason or a cancelled one's last error, "m";
+		// "" is none) an HEXISTS and one HSET of both fields, one write
+		// where HSETNX and HSET are two: with the AOF on, each write the
+		// script makes is also formatted into the AOF. The handler, key
+		// and submission time are in the job's item of the finished log
+		// (finishedLog). If a job was finished before, the records the
+		// section claimed so far are given back and the batch is refused.
 		name: "finish",
 		keys: []string{"recKey"},
-		args: []string{"status", "attempts", "emitted", "answer"},
+		args: []string{"status", "tail", "answer"},
 		before: `
 local claimed, nc = {}, 0
-local longTTL = doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL)`,
-		each: `
-if redis.call('HSETNX', recKey, 's', status .. logMs .. ' ' .. attempts .. ' ' .. emitted) == 0 then
+local longTTL = doneTTL > 0 and (resultTTL == 0 or resultTTL > doneTTL)
+local function finishedBefore(recKey)
   for i = 1, nc do
     redis.call('HDEL', claimed[i], 's', 'r', 'm')
     redis.call('PERSIST', claimed[i])
   end
   return redis.error_reply('ALREADY ' .. string.sub(recKey, #jobPrefix + 1))
+end`,
+		each: `
+local ttl = doneTTLArg -- "0": for ever
+if answer == '' then
+  if redis.call('HSETNX', recKey, 's', status .. logMs .. tail) == 0 then
+    return finishedBefore(recKey)
+  end
+else
+  if redis.call('HEXISTS', recKey, 's') == 1 then
+    return finishedBefore(recKey)
+  end
+  if status == 'd' then
+    redis.call('HSET', recKey, 's', status .. logMs .. tail, 'r', answer)
+    if longTTL then ttl = resultTTLArg end
+  else
+    redis.call('HSET', recKey, 's', status .. logMs .. tail, 'm', answer)
+  end
 end
 nc = nc + 1
 claimed[nc] = recKey
-local ttl = doneTTLArg -- "0": for ever
-if answer ~= '' and status == 'd' then
-  redis.call('HSET', recKey, 'r', answer)
-  if longTTL then ttl = resultTTLArg end
-elseif answer ~= '' then
-  redis.call('HSET', recKey, 'm', answer)
-end
 if ttl ~= '0' then
   redis.call('EXPIRE', recKey, ttl)
 elseif doneTTL > 0 then

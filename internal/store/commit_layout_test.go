@@ -206,8 +206,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		l.SubmittedAt, _ = strconv.ParseInt(w[6], 10, 64) // a job not among the batch's: 0
 		wantLog = append(wantLog, l)
 		check("finish", i, "status", it["status"], w[1])
-		check("finish", i, "attempts", it["attempts"], w[2])
-		check("finish", i, "emitted", it["emitted"], w[3])
+		check("finish", i, "tail", it["tail"], " "+w[2]+" "+w[3])
 		check("finish", i, "answer", it["answer"], w[7])
 	}
 	for i, it := range items["revoke"] {
@@ -313,7 +312,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 // shape fails the commit before Redis sees it.
 func TestCommitItemOfWrongShape(t *testing.T) {
 	var c commitArgs
-	c.add(secFinish, nil, "a1", statusDone, 1, 0, "", "", "", "")
+	c.add(secFinish, nil, "a1", statusDone, " 1 0", "", "", "", "")
 	if _, _, err := c.layout(keys.For(0), [numHeaderArgs]any{}); err == nil || !strings.Contains(err.Error(), "finish") {
 		t.Fatalf("layout of a finish item without its key: %v, want errCommitLayout", err)
 	}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,26 @@ func TestAlreadyFinishedGivesBackTheClaims(t *testing.T) {
 	}
 	if n, _ := s.Client().Exists(ctx, keys.For(p).Job("new1")).Result(); n != 0 {
 		t.Fatalf("new1's record is left after the refused commit")
+	}
+	// A finished job given again with an answer (which the script checks
+	// another way than one without) is refused too, and keeps its record.
+	before, err := s.Client().HGetAll(ctx, keys.For(p).Job("old")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.CommitBatch(ctx, p, epoch, &store.Batch{Done: []string{"new1", "old"},
+		Results: []store.Result{{JobID: "new1", Value: []byte("r")}, {JobID: "old", Value: []byte("again")}}})
+	if !errors.Is(err, store.ErrAlreadyFinished) || !strings.Contains(err.Error(), "old") {
+		t.Fatalf("commit with a finished job and its answer: %v, want ErrAlreadyFinished naming old", err)
+	}
+	after, err := s.Client().HGetAll(ctx, keys.For(p).Job("old")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("old's record after the refused commit: %v, want it as it was, %v", after, before)
+	}
+	if n, _ := s.Client().Exists(ctx, keys.For(p).Job("new1")).Result(); n != 0 {
+		t.Fatalf("new1's record is left after the second refused commit")
 	}
 }

@@ -1,6 +1,9 @@
 package store
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // A job's record (keys.Partition.Job) is a hash:
 //
@@ -9,8 +12,8 @@ import "strings"
 //	s  how it finished, none while it is not finished: its status
 //	   (statusDone, ...), then when it finished (unix ms), its attempts
 //	   and how many jobs it emitted, "<status><ms> <attempts> <emitted>",
-//	   in the one field the commit's HSETNX writes (see recordStatus and
-//	   unpackRecord). Its finish time is the millisecond of the finished
+//	   in the one field the commit writes, by HSETNX, or by HSET with
+//	   the answer after an HEXISTS (see recordStatus and unpackRecord). Its finish time is the millisecond of the finished
 //	   log's entry that names it, where its handler, key and submission
 //	   time are (see finished_log.go)
 //	r  its result
@@ -62,4 +65,15 @@ func packedEmitted(s, e string) string {
 		_, e, _ = strings.Cut(rest, " ")
 	}
 	return e
+}
+
+// finishTail is what the commit's status carries after its finish time:
+// " <attempts> <emitted>" (see the finish section of commitSections).
+func finishTail(attempts, emitted int) string {
+	b := make([]byte, 0, 8)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(attempts), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(emitted), 10)
+	return string(b)
 }
