@@ -13,9 +13,10 @@ import (
 //	   (statusDone, ...), then when it finished (unix ms), its attempts
 //	   and how many jobs it emitted, "<status><ms> <attempts> <emitted>",
 //	   in the one field the commit writes, by HSETNX, or by HSET with
-//	   the answer after an HEXISTS (see recordStatus and unpackRecord). Its finish time is the millisecond of the finished
-//	   log's entry that names it, where its handler, key and submission
-//	   time are (see finished_log.go)
+//	   the answer after an HEXISTS (see recordStatus and unpackRecord).
+//	   Its finish time is the millisecond of the finished log's entry
+//	   that names it, where its handler, key and submission time are
+//	   (see finished_log.go)
 //	r  its result
 //	m  a rejected job's reason; a cancelled one's last error
 //
