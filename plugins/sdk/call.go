@@ -133,7 +133,7 @@ func (c *Call) Decode(v any) error {
 	if len(p) == 0 {
 		return Failf("decode %s payload: payload is empty", c.Handler())
 	}
-	if err := json.Unmarshal(p, v); err != nil {
+	if err := unmarshal(p, v); err != nil {
 		return Fail(fmt.Errorf("decode %s payload: %w", c.Handler(), err))
 	}
 	return nil
@@ -155,7 +155,7 @@ func (c *Call) Load(v any) (found bool, err error) {
 	if c.stateVal != nil && loadPlain(v, c.stateVal) {
 		return true, nil // what decoding c.state into v would give
 	}
-	if err := json.Unmarshal(c.state, v); err != nil {
+	if err := unmarshal(c.state, v); err != nil {
 		// Not Fail: the state may be readable again once the plugin is fixed.
 		return false, fmt.Errorf("load %s %q state: %w", c.entity, c.Key(), err)
 	}
@@ -178,7 +178,7 @@ func (c *Call) Save(v any) error {
 	if c.broadcast {
 		return Failf("save from broadcast handler %s: a broadcast has no entity state", c.Handler())
 	}
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		return Fail(fmt.Errorf("save %s %q state: %w", c.entity, c.Key(), err))
 	}
@@ -225,7 +225,7 @@ func (c *Call) Emit(handler, key string, payload any) error {
 	if key == "" {
 		return Failf("emit %s from %s: empty key", handler, c.Handler())
 	}
-	b, err := json.Marshal(payload)
+	b, err := marshal(payload)
 	if err != nil {
 		return Fail(fmt.Errorf("emit %s from %s: marshal payload: %w", handler, c.Handler(), err))
 	}
@@ -281,7 +281,7 @@ func (c *Call) Publish(topic string, msg any) error {
 // reason it was rejected with (Reject). A v that does not marshal is a
 // Fail error.
 func (c *Call) SetResult(v any) error {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		return Fail(fmt.Errorf("set %s result: %w", c.Handler(), err))
 	}

@@ -34,12 +34,14 @@ func isPlain(t reflect.Type) bool {
 	if p, ok := plainTypes.Load(t); ok {
 		return p.(bool)
 	}
-	p := plainType(t)
+	p := plainFields(t, false)
 	plainTypes.Store(t, p)
 	return p
 }
 
-func plainType(t reflect.Type) bool {
+// plainFields says whether t is a plain type or, withStrings, a flat one
+// (see plainjson.go): a plain type whose fields may also be strings.
+func plainFields(t reflect.Type, withStrings bool) bool {
 	if t.Kind() != reflect.Struct {
 		return false
 	}
@@ -73,6 +75,10 @@ func plainType(t reflect.Type) bool {
 		case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
 			reflect.Float32, reflect.Float64:
+		case reflect.String:
+			if !withStrings {
+				return false
+			}
 		default:
 			return false
 		}
