@@ -159,3 +159,44 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+// The donations example's payload and state, as the plugin reads and
+// writes them for each donation.
+type (
+	benchDonation struct {
+		AmountCents int64  `json:"amount_cents"`
+		Campaign    string `json:"campaign"`
+	}
+	benchDonor struct {
+		TotalCents int64 `json:"total_cents"`
+		Count      int64 `json:"count"`
+		ZakatCents int64 `json:"zakat_cents"`
+	}
+)
+
+// BenchmarkFlatJSON: a donation's payload read and its donor's state read
+// and written, by encoding/json and by unmarshal and marshal.
+func BenchmarkFlatJSON(b *testing.B) {
+	payload := []byte(`{"amount_cents":12345,"campaign":"campaign-17"}`)
+	state := []byte(`{"total_cents":987654321,"count":4321,"zakat_cents":24691358}`)
+	for _, way := range []struct {
+		name      string
+		unmarshal func([]byte, any) error
+		marshal   func(any) ([]byte, error)
+	}{{"encoding-json", json.Unmarshal, json.Marshal}, {"flat", unmarshal, marshal}} {
+		b.Run(way.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var d benchDonation
+				var s benchDonor
+				if way.unmarshal(payload, &d) != nil || way.unmarshal(state, &s) != nil {
+					b.Fatal("decode")
+				}
+				s.TotalCents += d.AmountCents
+				if _, err := way.marshal(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
