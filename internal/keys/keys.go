@@ -126,8 +126,12 @@ func (g IDGroup) Reserved(id string) string { return g.prefix + id }
 func (k Partition) Cancels() string { return k.prefix + "cancel" }
 
 // Finished logs the jobs each commit finished, one entry per commit (see
-// store's finished log), kept as long as their records.
+// store's finished log), kept as long as their records, and swept.
 func (k Partition) Finished() string { return k.prefix + "fin" }
+
+// Swept is the id of the last finished log entry whose records the sweep
+// of the done retention has dropped (see store's sweep).
+func (k Partition) Swept() string { return k.prefix + "swept" }
 
 // Topic is the partition's stream of the messages its committed jobs
 // published to topic: a topic has one stream per partition, so a commit

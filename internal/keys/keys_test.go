@@ -15,6 +15,7 @@ func partitionKeys(p int) map[string]string {
 		"waiting": k.Waiting("alice"), "bodies": k.Bodies(), "dead index": k.DeadIndex(),
 		"audit": k.Audit(), "job": k.Job("j-1"), "state": k.State("donor", "alice"),
 		"relayed": k.Relayed(3, "1-0"), "cancels": k.Cancels(), "finished": k.Finished(),
+		"swept": k.Swept(),
 	}
 }
 

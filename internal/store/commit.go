@@ -377,12 +377,9 @@ func (s *Store) commitLayout(partition int, grant lease.Grant, seen int64, b *Ba
 	if min, ok := afterID(b.Acked); ok {
 		header[argTrimMin] = min
 	}
-	header[argFinished], header[argLogMin], header[argSweep] = log, "", "1"
+	header[argFinished], header[argSweep] = log, "1"
 	if b.NoSweep {
 		header[argSweep] = "0"
-	}
-	if keep := s.logRetention(); keep > 0 && now > keep.Milliseconds() {
-		header[argLogMin] = itoa(now - keep.Milliseconds())
 	}
 	return c.layout(k, header)
 }

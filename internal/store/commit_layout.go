@@ -56,7 +56,6 @@ const (
 	argAuditMax         // entries kept in the audit stream, about; "0": no audit
 	argTrimMin          // the stream id right after the last acked one, "" if the acks are not in stream order
 	argSeen             // commits this worker saw acknowledged under the grant
-	argLogMin           // the finished log's entries before this stream id may go; "" keeps them all
 	argFinished         // the finish section's entry of the finished log (see commitEpilogue), "" for none
 	argSweep            // "1": drop a few expired states from their entities' indexes; "0": not in this commit (Batch.NoSweep)
 	numHeaderArgs
@@ -70,7 +69,6 @@ var commitHeaderArgs = [numHeaderArgs]string{
 	argAuditMax:  "auditMax",
 	argTrimMin:   "trimMin",
 	argSeen:      "seen",
-	argLogMin:    "logMin",
 	argFinished:  "finishedLog",
 	argSweep:     "sweep",
 }
@@ -197,10 +195,14 @@ else
 end
 nc = nc + 1
 claimed[nc] = recKey
-if ttl ~= '0' then
+if ttl == doneTTLArg then
+  -- kept for the done retention: dropped with its finished log entry
+  -- (see sweepFinishedScript), so it takes no EXPIRE of its own
+  if doneTTL > 0 then toSweep[#toSweep + 1] = recKey end
+elseif ttl ~= '0' then
   redis.call('EXPIRE', recKey, ttl)
-elseif doneTTL > 0 then
-  redis.call('PERSIST', recKey) -- a replayed dead letter's record had the done retention
+else
+  redis.call('PERSIST', recKey) -- kept for ever
 end`,
 	},
 	secAudit: {
@@ -478,6 +480,9 @@ end
 local doneTTLArg, resultTTLArg = doneTTL, resultTTL
 doneTTL, resultTTL = tonumber(doneTTL), tonumber(resultTTL)
 local mset, finished, index = {}, {}, {}
+-- the records finished for the done retention, which the sweep of the
+-- finished log drops (see commitEpilogue)
+local toSweep = {}
 local jobPrefix = string.sub(epochKey, 1, -6) .. 'job:'
 -- the millisecond of the finished log's entry (see commitEpilogue): the
 -- later of Redis's time and the last entry's, as XADD's '*' would take
@@ -495,7 +500,7 @@ end
 -- finishes a job as cancelled, unless it finished before, and settles its cancel
 local function cancelJob(recKey, id, attempts, handler, key, submitted)
   if redis.call('HSETNX', recKey, 's', 'c' .. logMs .. ' ' .. attempts .. ' 0') == 1 then
-    if doneTTL > 0 then redis.call('EXPIRE', recKey, doneTTLArg) end
+    if doneTTL > 0 then toSweep[#toSweep + 1] = recKey end
     finished[#finished + 1] = 'c' .. id .. ' ' .. submitted .. ' ' .. #handler .. ' ' .. #key .. ' ' .. handler .. key
   end
   redis.call('ZREM', cancelsKey, id)
@@ -506,26 +511,24 @@ end
 // partition's finished log (see finished_log.go), at logMs: the item of
 // each job, space-separated. The finish section's jobs come laid out as
 // one arg (finishedLog: the section finishes them all or refuses the
-// batch), the jobs cancelled by a revoke or an unwait after them. Should
+// batch), the jobs cancelled by a revoke or an unwait after them. The
+// entry also says which records to drop once the done retention is over
+// (sweepFinishedScript), and entries go only after that sweep. Should
 // the stream refuse logMs (its last id past its last entry's, which no
 // commit leaves), the entry is added at Redis's time: the jobs' records
-// then do not find it, and show no handler, key or submission time.
+// then do not find it, and show no handler, key or submission time, and
+// the sweep would not drop them, so they expire by themselves.
 const commitEpilogue = `
 if #finished > 0 then
   if finishedLog ~= '' then table.insert(finished, 1, finishedLog) end
   finishedLog = table.concat(finished, ' ')
 end
 if finishedLog ~= '' then
-  local function logAt(id)
-    if logMin ~= '' then
-      return redis.pcall('XADD', finishedKey, 'MINID', '~', logMin, id, 'g', finishedLog)
-    end
-    return redis.pcall('XADD', finishedKey, id, 'g', finishedLog)
-  end
-  local added = logAt(logMs .. '-*')
+  local added = redis.pcall('XADD', finishedKey, logMs .. '-*', 'g', finishedLog)
   if type(added) == 'table' and added.err then
-    added = logAt('*')
+    added = redis.pcall('XADD', finishedKey, '*', 'g', finishedLog)
     if type(added) == 'table' and added.err then return added end
+    for _, rec in ipairs(toSweep) do redis.call('EXPIRE', rec, doneTTLArg) end
   end
 end
 `

@@ -131,8 +131,7 @@ func TestCommitLayoutAgrees(t *testing.T) {
 		header[n] = str(args[i])
 	}
 	wantHeader := map[string]string{"grant": "7:n", "now": itoa(now), "doneTTL": itoa(int64(cfg.DoneRetention.Seconds())),
-		"resultTTL": itoa(int64(cfg.ResultRetention.Seconds())), "auditMax": itoa(cfg.AuditMax), "trimMin": "6-1",
-		"logMin": itoa(now - max(cfg.DoneRetention, cfg.ResultRetention).Milliseconds())}
+		"resultTTL": itoa(int64(cfg.ResultRetention.Seconds())), "auditMax": itoa(cfg.AuditMax), "trimMin": "6-1"}
 	for n, want := range wantHeader {
 		if header[n] != want {
 			t.Errorf("header %s = %q, want %q", n, header[n], want)

@@ -13,10 +13,10 @@ import (
 )
 
 // TestFinishedRecordRetention: a finished job's record, answer included,
-// is written with its finish, and kept for the done retention, or for the
-// longer result retention when it has a result, or for ever when results
-// are kept for ever (a replayed dead letter's record included, which had
-// the done retention).
+// is written with its finish. One kept for the done retention has no time
+// to live of its own (the sweep of the finished log drops it, see
+// TestSweepDropsFinishedRecords); one with a result kept longer has the
+// result retention; one kept for ever has none either.
 func TestFinishedRecordRetention(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs redis-server")
@@ -26,13 +26,13 @@ func TestFinishedRecordRetention(t *testing.T) {
 	for _, tc := range []struct {
 		name            string
 		done, result    time.Duration
-		wantNoResult    time.Duration // -1: no expiry
+		wantNoResult    time.Duration // -1: no time to live of its own
 		wantWithResult  time.Duration
 		wantRejectedTTL time.Duration
 	}{
-		{"result kept longer", time.Minute, time.Hour, time.Minute, time.Hour, time.Minute},
-		{"result kept shorter", time.Hour, time.Minute, time.Hour, time.Hour, time.Hour},
-		{"results kept for ever", time.Minute, 0, time.Minute, -1, time.Minute},
+		{"result kept longer", time.Minute, time.Hour, -1, time.Hour, -1},
+		{"result kept shorter", time.Hour, time.Minute, -1, -1, -1},
+		{"results kept for ever", time.Minute, 0, -1, -1, -1},
 		{"records kept for ever", 0, time.Hour, -1, -1, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

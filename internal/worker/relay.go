@@ -29,10 +29,12 @@ const (
 type relayStore interface {
 	RelayMany(ctx context.Context, sources []store.RelaySource, max int64, partitionOf func(key string) int, held func(target int) bool) (store.RelayRound, error)
 	TrimDead(ctx context.Context, partitions []int, now time.Time) (map[int]store.DeadTrim, error)
+	SweepFinished(ctx context.Context, partitions []int) (map[int]store.Swept, error)
 }
 
 // relay moves emitted jobs from the owned partitions' outboxes to their
-// target partitions, and keeps the owned dead-letter stores trimmed.
+// target partitions, and keeps the owned dead-letter stores trimmed and
+// the owned finished records swept.
 type relay struct {
 	cfg     Config
 	log     *slog.Logger
@@ -102,7 +104,7 @@ func (rl *relay) run(ctx context.Context) {
 	defer t.Stop()
 	holds := relayHolds{until: map[int]time.Time{}, delay: map[int]time.Duration{}}
 	after := map[int]string{} // per outbox, the last entry read while a target is held
-	var lastDeadTrim time.Time
+	var lastDeadTrim, lastSweep time.Time
 	for {
 		var parts []int
 		select {
@@ -126,6 +128,10 @@ func (rl *relay) run(ctx context.Context) {
 			if time.Since(lastDeadTrim) >= deadTrimEvery {
 				lastDeadTrim = time.Now()
 				rl.trimDead(ctx)
+			}
+			if time.Since(lastSweep) >= finishedSweepEvery {
+				lastSweep = time.Now()
+				rl.sweepFinished(ctx)
 			}
 		}
 		if holds.expire(time.Now()) || len(holds.until) == 0 {

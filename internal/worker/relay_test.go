@@ -75,6 +75,7 @@ type memOutbox struct {
 	sent     map[relayMark]int // how often an entry's jobs were sent to a target
 	got      map[int][]int     // per target, the entries whose jobs were added, in order
 	calls    []relayCall
+	sweeps   int // SweepFinished calls
 }
 
 func newMemOutbox() *memOutbox {
@@ -165,6 +166,14 @@ func (m *memOutbox) RelayMany(_ context.Context, sources []store.RelaySource, ma
 		return round, err
 	}
 	return round, nil
+}
+
+// SweepFinished drops nothing and counts the calls; the upkeep asks for it.
+func (m *memOutbox) SweepFinished(_ context.Context, parts []int) (map[int]store.Swept, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweeps++
+	return map[int]store.Swept{}, nil
 }
 
 // TrimDead drops nothing; the sweep asks for it.
@@ -369,5 +378,24 @@ func TestRelayAfterAFailedRoundReadsFromTheHead(t *testing.T) {
 	}
 	if got := st.received(9); !slices.Equal(got, []int{2}) {
 		t.Errorf("target 9 got entries %v, want [2] once", got)
+	}
+}
+
+// TestUpkeepSweepsFinishedRecords: the owner's upkeep sweeps the finished
+// records of the partitions it holds (their records have no time to live
+// of their own), and not those of a worker that holds none.
+func TestUpkeepSweepsFinishedRecords(t *testing.T) {
+	t.Parallel()
+	st, idle := newMemOutbox(), newMemOutbox()
+	runRelay(t, testRelay(t, st, fakeGrants{5: lease.Grant{Epoch: 1}}))
+	runRelay(t, testRelay(t, idle, fakeGrants{}))
+	sweeps := func(m *memOutbox) int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.sweeps
+	}
+	waitUntil(t, "the upkeep to sweep partition 5", func() bool { return sweeps(st) > 0 })
+	if n := sweeps(idle); n != 0 {
+		t.Fatalf("a worker holding no partition swept %d times", n)
 	}
 }

@@ -12,6 +12,12 @@ import (
 // than the cap by the dead letters of one interval.
 const deadTrimEvery = time.Minute
 
+// finishedSweepEvery is how often the owner drops the finished records of
+// its partitions that are past the done retention (see store's sweep): a
+// record outlives the retention by up to this much, and by the time a
+// large backlog takes to sweep.
+const finishedSweepEvery = 5 * time.Second
+
 // trimDead drops the dead letters of the owned partitions that are past
 // --dead-retention or --dead-max, oldest first, and logs and counts them.
 //
@@ -40,5 +46,32 @@ func (rl *relay) trimDead(ctx context.Context) {
 			rl.metrics.m.DeadDropped("age", t.Expired)
 			rl.metrics.m.DeadDropped("cap", t.Capped)
 		}
+	}
+}
+
+// sweepFinished drops the records of the owned partitions' jobs that
+// finished more than the done retention ago, which have no time to live of
+// their own (see store.SweepFinished). A sweep that fails is logged and
+// runs again on the next one: nothing is lost, records are only kept a
+// little longer.
+func (rl *relay) sweepFinished(ctx context.Context) {
+	parts := slices.Sorted(maps.Keys(rl.grants.snapshot()))
+	if len(parts) == 0 {
+		return
+	}
+	got, err := rl.store.SweepFinished(ctx, parts)
+	if err != nil {
+		if ctx.Err() == nil {
+			rl.log.Warn("finished-record sweep failed; it runs again on the next sweep", "err", err)
+		}
+		return
+	}
+	records := 0
+	for _, sw := range got {
+		records += sw.Records
+	}
+	if records > 0 {
+		rl.log.Debug("dropped finished records past the done retention", "records", records, "partitions", len(got),
+			"retention", rl.cfg.Store.DoneRetention)
 	}
 }
