@@ -2,8 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strconv"
+	"time"
 
 	"github.com/corralhq/corral/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -26,27 +27,33 @@ import (
 // result kept longer than the done retention, or for ever) keeps its own
 // EXPIRE, or none, and the sweep leaves it.
 
-// sweepFinishedScript drops the records named by the partition's finished
-// log entries that are older than the done retention and not swept yet,
-// at most limit records' worth of entries per call, then trims the log of
-// the swept entries past its retention.
+// sweepFinishedScript drops the records named by finished log entries
+// that are older than the done retention and after the sweep mark, and
+// moves the mark past them; then it trims the log of the swept entries
+// past its retention. The caller reads the entries and names their jobs
+// (parsing them in Lua would cost more than the rest); a record is dropped
+// only if it says it finished at its entry's millisecond, so a wrong name
+// drops nothing.
 //
 // KEYS[1] finished log, KEYS[2] its sweep mark (the last entry swept).
 // ARGV[1] done retention ms, ARGV[2] the log's retention ms ("0": kept for
 // ever), ARGV[3] "1" when a done job's result is kept longer than the done
-// retention (its record has its own), ARGV[4] the prefix of the
-// partition's job records (a record's key is it and the job's id),
-// ARGV[5] limit.
-// Returns {entries swept, records dropped, 1 if there is more to sweep}.
+// retention (its record has its own time to live, or none), ARGV[4] the
+// prefix of the partition's job records (a record's key is it and the
+// job's id), then per entry, in log order: its id, n, and the ids of the
+// n jobs it names.
+// Returns {entries swept, records dropped}.
 var sweepFinishedScript = redis.NewScript(`
-local doneMs, keepMs, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
-local longResults, prefix = ARGV[3] == '1', ARGV[4]
+local doneMs, keepMs, long, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mark = redis.call('GET', KEYS[2]) or '0-0'
-local cutoff = now - doneMs
-local entries, dropped, named, more = 0, 0, 0, 0
-local del = {}
+local function split(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms, tonumber(ms), tonumber(seq)
+end
+local _, markMs, markSeq = split(mark)
+local entries, dropped, del = 0, 0, {}
 local function drop()
   if #del > 0 then
     redis.call('DEL', unpack(del))
@@ -54,57 +61,50 @@ local function drop()
     del = {}
   end
 end
-if cutoff > 0 then
-  local es = redis.call('XRANGE', KEYS[1], '(' .. mark, string.format('%.0f', cutoff), 'COUNT', 64)
-  for _, e in ipairs(es) do
-    if named >= limit then
-      more = 1
-      break
-    end
-    local ms = tonumber(string.match(e[1], '^%d+'))
-    local g
-    for i = 1, #e[2], 2 do
-      if e[2][i] == 'g' then g = e[2][i + 1] end
-    end
-    -- "<status><id> <submitted> <hlen> <klen> <handler><key>" per job;
-    -- an "f" entry's records expire by themselves
-    local pos, n = 1, g and #g or 0
-    while pos <= n do
-      local sp1 = string.find(g, ' ', pos, true)
-      local sp2 = sp1 and string.find(g, ' ', sp1 + 1, true)
-      local sp3 = sp2 and string.find(g, ' ', sp2 + 1, true)
-      local sp4 = sp3 and string.find(g, ' ', sp3 + 1, true)
-      if not sp4 then break end
-      local status, rec = string.sub(g, pos, pos), prefix .. string.sub(g, pos + 1, sp1 - 1)
-      pos = sp4 + 2 + tonumber(string.sub(g, sp2 + 1, sp3 - 1)) + tonumber(string.sub(g, sp3 + 1, sp4 - 1))
-      named = named + 1
-      local v = redis.call('HMGET', rec, 's', 'r')
-      local s = v[1]
-      if s and #s > 1 and tonumber(string.match(s, '^.(%d+)')) == ms and not (longResults and status == 'd' and v[2]) then
+local a = 5
+while a <= #ARGV do
+  local id, n = ARGV[a], tonumber(ARGV[a + 1])
+  local msStr, ms, seq = split(id)
+  if ms + doneMs > now then break end
+  if ms > markMs or ms == markMs and seq > markSeq then
+    -- the record's status is "<status><ms> ...": its finish time first
+    local finishedHere = msStr .. ' '
+    for i = a + 2, a + 1 + n do
+      local rec, s, r = prefix .. ARGV[i], nil, nil
+      if long then
+        local v = redis.call('HMGET', rec, 's', 'r')
+        s, r = v[1], v[2]
+      else
+        s = redis.call('HGET', rec, 's')
+      end
+      if s and string.find(s, finishedHere, 2, true) == 2 and not (r and string.sub(s, 1, 1) == 'd') then
         del[#del + 1] = rec
         if #del >= 500 then drop() end
       end
     end
+    mark, markMs, markSeq = id, ms, seq
     entries = entries + 1
-    mark = e[1]
   end
-  if #es == 64 then more = 1 end
-  drop()
-  if entries > 0 then redis.call('SET', KEYS[2], mark) end
+  a = a + 2 + n
 end
+drop()
+if entries > 0 then redis.call('SET', KEYS[2], mark) end
 if keepMs > 0 then
   local before = now - keepMs
-  local markMs = tonumber(string.match(mark, '^%d+'))
   if markMs < before then before = markMs end
   if before > 0 then redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%.0f', before)) end
 end
-return {entries, dropped, more}
+return {entries, dropped}
 `)
 
-// sweepLimit bounds the records one sweep call looks at (whole entries,
-// so a little more), so a partition with a large backlog does not hold
-// Redis for long; the rest goes in the calls that follow.
-const sweepLimit = 1000
+// sweepEntries is how many finished log entries one sweep call reads, and
+// sweepLimit about how many records it looks at (whole entries, so a
+// little more), so a partition with a large backlog does not hold Redis
+// for long; the rest goes in the calls that follow.
+const (
+	sweepEntries = 64
+	sweepLimit   = 1000
+)
 
 // Swept is what SweepFinished did in one partition.
 type Swept struct {
@@ -114,8 +114,10 @@ type Swept struct {
 
 // SweepFinished drops the records of the partitions' jobs that finished
 // more than the done retention ago (see sweepFinishedScript), and trims
-// their finished logs, in pipelined calls until nothing is left to sweep.
-// With the done retention 0 (records kept for ever) it does nothing.
+// their finished logs, until nothing is left to sweep: per round, three
+// pipelined round trips (the sweep marks, the entries past the retention,
+// the sweeps). With the done retention 0 (records kept for ever) it does
+// nothing.
 func (s *Store) SweepFinished(ctx context.Context, partitions []int) (map[int]Swept, error) {
 	out := make(map[int]Swept, len(partitions))
 	if s.cfg.DoneRetention <= 0 {
@@ -127,22 +129,73 @@ func (s *Store) SweepFinished(ctx context.Context, partitions []int) (map[int]Sw
 	}
 	done, keep := itoa(s.cfg.DoneRetention.Milliseconds()), itoa(s.logRetention().Milliseconds())
 	for len(partitions) > 0 {
+		pipe := s.rdb.Pipeline()
+		marks := make([]*redis.StringCmd, len(partitions))
+		for i, p := range partitions {
+			marks[i] = pipe.Get(ctx, keys.For(p).Swept())
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return out, fmt.Errorf("store: read sweep marks: %w", err)
+		}
+		// Entries the retention is over for by this clock; the script
+		// checks them against Redis's.
+		cutoff := itoa(time.Now().Add(-s.cfg.DoneRetention).UnixMilli())
+		pipe = s.rdb.Pipeline()
+		reads := make([]*redis.XMessageSliceCmd, len(partitions))
+		for i, p := range partitions {
+			mark := marks[i].Val()
+			if mark == "" {
+				mark = "0-0"
+			}
+			reads[i] = pipe.XRangeN(ctx, keys.For(p).Finished(), "("+mark, cutoff, sweepEntries)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return out, fmt.Errorf("store: read finished logs: %w", err)
+		}
+		var more []int
 		cmds, err := s.evalPipelined(ctx, []*redis.Script{sweepFinishedScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+			more = more[:0]
 			cmds := make([]*redis.Cmd, len(partitions))
 			for i, p := range partitions {
 				k := keys.For(p)
-				cmds[i] = sweepFinishedScript.EvalSha(ctx, pipe, []string{k.Finished(), k.Swept()},
-					done, keep, long, k.Job(""), strconv.Itoa(sweepLimit))
+				args := []any{done, keep, long, k.Job("")}
+				named := 0
+				es := reads[i].Val()
+				for n, e := range es {
+					if named >= sweepLimit {
+						es = es[:n]
+						break
+					}
+					args = append(args, e.ID)
+					if _, ok := e.Values["g"]; !ok {
+						args = append(args, 0) // an "f" entry's records expire by themselves
+						continue
+					}
+					jobs := loggedJobs(e.Values)
+					args = append(args, len(jobs))
+					for _, j := range jobs {
+						args = append(args, j.ID)
+					}
+					named += len(jobs)
+				}
+				if len(es) < len(reads[i].Val()) || len(es) == sweepEntries {
+					more = append(more, p)
+				}
+				cmds[i] = sweepFinishedScript.EvalSha(ctx, pipe, []string{k.Finished(), k.Swept()}, args...)
 			}
 			return cmds
 		})
 		if err != nil {
 			return out, err
 		}
-		var more []int
+		again := make(map[int]bool, len(more))
+		for _, p := range more {
+			again[p] = true
+		}
+		more = more[:0]
 		for i, c := range cmds {
 			v, err := c.Int64Slice()
-			if err == nil && len(v) != 3 {
+			if err == nil && len(v) != 2 {
 				err = fmt.Errorf("unexpected reply %v", v)
 			}
 			if err != nil {
@@ -152,7 +205,9 @@ func (s *Store) SweepFinished(ctx context.Context, partitions []int) (map[int]Sw
 			sw.Entries += int(v[0])
 			sw.Records += int(v[1])
 			out[partitions[i]] = sw
-			if v[2] == 1 {
+			// More to read, and this call got on (with Redis's clock
+			// behind this one's, it may not have): go again.
+			if again[partitions[i]] && v[0] > 0 {
 				more = append(more, partitions[i])
 			}
 		}
