@@ -81,37 +81,64 @@ func loggedJobs(values map[string]any) []loggedJob {
 // parseLogged reads the jobs of a "g" entry.
 func parseLogged(g string) []loggedJob {
 	var out []loggedJob
+	walkLogged(g, func(status, id, submitted, handler, key string) bool {
+		at, err := strconv.ParseInt(submitted, 10, 64)
+		if err != nil {
+			return false
+		}
+		out = append(out, loggedJob{End: status, ID: id, Handler: handler, Key: key, SubmittedAt: at, Meta: true})
+		return true
+	})
+	return out
+}
+
+// appendLoggedIDs appends the ids of the jobs of a "g" entry to b, each
+// after a space but the first, and says how many.
+func appendLoggedIDs(b []byte, g string) ([]byte, int) {
+	n := 0
+	walkLogged(g, func(_, id, _, _, _ string) bool {
+		if n > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, id...)
+		n++
+		return true
+	})
+	return b, n
+}
+
+// walkLogged calls fn with the fields of each job of a "g" entry, in
+// order, until fn returns false or an item is cut short or malformed.
+func walkLogged(g string, fn func(status, id, submitted, handler, key string) bool) {
 	for len(g) > 0 {
 		var fields [4]string
-		rest, ok := g, true
+		rest := g
 		for i := range fields {
 			sp := strings.IndexByte(rest, ' ')
 			if sp < 0 {
-				ok = false
-				break
+				return
 			}
 			fields[i], rest = rest[:sp], rest[sp+1:]
 		}
-		if !ok || len(fields[0]) < 2 {
-			return out
+		if len(fields[0]) < 2 {
+			return
 		}
-		submitted, err1 := strconv.ParseInt(fields[1], 10, 64)
 		hl, err2 := strconv.Atoi(fields[2])
 		kl, err3 := strconv.Atoi(fields[3])
-		if err1 != nil || err2 != nil || err3 != nil || hl < 0 || kl < 0 || hl > len(rest) || kl > len(rest)-hl {
-			return out
+		if err2 != nil || err3 != nil || hl < 0 || kl < 0 || hl > len(rest) || kl > len(rest)-hl {
+			return
 		}
-		out = append(out, loggedJob{End: fields[0][:1], ID: fields[0][1:], Handler: rest[:hl], Key: rest[hl : hl+kl],
-			SubmittedAt: submitted, Meta: true})
+		if !fn(fields[0][:1], fields[0][1:], fields[1], rest[:hl], rest[hl:hl+kl]) {
+			return
+		}
 		g = rest[hl+kl:]
 		if len(g) > 0 {
 			if g[0] != ' ' {
-				return out
+				return
 			}
 			g = g[1:]
 		}
 	}
-	return out
 }
 
 // fromLog fills in the handler, key and submission time of the jobs of

@@ -2,6 +2,7 @@ package store
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -28,6 +29,14 @@ func TestLoggedRoundTrip(t *testing.T) {
 	}
 	if got := loggedJobs(map[string]any{"g": string(b)}); !reflect.DeepEqual(got, jobs) {
 		t.Fatalf("%q reads as\n%+v, want\n%+v", b, got, jobs)
+	}
+	// The sweep names the same jobs, in order.
+	var named []string
+	for _, j := range jobs {
+		named = append(named, j.ID)
+	}
+	if ids, n := appendLoggedIDs(nil, string(b)); string(ids) != strings.Join(named, " ") || n != len(jobs) {
+		t.Fatalf("the sweep names %q (%d), want %q", ids, n, strings.Join(named, " "))
 	}
 	// Cut short anywhere, it yields the whole jobs before the cut.
 	for n := 0; n < len(b); n++ {
@@ -59,4 +68,23 @@ func TestCancelJobLogsLikeTheWorker(t *testing.T) {
 	if got := string(appendLogged(nil, "c", id, 1_700_000_000_000, handler, key)); got != item {
 		t.Fatalf("appendLogged %q, Lua %q", got, item)
 	}
+}
+
+// BenchmarkLoggedIDs: naming the jobs of a finished log entry of 256 for
+// the sweep, per job.
+func BenchmarkLoggedIDs(b *testing.B) {
+	var g []byte
+	for i := range 256 {
+		g = appendLogged(g, statusDone, "d12-"+strconv.Itoa(i), 1764650000000, "donor.donate", "donor-"+strconv.Itoa(i))
+	}
+	entry := string(g)
+	var ids []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		var n int
+		if ids, n = appendLoggedIDs(ids[:0], entry); n != 256 {
+			b.Fatalf("%d ids", n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/job")
 }

@@ -40,8 +40,8 @@ import (
 // ever), ARGV[3] "1" when a done job's result is kept longer than the done
 // retention (its record has its own time to live, or none), ARGV[4] the
 // prefix of the partition's job records (a record's key is it and the
-// job's id), then per entry, in log order: its id, n, and the ids of the
-// n jobs it names.
+// job's id), then per entry, in log order: its id and the ids of the jobs
+// it names, space-separated in one arg (ids hold no space).
 // Returns {entries swept, records dropped}.
 var sweepFinishedScript = redis.NewScript(`
 local doneMs, keepMs, long, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4]
@@ -61,16 +61,15 @@ local function drop()
     del = {}
   end
 end
-local a = 5
-while a <= #ARGV do
-  local id, n = ARGV[a], tonumber(ARGV[a + 1])
+for a = 5, #ARGV, 2 do
+  local id = ARGV[a]
   local msStr, ms, seq = split(id)
   if ms + doneMs > now then break end
   if ms > markMs or ms == markMs and seq > markSeq then
     -- the record's status is "<status><ms> ...": its finish time first
     local finishedHere = msStr .. ' '
-    for i = a + 2, a + 1 + n do
-      local rec, s, r = prefix .. ARGV[i], nil, nil
+    for job in string.gmatch(ARGV[a + 1], '%S+') do
+      local rec, s, r = prefix .. job, nil, nil
       if long then
         local v = redis.call('HMGET', rec, 's', 'r')
         s, r = v[1], v[2]
@@ -85,7 +84,6 @@ while a <= #ARGV do
     mark, markMs, markSeq = id, ms, seq
     entries = entries + 1
   end
-  a = a + 2 + n
 end
 drop()
 if entries > 0 then redis.call('SET', KEYS[2], mark) end
@@ -158,25 +156,22 @@ func (s *Store) SweepFinished(ctx context.Context, partitions []int) (map[int]Sw
 			cmds := make([]*redis.Cmd, len(partitions))
 			for i, p := range partitions {
 				k := keys.For(p)
-				args := []any{done, keep, long, k.Job("")}
-				named := 0
 				es := reads[i].Val()
+				args := make([]any, 0, 4+2*len(es))
+				args = append(args, done, keep, long, k.Job(""))
+				named := 0
+				var ids []byte
 				for n, e := range es {
 					if named >= sweepLimit {
 						es = es[:n]
 						break
 					}
-					args = append(args, e.ID)
-					if _, ok := e.Values["g"]; !ok {
-						args = append(args, 0) // an "f" entry's records expire by themselves
-						continue
-					}
-					jobs := loggedJobs(e.Values)
-					args = append(args, len(jobs))
-					for _, j := range jobs {
-						args = append(args, j.ID)
-					}
-					named += len(jobs)
+					// An "f" entry names none: its records expire by themselves.
+					g, _ := e.Values["g"].(string)
+					var count int
+					ids, count = appendLoggedIDs(ids[:0], g)
+					args = append(args, e.ID, string(ids))
+					named += count
 				}
 				if len(es) < len(reads[i].Val()) || len(es) == sweepEntries {
 					more = append(more, p)
