@@ -116,7 +116,7 @@ func run() error {
 	fs.DurationVar(&cfg.CheckTTL, "check-ttl", cfg.CheckTTL, "TTL of the worker's Consul check")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a job loop stuck this long lets the lease lapse so its partitions move")
 	fs.DurationVar(&cfg.Store.DoneRetention, "dedup-window", cfg.Store.DoneRetention,
-		"how long a finished job id is remembered: the same id submitted, emitted or relayed again within it is not run twice, after it it runs again (all workers must agree)")
+		"how long a finished job id is remembered: the same id submitted, emitted or relayed again within it is not run twice; after it, once the partition's owner has swept its record (every 5s), it runs again (all workers must agree)")
 	fs.DurationVar(&cfg.Store.ResultRetention, "result-retention", cfg.Store.ResultRetention,
 		"how long job results are kept; a job's record, and so its dedup, lasts the longer of this and --dedup-window")
 	fs.DurationVar(&cfg.Store.DeadRetention, "dead-retention", cfg.Store.DeadRetention,
