@@ -125,6 +125,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	w.goLoop(func() { w.own.run(runCtx) })
 	w.goLoop(func() { w.exec.run(runCtx) })
 	w.goLoop(func() { w.relay.run(runCtx) })
+	w.goLoop(func() { w.relay.sweepLoop(runCtx) })
 	w.goLoop(func() { w.sched.run(runCtx) })
 	w.goLoop(func() { w.flow.run(runCtx) })
 	w.goLoop(func() { w.health.run(runCtx) })

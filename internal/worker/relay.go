@@ -104,7 +104,7 @@ func (rl *relay) run(ctx context.Context) {
 	defer t.Stop()
 	holds := relayHolds{until: map[int]time.Time{}, delay: map[int]time.Duration{}}
 	after := map[int]string{} // per outbox, the last entry read while a target is held
-	var lastDeadTrim, lastSweep time.Time
+	var lastDeadTrim time.Time
 	for {
 		var parts []int
 		select {
@@ -129,10 +129,7 @@ func (rl *relay) run(ctx context.Context) {
 				lastDeadTrim = time.Now()
 				rl.trimDead(ctx)
 			}
-			if time.Since(lastSweep) >= finishedSweepEvery {
-				lastSweep = time.Now()
-				rl.sweepFinished(ctx)
-			}
+
 		}
 		if holds.expire(time.Now()) || len(holds.until) == 0 {
 			clear(after)

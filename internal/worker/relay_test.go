@@ -387,8 +387,18 @@ func TestRelayAfterAFailedRoundReadsFromTheHead(t *testing.T) {
 func TestUpkeepSweepsFinishedRecords(t *testing.T) {
 	t.Parallel()
 	st, idle := newMemOutbox(), newMemOutbox()
-	runRelay(t, testRelay(t, st, fakeGrants{5: lease.Grant{Epoch: 1}}))
-	runRelay(t, testRelay(t, idle, fakeGrants{}))
+	for _, rl := range []*relay{testRelay(t, st, fakeGrants{5: lease.Grant{Epoch: 1}}), testRelay(t, idle, fakeGrants{})} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			rl.sweepLoop(ctx)
+		}()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+	}
 	sweeps := func(m *memOutbox) int {
 		m.mu.Lock()
 		defer m.mu.Unlock()

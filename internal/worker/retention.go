@@ -49,6 +49,22 @@ func (rl *relay) trimDead(ctx context.Context) {
 	}
 }
 
+// sweepLoop sweeps the owned partitions' finished records (sweepFinished)
+// at once and then every finishedSweepEvery, in a loop of its own: a
+// large sweep does not hold up the relay.
+func (rl *relay) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(finishedSweepEvery)
+	defer t.Stop()
+	for {
+		rl.sweepFinished(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // sweepFinished drops the records of the owned partitions' jobs that
 // finished more than the done retention ago, which have no time to live of
 // their own (see store.SweepFinished). A sweep that fails is logged and
