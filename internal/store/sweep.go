@@ -25,7 +25,9 @@ import (
 // finished again) is named by a later entry, and one waiting again after
 // its replay has no status. A record with a retention of its own (a
 // result kept longer than the done retention, or for ever) keeps its own
-// EXPIRE, or none, and the sweep leaves it.
+// EXPIRE, or none, and the sweep leaves it; but a record with a result
+// finished while results were kept no longer than the done retention has
+// no EXPIRE, and goes with the others even once they are kept longer.
 
 // sweepFinishedScript drops the records named by finished log entries
 // that are older than the done retention and after the sweep mark, and
@@ -37,14 +39,16 @@ import (
 //
 // KEYS[1] finished log, KEYS[2] its sweep mark (the last entry swept).
 // ARGV[1] done retention ms, ARGV[2] the log's retention ms ("0": kept for
-// ever), ARGV[3] "1" when a done job's result is kept longer than the done
-// retention (its record has its own time to live, or none), ARGV[4] the
+// ever), ARGV[3] how long a done job's record with a result is kept: "done"
+// the done retention, "longer" longer (such a record has its own time to
+// live; one without was finished while it was not longer, and goes),
+// "ever" for ever, ARGV[4] the
 // prefix of the partition's job records (a record's key is it and the
 // job's id), then per entry, in log order: its id and the ids of the jobs
 // it names, space-separated in one arg (ids hold no space).
 // Returns {entries swept, records dropped}.
 var sweepFinishedScript = redis.NewScript(`
-local doneMs, keepMs, long, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4]
+local doneMs, keepMs, results, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mark = redis.call('GET', KEYS[2]) or '0-0'
@@ -70,15 +74,21 @@ for a = 5, #ARGV, 2 do
     local finishedHere = msStr .. ' '
     for job in string.gmatch(ARGV[a + 1], '%S+') do
       local rec, s, r = prefix .. job, nil, nil
-      if long then
+      if results ~= 'done' then
         local v = redis.call('HMGET', rec, 's', 'r')
         s, r = v[1], v[2]
       else
         s = redis.call('HGET', rec, 's')
       end
-      if s and string.find(s, finishedHere, 2, true) == 2 and not (r and string.sub(s, 1, 1) == 'd') then
-        del[#del + 1] = rec
-        if #del >= 500 then drop() end
+      if s and string.find(s, finishedHere, 2, true) == 2 then
+        local keep = false
+        if r and string.sub(s, 1, 1) == 'd' then
+          keep = results == 'ever' or redis.call('PTTL', rec) > 0
+        end
+        if not keep then
+          del[#del + 1] = rec
+          if #del >= 500 then drop() end
+        end
       end
     end
     mark, markMs, markSeq = id, ms, seq
@@ -121,9 +131,12 @@ func (s *Store) SweepFinished(ctx context.Context, partitions []int) (map[int]Sw
 	if s.cfg.DoneRetention <= 0 {
 		return out, nil
 	}
-	long := "0"
-	if s.cfg.ResultRetention <= 0 || s.cfg.ResultRetention > s.cfg.DoneRetention {
-		long = "1"
+	results := "done"
+	switch {
+	case s.cfg.ResultRetention <= 0:
+		results = "ever"
+	case s.cfg.ResultRetention > s.cfg.DoneRetention:
+		results = "longer"
 	}
 	done, keep := itoa(s.cfg.DoneRetention.Milliseconds()), itoa(s.logRetention().Milliseconds())
 	for len(partitions) > 0 {
@@ -158,7 +171,7 @@ func (s *Store) SweepFinished(ctx context.Context, partitions []int) (map[int]Sw
 				k := keys.For(p)
 				es := reads[i].Val()
 				args := make([]any, 0, 4+2*len(es))
-				args = append(args, done, keep, long, k.Job(""))
+				args = append(args, done, keep, results, k.Job(""))
 				named := 0
 				var ids []byte
 				for n, e := range es {

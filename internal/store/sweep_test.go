@@ -125,3 +125,69 @@ func TestSweepDropsFinishedRecords(t *testing.T) {
 		t.Fatalf("res after the sweeps: %+v %v", st, err)
 	}
 }
+
+// TestSweepAfterResultRetentionChange: a record with a result finished
+// while results were kept as long as the dedup window has no time to live;
+// once results are kept longer, the sweep still drops it (else nothing
+// would), but once they are kept for ever it keeps it.
+func TestSweepAfterResultRetentionChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		result   time.Duration
+		wantKept bool
+	}{{"kept longer", time.Hour, false}, {"kept for ever", 0, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := testenv.StartRedis(t).Client(t)
+			cfg := store.DefaultConfig()
+			cfg.Partitions = 4
+			cfg.DoneRetention, cfg.ResultRetention = time.Second, time.Second
+			s := store.New(rdb, cfg)
+			if err := s.EnsurePartitions(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p := 2
+			grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Enqueue(ctx, []store.Job{job("res", "a", p), job("plain", "b", p)}); err != nil {
+				t.Fatal(err)
+			}
+			read, err := s.Read(ctx, map[int]string{p: store.StartID}, 10, time.Millisecond)
+			if err != nil || len(read[p]) != 2 {
+				t.Fatalf("read %d jobs: %v", len(read[p]), err)
+			}
+			b := &store.Batch{Jobs: read[p], Attempts: map[string]int{}, Done: []string{"res", "plain"},
+				Results: []store.Result{{JobID: "res", Value: []byte(`{"total":1}`)}}}
+			for _, j := range read[p] {
+				b.Acked = append(b.Acked, j.StreamID)
+			}
+			if err := s.CommitBatch(ctx, p, grant, b); err != nil {
+				t.Fatal(err)
+			}
+			k := keys.For(p)
+			if ttl := rdb.TTL(ctx, k.Job("res")).Val(); ttl != -1 {
+				t.Fatalf("res's TTL %v, want none", ttl)
+			}
+			cfg.ResultRetention = tc.result
+			later := store.New(rdb, cfg)
+			deadline := time.Now().Add(20 * time.Second)
+			for rdb.Exists(ctx, k.Job("plain")).Val() == 1 {
+				if time.Now().After(deadline) {
+					t.Fatal("plain was never swept")
+				}
+				if _, err := later.SweepFinished(ctx, []int{p}); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if kept := rdb.Exists(ctx, k.Job("res")).Val() == 1; kept != tc.wantKept {
+				t.Fatalf("res kept %v, want %v", kept, tc.wantKept)
+			}
+		})
+	}
+}
