@@ -66,7 +66,7 @@ func (c *cluster) waitBalanced(ids ...string) map[int]lease.Holder {
 	var settled map[int]lease.Holder
 	testenv.Eventually(c.t, 30*time.Second, func() error {
 		ctx := context.Background()
-		l, _, lerr := lease.LoadLayout(ctx, rdb, -1)
+		l, _, lerr := lease.LoadLayout(ctx, rdb, lease.Layout{Version: -1})
 		hs, err := audit.Holders(ctx, rdb, c.partitions())
 		if err == nil && lerr == nil && slices.Equal(l.IDs(), want) && len(l.Owners) == c.partitions() {
 			off := 0

@@ -2,6 +2,8 @@ package lease
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +29,15 @@ type Layout struct {
 	// Owners gives each partition a member id, "" for none; its length is
 	// the partition count the layout was made for.
 	Owners []string
+	// Nonce is drawn for each change and tells two layouts of one version
+	// apart: a Redis restored to an earlier snapshot counts versions on
+	// from an older one, so a version a worker has seen may come back with
+	// other owners. "" for a layout stored by a release before it.
+	Nonce string
 }
+
+// Same says whether l and o are the same change of the layout.
+func (l Layout) Same(o Layout) bool { return l.Version == o.Version && l.Nonce == o.Nonce }
 
 // Member is a placed worker and its lease token.
 type Member struct {
@@ -89,40 +99,51 @@ func decodeLayout(version int64, data string) (Layout, error) {
 	return l, nil
 }
 
-// LoadLayout reads the layout. When its version is known (the caller has
-// that one already) it reports unchanged and reads nothing more.
-func LoadLayout(ctx context.Context, rdb redis.UniversalClient, known int64) (l Layout, changed bool, err error) {
-	v, err := rdb.HGet(ctx, keys.Layout, "v").Int64()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return Layout{}, known != 0, nil
-	case err != nil:
-		return Layout{}, false, fmt.Errorf("lease: read layout: %w", err)
-	case v == known:
-		return Layout{}, false, nil
-	}
-	vals, err := rdb.HMGet(ctx, keys.Layout, "v", "d").Result()
+// LoadLayout reads the layout. When it is the one known (the same version
+// and nonce; the caller has that one already) it reports unchanged and
+// reads nothing more.
+func LoadLayout(ctx context.Context, rdb redis.UniversalClient, known Layout) (l Layout, changed bool, err error) {
+	id, err := rdb.HMGet(ctx, keys.Layout, "v", "n").Result()
 	if err != nil {
 		return Layout{}, false, fmt.Errorf("lease: read layout: %w", err)
 	}
-	vs, _ := vals[0].(string)
+	vs, _ := id[0].(string)
+	nonce, _ := id[1].(string)
+	if vs == "" {
+		return Layout{}, !known.Same(Layout{}), nil
+	}
+	v, err := strconv.ParseInt(vs, 10, 64)
+	switch {
+	case err != nil:
+		return Layout{}, false, fmt.Errorf("lease: layout version %q: %w", vs, err)
+	case known.Same(Layout{Version: v, Nonce: nonce}):
+		return Layout{}, false, nil
+	}
+	vals, err := rdb.HMGet(ctx, keys.Layout, "v", "d", "n").Result()
+	if err != nil {
+		return Layout{}, false, fmt.Errorf("lease: read layout: %w", err)
+	}
+	vs, _ = vals[0].(string)
 	data, _ := vals[1].(string)
+	nonce, _ = vals[2].(string)
 	if v, err = strconv.ParseInt(vs, 10, 64); err != nil {
 		return Layout{}, false, fmt.Errorf("lease: layout version %q: %w", vs, err)
 	}
 	l, err = decodeLayout(v, data)
+	l.Nonce = nonce
 	return l, err == nil, err
 }
 
 // swapScript writes a layout only over the version it was made from, bumps
 // the version and announces it on the events channel.
 // KEYS[1] layout; ARGV[1] version replaced, ARGV[2] encoding, ARGV[3]
-// events channel. Returns {1, new version} or {0, current version}.
+// events channel, ARGV[4] the new layout's nonce. Returns {1, new version}
+// or {0, current version}.
 var swapScript = redis.NewScript(`
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return {0, v} end
 v = v + 1
-redis.call('HSET', KEYS[1], 'v', v, 'd', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', v, 'd', ARGV[2], 'n', ARGV[4])
 redis.call('PUBLISH', ARGV[3], 'layout ' .. v)
 return {1, v}
 `)
@@ -138,7 +159,12 @@ func SwapLayout(ctx context.Context, rdb redis.UniversalClient, next Layout) (La
 	if err != nil {
 		return Layout{}, false, err
 	}
-	res, err := swapScript.Run(ctx, rdb, []string{keys.Layout}, next.Version, data, EventsChannel).Int64Slice()
+	var nonce [8]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return Layout{}, false, fmt.Errorf("lease: layout nonce: %w", err)
+	}
+	next.Nonce = hex.EncodeToString(nonce[:])
+	res, err := swapScript.Run(ctx, rdb, []string{keys.Layout}, next.Version, data, EventsChannel, next.Nonce).Int64Slice()
 	if err != nil {
 		return Layout{}, false, fmt.Errorf("lease: store layout: %w", err)
 	}

@@ -21,7 +21,7 @@ func TestLayoutSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := sub.Channel()
-	if _, changed, err := LoadLayout(ctx, rdb, 0); err != nil || changed {
+	if _, changed, err := LoadLayout(ctx, rdb, Layout{}); err != nil || changed {
 		t.Fatalf("no layout yet: changed %v, err %v", changed, err)
 	}
 	first := Layout{Members: []Member{{ID: "w1", Token: "w1~a"}, {ID: "w2", Token: "w2~b"}}, Owners: []string{"w1", "w2", "", "w2"}}
@@ -42,12 +42,20 @@ func TestLayoutSwap(t *testing.T) {
 	if _, ok, err := SwapLayout(ctx, rdb, stale); err != nil || ok {
 		t.Fatalf("a layout made from version 0 replaced version 1: %v, %v", ok, err)
 	}
-	read, changed, err := LoadLayout(ctx, rdb, 0)
+	read, changed, err := LoadLayout(ctx, rdb, Layout{})
 	if err != nil || !changed || read.Version != 1 || !slices.Equal(read.Owners, first.Owners) || !slices.Equal(read.Members, first.Members) {
 		t.Fatalf("read back %+v, changed %v, err %v", read, changed, err)
 	}
-	if _, changed, err := LoadLayout(ctx, rdb, 1); err != nil || changed {
-		t.Fatalf("known version read as changed: %v, %v", changed, err)
+	if _, changed, err := LoadLayout(ctx, rdb, read); err != nil || changed {
+		t.Fatalf("known layout read as changed: %v, %v", changed, err)
+	}
+	// A Redis restored to a snapshot counts versions on from an older one:
+	// the same version with other owners is a change.
+	if read.Nonce == "" || read.Nonce != got.Nonce {
+		t.Fatalf("stored nonce %q, read %q", got.Nonce, read.Nonce)
+	}
+	if _, changed, err := LoadLayout(ctx, rdb, Layout{Version: 1, Nonce: "other"}); err != nil || !changed {
+		t.Fatalf("the same version with another nonce read as unchanged: %v, %v", changed, err)
 	}
 	bad := Layout{Version: 1, Members: []Member{{ID: "w1"}}, Owners: []string{"w9"}}
 	if _, _, err := SwapLayout(ctx, rdb, bad); err == nil {

@@ -118,7 +118,7 @@ func (m *membership) addressOf(id string) string {
 // the stored layout (lease.Layout).
 type layoutSource interface {
 	AliveTokens(ctx context.Context, tokens []string) (map[string]bool, error)
-	LoadLayout(ctx context.Context, known int64) (lease.Layout, bool, error)
+	LoadLayout(ctx context.Context, known lease.Layout) (lease.Layout, bool, error)
 	SwapLayout(ctx context.Context, next lease.Layout) (lease.Layout, bool, error)
 }
 
@@ -162,7 +162,7 @@ func (m *membership) refresh(ctx context.Context, st layoutSource, me selfState)
 	if m.routes != nil {
 		parts = m.routes.Partitions() // a reshard's children have owners from its start
 	}
-	known := m.layout.Version
+	known := m.layout
 	for range swapTries {
 		l, changed, err := st.LoadLayout(ctx, known)
 		if err != nil {
@@ -192,7 +192,7 @@ func (m *membership) refresh(ctx context.Context, st layoutSource, me selfState)
 			m.install(got)
 			return
 		}
-		known = -1 // changed meanwhile: read it whole again
+		known = lease.Layout{Version: -1} // changed meanwhile: read it whole again
 	}
 }
 
@@ -279,7 +279,7 @@ func (m *membership) listsSelf() bool {
 // was made for more partitions than this worker's routes know of (a
 // reshard they have not caught up with).
 func (m *membership) install(l lease.Layout) {
-	if l.Version == m.layout.Version && m.ringSet {
+	if l.Same(m.layout) && m.ringSet {
 		return
 	}
 	if m.routes != nil && len(l.Owners) > m.routes.Partitions() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -50,10 +51,10 @@ func (s *memLayout) AliveTokens(_ context.Context, tokens []string) (map[string]
 	return out, nil
 }
 
-func (s *memLayout) LoadLayout(_ context.Context, known int64) (lease.Layout, bool, error) {
+func (s *memLayout) LoadLayout(_ context.Context, known lease.Layout) (lease.Layout, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stored.Version == known {
+	if s.stored.Same(known) {
 		return lease.Layout{}, false, nil
 	}
 	l := s.stored
@@ -68,8 +69,9 @@ func (s *memLayout) SwapLayout(_ context.Context, next lease.Layout) (lease.Layo
 		return lease.Layout{}, false, nil
 	}
 	next.Version++
-	s.stored = next
 	s.swaps++
+	next.Nonce = strconv.Itoa(s.swaps)
+	s.stored = next
 	return next, true, nil
 }
 
@@ -263,5 +265,48 @@ func TestLayoutRejoinWaitsForLease(t *testing.T) {
 	w1.refreshOn(st, true)
 	if got := st.stored.IDs(); !slices.Equal(got, []string{"w1", "w2"}) || st.swaps != swaps+1 {
 		t.Fatalf("members %v after %d swaps once w1's lease is back", got, st.swaps-swaps)
+	}
+}
+
+// TestLayoutRestoredToAnEarlierOne: Redis restored to a snapshot counts
+// layout versions on from an older one, so a worker may read the version
+// it has installed with other owners; it installs those (else it would
+// place by owners nobody else uses, and partitions would wait unclaimed).
+func TestLayoutRestoredToAnEarlierOne(t *testing.T) {
+	t.Parallel()
+	st := &memLayout{}
+	w1, w2, w3 := newTestMember("w1"), newTestMember("w2"), newTestMember("w3")
+	for _, w := range []*testMember{w1, w2, w3} {
+		w.sees("w1", "w2", "w3")
+		w.refreshOn(st, true)
+	}
+	w1.refreshOn(st, true)
+	w2.refreshOn(st, true)
+	seen := st.stored // what w1 has installed
+	if got := w1.owners(t); !slices.Equal(got, seen.Owners) {
+		t.Fatal("w1 does not place by the stored layout")
+	}
+	// The restore: Redis went back to an earlier layout and counted on from
+	// it to the version w1 knows, with w3's partitions on w2.
+	restored := lease.Layout{Version: seen.Version, Nonce: "restored", Owners: slices.Clone(seen.Owners)}
+	for _, m := range seen.Members {
+		if m.ID != "w3" {
+			restored.Members = append(restored.Members, m)
+		}
+	}
+	for p, o := range restored.Owners {
+		if o == "w3" {
+			restored.Owners[p] = "w2"
+		}
+	}
+	if slices.Equal(restored.Owners, seen.Owners) {
+		t.Fatal("w3 owned nothing")
+	}
+	st.mu.Lock()
+	st.stored = restored
+	st.mu.Unlock()
+	w1.refreshOn(st, true)
+	if got := w1.owners(t); !slices.Equal(got, st.stored.Owners) {
+		t.Fatalf("w1 places by the layout of version %d it saw before the restore, not the one stored now", seen.Version)
 	}
 }

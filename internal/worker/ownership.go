@@ -31,7 +31,7 @@ type claimStore interface {
 	// Events wakes the controller on releases, departures and layout
 	// changes.
 	Events(ctx context.Context) <-chan string
-	LoadLayout(ctx context.Context, known int64) (lease.Layout, bool, error)
+	LoadLayout(ctx context.Context, known lease.Layout) (lease.Layout, bool, error)
 	SwapLayout(ctx context.Context, next lease.Layout) (lease.Layout, bool, error)
 }
 
@@ -512,7 +512,7 @@ func (c redisClaims) AliveTokens(ctx context.Context, tokens []string) (map[stri
 
 func (c redisClaims) Events(ctx context.Context) <-chan string { return lease.Events(ctx, c.rdb) }
 
-func (c redisClaims) LoadLayout(ctx context.Context, known int64) (lease.Layout, bool, error) {
+func (c redisClaims) LoadLayout(ctx context.Context, known lease.Layout) (lease.Layout, bool, error) {
 	return lease.LoadLayout(ctx, c.rdb, known)
 }
 
