@@ -381,9 +381,12 @@ func (o *ownership) releaseAll(ctx context.Context) int {
 // lease goes last, so peers drop this worker from their rings and claim
 // at once. announce runs before the release and after the lease is gone.
 func (o *ownership) drain(ctx context.Context, announce func(context.Context)) int {
-	o.draining.Store(true)
+	// Under the lock first: a round of the ownership loop that saw
+	// draining would release the partitions itself, and the drain would
+	// report none.
 	o.reconcileMu.Lock()
 	defer o.reconcileMu.Unlock()
+	o.draining.Store(true)
 	announce(ctx)
 	o.refreshLocked(ctx, true) // out of the layout: peers take up our partitions as we release them
 	n := o.releaseAll(ctx)
