@@ -124,8 +124,8 @@ type Swept struct {
 // more than the done retention ago (see sweepFinishedScript), and trims
 // their finished logs, until nothing is left to sweep: per round, three
 // pipelined round trips (the sweep marks, the entries past the retention,
-// the sweeps). With the done retention 0 (records kept for ever) it does
-// nothing.
+// the sweeps of the partitions that have any, or may trim). With the done
+// retention 0 (records kept for ever) it does nothing.
 func (s *Store) SweepFinished(ctx context.Context, partitions []int) (map[int]Swept, error) {
 	out := make(map[int]Swept, len(partitions))
 	if s.cfg.DoneRetention <= 0 {
@@ -163,13 +163,21 @@ func (s *Store) SweepFinished(ctx context.Context, partitions []int) (map[int]Sw
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return out, fmt.Errorf("store: read finished logs: %w", err)
 		}
-		var more []int
+		// A partition with no entry to sweep needs the script only to
+		// trim, which it may when the log outlives the done retention:
+		// else the last sweep trimmed all it could.
+		trims := keep != "0" && keep != done
+		var calls []int // indexes into partitions, of the script calls
+		full := make([]bool, len(partitions))
 		cmds, err := s.evalPipelined(ctx, []*redis.Script{sweepFinishedScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
-			more = more[:0]
-			cmds := make([]*redis.Cmd, len(partitions))
+			calls = calls[:0]
+			var cmds []*redis.Cmd
 			for i, p := range partitions {
 				k := keys.For(p)
 				es := reads[i].Val()
+				if len(es) == 0 && !trims {
+					continue
+				}
 				args := make([]any, 0, 4+2*len(es))
 				args = append(args, done, keep, results, k.Job(""))
 				named := 0
@@ -186,37 +194,33 @@ func (s *Store) SweepFinished(ctx context.Context, partitions []int) (map[int]Sw
 					args = append(args, e.ID, string(ids))
 					named += count
 				}
-				if len(es) < len(reads[i].Val()) || len(es) == sweepEntries {
-					more = append(more, p)
-				}
-				cmds[i] = sweepFinishedScript.EvalSha(ctx, pipe, []string{k.Finished(), k.Swept()}, args...)
+				full[i] = len(es) < len(reads[i].Val()) || len(es) == sweepEntries
+				calls = append(calls, i)
+				cmds = append(cmds, sweepFinishedScript.EvalSha(ctx, pipe, []string{k.Finished(), k.Swept()}, args...))
 			}
 			return cmds
 		})
 		if err != nil {
 			return out, err
 		}
-		again := make(map[int]bool, len(more))
-		for _, p := range more {
-			again[p] = true
-		}
-		more = more[:0]
-		for i, c := range cmds {
+		var more []int
+		for n, c := range cmds {
+			p := partitions[calls[n]]
 			v, err := c.Int64Slice()
 			if err == nil && len(v) != 2 {
 				err = fmt.Errorf("unexpected reply %v", v)
 			}
 			if err != nil {
-				return out, fmt.Errorf("store: sweep finished records of partition %d: %w", partitions[i], err)
+				return out, fmt.Errorf("store: sweep finished records of partition %d: %w", p, err)
 			}
-			sw := out[partitions[i]]
+			sw := out[p]
 			sw.Entries += int(v[0])
 			sw.Records += int(v[1])
-			out[partitions[i]] = sw
+			out[p] = sw
 			// More to read, and this call got on (with Redis's clock
 			// behind this one's, it may not have): go again.
-			if again[partitions[i]] && v[0] > 0 {
-				more = append(more, partitions[i])
+			if full[calls[n]] && v[0] > 0 {
+				more = append(more, p)
 			}
 		}
 		partitions = more
