@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,7 +10,85 @@ import (
 	"github.com/corralhq/corral/internal/lease"
 	"github.com/corralhq/corral/internal/store"
 	"github.com/corralhq/corral/internal/testenv"
+	"github.com/redis/go-redis/v9"
 )
+
+// sweepFixture is a store with the given retentions on a Redis of its
+// own, and a grant on partition p to commit with.
+type sweepFixture struct {
+	t     *testing.T
+	rdb   *redis.Client
+	cfg   store.Config
+	s     *store.Store
+	p     int
+	grant lease.Grant
+}
+
+func newSweepFixture(t *testing.T, done, result time.Duration) *sweepFixture {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs redis-server")
+	}
+	f := &sweepFixture{t: t, rdb: testenv.StartRedis(t).Client(t), cfg: store.DefaultConfig(), p: 1}
+	f.cfg.Partitions = 4
+	f.cfg.DoneRetention, f.cfg.ResultRetention = done, result
+	f.s = store.New(f.rdb, f.cfg)
+	ctx := context.Background()
+	if err := f.s.EnsurePartitions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if f.grant, err = lease.Claim(ctx, f.rdb, f.p, "w~1", ""); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// commit enqueues jobs of these ids (each its own key), then commits b
+// with every job queued in the partition read, acked.
+func (f *sweepFixture) commit(ids []string, b *store.Batch) {
+	f.t.Helper()
+	ctx := context.Background()
+	var jobs []store.Job
+	for _, id := range ids {
+		jobs = append(jobs, job(id, id, f.p))
+	}
+	if _, err := f.s.Enqueue(ctx, jobs); err != nil {
+		f.t.Fatal(err)
+	}
+	read, err := f.s.Read(ctx, map[int]string{f.p: store.StartID}, 100, time.Millisecond)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	b.Jobs, b.Attempts = read[f.p], map[string]int{}
+	for _, j := range read[f.p] {
+		b.Acked = append(b.Acked, j.StreamID)
+	}
+	if err := f.s.CommitBatch(ctx, f.p, f.grant, b); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *sweepFixture) exists(id string) bool {
+	return f.rdb.Exists(context.Background(), keys.For(f.p).Job(id)).Val() == 1
+}
+
+// sweepUntilGone sweeps with s until id's record is gone, and says when.
+func (f *sweepFixture) sweepUntilGone(s *store.Store, id string) time.Time {
+	f.t.Helper()
+	var gone time.Time
+	testenv.Eventually(f.t, 10*f.cfg.DoneRetention, func() error {
+		if _, err := s.SweepFinished(context.Background(), []int{f.p}); err != nil {
+			return err
+		}
+		if f.exists(id) {
+			return fmt.Errorf("the record of %s is still there", id)
+		}
+		gone = time.Now()
+		return nil
+	})
+	return gone
+}
 
 // TestSweepDropsFinishedRecords: the records kept for the done retention
 // go once their finished log entry is that old, and no earlier; a record
@@ -17,47 +96,10 @@ import (
 // again later is dropped with its later entry, and one waiting again after
 // a replay is not dropped at all.
 func TestSweepDropsFinishedRecords(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs redis-server")
-	}
-	ctx := context.Background()
-	rdb := testenv.StartRedis(t).Client(t)
-	cfg := store.DefaultConfig()
-	cfg.Partitions = 4
 	const done = 2 * time.Second
-	cfg.DoneRetention, cfg.ResultRetention = done, time.Hour
-	s := store.New(rdb, cfg)
-	if err := s.EnsurePartitions(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p := 1
-	k := keys.For(p)
-	grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	commit := func(b *store.Batch) {
-		t.Helper()
-		read, err := s.Read(ctx, map[int]string{p: store.StartID}, 100, time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.Jobs, b.Attempts = read[p], map[string]int{}
-		for _, j := range read[p] {
-			b.Acked = append(b.Acked, j.StreamID)
-		}
-		if err := s.CommitBatch(ctx, p, grant, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var jobs []store.Job
-	for _, id := range []string{"plain", "res", "rej", "again", "waiting"} {
-		jobs = append(jobs, job(id, id, p))
-	}
-	if _, err := s.Enqueue(ctx, jobs); err != nil {
-		t.Fatal(err)
-	}
-	commit(&store.Batch{Done: []string{"plain", "res", "again", "waiting"},
+	f := newSweepFixture(t, done, time.Hour)
+	ctx, rdb, s, p, k := context.Background(), f.rdb, f.s, f.p, keys.For(f.p)
+	f.commit([]string{"plain", "res", "rej", "again", "waiting"}, &store.Batch{Done: []string{"plain", "res", "again", "waiting"},
 		Results:  []store.Result{{JobID: "res", Value: []byte(`{"total":1}`)}},
 		Rejected: []store.Rejection{{JobID: "rej", Attempts: 1, Reason: "no"}}})
 	first := time.Now()
@@ -79,29 +121,12 @@ func TestSweepDropsFinishedRecords(t *testing.T) {
 	if err != nil || got[p].Records != 0 {
 		t.Fatalf("a sweep right after the commit: %+v %v, want nothing dropped", got, err)
 	}
-	time.Sleep(done / 2) // the second finish's entry is this much younger
-	if _, err := s.Enqueue(ctx, []store.Job{job("next", "next", p)}); err != nil {
-		t.Fatal(err)
-	}
-	commit(&store.Batch{Done: []string{"again", "next"}})
+	time.Sleep(done / 2) // a deliberate gap, not a wait: the second finish's entry is this much younger
+	f.commit([]string{"next"}, &store.Batch{Done: []string{"again", "next"}})
 	second := time.Now()
 
-	exists := func(id string) bool { return rdb.Exists(ctx, k.Job(id)).Val() == 1 }
-	sweepUntilGone := func(id string) time.Time {
-		t.Helper()
-		deadline := time.Now().Add(10 * done)
-		for exists(id) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the record of %s is still there %v after its finish", id, 10*done)
-			}
-			if _, err := s.SweepFinished(ctx, []int{p}); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return time.Now()
-	}
-	gone := sweepUntilGone("plain")
+	exists := f.exists
+	gone := f.sweepUntilGone(s, "plain")
 	if gone.Sub(first) < done {
 		t.Fatalf("plain dropped %v after its finish, before the done retention", gone.Sub(first))
 	}
@@ -111,7 +136,7 @@ func TestSweepDropsFinishedRecords(t *testing.T) {
 	if !exists("again") || !exists("res") || !exists("waiting") {
 		t.Fatalf("dropped with the first entry: again %v, res %v, waiting %v (want all kept)", exists("again"), exists("res"), exists("waiting"))
 	}
-	gone = sweepUntilGone("again")
+	gone = f.sweepUntilGone(s, "again")
 	if gone.Sub(second) < done {
 		t.Fatalf("again dropped %v after its second finish, before the done retention", gone.Sub(second))
 	}
@@ -131,9 +156,6 @@ func TestSweepDropsFinishedRecords(t *testing.T) {
 // once results are kept longer, the sweep still drops it (else nothing
 // would), but once they are kept for ever it keeps it.
 func TestSweepAfterResultRetentionChange(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs redis-server")
-	}
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name     string
@@ -141,51 +163,16 @@ func TestSweepAfterResultRetentionChange(t *testing.T) {
 		wantKept bool
 	}{{"kept longer", time.Hour, false}, {"kept for ever", 0, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			rdb := testenv.StartRedis(t).Client(t)
-			cfg := store.DefaultConfig()
-			cfg.Partitions = 4
-			cfg.DoneRetention, cfg.ResultRetention = time.Second, time.Second
-			s := store.New(rdb, cfg)
-			if err := s.EnsurePartitions(ctx); err != nil {
-				t.Fatal(err)
-			}
-			p := 2
-			grant, err := lease.Claim(ctx, rdb, p, "w~1", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Enqueue(ctx, []store.Job{job("res", "a", p), job("plain", "b", p)}); err != nil {
-				t.Fatal(err)
-			}
-			read, err := s.Read(ctx, map[int]string{p: store.StartID}, 10, time.Millisecond)
-			if err != nil || len(read[p]) != 2 {
-				t.Fatalf("read %d jobs: %v", len(read[p]), err)
-			}
-			b := &store.Batch{Jobs: read[p], Attempts: map[string]int{}, Done: []string{"res", "plain"},
-				Results: []store.Result{{JobID: "res", Value: []byte(`{"total":1}`)}}}
-			for _, j := range read[p] {
-				b.Acked = append(b.Acked, j.StreamID)
-			}
-			if err := s.CommitBatch(ctx, p, grant, b); err != nil {
-				t.Fatal(err)
-			}
-			k := keys.For(p)
-			if ttl := rdb.TTL(ctx, k.Job("res")).Val(); ttl != -1 {
+			f := newSweepFixture(t, time.Second, time.Second)
+			f.commit([]string{"res", "plain"}, &store.Batch{Done: []string{"res", "plain"},
+				Results: []store.Result{{JobID: "res", Value: []byte(`{"total":1}`)}}})
+			if ttl := f.rdb.TTL(ctx, keys.For(f.p).Job("res")).Val(); ttl != -1 {
 				t.Fatalf("res's TTL %v, want none", ttl)
 			}
+			cfg := f.cfg
 			cfg.ResultRetention = tc.result
-			later := store.New(rdb, cfg)
-			deadline := time.Now().Add(20 * time.Second)
-			for rdb.Exists(ctx, k.Job("plain")).Val() == 1 {
-				if time.Now().After(deadline) {
-					t.Fatal("plain was never swept")
-				}
-				if _, err := later.SweepFinished(ctx, []int{p}); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			if kept := rdb.Exists(ctx, k.Job("res")).Val() == 1; kept != tc.wantKept {
+			f.sweepUntilGone(store.New(f.rdb, cfg), "plain")
+			if kept := f.exists("res"); kept != tc.wantKept {
 				t.Fatalf("res kept %v, want %v", kept, tc.wantKept)
 			}
 		})
