@@ -227,12 +227,15 @@ func testRelay(t *testing.T, st relayStore, grants fakeGrants) *relay {
 }
 
 // runRelay runs rl until the test ends.
-func runRelay(t *testing.T, rl *relay) {
+func runRelay(t *testing.T, rl *relay) { runLoop(t, rl.run) }
+
+// runLoop runs loop until the test ends.
+func runLoop(t *testing.T, loop func(context.Context)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		rl.run(ctx)
+		loop(ctx)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -387,18 +390,8 @@ func TestRelayAfterAFailedRoundReadsFromTheHead(t *testing.T) {
 func TestUpkeepSweepsFinishedRecords(t *testing.T) {
 	t.Parallel()
 	st, idle := newMemOutbox(), newMemOutbox()
-	for _, rl := range []*relay{testRelay(t, st, fakeGrants{5: lease.Grant{Epoch: 1}}), testRelay(t, idle, fakeGrants{})} {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			rl.sweepLoop(ctx)
-		}()
-		t.Cleanup(func() {
-			cancel()
-			<-done
-		})
-	}
+	runLoop(t, testRelay(t, st, fakeGrants{5: lease.Grant{Epoch: 1}}).sweepLoop)
+	runLoop(t, testRelay(t, idle, fakeGrants{}).sweepLoop)
 	sweeps := func(m *memOutbox) int {
 		m.mu.Lock()
 		defer m.mu.Unlock()
